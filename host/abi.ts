@@ -1,0 +1,44 @@
+// Mirrors assembly/layout.ts: the constants both sides of the Wasm boundary agree on.
+// test/abi.test.mjs parses assembly/layout.ts and checks every value here against it.
+
+export const BUF_SIZE = 2048;
+
+export const OWNER_FREE = 0;
+export const OWNER_NIC = 1;
+export const OWNER_STACK = 2;
+export const OWNER_APP = 3;
+export const OWNER_KEPT = 4;
+export const OWNER_COUNT = 5;
+export const OWNER_NAMES = ["free", "nic", "stack", "app", "kept"] as const;
+export type Owner = (typeof OWNER_NAMES)[number];
+
+export const E_RANGE = -1;
+export const E_FREE = -2;
+export const E_STATE = -3;
+export const E_EMPTY = -4;
+export const E_REFMAX = -5;
+export const E_BOUNDS = -6;
+export const E_RING_FULL = -7;
+export const E_RING_EMPTY = -8;
+export const E_ARG = -9;
+export const E_SEALED = -10;
+export const E_NOMEM = -11;
+export const E_NOTFREE = -12;
+export const E_CORRUPT = -13;
+
+export const RING_HDR = 16;
+export const RING_MASK = 0;
+export const RING_HEAD = 4;
+export const RING_TAIL = 8;
+export const SLOT_SIZE = 16;
+export const SLOT_BUF = 0;
+export const SLOT_OFF = 4;
+export const SLOT_LEN = 6;
+export const SLOT_CONN = 8;
+export const SLOT_FLAGS = 12;
+export const SF_MORE = 1;
+
+/** Wasm page size. The PM file is mapped at a multiple of it. */
+export const WASM_PAGE = 65536;
+/** Largest Wasm (32-bit) memory, in pages. */
+export const MAX_PAGES = 65536;

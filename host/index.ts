@@ -1,0 +1,19 @@
+// pmstack: a portable network stack for persistent memory. Public API.
+
+export { Pool, packName, unpackName, describeMode } from "./pool.js";
+export type { BufferName, PoolOptions, CreateOptions, PoolCounts, PoolPersistMode } from "./pool.js";
+export {
+  PmstackError,
+  PoolFileError,
+  BufferNameError,
+  PoolExhaustedError,
+  PoolCorruptError,
+  PoolClosedError,
+  CoreTrapError,
+} from "./errors.js";
+export { BUF_SIZE, OWNER_NAMES } from "./abi.js";
+export type { Owner } from "./abi.js";
+export { instantiateCore } from "./core.js";
+export type { CoreExports, CoreInstance } from "./core.js";
+export { layout as poolLayout, decode as decodeSuperblock, encode as encodeSuperblock } from "./format.js";
+export type { Superblock } from "./format.js";

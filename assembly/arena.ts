@@ -31,7 +31,7 @@ export function arenaAlloc(size: usize, align: usize): isize {
   const at = (arenaTop + align - 1) & ~(align - 1);
   const end = at + size;
   if (end < at || end > 0xffff0000) return E_NOMEM;
-  const have = <usize>memory.size() << 16;
+  const have = (<usize>memory.size()) << 16;
   if (end > have) {
     const pages = <i32>((end - have + PAGE - 1) >> 16);
     if (memory.grow(pages) < 0) return E_NOMEM;

@@ -115,12 +115,17 @@ export function decode(path: string, header: Uint8Array, actualSize: number): Su
     if (header[i] !== MAGIC.charCodeAt(i)) bad("EBADMAGIC", "not a pmstack pool file (wrong magic number)");
   const v = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
   const version = v.getUint32(8, true);
-  if (version !== VERSION) bad("EBADVERSION", `pool format version ${version} is not supported (this pmstack reads version ${VERSION})`);
+  if (version !== VERSION)
+    bad("EBADVERSION", `pool format version ${version} is not supported (this pmstack reads version ${VERSION})`);
   const stored = v.getUint32(124, true);
   const computed = crc32c(header.subarray(0, 124));
   if (stored !== computed)
-    bad("EBADCHECKSUM", `superblock checksum mismatch (stored ${hex32(stored)}, computed ${hex32(computed)}): the header is damaged`);
-  if (v.getUint32(12, true) !== HEADER_BYTES) bad("EBADLAYOUT", `header size ${v.getUint32(12, true)} is not ${HEADER_BYTES}`);
+    bad(
+      "EBADCHECKSUM",
+      `superblock checksum mismatch (stored ${hex32(stored)}, computed ${hex32(computed)}): the header is damaged`,
+    );
+  if (v.getUint32(12, true) !== HEADER_BYTES)
+    bad("EBADLAYOUT", `header size ${v.getUint32(12, true)} is not ${HEADER_BYTES}`);
   const u64 = (o: number) => {
     const x = v.getBigUint64(o, true);
     return x > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(x);
@@ -144,12 +149,19 @@ export function decode(path: string, header: Uint8Array, actualSize: number): Su
     bad("EBADLAYOUT", `buffer region offset ${sb.bufOffset} overlaps the metadata region or is misaligned`);
   const need = sb.bufOffset + sb.bufferCount * BUF_SIZE;
   if (sb.fileSize < need || sb.fileSize % 4096 !== 0)
-    bad("EBADLAYOUT", `recorded file size ${sb.fileSize} cannot hold ${sb.bufferCount} buffers at offset ${sb.bufOffset}`);
-  if (sb.fileSize > MAX_FILE_BYTES) bad("ETOOLARGE", `recorded file size ${sb.fileSize} exceeds what one Wasm memory can map (${MAX_FILE_BYTES})`);
+    bad(
+      "EBADLAYOUT",
+      `recorded file size ${sb.fileSize} cannot hold ${sb.bufferCount} buffers at offset ${sb.bufOffset}`,
+    );
+  if (sb.fileSize > MAX_FILE_BYTES)
+    bad("ETOOLARGE", `recorded file size ${sb.fileSize} exceeds what one Wasm memory can map (${MAX_FILE_BYTES})`);
   if (actualSize < sb.fileSize)
     bad("ETOOSMALL", `file is ${actualSize} bytes but its superblock says ${sb.fileSize}: it was truncated`);
   if (actualSize > sb.fileSize)
-    bad("ETOOLARGE", `file is ${actualSize} bytes but its superblock says ${sb.fileSize}: it was extended or is not this pool`);
+    bad(
+      "ETOOLARGE",
+      `file is ${actualSize} bytes but its superblock says ${sb.fileSize}: it was extended or is not this pool`,
+    );
   return sb;
 }
 

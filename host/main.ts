@@ -15,7 +15,11 @@ function main(argv: string[]): number {
   const pool = Pool.openOrCreate(path, { buffers: DEFAULT_BUFFERS });
   try {
     console.log(pool.describe());
-    const records = ["hello, persistent memory", "named buffers survive restarts", `written at ${new Date().toISOString()}`];
+    const records = [
+      "hello, persistent memory",
+      "named buffers survive restarts",
+      `written at ${new Date().toISOString()}`,
+    ];
     const names: BufferName[] = [];
     const enc = new TextEncoder();
     for (const r of records) {
@@ -29,8 +33,11 @@ function main(argv: string[]): number {
     pool.persistBatch(names);
     const us = ((performance.now() - t0) * 1000).toFixed(1);
     const dec = new TextDecoder();
-    for (const n of names) console.log(`  (${n.index}, ${n.offset}, ${n.length}) -> ${JSON.stringify(dec.decode(pool.viewName(n)))}`);
-    console.log(`persisted ${names.length} named buffers in one batch (${us} us, ${pool.stats.msyncCalls} msync calls)`);
+    for (const n of names)
+      console.log(`  (${n.index}, ${n.offset}, ${n.length}) -> ${JSON.stringify(dec.decode(pool.viewName(n)))}`);
+    console.log(
+      `persisted ${names.length} named buffers in one batch (${us} us, ${pool.stats.msyncCalls} msync calls)`,
+    );
     for (const n of names) pool.free(n.index);
     pool.check();
     console.log(pool.describe());

@@ -24,7 +24,14 @@ export interface Native {
   open(path: string): FileInfo;
   pread(fd: number, into: Uint8Array, offset: number): number;
   close(fd: number): void;
-  map(memory: WebAssembly.Memory, view: Uint8Array, memOffset: number, fd: number, length: number, mode: MapMode): MapResult;
+  map(
+    memory: WebAssembly.Memory,
+    view: Uint8Array,
+    memOffset: number,
+    fd: number,
+    length: number,
+    mode: MapMode,
+  ): MapResult;
   persist(handle: object, memOffset: number, length: number): void;
   persistBatch(handle: object, ranges: Uint32Array, count: number): number;
   persistRanges(handle: object, tableMemOffset: number, count: number): number;

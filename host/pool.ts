@@ -220,7 +220,14 @@ export class Pool {
       let persistMode: PoolPersistMode = "none";
       let dax = false;
       if (nat) {
-        const m = nat.map(core.memory, new Uint8Array(core.memory.buffer), memOffset, fd, sb.fileSize, opts.mode ?? "auto");
+        const m = nat.map(
+          core.memory,
+          new Uint8Array(core.memory.buffer),
+          memOffset,
+          fd,
+          sb.fileSize,
+          opts.mode ?? "auto",
+        );
         handle = m.handle;
         persistMode = m.persistMode;
         dax = m.dax;
@@ -384,7 +391,13 @@ export class Pool {
   persistMeta(offset: number, length: number): void {
     this.#live();
     const sb = this.superblock;
-    if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > sb.metaBytes)
+    if (
+      !Number.isInteger(offset) ||
+      !Number.isInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > sb.metaBytes
+    )
       throw new RangeError(`pmstack: metadata range [${offset}, ${offset + length}) is outside [0, ${sb.metaBytes})`);
     this.#persistRange(this.memOffset + sb.metaOffset + offset, length);
   }
@@ -400,7 +413,10 @@ export class Pool {
   check(): PoolCounts {
     this.#live();
     if (this.#e.poolCheck() !== 0)
-      throw new PoolCorruptError("ECORRUPT", `pmstack: pool invariant broken (check ${this.#e.poolCheckDetail()} failed)`);
+      throw new PoolCorruptError(
+        "ECORRUPT",
+        `pmstack: pool invariant broken (check ${this.#e.poolCheckDetail()} failed)`,
+      );
     return this.counts();
   }
 
@@ -457,7 +473,10 @@ export class Pool {
     const b = index === undefined ? "" : ` buffer ${index}`;
     switch (rc) {
       case E_RANGE:
-        throw new BufferNameError("ERANGE", `pmstack: ${what}:${b} is not in this pool (valid: 0..${this.bufferCount - 1})`);
+        throw new BufferNameError(
+          "ERANGE",
+          `pmstack: ${what}:${b} is not in this pool (valid: 0..${this.bufferCount - 1})`,
+        );
       case E_BOUNDS:
         throw new BufferNameError("EBOUNDS", `pmstack: ${what}: outside the ${BUF_SIZE}-byte buffer`);
       case E_FREE:
@@ -469,7 +488,10 @@ export class Pool {
       case E_REFMAX:
         throw new BufferNameError("EREFMAX", `pmstack: ${what}:${b} has too many references`);
       case E_EMPTY:
-        throw new PoolExhaustedError("EEMPTY", `pmstack: ${what}: no free buffer left (${this.bufferCount} in the pool)`);
+        throw new PoolExhaustedError(
+          "EEMPTY",
+          `pmstack: ${what}: no free buffer left (${this.bufferCount} in the pool)`,
+        );
       default:
         throw new PmstackError("ECORE", `pmstack: ${what}: core error ${rc}`);
     }
@@ -491,7 +513,12 @@ function fileError(path: string, e: unknown): PmstackError {
   if (e instanceof PmstackError) return e;
   const err = e as { code?: string; message?: string };
   const msg = (err.message ?? String(e)).replace(/^pmstack:\s*/, "");
-  return new PoolFileError(err.code ?? "EIO", path, msg.startsWith(path) ? msg.slice(path.length).replace(/^:\s*/, "") : msg, { cause: e });
+  return new PoolFileError(
+    err.code ?? "EIO",
+    path,
+    msg.startsWith(path) ? msg.slice(path.length).replace(/^:\s*/, "") : msg,
+    { cause: e },
+  );
 }
 
 export function describeMode(mode: PoolPersistMode, medium: string, dax: boolean): string {

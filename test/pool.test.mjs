@@ -36,9 +36,23 @@ test("every buffer is distinct memory; exhaustion is an error, not a trap", () =
   assert.is(new Set(got).size, 32);
   for (const i of got) p.view(i).fill(i);
   for (const i of got) assert.ok(p.view(i).every((b) => b === i));
-  assert.is(codeOf(() => p.alloc()), "EEMPTY");
-  assert.ok((() => { try { p.alloc(); } catch (e) { return e instanceof PoolExhaustedError; } })());
-  assert.is(codeOf(() => p.allocBatch(1)), "EEMPTY");
+  assert.is(
+    codeOf(() => p.alloc()),
+    "EEMPTY",
+  );
+  assert.ok(
+    (() => {
+      try {
+        p.alloc();
+      } catch (e) {
+        return e instanceof PoolExhaustedError;
+      }
+    })(),
+  );
+  assert.is(
+    codeOf(() => p.allocBatch(1)),
+    "EEMPTY",
+  );
   assert.is(p.freeBatch(got), 32);
   p.check();
 });
@@ -46,7 +60,10 @@ test("every buffer is distinct memory; exhaustion is an error, not a trap", () =
 test("allocBatch is all or nothing", () => {
   const p = Pool.volatile({ buffers: 16 });
   p.allocBatch(10);
-  assert.is(codeOf(() => p.allocBatch(7)), "EEMPTY");
+  assert.is(
+    codeOf(() => p.allocBatch(7)),
+    "EEMPTY",
+  );
   assert.is(p.counts().free, 6);
   assert.is(p.allocBatch(6).length, 6);
   p.check();
@@ -56,24 +73,69 @@ test("double free, out-of-range and foreign names are rejected with errors", () 
   const p = Pool.volatile({ buffers: 8 });
   const i = p.alloc();
   p.free(i);
-  assert.is(codeOf(() => p.free(i)), "EFREE");
-  assert.is(codeOf(() => p.view(i)), "EFREE");
-  assert.is(codeOf(() => p.persist(i)), "EFREE");
+  assert.is(
+    codeOf(() => p.free(i)),
+    "EFREE",
+  );
+  assert.is(
+    codeOf(() => p.view(i)),
+    "EFREE",
+  );
+  assert.is(
+    codeOf(() => p.persist(i)),
+    "EFREE",
+  );
   for (const bad of [-1, 8, 1e9, 1.5, NaN, 2 ** 32]) {
-    assert.is(codeOf(() => p.free(bad)), "ERANGE", `free(${bad})`);
-    assert.is(codeOf(() => p.view(bad)), "ERANGE", `view(${bad})`);
+    assert.is(
+      codeOf(() => p.free(bad)),
+      "ERANGE",
+      `free(${bad})`,
+    );
+    assert.is(
+      codeOf(() => p.view(bad)),
+      "ERANGE",
+      `view(${bad})`,
+    );
   }
   const j = p.alloc();
-  assert.is(codeOf(() => p.view(j, 2000, 100)), "EBOUNDS");
-  assert.is(codeOf(() => p.view(j, 2049, 0)), "EBOUNDS");
-  assert.is(codeOf(() => p.view(j, -1, 4)), "EBOUNDS");
-  assert.is(codeOf(() => p.persistBatch([{ index: j, offset: 0, length: 10 }, { index: 99, offset: 0, length: 1 }])), "ERANGE");
+  assert.is(
+    codeOf(() => p.view(j, 2000, 100)),
+    "EBOUNDS",
+  );
+  assert.is(
+    codeOf(() => p.view(j, 2049, 0)),
+    "EBOUNDS",
+  );
+  assert.is(
+    codeOf(() => p.view(j, -1, 4)),
+    "EBOUNDS",
+  );
+  assert.is(
+    codeOf(() =>
+      p.persistBatch([
+        { index: j, offset: 0, length: 10 },
+        { index: 99, offset: 0, length: 1 },
+      ]),
+    ),
+    "ERANGE",
+  );
   assert.is(p.view(j, 2048, 0).length, 0);
   // a name from another pool: same index space, but the buffer is free here
   const other = Pool.volatile({ buffers: 8 });
   const k = other.allocBatch(3)[2];
-  assert.is(codeOf(() => p.view(k)), "EFREE");
-  assert.ok((() => { try { p.view(k); } catch (e) { return e instanceof BufferNameError; } })());
+  assert.is(
+    codeOf(() => p.view(k)),
+    "EFREE",
+  );
+  assert.ok(
+    (() => {
+      try {
+        p.view(k);
+      } catch (e) {
+        return e instanceof BufferNameError;
+      }
+    })(),
+  );
   p.free(j);
   assert.equal(p.check().free, 8);
 });
@@ -82,9 +144,18 @@ test("freeBatch is atomic: a bad entry changes nothing", () => {
   const p = Pool.volatile({ buffers: 8 });
   const [a, b, c] = p.allocBatch(3);
   p.ref(b);
-  assert.is(codeOf(() => p.freeBatch([a, b, 7])), "EFREE"); // 7 is free
-  assert.is(codeOf(() => p.freeBatch([a, a])), "EFREE"); // a has one reference
-  assert.is(codeOf(() => p.freeBatch([a, 99])), "ERANGE");
+  assert.is(
+    codeOf(() => p.freeBatch([a, b, 7])),
+    "EFREE",
+  ); // 7 is free
+  assert.is(
+    codeOf(() => p.freeBatch([a, a])),
+    "EFREE",
+  ); // a has one reference
+  assert.is(
+    codeOf(() => p.freeBatch([a, 99])),
+    "ERANGE",
+  );
   assert.equal([p.refCount(a), p.refCount(b), p.refCount(c)], [1, 2, 1]);
   p.check();
   assert.is(p.freeBatch([b, a, b, c]), 3);
@@ -101,7 +172,10 @@ test("reference counts: a buffer on the NIC queue and in the retransmit queue at
   assert.is(p.owner(i), "free");
   const j = p.alloc();
   for (let k = 1; k < 0xffff; k++) p.ref(j);
-  assert.is(codeOf(() => p.ref(j)), "EREFMAX");
+  assert.is(
+    codeOf(() => p.ref(j)),
+    "EREFMAX",
+  );
   p.check();
 });
 
@@ -115,7 +189,10 @@ test("owner moves, keep and claim", () => {
   assert.throws(() => p.setOwner(i, "free"), /owner must be one of/);
   p.claim(5);
   assert.is(p.owner(5), "kept");
-  assert.is(codeOf(() => p.claim(5)), "ENOTFREE");
+  assert.is(
+    codeOf(() => p.claim(5)),
+    "ENOTFREE",
+  );
   // claimed buffers are never handed out
   const rest = p.allocBatch(6);
   assert.not.ok(rest.includes(5) || rest.includes(i));
@@ -171,7 +248,15 @@ test("closed pools refuse calls", () => {
   const p = Pool.volatile({ buffers: 4 });
   p.close();
   p.close();
-  assert.ok((() => { try { p.alloc(); } catch (e) { return e instanceof PoolClosedError && e.code === "ECLOSED"; } })());
+  assert.ok(
+    (() => {
+      try {
+        p.alloc();
+      } catch (e) {
+        return e instanceof PoolClosedError && e.code === "ECLOSED";
+      }
+    })(),
+  );
 });
 
 test("invariant under 1,000,000 seeded random operations, checked against a model", () => {
@@ -180,9 +265,14 @@ test("invariant under 1,000,000 seeded random operations, checked against a mode
   const r = rng(0x5eed);
   const owner = new Array(N).fill("free");
   const refs = new Array(N).fill(0);
-  const held = () => { const h = []; for (let i = 0; i < N; i++) if (refs[i] > 0) h.push(i); return h; };
+  const held = () => {
+    const h = [];
+    for (let i = 0; i < N; i++) if (refs[i] > 0) h.push(i);
+    return h;
+  };
   let heldList = [];
-  let ops = 0, errs = 0;
+  let ops = 0,
+    errs = 0;
   const pickHeld = () => heldList[r.int(heldList.length)];
   const expectErr = (fn, code) => {
     assert.is(codeOf(fn), code);
@@ -195,18 +285,33 @@ test("invariant under 1,000,000 seeded random operations, checked against a mode
     if (op < 25) {
       const o = OWNERS[r.int(4)];
       if (refs.reduce((a, x) => a + (x === 0), 0) === 0) expectErr(() => p.alloc(o), "EEMPTY");
-      else { const i = p.alloc(o); assert.is(refs[i], 0); refs[i] = 1; owner[i] = o; heldList.push(i); }
+      else {
+        const i = p.alloc(o);
+        assert.is(refs[i], 0);
+        refs[i] = 1;
+        owner[i] = o;
+        heldList.push(i);
+      }
       ops++;
     } else if (op < 35) {
       const n = r.int(8);
       const free = refs.reduce((a, x) => a + (x === 0), 0);
       if (n > free) expectErr(() => p.allocBatch(n), "EEMPTY");
-      else for (const i of p.allocBatch(n)) { assert.is(refs[i], 0); refs[i] = 1; owner[i] = "app"; heldList.push(i); }
+      else
+        for (const i of p.allocBatch(n)) {
+          assert.is(refs[i], 0);
+          refs[i] = 1;
+          owner[i] = "app";
+          heldList.push(i);
+        }
       ops += n || 1;
     } else if (op < 60 && heldList.length) {
       const i = pickHeld();
       if (refs[i] === 0) expectErr(() => p.free(i), "EFREE");
-      else { assert.is(p.free(i), refs[i] - 1); if (--refs[i] === 0) owner[i] = "free"; }
+      else {
+        assert.is(p.free(i), refs[i] - 1);
+        if (--refs[i] === 0) owner[i] = "free";
+      }
       ops++;
     } else if (op < 70 && heldList.length) {
       const batch = Array.from({ length: 1 + r.int(6) }, pickHeld);
@@ -216,24 +321,42 @@ test("invariant under 1,000,000 seeded random operations, checked against a mode
       if (!ok) expectErr(() => p.freeBatch(batch), "EFREE");
       else {
         let freed = 0;
-        for (const [i, k] of Object.entries(need)) { refs[i] -= k; if (refs[i] === 0) { owner[i] = "free"; freed++; } }
+        for (const [i, k] of Object.entries(need)) {
+          refs[i] -= k;
+          if (refs[i] === 0) {
+            owner[i] = "free";
+            freed++;
+          }
+        }
         assert.is(p.freeBatch(batch), freed);
       }
       ops += batch.length;
     } else if (op < 78 && heldList.length) {
       const i = pickHeld();
       if (refs[i] === 0) expectErr(() => p.ref(i), "EFREE");
-      else { assert.is(p.ref(i), refs[i] + 1); refs[i]++; }
+      else {
+        assert.is(p.ref(i), refs[i] + 1);
+        refs[i]++;
+      }
       ops++;
     } else if (op < 88 && heldList.length) {
-      const i = pickHeld(), o = OWNERS[r.int(4)];
+      const i = pickHeld(),
+        o = OWNERS[r.int(4)];
       if (refs[i] === 0) expectErr(() => p.setOwner(i, o), "EFREE");
-      else { assert.is(p.setOwner(i, o), owner[i]); owner[i] = o; }
+      else {
+        assert.is(p.setOwner(i, o), owner[i]);
+        owner[i] = o;
+      }
       ops++;
     } else if (op < 93) {
       const i = r.int(N);
       if (refs[i] > 0) expectErr(() => p.claim(i), "ENOTFREE");
-      else { p.claim(i); refs[i] = 1; owner[i] = "kept"; heldList.push(i); }
+      else {
+        p.claim(i);
+        refs[i] = 1;
+        owner[i] = "kept";
+        heldList.push(i);
+      }
       ops++;
     } else {
       // hostile input: out-of-range and malformed indices and names
@@ -249,10 +372,16 @@ test("invariant under 1,000,000 seeded random operations, checked against a mode
       const exp = { total: N, free: 0, nic: 0, stack: 0, app: 0, kept: 0 };
       for (let i = 0; i < N; i++) exp[owner[i]]++;
       assert.equal(c, exp);
-      for (let i = 0; i < N; i += 7) { assert.is(p.owner(i), owner[i]); assert.is(p.refCount(i), refs[i]); }
+      for (let i = 0; i < N; i += 7) {
+        assert.is(p.owner(i), owner[i]);
+        assert.is(p.refCount(i), refs[i]);
+      }
     }
   }
-  for (let i = 0; i < N; i++) { assert.is(p.owner(i), owner[i], `owner of ${i}`); assert.is(p.refCount(i), refs[i]); }
+  for (let i = 0; i < N; i++) {
+    assert.is(p.owner(i), owner[i], `owner of ${i}`);
+    assert.is(p.refCount(i), refs[i]);
+  }
   p.check();
   assert.ok(errs > 10000, `exercised ${errs} error paths`);
 });

@@ -17,7 +17,7 @@ export class PmstackError extends Error {
 export class PoolFileError extends PmstackError {
   readonly path: string;
   constructor(code: string, path: string, problem: string, options?: { cause?: unknown }) {
-    super(code, `pmstack: ${path}: ${problem}`, options);
+    super(code, problem.includes(path) ? `pmstack: ${problem}` : `pmstack: ${path}: ${problem}`, options);
     this.path = path;
   }
 }

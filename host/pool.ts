@@ -512,13 +512,10 @@ function check(rc: number, what: string): void {
 function fileError(path: string, e: unknown): PmstackError {
   if (e instanceof PmstackError) return e;
   const err = e as { code?: string; message?: string };
+  if (err.code === "EWOULDBLOCK" || err.code === "EAGAIN")
+    return new PoolFileError("ELOCKED", path, "it is locked by another process (or another open pool)", { cause: e });
   const msg = (err.message ?? String(e)).replace(/^pmstack:\s*/, "");
-  return new PoolFileError(
-    err.code ?? "EIO",
-    path,
-    msg.startsWith(path) ? msg.slice(path.length).replace(/^:\s*/, "") : msg,
-    { cause: e },
-  );
+  return new PoolFileError(err.code ?? "EIO", path, msg, { cause: e });
 }
 
 export function describeMode(mode: PoolPersistMode, medium: string, dax: boolean): string {

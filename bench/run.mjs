@@ -37,7 +37,7 @@ export function formatTable(o) {
   const lines = ["| system | metric | value | unit |", "|---|---|---:|---|"];
   for (const r of o.rows) lines.push(`| ${r.system} | ${r.metric} | ${fmt(r.value)} | ${r.unit} |`);
   if (o.ratios.length) {
-    lines.push("", "| metric | system | peer | ratio (system / peer) |", "|---|---|---|---:|");
+    lines.push("", "| metric | system | peer | advantage (>1: system better) |", "|---|---|---|---:|");
     for (const q of o.ratios) lines.push(`| ${q.metric} | ${q.system} | ${q.peer} | ${q.ratio.toFixed(2)}x |`);
   }
   for (const n of o.notes) lines.push("", `note: ${n}`);

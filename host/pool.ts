@@ -281,11 +281,14 @@ export class Pool {
     const n = indices.length;
     if (n > this.bufferCount) throw new RangeError(`pmstack: batch of ${n} exceeds the pool (${this.bufferCount})`);
     const base = this.#scratch >>> 2;
-    for (let k = 0; k < n; k++) {
-      const i = indices[k]!;
-      if (!Number.isInteger(i) || i < 0 || i >= this.bufferCount) this.#fail(E_RANGE, `freeBatch entry ${k}`, i);
-      this.#u32[base + k] = i;
-    }
+    // A Uint32Array holds unsigned integers already: the core range-checks them (atomically).
+    if (indices instanceof Uint32Array) this.#u32.set(indices, base);
+    else
+      for (let k = 0; k < n; k++) {
+        const i = indices[k]!;
+        if (!Number.isInteger(i) || i < 0 || i >= this.bufferCount) this.#fail(E_RANGE, `freeBatch entry ${k}`, i);
+        this.#u32[base + k] = i;
+      }
     const r = this.#e.bufUnrefBatch(this.#scratch, n);
     if (r < 0) this.#fail(r, "freeBatch");
     return r;

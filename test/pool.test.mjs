@@ -156,6 +156,14 @@ test("freeBatch is atomic: a bad entry changes nothing", () => {
     codeOf(() => p.freeBatch([a, 99])),
     "ERANGE",
   );
+  assert.is(
+    codeOf(() => p.freeBatch(Uint32Array.of(a, 99))),
+    "ERANGE",
+  );
+  assert.is(
+    codeOf(() => p.freeBatch(Uint32Array.of(b, b, b))),
+    "EFREE",
+  );
   assert.equal([p.refCount(a), p.refCount(b), p.refCount(c)], [1, 2, 1]);
   p.check();
   assert.is(p.freeBatch([b, a, b, c]), 3);

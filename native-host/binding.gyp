@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "pmstack_native",
+      "sources": ["pm.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_c": ["-std=gnu11"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"],
+      "configurations": {
+        "Release": { "cflags!": ["-O3"], "cflags": ["-O2"] }
+      }
+    }
+  ]
+}

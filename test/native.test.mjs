@@ -112,8 +112,14 @@ for (const { kind, dir } of places) {
     assert.ok(e.message.includes(file), e.message);
     assert.not.ok(fs.existsSync(file));
     assert.equal(leftovers(dir), []);
-    assert.throws(() => pm.create(file, "4096", new Uint8Array(0)), (err) => err instanceof TypeError);
-    assert.throws(() => pm.create(file, 4096, [1, 2]), (err) => err instanceof TypeError);
+    assert.throws(
+      () => pm.create(file, "4096", new Uint8Array(0)),
+      (err) => err instanceof TypeError,
+    );
+    assert.throws(
+      () => pm.create(file, 4096, [1, 2]),
+      (err) => err instanceof TypeError,
+    );
   });
 
   test(`${kind}: a second open in the same process conflicts (flock per open file)`, () => {
@@ -323,7 +329,10 @@ test("pread and close report bad fds", () => {
   throwsCode(() => pm.pread(1e6, new Uint8Array(4), 0), "EBADF");
   throwsCode(() => pm.close(1e6), "EBADF");
   throwsCode(() => pm.close(-1), "EINVAL");
-  assert.throws(() => pm.pread(0, new Uint16Array(4), 0), (e) => e instanceof TypeError);
+  assert.throws(
+    () => pm.pread(0, new Uint16Array(4), 0),
+    (e) => e instanceof TypeError,
+  );
 });
 
 test.run();

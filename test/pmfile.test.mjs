@@ -69,6 +69,24 @@ for (const medium of MEDIA) {
   });
 }
 
+test("a shared-memory pool maps the same file; views are SharedArrayBuffer-backed", () => {
+  const dir = scratchDir();
+  const path = join(dir, "shared.pm");
+  const p = Pool.create(path, { buffers: 16, shared: true });
+  assert.ok(p.core.memory.buffer instanceof SharedArrayBuffer);
+  const i = p.alloc();
+  const v = p.view(i, 0, 4);
+  assert.ok(v.buffer instanceof SharedArrayBuffer);
+  v.set([4, 3, 2, 1]);
+  p.keep(i);
+  p.persist(i, 0, 4);
+  p.close();
+  const q = Pool.open(path); // and back in a non-shared memory
+  q.claim(i);
+  assert.equal([...q.view(i, 0, 4)], [4, 3, 2, 1]);
+  q.close();
+});
+
 test("create refuses an existing path and leaves it untouched", () => {
   const dir = scratchDir();
   const path = makePool(dir);

@@ -35,3 +35,16 @@ export function ratios(rows, system, peer, lowerIsBetter = false) {
   }
   return out;
 }
+
+/** A markdown table: one line per (system, metric), then the ratios. */
+export function formatTable(o) {
+  const fmt = (v) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en-US") : Number(v.toPrecision(3)).toString());
+  const lines = ["| system | metric | value | unit |", "|---|---|---:|---|"];
+  for (const r of o.rows) lines.push(`| ${r.system} | ${r.metric} | ${fmt(r.value)} | ${r.unit} |`);
+  if (o.ratios.length) {
+    lines.push("", "| metric | system | peer | advantage (>1: system better) |", "|---|---|---|---:|");
+    for (const q of o.ratios) lines.push(`| ${q.metric} | ${q.system} | ${q.peer} | ${q.ratio.toFixed(2)}x |`);
+  }
+  for (const n of o.notes) lines.push("", `note: ${n}`);
+  return lines.join("\n");
+}

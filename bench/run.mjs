@@ -4,11 +4,12 @@
 import { writeFileSync, mkdirSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import os from "node:os";
+import { formatTable } from "./_lib.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const [name, ...args] = process.argv.slice(2);
 const known = readdirSync(here)
-  .filter((f) => f.endsWith(".mjs") && !["run.mjs"].includes(f) && !f.startsWith("_"))
+  .filter((f) => f.endsWith(".mjs") && !["run.mjs", "report.mjs"].includes(f) && !f.startsWith("_"))
   .map((f) => f.slice(0, -4));
 if (!name || !known.includes(name)) {
   console.error(`usage: npm run bench -- <name> [args]\nbenchmarks: ${known.join(", ")}`);
@@ -30,16 +31,3 @@ console.log(formatTable(out));
 mkdirSync(`${here}results`, { recursive: true });
 writeFileSync(`${here}results/${name}.json`, JSON.stringify(out, null, 2) + "\n");
 console.log(`\nwrote bench/results/${name}.json`);
-
-/** A markdown table: one line per (system, metric), then the ratios. */
-export function formatTable(o) {
-  const fmt = (v) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en-US") : Number(v.toPrecision(3)).toString());
-  const lines = ["| system | metric | value | unit |", "|---|---|---:|---|"];
-  for (const r of o.rows) lines.push(`| ${r.system} | ${r.metric} | ${fmt(r.value)} | ${r.unit} |`);
-  if (o.ratios.length) {
-    lines.push("", "| metric | system | peer | advantage (>1: system better) |", "|---|---|---|---:|");
-    for (const q of o.ratios) lines.push(`| ${q.metric} | ${q.system} | ${q.peer} | ${q.ratio.toFixed(2)}x |`);
-  }
-  for (const n of o.notes) lines.push("", `note: ${n}`);
-  return lines.join("\n");
-}

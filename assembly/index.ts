@@ -45,3 +45,38 @@ export function nameUnpackOffset(n: u64): u32 {
 export function nameUnpackLength(n: u64): u32 {
   return nameLength(n);
 }
+
+// --- stack exports ---
+export {
+  stackConfig, stackScratch, stackInit, stackRing, stackStats, stackStatCount, stackSetAddr, stackAnnounce,
+  stackArpAdd, stackArpLookup, stackPoll,
+} from "./stack";
+export { csumTest } from "./net/csum";
+export { tcpState, tcpInfo, tcpConnCount, tcpNodesUsed } from "./tcp/tcp";
+
+// --- pm log exports ---
+// The write-ahead log and index in the metadata region (assembly/pm/log.ts, docs/api/log.md).
+export {
+  logReserve,
+  logAttach,
+  logFormat,
+  logRecover,
+  logAppend,
+  logFind,
+  logCommitBegin,
+  logCommitTail,
+  logCommitEnd,
+  logCompact,
+  logIterStart,
+  logIterNext,
+  logKeyBuf,
+  logNamesBuf,
+  logTable,
+  logInfo,
+} from "./pm/log";
+import { crc32c as _crc32c } from "./pm/crc32c";
+
+/** CRC-32C of memory [p, p+n) (exposed to test the core's checksum against the host's). */
+export function pmCrc32c(p: usize, n: usize): u32 {
+  return _crc32c(p, n);
+}

@@ -5,8 +5,9 @@
 import { createRequire } from "node:module";
 import { PmstackError } from "./errors.js";
 
-export type PersistMode = "clwb" | "clflushopt" | "clflush" | "msync";
-export type MapMode = "auto" | "msync" | "clwb" | "clflushopt";
+export type PersistMode = "clwb" | "clflushopt" | "clflush" | "msync" | "strict";
+/** "strict" (tests): MAP_PRIVATE, stores reach the file only through persist (pwrite). */
+export type MapMode = "auto" | "msync" | "clwb" | "clflushopt" | "strict";
 
 export interface FileInfo {
   fd: number;

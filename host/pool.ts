@@ -383,6 +383,19 @@ export class Pool {
       this.stats.msyncCalls += this.#native.persistBatch(this.#handle, ranges, names.length);
   }
 
+  /**
+   * Persists a flush list the core wrote into its own memory: `count` u32 pairs
+   * (memOffset, length) at memory offset `tableMemOffset`, with one fence (or one msync /
+   * strict-mode pwrite per merged run). The log's group commit uses it (host/log.ts).
+   */
+  persistTable(tableMemOffset: number, count: number): void {
+    this.#live();
+    this.stats.persistCalls++;
+    this.stats.persistRanges += count;
+    if (this.#native && this.#handle && count > 0)
+      this.stats.msyncCalls += this.#native.persistRanges(this.#handle, tableMemOffset, count);
+  }
+
   /** A zero-copy view of the metadata region (reserved for logs and indexes). */
   metaView(): Uint8Array {
     this.#live();
@@ -525,6 +538,8 @@ export function describeMode(mode: PoolPersistMode, medium: string, dax: boolean
   switch (mode) {
     case "none":
       return "none (volatile memory: nothing survives the process)";
+    case "strict":
+      return `strict on ${medium} (test mode: stores reach the file only when persisted, by pwrite)`;
     case "msync":
       return medium === "tmpfs"
         ? "msync on tmpfs (survives a process crash; not a reboot or power loss)"

@@ -48,8 +48,14 @@
 #define LINE 64u                    /* cache-line size used for flushing */
 #define STACK_RANGES 256            /* persistBatch ranges handled without malloc */
 
-enum { M_MSYNC, M_CLWB, M_CLFLUSHOPT, M_CLFLUSH };
-static const char *const mode_names[] = {"msync", "clwb", "clflushopt", "clflush"};
+/*
+ * M_STRICT (tests): the file is mapped MAP_PRIVATE, so stores stay in private copy-on-write
+ * pages and reach the file only when persisted, by pwrite of the persisted ranges (no
+ * fdatasync: it models PM's "a store is lost unless flushed" for process crashes, which is
+ * what the crash tests kill; device durability is msync mode's business).
+ */
+enum { M_MSYNC, M_CLWB, M_CLFLUSHOPT, M_CLFLUSH, M_STRICT };
+static const char *const mode_names[] = {"msync", "clwb", "clflushopt", "clflush", "strict"};
 
 /* One mapping of a file into a Wasm memory; the payload of a map() handle. */
 typedef struct {
@@ -58,6 +64,7 @@ typedef struct {
   uint64_t off, len; /* the file occupies memory [off, off+len) */
   int mode;          /* M_* */
   bool dax, live;
+  int fd;            /* M_STRICT: a dup of the file's fd for pwrite; else -1 */
   napi_ref mem_ref;  /* keeps the Memory (and so `base`) alive while live */
   char *path;        /* for error messages */
 } pm_map;
@@ -463,6 +470,7 @@ static void map_finalize(napi_env env, void *data, void *hint) {
   pm_map *m = data;
   /* A live mapping stays in the memory; dropping the ref lets the memory be collected. */
   if (m->mem_ref) napi_delete_reference(env, m->mem_ref);
+  if (m->fd >= 0) close(m->fd);
   free(m->path);
   free(m);
 }
@@ -561,16 +569,20 @@ static napi_value pm_map_file(napi_env env, napi_callback_info info) {
   if (is_auto || !strcmp(mode_s, "msync")) mode = M_MSYNC;
   else if (!strcmp(mode_s, "clwb") && cpu.clwb) mode = M_CLWB;
   else if (!strcmp(mode_s, "clflushopt") && cpu.clflushopt) mode = M_CLFLUSHOPT;
+  else if (!strcmp(mode_s, "strict")) mode = M_STRICT;
   else if (!strcmp(mode_s, "clwb") || !strcmp(mode_s, "clflushopt"))
     return throw_code(env, "ENOTSUP", "pmstack: cannot map %s: this CPU has no %s instruction", path, mode_s);
   else
-    return throw_code(env, "EINVAL", "pmstack: cannot map %s: mode must be 'auto', 'msync', 'clwb' or "
-                      "'clflushopt', got '%s'", path, mode_s);
+    return throw_code(env, "EINVAL", "pmstack: cannot map %s: mode must be 'auto', 'msync', 'clwb', "
+                      "'clflushopt' or 'strict', got '%s'", path, mode_s);
 
   /* Probe MAP_SYNC away from the memory: a failed MAP_FIXED could leave a hole in it. */
   bool dax = false;
-  void *probe = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
-  if (probe != MAP_FAILED) {
+  void *probe = mode == M_STRICT ? MAP_FAILED
+                                 : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
+  if (mode == M_STRICT) {
+    /* no probe: strict mode never uses MAP_SYNC */
+  } else if (probe != MAP_FAILED) {
     dax = true;
     munmap(probe, len);
   } else if (errno != EOPNOTSUPP && errno != EINVAL) {
@@ -582,13 +594,18 @@ static napi_value pm_map_file(napi_env env, napi_callback_info info) {
   /* Everything that can fail in JS land is done before the memory is touched. */
   pm_map *m = calloc(1, sizeof *m);
   char *pcopy = strdup(path);
-  if (!m || !pcopy) {
+  int wfd = mode == M_STRICT ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+  if (!m || !pcopy || (mode == M_STRICT && wfd < 0)) {
+    int e = mode == M_STRICT && wfd < 0 ? errno : ENOMEM;
     free(m);
     free(pcopy);
-    return throw_sys(env, ENOMEM, "map", path, NULL);
+    if (wfd >= 0) close(wfd);
+    return throw_sys(env, e, "map", path, NULL);
   }
-  *m = (pm_map){.base = base, .mem_size = vlen, .off = off, .len = len, .mode = mode, .dax = dax, .path = pcopy};
+  *m = (pm_map){.base = base, .mem_size = vlen, .off = off, .len = len, .mode = mode, .dax = dax, .fd = wfd,
+                .path = pcopy};
   if (napi_create_external(env, m, map_finalize, NULL, &handle) != napi_ok) {
+    if (wfd >= 0) close(wfd);
     free(pcopy);
     free(m);
     throw_napi(env, "napi_create_external");
@@ -604,7 +621,9 @@ static napi_value pm_map_file(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, result, "dax", v));
   CHECK(napi_create_reference(env, argv[0], 1, &m->mem_ref));
 
-  int flags = dax ? MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED : MAP_SHARED | MAP_FIXED;
+  int flags = mode == M_STRICT ? MAP_PRIVATE | MAP_FIXED
+              : dax               ? MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED
+                                  : MAP_SHARED | MAP_FIXED;
   if (mmap(base + off, len, PROT_READ | PROT_WRITE, flags, fd, 0) == MAP_FAILED) {
     int e = errno;
     anon_pages(base + off, len); /* best effort: keep the range usable */
@@ -641,6 +660,17 @@ static int msync_range(pm_map *m, uint64_t a, uint64_t b) {
   return msync(m->base + a, b - a, MS_SYNC) ? errno : 0;
 }
 
+/* M_STRICT: writes memory [a, b) to the same bytes of the file. errno or 0. */
+static int strict_write(pm_map *m, uint64_t a, uint64_t b) {
+  for (uint64_t done = 0; done < b - a;) {
+    ssize_t n = pwrite(m->fd, m->base + a + done, b - a - done, (off_t)(a - m->off + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    done += (uint64_t)n;
+  }
+  return 0;
+}
+
 static bool inside(pm_map *m, uint64_t off, uint64_t len) {
   return off >= m->off && len <= m->len && off - m->off <= m->len - len;
 }
@@ -664,7 +694,10 @@ static napi_value pm_persist(napi_env env, napi_callback_info info) {
     return NULL;
   if (!inside(m, off, len)) return throw_outside(env, m, off, len);
   if (len == 0) return NULL;
-  if (m->mode != M_MSYNC) {
+  if (m->mode == M_STRICT) {
+    int e = strict_write(m, off, off + len);
+    if (e) return throw_sys(env, e, "write", m->path, NULL);
+  } else if (m->mode != M_MSYNC) {
     flush_lines(m->mode, m->base + off, len);
     sfence();
   } else {
@@ -699,7 +732,24 @@ static napi_value flush_pairs(napi_env env, pm_map *m, const uint8_t *src, uint6
     }
     if (len) r[n++] = (range_t){off, off + len};
   }
-  if (m->mode != M_MSYNC) {
+  if (m->mode == M_STRICT && n) {
+    /* byte ranges sorted and merged, one pwrite per run */
+    qsort(r, n, sizeof *r, cmp_range);
+    uint64_t a = r[0].a, b = r[0].b;
+    for (uint64_t i = 1; i <= n; i++) {
+      if (i < n && r[i].a <= b) {
+        if (r[i].b > b) b = r[i].b;
+        continue;
+      }
+      int e = strict_write(m, a, b);
+      syscalls++;
+      if (e) {
+        if (r != stack) free(r);
+        return throw_sys(env, e, "write", m->path, NULL);
+      }
+      if (i < n) a = r[i].a, b = r[i].b;
+    }
+  } else if (m->mode != M_MSYNC) {
     for (uint64_t i = 0; i < n; i++) flush_lines(m->mode, m->base + r[i].a, r[i].b - r[i].a);
     if (n) sfence();
   } else if (n) {
@@ -791,6 +841,8 @@ static napi_value pm_unmap(napi_env env, napi_callback_info info) {
   m->live = false;
   if (m->mem_ref) napi_delete_reference(env, m->mem_ref);
   m->mem_ref = NULL;
+  if (m->fd >= 0) close(m->fd);
+  m->fd = -1;
   return NULL;
 }
 

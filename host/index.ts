@@ -24,3 +24,5 @@ export type { PortStats } from "./link/port.js";
 export { MemoryLink } from "./link/memory.js";
 export type { LinkOptions } from "./link/memory.js";
 export { PcapWriter } from "./pcap.js";
+export { PmLog, LogError, LogFullError, LOG_MAX_KEY, LOG_MAX_NAMES } from "./log.js";
+export type { LogRecovery, LogStats, LogEntry, LogOptions, LogKey } from "./log.js";

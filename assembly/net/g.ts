@@ -1,0 +1,280 @@
+// Shared state of the network core: configuration block, counters, rings, the current frame's
+// pieces (RX) and the frame being built (TX). Everything lives in the arena or in static data;
+// nothing is allocated after stackInit().
+
+import { arenaAlloc } from "../arena";
+import { ringPush, ringSpace } from "../ring";
+import { bufRef, bufUnref, poolCount } from "../pool";
+import { SF_MORE } from "../layout";
+
+// ---- configuration block (static data; the host writes it before stackInit) ----
+export const CFG_MAC: u32 = 0; // 6 bytes
+export const CFG_IP: u32 = 8; // u32, IPv4 address as a host number (198.18.0.1 = 0xc6120001)
+export const CFG_MASK: u32 = 12;
+export const CFG_GW: u32 = 16;
+export const CFG_MTU: u32 = 20; // IP MTU, default 1500
+export const CFG_MAX_CONNS: u32 = 24; // TCP connection blocks (default 256)
+export const CFG_SYNQ: u32 = 28; // half-open connections in all SYN queues (default 64)
+export const CFG_NODES: u32 = 32; // segment nodes for send queues and reassembly (default 8192)
+export const CFG_ARP: u32 = 36; // ARP cache entries (default 64)
+export const CFG_ARPQ: u32 = 40; // frames awaiting resolution (default 32)
+export const CFG_UDP: u32 = 44; // UDP binds (default 16, max 128)
+export const CFG_LISTEN: u32 = 48; // TCP listeners (default 16)
+export const CFG_RX_LOG2: u32 = 52; // ring sizes, log2 (defaults 10)
+export const CFG_TX_LOG2: u32 = 56;
+export const CFG_AIN_LOG2: u32 = 60;
+export const CFG_AOUT_LOG2: u32 = 64;
+export const CFG_RCVBUF: u32 = 68; // per-connection receive window in bytes (default 262144)
+export const CFG_SNDBUF: u32 = 72; // per-connection send queue limit in bytes (default 262144)
+export const CFG_FLAGS: u32 = 76; // default connection option bits (TF_* of tcp.ts)
+export const CFG_ICMP_RATE: u32 = 80; // ICMP errors per second (default 100, burst = rate/10+1)
+export const CFG_ARP_TTL: u32 = 84; // ms an ARP entry stays valid (default 60000)
+export const CFG_MSL: u32 = 88; // ms; TIME_WAIT lasts 2*MSL (default 30000)
+export const CFG_KEEPALIVE: u32 = 92; // ms idle before keepalive probes, 0 = off (default 0)
+export const CFG_DELACK: u32 = 96; // ms delayed-ACK timeout (default 40)
+export const CFG_MIN_RTO: u32 = 100; // ms (default 200; RFC 6298 says 1000, Linux uses 200)
+export const CFG_INIT_RTO: u32 = 104; // ms (default 1000)
+export const CFG_SECRET: u32 = 128; // 32 bytes of host randomness (ISN, SYN cookies, TS offset)
+export const CFG_SIZE: u32 = 256;
+
+export const cfg: usize = memory.data(256, 16);
+
+@inline export function cfgU32(off: u32, dflt: u32): u32 {
+  const v = load<u32>(cfg + off);
+  return v == 0 ? dflt : v;
+}
+
+// ---- counters ----
+export const C_RX_FRAMES = 0;
+export const C_RX_BYTES = 1;
+export const C_TX_FRAMES = 2;
+export const C_TX_BYTES = 3;
+export const C_RX_BAD_SLOT = 4;
+export const C_ETH_SHORT = 5;
+export const C_ETH_TYPE = 6;
+export const C_ETH_NOT_US = 7;
+export const C_ARP_BAD = 8;
+export const C_ARP_REQ_IN = 9;
+export const C_ARP_REPLY_IN = 10;
+export const C_ARP_QUEUE_FULL = 11;
+export const C_ARP_TIMEOUT = 12;
+export const C_IP_BAD_HDR = 13;
+export const C_IP_BAD_CSUM = 14;
+export const C_IP_BAD_LEN = 15;
+export const C_IP_NOT_US = 16;
+export const C_IP_FRAG_DROP = 17;
+export const C_IP_BAD_SRC = 18;
+export const C_IP_PROTO_UNREACH = 19;
+export const C_ICMP_IN = 20;
+export const C_ICMP_BAD = 21;
+export const C_ICMP_ECHO_REPLIED = 22;
+export const C_ICMP_RATELIMITED = 23;
+export const C_UDP_BAD_CSUM = 24;
+export const C_UDP_BAD_LEN = 25;
+export const C_UDP_NO_PORT = 26;
+export const C_UDP_IN = 27;
+export const C_TCP_BAD_CSUM = 28;
+export const C_TCP_BAD_HDR = 29;
+export const C_TCP_NO_CONN = 30;
+export const C_TCP_CONN_EXHAUSTED = 31;
+export const C_TCP_SYNQ_OVERFLOW = 32;
+export const C_TCP_COOKIE_OK = 33;
+export const C_TCP_COOKIE_BAD = 34;
+export const C_TCP_NODES_EXHAUSTED = 35;
+export const C_TCP_RETRANSMITS = 36;
+export const C_TCP_RTO = 37;
+export const C_TCP_FAST_RTX = 38;
+export const C_TCP_CHALLENGE_ACK = 39;
+export const C_TCP_PAWS_DROP = 40;
+export const C_BUF_EXHAUSTED = 41;
+export const C_TX_RING_FULL = 42;
+export const C_APPOUT_FULL = 43;
+export const C_APPIN_BAD = 44;
+export const C_RX_CHAIN_BAD = 45;
+export const C_CSUM_COMPLETED = 46;
+export const C_TCP_OOO = 47;
+export const C_TCP_IN = 48;
+export const C_TCP_OUT = 49;
+export const C_TCP_KEEPALIVE_DROP = 50;
+export const C_TCP_DUP = 51;
+export const C_RX_STALL = 52;
+export const C_ICMP_UNREACH_SENT = 53;
+export const C_ARP_CONFLICT = 54;
+export const C_UDP_OUT = 55;
+export const C_TCP_BAD_SEG = 56;
+export const C_TCP_RST_IN = 57;
+export const C_TCP_SYN_RTX_DROP = 58;
+export const C_UDP_BIND_FULL = 59;
+export const C_TCP_ZWP = 60;
+export const C_TCP_SACK_RTX = 61;
+export const C_COUNT = 64;
+
+export let counters: usize = 0;
+
+@inline export function count(c: i32): void {
+  const p = counters + (<usize>c << 2);
+  store<u32>(p, load<u32>(p) + 1);
+}
+@inline export function countN(c: i32, n: u32): void {
+  const p = counters + (<usize>c << 2);
+  store<u32>(p, load<u32>(p) + n);
+}
+
+// ---- identity and time ----
+export let ourIp: u32 = 0;
+export let ourMask: u32 = 0;
+export let ourGw: u32 = 0;
+export let ourMtu: u32 = 1500;
+export let now: f64 = 0;
+export let nowMs: u32 = 0;
+export function setNow(t: f64): void {
+  now = t;
+  nowMs = <u32>(<u64>t);
+}
+export function setIdentity(ip: u32, mask: u32, gw: u32, mtu: u32): void {
+  ourIp = ip;
+  ourMask = mask;
+  ourGw = gw;
+  ourMtu = mtu;
+}
+
+// ---- rings ----
+export let rxRing: usize = 0;
+export let txRing: usize = 0;
+export let ainRing: usize = 0;
+export let aoutRing: usize = 0;
+export function setRings(rx: usize, tx: usize, ain: usize, aout: usize): void {
+  rxRing = rx;
+  txRing = tx;
+  ainRing = ain;
+  aoutRing = aout;
+}
+
+// ---- events to the app ----
+export const EV_DATA: u32 = 1;
+export const EV_ACCEPTED: u32 = 2;
+export const EV_CONNECTED: u32 = 3;
+export const EV_PEER_CLOSED: u32 = 4;
+export const EV_CLOSED: u32 = 5;
+export const EV_RESET: u32 = 6;
+export const EV_WRITABLE: u32 = 7;
+export const EV_SEND_REFUSED: u32 = 8;
+export const EV_UDP: u32 = 9;
+export const EV_LISTENING: u32 = 10;
+export const EV_UDP_BOUND: u32 = 11;
+export const EV_ERROR: u32 = 12;
+
+/** Pushes an event; returns false (and counts) if APP-OUT is full. */
+export function emit(code: u32, conn: u32, buf: u32, off: u32, len: u32, aux: u32, more: bool): bool {
+  const r = ringPush(aoutRing, buf, off, len, conn, (code << 8) | (aux << 16) | (more ? SF_MORE : 0));
+  if (r < 0) {
+    count(C_APPOUT_FULL);
+    return false;
+  }
+  return true;
+}
+@inline export function aoutSpace(): u32 {
+  return ringSpace(aoutRing);
+}
+
+// ---- byte order ----
+@inline export function ld16(p: usize): u32 {
+  return <u32>bswap<u16>(load<u16>(p));
+}
+@inline export function ld32(p: usize): u32 {
+  return bswap<u32>(load<u32>(p));
+}
+@inline export function st16(p: usize, v: u32): void {
+  store<u16>(p, bswap<u16>(<u16>v));
+}
+@inline export function st32(p: usize, v: u32): void {
+  store<u32>(p, bswap<u32>(v));
+}
+
+// ---- pieces of the current received frame / L4 datagram ----
+export const MAXP: u32 = 64;
+export let pBuf: usize = 0; // u32[MAXP] buffer index
+export let pOff: usize = 0; // u32[MAXP] offset in buffer
+export let pLen: usize = 0; // u32[MAXP] length
+export let pN: u32 = 0;
+
+// ---- frame under construction (TX) ----
+export let tBuf: usize = 0;
+export let tOff: usize = 0;
+export let tLen: usize = 0;
+export let tN: u32 = 0;
+
+export function gInit(): i32 {
+  const a = arenaAlloc(C_COUNT * 4, 64);
+  if (a < 0) return <i32>a;
+  counters = <usize>a;
+  const b = arenaAlloc(MAXP * 4 * 6, 64);
+  if (b < 0) return <i32>b;
+  pBuf = <usize>b;
+  pOff = pBuf + MAXP * 4;
+  pLen = pOff + MAXP * 4;
+  tBuf = pLen + MAXP * 4;
+  tOff = tBuf + MAXP * 4;
+  tLen = tOff + MAXP * 4;
+  return 0;
+}
+
+@inline export function pb(i: u32): u32 {
+  return load<u32>(pBuf + (<usize>i << 2));
+}
+@inline export function po(i: u32): u32 {
+  return load<u32>(pOff + (<usize>i << 2));
+}
+@inline export function pl(i: u32): u32 {
+  return load<u32>(pLen + (<usize>i << 2));
+}
+@inline export function setP(i: u32, b: u32, o: u32, l: u32): void {
+  store<u32>(pBuf + (<usize>i << 2), b);
+  store<u32>(pOff + (<usize>i << 2), o);
+  store<u32>(pLen + (<usize>i << 2), l);
+}
+@inline export function tb(i: u32): u32 {
+  return load<u32>(tBuf + (<usize>i << 2));
+}
+@inline export function to(i: u32): u32 {
+  return load<u32>(tOff + (<usize>i << 2));
+}
+@inline export function tl(i: u32): u32 {
+  return load<u32>(tLen + (<usize>i << 2));
+}
+
+/** Starts a TX frame. */
+@inline export function txReset(): void {
+  tN = 0;
+}
+/** Appends a piece holding one reference that the frame now owns. False if the frame is full. */
+export function txAdd(b: u32, o: u32, l: u32): bool {
+  if (tN >= MAXP) return false;
+  store<u32>(tBuf + (<usize>tN << 2), b);
+  store<u32>(tOff + (<usize>tN << 2), o);
+  store<u32>(tLen + (<usize>tN << 2), l);
+  tN++;
+  return true;
+}
+/** Drops the frame under construction, releasing its references. */
+export function txDiscard(): void {
+  for (let i: u32 = 0; i < tN; i++) bufUnref(tb(i));
+  tN = 0;
+}
+/** Pushes the built frame to the TX ring (the NIC now owns each piece's reference). */
+export function txPush(conn: u32): bool {
+  if (ringSpace(txRing) < tN) {
+    count(C_TX_RING_FULL);
+    txDiscard();
+    return false;
+  }
+  let bytes: u32 = 0;
+  for (let i: u32 = 0; i < tN; i++) {
+    ringPush(txRing, tb(i), to(i), tl(i), conn, i + 1 < tN ? SF_MORE : 0);
+    bytes += tl(i);
+  }
+  count(C_TX_FRAMES);
+  countN(C_TX_BYTES, bytes);
+  tN = 0;
+  return true;
+}

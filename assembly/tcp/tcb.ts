@@ -1,0 +1,174 @@
+// The TCP control block, placed at fixed arena addresses (no managed allocation), and the
+// segment node pool shared by send queues and reassembly queues.
+
+import { arenaAlloc } from "../arena";
+
+export const ST_CLOSED: u32 = 0;
+export const ST_LISTEN: u32 = 1;
+export const ST_SYN_SENT: u32 = 2;
+export const ST_SYN_RCVD: u32 = 3;
+export const ST_ESTABLISHED: u32 = 4;
+export const ST_FIN_WAIT_1: u32 = 5;
+export const ST_FIN_WAIT_2: u32 = 6;
+export const ST_CLOSE_WAIT: u32 = 7;
+export const ST_CLOSING: u32 = 8;
+export const ST_LAST_ACK: u32 = 9;
+export const ST_TIME_WAIT: u32 = 10;
+
+// option bits (the low byte can be set per connection or as defaults in CFG_FLAGS)
+export const TF_NODELAY: u32 = 1;
+export const TF_CUBIC: u32 = 2;
+export const TF_NOSACK: u32 = 4;
+export const TF_NOTS: u32 = 8;
+export const TF_NOWS: u32 = 16;
+// state bits
+export const TF_TS_OK: u32 = 0x100;
+export const TF_WS_OK: u32 = 0x200;
+export const TF_SACK_OK: u32 = 0x400;
+export const TF_FIN_QUEUED: u32 = 0x800;
+export const TF_ACK_NOW: u32 = 0x2000;
+export const TF_PEER_FIN: u32 = 0x4000;
+export const TF_RECOVERY: u32 = 0x8000;
+export const TF_WANT_WRITABLE: u32 = 0x10000;
+export const TF_USED: u32 = 0x20000;
+export const TF_PASSIVE: u32 = 0x40000;
+export const TF_RTT: u32 = 0x80000;
+export const TF_SYNQ: u32 = 0x200000;
+export const TF_FIN_PENDING: u32 = 0x400000; // FIN received out of order, seq in rfinSeq
+export const TF_APP_DONE: u32 = 0x800000; // the app was told the connection is over
+export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlush
+
+@unmanaged export class Tcb {
+  state: u32;
+  flags: u32;
+  fam: u32;
+  lip: u32;
+  rip: u32;
+  lport: u32;
+  rport: u32;
+  tag: u32;
+  gen: u32;
+  hnext: u32;
+  listener: u32;
+  iss: u32;
+  irs: u32;
+  sndUna: u32;
+  sndNxt: u32;
+  sndMax: u32;
+  sndEnd: u32; // sequence number after the last queued data byte
+  sndWnd: u32;
+  maxSndWnd: u32;
+  sndWl1: u32;
+  sndWl2: u32;
+  sndWs: u32;
+  rcvWs: u32;
+  rcvNxt: u32;
+  rcvAdv: u32; // right edge of the window we advertised
+  rcvBuf: u32;
+  unread: u32; // delivered to the app, not yet acknowledged by CMD_RECVD
+  mss: u32; // payload bytes per segment (options excluded)
+  sndBufMax: u32;
+  qHead: u32;
+  qTail: u32;
+  qCur: u32; // cursor node for sndNxt lookups
+  rHead: u32; // reassembly list, sorted by seq
+  rCount: u32;
+  rfinSeq: u32;
+  tsRecent: u32;
+  tsOff: u32;
+  rttSeq: u32;
+  backoff: u32;
+  retries: u32;
+  cwnd: u32;
+  ssthresh: u32;
+  dupAcks: u32;
+  recover: u32;
+  ackPending: u32;
+  kaProbes: u32;
+  lastSackSeq: u32;
+  srtt: f64;
+  rttvar: f64;
+  rto: f64;
+  rttTime: f64;
+  rtxAt: f64;
+  ackAt: f64;
+  twAt: f64;
+  kaAt: f64;
+  persistAt: f64;
+  kaIdle: f64;
+  // CUBIC (RFC 9438), in bytes and ms
+  wMax: f64;
+  cubK: f64;
+  epoch: f64;
+  wEst: f64;
+}
+
+export const NIL: u32 = 0xffffffff;
+
+// ---- segment nodes: {u32 buf, u16 off, u16 len, u32 seq, u32 next} ----
+export let nodes: usize = 0;
+export let nodeFree: u32 = NIL;
+export let nodeCount: u32 = 0;
+export let nodesUsed: u32 = 0;
+
+export function nodesInit(n: u32): i32 {
+  const a = arenaAlloc(<usize>n << 4, 64);
+  if (a < 0) return <i32>a;
+  nodes = <usize>a;
+  nodeCount = n;
+  for (let i: u32 = 0; i < n; i++) store<u32>(nodes + (<usize>i << 4) + 12, i + 1 < n ? i + 1 : NIL);
+  nodeFree = n > 0 ? 0 : NIL;
+  return 0;
+}
+@inline export function nBuf(i: u32): u32 {
+  return load<u32>(nodes + (<usize>i << 4));
+}
+@inline export function nOff(i: u32): u32 {
+  return <u32>load<u16>(nodes + (<usize>i << 4) + 4);
+}
+@inline export function nLen(i: u32): u32 {
+  return <u32>load<u16>(nodes + (<usize>i << 4) + 6);
+}
+@inline export function nSeq(i: u32): u32 {
+  return load<u32>(nodes + (<usize>i << 4) + 8);
+}
+@inline export function nNext(i: u32): u32 {
+  return load<u32>(nodes + (<usize>i << 4) + 12);
+}
+@inline export function nSetNext(i: u32, n: u32): void {
+  store<u32>(nodes + (<usize>i << 4) + 12, n);
+}
+@inline export function nSet(i: u32, buf: u32, off: u32, len: u32, seq: u32): void {
+  const p = nodes + (<usize>i << 4);
+  store<u32>(p, buf);
+  store<u16>(p + 4, <u16>off);
+  store<u16>(p + 6, <u16>len);
+  store<u32>(p + 8, seq);
+}
+export function nodeAlloc(): u32 {
+  const i = nodeFree;
+  if (i == NIL) return NIL;
+  nodeFree = nNext(i);
+  nSetNext(i, NIL);
+  nodesUsed++;
+  return i;
+}
+export function nodeRelease(i: u32): void {
+  nSetNext(i, nodeFree);
+  nodeFree = i;
+  nodesUsed--;
+}
+
+// ---- sequence arithmetic ----
+@inline export function seqLt(a: u32, b: u32): bool {
+  return <i32>(a - b) < 0;
+}
+@inline export function seqLe(a: u32, b: u32): bool {
+  return <i32>(a - b) <= 0;
+}
+@inline export function seqGt(a: u32, b: u32): bool {
+  return <i32>(a - b) > 0;
+}
+@inline export function seqGe(a: u32, b: u32): bool {
+  return <i32>(a - b) >= 0;
+}

@@ -911,8 +911,8 @@ function cookieCheck(L: u32): void {
   t.state = ST_ESTABLISHED;
   t.irs = irs;
   t.rcvNxt = sSeq;
-  t.rcvAdv = sSeq;
   if (t.rcvBuf > 65535) t.rcvBuf = 65535;
+  t.rcvAdv = sSeq + t.rcvBuf; // the cookie SYN-ACK advertised 65535
   t.mss = min<u32>(<u32>cookieMss[(c >>> 24) & 7], ourMss());
   ccInit(t);
   t.iss = c;

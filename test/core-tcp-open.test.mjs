@@ -50,10 +50,7 @@ test('SYN without options gets a SYN-ACK with only MSS; MSS defaults to 536', ()
   appSend(core, h.conn, new Uint8Array(1200), { off: 200 });
   core.poll();
   const segs = peer.segs();
-  assert.equal(segs.map((s) => s.payload.length), [536, 536], 'Nagle holds the small tail');
-  peer.tcp({ seq: h.seq, ack: segs[1].seq + 536 });
-  core.poll();
-  assert.equal(peer.segs().map((s) => s.payload.length), [128]);
+  assert.equal(segs.map((s) => s.payload.length), [536, 536, 128]);
   core.cmd(CMD.ABORT, { conn: h.conn });
   core.poll();
   clean(core);

@@ -86,6 +86,7 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
   ackPending: u32;
   kaProbes: u32;
   lastSackSeq: u32;
+  smlEnd: u32; // end of the last sub-MSS segment sent (Minshall's Nagle)
   srtt: f64;
   rttvar: f64;
   rto: f64;

@@ -637,7 +637,9 @@ function tcpOutput(i: u32): void {
     let len = min<u32>(min<u32>(remain, segMax), usable);
     const finQ = (t.flags & TF_FIN_QUEUED) != 0;
     if (len > 0 && len < segMax && len < remain && inflight > 0 && usable < (t.maxSndWnd >>> 1)) len = 0; // sender SWS
-    if (len > 0 && len < segMax && inflight > 0 && (t.flags & TF_NODELAY) == 0 && !(finQ && len == remain)) len = 0; // Nagle
+    // Nagle with Minshall's refinement: hold a small segment only while another small one is unacknowledged
+    if (len > 0 && len < segMax && inflight > 0 && (t.flags & TF_NODELAY) == 0 && !(finQ && len == remain) &&
+        seqGt(t.smlEnd, t.sndUna)) len = 0;
     const fin = finQ && t.sndNxt + len == t.sndEnd;
     if (len == 0 && !fin) break;
     let fl = TH_ACK;
@@ -655,6 +657,7 @@ function tcpOutput(i: u32): void {
       t.rttTime = now;
     }
     t.sndNxt += len + (fin ? 1 : 0);
+    if (len > 0 && len < segMax) t.smlEnd = t.sndNxt;
     if (seqGt(t.sndNxt, t.sndMax)) t.sndMax = t.sndNxt;
     if (t.rtxAt == Infinity) t.rtxAt = now + rtoEff(t);
     t.persistAt = Infinity;
@@ -878,6 +881,8 @@ function passiveOpen(L: u32): void {
   t.sndNxt = t.iss + 1;
   t.sndMax = t.iss + 1;
   t.sndEnd = t.iss + 1;
+  t.recover = t.iss;
+  t.smlEnd = t.iss;
   t.sndWnd = sWnd;
   t.maxSndWnd = sWnd;
   t.sndWl1 = sSeq;
@@ -920,6 +925,8 @@ function cookieCheck(L: u32): void {
   t.sndNxt = sAck;
   t.sndMax = sAck;
   t.sndEnd = sAck;
+  t.recover = c;
+  t.smlEnd = c;
   t.sndWnd = sWnd;
   t.maxSndWnd = sWnd;
   t.sndWl1 = sSeq;
@@ -1160,10 +1167,14 @@ function process(i: u32): void {
   }
   const nw = sWnd << t.sndWs;
   if (seqGt(sAck, t.sndUna)) newAck(i);
-  else if (sAck == t.sndUna && sLen == 0 && (fl & TH_FIN) == 0 && nw == t.sndWnd && t.sndMax != t.sndUna) dupAck(i);
+  else if (sAck == t.sndUna && sLen == 0 && (fl & TH_FIN) == 0 && nw == t.sndWnd && nw != 0 && t.sndMax != t.sndUna) {
+    dupAck(i); // RFC 5681 duplicate ACK (a zero window is flow control, not loss)
+  }
   if (t.state == ST_CLOSED) return;
   if (seqLt(t.sndWl1, sSeq) || (t.sndWl1 == sSeq && seqLe(t.sndWl2, sAck))) {
     if (nw > t.sndWnd) t.flags |= TF_PEND;
+    // the window reopens: a refused zero-window probe byte goes out again with the rest
+    if (t.sndWnd == 0 && nw > 0 && seqGt(t.sndNxt, t.sndUna)) t.sndNxt = t.sndUna;
     t.sndWnd = nw;
     t.sndWl1 = sSeq;
     t.sndWl2 = sAck;
@@ -1197,6 +1208,7 @@ function process(i: u32): void {
       if (seqGt(e, right)) {
         e = right;
         finOk = false;
+        t.flags |= TF_ACK_NOW; // tell the peer at once where the window ends
       }
       if (seqLt(s, e)) {
         if (s == t.rcvNxt) {
@@ -1211,7 +1223,7 @@ function process(i: u32): void {
           const hadOoo = t.rHead != NIL;
           if (hadOoo) pull(i);
           t.ackPending++;
-          if (t.ackPending >= 2 || hadOoo) t.flags |= TF_ACK_NOW;
+          if (t.ackPending >= 2 || hadOoo || t.unread >= t.rcvBuf) t.flags |= TF_ACK_NOW;
           else if (t.ackAt == Infinity) t.ackAt = now + delack;
         } else {
           count(C_TCP_OOO);
@@ -1345,6 +1357,12 @@ function onRto(i: u32): void {
     rawSeg(t.lport, t.rport, t.rip, t.sndNxt, 0, TH_RST, 0);
     t.state = ST_CLOSED;
     finish(i, EV_RESET, R_TIMEOUT);
+    return;
+  }
+  if (t.sndWnd == 0) {
+    // the probe went unanswered or was refused: probe again (onPersist backs off), no congestion signal
+    t.sndNxt = t.sndUna;
+    t.persistAt = now;
     return;
   }
   ccOnLoss(t, true);
@@ -1508,6 +1526,8 @@ export function tcpConnect(rip: u32, rport: u32, lport: u32, tag: u32): void {
   t.sndNxt = t.iss + 1;
   t.sndMax = t.iss + 1;
   t.sndEnd = t.iss + 1;
+  t.recover = t.iss;
+  t.smlEnd = t.iss;
   if ((t.flags & TF_NOWS) == 0) t.rcvWs = rcvWsFor(t.rcvBuf);
   t.flags |= TF_RTT;
   t.rttSeq = t.iss + 1;

@@ -102,6 +102,7 @@ export class Core {
   /** Writes a frame into NIC buffers (one per piece, split at `split` bytes) and posts RX slots. */
   inject(frame, { off = 64, flags = 0, info = 0, split = 0 } = {}) {
     const pieces = [];
+    if (split === 0 && frame.length + off > 2048) split = 1900;
     if (split > 0) for (let i = 0; i < frame.length; i += split) pieces.push(frame.subarray(i, i + split));
     else pieces.push(frame);
     pieces.forEach((p, k) => {

@@ -24,7 +24,7 @@ export const E_LOG_SMALL = -49;
 export const LOG_MAX_KEY = 1024;
 /** Most names (extents) per record. */
 export const LOG_MAX_NAMES = 64;
-const RESERVE = 2 * (32 + LOG_MAX_NAMES * 8 + LOG_MAX_KEY);
+const RESERVE = 2 * (32 + LOG_MAX_NAMES * 8 + LOG_MAX_KEY) + 8192; // what puts leave free
 
 /** A log error: full, bad key, too many names, damaged or foreign metadata region... */
 export class LogError extends PmstackError {}

@@ -62,8 +62,12 @@ const SLOT_B: usize = 128;
 const SLOT_BYTES: u32 = 64;
 const HDR: u32 = 32;
 const MAX_REC: u32 = HDR + LOG_MAX_NAMES * 8 + LOG_MAX_KEY;
-/** Space appends leave free so that compaction can always relocate a record (and a pad). */
-const RESERVE: u64 = <u64>(2 * MAX_REC);
+/**
+ * Space a delete leaves free, so that compaction can always relocate a record (and a pad);
+ * puts leave 8 KiB more, so that a log full of live records still takes deletes.
+ */
+const RESERVE_DEL: u64 = <u64>(2 * MAX_REC);
+const RESERVE: u64 = RESERVE_DEL + 8192;
 const MIN_LOG: u32 = 16384;
 
 const T_PUT: u32 = 1;
@@ -361,7 +365,7 @@ export function logAppend(keyLen: u32, nNames: u32, type: u32): f64 {
   const oldN: u32 = found ? <u32>load<u16>(rec(oldOff) + 28) : 0;
   if (nDefer + oldN > LOG_GROUP_MAX || nPairs + nNames > LOG_GROUP_MAX) return E_LOG_GROUP;
   const len = align8(HDR + (nNames << 3) + keyLen);
-  const at = place(len, RESERVE);
+  const at = place(len, type == T_PUT ? RESERVE : RESERVE_DEL);
   if (at < 0) return E_LOG_FULL;
   const off = phys(<u64>at);
   const r = rec(off);

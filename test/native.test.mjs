@@ -335,4 +335,36 @@ test("pread and close report bad fds", () => {
   );
 });
 
+// Strict mode (issue 5): MAP_PRIVATE, stores reach the file only through the persist calls.
+for (const { kind, dir } of places) {
+  test(`${kind}: strict mode: only persisted ranges reach the file`, () => {
+    const file = fresh(dir);
+    pm.close(pm.create(file, MiB, new Uint8Array(0)).fd);
+    const memory = new WebAssembly.Memory({ initial: 64 });
+    const { f, m } = mapFile(file, memory, "strict");
+    assert.is(m.persistMode, "strict");
+    assert.is(m.dax, false);
+    const v = new Uint8Array(memory.buffer);
+    const at = [10, 5000, 9000, 9010, 70000, 300000];
+    at.forEach((o, i) => (v[OFF + o] = 11 + i));
+    assert.is(fs.readFileSync(file)[5000], 0, "a store alone does not reach the file");
+    pm.persist(m.handle, OFF + 5000, 1);
+    // two touching ranges merge into one pwrite; the third is a second one
+    assert.is(pm.persistBatch(m.handle, new Uint32Array([OFF + 9000, 5, OFF + 9005, 6, OFF + 70000, 1]), 3), 2);
+    const dv = new DataView(memory.buffer);
+    dv.setUint32(1024, OFF + 300000, true);
+    dv.setUint32(1028, 1, true);
+    assert.is(pm.persistRanges(m.handle, 1024, 1), 1);
+    throwsCode(() => pm.persist(m.handle, OFF + MiB, 1), "EINVAL");
+    pm.unmap(m.handle);
+    pm.close(f.fd);
+    const d = fs.readFileSync(file);
+    assert.equal(
+      at.map((o) => d[o]),
+      [0, 12, 13, 14, 15, 16],
+      "everything but the unpersisted store at 10",
+    );
+  });
+}
+
 test.run();

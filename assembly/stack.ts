@@ -264,7 +264,8 @@ export function stackPoll(t: f64): f64 {
   const done = rxRun();
   appRun();
   let next = tcpTimers();
-  tcpFlush();
+  const f = tcpFlush(); // output arms retransmission and persist timers
+  if (f < next) next = f;
   const a = arpTimers();
   if (a < next) next = a;
   if (!done || ringCount(ainRing) > 0) next = t;

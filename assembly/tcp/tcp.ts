@@ -1543,8 +1543,9 @@ export function tcpSend(id: u32, b: u32, off: u32, len: u32): void {
   if (ok) {
     const t = tcb(i);
     const st = t.state;
+    // once a send was refused, later ones are refused too until WRITABLE: the stream keeps its order
     ok = (st == ST_SYN_SENT || st == ST_SYN_RCVD || st == ST_ESTABLISHED || st == ST_CLOSE_WAIT) &&
-      (t.flags & TF_FIN_QUEUED) == 0;
+      (t.flags & (TF_FIN_QUEUED | TF_WANT_WRITABLE)) == 0;
     if (ok && t.sndEnd - t.sndUna + len > t.sndBufMax) {
       t.flags |= TF_WANT_WRITABLE;
       ok = false;
@@ -1662,6 +1663,14 @@ export function tcpInfo(id: u32, field: u32): f64 {
   if (field == 11) return <f64>t.backoff;
   if (field == 12) return <f64>t.sndWs;
   if (field == 13) return <f64>t.rcvWs;
+  if (field == 14) return <f64>(t.sndNxt - t.sndUna);
+  if (field == 15) return <f64>(t.sndMax - t.sndUna);
+  if (field == 16) return t.rtxAt;
+  if (field == 17) return t.persistAt;
+  if (field == 18) return <f64>t.dupAcks;
+  if (field == 19) return <f64>t.retries;
+  if (field == 20) return <f64>t.rcvNxt;
+  if (field == 21) return <f64>t.sndUna;
   return -1;
 }
 /** Count of TCBs in use (including TIME_WAIT). */

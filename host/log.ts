@@ -89,6 +89,11 @@ export interface LogEntry {
 export interface LogOptions {
   /** When an append does not fit: commit, compact, retry once (default true). */
   autoCompact?: boolean;
+  /**
+   * Persist a commit's payloads and records as one range covering them all (one msync) rather
+   * than one msync per run of pages. Default: true for msync on a block device, else false.
+   */
+  coalesce?: boolean;
 }
 
 const DAMAGE = ["", "length", "position", "type", "counts", "crc", "sequence", "name", "index full"];
@@ -110,6 +115,7 @@ export class PmLog {
   #base: number;
   #cap: number;
   #autoCompact: boolean;
+  #coalesce: boolean;
   #commits = 0;
   #compactions = 0;
 
@@ -154,6 +160,9 @@ export class PmLog {
     if (typeof e.logAttach !== "function") throw new LogError("ENOLOG", "pmstack: this core has no log");
     this.#e = e;
     this.#autoCompact = opts.autoCompact ?? true;
+    // msync on a block device: one call per commit step (see #union); elsewhere (tmpfs, DAX,
+    // strict) per-range flushing is cheap and exact.
+    this.#coalesce = opts.coalesce ?? (pool.persistMode === "msync" && pool.medium !== "tmpfs");
     const mem = pool.core.memory.buffer;
     this.#u8 = new Uint8Array(mem);
     this.#dv = new DataView(mem);
@@ -271,8 +280,9 @@ export class PmLog {
    */
   commit(): number {
     const e = this.#e;
-    const n = e.logCommitBegin();
+    let n = e.logCommitBegin();
     this.#check(n, "commit");
+    if (n > 1 && this.#coalesce) n = this.#union(n);
     if (n > 0) this.pool.persistTable(this.#table, n);
     const t = e.logCommitTail();
     this.#check(t, "commit");
@@ -345,6 +355,29 @@ export class PmLog {
       commits: this.#commits,
       compactions: this.#compactions,
     };
+  }
+
+  /**
+   * Replaces the flush list's n pairs by the one range that covers them all (returns 1). On a
+   * block device msync costs a device flush per call, so one call over the union (writing back
+   * only the dirty pages in it, and possibly some the app dirtied but did not persist yet:
+   * never less than asked) beats one call per run of pages.
+   */
+  #union(n: number): number {
+    const dv = this.#dv;
+    let lo = Infinity;
+    let hi = 0;
+    for (let k = 0; k < n; k++) {
+      const a = dv.getUint32(this.#table + 8 * k, true);
+      const len = dv.getUint32(this.#table + 8 * k + 4, true);
+      if (len === 0) continue;
+      lo = Math.min(lo, a);
+      hi = Math.max(hi, a + len);
+    }
+    if (hi === 0) return 0;
+    dv.setUint32(this.#table, lo, true);
+    dv.setUint32(this.#table + 4, hi - lo, true);
+    return 1;
   }
 
   #find(key: LogKey): number {

@@ -171,6 +171,25 @@ test("group commit: two persist calls however many records; superseded buffers f
   pool.close();
 });
 
+test("coalesced commits on the disk: one msync per step, data intact after reopen", () => {
+  const path = join(scratchDir("disk"), "coalesce.pm");
+  const log = PmLog.openFile(path, { buffers: 64 });
+  const pool = log.pool;
+  if (pool.persistMode !== "msync" || pool.medium === "tmpfs") {
+    pool.close();
+    return; // only meaningful where the default turns coalescing on
+  }
+  for (let k = 0; k < 20; k++) put(log, `k${k}`, [k, k + 1]);
+  const calls = pool.stats.msyncCalls;
+  log.commit();
+  assert.is(pool.stats.msyncCalls - calls, 2);
+  pool.close();
+  const again = PmLog.openFile(path, { buffers: 64 });
+  assert.is(again.size, 20);
+  assert.equal([...again.views("k7")[0]], [7, 8]);
+  again.pool.close();
+});
+
 test("log full: a clear LogFullError without auto-compaction; compaction makes room again", () => {
   const log = fresh({ metaBytes: 65536, autoCompact: false });
   const pool = log.pool;

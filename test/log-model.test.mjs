@@ -12,8 +12,8 @@ import { scratchDir } from "./lib/tmp.mjs";
 const BUFFERS = 4096;
 
 /** Opens (or creates) the pool at path in strict mode with a log. */
-const openLog = (path, metaBytes, opts = {}) =>
-  PmLog.openFile(path, { buffers: BUFFERS, metaBytes, mode: "strict", ...opts });
+let coalesce = false;
+const openLog = (path, metaBytes) => PmLog.openFile(path, { buffers: BUFFERS, metaBytes, mode: "strict", coalesce });
 
 /** Random bytes of length n. */
 function bytes(r, n) {
@@ -182,6 +182,15 @@ test("log vs model: a log that fills up (long keys, many of them): LogFullError,
 test("log vs model: default-size log, many keys (1 seed x 4000 operations)", () => {
   const s = run(6, { ops: 4000, keys: 1500, metaBytes: undefined, maxKey: 12 });
   assert.ok(s.puts > 1000, JSON.stringify(s));
+});
+
+test("log vs model with coalesced flush lists (one range per commit step, as on block devices)", () => {
+  coalesce = true;
+  try {
+    run(7, { ops: 2000, keys: 120, metaBytes: 65536, maxKey: 40 });
+  } finally {
+    coalesce = false;
+  }
 });
 
 test("volatile pool: the log works in plain memory", () => {

@@ -87,6 +87,16 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
   kaProbes: u32;
   lastSackSeq: u32;
   smlEnd: u32; // end of the last sub-MSS segment sent (Minshall's Nagle)
+  highRxt: u32; // RFC 6675 HighRxt: end of the highest retransmitted range during recovery
+  sbN: u32; // SACK scoreboard: sbN sorted, disjoint blocks [L, R) above SND.UNA
+  sb0: u32;
+  sb1: u32;
+  sb2: u32;
+  sb3: u32;
+  sb4: u32;
+  sb5: u32;
+  sb6: u32;
+  sb7: u32;
   srtt: f64;
   rttvar: f64;
   rto: f64;

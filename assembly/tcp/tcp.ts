@@ -13,7 +13,7 @@ import {
   count, C_TCP_BAD_CSUM, C_TCP_BAD_HDR, C_TCP_NO_CONN, C_TCP_CONN_EXHAUSTED, C_TCP_SYNQ_OVERFLOW, C_TCP_COOKIE_OK,
   C_TCP_COOKIE_BAD, C_TCP_NODES_EXHAUSTED, C_TCP_RETRANSMITS, C_TCP_RTO, C_TCP_FAST_RTX, C_TCP_CHALLENGE_ACK,
   C_TCP_PAWS_DROP, C_BUF_EXHAUSTED, C_TCP_OOO, C_TCP_IN, C_TCP_OUT, C_TCP_KEEPALIVE_DROP, C_TCP_DUP, C_TCP_BAD_SEG,
-  C_TCP_RST_IN, C_TCP_SYN_RTX_DROP, C_TCP_ZWP,
+  C_TCP_RST_IN, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_SACK_RTX,
   emit, aoutSpace, EV_DATA, EV_ACCEPTED, EV_CONNECTED, EV_PEER_CLOSED, EV_CLOSED, EV_RESET, EV_WRITABLE,
   EV_SEND_REFUSED, EV_LISTENING, EV_ERROR,
   ld16, ld32, st16, st32, now, nowMs, ourIp, ourMtu, pb, po, pl, setP, txAdd, txReset, txDiscard,
@@ -301,6 +301,8 @@ let oSackOk = false;
 let oTs = false;
 let oTsVal: u32 = 0;
 let oTsEcr: u32 = 0;
+let oSackN: u32 = 0;
+const oSack: usize = memory.data(32, 8); // up to 4 blocks {u32 L, u32 R}
 
 /** Parses options in [p, p+len). Malformed options end parsing (the segment is still used). */
 function parseOptions(p: usize, len: u32): void {
@@ -308,6 +310,7 @@ function parseOptions(p: usize, len: u32): void {
   oWs = -1;
   oSackOk = false;
   oTs = false;
+  oSackN = 0;
   let k: u32 = 0;
   while (k < len) {
     const kind = <u32>load<u8>(p + k);
@@ -322,7 +325,13 @@ function parseOptions(p: usize, len: u32): void {
     if (kind == 2 && ol == 4) oMss = ld16(p + k + 2);
     else if (kind == 3 && ol == 3) oWs = <i32>min<u32>(<u32>load<u8>(p + k + 2), 14);
     else if (kind == 4 && ol == 2) oSackOk = true;
-    else if (kind == 8 && ol == 10) {
+    else if (kind == 5 && ol >= 10 && ((ol - 2) & 7) == 0) {
+      for (let j: u32 = k + 2; j + 8 <= k + ol && oSackN < 4; j += 8) {
+        store<u32>(oSack + (oSackN << 3), ld32(p + j));
+        store<u32>(oSack + (oSackN << 3) + 4, ld32(p + j + 4));
+        oSackN++;
+      }
+    } else if (kind == 8 && ol == 10) {
       oTs = true;
       oTsVal = ld32(p + k + 2);
       oTsEcr = ld32(p + k + 6);
@@ -629,7 +638,14 @@ function tcpOutput(i: u32): void {
     st == ST_LAST_ACK;
   let sent = false;
   while (canData) {
-    const inflight = t.sndNxt - t.sndUna;
+    // skip data the peer already holds (SACKed), e.g. after a retransmission timeout
+    for (let k: u32 = 0; k < t.sbN; k++) {
+      if (seqGe(t.sndNxt, sbL(t, k)) && seqLt(t.sndNxt, sbR(t, k))) t.sndNxt = sbR(t, k);
+    }
+    let inflight = t.sndNxt - t.sndUna;
+    if (t.sbN > 0) {
+      inflight = (t.flags & TF_RECOVERY) != 0 ? sbPipe(t) : inflight - sbSackedBelow(t, t.sndNxt);
+    }
     const win = min<u32>(t.sndWnd, t.cwnd);
     const usable: u32 = win > inflight ? win - inflight : 0;
     const remain: u32 = seqLt(t.sndNxt, t.sndEnd) ? t.sndEnd - t.sndNxt : 0;
@@ -1166,11 +1182,15 @@ function process(i: u32): void {
     return;
   }
   const nw = sWnd << t.sndWs;
+  if ((t.flags & TF_SACK_OK) != 0 && oSackN > 0) sbUpdate(t);
   if (seqGt(sAck, t.sndUna)) newAck(i);
   else if (sAck == t.sndUna && sLen == 0 && (fl & TH_FIN) == 0 && nw == t.sndWnd && nw != 0 && t.sndMax != t.sndUna) {
     dupAck(i); // RFC 5681 duplicate ACK (a zero window is flow control, not loss)
   }
   if (t.state == ST_CLOSED) return;
+  // RFC 6675 loss detection: more than (DupThresh - 1) * SMSS bytes SACKed above SND.UNA
+  if ((t.flags & (TF_SACK_OK | TF_RECOVERY)) == TF_SACK_OK && t.sbN > 0 && sbSacked(t) > 2 * t.mss &&
+      seqGe(t.sndUna, t.recover)) enterRecovery(i);
   if (seqLt(t.sndWl1, sSeq) || (t.sndWl1 == sSeq && seqLe(t.sndWl2, sAck))) {
     if (nw > t.sndWnd) t.flags |= TF_PEND;
     // the window reopens: a refused zero-window probe byte goes out again with the rest
@@ -1256,6 +1276,173 @@ function process(i: u32): void {
   t.flags |= TF_PEND;
 }
 
+
+// ---------------------------------------------------------------- SACK scoreboard (RFC 2018, RFC 6675)
+
+const SB_MAX: u32 = 4;
+@inline function sbL(t: Tcb, k: u32): u32 {
+  return load<u32>(changetype<usize>(t) + offsetof<Tcb>("sb0") + (<usize>k << 3));
+}
+@inline function sbR(t: Tcb, k: u32): u32 {
+  return load<u32>(changetype<usize>(t) + offsetof<Tcb>("sb0") + (<usize>k << 3) + 4);
+}
+@inline function sbSet(t: Tcb, k: u32, l: u32, r: u32): void {
+  const p = changetype<usize>(t) + offsetof<Tcb>("sb0") + (<usize>k << 3);
+  store<u32>(p, l);
+  store<u32>(p + 4, r);
+}
+
+/** Drops scoreboard blocks at or below SND.UNA. */
+function sbPrune(t: Tcb): void {
+  let w: u32 = 0;
+  for (let k: u32 = 0; k < t.sbN; k++) {
+    let l = sbL(t, k);
+    const r = sbR(t, k);
+    if (seqLe(r, t.sndUna)) continue;
+    if (seqLt(l, t.sndUna)) l = t.sndUna;
+    sbSet(t, w++, l, r);
+  }
+  t.sbN = w;
+}
+
+/** Merges the received SACK blocks into the scoreboard (invalid blocks are ignored). */
+function sbUpdate(t: Tcb): void {
+  for (let j: u32 = 0; j < oSackN; j++) {
+    let l = load<u32>(oSack + (j << 3));
+    let r = load<u32>(oSack + (j << 3) + 4);
+    if (!seqLt(l, r) || seqLe(r, t.sndUna) || seqGt(r, t.sndMax) || r - l > 0x40000000) continue; // D-SACK or bogus
+    if (seqLt(l, t.sndUna)) l = t.sndUna;
+    // insert in order, merging overlaps
+    let n = t.sbN;
+    let k: u32 = 0;
+    while (k < n && seqLt(sbR(t, k), l)) k++;
+    // blocks k.. that touch [l, r) merge into it
+    let m = k;
+    while (m < n && seqLe(sbL(t, m), r)) {
+      if (seqLt(sbL(t, m), l)) l = sbL(t, m);
+      if (seqGt(sbR(t, m), r)) r = sbR(t, m);
+      m++;
+    }
+    const removed = m - k;
+    if (removed == 0) {
+      if (n == SB_MAX) {
+        // full: forget the highest block (the peer reports it again)
+        if (k == n) continue;
+        n--;
+      }
+      for (let q = n; q > k; q--) sbSet(t, q, sbL(t, q - 1), sbR(t, q - 1));
+      sbSet(t, k, l, r);
+      t.sbN = n + 1;
+    } else {
+      sbSet(t, k, l, r);
+      for (let q = m; q < n; q++) sbSet(t, q - removed + 1, sbL(t, q), sbR(t, q));
+      t.sbN = n - removed + 1;
+    }
+  }
+}
+
+/** SACKed bytes below `seq`. */
+function sbSackedBelow(t: Tcb, seq: u32): u32 {
+  let s: u32 = 0;
+  for (let k: u32 = 0; k < t.sbN; k++) {
+    const l = sbL(t, k);
+    if (!seqLt(l, seq)) break;
+    const r = seqLt(sbR(t, k), seq) ? sbR(t, k) : seq;
+    s += r - l;
+  }
+  return s;
+}
+
+function sbSacked(t: Tcb): u32 {
+  let s: u32 = 0;
+  for (let k: u32 = 0; k < t.sbN; k++) s += sbR(t, k) - sbL(t, k);
+  return s;
+}
+
+/** RFC 6675 SetPipe, with IsLost(seq) = "some SACKed byte lies above seq". */
+function sbPipe(t: Tcb): u32 {
+  const out = t.sndMax - t.sndUna;
+  if (t.sbN == 0) return t.sndNxt - t.sndUna;
+  const sacked = sbSacked(t);
+  // holes below the highest SACKed byte are lost; those above HighRxt are not yet retransmitted
+  let lostNotRtx: u32 = 0;
+  let from = seqGt(t.highRxt, t.sndUna) ? t.highRxt : t.sndUna;
+  for (let k: u32 = 0; k < t.sbN; k++) {
+    const l = sbL(t, k);
+    if (seqGt(l, from)) lostNotRtx += l - from;
+    if (seqGt(sbR(t, k), from)) from = sbR(t, k);
+  }
+  const p = out - sacked - lostNotRtx;
+  return <u32>max<i32>(<i32>p, 0);
+}
+
+/** RFC 6675 NextSeg (rule 1): the first lost, not yet retransmitted byte, and the hole's end. */
+let holeEnd: u32 = 0;
+function sbNextHole(t: Tcb): u32 {
+  let from = seqGt(t.highRxt, t.sndUna) ? t.highRxt : t.sndUna;
+  for (let k: u32 = 0; k < t.sbN; k++) {
+    const l = sbL(t, k);
+    if (seqLt(from, l)) {
+      holeEnd = l;
+      return from;
+    }
+    if (seqGt(sbR(t, k), from)) from = sbR(t, k);
+  }
+  return NIL;
+}
+
+/** Loss recovery step: retransmit holes while the congestion window allows (RFC 6675 5). */
+function sackRecover(i: u32): void {
+  const t = tcb(i);
+  let pipe = sbPipe(t);
+  for (let guard = 0; guard < 64; guard++) {
+    if (pipe + t.mss > t.cwnd) break;
+    const s = sbNextHole(t);
+    if (s == NIL) break;
+    let len = holeEnd - s;
+    const cap = t.mss - sackBytes(t);
+    if (len > cap) len = cap;
+    if (seqGt(s + len, t.sndEnd)) len = t.sndEnd - s;
+    if (len == 0) break;
+    count(C_TCP_SACK_RTX);
+    count(C_TCP_RETRANSMITS);
+    t.flags &= ~TF_RTT;
+    if (!xmit(i, s, len, TH_ACK)) break;
+    t.highRxt = s + len;
+    pipe += len;
+  }
+  t.flags |= TF_PEND; // new data may follow if the window still has room
+}
+
+function enterRecovery(i: u32): void {
+  const t = tcb(i);
+  count(C_TCP_FAST_RTX);
+  ccOnLoss(t, false);
+  t.recover = t.sndMax;
+  t.highRxt = t.sndUna;
+  t.flags |= TF_RECOVERY;
+  if ((t.flags & TF_SACK_OK) != 0) {
+    t.cwnd = t.ssthresh;
+    // RFC 6675 4.3: the first presumed-lost segment goes out at once, then NextSeg under cwnd - pipe
+    const h0 = sbNextHole(t);
+    if (h0 != NIL) {
+      let len = min<u32>(holeEnd - h0, t.mss - sackBytes(t));
+      if (seqGt(h0 + len, t.sndEnd)) len = t.sndEnd - h0;
+      if (len > 0) {
+        count(C_TCP_SACK_RTX);
+        count(C_TCP_RETRANSMITS);
+        t.flags &= ~TF_RTT;
+        if (xmit(i, h0, len, TH_ACK)) t.highRxt = h0 + len;
+      }
+    } else retransmitHead(i);
+    sackRecover(i);
+  } else {
+    t.cwnd = t.ssthresh + 3 * t.mss;
+    retransmitHead(i);
+  }
+  t.rtxAt = now + rtoEff(t);
+}
+
 function newAck(i: u32): void {
   const t = tcb(i);
   const ack = sAck;
@@ -1279,11 +1466,14 @@ function newAck(i: u32): void {
   t.sndUna = ack;
   if (seqLt(t.sndNxt, ack)) t.sndNxt = ack;
   t.retries = 0;
+  sbPrune(t);
   if ((t.flags & TF_RECOVERY) != 0) {
     if (seqGe(ack, t.recover)) {
       t.cwnd = t.ssthresh;
       t.flags &= ~TF_RECOVERY;
       t.dupAcks = 0;
+    } else if ((t.flags & TF_SACK_OK) != 0) {
+      sackRecover(i); // RFC 6675: the scoreboard, not partial ACKs, drives retransmission
     } else {
       // NewReno partial ACK (RFC 6582): retransmit the next hole, deflate
       retransmitHead(i);
@@ -1317,19 +1507,14 @@ function dupAck(i: u32): void {
   const t = tcb(i);
   t.dupAcks++;
   if ((t.flags & TF_RECOVERY) != 0) {
-    t.cwnd += t.mss; // inflation
-    t.flags |= TF_PEND;
+    if ((t.flags & TF_SACK_OK) != 0) sackRecover(i);
+    else {
+      t.cwnd += t.mss; // NewReno inflation
+      t.flags |= TF_PEND;
+    }
     return;
   }
-  if (t.dupAcks == 3 && seqGt(t.sndUna, t.recover - 1) ) {
-    count(C_TCP_FAST_RTX);
-    ccOnLoss(t, false);
-    t.recover = t.sndMax;
-    t.cwnd = t.ssthresh + 3 * t.mss;
-    t.flags |= TF_RECOVERY;
-    retransmitHead(i);
-    t.rtxAt = now + rtoEff(t);
-  }
+  if (t.dupAcks == 3 && seqGe(t.sndUna, t.recover)) enterRecovery(i);
 }
 
 // ---------------------------------------------------------------- timers
@@ -1366,6 +1551,7 @@ function onRto(i: u32): void {
     return;
   }
   ccOnLoss(t, true);
+  t.highRxt = t.sndUna;
   t.flags &= ~(TF_RECOVERY | TF_RTT);
   t.dupAcks = 0;
   t.recover = t.sndMax;
@@ -1671,6 +1857,8 @@ export function tcpInfo(id: u32, field: u32): f64 {
   if (field == 19) return <f64>t.retries;
   if (field == 20) return <f64>t.rcvNxt;
   if (field == 21) return <f64>t.sndUna;
+  if (field == 22) return <f64>t.sbN;
+  if (field == 23) return <f64>sbSacked(t);
   return -1;
 }
 /** Count of TCBs in use (including TIME_WAIT). */

@@ -1,5 +1,5 @@
-// Builds the Node-API addon offline with the node-gyp that npm bundles, then copies it to
-// build/pmstack_native.node. Usage: node native-host/build.mjs
+// Builds the Node-API addons offline with the node-gyp that npm bundles, then copies them to
+// build/pmstack_native.node and build/pmstack_nic.node. Usage: node native-host/build.mjs
 // It never downloads headers: it uses Node's own (<prefix>/include/node) or npm_config_nodedir.
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -53,8 +53,10 @@ const r = spawnSync(process.execPath, [gyp, "rebuild", `--nodedir=${nodedir}`], 
 if (r.error) fail(`cannot run ${gyp}: ${r.error.message}`);
 if (r.status !== 0) fail(`node-gyp failed (exit ${r.status ?? r.signal})`);
 
-const built = path.join(here, "build/Release/pmstack_native.node");
-const out = path.join(root, "build/pmstack_native.node");
-fs.mkdirSync(path.dirname(out), { recursive: true });
-fs.copyFileSync(built, out);
-console.log(`native-host/build.mjs: built ${path.relative(root, out)}`);
+for (const name of ["pmstack_native", "pmstack_nic"]) {
+  const built = path.join(here, `build/Release/${name}.node`);
+  const out = path.join(root, `build/${name}.node`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.copyFileSync(built, out);
+  console.log(`native-host/build.mjs: built ${path.relative(root, out)}`);
+}

@@ -1,0 +1,120 @@
+// Loads the NIC addon (native-host/nic/, built to build/pmstack_nic.node) and describes its
+// numeric ABI: rings, fill/done tables and metadata side tables in the core's memory
+// (docs/nic.md). Node loads it with require(); Deno through createRequire with -A/--allow-ffi.
+
+import { createRequire } from "node:module";
+import { PmstackError } from "../errors.js";
+
+/** Slot flag bits the NIC backends set on a frame's first slot (SF_MORE = 1 is the core's). */
+export const SF_NEEDS_CSUM = 1 << 8;
+export const SF_CSUM_VALID = 1 << 9;
+export const SF_GSO_ECN = 1 << 10;
+export const SF_GSO_SHIFT = 12;
+export const SF_GSO_MASK = 0xf << SF_GSO_SHIFT;
+/** virtio-net GSO types as stored in bits 12..15 of the flags word. */
+export const GSO_NONE = 0;
+export const GSO_TCPV4 = 1;
+export const GSO_UDP = 3;
+export const GSO_TCPV6 = 4;
+export const GSO_UDP_L4 = 5;
+/** Bytes per metadata side-table entry: u16 csumStart, csumOffset, gsoSize, hdrLen. */
+export const META_SIZE = 8;
+
+/** tapOpen flags. */
+export const TAP_VNET = 1;
+export const TAP_MULTI_QUEUE = 2;
+export const TAP_NO_USO = 8;
+/** xdpOpen flags. */
+export const XDP_FORCE_SKB = 1;
+export const XDP_FORCE_COPY = 2;
+
+export interface NicInfo {
+  kind: "tap" | "xdp";
+  fd: number;
+  ifname: string;
+  /** Where this path copies bytes, in words. */
+  copies: string;
+  closed: boolean;
+  vnetHdrSize?: number;
+  offload?: boolean;
+  uso?: boolean;
+  rxNeed?: number;
+  mode?: "drv" | "skb";
+  bind?: "copy" | "zerocopy";
+  ringSize?: number;
+  queue?: number;
+}
+
+export interface NicStats {
+  syscalls: number;
+  rxCalls: number;
+  txCalls: number;
+  rxFrames: number;
+  rxSlots: number;
+  rxBytes: number;
+  txFrames: number;
+  txSlots: number;
+  txBytes: number;
+  rxEagain: number;
+  rxNoRoom: number;
+  rxErrors: number;
+  rxBad: number;
+  txEagain: number;
+  txErrors: number;
+  txDropped: number;
+  txCopiedBytes: number;
+  kicks: number;
+  wakeups: number;
+  polls: number;
+}
+
+export interface NicNative {
+  tapOpen(
+    memory: WebAssembly.Memory,
+    view: Uint8Array,
+    bufBase: number,
+    bufCount: number,
+    name: string,
+    flags: number,
+    netns: string | null,
+  ): object;
+  xdpOpen(
+    memory: WebAssembly.Memory,
+    view: Uint8Array,
+    bufBase: number,
+    bufCount: number,
+    ifname: string,
+    queue: number,
+    flags: number,
+    ringSize: number,
+    netns: string | null,
+    medium: string,
+  ): object;
+  info(handle: object): NicInfo;
+  rx(handle: object, ringOff: number, metaOff: number, fillOff: number): number;
+  tx(handle: object, ringOff: number, metaOff: number, doneOff: number): number;
+  stats(handle: object): NicStats;
+  pollStart(handle: object, callback: (events: number) => void, writable?: boolean): void;
+  pollStop(handle: object): void;
+  close(handle: object): Uint32Array;
+}
+
+let cached: NicNative | undefined;
+
+/** The NIC addon, loaded once. `path` overrides where it is looked for. */
+export function nicNative(path?: string): NicNative {
+  if (cached && !path) return cached;
+  const file = path ?? new URL("./pmstack_nic.node", import.meta.url).pathname;
+  try {
+    const mod = createRequire(import.meta.url)(file) as NicNative;
+    if (!path) cached = mod;
+    return mod;
+  } catch (e) {
+    throw new PmstackError(
+      "ENATIVE",
+      `pmstack: cannot load the NIC addon ${file}: ${(e as Error).message}. ` +
+        "Run `npm install` (it builds the addons); under Deno, run with -A or --allow-ffi.",
+      { cause: e },
+    );
+  }
+}

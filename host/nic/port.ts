@@ -1,0 +1,327 @@
+// NicPort: one NIC queue (TAP or AF_XDP) moving frames between the kernel and the PM pool's
+// buffers through rings in the core's memory. Frames never pass through JavaScript memory:
+// the addon reads them into pool buffers and writes ring slots; the host (later the core)
+// reads the slots. Formats: docs/nic.md.
+
+import { BUF_SIZE, RING_HDR, SF_MORE, SLOT_SIZE } from "../abi.js";
+import type { CoreInstance } from "../core.js";
+import { PmstackError } from "../errors.js";
+import type { Pool } from "../pool.js";
+import {
+  META_SIZE,
+  SF_GSO_MASK,
+  SF_GSO_SHIFT,
+  nicNative,
+  type NicInfo,
+  type NicNative,
+  type NicStats,
+} from "./native.js";
+
+/** Offsets (in the core's memory) of one queue's rings and tables, reserved before the pool is sealed. */
+export interface NicQueues {
+  rxRing: number;
+  txRing: number;
+  rxMeta: number;
+  txMeta: number;
+  /** Fill table: u32 count, u32 capacity, u32 index[capacity]; the addon pops from the top. */
+  fill: number;
+  /** Done table: u32 count, u32 capacity, u32 index[capacity]; the addon appends completed buffers. */
+  done: number;
+  slots: number;
+  fillCap: number;
+  doneCap: number;
+}
+
+export interface ReserveOptions {
+  /** log2 of the slots per ring (default 9: 512 slots; at least 64 for TAP's 64 KiB superframes). */
+  ringLog2?: number;
+  /** Buffers kept posted for receive (default: the ring size). */
+  fillCap?: number;
+}
+
+function must(r: number, what: string): number {
+  if (r < 0) throw new PmstackError("ENOMEM", `pmstack: cannot reserve ${what} in the core's arena (error ${r})`);
+  return r;
+}
+
+/**
+ * Reserves one queue's rings and tables in the core's arena. Call it from the pool's
+ * `configure` hook: `Pool.create(path, { buffers, configure: (core) => (q = reserveNicQueues(core)) })`.
+ */
+export function reserveNicQueues(core: CoreInstance, opts: ReserveOptions = {}): NicQueues {
+  const e = core.exports;
+  const log2 = opts.ringLog2 ?? 9;
+  const slots = 1 << log2;
+  const fillCap = opts.fillCap ?? slots;
+  const doneCap = 2 * slots;
+  const q: NicQueues = {
+    rxRing: must(e.ringCreate(log2), "the RX ring"),
+    txRing: must(e.ringCreate(log2), "the TX ring"),
+    rxMeta: must(e.arenaAlloc(slots * META_SIZE, 64), "the RX metadata table"),
+    txMeta: must(e.arenaAlloc(slots * META_SIZE, 64), "the TX metadata table"),
+    fill: must(e.arenaAlloc(8 + fillCap * 4, 64), "the fill table"),
+    done: must(e.arenaAlloc(8 + doneCap * 4, 64), "the done table"),
+    slots,
+    fillCap,
+    doneCap,
+  };
+  const u32 = new Uint32Array(core.memory.buffer);
+  u32[q.fill >>> 2] = 0;
+  u32[(q.fill >>> 2) + 1] = fillCap;
+  u32[q.done >>> 2] = 0;
+  u32[(q.done >>> 2) + 1] = doneCap;
+  return q;
+}
+
+/** A received frame: its chain of buffer names and the offload metadata of its first slot. */
+export interface RxFrame {
+  /** Buffers, in order; each still holds the NIC's one reference: free them or keep them. */
+  bufs: { index: number; offset: number; length: number }[];
+  length: number;
+  flags: number;
+  /** virtio-net GSO type (0 none, 1 TCPv4, 3 UDP, 4 TCPv6, 5 UDP L4). */
+  gsoType: number;
+  csumStart: number;
+  csumOffset: number;
+  gsoSize: number;
+  hdrLen: number;
+}
+
+/** A frame to send: buffers already written (any owner, one reference each, handed to the NIC). */
+export interface TxFrame {
+  bufs: { index: number; offset?: number; length: number }[];
+  flags?: number;
+  csumStart?: number;
+  csumOffset?: number;
+  gsoSize?: number;
+  hdrLen?: number;
+}
+
+export class NicPort {
+  readonly pool: Pool;
+  readonly queues: NicQueues;
+  readonly info: NicInfo;
+  /** Where this path copies bytes (also printed by `describe()`). */
+  readonly copies: string;
+  protected nat: NicNative;
+  protected handle: object;
+  #u32: Uint32Array;
+  #u16: Uint16Array;
+  #fillTarget: number;
+  #closed = false;
+
+  protected constructor(pool: Pool, queues: NicQueues, nat: NicNative, handle: object, fillTarget: number) {
+    this.pool = pool;
+    this.queues = queues;
+    this.nat = nat;
+    this.handle = handle;
+    this.info = nat.info(handle);
+    this.copies = this.info.copies;
+    this.#u32 = new Uint32Array(pool.core.memory.buffer);
+    this.#u16 = new Uint16Array(pool.core.memory.buffer);
+    this.#fillTarget = Math.min(fillTarget, queues.fillCap);
+  }
+
+  protected static memoryArgs(pool: Pool) {
+    const memory = pool.core.memory;
+    return {
+      nat: nicNative(),
+      memory,
+      view: new Uint8Array(memory.buffer),
+      bufBase: pool.address(0),
+      bufCount: pool.bufferCount,
+    };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get fd(): number {
+    return this.info.fd;
+  }
+
+  stats(): NicStats {
+    return this.nat.stats(this.handle);
+  }
+
+  /** Buffers currently posted in the fill table (owner "nic"). */
+  get fillCount(): number {
+    return this.#u32[this.queues.fill >>> 2]!;
+  }
+
+  /** Tops the fill table up with fresh buffers (owner "nic"); as many as the pool can give. */
+  refill(): number {
+    const at = this.queues.fill >>> 2;
+    const have = this.#u32[at]!;
+    let want = this.#fillTarget - have;
+    if (want <= 0) return 0;
+    want = Math.min(want, this.pool.counts().free);
+    if (want <= 0) return 0;
+    const got = this.pool.allocBatch(want, "nic");
+    this.#u32.set(got, at + 2 + have);
+    this.#u32[at] = have + want;
+    return want;
+  }
+
+  /** Refills, then pulls every ready frame into the RX ring (one addon call). Returns frames. */
+  receive(): number {
+    this.#live();
+    this.refill();
+    return this.nat.rx(this.handle, this.queues.rxRing, this.queues.rxMeta, this.queues.fill);
+  }
+
+  /** Takes every frame out of the RX ring. The caller owns their buffers (owner "nic"). */
+  drain(): RxFrame[] {
+    const r = this.queues.rxRing >>> 2;
+    const mask = this.#u32[r]!;
+    let head = this.#u32[r + 1]!;
+    const tail = this.#u32[r + 2]!;
+    const out: RxFrame[] = [];
+    let cur: RxFrame | null = null;
+    while (head !== tail) {
+      const s = (this.queues.rxRing + RING_HDR + (head & mask) * SLOT_SIZE) >>> 2;
+      const flags = this.#u32[s + 3]!;
+      const b = { index: this.#u32[s]!, offset: this.#u16[(s + 1) * 2]!, length: this.#u16[(s + 1) * 2 + 1]! };
+      if (!cur) {
+        const m = (this.queues.rxMeta + (head & mask) * META_SIZE) >>> 1;
+        const hasMeta = (flags & 0xff00) !== 0;
+        cur = {
+          bufs: [],
+          length: 0,
+          flags,
+          gsoType: (flags & SF_GSO_MASK) >>> SF_GSO_SHIFT,
+          csumStart: hasMeta ? this.#u16[m]! : 0,
+          csumOffset: hasMeta ? this.#u16[m + 1]! : 0,
+          gsoSize: hasMeta ? this.#u16[m + 2]! : 0,
+          hdrLen: hasMeta ? this.#u16[m + 3]! : 0,
+        };
+      }
+      cur.bufs.push(b);
+      cur.length += b.length;
+      head = (head + 1) >>> 0;
+      if (!(flags & SF_MORE)) {
+        out.push(cur);
+        cur = null;
+      }
+    }
+    // A chain is written whole by the addon, so `cur` is always null here.
+    this.#u32[r + 1] = head;
+    return out;
+  }
+
+  /** Frees the buffers of received frames (drops the NIC's reference). */
+  release(frames: readonly RxFrame[]): void {
+    const idx: number[] = [];
+    for (const f of frames) for (const b of f.bufs) idx.push(b.index);
+    if (idx.length) this.pool.freeBatch(idx);
+  }
+
+  /**
+   * Queues frames on the TX ring and sends everything queued with one addon call; completed
+   * buffers are freed (their reference is dropped). Returns frames sent by this call. Frames
+   * that did not fit stay queued for the next `flush()`.
+   */
+  send(frames: readonly TxFrame[]): number {
+    this.#live();
+    const r = this.queues.txRing >>> 2;
+    const mask = this.#u32[r]!;
+    let tail = this.#u32[r + 2]!;
+    for (const f of frames) {
+      const n = f.bufs.length;
+      if (n === 0) continue;
+      if (((tail - this.#u32[r + 1]!) >>> 0) + n > mask + 1)
+        throw new PmstackError("ERINGFULL", "pmstack: the TX ring is full; flush() first");
+      const m = (this.queues.txMeta + (tail & mask) * META_SIZE) >>> 1;
+      this.#u16[m] = f.csumStart ?? 0;
+      this.#u16[m + 1] = f.csumOffset ?? 0;
+      this.#u16[m + 2] = f.gsoSize ?? 0;
+      this.#u16[m + 3] = f.hdrLen ?? 0;
+      for (let k = 0; k < n; k++) {
+        const b = f.bufs[k]!;
+        const off = b.offset ?? 0;
+        if (!(b.length > 0 && off + b.length <= BUF_SIZE))
+          throw new RangeError(`pmstack: bad TX buffer ${b.index} [${off}, +${b.length})`);
+        const s = (this.queues.txRing + RING_HDR + (tail & mask) * SLOT_SIZE) >>> 2;
+        this.#u32[s] = b.index;
+        this.#u16[(s + 1) * 2] = off;
+        this.#u16[(s + 1) * 2 + 1] = b.length;
+        this.#u32[s + 2] = 0;
+        this.#u32[s + 3] = (k === 0 ? (f.flags ?? 0) & ~SF_MORE : 0) | (k + 1 < n ? SF_MORE : 0);
+        tail = (tail + 1) >>> 0;
+      }
+    }
+    this.#u32[r + 2] = tail;
+    return this.flush();
+  }
+
+  /** Sends what is queued and frees completed buffers. Returns frames sent. */
+  flush(): number {
+    this.#live();
+    const sent = this.nat.tx(this.handle, this.queues.txRing, this.queues.txMeta, this.queues.done);
+    this.reapDone();
+    return sent;
+  }
+
+  /** Frames queued on the TX ring but not yet taken by the kernel. */
+  get txPending(): number {
+    const r = this.queues.txRing >>> 2;
+    return (this.#u32[r + 2]! - this.#u32[r + 1]!) >>> 0;
+  }
+
+  protected reapDone(): number {
+    const at = this.queues.done >>> 2;
+    const n = this.#u32[at]!;
+    if (n) {
+      this.pool.freeBatch(this.#u32.subarray(at + 2, at + 2 + n));
+      this.#u32[at] = 0;
+    }
+    return n;
+  }
+
+  /**
+   * Calls `onReady(events)` from the Node event loop whenever the queue's fd is readable
+   * (libuv poll on the fd; no JavaScript busy loop). The handle keeps the loop alive until
+   * `stopPolling()` or `close()`.
+   */
+  poll(onReady: (events: number) => void): void {
+    this.#live();
+    this.nat.pollStart(this.handle, onReady);
+  }
+
+  stopPolling(): void {
+    this.nat.pollStop(this.handle);
+  }
+
+  /**
+   * Closes the queue (detaching an XDP program) and returns every buffer it held to the pool:
+   * the fill table, frames left in the RX ring, unsent TX slots, completions, and buffers the
+   * kernel still had. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const held = this.nat.close(this.handle);
+    const back: number[] = Array.from(held);
+    this.reapDone();
+    const f = this.queues.fill >>> 2;
+    for (let k = 0; k < this.#u32[f]!; k++) back.push(this.#u32[f + 2 + k]!);
+    this.#u32[f] = 0;
+    for (const ring of [this.queues.rxRing, this.queues.txRing]) {
+      const r = ring >>> 2;
+      const mask = this.#u32[r]!;
+      let head = this.#u32[r + 1]!;
+      const tail = this.#u32[r + 2]!;
+      while (head !== tail) {
+        back.push(this.#u32[(ring + RING_HDR + (head & mask) * SLOT_SIZE) >>> 2]!);
+        head = (head + 1) >>> 0;
+      }
+      this.#u32[r + 1] = head;
+    }
+    if (back.length && !this.pool.closed) this.pool.freeBatch(back);
+  }
+
+  #live(): void {
+    if (this.#closed) throw new PmstackError("ECLOSED", `pmstack: the NIC queue ${this.info.ifname} is closed`);
+  }
+}

@@ -1,0 +1,41 @@
+// TAP backend: a Linux TAP device with a virtio-net header and checksum/TSO/USO offloads, read
+// and written by the addon straight from and to PM buffers (docs/nic.md).
+
+import type { Pool } from "../pool.js";
+import { TAP_MULTI_QUEUE, TAP_NO_USO, TAP_VNET } from "./native.js";
+import { NicPort, type NicQueues } from "./port.js";
+
+export interface TapOptions {
+  /** Device name (a pattern like "pm%d" lets the kernel pick); default "pmtap%d". */
+  name?: string;
+  /** Make the device inside this network namespace (a path such as /run/netns/NAME). */
+  netns?: string | null;
+  /** virtio-net header with CSUM/TSO4/TSO6 (+USO) offloads: 64 KiB superframes (default true). */
+  offload?: boolean;
+  /** Ask for UDP segmentation offload too (default true; dropped silently if the kernel lacks it). */
+  uso?: boolean;
+  /** IFF_MULTI_QUEUE: open the same name again for more queues. */
+  multiQueue?: boolean;
+  /** Buffers kept posted (default: the fill table's capacity). */
+  fill?: number;
+}
+
+export class TapPort extends NicPort {
+  static open(pool: Pool, queues: NicQueues, opts: TapOptions = {}): TapPort {
+    const m = NicPort.memoryArgs(pool);
+    const flags =
+      (opts.offload === false ? 0 : TAP_VNET) |
+      (opts.multiQueue ? TAP_MULTI_QUEUE : 0) |
+      (opts.uso === false ? TAP_NO_USO : 0);
+    const h = m.nat.tapOpen(m.memory, m.view, m.bufBase, m.bufCount, opts.name ?? "pmtap%d", flags, opts.netns ?? null);
+    const port = new TapPort(pool, queues, m.nat, h, opts.fill ?? queues.fillCap);
+    if (port.info.rxNeed! > queues.slots || port.info.rxNeed! > queues.fillCap) {
+      port.close();
+      throw new RangeError(
+        `pmstack: TAP with offloads needs rings and fill tables of at least ${port.info.rxNeed} slots ` +
+          `(one 64 KiB superframe); reserveNicQueues({ ringLog2: 9 }) gives 512`,
+      );
+    }
+    return port;
+  }
+}

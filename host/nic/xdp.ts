@@ -1,0 +1,43 @@
+// AF_XDP backend: a socket whose UMEM is the PM pool's buffer region, bound to one queue of a
+// device, with the addon's 5-instruction XDP program redirecting that queue to it (docs/nic.md).
+
+import type { Pool } from "../pool.js";
+import { XDP_FORCE_COPY, XDP_FORCE_SKB } from "./native.js";
+import { NicPort, type NicQueues } from "./port.js";
+
+export interface XdpOptions {
+  /** The device (for tests, one end of a veth pair with one rx/tx queue). */
+  ifname: string;
+  /** Queue index (default 0). */
+  queue?: number;
+  /** Open the socket and attach the program inside this network namespace (/run/netns/NAME). */
+  netns?: string | null;
+  /** Slots per AF_XDP ring (FILL, COMPLETION, RX, TX); a power of two (default 512). */
+  ringSize?: number;
+  /** Attach in skb (generic) mode instead of trying native (drv) mode first. */
+  skbMode?: boolean;
+  /** Bind in copy mode instead of trying zero copy first. */
+  copyMode?: boolean;
+  /** Buffers kept posted (default: the fill table's capacity). */
+  fill?: number;
+}
+
+export class XdpPort extends NicPort {
+  static open(pool: Pool, queues: NicQueues, opts: XdpOptions): XdpPort {
+    const m = NicPort.memoryArgs(pool);
+    const flags = (opts.skbMode ? XDP_FORCE_SKB : 0) | (opts.copyMode ? XDP_FORCE_COPY : 0);
+    const h = m.nat.xdpOpen(
+      m.memory,
+      m.view,
+      m.bufBase,
+      m.bufCount,
+      opts.ifname,
+      opts.queue ?? 0,
+      flags,
+      opts.ringSize ?? 512,
+      opts.netns ?? null,
+      pool.medium,
+    );
+    return new XdpPort(pool, queues, m.nat, h, opts.fill ?? queues.fillCap);
+  }
+}

@@ -1,0 +1,243 @@
+/*
+ * TAP backend: /dev/net/tun with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR and checksum/TSO (and USO)
+ * offloads, so the kernel may hand over 64 KiB GSO superframes and frames whose checksum is to
+ * be completed (NEEDS_CSUM). Each frame is read with one readv straight into a chain of PM
+ * buffers: the kernel's copy into the PM buffer is the only copy on this path.
+ */
+#include "nic.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_net.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
+
+/* Largest frame the kernel may hand over with offloads on: a 64 KiB GSO superframe plus its
+ * Ethernet/VLAN header. 34 buffers of 2048 bytes hold it. */
+#define GSO_MAX_FRAME (65536u + 14u + 4u)
+
+int tap_open(napi_env env, nic_t *n, const char *name, uint32_t flags, const char *netns) {
+  bool vnet = flags & 1, mq = flags & 2;
+  int saved;
+  if (nic_enter_netns(env, netns, &saved)) return -1;
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  int e = errno;
+  if (fd < 0) {
+    nic_leave_netns(saved);
+    return nic_throw_sys(env, e, "pmstack: cannot open /dev/net/tun"), -1;
+  }
+  n->fd = fd;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0) | (mq ? IFF_MULTI_QUEUE : 0);
+  snprintf(ifr.ifr_name, IF_NAMESIZE, "%s", name);
+  int r = ioctl(fd, TUNSETIFF, &ifr);
+  e = errno;
+  nic_leave_netns(saved); /* the device stays in the namespace it was made in */
+  if (r) return nic_throw_sys(env, e, "pmstack: cannot create TAP device '%s' (TUNSETIFF; needs CAP_NET_ADMIN)", name), -1;
+  snprintf(n->ifname, sizeof n->ifname, "%s", ifr.ifr_name);
+  n->vnet_sz = 0;
+  if (vnet) {
+    int sz = sizeof(struct virtio_net_hdr);
+    if (ioctl(fd, TUNSETVNETHDRSZ, &sz)) return nic_throw_sys(env, errno, "pmstack: TUNSETVNETHDRSZ on %s", n->ifname), -1;
+    n->vnet_sz = sz;
+    unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    if (!(flags & 8) && ioctl(fd, TUNSETOFFLOAD, off | TUN_F_USO4 | TUN_F_USO6) == 0) {
+      n->uso = true;
+    } else if (ioctl(fd, TUNSETOFFLOAD, off)) {
+      return nic_throw_sys(env, errno, "pmstack: TUNSETOFFLOAD on %s", n->ifname), -1;
+    }
+    n->offload = true;
+  }
+  n->rx_need = n->offload ? (GSO_MAX_FRAME + BUF_SIZE - 1) / BUF_SIZE : 1;
+  snprintf(n->copies, sizeof n->copies,
+           "TAP %s: the kernel copies each received frame into its PM buffers (one readv per frame%s); no copy "
+           "after that. Send: the kernel copies each frame out of its PM buffers (one writev per frame%s). "
+           "%s",
+           n->ifname, n->offload ? ", GSO superframes up to 64 KiB as chains of 2 KiB buffers" : "",
+           n->offload ? ", with a virtio-net header for checksum/GSO offload" : "",
+           n->offload ? "Checksums marked NEEDS_CSUM are completed by the core (a read of the bytes, not a copy)."
+                      : "Frames must fit one 2 KiB buffer (MTU <= 2030).");
+  return 0;
+}
+
+static inline uint8_t *slot_at(ring_t *r, uint32_t pos) { return r->p + RING_HDR + (size_t)(pos & r->mask) * SLOT_SIZE; }
+
+static inline void put_slot(uint8_t *s, uint32_t buf, uint16_t off, uint16_t len, uint32_t flags) {
+  memcpy(s, &buf, 4);
+  memcpy(s + 4, &off, 2);
+  memcpy(s + 6, &len, 2);
+  uint32_t conn = 0;
+  memcpy(s + 8, &conn, 4);
+  memcpy(s + 12, &flags, 4);
+}
+
+uint32_t tap_rx(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *err) {
+  struct iovec iov[MAX_CHAIN + 1];
+  struct virtio_net_hdr vh;
+  uint32_t frames = 0, need = n->rx_need;
+  uint32_t *rhead = (uint32_t *)(r->p + 4), *rtail = (uint32_t *)(r->p + 8);
+  for (;;) {
+    uint32_t tail = __atomic_load_n(rtail, __ATOMIC_RELAXED);
+    uint32_t space = r->mask + 1 - (tail - __atomic_load_n(rhead, __ATOMIC_ACQUIRE));
+    uint32_t have = *fill->count;
+    if (have < need || space < need) {
+      n->st.rx_no_room++;
+      break;
+    }
+    uint32_t k;
+    for (k = 0; k < need; k++) {
+      uint32_t idx = fill->e[have - 1 - k];
+      if (idx >= n->buf_count) {
+        *err = EINVAL;
+        n->st.rx_bad++;
+        return frames;
+      }
+      iov[k + 1].iov_base = nic_buf(n, idx);
+      iov[k + 1].iov_len = BUF_SIZE;
+    }
+    int cnt = need;
+    if (n->vnet_sz) {
+      iov[0].iov_base = &vh;
+      iov[0].iov_len = n->vnet_sz;
+    }
+    struct iovec *v = n->vnet_sz ? iov : iov + 1;
+    ssize_t got = readv(n->fd, v, cnt + (n->vnet_sz ? 1 : 0));
+    n->st.syscalls++;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        n->st.rx_eagain++;
+        break;
+      }
+      n->st.rx_errors++;
+      *err = errno;
+      break;
+    }
+    size_t len = (size_t)got - n->vnet_sz;
+    if ((size_t)got < (size_t)n->vnet_sz || len == 0) {
+      n->st.rx_bad++;
+      continue;
+    }
+    uint32_t nb = (len + BUF_SIZE - 1) / BUF_SIZE;
+    uint32_t fl = 0;
+    if (n->vnet_sz) {
+      if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) fl |= SF_NEEDS_CSUM;
+      if (vh.flags & VIRTIO_NET_HDR_F_DATA_VALID) fl |= SF_CSUM_VALID;
+      if (vh.gso_type & VIRTIO_NET_HDR_GSO_ECN) fl |= SF_GSO_ECN;
+      fl |= ((uint32_t)(vh.gso_type & 0x0f) << SF_GSO_SHIFT);
+      if ((fl & SF_NIC_META) && meta) {
+        uint16_t m[4] = {vh.csum_start, vh.csum_offset, vh.gso_size, vh.hdr_len};
+        memcpy(meta + (size_t)(tail & r->mask) * META_SIZE, m, META_SIZE);
+      }
+    }
+    for (k = 0; k < nb; k++) {
+      uint32_t idx = fill->e[have - 1 - k];
+      size_t l = len - (size_t)k * BUF_SIZE;
+      if (l > BUF_SIZE) l = BUF_SIZE;
+      put_slot(slot_at(r, tail + k), idx, 0, (uint16_t)l, (k == 0 ? fl : 0) | (k + 1 < nb ? SF_MORE : 0));
+    }
+    *fill->count = have - nb;
+    __atomic_store_n(rtail, tail + nb, __ATOMIC_RELEASE);
+    frames++;
+    n->st.rx_frames++;
+    n->st.rx_slots += nb;
+    n->st.rx_bytes += len;
+  }
+  return frames;
+}
+
+uint32_t tap_tx(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err) {
+  struct iovec iov[MAX_CHAIN + 1];
+  uint32_t idxs[MAX_CHAIN];
+  struct virtio_net_hdr vh;
+  uint32_t frames = 0;
+  uint32_t *rhead = (uint32_t *)(r->p + 4), *rtail = (uint32_t *)(r->p + 8);
+  for (;;) {
+    uint32_t head = __atomic_load_n(rhead, __ATOMIC_RELAXED), tail = __atomic_load_n(rtail, __ATOMIC_ACQUIRE);
+    if (head == tail) break;
+    /* gather one frame */
+    uint32_t k = 0, fl0 = 0, bad = 0;
+    size_t total = 0;
+    bool complete = false;
+    while (head + k != tail && k < MAX_CHAIN) {
+      uint8_t *s = slot_at(r, head + k);
+      uint32_t buf, fl;
+      uint16_t off, len;
+      memcpy(&buf, s, 4);
+      memcpy(&off, s + 4, 2);
+      memcpy(&len, s + 6, 2);
+      memcpy(&fl, s + 12, 4);
+      if (k == 0) fl0 = fl;
+      if (buf >= n->buf_count || (uint32_t)off + len > BUF_SIZE) bad = 1;
+      idxs[k] = buf;
+      iov[k + 1].iov_base = bad ? NULL : nic_buf(n, buf) + off;
+      iov[k + 1].iov_len = len;
+      total += len;
+      k++;
+      if (!(fl & SF_MORE)) {
+        complete = true;
+        break;
+      }
+    }
+    if (!complete) {
+      if (k == MAX_CHAIN) bad = 1; /* a chain longer than any frame: drop it up to here */
+      else break;                  /* the producer has not finished this chain */
+    }
+    if (done->cap - *done->count < k) break; /* no room to report completions: later */
+    if (!bad) {
+      memset(&vh, 0, sizeof vh);
+      if (meta && (fl0 & SF_NIC_META)) {
+        uint16_t m[4];
+        memcpy(m, meta + (size_t)(head & r->mask) * META_SIZE, META_SIZE);
+        if (fl0 & SF_NEEDS_CSUM) {
+          vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+          vh.csum_start = m[0];
+          vh.csum_offset = m[1];
+        }
+        uint32_t g = (fl0 & SF_GSO_MASK) >> SF_GSO_SHIFT;
+        if (g) {
+          vh.gso_type = g | ((fl0 & SF_GSO_ECN) ? VIRTIO_NET_HDR_GSO_ECN : 0);
+          vh.gso_size = m[2];
+          vh.hdr_len = m[3];
+        }
+      }
+      iov[0].iov_base = &vh;
+      iov[0].iov_len = n->vnet_sz;
+      struct iovec *v = n->vnet_sz ? iov : iov + 1;
+      ssize_t w = writev(n->fd, v, k + (n->vnet_sz ? 1 : 0));
+      n->st.syscalls++;
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EAGAIN) {
+        n->st.tx_eagain++;
+        break;
+      }
+      if (w < 0) {
+        n->st.tx_errors++;
+        n->st.tx_dropped++;
+        *err = errno;
+      } else {
+        frames++;
+        n->st.tx_frames++;
+        n->st.tx_slots += k;
+        n->st.tx_bytes += total;
+      }
+    } else {
+      n->st.tx_dropped++;
+    }
+    /* Completed (sent or dropped): the host drops the NIC's reference on each buffer. */
+    for (uint32_t j = 0; j < k; j++)
+      if (idxs[j] < n->buf_count) done->e[(*done->count)++] = idxs[j];
+    __atomic_store_n(rhead, head + k, __ATOMIC_RELEASE);
+  }
+  return frames;
+}

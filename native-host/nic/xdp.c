@@ -1,0 +1,438 @@
+/*
+ * AF_XDP backend with raw syscalls (no libbpf/libxdp). The UMEM is the PM pool's buffer
+ * region itself (chunk 2048 = one pmstack buffer), so buffer index = UMEM address / 2048.
+ * A 5-instruction XDP program redirects every frame of the queue to the socket through an
+ * XSKMAP; it is attached with BPF_LINK_CREATE (native mode, skb mode as fallback) and
+ * detached when the link fd is closed (close() or process exit).
+ */
+#include "nic.h"
+
+#include <errno.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef AF_XDP
+#define AF_XDP 44
+#endif
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
+
+typedef struct {
+  uint32_t *prod, *cons, *flags;
+  void *desc;
+  uint32_t size, mask;
+  void *map;
+  size_t map_len;
+} xring;
+
+struct xdp_state {
+  xring fill, comp, rx, tx;
+  int map_fd, prog_fd, link_fd;
+  uint32_t ring_size, queue;
+  const char *mode, *bind;
+  uint8_t *held; /* bitmap: buffers the kernel holds (FILL/RX or TX/COMPLETION) */
+};
+
+static long sys_bpf(int cmd, union bpf_attr *a) { return syscall(__NR_bpf, cmd, a, sizeof *a); }
+
+static int map_ring(int fd, xring *r, struct xdp_ring_offset *o, uint32_t n, size_t dsize, off_t pgoff) {
+  r->map_len = o->desc + (size_t)n * dsize;
+  r->map = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, pgoff);
+  if (r->map == MAP_FAILED) {
+    r->map = NULL;
+    return errno;
+  }
+  uint8_t *b = r->map;
+  r->prod = (uint32_t *)(b + o->producer);
+  r->cons = (uint32_t *)(b + o->consumer);
+  r->flags = (uint32_t *)(b + o->flags);
+  r->desc = b + o->desc;
+  r->size = n;
+  r->mask = n - 1;
+  return 0;
+}
+
+static inline void held_set(xdp_state *x, uint32_t i) { x->held[i >> 3] |= (uint8_t)(1u << (i & 7)); }
+static inline void held_clr(xdp_state *x, uint32_t i) { x->held[i >> 3] &= (uint8_t)~(1u << (i & 7)); }
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+#define FAIL(e, ...) (nic_leave_netns(saved), nic_throw_sys(env, e, __VA_ARGS__), -1)
+
+int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_t flags, uint32_t ring_size,
+             const char *netns, const char *medium) {
+  if (ring_size == 0) ring_size = 512;
+  if (ring_size & (ring_size - 1) || ring_size > 32768)
+    return nic_throw(env, "EINVAL", "pmstack: ringSize must be a power of two <= 32768, got %u", ring_size), -1;
+  xdp_state *x = calloc(1, sizeof *x);
+  if (!x || !(x->held = calloc((n->buf_count + 7) / 8, 1))) {
+    free(x);
+    return nic_throw_sys(env, ENOMEM, "pmstack: xdpOpen"), -1;
+  }
+  n->x = x;
+  x->map_fd = x->prog_fd = x->link_fd = -1;
+  x->ring_size = ring_size;
+  x->queue = queue;
+  snprintf(n->ifname, sizeof n->ifname, "%s", ifname);
+  int saved;
+  if (nic_enter_netns(env, netns, &saved)) return -1;
+  unsigned ifindex = if_nametoindex(ifname);
+  if (!ifindex) return FAIL(errno, "pmstack: no network interface '%s'%s%s", ifname, *netns ? " in " : "", netns);
+  int fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) return FAIL(errno, "pmstack: cannot create an AF_XDP socket (needs CAP_NET_RAW and CONFIG_XDP_SOCKETS)");
+  n->fd = fd;
+
+  struct xdp_umem_reg mr = {0};
+  mr.addr = (uint64_t)(uintptr_t)(n->base + n->buf_base);
+  mr.len = (uint64_t)n->buf_count << BUF_SHIFT;
+  mr.chunk_size = BUF_SIZE;
+  mr.headroom = 0;
+  if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &mr, sizeof mr)) {
+    int e = errno;
+    nic_leave_netns(saved);
+    if (e == EFAULT || e == EOPNOTSUPP)
+      return nic_throw(env, "EUMEM",
+                       "pmstack: AF_XDP cannot use the PM pool on %s as its UMEM: the kernel refused to pin its pages "
+                       "(XDP_UMEM_REG: %s). File pages on ext4/xfs/fsdax cannot be pinned long-term for writing; "
+                       "put the pool on tmpfs (/dev/shm), memfd or devdax, or use the TAP backend",
+                       *medium ? medium : "this medium", strerror(e)),
+             -1;
+    return nic_throw_sys(env, e, "pmstack: XDP_UMEM_REG of the PM pool on %s", *medium ? medium : "?"), -1;
+  }
+  uint32_t rs = ring_size;
+  if (setsockopt(fd, SOL_XDP, XDP_UMEM_FILL_RING, &rs, 4) || setsockopt(fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &rs, 4) ||
+      setsockopt(fd, SOL_XDP, XDP_RX_RING, &rs, 4) || setsockopt(fd, SOL_XDP, XDP_TX_RING, &rs, 4))
+    return FAIL(errno, "pmstack: AF_XDP ring sizes (%u)", rs);
+  struct xdp_mmap_offsets off;
+  socklen_t ol = sizeof off;
+  if (getsockopt(fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &ol)) return FAIL(errno, "pmstack: XDP_MMAP_OFFSETS");
+  int e;
+  if ((e = map_ring(fd, &x->fill, &off.fr, rs, 8, XDP_UMEM_PGOFF_FILL_RING)) ||
+      (e = map_ring(fd, &x->comp, &off.cr, rs, 8, XDP_UMEM_PGOFF_COMPLETION_RING)) ||
+      (e = map_ring(fd, &x->rx, &off.rx, rs, sizeof(struct xdp_desc), XDP_PGOFF_RX_RING)) ||
+      (e = map_ring(fd, &x->tx, &off.tx, rs, sizeof(struct xdp_desc), XDP_PGOFF_TX_RING)))
+    return FAIL(e, "pmstack: mmap of the AF_XDP rings");
+
+  /* bind: zero copy first unless told otherwise; copy mode where the driver has none (veth). */
+  struct sockaddr_xdp sa = {0};
+  sa.sxdp_family = AF_XDP;
+  sa.sxdp_ifindex = ifindex;
+  sa.sxdp_queue_id = queue;
+  int tries = 0;
+  bool zc = !(flags & 2);
+  for (;;) {
+    sa.sxdp_flags = XDP_USE_NEED_WAKEUP | (zc ? XDP_ZEROCOPY : XDP_COPY);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0) break;
+    e = errno;
+    if (zc && (e == EOPNOTSUPP || e == EINVAL || e == EPROTONOSUPPORT)) {
+      zc = false;
+      continue;
+    }
+    if (e == EBUSY && tries++ < 40) { /* the previous owner's UMEM is still being torn down (~1 s) */
+      sleep_ms(50);
+      continue;
+    }
+    return FAIL(e, "pmstack: cannot bind the AF_XDP socket to %s queue %u", ifname, queue);
+  }
+  x->bind = zc ? "zerocopy" : "copy";
+
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.map_type = BPF_MAP_TYPE_XSKMAP;
+  a.key_size = 4;
+  a.value_size = 4;
+  a.max_entries = queue + 1;
+  snprintf(a.map_name, sizeof a.map_name, "pmstack_xsks");
+  x->map_fd = sys_bpf(BPF_MAP_CREATE, &a);
+  if (x->map_fd < 0) return FAIL(errno, "pmstack: cannot create the XSKMAP (bpf BPF_MAP_CREATE; needs CAP_BPF)");
+  uint32_t key = queue, val = fd;
+  memset(&a, 0, sizeof a);
+  a.map_fd = x->map_fd;
+  a.key = (uint64_t)(uintptr_t)&key;
+  a.value = (uint64_t)(uintptr_t)&val;
+  if (sys_bpf(BPF_MAP_UPDATE_ELEM, &a)) return FAIL(errno, "pmstack: XSKMAP[%u] = socket", queue);
+
+  /* r2 = ctx->rx_queue_index; r1 = map; r3 = XDP_PASS; call bpf_redirect_map; exit */
+  struct bpf_insn prog[6];
+  memset(prog, 0, sizeof prog);
+  prog[0].code = BPF_LDX | BPF_W | BPF_MEM;
+  prog[0].dst_reg = BPF_REG_2;
+  prog[0].src_reg = BPF_REG_1;
+  prog[0].off = offsetof(struct xdp_md, rx_queue_index);
+  prog[1].code = BPF_LD | BPF_DW | BPF_IMM;
+  prog[1].dst_reg = BPF_REG_1;
+  prog[1].src_reg = BPF_PSEUDO_MAP_FD;
+  prog[1].imm = x->map_fd;
+  prog[3].code = BPF_ALU64 | BPF_MOV | BPF_K;
+  prog[3].dst_reg = BPF_REG_3;
+  prog[3].imm = XDP_PASS;
+  prog[4].code = BPF_JMP | BPF_CALL;
+  prog[4].imm = BPF_FUNC_redirect_map;
+  prog[5].code = BPF_JMP | BPF_EXIT;
+  static char license[] = "GPL";
+  static char log[4096];
+  memset(&a, 0, sizeof a);
+  a.prog_type = BPF_PROG_TYPE_XDP;
+  a.insns = (uint64_t)(uintptr_t)prog;
+  a.insn_cnt = 6;
+  a.license = (uint64_t)(uintptr_t)license;
+  a.log_buf = (uint64_t)(uintptr_t)log;
+  a.log_size = sizeof log;
+  a.log_level = 1;
+  snprintf(a.prog_name, sizeof a.prog_name, "pmstack_xsk");
+  x->prog_fd = sys_bpf(BPF_PROG_LOAD, &a);
+  if (x->prog_fd < 0) return FAIL(errno, "pmstack: cannot load the XDP program (verifier: %.300s)", log);
+
+  const int modes[2] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+  for (int m = (flags & 1) ? 1 : 0; m < 2; m++) {
+    memset(&a, 0, sizeof a);
+    a.link_create.prog_fd = x->prog_fd;
+    a.link_create.target_ifindex = ifindex;
+    a.link_create.attach_type = BPF_XDP;
+    a.link_create.flags = modes[m];
+    x->link_fd = sys_bpf(BPF_LINK_CREATE, &a);
+    if (x->link_fd >= 0) {
+      x->mode = m == 0 ? "drv" : "skb";
+      break;
+    }
+    e = errno;
+  }
+  nic_leave_netns(saved);
+  if (x->link_fd < 0)
+    return nic_throw_sys(env, e, "pmstack: cannot attach the XDP program to %s (BPF_LINK_CREATE, drv and skb mode)", ifname), -1;
+  snprintf(n->copies, sizeof n->copies,
+           "AF_XDP %s queue %u, %s mode, %s: %s; no copy after that. Send: %s. Chains of several buffers are "
+           "linearized into their first buffer before sending (a copy: AF_XDP takes one buffer per frame here).",
+           ifname, queue, x->mode, zc ? "zero copy" : "copy mode",
+           zc ? "the NIC writes each frame into its PM buffer by DMA (the UMEM is the pool)"
+              : "the kernel copies each frame into its PM buffer (the UMEM is the pool)",
+           zc ? "the NIC reads the PM buffer by DMA" : "the kernel copies each frame out of its PM buffer");
+  return 0;
+}
+
+napi_value xdp_info(napi_env env, nic_t *n, napi_value o) {
+  napi_value v;
+  xdp_state *x = n->x;
+  if (napi_create_string_utf8(env, x->mode ? x->mode : "", NAPI_AUTO_LENGTH, &v) != napi_ok ||
+      napi_set_named_property(env, o, "mode", v) != napi_ok ||
+      napi_create_string_utf8(env, x->bind ? x->bind : "", NAPI_AUTO_LENGTH, &v) != napi_ok ||
+      napi_set_named_property(env, o, "bind", v) != napi_ok || napi_create_uint32(env, x->ring_size, &v) != napi_ok ||
+      napi_set_named_property(env, o, "ringSize", v) != napi_ok || napi_create_uint32(env, x->queue, &v) != napi_ok ||
+      napi_set_named_property(env, o, "queue", v) != napi_ok)
+    return NULL;
+  return o;
+}
+
+static inline uint8_t *slot_at(ring_t *r, uint32_t pos) { return r->p + RING_HDR + (size_t)(pos & r->mask) * SLOT_SIZE; }
+
+uint32_t xdp_rx(nic_t *n, ring_t *r, table_t *fill, int *err) {
+  xdp_state *x = n->x;
+  uint32_t frames = 0;
+  uint32_t *rhead = (uint32_t *)(r->p + 4), *rtail = (uint32_t *)(r->p + 8);
+  /* 1. RX descriptors -> pmstack ring slots */
+  uint32_t cons = *x->rx.cons, prod = __atomic_load_n(x->rx.prod, __ATOMIC_ACQUIRE);
+  uint32_t tail = *rtail, space = r->mask + 1 - (tail - __atomic_load_n(rhead, __ATOMIC_ACQUIRE));
+  if (prod - cons > space) n->st.rx_no_room++;
+  while (cons != prod && space > 0) {
+    struct xdp_desc *d = (struct xdp_desc *)x->rx.desc + (cons & x->rx.mask);
+    uint64_t addr = d->addr;
+    uint32_t idx = (uint32_t)(addr >> BUF_SHIFT), off = addr & (BUF_SIZE - 1), len = d->len;
+    cons++;
+    if (idx >= n->buf_count || off + len > BUF_SIZE) {
+      n->st.rx_bad++;
+      continue;
+    }
+    held_clr(x, idx);
+    uint8_t *s = slot_at(r, tail);
+    uint16_t o16 = off, l16 = len;
+    uint32_t zero = 0;
+    memcpy(s, &idx, 4);
+    memcpy(s + 4, &o16, 2);
+    memcpy(s + 6, &l16, 2);
+    memcpy(s + 8, &zero, 4);
+    memcpy(s + 12, &zero, 4);
+    tail++;
+    space--;
+    frames++;
+    n->st.rx_frames++;
+    n->st.rx_slots++;
+    n->st.rx_bytes += len;
+  }
+  __atomic_store_n(x->rx.cons, cons, __ATOMIC_RELEASE);
+  __atomic_store_n(rtail, tail, __ATOMIC_RELEASE);
+  /* 2. fill table -> FILL ring */
+  uint32_t fprod = *x->fill.prod, fcons = __atomic_load_n(x->fill.cons, __ATOMIC_ACQUIRE);
+  uint32_t room = x->fill.size - (fprod - fcons), have = *fill->count, k = 0;
+  while (k < room && have > 0) {
+    uint32_t idx = fill->e[have - 1];
+    if (idx >= n->buf_count) {
+      *err = EINVAL;
+      n->st.rx_bad++;
+      break;
+    }
+    have--;
+    ((uint64_t *)x->fill.desc)[(fprod + k) & x->fill.mask] = (uint64_t)idx << BUF_SHIFT;
+    held_set(x, idx);
+    k++;
+  }
+  *fill->count = have;
+  if (k) __atomic_store_n(x->fill.prod, fprod + k, __ATOMIC_RELEASE);
+  if (__atomic_load_n(x->fill.flags, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP) {
+    recvfrom(n->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+    n->st.syscalls++;
+    n->st.wakeups++;
+  }
+  return frames;
+}
+
+static uint32_t reap(nic_t *n, table_t *done) {
+  xdp_state *x = n->x;
+  uint32_t cons = *x->comp.cons, prod = __atomic_load_n(x->comp.prod, __ATOMIC_ACQUIRE), k = 0;
+  while (cons != prod && *done->count < done->cap) {
+    uint64_t addr = ((uint64_t *)x->comp.desc)[cons & x->comp.mask];
+    uint32_t idx = (uint32_t)(addr >> BUF_SHIFT);
+    cons++;
+    if (idx < n->buf_count) {
+      held_clr(x, idx);
+      done->e[(*done->count)++] = idx;
+      k++;
+    }
+  }
+  __atomic_store_n(x->comp.cons, cons, __ATOMIC_RELEASE);
+  return k;
+}
+
+uint32_t xdp_tx(nic_t *n, ring_t *r, table_t *done, int *err) {
+  xdp_state *x = n->x;
+  uint32_t frames = 0;
+  uint32_t *rhead = (uint32_t *)(r->p + 4), *rtail = (uint32_t *)(r->p + 8);
+  reap(n, done);
+  uint32_t tprod = *x->tx.prod, tcons = __atomic_load_n(x->tx.cons, __ATOMIC_ACQUIRE);
+  uint32_t head = *rhead, tail = __atomic_load_n(rtail, __ATOMIC_ACQUIRE), pushed = 0;
+  while (head != tail && x->tx.size - (tprod + pushed - tcons) > 0) {
+    /* gather one frame */
+    uint32_t k = 0, idx0 = 0, off0 = 0, bad = 0;
+    size_t total = 0;
+    bool complete = false;
+    while (head + k != tail && k < MAX_CHAIN) {
+      uint8_t *s = slot_at(r, head + k);
+      uint32_t buf, fl;
+      uint16_t off, len;
+      memcpy(&buf, s, 4);
+      memcpy(&off, s + 4, 2);
+      memcpy(&len, s + 6, 2);
+      memcpy(&fl, s + 12, 4);
+      if (buf >= n->buf_count || (uint32_t)off + len > BUF_SIZE) bad = 1;
+      if (k == 0) idx0 = buf, off0 = off;
+      total += len;
+      k++;
+      if (!(fl & SF_MORE)) {
+        complete = true;
+        break;
+      }
+    }
+    if (!complete && k < MAX_CHAIN) break; /* chain still being written */
+    if (!complete) bad = 1;
+    if (done->cap - *done->count < k) break;
+    if (!bad && total > BUF_SIZE) bad = 1; /* no multi-buffer frames on this path: drop */
+    if (!bad && k > 1) {
+      /* Linearize the chain into its first buffer: a copy (named in docs/nic.md). */
+      uint8_t *b0 = nic_buf(n, idx0);
+      uint16_t len0;
+      memcpy(&len0, slot_at(r, head) + 6, 2);
+      if (off0 + total > BUF_SIZE) {
+        memmove(b0, b0 + off0, len0);
+        off0 = 0;
+      }
+      size_t at = off0 + len0;
+      for (uint32_t j = 1; j < k; j++) {
+        uint8_t *s = slot_at(r, head + j);
+        uint32_t buf;
+        uint16_t off, len;
+        memcpy(&buf, s, 4);
+        memcpy(&off, s + 4, 2);
+        memcpy(&len, s + 6, 2);
+        memcpy(b0 + at, nic_buf(n, buf) + off, len);
+        at += len;
+        n->st.tx_copied_bytes += len;
+        done->e[(*done->count)++] = buf; /* copied out: complete now */
+      }
+    }
+    if (bad) {
+      n->st.tx_dropped++;
+      for (uint32_t j = 0; j < k; j++) {
+        uint32_t buf;
+        memcpy(&buf, slot_at(r, head + j), 4);
+        if (buf < n->buf_count) done->e[(*done->count)++] = buf;
+      }
+    } else {
+      struct xdp_desc *d = (struct xdp_desc *)x->tx.desc + ((tprod + pushed) & x->tx.mask);
+      d->addr = ((uint64_t)idx0 << BUF_SHIFT) + off0;
+      d->len = (uint32_t)total;
+      d->options = 0;
+      held_set(x, idx0);
+      pushed++;
+      frames++;
+      n->st.tx_frames++;
+      n->st.tx_slots += k;
+      n->st.tx_bytes += total;
+    }
+    head += k;
+  }
+  if (pushed) __atomic_store_n(x->tx.prod, tprod + pushed, __ATOMIC_RELEASE);
+  __atomic_store_n(rhead, head, __ATOMIC_RELEASE);
+  /* Kick only when the kernel asks for it (always, in copy mode) and there is work queued. */
+  bool queued = *x->tx.prod != __atomic_load_n(x->tx.cons, __ATOMIC_ACQUIRE);
+  if (queued && (__atomic_load_n(x->tx.flags, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP)) {
+    n->st.syscalls++;
+    n->st.kicks++;
+    if (sendto(n->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == EBUSY || e == ENOBUFS || e == ENETDOWN) n->st.tx_eagain++;
+      else {
+        n->st.tx_errors++;
+        *err = e;
+      }
+    }
+  }
+  reap(n, done); /* copy mode completes during the kick */
+  return frames;
+}
+
+uint32_t xdp_outstanding(nic_t *n, uint32_t *out, uint32_t cap) {
+  xdp_state *x = n->x;
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < n->buf_count && k < cap; i++)
+    if (x->held[i >> 3] & (1u << (i & 7))) out[k++] = i;
+  return k;
+}
+
+void xdp_close(nic_t *n) {
+  xdp_state *x = n->x;
+  if (!x) return;
+  if (x->link_fd >= 0) close(x->link_fd); /* detaches the program */
+  if (x->prog_fd >= 0) close(x->prog_fd);
+  if (x->map_fd >= 0) close(x->map_fd);
+  x->link_fd = x->prog_fd = x->map_fd = -1;
+  xring *rs[4] = {&x->fill, &x->comp, &x->rx, &x->tx};
+  for (int i = 0; i < 4; i++)
+    if (rs[i]->map) munmap(rs[i]->map, rs[i]->map_len), rs[i]->map = NULL;
+  free(x->held);
+  x->held = NULL;
+  n->x = NULL;
+  free(x);
+}

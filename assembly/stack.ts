@@ -51,6 +51,12 @@ export function stackScratch(): usize {
   return scratch;
 }
 
+/** Ring size from the config, at least 2^7 slots (a frame may need up to MAXP + 8 free slots). */
+function ringLog2(off: u32): u32 {
+  const v = cfgU32(off, 10);
+  return v < 7 ? 7 : v > 16 ? 16 : v;
+}
+
 /** Set-up: allocates every table and the four rings. After poolReserve, before arenaSeal. */
 export function stackInit(): i32 {
   if (inited) return -9;
@@ -66,13 +72,13 @@ export function stackInit(): i32 {
   if (r < 0) return r;
   r = tcpInit();
   if (r < 0) return r;
-  const rx = ringCreate(cfgU32(CFG_RX_LOG2, 10));
+  const rx = ringCreate(ringLog2(CFG_RX_LOG2));
   if (rx < 0) return <i32>rx;
-  const tx = ringCreate(cfgU32(CFG_TX_LOG2, 10));
+  const tx = ringCreate(ringLog2(CFG_TX_LOG2));
   if (tx < 0) return <i32>tx;
-  const ai = ringCreate(cfgU32(CFG_AIN_LOG2, 10));
+  const ai = ringCreate(ringLog2(CFG_AIN_LOG2));
   if (ai < 0) return <i32>ai;
-  const ao = ringCreate(cfgU32(CFG_AOUT_LOG2, 10));
+  const ao = ringCreate(ringLog2(CFG_AOUT_LOG2));
   if (ao < 0) return <i32>ao;
   setRings(<usize>rx, <usize>tx, <usize>ai, <usize>ao);
   inited = true;

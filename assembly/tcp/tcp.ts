@@ -666,7 +666,10 @@ function tcpOutput(i: u32): void {
       count(C_TCP_RETRANSMITS);
       t.flags &= ~TF_RTT;
     }
-    if (!xmit(i, t.sndNxt, len, fl)) break;
+    if (!xmit(i, t.sndNxt, len, fl)) {
+      if (t.rtxAt == Infinity) t.rtxAt = now + rtoEff(t); // out of buffers: try again later
+      break;
+    }
     if (!rtx && len > 0 && (t.flags & (TF_RTT | TF_TS_OK)) == 0) {
       t.flags |= TF_RTT;
       t.rttSeq = t.sndNxt + len;
@@ -709,7 +712,7 @@ function ccOnAck(t: Tcb, acked: u32): void {
   }
   if ((t.flags & TF_CUBIC) == 0) {
     // NewReno congestion avoidance: about one MSS per RTT
-    t.cwnd += max<u32>(1, <u32>(<u64>t.mss * acked / t.cwnd));
+    t.cwnd += max<u32>(1, <u32>((<u64>t.mss * acked) / max<u32>(t.cwnd, 1)));
     return;
   }
   // CUBIC (RFC 9438), windows in segments, time in seconds
@@ -1482,6 +1485,7 @@ function newAck(i: u32): void {
   } else {
     t.dupAcks = 0;
     ccOnAck(t, acked);
+    if (t.cwnd > 0x3fffffff) t.cwnd = 0x3fffffff; // never wraps, however long the transfer
   }
   t.rtxAt = t.sndUna == t.sndMax ? Infinity : now + rtoEff(t);
   t.flags |= TF_PEND;
@@ -1522,6 +1526,10 @@ function dupAck(i: u32): void {
 function onRto(i: u32): void {
   const t = tcb(i);
   t.rtxAt = Infinity;
+  if (t.state != ST_SYN_SENT && t.state != ST_SYN_RCVD && t.sndUna == t.sndMax) {
+    t.flags |= TF_PEND; // nothing in flight: a send that failed for lack of buffers is retried
+    return;
+  }
   count(C_TCP_RTO);
   t.retries++;
   if (t.state == ST_SYN_SENT || t.state == ST_SYN_RCVD) {
@@ -1537,7 +1545,7 @@ function onRto(i: u32): void {
     t.rtxAt = now + rtoEff(t);
     return;
   }
-  if (t.state == ST_TIME_WAIT || t.state == ST_CLOSED || t.sndUna == t.sndMax) return;
+  if (t.state == ST_TIME_WAIT || t.state == ST_CLOSED) return;
   if (t.retries > MAX_RETRIES) {
     rawSeg(t.lport, t.rport, t.rip, t.sndNxt, 0, TH_RST, 0);
     t.state = ST_CLOSED;

@@ -177,3 +177,56 @@ export function l4CsumOk(bytes) {
   pseudo[11] = len & 255;
   return sum16(bytes, p.l4, p.l4 + len, sum16(pseudo, 0, 12)) === 0xffff;
 }
+
+/**
+ * Serves a NIC port: on every readiness event (libuv poll) or, with busy: true, on every
+ * event-loop turn (setImmediate, a non-blocking busy poll), pulls every ready frame, answers
+ * what the responder answers with one send, hands other frames to onFrame(frame) (which may
+ * return true to keep the buffers itself) and frees the rest. Returns stop().
+ */
+export function serve(port, responder, { onFrame, busy = false, split = null } = {}) {
+  const pool = port.pool;
+  let stopped = false;
+  const turn = () => {
+    if (stopped || port.closed) return;
+    port.receive();
+    const frames = port.drain();
+    const out = [];
+    const free = [];
+    for (const f of frames) {
+      let r = responder.respond(pool, f);
+      if (r && split) r = split(pool, r);
+      if (r) out.push(r);
+      else if (onFrame && onFrame(f)) continue;
+      free.push(f);
+    }
+    port.release(free);
+    if (out.length) port.send(out);
+    else if (port.txPending || port.info.kind === "xdp") port.flush();
+    if (busy) setImmediate(turn);
+  };
+  if (busy) setImmediate(turn);
+  else port.poll(turn);
+  return () => {
+    stopped = true;
+    if (!busy && !port.closed) port.stopPolling();
+  };
+}
+
+/** Splits a one-buffer frame into a two-buffer chain (the second part copied to a new buffer). */
+export function splitInTwo(pool, frame) {
+  const b = frame.bufs[0];
+  if (frame.bufs.length !== 1 || b.length < 60) return frame;
+  const cut = 34;
+  const j = pool.alloc("nic");
+  pool.view(j, 0, b.length - cut).set(pool.view(b.index, (b.offset ?? 0) + cut, b.length - cut));
+  return {
+    bufs: [
+      { index: b.index, offset: b.offset ?? 0, length: cut },
+      { index: j, length: b.length - cut },
+    ],
+  };
+}
+
+/** A byte pattern for payloads: byte i of message `seed`. */
+export const patternByte = (seed, i) => (i * 31 + seed * 7 + (i >> 8)) & 255;

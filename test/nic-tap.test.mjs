@@ -1,0 +1,219 @@
+// TAP backend against the Linux kernel, inside a network namespace the test makes (198.18.0.0/24:
+// kernel 198.18.0.1, pmstack's frame-level JS responder 198.18.0.2). Needs root; skips loudly
+// otherwise. Build first: node native-host/build.mjs && npm run build:host
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import fs from "node:fs";
+import { Pool, TapPort, reserveNicQueues, nic } from "../build/index.js";
+import { Netns, leftovers, netnsUnavailable } from "./lib/netns.mjs";
+import { Responder, completeCsum, frameBytes, l4CsumOk, parse, patternByte, serve } from "./lib/frames.mjs";
+import { scratchDir } from "./lib/tmp.mjs";
+
+const why = netnsUnavailable();
+if (why) console.warn(`\n*** nic-tap tests SKIPPED: ${why} ***\n`);
+const it = why ? test.skip : test;
+const python = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+const KERNEL = "198.18.0.1";
+const US = "198.18.0.2";
+const MAC = "02:00:00:00:00:02";
+
+/** A pool (tmpfs file or volatile), a namespace and a TAP made in it, kernel side addressed. */
+function setup(tag, { file = false } = {}) {
+  let q;
+  const configure = (c) => (q = reserveNicQueues(c));
+  const pool = file
+    ? Pool.create(`${scratchDir("tmpfs")}/tap.pm`, { buffers: 2048, configure })
+    : Pool.volatile({ buffers: 2048, configure });
+  const ns = new Netns(tag);
+  let tap;
+  try {
+    tap = TapPort.open(pool, q, { name: "pmtap0", netns: ns.path });
+    ns.ip(["addr", "add", `${KERNEL}/24`, "dev", "pmtap0"]);
+    ns.ip(["link", "set", "pmtap0", "up"]);
+  } catch (e) {
+    tap?.close();
+    ns.cleanup();
+    pool.close();
+    throw e;
+  }
+  const responder = new Responder({ ip: US, mac: MAC });
+  return { pool, ns, tap, responder };
+}
+
+function teardown({ pool, ns, tap }) {
+  tap.close();
+  ns.cleanup();
+  const c = pool.check();
+  pool.close();
+  return c;
+}
+
+/** Sends UDP from the kernel side: `count` datagrams of `size` bytes, optionally with UDP_SEGMENT. */
+function udpSend(ns, { size, seed = 1, gso = 0, port = 9000 }) {
+  const script = [
+    "import socket",
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
+    gso ? `s.setsockopt(17, 103, ${gso})` : "",
+    `data = bytes(((i * 31 + ${seed} * 7 + (i >> 8)) & 255) for i in range(${size}))`,
+    `s.sendto(data, ('${US}', ${port}))`,
+  ].join("\n");
+  const r = ns.run(python, ["-c", script]);
+  if (r.status !== 0) throw new Error(`python sender failed: ${r.stderr}`);
+}
+
+async function until(cond, ms = 3000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return true;
+}
+
+it("TAP: says which copies its path has; vnet header and offloads on", () => {
+  const s = setup("tapinfo");
+  try {
+    assert.is(s.tap.info.kind, "tap");
+    assert.is(s.tap.info.vnetHdrSize, 10);
+    assert.ok(s.tap.info.offload);
+    assert.match(s.tap.copies, /kernel copies each received frame into its PM buffers/);
+    assert.match(s.tap.copies, /no copy after that/);
+    const link = s.ns.ip(["-d", "link", "show", "pmtap0"]);
+    assert.match(link, /tun type tap/);
+  } finally {
+    teardown(s);
+  }
+});
+
+it("TAP: frames from the kernel land in PM buffers named by ring slots (NEEDS_CSUM metadata; busy poll)", async () => {
+  const s = setup("taprx", { file: true });
+  const got = [];
+  const stop = serve(s.tap, s.responder, {
+    busy: true,
+    onFrame: (f) => {
+      const p = parse(frameBytes(s.pool, f));
+      if (p.ip?.proto === 17) {
+        got.push(f);
+        return true; // keep the buffers to inspect them
+      }
+      return false;
+    },
+  });
+  try {
+    for (let k = 0; k < 5; k++) udpSend(s.ns, { size: 100 + k * 200, seed: k });
+    assert.ok(await until(() => got.length === 5), `5 UDP frames, got ${got.length}`);
+    for (let k = 0; k < 5; k++) {
+      const f = got[k];
+      assert.is(f.bufs.length, 1);
+      for (const b of f.bufs) assert.is(s.pool.owner(b.index), "nic", "the ring slot names a held buffer");
+      const bytes = frameBytes(s.pool, f);
+      const p = parse(bytes);
+      assert.is(p.dst, MAC);
+      assert.is(p.ip.src, KERNEL);
+      assert.is(p.ip.dst, US);
+      assert.ok(p.ip.csumOk, "IPv4 header checksum");
+      assert.is(f.length, 14 + 20 + 8 + 100 + k * 200);
+      for (let i = 0; i < 100 + k * 200; i++)
+        if (bytes[42 + i] !== patternByte(k, i)) assert.unreachable(`payload byte ${i} of datagram ${k}`);
+      // The kernel leaves the UDP checksum to us (NEEDS_CSUM), with where to put it.
+      assert.ok(f.flags & nic.SF_NEEDS_CSUM, "NEEDS_CSUM");
+      assert.is(f.csumStart, 34);
+      assert.is(f.csumOffset, 6);
+      assert.ok(l4CsumOk(completeCsum(bytes, f.csumStart, f.csumOffset)), "completed UDP checksum verifies");
+    }
+    s.tap.release(got);
+    const st = s.tap.stats();
+    assert.ok(st.rxFrames >= 6 && st.syscalls >= st.rxFrames, "syscalls are counted");
+  } finally {
+    stop();
+    const c = teardown(s);
+    assert.is(c.free, c.total, "no buffer leaked");
+  }
+});
+
+it("TAP: ping -c 20 from the kernel gets 20 replies from the JS responder (libuv poll)", async () => {
+  const s = setup("tapping");
+  const stop = serve(s.tap, s.responder);
+  try {
+    const r = await s.ns.spawn("ping", ["-c", "20", "-i", "0.02", "-W", "2", US]).done;
+    assert.match(r.stdout, /20 packets transmitted, 20 received/, r.stdout + r.stderr);
+    assert.is(s.responder.stats.echo, 20);
+    assert.ok(s.responder.stats.arp >= 1);
+    const st = s.tap.stats();
+    assert.ok(st.polls >= 20, `woken by the event loop (${st.polls} polls)`);
+    assert.ok(st.txFrames >= 21);
+  } finally {
+    stop();
+    const c = teardown(s);
+    assert.is(c.free, c.total, "no buffer leaked");
+  }
+});
+
+it("TAP: a GSO superframe (UDP_SEGMENT, 14000 bytes) arrives as one chain with its virtio-net metadata", async () => {
+  const s = setup("tapgso");
+  const got = [];
+  const stop = serve(s.tap, s.responder, {
+    onFrame: (f) => {
+      const p = parse(frameBytes(s.pool, f));
+      if (p.ip?.proto === 17 || p.ip?.proto === 6) {
+        got.push(f);
+        return true;
+      }
+      return false;
+    },
+  });
+  try {
+    const size = 14000;
+    udpSend(s.ns, { size, seed: 9, gso: 1400 });
+    assert.ok(await until(() => got.length >= 1), "the superframe arrived");
+    const f = got.shift();
+    assert.is(f.length, 14 + 20 + 8 + size);
+    assert.is(f.bufs.length, Math.ceil(f.length / 2048), "a chain of 2 KiB buffers (SF_MORE)");
+    for (const b of f.bufs.slice(0, -1)) assert.is(b.length, 2048);
+    assert.is(f.gsoType, nic.GSO_UDP_L4);
+    assert.is(f.gsoSize, 1400);
+    assert.ok(f.flags & nic.SF_NEEDS_CSUM);
+    assert.is(f.csumStart, 34);
+    assert.is(f.csumOffset, 6);
+    const bytes = frameBytes(s.pool, f);
+    for (let i = 0; i < size; i++) if (bytes[42 + i] !== patternByte(9, i)) assert.unreachable(`payload byte ${i}`);
+    s.tap.release([f]);
+
+    // A TCP SYN from the kernel: NEEDS_CSUM with the TCP checksum's offset.
+    const r = s.ns.run(python, [
+      "-c",
+      `import socket\ns=socket.socket()\ns.settimeout(0.3)\ntry: s.connect(('${US}', 7))\nexcept Exception: pass`,
+    ]);
+    assert.is(r.status, 0, r.stderr);
+    assert.ok(await until(() => got.some((g) => parse(frameBytes(s.pool, g)).ip.proto === 6)), "a SYN arrived");
+    const syn = got.find((g) => parse(frameBytes(s.pool, g)).ip.proto === 6);
+    const sb = frameBytes(s.pool, syn);
+    assert.is(sb[47] & 0x12, 0x02, "SYN flag");
+    assert.ok(syn.flags & nic.SF_NEEDS_CSUM);
+    assert.is(syn.csumOffset, 16);
+    assert.ok(l4CsumOk(completeCsum(sb, syn.csumStart, syn.csumOffset)));
+    s.tap.release(got);
+  } finally {
+    stop();
+    const c = teardown(s);
+    assert.is(c.free, c.total, "no buffer leaked");
+  }
+});
+
+it("TAP: clean-up leaves no namespace, device or buffer behind", () => {
+  const s = setup("tapclean");
+  s.tap.receive(); // posts buffers
+  assert.ok(s.tap.fillCount > 0);
+  assert.is(s.pool.counts().nic, s.tap.fillCount);
+  s.tap.close();
+  assert.is(s.pool.counts().nic, 0, "close() returns the fill table's buffers");
+  s.tap.close(); // idempotent
+  s.ns.cleanup();
+  const c = s.pool.check();
+  assert.is(c.free, c.total);
+  s.pool.close();
+  const left = leftovers();
+  assert.equal(left, { netns: [], links: [] });
+});
+
+test.run();

@@ -199,4 +199,17 @@ test('ICMP destination unreachable for a connection is counted and ignored', () 
   assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED, 'soft error (RFC 5927 advice)');
 });
 
+test('challenge ACKs are rate limited (RFC 5961 7): 100 burst, 1 per ms', () => {
+  const { core, peer } = setup();
+  const h = handshake(core, peer, { t: 10 });
+  for (let k = 0; k < 150; k++) peer.tcp({ seq: h.seq + 1 + k, flags: TH.RST });
+  core.poll(10);
+  assert.is(peer.segs().length, 100);
+  assert.is(core.stat('TCP_CHALLENGE_LIMITED'), 50);
+  for (let k = 0; k < 20; k++) peer.tcp({ seq: h.seq + 1 + k, flags: TH.RST });
+  core.poll(20);
+  assert.is(peer.segs().length, 10, 'ten tokens after 10 ms');
+  assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED);
+});
+
 test.run();

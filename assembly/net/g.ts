@@ -107,6 +107,7 @@ export const C_TCP_SYN_RTX_DROP = 58;
 export const C_UDP_BIND_FULL = 59;
 export const C_TCP_ZWP = 60;
 export const C_TCP_SACK_RTX = 61;
+export const C_TCP_CHALLENGE_LIMITED = 62;
 export const C_COUNT = 64;
 
 export let counters: usize = 0;

@@ -13,7 +13,7 @@ import {
   count, C_TCP_BAD_CSUM, C_TCP_BAD_HDR, C_TCP_NO_CONN, C_TCP_CONN_EXHAUSTED, C_TCP_SYNQ_OVERFLOW, C_TCP_COOKIE_OK,
   C_TCP_COOKIE_BAD, C_TCP_NODES_EXHAUSTED, C_TCP_RETRANSMITS, C_TCP_RTO, C_TCP_FAST_RTX, C_TCP_CHALLENGE_ACK,
   C_TCP_PAWS_DROP, C_BUF_EXHAUSTED, C_TCP_OOO, C_TCP_IN, C_TCP_OUT, C_TCP_KEEPALIVE_DROP, C_TCP_DUP, C_TCP_BAD_SEG,
-  C_TCP_RST_IN, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_SACK_RTX,
+  C_TCP_RST_IN, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_SACK_RTX, C_TCP_CHALLENGE_LIMITED,
   emit, aoutSpace, EV_DATA, EV_ACCEPTED, EV_CONNECTED, EV_PEER_CLOSED, EV_CLOSED, EV_RESET, EV_WRITABLE,
   EV_SEND_REFUSED, EV_LISTENING, EV_ERROR,
   ld16, ld32, st16, st32, now, nowMs, ourIp, ourMtu, pb, po, pl, setP, txAdd, txReset, txDiscard,
@@ -613,7 +613,17 @@ function sendAck(i: u32): void {
   else xmit(i, t.sndNxt, 0, TH_ACK);
 }
 
+// RFC 5961 7: challenge ACKs are rate limited (all connections together), 1000 per second
+let chTokens: f64 = 100;
+let chLast: f64 = -1;
 function challengeAck(i: u32): void {
+  if (chLast >= 0) chTokens = min(100.0, chTokens + (now - chLast));
+  chLast = now;
+  if (chTokens < 1) {
+    count(C_TCP_CHALLENGE_LIMITED);
+    return;
+  }
+  chTokens -= 1;
   count(C_TCP_CHALLENGE_ACK);
   sendAck(i);
 }

@@ -244,8 +244,8 @@ export class PmLog {
     }
     if (r === E_LOG_FULL && this.#autoCompact) {
       this.commit();
-      const need = 32 + n * 8 + k + 8 + RESERVE;
-      this.compact(Math.min(this.#cap, need + (this.#cap >>> 2)));
+      // room for this record and a quarter of the usable log, if the live data allows
+      this.compact(32 + n * 8 + k + 8 + ((this.#cap - RESERVE) >>> 2));
       r = this.#e.logAppend(k, n, type);
     }
     if (r !== E_LOG_NOTFOUND) this.#check(r, what);
@@ -293,12 +293,14 @@ export class PmLog {
 
   /**
    * Commits, then moves the head over dead records (relocating live ones to the tail, payloads
-   * untouched), one committed pass at a time, until `target` bytes are free or the whole log
-   * was visited. Returns the bytes reclaimed.
+   * untouched), one committed pass at a time, until `target` bytes are free for appends
+   * (`stats().freeBytes`; default half the usable log) or the whole log was visited. Returns
+   * the bytes reclaimed.
    */
-  compact(target = this.#cap >>> 1): number {
+  compact(target = (this.#cap - RESERVE) >>> 1): number {
     this.commit();
     const e = this.#e;
+    target = Math.min(this.#cap, target + RESERVE); // in the core's terms: bytes not in use
     const occupied = e.logInfo(3) - e.logInfo(2);
     let total = 0;
     for (let pass = 0; pass < 100000; pass++) {

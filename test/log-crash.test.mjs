@@ -64,7 +64,16 @@ async function chain(medium, trials, metaBytes, seed0) {
   let state = new Map(); // key -> seq, verified after the previous restart
   const seqs = new Map(); // seq -> { nNames, total } of every put ever printed
   const r = rng(seed0);
-  const stats = { trials: 0, ops: 0, acked: 0, inFlightCommitted: 0, inFlightLost: 0, maxKeys: 0 };
+  const stats = {
+    trials: 0,
+    ops: 0,
+    acked: 0,
+    inFlightCommitted: 0,
+    inFlightLost: 0,
+    maxKeys: 0,
+    compactions: 0,
+    killedInCompaction: 0,
+  };
   for (let t = 0; t < trials; t++) {
     const delay = t === 0 ? 150 : 5 + r.int(120);
     const { lines, sig, err } = await trial(path, metaBytes, seed0 * 1000 + t, delay);
@@ -80,6 +89,9 @@ async function chain(medium, trials, metaBytes, seed0) {
         seqs.set(Number(f[2]), { nNames: Number(f[3]), total: Number(f[4]) });
       } else if (f[0] === "D") ops.push({ t: "D", key: f[1], seq: Number(f[2]) });
     }
+    const marks = lines.filter((l) => l === "K" || l === "k");
+    if (marks.length && marks[marks.length - 1] === "K") stats.killedInCompaction++;
+    stats.compactions += marks.filter((l) => l === "K").length;
     const atAck = applyOps(state, ops, acked);
     const atEnd = applyOps(state, ops, ops.length);
 

@@ -26,10 +26,12 @@ const implicit = () => {
 };
 for (;;) {
   const group = 1 + r.int(r() < 0.5 ? 4 : 64);
-  if (log.stats().freeBytes < 16384) {
+  if (log.stats().freeBytes < 4096) {
     log.commit();
     out("C\n");
+    out("K\n"); // compaction starts ("k" when it ends): the parent counts kills inside it
     log.compact(); // relocation and head moves: the same logical state, crash or not
+    out("k\n");
     commits = log.stats().commits;
   }
   for (let g = 0; g < group; g++) {

@@ -1,7 +1,7 @@
 // Bad input and exhaustion: counted, never a trap, never a leak.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createCore, Peer, handshake, appSend, parseFrame, eth, ipv4, tcpSeg, CMD, EV, TH, ST, OWNER, PEER_IP, PEER_MAC, BCAST, ip, str } from './lib/corehost.mjs';
+import { createCore, Peer, handshake, appSend, parseFrame, eth, arpPkt, ipv4, tcpSeg, CMD, EV, TH, ST, OWNER, PEER_IP, PEER_MAC, BCAST, ip, str } from './lib/corehost.mjs';
 
 function setup(opts = {}) {
   const core = createCore({ msl: 1000, ...opts });
@@ -137,14 +137,12 @@ test('connect resolves the peer by ARP first, then sends the SYN', () => {
   const [req] = core.tx().map(parseFrame);
   assert.is(req.arp.op, 1);
   assert.is(req.arp.tpa, PEER_IP);
-  const { arpPkt } = awaitArp;
   core.inject(eth(core.mac, PEER_MAC, 0x0806, arpPkt({ op: 2, sha: PEER_MAC, spa: PEER_IP, tha: core.mac, tpa: core.ip })));
   core.poll(2);
   const [syn] = core.tx().map(parseFrame);
   assert.is(syn.tcp.flags, TH.SYN);
   assert.equal([...syn.eth.dst], [...PEER_MAC]);
 });
-import * as awaitArp from './lib/corehost.mjs';
 
 test('TCP to a broadcast address is dropped', () => {
   const { core } = setup();

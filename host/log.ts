@@ -108,6 +108,7 @@ export class PmLog {
   readonly maxNames = LOG_MAX_NAMES;
   #e: LogExports;
   #u8: Uint8Array;
+  #u32: Uint32Array;
   #dv: DataView;
   #key: number;
   #names: number;
@@ -165,6 +166,7 @@ export class PmLog {
     this.#coalesce = opts.coalesce ?? (pool.persistMode === "msync" && pool.medium !== "tmpfs");
     const mem = pool.core.memory.buffer;
     this.#u8 = new Uint8Array(mem);
+    this.#u32 = new Uint32Array(mem);
     this.#dv = new DataView(mem);
     this.#table = e.logTable();
     this.#key = e.logKeyBuf();
@@ -206,7 +208,8 @@ export class PmLog {
     const n = names.length;
     if (n > LOG_MAX_NAMES)
       throw new LogError("ENAMES", `pmstack: a record holds at most ${LOG_MAX_NAMES} names, got ${n}`);
-    const u32 = new Uint32Array(this.#u8.buffer, this.#names, n * 2);
+    const u32 = this.#u32;
+    const w = this.#names >>> 2;
     for (let i = 0; i < n; i++) {
       const nm = names[i]!;
       if (
@@ -224,8 +227,8 @@ export class PmLog {
           "EBOUNDS",
           `pmstack: append: name ${i} (${nm.index}, ${nm.offset}, ${nm.length}) is not a buffer name`,
         );
-      u32[2 * i] = (nm.offset << 16) | nm.length;
-      u32[2 * i + 1] = nm.index;
+      u32[w + 2 * i] = (nm.offset << 16) | nm.length;
+      u32[w + 2 * i + 1] = nm.index;
     }
     return this.#append(k, n, 1, "append");
   }

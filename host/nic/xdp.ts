@@ -38,6 +38,10 @@ export class XdpPort extends NicPort {
       opts.netns ?? null,
       pool.medium,
     );
-    return new XdpPort(pool, queues, m.nat, h, opts.fill ?? queues.fillCap);
+    const port = new XdpPort(pool, queues, m.nat, h, opts.fill ?? queues.fillCap);
+    // Post buffers on the FILL ring now: without them the kernel drops every frame, and a
+    // poll()-driven loop would never be woken.
+    port.receive();
+    return port;
   }
 }

@@ -210,4 +210,17 @@ test('challenge ACKs are rate limited (RFC 5961 7): 100 burst, 1 per ms', () => 
   assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED);
 });
 
+test('out-of-order data one peer can pin is bounded per connection', () => {
+  const { core, peer } = setup({ rcvbuf: 16384 });
+  const h = handshake(core, peer);
+  for (let k = 0; k < 40; k++) peer.tcp({ seq: h.seq + 2 + 100 * k, ack: h.snd, payload: 'x' });
+  core.poll(1);
+  assert.is(core.x.tcpInfo(h.conn, 8), 16, 'one node per KiB of window');
+  assert.is(core.held(OWNER.STACK), 16);
+  assert.ok(core.stat('TCP_NODES_EXHAUSTED') > 0);
+  core.cmd(CMD.ABORT, { conn: h.conn });
+  core.poll(2);
+  clean(core);
+});
+
 test.run();

@@ -644,4 +644,24 @@ test('many connections opened and closed leave nothing behind', () => {
   clean(core);
 });
 
+test('a new SYN above the old sequence space reopens a TIME_WAIT tuple (RFC 6191)', () => {
+  const { core, peer } = setup({ msl: 60000 });
+  const h = handshake(core, peer);
+  core.cmd(CMD.CLOSE, { conn: h.conn });
+  core.poll(1);
+  peer.tcp({ seq: h.seq, ack: h.snd + 1, flags: TH.FIN | TH.ACK });
+  core.poll(2);
+  peer.segs();
+  assert.is(state(core, h.conn), ST.TIME_WAIT);
+  peer.tcp({ seq: h.seq - 10, flags: TH.SYN });
+  core.poll(3);
+  assert.is(peer.segs()[0].flags, TH.ACK, 'an old SYN only gets a challenge ACK');
+  peer.tcp({ seq: h.seq + 100000, flags: TH.SYN });
+  core.poll(4);
+  const [sa] = peer.segs();
+  assert.is(sa.flags, TH.SYN | TH.ACK);
+  assert.is(sa.ack, h.seq + 100001);
+  assert.is(state(core, h.conn), -1);
+});
+
 test.run();

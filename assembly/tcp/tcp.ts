@@ -829,6 +829,13 @@ export function tcpInput(): void {
   parseOptions(th + TCP_HLEN, doff - TCP_HLEN);
   setP(0, pb(0), po(0) + doff, pl(0) - doff);
   const i = lookup(rxSrc, sSport, sDport);
+  if (i != NIL && tcb(i).state == ST_TIME_WAIT && (sFl & (TH_SYN | TH_ACK | TH_RST)) == TH_SYN &&
+      seqGt(sSeq, tcb(i).rcvNxt) && (!oTs || (tcb(i).flags & TF_TS_OK) == 0 || seqGt(oTsVal, tcb(i).tsRecent))) {
+    // a new incarnation (RFC 9293 3.6.1 / RFC 6191): its SYN is above the old sequence space
+    tcbFree(i);
+    noConn();
+    return;
+  }
   if (i == NIL || tcb(i).lip != rxDst) noConn();
   else process(i);
 }
@@ -1073,6 +1080,8 @@ function pull(i: u32): void {
 /** Holds [s, e) of a received piece (b, off at sequence pseq) by reference, around existing nodes. */
 function reasmInsert(i: u32, b: u32, off: u32, pseq: u32, s: u32, e: u32): void {
   const t = tcb(i);
+  // each held segment pins a 2 KiB buffer: at most one node per KiB of window (at least 8)
+  const cap = max<u32>(8, t.rcvBuf >>> 10);
   let prev: u32 = NIL;
   let n = t.rHead;
   while (seqLt(s, e)) {
@@ -1085,7 +1094,7 @@ function reasmInsert(i: u32, b: u32, off: u32, pseq: u32, s: u32, e: u32): void 
     let pe = e;
     if (n != NIL && seqLt(nSeq(n), pe)) pe = nSeq(n);
     if (seqLt(s, pe)) {
-      const m = nodeAlloc();
+      const m = t.rCount < cap ? nodeAlloc() : NIL;
       if (m == NIL) {
         count(C_TCP_NODES_EXHAUSTED);
         return;

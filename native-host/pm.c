@@ -578,15 +578,14 @@ static napi_value pm_map_file(napi_env env, napi_callback_info info) {
 
   /* Probe MAP_SYNC away from the memory: a failed MAP_FIXED could leave a hole in it. */
   bool dax = false;
-  void *probe = mode == M_STRICT ? MAP_FAILED
-                                 : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
-  if (mode == M_STRICT) {
-    /* no probe: strict mode never uses MAP_SYNC */
-  } else if (probe != MAP_FAILED) {
-    dax = true;
-    munmap(probe, len);
-  } else if (errno != EOPNOTSUPP && errno != EINVAL) {
-    return throw_sys(env, errno, "map", path, NULL);
+  if (mode != M_STRICT) { /* strict mode never uses MAP_SYNC */
+    void *probe = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
+    if (probe != MAP_FAILED) {
+      dax = true;
+      munmap(probe, len);
+    } else if (errno != EOPNOTSUPP && errno != EINVAL) {
+      return throw_sys(env, errno, "map", path, NULL);
+    }
   }
   if (is_auto && dax)
     mode = cpu.clwb ? M_CLWB : cpu.clflushopt ? M_CLFLUSHOPT : cpu.clflush ? M_CLFLUSH : M_MSYNC;

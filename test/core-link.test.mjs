@@ -1,14 +1,35 @@
 // Link, ARP, IPv4, ICMP and UDP behaviour of the Wasm core, packet by packet.
-import { test } from 'uvu';
-import * as assert from 'uvu/assert';
+import { test } from "uvu";
+import * as assert from "uvu/assert";
 import {
-  createCore, Peer, eth, arpPkt, ipv4, udpPkt, icmpEcho, parseFrame, csum, ip, mac, BCAST, OWNER, CMD, EV,
-  RXF_CSUM_VALID, RXF_NEEDS_CSUM, PEER_IP, PEER_MAC, text, str, rd16, be16,
-} from './lib/corehost.mjs';
+  createCore,
+  Peer,
+  eth,
+  arpPkt,
+  ipv4,
+  udpPkt,
+  icmpEcho,
+  parseFrame,
+  csum,
+  ip,
+  mac,
+  BCAST,
+  OWNER,
+  CMD,
+  EV,
+  RXF_CSUM_VALID,
+  RXF_NEEDS_CSUM,
+  PEER_IP,
+  PEER_MAC,
+  text,
+  str,
+  rd16,
+  be16,
+} from "./lib/corehost.mjs";
 
-const ME = ip('198.18.0.1');
-const OTHER = ip('198.18.0.9');
-const OTHER_MAC = mac('02:00:00:00:00:09');
+const ME = ip("198.18.0.1");
+const OTHER = ip("198.18.0.9");
+const OTHER_MAC = mac("02:00:00:00:00:09");
 
 function fresh(opts = {}) {
   const core = createCore(opts);
@@ -19,16 +40,16 @@ function fresh(opts = {}) {
 /** Pool invariant, nothing left with the NIC or the stack. */
 function clean(core) {
   core.tx();
-  assert.is(core.check(), 0, 'pool invariant');
-  assert.is(core.held(OWNER.NIC), 0, 'NIC buffers leaked');
-  assert.is(core.held(OWNER.STACK), 0, 'STACK buffers leaked');
-  assert.is(core.held(OWNER.APP), 0, 'APP buffers leaked');
+  assert.is(core.check(), 0, "pool invariant");
+  assert.is(core.held(OWNER.NIC), 0, "NIC buffers leaked");
+  assert.is(core.held(OWNER.STACK), 0, "STACK buffers leaked");
+  assert.is(core.held(OWNER.APP), 0, "APP buffers leaked");
 }
 function bindUdp(core, port) {
   core.cmd(CMD.UDP_BIND, { off: port, conn: 5 });
   core.poll();
   const ev = core.takeEvents().find((e) => e.code === EV.UDP_BOUND);
-  assert.ok(ev, 'bound');
+  assert.ok(ev, "bound");
   return ev.conn;
 }
 function udpSendCmd(core, h, dst, dport, bytes, { off = 128, owner = OWNER.APP } = {}) {
@@ -39,7 +60,7 @@ function udpSendCmd(core, h, dst, dport, bytes, { off = 128, owner = OWNER.APP }
 
 // ---------------------------------------------------------------- Ethernet
 
-test('first poll sends a gratuitous ARP announcing our address', () => {
+test("first poll sends a gratuitous ARP announcing our address", () => {
   const core = createCore();
   core.poll(0);
   const f = core.tx().map(parseFrame);
@@ -52,67 +73,67 @@ test('first poll sends a gratuitous ARP announcing our address', () => {
   clean(core);
 });
 
-test('runt frame is counted and its buffer freed', () => {
+test("runt frame is counted and its buffer freed", () => {
   const core = fresh();
   core.inject(new Uint8Array(10));
   core.poll(1);
-  assert.is(core.stat('ETH_SHORT'), 1);
+  assert.is(core.stat("ETH_SHORT"), 1);
   clean(core);
 });
 
-test('unknown ethertype and VLAN tag are counted', () => {
+test("unknown ethertype and VLAN tag are counted", () => {
   const core = fresh();
   core.inject(eth(core.mac, PEER_MAC, 0x88b5, new Uint8Array(46)));
   core.inject(eth(core.mac, PEER_MAC, 0x8100, new Uint8Array(46)));
   core.poll(1);
-  assert.is(core.stat('ETH_TYPE'), 2);
+  assert.is(core.stat("ETH_TYPE"), 2);
   clean(core);
 });
 
-test('frame for another MAC is dropped', () => {
+test("frame for another MAC is dropped", () => {
   const core = fresh();
   const p = new Peer(core);
   core.inject(eth(OTHER_MAC, PEER_MAC, 0x0800, ipv4({ src: PEER_IP, dst: ME, proto: 1, payload: icmpEcho({}) })));
   core.poll(1);
-  assert.is(core.stat('ETH_NOT_US'), 1);
+  assert.is(core.stat("ETH_NOT_US"), 1);
   assert.is(core.tx().length, 0);
   clean(core);
   p;
 });
 
-test('RX slot naming a buffer the NIC does not own is refused and left alone', () => {
+test("RX slot naming a buffer the NIC does not own is refused and left alone", () => {
   const core = fresh();
   const b = core.appBuf(new Uint8Array(60), 0);
   core.push(core.rings.rx, b.buf, 0, 60, 0, 0);
   core.poll(1);
-  assert.is(core.stat('RX_BAD_SLOT'), 1);
+  assert.is(core.stat("RX_BAD_SLOT"), 1);
   assert.is(core.x.bufOwner(b.buf), OWNER.APP);
   core.x.bufUnref(b.buf);
   clean(core);
 });
 
-test('RX slot with out-of-range index or bounds does not trap', () => {
+test("RX slot with out-of-range index or bounds does not trap", () => {
   const core = fresh();
   core.push(core.rings.rx, 999999, 0, 60, 0, 0);
   const b = core.x.bufAlloc(OWNER.NIC);
   core.push(core.rings.rx, b, 2000, 100, 0, 0);
   core.poll(1);
-  assert.is(core.stat('RX_BAD_SLOT'), 2);
+  assert.is(core.stat("RX_BAD_SLOT"), 2);
   assert.is(core.x.bufOwner(b), OWNER.NIC);
   core.x.bufUnref(b);
   clean(core);
 });
 
-test('chain cut short by the producer is dropped and freed', () => {
+test("chain cut short by the producer is dropped and freed", () => {
   const core = fresh();
   const b = core.x.bufAlloc(OWNER.NIC);
   core.push(core.rings.rx, b, 0, 60, 0, 1); // SF_MORE with nothing after
   core.poll(1);
-  assert.is(core.stat('RX_CHAIN_BAD'), 1);
+  assert.is(core.stat("RX_CHAIN_BAD"), 1);
   clean(core);
 });
 
-test('idle core reports no deadline', () => {
+test("idle core reports no deadline", () => {
   const core = fresh();
   assert.is(core.poll(5), Infinity);
   clean(core);
@@ -124,7 +145,7 @@ function arpFrame(core, o, dst = BCAST) {
   return eth(dst, o.sha, 0x0806, arpPkt(o));
 }
 
-test('ARP request for our address gets a reply from our MAC', () => {
+test("ARP request for our address gets a reply from our MAC", () => {
   const core = fresh();
   core.inject(arpFrame(core, { op: 1, sha: PEER_MAC, spa: PEER_IP, tpa: ME }));
   core.poll(1);
@@ -135,11 +156,11 @@ test('ARP request for our address gets a reply from our MAC', () => {
   assert.is(f.arp.spa, ME);
   assert.is(f.arp.tpa, PEER_IP);
   assert.equal([...f.arp.tha], [...PEER_MAC]);
-  assert.is(core.stat('ARP_REQ_IN'), 1);
+  assert.is(core.stat("ARP_REQ_IN"), 1);
   clean(core);
 });
 
-test('ARP request for us caches the requester', () => {
+test("ARP request for us caches the requester", () => {
   const core = fresh();
   assert.is(core.x.stackArpLookup(PEER_IP), 0);
   core.inject(arpFrame(core, { op: 1, sha: PEER_MAC, spa: PEER_IP, tpa: ME }));
@@ -148,7 +169,7 @@ test('ARP request for us caches the requester', () => {
   clean(core);
 });
 
-test('ARP request for another host is not answered and not cached', () => {
+test("ARP request for another host is not answered and not cached", () => {
   const core = fresh();
   core.inject(arpFrame(core, { op: 1, sha: PEER_MAC, spa: PEER_IP, tpa: OTHER }));
   core.poll(1);
@@ -157,7 +178,7 @@ test('ARP request for another host is not answered and not cached', () => {
   clean(core);
 });
 
-test('malformed ARP packets are counted', () => {
+test("malformed ARP packets are counted", () => {
   const core = fresh();
   core.inject(eth(BCAST, PEER_MAC, 0x0806, new Uint8Array(20)));
   const bad = arpPkt({ op: 1, sha: PEER_MAC, spa: PEER_IP, tpa: ME });
@@ -165,46 +186,46 @@ test('malformed ARP packets are counted', () => {
   core.inject(eth(BCAST, PEER_MAC, 0x0806, bad));
   const badOp = arpPkt({ op: 9, sha: PEER_MAC, spa: PEER_IP, tpa: ME });
   core.inject(eth(BCAST, PEER_MAC, 0x0806, badOp));
-  const mcastSha = arpPkt({ op: 1, sha: mac('01:00:5e:00:00:01'), spa: PEER_IP, tpa: ME });
+  const mcastSha = arpPkt({ op: 1, sha: mac("01:00:5e:00:00:01"), spa: PEER_IP, tpa: ME });
   core.inject(eth(BCAST, PEER_MAC, 0x0806, mcastSha));
   core.poll(1);
-  assert.is(core.stat('ARP_BAD'), 4);
+  assert.is(core.stat("ARP_BAD"), 4);
   assert.is(core.tx().length, 0);
   clean(core);
 });
 
-test('ARP claiming our own address is counted as a conflict', () => {
+test("ARP claiming our own address is counted as a conflict", () => {
   const core = fresh();
   core.inject(arpFrame(core, { op: 2, sha: OTHER_MAC, spa: ME, tpa: ME }));
   core.poll(1);
-  assert.is(core.stat('ARP_CONFLICT'), 1);
+  assert.is(core.stat("ARP_CONFLICT"), 1);
   clean(core);
 });
 
-test('unresolved destination: request sent, frame queued, flushed by the reply', () => {
+test("unresolved destination: request sent, frame queued, flushed by the reply", () => {
   const core = fresh();
   const h = bindUdp(core, 7000);
-  udpSendCmd(core, h, OTHER, 9, text('queued'));
+  udpSendCmd(core, h, OTHER, 9, text("queued"));
   const dl = core.poll(10);
   const req = core.tx().map(parseFrame);
   assert.is(req.length, 1);
   assert.is(req[0].arp.op, 1);
   assert.is(req[0].arp.tpa, OTHER);
-  assert.ok(dl > 10 && dl <= 1010, 'deadline for the retry');
-  assert.is(core.held(OWNER.NIC), 1, 'queued frame holds its buffer');
+  assert.ok(dl > 10 && dl <= 1010, "deadline for the retry");
+  assert.is(core.held(OWNER.NIC), 1, "queued frame holds its buffer");
   core.inject(arpFrame(core, { op: 2, sha: OTHER_MAC, spa: OTHER, tha: core.mac, tpa: ME }, core.mac));
   core.poll(20);
   const out = core.tx().map(parseFrame);
   assert.is(out.length, 1);
   assert.equal([...out[0].eth.dst], [...OTHER_MAC]);
-  assert.is(str(out[0].udp.payload), 'queued');
+  assert.is(str(out[0].udp.payload), "queued");
   clean(core);
 });
 
-test('ARP retries once a second and drops queued frames after 3 s', () => {
+test("ARP retries once a second and drops queued frames after 3 s", () => {
   const core = fresh();
   const h = bindUdp(core, 7000);
-  udpSendCmd(core, h, OTHER, 9, text('x'));
+  udpSendCmd(core, h, OTHER, 9, text("x"));
   core.poll(0);
   assert.is(core.tx().length, 1);
   core.poll(999);
@@ -216,24 +237,24 @@ test('ARP retries once a second and drops queued frames after 3 s', () => {
   core.poll(2000);
   assert.is(core.tx().length, 1);
   core.poll(3001);
-  assert.is(core.stat('ARP_TIMEOUT'), 1);
+  assert.is(core.stat("ARP_TIMEOUT"), 1);
   clean(core);
 });
 
-test('ARP pending queue is bounded', () => {
+test("ARP pending queue is bounded", () => {
   const core = fresh({ arpq: 2 });
   const h = bindUdp(core, 7000);
-  for (let k = 0; k < 3; k++) udpSendCmd(core, h, ip('198.18.0.' + (20 + k)), 9, text('q' + k));
+  for (let k = 0; k < 3; k++) udpSendCmd(core, h, ip("198.18.0." + (20 + k)), 9, text("q" + k));
   core.poll(1);
-  assert.is(core.stat('ARP_QUEUE_FULL'), 1);
-  assert.is(core.tx().length, 3, 'three ARP requests');
-  assert.is(core.held(OWNER.NIC), 2, 'two queued frames hold buffers');
+  assert.is(core.stat("ARP_QUEUE_FULL"), 1);
+  assert.is(core.tx().length, 3, "three ARP requests");
+  assert.is(core.held(OWNER.NIC), 2, "two queued frames hold buffers");
   core.poll(5000);
-  assert.is(core.stat('ARP_TIMEOUT'), 2);
+  assert.is(core.stat("ARP_TIMEOUT"), 2);
   clean(core);
 });
 
-test('ARP cache entries expire', () => {
+test("ARP cache entries expire", () => {
   const core = fresh({ arpTtl: 1000 });
   core.inject(arpFrame(core, { op: 1, sha: PEER_MAC, spa: PEER_IP, tpa: ME }));
   core.poll(0);
@@ -242,46 +263,46 @@ test('ARP cache entries expire', () => {
   core.poll(1001);
   assert.is(core.x.stackArpLookup(PEER_IP), 0);
   const h = bindUdp(core, 7000);
-  udpSendCmd(core, h, PEER_IP, 9, text('x'));
+  udpSendCmd(core, h, PEER_IP, 9, text("x"));
   core.poll(1002);
   const f = core.tx().map(parseFrame);
-  assert.is(f[0].arp?.op, 1, 'resolves again');
+  assert.is(f[0].arp?.op, 1, "resolves again");
   core.poll(9000);
   clean(core);
 });
 
-test('gratuitous ARP updates an existing entry (merge) but creates none', () => {
+test("gratuitous ARP updates an existing entry (merge) but creates none", () => {
   const core = fresh();
-  const NEW = mac('02:00:00:00:00:aa');
+  const NEW = mac("02:00:00:00:00:aa");
   core.arpAdd(PEER_IP, PEER_MAC);
   core.inject(arpFrame(core, { op: 1, sha: NEW, spa: PEER_IP, tpa: PEER_IP }));
   core.inject(arpFrame(core, { op: 1, sha: OTHER_MAC, spa: OTHER, tpa: OTHER }));
   core.poll(1);
   assert.is(core.x.stackArpLookup(OTHER), 0);
   const h = bindUdp(core, 7000);
-  udpSendCmd(core, h, PEER_IP, 9, text('x'));
+  udpSendCmd(core, h, PEER_IP, 9, text("x"));
   core.poll(2);
   const [f] = core.tx().map(parseFrame);
   assert.equal([...f.eth.dst], [...NEW]);
   clean(core);
 });
 
-test('off-link destination resolves the gateway', () => {
-  const core = fresh({ gw: ip('198.18.0.254') });
+test("off-link destination resolves the gateway", () => {
+  const core = fresh({ gw: ip("198.18.0.254") });
   const h = bindUdp(core, 7000);
-  udpSendCmd(core, h, ip('10.1.2.3'), 9, text('x'));
+  udpSendCmd(core, h, ip("10.1.2.3"), 9, text("x"));
   core.poll(1);
   const [f] = core.tx().map(parseFrame);
-  assert.is(f.arp.tpa, ip('198.18.0.254'));
+  assert.is(f.arp.tpa, ip("198.18.0.254"));
   core.poll(9000);
   clean(core);
 });
 
-test('broadcast datagrams need no resolution', () => {
+test("broadcast datagrams need no resolution", () => {
   const core = fresh();
   const h = bindUdp(core, 7000);
-  udpSendCmd(core, h, 0xffffffff, 9, text('all'));
-  udpSendCmd(core, h, ip('198.18.0.255'), 9, text('subnet'));
+  udpSendCmd(core, h, 0xffffffff, 9, text("all"));
+  udpSendCmd(core, h, ip("198.18.0.255"), 9, text("subnet"));
   core.poll(1);
   const f = core.tx().map(parseFrame);
   assert.is(f.length, 2);
@@ -295,44 +316,52 @@ function ipFrame(core, o) {
   return eth(core.mac, PEER_MAC, 0x0800, ipv4({ src: PEER_IP, dst: ME, ...o }));
 }
 
-test('IPv4 header errors are counted by reason', () => {
+test("IPv4 header errors are counted by reason", () => {
   const core = fresh();
   const good = ipv4({ src: PEER_IP, dst: ME, proto: 1, payload: icmpEcho({}) });
-  const v6 = good.slice(); v6[0] = 0x65;
-  const ihl4 = good.slice(); ihl4[0] = 0x44;
-  const ihlBig = good.slice(); ihlBig[0] = 0x4f;
+  const v6 = good.slice();
+  v6[0] = 0x65;
+  const ihl4 = good.slice();
+  ihl4[0] = 0x44;
+  const ihlBig = good.slice();
+  ihlBig[0] = 0x4f;
   core.inject(eth(core.mac, PEER_MAC, 0x0800, v6));
   core.inject(eth(core.mac, PEER_MAC, 0x0800, ihl4));
   core.inject(eth(core.mac, PEER_MAC, 0x0800, ihlBig));
   core.inject(eth(core.mac, PEER_MAC, 0x0800, new Uint8Array(12)));
   core.poll(1);
-  assert.is(core.stat('IP_BAD_HDR'), 4);
+  assert.is(core.stat("IP_BAD_HDR"), 4);
   assert.is(core.tx().length, 0);
   clean(core);
 });
 
-test('IPv4 bad header checksum is dropped', () => {
+test("IPv4 bad header checksum is dropped", () => {
   const core = fresh();
   core.inject(ipFrame(core, { proto: 1, payload: icmpEcho({}), badCsum: true }));
   core.poll(1);
-  assert.is(core.stat('IP_BAD_CSUM'), 1);
+  assert.is(core.stat("IP_BAD_CSUM"), 1);
   assert.is(core.tx().length, 0);
   clean(core);
 });
 
-test('IPv4 total length beyond the frame or below the header is dropped', () => {
+test("IPv4 total length beyond the frame or below the header is dropped", () => {
   const core = fresh();
   core.inject(ipFrame(core, { proto: 1, payload: icmpEcho({}), totalLen: 200 }));
   core.inject(ipFrame(core, { proto: 1, payload: icmpEcho({}), totalLen: 12 }));
   core.poll(1);
-  assert.is(core.stat('IP_BAD_LEN'), 2);
+  assert.is(core.stat("IP_BAD_LEN"), 2);
   clean(core);
 });
 
-test('Ethernet padding after the IPv4 datagram is ignored', () => {
+test("Ethernet padding after the IPv4 datagram is ignored", () => {
   const core = fresh();
   const h = bindUdp(core, 53);
-  const pkt = ipv4({ src: PEER_IP, dst: ME, proto: 17, payload: udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload: text('ab') }) });
+  const pkt = ipv4({
+    src: PEER_IP,
+    dst: ME,
+    proto: 17,
+    payload: udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload: text("ab") }),
+  });
   const f = new Uint8Array(60);
   f.set(eth(core.mac, PEER_MAC, 0x0800, pkt));
   f.fill(0xee, 14 + pkt.length);
@@ -340,55 +369,55 @@ test('Ethernet padding after the IPv4 datagram is ignored', () => {
   core.poll(1);
   const ev = core.takeEvents().filter((e) => e.code === EV.UDP);
   assert.is(ev.length, 1);
-  assert.is(str(ev[0].data), 'ab');
+  assert.is(str(ev[0].data), "ab");
   assert.is(ev[0].handle, h);
   clean(core);
 });
 
-test('IPv4 options are skipped', () => {
+test("IPv4 options are skipped", () => {
   const core = fresh();
   bindUdp(core, 53);
-  const u = udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload: text('opt') });
+  const u = udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload: text("opt") });
   core.inject(ipFrame(core, { proto: 17, payload: u, options: Uint8Array.from([0x94, 4, 0, 0, 1, 1, 1, 0]) }));
   core.poll(1);
   const ev = core.takeEvents().filter((e) => e.code === EV.UDP);
-  assert.is(str(ev[0].data), 'opt');
+  assert.is(str(ev[0].data), "opt");
   clean(core);
 });
 
-test('fragments are dropped and counted (no reassembly)', () => {
+test("fragments are dropped and counted (no reassembly)", () => {
   const core = fresh();
   bindUdp(core, 53);
-  const u = udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload: text('frag') });
+  const u = udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload: text("frag") });
   core.inject(ipFrame(core, { proto: 17, payload: u, frag: 0x2000 }));
   core.inject(ipFrame(core, { proto: 17, payload: u, frag: 0x0010 }));
   core.poll(1);
-  assert.is(core.stat('IP_FRAG_DROP'), 2);
+  assert.is(core.stat("IP_FRAG_DROP"), 2);
   assert.is(core.takeEvents().filter((e) => e.code === EV.UDP).length, 0);
   clean(core);
 });
 
-test('datagrams for other addresses are not ours', () => {
+test("datagrams for other addresses are not ours", () => {
   const core = fresh();
   core.inject(eth(core.mac, PEER_MAC, 0x0800, ipv4({ src: PEER_IP, dst: OTHER, proto: 1, payload: icmpEcho({}) })));
   core.poll(1);
-  assert.is(core.stat('IP_NOT_US'), 1);
+  assert.is(core.stat("IP_NOT_US"), 1);
   assert.is(core.tx().length, 0);
   clean(core);
 });
 
-test('broadcast, multicast and own source addresses are refused', () => {
+test("broadcast, multicast and own source addresses are refused", () => {
   const core = fresh();
-  for (const src of [0xffffffff, ip('224.0.0.1'), ME, ip('198.18.0.255')]) {
+  for (const src of [0xffffffff, ip("224.0.0.1"), ME, ip("198.18.0.255")]) {
     core.inject(eth(core.mac, PEER_MAC, 0x0800, ipv4({ src, dst: ME, proto: 1, payload: icmpEcho({}) })));
   }
   core.poll(1);
-  assert.is(core.stat('IP_BAD_SRC'), 4);
+  assert.is(core.stat("IP_BAD_SRC"), 4);
   assert.is(core.tx().length, 0);
   clean(core);
 });
 
-test('unknown protocol gets ICMP protocol unreachable quoting the header', () => {
+test("unknown protocol gets ICMP protocol unreachable quoting the header", () => {
   const core = fresh();
   new Peer(core);
   const pkt = ipv4({ src: PEER_IP, dst: ME, proto: 99, payload: Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) });
@@ -400,26 +429,28 @@ test('unknown protocol gets ICMP protocol unreachable quoting the header', () =>
   assert.ok(f.icmp.csumOk && f.ip.csumOk);
   assert.is(f.ip.dst, PEER_IP);
   assert.equal([...f.icmp.body.subarray(4, 4 + 28)], [...pkt.subarray(0, 28)]);
-  assert.is(core.stat('IP_PROTO_UNREACH'), 1);
+  assert.is(core.stat("IP_PROTO_UNREACH"), 1);
   clean(core);
 });
 
-test('no ICMP error for a broadcast datagram', () => {
+test("no ICMP error for a broadcast datagram", () => {
   const core = fresh();
-  core.inject(eth(BCAST, PEER_MAC, 0x0800, ipv4({ src: PEER_IP, dst: 0xffffffff, proto: 99, payload: new Uint8Array(8) })));
+  core.inject(
+    eth(BCAST, PEER_MAC, 0x0800, ipv4({ src: PEER_IP, dst: 0xffffffff, proto: 99, payload: new Uint8Array(8) })),
+  );
   core.poll(1);
   assert.is(core.tx().length, 0);
-  assert.is(core.stat('IP_PROTO_UNREACH'), 1);
+  assert.is(core.stat("IP_PROTO_UNREACH"), 1);
   clean(core);
 });
 
-test('ICMP errors are rate limited by a token bucket', () => {
+test("ICMP errors are rate limited by a token bucket", () => {
   const core = fresh({ icmpRate: 10 }); // burst 2, 10/s
   new Peer(core);
   for (let k = 0; k < 5; k++) core.inject(ipFrame(core, { proto: 99, payload: new Uint8Array(8), id: k }));
   core.poll(1);
   assert.is(core.tx().length, 2);
-  assert.is(core.stat('ICMP_RATELIMITED'), 3);
+  assert.is(core.stat("ICMP_RATELIMITED"), 3);
   core.inject(ipFrame(core, { proto: 99, payload: new Uint8Array(8) }));
   core.poll(50); // half a token
   assert.is(core.tx().length, 0);
@@ -431,13 +462,13 @@ test('ICMP errors are rate limited by a token bucket', () => {
 
 // ---------------------------------------------------------------- ICMP echo
 
-test('echo request is answered in place (zero copy)', () => {
+test("echo request is answered in place (zero copy)", () => {
   const core = fresh();
   const payload = Uint8Array.from({ length: 56 }, (_, i) => i);
   core.inject(ipFrame(core, { proto: 1, payload: icmpEcho({ id: 0x1234, seq: 7, payload }) }));
   const before = core.x.poolFreeCount();
   core.poll(1);
-  assert.is(core.x.poolFreeCount(), before, 'no buffer allocated for the reply');
+  assert.is(core.x.poolFreeCount(), before, "no buffer allocated for the reply");
   const [f] = core.tx().map(parseFrame);
   assert.is(f.icmp.type, 0);
   assert.ok(f.icmp.csumOk && f.ip.csumOk);
@@ -447,21 +478,21 @@ test('echo request is answered in place (zero copy)', () => {
   assert.is(rd16(f.icmp.body, 0), 0x1234);
   assert.is(rd16(f.icmp.body, 2), 7);
   assert.equal([...f.icmp.body.subarray(4)], [...payload]);
-  assert.is(core.stat('ICMP_ECHO_REPLIED'), 1);
+  assert.is(core.stat("ICMP_ECHO_REPLIED"), 1);
   clean(core);
 });
 
-test('echo request with a bad checksum or too short is dropped', () => {
+test("echo request with a bad checksum or too short is dropped", () => {
   const core = fresh();
   core.inject(ipFrame(core, { proto: 1, payload: icmpEcho({ badCsum: true }) }));
   core.inject(ipFrame(core, { proto: 1, payload: new Uint8Array(4) }));
   core.poll(1);
-  assert.is(core.stat('ICMP_BAD'), 2);
+  assert.is(core.stat("ICMP_BAD"), 2);
   assert.is(core.tx().length, 0);
   clean(core);
 });
 
-test('echo to broadcast is not answered', () => {
+test("echo to broadcast is not answered", () => {
   const core = fresh();
   core.inject(eth(BCAST, PEER_MAC, 0x0800, ipv4({ src: PEER_IP, dst: 0xffffffff, proto: 1, payload: icmpEcho({}) })));
   core.poll(1);
@@ -469,18 +500,20 @@ test('echo to broadcast is not answered', () => {
   clean(core);
 });
 
-test('echo request with IP options gets a reply without options', () => {
+test("echo request with IP options gets a reply without options", () => {
   const core = fresh();
-  core.inject(ipFrame(core, { proto: 1, payload: icmpEcho({ payload: text('opts') }), options: Uint8Array.from([1, 1, 1, 0]) }));
+  core.inject(
+    ipFrame(core, { proto: 1, payload: icmpEcho({ payload: text("opts") }), options: Uint8Array.from([1, 1, 1, 0]) }),
+  );
   core.poll(1);
   const [f] = core.tx().map(parseFrame);
   assert.is(f.ip.hl, 20);
   assert.ok(f.icmp.csumOk && f.ip.csumOk);
-  assert.is(str(f.icmp.body.subarray(4)), 'opts');
+  assert.is(str(f.icmp.body.subarray(4)), "opts");
   clean(core);
 });
 
-test('echo request chained over several buffers is answered over the same chain', () => {
+test("echo request chained over several buffers is answered over the same chain", () => {
   const core = fresh();
   const payload = Uint8Array.from({ length: 1400 }, (_, i) => (i * 7) & 255);
   core.inject(ipFrame(core, { proto: 1, payload: icmpEcho({ payload }) }), { split: 501 });
@@ -493,7 +526,7 @@ test('echo request chained over several buffers is answered over the same chain'
   clean(core);
 });
 
-test('odd-length echo payload split at odd boundaries keeps a valid checksum', () => {
+test("odd-length echo payload split at odd boundaries keeps a valid checksum", () => {
   const core = fresh();
   const payload = Uint8Array.from({ length: 333 }, (_, i) => (i * 13 + 1) & 255);
   core.inject(ipFrame(core, { proto: 1, payload: icmpEcho({ payload }) }), { split: 77 });
@@ -506,106 +539,106 @@ test('odd-length echo payload split at odd boundaries keeps a valid checksum', (
 
 // ---------------------------------------------------------------- UDP
 
-test('UDP datagram is delivered by reference to the bound handle', () => {
+test("UDP datagram is delivered by reference to the bound handle", () => {
   const core = fresh();
   const h = bindUdp(core, 53);
   const p = new Peer(core);
   core.keepBuffers = true;
-  p.udp({ dport: 53, sport: 4444, payload: 'query' });
+  p.udp({ dport: 53, sport: 4444, payload: "query" });
   core.poll(1);
   const [ev] = core.takeEvents().filter((e) => e.code === EV.UDP);
-  assert.is(str(ev.data), 'query');
+  assert.is(str(ev.data), "query");
   assert.is(ev.conn, PEER_IP);
   assert.is(ev.aux, 4444);
   assert.is(ev.handle, h);
   assert.is(ev.owner, OWNER.APP);
-  assert.is(ev.off, 64 + 14 + 20 + 8, 'payload named where it landed (no copy)');
+  assert.is(ev.off, 64 + 14 + 20 + 8, "payload named where it landed (no copy)");
   core.x.bufUnref(ev.buf);
-  assert.is(core.stat('UDP_IN'), 1);
+  assert.is(core.stat("UDP_IN"), 1);
   clean(core);
 });
 
-test('UDP bad checksum is dropped; zero checksum is accepted', () => {
+test("UDP bad checksum is dropped; zero checksum is accepted", () => {
   const core = fresh();
   bindUdp(core, 53);
   const p = new Peer(core);
-  p.udp({ dport: 53, payload: 'bad', badCsum: true });
-  p.udp({ dport: 53, payload: 'none', noCsum: true });
+  p.udp({ dport: 53, payload: "bad", badCsum: true });
+  p.udp({ dport: 53, payload: "none", noCsum: true });
   core.poll(1);
   const ev = core.takeEvents().filter((e) => e.code === EV.UDP);
   assert.is(ev.length, 1);
-  assert.is(str(ev[0].data), 'none');
-  assert.is(core.stat('UDP_BAD_CSUM'), 1);
+  assert.is(str(ev[0].data), "none");
+  assert.is(core.stat("UDP_BAD_CSUM"), 1);
   clean(core);
 });
 
-test('UDP length field larger than the datagram or below 8 is dropped', () => {
+test("UDP length field larger than the datagram or below 8 is dropped", () => {
   const core = fresh();
   bindUdp(core, 53);
   const p = new Peer(core);
-  p.udp({ dport: 53, payload: 'x', lenField: 100, noCsum: true });
-  p.udp({ dport: 53, payload: 'x', lenField: 4, noCsum: true });
+  p.udp({ dport: 53, payload: "x", lenField: 100, noCsum: true });
+  p.udp({ dport: 53, payload: "x", lenField: 4, noCsum: true });
   core.poll(1);
-  assert.is(core.stat('UDP_BAD_LEN'), 2);
+  assert.is(core.stat("UDP_BAD_LEN"), 2);
   clean(core);
 });
 
-test('UDP length shorter than the IP payload trims the datagram', () => {
+test("UDP length shorter than the IP payload trims the datagram", () => {
   const core = fresh();
   bindUdp(core, 53);
   const p = new Peer(core);
-  p.udp({ dport: 53, payload: 'abcdef', lenField: 11, noCsum: true });
+  p.udp({ dport: 53, payload: "abcdef", lenField: 11, noCsum: true });
   core.poll(1);
   const [ev] = core.takeEvents().filter((e) => e.code === EV.UDP);
-  assert.is(str(ev.data), 'abc');
+  assert.is(str(ev.data), "abc");
   clean(core);
 });
 
-test('closed UDP port answers ICMP port unreachable', () => {
+test("closed UDP port answers ICMP port unreachable", () => {
   const core = fresh();
   const p = new Peer(core);
-  p.udp({ dport: 9999, payload: 'hello?' });
+  p.udp({ dport: 9999, payload: "hello?" });
   core.poll(1);
   const [f] = core.tx().map(parseFrame);
   assert.is(f.icmp.type, 3);
   assert.is(f.icmp.code, 3);
-  assert.is(core.stat('UDP_NO_PORT'), 1);
+  assert.is(core.stat("UDP_NO_PORT"), 1);
   clean(core);
 });
 
-test('closed UDP port and broadcast: no ICMP', () => {
+test("closed UDP port and broadcast: no ICMP", () => {
   const core = fresh();
-  const u = udpPkt({ src: PEER_IP, dst: 0xffffffff, sport: 1, dport: 9999, payload: text('x') });
+  const u = udpPkt({ src: PEER_IP, dst: 0xffffffff, sport: 1, dport: 9999, payload: text("x") });
   core.inject(eth(BCAST, PEER_MAC, 0x0800, ipv4({ src: PEER_IP, dst: 0xffffffff, proto: 17, payload: u })));
   core.poll(1);
   assert.is(core.tx().length, 0);
   clean(core);
 });
 
-test('UDP send from an app buffer writes headers into its headroom (one slot)', () => {
+test("UDP send from an app buffer writes headers into its headroom (one slot)", () => {
   const core = fresh();
   const h = bindUdp(core, 7000);
   new Peer(core);
-  const b = udpSendCmd(core, h, PEER_IP, 9000, text('response'));
+  const b = udpSendCmd(core, h, PEER_IP, 9000, text("response"));
   core.poll(1);
-  assert.is(core.x.bufOwner(b.buf), OWNER.NIC, 'lent to the NIC');
+  assert.is(core.x.bufOwner(b.buf), OWNER.NIC, "lent to the NIC");
   const [f] = core.tx();
   assert.is(f.slots, 1);
   const p = parseFrame(f);
   assert.ok(p.udp.csumOk && p.ip.csumOk);
   assert.is(p.udp.sport, 7000);
   assert.is(p.udp.dport, 9000);
-  assert.is(str(p.udp.payload), 'response');
-  assert.is(p.ip.frag, 0x4000, 'DF set');
-  assert.is(core.x.bufOwner(b.buf), OWNER.FREE, 'freed after the NIC released it');
+  assert.is(str(p.udp.payload), "response");
+  assert.is(p.ip.frag, 0x4000, "DF set");
+  assert.is(core.x.bufOwner(b.buf), OWNER.FREE, "freed after the NIC released it");
   clean(core);
 });
 
-test('UDP send of a kept buffer chains a header buffer and leaves the data intact', () => {
+test("UDP send of a kept buffer chains a header buffer and leaves the data intact", () => {
   const core = fresh();
   const h = bindUdp(core, 7000);
   new Peer(core);
-  const b = udpSendCmd(core, h, PEER_IP, 9000, text('persisted'), { owner: OWNER.KEPT });
+  const b = udpSendCmd(core, h, PEER_IP, 9000, text("persisted"), { owner: OWNER.KEPT });
   const before = core.u8.slice(core.bufAddr(b.buf), core.bufAddr(b.buf) + 2048);
   core.poll(1);
   const [f] = core.tx();
@@ -618,34 +651,41 @@ test('UDP send of a kept buffer chains a header buffer and leaves the data intac
   clean(core);
 });
 
-test('UDP send without headroom uses a header buffer', () => {
+test("UDP send without headroom uses a header buffer", () => {
   const core = fresh();
   const h = bindUdp(core, 7000);
   new Peer(core);
-  udpSendCmd(core, h, PEER_IP, 9000, text('tight'), { off: 10 });
+  udpSendCmd(core, h, PEER_IP, 9000, text("tight"), { off: 10 });
   core.poll(1);
   const [f] = core.tx();
   assert.is(f.slots, 2);
-  assert.is(str(parseFrame(f).udp.payload), 'tight');
+  assert.is(str(parseFrame(f).udp.payload), "tight");
   clean(core);
 });
 
-test('UDP odd-length payload at an odd offset has a valid checksum', () => {
+test("UDP odd-length payload at an odd offset has a valid checksum", () => {
   const core = fresh();
   const h = bindUdp(core, 7000);
   new Peer(core);
-  udpSendCmd(core, h, PEER_IP, 9000, Uint8Array.from({ length: 101 }, (_, i) => 255 - i), { off: 13 });
+  udpSendCmd(
+    core,
+    h,
+    PEER_IP,
+    9000,
+    Uint8Array.from({ length: 101 }, (_, i) => 255 - i),
+    { off: 13 },
+  );
   core.poll(1);
   assert.ok(parseFrame(core.tx()[0]).udp.csumOk);
   clean(core);
 });
 
-test('UDP send larger than the MTU or on a bad handle is refused and the buffer returned', () => {
+test("UDP send larger than the MTU or on a bad handle is refused and the buffer returned", () => {
   const core = fresh();
   const h = bindUdp(core, 7000);
   new Peer(core);
   udpSendCmd(core, h, PEER_IP, 9000, new Uint8Array(1473), { off: 64 });
-  udpSendCmd(core, 77, PEER_IP, 9000, text('x'));
+  udpSendCmd(core, 77, PEER_IP, 9000, text("x"));
   core.poll(1);
   const ev = core.takeEvents().filter((e) => e.code === EV.SEND_REFUSED);
   assert.is(ev.length, 2);
@@ -654,7 +694,7 @@ test('UDP send larger than the MTU or on a bad handle is refused and the buffer 
   clean(core);
 });
 
-test('binding a bound port fails; unbinding closes it', () => {
+test("binding a bound port fails; unbinding closes it", () => {
   const core = fresh();
   const h = bindUdp(core, 53);
   core.cmd(CMD.UDP_BIND, { off: 53, conn: 9 });
@@ -663,24 +703,24 @@ test('binding a bound port fails; unbinding closes it', () => {
   core.cmd(CMD.UDP_UNBIND, { conn: h });
   core.poll(2);
   const p = new Peer(core);
-  p.udp({ dport: 53, payload: 'x' });
+  p.udp({ dport: 53, payload: "x" });
   core.poll(3);
-  assert.is(core.stat('UDP_NO_PORT'), 1);
+  assert.is(core.stat("UDP_NO_PORT"), 1);
   clean(core);
 });
 
-test('UDP bind table is bounded', () => {
+test("UDP bind table is bounded", () => {
   const core = fresh({ udp: 2 });
   for (const port of [1, 2, 3]) core.cmd(CMD.UDP_BIND, { off: port, conn: port });
   core.poll(1);
   const ev = core.takeEvents();
   assert.is(ev.filter((e) => e.code === EV.UDP_BOUND).length, 2);
   assert.is(ev.filter((e) => e.code === EV.ERROR).length, 1);
-  assert.is(core.stat('UDP_BIND_FULL'), 1);
+  assert.is(core.stat("UDP_BIND_FULL"), 1);
   clean(core);
 });
 
-test('UDP datagram chained over buffers arrives as a chain of events', () => {
+test("UDP datagram chained over buffers arrives as a chain of events", () => {
   const core = fresh();
   bindUdp(core, 53);
   const p = new Peer(core);
@@ -689,19 +729,25 @@ test('UDP datagram chained over buffers arrives as a chain of events', () => {
   core.poll(1);
   const ev = core.takeEvents().filter((e) => e.code === EV.UDP);
   assert.is(ev.length, 3);
-  assert.equal(ev.map((e) => e.more), [true, true, false]);
+  assert.equal(
+    ev.map((e) => e.more),
+    [true, true, false],
+  );
   const all = new Uint8Array(ev.reduce((a, e) => a + e.len, 0));
   let o = 0;
-  for (const e of ev) { all.set(e.data, o); o += e.len; }
+  for (const e of ev) {
+    all.set(e.data, o);
+    o += e.len;
+  }
   assert.equal([...all], [...payload]);
   clean(core);
 });
 
-test('NEEDS_CSUM frames get their checksum completed', () => {
+test("NEEDS_CSUM frames get their checksum completed", () => {
   const core = fresh();
   bindUdp(core, 53);
   // a partial checksum: the field holds the pseudo-header sum only (virtio-net semantics)
-  const payload = text('partial checksum!');
+  const payload = text("partial checksum!");
   const u = udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload, noCsum: true });
   const ph = new Uint8Array(12);
   ph.set([198, 18, 0, 2, 198, 18, 0, 1, 0, 17]);
@@ -713,33 +759,33 @@ test('NEEDS_CSUM frames get their checksum completed', () => {
   core.poll(1);
   const ev = core.takeEvents().filter((e) => e.code === EV.UDP);
   assert.is(ev.length, 1);
-  assert.is(core.stat('CSUM_COMPLETED'), 1);
+  assert.is(core.stat("CSUM_COMPLETED"), 1);
   clean(core);
 });
 
-test('NEEDS_CSUM with offsets outside the frame is dropped', () => {
+test("NEEDS_CSUM with offsets outside the frame is dropped", () => {
   const core = fresh();
   bindUdp(core, 53);
   const p = new Peer(core);
-  p.udp({ dport: 53, payload: 'x', inject: { flags: RXF_NEEDS_CSUM, info: 4 | (6 << 16) } });
-  p.udp({ dport: 53, payload: 'x', inject: { flags: RXF_NEEDS_CSUM, info: 34 | (4000 << 16) } });
+  p.udp({ dport: 53, payload: "x", inject: { flags: RXF_NEEDS_CSUM, info: 4 | (6 << 16) } });
+  p.udp({ dport: 53, payload: "x", inject: { flags: RXF_NEEDS_CSUM, info: 34 | (4000 << 16) } });
   core.poll(1);
-  assert.is(core.stat('RX_CHAIN_BAD'), 2);
+  assert.is(core.stat("RX_CHAIN_BAD"), 2);
   assert.is(core.takeEvents().filter((e) => e.code === EV.UDP).length, 0);
   clean(core);
 });
 
-test('CSUM_VALID frames skip L4 verification', () => {
+test("CSUM_VALID frames skip L4 verification", () => {
   const core = fresh();
   bindUdp(core, 53);
   const p = new Peer(core);
-  p.udp({ dport: 53, payload: 'trusted', badCsum: true, inject: { flags: RXF_CSUM_VALID } });
+  p.udp({ dport: 53, payload: "trusted", badCsum: true, inject: { flags: RXF_CSUM_VALID } });
   core.poll(1);
   assert.is(core.takeEvents().filter((e) => e.code === EV.UDP).length, 1);
   clean(core);
 });
 
-test('SIMD checksum agrees with a scalar reference on random data', () => {
+test("SIMD checksum agrees with a scalar reference on random data", () => {
   const core = fresh();
   const s = core.x.stackScratch();
   let seed = 1;
@@ -754,7 +800,7 @@ test('SIMD checksum agrees with a scalar reference on random data', () => {
   clean(core);
 });
 
-test('random garbage frames never trap and never leak', () => {
+test("random garbage frames never trap and never leak", () => {
   const core = fresh();
   bindUdp(core, 53);
   core.cmd(CMD.LISTEN, { off: 80, len: 8 });
@@ -764,10 +810,22 @@ test('random garbage frames never trap and never leak', () => {
   for (let k = 0; k < 3000; k++) {
     const len = rnd() % 200;
     const f = Uint8Array.from({ length: len }, () => rnd() & 255);
-    if (len >= 14 && k % 2 === 0) { f.set(core.mac, 0); f[12] = 8; f[13] = k % 4 === 0 ? 0 : 6; }
-    if (len >= 34 && k % 4 === 0) { f[14] = 0x45; f[23] = [1, 6, 17][k % 3]; f.set([198, 18, 0, 1], 30); }
+    if (len >= 14 && k % 2 === 0) {
+      f.set(core.mac, 0);
+      f[12] = 8;
+      f[13] = k % 4 === 0 ? 0 : 6;
+    }
+    if (len >= 34 && k % 4 === 0) {
+      f[14] = 0x45;
+      f[23] = [1, 6, 17][k % 3];
+      f.set([198, 18, 0, 1], 30);
+    }
     core.inject(f);
-    if (k % 64 === 0) { core.poll(k); core.tx(); core.takeEvents(); }
+    if (k % 64 === 0) {
+      core.poll(k);
+      core.tx();
+      core.takeEvents();
+    }
   }
   core.poll(5000);
   core.tx();
@@ -777,22 +835,26 @@ test('random garbage frames never trap and never leak', () => {
   assert.is(core.held(OWNER.APP), 0);
 });
 
-test('mutated valid frames never trap and never leak', () => {
+test("mutated valid frames never trap and never leak", () => {
   const core = fresh();
   bindUdp(core, 53);
   const p = new Peer(core);
   let seed = 7;
   const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 16;
   const bases = [
-    p.ipFrame(17, udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload: text('hello world') })),
-    p.ipFrame(1, icmpEcho({ payload: text('ping') })),
+    p.ipFrame(17, udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload: text("hello world") })),
+    p.ipFrame(1, icmpEcho({ payload: text("ping") })),
     eth(BCAST, PEER_MAC, 0x0806, arpPkt({ op: 1, sha: PEER_MAC, spa: PEER_IP, tpa: ME })),
   ];
   for (let k = 0; k < 3000; k++) {
     const f = bases[k % 3].slice(0, bases[k % 3].length - (rnd() % 3 === 0 ? rnd() % 20 : 0));
     for (let j = rnd() % 4; j >= 0; j--) f[rnd() % f.length] = rnd() & 255;
     core.inject(f, { split: k % 5 === 0 ? 17 : 0 });
-    if (k % 50 === 0) { core.poll(k); core.tx(); core.takeEvents(); }
+    if (k % 50 === 0) {
+      core.poll(k);
+      core.tx();
+      core.takeEvents();
+    }
   }
   core.poll(9000);
   clean(core);

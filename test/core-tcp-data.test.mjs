@@ -1,8 +1,24 @@
 // TCP data transfer: zero-copy delivery, reassembly, ACK policy, windows, Nagle, options,
 // retransmission, congestion control, persist and keepalive timers.
-import { test } from 'uvu';
-import * as assert from 'uvu/assert';
-import { createCore, Peer, handshake, appSend, CMD, EV, TH, ST, OWNER, OPT, TF, PEER_IP, ip, text, str } from './lib/corehost.mjs';
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import {
+  createCore,
+  Peer,
+  handshake,
+  appSend,
+  CMD,
+  EV,
+  TH,
+  ST,
+  OWNER,
+  OPT,
+  TF,
+  PEER_IP,
+  ip,
+  text,
+  str,
+} from "./lib/corehost.mjs";
 
 function setup(opts = {}) {
   const core = createCore({ msl: 1000, ...opts });
@@ -13,11 +29,11 @@ function setup(opts = {}) {
 }
 function clean(core) {
   core.tx();
-  assert.is(core.check(), 0, 'pool invariant');
-  assert.is(core.held(OWNER.NIC), 0, 'NIC leak');
-  assert.is(core.held(OWNER.STACK), 0, 'STACK leak');
-  assert.is(core.held(OWNER.APP), 0, 'APP leak');
-  assert.is(core.x.tcpNodesUsed(), 0, 'node leak');
+  assert.is(core.check(), 0, "pool invariant");
+  assert.is(core.held(OWNER.NIC), 0, "NIC leak");
+  assert.is(core.held(OWNER.STACK), 0, "STACK leak");
+  assert.is(core.held(OWNER.APP), 0, "APP leak");
+  assert.is(core.x.tcpNodesUsed(), 0, "node leak");
 }
 function abort(core, conn) {
   core.cmd(CMD.ABORT, { conn });
@@ -25,18 +41,22 @@ function abort(core, conn) {
   core.tx();
   core.takeEvents();
 }
-const data = (ev) => ev.filter((e) => e.name === 'DATA').map((e) => str(e.data)).join('');
+const data = (ev) =>
+  ev
+    .filter((e) => e.name === "DATA")
+    .map((e) => str(e.data))
+    .join("");
 const bytes = (n, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);
 
-test('in-order data is delivered by reference where it landed', () => {
+test("in-order data is delivered by reference where it landed", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   core.keepBuffers = true;
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'zero copy', flags: TH.ACK | TH.PSH });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "zero copy", flags: TH.ACK | TH.PSH });
   core.poll(1);
   const [ev] = core.takeEvents();
-  assert.is(ev.name, 'DATA');
-  assert.is(ev.off, 64 + 14 + 20 + 20, 'named in the received buffer after the headers');
+  assert.is(ev.name, "DATA");
+  assert.is(ev.off, 64 + 14 + 20 + 20, "named in the received buffer after the headers");
   assert.is(ev.owner, OWNER.APP);
   assert.is(core.x.bufRefCount(ev.buf), 1);
   core.x.bufUnref(ev.buf);
@@ -44,10 +64,10 @@ test('in-order data is delivered by reference where it landed', () => {
   clean(core);
 });
 
-test('a single segment is ACKed after the delayed-ACK timeout', () => {
+test("a single segment is ACKed after the delayed-ACK timeout", () => {
   const { core, peer } = setup({ delack: 40 });
   const h = handshake(core, peer, { t: 100 });
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'one' });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "one" });
   const dl = core.poll(100);
   assert.is(peer.segs().length, 0);
   assert.is(dl, 140);
@@ -58,18 +78,18 @@ test('a single segment is ACKed after the delayed-ACK timeout', () => {
   assert.is(a.ack, h.seq + 3);
 });
 
-test('every second segment is ACKed at once', () => {
+test("every second segment is ACKed at once", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'aaaa' });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "aaaa" });
   core.poll(1);
-  peer.tcp({ seq: h.seq + 4, ack: h.snd, payload: 'bbbb' });
+  peer.tcp({ seq: h.seq + 4, ack: h.snd, payload: "bbbb" });
   core.poll(2);
   const [a] = peer.segs();
   assert.is(a.ack, h.seq + 8);
 });
 
-test('segments arriving in one batch are acknowledged by one ACK', () => {
+test("segments arriving in one batch are acknowledged by one ACK", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   for (let k = 0; k < 6; k++) peer.tcp({ seq: h.seq + k * 100, ack: h.snd, payload: bytes(100) });
@@ -79,20 +99,20 @@ test('segments arriving in one batch are acknowledged by one ACK', () => {
   assert.is(acks[0].ack, h.seq + 600);
 });
 
-test('out-of-order data is held by reference, dup-ACKed with SACK, delivered when the hole fills', () => {
+test("out-of-order data is held by reference, dup-ACKed with SACK, delivered when the hole fills", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { opts: { mss: 1460, sackOk: true } });
-  peer.tcp({ seq: h.seq + 5, ack: h.snd, payload: 'world' });
+  peer.tcp({ seq: h.seq + 5, ack: h.snd, payload: "world" });
   core.poll(1);
   const [d] = peer.segs();
-  assert.is(d.ack, h.seq, 'duplicate ACK');
+  assert.is(d.ack, h.seq, "duplicate ACK");
   assert.equal(d.opts.sack, [[h.seq + 5, h.seq + 10]]);
   assert.is(core.takeEvents().length, 0);
-  assert.is(core.held(OWNER.STACK), 1, 'held in reassembly');
-  assert.is(core.stat('TCP_OOO'), 1);
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'hello' });
+  assert.is(core.held(OWNER.STACK), 1, "held in reassembly");
+  assert.is(core.stat("TCP_OOO"), 1);
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "hello" });
   core.poll(2);
-  assert.is(data(core.takeEvents()), 'helloworld');
+  assert.is(data(core.takeEvents()), "helloworld");
   const [a] = peer.segs();
   assert.is(a.ack, h.seq + 10);
   assert.is(a.opts.sack, undefined);
@@ -100,26 +120,30 @@ test('out-of-order data is held by reference, dup-ACKed with SACK, delivered whe
   clean(core);
 });
 
-test('SACK reports several blocks, most recent first', () => {
+test("SACK reports several blocks, most recent first", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { opts: { mss: 1460, sackOk: true } });
-  peer.tcp({ seq: h.seq + 10, ack: h.snd, payload: 'bb' });
+  peer.tcp({ seq: h.seq + 10, ack: h.snd, payload: "bb" });
   core.poll(1);
-  peer.tcp({ seq: h.seq + 20, ack: h.snd, payload: 'cc' });
+  peer.tcp({ seq: h.seq + 20, ack: h.snd, payload: "cc" });
   core.poll(2);
   peer.segs();
-  peer.tcp({ seq: h.seq + 30, ack: h.snd, payload: 'dd' });
+  peer.tcp({ seq: h.seq + 30, ack: h.snd, payload: "dd" });
   core.poll(3);
   const [d] = peer.segs();
-  assert.equal(d.opts.sack, [[h.seq + 30, h.seq + 32], [h.seq + 10, h.seq + 12], [h.seq + 20, h.seq + 22]]);
+  assert.equal(d.opts.sack, [
+    [h.seq + 30, h.seq + 32],
+    [h.seq + 10, h.seq + 12],
+    [h.seq + 20, h.seq + 22],
+  ]);
   abort(core, h.conn);
   clean(core);
 });
 
-test('no SACK blocks when SACK was not negotiated', () => {
+test("no SACK blocks when SACK was not negotiated", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { opts: { mss: 1460 } });
-  peer.tcp({ seq: h.seq + 10, ack: h.snd, payload: 'bb' });
+  peer.tcp({ seq: h.seq + 10, ack: h.snd, payload: "bb" });
   core.poll(1);
   const [d] = peer.segs();
   assert.is(d.opts.sack, undefined);
@@ -127,43 +151,43 @@ test('no SACK blocks when SACK was not negotiated', () => {
   clean(core);
 });
 
-test('overlapping and duplicate segments are delivered once', () => {
+test("overlapping and duplicate segments are delivered once", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq + 4, ack: h.snd, payload: 'efgh' });
-  peer.tcp({ seq: h.seq + 2, ack: h.snd, payload: 'cdefghij' });
-  peer.tcp({ seq: h.seq + 6, ack: h.snd, payload: 'gh' });
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'abcd' });
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'abcdefghijkl' });
+  peer.tcp({ seq: h.seq + 4, ack: h.snd, payload: "efgh" });
+  peer.tcp({ seq: h.seq + 2, ack: h.snd, payload: "cdefghij" });
+  peer.tcp({ seq: h.seq + 6, ack: h.snd, payload: "gh" });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "abcd" });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "abcdefghijkl" });
   core.poll(1);
-  assert.is(data(core.takeEvents()), 'abcdefghijkl');
+  assert.is(data(core.takeEvents()), "abcdefghijkl");
   abort(core, h.conn);
   clean(core);
 });
 
-test('a segment starting before RCV.NXT is trimmed', () => {
+test("a segment starting before RCV.NXT is trimmed", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'abc' });
-  peer.tcp({ seq: h.seq + 1, ack: h.snd, payload: 'bcdef' });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "abc" });
+  peer.tcp({ seq: h.seq + 1, ack: h.snd, payload: "bcdef" });
   core.poll(1);
-  assert.is(data(core.takeEvents()), 'abcdef');
+  assert.is(data(core.takeEvents()), "abcdef");
 });
 
-test('a fully duplicate segment is ACKed at once and counted', () => {
+test("a fully duplicate segment is ACKed at once and counted", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'abc' });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "abc" });
   core.poll(1);
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'abc' });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "abc" });
   core.poll(2);
   const s = peer.segs();
   assert.is(s[s.length - 1].ack, h.seq + 3);
-  assert.ok(core.stat('TCP_DUP') >= 1);
-  assert.is(data(core.takeEvents()), 'abc');
+  assert.ok(core.stat("TCP_DUP") >= 1);
+  assert.is(data(core.takeEvents()), "abc");
 });
 
-test('data beyond the advertised window is trimmed', () => {
+test("data beyond the advertised window is trimmed", () => {
   const { core, peer } = setup({ rcvbuf: 1000 });
   const h = handshake(core, peer);
   assert.is(h.synack.win, 1000);
@@ -171,13 +195,16 @@ test('data beyond the advertised window is trimmed', () => {
   peer.tcp({ seq: h.seq, ack: h.snd, payload: bytes(1200) });
   core.poll(1);
   const ev = core.takeEvents();
-  assert.is(ev.reduce((a, e) => a + e.len, 0), 1000);
+  assert.is(
+    ev.reduce((a, e) => a + e.len, 0),
+    1000,
+  );
   const [a] = peer.segs();
   assert.is(a.ack, h.seq + 1000);
-  assert.is(a.win, 0, 'window closed until the app consumes');
+  assert.is(a.win, 0, "window closed until the app consumes");
 });
 
-test('zero receive window: segments refused, window update after the app consumes', () => {
+test("zero receive window: segments refused, window update after the app consumes", () => {
   const { core, peer } = setup({ rcvbuf: 4000 });
   const h = handshake(core, peer);
   core.autoRecvd = false;
@@ -185,21 +212,25 @@ test('zero receive window: segments refused, window update after the app consume
   core.poll(1);
   const [a] = peer.segs();
   assert.is(a.win, 0);
-  peer.tcp({ seq: h.seq + 4000, ack: h.snd, payload: 'x' });
+  peer.tcp({ seq: h.seq + 4000, ack: h.snd, payload: "x" });
   core.poll(2);
   const [b] = peer.segs();
-  assert.is(b.ack, h.seq + 4000, 'probe byte not accepted');
+  assert.is(b.ack, h.seq + 4000, "probe byte not accepted");
   assert.is(b.win, 0);
   const evs = core.takeEvents();
-  assert.is(evs.reduce((a, e) => a + e.len, 0), 4000, 'exactly the window was delivered (in 3 pieces of a chained frame)');
+  assert.is(
+    evs.reduce((a, e) => a + e.len, 0),
+    4000,
+    "exactly the window was delivered (in 3 pieces of a chained frame)",
+  );
   core.cmd(CMD.RECVD, { conn: h.conn, buf: 4000 });
   core.poll(3);
   const [u] = peer.segs();
-  assert.is(u.win, 4000, 'window update');
+  assert.is(u.win, 4000, "window update");
   assert.is(u.ack, h.seq + 4000);
 });
 
-test('small window increases are not advertised (receiver SWS avoidance)', () => {
+test("small window increases are not advertised (receiver SWS avoidance)", () => {
   const { core, peer } = setup({ rcvbuf: 10000 });
   const h = handshake(core, peer);
   core.autoRecvd = false;
@@ -213,29 +244,29 @@ test('small window increases are not advertised (receiver SWS avoidance)', () =>
   peer.tcp({ seq: h.seq + 2930, ack: h.snd, payload: bytes(10) });
   core.poll(2);
   const [b] = peer.segs();
-  assert.is(b.win, 10000 - 2940, 'right edge did not move for 100 bytes');
+  assert.is(b.win, 10000 - 2940, "right edge did not move for 100 bytes");
 });
 
-test('bad TCP checksum, bad data offset and illegal flag mixes are dropped', () => {
+test("bad TCP checksum, bad data offset and illegal flag mixes are dropped", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'bad', badCsum: true });
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'bad', doff: 16 });
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'bad', doff: 60 });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "bad", badCsum: true });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "bad", doff: 16 });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "bad", doff: 60 });
   peer.tcp({ seq: h.seq, ack: h.snd, flags: TH.SYN | TH.FIN });
   peer.tcp({ seq: h.seq, ack: h.snd, flags: TH.SYN | TH.RST });
   peer.tcp({ seq: h.seq, ack: h.snd, sport: 0 });
   core.poll(1);
-  assert.is(core.stat('TCP_BAD_CSUM'), 1);
-  assert.is(core.stat('TCP_BAD_HDR'), 2);
-  assert.is(core.stat('TCP_BAD_SEG'), 3);
+  assert.is(core.stat("TCP_BAD_CSUM"), 1);
+  assert.is(core.stat("TCP_BAD_HDR"), 2);
+  assert.is(core.stat("TCP_BAD_SEG"), 3);
   assert.is(core.takeEvents().length, 0);
   assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED);
   abort(core, h.conn);
   clean(core);
 });
 
-test('malformed options end parsing without harm', () => {
+test("malformed options end parsing without harm", () => {
   const { core, peer } = setup();
   core.cmd(CMD.LISTEN, { off: 80, len: 8 });
   core.poll(0);
@@ -245,17 +276,17 @@ test('malformed options end parsing without harm', () => {
   core.poll(1);
   const s = peer.segs();
   assert.is(s.length, 3);
-  assert.is(s[1].opts.ws, 3, 'shift over 14 is clamped, we still answer');
+  assert.is(s[1].opts.ws, 3, "shift over 14 is clamped, we still answer");
   core.takeEvents();
 });
 
-test('a segment chained over several buffers is delivered piece by piece', () => {
+test("a segment chained over several buffers is delivered piece by piece", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   const p = bytes(1400);
   peer.tcp({ seq: h.seq, ack: h.snd, payload: p, inject: { split: 512 } });
   core.poll(1);
-  const ev = core.takeEvents().filter((e) => e.name === 'DATA');
+  const ev = core.takeEvents().filter((e) => e.name === "DATA");
   assert.is(ev.length, 3);
   const all = Uint8Array.from(ev.flatMap((e) => [...e.data]));
   assert.equal([...all], [...p]);
@@ -263,50 +294,50 @@ test('a segment chained over several buffers is delivered piece by piece', () =>
   clean(core);
 });
 
-test('urgent data is delivered in line; the pointer is ignored', () => {
+test("urgent data is delivered in line; the pointer is ignored", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'urgent!', flags: TH.ACK | TH.URG, urp: 3 });
-  peer.tcp({ seq: h.seq + 7, ack: h.snd, payload: 'x', flags: TH.ACK | TH.URG, urp: 60000 });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "urgent!", flags: TH.ACK | TH.URG, urp: 3 });
+  peer.tcp({ seq: h.seq + 7, ack: h.snd, payload: "x", flags: TH.ACK | TH.URG, urp: 60000 });
   core.poll(1);
-  assert.is(data(core.takeEvents()), 'urgent!x');
+  assert.is(data(core.takeEvents()), "urgent!x");
 });
 
-test('sent data uses the buffer headroom for headers: one slot per segment', () => {
+test("sent data uses the buffer headroom for headers: one slot per segment", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  const b = appSend(core, h.conn, 'reply body');
+  const b = appSend(core, h.conn, "reply body");
   core.poll(1);
   const f = core.tx();
   assert.is(f.length, 1);
   assert.is(f[0].slots, 1);
-  assert.is(core.x.bufOwner(b.buf), OWNER.STACK, 'held for retransmission');
-  assert.is(core.x.bufRefCount(b.buf), 1, 'NIC reference released by the host');
+  assert.is(core.x.bufOwner(b.buf), OWNER.STACK, "held for retransmission");
+  assert.is(core.x.bufRefCount(b.buf), 1, "NIC reference released by the host");
   peer.tcp({ seq: h.seq, ack: h.snd + 10 });
   core.poll(2);
-  assert.is(core.x.bufOwner(b.buf), OWNER.FREE, 'freed once ACKed and sent');
+  assert.is(core.x.bufOwner(b.buf), OWNER.FREE, "freed once ACKed and sent");
   clean(core);
 });
 
-test('ACK before the NIC has sent: the buffer waits for the NIC (two-level release)', () => {
+test("ACK before the NIC has sent: the buffer waits for the NIC (two-level release)", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  const b = appSend(core, h.conn, 'race');
+  const b = appSend(core, h.conn, "race");
   core.poll(1);
-  assert.is(core.x.bufRefCount(b.buf), 2, 'TCP and NIC');
+  assert.is(core.x.bufRefCount(b.buf), 2, "TCP and NIC");
   peer.tcp({ seq: h.seq, ack: h.snd + 4 });
   core.poll(2);
-  assert.is(core.x.bufRefCount(b.buf), 1, 'only the NIC left');
+  assert.is(core.x.bufRefCount(b.buf), 1, "only the NIC left");
   const f = core.tx();
   assert.is(f.length, 1);
   assert.is(core.x.bufOwner(b.buf), OWNER.FREE);
   clean(core);
 });
 
-test('kept buffers are sent behind a header buffer and never written', () => {
+test("kept buffers are sent behind a header buffer and never written", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  const b = appSend(core, h.conn, 'persisted record', { owner: OWNER.KEPT });
+  const b = appSend(core, h.conn, "persisted record", { owner: OWNER.KEPT });
   const before = core.u8.slice(core.bufAddr(b.buf), core.bufAddr(b.buf) + 2048);
   core.poll(1);
   const [f] = core.tx();
@@ -320,79 +351,94 @@ test('kept buffers are sent behind a header buffer and never written', () => {
   clean(core);
 });
 
-test('a retransmission while the NIC still holds the first copy uses a header buffer', () => {
+test("a retransmission while the NIC still holds the first copy uses a header buffer", () => {
   const { core, peer } = setup({ initRto: 100, minRto: 100 });
   const h = handshake(core, peer);
-  const b = appSend(core, h.conn, 'twice');
+  const b = appSend(core, h.conn, "twice");
   core.poll(1);
   const addr = core.bufAddr(b.buf) + b.off - 54;
   const hdr1 = core.u8.slice(addr, addr + 54);
   core.poll(1000);
-  assert.equal([...core.u8.slice(addr, addr + 54)], [...hdr1], 'first copy untouched');
+  assert.equal([...core.u8.slice(addr, addr + 54)], [...hdr1], "first copy untouched");
   const f = core.tx();
-  assert.equal(f.map((x) => x.slots), [1, 2]);
+  assert.equal(
+    f.map((x) => x.slots),
+    [1, 2],
+  );
   abort(core, h.conn);
   clean(core);
 });
 
-test('a large send is cut into MSS segments with PSH on the last', () => {
+test("a large send is cut into MSS segments with PSH on the last", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   const p = bytes(1900);
   appSend(core, h.conn, p, { off: 100 });
   core.poll(1);
   const s = peer.segs();
-  assert.equal(s.map((x) => x.payload.length), [1460, 440]);
-  assert.equal(s.map((x) => x.flags), [TH.ACK, TH.ACK | TH.PSH]);
+  assert.equal(
+    s.map((x) => x.payload.length),
+    [1460, 440],
+  );
+  assert.equal(
+    s.map((x) => x.flags),
+    [TH.ACK, TH.ACK | TH.PSH],
+  );
   assert.equal([...s[0].payload, ...s[1].payload], [...p]);
   assert.is(s[1].seq, s[0].seq + 1460);
   abort(core, h.conn);
   clean(core);
 });
 
-test('small sends are coalesced into one segment across buffers', () => {
+test("small sends are coalesced into one segment across buffers", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  appSend(core, h.conn, 'first ');
+  appSend(core, h.conn, "first ");
   core.poll(1);
   peer.segs();
-  appSend(core, h.conn, 'second ');
-  appSend(core, h.conn, 'third');
+  appSend(core, h.conn, "second ");
+  appSend(core, h.conn, "third");
   core.poll(2);
-  assert.is(peer.segs().length, 0, 'Nagle: data in flight');
+  assert.is(peer.segs().length, 0, "Nagle: data in flight");
   peer.tcp({ seq: h.seq, ack: h.snd + 6 });
   core.poll(3);
   const [s] = peer.segs();
-  assert.is(str(s.payload), 'second third');
+  assert.is(str(s.payload), "second third");
   abort(core, h.conn);
   clean(core);
 });
 
-test('NODELAY sends small segments at once', () => {
+test("NODELAY sends small segments at once", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   core.cmd(CMD.SETOPT, { conn: h.conn, off: OPT.NODELAY, buf: 1 });
-  appSend(core, h.conn, 'a');
+  appSend(core, h.conn, "a");
   core.poll(1);
-  appSend(core, h.conn, 'b');
+  appSend(core, h.conn, "b");
   core.poll(2);
-  assert.equal(peer.segs().map((s) => str(s.payload)), ['a', 'b']);
+  assert.equal(
+    peer.segs().map((s) => str(s.payload)),
+    ["a", "b"],
+  );
 });
 
-test('the peer window limits what is sent', () => {
+test("the peer window limits what is sent", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { win: 1000 });
   core.cmd(CMD.SETOPT, { conn: h.conn, off: OPT.NODELAY, buf: 1 });
   appSend(core, h.conn, bytes(1500), { off: 200 });
   core.poll(1);
   const s = peer.segs();
-  assert.is(s.reduce((a, x) => a + x.payload.length, 0), 1000);
+  assert.is(
+    s.reduce((a, x) => a + x.payload.length, 0),
+    1000,
+  );
   peer.tcp({ seq: h.seq, ack: h.snd + 1000, win: 1000 });
   core.poll(2);
   assert.is(peer.segs()[0].payload.length, 500);
 });
 
-test('initial congestion window is 10 segments (RFC 6928) and grows in slow start', () => {
+test("initial congestion window is 10 segments (RFC 6928) and grows in slow start", () => {
   const { core, peer } = setup({ sndbuf: 1 << 20 });
   const h = handshake(core, peer);
   for (let k = 0; k < 30; k++) appSend(core, h.conn, bytes(1460), { off: 200 });
@@ -401,40 +447,40 @@ test('initial congestion window is 10 segments (RFC 6928) and grows in slow star
   assert.is(s.length, 10);
   peer.tcp({ seq: h.seq, ack: s[1].seq + 1460 });
   core.poll(2);
-  assert.is(peer.segs().length, 4, 'two acked segments open four (RFC 3465 L=2)');
+  assert.is(peer.segs().length, 4, "two acked segments open four (RFC 3465 L=2)");
   abort(core, h.conn);
   clean(core);
 });
 
-test('send queue limit refuses sends and reports WRITABLE once drained', () => {
+test("send queue limit refuses sends and reports WRITABLE once drained", () => {
   const { core, peer } = setup({ sndbuf: 3000 });
   const h = handshake(core, peer);
   appSend(core, h.conn, bytes(1460), { off: 200 });
   appSend(core, h.conn, bytes(1460), { off: 200 });
   appSend(core, h.conn, bytes(1460), { off: 200 });
   core.poll(1);
-  const refused = core.takeEvents().filter((e) => e.name === 'SEND_REFUSED');
+  const refused = core.takeEvents().filter((e) => e.name === "SEND_REFUSED");
   assert.is(refused.length, 1);
   const s = peer.segs();
   peer.tcp({ seq: h.seq, ack: s[1].seq + 1460 });
   core.poll(2);
-  assert.ok(core.takeEvents().find((e) => e.name === 'WRITABLE'));
+  assert.ok(core.takeEvents().find((e) => e.name === "WRITABLE"));
   clean(core);
 });
 
-test('window scaling: the peer window is scaled by its shift, ours by our shift', () => {
+test("window scaling: the peer window is scaled by its shift, ours by our shift", () => {
   const { core, peer } = setup({ rcvbuf: 1 << 20 });
   const h = handshake(core, peer, { opts: { mss: 1460, ws: 4 }, win: 100 });
-  assert.is(h.synack.opts.ws, 5, '1 MiB needs shift 5');
-  assert.is(core.x.tcpInfo(h.conn, 5), 1600, 'peer window 100 << 4');
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'x', win: 100 });
-  peer.tcp({ seq: h.seq + 1, ack: h.snd, payload: 'y', win: 100 });
+  assert.is(h.synack.opts.ws, 5, "1 MiB needs shift 5");
+  assert.is(core.x.tcpInfo(h.conn, 5), 1600, "peer window 100 << 4");
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "x", win: 100 });
+  peer.tcp({ seq: h.seq + 1, ack: h.snd, payload: "y", win: 100 });
   core.poll(1);
   const [a] = peer.segs();
-  assert.is(a.win, Math.floor(((1 << 20) - 2) / 32), 'window field is scaled (2 bytes unread)');
+  assert.is(a.win, Math.floor(((1 << 20) - 2) / 32), "window field is scaled (2 bytes unread)");
 });
 
-test('no window scaling unless both SYNs carry the option', () => {
+test("no window scaling unless both SYNs carry the option", () => {
   const { core, peer } = setup({ rcvbuf: 1 << 20 });
   const h = handshake(core, peer, { opts: { mss: 1460 } });
   assert.is(h.synack.opts.ws, undefined);
@@ -442,35 +488,35 @@ test('no window scaling unless both SYNs carry the option', () => {
   assert.is(core.x.tcpInfo(h.conn, 13), 0);
 });
 
-test('timestamps: every segment carries TSval and echoes TS.Recent', () => {
+test("timestamps: every segment carries TSval and echoes TS.Recent", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { opts: { mss: 1460, ts: [100, 0] }, t: 50 });
-  assert.is(core.x.tcpInfo(h.conn, 6), 1448, 'MSS minus 12 bytes of timestamp');
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'ts', opts: { ts: [200, h.synack.opts.ts[0]] } });
-  peer.tcp({ seq: h.seq + 2, ack: h.snd, payload: 'ts', opts: { ts: [201, h.synack.opts.ts[0]] } });
+  assert.is(core.x.tcpInfo(h.conn, 6), 1448, "MSS minus 12 bytes of timestamp");
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "ts", opts: { ts: [200, h.synack.opts.ts[0]] } });
+  peer.tcp({ seq: h.seq + 2, ack: h.snd, payload: "ts", opts: { ts: [201, h.synack.opts.ts[0]] } });
   core.poll(60);
   const [a] = peer.segs();
   assert.is(a.opts.ts[1], 201);
-  assert.is((a.opts.ts[0] - h.synack.opts.ts[0]) >>> 0, 10, 'ms clock');
+  assert.is((a.opts.ts[0] - h.synack.opts.ts[0]) >>> 0, 10, "ms clock");
 });
 
-test('PAWS drops a segment with an old timestamp and ACKs', () => {
+test("PAWS drops a segment with an old timestamp and ACKs", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { opts: { mss: 1460, ts: [1000, 0] } });
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'new', opts: { ts: [2000, 0] } });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "new", opts: { ts: [2000, 0] } });
   core.poll(1);
-  peer.tcp({ seq: h.seq + 3, ack: h.snd, payload: 'old', opts: { ts: [1500, 0] } });
+  peer.tcp({ seq: h.seq + 3, ack: h.snd, payload: "old", opts: { ts: [1500, 0] } });
   core.poll(2);
-  assert.is(data(core.takeEvents()), 'new');
-  assert.is(core.stat('TCP_PAWS_DROP'), 1);
+  assert.is(data(core.takeEvents()), "new");
+  assert.is(core.stat("TCP_PAWS_DROP"), 1);
   const s = peer.segs();
   assert.is(s[s.length - 1].ack, h.seq + 3);
 });
 
-test('RTT from timestamp echoes sets SRTT and RTO (RFC 6298)', () => {
+test("RTT from timestamp echoes sets SRTT and RTO (RFC 6298)", () => {
   const { core, peer } = setup({ minRto: 200 });
   const h = handshake(core, peer, { opts: { mss: 1460, ts: [1, 0] }, t: 0 });
-  appSend(core, h.conn, 'ping');
+  appSend(core, h.conn, "ping");
   core.poll(1000);
   const [s] = peer.segs();
   // the handshake gave a first sample of 0 ms (SRTT floored at 0.5, RTTVAR 0)
@@ -479,26 +525,26 @@ test('RTT from timestamp echoes sets SRTT and RTO (RFC 6298)', () => {
   core.poll(1080);
   const rttvar = 0.25 * Math.abs(0.5 - 80);
   const srtt = 0.875 * 0.5 + 0.125 * 80;
-  assert.is(core.x.tcpInfo(h.conn, 4), srtt, 'SRTT = 7/8 SRTT + 1/8 R');
-  assert.is(core.x.tcpInfo(h.conn, 3), Math.max(200, srtt + 4 * rttvar), 'RTO = SRTT + 4 RTTVAR, floored');
+  assert.is(core.x.tcpInfo(h.conn, 4), srtt, "SRTT = 7/8 SRTT + 1/8 R");
+  assert.is(core.x.tcpInfo(h.conn, 3), Math.max(200, srtt + 4 * rttvar), "RTO = SRTT + 4 RTTVAR, floored");
   peer.tcp({ seq: h.seq, ack: h.snd + 4, opts: { ts: [3, s.opts.ts[0]] } });
   core.poll(1100);
-  assert.is(core.x.tcpInfo(h.conn, 4), srtt, 'no sample from an ACK that acknowledges nothing new');
+  assert.is(core.x.tcpInfo(h.conn, 4), srtt, "no sample from an ACK that acknowledges nothing new");
 });
 
-test('RTT without timestamps is timed on one segment (Karn: never a retransmitted one)', () => {
+test("RTT without timestamps is timed on one segment (Karn: never a retransmitted one)", () => {
   const { core, peer } = setup({ minRto: 200, initRto: 1000 });
   const h = handshake(core, peer, { t: 0 });
-  appSend(core, h.conn, 'a');
+  appSend(core, h.conn, "a");
   core.poll(0);
   peer.segs();
   core.poll(1000); // RTO: retransmission
   assert.is(peer.segs().length, 1);
   peer.tcp({ seq: h.seq, ack: h.snd + 1 });
   core.poll(1010);
-  assert.is(core.x.tcpInfo(h.conn, 4), 0.5, 'only the handshake sample: none from the ambiguous ACK');
-  assert.is(core.x.tcpInfo(h.conn, 11), 1, 'backoff kept until a valid sample');
-  appSend(core, h.conn, 'b');
+  assert.is(core.x.tcpInfo(h.conn, 4), 0.5, "only the handshake sample: none from the ambiguous ACK");
+  assert.is(core.x.tcpInfo(h.conn, 11), 1, "backoff kept until a valid sample");
+  appSend(core, h.conn, "b");
   core.poll(1020);
   peer.segs();
   peer.tcp({ seq: h.seq, ack: h.snd + 2 });
@@ -507,19 +553,22 @@ test('RTT without timestamps is timed on one segment (Karn: never a retransmitte
   assert.is(core.x.tcpInfo(h.conn, 11), 0);
 });
 
-test('RTO retransmits with exponential backoff', () => {
+test("RTO retransmits with exponential backoff", () => {
   const { core, peer } = setup({ initRto: 1000, minRto: 1000 });
   const h = handshake(core, peer, { t: 0 });
-  appSend(core, h.conn, 'lost');
+  appSend(core, h.conn, "lost");
   core.poll(0);
   peer.segs();
   const times = [];
-  for (let t = 0; t <= 16000; t += 50) { core.poll(t); if (peer.segs().length) times.push(t); }
+  for (let t = 0; t <= 16000; t += 50) {
+    core.poll(t);
+    if (peer.segs().length) times.push(t);
+  }
   assert.equal(times, [1000, 3000, 7000, 15000]);
-  assert.is(core.stat('TCP_RTO'), 4);
+  assert.is(core.stat("TCP_RTO"), 4);
 });
 
-test('after RTO the window collapses to one segment and data goes back to SND.UNA', () => {
+test("after RTO the window collapses to one segment and data goes back to SND.UNA", () => {
   const { core, peer } = setup({ initRto: 1000 });
   const h = handshake(core, peer, { t: 0 });
   for (let k = 0; k < 4; k++) appSend(core, h.conn, bytes(1460), { off: 200 });
@@ -529,17 +578,17 @@ test('after RTO the window collapses to one segment and data goes back to SND.UN
   const s = peer.segs();
   assert.is(s.length, 1);
   assert.is(s[0].seq, h.snd);
-  assert.is(core.x.tcpInfo(h.conn, 1), 1460, 'cwnd = 1 MSS');
-  assert.is(core.x.tcpInfo(h.conn, 2), 2920, 'ssthresh = flight / 2');
+  assert.is(core.x.tcpInfo(h.conn, 1), 1460, "cwnd = 1 MSS");
+  assert.is(core.x.tcpInfo(h.conn, 2), 2920, "ssthresh = flight / 2");
 });
 
-test('retransmission limit resets the connection', () => {
+test("retransmission limit resets the connection", () => {
   const { core, peer } = setup({ initRto: 200, minRto: 200 });
   const h = handshake(core, peer, { t: 0 });
-  appSend(core, h.conn, 'void');
+  appSend(core, h.conn, "void");
   core.poll(0);
   for (let t = 0; t < 2e6 && core.x.tcpConnCount(); t += 1000) core.poll(t);
-  const ev = core.takeEvents().find((e) => e.name === 'RESET');
+  const ev = core.takeEvents().find((e) => e.name === "RESET");
   assert.ok(ev);
   assert.is(ev.aux, 2);
   const s = peer.segs();
@@ -547,7 +596,7 @@ test('retransmission limit resets the connection', () => {
   clean(core);
 });
 
-test('three duplicate ACKs trigger fast retransmit (NewReno)', () => {
+test("three duplicate ACKs trigger fast retransmit (NewReno)", () => {
   const { core, peer } = setup({ sndbuf: 1 << 20 });
   const h = handshake(core, peer, { t: 0 });
   for (let k = 0; k < 8; k++) appSend(core, h.conn, bytes(1460), { off: 200 });
@@ -557,10 +606,10 @@ test('three duplicate ACKs trigger fast retransmit (NewReno)', () => {
   for (let k = 0; k < 4; k++) peer.tcp({ seq: h.seq, ack: s[1].seq }); // one new ACK, three duplicates
   core.poll(2);
   const r = peer.segs();
-  assert.is(r[0].seq, s[1].seq, 'the lost segment again');
-  assert.is(core.stat('TCP_FAST_RTX'), 1);
-  assert.is(core.x.tcpInfo(h.conn, 2), Math.floor((7 * 1460) / 2), 'ssthresh = flight/2');
-  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0x8000, 'in recovery');
+  assert.is(r[0].seq, s[1].seq, "the lost segment again");
+  assert.is(core.stat("TCP_FAST_RTX"), 1);
+  assert.is(core.x.tcpInfo(h.conn, 2), Math.floor((7 * 1460) / 2), "ssthresh = flight/2");
+  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0x8000, "in recovery");
   // partial ACK: retransmit the next hole
   peer.tcp({ seq: h.seq, ack: s[3].seq });
   core.poll(3);
@@ -569,13 +618,13 @@ test('three duplicate ACKs trigger fast retransmit (NewReno)', () => {
   // full ACK ends recovery
   peer.tcp({ seq: h.seq, ack: s[7].seq + 1460 });
   core.poll(4);
-  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0, 'out of recovery');
-  assert.is(core.x.tcpInfo(h.conn, 1), core.x.tcpInfo(h.conn, 2), 'cwnd = ssthresh');
+  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0, "out of recovery");
+  assert.is(core.x.tcpInfo(h.conn, 1), core.x.tcpInfo(h.conn, 2), "cwnd = ssthresh");
   abort(core, h.conn);
   clean(core);
 });
 
-test('CUBIC reduces the window by beta = 0.7 on loss, NewReno by half', () => {
+test("CUBIC reduces the window by beta = 0.7 on loss, NewReno by half", () => {
   const run = (cubic) => {
     const { core, peer } = setup({ sndbuf: 1 << 20 });
     const h = handshake(core, peer, { t: 0 });
@@ -591,11 +640,12 @@ test('CUBIC reduces the window by beta = 0.7 on loss, NewReno by half', () => {
   assert.is(run(false), 7300);
 });
 
-test('CUBIC grows toward W_max along the cubic curve after a loss', () => {
+test("CUBIC grows toward W_max along the cubic curve after a loss", () => {
   const { core, peer } = setup({ sndbuf: 4 << 20, flags: TF.CUBIC });
   const h = handshake(core, peer, { t: 0 });
   for (let k = 0; k < 600; k++) appSend(core, h.conn, bytes(1460), { off: 200 });
-  let t = 1, una = h.snd;
+  let t = 1,
+    una = h.snd;
   core.poll(t);
   // ack everything for a while (slow start), then a loss, then steady ACKs each 10 ms
   const cw = [];
@@ -615,14 +665,14 @@ test('CUBIC grows toward W_max along the cubic curve after a loss', () => {
   }
   const after = cw.slice(5);
   assert.ok(after.length > 5);
-  for (let k = 1; k < after.length; k++) assert.ok(after[k] >= after[k - 1], 'monotone growth');
+  for (let k = 1; k < after.length; k++) assert.ok(after[k] >= after[k - 1], "monotone growth");
 });
 
-test('zero window: persist probes with backoff, data resumes when the window opens', () => {
+test("zero window: persist probes with backoff, data resumes when the window opens", () => {
   const { core, peer } = setup({ initRto: 1000, minRto: 1000 });
   const h = handshake(core, peer, { t: 0, win: 0 });
   core.cmd(CMD.SETOPT, { conn: h.conn, off: OPT.NODELAY, buf: 1 });
-  appSend(core, h.conn, 'waiting');
+  appSend(core, h.conn, "waiting");
   core.poll(0);
   assert.is(peer.segs().length, 0);
   const probes = [];
@@ -635,48 +685,49 @@ test('zero window: persist probes with backoff, data resumes when the window ope
     }
   }
   assert.equal(probes, [1000, 3000, 7000]);
-  assert.ok(core.stat('TCP_ZWP') >= 1);
+  assert.ok(core.stat("TCP_ZWP") >= 1);
   peer.tcp({ seq: h.seq, ack: h.snd, win: 65535 });
   core.poll(8100);
   const s = peer.segs();
-  assert.is(s.map((x) => str(x.payload)).join(''), 'waiting', 'the refused probe byte goes again with the rest');
+  assert.is(s.map((x) => str(x.payload)).join(""), "waiting", "the refused probe byte goes again with the rest");
   assert.is(s[0].seq, h.snd);
-  assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED, 'probing never gives up while the peer answers');
+  assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED, "probing never gives up while the peer answers");
 });
 
-test('keepalive probes an idle connection and resets it when unanswered', () => {
+test("keepalive probes an idle connection and resets it when unanswered", () => {
   const { core, peer } = setup({ keepalive: 10000 });
   const h = handshake(core, peer, { t: 0 });
   core.poll(9999);
   assert.is(peer.segs().length, 0);
   core.poll(10000);
   const [k] = peer.segs();
-  assert.is(k.seq, h.snd - 1, 'probe one byte below SND.UNA');
+  assert.is(k.seq, h.snd - 1, "probe one byte below SND.UNA");
   assert.is(k.payload.length, 0);
   peer.tcp({ seq: h.seq, ack: h.snd });
   core.poll(10001);
   core.poll(19999);
-  assert.is(peer.segs().length, 0, 'answer restarted the idle timer');
+  assert.is(peer.segs().length, 0, "answer restarted the idle timer");
   let t = 20000;
   for (; t < 200000 && core.x.tcpConnCount(); t += 1000) core.poll(t);
-  const ev = core.takeEvents().find((e) => e.name === 'RESET');
+  const ev = core.takeEvents().find((e) => e.name === "RESET");
   assert.ok(ev);
   assert.is(ev.aux, 4);
-  assert.is(core.stat('TCP_KEEPALIVE_DROP'), 1);
+  assert.is(core.stat("TCP_KEEPALIVE_DROP"), 1);
   clean(core);
 });
 
-test('bulk transfer both ways through a scripted peer is byte-exact', () => {
+test("bulk transfer both ways through a scripted peer is byte-exact", () => {
   const { core, peer } = setup({ sndbuf: 1 << 20 });
   const h = handshake(core, peer, { t: 0, opts: { mss: 1460, sackOk: true, ts: [1, 0], ws: 2 } });
   const out = bytes(50000, 3);
   for (let o = 0; o < out.length; o += 1000) appSend(core, h.conn, out.subarray(o, o + 1000), { off: 300 });
   let got = [];
-  let t = 1, ack = h.snd;
+  let t = 1,
+    ack = h.snd;
   for (let r = 0; r < 200 && got.length < out.length; r++) {
     core.poll((t += 5));
     for (const s of peer.segs()) {
-      if (((s.seq - h.snd) >>> 0) === got.length) got.push(...s.payload);
+      if ((s.seq - h.snd) >>> 0 === got.length) got.push(...s.payload);
     }
     ack = (h.snd + got.length) >>> 0;
     peer.tcp({ seq: h.seq, ack, opts: { ts: [t, 0] }, win: 65535 });

@@ -1,9 +1,23 @@
 // TCP connection establishment, reset handling and teardown (RFC 9293, 5961, 6528).
-import { test } from 'uvu';
-import * as assert from 'uvu/assert';
-import { createCore, Peer, handshake, appSend, CMD, EV, TH, ST, OWNER, PEER_IP, ip, text, str } from './lib/corehost.mjs';
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import {
+  createCore,
+  Peer,
+  handshake,
+  appSend,
+  CMD,
+  EV,
+  TH,
+  ST,
+  OWNER,
+  PEER_IP,
+  ip,
+  text,
+  str,
+} from "./lib/corehost.mjs";
 
-const ME = ip('198.18.0.1');
+const ME = ip("198.18.0.1");
 function setup(opts = {}) {
   const core = createCore({ msl: 1000, ...opts });
   core.poll(0);
@@ -13,20 +27,24 @@ function setup(opts = {}) {
 }
 function clean(core) {
   core.tx();
-  assert.is(core.check(), 0, 'pool invariant');
-  assert.is(core.held(OWNER.NIC), 0, 'NIC leak');
-  assert.is(core.held(OWNER.STACK), 0, 'STACK leak');
-  assert.is(core.held(OWNER.APP), 0, 'APP leak');
-  assert.is(core.x.tcpNodesUsed(), 0, 'node leak');
+  assert.is(core.check(), 0, "pool invariant");
+  assert.is(core.held(OWNER.NIC), 0, "NIC leak");
+  assert.is(core.held(OWNER.STACK), 0, "STACK leak");
+  assert.is(core.held(OWNER.APP), 0, "APP leak");
+  assert.is(core.x.tcpNodesUsed(), 0, "node leak");
 }
-const listen = (core, port = 80, backlog = 16) => { core.cmd(CMD.LISTEN, { off: port, len: backlog, conn: 1 }); core.poll(); return core.takeEvents(); };
+const listen = (core, port = 80, backlog = 16) => {
+  core.cmd(CMD.LISTEN, { off: port, len: backlog, conn: 1 });
+  core.poll();
+  return core.takeEvents();
+};
 const state = (core, conn) => core.x.tcpState(conn);
 function connect(core, { port = 80, lport = 0, tag = 9 } = {}) {
   core.cmd(CMD.CONNECT, { buf: PEER_IP, off: port, len: lport, conn: tag });
   core.poll();
 }
 
-test('SYN to a listener gets SYN-ACK with MSS, window scale, SACK-permitted and timestamps echoing the offer', () => {
+test("SYN to a listener gets SYN-ACK with MSS, window scale, SACK-permitted and timestamps echoing the offer", () => {
   const { core, peer } = setup();
   listen(core);
   peer.tcp({ seq: 100, flags: TH.SYN, opts: { mss: 1400, ws: 7, sackOk: true, ts: [5000, 0] } });
@@ -35,47 +53,53 @@ test('SYN to a listener gets SYN-ACK with MSS, window scale, SACK-permitted and 
   assert.is(s.flags, TH.SYN | TH.ACK);
   assert.is(s.ack, 101);
   assert.is(s.opts.mss, 1460);
-  assert.ok(s.opts.ws >= 2, 'scale for a 256 KiB window');
+  assert.ok(s.opts.ws >= 2, "scale for a 256 KiB window");
   assert.ok(s.opts.sackOk);
   assert.is(s.opts.ts[1], 5000);
   assert.is(s.dport, 40000);
   assert.is(s.sport, 80);
 });
 
-test('SYN without options gets a SYN-ACK with only MSS; MSS defaults to 536', () => {
+test("SYN without options gets a SYN-ACK with only MSS; MSS defaults to 536", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { opts: {} });
-  assert.equal(Object.keys(h.synack.opts), ['mss']);
+  assert.equal(Object.keys(h.synack.opts), ["mss"]);
   assert.is(core.x.tcpInfo(h.conn, 6), 536);
   appSend(core, h.conn, new Uint8Array(1200), { off: 200 });
   core.poll();
   const segs = peer.segs();
-  assert.equal(segs.map((s) => s.payload.length), [536, 536, 128]);
+  assert.equal(
+    segs.map((s) => s.payload.length),
+    [536, 536, 128],
+  );
   core.cmd(CMD.ABORT, { conn: h.conn });
   core.poll();
   clean(core);
 });
 
-test('handshake completes with ACCEPTED naming the remote endpoint', () => {
+test("handshake completes with ACCEPTED naming the remote endpoint", () => {
   const { core, peer } = setup();
   core.cmd(CMD.LISTEN, { off: 80, len: 16, conn: 1 });
   core.poll(1);
   peer.tcp({ seq: 1000, flags: TH.SYN, opts: { mss: 1460 } });
   core.poll(2);
   const [sa] = peer.segs();
-  assert.equal(core.takeEvents().map((e) => e.name), ['LISTENING']);
+  assert.equal(
+    core.takeEvents().map((e) => e.name),
+    ["LISTENING"],
+  );
   peer.tcp({ seq: 1001, ack: sa.seq + 1 });
   core.poll(3);
   const [ev] = core.takeEvents();
-  assert.is(ev.name, 'ACCEPTED');
+  assert.is(ev.name, "ACCEPTED");
   assert.is(ev.buf, PEER_IP);
   assert.is(ev.off, 40000);
   assert.is(ev.len, 80);
   assert.is(state(core, ev.conn), ST.ESTABLISHED);
-  assert.is(peer.segs().length, 0, 'no reply to the final ACK');
+  assert.is(peer.segs().length, 0, "no reply to the final ACK");
 });
 
-test('SYN to a closed port is answered by RST|ACK acknowledging the SYN', () => {
+test("SYN to a closed port is answered by RST|ACK acknowledging the SYN", () => {
   const { core, peer } = setup();
   peer.tcp({ seq: 555, flags: TH.SYN, dport: 81 });
   core.poll(1);
@@ -83,14 +107,14 @@ test('SYN to a closed port is answered by RST|ACK acknowledging the SYN', () => 
   assert.is(r.flags, TH.RST | TH.ACK);
   assert.is(r.seq, 0);
   assert.is(r.ack, 556);
-  assert.is(core.stat('TCP_NO_CONN'), 1);
+  assert.is(core.stat("TCP_NO_CONN"), 1);
   clean(core);
 });
 
-test('ACK to a closed port gets RST with seq = SEG.ACK; data+FIN counted in the RST ack', () => {
+test("ACK to a closed port gets RST with seq = SEG.ACK; data+FIN counted in the RST ack", () => {
   const { core, peer } = setup();
   peer.tcp({ seq: 1, ack: 777, dport: 81 });
-  peer.tcp({ seq: 10, flags: TH.FIN | TH.PSH, payload: 'abc', dport: 81 });
+  peer.tcp({ seq: 10, flags: TH.FIN | TH.PSH, payload: "abc", dport: 81 });
   core.poll(1);
   const [a, b] = peer.segs();
   assert.is(a.flags, TH.RST);
@@ -100,7 +124,7 @@ test('ACK to a closed port gets RST with seq = SEG.ACK; data+FIN counted in the 
   clean(core);
 });
 
-test('RST to a closed port is never answered', () => {
+test("RST to a closed port is never answered", () => {
   const { core, peer } = setup();
   peer.tcp({ seq: 1, flags: TH.RST, dport: 81 });
   peer.tcp({ seq: 1, ack: 5, flags: TH.RST | TH.ACK, dport: 81 });
@@ -109,43 +133,50 @@ test('RST to a closed port is never answered', () => {
   clean(core);
 });
 
-test('active open: SYN with our options, SYN-ACK completes, CONNECTED', () => {
+test("active open: SYN with our options, SYN-ACK completes, CONNECTED", () => {
   const { core, peer } = setup();
   connect(core, { tag: 42 });
   const [syn] = peer.segs();
   assert.is(syn.flags, TH.SYN);
   assert.is(syn.opts.mss, 1460);
   assert.ok(syn.opts.sackOk && syn.opts.ts && syn.opts.ws !== undefined);
-  assert.ok(syn.sport >= 49152, 'ephemeral port');
+  assert.ok(syn.sport >= 49152, "ephemeral port");
   assert.is(syn.dport, 80);
-  peer.tcp({ seq: 9000, ack: syn.seq + 1, flags: TH.SYN | TH.ACK, sport: 80, dport: syn.sport, opts: { mss: 1200, sackOk: true, ws: 3, ts: [1, syn.opts.ts[0]] } });
+  peer.tcp({
+    seq: 9000,
+    ack: syn.seq + 1,
+    flags: TH.SYN | TH.ACK,
+    sport: 80,
+    dport: syn.sport,
+    opts: { mss: 1200, sackOk: true, ws: 3, ts: [1, syn.opts.ts[0]] },
+  });
   core.poll(5);
   const [ack] = peer.segs();
   assert.is(ack.flags, TH.ACK);
   assert.is(ack.seq, syn.seq + 1);
   assert.is(ack.ack, 9001);
   const [ev] = core.takeEvents();
-  assert.is(ev.name, 'CONNECTED');
-  assert.is(ev.buf, 42, 'tag');
+  assert.is(ev.name, "CONNECTED");
+  assert.is(ev.buf, 42, "tag");
   assert.is(state(core, ev.conn), ST.ESTABLISHED);
-  assert.is(core.x.tcpInfo(ev.conn, 6), 1200 - 12, 'MSS minus timestamp option');
-  assert.is(core.x.tcpInfo(ev.conn, 12), 3, 'send scale');
+  assert.is(core.x.tcpInfo(ev.conn, 6), 1200 - 12, "MSS minus timestamp option");
+  assert.is(core.x.tcpInfo(ev.conn, 12), 3, "send scale");
 });
 
-test('active open refused by RST|ACK reports RESET', () => {
+test("active open refused by RST|ACK reports RESET", () => {
   const { core, peer } = setup();
   connect(core);
   const [syn] = peer.segs();
   peer.tcp({ seq: 0, ack: syn.seq + 1, flags: TH.RST | TH.ACK, sport: 80, dport: syn.sport });
   core.poll(1);
   const [ev] = core.takeEvents();
-  assert.is(ev.name, 'RESET');
+  assert.is(ev.name, "RESET");
   assert.is(ev.aux, 3);
   assert.is(core.x.tcpConnCount(), 0);
   clean(core);
 });
 
-test('SYN_SENT: unacceptable ACK draws a RST, RST without ACK is ignored', () => {
+test("SYN_SENT: unacceptable ACK draws a RST, RST without ACK is ignored", () => {
   const { core, peer } = setup();
   connect(core);
   const [syn] = peer.segs();
@@ -160,7 +191,7 @@ test('SYN_SENT: unacceptable ACK draws a RST, RST without ACK is ignored', () =>
   assert.is(core.x.tcpConnCount(), 1);
 });
 
-test('SYN is retransmitted with exponential backoff and the connect times out', () => {
+test("SYN is retransmitted with exponential backoff and the connect times out", () => {
   const { core, peer } = setup({ initRto: 1000 });
   connect(core);
   assert.is(peer.segs().length, 1);
@@ -173,13 +204,13 @@ test('SYN is retransmitted with exponential backoff and the connect times out', 
     if (!isFinite(t)) break;
   }
   assert.equal(times, [1000, 3000, 7000, 15000, 31000, 63000]);
-  const ev = core.takeEvents().find((e) => e.name === 'RESET');
+  const ev = core.takeEvents().find((e) => e.name === "RESET");
   assert.ok(ev);
-  assert.is(ev.aux, 2, 'timeout');
+  assert.is(ev.aux, 2, "timeout");
   clean(core);
 });
 
-test('simultaneous open: SYN crosses SYN, both sides reach ESTABLISHED', () => {
+test("simultaneous open: SYN crosses SYN, both sides reach ESTABLISHED", () => {
   const { core, peer } = setup();
   connect(core, { lport: 5555 });
   const [syn] = peer.segs();
@@ -189,20 +220,20 @@ test('simultaneous open: SYN crosses SYN, both sides reach ESTABLISHED', () => {
   assert.is(sa.flags, TH.SYN | TH.ACK);
   assert.is(sa.seq, syn.seq);
   assert.is(sa.ack, 7001);
-  assert.is(core.x.tcpConnCount(), 1, 'one block, now in SYN_RCVD');
-  assert.is(core.takeEvents().length, 0, 'not connected yet');
+  assert.is(core.x.tcpConnCount(), 1, "one block, now in SYN_RCVD");
+  assert.is(core.takeEvents().length, 0, "not connected yet");
   peer.tcp({ seq: 7000, ack: syn.seq + 1, flags: TH.SYN | TH.ACK, sport: 80, dport: 5555, opts: { mss: 1460 } });
   core.poll(2);
   // the SYN-ACK repeats the SYN (seq below RCV.NXT): answered by an ACK; then the plain ACK completes it
   peer.segs();
   peer.tcp({ seq: 7001, ack: syn.seq + 1, sport: 80, dport: 5555 });
   core.poll(3);
-  const ev = core.takeEvents().find((e) => e.name === 'CONNECTED');
+  const ev = core.takeEvents().find((e) => e.name === "CONNECTED");
   assert.ok(ev);
   assert.is(state(core, ev.conn), ST.ESTABLISHED);
 });
 
-test('SYN-ACK is retransmitted from SYN_RCVD, and a repeated SYN gets it again', () => {
+test("SYN-ACK is retransmitted from SYN_RCVD, and a repeated SYN gets it again", () => {
   const { core, peer } = setup({ initRto: 1000 });
   listen(core);
   peer.tcp({ seq: 10, flags: TH.SYN });
@@ -217,10 +248,10 @@ test('SYN-ACK is retransmitted from SYN_RCVD, and a repeated SYN gets it again',
   const [c] = peer.segs();
   assert.is(c.flags, TH.SYN | TH.ACK);
   assert.is(c.seq, a.seq);
-  assert.is(core.stat('TCP_RETRANSMITS'), 1);
+  assert.is(core.stat("TCP_RETRANSMITS"), 1);
 });
 
-test('half-open connections expire silently after SYN-ACK retries', () => {
+test("half-open connections expire silently after SYN-ACK retries", () => {
   const { core, peer } = setup({ initRto: 100 });
   listen(core);
   peer.tcp({ seq: 10, flags: TH.SYN });
@@ -228,11 +259,11 @@ test('half-open connections expire silently after SYN-ACK retries', () => {
   assert.is(core.x.tcpConnCount(), 1);
   for (let t = 0; t < 100000 && core.x.tcpConnCount() > 0; t += 100) core.poll(t);
   assert.is(core.x.tcpConnCount(), 0);
-  assert.is(core.takeEvents().filter((e) => e.name !== 'LISTENING').length, 0, 'the app never heard of it');
+  assert.is(core.takeEvents().filter((e) => e.name !== "LISTENING").length, 0, "the app never heard of it");
   clean(core);
 });
 
-test('SYN queue overflow answers with SYN cookies; a valid cookie ACK is accepted', () => {
+test("SYN queue overflow answers with SYN cookies; a valid cookie ACK is accepted", () => {
   const { core, peer } = setup();
   listen(core, 80, 1);
   peer.tcp({ seq: 100, flags: TH.SYN, sport: 1001, opts: { mss: 1460 } });
@@ -241,21 +272,21 @@ test('SYN queue overflow answers with SYN cookies; a valid cookie ACK is accepte
   const [s1, s2] = peer.segs();
   assert.is(s1.flags, TH.SYN | TH.ACK);
   assert.is(s2.flags, TH.SYN | TH.ACK);
-  assert.is(s2.opts.mss, 1460, 'MSS encoded in the cookie');
-  assert.is(core.stat('TCP_SYNQ_OVERFLOW'), 1);
-  assert.is(core.x.tcpConnCount(), 1, 'no state for the cookie');
-  peer.tcp({ seq: 201, ack: s2.seq + 1, sport: 1002, payload: 'cookie data', flags: TH.ACK | TH.PSH });
+  assert.is(s2.opts.mss, 1460, "MSS encoded in the cookie");
+  assert.is(core.stat("TCP_SYNQ_OVERFLOW"), 1);
+  assert.is(core.x.tcpConnCount(), 1, "no state for the cookie");
+  peer.tcp({ seq: 201, ack: s2.seq + 1, sport: 1002, payload: "cookie data", flags: TH.ACK | TH.PSH });
   core.poll(2);
   const ev = core.takeEvents();
-  assert.is(ev[0].name, 'ACCEPTED');
+  assert.is(ev[0].name, "ACCEPTED");
   assert.is(ev[0].off, 1002);
-  assert.is(ev[1].name, 'DATA');
-  assert.is(str(ev[1].data), 'cookie data');
-  assert.is(core.stat('TCP_COOKIE_OK'), 1);
+  assert.is(ev[1].name, "DATA");
+  assert.is(str(ev[1].data), "cookie data");
+  assert.is(core.stat("TCP_COOKIE_OK"), 1);
   assert.is(core.x.tcpInfo(ev[0].conn, 6), 1460);
 });
 
-test('a forged cookie ACK is refused with RST', () => {
+test("a forged cookie ACK is refused with RST", () => {
   const { core, peer } = setup();
   listen(core, 80, 1);
   peer.tcp({ seq: 100, flags: TH.SYN, sport: 1001 });
@@ -268,10 +299,10 @@ test('a forged cookie ACK is refused with RST', () => {
   const r = peer.segs();
   assert.is(r.length, 2);
   assert.ok(r.every((s) => s.flags === TH.RST));
-  assert.is(core.stat('TCP_COOKIE_BAD'), 2);
+  assert.is(core.stat("TCP_COOKIE_BAD"), 2);
 });
 
-test('a cookie expires after two 64 s slots', () => {
+test("a cookie expires after two 64 s slots", () => {
   const { core, peer } = setup();
   listen(core, 80, 1);
   peer.tcp({ seq: 100, flags: TH.SYN, sport: 1001 });
@@ -280,14 +311,14 @@ test('a cookie expires after two 64 s slots', () => {
   const [, s2] = peer.segs();
   peer.tcp({ seq: 201, ack: s2.seq + 1, sport: 1002 });
   core.poll(200000);
-  assert.is(core.stat('TCP_COOKIE_BAD'), 1);
+  assert.is(core.stat("TCP_COOKIE_BAD"), 1);
 });
 
-test('listening twice on a port fails; unlisten makes SYNs draw RST', () => {
+test("listening twice on a port fails; unlisten makes SYNs draw RST", () => {
   const { core, peer } = setup();
   listen(core);
   const ev = listen(core);
-  assert.is(ev[0].name, 'ERROR');
+  assert.is(ev[0].name, "ERROR");
   core.cmd(CMD.UNLISTEN, { off: 80 });
   core.poll(1);
   peer.tcp({ seq: 1, flags: TH.SYN });
@@ -296,7 +327,7 @@ test('listening twice on a port fails; unlisten makes SYNs draw RST', () => {
   clean(core);
 });
 
-test('ISNs differ per 4-tuple and advance with the clock (RFC 6528)', () => {
+test("ISNs differ per 4-tuple and advance with the clock (RFC 6528)", () => {
   const { core, peer } = setup();
   listen(core);
   peer.tcp({ seq: 1, flags: TH.SYN, sport: 2001 });
@@ -305,32 +336,34 @@ test('ISNs differ per 4-tuple and advance with the clock (RFC 6528)', () => {
   const [a, b] = peer.segs();
   assert.is.not(a.seq, b.seq);
   const core2 = createCore();
-  core2.poll(0); core2.tx();
+  core2.poll(0);
+  core2.tx();
   const peer2 = new Peer(core2);
   listen(core2);
   peer2.tcp({ seq: 1, flags: TH.SYN, sport: 2001 });
   core2.poll(1000);
   const [c] = peer2.segs();
-  assert.is((c.seq - a.seq) >>> 0, 250000, 'same tuple and secret: M advances 250 per ms');
+  assert.is((c.seq - a.seq) >>> 0, 250000, "same tuple and secret: M advances 250 per ms");
   const core3 = createCore({ secret: new Uint8Array(32).fill(1) });
-  core3.poll(0); core3.tx();
+  core3.poll(0);
+  core3.tx();
   const peer3 = new Peer(core3);
   listen(core3);
   peer3.tcp({ seq: 1, flags: TH.SYN, sport: 2001 });
   core3.poll(0);
-  assert.is.not(peer3.segs()[0].seq, a.seq, 'the secret matters');
+  assert.is.not(peer3.segs()[0].seq, a.seq, "the secret matters");
 });
 
-test('connection table exhaustion is counted; SYN gets no answer', () => {
+test("connection table exhaustion is counted; SYN gets no answer", () => {
   const { core, peer } = setup({ maxConns: 2 });
   listen(core);
   for (const sport of [1, 2, 3]) peer.tcp({ seq: 1, flags: TH.SYN, sport });
   core.poll(1);
   assert.is(peer.segs().length, 2);
-  assert.is(core.stat('TCP_CONN_EXHAUSTED'), 1);
+  assert.is(core.stat("TCP_CONN_EXHAUSTED"), 1);
 });
 
-test('connect to a tuple in use fails; bad arguments fail', () => {
+test("connect to a tuple in use fails; bad arguments fail", () => {
   const { core, peer } = setup();
   connect(core, { lport: 4000, tag: 1 });
   connect(core, { lport: 4000, tag: 2 });
@@ -338,23 +371,30 @@ test('connect to a tuple in use fails; bad arguments fail', () => {
   core.cmd(CMD.CONNECT, { buf: PEER_IP, off: 0, conn: 4 });
   core.poll(1);
   const ev = core.takeEvents();
-  assert.equal(ev.map((e) => [e.name, e.conn]), [['ERROR', 2], ['ERROR', 3], ['ERROR', 4]]);
+  assert.equal(
+    ev.map((e) => [e.name, e.conn]),
+    [
+      ["ERROR", 2],
+      ["ERROR", 3],
+      ["ERROR", 4],
+    ],
+  );
   peer.segs();
 });
 
-test('RST with exactly RCV.NXT resets the connection', () => {
+test("RST with exactly RCV.NXT resets the connection", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   peer.tcp({ seq: h.seq, flags: TH.RST });
   core.poll(1);
   const [ev] = core.takeEvents();
-  assert.is(ev.name, 'RESET');
+  assert.is(ev.name, "RESET");
   assert.is(ev.conn, h.conn);
   assert.is(core.x.tcpConnCount(), 0);
   clean(core);
 });
 
-test('RST in window but not exact draws a challenge ACK (RFC 5961 3.2)', () => {
+test("RST in window but not exact draws a challenge ACK (RFC 5961 3.2)", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   peer.tcp({ seq: h.seq + 100, flags: TH.RST });
@@ -364,10 +404,10 @@ test('RST in window but not exact draws a challenge ACK (RFC 5961 3.2)', () => {
   assert.is(c.ack, h.seq);
   assert.is(c.seq, h.snd);
   assert.is(state(core, h.conn), ST.ESTABLISHED);
-  assert.is(core.stat('TCP_CHALLENGE_ACK'), 1);
+  assert.is(core.stat("TCP_CHALLENGE_ACK"), 1);
 });
 
-test('RST outside the window is ignored silently', () => {
+test("RST outside the window is ignored silently", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   peer.tcp({ seq: h.seq + 10000000, flags: TH.RST });
@@ -377,7 +417,7 @@ test('RST outside the window is ignored silently', () => {
   assert.is(state(core, h.conn), ST.ESTABLISHED);
 });
 
-test('SYN on an established connection draws a challenge ACK (RFC 5961 4)', () => {
+test("SYN on an established connection draws a challenge ACK (RFC 5961 4)", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   peer.tcp({ seq: h.seq + 5, flags: TH.SYN });
@@ -389,34 +429,34 @@ test('SYN on an established connection draws a challenge ACK (RFC 5961 4)', () =
   assert.is(state(core, h.conn), ST.ESTABLISHED);
 });
 
-test('ACK of data never sent is answered with an ACK and ignored (RFC 5961 5)', () => {
+test("ACK of data never sent is answered with an ACK and ignored (RFC 5961 5)", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq, ack: h.snd + 5000, payload: 'x' });
+  peer.tcp({ seq: h.seq, ack: h.snd + 5000, payload: "x" });
   core.poll(1);
   const [a] = peer.segs();
-  assert.is(a.ack, h.seq, 'the data was not accepted');
+  assert.is(a.ack, h.seq, "the data was not accepted");
   assert.is(core.takeEvents().length, 0);
 });
 
-test('too-old ACK draws a challenge ACK', () => {
+test("too-old ACK draws a challenge ACK", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { win: 1000 });
-  peer.tcp({ seq: h.seq, ack: h.snd - 100000, payload: 'x' });
+  peer.tcp({ seq: h.seq, ack: h.snd - 100000, payload: "x" });
   core.poll(1);
-  assert.is(core.stat('TCP_CHALLENGE_ACK'), 1);
+  assert.is(core.stat("TCP_CHALLENGE_ACK"), 1);
   assert.is(core.takeEvents().length, 0);
 });
 
-test('segments without ACK on a synchronized connection are dropped', () => {
+test("segments without ACK on a synchronized connection are dropped", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq, flags: TH.PSH, payload: 'noack' });
+  peer.tcp({ seq: h.seq, flags: TH.PSH, payload: "noack" });
   core.poll(1);
   assert.is(core.takeEvents().length, 0);
 });
 
-test('active close: FIN_WAIT_1, FIN_WAIT_2, TIME_WAIT for 2 MSL, CLOSED on entry', () => {
+test("active close: FIN_WAIT_1, FIN_WAIT_2, TIME_WAIT for 2 MSL, CLOSED on entry", () => {
   const { core, peer } = setup({ msl: 1000 });
   const h = handshake(core, peer);
   core.cmd(CMD.CLOSE, { conn: h.conn });
@@ -433,7 +473,10 @@ test('active close: FIN_WAIT_1, FIN_WAIT_2, TIME_WAIT for 2 MSL, CLOSED on entry
   const [ack] = peer.segs();
   assert.is(ack.ack, h.seq + 1);
   assert.is(state(core, h.conn), ST.TIME_WAIT);
-  assert.equal(core.takeEvents().map((e) => e.name), ['PEER_CLOSED', 'CLOSED']);
+  assert.equal(
+    core.takeEvents().map((e) => e.name),
+    ["PEER_CLOSED", "CLOSED"],
+  );
   core.poll(2029);
   assert.is(state(core, h.conn), ST.TIME_WAIT);
   core.poll(2030);
@@ -441,7 +484,7 @@ test('active close: FIN_WAIT_1, FIN_WAIT_2, TIME_WAIT for 2 MSL, CLOSED on entry
   clean(core);
 });
 
-test('passive close: CLOSE_WAIT then LAST_ACK, CLOSED when our FIN is acked', () => {
+test("passive close: CLOSE_WAIT then LAST_ACK, CLOSED when our FIN is acked", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   peer.tcp({ seq: h.seq, ack: h.snd, flags: TH.FIN | TH.ACK });
@@ -449,7 +492,10 @@ test('passive close: CLOSE_WAIT then LAST_ACK, CLOSED when our FIN is acked', ()
   const [a] = peer.segs();
   assert.is(a.ack, h.seq + 1);
   assert.is(state(core, h.conn), ST.CLOSE_WAIT);
-  assert.equal(core.takeEvents().map((e) => e.name), ['PEER_CLOSED']);
+  assert.equal(
+    core.takeEvents().map((e) => e.name),
+    ["PEER_CLOSED"],
+  );
   core.cmd(CMD.CLOSE, { conn: h.conn });
   core.poll(2);
   const [f] = peer.segs();
@@ -457,12 +503,15 @@ test('passive close: CLOSE_WAIT then LAST_ACK, CLOSED when our FIN is acked', ()
   assert.is(state(core, h.conn), ST.LAST_ACK);
   peer.tcp({ seq: h.seq + 1, ack: h.snd + 1 });
   core.poll(3);
-  assert.equal(core.takeEvents().map((e) => e.name), ['CLOSED']);
+  assert.equal(
+    core.takeEvents().map((e) => e.name),
+    ["CLOSED"],
+  );
   assert.is(core.x.tcpConnCount(), 0);
   clean(core);
 });
 
-test('simultaneous close goes through CLOSING to TIME_WAIT', () => {
+test("simultaneous close goes through CLOSING to TIME_WAIT", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   core.cmd(CMD.CLOSE, { conn: h.conn });
@@ -477,71 +526,86 @@ test('simultaneous close goes through CLOSING to TIME_WAIT', () => {
   assert.is(state(core, h.conn), ST.TIME_WAIT);
 });
 
-test('FIN with data: data delivered, then PEER_CLOSED', () => {
+test("FIN with data: data delivered, then PEER_CLOSED", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq, ack: h.snd, flags: TH.FIN | TH.ACK | TH.PSH, payload: 'bye' });
+  peer.tcp({ seq: h.seq, ack: h.snd, flags: TH.FIN | TH.ACK | TH.PSH, payload: "bye" });
   core.poll(1);
   const ev = core.takeEvents();
-  assert.equal(ev.map((e) => e.name), ['DATA', 'PEER_CLOSED']);
+  assert.equal(
+    ev.map((e) => e.name),
+    ["DATA", "PEER_CLOSED"],
+  );
   assert.is(peer.segs()[0].ack, h.seq + 4);
 });
 
-test('out-of-order FIN waits for the missing data', () => {
+test("out-of-order FIN waits for the missing data", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  peer.tcp({ seq: h.seq + 3, ack: h.snd, flags: TH.FIN | TH.ACK, payload: 'def' });
+  peer.tcp({ seq: h.seq + 3, ack: h.snd, flags: TH.FIN | TH.ACK, payload: "def" });
   core.poll(1);
   assert.is(core.takeEvents().length, 0);
-  peer.tcp({ seq: h.seq, ack: h.snd, payload: 'abc' });
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "abc" });
   core.poll(2);
   const ev = core.takeEvents();
-  assert.equal(ev.map((e) => e.name), ['DATA', 'DATA', 'PEER_CLOSED']);
-  assert.is(ev.slice(0, 2).map((e) => str(e.data)).join(''), 'abcdef');
+  assert.equal(
+    ev.map((e) => e.name),
+    ["DATA", "DATA", "PEER_CLOSED"],
+  );
+  assert.is(
+    ev
+      .slice(0, 2)
+      .map((e) => str(e.data))
+      .join(""),
+    "abcdef",
+  );
   const segs = peer.segs();
   assert.is(segs[segs.length - 1].ack, h.seq + 7);
 });
 
-test('data sent before CLOSE goes out before the FIN', () => {
+test("data sent before CLOSE goes out before the FIN", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  appSend(core, h.conn, 'last words');
+  appSend(core, h.conn, "last words");
   core.cmd(CMD.CLOSE, { conn: h.conn });
   core.poll(1);
   const [s] = peer.segs();
-  assert.is(str(s.payload), 'last words');
+  assert.is(str(s.payload), "last words");
   assert.is(s.flags, TH.FIN | TH.ACK | TH.PSH);
   peer.tcp({ seq: h.seq, ack: h.snd + 11 });
   core.poll(2);
   assert.is(state(core, h.conn), ST.FIN_WAIT_2);
-  assert.is(core.held(OWNER.STACK), 0, 'acked data released');
+  assert.is(core.held(OWNER.STACK), 0, "acked data released");
 });
 
-test('send after CLOSE is refused', () => {
+test("send after CLOSE is refused", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   core.cmd(CMD.CLOSE, { conn: h.conn });
-  appSend(core, h.conn, 'late');
+  appSend(core, h.conn, "late");
   core.poll(1);
-  const ev = core.takeEvents().find((e) => e.name === 'SEND_REFUSED');
+  const ev = core.takeEvents().find((e) => e.name === "SEND_REFUSED");
   assert.ok(ev);
-  assert.is(str(ev.data), 'late');
+  assert.is(str(ev.data), "late");
 });
 
-test('abort sends RST, reports CLOSED and releases queued buffers', () => {
+test("abort sends RST, reports CLOSED and releases queued buffers", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { win: 0 });
-  appSend(core, h.conn, 'never sent');
+  appSend(core, h.conn, "never sent");
   core.poll(1);
   core.cmd(CMD.ABORT, { conn: h.conn });
   core.poll(2);
   const segs = peer.segs();
   assert.is(segs[segs.length - 1].flags, TH.RST);
-  assert.equal(core.takeEvents().map((e) => e.name), ['CLOSED']);
+  assert.equal(
+    core.takeEvents().map((e) => e.name),
+    ["CLOSED"],
+  );
   clean(core);
 });
 
-test('TIME_WAIT answers a retransmitted FIN and restarts its timer', () => {
+test("TIME_WAIT answers a retransmitted FIN and restarts its timer", () => {
   const { core, peer } = setup({ msl: 1000 });
   const h = handshake(core, peer);
   core.cmd(CMD.CLOSE, { conn: h.conn });
@@ -554,12 +618,12 @@ test('TIME_WAIT answers a retransmitted FIN and restarts its timer', () => {
   const [a] = peer.segs();
   assert.is(a.ack, h.seq + 1);
   core.poll(2100);
-  assert.is(state(core, h.conn), ST.TIME_WAIT, 'timer restarted at 1500');
+  assert.is(state(core, h.conn), ST.TIME_WAIT, "timer restarted at 1500");
   core.poll(3500);
   assert.is(state(core, h.conn), -1);
 });
 
-test('FIN_WAIT_2 does not last forever', () => {
+test("FIN_WAIT_2 does not last forever", () => {
   const { core, peer } = setup({ msl: 1000 });
   const h = handshake(core, peer);
   core.cmd(CMD.CLOSE, { conn: h.conn });
@@ -569,23 +633,23 @@ test('FIN_WAIT_2 does not last forever', () => {
   assert.is(state(core, h.conn), ST.FIN_WAIT_2);
   core.poll(2000);
   assert.is(state(core, h.conn), -1);
-  assert.ok(core.takeEvents().find((e) => e.name === 'CLOSED'));
+  assert.ok(core.takeEvents().find((e) => e.name === "CLOSED"));
   clean(core);
 });
 
-test('half-close: data still arrives in FIN_WAIT_2', () => {
+test("half-close: data still arrives in FIN_WAIT_2", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
   core.cmd(CMD.CLOSE, { conn: h.conn });
   core.poll(0);
   peer.tcp({ seq: h.seq, ack: h.snd + 1 });
-  peer.tcp({ seq: h.seq, ack: h.snd + 1, payload: 'still talking' });
+  peer.tcp({ seq: h.seq, ack: h.snd + 1, payload: "still talking" });
   core.poll(1);
-  const ev = core.takeEvents().find((e) => e.name === 'DATA');
-  assert.is(str(ev.data), 'still talking');
+  const ev = core.takeEvents().find((e) => e.name === "DATA");
+  assert.is(str(ev.data), "still talking");
 });
 
-test('TIME_WAIT blocks are recycled when the table is full', () => {
+test("TIME_WAIT blocks are recycled when the table is full", () => {
   const { core, peer } = setup({ maxConns: 1, msl: 60000 });
   const h = handshake(core, peer);
   core.cmd(CMD.CLOSE, { conn: h.conn });
@@ -601,7 +665,7 @@ test('TIME_WAIT blocks are recycled when the table is full', () => {
   assert.is(state(core, h.conn), -1);
 });
 
-test('stale connection ids are refused after reuse (generation)', () => {
+test("stale connection ids are refused after reuse (generation)", () => {
   const { core, peer } = setup({ maxConns: 1 });
   const h = handshake(core, peer);
   core.cmd(CMD.ABORT, { conn: h.conn });
@@ -609,15 +673,15 @@ test('stale connection ids are refused after reuse (generation)', () => {
   peer.segs();
   core.takeEvents();
   const h2 = handshake(core, peer, { isn: 50000 });
-  assert.is((h2.conn & 0xffff), (h.conn & 0xffff), 'same block');
+  assert.is(h2.conn & 0xffff, h.conn & 0xffff, "same block");
   assert.is.not(h2.conn, h.conn);
-  appSend(core, h.conn, 'stale');
+  appSend(core, h.conn, "stale");
   core.poll(2);
-  assert.ok(core.takeEvents().find((e) => e.name === 'SEND_REFUSED'));
+  assert.ok(core.takeEvents().find((e) => e.name === "SEND_REFUSED"));
   assert.is(peer.segs().length, 0);
 });
 
-test('many connections opened and closed leave nothing behind', () => {
+test("many connections opened and closed leave nothing behind", () => {
   const { core, peer } = setup({ msl: 10, maxConns: 8 });
   listen(core);
   let t = 0;
@@ -626,15 +690,15 @@ test('many connections opened and closed leave nothing behind', () => {
     peer.tcp({ seq: 1000, flags: TH.SYN, sport, opts: { mss: 1460 } });
     core.poll(++t);
     const [sa] = peer.segs();
-    peer.tcp({ seq: 1001, ack: sa.seq + 1, sport, payload: 'req', flags: TH.ACK | TH.PSH });
+    peer.tcp({ seq: 1001, ack: sa.seq + 1, sport, payload: "req", flags: TH.ACK | TH.PSH });
     core.poll(++t);
     const ev = core.takeEvents();
-    const conn = ev.find((e) => e.name === 'ACCEPTED').conn;
-    appSend(core, conn, 'resp');
+    const conn = ev.find((e) => e.name === "ACCEPTED").conn;
+    appSend(core, conn, "resp");
     core.cmd(CMD.CLOSE, { conn });
     core.poll(++t);
     const [d] = peer.segs();
-    assert.is(str(d.payload), 'resp');
+    assert.is(str(d.payload), "resp");
     peer.tcp({ seq: 1004, ack: d.seq + 5, sport, flags: TH.FIN | TH.ACK });
     core.poll(++t);
     peer.segs();
@@ -644,7 +708,7 @@ test('many connections opened and closed leave nothing behind', () => {
   clean(core);
 });
 
-test('a new SYN above the old sequence space reopens a TIME_WAIT tuple (RFC 6191)', () => {
+test("a new SYN above the old sequence space reopens a TIME_WAIT tuple (RFC 6191)", () => {
   const { core, peer } = setup({ msl: 60000 });
   const h = handshake(core, peer);
   core.cmd(CMD.CLOSE, { conn: h.conn });
@@ -655,7 +719,7 @@ test('a new SYN above the old sequence space reopens a TIME_WAIT tuple (RFC 6191
   assert.is(state(core, h.conn), ST.TIME_WAIT);
   peer.tcp({ seq: h.seq - 10, flags: TH.SYN });
   core.poll(3);
-  assert.is(peer.segs()[0].flags, TH.ACK, 'an old SYN only gets a challenge ACK');
+  assert.is(peer.segs()[0].flags, TH.ACK, "an old SYN only gets a challenge ACK");
   peer.tcp({ seq: h.seq + 100000, flags: TH.SYN });
   core.poll(4);
   const [sa] = peer.segs();

@@ -1,7 +1,7 @@
 // SACK sender side: scoreboard (RFC 2018) and scoreboard-driven loss recovery (RFC 6675).
-import { test } from 'uvu';
-import * as assert from 'uvu/assert';
-import { createCore, Peer, handshake, appSend, CMD, TH, OWNER } from './lib/corehost.mjs';
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { createCore, Peer, handshake, appSend, CMD, TH, OWNER } from "./lib/corehost.mjs";
 
 const MSS = 1460;
 function setup(opts = {}) {
@@ -30,10 +30,13 @@ function clean(core, conn) {
 }
 const seqOf = (s, k) => (s[0].seq + k * MSS) >>> 0;
 
-test('SACK blocks fill the scoreboard; the cumulative ACK prunes it', () => {
+test("SACK blocks fill the scoreboard; the cumulative ACK prunes it", () => {
   const { core, peer, h } = setup();
   const s = burst(core, peer, h, 6);
-  ackWith(peer, h, seqOf(s, 0), [[seqOf(s, 2), seqOf(s, 3)], [seqOf(s, 4), seqOf(s, 5)]]);
+  ackWith(peer, h, seqOf(s, 0), [
+    [seqOf(s, 2), seqOf(s, 3)],
+    [seqOf(s, 4), seqOf(s, 5)],
+  ]);
   core.poll(2);
   assert.is(core.x.tcpInfo(h.conn, 22), 2);
   assert.is(core.x.tcpInfo(h.conn, 23), 2 * MSS);
@@ -44,11 +47,14 @@ test('SACK blocks fill the scoreboard; the cumulative ACK prunes it', () => {
   clean(core, h.conn);
 });
 
-test('adjacent and overlapping SACK blocks merge', () => {
+test("adjacent and overlapping SACK blocks merge", () => {
   const { core, peer, h } = setup();
   const s = burst(core, peer, h, 8);
   ackWith(peer, h, seqOf(s, 0), [[seqOf(s, 2), seqOf(s, 3)]]);
-  ackWith(peer, h, seqOf(s, 0), [[seqOf(s, 3), seqOf(s, 5)], [seqOf(s, 6), seqOf(s, 7)]]);
+  ackWith(peer, h, seqOf(s, 0), [
+    [seqOf(s, 3), seqOf(s, 5)],
+    [seqOf(s, 6), seqOf(s, 7)],
+  ]);
   ackWith(peer, h, seqOf(s, 0), [[seqOf(s, 4), seqOf(s, 7)]]);
   core.poll(2);
   assert.is(core.x.tcpInfo(h.conn, 22), 1);
@@ -56,37 +62,44 @@ test('adjacent and overlapping SACK blocks merge', () => {
   clean(core, h.conn);
 });
 
-test('SACK blocks outside SND.UNA..SND.MAX or inverted are ignored', () => {
+test("SACK blocks outside SND.UNA..SND.MAX or inverted are ignored", () => {
   const { core, peer, h } = setup();
   const s = burst(core, peer, h, 4);
-  ackWith(peer, h, seqOf(s, 0), [[seqOf(s, 5), seqOf(s, 6)], [seqOf(s, 0) - 100, seqOf(s, 0)], [seqOf(s, 3), seqOf(s, 2)]]);
+  ackWith(peer, h, seqOf(s, 0), [
+    [seqOf(s, 5), seqOf(s, 6)],
+    [seqOf(s, 0) - 100, seqOf(s, 0)],
+    [seqOf(s, 3), seqOf(s, 2)],
+  ]);
   core.poll(2);
   assert.is(core.x.tcpInfo(h.conn, 22), 0);
   clean(core, h.conn);
 });
 
-test('more SACKed than 2 MSS above SND.UNA starts recovery at the first duplicate ACK', () => {
+test("more SACKed than 2 MSS above SND.UNA starts recovery at the first duplicate ACK", () => {
   const { core, peer, h } = setup();
   const s = burst(core, peer, h, 8);
   ackWith(peer, h, seqOf(s, 0), [[seqOf(s, 1), seqOf(s, 4)]]);
   core.poll(2);
   const r = peer.segs();
-  assert.is(r[0].seq, seqOf(s, 0), 'the hole is retransmitted at once');
-  assert.is(core.stat('TCP_FAST_RTX'), 1);
-  assert.is(core.stat('TCP_SACK_RTX'), 1);
-  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0x8000, 'in recovery');
+  assert.is(r[0].seq, seqOf(s, 0), "the hole is retransmitted at once");
+  assert.is(core.stat("TCP_FAST_RTX"), 1);
+  assert.is(core.stat("TCP_SACK_RTX"), 1);
+  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0x8000, "in recovery");
   clean(core, h.conn);
 });
 
-test('several holes are repaired in one round trip, never the SACKed data', () => {
+test("several holes are repaired in one round trip, never the SACKed data", () => {
   const { core, peer, h } = setup();
   const s = burst(core, peer, h, 10);
   // segments 0 and 3 lost: the receiver SACKs 1-2 and 4-9
-  ackWith(peer, h, seqOf(s, 0), [[seqOf(s, 4), seqOf(s, 10)], [seqOf(s, 1), seqOf(s, 3)]]);
+  ackWith(peer, h, seqOf(s, 0), [
+    [seqOf(s, 4), seqOf(s, 10)],
+    [seqOf(s, 1), seqOf(s, 3)],
+  ]);
   core.poll(2);
   const r = peer.segs().filter((x) => x.payload.length > 0);
   const seqs = r.map((x) => x.seq);
-  assert.ok(seqs.includes(seqOf(s, 0)) && seqs.includes(seqOf(s, 3)), 'both holes');
+  assert.ok(seqs.includes(seqOf(s, 0)) && seqs.includes(seqOf(s, 3)), "both holes");
   for (const q of seqs) {
     const k = ((q - s[0].seq) >>> 0) / MSS;
     assert.ok(k === 0 || k === 3 || k >= 10, `segment ${k} was SACKed and must not be resent`);
@@ -99,7 +112,7 @@ test('several holes are repaired in one round trip, never the SACKed data', () =
   clean(core, h.conn);
 });
 
-test('after a retransmission timeout, SACKed ranges are skipped', () => {
+test("after a retransmission timeout, SACKed ranges are skipped", () => {
   const { core, peer, h } = setup({ initRto: 1000, minRto: 1000 });
   const s = burst(core, peer, h, 4);
   // SACK segment 2 only (not enough to trigger recovery), then let the RTO fire
@@ -114,12 +127,12 @@ test('after a retransmission timeout, SACKed ranges are skipped', () => {
   core.poll(1010);
   const r2 = peer.segs().map((x) => x.seq);
   assert.ok(r2.includes(seqOf(s, 1)));
-  assert.ok(!r2.includes(seqOf(s, 2)), 'SACKed segment skipped');
+  assert.ok(!r2.includes(seqOf(s, 2)), "SACKed segment skipped");
   assert.ok(r2.includes(seqOf(s, 3)));
   clean(core, h.conn);
 });
 
-test('without SACK the same loss waits for three duplicate ACKs', () => {
+test("without SACK the same loss waits for three duplicate ACKs", () => {
   const core = createCore({ msl: 1000, sndbuf: 1 << 20 });
   core.poll(0);
   core.tx();
@@ -128,7 +141,7 @@ test('without SACK the same loss waits for three duplicate ACKs', () => {
   const s = burst(core, peer, h, 8);
   for (let k = 0; k < 2; k++) ackWith(peer, h, seqOf(s, 0), [[seqOf(s, 1), seqOf(s, 4)]]);
   core.poll(2);
-  assert.is(peer.segs().length, 0, 'two duplicates are not enough');
+  assert.is(peer.segs().length, 0, "two duplicates are not enough");
   ackWith(peer, h, seqOf(s, 0), []);
   core.poll(3);
   assert.is(peer.segs()[0].seq, seqOf(s, 0));

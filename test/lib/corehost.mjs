@@ -3,38 +3,99 @@
 // issue app commands and read app events. Packet builders/parsers for Ethernet, ARP, IPv4,
 // ICMP, UDP and TCP live here too.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync } from "node:fs";
 
-const root = new URL('../../', import.meta.url);
-const wasmBytes = readFileSync(new URL('build/core.wasm', root));
+const root = new URL("../../", import.meta.url);
+const wasmBytes = readFileSync(new URL("build/core.wasm", root));
 const wasmModule = new WebAssembly.Module(wasmBytes);
 
 // counter names, parsed from the core's source so both sides never disagree
-const gsrc = readFileSync(new URL('assembly/net/g.ts', root), 'utf8');
+const gsrc = readFileSync(new URL("assembly/net/g.ts", root), "utf8");
 export const COUNTERS = {};
-for (const m of gsrc.matchAll(/export const C_(\w+) = (\d+);/g)) if (m[1] !== 'COUNT') COUNTERS[m[1]] = +m[2];
+for (const m of gsrc.matchAll(/export const C_(\w+) = (\d+);/g)) if (m[1] !== "COUNT") COUNTERS[m[1]] = +m[2];
 
 export const OWNER = { FREE: 0, NIC: 1, STACK: 2, APP: 3, KEPT: 4 };
 export const SF_MORE = 1;
 export const RXF_CSUM_VALID = 2;
 export const RXF_NEEDS_CSUM = 4;
-export const CMD = { SEND: 1, CLOSE: 2, ABORT: 3, LISTEN: 4, CONNECT: 5, UNLISTEN: 6, UDP_BIND: 7, UDP_SEND: 8, UDP_UNBIND: 9, RECVD: 10, SETOPT: 11 };
-export const EV = { DATA: 1, ACCEPTED: 2, CONNECTED: 3, PEER_CLOSED: 4, CLOSED: 5, RESET: 6, WRITABLE: 7, SEND_REFUSED: 8, UDP: 9, LISTENING: 10, UDP_BOUND: 11, ERROR: 12 };
+export const CMD = {
+  SEND: 1,
+  CLOSE: 2,
+  ABORT: 3,
+  LISTEN: 4,
+  CONNECT: 5,
+  UNLISTEN: 6,
+  UDP_BIND: 7,
+  UDP_SEND: 8,
+  UDP_UNBIND: 9,
+  RECVD: 10,
+  SETOPT: 11,
+};
+export const EV = {
+  DATA: 1,
+  ACCEPTED: 2,
+  CONNECTED: 3,
+  PEER_CLOSED: 4,
+  CLOSED: 5,
+  RESET: 6,
+  WRITABLE: 7,
+  SEND_REFUSED: 8,
+  UDP: 9,
+  LISTENING: 10,
+  UDP_BOUND: 11,
+  ERROR: 12,
+};
 export const EVNAME = Object.fromEntries(Object.entries(EV).map(([k, v]) => [v, k]));
-export const ST = { CLOSED: 0, LISTEN: 1, SYN_SENT: 2, SYN_RCVD: 3, ESTABLISHED: 4, FIN_WAIT_1: 5, FIN_WAIT_2: 6, CLOSE_WAIT: 7, CLOSING: 8, LAST_ACK: 9, TIME_WAIT: 10 };
+export const ST = {
+  CLOSED: 0,
+  LISTEN: 1,
+  SYN_SENT: 2,
+  SYN_RCVD: 3,
+  ESTABLISHED: 4,
+  FIN_WAIT_1: 5,
+  FIN_WAIT_2: 6,
+  CLOSE_WAIT: 7,
+  CLOSING: 8,
+  LAST_ACK: 9,
+  TIME_WAIT: 10,
+};
 export const TF = { NODELAY: 1, CUBIC: 2, NOSACK: 4, NOTS: 8, NOWS: 16, TS_OK: 0x100, WS_OK: 0x200, SACK_OK: 0x400 };
 export const OPT = { NODELAY: 1, CC: 2, KEEPALIVE: 3, SNDBUF: 4 };
 export const TH = { FIN: 1, SYN: 2, RST: 4, PSH: 8, ACK: 16, URG: 32 };
 
-export const ip = (s) => s.split('.').reduce((a, b) => ((a << 8) | +b) >>> 0, 0);
-export const ipStr = (n) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-export const mac = (s) => Uint8Array.from(s.split(':').map((h) => parseInt(h, 16)));
-export const BCAST = mac('ff:ff:ff:ff:ff:ff');
+export const ip = (s) => s.split(".").reduce((a, b) => ((a << 8) | +b) >>> 0, 0);
+export const ipStr = (n) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+export const mac = (s) => Uint8Array.from(s.split(":").map((h) => parseInt(h, 16)));
+export const BCAST = mac("ff:ff:ff:ff:ff:ff");
 
 const CFG = {
-  MAC: 0, IP: 8, MASK: 12, GW: 16, MTU: 20, MAX_CONNS: 24, SYNQ: 28, NODES: 32, ARP: 36, ARPQ: 40, UDP: 44,
-  LISTEN: 48, RX_LOG2: 52, TX_LOG2: 56, AIN_LOG2: 60, AOUT_LOG2: 64, RCVBUF: 68, SNDBUF: 72, FLAGS: 76,
-  ICMP_RATE: 80, ARP_TTL: 84, MSL: 88, KEEPALIVE: 92, DELACK: 96, MIN_RTO: 100, INIT_RTO: 104, SECRET: 128,
+  MAC: 0,
+  IP: 8,
+  MASK: 12,
+  GW: 16,
+  MTU: 20,
+  MAX_CONNS: 24,
+  SYNQ: 28,
+  NODES: 32,
+  ARP: 36,
+  ARPQ: 40,
+  UDP: 44,
+  LISTEN: 48,
+  RX_LOG2: 52,
+  TX_LOG2: 56,
+  AIN_LOG2: 60,
+  AOUT_LOG2: 64,
+  RCVBUF: 68,
+  SNDBUF: 72,
+  FLAGS: 76,
+  ICMP_RATE: 80,
+  ARP_TTL: 84,
+  MSL: 88,
+  KEEPALIVE: 92,
+  DELACK: 96,
+  MIN_RTO: 100,
+  INIT_RTO: 104,
+  SECRET: 128,
 };
 
 /**
@@ -44,34 +105,62 @@ const CFG = {
  */
 export function createCore(opts = {}) {
   const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536 });
-  const inst = new WebAssembly.Instance(wasmModule, { env: { memory, abort() { throw new Error('core abort'); } } });
+  const inst = new WebAssembly.Instance(wasmModule, {
+    env: {
+      memory,
+      abort() {
+        throw new Error("core abort");
+      },
+    },
+  });
   const x = inst.exports;
   const nbuf = opts.buffers ?? 1024;
-  if (x.poolReserve(nbuf) !== 0) throw new Error('poolReserve');
+  if (x.poolReserve(nbuf) !== 0) throw new Error("poolReserve");
   const c = x.stackConfig();
   const dv = () => new DataView(memory.buffer);
   const u8 = () => new Uint8Array(memory.buffer);
-  const myMac = opts.mac ?? mac('02:00:00:00:00:01');
+  const myMac = opts.mac ?? mac("02:00:00:00:00:01");
   u8().set(myMac, c + CFG.MAC);
   const set = (k, v) => dv().setUint32(c + CFG[k], v >>> 0, true);
-  set('IP', opts.ip ?? ip('198.18.0.1'));
-  set('MASK', opts.mask ?? ip('255.255.255.0'));
-  set('GW', opts.gw ?? 0);
-  const map = { mtu: 'MTU', maxConns: 'MAX_CONNS', synq: 'SYNQ', nodes: 'NODES', arp: 'ARP', arpq: 'ARPQ', udp: 'UDP', listen: 'LISTEN',
-    rcvbuf: 'RCVBUF', sndbuf: 'SNDBUF', flags: 'FLAGS', icmpRate: 'ICMP_RATE', arpTtl: 'ARP_TTL', msl: 'MSL', keepalive: 'KEEPALIVE',
-    delack: 'DELACK', minRto: 'MIN_RTO', initRto: 'INIT_RTO', rxLog2: 'RX_LOG2', txLog2: 'TX_LOG2', ainLog2: 'AIN_LOG2', aoutLog2: 'AOUT_LOG2' };
+  set("IP", opts.ip ?? ip("198.18.0.1"));
+  set("MASK", opts.mask ?? ip("255.255.255.0"));
+  set("GW", opts.gw ?? 0);
+  const map = {
+    mtu: "MTU",
+    maxConns: "MAX_CONNS",
+    synq: "SYNQ",
+    nodes: "NODES",
+    arp: "ARP",
+    arpq: "ARPQ",
+    udp: "UDP",
+    listen: "LISTEN",
+    rcvbuf: "RCVBUF",
+    sndbuf: "SNDBUF",
+    flags: "FLAGS",
+    icmpRate: "ICMP_RATE",
+    arpTtl: "ARP_TTL",
+    msl: "MSL",
+    keepalive: "KEEPALIVE",
+    delack: "DELACK",
+    minRto: "MIN_RTO",
+    initRto: "INIT_RTO",
+    rxLog2: "RX_LOG2",
+    txLog2: "TX_LOG2",
+    ainLog2: "AIN_LOG2",
+    aoutLog2: "AOUT_LOG2",
+  };
   for (const [k, v] of Object.entries(map)) if (opts[k] !== undefined) set(v, opts[k]);
   const secret = opts.secret ?? Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 255);
   u8().set(secret, c + CFG.SECRET);
   const r = x.stackInit();
-  if (r !== 0) throw new Error('stackInit ' + r);
+  if (r !== 0) throw new Error("stackInit " + r);
   x.arenaSeal();
   const at = (x.arenaEnd() + 65535) & ~65535;
   const need = at + nbuf * 2048;
   const have = memory.buffer.byteLength;
   if (need > have) memory.grow(Math.ceil((need - have) / 65536));
-  if (x.poolAttach(at) !== 0) throw new Error('poolAttach');
-  return new Core(memory, x, myMac, opts.ip ?? ip('198.18.0.1'));
+  if (x.poolAttach(at) !== 0) throw new Error("poolAttach");
+  return new Core(memory, x, myMac, opts.ip ?? ip("198.18.0.1"));
 }
 
 export class Core {
@@ -86,18 +175,30 @@ export class Core {
     this.events = [];
     this.autoRecvd = true;
   }
-  get u8() { return new Uint8Array(this.memory.buffer); }
-  get dv() { return new DataView(this.memory.buffer); }
-  bufAddr(b) { return this.x.bufAddress(b); }
+  get u8() {
+    return new Uint8Array(this.memory.buffer);
+  }
+  get dv() {
+    return new DataView(this.memory.buffer);
+  }
+  bufAddr(b) {
+    return this.x.bufAddress(b);
+  }
   push(r, buf, off, len, conn, flags) {
     const res = this.x.ringPush(r, buf, off, len, conn >>> 0, flags >>> 0);
-    if (res !== 0) throw new Error('ring full');
+    if (res !== 0) throw new Error("ring full");
   }
   shift(r) {
     const s = this.x.ringShift(r);
     if (s === 0) return null;
     const d = this.dv;
-    return { buf: d.getUint32(s, true), off: d.getUint16(s + 4, true), len: d.getUint16(s + 6, true), conn: d.getUint32(s + 8, true), flags: d.getUint32(s + 12, true) };
+    return {
+      buf: d.getUint32(s, true),
+      off: d.getUint16(s + 4, true),
+      len: d.getUint16(s + 6, true),
+      conn: d.getUint32(s + 8, true),
+      flags: d.getUint32(s + 12, true),
+    };
   }
   /** Writes a frame into NIC buffers (one per piece, split at `split` bytes) and posts RX slots. */
   inject(frame, { off = 64, flags = 0, info = 0, split = 0 } = {}) {
@@ -107,10 +208,17 @@ export class Core {
     else pieces.push(frame);
     pieces.forEach((p, k) => {
       const b = this.x.bufAlloc(OWNER.NIC);
-      if (b < 0) throw new Error('no buffer');
+      if (b < 0) throw new Error("no buffer");
       const o = k === 0 ? off : 0;
       this.u8.set(p, this.bufAddr(b) + o);
-      this.push(this.rings.rx, b, o, p.length, k === 0 ? info : 0, (k === 0 ? flags : 0) | (k + 1 < pieces.length ? SF_MORE : 0));
+      this.push(
+        this.rings.rx,
+        b,
+        o,
+        p.length,
+        k === 0 ? info : 0,
+        (k === 0 ? flags : 0) | (k + 1 < pieces.length ? SF_MORE : 0),
+      );
     });
   }
   /** Runs one poll at time t (ms). */
@@ -124,14 +232,17 @@ export class Core {
   tx() {
     const out = [];
     let cur = [];
-    for (let s; (s = this.shift(this.rings.tx)); ) {
+    for (let s; (s = this.shift(this.rings.tx));) {
       cur.push(this.u8.slice(this.bufAddr(s.buf) + s.off, this.bufAddr(s.buf) + s.off + s.len));
       this.x.bufUnref(s.buf);
       if (!(s.flags & SF_MORE)) {
         const len = cur.reduce((a, p) => a + p.length, 0);
         const f = new Uint8Array(len);
         let o = 0;
-        for (const p of cur) { f.set(p, o); o += p.length; }
+        for (const p of cur) {
+          f.set(p, o);
+          o += p.length;
+        }
         f.slots = cur.length;
         out.push(f);
         cur = [];
@@ -141,9 +252,19 @@ export class Core {
   }
   /** Reads APP-OUT into this.events (data copied; buffers released unless keep). */
   collectEvents() {
-    for (let s; (s = this.shift(this.rings.aout)); ) {
+    for (let s; (s = this.shift(this.rings.aout));) {
       const code = (s.flags >>> 8) & 255;
-      const ev = { code, name: EVNAME[code], conn: s.conn, buf: s.buf, off: s.off, len: s.len, aux: s.flags >>> 16, more: !!(s.flags & SF_MORE), handle: (s.flags >>> 1) & 127 };
+      const ev = {
+        code,
+        name: EVNAME[code],
+        conn: s.conn,
+        buf: s.buf,
+        off: s.off,
+        len: s.len,
+        aux: s.flags >>> 16,
+        more: !!(s.flags & SF_MORE),
+        handle: (s.flags >>> 1) & 127,
+      };
       if (code === EV.DATA || code === EV.UDP || code === EV.SEND_REFUSED) {
         ev.data = this.u8.slice(this.bufAddr(s.buf) + s.off, this.bufAddr(s.buf) + s.off + s.len);
         ev.owner = this.x.bufOwner(s.buf);
@@ -153,14 +274,18 @@ export class Core {
       this.events.push(ev);
     }
   }
-  takeEvents() { const e = this.events; this.events = []; return e; }
+  takeEvents() {
+    const e = this.events;
+    this.events = [];
+    return e;
+  }
   cmd(code, { buf = 0, off = 0, len = 0, conn = 0, aux = 0, handle = 0 } = {}) {
     this.push(this.rings.ain, buf, off, len, conn, (code << 8) | (aux << 16) | ((handle & 127) << 1));
   }
   /** A buffer owned by the app holding `bytes` at `off`. */
   appBuf(bytes, off = 128, owner = OWNER.APP) {
     const b = this.x.bufAlloc(owner);
-    if (b < 0) throw new Error('no buffer');
+    if (b < 0) throw new Error("no buffer");
     this.u8.set(bytes, this.bufAddr(b) + off);
     return { buf: b, off, len: bytes.length };
   }
@@ -171,14 +296,20 @@ export class Core {
     for (const [k, i] of Object.entries(COUNTERS)) o[k] = d.getUint32(p + i * 4, true);
     return o;
   }
-  stat(name) { return this.stats()[name]; }
+  stat(name) {
+    return this.stats()[name];
+  }
   arpAdd(ipn, m) {
     const s = this.x.stackScratch();
     this.u8.set(m, s);
     this.x.stackArpAdd(ipn, s);
   }
-  held(owner) { return this.x.poolHeld(owner); }
-  check() { return this.x.poolCheck(); }
+  held(owner) {
+    return this.x.poolHeld(owner);
+  }
+  check() {
+    return this.x.poolCheck();
+  }
 }
 
 // ---------------------------------------------------------------- checksums and builders
@@ -190,35 +321,74 @@ export function csum(bytes, init = 0) {
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
   return s;
 }
-const be16 = (a, o, v) => { a[o] = v >>> 8; a[o + 1] = v & 255; };
-const be32 = (a, o, v) => { a[o] = v >>> 24; a[o + 1] = (v >>> 16) & 255; a[o + 2] = (v >>> 8) & 255; a[o + 3] = v & 255; };
+const be16 = (a, o, v) => {
+  a[o] = v >>> 8;
+  a[o + 1] = v & 255;
+};
+const be32 = (a, o, v) => {
+  a[o] = v >>> 24;
+  a[o + 1] = (v >>> 16) & 255;
+  a[o + 2] = (v >>> 8) & 255;
+  a[o + 3] = v & 255;
+};
 const rd16 = (a, o) => (a[o] << 8) | a[o + 1];
 const rd32 = (a, o) => ((a[o] << 24) | (a[o + 1] << 16) | (a[o + 2] << 8) | a[o + 3]) >>> 0;
 export { rd16, rd32, be16, be32 };
 
 export function eth(dst, src, type, payload) {
   const f = new Uint8Array(14 + payload.length);
-  f.set(dst, 0); f.set(src, 6); be16(f, 12, type); f.set(payload, 14);
+  f.set(dst, 0);
+  f.set(src, 6);
+  be16(f, 12, type);
+  f.set(payload, 14);
   return f;
 }
 export function arpPkt({ op, sha, spa, tha = new Uint8Array(6), tpa }) {
   const a = new Uint8Array(28);
-  be16(a, 0, 1); be16(a, 2, 0x0800); a[4] = 6; a[5] = 4; be16(a, 6, op);
-  a.set(sha, 8); be32(a, 14, spa); a.set(tha, 18); be32(a, 24, tpa);
+  be16(a, 0, 1);
+  be16(a, 2, 0x0800);
+  a[4] = 6;
+  a[5] = 4;
+  be16(a, 6, op);
+  a.set(sha, 8);
+  be32(a, 14, spa);
+  a.set(tha, 18);
+  be32(a, 24, tpa);
   return a;
 }
-export function ipv4({ src, dst, proto, payload, ttl = 64, id = 1, frag = 0x4000, options = new Uint8Array(0), badCsum = false, totalLen }) {
+export function ipv4({
+  src,
+  dst,
+  proto,
+  payload,
+  ttl = 64,
+  id = 1,
+  frag = 0x4000,
+  options = new Uint8Array(0),
+  badCsum = false,
+  totalLen,
+}) {
   const hl = 20 + options.length;
   const p = new Uint8Array(hl + payload.length);
-  p[0] = 0x40 | (hl >> 2); be16(p, 2, totalLen ?? hl + payload.length); be16(p, 4, id); be16(p, 6, frag);
-  p[8] = ttl; p[9] = proto; be32(p, 12, src); be32(p, 16, dst); p.set(options, 20);
+  p[0] = 0x40 | (hl >> 2);
+  be16(p, 2, totalLen ?? hl + payload.length);
+  be16(p, 4, id);
+  be16(p, 6, frag);
+  p[8] = ttl;
+  p[9] = proto;
+  be32(p, 12, src);
+  be32(p, 16, dst);
+  p.set(options, 20);
   be16(p, 10, (~csum(p.subarray(0, hl)) & 0xffff) ^ (badCsum ? 1 : 0));
   p.set(payload, hl);
   return p;
 }
 function pseudo(src, dst, proto, len) {
   const b = new Uint8Array(12);
-  be32(b, 0, src); be32(b, 4, dst); b[9] = proto; be16(b, 10, len);
+  be32(b, 0, src);
+  be32(b, 4, dst);
+  b[9] = proto;
+  be16(b, 10, len);
   return csum(b);
 }
 export function l4csum(src, dst, proto, seg) {
@@ -226,13 +396,23 @@ export function l4csum(src, dst, proto, seg) {
 }
 export function udpPkt({ src, dst, sport, dport, payload, noCsum = false, badCsum = false, lenField }) {
   const u = new Uint8Array(8 + payload.length);
-  be16(u, 0, sport); be16(u, 2, dport); be16(u, 4, lenField ?? u.length); u.set(payload, 8);
-  if (!noCsum) { let c = l4csum(src, dst, 17, u); if (c === 0) c = 0xffff; be16(u, 6, c ^ (badCsum ? 0x100 : 0)); }
+  be16(u, 0, sport);
+  be16(u, 2, dport);
+  be16(u, 4, lenField ?? u.length);
+  u.set(payload, 8);
+  if (!noCsum) {
+    let c = l4csum(src, dst, 17, u);
+    if (c === 0) c = 0xffff;
+    be16(u, 6, c ^ (badCsum ? 0x100 : 0));
+  }
   return u;
 }
 export function icmpEcho({ type = 8, id = 1, seq = 1, payload = new Uint8Array(0), badCsum = false }) {
   const m = new Uint8Array(8 + payload.length);
-  m[0] = type; be16(m, 4, id); be16(m, 6, seq); m.set(payload, 8);
+  m[0] = type;
+  be16(m, 4, id);
+  be16(m, 6, seq);
+  m.set(payload, 8);
   be16(m, 2, (~csum(m) & 0xffff) ^ (badCsum ? 1 : 0));
   return m;
 }
@@ -242,18 +422,45 @@ export function tcpOpts(o = {}) {
   if (o.mss !== undefined) b.push(2, 4, o.mss >> 8, o.mss & 255);
   if (o.ws !== undefined) b.push(1, 3, 3, o.ws);
   if (o.sackOk) b.push(1, 1, 4, 2);
-  if (o.ts) { b.push(1, 1, 8, 10); for (const v of o.ts) b.push(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255); }
-  if (o.sack) { b.push(1, 1, 5, 2 + 8 * o.sack.length); for (const [l, r] of o.sack) for (const v of [l, r]) b.push(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255); }
+  if (o.ts) {
+    b.push(1, 1, 8, 10);
+    for (const v of o.ts) b.push(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+  }
+  if (o.sack) {
+    b.push(1, 1, 5, 2 + 8 * o.sack.length);
+    for (const [l, r] of o.sack) for (const v of [l, r]) b.push(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+  }
   if (o.raw) b.push(...o.raw);
   while (b.length % 4) b.push(0);
   return Uint8Array.from(b);
 }
-export function tcpSeg({ src, dst, sport, dport, seq = 0, ack = 0, flags = TH.ACK, win = 65535, opts = new Uint8Array(0), payload = new Uint8Array(0), urp = 0, badCsum = false, doff }) {
+export function tcpSeg({
+  src,
+  dst,
+  sport,
+  dport,
+  seq = 0,
+  ack = 0,
+  flags = TH.ACK,
+  win = 65535,
+  opts = new Uint8Array(0),
+  payload = new Uint8Array(0),
+  urp = 0,
+  badCsum = false,
+  doff,
+}) {
   const hl = 20 + opts.length;
   const t = new Uint8Array(hl + payload.length);
-  be16(t, 0, sport); be16(t, 2, dport); be32(t, 4, seq >>> 0); be32(t, 8, ack >>> 0);
-  t[12] = ((doff ?? hl) >> 2) << 4; t[13] = flags; be16(t, 14, win); be16(t, 18, urp);
-  t.set(opts, 20); t.set(payload, hl);
+  be16(t, 0, sport);
+  be16(t, 2, dport);
+  be32(t, 4, seq >>> 0);
+  be32(t, 8, ack >>> 0);
+  t[12] = ((doff ?? hl) >> 2) << 4;
+  t[13] = flags;
+  be16(t, 14, win);
+  be16(t, 18, urp);
+  t.set(opts, 20);
+  t.set(payload, hl);
   be16(t, 16, l4csum(src, dst, 6, t) ^ (badCsum ? 1 : 0));
   return t;
 }
@@ -269,29 +476,55 @@ export function parseArp(a) {
 export function parseIp(p) {
   const hl = (p[0] & 15) * 4;
   const tot = rd16(p, 2);
-  return { v: p[0] >> 4, hl, tot, id: rd16(p, 4), frag: rd16(p, 6), ttl: p[8], proto: p[9], src: rd32(p, 12), dst: rd32(p, 16),
-    csumOk: csum(p.subarray(0, hl)) === 0xffff, payload: p.subarray(hl, tot) };
+  return {
+    v: p[0] >> 4,
+    hl,
+    tot,
+    id: rd16(p, 4),
+    frag: rd16(p, 6),
+    ttl: p[8],
+    proto: p[9],
+    src: rd32(p, 12),
+    dst: rd32(p, 16),
+    csumOk: csum(p.subarray(0, hl)) === 0xffff,
+    payload: p.subarray(hl, tot),
+  };
 }
 export function parseTcpOpts(o) {
   const r = {};
-  for (let k = 0; k < o.length; ) {
+  for (let k = 0; k < o.length;) {
     const kind = o[k];
     if (kind === 0) break;
-    if (kind === 1) { k++; continue; }
+    if (kind === 1) {
+      k++;
+      continue;
+    }
     const l = o[k + 1];
     if (kind === 2) r.mss = rd16(o, k + 2);
     if (kind === 3) r.ws = o[k + 2];
     if (kind === 4) r.sackOk = true;
     if (kind === 8) r.ts = [rd32(o, k + 2), rd32(o, k + 6)];
-    if (kind === 5) { r.sack = []; for (let j = k + 2; j < k + l; j += 8) r.sack.push([rd32(o, j), rd32(o, j + 4)]); }
+    if (kind === 5) {
+      r.sack = [];
+      for (let j = k + 2; j < k + l; j += 8) r.sack.push([rd32(o, j), rd32(o, j + 4)]);
+    }
     k += l;
   }
   return r;
 }
 export function parseTcp(t, ipHdr) {
   const hl = (t[12] >> 4) * 4;
-  const r = { sport: rd16(t, 0), dport: rd16(t, 2), seq: rd32(t, 4), ack: rd32(t, 8), hl, flags: t[13], win: rd16(t, 14),
-    opts: parseTcpOpts(t.subarray(20, hl)), payload: t.subarray(hl) };
+  const r = {
+    sport: rd16(t, 0),
+    dport: rd16(t, 2),
+    seq: rd32(t, 4),
+    ack: rd32(t, 8),
+    hl,
+    flags: t[13],
+    win: rd16(t, 14),
+    opts: parseTcpOpts(t.subarray(20, hl)),
+    payload: t.subarray(hl),
+  };
   if (ipHdr) r.csumOk = csum(t, pseudo(ipHdr.src, ipHdr.dst, 6, t.length)) === 0xffff;
   return r;
 }
@@ -299,30 +532,51 @@ export function parseTcp(t, ipHdr) {
 export function parseFrame(f) {
   const e = parseEth(f);
   const r = { eth: e };
-  if (e.type === 0x0806) { r.arp = parseArp(e.payload); return r; }
+  if (e.type === 0x0806) {
+    r.arp = parseArp(e.payload);
+    return r;
+  }
   if (e.type !== 0x0800) return r;
   const i = parseIp(e.payload);
   r.ip = i;
   if (i.proto === 6) r.tcp = parseTcp(i.payload, i);
   else if (i.proto === 17) {
     const u = i.payload;
-    r.udp = { sport: rd16(u, 0), dport: rd16(u, 2), len: rd16(u, 4), csum: rd16(u, 6), payload: u.subarray(8, rd16(u, 4)),
-      csumOk: rd16(u, 6) === 0 || csum(u.subarray(0, rd16(u, 4)), pseudo(i.src, i.dst, 17, rd16(u, 4))) === 0xffff };
+    r.udp = {
+      sport: rd16(u, 0),
+      dport: rd16(u, 2),
+      len: rd16(u, 4),
+      csum: rd16(u, 6),
+      payload: u.subarray(8, rd16(u, 4)),
+      csumOk: rd16(u, 6) === 0 || csum(u.subarray(0, rd16(u, 4)), pseudo(i.src, i.dst, 17, rd16(u, 4))) === 0xffff,
+    };
   } else if (i.proto === 1) {
-    r.icmp = { type: i.payload[0], code: i.payload[1], csumOk: csum(i.payload) === 0xffff, body: i.payload.subarray(4) };
+    r.icmp = {
+      type: i.payload[0],
+      code: i.payload[1],
+      csumOk: csum(i.payload) === 0xffff,
+      body: i.payload.subarray(4),
+    };
   }
   return r;
 }
 
 /** Asserts the pool invariant and returns held counts. */
 export function poolState(core) {
-  return { check: core.check(), free: core.held(0), nic: core.held(1), stack: core.held(2), app: core.held(3), kept: core.held(4) };
+  return {
+    check: core.check(),
+    free: core.held(0),
+    nic: core.held(1),
+    stack: core.held(2),
+    app: core.held(3),
+    kept: core.held(4),
+  };
 }
 
 // ---------------------------------------------------------------- a scripted remote host
 
-export const PEER_IP = ip('198.18.0.2');
-export const PEER_MAC = mac('02:00:00:00:00:02');
+export const PEER_IP = ip("198.18.0.2");
+export const PEER_MAC = mac("02:00:00:00:00:02");
 
 /** A remote endpoint that writes raw segments into the core and parses what comes out. */
 export class Peer {
@@ -334,29 +588,61 @@ export class Peer {
     if (resolve) core.arpAdd(ipAddr, macAddr);
   }
   ipFrame(proto, l4, ipOpts = {}) {
-    return eth(this.core.mac, this.mac, 0x0800, ipv4({ src: this.ip, dst: this.core.ip, proto, payload: l4, ...ipOpts }));
+    return eth(
+      this.core.mac,
+      this.mac,
+      0x0800,
+      ipv4({ src: this.ip, dst: this.core.ip, proto, payload: l4, ...ipOpts }),
+    );
   }
   /** Injects a TCP segment. o: seq, ack, flags, win, opts (object or bytes), payload, sport, dport, badCsum, inject opts */
   tcp(o) {
     const opts = o.opts instanceof Uint8Array ? o.opts : tcpOpts(o.opts ?? {});
-    const payload = typeof o.payload === 'string' ? new TextEncoder().encode(o.payload) : o.payload;
-    const seg = tcpSeg({ src: this.ip, dst: this.core.ip, sport: o.sport ?? this.port, dport: o.dport ?? 80, seq: o.seq, ack: o.ack,
-      flags: o.flags ?? TH.ACK, win: o.win ?? 65535, opts, payload, badCsum: o.badCsum, urp: o.urp ?? 0, doff: o.doff });
+    const payload = typeof o.payload === "string" ? new TextEncoder().encode(o.payload) : o.payload;
+    const seg = tcpSeg({
+      src: this.ip,
+      dst: this.core.ip,
+      sport: o.sport ?? this.port,
+      dport: o.dport ?? 80,
+      seq: o.seq,
+      ack: o.ack,
+      flags: o.flags ?? TH.ACK,
+      win: o.win ?? 65535,
+      opts,
+      payload,
+      badCsum: o.badCsum,
+      urp: o.urp ?? 0,
+      doff: o.doff,
+    });
     this.core.inject(this.ipFrame(6, seg, o.ip ?? {}), o.inject ?? {});
   }
   udp(o) {
-    const payload = typeof o.payload === 'string' ? new TextEncoder().encode(o.payload) : o.payload ?? new Uint8Array(0);
-    const u = udpPkt({ src: this.ip, dst: this.core.ip, sport: o.sport ?? 5000, dport: o.dport, payload, noCsum: o.noCsum, badCsum: o.badCsum, lenField: o.lenField });
+    const payload =
+      typeof o.payload === "string" ? new TextEncoder().encode(o.payload) : (o.payload ?? new Uint8Array(0));
+    const u = udpPkt({
+      src: this.ip,
+      dst: this.core.ip,
+      sport: o.sport ?? 5000,
+      dport: o.dport,
+      payload,
+      noCsum: o.noCsum,
+      badCsum: o.badCsum,
+      lenField: o.lenField,
+    });
     this.core.inject(this.ipFrame(17, u, o.ip ?? {}), o.inject ?? {});
   }
   /** Parsed frames the core sent (all kinds). */
-  frames() { return this.core.tx().map(parseFrame); }
+  frames() {
+    return this.core.tx().map(parseFrame);
+  }
   /** TCP segments the core sent (asserts they are well formed). */
   segs() {
-    return this.frames().filter((f) => f.tcp).map((f) => {
-      if (!f.ip.csumOk || !f.tcp.csumOk) throw new Error('bad checksum from core');
-      return f.tcp;
-    });
+    return this.frames()
+      .filter((f) => f.tcp)
+      .map((f) => {
+        if (!f.ip.csumOk || !f.tcp.csumOk) throw new Error("bad checksum from core");
+        return f.tcp;
+      });
   }
 }
 
@@ -370,18 +656,18 @@ export function handshake(core, peer, { port = 80, opts = { mss: 1460 }, isn = 1
   peer.tcp({ seq: isn, flags: TH.SYN, opts, dport: port, win });
   core.poll(t);
   const [synack] = peer.segs();
-  if (!synack || synack.flags !== (TH.SYN | TH.ACK)) throw new Error('no SYN-ACK');
+  if (!synack || synack.flags !== (TH.SYN | TH.ACK)) throw new Error("no SYN-ACK");
   const ackOpts = synack.opts.ts && opts.ts ? { ts: [opts.ts[0] + 1, synack.opts.ts[0]] } : {};
   peer.tcp({ seq: isn + 1, ack: synack.seq + 1, flags: TH.ACK, dport: port, opts: ackOpts, win });
   core.poll(t);
   const acc = core.takeEvents().find((e) => e.code === EV.ACCEPTED);
-  if (!acc) throw new Error('no ACCEPTED');
+  if (!acc) throw new Error("no ACCEPTED");
   return { conn: acc.conn, iss: synack.seq, seq: isn + 1, snd: synack.seq + 1, synack, port };
 }
 
 /** Sends bytes from the core's app on conn (one app buffer per call). */
 export function appSend(core, conn, bytes, { off = 128, owner = OWNER.APP } = {}) {
-  const data = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes;
+  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
   const b = core.appBuf(data, off, owner);
   core.cmd(CMD.SEND, { conn, ...b });
   return b;

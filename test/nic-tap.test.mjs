@@ -6,7 +6,19 @@ import * as assert from "uvu/assert";
 import fs from "node:fs";
 import { Pool, TapPort, reserveNicQueues, nic } from "../build/index.js";
 import { Netns, leftovers, netnsUnavailable } from "./lib/netns.mjs";
-import { Responder, completeCsum, frameBytes, l4CsumOk, parse, patternByte, serve } from "./lib/frames.mjs";
+import {
+  Responder,
+  completeCsum,
+  csum,
+  frameBytes,
+  ipBytes,
+  l4CsumOk,
+  macBytes,
+  parse,
+  patternByte,
+  serve,
+  sum16,
+} from "./lib/frames.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
 
 const why = netnsUnavailable();
@@ -59,6 +71,11 @@ function udpSend(ns, { size, seed = 1, gso = 0, port = 9000 }) {
   ].join("\n");
   const r = ns.run(python, ["-c", script]);
   if (r.status !== 0) throw new Error(`python sender failed: ${r.stderr}`);
+}
+
+/** What a spawned helper has printed so far. */
+function rxOut(p) {
+  return p.out ?? "";
 }
 
 async function until(cond, ms = 3000) {
@@ -197,6 +214,98 @@ it("TAP: a GSO superframe (UDP_SEGMENT, 14000 bytes) arrives as one chain with i
     stop();
     const c = teardown(s);
     assert.is(c.free, c.total, "no buffer leaked");
+  }
+});
+
+it("TAP: sends a UDP GSO superframe (NEEDS_CSUM, gso 1000) that the kernel splits into 3 datagrams", async () => {
+  const s = setup("taptxgso");
+  const stop = serve(s.tap, s.responder);
+  const rx = s.ns.spawn(python, [
+    "-c",
+    [
+      "import socket, sys",
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
+      `s.bind(('${KERNEL}', 9100))`,
+      "s.settimeout(3)",
+      "print('ready', flush=True)",
+      "for k in range(3):",
+      "    d = s.recv(65535)",
+      "    print(len(d), d[0], d[-1], flush=True)",
+    ].join("\n"),
+  ]);
+  try {
+    const ready = await until(() => rx.exitCode !== null || /ready/.test(rxOut(rx)));
+    assert.ok(ready && rx.exitCode === null, "the kernel-side receiver is listening");
+    const kernelMac = /link\/ether ([0-9a-f:]{17})/.exec(s.ns.ip(["link", "show", "pmtap0"]))[1];
+    const seg = 1000;
+    const payload = 3 * seg;
+    const total = 42 + payload;
+    const frame = new Uint8Array(total);
+    frame.set(macBytes(kernelMac), 0);
+    frame.set(macBytes(MAC), 6);
+    frame.set([8, 0, 0x45, 0, (20 + 8 + payload) >> 8, (20 + 8 + payload) & 255, 0, 1, 0x40, 0, 64, 17, 0, 0], 12);
+    frame.set(ipBytes(US), 26);
+    frame.set(ipBytes(KERNEL), 30);
+    const h = csum(frame, 14, 34);
+    frame[24] = h >> 8;
+    frame[25] = h & 255;
+    frame.set([0x23, 0x28, 0x23, 0x8c, (8 + payload) >> 8, (8 + payload) & 255, 0, 0], 34); // 9000 -> 9100
+    for (let i = 0; i < payload; i++) frame[42 + i] = Math.floor(i / seg) + 1;
+    // NEEDS_CSUM: the checksum field holds the folded pseudo-header sum, not inverted.
+    const pseudo = new Uint8Array([...frame.subarray(26, 34), 0, 17, (8 + payload) >> 8, (8 + payload) & 255]);
+    const ps = sum16(pseudo, 0, 12);
+    frame[40] = ps >> 8;
+    frame[41] = ps & 255;
+    const bufs = [];
+    for (let at = 0; at < total; at += 2048) {
+      const i = s.pool.alloc("nic");
+      const len = Math.min(2048, total - at);
+      s.pool.view(i, 0, len).set(frame.subarray(at, at + len));
+      bufs.push({ index: i, length: len });
+    }
+    const sent = s.tap.send([
+      {
+        bufs,
+        flags: nic.SF_NEEDS_CSUM | (nic.GSO_UDP_L4 << nic.SF_GSO_SHIFT),
+        csumStart: 34,
+        csumOffset: 6,
+        gsoSize: seg,
+        hdrLen: 42,
+      },
+    ]);
+    assert.is(sent, 1);
+    const r = await rx.done;
+    assert.is(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim().split("\n").slice(1), ["1000 1 1", "1000 2 2", "1000 3 3"]);
+  } finally {
+    stop();
+    const c = teardown(s);
+    assert.is(c.free, c.total, "no buffer leaked");
+  }
+});
+
+it("TAP: multi-queue: a second queue of the same device", () => {
+  let q1, q2;
+  const pool = Pool.volatile({
+    buffers: 1024,
+    configure: (c) => {
+      q1 = reserveNicQueues(c);
+      q2 = reserveNicQueues(c);
+    },
+  });
+  const ns = new Netns("tapmq");
+  try {
+    const a = TapPort.open(pool, q1, { name: "pmtapmq", netns: ns.path, multiQueue: true });
+    const b = TapPort.open(pool, q2, { name: "pmtapmq", netns: ns.path, multiQueue: true });
+    assert.is(a.info.ifname, "pmtapmq");
+    assert.is(b.info.ifname, "pmtapmq");
+    assert.match(ns.ip(["-d", "link", "show", "pmtapmq"]), /multi_queue/);
+    a.close();
+    b.close();
+  } finally {
+    ns.cleanup();
+    assert.is(pool.check().free, 1024);
+    pool.close();
   }
 });
 

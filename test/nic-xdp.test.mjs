@@ -177,6 +177,7 @@ it("AF_XDP: re-bind right after close (EBUSY retried), and ext4 refused with a c
     s.port.close();
     const again = XdpPort.open(s.pool, s.q, { ifname: "pmvp0", netns: s.ns.path });
     s.port = again;
+    assert.type(again.info.bindRetries, "number");
     const stop = serve(again, s.responder);
     const r = await s.ns.spawn("ping", ["-c", "3", "-i", "0.02", "-W", "2", US]).done;
     stop();

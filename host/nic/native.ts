@@ -43,6 +43,8 @@ export interface NicInfo {
   bind?: "copy" | "zerocopy";
   ringSize?: number;
   queue?: number;
+  /** How many times bind() met EBUSY (a previous socket's UMEM still being torn down) and retried. */
+  bindRetries?: number;
 }
 
 export interface NicStats {

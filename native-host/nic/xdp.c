@@ -39,7 +39,7 @@ typedef struct {
 struct xdp_state {
   xring fill, comp, rx, tx;
   int map_fd, prog_fd, link_fd;
-  uint32_t ring_size, queue;
+  uint32_t ring_size, queue, bind_retries;
   const char *mode, *bind;
   uint8_t *held; /* bitmap: buffers the kernel holds (FILL/RX or TX/COMPLETION) */
 };
@@ -149,6 +149,7 @@ int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_
     return FAIL(e, "pmstack: cannot bind the AF_XDP socket to %s queue %u", ifname, queue);
   }
   x->bind = zc ? "zerocopy" : "copy";
+  x->bind_retries = (uint32_t)tries;
 
   union bpf_attr a;
   memset(&a, 0, sizeof a);
@@ -232,7 +233,8 @@ napi_value xdp_info(napi_env env, nic_t *n, napi_value o) {
       napi_create_string_utf8(env, x->bind ? x->bind : "", NAPI_AUTO_LENGTH, &v) != napi_ok ||
       napi_set_named_property(env, o, "bind", v) != napi_ok || napi_create_uint32(env, x->ring_size, &v) != napi_ok ||
       napi_set_named_property(env, o, "ringSize", v) != napi_ok || napi_create_uint32(env, x->queue, &v) != napi_ok ||
-      napi_set_named_property(env, o, "queue", v) != napi_ok)
+      napi_set_named_property(env, o, "queue", v) != napi_ok || napi_create_uint32(env, x->bind_retries, &v) != napi_ok ||
+      napi_set_named_property(env, o, "bindRetries", v) != napi_ok)
     return NULL;
   return o;
 }

@@ -74,7 +74,11 @@ export class Netns {
     this.children.add(p);
     let stdout = "";
     let stderr = "";
-    p.stdout?.on("data", (d) => (stdout += d));
+    p.out = ""; // what it has printed so far
+    p.stdout?.on("data", (d) => {
+      stdout += d;
+      p.out = stdout;
+    });
     p.stderr?.on("data", (d) => (stderr += d));
     p.done = new Promise((resolve) =>
       p.on("close", (status, signal) => {

@@ -1264,7 +1264,7 @@ function process(i: u32): void {
           }
           const hadOoo = t.rHead != NIL;
           if (hadOoo) pull(i);
-          t.ackPending++;
+          t.ackPending += max<u32>(1, (e - s) / t.mss); // a GRO/GSO superframe counts as its segments
           if (t.ackPending >= 2 || hadOoo || t.unread >= t.rcvBuf) t.flags |= TF_ACK_NOW;
           else if (t.ackAt == Infinity) t.ackAt = now + delack;
         } else {

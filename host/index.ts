@@ -33,3 +33,6 @@ export type { XdpOptions } from "./nic/xdp.js";
 export { NicPort, reserveNicQueues } from "./nic/port.js";
 export type { NicQueues, ReserveOptions, RxFrame, TxFrame } from "./nic/port.js";
 export * as nic from "./nic/native.js";
+export { Stack, parseIPv4, formatIPv4 } from "./stack.js";
+export type { StackConfig, StackOptions, StackEvent, ConnectionInfo } from "./stack.js";
+export { COUNTERS as STACK_COUNTERS, TCP_STATES } from "./stack-abi.js";

@@ -1,0 +1,361 @@
+// Stack: the TCP/IP core over a Pool, from the host's side. It writes the core's
+// configuration, keeps views of its four rings, turns calls into APP-IN commands and APP-OUT
+// slots into events, and exposes counters and a connection table. It does no I/O: a NIC
+// backend (TAP, AF_XDP, or an in-memory link through `port`) moves frames, and a loop calls
+// poll(now). See docs/core-abi.md for the contract and docs/api/stack.md for this API.
+
+import { RING_HDR, RING_HEAD, RING_MASK, RING_TAIL, SLOT_SIZE, SF_MORE } from "./abi.js";
+import type { CoreExports, CoreInstance } from "./core.js";
+import { PmstackError } from "./errors.js";
+import { RingPort } from "./link/port.js";
+import { Pool, type BufferName, type CreateOptions } from "./pool.js";
+import { CFG, CMD, COUNTERS, EV, EV_NAMES, INFO, OPT, TCP_STATES, TF, type EventName } from "./stack-abi.js";
+
+export interface StackConfig {
+  /** Our Ethernet address, "02:00:00:00:00:01" or 6 bytes. */
+  mac: string | Uint8Array;
+  /** Our IPv4 address and prefix, e.g. "198.18.0.2/24". */
+  ip?: string;
+  gateway?: string;
+  mtu?: number;
+  maxConnections?: number;
+  synQueue?: number;
+  segmentNodes?: number;
+  arpEntries?: number;
+  arpQueue?: number;
+  udpBinds?: number;
+  listeners?: number;
+  /** log2 of the ring sizes (7..16). */
+  rings?: { rx?: number; tx?: number; appIn?: number; appOut?: number };
+  /** Per-connection receive window and send queue limit, bytes. */
+  rcvBuf?: number;
+  sndBuf?: number;
+  nodelay?: boolean;
+  congestion?: "newreno" | "cubic";
+  sack?: boolean;
+  timestamps?: boolean;
+  windowScaling?: boolean;
+  icmpRate?: number;
+  arpTtlMs?: number;
+  mslMs?: number;
+  keepaliveMs?: number;
+  delayedAckMs?: number;
+  minRtoMs?: number;
+  initialRtoMs?: number;
+  /** 32 random bytes for ISNs and SYN cookies (default: crypto.getRandomValues). */
+  secret?: Uint8Array;
+}
+
+export interface StackOptions extends StackConfig {
+  /** Where the buffers live: a PM file (created if missing) or, without a path, volatile memory. */
+  pool: { path?: string; buffers: number; mode?: CreateOptions["mode"]; shared?: boolean; metaBytes?: number };
+}
+
+/**
+ * One APP-OUT event. drainEvents() reuses a single object for every event (no allocation per
+ * event): copy what you keep. For DATA and UDP, `name` is valid until you free or keep it.
+ */
+export interface StackEvent {
+  type: EventName;
+  code: number;
+  conn: number;
+  buf: number;
+  off: number;
+  len: number;
+  aux: number;
+  handle: number;
+  /** More slots of the same datagram follow (UDP chains). */
+  more: boolean;
+}
+
+export interface ConnectionInfo {
+  id: number;
+  state: (typeof TCP_STATES)[number];
+  cwnd: number;
+  ssthresh: number;
+  srttMs: number;
+  rtoMs: number;
+  sndWnd: number;
+  mss: number;
+  unread: number;
+  sndQueued: number;
+  inFlight: number;
+  retries: number;
+}
+
+export const parseIPv4 = (s: string): number => {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m || m.slice(1).some((x) => +x > 255)) throw new TypeError(`pmstack: not an IPv4 address: ${JSON.stringify(s)}`);
+  return ((+m[1]! << 24) | (+m[2]! << 16) | (+m[3]! << 8) | +m[4]!) >>> 0;
+};
+export const formatIPv4 = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+const parseMac = (m: string | Uint8Array): Uint8Array => {
+  if (m instanceof Uint8Array && m.length === 6) return m;
+  if (typeof m === "string" && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(m))
+    return Uint8Array.from(m.split(":").map((h) => parseInt(h, 16)));
+  throw new TypeError(`pmstack: not a MAC address: ${String(m)}`);
+};
+
+export class Stack {
+  readonly pool: Pool;
+  /** The NIC end of the RX/TX rings, for byte-moving links (in-memory, pcap, tests). */
+  readonly port: RingPort;
+  readonly rings: { rx: number; tx: number; appIn: number; appOut: number };
+  readonly mac: Uint8Array;
+  readonly ip: number;
+  #e: CoreExports;
+  #u16: Uint16Array;
+  #u32: Uint32Array;
+  #stats: number;
+  #live = new Set<number>();
+  #ev: StackEvent = { type: "DATA", code: 0, conn: 0, buf: 0, off: 0, len: 0, aux: 0, handle: 0, more: false };
+
+  private constructor(pool: Pool, mac: Uint8Array, ip: number) {
+    this.pool = pool;
+    this.mac = mac;
+    this.ip = ip;
+    const e = pool.core.exports;
+    this.#e = e;
+    const ring = e.stackRing as (w: number) => number;
+    this.rings = { rx: ring(0), tx: ring(1), appIn: ring(2), appOut: ring(3) };
+    this.port = new RingPort(pool, { rx: this.rings.rx, tx: this.rings.tx });
+    this.#u16 = new Uint16Array(pool.core.memory.buffer);
+    this.#u32 = new Uint32Array(pool.core.memory.buffer);
+    this.#stats = (e.stackStats as () => number)();
+  }
+
+  /** Opens (or creates) the pool and starts a stack on it. */
+  static create(opts: StackOptions): Stack {
+    const mac = parseMac(opts.mac);
+    const [addr, prefix] = (opts.ip ?? "0.0.0.0/0").split("/");
+    const ip = parseIPv4(addr!);
+    const configure = (core: CoreInstance) => Stack.#configure(core, opts, mac, ip, Number(prefix ?? 32));
+    const p = opts.pool;
+    const pool = p.path
+      ? Pool.openOrCreate(p.path, {
+          buffers: p.buffers,
+          mode: p.mode,
+          shared: p.shared,
+          metaBytes: p.metaBytes,
+          configure,
+        })
+      : Pool.volatile({ buffers: p.buffers, shared: p.shared, metaBytes: p.metaBytes, configure });
+    return new Stack(pool, mac, ip);
+  }
+
+  static #configure(core: CoreInstance, c: StackConfig, mac: Uint8Array, ip: number, prefix: number): void {
+    const e = core.exports;
+    if (typeof e.stackInit !== "function") throw new PmstackError("ECORE", "pmstack: this core has no network stack");
+    if (!(prefix >= 0 && prefix <= 32)) throw new RangeError(`pmstack: bad prefix length /${prefix}`);
+    const base = (e.stackConfig as () => number)();
+    const u8 = new Uint8Array(core.memory.buffer, base, 256);
+    const dv = new DataView(core.memory.buffer, base, 256);
+    u8.fill(0);
+    u8.set(mac, CFG.MAC);
+    const put = (off: number, v: number | undefined, what: string, max = 0xffffffff) => {
+      if (v === undefined) return;
+      if (!Number.isInteger(v) || v < 0 || v > max)
+        throw new RangeError(`pmstack: ${what} must be an integer in [0, ${max}], got ${v}`);
+      dv.setUint32(off, v, true);
+    };
+    dv.setUint32(CFG.IP, ip, true);
+    dv.setUint32(CFG.MASK, prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0, true);
+    if (c.gateway) dv.setUint32(CFG.GW, parseIPv4(c.gateway), true);
+    put(CFG.MTU, c.mtu, "mtu", 65535);
+    put(CFG.MAX_CONNS, c.maxConnections, "maxConnections", 65535);
+    put(CFG.SYNQ, c.synQueue, "synQueue");
+    put(CFG.NODES, c.segmentNodes, "segmentNodes");
+    put(CFG.ARP, c.arpEntries, "arpEntries");
+    put(CFG.ARPQ, c.arpQueue, "arpQueue");
+    put(CFG.UDP, c.udpBinds, "udpBinds", 128);
+    put(CFG.LISTEN, c.listeners, "listeners");
+    put(CFG.RX_LOG2, c.rings?.rx, "rings.rx", 16);
+    put(CFG.TX_LOG2, c.rings?.tx, "rings.tx", 16);
+    put(CFG.AIN_LOG2, c.rings?.appIn, "rings.appIn", 16);
+    put(CFG.AOUT_LOG2, c.rings?.appOut, "rings.appOut", 16);
+    put(CFG.RCVBUF, c.rcvBuf, "rcvBuf");
+    put(CFG.SNDBUF, c.sndBuf, "sndBuf");
+    const flags =
+      (c.nodelay ? TF.NODELAY : 0) |
+      (c.congestion === "cubic" ? TF.CUBIC : 0) |
+      (c.sack === false ? TF.NOSACK : 0) |
+      (c.timestamps === false ? TF.NOTS : 0) |
+      (c.windowScaling === false ? TF.NOWS : 0);
+    dv.setUint32(CFG.FLAGS, flags, true);
+    put(CFG.ICMP_RATE, c.icmpRate, "icmpRate");
+    put(CFG.ARP_TTL, c.arpTtlMs, "arpTtlMs");
+    put(CFG.MSL, c.mslMs, "mslMs");
+    put(CFG.KEEPALIVE, c.keepaliveMs, "keepaliveMs");
+    put(CFG.DELACK, c.delayedAckMs, "delayedAckMs");
+    put(CFG.MIN_RTO, c.minRtoMs, "minRtoMs");
+    put(CFG.INIT_RTO, c.initialRtoMs, "initialRtoMs");
+    const secret = c.secret ?? globalThis.crypto.getRandomValues(new Uint8Array(32));
+    if (secret.length !== 32) throw new RangeError("pmstack: secret must be 32 bytes");
+    u8.set(secret, CFG.SECRET);
+    const r = (e.stackInit as () => number)();
+    if (r < 0)
+      throw new PmstackError("ECORE", `pmstack: stack set-up failed (core error ${r}): too large a configuration?`);
+  }
+
+  /** One turn of the core at time `nowMs`: consumes RX and APP-IN, runs timers. Returns the next deadline. */
+  poll(nowMs: number): number {
+    return (this.#e.stackPoll as (t: number) => number)(nowMs);
+  }
+
+  // ---- commands (APP-IN) -------------------------------------------------------------------
+
+  #cmd(code: number, conn: number, buf = 0, off = 0, len = 0, aux = 0, handle = 0): void {
+    const flags = ((code << 8) | ((aux & 0xffff) << 16) | ((handle & 0x7f) << 1)) >>> 0;
+    if (this.#e.ringPush(this.rings.appIn, buf >>> 0, off, len, conn >>> 0, flags) < 0)
+      throw new PmstackError("EAGAIN", "pmstack: the command ring is full: poll() the stack and retry");
+  }
+
+  listen(port: number, opts: { backlog?: number; tag?: number } = {}): void {
+    checkPort(port);
+    this.#cmd(CMD.LISTEN, opts.tag ?? port, 0, port, opts.backlog ?? 0);
+  }
+  unlisten(port: number): void {
+    checkPort(port);
+    this.#cmd(CMD.UNLISTEN, 0, 0, port);
+  }
+  connect(ip: string | number, port: number, opts: { localPort?: number; tag?: number } = {}): void {
+    checkPort(port);
+    const addr = typeof ip === "number" ? ip : parseIPv4(ip);
+    this.#cmd(CMD.CONNECT, opts.tag ?? 0, addr, port, opts.localPort ?? 0);
+  }
+  /** Sends bytes of a buffer the app holds (owner app: passes to the stack; kept: referenced). */
+  send(conn: number, name: BufferName): void {
+    this.pool.name(name.index, name.offset, name.length);
+    this.#cmd(CMD.SEND, conn, name.index, name.offset, name.length);
+  }
+  close(conn: number): void {
+    this.#cmd(CMD.CLOSE, conn);
+  }
+  abort(conn: number): void {
+    this.#cmd(CMD.ABORT, conn);
+  }
+  /** Reopens the receive window by `bytes` the app has consumed. */
+  recvd(conn: number, bytes: number): void {
+    if (bytes > 0) this.#cmd(CMD.RECVD, conn, bytes);
+  }
+  setNoDelay(conn: number, on = true): void {
+    this.#cmd(CMD.SETOPT, conn, on ? 1 : 0, OPT.NODELAY);
+  }
+  setCongestion(conn: number, cc: "newreno" | "cubic"): void {
+    this.#cmd(CMD.SETOPT, conn, cc === "cubic" ? 1 : 0, OPT.CC);
+  }
+  setKeepalive(conn: number, idleMs: number): void {
+    this.#cmd(CMD.SETOPT, conn, idleMs, OPT.KEEPALIVE);
+  }
+  udpBind(port: number, tag = port): void {
+    checkPort(port);
+    this.#cmd(CMD.UDP_BIND, tag, 0, port);
+  }
+  udpSend(handle: number, ip: string | number, port: number, name: BufferName): void {
+    this.pool.name(name.index, name.offset, name.length);
+    const addr = typeof ip === "number" ? ip : parseIPv4(ip);
+    this.#cmd(CMD.UDP_SEND, addr, name.index, name.offset, name.length, port, handle);
+  }
+  udpUnbind(handle: number): void {
+    this.#cmd(CMD.UDP_UNBIND, handle);
+  }
+
+  // ---- events (APP-OUT) --------------------------------------------------------------------
+
+  /**
+   * Calls `fn` for every pending event, in order, with one reused event object. DATA and UDP
+   * events lend a buffer reference (owner app): free it (pool.free) or keep it (pool.keep)
+   * and call recvd() for DATA. Returns the number of events.
+   */
+  drainEvents(fn: (ev: StackEvent) => void): number {
+    const r = this.rings.appOut >>> 2;
+    const u32 = this.#u32;
+    const u16 = this.#u16;
+    const mask = u32[r + RING_MASK / 4]!;
+    let head = u32[r + RING_HEAD / 4]!;
+    const tail = u32[r + RING_TAIL / 4]!;
+    const ev = this.#ev;
+    let n = 0;
+    while (head !== tail) {
+      const s = this.rings.appOut + RING_HDR + ((head & mask) >>> 0) * SLOT_SIZE;
+      const flags = u32[(s >>> 2) + 3]!;
+      ev.code = (flags >>> 8) & 0xff;
+      ev.type = EV_NAMES[ev.code] ?? ("ERROR" as EventName);
+      ev.buf = u32[s >>> 2]!;
+      ev.off = u16[(s + 4) >>> 1]!;
+      ev.len = u16[(s + 6) >>> 1]!;
+      ev.conn = u32[(s >>> 2) + 2]!;
+      ev.aux = flags >>> 16;
+      ev.handle = (flags >>> 1) & 0x7f;
+      ev.more = (flags & SF_MORE) !== 0;
+      head = (head + 1) >>> 0;
+      u32[r + RING_HEAD / 4] = head; // consumed before the callback: it may issue commands
+      n++;
+      if (ev.code === EV.ACCEPTED || ev.code === EV.CONNECTED) this.#live.add(ev.conn);
+      else if (ev.code === EV.CLOSED || ev.code === EV.RESET) this.#live.delete(ev.conn);
+      fn(ev);
+    }
+    return n;
+  }
+
+  // ---- observability -------------------------------------------------------------------------
+
+  /** Counters like `netstat -s`: segments, retransmissions, drops by reason, checksum errors. */
+  stats(): Record<(typeof COUNTERS)[number], number> {
+    const out = {} as Record<(typeof COUNTERS)[number], number>;
+    const base = this.#stats >>> 2;
+    COUNTERS.forEach((name, i) => (out[name] = this.#u32[base + i]!));
+    return out;
+  }
+
+  /** State and windows of one connection (like one line of `ss -ti`), or null if the id is unknown. */
+  connection(id: number): ConnectionInfo | null {
+    const info = this.#e.tcpInfo as (id: number, f: number) => number;
+    const state = info(id, INFO.state);
+    if (state < 0 || state === 0) return null;
+    return {
+      id,
+      state: TCP_STATES[state] ?? "CLOSED",
+      cwnd: info(id, INFO.cwnd),
+      ssthresh: info(id, INFO.ssthresh),
+      srttMs: info(id, INFO.srtt),
+      rtoMs: info(id, INFO.rto),
+      sndWnd: info(id, INFO.sndWnd),
+      mss: info(id, INFO.mss),
+      unread: info(id, INFO.unread),
+      sndQueued: info(id, INFO.sndQueued),
+      inFlight: info(id, INFO.inFlight),
+      retries: info(id, INFO.retries),
+    };
+  }
+
+  /** Connection blocks in use (TIME_WAIT included). */
+  connectionCount(): number {
+    return (this.#e.tcpConnCount as () => number)();
+  }
+
+  /** Live connection ids, tracked from the events drained so far. */
+  get connectionIds(): ReadonlySet<number> {
+    return this.#live;
+  }
+
+  /** The connection table (like `ss -ti`): every live connection's state and windows. */
+  connections(): ConnectionInfo[] {
+    const out: ConnectionInfo[] = [];
+    for (const id of this.#live) {
+      const c = this.connection(id);
+      if (c) out.push(c);
+    }
+    return out;
+  }
+
+  /** Closes the pool under the stack (unmaps PM, releases the file lock). */
+  shutdown(): void {
+    this.pool.close();
+  }
+}
+
+function checkPort(port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new RangeError(`pmstack: port must be an integer in [0, 65535], got ${port}`);
+}

@@ -1,0 +1,171 @@
+// The host's Stack over the core: configuration, commands, events, counters and the
+// connection table, with two stacks joined by the in-memory link (optionally faulty).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { Stack, MemoryLink, STACK_COUNTERS, TCP_STATES } from "../build/index.js";
+import { rng } from "./lib/rng.mjs";
+
+const src = (f) => readFileSync(new URL(`../assembly/${f}`, import.meta.url), "utf8");
+
+test("host/stack-abi.ts mirrors the core's counters, states, events and commands", () => {
+  const g = src("net/g.ts");
+  const counters = [...g.matchAll(/export const C_(\w+) = (\d+);/g)].filter((m) => m[1] !== "COUNT");
+  assert.ok(counters.length >= 60);
+  for (const [, name, i] of counters) assert.is(STACK_COUNTERS[+i], name, `counter ${i}`);
+  const states = [...src("tcp/tcb.ts").matchAll(/export const ST_(\w+): u32 = (\d+);/g)];
+  for (const [, name, i] of states) assert.is(TCP_STATES[+i], name);
+  const stack = src("stack.ts");
+  const abi = readFileSync(new URL("../host/stack-abi.ts", import.meta.url), "utf8");
+  for (const [, name, v] of stack.matchAll(/export const CMD_(\w+): u32 = (\d+);/g))
+    assert.ok(new RegExp(`\\b${name}: ${v},`).test(abi), `CMD ${name} = ${v}`);
+  for (const [, name, v] of g.matchAll(/export const EV_(\w+): u32 = (\d+);/g))
+    assert.ok(new RegExp(`\\b${name}: ${v},`).test(abi), `EV ${name} = ${v}`);
+  for (const [, name, v] of g.matchAll(/export const CFG_(\w+): u32 = (\d+);/g))
+    if (name !== "SIZE") assert.ok(new RegExp(`\\b${name}: ${v},`).test(abi), `CFG ${name} = ${v}`);
+});
+
+function pair(faults = {}, cfg = {}) {
+  const a = Stack.create({ mac: "02:00:00:00:00:0a", ip: "198.18.0.1/24", pool: { buffers: 4096 }, ...cfg });
+  const b = Stack.create({ mac: "02:00:00:00:00:0b", ip: "198.18.0.2/24", pool: { buffers: 4096 }, ...cfg });
+  const link = new MemoryLink(a.port, b.port, faults);
+  return { a, b, link };
+}
+
+/** Runs both stacks and the link on a simulated clock until `done()` or the time limit. */
+function run({ a, b, link }, handlers, done, limitMs = 60_000) {
+  let now = 0;
+  while (now < limitMs) {
+    const da = a.poll(now);
+    const db = b.poll(now);
+    const moved = link.step(now);
+    a.drainEvents(handlers.a);
+    b.drainEvents(handlers.b);
+    if (done()) return now;
+    const next = Math.min(da, db, link.nextDeadline());
+    if (moved === 0 && next > now) now = Math.min(next, now + 50);
+    else if (moved === 0) now += 0.01;
+  }
+  return now;
+}
+
+function transfer(faults, bytes, seed) {
+  const s = pair(faults);
+  const { a, b } = s;
+  const r = rng(seed);
+  const data = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i++) data[i] = r.int(256);
+  const got = createHash("sha256");
+  let received = 0;
+  let sent = 0;
+  let conn = -1;
+  let server = -1;
+  let closed = 0;
+  let refused = [];
+  const sendMore = () => {
+    // refill: whole chunks of up to 1400 bytes at offset 128 (headroom for headers)
+    while (sent < bytes && refused.length === 0) {
+      const n = Math.min(1400, bytes - sent);
+      let i;
+      try {
+        i = b.pool.alloc();
+      } catch {
+        return;
+      }
+      b.pool.view(i, 128, n).set(data.subarray(sent, sent + n));
+      b.send(conn, { index: i, offset: 128, length: n });
+      sent += n;
+      if (sent === bytes) b.close(conn);
+      break; // one per event turn keeps APP-IN small; the loop calls again
+    }
+  };
+  a.listen(80);
+  const handlers = {
+    a: (ev) => {
+      if (ev.type === "ACCEPTED") server = ev.conn;
+      else if (ev.type === "DATA") {
+        got.update(a.pool.view(ev.buf, ev.off, ev.len));
+        received += ev.len;
+        a.pool.free(ev.buf);
+        a.recvd(ev.conn, ev.len);
+      } else if (ev.type === "PEER_CLOSED") a.close(ev.conn);
+      else if (ev.type === "CLOSED") closed++;
+    },
+    b: (ev) => {
+      if (ev.type === "LISTENING" || ev.type === "UDP_BOUND") return;
+      if (ev.type === "CONNECTED") conn = ev.conn;
+      else if (ev.type === "SEND_REFUSED") refused.push({ index: ev.buf, offset: ev.off, length: ev.len });
+      else if (ev.type === "WRITABLE") {
+        const again = refused;
+        refused = [];
+        for (const n of again) b.send(conn, n);
+      } else if (ev.type === "CLOSED") closed++;
+      else if (ev.type === "DATA") b.pool.free(ev.buf);
+    },
+  };
+  b.connect("198.18.0.1", 80);
+  const t = run(
+    s,
+    {
+      a: handlers.a,
+      b: (ev) => {
+        handlers.b(ev);
+      },
+    },
+    () => {
+      if (conn >= 0) for (let k = 0; k < 8; k++) sendMore();
+      return closed >= 2 && received === bytes;
+    },
+    600_000,
+  );
+  return { s, received, digest: got.digest("hex"), want: createHash("sha256").update(data).digest("hex"), t, server };
+}
+
+test("a TCP transfer between two stacks over the in-memory link, byte-exact", () => {
+  const r = transfer({}, 2_000_000, 1);
+  assert.is(r.received, 2_000_000);
+  assert.is(r.digest, r.want);
+  const { a, b } = r.s;
+  const sa = a.stats();
+  assert.ok(sa.TCP_IN > 1000 && sa.TCP_OUT > 100, JSON.stringify({ in: sa.TCP_IN, out: sa.TCP_OUT }));
+  assert.is(sa.TCP_BAD_CSUM, 0);
+  assert.is(a.connectionIds.size, 0, "closed connections leave the table");
+  for (const st of [a, b]) {
+    const c = st.pool.check();
+    assert.is(c.app + c.kept, 0, "no buffer lent to the app is left");
+    st.shutdown();
+  }
+});
+
+test("the same transfer through 2% loss, 1% duplication, 5% reordering, 0.1% corruption", () => {
+  const f = { drop: 0.02, duplicate: 0.01, reorder: 0.05, reorderMs: 3, corrupt: 0.001, delayMs: 1 };
+  const r = transfer({ ab: { ...f, seed: 5 }, ba: { ...f, seed: 6 } }, 1_000_000, 2);
+  assert.is(r.received, 1_000_000);
+  assert.is(r.digest, r.want);
+  const sb = r.s.b.stats();
+  assert.ok(sb.TCP_RETRANSMITS > 0, "losses were repaired by retransmission");
+  const w = [r.s.link.ab.stats, r.s.link.ba.stats];
+  assert.ok(w[0].dropped + w[1].dropped > 20 && w[0].reordered + w[1].reordered > 50, JSON.stringify(w));
+  assert.ok(w[0].corrupted + w[1].corrupted > 0, "some frames were corrupted on the wire");
+  for (const st of [r.s.a, r.s.b]) st.pool.check();
+});
+
+test("connection table and bad arguments", () => {
+  const s = pair();
+  const { a, b } = s;
+  a.listen(7);
+  b.connect("198.18.0.1", 7);
+  let ids = [];
+  run(s, { a: (ev) => ev.type === "ACCEPTED" && ids.push(ev.conn), b: () => {} }, () => ids.length === 1, 5000);
+  const t = a.connections();
+  assert.is(t.length, 1);
+  assert.is(t[0].state, "ESTABLISHED");
+  assert.ok(t[0].mss >= 1400 && t[0].cwnd > 0, JSON.stringify(t[0]));
+  assert.throws(() => a.listen(70000), /port/);
+  assert.throws(() => b.connect("1.2.3", 80), /IPv4/);
+  assert.throws(() => Stack.create({ mac: "zz", pool: { buffers: 8 } }), /MAC/);
+  assert.throws(() => b.send(t[0].id, { index: 99999, offset: 0, length: 1 }), /not in this pool/);
+});
+
+test.run();

@@ -146,7 +146,7 @@ test("the same transfer through 2% loss, 1% duplication, 5% reordering, 0.1% cor
   const sb = r.s.b.stats();
   assert.ok(sb.TCP_RETRANSMITS > 0, "losses were repaired by retransmission");
   const w = [r.s.link.ab.stats, r.s.link.ba.stats];
-  assert.ok(w[0].dropped + w[1].dropped > 20 && w[0].reordered + w[1].reordered > 50, JSON.stringify(w));
+  assert.ok(w[0].dropped + w[1].dropped > 10 && w[0].reordered + w[1].reordered > 20, JSON.stringify(w));
   assert.ok(w[0].corrupted + w[1].corrupted > 0, "some frames were corrupted on the wire");
   for (const st of [r.s.a, r.s.b]) st.pool.check();
 });

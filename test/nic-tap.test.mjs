@@ -217,6 +217,41 @@ it("TAP: a GSO superframe (UDP_SEGMENT, 14000 bytes) arrives as one chain with i
   }
 });
 
+it("TAP: a TCP TSO superframe (after a JS SYN-ACK) arrives as a chain with gso TCPv4, MSS and NEEDS_CSUM", async () => {
+  const s = setup("taptso");
+  const responder = new Responder({ ip: US, mac: MAC, synAck: true });
+  const tcp = [];
+  const stop = serve(s.tap, responder, {
+    onFrame: (f) => {
+      if (parse(frameBytes(s.pool, f)).ip?.proto !== 6) return false;
+      tcp.push(f);
+      return true;
+    },
+  });
+  try {
+    const script = `import socket, time\ns = socket.create_connection(('${US}', 80), timeout=2)\ns.sendall(b'x' * 60000)\ntime.sleep(0.1)`;
+    const r = await s.ns.spawn(python, ["-c", script]).done;
+    assert.is(r.status, 0, r.stderr);
+    assert.ok(await until(() => tcp.some((f) => f.gsoType === nic.GSO_TCPV4)), "a TSO superframe arrived");
+    assert.is(responder.stats.synack, 1);
+    const f = tcp.find((g) => g.gsoType === nic.GSO_TCPV4);
+    assert.ok(f.length > 1514, `longer than one segment (${f.length})`);
+    assert.is(f.bufs.length, Math.ceil(f.length / 2048));
+    assert.is(f.gsoSize, 1460, "the MSS the SYN-ACK announced");
+    assert.is(f.hdrLen, 54);
+    assert.ok(f.flags & nic.SF_NEEDS_CSUM);
+    assert.is(f.csumStart, 34);
+    assert.is(f.csumOffset, 16);
+    const bytes = frameBytes(s.pool, f);
+    for (let i = f.hdrLen; i < f.length; i++) if (bytes[i] !== 0x78) assert.unreachable(`payload byte ${i}`);
+    s.tap.release(tcp);
+  } finally {
+    stop();
+    const c = teardown(s);
+    assert.is(c.free, c.total, "no buffer leaked");
+  }
+});
+
 it("TAP: sends a UDP GSO superframe (NEEDS_CSUM, gso 1000) that the kernel splits into 3 datagrams", async () => {
   const s = setup("taptxgso");
   const stop = serve(s.tap, s.responder);

@@ -67,10 +67,12 @@ export function parse(f) {
  * "nic", ready for NicPort.send) or null; the request's buffers are left to the caller.
  */
 export class Responder {
-  constructor({ ip, mac }) {
+  /** synAck: also answer TCP SYNs with a SYN-ACK (MSS 1460, window 65535) so the kernel sends data. */
+  constructor({ ip, mac, synAck = false }) {
     this.ip = ipBytes(ip);
     this.mac = macBytes(mac);
-    this.stats = { arp: 0, echo: 0, ignored: 0, bad: 0 };
+    this.synAck = synAck;
+    this.stats = { arp: 0, echo: 0, synack: 0, ignored: 0, bad: 0 };
   }
 
   respond(pool, frame) {
@@ -115,6 +117,7 @@ export class Responder {
 
   #icmp(pool, f) {
     const ihl = (f[14] & 15) * 4;
+    if (this.synAck && f[23] === 6 && f[14] >> 4 === 4 && this.#mine(f, 30)) return this.#syn(pool, f, ihl);
     if (f[14] >> 4 !== 4 || ihl < 20 || f[23] !== 1 || !this.#mine(f, 30)) return this.#ignore();
     const total = (f[16] << 8) | f[17];
     if (total < ihl + 8 || 14 + total > f.length) return this.#bad();
@@ -144,6 +147,34 @@ export class Responder {
     o[37] = c & 255;
     this.stats.echo++;
     return { bufs: [{ index: i, length: len }] };
+  }
+
+  #syn(pool, f, ihl) {
+    const t = 14 + ihl;
+    if (f.length < t + 20 || (f[t + 13] & 0x17) !== 0x02) return this.#ignore(); // a bare SYN only
+    const seq = ((f[t + 4] << 24) | (f[t + 5] << 16) | (f[t + 6] << 8) | f[t + 7]) >>> 0;
+    const ack = (seq + 1) >>> 0;
+    const i = pool.alloc("nic");
+    const o = pool.view(i, 0, 58);
+    o.set(f.subarray(6, 12), 0);
+    o.set(this.mac, 6);
+    o.set([8, 0, 0x45, 0, 0, 44, 0, 0, 0x40, 0, 64, 6, 0, 0], 12);
+    o.set(this.ip, 26);
+    o.set(f.subarray(26, 30), 30);
+    const h = csum(o, 14, 34);
+    o[24] = h >> 8;
+    o[25] = h & 255;
+    o.set(f.subarray(t + 2, t + 4), 34); // our port: their destination
+    o.set(f.subarray(t, t + 2), 36);
+    o.set([0x10, 0x00, 0x00, 0x01], 38); // ISN 0x10000001
+    o.set([ack >>> 24, (ack >>> 16) & 255, (ack >>> 8) & 255, ack & 255], 42);
+    o.set([0x60, 0x12, 0xff, 0xff, 0, 0, 0, 0, 2, 4, 0x05, 0xb4], 46); // SYN|ACK, window 65535, MSS 1460
+    const pseudo = new Uint8Array([...o.subarray(26, 34), 0, 6, 0, 24]);
+    const c = csum(o, 34, 58, sum16(pseudo, 0, 12));
+    o[50] = c >> 8;
+    o[51] = c & 255;
+    this.stats.synack++;
+    return { bufs: [{ index: i, length: 58 }] };
   }
 
   #bad() {

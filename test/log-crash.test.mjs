@@ -19,10 +19,10 @@ const BUFFERS = 4096;
 const KEYS = 200;
 
 /** Runs the child until `delayMs` after it is ready, then SIGKILLs it. Returns its journal. */
-function trial(path, metaBytes, seed, delayMs) {
+function trial(path, metaBytes, seed, delayMs, killAt = 0) {
   const journal = `${path}.journal`;
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, path, journal, BUFFERS, metaBytes, seed, KEYS].map(String), {
+    const p = spawn(process.execPath, [child, path, journal, BUFFERS, metaBytes, seed, KEYS, killAt].map(String), {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let err = "";
@@ -58,7 +58,7 @@ function applyOps(state, ops, to) {
 
 const sameState = (a, b) => a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
 
-async function chain(medium, trials, metaBytes, seed0) {
+async function chain(medium, trials, metaBytes, seed0, inCommit = false) {
   const dir = scratchDir(medium);
   const path = join(dir, "log-crash.pm");
   let state = new Map(); // key -> seq, verified after the previous restart
@@ -73,10 +73,12 @@ async function chain(medium, trials, metaBytes, seed0) {
     maxKeys: 0,
     compactions: 0,
     killedInCompaction: 0,
+    points: {},
   };
   for (let t = 0; t < trials; t++) {
-    const delay = t === 0 ? 150 : 5 + r.int(120);
-    const { lines, sig, err } = await trial(path, metaBytes, seed0 * 1000 + t, delay);
+    const delay = inCommit ? 5000 : t === 0 ? 150 : 5 + r.int(120);
+    const killAt = inCommit ? 1 + r.int(300) : 0;
+    const { lines, sig, err } = await trial(path, metaBytes, seed0 * 1000 + t, delay, killAt);
     assert.is(sig, "SIGKILL", `trial ${t}: the child was killed (stderr: ${err})`);
     assert.match(lines[0] ?? "", /^READY /, `trial ${t}: the child started`);
     const ops = [];
@@ -119,6 +121,14 @@ async function chain(medium, trials, metaBytes, seed0) {
       }
       const isAck = sameState(got, atAck);
       const isEnd = sameState(got, atEnd);
+      const x = lines.find((l) => l.startsWith("X "));
+      if (inCommit) {
+        // killed inside a persist call: the group is in iff the tail slot's persist completed
+        assert.ok(x, `trial ${t}: the child killed itself inside persist call ${killAt}`);
+        const durable = x === "X after tail";
+        assert.ok(durable ? isEnd : isAck, `trial ${t}: ${x}: the in-flight group is ${durable ? "in" : "out"}`);
+        stats.points[x] = (stats.points[x] ?? 0) + 1;
+      }
       assert.ok(
         isAck || isEnd,
         `trial ${t}: recovered state (${got.size} keys) is the acknowledged one or that plus the whole last group`,
@@ -150,6 +160,15 @@ test("110 SIGKILL trials while appending in strict mode (tmpfs and disk chains i
     assert.ok(s.maxKeys > 50, `the keys fill up: ${JSON.stringify(s)}`);
   }
   console.log(`  crash trials: tmpfs ${JSON.stringify(a)}; disk ${JSON.stringify(b)}`);
+});
+
+test("60 kills inside persist calls (before, partial prefix or suffix, after; data or tail step)", async () => {
+  const [a, b] = await Promise.all([chain("tmpfs", 30, 65536, 9, true), chain("disk", 30, 131072, 10, true)]);
+  const points = {};
+  for (const s of [a, b]) for (const [k, v] of Object.entries(s.points)) points[k] = (points[k] ?? 0) + v;
+  for (const p of ["X before data", "X prefix data", "X suffix data", "X after data", "X before tail", "X after tail"])
+    assert.ok(points[p] > 0, `kill point ${p} was exercised: ${JSON.stringify(points)}`);
+  console.log(`  kills inside persist: ${JSON.stringify(points)}`);
 });
 
 test.run();

@@ -6,12 +6,17 @@
 //   "D key seq" (a delete), and after each commit() returns: "C". Implicit commits inside
 // append would break that order, so the child compacts explicitly (printing "C" for the commit
 // that precedes it) and dies if an append ever commits implicitly.
+// With a 7th argument killAt > 0 the child kills itself inside its killAt-th persist call, at
+// a seeded point: before the call, after a part of its flush list (a prefix, or a suffix: the
+// records without their payloads), or after it; it journals "X point tail|data" first.
 import { openSync, writeSync } from "node:fs";
 import { PmLog } from "../../build/index.js";
 import { fill } from "./pattern.mjs";
 import { rng } from "./rng.mjs";
 
-const [path, journal, buffers, metaBytes, seed, keys] = process.argv.slice(2).map((v, i) => (i < 2 ? v : Number(v)));
+const [path, journal, buffers, metaBytes, seed, keys, killAt = 0] = process.argv
+  .slice(2)
+  .map((v, i) => (i < 2 ? v : Number(v)));
 const log = PmLog.openFile(path, { buffers, metaBytes, mode: "strict" });
 const pool = log.pool;
 const r = rng(seed);
@@ -20,6 +25,24 @@ const out = (s) => writeSync(jfd, s);
 const SIZES = [64, 1024, 4096];
 out(`READY ${log.stats().nextSeq} ${log.size}\n`);
 process.stdout.write("READY\n"); // the parent's cue to arm its kill timer
+if (killAt > 0) {
+  const persist = pool.persistTable.bind(pool);
+  const slots = [64, 128].map((o) => pool.memOffset + pool.superblock.metaOffset + o);
+  const dv = new DataView(pool.core.memory.buffer);
+  const rk = rng(killAt * 7919);
+  let calls = 0;
+  pool.persistTable = (table, n) => {
+    if (++calls !== killAt) return persist(table, n);
+    const tail = n === 1 && slots.includes(dv.getUint32(table, true));
+    const point = ["before", "after", "prefix", "suffix"][tail ? rk.int(2) : rk.int(4)]; // tail: before|after
+    out(`X ${point === "prefix" && tail ? "before" : point} ${tail ? "tail" : "data"}\n`);
+    if (point === "after") persist(table, n);
+    const k = n > 1 ? 1 + rk.int(n - 1) : 0;
+    if (point === "prefix" && k) persist(table, k);
+    if (point === "suffix" && k) persist(table + 8 * (n - k), k);
+    process.kill(process.pid, "SIGKILL");
+  };
+}
 let commits = log.stats().commits;
 const implicit = () => {
   if (log.stats().commits !== commits) throw new Error("an append committed implicitly");

@@ -31,12 +31,16 @@ const mixes = {
   },
   "loss 2% without SACK, timestamps, window scaling": { loss: 0.02, sack: false, ts: false, ws: false },
   "small windows (8 KiB) with loss 1%": { loss: 0.01, rcvbuf: 8192, sndbuf: 8192 },
+  "both directions at once, loss 2% + reordering 2%": { bidir: true, loss: 0.02, reorder: 0.02, jitter: 1 },
 };
 
 function check(r) {
   assert.is(r.errors.join(";"), "");
   assert.is(r.recvBytes, r.cfg.bytes);
   assert.is(r.recvHash, r.sentHash, "byte-exact");
+  assert.is(r.reverse.recvBytes, r.reverse.sentBytes);
+  assert.is(r.reverse.recvHash, r.reverse.sentHash, "byte-exact in the reverse direction");
+  if (r.cfg.bidir) assert.is(r.reverse.recvBytes, r.cfg.bytes);
   assert.ok(r.closed, "both sides closed");
   assert.is(r.poolA.check, 0);
   assert.is(r.poolB.check, 0);
@@ -73,6 +77,25 @@ test("netsim: 24 seeds of a heavy fault mix, 1 MiB each", () => {
       jitter: 4,
       delay: 3,
       cubic: seed % 2 === 0,
+    });
+    check(r);
+  }
+});
+
+test("netsim: 60 seeds of a harsher mix, half of them both ways, timestamps on and off, 256 KiB each", () => {
+  for (let seed = 1; seed <= 60; seed++) {
+    const r = runTransfer({
+      seed,
+      bytes: 256 << 10,
+      bidir: seed % 2 === 0,
+      loss: 0.08,
+      dup: 0.05,
+      reorder: 0.08,
+      corrupt: 0.03,
+      jitter: 5,
+      delay: 3,
+      cubic: seed % 3 === 0,
+      ts: seed % 5 !== 0,
     });
     check(r);
   }

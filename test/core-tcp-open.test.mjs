@@ -623,7 +623,7 @@ test("TIME_WAIT answers a retransmitted FIN and restarts its timer", () => {
   assert.is(state(core, h.conn), -1);
 });
 
-test("FIN_WAIT_2 does not last forever", () => {
+test("FIN_WAIT_2 times out after 60 s without a segment", () => {
   const { core, peer } = setup({ msl: 1000 });
   const h = handshake(core, peer);
   core.cmd(CMD.CLOSE, { conn: h.conn });
@@ -631,7 +631,11 @@ test("FIN_WAIT_2 does not last forever", () => {
   peer.tcp({ seq: h.seq, ack: h.snd + 1 });
   core.poll(0);
   assert.is(state(core, h.conn), ST.FIN_WAIT_2);
-  core.poll(2000);
+  peer.tcp({ seq: h.seq, ack: h.snd + 1, payload: "still here" });
+  core.poll(30000);
+  core.poll(89999);
+  assert.is(state(core, h.conn), ST.FIN_WAIT_2, "the segment at 30 s restarted the idle timer");
+  core.poll(90000);
   assert.is(state(core, h.conn), -1);
   assert.ok(core.takeEvents().find((e) => e.name === "CLOSED"));
   clean(core);

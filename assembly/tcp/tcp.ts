@@ -1016,6 +1016,11 @@ function synSentInput(i: u32): void {
   }
 }
 
+/** FIN_WAIT_2 gives up after this long without a segment from the peer (Linux: 60 s). */
+@inline function fw2Timeout(): f64 {
+  return max(2 * msl, 60000);
+}
+
 function enterTimeWait(i: u32): void {
   const t = tcb(i);
   t.state = ST_TIME_WAIT;
@@ -1151,6 +1156,7 @@ function process(i: u32): void {
     }
     return;
   }
+  if (t.state == ST_FIN_WAIT_2) t.twAt = now + fw2Timeout(); // half-closed, the peer still talks
   if (t.kaIdle > 0 && (t.state == ST_ESTABLISHED || t.state == ST_CLOSE_WAIT)) {
     t.kaAt = now + t.kaIdle;
     t.kaProbes = 0;
@@ -1175,7 +1181,9 @@ function process(i: u32): void {
   }
   if ((fl & TH_ACK) == 0) return;
   // TS.Recent update (RFC 7323 4.3)
-  if ((t.flags & TF_TS_OK) != 0 && oTs && seqLe(sSeq, t.rcvAdv) && seqGe(sSeq + segLen, t.rcvNxt) &&
+  // only from a segment covering Last.ACK.sent (= RCV.NXT here), so that a reordered older
+  // segment is not then rejected by PAWS
+  if ((t.flags & TF_TS_OK) != 0 && oTs && seqLe(sSeq, t.rcvNxt) && seqGe(sSeq + segLen, t.rcvNxt) &&
       seqGe(oTsVal, t.tsRecent)) t.tsRecent = oTsVal;
   // ACK
   if (t.state == ST_SYN_RCVD) {
@@ -1228,7 +1236,7 @@ function process(i: u32): void {
   if (finAcked) {
     if (t.state == ST_FIN_WAIT_1) {
       t.state = ST_FIN_WAIT_2;
-      t.twAt = now + 2 * msl; // FIN_WAIT_2 timeout (the app has closed)
+      t.twAt = now + fw2Timeout(); // FIN_WAIT_2 idle timeout, refreshed by every segment
     } else if (t.state == ST_CLOSING) {
       enterTimeWait(i);
     } else if (t.state == ST_LAST_ACK) {

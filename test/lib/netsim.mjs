@@ -174,6 +174,13 @@ export function runTransfer(o = {}) {
     const dir = from === A ? 0 : 1;
     for (const f0 of frames) {
       stats.frames++;
+      if (cfg.trace && f0.length >= 54 && f0[23] === 6) {
+        const rd32 = (o) => ((f0[o] << 24) | (f0[o + 1] << 16) | (f0[o + 2] << 8) | f0[o + 3]) >>> 0;
+        cfg.trace.push(
+          `${t.toFixed(1)} ${from === A ? "A>B" : "B>A"} fl=${f0[47].toString(16)} seq=${rd32(38)} ack=${rd32(42)} len=${f0.length - 34 - (f0[46] >> 4) * 4}`,
+        );
+        if (cfg.trace.length > 60) cfg.trace.shift();
+      }
       if (f0.length > cfg.mtu + 14) {
         stats.tooBig++;
         continue;
@@ -213,96 +220,96 @@ export function runTransfer(o = {}) {
   };
 
   const pat = patternBytes();
-  const hashOut = createHash("sha256");
-  const hashIn = createHash("sha256");
-  let sendOff = 0,
-    recvBytes = 0;
-  let connA = -1,
-    connB = -1,
-    blocked = false;
-  const refused = [];
-  let closedA = false,
-    closedB = false,
-    aClosing = false,
-    errors = [];
+  const errors = [];
+  // One endpoint's app: streams `toSend` pattern bytes (from stream offset `base`), hashes what it receives.
+  const side = (core, name, toSend, base) => ({
+    core,
+    name,
+    toSend,
+    base,
+    conn: -1,
+    sendOff: 0,
+    refused: [],
+    blocked: false,
+    closing: false,
+    closed: false,
+    peerClosed: false,
+    quiet: 0,
+    recvBytes: 0,
+    recvdPending: 0,
+    hashOut: createHash("sha256"),
+    hashIn: createHash("sha256"),
+  });
+  const SA = side(A, "A", cfg.bytes, 0);
+  const SB = side(B, "B", cfg.bidir ? cfg.bytes : 0, 7777);
 
   B.cmd(CMD.LISTEN, { off: 5001, len: 64, conn: 1 });
   A.cmd(CMD.CONNECT, { buf: B.ip, off: 5001, len: 0, conn: 2 });
 
-  let quiet = 0;
-  const fill = () => {
-    quiet++;
-    if (connA < 0 || blocked || aClosing) return;
-    while (refused.length && ringSpace(A, A.rings.ain) > 4) {
-      const b = refused.shift();
-      A.cmd(CMD.SEND, { conn: connA, buf: b.buf, off: b.off, len: b.len });
-      quiet = 0;
+  const fill = (S) => {
+    const C = S.core;
+    S.quiet++;
+    if (S.conn < 0 || S.blocked || S.closing) return;
+    while (S.refused.length && ringSpace(C, C.rings.ain) > 4) {
+      const b = S.refused.shift();
+      C.cmd(CMD.SEND, { conn: S.conn, buf: b.buf, off: b.off, len: b.len });
+      S.quiet = 0;
     }
     let budget = 256;
-    while (sendOff < cfg.bytes && budget-- > 0) {
-      const space = ringSpace(A, A.rings.ain);
-      if (space < 4) break;
-      const b = A.x.bufAlloc(OWNER.APP);
+    while (S.sendOff < S.toSend && budget-- > 0) {
+      if (ringSpace(C, C.rings.ain) < 4) break;
+      const b = C.x.bufAlloc(OWNER.APP);
       if (b < 0) break;
-      const len = Math.min(cfg.chunk, cfg.bytes - sendOff);
+      const len = Math.min(cfg.chunk, S.toSend - S.sendOff);
       const off = 2048 - len >= 128 ? 128 : 2048 - len;
-      const p = sendOff % PATTERN_LEN;
+      const p = (S.base + S.sendOff) % PATTERN_LEN;
       const src =
         p + len <= pat.length
           ? pat.subarray(p, p + len)
           : concat(pat.subarray(p), pat.subarray(0, len - (pat.length - p)));
-      A.u8.set(src, A.x.bufAddress(b) + off);
-      hashOut.update(src);
-      sendOff += len;
-      A.cmd(CMD.SEND, { conn: connA, buf: b, off, len });
-      quiet = 0;
+      C.u8.set(src, C.x.bufAddress(b) + off);
+      S.hashOut.update(src);
+      S.sendOff += len;
+      C.cmd(CMD.SEND, { conn: S.conn, buf: b, off, len });
+      S.quiet = 0;
     }
-    // close once every send has been seen through a poll without being refused
-    if (sendOff >= cfg.bytes && !refused.length && !aClosing && quiet >= 2) {
-      aClosing = true;
-      A.cmd(CMD.CLOSE, { conn: connA });
+    // close once every send has been seen through a poll without being refused (a pure
+    // receiver closes when its peer has)
+    const done = S.sendOff >= S.toSend && !S.refused.length && S.quiet >= 2;
+    if (done && !S.closing && (S.toSend > 0 || S.peerClosed)) {
+      S.closing = true;
+      C.cmd(CMD.CLOSE, { conn: S.conn });
     }
   };
 
-  const eventsA = () => {
-    for (let s; (s = A.x.ringShift(A.rings.aout));) {
-      const dv = A.dv;
+  const events = (S) => {
+    const C = S.core;
+    for (let s; (s = C.x.ringShift(C.rings.aout));) {
+      const dv = C.dv;
       const code = (dv.getUint32(s + 12, true) >>> 8) & 255,
         conn = dv.getUint32(s + 8, true);
-      if (code === EV.CONNECTED) connA = conn;
+      if (code === EV.CONNECTED || code === EV.ACCEPTED) S.conn = conn;
       else if (code === EV.SEND_REFUSED) {
-        blocked = true;
-        refused.push({ buf: dv.getUint32(s, true), off: dv.getUint16(s + 4, true), len: dv.getUint16(s + 6, true) });
-      } else if (code === EV.WRITABLE) blocked = false;
-      else if (code === EV.CLOSED) closedA = true;
-      else if (code === EV.RESET || code === EV.ERROR) errors.push("A " + code);
-      else if (code === EV.DATA) A.x.bufUnref(dv.getUint32(s, true));
-    }
-    if (refused.length && aClosing) errors.push("refused after close");
-  };
-  let recvdPending = 0;
-  const eventsB = () => {
-    for (let s; (s = B.x.ringShift(B.rings.aout));) {
-      const dv = B.dv;
-      const code = (dv.getUint32(s + 12, true) >>> 8) & 255,
-        conn = dv.getUint32(s + 8, true);
-      if (code === EV.ACCEPTED) connB = conn;
+        S.blocked = true;
+        S.refused.push({ buf: dv.getUint32(s, true), off: dv.getUint16(s + 4, true), len: dv.getUint16(s + 6, true) });
+      } else if (code === EV.WRITABLE) S.blocked = false;
       else if (code === EV.DATA) {
         const buf = dv.getUint32(s, true),
           off = dv.getUint16(s + 4, true),
           len = dv.getUint16(s + 6, true);
-        const a = B.x.bufAddress(buf) + off;
-        hashIn.update(B.u8.subarray(a, a + len));
-        recvBytes += len;
-        recvdPending += len;
-        B.x.bufUnref(buf);
-      } else if (code === EV.PEER_CLOSED) B.cmd(CMD.CLOSE, { conn });
-      else if (code === EV.CLOSED) closedB = true;
-      else if (code === EV.RESET || code === EV.ERROR) errors.push("B " + code);
+        const a = C.x.bufAddress(buf) + off;
+        S.hashIn.update(C.u8.subarray(a, a + len));
+        S.recvBytes += len;
+        S.recvdPending += len;
+        C.x.bufUnref(buf);
+      } else if (code === EV.PEER_CLOSED) S.peerClosed = true;
+      else if (code === EV.CLOSED) S.closed = true;
+      else if (code === EV.RESET || code === EV.ERROR) errors.push(S.name + " event " + code);
     }
-    if (recvdPending > 0 && connB >= 0) {
-      B.cmd(CMD.RECVD, { conn: connB, buf: recvdPending });
-      recvdPending = 0;
+    if (S.refused.length && S.closing) errors.push(S.name + " refused after close");
+    if (S.recvdPending > 0 && S.conn >= 0) {
+      C.cmd(CMD.RECVD, { conn: S.conn, buf: S.recvdPending });
+      S.recvdPending = 0;
     }
   };
 
@@ -338,10 +345,11 @@ export function runTransfer(o = {}) {
     const db = B.x.stackPoll(t);
     send(A, drainTx(A), t);
     send(B, drainTx(B), t);
-    eventsA();
-    eventsB();
-    fill();
-    if (closedA && closedB && idleUntil < 0) idleUntil = t + 3000;
+    events(SA);
+    events(SB);
+    fill(SA);
+    fill(SB);
+    if (SA.closed && SB.closed && idleUntil < 0) idleUntil = t + 3000;
     if (idleUntil >= 0 && t >= idleUntil) break;
     if (t > cfg.maxSimMs) {
       errors.push("simulated time limit");
@@ -355,36 +363,44 @@ export function runTransfer(o = {}) {
       const info = (c, id) => (id < 0 ? null : Array.from({ length: 22 }, (_, k) => c.x.tcpInfo(id, k)));
       errors.push(
         "stuck: nothing scheduled " +
-          JSON.stringify({ a: info(A, connA), b: info(B, connB), blocked, refused: refused.length, sendOff, aClosing }),
+          JSON.stringify({ a: info(A, SA.conn), b: info(B, SB.conn), sentA: SA.sendOff, sentB: SB.sendOff }),
       );
       break;
     }
     t = Math.max(t, next);
   }
-  const sent = hashOut.digest("hex");
-  const got = hashIn.digest("hex");
+  const sent = SA.hashOut.digest("hex");
+  const got = SB.hashIn.digest("hex");
   const res = {
     ok: false,
     cfg,
-    sentBytes: sendOff,
-    recvBytes,
+    sentBytes: SA.sendOff,
+    recvBytes: SB.recvBytes,
     sentHash: sent,
     recvHash: got,
+    reverse: {
+      sentBytes: SB.sendOff,
+      recvBytes: SA.recvBytes,
+      sentHash: SB.hashOut.digest("hex"),
+      recvHash: SA.hashIn.digest("hex"),
+    },
     simMs: t,
     wallMs: Date.now() - wall,
     link: stats,
     errors,
-    closed: closedA && closedB,
+    closed: SA.closed && SB.closed,
     statsA: A.stats(),
     statsB: B.stats(),
     poolA: { check: A.check(), free: A.held(0), count: A.x.poolCount() },
     poolB: { check: B.check(), free: B.held(0), count: B.x.poolCount() },
     connsLeft: A.x.tcpConnCount() + B.x.tcpConnCount(),
   };
-  res.goodputMbps = (recvBytes * 8) / (t * 1000);
+  res.goodputMbps = (SB.recvBytes * 8) / (t * 1000);
   res.ok =
     sent === got &&
-    recvBytes === cfg.bytes &&
+    SB.recvBytes === cfg.bytes &&
+    res.reverse.sentHash === res.reverse.recvHash &&
+    SA.recvBytes === SB.toSend &&
     res.closed &&
     !errors.length &&
     res.poolA.check === 0 &&

@@ -3,6 +3,7 @@
 // otherwise. Build first: node native-host/build.mjs && npm run build:host
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { Pool, TapPort, reserveNicQueues, nic } from "../build/index.js";
 import { Netns, leftovers, netnsUnavailable } from "./lib/netns.mjs";
@@ -341,6 +342,48 @@ it("TAP: multi-queue: a second queue of the same device", () => {
     ns.cleanup();
     assert.is(pool.check().free, 1024);
     pool.close();
+  }
+});
+
+it("TAP under Deno: the same addon, woken through Deno's event loop, answers ping -c 5", () => {
+  const deno = new URL("../node_modules/.bin/deno", import.meta.url).pathname;
+  if (!fs.existsSync(deno)) assert.unreachable("deno is installed by npm install (devDependency)");
+  const ns = new Netns("tapdeno");
+  try {
+    const at = (rel) => JSON.stringify(new URL(rel, import.meta.url).href);
+    const script = `${scratchDir("tmpfs")}/deno-tap.mjs`;
+    fs.writeFileSync(
+      script,
+      `import { Pool, TapPort, reserveNicQueues } from ${at("../build/index.js")};
+import { Responder, serve } from ${at("./lib/frames.mjs")};
+import { spawnSync } from "node:child_process";
+const [ns, path] = Deno.args;
+let q;
+const pool = Pool.volatile({ buffers: 1024, configure: (c) => (q = reserveNicQueues(c)) });
+const tap = TapPort.open(pool, q, { name: "pmtap0", netns: path });
+spawnSync("ip", ["-n", ns, "addr", "add", "${KERNEL}/24", "dev", "pmtap0"]);
+spawnSync("ip", ["-n", ns, "link", "set", "pmtap0", "up"]);
+const stop = serve(tap, new Responder({ ip: "${US}", mac: "${MAC}" }));
+const ping = new Deno.Command("ip", { args: ["netns", "exec", ns, "ping", "-c", "5", "-i", "0.05", "-W", "2", "${US}"] });
+const out = new TextDecoder().decode((await ping.output()).stdout);
+stop();
+const polls = tap.stats().polls;
+tap.close();
+console.log("RESULT " + JSON.stringify({ out, polls, counts: pool.check() }));
+`,
+    );
+    const r = spawnSync(deno, ["run", "-A", "--no-prompt", script, ns.name, ns.path], {
+      encoding: "utf8",
+      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+      timeout: 60_000,
+    });
+    assert.is(r.status, 0, `deno exited ${r.status}: ${r.stderr}`);
+    const res = JSON.parse(r.stdout.split("RESULT ")[1]);
+    assert.match(res.out, /5 packets transmitted, 5 received/);
+    assert.ok(res.polls >= 5, `woken ${res.polls} times`);
+    assert.is(res.counts.free, res.counts.total);
+  } finally {
+    ns.cleanup();
   }
 });
 

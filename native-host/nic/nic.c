@@ -450,6 +450,8 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     }
   }
   napi_close_handle_scope(env, scope);
+  /* Re-arm: a no-op for libuv (the poll stays armed), needed where the loop's poll is one-shot. */
+  if (n->poll == h && !n->closed) uv_poll_start(h, n->poll_events, on_poll);
 }
 
 /* pollStart(handle, callback, writable?): calls callback(events) from the event loop whenever the
@@ -482,7 +484,8 @@ static napi_value nic_poll_start(napi_env env, napi_callback_info info) {
   CHECK(napi_async_init(env, NULL, name, &n->actx));
   CHECK(napi_create_reference(env, argv[1], 1, &n->cb_ref));
   CHECK(napi_create_reference(env, argv[0], 1, &n->self_ref));
-  e = uv_poll_start(p, UV_READABLE | (wr ? UV_WRITABLE : 0), on_poll);
+  n->poll_events = UV_READABLE | (wr ? UV_WRITABLE : 0);
+  e = uv_poll_start(p, n->poll_events, on_poll);
   if (e) {
     stop_poll(env, n);
     return nic_throw(env, uv_err_name(e), "pmstack: cannot poll %s: %s", n->ifname, uv_strerror(e));

@@ -63,6 +63,7 @@ typedef struct nic {
   /* readiness */
   napi_env env;
   uv_poll_t *poll;
+  int poll_events;
   napi_ref cb_ref, self_ref;
   napi_async_context actx;
 } nic_t;

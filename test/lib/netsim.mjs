@@ -418,3 +418,89 @@ function ringCount(core, r) {
 function ringSpace(core, r) {
   return core.dv.getUint32(r, true) + 1 - ringCount(core, r);
 }
+
+/**
+ * Rough wall-clock bulk transfer between two cores with a minimal host loop (frames copied
+ * straight from one memory into the other, no faults, no hashing; the payload is whatever
+ * the app buffers hold). Returns { bytes, wallMs, pollMs, gbpsWall, gbpsCore } where pollMs
+ * is the time spent inside stackPoll of both cores. For bench authors; not a test.
+ */
+export function bulkWall({ bytes = 1 << 30, seg = 1448, rcvbuf = 1 << 20, sndbuf = 1 << 20 } = {}) {
+  const common = { buffers: 8192, rcvbuf, sndbuf, nodes: 16384, mask: ip("255.255.255.0") };
+  const A = createCore({ ...common, mac: mac("02:00:00:00:00:0a"), ip: ip("198.18.0.10") });
+  const B = createCore({ ...common, mac: mac("02:00:00:00:00:0b"), ip: ip("198.18.0.11") });
+  A.arpAdd(B.ip, B.mac);
+  B.arpAdd(A.ip, A.mac);
+  const move = (from, to) => {
+    const x = from.x;
+    const fu8 = new Uint8Array(from.memory.buffer);
+    const tu8 = new Uint8Array(to.memory.buffer);
+    const fdv = new DataView(from.memory.buffer);
+    for (let s; (s = x.ringShift(from.rings.tx));) {
+      const buf = fdv.getUint32(s, true),
+        off = fdv.getUint16(s + 4, true),
+        len = fdv.getUint16(s + 6, true),
+        fl = fdv.getUint32(s + 12, true);
+      const b = to.x.bufAlloc(OWNER.NIC);
+      const a = x.bufAddress(buf) + off;
+      tu8.set(fu8.subarray(a, a + len), to.x.bufAddress(b) + 64);
+      to.x.ringPush(to.rings.rx, b, 64, len, 0, fl);
+      x.bufUnref(buf);
+    }
+  };
+  B.cmd(CMD.LISTEN, { off: 5001, len: 64 });
+  A.cmd(CMD.CONNECT, { buf: B.ip, off: 5001, conn: 1 });
+  let connA = -1,
+    connB = -1,
+    sent = 0,
+    recv = 0,
+    blocked = false,
+    t = 0,
+    poll = 0;
+  const refused = [];
+  const t0 = performance.now();
+  while (recv < bytes && t < 1e7) {
+    t += 0.01;
+    const p0 = performance.now();
+    A.x.stackPoll(t);
+    B.x.stackPoll(t);
+    poll += performance.now() - p0;
+    move(A, B);
+    move(B, A);
+    const adv = A.dv;
+    for (let s; (s = A.x.ringShift(A.rings.aout));) {
+      const code = (adv.getUint32(s + 12, true) >>> 8) & 255;
+      if (code === EV.CONNECTED) connA = adv.getUint32(s + 8, true);
+      else if (code === EV.SEND_REFUSED) {
+        blocked = true;
+        refused.push([adv.getUint32(s, true), adv.getUint16(s + 4, true), adv.getUint16(s + 6, true)]);
+      } else if (code === EV.WRITABLE) blocked = false;
+    }
+    const bdv = B.dv;
+    let got = 0;
+    for (let s; (s = B.x.ringShift(B.rings.aout));) {
+      const code = (bdv.getUint32(s + 12, true) >>> 8) & 255;
+      if (code === EV.ACCEPTED) connB = bdv.getUint32(s + 8, true);
+      else if (code === EV.DATA) {
+        got += bdv.getUint16(s + 6, true);
+        B.x.bufUnref(bdv.getUint32(s, true));
+      }
+    }
+    recv += got;
+    if (got) B.cmd(CMD.RECVD, { conn: connB, buf: got });
+    if (connA >= 0 && !blocked) {
+      while (refused.length) {
+        const [b, o, l] = refused.shift();
+        A.cmd(CMD.SEND, { conn: connA, buf: b, off: o, len: l });
+      }
+      for (let k = 0; k < 200 && sent < bytes; k++) {
+        const b = A.x.bufAlloc(OWNER.APP);
+        if (b < 0) break;
+        A.cmd(CMD.SEND, { conn: connA, buf: b, off: 128, len: seg });
+        sent += seg;
+      }
+    }
+  }
+  const wallMs = performance.now() - t0;
+  return { bytes: recv, wallMs, pollMs: poll, gbpsWall: (recv * 8) / wallMs / 1e6, gbpsCore: (recv * 8) / poll / 1e6 };
+}

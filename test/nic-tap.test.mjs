@@ -387,6 +387,57 @@ console.log("RESULT " + JSON.stringify({ out, polls, counts: pool.check() }));
   }
 });
 
+it("NIC addon: refuses bad arguments and bad ring entries instead of following them", () => {
+  const n = nic.nicNative();
+  const throwsCode = (fn, code) => {
+    let err;
+    try {
+      fn();
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err, `expected ${code}`);
+    assert.is(err.code, code, err.message);
+  };
+  const fake = { buffer: new ArrayBuffer(65536) };
+  throwsCode(() => n.tapOpen(fake, new Uint8Array(fake.buffer), 0, 1, "x", 1, null), "ERR_INVALID_ARG_TYPE");
+  const mem = new WebAssembly.Memory({ initial: 2 });
+  throwsCode(() => n.tapOpen(mem, new Uint8Array(65536), 0, 1, "x", 1, null), "EINVAL"); // not its buffer
+  throwsCode(() => n.tapOpen(mem, new Uint8Array(mem.buffer), 4096, 64, "x", 1, null), "EINVAL"); // region too big
+  throwsCode(() => n.tapOpen(mem, new Uint8Array(mem.buffer), 100, 1, "x", 1, null), "EINVAL"); // not page-aligned
+  throwsCode(() => n.rx({}, 0, 0, 0), "ERR_INVALID_ARG_TYPE");
+
+  const s = setup("tapbad");
+  try {
+    const h = s.tap.handle;
+    const q = s.tap.queues;
+    throwsCode(() => n.rx(h, 1 << 30, 0, q.fill), "EINVAL"); // ring outside the memory
+    throwsCode(() => n.rx(h, q.rxRing, 0, 1 << 30), "EINVAL"); // fill table outside
+    // A fill table naming a buffer past the pool: refused, nothing read.
+    const u32 = new Uint32Array(s.pool.core.memory.buffer);
+    u32[q.fill >>> 2] = 40;
+    u32.fill(s.pool.bufferCount + 5, (q.fill >>> 2) + 2, (q.fill >>> 2) + 42);
+    throwsCode(() => n.rx(h, q.rxRing, 0, q.fill), "EINVAL");
+    u32[q.fill >>> 2] = 0;
+    // A TX slot naming a buffer past the pool, or bytes past its end: dropped and counted.
+    const t = q.txRing >>> 2;
+    const slot = (q.txRing + 16 + (u32[t + 2] & u32[t]) * 16) >>> 2;
+    u32[slot] = s.pool.bufferCount + 1;
+    u32[slot + 1] = 60 << 16;
+    u32[slot + 2] = 0;
+    u32[slot + 3] = 0;
+    u32[t + 2]++;
+    assert.is(n.tx(h, q.txRing, 0, q.done), 0);
+    assert.is(s.tap.stats().txDropped, 1);
+    assert.is(u32[t + 1], u32[t + 2], "the bad slot was consumed");
+    assert.is(u32[q.done >>> 2], 0, "nothing to free for an index outside the pool");
+  } finally {
+    teardown(s);
+  }
+  throwsCode(() => s.tap.receive(), "ECLOSED");
+  throwsCode(() => n.rx(s.tap.handle, 0, 0, 0), "EBADF");
+});
+
 it("TAP: clean-up leaves no namespace, device or buffer behind", () => {
   const s = setup("tapclean");
   s.tap.receive(); // posts buffers

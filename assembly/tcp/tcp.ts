@@ -44,7 +44,8 @@ const TH_URG: u32 = 32;
 const TCP_HLEN: u32 = 20;
 const MAX_RTO: f64 = 60000;
 const MAX_RETRIES: u32 = 15;
-const MAX_SYN_RETRIES: u32 = 6;
+const MAX_SYN_RETRIES: u32 = 7; // SYN: retransmitted for more than 3 minutes (RFC 9293 3.8.3 R2)
+const MAX_SYNACK_RETRIES: u32 = 5; // half-open passive connections give up sooner
 const KA_PROBES: u32 = 9;
 const KA_INTVL: f64 = 75000;
 
@@ -1560,7 +1561,7 @@ function onRto(i: u32): void {
   count(C_TCP_RTO);
   t.retries++;
   if (t.state == ST_SYN_SENT || t.state == ST_SYN_RCVD) {
-    if (t.retries > MAX_SYN_RETRIES) {
+    if (t.retries > (t.state == ST_SYN_SENT ? MAX_SYN_RETRIES : MAX_SYNACK_RETRIES)) {
       count(C_TCP_SYN_RTX_DROP);
       finish(i, EV_RESET, R_TIMEOUT);
       return;

@@ -68,7 +68,7 @@ export const ipStr = (n) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 25
 export const mac = (s) => Uint8Array.from(s.split(":").map((h) => parseInt(h, 16)));
 export const BCAST = mac("ff:ff:ff:ff:ff:ff");
 
-const CFG = {
+export const CFG = {
   MAC: 0,
   IP: 8,
   MASK: 12,

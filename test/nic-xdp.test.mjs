@@ -213,6 +213,42 @@ it("AF_XDP: re-bind right after close (EBUSY retried), and ext4 refused with a c
   }
 });
 
+it("AF_XDP: a pool on the disk (ext4) through the anonymous-UMEM copy path: ping -c 10, copies counted", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmstack-xdp-"));
+  const ns = new Netns("xdpanon");
+  let pool;
+  let port;
+  try {
+    let q;
+    pool = Pool.create(`${dir}/p.pm`, { buffers: 2048, configure: (c) => (q = reserveNicQueues(c)) });
+    makeVeth(ns);
+    // On ext4 the pool cannot be the UMEM: "fallback" copies; on a tmpfs tmpdir force the copy path.
+    const copyUmem = pool.medium === "tmpfs" ? "always" : "fallback";
+    port = XdpPort.open(pool, q, { ifname: "pmvp0", netns: ns.path, copyUmem });
+    assert.is(port.info.umem, "anonymous");
+    assert.match(port.copies, /anonymous UMEM/);
+    assert.match(port.copies, /2 copies/);
+    const responder = new Responder({ ip: US, mac: MAC });
+    let n = 0;
+    const stop = serve(port, responder, { split: (p, r) => (r.bufs[0].length > 42 && n++ % 2 ? splitInTwo(p, r) : r) });
+    const r = await ns.spawn("ping", ["-c", "10", "-i", "0.02", "-W", "2", US]).done;
+    stop();
+    assert.match(r.stdout, /10 packets transmitted, 10 received/, r.stdout + r.stderr);
+    const st = port.stats();
+    assert.ok(st.rxCopiedBytes >= 10 * 98, `received frames were copied into PM (${st.rxCopiedBytes} bytes)`);
+    assert.ok(st.txCopiedBytes >= 10 * 98, `sent frames were copied out of PM (${st.txCopiedBytes} bytes)`);
+  } finally {
+    port?.close();
+    ns.cleanup();
+    if (pool) {
+      const c = pool.check();
+      pool.close();
+      assert.is(c.free, c.total, "no buffer leaked");
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 it("AF_XDP: clean-up leaves no namespace, device, program or buffer behind", () => {
   assert.equal(leftovers(), { netns: [], links: [] });
 });

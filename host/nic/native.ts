@@ -27,6 +27,10 @@ export const TAP_NO_USO = 8;
 /** xdpOpen flags. */
 export const XDP_FORCE_SKB = 1;
 export const XDP_FORCE_COPY = 2;
+/** If the pool cannot be the UMEM (ext4, fsdax: EFAULT), copy through an anonymous UMEM. */
+export const XDP_UMEM_FALLBACK = 4;
+/** Always copy through an anonymous UMEM. */
+export const XDP_UMEM_ANON = 8;
 
 export interface NicInfo {
   kind: "tap" | "xdp";
@@ -45,6 +49,8 @@ export interface NicInfo {
   queue?: number;
   /** How many times bind() met EBUSY (a previous socket's UMEM still being torn down) and retried. */
   bindRetries?: number;
+  /** "pool": the UMEM is the pool's buffer region; "anonymous": frames are copied through anonymous memory. */
+  umem?: "pool" | "anonymous";
 }
 
 export interface NicStats {
@@ -65,6 +71,7 @@ export interface NicStats {
   txErrors: number;
   txDropped: number;
   txCopiedBytes: number;
+  rxCopiedBytes: number;
   kicks: number;
   wakeups: number;
   polls: number;

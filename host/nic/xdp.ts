@@ -2,7 +2,7 @@
 // device, with the addon's 5-instruction XDP program redirecting that queue to it (docs/nic.md).
 
 import type { Pool } from "../pool.js";
-import { XDP_FORCE_COPY, XDP_FORCE_SKB } from "./native.js";
+import { XDP_FORCE_COPY, XDP_FORCE_SKB, XDP_UMEM_ANON, XDP_UMEM_FALLBACK } from "./native.js";
 import { NicPort, type NicQueues } from "./port.js";
 
 export interface XdpOptions {
@@ -18,6 +18,12 @@ export interface XdpOptions {
   skbMode?: boolean;
   /** Bind in copy mode instead of trying zero copy first. */
   copyMode?: boolean;
+  /**
+   * Where the UMEM is: "never" (default) = the pool itself, and a pool whose pages cannot be
+   * pinned (ext4, fsdax) is refused with EUMEM; "fallback" = then copy every frame through an
+   * anonymous UMEM (one more copy each way); "always" = always that copy path.
+   */
+  copyUmem?: "never" | "fallback" | "always";
   /** Buffers kept posted (default: the fill table's capacity). */
   fill?: number;
 }
@@ -25,7 +31,11 @@ export interface XdpOptions {
 export class XdpPort extends NicPort {
   static open(pool: Pool, queues: NicQueues, opts: XdpOptions): XdpPort {
     const m = NicPort.memoryArgs(pool);
-    const flags = (opts.skbMode ? XDP_FORCE_SKB : 0) | (opts.copyMode ? XDP_FORCE_COPY : 0);
+    const umem = opts.copyUmem ?? "never";
+    const flags =
+      (opts.skbMode ? XDP_FORCE_SKB : 0) |
+      (opts.copyMode ? XDP_FORCE_COPY : 0) |
+      (umem === "fallback" ? XDP_UMEM_FALLBACK : umem === "always" ? XDP_UMEM_ANON : 0);
     const h = m.nat.xdpOpen(
       m.memory,
       m.view,

@@ -402,6 +402,7 @@ static napi_value nic_stats_fn(napi_env env, napi_callback_info info) {
   SETNUM(o, "txErrors", s->tx_errors);
   SETNUM(o, "txDropped", s->tx_dropped);
   SETNUM(o, "txCopiedBytes", s->tx_copied_bytes);
+  SETNUM(o, "rxCopiedBytes", s->rx_copied_bytes);
   SETNUM(o, "kicks", s->kicks);
   SETNUM(o, "wakeups", s->wakeups);
   SETNUM(o, "polls", s->polls);

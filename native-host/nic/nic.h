@@ -36,7 +36,7 @@ enum { NIC_TAP = 1, NIC_XDP = 2 };
 
 typedef struct {
   uint64_t syscalls, rx_calls, tx_calls, rx_frames, rx_slots, rx_bytes, tx_frames, tx_slots, tx_bytes;
-  uint64_t rx_eagain, rx_no_room, rx_errors, rx_bad, tx_eagain, tx_errors, tx_dropped, tx_copied_bytes, kicks,
+  uint64_t rx_eagain, rx_no_room, rx_errors, rx_bad, tx_eagain, tx_errors, tx_dropped, tx_copied_bytes, rx_copied_bytes, kicks,
       wakeups, polls;
 } nic_stats;
 

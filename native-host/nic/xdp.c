@@ -42,6 +42,11 @@ struct xdp_state {
   uint32_t ring_size, queue, bind_retries;
   const char *mode, *bind;
   uint8_t *held; /* bitmap: buffers the kernel holds (FILL/RX or TX/COMPLETION) */
+  /* Copy path for media whose pages cannot be pinned: an anonymous UMEM of chunks. */
+  uint8_t *anon;
+  size_t anon_len;
+  uint32_t *chunks, nchunks, nfree; /* free chunk stack */
+  uint64_t umem_copies;
 };
 
 static long sys_bpf(int cmd, union bpf_attr *a) { return syscall(__NR_bpf, cmd, a, sizeof *a); }
@@ -97,21 +102,43 @@ int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_
   n->fd = fd;
 
   struct xdp_umem_reg mr = {0};
-  mr.addr = (uint64_t)(uintptr_t)(n->base + n->buf_base);
-  mr.len = (uint64_t)n->buf_count << BUF_SHIFT;
   mr.chunk_size = BUF_SIZE;
   mr.headroom = 0;
-  if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &mr, sizeof mr)) {
-    int e = errno;
+  int e = 0;
+  if (!(flags & 8)) {
+    mr.addr = (uint64_t)(uintptr_t)(n->base + n->buf_base);
+    mr.len = (uint64_t)n->buf_count << BUF_SHIFT;
+    if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &mr, sizeof mr)) e = errno;
+  }
+  if (e && !((flags & 4) && (e == EFAULT || e == EOPNOTSUPP))) {
     nic_leave_netns(saved);
     if (e == EFAULT || e == EOPNOTSUPP)
       return nic_throw(env, "EUMEM",
                        "pmstack: AF_XDP cannot use the PM pool on %s as its UMEM: the kernel refused to pin its pages "
                        "(XDP_UMEM_REG: %s). File pages on ext4/xfs/fsdax cannot be pinned long-term for writing; "
-                       "put the pool on tmpfs (/dev/shm), memfd or devdax, or use the TAP backend",
+                       "put the pool on tmpfs (/dev/shm), memfd or devdax, use the TAP backend, or allow the copy "
+                       "through an anonymous UMEM (copyUmem: 'fallback')",
                        *medium ? medium : "this medium", strerror(e)),
              -1;
     return nic_throw_sys(env, e, "pmstack: XDP_UMEM_REG of the PM pool on %s", *medium ? medium : "?"), -1;
+  }
+  if (e || (flags & 8)) {
+    /* Anonymous UMEM: one chunk per FILL and per TX ring entry. Frames are copied between it and
+     * the PM buffers (named in docs/nic.md). */
+    x->nchunks = 2 * ring_size;
+    x->anon_len = (size_t)x->nchunks * BUF_SIZE;
+    x->anon = mmap(NULL, x->anon_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (x->anon == MAP_FAILED) {
+      x->anon = NULL;
+      return FAIL(errno, "pmstack: anonymous UMEM of %zu bytes", x->anon_len);
+    }
+    x->chunks = malloc(sizeof(uint32_t) * x->nchunks);
+    if (!x->chunks) return FAIL(ENOMEM, "pmstack: anonymous UMEM");
+    for (uint32_t c = 0; c < x->nchunks; c++) x->chunks[c] = x->nchunks - 1 - c;
+    x->nfree = x->nchunks;
+    mr.addr = (uint64_t)(uintptr_t)x->anon;
+    mr.len = x->anon_len;
+    if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &mr, sizeof mr)) return FAIL(errno, "pmstack: XDP_UMEM_REG (anonymous)");
   }
   uint32_t rs = ring_size;
   if (setsockopt(fd, SOL_XDP, XDP_UMEM_FILL_RING, &rs, 4) || setsockopt(fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &rs, 4) ||
@@ -120,7 +147,6 @@ int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_
   struct xdp_mmap_offsets off;
   socklen_t ol = sizeof off;
   if (getsockopt(fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &ol)) return FAIL(errno, "pmstack: XDP_MMAP_OFFSETS");
-  int e;
   if ((e = map_ring(fd, &x->fill, &off.fr, rs, 8, XDP_UMEM_PGOFF_FILL_RING)) ||
       (e = map_ring(fd, &x->comp, &off.cr, rs, 8, XDP_UMEM_PGOFF_COMPLETION_RING)) ||
       (e = map_ring(fd, &x->rx, &off.rx, rs, sizeof(struct xdp_desc), XDP_PGOFF_RX_RING)) ||
@@ -215,13 +241,20 @@ int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_
   nic_leave_netns(saved);
   if (x->link_fd < 0)
     return nic_throw_sys(env, e, "pmstack: cannot attach the XDP program to %s (BPF_LINK_CREATE, drv and skb mode)", ifname), -1;
-  snprintf(n->copies, sizeof n->copies,
-           "AF_XDP %s queue %u, %s mode, %s: %s; no copy after that. Send: %s. Chains of several buffers are "
-           "linearized into their first buffer before sending (a copy: AF_XDP takes one buffer per frame here).",
-           ifname, queue, x->mode, zc ? "zero copy" : "copy mode",
-           zc ? "the NIC writes each frame into its PM buffer by DMA (the UMEM is the pool)"
-              : "the kernel copies each frame into its PM buffer (the UMEM is the pool)",
-           zc ? "the NIC reads the PM buffer by DMA" : "the kernel copies each frame out of its PM buffer");
+  if (x->anon)
+    snprintf(n->copies, sizeof n->copies,
+             "AF_XDP %s queue %u, %s mode, %s through an anonymous UMEM (the PM pool on %s cannot be its UMEM): the "
+             "kernel copies each frame into a UMEM chunk and pmstack copies it into its PM buffer (2 copies); send: "
+             "pmstack copies (and linearizes) the frame into a UMEM chunk, the kernel copies it out (2 copies).",
+             ifname, queue, x->mode, zc ? "zero copy" : "copy mode", *medium ? medium : "this medium");
+  else
+    snprintf(n->copies, sizeof n->copies,
+             "AF_XDP %s queue %u, %s mode, %s: %s; no copy after that. Send: %s. Chains of several buffers are "
+             "linearized into their first buffer before sending (a copy: AF_XDP takes one buffer per frame here).",
+             ifname, queue, x->mode, zc ? "zero copy" : "copy mode",
+             zc ? "the NIC writes each frame into its PM buffer by DMA (the UMEM is the pool)"
+                : "the kernel copies each frame into its PM buffer (the UMEM is the pool)",
+             zc ? "the NIC reads the PM buffer by DMA" : "the kernel copies each frame out of its PM buffer");
   return 0;
 }
 
@@ -234,7 +267,9 @@ napi_value xdp_info(napi_env env, nic_t *n, napi_value o) {
       napi_set_named_property(env, o, "bind", v) != napi_ok || napi_create_uint32(env, x->ring_size, &v) != napi_ok ||
       napi_set_named_property(env, o, "ringSize", v) != napi_ok || napi_create_uint32(env, x->queue, &v) != napi_ok ||
       napi_set_named_property(env, o, "queue", v) != napi_ok || napi_create_uint32(env, x->bind_retries, &v) != napi_ok ||
-      napi_set_named_property(env, o, "bindRetries", v) != napi_ok)
+      napi_set_named_property(env, o, "bindRetries", v) != napi_ok ||
+      napi_create_string_utf8(env, x->anon ? "anonymous" : "pool", NAPI_AUTO_LENGTH, &v) != napi_ok ||
+      napi_set_named_property(env, o, "umem", v) != napi_ok)
     return NULL;
   return o;
 }
@@ -253,12 +288,37 @@ uint32_t xdp_rx(nic_t *n, ring_t *r, table_t *fill, int *err) {
     struct xdp_desc *d = (struct xdp_desc *)x->rx.desc + (cons & x->rx.mask);
     uint64_t addr = d->addr;
     uint32_t idx = (uint32_t)(addr >> BUF_SHIFT), off = addr & (BUF_SIZE - 1), len = d->len;
-    cons++;
-    if (idx >= n->buf_count || off + len > BUF_SIZE) {
-      n->st.rx_bad++;
-      continue;
+    if (x->anon) {
+      /* Copy path: the frame is in an anonymous UMEM chunk; copy it into a PM buffer. */
+      uint32_t chunk = idx;
+      if (chunk >= x->nchunks || off + len > BUF_SIZE) {
+        cons++;
+        n->st.rx_bad++;
+        continue;
+      }
+      if (*fill->count == 0) {
+        n->st.rx_no_room++;
+        break;
+      }
+      idx = fill->e[*fill->count - 1];
+      if (idx >= n->buf_count) {
+        *err = EINVAL;
+        n->st.rx_bad++;
+        break;
+      }
+      (*fill->count)--;
+      memcpy(nic_buf(n, idx) + off, x->anon + ((size_t)chunk << BUF_SHIFT) + off, len);
+      n->st.rx_copied_bytes += len;
+      x->chunks[x->nfree++] = chunk;
+      cons++;
+    } else {
+      cons++;
+      if (idx >= n->buf_count || off + len > BUF_SIZE) {
+        n->st.rx_bad++;
+        continue;
+      }
+      held_clr(x, idx);
     }
-    held_clr(x, idx);
     uint8_t *s = slot_at(r, tail);
     uint16_t o16 = off, l16 = len;
     uint32_t zero = 0;
@@ -279,7 +339,14 @@ uint32_t xdp_rx(nic_t *n, ring_t *r, table_t *fill, int *err) {
   /* 2. fill table -> FILL ring */
   uint32_t fprod = *x->fill.prod, fcons = __atomic_load_n(x->fill.cons, __ATOMIC_ACQUIRE);
   uint32_t room = x->fill.size - (fprod - fcons), have = *fill->count, k = 0;
-  while (k < room && have > 0) {
+  if (x->anon) {
+    while (k < room && x->nfree > 0) {
+      ((uint64_t *)x->fill.desc)[(fprod + k) & x->fill.mask] = (uint64_t)x->chunks[--x->nfree] << BUF_SHIFT;
+      k++;
+    }
+    have = 0; /* nothing more to post: the fill table's buffers stay with the host until a copy */
+  }
+  while (!x->anon && k < room && have > 0) {
     uint32_t idx = fill->e[have - 1];
     if (idx >= n->buf_count) {
       *err = EINVAL;
@@ -291,7 +358,7 @@ uint32_t xdp_rx(nic_t *n, ring_t *r, table_t *fill, int *err) {
     held_set(x, idx);
     k++;
   }
-  *fill->count = have;
+  if (!x->anon) *fill->count = have;
   if (k) __atomic_store_n(x->fill.prod, fprod + k, __ATOMIC_RELEASE);
   if (__atomic_load_n(x->fill.flags, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP) {
     recvfrom(n->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
@@ -308,7 +375,9 @@ static uint32_t reap(nic_t *n, table_t *done) {
     uint64_t addr = ((uint64_t *)x->comp.desc)[cons & x->comp.mask];
     uint32_t idx = (uint32_t)(addr >> BUF_SHIFT);
     cons++;
-    if (idx < n->buf_count) {
+    if (x->anon) {
+      if (idx < x->nchunks) x->chunks[x->nfree++] = idx;
+    } else if (idx < n->buf_count) {
       held_clr(x, idx);
       done->e[(*done->count)++] = idx;
       k++;
@@ -351,6 +420,36 @@ uint32_t xdp_tx(nic_t *n, ring_t *r, table_t *done, int *err) {
     if (!complete) bad = 1;
     if (done->cap - *done->count < k) break;
     if (!bad && total > BUF_SIZE) bad = 1; /* no multi-buffer frames on this path: drop */
+    if (!bad && x->anon) {
+      /* Copy path: copy (and linearize) the frame into a free UMEM chunk; every PM buffer completes now. */
+      if (x->nfree == 0) break;
+      uint32_t chunk = x->chunks[--x->nfree];
+      uint8_t *dst = x->anon + ((size_t)chunk << BUF_SHIFT);
+      size_t at = 0;
+      for (uint32_t j = 0; j < k; j++) {
+        uint8_t *s = slot_at(r, head + j);
+        uint32_t buf;
+        uint16_t off, len;
+        memcpy(&buf, s, 4);
+        memcpy(&off, s + 4, 2);
+        memcpy(&len, s + 6, 2);
+        memcpy(dst + at, nic_buf(n, buf) + off, len);
+        at += len;
+        done->e[(*done->count)++] = buf;
+      }
+      n->st.tx_copied_bytes += total;
+      struct xdp_desc *d = (struct xdp_desc *)x->tx.desc + ((tprod + pushed) & x->tx.mask);
+      d->addr = (uint64_t)chunk << BUF_SHIFT;
+      d->len = (uint32_t)total;
+      d->options = 0;
+      pushed++;
+      frames++;
+      n->st.tx_frames++;
+      n->st.tx_slots += k;
+      n->st.tx_bytes += total;
+      head += k;
+      continue;
+    }
     if (!bad && k > 1) {
       /* Linearize the chain into its first buffer: a copy (named in docs/nic.md). */
       uint8_t *b0 = nic_buf(n, idx0);
@@ -430,11 +529,16 @@ void xdp_close(nic_t *n) {
   if (x->prog_fd >= 0) close(x->prog_fd);
   if (x->map_fd >= 0) close(x->map_fd);
   x->link_fd = x->prog_fd = x->map_fd = -1;
+  if (n->fd >= 0) close(n->fd); /* releases the UMEM (the kernel unpins it) */
+  n->fd = -1;
   xring *rs[4] = {&x->fill, &x->comp, &x->rx, &x->tx};
   for (int i = 0; i < 4; i++)
     if (rs[i]->map) munmap(rs[i]->map, rs[i]->map_len), rs[i]->map = NULL;
   free(x->held);
   x->held = NULL;
+  free(x->chunks);
+  x->chunks = NULL;
+  if (x->anon) munmap(x->anon, x->anon_len);
   n->x = NULL;
   free(x);
 }

@@ -271,6 +271,35 @@ test("ARP cache entries expire", () => {
   clean(core);
 });
 
+test("an entry in use is refreshed by a unicast request before it expires, without queuing", () => {
+  const core = fresh({ arpTtl: 10000 });
+  core.inject(arpFrame(core, { op: 1, sha: PEER_MAC, spa: PEER_IP, tpa: ME }));
+  core.poll(0);
+  core.tx();
+  const h = bindUdp(core, 7000);
+  udpSendCmd(core, h, PEER_IP, 9, text("early"));
+  core.poll(4000);
+  assert.equal(
+    core.tx().map((f) => parseFrame(f).udp?.dport),
+    [9],
+    "far from expiry: no request",
+  );
+  udpSendCmd(core, h, PEER_IP, 9, text("late"));
+  core.poll(6000);
+  const f = core.tx().map(parseFrame);
+  assert.is(f.length, 2);
+  assert.is(str(f[0].udp.payload), "late", "sent at once with the old entry");
+  assert.is(f[1].arp.op, 1);
+  assert.equal([...f[1].eth.dst], [...PEER_MAC], "unicast refresh");
+  core.inject(arpFrame(core, { op: 2, sha: PEER_MAC, spa: PEER_IP, tha: core.mac, tpa: ME }, core.mac));
+  core.poll(6010);
+  core.poll(12000);
+  assert.is(core.x.stackArpLookup(PEER_IP), 1, "the reply extended the entry to 16 s");
+  core.poll(16011);
+  assert.is(core.x.stackArpLookup(PEER_IP), 0);
+  clean(core);
+});
+
 test("gratuitous ARP updates an existing entry (merge) but creates none", () => {
   const core = fresh();
   const NEW = mac("02:00:00:00:00:aa");

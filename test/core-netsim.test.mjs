@@ -101,6 +101,13 @@ test("netsim: 60 seeds of a harsher mix, half of them both ways, timestamps on a
   }
 });
 
+test("netsim: 50 connections at once, both directions, loss 3% + reordering, 256 KiB each way each", () => {
+  const r = runTransfer({ seed: 5, conns: 50, bytes: 256 << 10, bidir: true, loss: 0.03, reorder: 0.03, jitter: 2 });
+  assert.is(r.flows, 50);
+  assert.ok(r.flowsOk, "every flow byte-exact both ways");
+  check(r);
+});
+
 test("netsim is deterministic: same seed, same outcome", () => {
   const a = runTransfer({ seed: 9, bytes: 2 * MiB, loss: 0.03, reorder: 0.03, jitter: 2 });
   const b = runTransfer({ seed: 9, bytes: 2 * MiB, loss: 0.03, reorder: 0.03, jitter: 2 });

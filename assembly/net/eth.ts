@@ -190,8 +190,19 @@ export function ethOutput(hop: u32, type: u32, conn: u32): void {
   }
   let i = arpFind(hop);
   if (i >= 0 && load<u8>(ae(<u32>i) + 10) == AS_OK) {
-    if (load<f64>(ae(<u32>i) + 16) > now) {
-      memory.copy(h, ae(<u32>i) + 4, 6);
+    const e = ae(<u32>i);
+    const exp = load<f64>(e + 16);
+    if (exp > now) {
+      memory.copy(h, e + 4, 6);
+      // an entry in use and about to expire is refreshed by a unicast request while it is
+      // still used, so traffic never stalls behind a new resolution (at most one a second)
+      const refreshAt = exp - 5000;
+      if (now >= refreshAt && load<f64>(e + 24) <= now) {
+        store<f64>(e + 24, now + 1000);
+        txPush(conn);
+        arpSend(1, 0, hop, e + 4);
+        return;
+      }
       txPush(conn);
       return;
     }

@@ -240,11 +240,16 @@ export function runTransfer(o = {}) {
     hashOut: createHash("sha256"),
     hashIn: createHash("sha256"),
   });
-  const SA = side(A, "A", cfg.bytes, 0);
-  const SB = side(B, "B", cfg.bidir ? cfg.bytes : 0, 7777);
+  // flows: one per connection and side; A's are made up front, B's on ACCEPTED
+  const nconn = cfg.conns ?? 1;
+  const flowsA = Array.from({ length: nconn }, (_, k) => side(A, "A" + k, cfg.bytes, 0));
+  const flowsB = [];
+  const byConn = [new Map(), new Map()];
+  const SA = flowsA[0];
+  let SB = null;
 
-  B.cmd(CMD.LISTEN, { off: 5001, len: 64, conn: 1 });
-  A.cmd(CMD.CONNECT, { buf: B.ip, off: 5001, len: 0, conn: 2 });
+  B.cmd(CMD.LISTEN, { off: 5001, len: Math.max(64, nconn), conn: 1 });
+  for (let k = 0; k < nconn; k++) A.cmd(CMD.CONNECT, { buf: B.ip, off: 5001, len: 0, conn: k });
 
   const fill = (S) => {
     const C = S.core;
@@ -258,6 +263,8 @@ export function runTransfer(o = {}) {
     let budget = 256;
     while (S.sendOff < S.toSend && budget-- > 0) {
       if (ringSpace(C, C.rings.ain) < 4) break;
+      // the app leaves a quarter of the pool to the stack (headers, ARP, received frames)
+      if (C.x.poolFreeCount() < C.x.poolCount() >> 2) break;
       const b = C.x.bufAlloc(OWNER.APP);
       if (b < 0) break;
       const len = Math.min(cfg.chunk, S.toSend - S.sendOff);
@@ -282,14 +289,34 @@ export function runTransfer(o = {}) {
     }
   };
 
-  const events = (S) => {
-    const C = S.core;
+  const events = (C) => {
+    const isA = C === A;
+    const map = byConn[isA ? 0 : 1];
+    const touched = new Set();
     for (let s; (s = C.x.ringShift(C.rings.aout));) {
       const dv = C.dv;
       const code = (dv.getUint32(s + 12, true) >>> 8) & 255,
         conn = dv.getUint32(s + 8, true);
-      if (code === EV.CONNECTED || code === EV.ACCEPTED) S.conn = conn;
-      else if (code === EV.SEND_REFUSED) {
+      let S = map.get(conn);
+      if (code === EV.CONNECTED && isA) {
+        S = flowsA[dv.getUint32(s, true)];
+        S.conn = conn;
+        S.port = dv.getUint16(s + 6, true);
+        S.base = S.port * 7919;
+        map.set(conn, S);
+      } else if (code === EV.ACCEPTED && !isA) {
+        S = side(B, "B" + flowsB.length, cfg.bidir ? cfg.bytes : 0, 0);
+        S.conn = conn;
+        S.port = dv.getUint16(s + 4, true);
+        S.base = S.port * 104729;
+        flowsB.push(S);
+        if (!SB) SB = S;
+        map.set(conn, S);
+      } else if (!S) {
+        if (code === EV.LISTENING) continue;
+        errors.push((isA ? "A" : "B") + " event " + code + " for unknown conn " + conn);
+        continue;
+      } else if (code === EV.SEND_REFUSED) {
         S.blocked = true;
         S.refused.push({ buf: dv.getUint32(s, true), off: dv.getUint16(s + 4, true), len: dv.getUint16(s + 6, true) });
       } else if (code === EV.WRITABLE) S.blocked = false;
@@ -305,13 +332,17 @@ export function runTransfer(o = {}) {
       } else if (code === EV.PEER_CLOSED) S.peerClosed = true;
       else if (code === EV.CLOSED) S.closed = true;
       else if (code === EV.RESET || code === EV.ERROR) errors.push(S.name + " event " + code);
+      touched.add(S);
     }
-    if (S.refused.length && S.closing) errors.push(S.name + " refused after close");
-    if (S.recvdPending > 0 && S.conn >= 0) {
-      C.cmd(CMD.RECVD, { conn: S.conn, buf: S.recvdPending });
-      S.recvdPending = 0;
+    for (const S of touched) {
+      if (S.refused.length && S.closing) errors.push(S.name + " refused after close");
+      if (S.recvdPending > 0 && S.conn >= 0) {
+        C.cmd(CMD.RECVD, { conn: S.conn, buf: S.recvdPending });
+        S.recvdPending = 0;
+      }
     }
   };
+  const allClosed = () => flowsA.every((f) => f.closed) && flowsB.length === nconn && flowsB.every((f) => f.closed);
 
   let t = 0,
     iter = 0,
@@ -345,11 +376,11 @@ export function runTransfer(o = {}) {
     const db = B.x.stackPoll(t);
     send(A, drainTx(A), t);
     send(B, drainTx(B), t);
-    events(SA);
-    events(SB);
-    fill(SA);
-    fill(SB);
-    if (SA.closed && SB.closed && idleUntil < 0) idleUntil = t + 3000;
+    events(A);
+    events(B);
+    for (const f of flowsA) fill(f);
+    for (const f of flowsB) fill(f);
+    if (allClosed() && idleUntil < 0) idleUntil = t + 3000;
     if (idleUntil >= 0 && t >= idleUntil) break;
     if (t > cfg.maxSimMs) {
       errors.push("simulated time limit");
@@ -363,44 +394,70 @@ export function runTransfer(o = {}) {
       const info = (c, id) => (id < 0 ? null : Array.from({ length: 22 }, (_, k) => c.x.tcpInfo(id, k)));
       errors.push(
         "stuck: nothing scheduled " +
-          JSON.stringify({ a: info(A, SA.conn), b: info(B, SB.conn), sentA: SA.sendOff, sentB: SB.sendOff }),
+          JSON.stringify({
+            a: info(A, SA.conn),
+            b: SB && info(B, SB.conn),
+            sentA: SA.sendOff,
+            sentB: SB && SB.sendOff,
+          }),
       );
       break;
     }
     t = Math.max(t, next);
   }
-  const sent = SA.hashOut.digest("hex");
-  const got = SB.hashIn.digest("hex");
+  // match flows by A's local port and compare both directions
+  let flowsOk = flowsB.length === nconn;
+  const perFlow = [];
+  for (const fa of flowsA) {
+    const fb = flowsB.find((f) => f.port === fa.port);
+    if (!fb) {
+      flowsOk = false;
+      continue;
+    }
+    const ab = [fa.hashOut.digest("hex"), fb.hashIn.digest("hex")];
+    const ba = [fb.hashOut.digest("hex"), fa.hashIn.digest("hex")];
+    const ok = ab[0] === ab[1] && ba[0] === ba[1] && fb.recvBytes === cfg.bytes && fa.recvBytes === fb.toSend;
+    if (!ok) flowsOk = false;
+    perFlow.push({
+      port: fa.port,
+      ok,
+      sentHash: ab[0],
+      recvHash: ab[1],
+      recvBytes: fb.recvBytes,
+      reverse: { sentHash: ba[0], recvHash: ba[1], sentBytes: fb.sendOff, recvBytes: fa.recvBytes },
+    });
+  }
+  const f0 = perFlow[0] ?? {
+    sentHash: "",
+    recvHash: "-",
+    recvBytes: 0,
+    reverse: { sentHash: "", recvHash: "-", sentBytes: 0, recvBytes: 0 },
+  };
+  const recvTotal = flowsB.reduce((a, f) => a + f.recvBytes, 0);
   const res = {
     ok: false,
     cfg,
     sentBytes: SA.sendOff,
-    recvBytes: SB.recvBytes,
-    sentHash: sent,
-    recvHash: got,
-    reverse: {
-      sentBytes: SB.sendOff,
-      recvBytes: SA.recvBytes,
-      sentHash: SB.hashOut.digest("hex"),
-      recvHash: SA.hashIn.digest("hex"),
-    },
+    recvBytes: f0.recvBytes,
+    sentHash: f0.sentHash,
+    recvHash: f0.recvHash,
+    reverse: f0.reverse,
+    flows: perFlow.length,
+    flowsOk,
     simMs: t,
     wallMs: Date.now() - wall,
     link: stats,
     errors,
-    closed: SA.closed && SB.closed,
+    closed: allClosed(),
     statsA: A.stats(),
     statsB: B.stats(),
     poolA: { check: A.check(), free: A.held(0), count: A.x.poolCount() },
     poolB: { check: B.check(), free: B.held(0), count: B.x.poolCount() },
     connsLeft: A.x.tcpConnCount() + B.x.tcpConnCount(),
   };
-  res.goodputMbps = (SB.recvBytes * 8) / (t * 1000);
+  res.goodputMbps = (recvTotal * 8) / (t * 1000);
   res.ok =
-    sent === got &&
-    SB.recvBytes === cfg.bytes &&
-    res.reverse.sentHash === res.reverse.recvHash &&
-    SA.recvBytes === SB.toSend &&
+    flowsOk &&
     res.closed &&
     !errors.length &&
     res.poolA.check === 0 &&

@@ -36,3 +36,5 @@ export * as nic from "./nic/native.js";
 export { Stack, parseIPv4, formatIPv4 } from "./stack.js";
 export type { StackConfig, StackOptions, StackEvent, ConnectionInfo } from "./stack.js";
 export { COUNTERS as STACK_COUNTERS, TCP_STATES } from "./stack-abi.js";
+export { NicLoop } from "./loop.js";
+export type { LoopOptions, LoopStats } from "./loop.js";

@@ -49,6 +49,8 @@ export interface StackConfig {
 export interface StackOptions extends StackConfig {
   /** Where the buffers live: a PM file (created if missing) or, without a path, volatile memory. */
   pool: { path?: string; buffers: number; mode?: CreateOptions["mode"]; shared?: boolean; metaBytes?: number };
+  /** Runs after the stack's set-up, before the arena is sealed: reserve NIC queues here. */
+  configure?: (core: CoreInstance) => void;
 }
 
 /**
@@ -129,7 +131,10 @@ export class Stack {
     const mac = parseMac(opts.mac);
     const [addr, prefix] = (opts.ip ?? "0.0.0.0/0").split("/");
     const ip = parseIPv4(addr!);
-    const configure = (core: CoreInstance) => Stack.#configure(core, opts, mac, ip, Number(prefix ?? 32));
+    const configure = (core: CoreInstance) => {
+      Stack.#configure(core, opts, mac, ip, Number(prefix ?? 32));
+      opts.configure?.(core);
+    };
     const p = opts.pool;
     const pool = p.path
       ? Pool.openOrCreate(p.path, {

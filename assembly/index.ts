@@ -49,7 +49,7 @@ export function nameUnpackLength(n: u64): u32 {
 // --- stack exports ---
 export {
   stackConfig, stackScratch, stackInit, stackRing, stackStats, stackStatCount, stackSetAddr, stackAnnounce,
-  stackArpAdd, stackArpLookup, stackPoll,
+  stackArpAdd, stackArpLookup, stackPoll, stackFragHeld,
 } from "./stack";
 export { csumTest } from "./net/csum";
 export { tcpState, tcpInfo, tcpConnCount, tcpNodesUsed } from "./tcp/tcp";

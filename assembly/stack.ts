@@ -16,6 +16,7 @@ import {
 import { ethInit, arpInput, arpTimers, arpAnnounce, arpAdd, arpLookup, ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IP4 } from "./net/eth";
 import { ip4Input, setRxCsumOk } from "./net/ip4";
 import { udpInit, udpBind, udpUnbind, udpSend } from "./net/udp";
+import { fragInit, fragTimers, fragHeld } from "./net/frag";
 import {
   tcpInit, tcpTimers, tcpSend, tcpClose, tcpAbort, tcpListen, tcpUnlisten, tcpConnect, tcpRecvd, tcpSetopt, tcpFlush,
 } from "./tcp/tcp";
@@ -70,6 +71,8 @@ export function stackInit(): i32 {
   if (r < 0) return r;
   r = udpInit();
   if (r < 0) return r;
+  r = fragInit();
+  if (r < 0) return r;
   r = tcpInit();
   if (r < 0) return r;
   const rx = ringCreate(ringLog2(CFG_RX_LOG2));
@@ -114,6 +117,10 @@ export function stackAnnounce(): void {
 /** Static ARP entry; the MAC is 6 bytes at memory offset `mac` (e.g. in the scratch area). */
 export function stackArpAdd(ip: u32, mac: usize): void {
   arpAdd(ip, mac);
+}
+/** Fragments held in IPv4 reassembly (tests). */
+export function stackFragHeld(): u32 {
+  return fragHeld();
 }
 export function stackArpLookup(ip: u32): i32 {
   return arpLookup(ip);
@@ -274,6 +281,8 @@ export function stackPoll(t: f64): f64 {
   if (f < next) next = f;
   const a = arpTimers();
   if (a < next) next = a;
+  const fr = fragTimers();
+  if (fr < next) next = fr;
   if (!done || ringCount(ainRing) > 0) next = t;
   return next;
 }

@@ -414,15 +414,143 @@ test("IPv4 options are skipped", () => {
   clean(core);
 });
 
-test("fragments are dropped and counted (no reassembly)", () => {
+/** Splits an IPv4 datagram's payload into fragments of `size` bytes (multiple of 8). */
+function fragments(core, proto, payload, size, { id = 77, order } = {}) {
+  const frames = [];
+  for (let o = 0; o < payload.length; o += size) {
+    const more = o + size < payload.length;
+    frames.push(
+      ipFrame(core, { proto, payload: payload.subarray(o, o + size), id, frag: (more ? 0x2000 : 0) | (o >> 3) }),
+    );
+  }
+  return order ? order.map((k) => frames[k]) : frames;
+}
+const udpDatagram = (n, dport = 53) =>
+  udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport, payload: Uint8Array.from({ length: n }, (_, i) => (i * 7) & 255) });
+
+test("fragments are reassembled by reference and delivered as one datagram", () => {
   const core = fresh();
   bindUdp(core, 53);
-  const u = udpPkt({ src: PEER_IP, dst: ME, sport: 1, dport: 53, payload: text("frag") });
-  core.inject(ipFrame(core, { proto: 17, payload: u, frag: 0x2000 }));
-  core.inject(ipFrame(core, { proto: 17, payload: u, frag: 0x0010 }));
+  const u = udpDatagram(3000);
+  core.keepBuffers = true;
+  for (const f of fragments(core, 17, u, 1200)) core.inject(f);
   core.poll(1);
+  const ev = core.takeEvents().filter((e) => e.code === EV.UDP);
+  assert.is(ev.length, 3, "one event per fragment, no copy");
+  assert.equal(
+    ev.map((e) => e.more),
+    [true, true, false],
+  );
+  assert.equal(Uint8Array.from(ev.flatMap((e) => [...e.data])), u.subarray(8));
+  assert.is(core.stat("IP_REASM_OK"), 1);
+  for (const e of ev) core.x.bufUnref(e.buf);
+  assert.is(core.x.stackFragHeld(), 0);
+  clean(core);
+});
+
+test("fragments in any order are reassembled; an exact duplicate is ignored", () => {
+  const core = fresh();
+  bindUdp(core, 53);
+  const u = udpDatagram(2500);
+  for (const f of fragments(core, 17, u, 800, { order: [3, 1, 1, 0, 2] })) core.inject(f);
+  core.poll(1);
+  const ev = core.takeEvents().filter((e) => e.code === EV.UDP);
+  assert.equal(Uint8Array.from(ev.flatMap((e) => [...e.data])), u.subarray(8));
+  clean(core);
+});
+
+test("overlapping fragments drop the whole datagram", () => {
+  const core = fresh();
+  bindUdp(core, 53);
+  const u = udpDatagram(2000);
+  const [a, b] = fragments(core, 17, u, 1000);
+  core.inject(a);
+  core.inject(ipFrame(core, { proto: 17, payload: u.subarray(992, 1496), id: 77, frag: 0x2000 | (992 >> 3) }));
+  core.inject(b);
+  core.poll(1);
+  assert.is(core.takeEvents().filter((e) => e.code === EV.UDP).length, 0);
+  assert.is(core.stat("IP_REASM_DROP"), 1);
+  assert.is(core.x.stackFragHeld(), 1, "only the fragment after the drop is held");
+  core.poll(40000);
+  assert.is(core.stat("IP_REASM_TIMEOUT"), 1);
+  clean(core);
+});
+
+test("an incomplete datagram times out after 30 s and its buffers are freed", () => {
+  const core = fresh();
+  bindUdp(core, 53);
+  const [a] = fragments(core, 17, udpDatagram(2000), 1000);
+  core.inject(a);
+  const dl = core.poll(5);
+  assert.is(dl, 30005);
+  assert.is(core.held(OWNER.STACK), 1);
+  core.poll(30004);
+  assert.is(core.stat("IP_REASM_TIMEOUT"), 0);
+  core.poll(30005);
+  assert.is(core.stat("IP_REASM_TIMEOUT"), 1);
+  clean(core);
+});
+
+test("reassembly limits: busy slots, too many fragments, bad lengths, beyond 64 KiB", () => {
+  const core = fresh({ fragSlots: 2 });
+  bindUdp(core, 53);
+  for (const id of [1, 2, 3]) core.inject(fragments(core, 17, udpDatagram(2000), 1000, { id })[0]);
+  core.poll(1);
+  assert.is(core.stat("IP_REASM_DROP"), 1, "third datagram: no slot");
+  core.poll(40000);
+  const many = fragments(core, 17, udpDatagram(17 * 64), 64, { id: 9 });
+  assert.is(many.length, 18);
+  for (const f of many) core.inject(f);
+  core.inject(ipFrame(core, { proto: 17, payload: new Uint8Array(100), id: 10, frag: 0x2000 })); // MF, not a multiple of 8
+  core.inject(ipFrame(core, { proto: 17, payload: new Uint8Array(600), id: 11, frag: 0x1fff })); // past 65535
+  core.poll(40001);
+  assert.is(core.stat("IP_REASM_DROP"), 2, "seventeenth fragment");
   assert.is(core.stat("IP_FRAG_DROP"), 2);
   assert.is(core.takeEvents().filter((e) => e.code === EV.UDP).length, 0);
+  core.poll(90000);
+  clean(core);
+});
+
+test("random fragment streams never trap and never leak", () => {
+  const core = fresh({ fragSlots: 3 });
+  bindUdp(core, 53);
+  new Peer(core);
+  let seed = 31337;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 16;
+  let delivered = 0;
+  for (let k = 0; k < 2000; k++) {
+    const id = rnd() % 6;
+    const off = (rnd() % 40) * 8;
+    const len = rnd() % 4 === 0 ? rnd() % 300 : 8 * (1 + (rnd() % 30));
+    const frag = (rnd() % 3 ? 0x2000 : 0) | (off >> 3);
+    core.inject(
+      ipFrame(core, { proto: [17, 6, 1, 50][rnd() % 4], payload: new Uint8Array(len).fill(k & 255), id, frag }),
+    );
+    if (k % 20 === 0) {
+      core.poll(k * 10);
+      core.tx();
+      delivered += core.takeEvents().length;
+    }
+  }
+  core.poll(30000); // the last batch enters reassembly
+  core.poll(100000); // and expires
+  assert.ok(core.stat("IP_REASM_DROP") + core.stat("IP_REASM_TIMEOUT") > 0);
+  assert.is(core.x.stackFragHeld(), 0);
+  clean(core);
+  delivered;
+});
+
+test("a fragmented echo request is not answered; other protocols get their ICMP error", () => {
+  const core = fresh();
+  new Peer(core);
+  for (const f of fragments(core, 1, icmpEcho({ payload: new Uint8Array(2000) }), 1000)) core.inject(f);
+  core.poll(1);
+  assert.is(core.tx().length, 0);
+  for (const f of fragments(core, 17, udpDatagram(2000, 999), 1000, { id: 5 })) core.inject(f);
+  core.poll(2);
+  const [e] = core.tx().map(parseFrame);
+  assert.is(e.icmp.type, 3);
+  assert.is(e.icmp.code, 3);
   clean(core);
 });
 
@@ -856,10 +984,11 @@ test("random garbage frames never trap and never leak", () => {
       core.takeEvents();
     }
   }
-  core.poll(5000);
+  core.poll(100000);
   core.tx();
   core.takeEvents();
   assert.is(core.check(), 0);
+  assert.is(core.held(OWNER.STACK), 0);
   assert.is(core.held(OWNER.NIC), 0);
   assert.is(core.held(OWNER.APP), 0);
 });
@@ -885,7 +1014,7 @@ test("mutated valid frames never trap and never leak", () => {
       core.takeEvents();
     }
   }
-  core.poll(9000);
+  core.poll(100000);
   clean(core);
 });
 

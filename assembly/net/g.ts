@@ -34,6 +34,7 @@ export const CFG_KEEPALIVE: u32 = 92; // ms idle before keepalive probes, 0 = of
 export const CFG_DELACK: u32 = 96; // ms delayed-ACK timeout (default 40)
 export const CFG_MIN_RTO: u32 = 100; // ms (default 200; RFC 6298 says 1000, Linux uses 200)
 export const CFG_INIT_RTO: u32 = 104; // ms (default 1000)
+export const CFG_FRAG_SLOTS: u32 = 108; // IPv4 datagrams in reassembly at once (default 4)
 export const CFG_SECRET: u32 = 128; // 32 bytes of host randomness (ISN, SYN cookies, TS offset)
 export const CFG_SIZE: u32 = 256;
 
@@ -108,7 +109,10 @@ export const C_UDP_BIND_FULL = 59;
 export const C_TCP_ZWP = 60;
 export const C_TCP_SACK_RTX = 61;
 export const C_TCP_CHALLENGE_LIMITED = 62;
-export const C_COUNT = 64;
+export const C_IP_REASM_OK = 63;
+export const C_IP_REASM_DROP = 64;
+export const C_IP_REASM_TIMEOUT = 65;
+export const C_COUNT = 80;
 
 export let counters: usize = 0;
 
@@ -198,6 +202,9 @@ export let pBuf: usize = 0; // u32[MAXP] buffer index
 export let pOff: usize = 0; // u32[MAXP] offset in buffer
 export let pLen: usize = 0; // u32[MAXP] length
 export let pN: u32 = 0;
+export function setPN(n: u32): void {
+  pN = n;
+}
 
 // ---- frame under construction (TX) ----
 export let tBuf: usize = 0;

@@ -14,11 +14,12 @@ import {
   count, C_IP_BAD_HDR, C_IP_BAD_CSUM, C_IP_BAD_LEN, C_IP_NOT_US, C_IP_FRAG_DROP, C_IP_BAD_SRC, C_IP_PROTO_UNREACH,
   C_ICMP_IN, C_ICMP_BAD, C_ICMP_ECHO_REPLIED, C_ICMP_RATELIMITED, C_ICMP_UNREACH_SENT, C_BUF_EXHAUSTED,
   ld16, ld32, st16, st32, now, ourIp, ourMask,
-  pN, pb, po, pl, setP, txAdd, txReset, txPush, cfg, CFG_MAC,
+  pN, pb, po, pl, setP, txAdd, txReset, txPush, cfg, CFG_MAC, setPN,
 } from "./g";
 import { ETH_HLEN, ETHERTYPE_IP4, ethOutput, nextHop } from "./eth";
 import { udpInput } from "./udp";
 import { tcpInput } from "../tcp/tcp";
+import { fragInput, fragDone, reasmHdrBuf, reasmHdrOff, reasmHl } from "./frag";
 
 export const FAM_IP4: u32 = 4;
 export const PROTO_ICMP: u32 = 1;
@@ -110,10 +111,7 @@ export function ip4Input(frameLen: u32): void {
     count(C_IP_BAD_CSUM);
     return;
   }
-  if ((ld16(ip + 6) & 0x3fff) != 0) {
-    count(C_IP_FRAG_DROP);
-    return;
-  }
+  const fragField = ld16(ip + 6) & 0x3fff;
   const src = ld32(ip + 12);
   const dst = ld32(ip + 16);
   const subBcast = ourMask != 0xffffffff && dst == (ourIp | ~ourMask);
@@ -151,6 +149,32 @@ export function ip4Input(frameLen: u32): void {
   rxNp = n;
   rxL4Avail0 = pl(0);
   const proto = <u32>load<u8>(ip + 9);
+  rxReasm = false;
+  if (fragField != 0) {
+    const id = ld16(ip + 4);
+    const m = fragInput(src, dst, id, proto, fragField, l4, n, <u32>(ip - bufAddr(pb(0))), hl);
+    if (m == 0) return;
+    // the datagram is whole: its fragments are now the pieces
+    rxReasm = true;
+    rxNp = m;
+    setPN(m);
+    let total: u32 = 0;
+    for (let k: u32 = 0; k < m; k++) total += pl(k);
+    rxL4Len = total;
+    rxL4Avail0 = pl(0);
+    rxIpHdr = bufAddr(reasmHdrBuf) + reasmHdrOff;
+    rxIpHl = reasmHl;
+    dispatch(proto, bcast);
+    fragDone(src, dst, id, proto);
+    return;
+  }
+  dispatch(proto, bcast);
+}
+
+/** True while the datagram being handled was reassembled from fragments. */
+export let rxReasm: bool = false;
+
+function dispatch(proto: u32, bcast: bool): void {
   if (proto == PROTO_TCP) tcpInput();
   else if (proto == PROTO_UDP) udpInput();
   else if (proto == PROTO_ICMP) icmpInput();
@@ -199,7 +223,8 @@ function icmpInput(): void {
   }
   const ic = bufAddr(pb(0)) + po(0);
   const type = <u32>load<u8>(ic);
-  if (type != 8 || load<u8>(ic + 1) != 0 || rxBcast) return;
+  // no echo reply to a broadcast, nor to a reassembled request (the reply would exceed the MTU)
+  if (type != 8 || load<u8>(ic + 1) != 0 || rxBcast || rxReasm) return;
   // Echo reply in place: the request's buffers become the reply (no copy).
   const f = rxFrame;
   memory.copy(f, f + 6, 6);

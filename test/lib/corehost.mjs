@@ -95,6 +95,7 @@ export const CFG = {
   DELACK: 96,
   MIN_RTO: 100,
   INIT_RTO: 104,
+  FRAG_SLOTS: 108,
   SECRET: 128,
 };
 
@@ -144,6 +145,7 @@ export function createCore(opts = {}) {
     delack: "DELACK",
     minRto: "MIN_RTO",
     initRto: "INIT_RTO",
+    fragSlots: "FRAG_SLOTS",
     rxLog2: "RX_LOG2",
     txLog2: "TX_LOG2",
     ainLog2: "AIN_LOG2",

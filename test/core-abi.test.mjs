@@ -2,7 +2,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
-import { COUNTERS, CFG, CMD, EV, RXF_CSUM_VALID, RXF_NEEDS_CSUM, createCore } from "./lib/corehost.mjs";
+import { COUNTERS, CFG, CMD, EV, RXF_CSUM_VALID, RXF_NEEDS_CSUM, createCore, checkCores } from "./lib/corehost.mjs";
 
 const root = new URL("../", import.meta.url);
 const src = (p) => readFileSync(new URL(p, root), "utf8");
@@ -67,6 +67,11 @@ test("the stack exports named in docs/core-abi.md exist", () => {
   ])
     assert.type(core.x[name], "function", name);
   assert.is(core.x.stackInit(), -9, "a second stackInit is refused");
+});
+
+// after every test: the pool invariant holds in every core the test created
+test.after.each(() => {
+  for (const r of checkCores()) assert.equal(r, { check: 0, detail: 0 }, "pool invariant after the test");
 });
 
 test.run();

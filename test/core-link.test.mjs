@@ -25,6 +25,7 @@ import {
   str,
   rd16,
   be16,
+  checkCores,
 } from "./lib/corehost.mjs";
 
 const ME = ip("198.18.0.1");
@@ -1016,6 +1017,11 @@ test("mutated valid frames never trap and never leak", () => {
   }
   core.poll(100000);
   clean(core);
+});
+
+// after every test: the pool invariant holds in every core the test created
+test.after.each(() => {
+  for (const r of checkCores()) assert.equal(r, { check: 0, detail: 0 }, "pool invariant after the test");
 });
 
 test.run();

@@ -4,6 +4,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync, writeFileSync } from "node:fs";
 import { runTransfer } from "./lib/netsim.mjs";
+import { checkCores } from "./lib/corehost.mjs";
 
 const MiB = 1 << 20;
 const BIG = +(process.env.NETSIM_MIB ?? 64) * MiB;
@@ -152,6 +153,11 @@ test("netsim throughput table matches the snapshot in docs/tcp.md", () => {
   if (process.env.NETSIM_UPDATE) writeFileSync(path, doc.replace(re, `$1${table}$3`));
   else
     assert.is(doc.match(re)[2], table, "goodput (Mbit/s, simulated) changed: rerun with NETSIM_UPDATE=1 if intended");
+});
+
+// after every test: the pool invariant holds in every core the test created
+test.after.each(() => {
+  for (const r of checkCores()) assert.equal(r, { check: 0, detail: 0 }, "pool invariant after the test");
 });
 
 test.run();

@@ -21,6 +21,7 @@ import {
   BCAST,
   ip,
   str,
+  checkCores,
 } from "./lib/corehost.mjs";
 
 function setup(opts = {}) {
@@ -273,6 +274,11 @@ test("out-of-order data one peer can pin is bounded per connection", () => {
   core.cmd(CMD.ABORT, { conn: h.conn });
   core.poll(2);
   clean(core);
+});
+
+// after every test: the pool invariant holds in every core the test created
+test.after.each(() => {
+  for (const r of checkCores()) assert.equal(r, { check: 0, detail: 0 }, "pool invariant after the test");
 });
 
 test.run();

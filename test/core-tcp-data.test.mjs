@@ -21,6 +21,7 @@ import {
   ip,
   text,
   str,
+  checkCores,
 } from "./lib/corehost.mjs";
 
 function setup(opts = {}) {
@@ -766,6 +767,11 @@ test("a GSO superframe (20 000 bytes over 11 buffers, partial checksum) is taken
   assert.is(s[s.length - 1].ack, (h.seq + 20000) >>> 0);
   abort(core, h.conn);
   clean(core);
+});
+
+// after every test: the pool invariant holds in every core the test created
+test.after.each(() => {
+  for (const r of checkCores()) assert.equal(r, { check: 0, detail: 0 }, "pool invariant after the test");
 });
 
 test.run();

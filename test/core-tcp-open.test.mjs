@@ -15,6 +15,7 @@ import {
   ip,
   text,
   str,
+  checkCores,
 } from "./lib/corehost.mjs";
 
 const ME = ip("198.18.0.1");
@@ -731,6 +732,11 @@ test("a new SYN above the old sequence space reopens a TIME_WAIT tuple (RFC 6191
   assert.is(sa.flags, TH.SYN | TH.ACK);
   assert.is(sa.ack, h.seq + 100001);
   assert.is(state(core, h.conn), -1);
+});
+
+// after every test: the pool invariant holds in every core the test created
+test.after.each(() => {
+  for (const r of checkCores()) assert.equal(r, { check: 0, detail: 0 }, "pool invariant after the test");
 });
 
 test.run();

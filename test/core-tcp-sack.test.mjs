@@ -1,7 +1,7 @@
 // SACK sender side: scoreboard (RFC 2018) and scoreboard-driven loss recovery (RFC 6675).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createCore, Peer, handshake, appSend, CMD, TH, OWNER } from "./lib/corehost.mjs";
+import { createCore, Peer, handshake, appSend, CMD, TH, OWNER, checkCores } from "./lib/corehost.mjs";
 
 const MSS = 1460;
 function setup(opts = {}) {
@@ -146,6 +146,11 @@ test("without SACK the same loss waits for three duplicate ACKs", () => {
   core.poll(3);
   assert.is(peer.segs()[0].seq, seqOf(s, 0));
   clean(core, h.conn);
+});
+
+// after every test: the pool invariant holds in every core the test created
+test.after.each(() => {
+  for (const r of checkCores()) assert.equal(r, { check: 0, detail: 0 }, "pool invariant after the test");
 });
 
 test.run();

@@ -162,7 +162,28 @@ export function createCore(opts = {}) {
   const have = memory.buffer.byteLength;
   if (need > have) memory.grow(Math.ceil((need - have) / 65536));
   if (x.poolAttach(at) !== 0) throw new Error("poolAttach");
-  return new Core(memory, x, myMac, opts.ip ?? ip("198.18.0.1"));
+  const core = new Core(memory, x, myMac, opts.ip ?? ip("198.18.0.1"));
+  liveCores.push(core);
+  return core;
+}
+
+const liveCores = [];
+/** Stops tracking a core (the simulator checks its own pools and makes many cores). */
+export function forgetCore(core) {
+  const i = liveCores.indexOf(core);
+  if (i >= 0) liveCores.splice(i, 1);
+}
+/**
+ * Pool invariant of every core created since the last call (for `test.after.each`): drains
+ * TX like a host would, then returns [{ check, detail }] and forgets the cores.
+ */
+export function checkCores() {
+  const out = liveCores.map((c) => {
+    c.tx();
+    return { check: c.check(), detail: c.x.poolCheckDetail() };
+  });
+  liveCores.length = 0;
+  return out;
 }
 
 export class Core {

@@ -5,7 +5,7 @@
 // to the earliest of the cores' deadlines and the link's next delivery.
 
 import { createHash } from "node:crypto";
-import { createCore, ip, mac, OWNER, CMD, EV, SF_MORE, TF } from "./corehost.mjs";
+import { createCore, forgetCore, ip, mac, OWNER, CMD, EV, SF_MORE, TF } from "./corehost.mjs";
 
 export function rng(seed) {
   let s = seed >>> 0 || 1;
@@ -456,6 +456,8 @@ export function runTransfer(o = {}) {
     connsLeft: A.x.tcpConnCount() + B.x.tcpConnCount(),
   };
   res.goodputMbps = (recvTotal * 8) / (t * 1000);
+  forgetCore(A);
+  forgetCore(B);
   res.ok =
     flowsOk &&
     res.closed &&
@@ -559,5 +561,7 @@ export function bulkWall({ bytes = 1 << 30, seg = 1448, rcvbuf = 1 << 20, sndbuf
     }
   }
   const wallMs = performance.now() - t0;
+  forgetCore(A);
+  forgetCore(B);
   return { bytes: recv, wallMs, pollMs: poll, gbpsWall: (recv * 8) / wallMs / 1e6, gbpsCore: (recv * 8) / poll / 1e6 };
 }

@@ -769,6 +769,23 @@ test("a GSO superframe (20 000 bytes over 11 buffers, partial checksum) is taken
   clean(core);
 });
 
+test("a TCP segment that arrives in IPv4 fragments is reassembled and delivered", () => {
+  const { core, peer } = setup();
+  const h = handshake(core, peer);
+  const p = bytes(1400, 5);
+  const seg = tcpSeg({ src: PEER_IP, dst: core.ip, sport: 40000, dport: 80, seq: h.seq, ack: h.snd, payload: p });
+  for (let o = 0; o < seg.length; o += 512) {
+    const more = o + 512 < seg.length;
+    core.inject(peer.ipFrame(6, seg.subarray(o, o + 512), { id: 900, frag: (more ? 0x2000 : 0) | (o >> 3) }));
+  }
+  core.poll(1);
+  const ev = core.takeEvents().filter((e) => e.name === "DATA");
+  assert.equal(Uint8Array.from(ev.flatMap((e) => [...e.data])), p);
+  assert.is(core.stat("IP_REASM_OK"), 1);
+  abort(core, h.conn);
+  clean(core);
+});
+
 // after every test: the pool invariant holds in every core the test created
 test.after.each(() => {
   for (const r of checkCores()) assert.equal(r, { check: 0, detail: 0 }, "pool invariant after the test");

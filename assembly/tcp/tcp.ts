@@ -1051,13 +1051,15 @@ function doFin(i: u32): void {
 }
 
 /** Delivers [b+off, len) at rcvNxt to the app (one event; the app gets one reference). */
-function deliver(i: u32, b: u32, off: u32, len: u32, takeRef: bool): void {
+function deliver(i: u32, b: u32, off: u32, len: u32, takeRef: bool): bool {
   const t = tcb(i);
+  // never lose an event: if APP-OUT is full the bytes stay unacknowledged (the peer resends)
+  if (!emit(EV_DATA, connId(i), b, off, len, 0, false)) return false;
   if (takeRef) bufRef(b);
   bufSetOwner(b, OWNER_APP);
-  emit(EV_DATA, connId(i), b, off, len, 0, false);
   t.rcvNxt += len;
   t.unread += len;
+  return true;
 }
 
 /** Moves in-order data from the reassembly list to the app. */
@@ -1073,7 +1075,10 @@ function pull(i: u32): void {
         return;
       }
       const d = t.rcvNxt - s;
-      deliver(i, nBuf(n), nOff(n) + d, e - t.rcvNxt, false);
+      if (!deliver(i, nBuf(n), nOff(n) + d, e - t.rcvNxt, false)) {
+        t.flags |= TF_PEND;
+        return;
+      }
     } else bufUnref(nBuf(n));
     t.rHead = nNext(n);
     t.rCount--;
@@ -1268,7 +1273,7 @@ function process(i: u32): void {
             const l = pl(k);
             const a = seqGt(s, pseq) ? s : pseq;
             const z = seqLt(pseq + l, e) ? pseq + l : e;
-            if (seqLt(a, z)) deliver(i, pb(k), po(k) + (a - pseq), z - a, true);
+            if (seqLt(a, z) && !deliver(i, pb(k), po(k) + (a - pseq), z - a, true)) break;
             pseq += l;
           }
           const hadOoo = t.rHead != NIL;

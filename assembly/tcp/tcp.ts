@@ -743,10 +743,12 @@ function ccOnAck(t: Tcb, acked: u32): void {
   // Reno-friendly estimate (RFC 9438 4.3)
   const alpha = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA);
   t.wEst += alpha * (<f64>acked / mss) / cw;
-  let inc: f64 = 0;
-  if (target > cw) inc = min((target - cw) / cw, 0.5) * <f64>acked;
-  if (t.wEst > cw && (t.wEst - cw) * mss > inc) inc = (t.wEst - cw) * mss * <f64>acked / <f64>t.cwnd;
-  t.cwnd += <u32>inc;
+  // Reno-friendly region: cwnd follows W_est; else grow toward W_cubic(t + RTT), at most 1.5x per RTT
+  if (t.wEst > cw && t.wEst > target) {
+    t.cwnd = <u32>(t.wEst * mss);
+    return;
+  }
+  if (target > cw) t.cwnd += <u32>(min((target - cw) / cw, 0.5) * <f64>acked);
 }
 
 function ccOnLoss(t: Tcb, timeout: bool): void {

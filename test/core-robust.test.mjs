@@ -19,6 +19,7 @@ import {
   PEER_IP,
   PEER_MAC,
   BCAST,
+  csum,
   ip,
   str,
   checkCores,
@@ -231,23 +232,49 @@ test("commands with bogus connection ids, buffers or codes do not trap", () => {
   clean(core);
 });
 
-test("ICMP destination unreachable for a connection is counted and ignored", () => {
+/** ICMP destination unreachable (code) quoting the IP header + 8 bytes of a frame the core sent. */
+function unreach(code, sentFrame) {
+  const ipq = sentFrame.subarray(14, 14 + 28);
+  const m = new Uint8Array(8 + 28);
+  m[0] = 3;
+  m[1] = code;
+  m.set(ipq, 8);
+  const c = ~csum(m) & 0xffff;
+  m[2] = c >> 8;
+  m[3] = c & 255;
+  return m;
+}
+
+test("ICMP port unreachable quoting our SYN aborts the connect (RFC 1122 hard error)", () => {
+  const { core, peer } = setup();
+  core.cmd(CMD.CONNECT, { buf: PEER_IP, off: 80, conn: 3 });
+  core.poll(1);
+  const [syn] = core.tx();
+  const forged = syn.slice();
+  forged[14 + 20 + 7] ^= 1; // another sequence number: ignored
+  core.inject(peer.ipFrame(1, unreach(3, forged)));
+  core.poll(2);
+  assert.is(core.x.tcpConnCount(), 1);
+  core.inject(peer.ipFrame(1, unreach(3, syn)));
+  core.poll(3);
+  const ev = core.takeEvents().find((e) => e.name === "RESET");
+  assert.ok(ev);
+  assert.is(ev.aux, 3);
+  assert.is(core.stat("TCP_ICMP_ABORT"), 1);
+  clean(core);
+});
+
+test("ICMP unreachable for an established connection is a soft error (ignored)", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer);
-  const quote = new Uint8Array(28);
-  const icmp = new Uint8Array(8 + 28);
-  icmp[0] = 3;
-  icmp[1] = 1;
-  icmp.set(quote, 8);
-  let s = 0;
-  for (let i = 0; i < icmp.length; i += 2) s += (icmp[i] << 8) | icmp[i + 1];
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  icmp[2] = (~s >> 8) & 255;
-  icmp[3] = ~s & 255;
-  core.inject(peer.ipFrame(1, icmp));
+  appSend(core, h.conn, "x");
   core.poll(1);
-  assert.is(core.stat("ICMP_IN"), 1);
-  assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED, "soft error (RFC 5927 advice)");
+  const [seg] = core.tx();
+  for (const code of [0, 1, 3, 4]) core.inject(peer.ipFrame(1, unreach(code, seg)));
+  core.poll(2);
+  assert.is(core.stat("ICMP_IN"), 4);
+  assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED, "RFC 5927: no reset from ICMP on a synchronized connection");
+  assert.is(core.stat("TCP_ICMP_ABORT"), 0);
 });
 
 test("challenge ACKs are rate limited (RFC 5961 7): 100 burst, 1 per ms", () => {

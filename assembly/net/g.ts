@@ -112,6 +112,7 @@ export const C_TCP_CHALLENGE_LIMITED = 62;
 export const C_IP_REASM_OK = 63;
 export const C_IP_REASM_DROP = 64;
 export const C_IP_REASM_TIMEOUT = 65;
+export const C_TCP_ICMP_ABORT = 66;
 export const C_COUNT = 80;
 
 export let counters: usize = 0;

@@ -18,7 +18,7 @@ import {
 } from "./g";
 import { ETH_HLEN, ETHERTYPE_IP4, ethOutput, nextHop } from "./eth";
 import { udpInput } from "./udp";
-import { tcpInput } from "../tcp/tcp";
+import { tcpInput, tcpIcmpUnreach } from "../tcp/tcp";
 import { fragInput, fragDone, reasmHdrBuf, reasmHdrOff, reasmHl } from "./frag";
 
 export const FAM_IP4: u32 = 4;
@@ -223,6 +223,19 @@ function icmpInput(): void {
   }
   const ic = bufAddr(pb(0)) + po(0);
   const type = <u32>load<u8>(ic);
+  if (type == 3 && !rxBcast) {
+    // destination unreachable quoting one of our TCP segments: hand it to TCP (RFC 5927 checks there)
+    const q = ic + 8;
+    const avail = rxL4Avail0 - 8;
+    if (avail >= 28) {
+      const qhl = (<u32>load<u8>(q) & 15) << 2;
+      if ((load<u8>(q) >> 4) == 4 && qhl >= 20 && avail >= qhl + 8 && load<u8>(q + 9) == PROTO_TCP &&
+          ld32(q + 12) == ourIp) {
+        tcpIcmpUnreach(<u32>load<u8>(ic + 1), ld32(q + 16), ld16(q + qhl), ld16(q + qhl + 2), ld32(q + qhl + 4));
+      }
+    }
+    return;
+  }
   // no echo reply to a broadcast, nor to a reassembled request (the reply would exceed the MTU)
   if (type != 8 || load<u8>(ic + 1) != 0 || rxBcast || rxReasm) return;
   // Echo reply in place: the request's buffers become the reply (no copy).

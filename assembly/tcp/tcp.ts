@@ -13,7 +13,7 @@ import {
   count, C_TCP_BAD_CSUM, C_TCP_BAD_HDR, C_TCP_NO_CONN, C_TCP_CONN_EXHAUSTED, C_TCP_SYNQ_OVERFLOW, C_TCP_COOKIE_OK,
   C_TCP_COOKIE_BAD, C_TCP_NODES_EXHAUSTED, C_TCP_RETRANSMITS, C_TCP_RTO, C_TCP_FAST_RTX, C_TCP_CHALLENGE_ACK,
   C_TCP_PAWS_DROP, C_BUF_EXHAUSTED, C_TCP_OOO, C_TCP_IN, C_TCP_OUT, C_TCP_KEEPALIVE_DROP, C_TCP_DUP, C_TCP_BAD_SEG,
-  C_TCP_RST_IN, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_SACK_RTX, C_TCP_CHALLENGE_LIMITED,
+  C_TCP_RST_IN, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_SACK_RTX, C_TCP_CHALLENGE_LIMITED, C_TCP_ICMP_ABORT,
   emit, aoutSpace, EV_DATA, EV_ACCEPTED, EV_CONNECTED, EV_PEER_CLOSED, EV_CLOSED, EV_RESET, EV_WRITABLE,
   EV_SEND_REFUSED, EV_LISTENING, EV_ERROR,
   ld16, ld32, st16, st32, now, nowMs, ourIp, ourMtu, pb, po, pl, setP, txAdd, txReset, txDiscard,
@@ -1863,6 +1863,23 @@ export function tcpSetopt(id: u32, opt: u32, val: u32): void {
   } else if (opt == OPT_SNDBUF) {
     if (val > 0) t.sndBufMax = val;
   }
+}
+
+/**
+ * ICMP destination unreachable quoting one of our segments (`rip` the quoted destination,
+ * ports as we sent them, `seq` its sequence number). Protocol/port unreachable (codes 2, 3)
+ * aborts a connection attempt in SYN_SENT when the quoted sequence number is the one of our
+ * SYN (RFC 1122 4.2.3.9 hard errors; RFC 5927 validation). Everything else is a soft error:
+ * counted and ignored.
+ */
+export function tcpIcmpUnreach(code: u32, rip: u32, lport: u32, rport: u32, seq: u32): void {
+  const i = lookup(rip, rport, lport);
+  if (i == NIL) return;
+  const t = tcb(i);
+  if (t.state != ST_SYN_SENT || (code != 2 && code != 3) || seq != t.iss) return;
+  count(C_TCP_ICMP_ABORT);
+  t.state = ST_CLOSED;
+  finish(i, EV_RESET, R_REFUSED);
 }
 
 /** Debug/test accessor: state of connection id (or -1). */

@@ -2,7 +2,17 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
-import { COUNTERS, CFG, CMD, EV, RXF_CSUM_VALID, RXF_NEEDS_CSUM, createCore, checkCores } from "./lib/corehost.mjs";
+import {
+  COUNTERS,
+  CFG,
+  CMD,
+  EV,
+  RXF_CSUM_VALID,
+  RXF_NEEDS_CSUM,
+  createCore,
+  createCoreAsync,
+  checkCores,
+} from "./lib/corehost.mjs";
 
 const root = new URL("../", import.meta.url);
 const src = (p) => readFileSync(new URL(p, root), "utf8");
@@ -67,6 +77,14 @@ test("the stack exports named in docs/core-abi.md exist", () => {
   ])
     assert.type(core.x[name], "function", name);
   assert.is(core.x.stackInit(), -9, "a second stackInit is refused");
+});
+
+test("the core instantiated with WebAssembly.instantiate(bytes, imports) runs the same", async () => {
+  const core = await createCoreAsync();
+  assert.is(core.poll(0), Infinity);
+  const [f] = core.tx();
+  assert.is(f[12] * 256 + f[13], 0x0806, "gratuitous ARP");
+  assert.is(core.check(), 0);
 });
 
 // after every test: the pool invariant holds in every core the test created

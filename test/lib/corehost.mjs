@@ -106,15 +106,29 @@ export const CFG = {
  */
 export function createCore(opts = {}) {
   const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536 });
-  const inst = new WebAssembly.Instance(wasmModule, {
+  const inst = new WebAssembly.Instance(wasmModule, importsFor(memory));
+  return setUp(memory, inst.exports, opts);
+}
+
+/** The same through `WebAssembly.instantiate(bytes, imports)`, as an embedding host does it. */
+export async function createCoreAsync(opts = {}) {
+  const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536 });
+  const { instance } = await WebAssembly.instantiate(wasmBytes, importsFor(memory));
+  return setUp(memory, instance.exports, opts);
+}
+
+function importsFor(memory) {
+  return {
     env: {
       memory,
       abort() {
         throw new Error("core abort");
       },
     },
-  });
-  const x = inst.exports;
+  };
+}
+
+function setUp(memory, x, opts) {
   const nbuf = opts.buffers ?? 1024;
   if (x.poolReserve(nbuf) !== 0) throw new Error("poolReserve");
   const c = x.stackConfig();

@@ -786,6 +786,57 @@ test("a TCP segment that arrives in IPv4 fragments is reassembled and delivered"
   clean(core);
 });
 
+test("cwnd does not grow while the application leaves it unused (RFC 7661)", () => {
+  const { core, peer } = setup();
+  const h = handshake(core, peer, { t: 0 });
+  const iw = core.x.tcpInfo(h.conn, 1);
+  let t = 1;
+  let ack = h.snd;
+  for (let k = 0; k < 50; k++) {
+    appSend(core, h.conn, "request/response " + k);
+    core.poll((t += 1));
+    const [s] = peer.segs();
+    ack = (s.seq + s.payload.length) >>> 0;
+    peer.tcp({ seq: h.seq, ack });
+    core.poll((t += 1));
+  }
+  assert.is(core.x.tcpInfo(h.conn, 1), iw, "50 one-segment exchanges leave cwnd at the initial window");
+  abort(core, h.conn);
+  clean(core);
+});
+
+test("after an idle period longer than the RTO the window restarts from the initial window (RFC 5681 4.1)", () => {
+  const { core, peer } = setup({ sndbuf: 1 << 20 });
+  const h = handshake(core, peer, { t: 0 });
+  let t = 1;
+  let una = h.snd;
+  // grow cwnd with a bulk phase
+  for (let r = 0; r < 6; r++) {
+    for (let k = 0; k < 20; k++) appSend(core, h.conn, bytes(1460), { off: 200 });
+    core.poll((t += 1));
+    const s = peer.segs();
+    if (s.length) una = (s[s.length - 1].seq + 1460) >>> 0;
+    peer.tcp({ seq: h.seq, ack: una });
+    core.poll((t += 1));
+    peer.segs();
+  }
+  // drain what is left
+  for (let r = 0; r < 20 && core.x.tcpInfo(h.conn, 10) > 0; r++) {
+    const s = peer.segs();
+    if (s.length) una = (s[s.length - 1].seq + 1460) >>> 0;
+    peer.tcp({ seq: h.seq, ack: una });
+    core.poll((t += 1));
+  }
+  const grown = core.x.tcpInfo(h.conn, 1);
+  assert.ok(grown > 14600, "cwnd grew during the bulk phase");
+  core.poll((t += 5000)); // idle for longer than the RTO
+  for (let k = 0; k < 30; k++) appSend(core, h.conn, bytes(1460), { off: 200 });
+  core.poll((t += 1));
+  assert.is(peer.segs().length, 10, "a burst of the initial window, not of the old cwnd");
+  abort(core, h.conn);
+  clean(core);
+});
+
 // after every test: the pool invariant holds in every core the test created
 test.after.each(() => {
   for (const r of checkCores()) assert.equal(r, { check: 0, detail: 0 }, "pool invariant after the test");

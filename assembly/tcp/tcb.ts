@@ -112,6 +112,7 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
   cubK: f64;
   epoch: f64;
   wEst: f64;
+  lastSend: f64; // when data was last sent (RFC 5681 4.1 restart after idle)
 }
 
 export const NIL: u32 = 0xffffffff;

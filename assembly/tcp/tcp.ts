@@ -648,6 +648,12 @@ function tcpOutput(i: u32): void {
   const canData = st == ST_ESTABLISHED || st == ST_CLOSE_WAIT || st == ST_FIN_WAIT_1 || st == ST_CLOSING ||
     st == ST_LAST_ACK;
   let sent = false;
+  // RFC 5681 4.1: after an idle period longer than the RTO, restart from the initial window
+  if (canData && t.sndNxt == t.sndUna && seqLt(t.sndNxt, t.sndEnd) && t.lastSend > 0 && now - t.lastSend > t.rto) {
+    const iw = min<u32>(10 * t.mss, max<u32>(2 * t.mss, 14600));
+    if (t.cwnd > iw) t.cwnd = iw;
+    t.epoch = -1;
+  }
   while (canData) {
     // skip data the peer already holds (SACKed), e.g. after a retransmission timeout
     for (let k: u32 = 0; k < t.sbN; k++) {
@@ -688,6 +694,7 @@ function tcpOutput(i: u32): void {
     }
     t.sndNxt += len + (fin ? 1 : 0);
     if (len > 0 && len < segMax) t.smlEnd = t.sndNxt;
+    if (len > 0) t.lastSend = now;
     if (seqGt(t.sndNxt, t.sndMax)) t.sndMax = t.sndNxt;
     if (t.rtxAt == Infinity) t.rtxAt = now + rtoEff(t);
     t.persistAt = Infinity;
@@ -1519,7 +1526,8 @@ function newAck(i: u32): void {
     }
   } else {
     t.dupAcks = 0;
-    ccOnAck(t, acked);
+    // RFC 7661 in spirit: grow cwnd only while it is used (flight before this ACK >= cwnd / 2)
+    if ((t.sndMax - t.sndUna) + acked >= (t.cwnd >>> 1)) ccOnAck(t, acked);
     if (t.cwnd > 0x3fffffff) t.cwnd = 0x3fffffff; // never wraps, however long the transfer
   }
   t.rtxAt = t.sndUna == t.sndMax ? Infinity : now + rtoEff(t);

@@ -45,6 +45,7 @@ export class NicLoop {
   #u32: Uint32Array;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #running = false;
+  #inTurn = false;
   #tx: TxFrame[] = [];
 
   constructor(stack: Stack, nic: NicPort, opts: LoopOptions) {
@@ -54,12 +55,17 @@ export class NicLoop {
     this.#now = opts.now ?? (() => performance.now());
     this.#u16 = new Uint16Array(stack.pool.core.memory.buffer);
     this.#u32 = new Uint32Array(stack.pool.core.memory.buffer);
+    // commands the app issues outside a turn (a connect from a timer, say) get a turn soon
+    stack.onCommand = () => {
+      if (this.#running && !this.#inTurn) setImmediate(() => this.#wake());
+    };
   }
 
   /** One turn at time `now`. Returns the core's next deadline. */
   turn(now = this.#now()): number {
     const s = this.stack;
     this.stats.turns++;
+    this.#inTurn = true;
     // 1. every ready frame, in one addon call; their slots move to the core's RX ring
     this.nic.receive();
     for (const f of this.nic.drain()) this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
@@ -73,6 +79,7 @@ export class NicLoop {
     // 3. everything queued goes out with one kick
     this.#sendAll();
     this.stats.syscalls = this.nic.stats().syscalls;
+    this.#inTurn = false;
     return next;
   }
 

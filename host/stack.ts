@@ -204,15 +204,34 @@ export class Stack {
 
   /** One turn of the core at time `nowMs`: consumes RX and APP-IN, runs timers. Returns the next deadline. */
   poll(nowMs: number): number {
+    this.#commandPending = false;
     return (this.#e.stackPoll as (t: number) => number)(nowMs);
   }
 
   // ---- commands (APP-IN) -------------------------------------------------------------------
 
+  /**
+   * Called after a command is queued (at most once until the next poll), so that a loop can
+   * schedule a turn for commands issued outside one. NicLoop sets it.
+   */
+  onCommand: (() => void) | null = null;
+  #commandPending = false;
+
   #cmd(code: number, conn: number, buf = 0, off = 0, len = 0, aux = 0, handle = 0): void {
+    if (!this.#commandPending && this.onCommand) {
+      this.#commandPending = true;
+      this.onCommand();
+    }
     const flags = ((code << 8) | ((aux & 0xffff) << 16) | ((handle & 0x7f) << 1)) >>> 0;
     if (this.#e.ringPush(this.rings.appIn, buf >>> 0, off, len, conn >>> 0, flags) < 0)
       throw new PmstackError("EAGAIN", "pmstack: the command ring is full: poll() the stack and retry");
+  }
+
+  /** Free slots in the command ring (APP-IN): how many commands fit before the next poll(). */
+  commandSpace(): number {
+    const r = this.rings.appIn >>> 2;
+    const u = this.#u32;
+    return u[r + RING_MASK / 4]! + 1 - ((u[r + RING_TAIL / 4]! - u[r + RING_HEAD / 4]!) >>> 0);
   }
 
   listen(port: number, opts: { backlog?: number; tag?: number } = {}): void {

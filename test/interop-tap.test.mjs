@@ -27,10 +27,14 @@ async function withStack(fn) {
   ns.ip(["link", "set", "pmtap0", "up"]);
   ns.ip(["addr", "add", `${KERNEL}/24`, "dev", "pmtap0"]);
   const handlers = new Set();
-  const loop = new NicLoop(stack, tap, { onEvent: (ev) => handlers.forEach((h) => h(ev)) });
+  const turnEnd = new Set();
+  const loop = new NicLoop(stack, tap, {
+    onEvent: (ev) => handlers.forEach((h) => h(ev)),
+    onTurnEnd: () => turnEnd.forEach((h) => h()),
+  });
   loop.start();
   try {
-    await fn({ ns, stack, loop, tap, on: (h) => handlers.add(h) });
+    await fn({ ns, stack, loop, tap, on: (h) => handlers.add(h), onTurn: (h) => turnEnd.add(h) });
   } finally {
     loop.stop();
     tap.close();
@@ -118,6 +122,108 @@ it("curl GET and POST to an HTTP responder on pmstack", async () => {
     assert.is(stack.stats().TCP_BAD_CSUM, 0);
   });
   assert.is(c.app, 0, "no received buffer left with the app");
+});
+
+const peer = new URL("./lib/kernel-peer.mjs", import.meta.url).pathname;
+const waitFor = async (p, re, ms = 10000) => {
+  const end = Date.now() + ms;
+  while (!re.test(p.out)) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${re}: ${p.out}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+/** pmstack connects to a kernel server (active open) and reads or writes `bytes`. */
+async function activeTransfer(direction, bytes) {
+  let result;
+  const c = await withStack(async ({ ns, stack, on, loop, onTurn }) => {
+    const srv = ns.node(peer, [direction === "download" ? "source" : "sink", KERNEL, "9000", String(bytes)]);
+    await waitFor(srv, /LISTENING/);
+    const h = createHash("sha256");
+    let got = 0;
+    let conn = -1;
+    let sent = 0;
+    let reply = "";
+    let done;
+    const finished = new Promise((r) => {
+      done = r;
+      const t = setTimeout(
+        () =>
+          r(`timeout: got ${got}, sent ${sent}, ${JSON.stringify(stack.connections())} ${JSON.stringify(loop.stats)}`),
+        60_000,
+      );
+      t.unref();
+    });
+    const block = (await import("./lib/kernel-peer.mjs")).seeded(1 << 20, 7);
+    const sentHash = createHash("sha256");
+    let refused = [];
+    const pump = () => {
+      // keep up to 64 buffers queued; the core refuses (SEND_REFUSED) when its queue is full
+      if (conn < 0) return;
+      for (let k = 0; k < 64 && sent < bytes && refused.length === 0 && stack.commandSpace() > 8; k++) {
+        let i;
+        try {
+          i = stack.pool.alloc();
+        } catch {
+          return;
+        }
+        const n = Math.min(1448, bytes - sent);
+        const at = sent % block.length;
+        const piece =
+          at + n <= block.length
+            ? block.subarray(at, at + n)
+            : Buffer.concat([block.subarray(at), block.subarray(0, n - (block.length - at))]);
+        stack.pool.view(i, 128, n).set(piece);
+        sentHash.update(piece);
+        stack.send(conn, { index: i, offset: 128, length: n });
+        sent += n;
+        if (sent === bytes) stack.close(conn);
+      }
+    };
+    on((ev) => {
+      if (ev.type === "CONNECTED") {
+        conn = ev.conn;
+        if (direction === "upload") pump();
+      } else if (ev.type === "DATA") {
+        const v = stack.pool.view(ev.buf, ev.off, ev.len);
+        if (direction === "download") h.update(v);
+        else reply += Buffer.from(v).toString();
+        got += ev.len;
+        stack.pool.free(ev.buf);
+        stack.recvd(ev.conn, ev.len);
+      } else if (ev.type === "SEND_REFUSED") refused.push({ index: ev.buf, offset: ev.off, length: ev.len });
+      else if (ev.type === "WRITABLE") {
+        const again = refused;
+        refused = [];
+        for (const n of again) stack.send(conn, n);
+        pump();
+      } else if (ev.type === "PEER_CLOSED") {
+        if (direction === "download") stack.close(ev.conn);
+      } else if (ev.type === "CLOSED" || ev.type === "RESET") done(ev.type);
+    });
+    if (direction === "upload") onTurn(pump);
+    stack.connect(KERNEL, 9000);
+    const how = await finished;
+    assert.is(how, "CLOSED", how);
+    if (direction === "download") {
+      await waitFor(srv, /SENT [0-9a-f]{64}/);
+      assert.is(got, bytes);
+      result = { ours: h.digest("hex"), theirs: /SENT ([0-9a-f]{64})/.exec(srv.out)[1] };
+    } else result = { ours: sentHash.digest("hex"), theirs: reply };
+    result.loop = { ...loop.stats };
+  });
+  assert.is(c.app, 0);
+  return result;
+}
+
+it("active open: pmstack downloads 256 MiB from a kernel server, sha256 matches", async () => {
+  const r = await activeTransfer("download", 256 << 20);
+  assert.is(r.ours, r.theirs);
+});
+
+it("active open: pmstack uploads 256 MiB to a kernel server, sha256 matches", async () => {
+  const r = await activeTransfer("upload", 256 << 20);
+  assert.is(r.ours, r.theirs);
 });
 
 it("no namespace, device or process is left behind", () => {

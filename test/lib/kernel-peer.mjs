@@ -1,0 +1,91 @@
+// A kernel-side TCP peer for interop tests, run inside the test's namespace with Node's `net`
+// (the Linux kernel's TCP). Modes:
+//   sink HOST PORT           listen; for each connection read to EOF, answer the sha256, close
+//   source HOST PORT BYTES   listen; for each connection send BYTES seeded bytes, then close;
+//                            print the sha256 of what was sent
+//   send HOST PORT BYTES     connect; send BYTES seeded bytes; print the sha256 of the reply
+// It prints "LISTENING" once listening.
+import net from "node:net";
+import { createHash } from "node:crypto";
+import { pathToFileURL } from "node:url";
+
+const [mode, host, port, bytes] = process.argv.slice(2);
+
+export function seeded(n, seed = 1) {
+  const out = Buffer.allocUnsafe(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i += 4) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out.writeUInt32LE(x, i & ~3);
+  }
+  return out.subarray(0, n);
+}
+
+function chunks(total, f) {
+  const block = seeded(1 << 20, 7);
+  let left = total;
+  const h = createHash("sha256");
+  const next = () => {
+    while (left > 0) {
+      const b = block.subarray(0, Math.min(block.length, left));
+      left -= b.length;
+      h.update(b);
+      if (!f(b)) return false;
+    }
+    return true;
+  };
+  return { next, digest: () => h.digest("hex") };
+}
+
+const main = process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (!main) {
+  // imported for seeded()
+} else if (mode === "sink") {
+  net
+    .createServer((s) => {
+      const h = createHash("sha256");
+      s.on("data", (d) => h.update(d));
+      s.on("end", () => s.end(h.digest("hex")));
+      s.on("error", (e) => console.error("sink:", e.message));
+    })
+    .listen(+port, host, () => console.log("LISTENING"));
+} else if (mode === "source") {
+  net
+    .createServer((s) => {
+      const c = chunks(+bytes, (b) => s.write(b));
+      const pump = () => {
+        if (c.next()) {
+          s.end();
+          console.log("SENT " + c.digest());
+        } else s.once("drain", pump);
+      };
+      pump();
+      s.on("error", (e) => console.error("source:", e.message));
+    })
+    .listen(+port, host, () => console.log("LISTENING"));
+} else if (mode === "send") {
+  const s = net.connect(+port, host, () => {
+    const c = chunks(+bytes, (b) => s.write(b));
+    const pump = () => {
+      if (c.next()) {
+        console.log("SENT " + c.digest());
+        s.end();
+      } else s.once("drain", pump);
+    };
+    pump();
+  });
+  let reply = "";
+  s.on("data", (d) => (reply += d));
+  s.on("end", () => console.log("REPLY " + reply));
+  s.on("error", (e) => {
+    console.error("send:", e.message);
+    process.exitCode = 1;
+  });
+} else {
+  console.error("usage: kernel-peer.mjs sink|source|send HOST PORT [BYTES]");
+  process.exitCode = 2;
+}

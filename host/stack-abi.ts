@@ -28,6 +28,7 @@ export const CFG = {
   DELACK: 96,
   MIN_RTO: 100,
   INIT_RTO: 104,
+  FRAG_SLOTS: 108,
   SECRET: 128,
 } as const;
 
@@ -147,6 +148,10 @@ export const COUNTERS = [
   "TCP_ZWP",
   "TCP_SACK_RTX",
   "TCP_CHALLENGE_LIMITED",
+  "IP_REASM_OK",
+  "IP_REASM_DROP",
+  "IP_REASM_TIMEOUT",
+  "TCP_ICMP_ABORT",
 ] as const;
 
 /** tcpInfo field numbers. */

@@ -42,6 +42,8 @@ export interface StackConfig {
   delayedAckMs?: number;
   minRtoMs?: number;
   initialRtoMs?: number;
+  /** IPv4 datagrams reassembled at once (default 4). */
+  fragmentSlots?: number;
   /** 32 random bytes for ISNs and SYN cookies (default: crypto.getRandomValues). */
   secret?: Uint8Array;
 }
@@ -194,6 +196,7 @@ export class Stack {
     put(CFG.DELACK, c.delayedAckMs, "delayedAckMs");
     put(CFG.MIN_RTO, c.minRtoMs, "minRtoMs");
     put(CFG.INIT_RTO, c.initialRtoMs, "initialRtoMs");
+    put(CFG.FRAG_SLOTS, c.fragmentSlots, "fragmentSlots");
     const secret = c.secret ?? globalThis.crypto.getRandomValues(new Uint8Array(32));
     if (secret.length !== 32) throw new RangeError("pmstack: secret must be 32 bytes");
     u8.set(secret, CFG.SECRET);

@@ -6,6 +6,11 @@ import { formatTable } from "./_lib.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const intro = {
+  core: [
+    "Two pmstack stacks and the in-memory link in one Node process (one core), beside Debian's native lwIP 2.1.3 harness (`bench/lwip`) in the same run. Higher is better.",
+    "",
+    "Where the time goes (V8 CPU profile of the bulk run, `node --cpu-prof`): about 40% in the Wasm core (TCP input/output, SIMD checksums, ring and pool work), the rest in the JavaScript glue of the in-memory link (copying each frame into the receiver's PM buffer, ring slot bookkeeping) and the benchmark's event loop. Before the link got a single-buffer fast path, truncating per-frame arrays alone cost 7% and bulk was 0.75x lwIP. Request/response on one connection and connection set-up are bound by the fixed cost of a host turn (two `stackPoll` calls, the link step and two event drains, all crossings of the JS/Wasm boundary) paid for every 64-byte exchange; lwIP's harness is one C loop. Batching many connections per turn amortizes it (rr over 100 connections beats lwIP).",
+  ].join("\n"),
   pool: "Buffer alloc/free (JS API, and the core called directly) beside a plain JS free list; persist cost per call for 64 B, 1 KiB (one range) and 64 KiB (a batch of 32 whole buffers), on a tmpfs file and an ext4 file, beside `write` + `fdatasync` of the same bytes on the same medium. Lower is better.",
 };
 const parts = [

@@ -39,6 +39,7 @@ export class RingPort {
   #u16: Uint16Array;
   #u32: Uint32Array;
   #chain: number[] = [];
+  #one: Uint8Array[] = [new Uint8Array(0)];
 
   /** `rx` and `tx` are the memory offsets of the core's RX ring (we produce) and TX ring (we consume). */
   constructor(pool: Pool, rings: { rx: number; tx: number }) {
@@ -64,6 +65,8 @@ export class RingPort {
    * the drop, if the frame is too long or no buffer or slot is left; nothing is queued then.
    */
   deliver(frame: Uint8Array | readonly Uint8Array[]): boolean {
+    const one = frame instanceof Uint8Array ? frame : frame.length === 1 ? frame[0]! : null;
+    if (one && one.length > 0 && one.length <= BUF_SIZE) return this.#deliverOne(one);
     const segs = frame instanceof Uint8Array ? [frame] : frame;
     let len = 0;
     for (const s of segs) len += s.length;
@@ -125,6 +128,36 @@ export class RingPort {
     return true;
   }
 
+  /** deliver() of a frame that fits one buffer: no chain bookkeeping, no allocation. */
+  #deliverOne(f: Uint8Array): boolean {
+    const r = this.rx >>> 2;
+    const u32 = this.#u32;
+    const mask = u32[r + RING_MASK / 4]!;
+    const tail = u32[r + RING_TAIL / 4]!;
+    if ((tail - u32[r + RING_HEAD / 4]!) >>> 0 > mask) {
+      this.stats.rxDropRingFull++;
+      return false;
+    }
+    const e = this.pool.core.exports;
+    const b = e.bufAlloc(OWNER_NIC);
+    if (b < 0) {
+      this.stats.rxDropNoBuffer++;
+      return false;
+    }
+    this.#u8.set(f, e.bufAddress(b));
+    const slot = this.rx + RING_HDR + ((tail & mask) >>> 0) * SLOT_SIZE;
+    const s32 = slot >>> 2;
+    u32[s32] = b;
+    this.#u16[(slot + 4) >>> 1] = 0;
+    this.#u16[(slot + 6) >>> 1] = f.length;
+    u32[s32 + 2] = 0;
+    u32[s32 + 3] = 0;
+    u32[r + RING_TAIL / 4] = (tail + 1) >>> 0;
+    this.stats.rxFrames++;
+    this.stats.rxBytes += f.length;
+    return true;
+  }
+
   /**
    * Hands each complete frame on the TX ring to `send` as zero-copy views of its segments (valid
    * only during the call), then drops the NIC's reference on every buffer of the frame.
@@ -138,8 +171,6 @@ export class RingPort {
     let head = u32[r + RING_HEAD / 4]!;
     const tail = u32[r + RING_TAIL / 4]!;
     let frames = 0;
-    const segs: Uint8Array[] = [];
-    const bufs = this.#chain;
     while (head !== tail) {
       // find the end of the chain; an unfinished chain stays for the next drain
       let end = head;
@@ -153,8 +184,29 @@ export class RingPort {
         }
       }
       if (!complete) break;
-      segs.length = 0;
-      bufs.length = 0;
+      if (end === (head + 1) >>> 0) {
+        // one slot: the common case (headers in the payload buffer's headroom)
+        const slot = this.tx + RING_HDR + ((head & mask) >>> 0) * SLOT_SIZE;
+        const buf = u32[slot >>> 2]!;
+        const off = this.#u16[(slot + 4) >>> 1]!;
+        const n = this.#u16[(slot + 6) >>> 1]!;
+        if (e.nameCheck(buf, off, n) === 0) {
+          if (n > 0) {
+            const a = e.bufAddress(buf) + off;
+            this.#one[0] = this.#u8.subarray(a, a + n);
+            send(this.#one, n);
+            frames++;
+            this.stats.txFrames++;
+            this.stats.txBytes += n;
+          }
+          e.bufUnref(buf);
+        } else this.stats.txBadSlots++;
+        head = end;
+        u32[r + RING_HEAD / 4] = head;
+        continue;
+      }
+      const segs: Uint8Array[] = [];
+      const bufs: number[] = [];
       let len = 0;
       for (let p = head; p !== end; p = (p + 1) >>> 0) {
         const slot = this.tx + RING_HDR + ((p & mask) >>> 0) * SLOT_SIZE;

@@ -38,3 +38,7 @@ export type { StackConfig, StackOptions, StackEvent, ConnectionInfo } from "./st
 export { COUNTERS as STACK_COUNTERS, TCP_STATES } from "./stack-abi.js";
 export { NicLoop } from "./loop.js";
 export type { LoopOptions, LoopStats } from "./loop.js";
+export { HttpParser, responseHead } from "./apps/http.js";
+export type { HttpHead, HttpEvent, HttpParserOptions } from "./apps/http.js";
+export { RespParser, resp } from "./apps/resp.js";
+export type { RespEvent, RespParserOptions } from "./apps/resp.js";

@@ -75,7 +75,15 @@ export class NicLoop {
     // the app's replies and closes are APP-IN commands: run the core again to turn them into frames
     next = Math.min(next, s.poll(now));
     this.stats.events += s.drainEvents(this.#opts.onEvent);
-    this.#opts.onTurnEnd?.();
+    if (this.#opts.onTurnEnd) {
+      const before = s.commandSpace();
+      this.#opts.onTurnEnd();
+      // replies released by the turn's end (e.g. after a group commit) leave in this turn
+      if (s.commandSpace() < before) {
+        next = Math.min(next, s.poll(now));
+        this.stats.events += s.drainEvents(this.#opts.onEvent);
+      }
+    }
     // 3. everything queued goes out with one kick
     this.#sendAll();
     this.stats.syscalls = this.nic.stats().syscalls;

@@ -88,6 +88,8 @@ export class NicLoop {
     this.#sendAll();
     this.stats.syscalls = this.nic.stats().syscalls;
     this.#inTurn = false;
+    // commands the last events issued are still queued: come back at once
+    if (s.commandSpace() < this.#u32[s.rings.appIn >>> 2]! + 1) next = now;
     return next;
   }
 

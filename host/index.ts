@@ -42,3 +42,21 @@ export { HttpParser, responseHead } from "./apps/http.js";
 export type { HttpHead, HttpEvent, HttpParserOptions } from "./apps/http.js";
 export { RespParser, resp } from "./apps/resp.js";
 export type { RespEvent, RespParserOptions } from "./apps/resp.js";
+export { HttpdApp, HTTPD_MAX_BODY } from "./apps/httpd.js";
+export type { HttpdStats } from "./apps/httpd.js";
+export { serveHttpd } from "./apps/serve.js";
+export type { ServeOptions, AppServer } from "./apps/serve.js";
+export { PasteServer, MemoryPair, NicDriver, PoolPressure } from "./paste.js";
+export type {
+  Batch,
+  Chunk,
+  Accepted,
+  PasteOptions,
+  PasteStats,
+  PasteHandler,
+  Driver,
+  TurnHooks,
+  MemoryPairOptions,
+} from "./paste.js";
+export { NetStack, Server, Socket, createStack, createMemoryNet, createServer, connect } from "./net.js";
+export type { NetStackOptions, NetStats, ServerOptions, ConnectOptions } from "./net.js";

@@ -2,11 +2,14 @@
 // frame from the NIC (one addon call), runs the core once over the batch, hands the app its
 // events, and sends everything the core queued with one kick. It wakes on readiness through
 // the Node event loop (libuv poll on the queue's fd) or on the core's next timer, or
-// busy-polls when asked. It counts turns, frames and syscalls.
+// busy-polls when asked. It counts turns, frames and syscalls. For tests it can inject faults
+// (drop, duplicate, reorder/delay, corrupt) between the NIC and the core, each direction seeded.
 
 import { RING_HDR, SF_MORE, SLOT_SIZE } from "./abi.js";
+import { prng, type FaultConfig } from "./link/fault.js";
 import type { NicPort, TxFrame } from "./nic/port.js";
 import { SF_CSUM_VALID, SF_NEEDS_CSUM } from "./nic/native.js";
+import type { Pool } from "./pool.js";
 import type { Stack, StackEvent } from "./stack.js";
 
 /** The core's RX flags (docs/core-abi.md). */
@@ -33,6 +36,272 @@ export interface LoopOptions {
   busyPoll?: boolean;
   /** Clock in ms (default performance.now). */
   now?: () => number;
+  /**
+   * Test-only fault injection between the NIC and the core, per direction (`rx`: frames from
+   * the NIC to the core, `tx`: frames from the core to the NIC), each with its own seed:
+   * `drop`, `duplicate` (a named copy into fresh buffers), `reorder` (+`reorderMs`, default 1),
+   * `delayMs`, `jitterMs`, `bandwidthBps` (held frames keep their buffers until due), `corrupt`
+   * (one bit flipped in place; see docs/api/stack.md), `mtu`, `queueLimit`.
+   */
+  faults?: { rx?: LoopFaultConfig; tx?: LoopFaultConfig };
+}
+
+export type LoopFaultConfig = FaultConfig & { seed?: number };
+
+export interface LoopFaultStats {
+  /** Frames that entered the injector. */
+  frames: number;
+  /** Frames handed on (duplicates included). */
+  delivered: number;
+  dropped: number;
+  duplicated: number;
+  reordered: number;
+  corrupted: number;
+  oversize: number;
+  queueDrops: number;
+  /** Bytes copied into fresh buffers (duplicates, and corrupted TX frames whose buffers are shared). */
+  copiedBytes: number;
+  /** Frames held right now (delayed or reordered). */
+  held: number;
+}
+
+type Name = { index: number; offset: number; length: number };
+interface FaultFrame {
+  bufs: Name[];
+  flags: number;
+  cs: number;
+  co: number;
+}
+interface Held {
+  at: number;
+  seq: number;
+  f: FaultFrame;
+}
+
+/**
+ * One direction of the loop's fault injector. Frames travel by name: a dropped frame's
+ * buffers are freed, a held frame keeps them until it is due, a duplicate is a copy into
+ * fresh buffers (owner nic), and a corrupted frame has one bit flipped in place (RX: the NIC's
+ * own buffers; a NEEDS_CSUM frame's checksum is completed first and its offload flags cleared,
+ * as if the bit flipped on the wire after the sender's checksum) or, on TX when a buffer is
+ * shared (a retransmit queue holds it too), in a copy, so the stack's own data stays intact.
+ */
+class FrameFaults {
+  readonly stats: LoopFaultStats = {
+    frames: 0,
+    delivered: 0,
+    dropped: 0,
+    duplicated: 0,
+    reordered: 0,
+    corrupted: 0,
+    oversize: 0,
+    queueDrops: 0,
+    copiedBytes: 0,
+    held: 0,
+  };
+  #pool: Pool;
+  #c: LoopFaultConfig;
+  #rx: boolean;
+  #rand: () => number;
+  #heap: Held[] = [];
+  #seq = 0;
+  #linkFree = 0;
+
+  constructor(pool: Pool, c: LoopFaultConfig, rx: boolean) {
+    for (const k of ["drop", "duplicate", "reorder", "corrupt"] as const) {
+      const p = c[k] ?? 0;
+      if (!(p >= 0 && p <= 1)) throw new RangeError(`pmstack: fault ${k} must be a probability in [0, 1], got ${p}`);
+    }
+    for (const k of ["delayMs", "jitterMs", "reorderMs", "bandwidthBps", "mtu", "queueLimit"] as const) {
+      const v = c[k] ?? 0;
+      if (!(v >= 0) || !Number.isFinite(v)) throw new RangeError(`pmstack: fault ${k} must be >= 0, got ${v}`);
+    }
+    this.#pool = pool;
+    this.#c = { ...c };
+    this.#rx = rx;
+    this.#rand = prng(c.seed ?? (rx ? 1 : 2));
+  }
+
+  /** Takes one frame (and its buffer references) at time `now`. */
+  push(f: FaultFrame, now: number): void {
+    const c = this.#c;
+    const st = this.stats;
+    st.frames++;
+    let len = 0;
+    for (const b of f.bufs) len += b.length;
+    if (c.mtu && len > c.mtu) {
+      st.oversize++;
+      this.#free(f);
+      return;
+    }
+    if (c.drop && this.#rand() < c.drop) {
+      st.dropped++;
+      this.#free(f);
+      return;
+    }
+    const frames = [f];
+    if (c.duplicate && this.#rand() < c.duplicate) {
+      const d = this.#copy(f);
+      if (d) {
+        st.duplicated++;
+        frames.push(d);
+      }
+    }
+    for (let g of frames) {
+      if (c.queueLimit && this.#heap.length >= c.queueLimit) {
+        st.queueDrops++;
+        this.#free(g);
+        continue;
+      }
+      if (c.corrupt && this.#rand() < c.corrupt) {
+        const h = this.#corrupt(g, len);
+        if (!h) {
+          // no fresh buffer for the copy: lose the frame instead (still a corrupted frame)
+          st.corrupted++;
+          this.#free(g);
+          continue;
+        }
+        g = h;
+        st.corrupted++;
+      }
+      let at = now;
+      if (c.bandwidthBps) {
+        this.#linkFree = Math.max(this.#linkFree, now) + (len * 8 * 1000) / c.bandwidthBps;
+        at = this.#linkFree;
+      }
+      at += (c.delayMs ?? 0) + (c.jitterMs ? this.#rand() * c.jitterMs : 0);
+      if (c.reorder && this.#rand() < c.reorder) {
+        at += this.#rand() * (c.reorderMs ?? 1);
+        st.reordered++;
+      }
+      this.#push({ at, seq: this.#seq++, f: g });
+    }
+    st.held = this.#heap.length;
+  }
+
+  /** Frames due by `now`, in delivery order. */
+  due(now: number, out: FaultFrame[]): void {
+    const q = this.#heap;
+    while (q.length && q[0]!.at <= now) {
+      out.push(this.#pop().f);
+      this.stats.delivered++;
+    }
+    this.stats.held = q.length;
+  }
+
+  next(): number {
+    return this.#heap.length ? this.#heap[0]!.at : Infinity;
+  }
+
+  /** Frees every held frame (the loop stops: what was on the wire is lost). */
+  clear(): void {
+    const idx: number[] = [];
+    for (const h of this.#heap) for (const b of h.f.bufs) idx.push(b.index);
+    this.#heap = [];
+    this.stats.held = 0;
+    if (idx.length && !this.#pool.closed) this.#pool.freeBatch(idx);
+  }
+
+  #free(f: FaultFrame): void {
+    this.#pool.freeBatch(f.bufs.map((b) => b.index));
+  }
+
+  /** A copy of the frame in fresh buffers (owner nic), or null when the pool has none. */
+  #copy(f: FaultFrame): FaultFrame | null {
+    const pool = this.#pool;
+    if (pool.counts().free < f.bufs.length) return null;
+    const fresh = pool.allocBatch(f.bufs.length, "nic");
+    const bufs = f.bufs.map((b, k) => {
+      pool.view(fresh[k]!, b.offset, b.length).set(pool.view(b.index, b.offset, b.length));
+      this.stats.copiedBytes += b.length;
+      return { index: fresh[k]!, offset: b.offset, length: b.length };
+    });
+    return { bufs, flags: f.flags, cs: f.cs, co: f.co };
+  }
+
+  /** Flips one bit of the frame; returns the frame to deliver (maybe a copy), or null. */
+  #corrupt(f: FaultFrame, len: number): FaultFrame | null {
+    const pool = this.#pool;
+    let g = f;
+    if (!this.#rx && f.bufs.some((b) => pool.refCount(b.index) > 1 || pool.owner(b.index) === "kept")) {
+      const d = this.#copy(f);
+      if (!d) return null;
+      this.#free(f);
+      g = d;
+    }
+    if (this.#rx) {
+      if (g.flags & SF_NEEDS_CSUM) this.#completeCsum(g);
+      g.flags &= ~(SF_NEEDS_CSUM | SF_CSUM_VALID);
+    }
+    let bit = Math.floor(this.#rand() * len * 8);
+    for (const b of g.bufs) {
+      if (bit < b.length * 8) {
+        pool.view(b.index, b.offset, b.length)[bit >> 3]! ^= 1 << (bit & 7);
+        break;
+      }
+      bit -= b.length * 8;
+    }
+    return g;
+  }
+
+  /** Completes a partial checksum (virtio NEEDS_CSUM) in place, as the core would. */
+  #completeCsum(f: FaultFrame): void {
+    const pool = this.#pool;
+    let sum = 0;
+    let pos = 0; // bytes summed so far: even positions are high bytes
+    let skip = f.cs;
+    for (const b of f.bufs) {
+      const v = pool.view(b.index, b.offset, b.length);
+      for (let i = Math.min(skip, v.length); i < v.length; i++) {
+        sum += pos++ & 1 ? v[i]! : v[i]! << 8;
+        if (sum > 0xffffff) sum = (sum & 0xffff) + (sum >>> 16);
+      }
+      skip = Math.max(0, skip - v.length);
+    }
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    const at = f.cs + f.co;
+    const b0 = f.bufs[0]!;
+    if (at + 2 > b0.length) return;
+    const v = pool.view(b0.index, b0.offset, b0.length);
+    const r = ~sum & 0xffff;
+    v[at] = r >>> 8;
+    v[at + 1] = r & 0xff;
+  }
+
+  #less(a: Held, b: Held): boolean {
+    return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+  }
+  #push(x: Held): void {
+    const q = this.#heap;
+    q.push(x);
+    let i = q.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.#less(q[i]!, q[p]!)) break;
+      [q[i], q[p]] = [q[p]!, q[i]!];
+      i = p;
+    }
+  }
+  #pop(): Held {
+    const q = this.#heap;
+    const top = q[0]!;
+    const last = q.pop()!;
+    if (q.length) {
+      q[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < q.length && this.#less(q[l]!, q[m]!)) m = l;
+        if (r < q.length && this.#less(q[r]!, q[m]!)) m = r;
+        if (m === i) break;
+        [q[i], q[m]] = [q[m]!, q[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
 }
 
 export class NicLoop {
@@ -47,11 +316,16 @@ export class NicLoop {
   #running = false;
   #inTurn = false;
   #tx: TxFrame[] = [];
+  #rxFaults: FrameFaults | null;
+  #txFaults: FrameFaults | null;
+  #due: FaultFrame[] = [];
 
   constructor(stack: Stack, nic: NicPort, opts: LoopOptions) {
     this.stack = stack;
     this.nic = nic;
     this.#opts = opts;
+    this.#rxFaults = opts.faults?.rx ? new FrameFaults(stack.pool, opts.faults.rx, true) : null;
+    this.#txFaults = opts.faults?.tx ? new FrameFaults(stack.pool, opts.faults.tx, false) : null;
     this.#now = opts.now ?? (() => performance.now());
     this.#u16 = new Uint16Array(stack.pool.core.memory.buffer);
     this.#u32 = new Uint32Array(stack.pool.core.memory.buffer);
@@ -61,14 +335,32 @@ export class NicLoop {
     };
   }
 
-  /** One turn at time `now`. Returns the core's next deadline. */
+  /** Fault counters per direction, when the loop was made with `faults`. */
+  get faultStats(): { rx: LoopFaultStats | null; tx: LoopFaultStats | null } | null {
+    if (!this.#rxFaults && !this.#txFaults) return null;
+    return {
+      rx: this.#rxFaults ? { ...this.#rxFaults.stats } : null,
+      tx: this.#txFaults ? { ...this.#txFaults.stats } : null,
+    };
+  }
+
+  /** One turn at time `now`. Returns the core's next deadline (or a held frame's, with faults). */
   turn(now = this.#now()): number {
     const s = this.stack;
     this.stats.turns++;
     this.#inTurn = true;
     // 1. every ready frame, in one addon call; their slots move to the core's RX ring
     this.nic.receive();
-    for (const f of this.nic.drain()) this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
+    const rxf = this.#rxFaults;
+    if (rxf) {
+      for (const f of this.nic.drain())
+        rxf.push({ bufs: f.bufs, flags: f.flags, cs: f.csumStart, co: f.csumOffset }, now);
+      const due = this.#due;
+      due.length = 0;
+      rxf.due(now, due);
+      for (const f of due) this.#toCore(f.bufs, f.flags, f.cs, f.co);
+      due.length = 0;
+    } else for (const f of this.nic.drain()) this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
     // 2. the core over the whole batch, then the app over every event
     let next = s.poll(now);
     this.stats.events += s.drainEvents(this.#opts.onEvent);
@@ -85,11 +377,14 @@ export class NicLoop {
       }
     }
     // 3. everything queued goes out with one kick
-    this.#sendAll();
+    this.#sendAll(now);
     this.stats.syscalls = this.nic.stats().syscalls;
     this.#inTurn = false;
     // commands the last events issued are still queued: come back at once
     if (s.commandSpace() < this.#u32[s.rings.appIn >>> 2]! + 1) next = now;
+    // frames the fault injector holds are due later: wake for the first
+    if (rxf) next = Math.min(next, rxf.next());
+    if (this.#txFaults) next = Math.min(next, this.#txFaults.next());
     return next;
   }
 
@@ -111,11 +406,14 @@ export class NicLoop {
     this.#wake();
   }
 
+  /** Stops the loop. Frames the fault injector still held are lost (their buffers freed). */
   stop(): void {
     this.#running = false;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     if (!this.nic.closed) this.nic.stopPolling();
+    this.#rxFaults?.clear();
+    this.#txFaults?.clear();
   }
 
   #wake(): void {
@@ -154,7 +452,7 @@ export class NicLoop {
     this.stats.rxFrames++;
   }
 
-  #sendAll(): void {
+  #sendAll(now: number): void {
     const tx = this.#tx;
     tx.length = 0;
     const ring = this.stack.rings.tx;
@@ -175,6 +473,16 @@ export class NicLoop {
       }
     }
     u32[r + 1] = head;
+    const txf = this.#txFaults;
+    if (txf) {
+      for (const f of tx) txf.push({ bufs: f.bufs as Name[], flags: 0, cs: 0, co: 0 }, now);
+      tx.length = 0;
+      const due = this.#due;
+      due.length = 0;
+      txf.due(now, due);
+      for (const f of due) tx.push({ bufs: f.bufs });
+      due.length = 0;
+    }
     if (tx.length) {
       this.stats.txFrames += tx.length;
       this.nic.send(tx);

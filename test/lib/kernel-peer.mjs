@@ -4,7 +4,12 @@
 //   source HOST PORT BYTES   listen; for each connection send BYTES seeded bytes, then close;
 //                            print the sha256 of what was sent
 //   send HOST PORT BYTES     connect; send BYTES seeded bytes; print the sha256 of the reply
-// It prints "LISTENING" once listening.
+//   rstsource HOST PORT BYTES  listen; for each connection send BYTES seeded bytes, then abort
+//                            it with a RST (SO_LINGER 0); print "RST"
+//   probe HOST PORT          connect; print "CONNECTED" or "ERROR <code>", then close
+//   many HOST PORT N         open N connections at once; each sends "REQ <i>\n" and expects
+//                            "RESP <i>\n" then EOF; print "DONE <json>" with ok/failed counts
+// It prints "LISTENING" once listening, and "ERROR <code>" when a connection fails.
 import net from "node:net";
 import { createHash } from "node:crypto";
 import { pathToFileURL } from "node:url";
@@ -50,7 +55,7 @@ if (!main) {
       const h = createHash("sha256");
       s.on("data", (d) => h.update(d));
       s.on("end", () => s.end(h.digest("hex")));
-      s.on("error", (e) => console.error("sink:", e.message));
+      s.on("error", (e) => console.log(`ERROR ${e.code}`));
     })
     .listen(+port, host, () => console.log("LISTENING"));
 } else if (mode === "source") {
@@ -64,7 +69,7 @@ if (!main) {
         } else s.once("drain", pump);
       };
       pump();
-      s.on("error", (e) => console.error("source:", e.message));
+      s.on("error", (e) => console.log(`ERROR ${e.code}`));
     })
     .listen(+port, host, () => console.log("LISTENING"));
 } else if (mode === "send") {
@@ -85,7 +90,62 @@ if (!main) {
     console.error("send:", e.message);
     process.exitCode = 1;
   });
+} else if (mode === "rstsource") {
+  net
+    .createServer((s) => {
+      s.on("error", (e) => console.log(`ERROR ${e.code}`));
+      const c = chunks(+bytes, (b) => s.write(b));
+      const pump = () => {
+        if (c.next())
+          s.write(Buffer.alloc(0), () =>
+            setTimeout(() => {
+              s.resetAndDestroy();
+              console.log("RST");
+            }, 50),
+          );
+        else s.once("drain", pump);
+      };
+      pump();
+    })
+    .listen(+port, host, () => console.log("LISTENING"));
+} else if (mode === "probe") {
+  const s = net.connect(+port, host, () => {
+    console.log("CONNECTED");
+    s.end();
+  });
+  s.on("error", (e) => console.log(`ERROR ${e.code}`));
+} else if (mode === "many") {
+  const n = +bytes;
+  const res = { ok: 0, failed: 0, errors: {} };
+  let left = n;
+  const finish = () => {
+    if (--left === 0) console.log("DONE " + JSON.stringify(res));
+  };
+  for (let i = 0; i < n; i++) {
+    let reply = "";
+    let ended = false;
+    const s = net.connect(+port, host, () => s.write(`REQ ${i}\n`));
+    s.setEncoding("latin1");
+    s.on("data", (d) => (reply += d));
+    s.on("end", () => {
+      ended = true;
+      if (reply === `RESP ${i}\n`) res.ok++;
+      else {
+        res.failed++;
+        res.errors.badReply = (res.errors.badReply ?? 0) + 1;
+      }
+      s.end();
+      finish();
+    });
+    s.on("error", (e) => {
+      if (ended) return;
+      ended = true;
+      res.failed++;
+      res.errors[e.code] = (res.errors[e.code] ?? 0) + 1;
+      finish();
+    });
+  }
 } else {
-  console.error("usage: kernel-peer.mjs sink|source|send HOST PORT [BYTES]");
+  console.error("usage: kernel-peer.mjs sink|source|send|rstsource|probe|many HOST PORT [BYTES|N]");
   process.exitCode = 2;
 }

@@ -1,0 +1,268 @@
+// The durable HTTP server's application logic (PASTE's demonstration): POST /<key> keeps the
+// body's PM buffers where the NIC put them, logs their names (PmLog) and answers 201 only once
+// the turn's group commit made them durable; GET /<key> sends the body straight from the kept
+// buffers (no copy); DELETE /<key>; GET / answers stats. HTTP/1.1 keep-alive and pipelining
+// (replies in request order); 400, 404, 405, 411, 413 for bad requests, and the connection
+// survives where HTTP allows. Plug it into a NicLoop: { onEvent: app.onEvent, onTurnEnd: app.onTurnEnd }.
+
+import type { BufferName } from "../pool.js";
+import type { PmLog } from "../log.js";
+import type { Stack, StackEvent } from "../stack.js";
+import { HttpParser, responseHead, type HttpEvent, type HttpHead } from "./http.js";
+
+/** Largest body: the names of one log record (64 buffers) hold at least 64 * 1400 bytes. */
+export const HTTPD_MAX_BODY = 64 * 1024;
+const HEADROOM = 128;
+
+interface Reply {
+  head: string;
+  /** Small body bytes sent in the head's buffer (a copy: stats, error texts). */
+  text?: string;
+  /** Body parts sent from kept PM buffers, by name (no copy). */
+  names?: BufferName[];
+  /** Waits for the group commit of this turn. */
+  durable: boolean;
+  close: boolean;
+}
+
+interface Conn {
+  id: number;
+  parser: HttpParser;
+  head: HttpHead | null;
+  body: BufferName[];
+  bodyLen: number;
+  replies: Reply[];
+  /** Refused sends, resent in order on WRITABLE. */
+  refused: BufferName[];
+  /** Buffers holding the body in progress: one reference each until the request ends. */
+  held: number[];
+  closing: boolean;
+  closed: boolean;
+}
+
+export interface HttpdStats {
+  requests: number;
+  posts: number;
+  gets: number;
+  deletes: number;
+  errors: number;
+  commits: number;
+  connections: number;
+}
+
+export class HttpdApp {
+  readonly stack: Stack;
+  readonly log: PmLog;
+  readonly stats: HttpdStats = { requests: 0, posts: 0, gets: 0, deletes: 0, errors: 0, commits: 0, connections: 0 };
+  #conns = new Map<number, Conn>();
+  #waiting = 0; // replies waiting for the group commit
+  #enc = new TextEncoder();
+
+  constructor(stack: Stack, log: PmLog, port = 80) {
+    this.stack = stack;
+    this.log = log;
+    stack.listen(port, { backlog: 1024 });
+  }
+
+  onEvent = (ev: StackEvent): void => {
+    switch (ev.type) {
+      case "ACCEPTED":
+        this.stats.connections++;
+        this.#conns.set(ev.conn, {
+          id: ev.conn,
+          parser: new HttpParser({ maxBodyBytes: HTTPD_MAX_BODY }),
+          head: null,
+          body: [],
+          bodyLen: 0,
+          replies: [],
+          refused: [],
+          held: [],
+          closing: false,
+          closed: false,
+        });
+        break;
+      case "DATA":
+        this.#data(ev);
+        break;
+      case "PEER_CLOSED": {
+        const c = this.#conns.get(ev.conn);
+        if (c) {
+          c.closing = true;
+          this.#flush(c);
+        }
+        break;
+      }
+      case "CLOSED":
+      case "RESET": {
+        const c = this.#conns.get(ev.conn);
+        if (c) {
+          for (const n of c.refused) this.#drop(n.index);
+          for (const b of c.held) this.stack.pool.free(b);
+          this.#conns.delete(ev.conn);
+        }
+        break;
+      }
+      case "SEND_REFUSED": {
+        const c = this.#conns.get(ev.conn);
+        if (c) c.refused.push({ index: ev.buf, offset: ev.off, length: ev.len });
+        else this.#drop(ev.buf);
+        break;
+      }
+      case "WRITABLE": {
+        const c = this.#conns.get(ev.conn);
+        if (c) {
+          const again = c.refused;
+          c.refused = [];
+          for (const n of again) this.stack.send(c.id, n);
+          this.#flush(c);
+        }
+        break;
+      }
+    }
+  };
+
+  /** End of turn: one group commit for every POST and DELETE of the turn, then their replies. */
+  onTurnEnd = (): void => {
+    if (this.#waiting === 0) return;
+    this.log.commit();
+    this.stats.commits++;
+    this.#waiting = 0;
+    for (const c of this.#conns.values()) {
+      for (const r of c.replies) r.durable = false;
+      this.#flush(c);
+    }
+  };
+
+  #data(ev: StackEvent): void {
+    const c = this.#conns.get(ev.conn);
+    const pool = this.stack.pool;
+    if (!c || c.parser.dead) {
+      pool.free(ev.buf);
+      return;
+    }
+    const { buf, off, len } = ev;
+    const view = pool.view(buf, off, len);
+    c.parser.feed(view, (h: HttpEvent) => {
+      if (h.kind === "head") {
+        c.head = h.head;
+        c.body = [];
+        c.bodyLen = 0;
+      } else if (h.kind === "body") {
+        c.body.push({ index: buf, offset: off + h.offset, length: h.length });
+        c.bodyLen += h.length;
+        if (c.held[c.held.length - 1] !== buf) {
+          pool.ref(buf); // the body may end in a later chunk: keep this one until then
+          c.held.push(buf);
+        }
+      } else if (h.kind === "end") {
+        this.#request(c);
+        for (const b of c.held) pool.free(b);
+        c.held = [];
+      } else {
+        this.stats.errors++;
+        this.#reply(c, h.status, h.message + "\n", h.fatal);
+      }
+    });
+    pool.free(buf); // the log took its own references on body buffers it keeps
+    this.stack.recvd(ev.conn, len);
+  }
+
+  #request(c: Conn): void {
+    const h = c.head!;
+    this.stats.requests++;
+    const close = !h.keepAlive;
+    const key = decodeKey(h.target);
+    if (h.method === "GET" && (h.target === "/" || h.target === "")) {
+      const s = JSON.stringify({
+        ...this.stats,
+        keys: this.log.size,
+        log: this.log.stats(),
+        pool: this.stack.pool.counts(),
+      });
+      return this.#reply(c, 200, s + "\n", close, "application/json");
+    }
+    if (key === null) return this.#reply(c, 400, "bad key\n", close);
+    if (h.method === "POST" || h.method === "PUT") {
+      this.stats.posts++;
+      this.log.append(key, c.body);
+      this.#waiting++;
+      c.replies.push({ head: responseHead(201, 0, { close }), durable: true, close });
+      return this.#flush(c);
+    }
+    if (h.method === "GET") {
+      this.stats.gets++;
+      const names = this.log.get(key);
+      if (!names) return this.#reply(c, 404, "not found\n", close);
+      let n = 0;
+      for (const x of names) n += x.length;
+      c.replies.push({
+        head: responseHead(200, n, { close, type: "application/octet-stream" }),
+        names,
+        durable: false,
+        close,
+      });
+      return this.#flush(c);
+    }
+    if (h.method === "DELETE") {
+      this.stats.deletes++;
+      if (this.log.delete(key) === null) return this.#reply(c, 404, "not found\n", close);
+      this.#waiting++;
+      c.replies.push({ head: responseHead(204, 0, { close }), durable: true, close });
+      return this.#flush(c);
+    }
+    this.#reply(c, 405, "method not allowed\n", close);
+  }
+
+  #reply(c: Conn, status: number, text: string, close: boolean, type = "text/plain"): void {
+    c.replies.push({ head: responseHead(status, text.length, { close, type }), text, durable: false, close });
+    this.#flush(c);
+  }
+
+  /** Sends the replies that are ready, in request order; a durable one holds back the rest. */
+  #flush(c: Conn): void {
+    if (c.closed) return;
+    while (c.replies.length && !c.replies[0]!.durable) {
+      const r = c.replies.shift()!;
+      const bytes = this.#enc.encode(r.text ? r.head + r.text : r.head);
+      this.#sendBytes(c, bytes);
+      for (const n of r.names ?? []) this.#send(c, n);
+      if (r.close) {
+        c.closing = true;
+        c.replies.length = 0;
+      }
+    }
+    if (c.closing && c.replies.length === 0) {
+      c.closed = true;
+      this.stack.close(c.id);
+    }
+  }
+
+  #sendBytes(c: Conn, bytes: Uint8Array): void {
+    const pool = this.stack.pool;
+    for (let at = 0; at < bytes.length; at += 2048 - HEADROOM) {
+      const n = Math.min(2048 - HEADROOM, bytes.length - at);
+      const i = pool.alloc();
+      pool.view(i, HEADROOM, n).set(bytes.subarray(at, at + n));
+      this.#send(c, { index: i, offset: HEADROOM, length: n });
+    }
+  }
+
+  #send(c: Conn, n: BufferName): void {
+    if (c.refused.length) c.refused.push(n);
+    else this.stack.send(c.id, n);
+  }
+
+  #drop(buf: number): void {
+    // a refused buffer of a connection that is gone: app-owned header buffers go back to the pool
+    if (this.stack.pool.owner(buf) === "app") this.stack.pool.free(buf);
+  }
+}
+
+function decodeKey(target: string): string | null {
+  if (!target.startsWith("/") || target.length < 2 || target.length > 1025) return null;
+  try {
+    return decodeURIComponent(target.slice(1));
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,516 @@
+// A convenience API in Node's idiom over a pmstack stack: createServer / connect returning
+// Duplex sockets like net.Socket. Received chunks are zero-copy Buffers over the PM buffers
+// (Buffer.from(memory.buffer, offset, length): a view, not a copy); the PM buffer goes back to
+// the pool when the chunk is garbage-collected (FinalizationRegistry). Under pool pressure
+// chunks are copied instead (counted: stats.copiedChunks/copiedBytes) and their PM buffers
+// freed at once, so GC latency can never exhaust the pool. Writes copy the user's bytes into
+// fresh PM buffers (stats.writeCopiedBytes) and honour backpressure. See docs/api.md.
+
+import { Buffer } from "node:buffer";
+import { EventEmitter } from "node:events";
+import { Duplex } from "node:stream";
+import { copyIntoBuffers, freeRefused, PoolPressure, SendQueue, type Driver, type MemoryPair } from "./paste.js";
+import type { BufferName } from "./pool.js";
+import { formatIPv4, type Stack, type StackEvent } from "./stack.js";
+
+export interface NetStackOptions {
+  /** Copy received chunks instead of lending views while fewer buffers are free (default 1/4 of the pool). */
+  lowWater?: number;
+  /** Lend views again from this many free buffers (default min(pool, 2 x lowWater)). */
+  highWater?: number;
+  /** Always copy received chunks (no views; no GC involvement). */
+  copyChunks?: boolean;
+}
+
+export interface NetStats {
+  /** Chunks handed out as zero-copy views, and how many of those the GC has returned. */
+  viewChunks: number;
+  viewsFinalized: number;
+  /** Chunks copied out of PM because of pool pressure (or copyChunks), and their bytes. */
+  copiedChunks: number;
+  copiedBytes: number;
+  /** The user's written bytes copied into fresh PM buffers. */
+  writeCopiedBytes: number;
+  pressureEntered: number;
+}
+
+const REFUSE: Record<number, [string, string]> = {
+  1: ["ECONNRESET", "connection reset by peer"],
+  2: ["ETIMEDOUT", "connection timed out"],
+  3: ["ECONNREFUSED", "connection refused"],
+  4: ["ETIMEDOUT", "keepalive timed out"],
+};
+const CMD_ERR: Record<number, [string, string]> = {
+  5: ["EMFILE", "no free connection block"],
+  6: ["EINVAL", "invalid argument"],
+  7: ["EADDRINUSE", "address in use"],
+};
+
+function netError(code: string, msg: string, extra: Record<string, unknown> = {}): Error {
+  return Object.assign(new Error(`${msg} (${code})`), { code, ...extra });
+}
+
+/** The Node-idiom layer of one stack (on a NIC through NicDriver, or one side of a MemoryPair). */
+export class NetStack {
+  readonly driver: Driver;
+  readonly stack: Stack;
+  readonly stats: NetStats = {
+    viewChunks: 0,
+    viewsFinalized: 0,
+    copiedChunks: 0,
+    copiedBytes: 0,
+    writeCopiedBytes: 0,
+    pressureEntered: 0,
+  };
+  readonly pressure: PoolPressure;
+  readonly copyChunks: boolean;
+  /** @internal */ sockets = new Map<number, Socket>();
+  /** @internal */ connecting = new Map<number, Socket>();
+  #servers = new Map<number, Server>();
+  #tag = 0x10000;
+  #registry: FinalizationRegistry<number>;
+  #closed = false;
+
+  constructor(driver: Driver, opts: NetStackOptions = {}) {
+    this.driver = driver;
+    this.stack = driver.stack;
+    const total = this.stack.pool.bufferCount;
+    const low = opts.lowWater ?? Math.floor(total / 4);
+    this.pressure = new PoolPressure(low, opts.highWater ?? Math.min(total, 2 * low));
+    this.copyChunks = opts.copyChunks ?? false;
+    this.#registry = new FinalizationRegistry((index) => {
+      if (this.#closed) return;
+      this.stats.viewsFinalized++;
+      this.stack.pool.free(index);
+    });
+    driver.attach({ onEvent: (ev) => this.#event(ev), onTurnEnd: () => this.#turnEnd() });
+    driver.start();
+  }
+
+  createServer(opts: ServerOptions = {}, onConnection?: (s: Socket) => void): Server {
+    return new Server(this, opts, onConnection);
+  }
+
+  connect(opts: ConnectOptions, onConnect?: () => void): Socket {
+    const s = new Socket(this, opts);
+    const tag = this.#tag++;
+    if (this.#tag > 0x7fffffff) this.#tag = 0x10000;
+    s.remoteAddress = opts.host ?? "127.0.0.1";
+    s.remotePort = opts.port;
+    s.connecting = true;
+    if (onConnect) s.once("connect", onConnect);
+    this.connecting.set(tag, s);
+    try {
+      this.stack.connect(s.remoteAddress, opts.port, { tag, localPort: opts.localPort });
+    } catch (e) {
+      this.connecting.delete(tag);
+      queueMicrotask(() => s.destroy(e as Error));
+    }
+    return s;
+  }
+
+  /** Stops the driver. Views still held keep reading the PM bytes; nothing is freed after this. */
+  close(): void {
+    this.#closed = true;
+    for (const s of this.sockets.values()) s.destroy();
+    this.driver.stop();
+  }
+
+  /** @internal */ registerServer(port: number, s: Server | null): void {
+    if (s) this.#servers.set(port, s);
+    else this.#servers.delete(port);
+  }
+
+  /** @internal a received chunk as a Buffer: a view (freed by the GC) or, under pressure, a copy. */
+  chunk(ev: StackEvent): Buffer {
+    const pool = this.stack.pool;
+    const v = pool.view(ev.buf, ev.off, ev.len);
+    if (this.copyChunks || this.pressure.on) {
+      const copy = Buffer.from(v); // the named copy: PM bytes into a JS buffer, PM buffer freed now
+      pool.free(ev.buf);
+      this.stats.copiedChunks++;
+      this.stats.copiedBytes += ev.len;
+      return copy;
+    }
+    const b = Buffer.from(v.buffer as ArrayBuffer, v.byteOffset, v.byteLength);
+    this.#registry.register(b, ev.buf);
+    this.stats.viewChunks++;
+    return b;
+  }
+
+  #updatePressure(): void {
+    const before = this.pressure.entered;
+    this.pressure.update(this.stack.pool.counts().free);
+    this.stats.pressureEntered += this.pressure.entered - before;
+  }
+
+  #event(ev: StackEvent): void {
+    switch (ev.type) {
+      case "DATA": {
+        const s = this.sockets.get(ev.conn);
+        if (!s) {
+          this.stack.pool.free(ev.buf);
+          return;
+        }
+        this.#updatePressure();
+        s._data(this.chunk(ev), ev.len);
+        return;
+      }
+      case "ACCEPTED": {
+        const srv = this.#servers.get(ev.len);
+        if (!srv) {
+          this.stack.abort(ev.conn);
+          return;
+        }
+        const s = new Socket(this, { allowHalfOpen: srv.allowHalfOpen });
+        s.remoteAddress = formatIPv4(ev.buf);
+        s.remotePort = ev.off;
+        s.localPort = ev.len;
+        s._attach(ev.conn);
+        srv._accept(s);
+        return;
+      }
+      case "CONNECTED": {
+        const s = this.connecting.get(ev.buf);
+        this.connecting.delete(ev.buf);
+        if (!s || s.destroyed) {
+          this.stack.abort(ev.conn);
+          return;
+        }
+        s.localPort = ev.len;
+        s._attach(ev.conn);
+        s.connecting = false;
+        s.emit("connect");
+        s.emit("ready");
+        return;
+      }
+      case "PEER_CLOSED":
+        this.sockets.get(ev.conn)?._peerEnd();
+        return;
+      case "CLOSED":
+      case "RESET": {
+        let s = this.sockets.get(ev.conn);
+        if (!s) {
+          s = this.connecting.get(ev.buf);
+          this.connecting.delete(ev.buf);
+        }
+        if (!s) return;
+        const [code, msg] = REFUSE[ev.aux] ?? ["ECONNRESET", "connection reset"];
+        s._gone(
+          ev.type === "RESET"
+            ? netError(code, `${msg}: ${s.remoteAddress}:${s.remotePort}`, {
+                address: s.remoteAddress,
+                port: s.remotePort,
+              })
+            : null,
+        );
+        return;
+      }
+      case "SEND_REFUSED": {
+        const s = this.sockets.get(ev.conn);
+        const n = { index: ev.buf, offset: ev.off, length: ev.len };
+        if (s && s._queue) s._queue.refused(n);
+        else freeRefused(this.stack, [n]);
+        return;
+      }
+      case "WRITABLE":
+        this.sockets.get(ev.conn)?._queue?.writable();
+        return;
+      case "LISTENING":
+        this.#servers.get(ev.off)?._listening();
+        return;
+      case "ERROR": {
+        const [code, msg] = CMD_ERR[ev.aux] ?? ["EINVAL", "command failed"];
+        const s = this.connecting.get(ev.conn);
+        if (s) {
+          this.connecting.delete(ev.conn);
+          s.destroy(netError(code, `connect ${s.remoteAddress}:${s.remotePort}: ${msg}`));
+          return;
+        }
+        const srv = this.#servers.get(ev.off);
+        if (srv) srv._error(netError(code, `listen ${ev.off}: ${msg}`, { port: ev.off }));
+        return;
+      }
+      case "UDP":
+        this.stack.pool.free(ev.buf);
+        return;
+    }
+  }
+
+  #turnEnd(): void {
+    this.#updatePressure();
+    for (const s of this.sockets.values()) s._turn();
+  }
+}
+
+export interface ServerOptions {
+  /** Keep the writable side open after the peer's FIN (default false, as in node:net). */
+  allowHalfOpen?: boolean;
+  backlog?: number;
+}
+
+export class Server extends EventEmitter {
+  readonly net: NetStack;
+  readonly allowHalfOpen: boolean;
+  listening = false;
+  #port = -1;
+  #backlog: number | undefined;
+  #conns = new Set<Socket>();
+  #closing = false;
+
+  constructor(net: NetStack, opts: ServerOptions, onConnection?: (s: Socket) => void) {
+    super();
+    this.net = net;
+    this.allowHalfOpen = opts.allowHalfOpen ?? false;
+    this.#backlog = opts.backlog;
+    if (onConnection) this.on("connection", onConnection);
+  }
+
+  listen(port: number, cb?: () => void): this {
+    this.#port = port;
+    if (cb) this.once("listening", cb);
+    this.net.registerServer(port, this);
+    this.net.stack.listen(port, { backlog: this.#backlog });
+    return this;
+  }
+
+  address(): { address: string; family: string; port: number } | null {
+    return this.listening ? { address: formatIPv4(this.net.stack.ip), family: "IPv4", port: this.#port } : null;
+  }
+
+  /** Stops accepting; 'close' follows once every accepted connection has closed. */
+  close(cb?: (err?: Error) => void): this {
+    if (cb) this.once("close", cb);
+    if (this.#closing) return this;
+    this.#closing = true;
+    if (this.listening) this.net.stack.unlisten(this.#port);
+    this.net.registerServer(this.#port, null);
+    this.listening = false;
+    this.#maybeClosed();
+    return this;
+  }
+
+  #maybeClosed(): void {
+    if (this.#closing && this.#conns.size === 0) queueMicrotask(() => this.emit("close"));
+  }
+
+  /** @internal */ _listening(): void {
+    this.listening = true;
+    this.emit("listening");
+  }
+  /** @internal */ _error(e: Error): void {
+    this.net.registerServer(this.#port, null);
+    this.emit("error", e);
+  }
+  /** @internal */ _accept(s: Socket): void {
+    this.#conns.add(s);
+    s.once("close", () => {
+      this.#conns.delete(s);
+      this.#maybeClosed();
+    });
+    this.emit("connection", s);
+  }
+}
+
+export interface ConnectOptions {
+  port: number;
+  host?: string;
+  localPort?: number;
+  allowHalfOpen?: boolean;
+  noDelay?: boolean;
+}
+
+/**
+ * A TCP connection as a Duplex stream, like net.Socket. 'data' chunks are zero-copy views of PM
+ * (valid while you hold the chunk itself: a slice does not keep it alive; see docs/api.md).
+ */
+export class Socket extends Duplex {
+  readonly net: NetStack;
+  conn = -1;
+  connecting = false;
+  remoteAddress = "";
+  remotePort = 0;
+  localPort = 0;
+  readonly remoteFamily = "IPv4";
+  bytesRead = 0;
+  /** @internal */ _queue: SendQueue | null = null;
+  #owed = 0; // bytes received but not acknowledged to TCP (the reader is behind)
+  #out: Uint8Array[] = []; // written, not yet copied into PM (pool low or not connected)
+  #writeCb: ((e?: Error | null) => void) | null = null;
+  #finalCb: ((e?: Error | null) => void) | null = null;
+  #noDelay: boolean | undefined;
+  #peerEnded = false;
+  #gone = false;
+  #written = 0;
+
+  constructor(net: NetStack, opts: { allowHalfOpen?: boolean; noDelay?: boolean } = {}) {
+    super({ allowHalfOpen: opts.allowHalfOpen ?? false, writableHighWaterMark: 64 * 1024 });
+    this.net = net;
+    this.#noDelay = opts.noDelay;
+  }
+
+  get bytesWritten(): number {
+    return this.#written;
+  }
+
+  get localAddress(): string {
+    return formatIPv4(this.net.stack.ip);
+  }
+
+  address(): { address: string; family: string; port: number } {
+    return { address: this.localAddress, family: "IPv4", port: this.localPort };
+  }
+
+  setNoDelay(noDelay = true): this {
+    this.#noDelay = noDelay;
+    if (this.conn >= 0 && !this.#gone) this.net.stack.setNoDelay(this.conn, noDelay);
+    return this;
+  }
+
+  setKeepAlive(enable = false, initialDelay = 0): this {
+    if (this.conn >= 0 && !this.#gone) this.net.stack.setKeepalive(this.conn, enable ? initialDelay || 7_200_000 : 0);
+    return this;
+  }
+
+  /** @internal */ _attach(conn: number): void {
+    this.conn = conn;
+    this._queue = new SendQueue(this.net.stack, conn);
+    this.net.sockets.set(conn, this);
+    if (this.#noDelay !== undefined) this.net.stack.setNoDelay(conn, this.#noDelay);
+    this.#pump();
+  }
+
+  /** @internal */ _data(chunk: Buffer, len: number): void {
+    this.bytesRead += len;
+    if (this.destroyed) return; // a view is freed by the GC like any other
+    const more = this.push(chunk);
+    if (more && this.#owed === 0) this.net.stack.recvd(this.conn, len);
+    else this.#owed += len; // the reader is behind: the window closes until _read
+  }
+
+  /** @internal */ _peerEnd(): void {
+    this.#peerEnded = true;
+    this.push(null);
+  }
+
+  /** @internal the connection is gone (CLOSED, or RESET with an error). */
+  _gone(err: Error | null): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    this.net.sockets.delete(this.conn);
+    this._queue?.drop();
+    if (err) {
+      this.destroy(err);
+      return;
+    }
+    if (!this.#peerEnded) this.push(null);
+    this.#finishCallbacks(null);
+    // both FINs went through: 'close' after the reader saw 'end'
+    if (this.readableEnded || this.readableLength === 0) this.destroy();
+    else this.once("end", () => this.destroy());
+  }
+
+  /** @internal end of a turn: retry copying, complete writes the stack accepted. */
+  _turn(): void {
+    if (this.#gone || this.conn < 0) return;
+    this.#pump();
+    const q = this._queue!;
+    if (this.#out.length === 0 && q.pending.length === 0) {
+      const cb = this.#writeCb;
+      this.#writeCb = null;
+      cb?.();
+      if (!this.#writeCb && this.#finalCb) {
+        const f = this.#finalCb;
+        this.#finalCb = null;
+        q.close();
+        f();
+      }
+    }
+  }
+
+  override _read(): void {
+    if (this.#owed > 0 && this.conn >= 0 && !this.#gone) {
+      this.net.stack.recvd(this.conn, this.#owed);
+      this.#owed = 0;
+    }
+  }
+
+  override _writev(chunks: { chunk: unknown }[], cb: (e?: Error | null) => void): void {
+    for (const { chunk } of chunks) this.#out.push(chunk as Uint8Array);
+    this.#writeCb = cb;
+    this.#pump();
+    this.net.stack.onCommand?.(); // get a turn even if the pool had no room yet
+  }
+
+  override _write(chunk: unknown, _enc: string, cb: (e?: Error | null) => void): void {
+    this._writev([{ chunk }], cb);
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    if (this.conn < 0 && !this.connecting) return cb();
+    this.#finalCb = cb;
+    this.net.stack.onCommand?.();
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    if (this.conn >= 0 && !this.#gone) {
+      this.#gone = true;
+      this.net.sockets.delete(this.conn);
+      this.net.stack.abort(this.conn);
+      this._queue?.drop();
+    }
+    this.#out = [];
+    this.#finishCallbacks(err);
+    cb(err);
+  }
+
+  #finishCallbacks(err: Error | null): void {
+    const w = this.#writeCb;
+    const f = this.#finalCb;
+    this.#writeCb = this.#finalCb = null;
+    w?.(err);
+    f?.(err);
+  }
+
+  /** Copies queued writes into fresh PM buffers (the named write copy) while the pool has room. */
+  #pump(): void {
+    const q = this._queue;
+    if (!q || this.#gone) return;
+    const net = this.net;
+    // leave the receive side room: never take the pool below its low-water mark for writes
+    const reserve = Math.max(8, net.pressure.low >>> 1);
+    while (this.#out.length) {
+      const bytes = this.#out[0]!;
+      const names: BufferName[] = [];
+      const done = copyIntoBuffers(net.stack, bytes, reserve, names);
+      for (const n of names) q.send(n);
+      net.stats.writeCopiedBytes += done;
+      this.#written += done;
+      if (done < bytes.length) {
+        this.#out[0] = bytes.subarray(done);
+        return;
+      }
+      this.#out.shift();
+    }
+  }
+}
+
+// ---- top-level, node:net-like ---------------------------------------------------------------------
+
+/** Makes the Node-idiom layer of a stack from its driver (NicDriver, or `pair.a`/`pair.b` of a MemoryPair). */
+export function createStack(driver: Driver, opts: NetStackOptions = {}): NetStack {
+  return new NetStack(driver, opts);
+}
+
+/** Both sides of an in-process MemoryPair as NetStacks, started. */
+export function createMemoryNet(pair: MemoryPair, opts: NetStackOptions = {}): { a: NetStack; b: NetStack } {
+  return { a: new NetStack(pair.a, opts), b: new NetStack(pair.b, opts) };
+}
+
+export function createServer(opts: ServerOptions & { stack: NetStack }, onConnection?: (s: Socket) => void): Server {
+  return opts.stack.createServer(opts, onConnection);
+}
+
+export function connect(opts: ConnectOptions & { stack: NetStack }, onConnect?: () => void): Socket {
+  return opts.stack.connect(opts, onConnect);
+}

@@ -1,0 +1,653 @@
+// The batch API (PASTE's programming model) and the drivers that run a stack turn by turn.
+//
+// Each turn the app gets ONE batch: every byte received on every connection, as zero-copy
+// views into the PM buffers where the NIC put them, with their names. It may keep chunks
+// (the buffer becomes the app's persistent data), persist ranges with one fence, append
+// names to a PmLog (one group commit per turn), reply with its own bytes (copied once into
+// fresh buffers) or straight from kept buffers (no copy), and close connections. Un-kept
+// chunks are freed and their bytes acknowledged (recvd) at the end of the turn. When free
+// buffers run low the window updates are withheld, so peers see a shrinking (then zero)
+// window instead of the pool running dry. See docs/api.md.
+
+import { setImmediate, clearImmediate } from "node:timers";
+import type { PmLog, LogKey } from "./log.js";
+import { MemoryLink, type LinkOptions } from "./link/memory.js";
+import { NicLoop, type LoopOptions } from "./loop.js";
+import type { NicPort } from "./nic/port.js";
+import type { BufferName } from "./pool.js";
+import { formatIPv4, Stack, type StackEvent, type StackOptions } from "./stack.js";
+
+// ---- drivers ---------------------------------------------------------------------------------
+
+/** What a driver calls on the app layer (PasteServer, NetStack) of one stack. */
+export interface TurnHooks {
+  /** Every event of the turn, in order (the event object is reused: copy what you keep). */
+  onEvent(ev: StackEvent): void;
+  /** After the turn's events. Commands issued here still leave in this turn's kick. */
+  onTurnEnd(now: number): void;
+}
+
+/** Runs one stack turn by turn for one app layer: over a NIC (NicDriver) or in memory (MemoryPair). */
+export interface Driver {
+  readonly stack: Stack;
+  attach(hooks: TurnHooks): void;
+  start(): void;
+  stop(): void;
+}
+
+/**
+ * A stack on a NIC queue through NicLoop. The app layer's turn end runs inside the loop's
+ * onTurnEnd; the driver then runs the core once more so that replies, window updates and
+ * closes issued there leave with this turn's kick (events that run produces open the next
+ * batch), and wakes the loop at the core's next deadline through `stack.onCommand`.
+ */
+export class NicDriver implements Driver {
+  readonly stack: Stack;
+  readonly loop: NicLoop;
+  #hooks: TurnHooks | null = null;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #now: () => number;
+
+  constructor(stack: Stack, nic: NicPort, opts: Omit<LoopOptions, "onEvent" | "onTurnEnd"> = {}) {
+    this.stack = stack;
+    this.#now = opts.now ?? (() => performance.now());
+    this.loop = new NicLoop(stack, nic, {
+      ...opts,
+      onEvent: (ev) => this.#hooks?.onEvent(ev),
+      onTurnEnd: () => this.#turnEnd(),
+    });
+  }
+
+  attach(hooks: TurnHooks): void {
+    if (this.#hooks) throw new Error("pmstack: this driver already runs an app layer");
+    this.#hooks = hooks;
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): void {
+    this.loop.stop();
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #turnEnd(): void {
+    const h = this.#hooks;
+    if (!h) return;
+    const s = this.stack;
+    const now = this.#now();
+    h.onTurnEnd(now);
+    const next = s.poll(now); // the app's commands become frames before the loop's kick
+    s.drainEvents(h.onEvent);
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (Number.isFinite(next)) this.#timer = setTimeout(() => s.onCommand?.(), Math.max(0, next - now));
+  }
+}
+
+/** One side of a MemoryPair. */
+class PairSide implements Driver {
+  hooks: TurnHooks | null = null;
+  constructor(
+    readonly stack: Stack,
+    readonly pair: MemoryPair,
+  ) {}
+  attach(hooks: TurnHooks): void {
+    if (this.hooks) throw new Error("pmstack: this driver already runs an app layer");
+    this.hooks = hooks;
+  }
+  start(): void {
+    this.pair.start();
+  }
+  stop(): void {
+    this.pair.stop();
+  }
+}
+
+export interface MemoryPairOptions extends LinkOptions {
+  /** Buffers per pool (default 4096). */
+  buffers?: number;
+  /** Stack options for each side (mac, ip, rcvBuf, ...). Defaults: 198.18.0.1/24 and 198.18.0.2/24. */
+  a?: Partial<StackOptions>;
+  b?: Partial<StackOptions>;
+}
+
+/**
+ * Two stacks in one process joined by a MemoryLink (tests, simulation). `start()` runs them on
+ * the event loop in real time; `runUntil(cond)` runs them synchronously on a clock that skips
+ * idle time (deterministic tests). `a` and `b` are the two drivers.
+ */
+export class MemoryPair {
+  readonly link: MemoryLink;
+  readonly a: Driver;
+  readonly b: Driver;
+  readonly stats = { turns: 0, frames: 0 };
+  #sides: PairSide[];
+  #skew = 0;
+  #running = false;
+  #inTurn = false;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #immediate: ReturnType<typeof setImmediate> | null = null;
+
+  constructor(a: Stack, b: Stack, opts: LinkOptions = {}) {
+    this.link = new MemoryLink(a.port, b.port, opts);
+    this.#sides = [new PairSide(a, this), new PairSide(b, this)];
+    this.a = this.#sides[0]!;
+    this.b = this.#sides[1]!;
+    for (const s of [a, b])
+      s.onCommand = () => {
+        if (this.#running && !this.#inTurn) this.#soon();
+      };
+  }
+
+  /** Two volatile stacks, 198.18.0.1 (a) and 198.18.0.2 (b), and the link between them. */
+  static create(opts: MemoryPairOptions = {}): MemoryPair {
+    const buffers = opts.buffers ?? 4096;
+    const a = Stack.create({ mac: "02:00:00:00:00:0a", ip: "198.18.0.1/24", pool: { buffers }, ...opts.a });
+    const b = Stack.create({ mac: "02:00:00:00:00:0b", ip: "198.18.0.2/24", pool: { buffers }, ...opts.b });
+    return new MemoryPair(a, b, opts);
+  }
+
+  now(): number {
+    return performance.now() + this.#skew;
+  }
+
+  /** One turn of both stacks: returns whether anything moved, and the next deadline. */
+  turn(now = this.now()): { busy: boolean; next: number } {
+    this.stats.turns++;
+    this.#inTurn = true;
+    let moved = this.link.step(now);
+    let events = 0;
+    let next = Infinity;
+    for (const side of this.#sides) {
+      const s = side.stack;
+      const h = side.hooks;
+      const drain = (ev: StackEvent) => h?.onEvent(ev);
+      next = Math.min(next, s.poll(now));
+      events += s.drainEvents(drain);
+      next = Math.min(next, s.poll(now));
+      events += s.drainEvents(drain);
+      h?.onTurnEnd(now);
+      next = Math.min(next, s.poll(now));
+      events += s.drainEvents(drain);
+    }
+    moved += this.link.step(now);
+    this.stats.frames += moved;
+    this.#inTurn = false;
+    return { busy: moved + events > 0, next: Math.min(next, this.link.nextDeadline()) };
+  }
+
+  /** Runs synchronously until `done()` (checked after each turn) or `limitMs` of stack time. */
+  runUntil(done: () => boolean, limitMs = 60_000): boolean {
+    const end = this.now() + limitMs;
+    while (this.now() < end) {
+      const now = this.now();
+      const { busy, next } = this.turn(now);
+      if (done()) return true;
+      if (!busy && next > now) this.#skew += Math.min(next, now + 50) - now;
+    }
+    return done();
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#soon();
+  }
+
+  stop(): void {
+    this.#running = false;
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#immediate) clearImmediate(this.#immediate);
+    this.#timer = this.#immediate = null;
+  }
+
+  /** Stops and closes both pools. */
+  shutdown(): void {
+    this.stop();
+    for (const s of this.#sides) s.stack.shutdown();
+  }
+
+  #soon(): void {
+    if (this.#immediate) return;
+    this.#immediate = setImmediate(() => {
+      this.#immediate = null;
+      this.#wake();
+    });
+  }
+
+  #wake(): void {
+    if (!this.#running) return;
+    const now = this.now();
+    const { busy, next } = this.turn(now);
+    if (!this.#running) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (busy || next <= now) this.#soon();
+    else if (Number.isFinite(next)) this.#timer = setTimeout(() => this.#wake(), Math.max(1, next - now));
+  }
+}
+
+// ---- pool pressure ------------------------------------------------------------------------------
+
+/** Hysteresis on the pool's free count: on below `low`, off again at `high`. */
+export class PoolPressure {
+  on = false;
+  entered = 0;
+  constructor(
+    readonly low: number,
+    readonly high: number,
+  ) {
+    if (!(low >= 0 && high >= low)) throw new RangeError(`pmstack: bad low/high water marks ${low}/${high}`);
+  }
+  update(free: number): boolean {
+    if (!this.on && free < this.low) {
+      this.on = true;
+      this.entered++;
+    } else if (this.on && free >= this.high) this.on = false;
+    return this.on;
+  }
+}
+
+// ---- connections and sending -------------------------------------------------------------------
+
+/** Bytes of the app's own data per fresh buffer (at offset HEADROOM: the headers go in front). */
+export const SEGMENT = 1400;
+export const HEADROOM = 128;
+
+/**
+ * Per-connection send state shared by the batch API and the Node-idiom API: buffers the core
+ * refused (SEND_REFUSED) wait here, in order, and go again on WRITABLE; later sends queue
+ * behind them so the byte stream keeps its order. A close waits for the queue.
+ */
+export class SendQueue {
+  pending: BufferName[] = [];
+  closeAfter = false;
+  constructor(
+    readonly stack: Stack,
+    readonly conn: number,
+  ) {}
+
+  send(name: BufferName): void {
+    if (this.pending.length) this.pending.push(name);
+    else this.stack.send(this.conn, name);
+  }
+
+  refused(name: BufferName): void {
+    this.pending.push({ index: name.index, offset: name.offset, length: name.length });
+  }
+
+  writable(): void {
+    const again = this.pending;
+    this.pending = [];
+    for (const n of again) this.stack.send(this.conn, n);
+    if (this.closeAfter && this.pending.length === 0) {
+      this.closeAfter = false;
+      this.stack.close(this.conn);
+    }
+  }
+
+  close(): void {
+    if (this.pending.length) this.closeAfter = true;
+    else this.stack.close(this.conn);
+  }
+
+  /** The connection is gone: app buffers still queued go back to the pool (kept ones were never referenced). */
+  drop(): void {
+    freeRefused(this.stack, this.pending);
+    this.pending = [];
+  }
+}
+
+export function freeRefused(stack: Stack, names: readonly BufferName[]): void {
+  for (const n of names) if (stack.pool.owner(n.index) === "app") stack.pool.free(n.index);
+}
+
+/**
+ * Copies the app's bytes into fresh PM buffers at offset HEADROOM, up to SEGMENT bytes each
+ * (the one copy of a reply: the app's own bytes into PM). Returns the names, or fewer than
+ * needed (possibly none) when the pool has fewer than `reserve` free buffers left.
+ */
+export function copyIntoBuffers(stack: Stack, bytes: Uint8Array, reserve = 0, out: BufferName[] = []): number {
+  const pool = stack.pool;
+  let at = 0;
+  while (at < bytes.length) {
+    if (pool.counts().free <= reserve) break;
+    const n = Math.min(SEGMENT, bytes.length - at);
+    const i = pool.alloc();
+    pool.view(i, HEADROOM, n).set(bytes.subarray(at, at + n));
+    out.push({ index: i, offset: HEADROOM, length: n });
+    at += n;
+  }
+  return at;
+}
+
+// ---- the batch API --------------------------------------------------------------------------
+
+/** Received bytes: a zero-copy view of the PM buffer where they landed, and its name. */
+export interface Chunk {
+  conn: number;
+  name: BufferName;
+  /** Valid until the end of the turn, or until released if kept. */
+  view: Uint8Array;
+  kept: boolean;
+}
+
+export interface Accepted {
+  conn: number;
+  remoteAddress: string;
+  remotePort: number;
+  localPort: number;
+}
+
+export interface Batch {
+  /** Every chunk received this turn, all connections, in arrival order. */
+  readonly chunks: readonly Chunk[];
+  readonly accepted: readonly Accepted[];
+  /** Active opens that completed: the connection and the tag connect() returned. */
+  readonly connected: readonly { conn: number; tag: number; remotePort: number; localPort: number }[];
+  /** The peer sent FIN: no more data on these. */
+  readonly ended: readonly number[];
+  /** Closed (both FINs) or reset: the ids are dead. `reason` for resets (docs/core-abi.md). */
+  readonly closed: readonly { conn: number; reset: boolean; reason: number }[];
+  /** Failed commands: listen/connect errors (`tag`, `port`, `reason`). */
+  readonly errors: readonly { tag: number; port: number; reason: number }[];
+  /** Keeps a chunk's buffer: it becomes the app's persistent data (owner kept). Returns its name. */
+  keep(chunk: Chunk): BufferName;
+  /** Queues ranges to persist; they are made durable together with one fence when the handler returns. */
+  persist(items: readonly (Chunk | BufferName)[]): void;
+  /** Appends a record to the server's PmLog (the log takes its own reference; no keep needed). Committed once per turn. */
+  append(key: LogKey, items: readonly (Chunk | BufferName)[]): number;
+  /** Replies with the app's bytes (copied into fresh PM buffers) or a kept buffer's name (no copy). */
+  reply(conn: number, data: Uint8Array | string | BufferName): void;
+  /** Half-closes after everything queued (FIN). */
+  close(conn: number): void;
+  /** Resets the connection (RST). */
+  abort(conn: number): void;
+}
+
+export interface PasteOptions {
+  /** Withhold window updates while fewer buffers than this are free (default: 1/8 of the pool). */
+  lowWater?: number;
+  /** Resume them once this many are free again (default: min(pool, 2 x lowWater)). */
+  highWater?: number;
+  /** A log for batch.append(); committed once per turn, after the handler. */
+  log?: PmLog;
+}
+
+export interface PasteStats {
+  turns: number;
+  batches: number;
+  chunks: number;
+  bytes: number;
+  kept: number;
+  /** pool.persistBatch calls made for batch.persist (one per turn at most). */
+  persistFences: number;
+  persistRanges: number;
+  logAppends: number;
+  logCommits: number;
+  /** The app's own reply bytes copied into fresh PM buffers, and the buffers used. */
+  replyCopiedBytes: number;
+  replyBuffers: number;
+  /** Kept buffers sent as-is (no copy). */
+  zeroCopySends: number;
+  zeroCopyBytes: number;
+  sendRefused: number;
+  /** Received bytes not yet acknowledged to TCP because of pool pressure. */
+  withheldBytes: number;
+  pressureEntered: number;
+}
+
+export type PasteHandler = (batch: Batch) => void;
+
+const enc = new TextEncoder();
+
+/**
+ * The batch API over a driver. `handler(batch)` runs once per turn that has anything for the
+ * app (data, new or finished connections, errors).
+ */
+export class PasteServer {
+  readonly driver: Driver;
+  readonly stack: Stack;
+  readonly stats: PasteStats = {
+    turns: 0,
+    batches: 0,
+    chunks: 0,
+    bytes: 0,
+    kept: 0,
+    persistFences: 0,
+    persistRanges: 0,
+    logAppends: 0,
+    logCommits: 0,
+    replyCopiedBytes: 0,
+    replyBuffers: 0,
+    zeroCopySends: 0,
+    zeroCopyBytes: 0,
+    sendRefused: 0,
+    withheldBytes: 0,
+    pressureEntered: 0,
+  };
+  readonly pressure: PoolPressure;
+  #handler: PasteHandler;
+  #log: PmLog | null;
+  #conns = new Map<number, SendQueue>();
+  #owed = new Map<number, number>();
+  #tags = 1;
+  // the batch being gathered
+  #chunks: Chunk[] = [];
+  #accepted: Accepted[] = [];
+  #connected: Batch["connected"][number][] = [];
+  #ended: number[] = [];
+  #closed: Batch["closed"][number][] = [];
+  #errors: Batch["errors"][number][] = [];
+
+  constructor(driver: Driver, handler: PasteHandler, opts: PasteOptions = {}) {
+    this.driver = driver;
+    this.stack = driver.stack;
+    this.#handler = handler;
+    this.#log = opts.log ?? null;
+    const total = this.stack.pool.bufferCount;
+    const low = opts.lowWater ?? Math.floor(total / 8);
+    this.pressure = new PoolPressure(low, opts.highWater ?? Math.min(total, 2 * low));
+    driver.attach({ onEvent: (ev) => this.#event(ev), onTurnEnd: () => this.#turnEnd() });
+  }
+
+  listen(port: number, backlog?: number): void {
+    this.stack.listen(port, { backlog });
+  }
+
+  /** Opens a connection; its `connected` (or `errors`/`closed`) entry carries the returned tag. */
+  connect(ip: string, port: number): number {
+    const tag = this.#tags++;
+    this.stack.connect(ip, port, { tag });
+    return tag;
+  }
+
+  start(): this {
+    this.driver.start();
+    return this;
+  }
+
+  stop(): void {
+    this.driver.stop();
+  }
+
+  /** Replies (any time, in or out of a turn): see Batch.reply. */
+  reply(conn: number, data: Uint8Array | string | BufferName): void {
+    const q = this.#conn(conn);
+    if (typeof data === "object" && !(data instanceof Uint8Array)) {
+      if (this.stack.pool.owner(data.index) !== "kept")
+        throw new TypeError("pmstack: reply() with a name needs a kept buffer (batch.keep); pass bytes otherwise");
+      this.stats.zeroCopySends++;
+      this.stats.zeroCopyBytes += data.length;
+      q.send(data); // TCP takes a reference; the bytes are sent as they are in PM
+      return;
+    }
+    const bytes = typeof data === "string" ? enc.encode(data) : data;
+    const names: BufferName[] = [];
+    copyIntoBuffers(this.stack, bytes, 0, names); // throws PoolExhaustedError if the pool is empty
+    this.stats.replyCopiedBytes += bytes.length;
+    this.stats.replyBuffers += names.length;
+    for (const n of names) q.send(n);
+  }
+
+  close(conn: number): void {
+    this.#conns.get(conn)?.close();
+  }
+
+  abort(conn: number): void {
+    this.stack.abort(conn);
+  }
+
+  /** Gives a kept buffer back (one reference) and reopens withheld windows if the pool recovered. */
+  release(name: BufferName | number): void {
+    this.stack.pool.free(typeof name === "number" ? name : name.index);
+    this.#checkPressure();
+  }
+
+  #conn(conn: number): SendQueue {
+    let q = this.#conns.get(conn);
+    if (!q) this.#conns.set(conn, (q = new SendQueue(this.stack, conn)));
+    return q;
+  }
+
+  #event(ev: StackEvent): void {
+    switch (ev.type) {
+      case "DATA": {
+        const name = { index: ev.buf, offset: ev.off, length: ev.len };
+        this.#chunks.push({ conn: ev.conn, name, view: this.stack.pool.view(ev.buf, ev.off, ev.len), kept: false });
+        break;
+      }
+      case "ACCEPTED":
+        this.#conn(ev.conn);
+        this.#accepted.push({
+          conn: ev.conn,
+          remoteAddress: formatIPv4(ev.buf),
+          remotePort: ev.off,
+          localPort: ev.len,
+        });
+        break;
+      case "CONNECTED":
+        this.#conn(ev.conn);
+        this.#connected.push({ conn: ev.conn, tag: ev.buf, remotePort: ev.off, localPort: ev.len });
+        break;
+      case "PEER_CLOSED":
+        this.#ended.push(ev.conn);
+        break;
+      case "CLOSED":
+      case "RESET":
+        this.#conns.get(ev.conn)?.drop();
+        this.#conns.delete(ev.conn);
+        this.#owed.delete(ev.conn);
+        this.#closed.push({ conn: ev.conn, reset: ev.type === "RESET", reason: ev.aux });
+        break;
+      case "SEND_REFUSED": {
+        this.stats.sendRefused++;
+        const q = this.#conns.get(ev.conn);
+        const n = { index: ev.buf, offset: ev.off, length: ev.len };
+        if (q) q.refused(n);
+        else freeRefused(this.stack, [n]);
+        break;
+      }
+      case "WRITABLE":
+        this.#conns.get(ev.conn)?.writable();
+        break;
+      case "ERROR":
+        this.#errors.push({ tag: ev.conn, port: ev.off, reason: ev.aux });
+        break;
+      case "UDP":
+        this.stack.pool.free(ev.buf); // the batch API is TCP only
+        break;
+    }
+  }
+
+  #turnEnd(): void {
+    this.stats.turns++;
+    const chunks = this.#chunks;
+    const any =
+      chunks.length + this.#accepted.length + this.#connected.length + this.#ended.length + this.#closed.length;
+    if (any + this.#errors.length === 0) {
+      this.#checkPressure();
+      return;
+    }
+    const toPersist: BufferName[] = [];
+    let appended = 0;
+    const pool = this.stack.pool;
+    const nameOf = (x: Chunk | BufferName): BufferName => ("name" in x ? x.name : x);
+    const batch: Batch = {
+      chunks,
+      accepted: this.#accepted,
+      connected: this.#connected,
+      ended: this.#ended,
+      closed: this.#closed,
+      errors: this.#errors,
+      keep: (c) => {
+        if (!c.kept) {
+          pool.keep(c.name.index);
+          c.kept = true;
+          this.stats.kept++;
+        }
+        return c.name;
+      },
+      persist: (items) => {
+        for (const x of items) toPersist.push(nameOf(x));
+      },
+      append: (key, items) => {
+        if (!this.#log) throw new TypeError("pmstack: batch.append() needs a log (PasteServer option `log`)");
+        appended++;
+        this.stats.logAppends++;
+        return this.#log.append(key, items.map(nameOf));
+      },
+      reply: (conn, data) => this.reply(conn, data),
+      close: (conn) => this.close(conn),
+      abort: (conn) => this.abort(conn),
+    };
+    this.#chunks = [];
+    this.#accepted = [];
+    this.#connected = [];
+    this.#ended = [];
+    this.#closed = [];
+    this.#errors = [];
+    this.stats.batches++;
+    try {
+      this.#handler(batch);
+    } finally {
+      // durability first (one fence; one group commit), then the chunks go back, then the
+      // window updates: the replies the handler queued leave after this, in the same turn
+      if (toPersist.length) {
+        pool.persistBatch(toPersist);
+        this.stats.persistFences++;
+        this.stats.persistRanges += toPersist.length;
+      }
+      if (appended && this.#log) {
+        this.#log.commit();
+        this.stats.logCommits++;
+      }
+      const free: number[] = [];
+      for (const c of chunks) {
+        this.stats.chunks++;
+        this.stats.bytes += c.name.length;
+        if (!c.kept) free.push(c.name.index);
+        this.#owed.set(c.conn, (this.#owed.get(c.conn) ?? 0) + c.name.length);
+      }
+      if (free.length) pool.freeBatch(free);
+      this.#checkPressure();
+    }
+  }
+
+  /** Acknowledges what the app consumed, unless the pool is under pressure. */
+  #checkPressure(): void {
+    const before = this.pressure.entered;
+    const on = this.pressure.update(this.stack.pool.counts().free);
+    this.stats.pressureEntered += this.pressure.entered - before;
+    let withheld = 0;
+    for (const [conn, bytes] of this.#owed) {
+      if (on) withheld += bytes;
+      else if (this.#conns.has(conn)) this.stack.recvd(conn, bytes);
+    }
+    if (!on) this.#owed.clear();
+    this.stats.withheldBytes = withheld;
+  }
+}

@@ -413,9 +413,10 @@ export class Socket extends Duplex {
   /** @internal end of a turn: retry copying, complete writes the stack accepted. */
   _turn(): void {
     if (this.#gone || this.conn < 0) return;
-    this.#pump();
     const q = this._queue!;
-    if (this.#out.length === 0 && q.pending.length === 0) {
+    q.settle();
+    this.#pump();
+    if (this.#out.length === 0 && q.idle) {
       const cb = this.#writeCb;
       this.#writeCb = null;
       cb?.();

@@ -14,8 +14,10 @@ import type { PmLog, LogKey } from "./log.js";
 import { MemoryLink, type LinkOptions } from "./link/memory.js";
 import { NicLoop, type LoopOptions } from "./loop.js";
 import type { NicPort } from "./nic/port.js";
+import { PoolExhaustedError } from "./errors.js";
 import type { BufferName } from "./pool.js";
 import { formatIPv4, Stack, type StackEvent, type StackOptions } from "./stack.js";
+import { CFG } from "./stack-abi.js";
 
 // ---- drivers ---------------------------------------------------------------------------------
 
@@ -80,10 +82,12 @@ export class NicDriver implements Driver {
     const now = this.#now();
     h.onTurnEnd(now);
     const next = s.poll(now); // the app's commands become frames before the loop's kick
-    s.drainEvents(h.onEvent);
+    const events = s.drainEvents(h.onEvent);
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
-    if (Number.isFinite(next)) this.#timer = setTimeout(() => s.onCommand?.(), Math.max(0, next - now));
+    // events that run produced (they open the next batch) need a turn even with no new frame
+    const wait = events > 0 ? 0 : next - now;
+    if (Number.isFinite(wait)) this.#timer = setTimeout(() => s.onCommand?.(), Math.max(0, wait));
   }
 }
 
@@ -257,47 +261,111 @@ export class PoolPressure {
 export const SEGMENT = 1400;
 export const HEADROOM = 128;
 
+/** Command-ring slots sends leave free for closes, window updates and other commands. */
+export const COMMAND_RESERVE = 32;
+
 /**
- * Per-connection send state shared by the batch API and the Node-idiom API: buffers the core
- * refused (SEND_REFUSED) wait here, in order, and go again on WRITABLE; later sends queue
- * behind them so the byte stream keeps its order. A close waits for the queue.
+ * Per-connection send state shared by the batch API and the Node-idiom API. Buffers the core
+ * refused (SEND_REFUSED) wait here, in order, and go again on WRITABLE; sends issued while the
+ * command ring is nearly full wait here too and go at the next turn's end (flush()). Later
+ * sends queue behind both, so the byte stream keeps its order. A close waits until the core has
+ * taken every send (none queued here, none refused, none still unanswered in the command ring):
+ * a FIN queued before a send the core then refuses would lose that send's bytes.
  */
 export class SendQueue {
-  pending: BufferName[] = [];
+  /** Refused by the core: first to go again (in stream order). */
+  refusedNames: BufferName[] = [];
+  /** Never handed to the core yet (behind refused ones, or the command ring was full). */
+  waiting: BufferName[] = [];
+  /** The core refused a send and has not said WRITABLE since. */
+  blocked = false;
+  /** Sends were issued since the last turn's end: the core may still refuse them. */
+  unconfirmed = false;
   closeAfter = false;
+  closed = false;
+  #cut = 0; // refusals since the last flush go before what that flush left unsent
   constructor(
     readonly stack: Stack,
     readonly conn: number,
   ) {}
 
+  /** Everything not yet accepted by the core, in stream order. */
+  get pending(): readonly BufferName[] {
+    return this.refusedNames.length ? [...this.refusedNames, ...this.waiting] : this.waiting;
+  }
+
   send(name: BufferName): void {
-    if (this.pending.length) this.pending.push(name);
-    else this.stack.send(this.conn, name);
+    if (this.blocked || this.refusedNames.length || this.waiting.length) this.waiting.push(name);
+    else if (this.stack.commandSpace() <= COMMAND_RESERVE) this.waiting.push(name);
+    else {
+      this.stack.send(this.conn, name);
+      this.unconfirmed = true;
+    }
   }
 
   refused(name: BufferName): void {
-    this.pending.push({ index: name.index, offset: name.offset, length: name.length });
+    this.blocked = true;
+    this.refusedNames.splice(this.#cut++, 0, { index: name.index, offset: name.offset, length: name.length });
   }
 
   writable(): void {
-    const again = this.pending;
-    this.pending = [];
-    for (const n of again) this.stack.send(this.conn, n);
-    if (this.closeAfter && this.pending.length === 0) {
+    this.blocked = false;
+    this.flush();
+  }
+
+  /** At a turn's end: every send issued before it has been answered (taken or refused) by now. */
+  settle(): void {
+    this.unconfirmed = false;
+    if (!this.blocked) this.flush();
+  }
+
+  /** Hands queued buffers to the core while it is not blocked and the command ring has room. */
+  flush(): void {
+    const s = this.stack;
+    this.#cut = 0;
+    while (!this.blocked && s.commandSpace() > COMMAND_RESERVE) {
+      const n = this.refusedNames.length ? this.refusedNames.shift() : this.waiting.shift();
+      if (!n) break;
+      s.send(this.conn, n);
+      this.unconfirmed = true;
+    }
+    this.#maybeClose();
+  }
+
+  /** FIN after everything queued: now if the core has taken every send, else at a later turn's end. */
+  close(): void {
+    this.closeAfter = true;
+    this.#maybeClose();
+  }
+
+  #maybeClose(): void {
+    if (this.closeAfter && !this.closed && this.idle && !this.unconfirmed && !this.blocked) {
       this.closeAfter = false;
+      this.closed = true;
       this.stack.close(this.conn);
     }
   }
 
-  close(): void {
-    if (this.pending.length) this.closeAfter = true;
-    else this.stack.close(this.conn);
+  /** Bytes waiting here (refused by the core, or not handed to it yet). */
+  queuedBytes(): number {
+    let n = 0;
+    for (const p of this.refusedNames) n += p.length;
+    for (const p of this.waiting) n += p.length;
+    return n;
+  }
+
+  get idle(): boolean {
+    return this.refusedNames.length === 0 && this.waiting.length === 0;
   }
 
   /** The connection is gone: app buffers still queued go back to the pool (kept ones were never referenced). */
   drop(): void {
-    freeRefused(this.stack, this.pending);
-    this.pending = [];
+    freeRefused(this.stack, this.refusedNames);
+    freeRefused(this.stack, this.waiting);
+    this.refusedNames = [];
+    this.waiting = [];
+    this.closeAfter = false;
+    this.closed = true;
   }
 }
 
@@ -310,6 +378,24 @@ export function freeRefused(stack: Stack, names: readonly BufferName[]): void {
  * (the one copy of a reply: the app's own bytes into PM). Returns the names, or fewer than
  * needed (possibly none) when the pool has fewer than `reserve` free buffers left.
  */
+/** The per-connection receive window the core was configured with (bytes). */
+export function receiveBuffer(stack: Stack): number {
+  const e = stack.pool.core.exports as unknown as { stackConfig: () => number };
+  const v = new DataView(stack.pool.core.memory.buffer).getUint32(e.stackConfig() + CFG.RCVBUF, true);
+  return v || 262144;
+}
+
+/**
+ * Default low-water mark: room for a full receive window of every connection that may be
+ * sending (one buffer per 1024 window bytes: segments are at most one MSS, ~1448 bytes, each in
+ * its own buffer) plus the NIC's refill, but never more than half the pool; at least 1/8 of it.
+ */
+export function defaultLowWater(stack: Stack, senders = 1): number {
+  const total = stack.pool.bufferCount;
+  const window = Math.ceil(receiveBuffer(stack) / 1024) * senders + 64;
+  return Math.min(Math.floor(total / 2), Math.max(Math.floor(total / 8), window));
+}
+
 export function copyIntoBuffers(stack: Stack, bytes: Uint8Array, reserve = 0, out: BufferName[] = []): number {
   const pool = stack.pool;
   let at = 0;
@@ -350,17 +436,27 @@ export interface Batch {
   readonly connected: readonly { conn: number; tag: number; remotePort: number; localPort: number }[];
   /** The peer sent FIN: no more data on these. */
   readonly ended: readonly number[];
-  /** Closed (both FINs) or reset: the ids are dead. `reason` for resets (docs/core-abi.md). */
-  readonly closed: readonly { conn: number; reset: boolean; reason: number }[];
+  /**
+   * Closed (both FINs) or reset: the ids are dead. `tag` is connect()'s for active opens (a
+   * refused connect shows up here); `reason` for resets: 1 reset by the peer, 2 timed out,
+   * 3 refused, 4 keepalive timeout (docs/core-abi.md).
+   */
+  readonly closed: readonly { conn: number; tag: number; reset: boolean; reason: number }[];
   /** Failed commands: listen/connect errors (`tag`, `port`, `reason`). */
   readonly errors: readonly { tag: number; port: number; reason: number }[];
+  /** Connections whose refused sends all went out again after WRITABLE: send more now. */
+  readonly writable: readonly number[];
   /** Keeps a chunk's buffer: it becomes the app's persistent data (owner kept). Returns its name. */
   keep(chunk: Chunk): BufferName;
   /** Queues ranges to persist; they are made durable together with one fence when the handler returns. */
   persist(items: readonly (Chunk | BufferName)[]): void;
   /** Appends a record to the server's PmLog (the log takes its own reference; no keep needed). Committed once per turn. */
   append(key: LogKey, items: readonly (Chunk | BufferName)[]): number;
-  /** Replies with the app's bytes (copied into fresh PM buffers) or a kept buffer's name (no copy). */
+  /**
+   * Replies with the app's bytes (copied once into fresh PM buffers; PoolExhaustedError, with
+   * nothing sent, if the pool cannot hold them) or a kept buffer's name (no copy: TCP
+   * references the kept buffer and sends its bytes as they are in PM).
+   */
   reply(conn: number, data: Uint8Array | string | BufferName): void;
   /** Half-closes after everything queued (FIN). */
   close(conn: number): void;
@@ -369,7 +465,10 @@ export interface Batch {
 }
 
 export interface PasteOptions {
-  /** Withhold window updates while fewer buffers than this are free (default: 1/8 of the pool). */
+  /**
+   * Withhold window updates while fewer buffers than this are free. Default: one receive
+   * window (rcvBuf / 1024 buffers) + 64, at least 1/8 and at most 1/2 of the pool.
+   */
   lowWater?: number;
   /** Resume them once this many are free again (default: min(pool, 2 x lowWater)). */
   highWater?: number;
@@ -442,6 +541,7 @@ export class PasteServer {
   #ended: number[] = [];
   #closed: Batch["closed"][number][] = [];
   #errors: Batch["errors"][number][] = [];
+  #writable: number[] = [];
 
   constructor(driver: Driver, handler: PasteHandler, opts: PasteOptions = {}) {
     this.driver = driver;
@@ -449,7 +549,7 @@ export class PasteServer {
     this.#handler = handler;
     this.#log = opts.log ?? null;
     const total = this.stack.pool.bufferCount;
-    const low = opts.lowWater ?? Math.floor(total / 8);
+    const low = opts.lowWater ?? defaultLowWater(this.stack);
     this.pressure = new PoolPressure(low, opts.highWater ?? Math.min(total, 2 * low));
     driver.attach({ onEvent: (ev) => this.#event(ev), onTurnEnd: () => this.#turnEnd() });
   }
@@ -487,7 +587,15 @@ export class PasteServer {
     }
     const bytes = typeof data === "string" ? enc.encode(data) : data;
     const names: BufferName[] = [];
-    copyIntoBuffers(this.stack, bytes, 0, names); // throws PoolExhaustedError if the pool is empty
+    const done = copyIntoBuffers(this.stack, bytes, 0, names);
+    if (done < bytes.length) {
+      // all or nothing: never a silently truncated reply
+      freeRefused(this.stack, names);
+      throw new PoolExhaustedError(
+        "ENOBUFS",
+        `pmstack: reply of ${bytes.length} bytes needs ${Math.ceil(bytes.length / SEGMENT)} free buffers; the pool has ${this.stack.pool.counts().free}`,
+      );
+    }
     this.stats.replyCopiedBytes += bytes.length;
     this.stats.replyBuffers += names.length;
     for (const n of names) q.send(n);
@@ -495,6 +603,18 @@ export class PasteServer {
 
   close(conn: number): void {
     this.#conns.get(conn)?.close();
+  }
+
+  /** Bytes of `conn` waiting in the host for WRITABLE (0: the core took everything sent so far). */
+  queued(conn: number): number {
+    return this.#conns.get(conn)?.queuedBytes() ?? 0;
+  }
+
+  /** Received bytes not yet acknowledged to TCP (their window is closed) because of pool pressure. */
+  get withheld(): number {
+    let n = 0;
+    for (const b of this.#owed.values()) n += b;
+    return n;
   }
 
   abort(conn: number): void {
@@ -541,7 +661,7 @@ export class PasteServer {
         this.#conns.get(ev.conn)?.drop();
         this.#conns.delete(ev.conn);
         this.#owed.delete(ev.conn);
-        this.#closed.push({ conn: ev.conn, reset: ev.type === "RESET", reason: ev.aux });
+        this.#closed.push({ conn: ev.conn, tag: ev.buf, reset: ev.type === "RESET", reason: ev.aux });
         break;
       case "SEND_REFUSED": {
         this.stats.sendRefused++;
@@ -551,9 +671,14 @@ export class PasteServer {
         else freeRefused(this.stack, [n]);
         break;
       }
-      case "WRITABLE":
-        this.#conns.get(ev.conn)?.writable();
+      case "WRITABLE": {
+        const q = this.#conns.get(ev.conn);
+        if (q) {
+          q.writable();
+          if (q.idle) this.#writable.push(ev.conn);
+        }
         break;
+      }
       case "ERROR":
         this.#errors.push({ tag: ev.conn, port: ev.off, reason: ev.aux });
         break;
@@ -565,10 +690,16 @@ export class PasteServer {
 
   #turnEnd(): void {
     this.stats.turns++;
+    // sends that waited for room in the command ring go first
+    for (const [conn, q] of this.#conns) {
+      const waited = !q.idle;
+      q.settle();
+      if (waited && q.idle && !q.blocked && !this.#writable.includes(conn)) this.#writable.push(conn);
+    }
     const chunks = this.#chunks;
     const any =
       chunks.length + this.#accepted.length + this.#connected.length + this.#ended.length + this.#closed.length;
-    if (any + this.#errors.length === 0) {
+    if (any + this.#errors.length + this.#writable.length === 0) {
       this.#checkPressure();
       return;
     }
@@ -583,6 +714,7 @@ export class PasteServer {
       ended: this.#ended,
       closed: this.#closed,
       errors: this.#errors,
+      writable: this.#writable,
       keep: (c) => {
         if (!c.kept) {
           pool.keep(c.name.index);
@@ -610,6 +742,7 @@ export class PasteServer {
     this.#ended = [];
     this.#closed = [];
     this.#errors = [];
+    this.#writable = [];
     this.stats.batches++;
     try {
       this.#handler(batch);
@@ -630,7 +763,7 @@ export class PasteServer {
         this.stats.chunks++;
         this.stats.bytes += c.name.length;
         if (!c.kept) free.push(c.name.index);
-        this.#owed.set(c.conn, (this.#owed.get(c.conn) ?? 0) + c.name.length);
+        if (this.#conns.has(c.conn)) this.#owed.set(c.conn, (this.#owed.get(c.conn) ?? 0) + c.name.length);
       }
       if (free.length) pool.freeBatch(free);
       this.#checkPressure();

@@ -109,6 +109,8 @@ export class NicPort {
   #u16: Uint16Array;
   #fillTarget: number;
   #closed = false;
+  /** Frames waiting for room on the TX ring, in order. */
+  #backlog: TxFrame[] = [];
 
   protected constructor(pool: Pool, queues: NicQueues, nat: NicNative, handle: object, fillTarget: number) {
     this.pool = pool;
@@ -219,19 +221,43 @@ export class NicPort {
 
   /**
    * Queues frames on the TX ring and sends everything queued with one addon call; completed
-   * buffers are freed (their reference is dropped). Returns frames sent by this call. Frames
-   * that did not fit stay queued for the next `flush()`.
+   * buffers are freed (their reference is dropped). Returns frames sent by this call. When the
+   * ring is full, what it holds is sent first to make room (one more addon call); frames that
+   * still do not fit wait, in order, in a backlog that `flush()` moves on as room appears.
    */
   send(frames: readonly TxFrame[]): number {
     this.#live();
+    if (this.#backlog.length) {
+      // frames already waiting for room go first
+      for (const f of frames) this.#backlog.push(f);
+      return this.flush();
+    }
+    let i = this.#enqueue(frames, 0);
+    let sent = 0;
+    while (i < frames.length) {
+      sent += this.#flushRing();
+      const j = this.#enqueue(frames, i);
+      if (j === i) {
+        for (let k = i; k < frames.length; k++) this.#backlog.push(frames[k]!);
+        return sent;
+      }
+      i = j;
+    }
+    return sent + this.#flushRing();
+  }
+
+  /** Writes frames[from..] on the TX ring while they fit; returns the index of the first left over. */
+  #enqueue(frames: readonly TxFrame[], from: number): number {
     const r = this.queues.txRing >>> 2;
     const mask = this.#u32[r]!;
     let tail = this.#u32[r + 2]!;
-    for (const f of frames) {
+    let i = from;
+    for (; i < frames.length; i++) {
+      const f = frames[i]!;
       const n = f.bufs.length;
       if (n === 0) continue;
-      if (((tail - this.#u32[r + 1]!) >>> 0) + n > mask + 1)
-        throw new PmstackError("ERINGFULL", "pmstack: the TX ring is full; flush() first");
+      if (n > mask + 1) throw new RangeError(`pmstack: a frame of ${n} buffers cannot fit a ${mask + 1}-slot TX ring`);
+      if (((tail - this.#u32[r + 1]!) >>> 0) + n > mask + 1) break;
       const m = (this.queues.txMeta + (tail & mask) * META_SIZE) >>> 1;
       this.#u16[m] = f.csumStart ?? 0;
       this.#u16[m + 1] = f.csumOffset ?? 0;
@@ -252,21 +278,33 @@ export class NicPort {
       }
     }
     this.#u32[r + 2] = tail;
-    return this.flush();
+    return i;
   }
 
-  /** Sends what is queued and frees completed buffers. Returns frames sent. */
+  /** Sends what is queued (then as much of the backlog as fits) and frees completed buffers. Returns frames sent. */
   flush(): number {
     this.#live();
+    let sent = this.#flushRing();
+    if (this.#backlog.length) {
+      const n = this.#enqueue(this.#backlog, 0);
+      if (n) {
+        this.#backlog.splice(0, n);
+        sent += this.#flushRing();
+      }
+    }
+    return sent;
+  }
+
+  #flushRing(): number {
     const sent = this.nat.tx(this.handle, this.queues.txRing, this.queues.txMeta, this.queues.done);
     this.reapDone();
     return sent;
   }
 
-  /** Frames queued on the TX ring but not yet taken by the kernel. */
+  /** Slots queued on the TX ring but not yet taken by the kernel, plus frames in the backlog. */
   get txPending(): number {
     const r = this.queues.txRing >>> 2;
-    return (this.#u32[r + 2]! - this.#u32[r + 1]!) >>> 0;
+    return ((this.#u32[r + 2]! - this.#u32[r + 1]!) >>> 0) + this.#backlog.length;
   }
 
   protected reapDone(): number {
@@ -304,6 +342,8 @@ export class NicPort {
     const held = this.nat.close(this.handle);
     const back: number[] = Array.from(held);
     this.reapDone();
+    for (const f of this.#backlog) for (const b of f.bufs) back.push(b.index);
+    this.#backlog = [];
     const f = this.queues.fill >>> 2;
     for (let k = 0; k < this.#u32[f]!; k++) back.push(this.#u32[f + 2 + k]!);
     this.#u32[f] = 0;

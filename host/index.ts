@@ -44,8 +44,8 @@ export { RespParser, resp } from "./apps/resp.js";
 export type { RespEvent, RespParserOptions } from "./apps/resp.js";
 export { HttpdApp, HTTPD_MAX_BODY } from "./apps/httpd.js";
 export type { HttpdStats } from "./apps/httpd.js";
-export { serveHttpd } from "./apps/serve.js";
-export type { ServeOptions, AppServer } from "./apps/serve.js";
+export { serve, serveHttpd } from "./apps/serve.js";
+export type { ServeOptions, ServeNic, App, AppServer } from "./apps/serve.js";
 export { PasteServer, MemoryPair, NicDriver, PoolPressure } from "./paste.js";
 export type {
   Batch,
@@ -60,3 +60,5 @@ export type {
 } from "./paste.js";
 export { NetStack, Server, Socket, createStack, createMemoryNet, createServer, connect } from "./net.js";
 export type { NetStackOptions, NetStats, ServerOptions, ConnectOptions } from "./net.js";
+export { KvApp, KV_COMMANDS, KV_HEADER, KV_MAX_VALUE_NAMES, KV_MIN_BY_NAME, KV_SMALL, parseI64 } from "./apps/kv.js";
+export type { KvOptions, KvStats } from "./apps/kv.js";

@@ -1,36 +1,80 @@
-// Runs an application (the HTTP server, later the key-value store) on a stack on a NIC queue,
-// with its log in the same PM pool: the composition `pmstack httpd` uses.
+// Runs an application (the HTTP server, the key-value store, or your own) on a stack on one NIC
+// queue (TAP or AF_XDP), with its log in the same PM pool: the composition `pmstack httpd` and
+// `pmstack kv` use. One process, one pool, one queue, one run-to-completion loop.
 
 import { PmLog } from "../log.js";
-import { NicLoop } from "../loop.js";
+import { NicLoop, type LoopOptions } from "../loop.js";
 import { TapPort } from "../nic/tap.js";
-import { reserveNicQueues, type NicQueues } from "../nic/port.js";
-import { Stack, type StackConfig } from "../stack.js";
+import { XdpPort } from "../nic/xdp.js";
+import { reserveNicQueues, type NicPort, type NicQueues } from "../nic/port.js";
+import { Stack, type StackConfig, type StackEvent } from "../stack.js";
 import { HttpdApp } from "./httpd.js";
 
+/** Where the frames come from. */
+export type ServeNic =
+  | {
+      kind: "tap";
+      /** Device name or pattern (default "pmstack%d"). */
+      name?: string;
+      /** Make the device in this namespace (a path like /run/netns/NAME). */
+      netns?: string | null;
+    }
+  | {
+      kind: "xdp";
+      /** The device whose queue the AF_XDP socket binds (for tests, one end of a veth pair). */
+      ifname: string;
+      queue?: number;
+      netns?: string | null;
+      skbMode?: boolean;
+      copyMode?: boolean;
+      /** Default "fallback": a pool on a medium whose pages can't be pinned copies through an anonymous UMEM. */
+      copyUmem?: "never" | "fallback" | "always";
+    };
+
 export interface ServeOptions extends StackConfig {
-  /** The PM pool file (created if missing) and its size. */
+  /** The PM pool file (created if missing) and its size in 2 KiB buffers. */
   path: string;
   buffers: number;
   metaBytes?: number;
   mode?: "auto" | "msync" | "clwb" | "clflushopt" | "strict";
-  /** TAP device name and the namespace to make it in (a path like /run/netns/NAME). */
+  /** The NIC queue (default: a TAP device named "pmstack%d" in the current namespace). */
+  nic?: ServeNic;
+  /** Shorthand for `nic: { kind: "tap", ...tap }`. */
   tap?: { name?: string; netns?: string | null };
+  /** The port the app listens on (default: the app's own, 80 for httpd, 6379 for kv). */
   port?: number;
+  /** Busy-poll instead of waking on readiness (burns a core; lowest latency). */
+  busyPoll?: boolean;
 }
 
-export interface AppServer {
+/** What an app gives the loop. Both run inside the loop's turn (see NicLoop). */
+export interface App {
+  onEvent: (ev: StackEvent) => void;
+  onTurnEnd: () => void;
+}
+
+export interface AppServer<A extends App = App> {
   stack: Stack;
   log: PmLog;
   loop: NicLoop;
-  nic: TapPort;
-  app: HttpdApp;
-  /** Stops the loop, closes the NIC queue and the pool. */
+  nic: NicPort;
+  app: A;
+  /** The device's name (TAP: the name the kernel gave it). */
+  ifname: string;
+  /** Stops the loop, closes the NIC queue and the pool. Idempotent. */
   close(): void;
 }
 
-/** Opens the pool (recovering the log), starts the stack on a TAP queue and serves HTTP. */
-export function serveHttpd(opts: ServeOptions): AppServer {
+/**
+ * Opens the pool (recovering the log: kept buffers come back by name, the rest is reclaimed),
+ * opens the NIC queue, builds the app with `make(stack, log)` and starts the loop.
+ */
+export function serve<A extends App>(
+  opts: ServeOptions,
+  make: (stack: Stack, log: PmLog) => A,
+  loopOpts: Omit<LoopOptions, "onEvent" | "onTurnEnd"> = {},
+): AppServer<A> {
+  const nicOpts: ServeNic = opts.nic ?? { kind: "tap", ...opts.tap };
   let queues: NicQueues | undefined;
   const stack = Stack.create({
     ...opts,
@@ -41,28 +85,54 @@ export function serveHttpd(opts: ServeOptions): AppServer {
     },
   });
   let log: PmLog | undefined;
-  let nic: TapPort | undefined;
+  let nic: NicPort | undefined;
+  let app: A;
   try {
     log = PmLog.open(stack.pool); // before anything allocates: recovery claims the kept buffers
-    nic = TapPort.open(stack.pool, queues!, { name: opts.tap?.name ?? "pmstack%d", netns: opts.tap?.netns ?? null });
+    if (nicOpts.kind === "xdp") {
+      nic = XdpPort.open(stack.pool, queues!, {
+        ifname: nicOpts.ifname,
+        queue: nicOpts.queue,
+        netns: nicOpts.netns ?? null,
+        skbMode: nicOpts.skbMode,
+        copyMode: nicOpts.copyMode,
+        copyUmem: nicOpts.copyUmem ?? "fallback",
+      });
+    } else {
+      nic = TapPort.open(stack.pool, queues!, { name: nicOpts.name ?? "pmstack%d", netns: nicOpts.netns ?? null });
+    }
+    app = make(stack, log);
   } catch (e) {
     nic?.close();
     stack.shutdown();
     throw e;
   }
-  const app = new HttpdApp(stack, log, opts.port ?? 80);
-  const loop = new NicLoop(stack, nic, { onEvent: app.onEvent, onTurnEnd: app.onTurnEnd });
+  const loop = new NicLoop(stack, nic, {
+    busyPoll: opts.busyPoll,
+    ...loopOpts,
+    onEvent: app.onEvent,
+    onTurnEnd: app.onTurnEnd,
+  });
   loop.start();
+  let closed = false;
   return {
     stack,
     log,
     loop,
     nic,
     app,
+    ifname: nic.info.ifname,
     close() {
+      if (closed) return;
+      closed = true;
       loop.stop();
       nic!.close();
       stack.shutdown();
     },
   };
+}
+
+/** `pmstack httpd`: the durable HTTP server (HttpdApp) on a NIC queue. */
+export function serveHttpd(opts: ServeOptions): AppServer<HttpdApp> {
+  return serve(opts, (stack, log) => new HttpdApp(stack, log, opts.port ?? 80));
 }

@@ -221,7 +221,10 @@ uint32_t tap_tx(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err) {
         n->st.tx_eagain++;
         break;
       }
-      if (w < 0) {
+      if (w < 0 && errno == EIO) {
+        /* The device is down (not IFF_UP): like a NIC with no link, drop and count, no error. */
+        n->st.tx_dropped++;
+      } else if (w < 0) {
         n->st.tx_errors++;
         n->st.tx_dropped++;
         *err = errno;

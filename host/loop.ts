@@ -9,6 +9,7 @@ import { RING_HDR, SF_MORE, SLOT_SIZE } from "./abi.js";
 import { prng, type FaultConfig } from "./link/fault.js";
 import type { NicPort, TxFrame } from "./nic/port.js";
 import { SF_CSUM_VALID, SF_NEEDS_CSUM } from "./nic/native.js";
+import type { PcapWriter } from "./pcap.js";
 import type { Pool } from "./pool.js";
 import type { Stack, StackEvent } from "./stack.js";
 
@@ -44,6 +45,12 @@ export interface LoopOptions {
    * (one bit flipped in place; see docs/api/stack.md), `mtu`, `queueLimit`.
    */
   faults?: { rx?: LoopFaultConfig; tx?: LoopFaultConfig };
+  /**
+   * Captures every frame the core receives and every frame handed to the NIC (TX superframes
+   * as one record, as tcpdump shows them on an offloading device). A copy per frame: for
+   * debugging, not for speed. Timestamps: the loop's clock plus `pcap.epochMs`.
+   */
+  pcap?: PcapWriter;
 }
 
 export type LoopFaultConfig = FaultConfig & { seed?: number };
@@ -315,6 +322,7 @@ export class NicLoop {
   #timer: ReturnType<typeof setTimeout> | null = null;
   #running = false;
   #inTurn = false;
+  #turnNow = 0;
   #tx: TxFrame[] = [];
   #rxFaults: FrameFaults | null;
   #txFaults: FrameFaults | null;
@@ -348,6 +356,7 @@ export class NicLoop {
   turn(now = this.#now()): number {
     const s = this.stack;
     this.stats.turns++;
+    this.#turnNow = now;
     this.#inTurn = true;
     // 1. every ready frame, in one addon call; their slots move to the core's RX ring
     this.nic.receive();
@@ -426,7 +435,16 @@ export class NicLoop {
     else if (Number.isFinite(next)) this.#timer = setTimeout(() => this.#wake(), Math.max(0, next - now));
   }
 
+  #capture(bufs: readonly { index: number; offset?: number; length: number }[]): void {
+    const pool = this.stack.pool;
+    this.#opts.pcap!.write(
+      bufs.map((b) => pool.view(b.index, b.offset ?? 0, b.length)),
+      this.#turnNow,
+    );
+  }
+
   #toCore(bufs: readonly { index: number; offset: number; length: number }[], flags: number, cs: number, co: number) {
+    if (this.#opts.pcap) this.#capture(bufs);
     const rx = this.stack.rings.rx;
     const u32 = this.#u32;
     const r = rx >>> 2;
@@ -483,6 +501,7 @@ export class NicLoop {
       for (const f of due) tx.push({ bufs: f.bufs });
       due.length = 0;
     }
+    if (this.#opts.pcap) for (const f of tx) this.#capture(f.bufs);
     if (tx.length) {
       this.stats.txFrames += tx.length;
       this.nic.send(tx);

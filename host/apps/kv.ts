@@ -1,0 +1,1180 @@
+// The durable key-value store's application logic (PASTE's second demonstration): a Redis
+// protocol (RESP2) server whose SET keeps the value's PM buffers where the NIC put them, logs
+// their names under the key (PmLog) and answers only once the turn's group commit made the
+// record durable; GET sends the value straight from the kept buffers, by name (no copy).
+// Commands: PING ECHO SET(EX/PX/EXAT/PXAT/NX/XX/KEEPTTL/GET) GET DEL EXISTS MSET MSETNX MGET
+// INCR DECR INCRBY DECRBY STRLEN TTL PTTL DBSIZE FLUSHALL FLUSHDB SELECT INFO COMMAND CONFIG
+// CLIENT HELLO QUIT, errors in Redis's own words. Plug it into a NicLoop:
+// { onEvent: app.onEvent, onTurnEnd: app.onTurnEnd }. docs/apps.md describes the semantics.
+//
+// A record is [header, ...value]: names[0] is a range of an app "arena" buffer holding a 16-byte
+// header (magic "pmKV", version, expiry as unix ms f64, 0 = none), followed by the value itself
+// when it is short (<= 64 bytes, copied there by the parser anyway, or an INCR result); a long
+// value follows as names[1..] (ranges of the receive buffers it arrived in).
+
+import { BUF_SIZE } from "../abi.js";
+import { PoolExhaustedError } from "../errors.js";
+import { LOG_MAX_KEY, LOG_MAX_NAMES, LogFullError, type PmLog } from "../log.js";
+import type { BufferName } from "../pool.js";
+import type { Stack, StackEvent } from "../stack.js";
+import { RespParser, type RespEvent } from "./resp.js";
+
+/** Bytes of the record header at the start of names[0]. */
+export const KV_HEADER = 16;
+/** Most value names per record (the log's limit, less the header's). */
+export const KV_MAX_VALUE_NAMES = LOG_MAX_NAMES - 1;
+/** Arguments up to this size arrive copied (the parser's smallMax); longer ones as PM ranges. */
+export const KV_SMALL = 64;
+/**
+ * Value pieces at least this long go out by name (no copy); shorter ones are copied into the
+ * reply's text. One TCP segment (MSS ~1448) is built from at most 64 buffer pieces (the core's
+ * MAXP): with named pieces of >= 64 bytes and the text between them a segment needs <= 46.
+ */
+export const KV_MIN_BY_NAME = 64;
+const MAGIC = [0x70, 0x6d, 0x4b, 0x56]; // "pmKV"
+const VERSION = 1;
+const HEADROOM = 128;
+const TEXT_CAP = BUF_SIZE - HEADROOM;
+/** APP-IN slots left for window updates and closes when replies fill the command ring. */
+const CMD_RESERVE = 32;
+const I64_MAX = (1n << 63n) - 1n;
+const I64_MIN = -(1n << 63n);
+
+export interface KvOptions {
+  /** Wall clock for expiry, unix ms (default Date.now). Expiry times are stored as unix ms. */
+  now?: () => number;
+  /** Reported by INFO (default "pmstack"). */
+  serverName?: string;
+}
+
+export interface KvStats {
+  connections: number;
+  commands: number;
+  reads: number;
+  writes: number;
+  hits: number;
+  misses: number;
+  expired: number;
+  /** Error replies (Redis's total_error_replies). */
+  errors: number;
+  /** Values refused for needing more than KV_MAX_VALUE_NAMES buffers. */
+  tooLarge: number;
+  commits: number;
+  /** Value bytes sent from PM by name (no copy), and value bytes copied into replies. */
+  bytesByName: number;
+  bytesCopied: number;
+}
+
+interface Arg {
+  /** A short argument, copied by the parser. */
+  bytes: Uint8Array | null;
+  /** A long argument: ranges of the receive buffers it arrived in. */
+  names: BufferName[];
+  len: number;
+}
+
+/** Text (copied into an outgoing buffer) or a kept PM range sent by name. */
+type Part = Uint8Array | BufferName;
+
+interface Reply {
+  parts: Part[];
+  /** Buffers this reply holds a reference on (its names), released once sent. */
+  refs: number[];
+  /** Waits for the group commit (a write, or anything after an uncommitted write). */
+  durable: boolean;
+  close: boolean;
+  /** Parts sent so far. */
+  at: number;
+}
+
+interface Conn {
+  id: number;
+  parser: RespParser;
+  args: Arg[];
+  cur: Arg | null;
+  /** Receive buffers holding parts of the command in progress: one reference each. */
+  held: number[];
+  tooBig: boolean;
+  replies: Reply[];
+  /** Refused sends, resent in order on WRITABLE; `ref`: we hold a reference on a kept buffer. */
+  refused: { name: BufferName; ref: boolean }[];
+  /** Bytes consumed but not yet returned to the window (recvd). */
+  unrecvd: number;
+  /** The outgoing text buffer being filled (HEADROOM + len bytes used). */
+  out: number;
+  outLen: number;
+  peerClosed: boolean;
+  closing: boolean;
+  closed: boolean;
+  name: string | null;
+}
+
+interface Value {
+  names: BufferName[];
+  len: number;
+  expireAt: number;
+}
+
+interface CmdSpec {
+  arity: number;
+  flags: string[];
+  first: number;
+  last: number;
+  step: number;
+  group: string;
+  summary: string;
+  since: string;
+}
+
+const spec = (
+  arity: number,
+  flags: string,
+  keys: [number, number, number],
+  group: string,
+  since: string,
+  summary: string,
+): CmdSpec => ({
+  arity,
+  flags: flags ? flags.split(" ") : [],
+  first: keys[0],
+  last: keys[1],
+  step: keys[2],
+  group,
+  since,
+  summary,
+});
+
+/** The commands, with Redis's arity (negative: at least) and key positions. */
+export const KV_COMMANDS: Record<string, CmdSpec> = {
+  ping: spec(-1, "fast", [0, 0, 0], "connection", "1.0.0", "Returns the server's liveliness response."),
+  echo: spec(2, "fast", [0, 0, 0], "connection", "1.0.0", "Returns the given string."),
+  select: spec(2, "loading stale fast", [0, 0, 0], "connection", "2.0.0", "Changes the selected database."),
+  quit: spec(-1, "fast", [0, 0, 0], "connection", "1.0.0", "Closes the connection."),
+  hello: spec(-1, "noscript loading stale fast", [0, 0, 0], "connection", "6.0.0", "Handshakes with the server."),
+  client: spec(-2, "", [0, 0, 0], "connection", "2.4.0", "A container for client connection commands."),
+  set: spec(-3, "write denyoom", [1, 1, 1], "string", "1.0.0", "Sets the string value of a key, durably."),
+  get: spec(2, "readonly fast", [1, 1, 1], "string", "1.0.0", "Returns the string value of a key."),
+  mset: spec(-3, "write denyoom", [1, -1, 2], "string", "1.0.1", "Atomically creates or modifies keys."),
+  msetnx: spec(-3, "write denyoom", [1, -1, 2], "string", "1.0.1", "Sets keys only when none of them exist."),
+  mget: spec(-2, "readonly fast", [1, -1, 1], "string", "1.0.0", "Atomically returns the values of keys."),
+  incr: spec(2, "write denyoom fast", [1, 1, 1], "string", "1.0.0", "Increments the integer value of a key by one."),
+  decr: spec(2, "write denyoom fast", [1, 1, 1], "string", "1.0.0", "Decrements the integer value of a key by one."),
+  incrby: spec(3, "write denyoom fast", [1, 1, 1], "string", "1.0.0", "Increments the integer value of a key."),
+  decrby: spec(3, "write denyoom fast", [1, 1, 1], "string", "1.0.0", "Decrements the integer value of a key."),
+  strlen: spec(2, "readonly fast", [1, 1, 1], "string", "2.2.0", "Returns the length of a string value."),
+  del: spec(-2, "write", [1, -1, 1], "generic", "1.0.0", "Deletes keys, durably."),
+  exists: spec(-2, "readonly fast", [1, -1, 1], "generic", "1.0.0", "Determines whether keys exist."),
+  ttl: spec(2, "readonly fast", [1, 1, 1], "generic", "1.0.0", "Returns the expiration time in seconds of a key."),
+  pttl: spec(2, "readonly fast", [1, 1, 1], "generic", "2.6.0", "Returns the expiration time in ms of a key."),
+  dbsize: spec(1, "readonly fast", [0, 0, 0], "server", "1.0.0", "Returns the number of keys."),
+  flushall: spec(-1, "write", [0, 0, 0], "server", "1.0.0", "Removes all keys, durably."),
+  flushdb: spec(-1, "write", [0, 0, 0], "server", "1.0.0", "Removes all keys, durably."),
+  info: spec(-1, "loading stale", [0, 0, 0], "server", "1.0.0", "Returns information and statistics."),
+  command: spec(-1, "loading stale", [0, 0, 0], "server", "2.8.13", "Returns detailed information about commands."),
+  config: spec(-2, "", [0, 0, 0], "server", "2.0.0", "A container for server configuration commands."),
+};
+
+const CONFIG: Record<string, string> = {
+  save: "",
+  appendonly: "yes",
+  appendfsync: "always",
+  databases: "1",
+  maxmemory: "0",
+  "maxmemory-policy": "noeviction",
+  "proto-max-bulk-len": String(KV_MAX_VALUE_NAMES * 1400),
+};
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const OK = enc.encode("+OK\r\n");
+const PONG = enc.encode("+PONG\r\n");
+const NIL = enc.encode("$-1\r\n");
+const CRLF = enc.encode("\r\n");
+const ZERO = enc.encode(":0\r\n");
+const ONE = enc.encode(":1\r\n");
+
+const E_INT = "ERR value is not an integer or out of range";
+const E_SYNTAX = "ERR syntax error";
+
+const str = (s: string): Uint8Array => enc.encode(s);
+const simple = (s: string): Uint8Array => enc.encode(`+${s}\r\n`);
+const int = (n: number | bigint): Uint8Array => (n === 0 ? ZERO : n === 1 ? ONE : enc.encode(`:${n}\r\n`));
+const bulk = (s: string | Uint8Array): Uint8Array => {
+  const b = typeof s === "string" ? enc.encode(s) : s;
+  const h = enc.encode(`$${b.length}\r\n`);
+  const out = new Uint8Array(h.length + b.length + 2);
+  out.set(h);
+  out.set(b, h.length);
+  out.set(CRLF, h.length + b.length);
+  return out;
+};
+const arrayHead = (n: number): Uint8Array => enc.encode(`*${n}\r\n`);
+/** A RESP2 array of nested strings/integers/arrays, encoded whole. */
+type Nested = string | number | Nested[];
+const nested = (v: Nested): string =>
+  typeof v === "number"
+    ? `:${v}\r\n`
+    : typeof v === "string"
+      ? `$${enc.encode(v).length}\r\n${v}\r\n`
+      : `*${v.length}\r\n${v.map(nested).join("")}`;
+
+/** Redis's string2ll: an optional '-', no leading zeros or '+', no spaces, within int64. */
+export function parseI64(b: Uint8Array): bigint | null {
+  const n = b.length;
+  if (n === 0 || n > 20) return null;
+  if (n === 1 && b[0] === 0x30) return 0n;
+  let i = 0;
+  if (b[0] === 0x2d) {
+    i = 1;
+    if (n === 1) return null;
+  }
+  if (b[i]! < 0x31 || b[i]! > 0x39) return null;
+  for (let k = i + 1; k < n; k++) if (b[k]! < 0x30 || b[k]! > 0x39) return null;
+  const v = BigInt(dec.decode(b));
+  return v > I64_MAX || v < I64_MIN ? null : v;
+}
+
+const latin1 = (b: Uint8Array): string => {
+  let s = "";
+  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
+  return s;
+};
+
+export class KvApp {
+  readonly stack: Stack;
+  readonly log: PmLog;
+  readonly port: number;
+  readonly stats: KvStats = {
+    connections: 0,
+    commands: 0,
+    reads: 0,
+    writes: 0,
+    hits: 0,
+    misses: 0,
+    expired: 0,
+    errors: 0,
+    tooLarge: 0,
+    commits: 0,
+    bytesByName: 0,
+    bytesCopied: 0,
+  };
+  #now: () => number;
+  #serverName: string;
+  #started: number;
+  #conns = new Map<number, Conn>();
+  /** Connections with replies or window updates still to send. */
+  #pending = new Set<Conn>();
+  /** Writes (records appended) waiting for this turn's group commit. */
+  #waiting = 0;
+  /** Tombstones of expired keys not yet committed (no reply waits for them). */
+  #dirty = false;
+  /** Keys with an expiry (latin1 of the key bytes -> unix ms), for DBSIZE, INFO and sweeps. */
+  #expires = new Map<string, number>();
+  #nextSweep = 0;
+  /** The arena buffer headers and short values are written to, and its fill. */
+  #arena = -1;
+  #arenaAt = 0;
+  /** References on kept buffers whose sends the core may not have taken yet (see #release). */
+  #relCur: number[] = [];
+  #relPrev: number[] = [];
+  #kickScheduled = false;
+  #nextClientId = 1;
+  #clientIds = new Map<number, number>();
+
+  constructor(stack: Stack, log: PmLog, port = 6379, opts: KvOptions = {}) {
+    this.stack = stack;
+    this.log = log;
+    this.port = port;
+    this.#now = opts.now ?? Date.now;
+    this.#serverName = opts.serverName ?? "pmstack";
+    this.#started = Date.now();
+    // keys with an expiry, from the recovered log (the expiry lives in each record's header)
+    for (const e of log.entries()) {
+      const t = this.#headerExpiry(e.names[0]);
+      if (t > 0) this.#expires.set(latin1(e.key), t);
+    }
+    stack.listen(port, { backlog: 1024 });
+  }
+
+  /** Keys with an expiry set (expired ones included until they are removed). */
+  get expiring(): number {
+    return this.#expires.size;
+  }
+
+  onEvent = (ev: StackEvent): void => {
+    switch (ev.type) {
+      case "ACCEPTED":
+        this.stats.connections++;
+        this.#clientIds.set(ev.conn, this.#nextClientId++);
+        this.#conns.set(ev.conn, {
+          id: ev.conn,
+          parser: new RespParser({ smallMax: KV_SMALL }),
+          args: [],
+          cur: null,
+          held: [],
+          tooBig: false,
+          replies: [],
+          refused: [],
+          unrecvd: 0,
+          out: -1,
+          outLen: 0,
+          peerClosed: false,
+          closing: false,
+          closed: false,
+          name: null,
+        });
+        break;
+      case "DATA":
+        this.#data(ev);
+        break;
+      case "PEER_CLOSED": {
+        const c = this.#conns.get(ev.conn);
+        if (c) {
+          c.peerClosed = true;
+          this.#service(c);
+        }
+        break;
+      }
+      case "CLOSED":
+      case "RESET": {
+        const c = this.#conns.get(ev.conn);
+        if (c) this.#forget(c);
+        break;
+      }
+      case "SEND_REFUSED": {
+        const c = this.#conns.get(ev.conn);
+        const pool = this.stack.pool;
+        const kept = pool.owner(ev.buf) === "kept";
+        if (c && !c.closed) {
+          // a kept buffer comes back without the core's reference: hold one until it is resent
+          if (kept) pool.ref(ev.buf);
+          c.refused.push({ name: { index: ev.buf, offset: ev.off, length: ev.len }, ref: kept });
+        } else if (!kept) pool.free(ev.buf); // our text buffer, for a connection that is gone
+        break;
+      }
+      case "WRITABLE": {
+        const c = this.#conns.get(ev.conn);
+        if (c) {
+          const again = c.refused;
+          c.refused = [];
+          for (const r of again) {
+            this.stack.send(c.id, r.name);
+            if (r.ref) this.#relCur.push(r.name.index);
+          }
+          this.#service(c);
+        }
+        break;
+      }
+    }
+  };
+
+  /**
+   * End of turn: one group commit for every write of the turn, then the replies it held.
+   * Also releases the references of sends the core has taken by now, and expires keys.
+   */
+  onTurnEnd = (): void => {
+    const pool = this.stack.pool;
+    // sends issued before the previous turn's end have been through the core (taken, or
+    // refused and re-referenced): their buffers no longer need our reference
+    for (const b of this.#relPrev) pool.free(b);
+    this.#relPrev = this.#relCur;
+    this.#relCur = [];
+    if (this.#expires.size) {
+      const now = this.#now();
+      if (now >= this.#nextSweep) {
+        this.#nextSweep = now + 100;
+        this.#sweep(now, 64);
+      }
+    }
+    if (this.#waiting > 0 || this.#dirty) {
+      this.log.commit();
+      this.stats.commits++;
+      this.#waiting = 0;
+      this.#dirty = false;
+      for (const c of this.#conns.values()) {
+        if (!c.replies.length) continue;
+        for (const r of c.replies) r.durable = false;
+        this.#pending.add(c);
+      }
+    }
+    for (const c of this.#pending) this.#service(c);
+    // a ring too full for every reply: come back once the core has taken the commands
+    if (this.#pending.size && !this.#kickScheduled) {
+      this.#kickScheduled = true;
+      setImmediate(() => {
+        this.#kickScheduled = false;
+        if (this.stack.pool.closed) return;
+        for (const c of this.#pending) this.#service(c);
+      });
+    }
+  };
+
+  // ---- input -----------------------------------------------------------------------------
+
+  #data(ev: StackEvent): void {
+    const c = this.#conns.get(ev.conn);
+    const pool = this.stack.pool;
+    if (!c || c.parser.dead || c.closing) {
+      pool.free(ev.buf);
+      if (c) {
+        c.unrecvd += ev.len;
+        this.#service(c);
+      } else this.stack.recvd(ev.conn, ev.len);
+      return;
+    }
+    const { buf, off, len } = ev;
+    const view = pool.view(buf, off, len);
+    c.parser.feed(view, (e: RespEvent) => {
+      switch (e.kind) {
+        case "begin":
+          c.args = [];
+          c.cur = null;
+          c.tooBig = false;
+          break;
+        case "arg":
+          c.args.push({ bytes: e.bytes, names: [], len: e.bytes.length });
+          break;
+        case "part": {
+          const a = (c.cur ??= { bytes: null, names: [], len: 0 });
+          a.len += e.length;
+          if (c.tooBig) break;
+          if (a.names.length >= KV_MAX_VALUE_NAMES) {
+            // too many buffers for one record: the command fails, the rest of it is skipped
+            c.tooBig = true;
+            this.#unhold(c);
+            break;
+          }
+          a.names.push({ index: buf, offset: off + e.offset, length: e.length });
+          if (c.held[c.held.length - 1] !== buf) {
+            pool.ref(buf); // the argument may end in a later chunk: keep this one until then
+            c.held.push(buf);
+          }
+          break;
+        }
+        case "argEnd":
+          c.args.push(c.cur ?? { bytes: null, names: [], len: 0 });
+          c.cur = null;
+          break;
+        case "end":
+          this.#command(c);
+          this.#unhold(c);
+          c.args = [];
+          break;
+        case "error":
+          this.stats.errors++;
+          this.#push(c, [str(`-ERR Protocol error: ${e.message}\r\n`)], false, true);
+          break;
+      }
+    });
+    pool.free(buf); // the log took its own references on the buffers it keeps
+    c.unrecvd += len;
+    this.#service(c);
+  }
+
+  #unhold(c: Conn): void {
+    for (const b of c.held) this.stack.pool.free(b);
+    c.held = [];
+    if (c.tooBig) {
+      for (const a of c.args) a.names = [];
+      if (c.cur) c.cur.names = [];
+    }
+  }
+
+  // ---- commands --------------------------------------------------------------------------
+
+  #command(c: Conn): void {
+    const args = c.args;
+    if (args.length === 0) return;
+    this.stats.commands++;
+    const raw = this.#text(args[0]!);
+    const name = raw.toLowerCase();
+    const sp = KV_COMMANDS[name];
+    if (!sp) {
+      let list = "";
+      for (let i = 1; i < args.length && list.length < 128; i++)
+        list += `'${this.#text(args[i]!).slice(0, 128 - list.length)}' `;
+      return this.#error(c, `ERR unknown command '${raw.slice(0, 128)}', with args beginning with: ${list}`);
+    }
+    if ((sp.arity > 0 && args.length !== sp.arity) || (sp.arity < 0 && args.length < -sp.arity))
+      return this.#error(c, `ERR wrong number of arguments for '${name}' command`);
+    if (c.tooBig) {
+      this.stats.tooLarge++;
+      return this.#error(
+        c,
+        `ERR pmstack: an argument needs more than ${KV_MAX_VALUE_NAMES} buffers (a record's limit); ` +
+          "the value was not stored",
+      );
+    }
+    try {
+      this.#dispatch(c, name, args);
+    } catch (e) {
+      if (e instanceof LogFullError || e instanceof PoolExhaustedError)
+        return this.#error(c, `OOM command not allowed: ${(e as Error).message}`);
+      throw e;
+    }
+  }
+
+  #dispatch(c: Conn, name: string, a: Arg[]): void {
+    switch (name) {
+      case "ping":
+        if (a.length > 2) return this.#error(c, "ERR wrong number of arguments for 'ping' command");
+        return this.#push(c, [a.length === 2 ? bulk(this.#bytes(a[1]!)) : PONG]);
+      case "echo":
+        return this.#push(c, [bulk(this.#bytes(a[1]!))]);
+      case "select": {
+        const db = parseI64(this.#bytes(a[1]!));
+        if (db === null) return this.#error(c, E_INT);
+        if (db !== 0n) return this.#error(c, "ERR DB index is out of range");
+        return this.#push(c, [OK]);
+      }
+      case "quit":
+        return this.#push(c, [OK], false, true);
+      case "hello":
+        return this.#hello(c, a);
+      case "client":
+        return this.#client(c, a);
+      case "get":
+        return this.#get(c, a[1]!);
+      case "set":
+        return this.#set(c, a);
+      case "mset":
+      case "msetnx":
+        return this.#mset(c, a, name === "msetnx");
+      case "mget": {
+        const parts: Part[] = [arrayHead(a.length - 1)];
+        const refs: number[] = [];
+        for (let i = 1; i < a.length; i++) this.#bulkValue(this.#read(this.#keyOf(a[i]!)), parts, refs);
+        return this.#push(c, parts, false, false, refs);
+      }
+      case "incr":
+      case "decr":
+        return this.#incr(c, a[1]!, name === "incr" ? 1n : -1n);
+      case "incrby":
+      case "decrby": {
+        const by = parseI64(this.#bytes(a[2]!));
+        if (by === null) return this.#error(c, E_INT);
+        if (name === "decrby" && by === I64_MIN) return this.#error(c, "ERR decrement would overflow");
+        return this.#incr(c, a[1]!, name === "incrby" ? by : -by);
+      }
+      case "strlen": {
+        const v = this.#read(this.#keyOf(a[1]!));
+        return this.#push(c, [int(v ? v.len : 0)]);
+      }
+      case "del": {
+        let n = 0;
+        for (let i = 1; i < a.length; i++) {
+          const k = this.#keyOf(a[i]!);
+          if (k && this.#read(k)) {
+            this.log.delete(k);
+            this.#forgetExpiry(k);
+            this.#waiting++;
+            n++;
+          }
+        }
+        this.stats.writes++;
+        return this.#push(c, [int(n)], n > 0);
+      }
+      case "exists": {
+        let n = 0;
+        for (let i = 1; i < a.length; i++) if (this.#read(this.#keyOf(a[i]!))) n++;
+        return this.#push(c, [int(n)]);
+      }
+      case "ttl":
+      case "pttl": {
+        const v = this.#read(this.#keyOf(a[1]!));
+        if (!v) return this.#push(c, [int(-2)]);
+        if (!v.expireAt) return this.#push(c, [int(-1)]);
+        const ms = Math.max(0, v.expireAt - this.#now());
+        return this.#push(c, [int(name === "pttl" ? ms : Math.floor((ms + 500) / 1000))]);
+      }
+      case "dbsize":
+        this.#sweep(this.#now(), Infinity);
+        return this.#push(c, [int(this.log.size)]);
+      case "flushall":
+      case "flushdb": {
+        if (a.length > 2) return this.#error(c, E_SYNTAX);
+        if (a.length === 2 && !/^(sync|async)$/i.test(this.#text(a[1]!))) return this.#error(c, E_SYNTAX);
+        for (const e of this.log.entries()) {
+          this.log.delete(e.key);
+          this.#waiting++;
+        }
+        this.#expires.clear();
+        this.stats.writes++;
+        return this.#push(c, [OK], true);
+      }
+      case "info":
+        return this.#push(c, [bulk(this.info(a.slice(1).map((x) => this.#text(x))))]);
+      case "command":
+        return this.#commandCmd(c, a);
+      case "config":
+        return this.#config(c, a);
+    }
+  }
+
+  #get(c: Conn, key: Arg): void {
+    const parts: Part[] = [];
+    const refs: number[] = [];
+    this.#bulkValue(this.#read(this.#keyOf(key)), parts, refs);
+    this.#push(c, parts, false, false, refs);
+  }
+
+  #set(c: Conn, a: Arg[]): void {
+    let nx = false;
+    let xx = false;
+    let get = false;
+    let keepTtl = false;
+    let unit = ""; // EX PX EXAT PXAT
+    let when: Arg | null = null;
+    for (let i = 3; i < a.length; i++) {
+      const o = this.#text(a[i]!).toUpperCase();
+      if (o === "NX" && !xx) nx = true;
+      else if (o === "XX" && !nx) xx = true;
+      else if (o === "GET") get = true;
+      else if (o === "KEEPTTL" && !unit) keepTtl = true;
+      else if ((o === "EX" || o === "PX" || o === "EXAT" || o === "PXAT") && !unit && !keepTtl && i + 1 < a.length) {
+        unit = o;
+        when = a[++i]!;
+      } else return this.#error(c, E_SYNTAX);
+    }
+    let expireAt = 0;
+    if (when) {
+      const t = parseI64(this.#bytes(when));
+      if (t === null) return this.#error(c, E_INT);
+      const n = Number(t);
+      if (n <= 0) return this.#error(c, "ERR invalid expire time in 'set' command");
+      const ms = unit === "EX" || unit === "EXAT" ? n * 1000 : n;
+      expireAt = unit === "EX" || unit === "PX" ? this.#now() + ms : ms;
+      if (!Number.isSafeInteger(expireAt)) return this.#error(c, "ERR invalid expire time in 'set' command");
+    }
+    const key = this.#keyOf(a[1]!);
+    if (!key) return this.#error(c, `ERR pmstack: a key must be 1 to ${LOG_MAX_KEY} bytes`);
+    const old = nx || xx || get || keepTtl ? this.#read(key) : null;
+    const parts: Part[] = [];
+    const refs: number[] = [];
+    if (get) this.#bulkValue(old, parts, refs);
+    if ((nx && old) || (xx && !old)) {
+      if (!get) parts.push(NIL);
+      return this.#push(c, parts, false, false, refs);
+    }
+    if (keepTtl && old) expireAt = old.expireAt;
+    this.#put(key, a[2]!, expireAt);
+    this.stats.writes++;
+    if (!get) parts.push(OK);
+    this.#push(c, parts, true, false, refs);
+  }
+
+  #mset(c: Conn, a: Arg[], nx: boolean): void {
+    if (a.length % 2 === 0)
+      return this.#error(c, `ERR wrong number of arguments for '${nx ? "msetnx" : "mset"}' command`);
+    const keys: Uint8Array[] = [];
+    for (let i = 1; i < a.length; i += 2) {
+      const k = this.#keyOf(a[i]!);
+      if (!k) return this.#error(c, `ERR pmstack: a key must be 1 to ${LOG_MAX_KEY} bytes`);
+      keys.push(k);
+    }
+    if (nx && keys.some((k) => this.#read(k))) return this.#push(c, [ZERO]);
+    for (let i = 1; i < a.length; i += 2) this.#put(keys[(i - 1) / 2]!, a[i + 1]!, 0);
+    this.stats.writes++;
+    this.#push(c, [nx ? ONE : OK], true);
+  }
+
+  #incr(c: Conn, keyArg: Arg, by: bigint): void {
+    const key = this.#keyOf(keyArg);
+    if (!key) return this.#error(c, `ERR pmstack: a key must be 1 to ${LOG_MAX_KEY} bytes`);
+    const old = this.#read(key);
+    let cur = 0n;
+    if (old) {
+      if (old.len > 20) return this.#error(c, E_INT);
+      const v = parseI64(this.#concat(old.names, old.len));
+      if (v === null) return this.#error(c, E_INT);
+      cur = v;
+    }
+    const next = cur + by;
+    if (next > I64_MAX || next < I64_MIN) return this.#error(c, "ERR increment or decrement would overflow");
+    this.#put(key, enc.encode(next.toString()), old ? old.expireAt : 0);
+    this.stats.writes++;
+    this.#push(c, [int(next)], true);
+  }
+
+  #hello(c: Conn, a: Arg[]): void {
+    let i = 1;
+    if (a.length > 1) {
+      const v = parseI64(this.#bytes(a[1]!));
+      if (v === null) return this.#error(c, "ERR Protocol version is not an integer or out of range");
+      if (v !== 2n) return this.#error(c, "NOPROTO sorry, this protocol version is not supported");
+      i = 2;
+    }
+    for (; i < a.length; i++) {
+      const o = this.#text(a[i]!).toUpperCase();
+      if (o === "AUTH" && i + 2 < a.length) i += 2;
+      else if (o === "SETNAME" && i + 1 < a.length) c.name = this.#text(a[++i]!);
+      else return this.#error(c, `ERR Syntax error in HELLO option '${this.#text(a[i]!)}'`);
+    }
+    const info: Nested = [
+      "server",
+      "redis",
+      "version",
+      "7.0.0",
+      "proto",
+      2,
+      "id",
+      this.#clientIds.get(c.id) ?? 0,
+      "mode",
+      "standalone",
+      "role",
+      "master",
+      "modules",
+      [],
+    ];
+    this.#push(c, [str(nested(info))]);
+  }
+
+  #client(c: Conn, a: Arg[]): void {
+    const sub = this.#text(a[1]!).toUpperCase();
+    const id = this.#clientIds.get(c.id) ?? 0;
+    switch (sub) {
+      case "SETNAME": {
+        if (a.length !== 3) return this.#error(c, "ERR wrong number of arguments for 'client|setname' command");
+        const n = this.#text(a[2]!);
+        if (/[^!-~]/.test(n))
+          return this.#error(c, "ERR Client names cannot contain spaces, newlines or special characters.");
+        c.name = n || null;
+        return this.#push(c, [OK]);
+      }
+      case "GETNAME":
+        return this.#push(c, [c.name === null ? NIL : bulk(c.name)]);
+      case "ID":
+        return this.#push(c, [int(id)]);
+      case "SETINFO":
+        if (a.length !== 4) return this.#error(c, "ERR wrong number of arguments for 'client|setinfo' command");
+        if (!/^(lib-name|lib-ver)$/i.test(this.#text(a[2]!)))
+          return this.#error(c, `ERR Unrecognized option '${this.#text(a[2]!)}'`);
+        return this.#push(c, [OK]);
+      case "INFO":
+      case "LIST": {
+        const line = (cn: Conn) =>
+          `id=${this.#clientIds.get(cn.id) ?? 0} conn=${cn.id} name=${cn.name ?? ""} db=0 cmd=client|${sub.toLowerCase()}`;
+        const text = sub === "INFO" ? line(c) + "\n" : [...this.#conns.values()].map(line).join("\n") + "\n";
+        return this.#push(c, [bulk(text)]);
+      }
+      default:
+        return this.#error(c, `ERR unknown subcommand '${this.#text(a[1]!)}'. Try CLIENT HELP.`);
+    }
+  }
+
+  #commandCmd(c: Conn, a: Arg[]): void {
+    const names = Object.keys(KV_COMMANDS);
+    const entry = (n: string): Nested => {
+      const s = KV_COMMANDS[n]!;
+      return [n, s.arity, s.flags, s.first, s.last, s.step, [`@${s.group}`], [], [], []];
+    };
+    if (a.length === 1) return this.#push(c, [str(nested(names.map(entry)))]);
+    const sub = this.#text(a[1]!).toUpperCase();
+    const asked = a.slice(2).map((x) => this.#text(x).toLowerCase());
+    switch (sub) {
+      case "COUNT":
+        return this.#push(c, [int(names.length)]);
+      case "LIST":
+        return this.#push(c, [str(nested(names))]);
+      case "INFO": {
+        const list = asked.length ? asked : names;
+        const parts = list.map((n) => (KV_COMMANDS[n] ? nested(entry(n)) : "*-1\r\n"));
+        return this.#push(c, [str(`*${list.length}\r\n${parts.join("")}`)]);
+      }
+      case "DOCS": {
+        const list = (asked.length ? asked : names).filter((n) => KV_COMMANDS[n]);
+        const flat: Nested = [];
+        for (const n of list) {
+          const s = KV_COMMANDS[n]!;
+          flat.push(n, ["summary", s.summary, "since", s.since, "group", s.group]);
+        }
+        return this.#push(c, [str(nested(flat))]);
+      }
+      default:
+        return this.#error(c, `ERR unknown subcommand '${this.#text(a[1]!)}'. Try COMMAND HELP.`);
+    }
+  }
+
+  #config(c: Conn, a: Arg[]): void {
+    const sub = this.#text(a[1]!).toUpperCase();
+    if (sub === "GET") {
+      if (a.length < 3) return this.#error(c, "ERR wrong number of arguments for 'config|get' command");
+      const out: string[] = [];
+      for (let i = 2; i < a.length; i++) {
+        const re = globRegExp(this.#text(a[i]!).toLowerCase());
+        for (const [k, v] of Object.entries(CONFIG)) if (re.test(k) && !out.includes(k)) out.push(k, v);
+      }
+      return this.#push(c, [str(nested(out))]);
+    }
+    if (sub === "RESETSTAT") {
+      for (const k of Object.keys(this.stats) as (keyof KvStats)[]) this.stats[k] = 0;
+      return this.#push(c, [OK]);
+    }
+    if (sub === "SET") return this.#error(c, "ERR pmstack: CONFIG SET is not supported (durability is fixed)");
+    this.#error(c, `ERR unknown subcommand '${this.#text(a[1]!)}'. Try CONFIG HELP.`);
+  }
+
+  /** INFO's text: the sections asked for (default all). */
+  info(sections: string[] = []): string {
+    const want = new Set(sections.map((s) => s.toLowerCase()));
+    const all = want.size === 0 || want.has("all") || want.has("everything") || want.has("default");
+    const pool = this.stack.pool;
+    const pc = pool.counts();
+    const ls = this.log.stats();
+    const up = Math.floor((Date.now() - this.#started) / 1000);
+    const out: string[] = [];
+    const section = (title: string, lines: [string, string | number][]) => {
+      if (!all && !want.has(title.toLowerCase())) return;
+      out.push(`# ${title}\r\n${lines.map(([k, v]) => `${k}:${v}\r\n`).join("")}`);
+    };
+    section("Server", [
+      ["redis_version", "7.0.0"],
+      ["server_name", this.#serverName],
+      ["redis_mode", "standalone"],
+      ["os", `${typeof process !== "undefined" ? process.platform : "unknown"}`],
+      ["arch_bits", 64],
+      ["process_id", typeof process !== "undefined" ? process.pid : 0],
+      ["tcp_port", this.port],
+      ["uptime_in_seconds", up],
+      ["uptime_in_days", Math.floor(up / 86400)],
+    ]);
+    section("Clients", [
+      ["connected_clients", this.#conns.size],
+      ["maxclients", 65535],
+    ]);
+    section("Memory", [
+      ["used_memory", (pc.total - pc.free) * BUF_SIZE],
+      ["used_memory_kept", pc.kept * BUF_SIZE],
+      ["pool_buffers", pc.total],
+      ["pool_buffers_free", pc.free],
+      ["pool_buffers_kept", pc.kept],
+      ["pool_buffers_app", pc.app],
+      ["pool_buffers_stack", pc.stack],
+      ["pool_buffers_nic", pc.nic],
+      ["maxmemory", pc.total * BUF_SIZE],
+      ["maxmemory_policy", "noeviction"],
+    ]);
+    section("Persistence", [
+      ["loading", 0],
+      ["aof_enabled", 1],
+      ["appendfsync", "always"],
+      ["pm_path", pool.path ?? "(volatile)"],
+      ["pm_medium", pool.medium],
+      ["pm_persist_mode", pool.persistMode],
+      ["log_capacity", ls.capacity],
+      ["log_live_bytes", ls.liveBytes],
+      ["log_free_bytes", ls.freeBytes],
+      ["log_commits", ls.commits],
+      ["log_compactions", ls.compactions],
+      ["log_recovered_keys", this.log.recovery.liveKeys],
+      ["log_recovery_damage", this.log.recovery.damage || "none"],
+    ]);
+    section("Stats", [
+      ["total_connections_received", this.stats.connections],
+      ["total_commands_processed", this.stats.commands],
+      ["total_reads_processed", this.stats.reads],
+      ["total_writes_processed", this.stats.writes],
+      ["keyspace_hits", this.stats.hits],
+      ["keyspace_misses", this.stats.misses],
+      ["expired_keys", this.stats.expired],
+      ["total_error_replies", this.stats.errors],
+      ["rejected_values_too_large", this.stats.tooLarge],
+      ["group_commits", this.stats.commits],
+      ["value_bytes_sent_by_name", this.stats.bytesByName],
+      ["value_bytes_copied", this.stats.bytesCopied],
+    ]);
+    const keys = this.log.size;
+    section("Keyspace", keys ? [["db0", `keys=${keys},expires=${this.#expires.size},avg_ttl=0`]] : []);
+    return out.join("\r\n");
+  }
+
+  // ---- records ---------------------------------------------------------------------------
+
+  /** The live, unexpired value of `key` (an expired one is deleted), or null. */
+  #read(key: Uint8Array | null): Value | null {
+    this.stats.reads++;
+    if (!key) {
+      this.stats.misses++;
+      return null;
+    }
+    const names = this.log.get(key);
+    if (!names || names.length === 0) {
+      this.stats.misses++;
+      return null;
+    }
+    const h = names[0]!;
+    let expireAt = 0;
+    let value = names;
+    if (this.#isHeader(h)) {
+      expireAt = this.#headerExpiry(h);
+      value = names.slice(1);
+      if (h.length > KV_HEADER)
+        value.unshift({ index: h.index, offset: h.offset + KV_HEADER, length: h.length - KV_HEADER });
+    }
+    if (expireAt && this.#now() > expireAt) {
+      this.#expire(key);
+      this.stats.misses++;
+      return null;
+    }
+    let len = 0;
+    for (const n of value) len += n.length;
+    this.stats.hits++;
+    return { names: value, len, expireAt };
+  }
+
+  #isHeader(h: BufferName): boolean {
+    if (h.length < KV_HEADER) return false;
+    const v = this.stack.pool.view(h.index, h.offset, 5);
+    return v[0] === MAGIC[0] && v[1] === MAGIC[1] && v[2] === MAGIC[2] && v[3] === MAGIC[3] && v[4] === VERSION;
+  }
+
+  #headerExpiry(h: BufferName | undefined): number {
+    if (!h || !this.#isHeader(h)) return 0;
+    const v = this.stack.pool.view(h.index, h.offset, KV_HEADER);
+    return new DataView(v.buffer, v.byteOffset, KV_HEADER).getFloat64(8, true);
+  }
+
+  /** Deletes an expired key (the tombstone needs no reply to wait: the key is gone either way). */
+  #expire(key: Uint8Array): void {
+    this.log.delete(key);
+    this.#forgetExpiry(key);
+    this.#dirty = true;
+    this.stats.expired++;
+  }
+
+  /** Removes expired keys: up to `max` of them. */
+  #sweep(now: number, max: number): void {
+    let n = 0;
+    for (const [k, t] of this.#expires) {
+      if (n >= max) break;
+      if (now > t) {
+        const key = Uint8Array.from(k, (ch) => ch.charCodeAt(0));
+        if (this.#headerExpiry(this.log.get(key)?.[0]) === t) {
+          this.log.delete(key);
+          this.#dirty = true;
+          this.stats.expired++;
+        }
+        this.#expires.delete(k);
+        n++;
+      }
+    }
+  }
+
+  #forgetExpiry(key: Uint8Array): void {
+    if (this.#expires.size) this.#expires.delete(latin1(key));
+  }
+
+  /**
+   * Appends `key -> [header (+ short value), ...value names]`. A short value is copied into
+   * the arena after its header; a long one stays in the receive buffers it arrived in.
+   */
+  #put(key: Uint8Array, value: Arg | Uint8Array, expireAt: number): void {
+    const small = value instanceof Uint8Array ? value : value.bytes;
+    const head = this.#arenaTake(KV_HEADER + (small ? small.length : 0));
+    const pool = this.stack.pool;
+    const v = pool.view(head.index, head.offset, head.length);
+    v.set(MAGIC);
+    v[4] = VERSION;
+    v[5] = v[6] = v[7] = 0;
+    new DataView(v.buffer, v.byteOffset, KV_HEADER).setFloat64(8, expireAt, true);
+    if (small) v.set(small, KV_HEADER);
+    const names = small ? [head] : [head, ...(value as Arg).names];
+    this.log.append(key, names);
+    this.#waiting++;
+    if (expireAt) this.#expires.set(latin1(key), expireAt);
+    else this.#forgetExpiry(key);
+  }
+
+  /** A range of `n` bytes of the arena buffer (a fresh one when the current is full). */
+  #arenaTake(n: number): BufferName {
+    const pool = this.stack.pool;
+    if (this.#arena < 0 || this.#arenaAt + n > BUF_SIZE) {
+      const fresh = pool.alloc(); // may throw PoolExhaustedError: the command gets -OOM
+      if (this.#arena >= 0) pool.free(this.#arena); // the log's references keep it while needed
+      this.#arena = fresh;
+      this.#arenaAt = 0;
+    }
+    const at = this.#arenaAt;
+    this.#arenaAt += (n + 7) & ~7;
+    return { index: this.#arena, offset: at, length: n };
+  }
+
+  // ---- arguments -------------------------------------------------------------------------
+
+  #bytes(a: Arg): Uint8Array {
+    return a.bytes ?? this.#concat(a.names, a.len);
+  }
+
+  #text(a: Arg): string {
+    return dec.decode(this.#bytes(a));
+  }
+
+  /** The key's bytes, or null if no key of that size can exist (1..LOG_MAX_KEY bytes). */
+  #keyOf(a: Arg): Uint8Array | null {
+    if (a.len === 0 || a.len > LOG_MAX_KEY) return null;
+    return this.#bytes(a);
+  }
+
+  #concat(names: BufferName[], len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    let at = 0;
+    for (const n of names) {
+      out.set(this.stack.pool.viewName(n), at);
+      at += n.length;
+    }
+    return out;
+  }
+
+  // ---- replies ---------------------------------------------------------------------------
+
+  /** `$len\r\n` + the value's PM ranges by name + `\r\n`, or nil. */
+  #bulkValue(v: Value | null, parts: Part[], refs: number[]): void {
+    if (!v) {
+      parts.push(NIL);
+      return;
+    }
+    parts.push(str(`$${v.len}\r\n`));
+    const pool = this.stack.pool;
+    for (const n of v.names) {
+      if (n.length === 0) continue;
+      if (n.length < KV_MIN_BY_NAME) {
+        // a short piece is copied into the reply's text: a segment is built from at most 64
+        // pieces (the core's limit), so pieces this short would cut the segments short
+        parts.push(pool.viewName(n).slice());
+        this.stats.bytesCopied += n.length;
+        continue;
+      }
+      this.stats.bytesByName += n.length;
+      pool.ref(n.index); // a later write may supersede the record before the reply leaves
+      refs.push(n.index);
+      parts.push(n);
+    }
+    parts.push(CRLF);
+  }
+
+  #error(c: Conn, msg: string): void {
+    this.stats.errors++;
+    this.#push(c, [str(`-${msg}\r\n`)]);
+  }
+
+  #push(c: Conn, parts: Part[], write = false, close = false, refs: number[] = []): void {
+    if (c.closing) {
+      for (const b of refs) this.stack.pool.free(b);
+      return;
+    }
+    // a reply after an uncommitted write (any connection's) waits for the commit too: it may
+    // show that write, and on its own connection it must keep its place in line
+    c.replies.push({ parts, refs, durable: write || this.#waiting > 0, close, at: 0 });
+    if (close) c.closing = true;
+    this.#pending.add(c);
+  }
+
+  /** Sends what is ready on `c`, in order, as far as the command ring allows. */
+  #service(c: Conn): void {
+    if (c.closed) {
+      this.#pending.delete(c);
+      return;
+    }
+    const stack = this.stack;
+    if (c.unrecvd > 0 && stack.commandSpace() > 2) {
+      stack.recvd(c.id, c.unrecvd);
+      c.unrecvd = 0;
+    }
+    let blocked = false;
+    while (c.replies.length && !c.replies[0]!.durable) {
+      const r = c.replies[0]!;
+      // part by part: a reply larger than the ring goes out over several turns
+      while (r.at < r.parts.length) {
+        const p = r.parts[r.at]!;
+        const need = p instanceof Uint8Array ? 2 + Math.ceil(p.length / TEXT_CAP) : 2;
+        if (stack.commandSpace() - CMD_RESERVE < need) {
+          blocked = true;
+          break;
+        }
+        if (p instanceof Uint8Array) this.#write(c, p);
+        else {
+          this.#sendOut(c);
+          this.#send(c, p);
+        }
+        r.at++;
+      }
+      if (blocked) break;
+      c.replies.shift();
+      // the core takes its own reference on a kept buffer when it runs the send: ours goes
+      // once it surely has (see onTurnEnd)
+      for (const b of r.refs) this.#relCur.push(b);
+      if (r.close) {
+        for (const x of c.replies) for (const b of x.refs) stack.pool.free(b);
+        c.replies.length = 0;
+      }
+    }
+    this.#sendOut(c);
+    if (!blocked && c.replies.length === 0 && (c.closing || c.peerClosed)) {
+      if (stack.commandSpace() > 1) {
+        c.closed = true;
+        stack.close(c.id);
+      } else blocked = true;
+    }
+    if (!blocked && c.unrecvd === 0) this.#pending.delete(c);
+  }
+
+  /** Appends text to the connection's outgoing buffer, sending full ones. */
+  #write(c: Conn, bytes: Uint8Array): void {
+    const pool = this.stack.pool;
+    let at = 0;
+    while (at < bytes.length) {
+      if (c.out < 0) {
+        c.out = pool.alloc();
+        c.outLen = 0;
+      }
+      const n = Math.min(TEXT_CAP - c.outLen, bytes.length - at);
+      pool.view(c.out, HEADROOM + c.outLen, n).set(bytes.subarray(at, at + n));
+      c.outLen += n;
+      at += n;
+      if (c.outLen === TEXT_CAP) this.#sendOut(c);
+    }
+  }
+
+  #sendOut(c: Conn): void {
+    if (c.out < 0) return;
+    const name = { index: c.out, offset: HEADROOM, length: c.outLen };
+    c.out = -1;
+    if (name.length === 0) this.stack.pool.free(name.index);
+    else this.#send(c, name);
+  }
+
+  #send(c: Conn, n: BufferName): void {
+    if (c.refused.length) {
+      // behind a refusal: queue in order (a kept buffer needs our own reference meanwhile)
+      const kept = this.stack.pool.owner(n.index) === "kept";
+      if (kept) this.stack.pool.ref(n.index);
+      c.refused.push({ name: n, ref: kept });
+    } else this.stack.send(c.id, n);
+  }
+
+  #forget(c: Conn): void {
+    const pool = this.stack.pool;
+    for (const r of c.refused) pool.free(r.name.index);
+    for (const b of c.held) pool.free(b);
+    for (const r of c.replies) for (const b of r.refs) pool.free(b);
+    if (c.out >= 0) pool.free(c.out);
+    c.refused = [];
+    c.held = [];
+    c.replies = [];
+    c.out = -1;
+    c.closed = true;
+    this.#pending.delete(c);
+    this.#conns.delete(c.id);
+    this.#clientIds.delete(c.id);
+  }
+}
+
+function globRegExp(glob: string): RegExp {
+  let re = "";
+  for (const ch of glob) {
+    if (ch === "*") re += ".*";
+    else if (ch === "?") re += ".";
+    else re += ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${re}$`);
+}

@@ -1,0 +1,175 @@
+// End to end: the durable key-value store (KvApp) on pmstack over TAP, with redis-cli and
+// redis-benchmark in a namespace as the clients. Every supported command through redis-cli,
+// redis-benchmark with no errors, then a restart of the server (close, reopen the same PM file)
+// and every acknowledged key read back byte-exact.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { KvApp, serve } from "../build/index.js";
+import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
+import { scratchDir } from "./lib/tmp.mjs";
+import { rng } from "./lib/rng.mjs";
+
+const hasCli = spawnSync("sh", ["-c", "command -v redis-cli && command -v redis-benchmark"]).status === 0;
+const why = netnsUnavailable() ?? (hasCli ? null : "redis-cli/redis-benchmark not installed (package redis-tools)");
+if (why) console.warn(`\n!!! e2e-kv: SKIPPED: ${why}\n`);
+const it = why ? test.skip : test;
+const US = "198.18.8.2";
+const DEV = "pmtapkv0";
+
+function start(ns, path) {
+  const srv = serve(
+    {
+      path,
+      buffers: 8192,
+      mac: "02:00:00:00:08:02",
+      ip: `${US}/24`,
+      tap: { name: DEV, netns: ns.path },
+    },
+    (stack, log) => new KvApp(stack, log, 6379),
+  );
+  ns.ip(["link", "set", DEV, "up"]);
+  ns.ip(["addr", "replace", "198.18.8.1/24", "dev", DEV]);
+  return srv;
+}
+
+/** Runs redis-cli in the namespace: stdout as bytes and text, stderr, exit status. */
+async function cli(ns, args, input) {
+  const p = ns.spawn("redis-cli", ["-h", US, "-p", "6379", ...args]);
+  const chunks = [];
+  p.stdout.on("data", (d) => chunks.push(d));
+  p.stdin.end(input ?? "");
+  const t = setTimeout(() => p.kill("SIGKILL"), 20_000);
+  const r = await p.done;
+  clearTimeout(t);
+  const out = Buffer.concat(chunks);
+  return { out, text: out.toString("utf8"), err: r.stderr, status: r.status };
+}
+
+/** One command, formatted output (--no-raw): `"v"`, `(integer) 3`, `(nil)`, `(error) ERR ...`. */
+async function one(ns, ...args) {
+  const r = await cli(ns, ["--no-raw", ...args]);
+  assert.is(r.status, 0, r.err);
+  return r.text.trimEnd();
+}
+
+it("every command through redis-cli, redis-benchmark, and a restart that reads every acknowledged key back", async () => {
+  const ns = new Netns("kv");
+  const path = join(scratchDir("disk"), "kv.pm");
+  let srv;
+  const acked = new Map(); // key -> Buffer, every SET that was answered OK
+  try {
+    srv = start(ns, path);
+    assert.is(await one(ns, "PING"), "PONG");
+    assert.is(await one(ns, "ECHO", "hello pmstack"), '"hello pmstack"');
+    assert.is(await one(ns, "SET", "greeting", "hi there"), "OK");
+    acked.set("greeting", Buffer.from("hi there"));
+    assert.is(await one(ns, "GET", "greeting"), '"hi there"');
+    assert.is(await one(ns, "GET", "missing"), "(nil)");
+    assert.is(await one(ns, "SET", "greeting", "no", "NX"), "(nil)");
+    assert.is(await one(ns, "SET", "other", "no", "XX"), "(nil)");
+    assert.is(await one(ns, "SET", "greeting", "hello", "XX"), "OK");
+    acked.set("greeting", Buffer.from("hello"));
+    assert.is(await one(ns, "SET", "session", "abc", "EX", "1000"), "OK");
+    acked.set("session", Buffer.from("abc"));
+    assert.is(await one(ns, "TTL", "session"), "(integer) 1000");
+    assert.is(await one(ns, "SET", "brief", "x", "PX", "150"), "OK");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.is(await one(ns, "GET", "brief"), "(nil)", "expired after 150 ms");
+    assert.is(await one(ns, "MSET", "m1", "one", "m2", "two", "m3", "three"), "OK");
+    for (const [k, v] of [
+      ["m1", "one"],
+      ["m2", "two"],
+      ["m3", "three"],
+    ])
+      acked.set(k, Buffer.from(v));
+    assert.is(await one(ns, "MGET", "m1", "nope", "m3"), '1) "one"\n2) (nil)\n3) "three"');
+    assert.is(await one(ns, "EXISTS", "m1", "m2", "nope"), "(integer) 2");
+    assert.is(await one(ns, "SET", "gone", "soon"), "OK");
+    assert.is(await one(ns, "DEL", "gone", "nope"), "(integer) 1");
+    assert.is(await one(ns, "EXISTS", "gone"), "(integer) 0");
+    for (let k = 1; k <= 5; k++) assert.is(await one(ns, "INCR", "visits"), `(integer) ${k}`);
+    acked.set("visits", Buffer.from("5"));
+    assert.is(await one(ns, "INCR", "greeting"), "(error) ERR value is not an integer or out of range");
+    assert.is(await one(ns, "DBSIZE"), `(integer) ${acked.size}`);
+    assert.match(await one(ns, "FOO", "bar"), "(error) ERR unknown command 'FOO', with args beginning with: 'bar'");
+    assert.is(await one(ns, "GET"), "(error) ERR wrong number of arguments for 'get' command");
+    assert.is(await one(ns, "SET", "a", "b", "BAD"), "(error) ERR syntax error");
+    const info = (await cli(ns, ["INFO"])).text;
+    for (const s of ["Server", "Clients", "Memory", "Persistence", "Stats", "Keyspace"])
+      assert.ok(info.includes(`# ${s}`), s);
+    assert.match(info, `db0:keys=${acked.size},expires=1`);
+    assert.match(await one(ns, "COMMAND", "COUNT"), /^\(integer\) \d+$/);
+    assert.match(await one(ns, "CONFIG", "GET", "appendonly"), '1) "appendonly"\n2) "yes"');
+    assert.is(await one(ns, "HELLO", "3"), "(error) NOPROTO sorry, this protocol version is not supported");
+    // interactive mode over one connection: redis-cli asks COMMAND DOCS first, then runs each line
+    const repl = await cli(
+      ns,
+      [],
+      "CLIENT SETNAME e2e\nCLIENT GETNAME\nCLIENT ID\nSET lines 42\nINCR lines\nFLUSHALL\nDBSIZE\n",
+    );
+    assert.is(repl.status, 0, repl.err);
+    assert.equal(repl.text.trim().split("\n").slice(0, 2), ["OK", "e2e"]);
+    assert.match(repl.text, /OK\n43\nOK\n0\n$/);
+    assert.is(await one(ns, "DBSIZE"), "(integer) 0");
+    acked.clear();
+    // binary values of many sizes, given on stdin (-x) and read back raw
+    const r = rng(80);
+    for (let k = 0; k < 24; k++) {
+      const size = [1, 63, 64, 65, 1000, 1448, 3000, 9000, 20000, 40000][k % 10] + k;
+      const v = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) v[i] = r.int(256);
+      const s = await cli(ns, ["-x", "SET", `bin:${k}`], v);
+      assert.is(s.text, "OK\n", s.err);
+      acked.set(`bin:${k}`, v);
+    }
+    for (const k of ["bin:3", "bin:9"]) {
+      const g = await cli(ns, ["--raw", "GET", k]);
+      assert.ok(g.out.equals(Buffer.concat([acked.get(k), Buffer.from("\n")])), k);
+    }
+    // redis-benchmark: CONFIG GET at start, then SET and GET with no errors
+    for (const extra of [[], ["-c", "50", "-P", "16", "-d", "1024"]]) {
+      const b = ns.spawn("redis-benchmark", ["-h", US, "-p", "6379", "-t", "set,get", "-n", "2000", "-q", ...extra]);
+      b.stdin.end();
+      const t = setTimeout(() => b.kill("SIGKILL"), 60_000);
+      const res = await b.done;
+      clearTimeout(t);
+      const out = res.stdout + res.stderr;
+      assert.is(res.status, 0, out);
+      assert.match(out, /SET: [\d.]+ requests per second/);
+      assert.match(out, /GET: [\d.]+ requests per second/);
+      assert.not.match(out, /WARNING|ERR|rror/);
+      console.log(`  redis-benchmark ${extra.join(" ") || "(defaults)"}: ${out.trim().replace(/\s+/g, " ")}`);
+    }
+    const bench = await cli(ns, ["--raw", "GET", "key:__rand_int__"]);
+    assert.is(bench.out.length, 1025);
+    acked.set("key:__rand_int__", bench.out.subarray(0, 1024));
+    assert.is(await one(ns, "DBSIZE"), `(integer) ${acked.size}`);
+    // restart: close everything, reopen the file as a new process would
+    srv.close();
+    srv = start(ns, path);
+    assert.is(srv.log.recovery.liveKeys, acked.size);
+    for (const [k, v] of acked) {
+      const g = await cli(ns, ["--raw", "GET", k]);
+      assert.ok(
+        g.out.equals(Buffer.concat([v, Buffer.from("\n")])),
+        `${k}: ${g.out.length - 1} bytes, want ${v.length}`,
+      );
+    }
+    assert.is(await one(ns, "DBSIZE"), `(integer) ${acked.size}`);
+    srv.stack.pool.check();
+  } finally {
+    srv?.close();
+    ns.cleanup();
+  }
+  assert.ok(srv.stack.pool.closed);
+});
+
+it("nothing is left behind", () => {
+  const l = leftovers();
+  assert.equal(l.netns, []);
+  assert.equal(l.links, []);
+});
+
+test.run();

@@ -1,4 +1,4 @@
-// `npm start`: the main job on embedded defaults. Opens (or creates) the pool at
+// The pool demo (`node build/main.js [PATH]`): opens (or creates) the pool at
 // ./data/pmstack.pm, writes named buffers, persists them, reads them back, and says what the
 // pool is and which persistence step it uses.
 

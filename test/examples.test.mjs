@@ -16,7 +16,7 @@ test("examples/pool.mjs: persist, reopen, read back by name", () => {
   assert.match(r.stdout, /\(\d+, 0, 3\) = two/);
 });
 
-test("npm start's main job (build/main.js) on a given pool path, twice", () => {
+test("the pool demo (build/main.js) on a given pool path, twice", () => {
   const path = join(scratchDir("disk"), "main.pm");
   for (let k = 0; k < 2; k++) {
     const r = spawnSync(process.execPath, ["build/main.js", path], { cwd: root, encoding: "utf8" });
@@ -28,7 +28,7 @@ test("npm start's main job (build/main.js) on a given pool path, twice", () => {
   }
 });
 
-test("main job reports a bad pool file clearly and exits 1", () => {
+test("the pool demo reports a bad pool file clearly and exits 1", () => {
   const path = join(scratchDir(), "bad.pm");
   spawnSync("sh", ["-c", `head -c 8192 /dev/zero > ${path}`]);
   const r = spawnSync(process.execPath, ["build/main.js", path], { cwd: root, encoding: "utf8" });

@@ -9,6 +9,7 @@ import { XdpPort } from "../nic/xdp.js";
 import { reserveNicQueues, type NicPort, type NicQueues } from "../nic/port.js";
 import { Stack, type StackConfig, type StackEvent } from "../stack.js";
 import { HttpdApp } from "./httpd.js";
+import { KvApp } from "./kv.js";
 
 /** Where the frames come from. */
 export type ServeNic =
@@ -135,4 +136,9 @@ export function serve<A extends App>(
 /** `pmstack httpd`: the durable HTTP server (HttpdApp) on a NIC queue. */
 export function serveHttpd(opts: ServeOptions): AppServer<HttpdApp> {
   return serve(opts, (stack, log) => new HttpdApp(stack, log, opts.port ?? 80));
+}
+
+/** `pmstack kv`: the durable Redis-protocol store (KvApp) on a NIC queue. */
+export function serveKv(opts: ServeOptions): AppServer<KvApp> {
+  return serve(opts, (stack, log) => new KvApp(stack, log, opts.port ?? 6379));
 }

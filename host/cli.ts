@@ -1,0 +1,463 @@
+#!/usr/bin/env node
+// The `pmstack` command: the durable HTTP server and the Redis-protocol store on a TAP or
+// AF_XDP queue, in a network namespace it can make for you; and `stats`/`ss` to look inside a
+// running one through its control socket. See docs/cli.md.
+
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, unlinkSync } from "node:fs";
+import { createConnection, createServer, type Server as CtlServer } from "node:net";
+import { dirname, resolve } from "node:path";
+import { PmstackError } from "./errors.js";
+import { PcapWriter } from "./pcap.js";
+import { serve, type App, type AppServer, type ServeNic } from "./apps/serve.js";
+import { HttpdApp } from "./apps/httpd.js";
+import { KvApp } from "./apps/kv.js";
+import { COUNTERS } from "./stack-abi.js";
+import type { Stack } from "./stack.js";
+
+const VERSION = "0.1.0";
+
+const HELP = `pmstack ${VERSION}: a network stack for persistent memory (PASTE-style, zero copy)
+
+Usage:
+  pmstack httpd [options]   durable HTTP/1.1 server: POST /<key> keeps the body in PM and
+                            answers 201 once durable; GET /<key> serves it from PM; DELETE;
+                            GET / for stats
+  pmstack kv [options]      durable Redis-protocol (RESP2) store: SET/GET/DEL/INCR/MSET/...
+  pmstack stats [--json] [--control PATH | --pm PATH]
+                            counters of a running server, like netstat -s
+  pmstack ss [--json] [--control PATH | --pm PATH]
+                            its connection table, like ss
+  pmstack --help | --version
+
+Server options:
+  --pm PATH          the PM pool file (default ./data/<command>.pm; created if missing,
+                     validated and never reformatted if present)
+  --buffers N        2 KiB buffers in a new pool (default 16384 = 32 MiB)
+  --nic tap|xdp      the NIC queue: a TAP device, or AF_XDP on a device's queue (default tap)
+  --ifname NAME      TAP device name (default pmstack0), or the device AF_XDP binds to
+  --queue N          AF_XDP queue index (default 0)
+  --netns [NAME]     make a network namespace NAME (default "pmstack") holding the device:
+                     pmstack is 198.18.0.2, the kernel side in it 198.18.0.1;
+                     try it with: ip netns exec NAME curl ...  (removed again on exit)
+  --ip ADDR/LEN      pmstack's address (default 198.18.0.2/24)
+  --peer-ip ADDR/LEN the kernel side's address in --netns (default 198.18.0.1/24)
+  --port N           listening port (default 80 for httpd, 6379 for kv)
+  --mode MODE        persistence: auto, msync, clwb, clflushopt, strict (default auto)
+  --busy-poll        busy-poll the queue instead of sleeping (lowest latency, burns a core)
+  --pcap FILE        capture every frame to FILE (tshark/tcpdump readable)
+  --control PATH     control socket for stats/ss (default <pm>.ctl)
+  --quiet            no status line
+
+Exit: Ctrl-C (SIGINT) or SIGTERM closes the queue, the pool and the namespace it made.`;
+
+class UsageError extends Error {}
+
+interface Args {
+  cmd: string;
+  opts: Map<string, string | true>;
+}
+
+const VALUED = new Set(["pm", "buffers", "nic", "ifname", "queue", "ip", "peer-ip", "port", "mode", "pcap", "control"]);
+const FLAGS = new Set(["busy-poll", "quiet", "json", "help", "version"]);
+
+function parse(argv: string[]): Args {
+  const opts = new Map<string, string | true>();
+  let cmd = "";
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "-h") {
+      opts.set("help", true);
+      continue;
+    }
+    if (!a.startsWith("--")) {
+      if (cmd) throw new UsageError(`unexpected argument ${JSON.stringify(a)}`);
+      cmd = a;
+      continue;
+    }
+    const eq = a.indexOf("=");
+    const name = a.slice(2, eq < 0 ? undefined : eq);
+    if (name === "netns") {
+      // optional value: --netns, --netns NAME, --netns=NAME
+      const next = argv[i + 1];
+      if (eq >= 0) opts.set(name, a.slice(eq + 1));
+      else if (next !== undefined && !next.startsWith("-") && !isCommand(next)) opts.set(name, argv[++i]!);
+      else opts.set(name, true);
+    } else if (VALUED.has(name)) {
+      const v = eq >= 0 ? a.slice(eq + 1) : argv[++i];
+      if (v === undefined || v === "") throw new UsageError(`--${name} needs a value`);
+      opts.set(name, v);
+    } else if (FLAGS.has(name)) {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`);
+      opts.set(name, true);
+    } else throw new UsageError(`unknown option --${name}`);
+  }
+  return { cmd, opts };
+}
+
+const isCommand = (s: string) => ["httpd", "kv", "stats", "ss"].includes(s);
+
+function str(a: Args, k: string): string | undefined {
+  const v = a.opts.get(k);
+  return typeof v === "string" ? v : undefined;
+}
+
+function int(a: Args, k: string, def: number, min: number, max: number): number {
+  const v = str(a, k);
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v) || +v < min || +v > max)
+    throw new UsageError(`--${k} must be an integer in [${min}, ${max}], got ${v}`);
+  return +v;
+}
+
+function address(s: string, what: string, testRange: boolean): string {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(s);
+  if (!m || m.slice(1, 5).some((x) => +x > 255) || +m[5]! < 8 || +m[5]! > 30)
+    throw new UsageError(`${what} must be an IPv4 ADDR/LEN such as 198.18.0.2/24; got ${s}`);
+  if (testRange && !(m[1] === "198" && (m[2] === "18" || m[2] === "19") && +m[5]! >= 15))
+    throw new UsageError(`${what} must lie inside 198.18.0.0/15 (the benchmarking range) with --netns; got ${s}`);
+  return s;
+}
+
+function ipCmd(args: string[]): void {
+  const r = spawnSync("ip", args, { encoding: "utf8" });
+  if (r.error) throw new PmstackError("ENETNS", `pmstack: cannot run \`ip\` (iproute2): ${r.error.message}`);
+  if (r.status !== 0) throw new PmstackError("ENETNS", `pmstack: ip ${args.join(" ")}: ${r.stderr.trim()}`);
+}
+
+/** A namespace the command made and removes at exit. */
+class OwnNetns {
+  readonly path: string;
+  constructor(readonly name: string) {
+    if (!/^[A-Za-z0-9_.-]{1,32}$/.test(name)) throw new UsageError(`bad namespace name ${JSON.stringify(name)}`);
+    if (existsSync(`/run/netns/${name}`))
+      throw new UsageError(
+        `the network namespace ${name} exists already (another pmstack?); pick another with --netns NAME or remove it: ip netns del ${name}`,
+      );
+    ipCmd(["netns", "add", name]);
+    this.path = `/run/netns/${name}`;
+    ipCmd(["-n", name, "link", "set", "lo", "up"]);
+  }
+  ip(args: string[]): void {
+    ipCmd(["-n", this.name, ...args]);
+  }
+  remove(): void {
+    spawnSync("ip", ["netns", "del", this.name]);
+  }
+}
+
+function defaultPm(cmd: string): string {
+  return resolve("data", `${cmd}.pm`);
+}
+
+function makeApp(cmd: string, port: number | undefined): (stack: Stack, log: import("./log.js").PmLog) => App {
+  if (cmd === "httpd") return (s, l) => new HttpdApp(s, l, port ?? 80);
+  return (s, l) => new KvApp(s, l, port ?? 6379);
+}
+
+function fmtRate(n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0);
+}
+
+async function runServer(a: Args): Promise<number> {
+  const cmd = a.cmd;
+  const pm = resolve(str(a, "pm") ?? defaultPm(cmd));
+  const buffers = int(a, "buffers", 16384, 1024, 1 << 24);
+  const kind = str(a, "nic") ?? "tap";
+  if (kind !== "tap" && kind !== "xdp") throw new UsageError(`--nic must be tap or xdp, got ${kind}`);
+  const netnsOpt = a.opts.get("netns");
+  const nsName = netnsOpt === undefined ? null : netnsOpt === true ? "pmstack" : netnsOpt;
+  // in a namespace the command makes, addresses come from the benchmarking range only
+  const ip = address(str(a, "ip") ?? "198.18.0.2/24", "--ip", nsName !== null);
+  const peerIp = address(str(a, "peer-ip") ?? "198.18.0.1/24", "--peer-ip", true);
+  if (ip.split("/")[0] === peerIp.split("/")[0]) throw new UsageError("--ip and --peer-ip must differ");
+  const port = a.opts.has("port") ? int(a, "port", 0, 1, 65535) : undefined;
+  const mode = str(a, "mode") ?? "auto";
+  if (!["auto", "msync", "clwb", "clflushopt", "strict"].includes(mode))
+    throw new UsageError(`--mode must be auto, msync, clwb, clflushopt or strict, got ${mode}`);
+  let ifname = str(a, "ifname");
+  if (kind === "xdp" && !ifname && !nsName)
+    throw new UsageError("--nic xdp needs --ifname DEVICE (a real NIC's queue) or --netns (a veth pair made for you)");
+  const control = resolve(str(a, "control") ?? `${pm}.ctl`);
+  mkdirSync(dirname(pm), { recursive: true });
+
+  let ns: OwnNetns | null = null;
+  let srv: AppServer | null = null;
+  let pcap: PcapWriter | null = null;
+  let ctl: CtlServer | null = null;
+  let timer: ReturnType<typeof setInterval> | null = null;
+  let done = false;
+  const cleanup = () => {
+    if (done) return;
+    done = true;
+    if (timer) clearInterval(timer);
+    ctl?.close();
+    try {
+      unlinkSync(control);
+    } catch {
+      // not there
+    }
+    srv?.close();
+    pcap?.close();
+    ns?.remove();
+  };
+  try {
+    let nic: ServeNic;
+    if (nsName) ns = new OwnNetns(nsName);
+    if (kind === "tap") {
+      nic = { kind: "tap", name: ifname ?? "pmstack0", netns: ns?.path ?? null };
+    } else if (ns) {
+      // a veth pair in the namespace: the kernel keeps pmk0, pmstack binds AF_XDP to pmx0
+      const one = ["numrxqueues", "1", "numtxqueues", "1"];
+      ifname = ifname ?? "pmx0";
+      ns.ip(["link", "add", "pmk0", ...one, "type", "veth", "peer", "name", ifname, ...one]);
+      ns.ip(["link", "set", ifname, "address", "02:50:4d:00:00:02"]);
+      ns.ip(["link", "set", ifname, "up"]);
+      nic = { kind: "xdp", ifname, queue: int(a, "queue", 0, 0, 1023), netns: ns.path };
+    } else {
+      nic = { kind: "xdp", ifname: ifname!, queue: int(a, "queue", 0, 0, 1023) };
+    }
+    if (str(a, "pcap")) pcap = new PcapWriter(resolve(str(a, "pcap")!), { epochMs: Date.now() - performance.now() });
+    srv = serve(
+      {
+        path: pm,
+        buffers,
+        mode: mode as never,
+        mac: "02:50:4d:00:00:02",
+        ip,
+        nic,
+        busyPoll: a.opts.has("busy-poll"),
+        maxConnections: 4096,
+        synQueue: 1024,
+      },
+      makeApp(cmd, port),
+      pcap ? { pcap } : {},
+    );
+    // the kernel side of the namespace
+    if (ns) {
+      const kdev = kind === "tap" ? srv.ifname : "pmk0";
+      ns.ip(["addr", "add", peerIp, "dev", kdev]);
+      ns.ip(["link", "set", kdev, "up"]);
+    }
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
+  const s = srv;
+  const usPort = port ?? (cmd === "httpd" ? 80 : 6379);
+  const us = ip.split("/")[0]!;
+  const rec = s.log.recovery;
+  console.log(`pmstack ${cmd}: ${s.stack.pool.describe()}`);
+  console.log(
+    `log: ${rec.liveKeys} keys recovered (${rec.records} records${rec.damage ? `, torn tail discarded: ${rec.damage}` : ""})`,
+  );
+  console.log(`nic: ${s.nic.copies}`);
+  console.log(
+    `listening on ${us}:${usPort} (${kind === "tap" ? "TAP" : "AF_XDP"} ${s.ifname}${ns ? `, namespace ${ns.name}` : ""})`,
+  );
+  if (ns) {
+    const ex = `ip netns exec ${ns.name}`;
+    if (cmd === "httpd") {
+      console.log(`try:  ${ex} curl -d 'hello, PM' http://${us}/greeting`);
+      console.log(`      ${ex} curl http://${us}/greeting`);
+    } else
+      console.log(`try:  ${ex} redis-cli -h ${us}${usPort !== 6379 ? ` -p ${usPort}` : ""} SET greeting 'hello, PM'`);
+  } else if (kind === "tap") {
+    console.log(
+      `the device ${s.ifname} is in this namespace and down; give the kernel's side an address in ${ip} and bring it up to reach ${us}`,
+    );
+  }
+  console.log(`stats: pmstack stats --control ${control}   (Ctrl-C stops)`);
+
+  // the control socket: one line in ("stats", "ss", "status"), JSON out
+  try {
+    unlinkSync(control);
+  } catch {
+    // none left over
+  }
+  ctl = createServer((c) => {
+    let line = "";
+    c.setEncoding("utf8");
+    c.on("data", (d) => {
+      line += d;
+      if (!line.includes("\n")) return;
+      const what = line.trim();
+      const body =
+        what === "stats"
+          ? {
+              stack: s.stack.stats(),
+              loop: s.loop.stats,
+              nic: s.nic.stats(),
+              pool: s.stack.pool.counts(),
+              log: s.log.stats(),
+              app: (s.app as { stats?: unknown }).stats,
+            }
+          : what === "ss"
+            ? s.stack.connections()
+            : { error: `unknown request ${JSON.stringify(what)}: stats or ss` };
+      c.end(JSON.stringify(body) + "\n");
+    });
+    c.on("error", () => {});
+  });
+  ctl.on("error", (e) => console.error(`pmstack: control socket ${control}: ${e.message}`));
+  ctl.listen(control);
+  ctl.unref();
+
+  // the live status line
+  const tty = process.stderr.isTTY;
+  if (!a.opts.has("quiet")) {
+    let last = { t: performance.now(), req: 0, turns: 0, frames: 0 };
+    timer = setInterval(
+      () => {
+        const st = (s.app as { stats?: Record<string, number> }).stats ?? {};
+        const req = st.requests ?? st.commands ?? 0;
+        const now = performance.now();
+        const dt = (now - last.t) / 1000;
+        const frames = s.loop.stats.rxFrames + s.loop.stats.txFrames;
+        const turns = s.loop.stats.turns;
+        const c = s.stack.pool.counts();
+        const line =
+          `${fmtRate((req - last.req) / dt)} req/s  ${req} total  ${s.stack.connections().length} conns  ` +
+          `${s.log.size} keys  ${c.free} free bufs  ${turns - last.turns > 0 ? ((frames - last.frames) / (turns - last.turns)).toFixed(1) : "0"} frames/turn`;
+        last = { t: now, req, turns, frames };
+        if (tty) process.stderr.write(`\r\x1b[K${line}`);
+        else process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+      },
+      tty ? 1000 : 10_000,
+    );
+  }
+
+  return new Promise((resolveExit) => {
+    const stop = (sig: string) => {
+      if (tty && !a.opts.has("quiet")) process.stderr.write("\n");
+      console.log(`pmstack ${cmd}: ${sig}, closing`);
+      cleanup();
+      resolveExit(0);
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("exit", cleanup);
+  });
+}
+
+function ask(control: string, what: string): Promise<unknown> {
+  return new Promise((res, rej) => {
+    const c = createConnection(control);
+    let out = "";
+    c.setEncoding("utf8");
+    c.on("connect", () => c.write(what + "\n"));
+    c.on("data", (d) => (out += d));
+    c.on("end", () => {
+      try {
+        res(JSON.parse(out));
+      } catch {
+        rej(new Error(`pmstack: bad answer from ${control}: ${out.slice(0, 200)}`));
+      }
+    });
+    c.on("error", (e: NodeJS.ErrnoException) =>
+      rej(
+        new PmstackError(
+          "ECONTROL",
+          `pmstack: no server answers on ${control} (${e.code}): is \`pmstack httpd\` or \`pmstack kv\` running with that pool or --control?`,
+        ),
+      ),
+    );
+  });
+}
+
+function table(rows: Record<string, unknown>[], cols: string[]): string {
+  const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padStart(w[i]!)).join("  ");
+  return [line(cols), ...rows.map((r) => line(cols.map((c) => String(r[c]))))].join("\n");
+}
+
+async function runQuery(a: Args): Promise<number> {
+  const control = resolve(str(a, "control") ?? `${resolve(str(a, "pm") ?? defaultPm("httpd"))}.ctl`);
+  const ans = await ask(control, a.cmd);
+  if (a.opts.has("json")) {
+    console.log(JSON.stringify(ans, null, 2));
+    return 0;
+  }
+  if (a.cmd === "ss") {
+    const rows = ans as Record<string, unknown>[];
+    if (!rows.length) console.log("no connections");
+    else
+      console.log(
+        table(rows, [
+          "id",
+          "state",
+          "mss",
+          "cwnd",
+          "ssthresh",
+          "sndWnd",
+          "srttMs",
+          "rtoMs",
+          "inFlight",
+          "sndQueued",
+          "unread",
+          "retries",
+        ]),
+      );
+    return 0;
+  }
+  const st = ans as Record<string, Record<string, unknown>>;
+  const out: string[] = [];
+  const section = (title: string, o: Record<string, unknown> | undefined, skipZero = false) => {
+    if (!o) return;
+    out.push(`${title}:`);
+    for (const [k, v] of Object.entries(o)) {
+      if (skipZero && v === 0) continue;
+      out.push(`    ${String(v).padStart(14)} ${k}`);
+    }
+  };
+  // netstat -s style: every non-zero stack counter, in the core's order
+  const stack = st.stack ?? {};
+  out.push("Stack:");
+  for (const k of COUNTERS)
+    if (stack[k]) out.push(`    ${String(stack[k]).padStart(14)} ${k.toLowerCase().replaceAll("_", " ")}`);
+  section("Loop", st.loop);
+  section("NIC", st.nic, true);
+  section("Pool buffers", st.pool);
+  section("Log", st.log);
+  section("App", st.app);
+  console.log(out.join("\n"));
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let a: Args;
+  try {
+    a = parse(argv);
+    if (a.opts.has("help") || (!a.cmd && !a.opts.has("version"))) {
+      console.log(HELP);
+      return a.cmd || a.opts.has("help") ? 0 : 2;
+    }
+    if (a.opts.has("version")) {
+      console.log(VERSION);
+      return 0;
+    }
+    if (a.cmd === "httpd" || a.cmd === "kv") return await runServer(a);
+    if (a.cmd === "stats" || a.cmd === "ss") return await runQuery(a);
+    throw new UsageError(`unknown command ${JSON.stringify(a.cmd)}`);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`pmstack: ${e.message}\nRun \`pmstack --help\` for the options.`);
+      return 2;
+    }
+    const msg = e instanceof Error ? e.message : String(e);
+    console.error(msg.startsWith("pmstack") ? msg : `pmstack: ${msg}`);
+    if (e instanceof PmstackError && /EPERM|EACCES|Operation not permitted/.test(msg))
+      console.error("pmstack: TAP, AF_XDP and namespaces need root (CAP_NET_ADMIN)");
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    console.error(e);
+    process.exitCode = 1;
+  },
+);

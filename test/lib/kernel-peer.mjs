@@ -4,8 +4,10 @@
 //   source HOST PORT BYTES   listen; for each connection send BYTES seeded bytes, then close;
 //                            print the sha256 of what was sent
 //   send HOST PORT BYTES     connect; send BYTES seeded bytes; print the sha256 of the reply
-//   rstsource HOST PORT BYTES  listen; for each connection send BYTES seeded bytes, then abort
-//                            it with a RST (SO_LINGER 0); print "RST"
+//   rstsource HOST PORT BYTES [AFTER_MS]  listen; for each connection send BYTES seeded bytes,
+//                            then abort it with a RST (SO_LINGER 0); print "RST". With AFTER_MS:
+//                            abort AFTER_MS after the accept whatever was sent by then (mid-
+//                            transfer when the receiver holds its window closed)
 //   probe HOST PORT          connect; print "CONNECTED" or "ERROR <code>", then close
 //   many HOST PORT N         open N connections at once; each sends "REQ <i>\n" and expects
 //                            "RESP <i>\n" then EOF; print "DONE <json>" with ok/failed counts
@@ -14,7 +16,7 @@ import net from "node:net";
 import { createHash } from "node:crypto";
 import { pathToFileURL } from "node:url";
 
-const [mode, host, port, bytes] = process.argv.slice(2);
+const [mode, host, port, bytes, afterMs] = process.argv.slice(2);
 
 export function seeded(n, seed = 1) {
   const out = Buffer.allocUnsafe(n);
@@ -94,9 +96,17 @@ if (!main) {
   net
     .createServer((s) => {
       s.on("error", (e) => console.log(`ERROR ${e.code}`));
-      const c = chunks(+bytes, (b) => s.write(b));
+      if (afterMs !== undefined)
+        setTimeout(() => {
+          s.resetAndDestroy();
+          console.log("RST");
+        }, +afterMs);
+      const c = chunks(+bytes, (b) => !s.destroyed && s.write(b));
       const pump = () => {
-        if (c.next())
+        if (s.destroyed) return;
+        if (afterMs !== undefined) {
+          if (!c.next()) s.once("drain", pump);
+        } else if (c.next())
           s.write(Buffer.alloc(0), () =>
             setTimeout(() => {
               s.resetAndDestroy();

@@ -213,6 +213,14 @@ async function runServer(a: Args): Promise<number> {
       ns.ip(["link", "add", "pmk0", ...one, "type", "veth", "peer", "name", ifname, ...one]);
       ns.ip(["link", "set", ifname, "address", "02:50:4d:00:00:02"]);
       ns.ip(["link", "set", ifname, "up"]);
+      // AF_XDP gives the receiver no checksum metadata: the kernel end must send complete
+      // checksums, not the partial ones a veth passes on by default
+      const r = spawnSync("ip", ["netns", "exec", ns.name, "ethtool", "-K", "pmk0", "tx", "off"], { encoding: "utf8" });
+      if (r.status !== 0)
+        throw new PmstackError(
+          "ENETNS",
+          `pmstack: ethtool -K pmk0 tx off: ${r.stderr?.trim() || r.error} (install ethtool)`,
+        );
       nic = { kind: "xdp", ifname, queue: int(a, "queue", 0, 0, 1023), netns: ns.path };
     } else {
       nic = { kind: "xdp", ifname: ifname!, queue: int(a, "queue", 0, 0, 1023) };

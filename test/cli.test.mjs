@@ -187,6 +187,24 @@ it("kv --netns: redis-cli SET/GET, then a restart reads the key back", async () 
   assert.is((await srv.exited).code, 0);
 });
 
+it("httpd --nic xdp --netns: AF_XDP on a veth pair it makes, curl POST/GET", async () => {
+  const pm = join(scratchDir("tmpfs"), "xdp.pm"); // tmpfs: the pool itself is the UMEM
+  const ns = `pmstack-clixdp-${process.pid}-2`;
+  const srv = await startServer(["httpd", "--nic", "xdp", "--netns", ns, "--pm", pm, "--buffers", "4096", "--quiet"]);
+  try {
+    assert.match(srv.out, /listening on 198\.18\.0\.2:80 \(AF_XDP pmx0, namespace pmstack-clixdp-/);
+    assert.match(srv.out, /nic: AF_XDP pmx0 queue 0/);
+    const post = await inNs(ns, "curl", ["-sS", "-d", "hello, XDP", "-w", "%{http_code}", "http://198.18.0.2/x"]);
+    assert.is(post.out, "201", post.err);
+    const get = await inNs(ns, "curl", ["-sS", "http://198.18.0.2/x"]);
+    assert.is(get.out, "hello, XDP");
+  } finally {
+    srv.kill("SIGINT");
+  }
+  assert.is((await srv.exited).code, 0, srv.err);
+  assert.not.ok(existsSync(`/run/netns/${ns}`));
+});
+
 it("nothing is left behind", () => {
   const l = leftovers();
   assert.equal(l.netns, []);

@@ -74,8 +74,9 @@ function parseReply(buf, at = 0) {
 const text = (v) => (v instanceof Uint8Array ? dec(v) : Array.isArray(v) ? v.map(text) : v);
 
 /** A KvApp on its own stack (its log in the pool, a file if `path`), and one client stack. */
-function kvPair({ path, clock = { t: 1_700_000_000_000 }, buffers = 4096 } = {}) {
+function kvPair({ path, clock = { t: 1_700_000_000_000 }, buffers = 4096, rings } = {}) {
   const srv = Stack.create({
+    rings,
     mac: "02:00:00:00:08:01",
     ip: `${SRV_IP}/24`,
     pool: { path, buffers, metaBytes: 1 << 20 },
@@ -550,6 +551,52 @@ test("durability: no reply before the group commit; a reopen of the pool file fi
   const c4 = h.connect();
   assert.is(h.one(c4, "GET", "ttl"), null);
   assert.is(text(h.one(c4, "GET", "counter")), "3");
+  h.close();
+});
+
+test("a reply larger than the command ring goes out over several turns, in order", () => {
+  // APP-IN of 128 slots: an MGET of 80 long values needs about 240 sends
+  const h = kvPair({ rings: { appIn: 7 } });
+  const c = h.connect();
+  const vals = [];
+  for (let k = 0; k < 80; k++) {
+    const v = new Uint8Array(100 + k).fill(k);
+    vals.push(v);
+    h.one(c, "SET", `r${k}`, v);
+  }
+  const keys = vals.map((_, k) => `r${k}`);
+  const got = h.call(c, [["MGET", ...keys], ["PING"], ["MGET", ...keys.slice(0, 40)]]);
+  assert.equal(got[0], vals);
+  assert.is(got[1], "+PONG");
+  assert.equal(got[2], vals.slice(0, 40));
+  assert.ok(h.app.stats.ringWaits > 0, "the replies waited for room in the ring");
+  h.srv.pool.check();
+  h.close();
+});
+
+test("clients that go away mid-pipeline leave no buffer behind", () => {
+  const h = kvPair();
+  const base = h.srv.pool.counts();
+  for (let round = 0; round < 3; round++) {
+    const c = h.connect();
+    const cmds = [];
+    for (let k = 0; k < 30; k++) cmds.push(cmd("SET", `g${k}`, new Uint8Array(700).fill(k)), cmd("GET", `g${k}`));
+    h.commit = false; // writes pending, replies held: then the client resets the connection
+    h.send(c, cat(cmds));
+    for (let k = 0; k < 20; k++) h.step();
+    h.cli.abort(c);
+    h.commit = true;
+    for (let k = 0; k < 20; k++) h.step();
+  }
+  const c = h.connect();
+  assert.is(h.one(c, "DBSIZE"), 30);
+  assert.is(h.one(c, "FLUSHALL"), "+OK");
+  h.cli.close(c);
+  for (let k = 0; k < 50; k++) h.step();
+  const after = h.srv.pool.check();
+  assert.is(after.app, base.app, "no app buffer left (text, held receive buffers)");
+  assert.ok(after.kept <= base.kept + 1, `only the arena buffer stays kept (${after.kept})`);
+  assert.is(after.free + after.nic, base.free + base.nic - (after.kept - base.kept));
   h.close();
 });
 

@@ -60,6 +60,8 @@ export interface KvStats {
   /** Values refused for needing more than KV_MAX_VALUE_NAMES buffers. */
   tooLarge: number;
   commits: number;
+  /** Times replies waited for room in the command ring (APP-IN) until a later turn. */
+  ringWaits: number;
   /** Value bytes sent from PM by name (no copy), and value bytes copied into replies. */
   bytesByName: number;
   bytesCopied: number;
@@ -255,6 +257,7 @@ export class KvApp {
     errors: 0,
     tooLarge: 0,
     commits: 0,
+    ringWaits: 0,
     bytesByName: 0,
     bytesCopied: 0,
   };
@@ -271,6 +274,7 @@ export class KvApp {
   /** Keys with an expiry (latin1 of the key bytes -> unix ms), for DBSIZE, INFO and sweeps. */
   #expires = new Map<string, number>();
   #nextSweep = 0;
+  #sweepAt: Iterator<[string, number]> | null = null;
   /** The arena buffer headers and short values are written to, and its fill. */
   #arena = -1;
   #arenaAt = 0;
@@ -383,7 +387,7 @@ export class KvApp {
       const now = this.#now();
       if (now >= this.#nextSweep) {
         this.#nextSweep = now + 100;
-        this.#sweep(now, 64);
+        this.#sweep(now, 1000);
       }
     }
     if (this.#waiting > 0 || this.#dirty) {
@@ -588,7 +592,8 @@ export class KvApp {
         return this.#push(c, [int(name === "pttl" ? ms : Math.floor((ms + 500) / 1000))]);
       }
       case "dbsize":
-        this.#sweep(this.#now(), Infinity);
+        this.#sweepAt = null;
+        this.#sweep(this.#now(), this.#expires.size);
         return this.#push(c, [int(this.log.size)]);
       case "flushall":
       case "flushdb": {
@@ -880,6 +885,7 @@ export class KvApp {
       ["total_error_replies", this.stats.errors],
       ["rejected_values_too_large", this.stats.tooLarge],
       ["group_commits", this.stats.commits],
+      ["command_ring_waits", this.stats.ringWaits],
       ["value_bytes_sent_by_name", this.stats.bytesByName],
       ["value_bytes_copied", this.stats.bytesCopied],
     ]);
@@ -942,11 +948,20 @@ export class KvApp {
     this.stats.expired++;
   }
 
-  /** Removes expired keys: up to `max` of them. */
+  /** Removes expired keys: checks up to `max` entries, resuming where the last sweep stopped. */
   #sweep(now: number, max: number): void {
     let n = 0;
-    for (const [k, t] of this.#expires) {
-      if (n >= max) break;
+    let wrapped = false;
+    while (n < max && this.#expires.size) {
+      const r = (this.#sweepAt ??= this.#expires.entries()).next();
+      if (r.done) {
+        this.#sweepAt = null;
+        if (wrapped) break;
+        wrapped = true;
+        continue;
+      }
+      n++;
+      const [k, t] = r.value;
       if (now > t) {
         const key = Uint8Array.from(k, (ch) => ch.charCodeAt(0));
         if (this.#headerExpiry(this.log.get(key)?.[0]) === t) {
@@ -955,7 +970,6 @@ export class KvApp {
           this.stats.expired++;
         }
         this.#expires.delete(k);
-        n++;
       }
     }
   }
@@ -1088,6 +1102,7 @@ export class KvApp {
         const p = r.parts[r.at]!;
         const need = p instanceof Uint8Array ? 2 + Math.ceil(p.length / TEXT_CAP) : 2;
         if (stack.commandSpace() - CMD_RESERVE < need) {
+          this.stats.ringWaits++;
           blocked = true;
           break;
         }

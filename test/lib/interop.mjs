@@ -526,6 +526,7 @@ export function defineConnectionTests(it, backend, { conns = 1000 } = {}) {
       assert.match(srv.out, /RST/);
       assert.equal(reset, { type: "RESET", aux: R_RESET, conn }, "RESET, reason: reset by the peer");
       assert.ok(got > 0 && got < total, `mid-transfer: ${got} of ${total} bytes`);
+      console.log(`  ${L} reset mid-transfer: ${got} of ${total} bytes received before the RST`);
       assert.ok(prefixOk, "the bytes received before the RST are the stream's");
       assert.is(stack.connection(conn), null, "the connection block is freed");
       // frees everything at once: no buffer is left with the stack or the app
@@ -593,7 +594,7 @@ export function defineConnectionTests(it, backend, { conns = 1000 } = {}) {
 }
 
 /** The fault tests: the same transfers through NicLoop's fault injector and through an nft drop rule. */
-export function defineFaultTests(it, backend, { bytes = 256 << 20, timeoutMs = 120_000 } = {}) {
+export function defineFaultTests(it, backend, { bytes = 256 << 20, timeoutMs = 240_000 } = {}) {
   const L = BACKENDS[backend].label;
   const MiB = `${bytes / (1 << 20)} MiB`;
   const faults = { rx: { ...FAULTS, seed: 11 }, tx: { ...FAULTS, seed: 12 } };

@@ -43,7 +43,7 @@ export type { HttpHead, HttpEvent, HttpParserOptions } from "./apps/http.js";
 export { RespParser, resp } from "./apps/resp.js";
 export type { RespEvent, RespParserOptions } from "./apps/resp.js";
 export { HttpdApp, HTTPD_MAX_BODY } from "./apps/httpd.js";
-export type { HttpdStats } from "./apps/httpd.js";
+export type { HttpdStats, HttpdOptions } from "./apps/httpd.js";
 export { serve, serveHttpd, serveKv } from "./apps/serve.js";
 export type { ServeOptions, ServeNic, App, AppServer } from "./apps/serve.js";
 export { PasteServer, MemoryPair, NicDriver, PoolPressure } from "./paste.js";

@@ -14,10 +14,10 @@ if (why) console.warn(`\n!!! e2e-httpd: SKIPPED, network namespaces unavailable:
 const it = why ? test.skip : test;
 const US = "198.18.2.2";
 
-function start(ns, path) {
+function start(ns, path, buffers = 8192) {
   const srv = serveHttpd({
     path,
-    buffers: 8192,
+    buffers,
     mac: "02:00:00:00:02:02",
     ip: `${US}/24`,
     tap: { name: "pmweb0", netns: ns.path },
@@ -42,12 +42,12 @@ const RAW = `
 const s = require("net").connect(+process.argv[2], process.argv[1]);
 const out = [];
 s.on("data", (d) => out.push(d));
-s.on("close", () => { process.stdout.write(Buffer.concat(out)); process.exit(0); });
+s.on("close", () => process.stdout.write(Buffer.concat(out), () => process.exit(0)));
 s.on("error", (e) => { console.error(e.code); process.exit(1); });
 const inp = [];
 process.stdin.on("data", (d) => inp.push(d));
 process.stdin.on("end", () => s.write(Buffer.concat(inp)));
-setTimeout(() => { process.stdout.write(Buffer.concat(out)); process.exit(3); }, 5000);
+setTimeout(() => process.stdout.write(Buffer.concat(out), () => process.exit(3)), 10000);
 `;
 
 async function raw(ns, bytes) {
@@ -144,6 +144,47 @@ it("pipelining: replies in order; 404, 405 and 413 keep the connection, 411 and 
     const counts = srv.stack.pool.counts();
     assert.is(counts.app, 0, JSON.stringify(counts));
     assert.ok(srv.stack.pool.check(), "pool invariant");
+  } finally {
+    srv?.close();
+    ns.cleanup();
+  }
+});
+
+it("a full pool: POST answers 507 and keeps nothing, GET and DELETE still work, then POST again", async () => {
+  const ns = new Netns("web");
+  const path = join(scratchDir("disk"), "httpd-full.pm");
+  let srv;
+  try {
+    srv = start(ns, path, 4096);
+    const body = "z".repeat(1500);
+    const n = 6000;
+    let req = "";
+    for (let k = 0; k < n; k++)
+      req += `POST /f${k} HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    req += "GET /f0 HTTP/1.1\r\nHost: x\r\n\r\n";
+    req += "DELETE /f1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    const r = await raw(ns, req);
+    const st = statuses(r.text);
+    assert.is(st.length, n + 2, "every request is answered");
+    const created = st.slice(0, n).filter((x) => x === 201).length;
+    const full = st.slice(0, n).filter((x) => x === 507).length;
+    assert.is(created + full, n, "POSTs answer 201 or 507 only");
+    assert.ok(full > 0 && created > 1000, `created ${created}, refused ${full}`);
+    assert.equal(st.slice(n), [200, 204]);
+    assert.is(srv.app.stats.full, full);
+    assert.is(srv.log.size, created - 1);
+    // a refused body kept nothing: the pool still has its reserve free, and a POST succeeds again
+    assert.ok(srv.stack.pool.counts().free >= srv.app.reserveBuffers - 64);
+    // still full: one more POST is refused; DELETE frees the bodies' buffers, and POSTs fit again
+    assert.is((await curl(ns, ["--data-binary", "@-", `http://${US}/after`], "fits again")).status, 507);
+    let del = "";
+    for (let k = 2; k < 1200; k++) del += `DELETE /f${k} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const d = await raw(ns, del + "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert.ok(statuses(d.text).every((x) => x === 204 || x === 404 || x === 200));
+    const again = await curl(ns, ["--data-binary", "@-", `http://${US}/after`], "fits again");
+    assert.is(again.status, 201);
+    assert.is((await curl(ns, [`http://${US}/after`])).body, "fits again");
+    srv.stack.pool.check();
   } finally {
     srv?.close();
     ns.cleanup();

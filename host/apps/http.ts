@@ -196,6 +196,7 @@ const REASONS: Record<number, string> = {
   501: "Not Implemented",
   503: "Service Unavailable",
   505: "HTTP Version Not Supported",
+  507: "Insufficient Storage",
 };
 
 /** The status line and headers of a response (the body is sent separately, e.g. from PM). */

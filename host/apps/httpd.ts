@@ -7,6 +7,7 @@
 
 import type { BufferName } from "../pool.js";
 import type { PmLog } from "../log.js";
+import { SendQueue } from "../paste.js";
 import type { Stack, StackEvent } from "../stack.js";
 import { HttpParser, responseHead, type HttpEvent, type HttpHead } from "./http.js";
 
@@ -32,12 +33,17 @@ interface Conn {
   body: BufferName[];
   bodyLen: number;
   replies: Reply[];
-  /** Refused sends, resent in order on WRITABLE. */
-  refused: BufferName[];
+  /** Sends in stream order: refused ones go again on WRITABLE, and the FIN waits for all. */
+  q: SendQueue;
   /** Buffers holding the body in progress: one reference each until the request ends. */
   held: number[];
   closing: boolean;
   closed: boolean;
+}
+
+export interface HttpdOptions {
+  /** Free buffers a POST may not take (default max(1024, 1/8 of the pool), at most half). */
+  reserveBuffers?: number;
 }
 
 export interface HttpdStats {
@@ -46,6 +52,8 @@ export interface HttpdStats {
   gets: number;
   deletes: number;
   errors: number;
+  /** POSTs refused with 507 because the pool's free buffers were down to the reserve. */
+  full: number;
   commits: number;
   connections: number;
 }
@@ -53,14 +61,32 @@ export interface HttpdStats {
 export class HttpdApp {
   readonly stack: Stack;
   readonly log: PmLog;
-  readonly stats: HttpdStats = { requests: 0, posts: 0, gets: 0, deletes: 0, errors: 0, commits: 0, connections: 0 };
+  readonly stats: HttpdStats = {
+    requests: 0,
+    posts: 0,
+    gets: 0,
+    deletes: 0,
+    errors: 0,
+    full: 0,
+    commits: 0,
+    connections: 0,
+  };
   #conns = new Map<number, Conn>();
   #waiting = 0; // replies waiting for the group commit
   #enc = new TextEncoder();
 
-  constructor(stack: Stack, log: PmLog, port = 80) {
+  /**
+   * Buffers a POST may not take: below this many free buffers, a POST is answered 507 and its
+   * body is not kept, so that the NIC can always receive (a DELETE, a GET) and the server never
+   * wedges on a full pool.
+   */
+  readonly reserveBuffers: number;
+
+  constructor(stack: Stack, log: PmLog, port = 80, opts: HttpdOptions = {}) {
     this.stack = stack;
     this.log = log;
+    const total = stack.pool.bufferCount;
+    this.reserveBuffers = Math.min(opts.reserveBuffers ?? Math.max(1024, total >>> 3), total >>> 1);
     stack.listen(port, { backlog: 1024 });
   }
 
@@ -75,7 +101,7 @@ export class HttpdApp {
           body: [],
           bodyLen: 0,
           replies: [],
-          refused: [],
+          q: new SendQueue(this.stack, ev.conn),
           held: [],
           closing: false,
           closed: false,
@@ -96,7 +122,7 @@ export class HttpdApp {
       case "RESET": {
         const c = this.#conns.get(ev.conn);
         if (c) {
-          for (const n of c.refused) this.#drop(n.index);
+          c.q.drop();
           for (const b of c.held) this.stack.pool.free(b);
           this.#conns.delete(ev.conn);
         }
@@ -104,16 +130,14 @@ export class HttpdApp {
       }
       case "SEND_REFUSED": {
         const c = this.#conns.get(ev.conn);
-        if (c) c.refused.push({ index: ev.buf, offset: ev.off, length: ev.len });
+        if (c) c.q.refused({ index: ev.buf, offset: ev.off, length: ev.len });
         else this.#drop(ev.buf);
         break;
       }
       case "WRITABLE": {
         const c = this.#conns.get(ev.conn);
         if (c) {
-          const again = c.refused;
-          c.refused = [];
-          for (const n of again) this.stack.send(c.id, n);
+          c.q.writable();
           this.#flush(c);
         }
         break;
@@ -123,13 +147,19 @@ export class HttpdApp {
 
   /** End of turn: one group commit for every POST and DELETE of the turn, then their replies. */
   onTurnEnd = (): void => {
-    if (this.#waiting === 0) return;
-    this.log.commit();
-    this.stats.commits++;
-    this.#waiting = 0;
+    const commit = this.#waiting > 0;
+    if (commit) {
+      this.log.commit();
+      this.stats.commits++;
+      this.#waiting = 0;
+    }
     for (const c of this.#conns.values()) {
-      for (const r of c.replies) r.durable = false;
-      this.#flush(c);
+      if (commit) {
+        for (const r of c.replies) r.durable = false;
+        this.#flush(c);
+      }
+      // every send of the turn has been taken or refused by now: queued ones and a FIN may go
+      c.q.settle();
     }
   };
 
@@ -183,6 +213,10 @@ export class HttpdApp {
     }
     if (key === null) return this.#reply(c, 400, "bad key\n", close);
     if (h.method === "POST" || h.method === "PUT") {
+      if (this.stack.pool.counts().free < this.reserveBuffers) {
+        this.stats.full++;
+        return this.#reply(c, 507, "the PM pool is full: DELETE keys or grow the pool\n", close);
+      }
       this.stats.posts++;
       this.log.append(key, c.body);
       this.#waiting++;
@@ -233,7 +267,7 @@ export class HttpdApp {
     }
     if (c.closing && c.replies.length === 0) {
       c.closed = true;
-      this.stack.close(c.id);
+      c.q.close(); // the FIN follows every queued byte
     }
   }
 
@@ -248,8 +282,7 @@ export class HttpdApp {
   }
 
   #send(c: Conn, n: BufferName): void {
-    if (c.refused.length) c.refused.push(n);
-    else this.stack.send(c.id, n);
+    c.q.send(n);
   }
 
   #drop(buf: number): void {

@@ -289,7 +289,7 @@ test("the same seed gives the same faults; another seed other ones", () => {
   assert.is.not(a.wire, c.wire);
 });
 
-test("RX corrupt on a NEEDS_CSUM frame: the partial checksum is completed first, so the flip is caught", () => {
+test("RX corrupt on a NEEDS_CSUM frame: the flip is caught (the core is not left to complete the checksum over it)", () => {
   const s = makeStack(US);
   const got = [];
   const loop = new NicLoop(s.stack, s.nic, {

@@ -466,8 +466,11 @@ export async function run(args) {
         parts.push(
           `bulk tx ${spread(col("bulkTx"))} Gbit/s` +
             (s.loop
-              ? ` at ${perTurn(last.bulkTxLoop)} frames per turn, ${ratio(last.bulkTxLoop)} NIC syscalls per frame ` +
-                `(${last.bulkTxLoop.kicks} TX kicks, ${last.bulkTxLoop.txEagain} of them EAGAIN)`
+              ? ` at ${perTurn(last.bulkTxLoop)} frames per turn, ${ratio(last.bulkTxLoop)} NIC syscalls per frame` +
+                (last.bulkTxLoop.kicks
+                  ? ` (${last.bulkTxLoop.kicks} TX kicks, ${last.bulkTxLoop.txEagain} of them EAGAIN: ` +
+                    `the kernel sends at most 32 frames per kick in copy mode)`
+                  : "")
               : ""),
         );
       if (last.rr !== undefined)

@@ -221,12 +221,14 @@ export function httpResponder(stack, on, port, body) {
 /**
  * The `many` responder: every connection sends "REQ <i>\n" and gets "RESP <i>\n", then pmstack
  * closes. Returns live counters {accepted, answered, closed, reset, live, peak, bad, deferred}.
+ * With `barrier` n, no request is answered before n requests are in: n connections are then
+ * open at once on pmstack's side.
  * A burst of requests can bring more events in one turn than the command ring has room for
  * replies: those wait in order and go out from the next tick (a command issued outside a turn
  * wakes the loop).
  */
-export function manyResponder(stack, on, port) {
-  const st = { accepted: 0, answered: 0, closed: 0, reset: 0, live: 0, peak: 0, bad: 0, deferred: 0 };
+export function manyResponder(stack, on, port, { barrier = 0 } = {}) {
+  const st = { accepted: 0, requests: 0, answered: 0, closed: 0, reset: 0, live: 0, peak: 0, bad: 0, deferred: 0 };
   const lines = new Map();
   const waiting = [];
   let scheduled = false;
@@ -262,7 +264,9 @@ export function manyResponder(stack, on, port) {
       c.len += ev.len;
       stack.pool.free(ev.buf);
       if (c.text.endsWith("\n")) {
-        if (waiting.length || stack.commandSpace() < 4) {
+        st.requests++;
+        if (st.requests < barrier) waiting.push([ev.conn, c.text, c.len]);
+        else if (waiting.length || stack.commandSpace() < 4) {
           st.deferred++;
           waiting.push([ev.conn, c.text, c.len]);
           later();
@@ -352,6 +356,7 @@ export async function activeTransfer(backend, direction, bytes, opts = {}) {
     await waitFor(srv, /LISTENING/);
     const h = createHash("sha256");
     let got = 0;
+    let consumed = 0;
     let reply = "";
     let done;
     const finished = new Promise((r) => (done = r));
@@ -372,13 +377,17 @@ export async function activeTransfer(backend, direction, bytes, opts = {}) {
         else reply += Buffer.from(v).toString();
         got += ev.len;
         stack.pool.free(ev.buf);
-        stack.recvd(ev.conn, ev.len);
+        consumed += ev.len; // the window reopens once per turn (one command, not one per segment)
       } else if (ev.type === "PEER_CLOSED") {
         if (direction === "download") stack.close(ev.conn);
       } else if (ev.type === "CLOSED" || ev.type === "RESET") done(`${ev.type} ${ev.aux}`);
       else tx.onEvent(ev);
     });
-    if (direction === "upload") onTurn(tx.pump);
+    onTurn(() => {
+      if (consumed > 0 && tx.state.conn >= 0) stack.recvd(tx.state.conn, consumed);
+      consumed = 0;
+      if (direction === "upload") tx.pump();
+    });
     const t0 = performance.now();
     stack.connect(b.kernel, 9000);
     const how = await Promise.race([finished, limit]);
@@ -458,7 +467,8 @@ export function defineConnectionTests(it, backend, { conns = 1000 } = {}) {
       // and backlog that take the burst (the rest come back by SYN cookies or SYN retries)
       { stack: { maxConnections: 2 * conns + 64, synQueue: 1024, mslMs: 1000 } },
       async ({ ns, stack, on }) => {
-        st = manyResponder(stack, on, 7000);
+        // every request waits until all are in: `conns` connections open at once on both sides
+        st = manyResponder(stack, on, 7000, { barrier: conns });
         const p = kernelPeer(ns, ["many", B.us, 7000, conns], conns + 512);
         const m = await waitFor(p, /DONE (.*)/, 60_000);
         const res = JSON.parse(m[1]);
@@ -474,6 +484,7 @@ export function defineConnectionTests(it, backend, { conns = 1000 } = {}) {
       `  ${L} many: ${JSON.stringify(st)}, synq overflow ${r.stats.TCP_SYNQ_OVERFLOW}, cookies ${r.stats.TCP_COOKIE_OK}`,
     );
     assert.is(st.accepted, conns);
+    assert.is(st.peak, conns, "all connections were open at once");
     assert.is(r.stats.TCP_CONN_EXHAUSTED, 0);
   });
 

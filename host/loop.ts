@@ -314,7 +314,7 @@ class FrameFaults {
 export class NicLoop {
   readonly stack: Stack;
   readonly nic: NicPort;
-  readonly stats: LoopStats = { turns: 0, rxFrames: 0, txFrames: 0, events: 0, syscalls: 0, rxRingFull: 0 };
+  readonly stats: LoopStats;
   #opts: LoopOptions;
   #now: () => number;
   #u16: Uint16Array;
@@ -332,6 +332,20 @@ export class NicLoop {
     this.stack = stack;
     this.nic = nic;
     this.#opts = opts;
+    // syscalls come from the addon's counter when read (not every turn: that object costs);
+    // after the NIC is closed, the last value read (stop() reads it once more)
+    let last = 0;
+    this.stats = {
+      turns: 0,
+      rxFrames: 0,
+      txFrames: 0,
+      events: 0,
+      get syscalls() {
+        if (!nic.closed) last = nic.stats().syscalls;
+        return last;
+      },
+      rxRingFull: 0,
+    };
     this.#rxFaults = opts.faults?.rx ? new FrameFaults(stack.pool, opts.faults.rx, true) : null;
     this.#txFaults = opts.faults?.tx ? new FrameFaults(stack.pool, opts.faults.tx, false) : null;
     this.#now = opts.now ?? (() => performance.now());
@@ -387,7 +401,6 @@ export class NicLoop {
     }
     // 3. everything queued goes out with one kick
     this.#sendAll(now);
-    this.stats.syscalls = this.nic.stats().syscalls;
     this.#inTurn = false;
     // commands the last events issued are still queued: come back at once
     if (s.commandSpace() < this.#u32[s.rings.appIn >>> 2]! + 1) next = now;
@@ -421,6 +434,7 @@ export class NicLoop {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     if (!this.nic.closed) this.nic.stopPolling();
+    void this.stats.syscalls; // keep the final count past the NIC's close
     this.#rxFaults?.clear();
     this.#txFaults?.clear();
   }

@@ -103,7 +103,8 @@ export interface NicNative {
   rx(handle: object, ringOff: number, metaOff: number, fillOff: number): number;
   tx(handle: object, ringOff: number, metaOff: number, doneOff: number): number;
   stats(handle: object): NicStats;
-  pollStart(handle: object, callback: (events: number) => void, writable?: boolean): void;
+  /** `rearm`: the host's poll is one-shot (Deno): the addon starts it again after each callback. */
+  pollStart(handle: object, callback: (events: number) => void, writable?: boolean, rearm?: boolean): void;
   pollStop(handle: object): void;
   close(handle: object): Uint32Array;
 }

@@ -97,6 +97,9 @@ export interface TxFrame {
   hdrLen?: number;
 }
 
+/** Deno's libuv emulation fires a poll once per start; Node's stays armed. */
+const ONE_SHOT_POLL = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+
 export class NicPort {
   readonly pool: Pool;
   readonly queues: NicQueues;
@@ -324,7 +327,7 @@ export class NicPort {
    */
   poll(onReady: (events: number) => void): void {
     this.#live();
-    this.nat.pollStart(this.handle, onReady);
+    this.nat.pollStart(this.handle, onReady, false, ONE_SHOT_POLL);
   }
 
   stopPolling(): void {

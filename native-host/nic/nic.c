@@ -451,17 +451,20 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     }
   }
   napi_close_handle_scope(env, scope);
-  /* Re-arm: a no-op for libuv (the poll stays armed), needed where the loop's poll is one-shot. */
-  if (n->poll == h && !n->closed) uv_poll_start(h, n->poll_events, on_poll);
+  /* Node's libuv poll stays armed (epoll, level-triggered), and uv_poll_start on an active
+   * handle would delete and re-add the fd (two epoll_ctl calls per wake-up): re-arm only where
+   * the host's poll is one-shot (Deno's), as pollStart was told. */
+  if (n->poll == h && !n->closed && n->poll_rearm) uv_poll_start(h, n->poll_events, on_poll);
 }
 
-/* pollStart(handle, callback, writable?): calls callback(events) from the event loop whenever the
- * fd is readable (UV_READABLE = 1; with writable, also UV_WRITABLE = 2); negative: a libuv error. */
+/* pollStart(handle, callback, writable?, rearm?): calls callback(events) from the event loop
+ * whenever the fd is readable (UV_READABLE = 1; with writable, also UV_WRITABLE = 2); negative:
+ * a libuv error. rearm: the host's poll is one-shot (Deno): start it again after each callback. */
 static napi_value nic_poll_start(napi_env env, napi_callback_info info) {
-  napi_value argv[3], name;
+  napi_value argv[4], name;
   nic_t *n;
-  bool wr = false;
-  size_t argc = 3;
+  bool wr = false, rearm = false;
+  size_t argc = 4;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 2) return nic_throw(env, "EINVAL", "pmstack: pollStart(handle, callback)");
   if (!(n = nic_of(env, argv[0], true))) return NULL;
@@ -469,6 +472,7 @@ static napi_value nic_poll_start(napi_env env, napi_callback_info info) {
   CHECK(napi_typeof(env, argv[1], &t));
   if (t != napi_function) return nic_throw(env, "ERR_INVALID_ARG_TYPE", "pmstack: callback must be a function");
   if (argc > 2) napi_get_value_bool(env, argv[2], &wr);
+  if (argc > 3) napi_get_value_bool(env, argv[3], &rearm);
   stop_poll(env, n);
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
@@ -486,6 +490,7 @@ static napi_value nic_poll_start(napi_env env, napi_callback_info info) {
   CHECK(napi_create_reference(env, argv[1], 1, &n->cb_ref));
   CHECK(napi_create_reference(env, argv[0], 1, &n->self_ref));
   n->poll_events = UV_READABLE | (wr ? UV_WRITABLE : 0);
+  n->poll_rearm = rearm;
   e = uv_poll_start(p, n->poll_events, on_poll);
   if (e) {
     stop_poll(env, n);

@@ -64,6 +64,7 @@ typedef struct nic {
   napi_env env;
   uv_poll_t *poll;
   int poll_events;
+  bool poll_rearm; /* the host's poll is one-shot (Deno): re-arm after each callback */
   napi_ref cb_ref, self_ref;
   napi_async_context actx;
 } nic_t;

@@ -74,9 +74,10 @@ function parseReply(buf, at = 0) {
 const text = (v) => (v instanceof Uint8Array ? dec(v) : Array.isArray(v) ? v.map(text) : v);
 
 /** A KvApp on its own stack (its log in the pool, a file if `path`), and one client stack. */
-function kvPair({ path, clock = { t: 1_700_000_000_000 }, buffers = 4096, rings } = {}) {
+function kvPair({ path, clock = { t: 1_700_000_000_000 }, buffers = 4096, rings, sndBuf } = {}) {
   const srv = Stack.create({
     rings,
+    sndBuf,
     mac: "02:00:00:00:08:01",
     ip: `${SRV_IP}/24`,
     pool: { path, buffers, metaBytes: 1 << 20 },
@@ -572,6 +573,26 @@ test("a reply larger than the command ring goes out over several turns, in order
   assert.ok(h.app.stats.ringWaits > 0, "the replies waited for room in the ring");
   h.srv.pool.check();
   h.close();
+});
+
+test("a full send queue: refused replies are resent in order after WRITABLE", () => {
+  for (const rings of [undefined, { appIn: 7 }]) {
+    const h = kvPair({ sndBuf: 4096, rings });
+    const c = h.connect();
+    const vals = [];
+    for (let k = 0; k < 60; k++) {
+      const v = new Uint8Array(900 + k).fill(k);
+      vals.push(v);
+      h.one(c, "SET", `q${k}`, v);
+    }
+    const cmds = [];
+    for (let r = 0; r < 3; r++) for (let k = 0; k < 60; k++) cmds.push(k % 7 === 0 ? ["PING"] : ["GET", `q${k}`]);
+    const got = h.call(c, cmds);
+    cmds.forEach((q, i) => assert.equal(got[i], q[0] === "PING" ? "+PONG" : vals[i % 60], `reply ${i}`));
+    assert.ok(h.app.stats.refusedSends > 0, "the send queue filled up");
+    h.srv.pool.check();
+    h.close();
+  }
 });
 
 test("clients that go away mid-pipeline leave no buffer behind", () => {

@@ -5,7 +5,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { KvApp, serve } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
@@ -164,6 +164,116 @@ it("every command through redis-cli, redis-benchmark, and a restart that reads e
     ns.cleanup();
   }
   assert.ok(srv.stack.pool.closed);
+});
+
+// The server in a child process (killed with SIGKILL mid-load): serve() with a KvApp.
+const SERVER_CHILD = `
+import { serve, KvApp } from ${JSON.stringify(new URL("../build/index.js", import.meta.url).href)};
+const [path, netns] = process.argv.slice(-2);
+serve({ path, buffers: 8192, mac: "02:00:00:00:08:02", ip: "${US}/24", tap: { name: "${DEV}", netns } },
+  (stack, log) => new KvApp(stack, log, 6379));
+process.stdout.write("READY\\n");
+`;
+
+// A RESP client in the namespace. "write N": SETs crash:0..N-1 (32 in flight), printing each
+// index as its +OK arrives (one write(2) each, so what is printed was acknowledged), until the
+// server dies. "verify": GETs the indices given on stdin and prints "OK n" or "BAD i".
+const CLIENT = `
+import net from "node:net";
+import { writeSync, readFileSync } from "node:fs";
+const [mode, host, n] = process.argv.slice(-3);
+const value = (i) => Buffer.from(("v" + i + ":").repeat([2, 20, 200, 600][i % 4]));
+const cmd = (...a) => Buffer.concat([Buffer.from("*" + a.length + "\\r\\n"),
+  ...a.flatMap((x) => { const b = Buffer.isBuffer(x) ? x : Buffer.from(x); return [Buffer.from("$" + b.length + "\\r\\n"), b, Buffer.from("\\r\\n")]; })]);
+const sock = net.connect(6379, host);
+let buf = Buffer.alloc(0);
+const replies = [];
+function parse() {
+  for (;;) {
+    const e = buf.indexOf("\\r\\n");
+    if (e < 0) return;
+    const t = String.fromCharCode(buf[0]);
+    if (t === "$") {
+      const len = Number(buf.subarray(1, e).toString());
+      if (len < 0) { replies.push(null); buf = buf.subarray(e + 2); continue; }
+      if (buf.length < e + 2 + len + 2) return;
+      replies.push(buf.subarray(e + 2, e + 2 + len)); buf = buf.subarray(e + 4 + len);
+    } else { replies.push(buf.subarray(0, e).toString()); buf = buf.subarray(e + 2); }
+  }
+}
+sock.on("error", () => process.exit(0));
+sock.on("close", () => process.exit(0));
+if (mode === "write") {
+  let sent = 0, acked = 0;
+  const more = () => { while (sent < Number(n) && sent - acked < 32) { sock.write(cmd("SET", "crash:" + sent, value(sent))); sent++; } };
+  sock.on("connect", more);
+  sock.on("data", (d) => {
+    buf = Buffer.concat([buf, d]); parse();
+    while (replies.length) { const r = replies.shift(); if (r !== "+OK") { writeSync(2, "bad reply " + r + "\\n"); process.exit(1); } writeSync(1, acked + "\\n"); acked++; }
+    if (acked === Number(n)) process.exit(0);
+    more();
+  });
+} else {
+  const ids = readFileSync(0, "utf8").split("\\n").filter(Boolean).map(Number);
+  sock.on("connect", () => { for (const i of ids) sock.write(cmd("GET", "crash:" + i)); });
+  let got = 0;
+  sock.on("data", (d) => {
+    buf = Buffer.concat([buf, d]); parse();
+    while (replies.length) {
+      const r = replies.shift(); const i = ids[got++];
+      if (!Buffer.isBuffer(r) || !r.equals(value(i))) { writeSync(1, "BAD " + i + "\\n"); process.exit(1); }
+    }
+    if (got === ids.length) { writeSync(1, "OK " + got + "\\n"); process.exit(0); }
+  });
+}
+`;
+
+it("kill -9 under load: a restart finds every acknowledged SET", async () => {
+  const ns = new Netns("kvcrash");
+  const path = join(scratchDir("disk"), "crash.pm");
+  let child;
+  let srv;
+  try {
+    child = spawn(process.execPath, ["--input-type=module", "-e", SERVER_CHILD, path, ns.path], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    child.stderr.on("data", (d) => (err += d));
+    await new Promise((resolve, reject) => {
+      child.stdout.on("data", (d) => String(d).includes("READY") && resolve());
+      child.on("exit", (code) => reject(new Error(`server child exited (${code}): ${err}`)));
+    });
+    ns.ip(["link", "set", DEV, "up"]);
+    ns.ip(["addr", "replace", "198.18.8.1/24", "dev", DEV]);
+    const w = ns.spawn(process.execPath, ["--input-type=module", "-e", CLIENT, "write", US, "1000000"]);
+    w.stdin.end();
+    // let it write for a while, then kill the server with no warning
+    const t0 = Date.now();
+    while (Date.now() - t0 < 15_000 && w.out.split("\n").length < 3000) await new Promise((r) => setTimeout(r, 50));
+    const gone = new Promise((r) => child.on("exit", (code, sig) => r(sig)));
+    child.kill("SIGKILL");
+    assert.is(await gone, "SIGKILL");
+    // the device went with the server: the client's connection would hang until TCP gives up
+    await new Promise((r) => setTimeout(r, 200));
+    w.kill("SIGKILL");
+    const res = await w.done;
+    assert.is(res.stderr, "", "every reply the client got was +OK");
+    const acked = res.stdout.split("\n").filter(Boolean);
+    assert.ok(acked.length >= 500, `acknowledged SETs before the kill: ${acked.length}`);
+    console.log(`  kill -9 after ${acked.length} acknowledged SETs`);
+    // restart in this process: recovery, then every acknowledged key is read back byte-exact
+    srv = start(ns, path);
+    assert.ok(srv.log.recovery.liveKeys >= acked.length, `recovered ${srv.log.recovery.liveKeys} keys`);
+    const v = ns.spawn(process.execPath, ["--input-type=module", "-e", CLIENT, "verify", US, "0"]);
+    v.stdin.end(acked.join("\n") + "\n");
+    const vr = await v.done;
+    assert.is(vr.stdout.trim(), `OK ${acked.length}`, vr.stderr);
+    srv.stack.pool.check();
+  } finally {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    srv?.close();
+    ns.cleanup();
+  }
 });
 
 it("nothing is left behind", () => {

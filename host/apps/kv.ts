@@ -60,6 +60,8 @@ export interface KvStats {
   /** Values refused for needing more than KV_MAX_VALUE_NAMES buffers. */
   tooLarge: number;
   commits: number;
+  /** Sends the stack refused (send queue full), resent in order after WRITABLE. */
+  refusedSends: number;
   /** Times replies waited for room in the command ring (APP-IN) until a later turn. */
   ringWaits: number;
   /** Value bytes sent from PM by name (no copy), and value bytes copied into replies. */
@@ -100,6 +102,10 @@ interface Conn {
   replies: Reply[];
   /** Refused sends, resent in order on WRITABLE; `ref`: we hold a reference on a kept buffer. */
   refused: { name: BufferName; ref: boolean }[];
+  /** A send was refused and no WRITABLE came since: everything waits in `refused`. */
+  txBlocked: boolean;
+  /** Where the next refused send goes in `refused`: after the refusals since the last resend. */
+  bounceAt: number;
   /** Bytes consumed but not yet returned to the window (recvd). */
   unrecvd: number;
   /** The outgoing text buffer being filled (HEADROOM + len bytes used). */
@@ -258,6 +264,7 @@ export class KvApp {
     tooLarge: 0,
     commits: 0,
     ringWaits: 0,
+    refusedSends: 0,
     bytesByName: 0,
     bytesCopied: 0,
   };
@@ -319,6 +326,8 @@ export class KvApp {
           tooBig: false,
           replies: [],
           refused: [],
+          txBlocked: false,
+          bounceAt: 0,
           unrecvd: 0,
           out: -1,
           outLen: 0,
@@ -352,19 +361,17 @@ export class KvApp {
         if (c && !c.closed) {
           // a kept buffer comes back without the core's reference: hold one until it is resent
           if (kept) pool.ref(ev.buf);
-          c.refused.push({ name: { index: ev.buf, offset: ev.off, length: ev.len }, ref: kept });
+          // refusals come in send order, and every send still queued here was issued later
+          c.refused.splice(c.bounceAt++, 0, { name: { index: ev.buf, offset: ev.off, length: ev.len }, ref: kept });
+          c.txBlocked = true;
+          this.stats.refusedSends++;
         } else if (!kept) pool.free(ev.buf); // our text buffer, for a connection that is gone
         break;
       }
       case "WRITABLE": {
         const c = this.#conns.get(ev.conn);
         if (c) {
-          const again = c.refused;
-          c.refused = [];
-          for (const r of again) {
-            this.stack.send(c.id, r.name);
-            if (r.ref) this.#relCur.push(r.name.index);
-          }
+          c.txBlocked = false;
           this.#service(c);
         }
         break;
@@ -886,6 +893,7 @@ export class KvApp {
       ["rejected_values_too_large", this.stats.tooLarge],
       ["group_commits", this.stats.commits],
       ["command_ring_waits", this.stats.ringWaits],
+      ["refused_sends", this.stats.refusedSends],
       ["value_bytes_sent_by_name", this.stats.bytesByName],
       ["value_bytes_copied", this.stats.bytesCopied],
     ]);
@@ -1095,6 +1103,20 @@ export class KvApp {
       c.unrecvd = 0;
     }
     let blocked = false;
+    let again = false;
+    if (c.refused.length && !c.txBlocked) {
+      // resend what was refused, in order, as far as the ring allows
+      c.bounceAt = 0;
+      while (c.refused.length && stack.commandSpace() - CMD_RESERVE > 0) {
+        const r = c.refused.shift()!;
+        stack.send(c.id, r.name);
+        if (r.ref) this.#relCur.push(r.name.index);
+      }
+      if (c.refused.length) {
+        this.stats.ringWaits++;
+        again = true; // the rest in a later turn
+      }
+    }
     while (c.replies.length && !c.replies[0]!.durable) {
       const r = c.replies[0]!;
       // part by part: a reply larger than the ring goes out over several turns
@@ -1124,13 +1146,13 @@ export class KvApp {
       }
     }
     this.#sendOut(c);
-    if (!blocked && c.replies.length === 0 && (c.closing || c.peerClosed)) {
+    if (!blocked && c.replies.length === 0 && c.refused.length === 0 && (c.closing || c.peerClosed)) {
       if (stack.commandSpace() > 1) {
         c.closed = true;
         stack.close(c.id);
       } else blocked = true;
     }
-    if (!blocked && c.unrecvd === 0) this.#pending.delete(c);
+    if (!blocked && !again && c.unrecvd === 0) this.#pending.delete(c);
   }
 
   /** Appends text to the connection's outgoing buffer, sending full ones. */
@@ -1159,7 +1181,7 @@ export class KvApp {
   }
 
   #send(c: Conn, n: BufferName): void {
-    if (c.refused.length) {
+    if (c.refused.length || c.txBlocked) {
       // behind a refusal: queue in order (a kept buffer needs our own reference meanwhile)
       const kept = this.stack.pool.owner(n.index) === "kept";
       if (kept) this.stack.pool.ref(n.index);

@@ -46,6 +46,27 @@ const CMD_ERR: Record<number, [string, string]> = {
   7: ["EADDRINUSE", "address in use"],
 };
 
+// A received chunk is a Buffer over PM, registered with the FinalizationRegistry: its PM buffer
+// is freed when the chunk object is collected. Slices of it (subarray/slice, as Readable's
+// read(n) makes) hold the chunk they came from, so a slice never outlives its bytes.
+const ROOT = Symbol("pmstack.chunk");
+const chunkProto: Buffer = Object.create(Buffer.prototype);
+function rooted(child: Buffer, parent: Buffer): Buffer {
+  Object.defineProperty(child, ROOT, { value: (parent as unknown as Record<symbol, Buffer>)[ROOT] ?? parent });
+  Object.setPrototypeOf(child, chunkProto);
+  return child;
+}
+Object.defineProperty(chunkProto, "subarray", {
+  value: function (this: Buffer, start?: number, end?: number) {
+    return rooted(Buffer.prototype.subarray.call(this, start, end), this);
+  },
+});
+Object.defineProperty(chunkProto, "slice", {
+  value: function (this: Buffer, start?: number, end?: number) {
+    return rooted(Buffer.prototype.subarray.call(this, start, end), this);
+  },
+});
+
 function netError(code: string, msg: string, extra: Record<string, unknown> = {}): Error {
   return Object.assign(new Error(`${msg} (${code})`), { code, ...extra });
 }
@@ -65,6 +86,7 @@ export class NetStack {
   readonly pressure: PoolPressure;
   readonly copyChunks: boolean;
   /** @internal */ sockets = new Map<number, Socket>();
+  /** @internal a write waits for free buffers */ starved = false;
   /** @internal */ connecting = new Map<number, Socket>();
   #servers = new Map<number, Server>();
   #tag = 0x10000;
@@ -79,9 +101,14 @@ export class NetStack {
     this.pressure = new PoolPressure(low, opts.highWater ?? Math.min(total, 2 * low));
     this.copyChunks = opts.copyChunks ?? false;
     this.#registry = new FinalizationRegistry((index) => {
-      if (this.#closed) return;
+      if (this.#closed || this.stack.pool.closed) return;
       this.stats.viewsFinalized++;
       this.stack.pool.free(index);
+      // writes waiting for free buffers (and withheld windows) can go on: ask for a turn
+      if (this.starved) {
+        this.starved = false;
+        this.stack.onCommand?.();
+      }
     });
     driver.attach({ onEvent: (ev) => this.#event(ev), onTurnEnd: () => this.#turnEnd() });
     driver.start();
@@ -133,6 +160,7 @@ export class NetStack {
       return copy;
     }
     const b = Buffer.from(v.buffer as ArrayBuffer, v.byteOffset, v.byteLength);
+    Object.setPrototypeOf(b, chunkProto);
     this.#registry.register(b, ev.buf);
     this.stats.viewChunks++;
     return b;
@@ -340,6 +368,7 @@ export class Socket extends Duplex {
   #finalCb: ((e?: Error | null) => void) | null = null;
   #noDelay: boolean | undefined;
   #peerEnded = false;
+  #finQueued = false;
   #gone = false;
   #written = 0;
 
@@ -382,7 +411,12 @@ export class Socket extends Duplex {
 
   /** @internal */ _data(chunk: Buffer, len: number): void {
     this.bytesRead += len;
-    if (this.destroyed) return; // a view is freed by the GC like any other
+    if (this.destroyed) {
+      // nobody reads any more: the bytes are dropped (a view is freed by the GC like any
+      // other) and the window stays open so that the peer can finish
+      this.net.stack.recvd(this.conn, len);
+      return;
+    }
     const more = this.push(chunk);
     if (more && this.#owed === 0) this.net.stack.recvd(this.conn, len);
     else this.#owed += len; // the reader is behind: the window closes until _read
@@ -424,6 +458,7 @@ export class Socket extends Duplex {
         const f = this.#finalCb;
         this.#finalCb = null;
         q.close();
+        this.#finQueued = true;
         f();
       }
     }
@@ -454,6 +489,14 @@ export class Socket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    if (this.conn >= 0 && !this.#gone && !err && this.#finQueued) {
+      // after end(): TCP finishes the close by itself (FIN, ACKs, TIME_WAIT); the CLOSED
+      // event takes the connection off the table. Like node:net, no RST for a clean close.
+      this.#out = [];
+      this.#finishCallbacks(null);
+      cb(null);
+      return;
+    }
     if (this.conn >= 0 && !this.#gone) {
       this.#gone = true;
       this.net.sockets.delete(this.conn);
@@ -489,6 +532,7 @@ export class Socket extends Duplex {
       this.#written += done;
       if (done < bytes.length) {
         this.#out[0] = bytes.subarray(done);
+        net.starved = true;
         return;
       }
       this.#out.shift();

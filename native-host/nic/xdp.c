@@ -496,9 +496,13 @@ uint32_t xdp_tx(nic_t *n, ring_t *r, table_t *done, int *err) {
   }
   if (pushed) __atomic_store_n(x->tx.prod, tprod + pushed, __ATOMIC_RELEASE);
   __atomic_store_n(rhead, head, __ATOMIC_RELEASE);
-  /* Kick only when the kernel asks for it (always, in copy mode) and there is work queued. */
-  bool queued = *x->tx.prod != __atomic_load_n(x->tx.cons, __ATOMIC_ACQUIRE);
-  if (queued && (__atomic_load_n(x->tx.flags, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP)) {
+  /* Kick only when the kernel asks for it (always, in copy mode) and there is work queued. In
+   * copy (generic) mode one kick sends at most the kernel's TX budget (32 frames by default) and
+   * says EAGAIN when more is left: kick again while each kick makes progress, so a turn's frames
+   * leave in this turn instead of waiting for the next wake-up (bounded: 64 kicks). */
+  for (int kick = 0; kick < 64; kick++) {
+    uint32_t cons = __atomic_load_n(x->tx.cons, __ATOMIC_ACQUIRE);
+    if (*x->tx.prod == cons || !(__atomic_load_n(x->tx.flags, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP)) break;
     n->st.syscalls++;
     n->st.kicks++;
     if (sendto(n->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0) {
@@ -507,8 +511,11 @@ uint32_t xdp_tx(nic_t *n, ring_t *r, table_t *done, int *err) {
       else {
         n->st.tx_errors++;
         *err = e;
+        break;
       }
+      if (e != EAGAIN && e != EBUSY) break;
     }
+    if (__atomic_load_n(x->tx.cons, __ATOMIC_ACQUIRE) == cons) break; /* no progress: later */
   }
   reap(n, done); /* copy mode completes during the kick */
   return frames;

@@ -272,11 +272,15 @@ export const COMMAND_RESERVE = 32;
  * taken every send (none queued here, none refused, none still unanswered in the command ring):
  * a FIN queued before a send the core then refuses would lose that send's bytes.
  */
+type Queued = BufferName & { held?: boolean };
+
 export class SendQueue {
   /** Refused by the core: first to go again (in stream order). */
-  refusedNames: BufferName[] = [];
+  refusedNames: Queued[] = [];
   /** Never handed to the core yet (behind refused ones, or the command ring was full). */
-  waiting: BufferName[] = [];
+  waiting: Queued[] = [];
+  /** Held sends handed to the core since the last settle(): the queue's reference goes once it took its own. */
+  #inflight: Queued[] = [];
   /** The core refused a send and has not said WRITABLE since. */
   blocked = false;
   /** Sends were issued since the last turn's end: the core may still refuse them. */
@@ -294,18 +298,33 @@ export class SendQueue {
     return this.refusedNames.length ? [...this.refusedNames, ...this.waiting] : this.waiting;
   }
 
-  send(name: BufferName): void {
-    if (this.blocked || this.refusedNames.length || this.waiting.length) this.waiting.push(name);
-    else if (this.stack.commandSpace() <= COMMAND_RESERVE) this.waiting.push(name);
-    else {
-      this.stack.send(this.conn, name);
-      this.unconfirmed = true;
-    }
+  /**
+   * Queues a send. `held`: the caller took a reference for the queue (a kept buffer sent by
+   * name): it is dropped once the core has taken its own, so that the app may release the
+   * buffer right after the reply.
+   */
+  send(name: BufferName, held = false): void {
+    const q: Queued = held ? { index: name.index, offset: name.offset, length: name.length, held } : name;
+    if (this.blocked || this.refusedNames.length || this.waiting.length) this.waiting.push(q);
+    else if (this.stack.commandSpace() <= COMMAND_RESERVE) this.waiting.push(q);
+    else this.#hand(q);
+  }
+
+  #hand(q: Queued): void {
+    this.stack.send(this.conn, q);
+    this.unconfirmed = true;
+    if (q.held) this.#inflight.push(q);
   }
 
   refused(name: BufferName): void {
     this.blocked = true;
-    this.refusedNames.splice(this.#cut++, 0, { index: name.index, offset: name.offset, length: name.length });
+    const k = this.#inflight.findIndex(
+      (x) => x.index === name.index && x.offset === name.offset && x.length === name.length,
+    );
+    const held = k >= 0 && this.#inflight.splice(k, 1)[0]!.held === true;
+    const q: Queued = { index: name.index, offset: name.offset, length: name.length };
+    if (held) q.held = true;
+    this.refusedNames.splice(this.#cut++, 0, q);
   }
 
   writable(): void {
@@ -316,6 +335,9 @@ export class SendQueue {
   /** At a turn's end: every send issued before it has been answered (taken or refused) by now. */
   settle(): void {
     this.unconfirmed = false;
+    // held sends not refused by now were taken: the core holds its own reference
+    for (const q of this.#inflight) this.stack.pool.free(q.index);
+    this.#inflight = [];
     if (!this.blocked) this.flush();
   }
 
@@ -326,8 +348,7 @@ export class SendQueue {
     while (!this.blocked && s.commandSpace() > COMMAND_RESERVE) {
       const n = this.refusedNames.length ? this.refusedNames.shift() : this.waiting.shift();
       if (!n) break;
-      s.send(this.conn, n);
-      this.unconfirmed = true;
+      this.#hand(n);
     }
     this.#maybeClose();
   }
@@ -360,10 +381,12 @@ export class SendQueue {
 
   /** The connection is gone: app buffers still queued go back to the pool (kept ones were never referenced). */
   drop(): void {
-    freeRefused(this.stack, this.refusedNames);
-    freeRefused(this.stack, this.waiting);
+    const pool = this.stack.pool;
+    for (const list of [this.refusedNames, this.waiting, this.#inflight])
+      for (const q of list) if (q.held || pool.owner(q.index) === "app") pool.free(q.index);
     this.refusedNames = [];
     this.waiting = [];
+    this.#inflight = [];
     this.closeAfter = false;
     this.closed = true;
   }
@@ -582,7 +605,9 @@ export class PasteServer {
         throw new TypeError("pmstack: reply() with a name needs a kept buffer (batch.keep); pass bytes otherwise");
       this.stats.zeroCopySends++;
       this.stats.zeroCopyBytes += data.length;
-      q.send(data); // TCP takes a reference; the bytes are sent as they are in PM
+      // the queue holds a reference until TCP has taken its own: release() may follow at once
+      this.stack.pool.ref(data.index);
+      q.send(data, true); // TCP references the buffer; the bytes are sent as they are in PM
       return;
     }
     const bytes = typeof data === "string" ? enc.encode(data) : data;

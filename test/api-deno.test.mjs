@@ -1,0 +1,40 @@
+// Both application interfaces under Deno (installed from npm as a devDependency) and, the same
+// script, under Node: test/deno/api-smoke.mjs (batch API keep/persist/log/reply from PM with the
+// log read back after reopening; Node-idiom pipe() echo, async iteration, ECONNREFUSED).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { scratchDir } from "./lib/tmp.mjs";
+
+const deno = new URL("../node_modules/.bin/deno", import.meta.url).pathname;
+const smoke = new URL("./deno/api-smoke.mjs", import.meta.url).pathname;
+
+function check(r, runtime) {
+  assert.is(r.status, 0, `${runtime} exited ${r.status}: ${r.stderr}`);
+  assert.match(r.stdout, /API SMOKE OK /);
+  const res = JSON.parse(r.stdout.split("API SMOKE OK ")[1]);
+  assert.is(res.runtime, runtime);
+  assert.is(res.batch.bytes, 200_000);
+  assert.is(res.batch.zeroCopyBytes, 200_000, "the batch echo went out of the kept buffers");
+  assert.ok(res.batch.chunks > 0 && res.batch.commits > 0 && res.batch.commits <= res.batch.chunks);
+  assert.is(res.net.bytes, 300_000);
+  assert.ok(res.net.viewChunks > 0, "data chunks were zero-copy views");
+  assert.is(res.net.refused, "ECONNREFUSED");
+}
+
+test("batch API and Node-idiom API under Deno", () => {
+  assert.ok(existsSync(deno), "deno is installed by npm install (devDependency)");
+  const r = spawnSync(deno, ["run", "-A", "--no-prompt", smoke, scratchDir("tmpfs")], {
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    timeout: 120_000,
+  });
+  check(r, "deno");
+});
+
+test("the same script under Node", () => {
+  check(spawnSync(process.execPath, [smoke, scratchDir("tmpfs")], { encoding: "utf8", timeout: 120_000 }), "node");
+});
+
+test.run();

@@ -36,4 +36,30 @@ test("the pool demo reports a bad pool file clearly and exits 1", () => {
   assert.match(r.stderr, new RegExp(`pmstack: ${path}: not a pmstack pool file`));
 });
 
+test("examples/paste-kv.mjs: the batch API keeps, persists, logs and replies from PM; a second run recovers the keys", () => {
+  const path = join(scratchDir(), "kv.pm");
+  const run = () => spawnSync(process.execPath, ["examples/paste-kv.mjs", path], { cwd: root, encoding: "utf8" });
+  const r1 = run();
+  assert.is(r1.status, 0, r1.stderr);
+  assert.match(r1.stdout, /recovered 0 keys: none/);
+  assert.match(r1.stdout, /GET greeting -> hello, PM/);
+  assert.match(r1.stdout, /GET run-0 -> value stored by run 1/);
+  assert.match(r1.stdout, /GET nope -> NOT FOUND/);
+  assert.match(r1.stdout, /server: 2 fences, 2 group commits, 30 bytes replied from PM without a copy/);
+  assert.match(r1.stdout, /"app":0,"kept":2\}/);
+  const r2 = run();
+  assert.is(r2.status, 0, r2.stderr);
+  assert.match(r2.stdout, /recovered 2 keys: run-0, greeting/);
+  assert.match(r2.stdout, /GET run-0 -> value stored by run 1/);
+});
+
+test("examples/net-echo.mjs: Duplex sockets, pipeline, async iteration, ECONNREFUSED", () => {
+  const r = spawnSync(process.execPath, ["examples/net-echo.mjs"], { cwd: root, encoding: "utf8", timeout: 30_000 });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /server: listening on 198\.18\.0\.2:7/);
+  assert.match(r.stdout, /client: HELLO, PERSISTENT MEMORY\nclient: ZERO-COPY VIEWS, NODE STREAMS\n/);
+  assert.match(r.stdout, /client: connect to port 8: ECONNREFUSED/);
+  assert.match(r.stdout, /server: closed; [1-9]\d* chunks lent as views, 0 copied/);
+});
+
 test.run();

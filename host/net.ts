@@ -143,9 +143,16 @@ export class NetStack {
     this.driver.stop();
   }
 
-  /** @internal */ registerServer(port: number, s: Server | null): void {
-    if (s) this.#servers.set(port, s);
-    else this.#servers.delete(port);
+  /** @internal Registers a server for a port; false if another one holds it. */
+  registerServer(port: number, s: Server): boolean {
+    const cur = this.#servers.get(port);
+    if (cur && cur !== s) return false;
+    this.#servers.set(port, s);
+    return true;
+  }
+
+  /** @internal */ unregisterServer(port: number, s: Server): void {
+    if (this.#servers.get(port) === s) this.#servers.delete(port);
   }
 
   /** @internal a received chunk as a Buffer: a view (freed by the GC) or, under pressure, a copy. */
@@ -297,7 +304,10 @@ export class Server extends EventEmitter {
   listen(port: number, cb?: () => void): this {
     this.#port = port;
     if (cb) this.once("listening", cb);
-    this.net.registerServer(port, this);
+    if (!this.net.registerServer(port, this)) {
+      queueMicrotask(() => this.emit("error", netError("EADDRINUSE", `listen ${port}: address in use`, { port })));
+      return this;
+    }
     this.net.stack.listen(port, { backlog: this.#backlog });
     return this;
   }
@@ -312,7 +322,7 @@ export class Server extends EventEmitter {
     if (this.#closing) return this;
     this.#closing = true;
     if (this.listening) this.net.stack.unlisten(this.#port);
-    this.net.registerServer(this.#port, null);
+    this.net.unregisterServer(this.#port, this);
     this.listening = false;
     this.#maybeClosed();
     return this;
@@ -327,7 +337,7 @@ export class Server extends EventEmitter {
     this.emit("listening");
   }
   /** @internal */ _error(e: Error): void {
-    this.net.registerServer(this.#port, null);
+    this.net.unregisterServer(this.#port, this);
     this.emit("error", e);
   }
   /** @internal */ _accept(s: Socket): void {

@@ -210,6 +210,31 @@ test("pool pressure: a server holding every chunk gets copies once buffers run l
   await assertNoLeak(env);
 });
 
+test("EADDRINUSE for a second server on a port; the first keeps serving; 100 concurrent connections", async () => {
+  const env = setup({ a: { maxConnections: 256 }, b: { maxConnections: 256 } });
+  const first = env.b.createServer({}, (s) => {
+    s.once("data", (d) => s.end(`RESP ${d.toString().slice(4)}`));
+  });
+  first.listen(7);
+  await once(first, "listening");
+  const second = env.b.createServer({}, () => {});
+  second.listen(7);
+  const [err] = await once(second, "error");
+  assert.is(err.code, "EADDRINUSE");
+  const answers = await Promise.all(
+    Array.from({ length: 100 }, async (_, k) => {
+      const c = env.a.connect({ host: "198.18.0.2", port: 7 });
+      await once(c, "connect");
+      c.write(`REQ ${k}`);
+      return (await readAll(c)).toString();
+    }),
+  );
+  answers.forEach((x, k) => assert.is(x, `RESP ${k}`));
+  first.close();
+  await once(first, "close");
+  await assertNoLeak(env);
+});
+
 test("a slice keeps its chunk's PM buffer alive; dropping it returns the buffer", async () => {
   const env = setup();
   const slices = [];

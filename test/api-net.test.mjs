@@ -29,7 +29,7 @@ function setup(opts = {}, netOpts = {}) {
 /** GC until every lent view came back, then both pools must be whole. */
 async function assertNoLeak({ pair, a, b }) {
   const quiet = (st) => st.connectionIds.size === 0 && st.pool.counts().nic === 0 && st.pool.counts().stack === 0;
-  for (let k = 0; k < 400 && !(quiet(pair.a.stack) && quiet(pair.b.stack)); k++) await tick();
+  for (let k = 0; k < 4000 && !(quiet(pair.a.stack) && quiet(pair.b.stack)); k++) await tick();
   for (let k = 0; k < 50; k++) {
     gc();
     await tick();
@@ -170,7 +170,7 @@ test("write backpressure: write() returns false, 'drain' follows; a paused reade
     c.end();
   })();
   // the paused reader: TCP's window closes, the sender's queue backs up
-  for (let k = 0; k < 400; k++) {
+  for (let k = 0; k < 4000; k++) {
     await tick();
     const info = env.pair.a.stack.connection(c.conn);
     if (info && info.sndWnd === 0 && sawFalse) break;

@@ -129,14 +129,14 @@ it("batch API over TAP: keeping everything closes the kernel sender's window; re
     // wait for pressure, then for a zero window on our side (the kernel stops sending)
     for (let k = 0; k < 6000 && !srv.pressure.on; k++) await sleep(5);
     assert.ok(srv.pressure.on, `pressure: ${JSON.stringify(stack.pool.counts())}`);
-    let stalled = false;
-    for (let k = 0; k < 400 && !stalled; k++) {
-      const before = got;
-      await sleep(50);
-      stalled = got === before;
-    }
-    assert.ok(stalled, "nothing arrives through the closed window");
+    // our advertised window is rcvBuf - unread (assembly/tcp/tcp.ts rcvWindow): zero once the
+    // withheld bytes fill the 256 KiB receive buffer
+    const unread = () => stack.connections()[0]?.unread ?? 0;
+    for (let k = 0; k < 6000 && unread() < 262144; k++) await sleep(5);
+    assert.is(unread(), 262144, "zero window: the whole receive buffer is withheld");
     const stalledAt = got;
+    await sleep(300); // the kernel probes the window; nothing gets through
+    assert.is(got, stalledAt, "nothing arrives through the closed window");
     assert.ok(stalledAt < bytes, "the sender was held back");
     assert.ok(stack.pool.counts().free > 0, "the pool never ran dry");
     assert.is(stack.port.stats.rxDropNoBuffer, 0);

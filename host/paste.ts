@@ -439,7 +439,7 @@ export function copyIntoBuffers(stack: Stack, bytes: Uint8Array, reserve = 0, ou
 export interface Chunk {
   conn: number;
   name: BufferName;
-  /** Valid until the end of the turn, or until released if kept. */
+  /** Valid while the handler runs; if kept, until the app releases the buffer (server.release). */
   view: Uint8Array;
   kept: boolean;
 }

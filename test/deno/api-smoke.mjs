@@ -120,5 +120,10 @@ async function netApi() {
   return { bytes: data.length, viewChunks: stats.viewChunks, refused: code };
 }
 
-const out = { runtime, batch: await batch(), net: await netApi() };
-console.log("API SMOKE OK " + JSON.stringify(out));
+// only as a program (not when a test runner imports every file under test/)
+const main = globalThis.Deno ? import.meta.main : process.argv[1] === new URL(import.meta.url).pathname;
+if (main) {
+  if (!dir) throw new Error("usage: api-smoke.mjs <scratch dir>");
+  const out = { runtime, batch: await batch(), net: await netApi() };
+  console.log("API SMOKE OK " + JSON.stringify(out));
+}

@@ -1,0 +1,138 @@
+// bench/durable's Node baselines (kernel TCP), run inside the benchmark's server namespace:
+//   node bench/_durable-node.mjs http|net HOST PORT LOGFILE [sync|async]
+// Both are durable key-value HTTP servers with the semantics pmstack httpd has for POST: each
+// body is appended to LOGFILE as a record (32-byte header: magic, length, key length, sequence;
+// the key; the body) at the next offset, fdatasync is called, and only then 201 is answered; an
+// in-memory index maps each key to its record (GET /<key> reads it back from the file).
+//   http  node:http (llhttp, keep-alive)
+//   net   node:net with a minimal HTTP/1.1 parser (request line, Content-Length, keep-alive,
+//         pipelining: requests of one connection are answered in order)
+// "async" (default) uses fs.write + fs.fdatasync callbacks (libuv's thread pool, requests of
+// different connections overlap); "sync" uses writeSync + fdatasyncSync on the event loop.
+// Prints "LISTENING <pid>" when ready; exits on SIGTERM.
+import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
+
+const [kind, host, portArg, logfile, ioArg] = process.argv.slice(2);
+const port = Number(portArg);
+const sync = ioArg === "sync";
+const fd = fs.openSync(logfile, "w+");
+const index = new Map();
+let pos = 0;
+let seq = 0;
+
+/** Appends one record and makes it durable; done(err) after fdatasync. */
+function persist(key, body, done) {
+  const kb = Buffer.from(key);
+  const rec = Buffer.allocUnsafe(32 + kb.length + body.length);
+  rec.writeUInt32LE(0x504d4452, 0);
+  rec.writeUInt32LE(body.length, 4);
+  rec.writeUInt32LE(kb.length, 8);
+  rec.writeUInt32LE(seq++, 12);
+  rec.fill(0, 16, 32);
+  kb.copy(rec, 32);
+  body.copy(rec, 32 + kb.length);
+  const at = pos;
+  pos += rec.length;
+  const entry = { at: at + 32 + kb.length, len: body.length };
+  if (sync) {
+    fs.writeSync(fd, rec, 0, rec.length, at);
+    fs.fdatasyncSync(fd);
+    index.set(key, entry);
+    return done(null);
+  }
+  fs.write(fd, rec, 0, rec.length, at, (err) => {
+    if (err) return done(err);
+    fs.fdatasync(fd, (err2) => {
+      if (!err2) index.set(key, entry);
+      done(err2);
+    });
+  });
+}
+
+function lookup(key) {
+  const e = index.get(key);
+  if (!e) return null;
+  const b = Buffer.allocUnsafe(e.len);
+  fs.readSync(fd, b, 0, e.len, e.at);
+  return b;
+}
+
+if (kind === "http") {
+  const server = http.createServer((req, res) => {
+    const key = req.url.slice(1);
+    if (req.method === "POST" || req.method === "PUT") {
+      const chunks = [];
+      req.on("data", (c) => chunks.push(c));
+      req.on("end", () => {
+        persist(key, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), (err) => {
+          res.writeHead(err ? 500 : 201, { "Content-Length": 0 });
+          res.end();
+        });
+      });
+    } else if (req.method === "GET") {
+      const b = lookup(key);
+      res.writeHead(b ? 200 : 404, { "Content-Length": b ? b.length : 0 });
+      res.end(b ?? undefined);
+    } else {
+      res.writeHead(405, { "Content-Length": 0 });
+      res.end();
+    }
+  });
+  server.keepAliveTimeout = 60000;
+  server.listen(port, host, () => console.log(`LISTENING ${process.pid}`));
+} else {
+  const CREATED = Buffer.from("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+  const BAD = Buffer.from("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  const server = net.createServer((sock) => {
+    sock.setNoDelay(true);
+    let buf = Buffer.alloc(0);
+    let busy = false; // a request of this connection is being persisted: answer in order
+    const pump = () => {
+      while (!busy) {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = buf.toString("latin1", 0, end);
+        const sp1 = head.indexOf(" ");
+        const sp2 = head.indexOf(" ", sp1 + 1);
+        if (sp1 < 0 || sp2 < 0) {
+          sock.end(BAD);
+          return;
+        }
+        const method = head.slice(0, sp1);
+        const key = head.slice(sp1 + 2, sp2);
+        const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+        const len = m ? Number(m[1]) : 0;
+        if (buf.length < end + 4 + len) return;
+        const body = buf.subarray(end + 4, end + 4 + len);
+        buf = buf.subarray(end + 4 + len);
+        if (method === "POST" || method === "PUT") {
+          busy = true;
+          persist(key, body, (err) => {
+            busy = false;
+            if (err) sock.destroy(err);
+            else {
+              sock.write(CREATED);
+              pump();
+            }
+          });
+        } else if (method === "GET") {
+          const b = lookup(key);
+          sock.write(
+            b
+              ? Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${b.length}\r\n\r\n`), b])
+              : Buffer.from("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+          );
+        } else sock.write(BAD);
+      }
+    };
+    sock.on("data", (d) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
+      pump();
+    });
+    sock.on("error", () => {});
+  });
+  server.listen(port, host, () => console.log(`LISTENING ${process.pid}`));
+}
+process.on("SIGTERM", () => process.exit(0));

@@ -1,0 +1,68 @@
+// bench/durable's pmstack server, one per child process so that its CPU time and syscalls can
+// be measured per request like the baselines' (the parent reads /proc/PID/stat and runs strace
+// on this PID). Usage: node bench/_durable-server.mjs '<json>' with
+//   { app: "httpd" | "kv", nic: "tap" | "xdp", path, buffers, metaBytes, mac, ip,
+//     tap: { name, netns } | xdp: { ifname, netns } }
+// Prints "READY <ifname> <pid>" once it serves. Reads commands on stdin, one a line:
+//   stats  prints "STATS <json>" (NicLoop stats, the app's stats, process.cpuUsage())
+//   quit   closes the server and exits (also on stdin end or SIGTERM)
+import { createInterface } from "node:readline";
+
+// PMSTACK_DURABLE_BUILD: another build's index.js (to measure a change before it lands)
+const pm = await import(process.env.PMSTACK_DURABLE_BUILD ?? "../build/index.js");
+
+const cfg = JSON.parse(process.argv[2]);
+const opts = {
+  path: cfg.path,
+  buffers: cfg.buffers,
+  metaBytes: cfg.metaBytes,
+  mac: cfg.mac,
+  ip: cfg.ip,
+  busyPoll: !!cfg.busyPoll,
+  nic:
+    cfg.nic === "xdp"
+      ? { kind: "xdp", ifname: cfg.xdp.ifname, netns: cfg.xdp.netns ?? null }
+      : { kind: "tap", name: cfg.tap.name, netns: cfg.tap.netns ?? null },
+};
+let srv;
+if (cfg.app === "kv") {
+  if (typeof pm.serveKv === "function") srv = pm.serveKv(opts);
+  else if (typeof pm.KvApp === "function") srv = pm.serve(opts, (stack, log) => new pm.KvApp(stack, log, 6379));
+  else {
+    console.log("UNAVAILABLE neither serveKv nor KvApp is in this build");
+    process.exit(3);
+  }
+} else {
+  srv = pm.serveHttpd(opts);
+}
+
+let closed = false;
+function quit(code = 0) {
+  if (closed) return;
+  closed = true;
+  try {
+    srv.close();
+  } finally {
+    process.exit(code);
+  }
+}
+process.on("SIGTERM", () => quit(0));
+process.on("SIGINT", () => quit(0));
+
+const rl = createInterface({ input: process.stdin });
+rl.on("line", (l) => {
+  const cmd = l.trim();
+  if (cmd === "stats") {
+    const st = {
+      loop: { ...srv.loop.stats },
+      app: srv.app.stats ? { ...srv.app.stats } : null,
+      log: srv.log.stats(),
+      cpu: process.cpuUsage(),
+      describe: srv.stack.pool.describe(),
+      nic: srv.nic.info,
+    };
+    console.log(`STATS ${JSON.stringify(st)}`);
+  } else if (cmd === "quit") quit(0);
+});
+rl.on("close", () => quit(0));
+console.log(`READY ${srv.ifname} ${process.pid}`);

@@ -148,11 +148,18 @@ export async function withStack(backend, opts, fn) {
     });
     loop.start();
     await fn({ ns, stack, loop, port, b, on: (h) => handlers.add(h), onTurn: (h) => turnEnd.add(h) });
-  } finally {
+  } catch (e) {
+    // a failed test still releases everything it made (the next test starts clean)
     loop?.stop();
     port?.close();
     ns.cleanup();
+    stack?.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
   }
+  loop.stop();
+  port.close();
+  ns.cleanup();
   out.loop = { ...loop.stats };
   out.faults = loop.faultStats;
   out.stats = stack.stats();
@@ -242,6 +249,7 @@ export function manyResponder(stack, on, port, { barrier = 0 } = {}) {
   };
   const flush = () => {
     scheduled = false;
+    if (stack.pool.closed) return; // the test ended (failed) first
     while (waiting.length && stack.commandSpace() >= 4) answer(...waiting.shift());
     if (waiting.length) later();
   };

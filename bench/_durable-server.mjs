@@ -57,6 +57,8 @@ rl.on("line", (l) => {
       loop: { ...srv.loop.stats },
       app: srv.app.stats ? { ...srv.app.stats } : null,
       log: srv.log.stats(),
+      tcp: srv.stack.stats(),
+      nicStats: srv.nic.stats(),
       cpu: process.cpuUsage(),
       describe: srv.stack.pool.describe(),
       nic: srv.nic.info,

@@ -111,6 +111,20 @@ function backlogDrops() {
     .reduce((n, l) => n + parseInt(l.split(/\s+/)[1], 16), 0);
 }
 
+/** pmstack's TCP retransmission counters between two STATS, as text, or "" if none moved. */
+function tcpDelta(a, b) {
+  const d = (k) => (b.tcp?.[k] ?? 0) - (a.tcp?.[k] ?? 0);
+  const rto = d("TCP_RTO");
+  const rtx = d("TCP_RETRANSMITS");
+  const fast = d("TCP_FAST_RTX");
+  const zwp = d("TCP_ZWP");
+  const n = (k) => (b.nicStats?.[k] ?? 0) - (a.nicStats?.[k] ?? 0);
+  const nic = `NIC tx dropped ${n("txDropped")}, tx errors ${n("txErrors")}, rx no room ${n("rxNoRoom")}`;
+  return rto || rtx || fast || zwp
+    ? `${rtx} retransmitted (${rto} RTO, ${fast} fast), ${zwp} zero-window probes; ${nic}`
+    : "";
+}
+
 /** utime + stime of a process (all its threads), in µs. */
 function cpuUs(pid) {
   const s = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -188,6 +202,7 @@ export async function run(args = []) {
   const notes = [];
   const cdf = { http: {}, resp: {} };
   const drops = [];
+  const timers = []; // pmstack's TCP retransmissions / zero-window probes in the kept repetitions
   const add = (system, metric, value, unit) => {
     if (Number.isFinite(value)) rows.push({ system, metric, value, unit });
   };
@@ -434,6 +449,7 @@ export async function run(args = []) {
               w.cpu = cpuUs(srv.pid) - cpu0;
               w.drops = backlogDrops() - d0;
               const s1 = srv.pmstack ? await stats(srv) : null;
+              if (s0 && s1) w.tcp = tcpDelta(s0, s1);
               if (s0 && s1) {
                 const reqs = s1.app.posts - s0.app.posts;
                 w.nic = (s1.loop.syscalls - s0.loop.syscalls) / reqs;
@@ -451,6 +467,7 @@ export async function run(args = []) {
             add(system, `cpu_us_per_req_${m}`, w.cpu / w.requests, "us");
             if (w.nic !== undefined) add(system, `nic_syscalls_per_req_${m}`, w.nic, "calls");
             if (w.drops) drops.push(`${system} ${m}: ${w.drops}`);
+            if (w.tcp) timers.push(`${system} ${m}: ${w.tcp}`);
             if (w.errCount) notes.push(`${system} ${m}: wrk errors ${JSON.stringify(w.errors)} of ${w.requests}`);
             if (c === 50) cdf.http[`${system} ${tag}`] = w.pct;
             if (c === 50 && size === 1024 && w.turns !== undefined)
@@ -496,11 +513,14 @@ export async function run(args = []) {
               async (srv) => {
                 const probe = await redisBench(srv.host, srv.port, cmd, c, P, Math.max(T.probeN, c * P * 20));
                 const n = Math.max(c * P * 20, Math.round(probe.rps * T.respS));
+                const s0 = srv.pmstack ? await stats(srv) : null;
                 const cpu0 = cpuUs(srv.pid);
                 const d0 = backlogDrops();
                 const r = await redisBench(srv.host, srv.port, cmd, c, P, n);
                 r.cpu = cpuUs(srv.pid) - cpu0;
                 r.drops = backlogDrops() - d0;
+                const s1 = srv.pmstack ? await stats(srv) : null;
+                if (s0 && s1) r.tcp = tcpDelta(s0, s1);
                 return r;
               },
               k++,
@@ -511,6 +531,7 @@ export async function run(args = []) {
               add(system, `${cmd}_p99_us_${m}`, r.p99, "us");
               add(system, `${cmd}_cpu_us_per_req_${m}`, r.cpu / r.requests, "us");
               if (r.drops) drops.push(`${system} ${cmd}_${m}: ${r.drops}`);
+              if (r.tcp) timers.push(`${system} ${cmd}_${m}: ${r.tcp}`);
               if (c === 50 && P === 1) cdf.resp[`${system} ${cmd}`] = r.pct;
             }
             console.error(`durable: resp ${cmd} ${m} done (${Math.round((Date.now() - t0) / 1000)} s)`);
@@ -570,6 +591,9 @@ export async function run(args = []) {
       drops.length
         ? `kernel backlog drops (/proc/net/softnet_stat, every CPU, during the kept repetition; a drop costs its flow a retransmission timeout, >= 200 ms): ${drops.join("; ")}`
         : "no kernel backlog drops (/proc/net/softnet_stat) during the kept repetitions",
+      timers.length
+        ? `pmstack TCP retransmissions (RTO = by timeout, fast, zero-window probes) in the kept repetitions: ${timers.join("; ")}`
+        : "pmstack sent no retransmissions or zero-window probes in the kept repetitions",
       `medium: ${o.dir} (${medium}) for every system: pmstack pool files (65536 x 2 KiB buffers, 32 MiB log), the Node servers' logs, redis' AOF`,
       `node-http/node-net persist with ${o.nodeIo === "sync" ? "writeSync + fdatasyncSync" : "fs.write + fs.fdatasync (libuv thread pool)"} per request; pmstack persists once per loop turn (group commit: msync on tmpfs), redis once per event-loop iteration (appendfsync always: write + fdatasync)`,
       CPU

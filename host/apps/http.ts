@@ -176,9 +176,14 @@ export class HttpParser {
   }
 }
 
+const ascii = new TextDecoder("ascii"); // WHATWG: windows-1252, equal to latin1 below 0x80
+
 function latin1(b: Uint8Array): string {
+  let high = false;
+  for (let i = 0; i < b.length; i++) if (b[i]! >= 0x80) high = true;
+  if (!high) return ascii.decode(b); // the usual case: one native call
   let s = "";
-  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
   return s;
 }
 

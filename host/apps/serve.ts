@@ -79,6 +79,9 @@ export function serve<A extends App>(
   let queues: NicQueues | undefined;
   const stack = Stack.create({
     ...opts,
+    // a turn's replies across many pipelining connections can outgrow the default 1024-slot TX
+    // ring, and the core drops (and later retransmits) what does not fit: give it room
+    rings: { tx: 14, ...opts.rings },
     pool: { path: opts.path, buffers: opts.buffers, metaBytes: opts.metaBytes, mode: opts.mode as never },
     configure: (core) => {
       PmLog.configure(core);

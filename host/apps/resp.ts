@@ -140,8 +140,7 @@ export class RespParser {
   #bulkHeader(emit: (ev: RespEvent) => void): void {
     if (this.#line[0] !== 0x24 /* $ */)
       return this.#error(emit, `expected '$', got '${String.fromCharCode(this.#line[0] ?? 32)}'`);
-    this.#line.shift();
-    const n = this.#int();
+    const n = this.#int(1);
     if (n === null || n > this.maxBulk) return this.#error(emit, "invalid bulk length");
     this.#bulkTotal = n;
     this.#bulkLeft = n;
@@ -171,10 +170,21 @@ export class RespParser {
     emit({ kind: "end" });
   }
 
-  #int(): number | null {
-    const t = String.fromCharCode(...this.#line);
-    if (!/^-?\d{1,12}$/.test(t)) return null;
-    return Number(t);
+  /** The line from `from` as an integer (-?[0-9]{1,12}), or null. No strings made: hot path. */
+  #int(from = 0): number | null {
+    const l = this.#line;
+    let i = from;
+    const neg = l[i] === 0x2d; /* - */
+    if (neg) i++;
+    const digits = l.length - i;
+    if (digits < 1 || digits > 12) return null;
+    let v = 0;
+    for (; i < l.length; i++) {
+      const d = l[i]! - 0x30;
+      if (d < 0 || d > 9) return null;
+      v = v * 10 + d;
+    }
+    return neg ? -v : v;
   }
 
   #error(emit: (ev: RespEvent) => void, message: string): void {

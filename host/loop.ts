@@ -8,7 +8,7 @@
 import { RING_HDR, SF_MORE, SLOT_SIZE } from "./abi.js";
 import { prng, type FaultConfig } from "./link/fault.js";
 import type { NicPort, TxFrame } from "./nic/port.js";
-import { SF_CSUM_VALID, SF_NEEDS_CSUM } from "./nic/native.js";
+import { SF_CSUM_VALID, SF_GSO_SHIFT, SF_NEEDS_CSUM } from "./nic/native.js";
 import type { PcapWriter } from "./pcap.js";
 import type { Pool } from "./pool.js";
 import type { Stack, StackEvent } from "./stack.js";
@@ -16,6 +16,9 @@ import type { Stack, StackEvent } from "./stack.js";
 /** The core's RX flags (docs/core-abi.md). */
 const RXF_CSUM_VALID = 2;
 const RXF_NEEDS_CSUM = 4;
+/** The core's TX first-slot flags (docs/core-abi.md): checksum offload and GSO requests. */
+const TXF_NEEDS_CSUM = 2;
+const TXF_GSO_SHIFT = 4;
 
 export interface LoopStats {
   turns: number;
@@ -497,7 +500,23 @@ export class NicLoop {
     while (head !== tail) {
       const s = ring + RING_HDR + ((head & mask) >>> 0) * SLOT_SIZE;
       const b = { index: u32[s >>> 2]!, offset: this.#u16[(s + 4) >>> 1]!, length: this.#u16[(s + 6) >>> 1]! };
-      (cur ??= { bufs: [] }).bufs.push(b);
+      if (!cur) {
+        cur = { bufs: [] };
+        const fl = u32[(s >>> 2) + 3]!;
+        if (fl & (TXF_NEEDS_CSUM | (0xf << TXF_GSO_SHIFT))) {
+          // a TSO superframe: the NIC completes the checksum and cuts gsoSize-byte segments
+          const gso = (fl >>> TXF_GSO_SHIFT) & 0xf;
+          const info = u32[(s >>> 2) + 2]!;
+          cur.flags = (fl & TXF_NEEDS_CSUM ? SF_NEEDS_CSUM : 0) | (gso << SF_GSO_SHIFT);
+          cur.csumStart = (fl >>> 8) & 0xff;
+          cur.csumOffset = (fl >>> 16) & 0xff;
+          if (gso) {
+            cur.gsoSize = info & 0xffff;
+            cur.hdrLen = info >>> 16;
+          }
+        }
+      }
+      cur.bufs.push(b);
       head = (head + 1) >>> 0;
       if (!(u32[(s >>> 2) + 3]! & SF_MORE)) {
         tx.push(cur);

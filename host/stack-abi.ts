@@ -29,6 +29,8 @@ export const CFG = {
   MIN_RTO: 100,
   INIT_RTO: 104,
   FRAG_SLOTS: 108,
+  TSO: 112,
+  TSO_PIECES: 116,
   SECRET: 128,
 } as const;
 
@@ -152,6 +154,8 @@ export const COUNTERS = [
   "IP_REASM_DROP",
   "IP_REASM_TIMEOUT",
   "TCP_ICMP_ABORT",
+  "TCP_TSO_FRAMES",
+  "TCP_TSO_SEGS",
 ] as const;
 
 /** tcpInfo field numbers. */

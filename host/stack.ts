@@ -44,8 +44,24 @@ export interface StackConfig {
   initialRtoMs?: number;
   /** IPv4 datagrams reassembled at once (default 4). */
   fragmentSlots?: number;
+  /**
+   * TCP segmentation offload: TCP sends more than one MSS of new data as one superframe (one
+   * header, the payload as a chain of the app's buffers) that the NIC cuts into segments
+   * (virtio-net GSO on TAP). Only for a NIC that segments: `true` = 65,535-byte superframes of
+   * at most 40 buffers (TAP's chain limit). Unset: off, unless a composition that knows the NIC
+   * turns it on (`configureOffloads`: NicDriver, `serve`, for TAP with offloads). Never over
+   * AF_XDP or in-memory links (they send the superframe as one oversized frame).
+   */
+  tso?: boolean | TsoConfig;
   /** 32 random bytes for ISNs and SYN cookies (default: crypto.getRandomValues). */
   secret?: Uint8Array;
+}
+
+export interface TsoConfig {
+  /** Largest superframe in bytes, Ethernet, IP and TCP headers included (<= 65535; default 65535). */
+  maxBytes?: number;
+  /** Most TX slots (buffers) per superframe (2..64; default 40, the TAP backend's chain limit). */
+  maxPieces?: number;
 }
 
 export interface StackOptions extends StackConfig {
@@ -113,9 +129,13 @@ export class Stack {
   #stats: number;
   #live = new Set<number>();
   #ev: StackEvent = { type: "DATA", code: 0, conn: 0, buf: 0, off: 0, len: 0, aux: 0, handle: 0, more: false };
+  #cfg: DataView;
+  /** The `tso` option as configured (undefined: left to the composition). */
+  #tsoAsked: boolean | TsoConfig | undefined;
 
-  private constructor(pool: Pool, mac: Uint8Array, ip: number) {
+  private constructor(pool: Pool, mac: Uint8Array, ip: number, tso: boolean | TsoConfig | undefined) {
     this.pool = pool;
+    this.#tsoAsked = tso;
     this.mac = mac;
     this.ip = ip;
     const e = pool.core.exports;
@@ -126,6 +146,50 @@ export class Stack {
     this.#u16 = new Uint16Array(pool.core.memory.buffer);
     this.#u32 = new Uint32Array(pool.core.memory.buffer);
     this.#stats = (e.stackStats as () => number)();
+    this.#cfg = new DataView(pool.core.memory.buffer, (e.stackConfig as () => number)(), 256);
+  }
+
+  /** TCP segmentation offload now in force (the core reads it at every send), or null if off. */
+  get tso(): { maxBytes: number; maxPieces: number } | null {
+    const maxBytes = this.#cfg.getUint32(CFG.TSO, true);
+    if (!maxBytes) return null;
+    return { maxBytes, maxPieces: this.#cfg.getUint32(CFG.TSO_PIECES, true) || 40 };
+  }
+
+  /**
+   * Turns TCP segmentation offload on or off at run time (next send). Only for a NIC that
+   * segments superframes (TAP with offloads); see StackConfig.tso.
+   */
+  setTso(on: boolean | TsoConfig): void {
+    Stack.#writeTso(this.#cfg, on);
+  }
+
+  /**
+   * Fits the offloads to the NIC the stack runs on: TSO goes on for a TAP queue with offloads
+   * when the configuration left `tso` unset, and off on any NIC that cannot segment (AF_XDP,
+   * TAP without offloads) whatever was asked. Returns whether TSO is on.
+   */
+  configureOffloads(nic: { kind: string; offload?: boolean }): boolean {
+    const canSegment = nic.kind === "tap" && nic.offload === true;
+    if (!canSegment) this.setTso(false);
+    else if (this.#tsoAsked === undefined) this.setTso(true);
+    return this.tso !== null;
+  }
+
+  static #writeTso(dv: DataView, on: boolean | TsoConfig | undefined): void {
+    if (!on) {
+      dv.setUint32(CFG.TSO, 0, true);
+      return;
+    }
+    const c: TsoConfig = on === true ? {} : on;
+    const maxBytes = c.maxBytes ?? 65535;
+    const maxPieces = c.maxPieces ?? 40;
+    if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > 65535)
+      throw new RangeError(`pmstack: tso.maxBytes must be an integer in [1, 65535], got ${maxBytes}`);
+    if (!Number.isInteger(maxPieces) || maxPieces < 2 || maxPieces > 64)
+      throw new RangeError(`pmstack: tso.maxPieces must be an integer in [2, 64], got ${maxPieces}`);
+    dv.setUint32(CFG.TSO_PIECES, maxPieces, true);
+    dv.setUint32(CFG.TSO, maxBytes, true);
   }
 
   /** Opens (or creates) the pool and starts a stack on it. */
@@ -147,7 +211,7 @@ export class Stack {
           configure,
         })
       : Pool.volatile({ buffers: p.buffers, shared: p.shared, metaBytes: p.metaBytes, configure });
-    return new Stack(pool, mac, ip);
+    return new Stack(pool, mac, ip, opts.tso);
   }
 
   static #configure(core: CoreInstance, c: StackConfig, mac: Uint8Array, ip: number, prefix: number): void {
@@ -197,6 +261,7 @@ export class Stack {
     put(CFG.MIN_RTO, c.minRtoMs, "minRtoMs");
     put(CFG.INIT_RTO, c.initialRtoMs, "initialRtoMs");
     put(CFG.FRAG_SLOTS, c.fragmentSlots, "fragmentSlots");
+    Stack.#writeTso(dv, c.tso);
     const secret = c.secret ?? globalThis.crypto.getRandomValues(new Uint8Array(32));
     if (secret.length !== 32) throw new RangeError("pmstack: secret must be 32 bytes");
     u8.set(secret, CFG.SECRET);

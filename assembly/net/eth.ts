@@ -9,7 +9,7 @@ import {
   cfg, CFG_MAC, cfgU32, CFG_ARP, CFG_ARPQ, CFG_ARP_TTL,
   count, C_ARP_BAD, C_ARP_REQ_IN, C_ARP_REPLY_IN, C_ARP_QUEUE_FULL, C_ARP_TIMEOUT, C_BUF_EXHAUSTED, C_ARP_CONFLICT,
   ld16, ld32, st16, st32, now, ourIp, ourMask,
-  tN, tb, to, tl, txAdd, txReset, txPush, txDiscard, MAXP,
+  tN, tb, to, tl, txAdd, txReset, txPush, txDiscard, MAXP, tFlags, txSetMeta,
 } from "./g";
 
 export const ETH_HLEN: u32 = 14;
@@ -230,6 +230,7 @@ export function ethOutput(hop: u32, type: u32, conn: u32): void {
     store<u32>(e, hop);
     store<u32>(e + 4, tN);
     store<u32>(e + 8, conn);
+    store<u32>(e + 12, tFlags); // offload request (GSO/NEEDS_CSUM) travels with the frame
     store<f64>(e + 16, now + 3000);
     for (let k: u32 = 0; k < tN; k++) {
       const s = e + 24 + k * 12;
@@ -260,6 +261,7 @@ function flushPending(ip: u32, mac: usize): void {
     }
     store<u32>(e + 4, 0);
     memory.copy(bufAddr(tb(0)) + to(0), mac, 6);
+    txSetMeta(load<u32>(e + 12));
     txPush(load<u32>(e + 8));
   }
 }

@@ -35,6 +35,8 @@ export const CFG_DELACK: u32 = 96; // ms delayed-ACK timeout (default 40)
 export const CFG_MIN_RTO: u32 = 100; // ms (default 200; RFC 6298 says 1000, Linux uses 200)
 export const CFG_INIT_RTO: u32 = 104; // ms (default 1000)
 export const CFG_FRAG_SLOTS: u32 = 108; // IPv4 datagrams in reassembly at once (default 4)
+export const CFG_TSO: u32 = 112; // TCP segmentation offload: max superframe bytes incl. headers (0 = off; read at each send)
+export const CFG_TSO_PIECES: u32 = 116; // TSO: max TX slots per superframe (default 40, max 64)
 export const CFG_SECRET: u32 = 128; // 32 bytes of host randomness (ISN, SYN cookies, TS offset)
 export const CFG_SIZE: u32 = 256;
 
@@ -113,6 +115,8 @@ export const C_IP_REASM_OK = 63;
 export const C_IP_REASM_DROP = 64;
 export const C_IP_REASM_TIMEOUT = 65;
 export const C_TCP_ICMP_ABORT = 66;
+export const C_TCP_TSO_FRAMES = 67;
+export const C_TCP_TSO_SEGS = 68;
 export const C_COUNT = 80;
 
 export let counters: usize = 0;
@@ -252,9 +256,21 @@ export function gInit(): i32 {
   return load<u32>(tLen + (<usize>i << 2));
 }
 
+/** First-slot TX flags of the frame under construction (offload request, see TXF_* below). */
+export let tFlags: u32 = 0;
+/** TX slot flags (first slot of a frame) asking the host/NIC for offloads; docs/core-abi.md. */
+export const TXF_NEEDS_CSUM: u32 = 2; // L4 checksum field holds the pseudo-header sum; csum_start/offset in bits 8-15/16-23
+export const TXF_GSO_SHIFT: u32 = 4; // bits 4-7: virtio-net GSO type (1 TCPv4); conn = gso_size | hdr_len << 16
+export const TXF_GSO_TCPV4: u32 = 1;
+/** Marks the frame under construction for checksum offload and GSO (reset by txReset/txPush). */
+export function txSetMeta(flags: u32): void {
+  tFlags = flags;
+}
+
 /** Starts a TX frame. */
 @inline export function txReset(): void {
   tN = 0;
+  tFlags = 0;
 }
 /** Appends a piece holding one reference that the frame now owns. False if the frame is full. */
 export function txAdd(b: u32, o: u32, l: u32): bool {
@@ -269,6 +285,7 @@ export function txAdd(b: u32, o: u32, l: u32): bool {
 export function txDiscard(): void {
   for (let i: u32 = 0; i < tN; i++) bufUnref(tb(i));
   tN = 0;
+  tFlags = 0;
 }
 /** Pushes the built frame to the TX ring (the NIC now owns each piece's reference). */
 export function txPush(conn: u32): bool {
@@ -279,11 +296,12 @@ export function txPush(conn: u32): bool {
   }
   let bytes: u32 = 0;
   for (let i: u32 = 0; i < tN; i++) {
-    ringPush(txRing, tb(i), to(i), tl(i), conn, i + 1 < tN ? SF_MORE : 0);
+    ringPush(txRing, tb(i), to(i), tl(i), conn, (i == 0 ? tFlags : 0) | (i + 1 < tN ? SF_MORE : 0));
     bytes += tl(i);
   }
   count(C_TX_FRAMES);
   countN(C_TX_BYTES, bytes);
   tN = 0;
+  tFlags = 0;
   return true;
 }

@@ -9,8 +9,9 @@ import { OWNER_APP, OWNER_KEPT, OWNER_NIC, OWNER_STACK } from "../layout";
 import { csumAddAt, csumFinish, csumFold16, csumRaw } from "../net/csum";
 import {
   cfg, cfgU32, CFG_MAX_CONNS, CFG_SYNQ, CFG_NODES, CFG_LISTEN, CFG_RCVBUF, CFG_SNDBUF, CFG_FLAGS, CFG_MSL,
-  CFG_KEEPALIVE, CFG_DELACK, CFG_MIN_RTO, CFG_INIT_RTO, CFG_SECRET,
-  count, C_TCP_BAD_CSUM, C_TCP_BAD_HDR, C_TCP_NO_CONN, C_TCP_CONN_EXHAUSTED, C_TCP_SYNQ_OVERFLOW, C_TCP_COOKIE_OK,
+  CFG_KEEPALIVE, CFG_DELACK, CFG_MIN_RTO, CFG_INIT_RTO, CFG_SECRET, CFG_TSO, CFG_TSO_PIECES, MAXP,
+  C_TCP_TSO_FRAMES, C_TCP_TSO_SEGS, txSetMeta, TXF_NEEDS_CSUM, TXF_GSO_SHIFT, TXF_GSO_TCPV4,
+  count, countN, C_TCP_BAD_CSUM, C_TCP_BAD_HDR, C_TCP_NO_CONN, C_TCP_CONN_EXHAUSTED, C_TCP_SYNQ_OVERFLOW, C_TCP_COOKIE_OK,
   C_TCP_COOKIE_BAD, C_TCP_NODES_EXHAUSTED, C_TCP_RETRANSMITS, C_TCP_RTO, C_TCP_FAST_RTX, C_TCP_CHALLENGE_ACK,
   C_TCP_PAWS_DROP, C_BUF_EXHAUSTED, C_TCP_OOO, C_TCP_IN, C_TCP_OUT, C_TCP_KEEPALIVE_DROP, C_TCP_DUP, C_TCP_BAD_SEG,
   C_TCP_RST_IN, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_SACK_RTX, C_TCP_CHALLENGE_LIMITED, C_TCP_ICMP_ABORT,
@@ -388,8 +389,12 @@ function nodeAt(t: Tcb, seq: u32): u32 {
  * Builds and sends one segment: `len` payload bytes from the send queue at `seq`, with flags
  * `fl`. Headers go into the payload buffer's headroom when that buffer is ours alone, else into
  * a fresh header buffer chained before the payload. Returns false if it could not be sent.
+ * With `gso` (a segment size, TSO) the frame is a superframe of `len` > `gso` bytes that the
+ * NIC cuts into `gso`-byte segments: the TCP checksum field holds the pseudo-header sum over the
+ * superframe's TCP length (Linux CHECKSUM_PARTIAL, what `tcp_gso_segment` adjusts per segment)
+ * and the first TX slot asks for NEEDS_CSUM + GSO TCPv4 (docs/core-abi.md).
  */
-function xmit(i: u32, seq: u32, len: u32, fl: u32): bool {
+function xmit(i: u32, seq: u32, len: u32, fl: u32, gso: u32 = 0): bool {
   const t = tcb(i);
   // options
   let olen: u32 = 0;
@@ -527,8 +532,25 @@ function xmit(i: u32, seq: u32, len: u32, fl: u32): bool {
       k++;
     }
   }
-  // checksum: pseudo header + TCP header + payload pieces
   const tl = TCP_HLEN + olen + len;
+  if (gso != 0) {
+    // the NIC completes the checksum of every segment it cuts: leave the pseudo-header sum
+    store<u16>(th + 16, <u16>csumFold16(pseudo4(t.lip, t.rip, PROTO_TCP, tl)));
+    ip4WriteHdr(th - IP4_HLEN, t.lip, t.rip, PROTO_TCP, tl, 64);
+    count(C_TCP_OUT);
+    count(C_TCP_TSO_FRAMES);
+    countN(C_TCP_TSO_SEGS, (len + gso - 1) / gso);
+    if ((fl & TH_ACK) != 0) {
+      t.ackPending = 0;
+      t.ackAt = Infinity;
+      t.flags &= ~TF_ACK_NOW;
+    }
+    const cs: u32 = ETH_HLEN + IP4_HLEN;
+    txSetMeta(TXF_NEEDS_CSUM | (TXF_GSO_TCPV4 << TXF_GSO_SHIFT) | (cs << 8) | (16 << 16));
+    netOutput(t.fam, t.rip, gso | (HL << 16));
+    return true;
+  }
+  // checksum: pseudo header + TCP header + payload pieces
   let acc = pseudo4(t.lip, t.rip, PROTO_TCP, tl);
   acc += <u64>csumFold16(csumRaw(th, TCP_HLEN + olen));
   let pos: u32 = TCP_HLEN + olen;
@@ -634,6 +656,22 @@ function sackBytes(t: Tcb): u32 {
   return 4 + min<u32>(t.rCount, (t.flags & TF_TS_OK) != 0 ? 3 : 4) * 8;
 }
 
+/** TSO: payload bytes from `seq` (at most `want`) that fit in `pieces` TX slots after the header. */
+function tsoFit(t: Tcb, seq: u32, want: u32, pieces: u32): u32 {
+  let n = nodeAt(t, seq);
+  if (n == NIL) return 0;
+  let off = seq - nSeq(n);
+  let got: u32 = 0;
+  let k: u32 = 0;
+  while (n != NIL && got < want && k < pieces) {
+    got += nLen(n) - off;
+    off = 0;
+    k++;
+    n = nNext(n);
+  }
+  return min<u32>(got, want);
+}
+
 /** Sends whatever the windows, Nagle and the state allow; then the ACK if one is owed. */
 function tcpOutput(i: u32): void {
   const t = tcb(i);
@@ -673,17 +711,34 @@ function tcpOutput(i: u32): void {
     // Nagle with Minshall's refinement: hold a small segment only while another small one is unacknowledged
     if (len > 0 && len < segMax && inflight > 0 && (t.flags & TF_NODELAY) == 0 && !(finQ && len == remain) &&
         seqGt(t.smlEnd, t.sndUna)) len = 0;
+    const rtx = seqLt(t.sndNxt, t.sndMax);
+    // TSO: new data worth more than one full segment goes as one superframe of full segments
+    // (plus the end of the queue when Nagle would send it now); retransmissions stay <= MSS
+    let gso: u32 = 0;
+    const tsoMax = min<u32>(load<u32>(cfg + CFG_TSO), 65535);
+    if (tsoMax != 0 && !rtx && len == segMax && remain > segMax && usable > segMax) {
+      const hl = ETH_HLEN + IP4_HLEN + TCP_HLEN + ((t.flags & TF_TS_OK) != 0 ? 12 : 0) + sackBytes(t);
+      if (tsoMax > hl + 2 * segMax) {
+        const pieces = min<u32>(cfgU32(CFG_TSO_PIECES, 40), MAXP) - 1;
+        const big = tsoFit(t, t.sndNxt, min<u32>(min<u32>(remain, usable), tsoMax - hl), pieces);
+        let tso = (big / segMax) * segMax;
+        if (big == remain && big > tso && ((t.flags & TF_NODELAY) != 0 || finQ || !seqGt(t.smlEnd, t.sndUna))) tso = big;
+        if (tso > segMax) {
+          len = tso;
+          gso = segMax;
+        }
+      }
+    }
     const fin = finQ && t.sndNxt + len == t.sndEnd;
     if (len == 0 && !fin) break;
     let fl = TH_ACK;
     if (fin) fl |= TH_FIN;
     if (len > 0 && t.sndNxt + len == t.sndEnd) fl |= TH_PSH;
-    const rtx = seqLt(t.sndNxt, t.sndMax);
     if (rtx) {
       count(C_TCP_RETRANSMITS);
       t.flags &= ~TF_RTT;
     }
-    if (!xmit(i, t.sndNxt, len, fl)) {
+    if (!xmit(i, t.sndNxt, len, fl, gso)) {
       if (t.rtxAt == Infinity) t.rtxAt = now + rtoEff(t); // out of buffers: try again later
       break;
     }
@@ -693,7 +748,7 @@ function tcpOutput(i: u32): void {
       t.rttTime = now;
     }
     t.sndNxt += len + (fin ? 1 : 0);
-    if (len > 0 && len < segMax) t.smlEnd = t.sndNxt;
+    if (len > 0 && len % segMax != 0) t.smlEnd = t.sndNxt; // ends with a sub-MSS segment
     if (len > 0) t.lastSend = now;
     if (seqGt(t.sndNxt, t.sndMax)) t.sndMax = t.sndNxt;
     if (t.rtxAt == Infinity) t.rtxAt = now + rtoEff(t);

@@ -96,6 +96,8 @@ export const CFG = {
   MIN_RTO: 100,
   INIT_RTO: 104,
   FRAG_SLOTS: 108,
+  TSO: 112,
+  TSO_PIECES: 116,
   SECRET: 128,
 };
 
@@ -160,6 +162,8 @@ function setUp(memory, x, opts) {
     minRto: "MIN_RTO",
     initRto: "INIT_RTO",
     fragSlots: "FRAG_SLOTS",
+    tso: "TSO",
+    tsoPieces: "TSO_PIECES",
     rxLog2: "RX_LOG2",
     txLog2: "TX_LOG2",
     ainLog2: "AIN_LOG2",

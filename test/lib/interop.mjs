@@ -501,7 +501,7 @@ export function defineConnectionTests(it, backend, { conns = 1000 } = {}) {
       stack.listen(80);
       const events = [];
       on((ev) => {
-        events.push({ type: ev.type, conn: ev.conn, aux: ev.aux });
+        events.push({ type: ev.type, conn: ev.conn, aux: ev.aux, tag: ev.buf });
         if (ev.type === "ACCEPTED") stack.close(ev.conn);
         if (ev.type === "PEER_CLOSED") stack.close(ev.conn);
       });
@@ -509,10 +509,11 @@ export function defineConnectionTests(it, backend, { conns = 1000 } = {}) {
       assert.match(open.stdout, /CONNECTED/, "port 80 is open: " + open.stdout);
       const closed = await kernelPeer(ns, ["probe", B.us, 81]).done;
       assert.match(closed.stdout, /ERROR ECONNREFUSED/, closed.stdout + closed.stderr);
-      stack.connect(B.kernel, 9999);
+      stack.connect(B.kernel, 9999, { tag: 42 });
       assert.ok(await until(() => events.some((e) => e.type === "RESET")), JSON.stringify(events));
       const rst = events.find((e) => e.type === "RESET");
       assert.is(rst.aux, R_REFUSED, "the reason is: refused");
+      assert.is(rst.tag, 42, "the RESET carries the connect's tag (in buf)");
       assert.is(stack.connection(rst.conn), null, "its connection block is freed");
       assert.not.ok(events.some((e) => e.type === "CONNECTED"));
       // and every block comes back (TIME_WAIT is 2 MSL = 1 s here)

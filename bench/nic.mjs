@@ -241,6 +241,8 @@ function pmstackSystem(name, tag, host, prefix, open) {
       configure: (core) => (queues = reserveNicQueues(core)),
     });
     port = open(stack, queues, ns);
+    // TSO where the NIC segments (TAP with offloads); AF_XDP keeps plain frames
+    stack.configureOffloads(port.info);
     const app = pmstackApp(stack);
     loop = new NicLoop(stack, port, app);
     loop.start();

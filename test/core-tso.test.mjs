@@ -22,6 +22,7 @@ import {
   SF_MORE,
   checkCores,
 } from "./lib/corehost.mjs";
+import { Stack } from "../build/index.js";
 
 const CFG_TSO = 112;
 const CFG_TSO_PIECES = 116;
@@ -556,6 +557,31 @@ test("a 4 MiB transfer through a lossy segmenting NIC arrives byte-exact", () =>
   core.poll(t + 5000);
   nic(core);
   clean(core);
+});
+
+test("Stack: tso option, setTso, and configureOffloads per NIC kind", () => {
+  const mk = (tso) => Stack.create({ mac: "02:00:00:00:00:01", ip: "198.18.0.1/24", pool: { buffers: 64 }, tso });
+  const a = mk(undefined);
+  assert.is(a.tso, null, "unset: off");
+  assert.is(a.configureOffloads({ kind: "xdp" }), false, "AF_XDP: off");
+  assert.is(a.configureOffloads({ kind: "tap", offload: false }), false, "TAP without offloads: off");
+  assert.is(a.configureOffloads({ kind: "tap", offload: true }), true, "TAP with offloads: on");
+  assert.equal(a.tso, { maxBytes: 65535, maxPieces: 40 });
+  assert.is(a.configureOffloads({ kind: "xdp" }), false, "and off again on a NIC that cannot segment");
+  a.shutdown();
+  const b = mk(false);
+  assert.is(b.configureOffloads({ kind: "tap", offload: true }), false, "tso: false is kept");
+  b.setTso({ maxBytes: 30000, maxPieces: 20 });
+  assert.equal(b.tso, { maxBytes: 30000, maxPieces: 20 });
+  b.setTso(false);
+  assert.is(b.tso, null);
+  b.shutdown();
+  const c = mk(true);
+  assert.equal(c.tso, { maxBytes: 65535, maxPieces: 40 }, "tso: true from the start");
+  assert.is(c.configureOffloads({ kind: "xdp" }), false, "even when asked, never on AF_XDP");
+  c.shutdown();
+  assert.throws(() => mk({ maxBytes: 70000 }), RangeError);
+  assert.throws(() => mk({ maxPieces: 65 }), RangeError);
 });
 
 test.run();

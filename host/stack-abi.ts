@@ -156,6 +156,7 @@ export const COUNTERS = [
   "TCP_ICMP_ABORT",
   "TCP_TSO_FRAMES",
   "TCP_TSO_SEGS",
+  "TX_STALL",
 ] as const;
 
 /** tcpInfo field numbers. */

@@ -117,6 +117,8 @@ export const C_IP_REASM_TIMEOUT = 65;
 export const C_TCP_ICMP_ABORT = 66;
 export const C_TCP_TSO_FRAMES = 67;
 export const C_TCP_TSO_SEGS = 68;
+/** TCP output stopped for a nearly full TX ring (resumed at the next poll; nothing dropped). */
+export const C_TX_STALL = 69;
 export const C_COUNT = 80;
 
 export let counters: usize = 0;

@@ -18,8 +18,9 @@ import {
   emit, aoutSpace, EV_DATA, EV_ACCEPTED, EV_CONNECTED, EV_PEER_CLOSED, EV_CLOSED, EV_RESET, EV_WRITABLE,
   EV_SEND_REFUSED, EV_LISTENING, EV_ERROR,
   ld16, ld32, st16, st32, now, nowMs, ourIp, ourMtu, pb, po, pl, setP, txAdd, txReset, txDiscard,
-  tN, tb, to, tl as tlen,
+  tN, tb, to, tl as tlen, txRing, C_TX_STALL,
 } from "../net/g";
+import { ringSpace } from "../ring";
 import { ETH_HLEN } from "../net/eth";
 import {
   rxSrc, rxDst, rxL4Len, rxNp, rxBcast, rxL4Avail0, rxL4CsumValid, pseudo4, ip4WriteHdr, netOutput, netHdrLen,
@@ -697,6 +698,13 @@ function tcpOutput(i: u32): void {
     t.epoch = -1;
   }
   while (canData) {
+    // the TX ring is nearly full (a turn's output to many connections): stop here and go on at
+    // the next poll, once the host has drained it, rather than build frames it would drop
+    if (ringSpace(txRing) < MAXP + 8) {
+      count(C_TX_STALL);
+      t.flags |= TF_PEND;
+      break;
+    }
     // skip data the peer already holds (SACKed), e.g. after a retransmission timeout
     for (let k: u32 = 0; k < t.sbN; k++) {
       if (seqGe(t.sndNxt, sbL(t, k)) && seqLt(t.sndNxt, sbR(t, k))) t.sndNxt = sbR(t, k);
@@ -1750,6 +1758,7 @@ export function tcpFlush(): f64 {
     if (t.rHead != NIL) pull(i);
     tcpOutput(i);
     next = min(next, min(min(t.rtxAt, t.ackAt), t.persistAt));
+    if ((t.flags & TF_PEND) != 0) next = now; // stalled on a full TX ring: again at once
   }
   return next;
 }

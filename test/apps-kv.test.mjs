@@ -621,6 +621,34 @@ test("clients that go away mid-pipeline leave no buffer behind", () => {
   h.close();
 });
 
+test("a full pool: writes answer -OOM and keep nothing, GET and DEL still work, then SET again", () => {
+  const h = kvPair({ buffers: 2048 });
+  const c = h.connect();
+  const value = "v".repeat(1000); // each value keeps its own receive buffer
+  const replies = [];
+  for (let k = 0; k < 1600; k += 50) {
+    const cmds = [];
+    for (let j = k; j < k + 50; j++) cmds.push(["SET", `key${j}`, value]);
+    replies.push(...h.call(c, cmds));
+  }
+  const ok = replies.filter((r) => r === "+OK").length;
+  const oom = replies.filter(
+    (r) => typeof r === "string" && r.startsWith("-OOM command not allowed when the PM pool is full"),
+  );
+  assert.is(ok + oom.length, 1600, "SET answers OK or -OOM only");
+  assert.ok(oom.length > 0 && ok > 500, `${ok} stored, ${oom.length} refused`);
+  assert.is(h.app.stats.full, oom.length);
+  assert.ok(h.srv.pool.counts().free >= h.app.reserveBuffers - 64, "the reserve stays free");
+  assert.is(text(h.one(c, "GET", "key0")), value, "reads work on a full pool");
+  const del = [];
+  for (let k = 0; k < 600; k++) del.push(["DEL", `key${k}`]);
+  assert.ok(h.call(c, del).every((r) => r === 1 || r === 0));
+  assert.is(h.one(c, "SET", "after", value), "+OK", "room again after DEL");
+  assert.is(text(h.one(c, "GET", "after")), value);
+  h.srv.pool.check();
+  h.close();
+});
+
 test("parseI64 follows Redis's string2ll", () => {
   for (const [s, v] of [
     ["0", 0n],

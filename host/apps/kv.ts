@@ -45,6 +45,8 @@ export interface KvOptions {
   now?: () => number;
   /** Reported by INFO (default "pmstack"). */
   serverName?: string;
+  /** Free buffers a write may not take (default max(1024, 1/8 of the pool), at most half). */
+  reserveBuffers?: number;
 }
 
 export interface KvStats {
@@ -59,6 +61,8 @@ export interface KvStats {
   errors: number;
   /** Values refused for needing more than KV_MAX_VALUE_NAMES buffers. */
   tooLarge: number;
+  /** Writes refused with -OOM because the pool's free buffers were down to the reserve. */
+  full: number;
   commits: number;
   /** Sends the stack refused (send queue full), resent in order after WRITABLE. */
   refusedSends: number;
@@ -262,12 +266,18 @@ export class KvApp {
     expired: 0,
     errors: 0,
     tooLarge: 0,
+    full: 0,
     commits: 0,
     ringWaits: 0,
     refusedSends: 0,
     bytesByName: 0,
     bytesCopied: 0,
   };
+  /**
+   * Free buffers a write may not take: below this, SET/MSET/INCR answer -OOM so that the NIC can
+   * always receive (GET, DEL) and the server never wedges on a full pool.
+   */
+  readonly reserveBuffers: number;
   #now: () => number;
   #serverName: string;
   #started: number;
@@ -298,6 +308,8 @@ export class KvApp {
     this.port = port;
     this.#now = opts.now ?? Date.now;
     this.#serverName = opts.serverName ?? "pmstack";
+    const total = stack.pool.bufferCount;
+    this.reserveBuffers = Math.min(opts.reserveBuffers ?? Math.max(1024, total >>> 3), total >>> 1);
     this.#started = Date.now();
     // keys with an expiry, from the recovered log (the expiry lives in each record's header)
     for (const e of log.entries()) {
@@ -514,6 +526,15 @@ export class KvApp {
         c,
         `ERR pmstack: an argument needs more than ${KV_MAX_VALUE_NAMES} buffers (a record's limit); ` +
           "the value was not stored",
+      );
+    }
+    // a full pool refuses writes while it can still receive: reads and DELs (which free values)
+    // keep working, and the NIC always has buffers to receive them into
+    if (sp.flags.includes("denyoom") && this.stack.pool.counts().free < this.reserveBuffers) {
+      this.stats.full++;
+      return this.#error(
+        c,
+        `OOM command not allowed when the PM pool is full (reserve of ${this.reserveBuffers} free buffers reached): DEL keys or grow the pool`,
       );
     }
     try {
@@ -891,6 +912,7 @@ export class KvApp {
       ["expired_keys", this.stats.expired],
       ["total_error_replies", this.stats.errors],
       ["rejected_values_too_large", this.stats.tooLarge],
+      ["rejected_writes_pool_full", this.stats.full],
       ["group_commits", this.stats.commits],
       ["command_ring_waits", this.stats.ringWaits],
       ["refused_sends", this.stats.refusedSends],

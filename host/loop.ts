@@ -8,7 +8,7 @@
 import { RING_HDR, SF_MORE, SLOT_SIZE } from "./abi.js";
 import { prng, type FaultConfig } from "./link/fault.js";
 import type { NicPort, TxFrame } from "./nic/port.js";
-import { SF_CSUM_VALID, SF_GSO_SHIFT, SF_NEEDS_CSUM } from "./nic/native.js";
+import { SF_CSUM_VALID, SF_GSO_MASK, SF_GSO_SHIFT, SF_NEEDS_CSUM } from "./nic/native.js";
 import type { PcapWriter } from "./pcap.js";
 import type { Pool } from "./pool.js";
 import type { Stack, StackEvent } from "./stack.js";
@@ -78,9 +78,12 @@ export interface LoopFaultStats {
 type Name = { index: number; offset: number; length: number };
 interface FaultFrame {
   bufs: Name[];
+  /** The NIC slot flags (SF_NEEDS_CSUM, SF_CSUM_VALID, GSO type) and their metadata. */
   flags: number;
   cs: number;
   co: number;
+  gs: number;
+  hl: number;
 }
 interface Held {
   at: number;
@@ -89,12 +92,15 @@ interface Held {
 }
 
 /**
- * One direction of the loop's fault injector. Frames travel by name: a dropped frame's
- * buffers are freed, a held frame keeps them until it is due, a duplicate is a copy into
- * fresh buffers (owner nic), and a corrupted frame has one bit flipped in place (RX: the NIC's
- * own buffers; a NEEDS_CSUM frame's checksum is completed first and its offload flags cleared,
- * as if the bit flipped on the wire after the sender's checksum) or, on TX when a buffer is
- * shared (a retransmit queue holds it too), in a copy, so the stack's own data stays intact.
+ * One direction of the loop's fault injector. Frames travel by name, with their offload
+ * metadata: a dropped frame's buffers are freed, a held frame keeps them until it is due, a
+ * duplicate is a copy into fresh buffers (owner nic), and a corrupted frame has one bit
+ * flipped in place (RX: the NIC's own buffers) or, on TX when a buffer is shared (a
+ * retransmit queue holds it too), in a copy, so the stack's own data stays intact. A
+ * NEEDS_CSUM frame's checksum is completed first and its offload flags cleared, as if the bit
+ * flipped on the wire after the sender's checksum (left partial, the receiver or the NIC would
+ * sum over the flipped bit and take it). A TX GSO superframe chosen for corruption is lost
+ * instead: the NIC would cut it into segments, each with a valid checksum over the flipped bit.
  */
 class FrameFaults {
   readonly stats: LoopFaultStats = {
@@ -226,12 +232,13 @@ class FrameFaults {
       this.stats.copiedBytes += b.length;
       return { index: fresh[k]!, offset: b.offset, length: b.length };
     });
-    return { bufs, flags: f.flags, cs: f.cs, co: f.co };
+    return { bufs, flags: f.flags, cs: f.cs, co: f.co, gs: f.gs, hl: f.hl };
   }
 
   /** Flips one bit of the frame; returns the frame to deliver (maybe a copy), or null. */
   #corrupt(f: FaultFrame, len: number): FaultFrame | null {
     const pool = this.#pool;
+    if (!this.#rx && f.flags & SF_GSO_MASK) return null; // lost (see the class comment)
     let g = f;
     if (!this.#rx && f.bufs.some((b) => pool.refCount(b.index) > 1 || pool.owner(b.index) === "kept")) {
       const d = this.#copy(f);
@@ -239,10 +246,8 @@ class FrameFaults {
       this.#free(f);
       g = d;
     }
-    if (this.#rx) {
-      if (g.flags & SF_NEEDS_CSUM) this.#completeCsum(g);
-      g.flags &= ~(SF_NEEDS_CSUM | SF_CSUM_VALID);
-    }
+    if (g.flags & SF_NEEDS_CSUM) this.#completeCsum(g);
+    g.flags &= ~(SF_NEEDS_CSUM | SF_CSUM_VALID);
     let bit = Math.floor(this.#rand() * len * 8);
     for (const b of g.bufs) {
       if (bit < b.length * 8) {
@@ -380,7 +385,7 @@ export class NicLoop {
     const rxf = this.#rxFaults;
     if (rxf) {
       for (const f of this.nic.drain())
-        rxf.push({ bufs: f.bufs, flags: f.flags, cs: f.csumStart, co: f.csumOffset }, now);
+        rxf.push({ bufs: f.bufs, flags: f.flags, cs: f.csumStart, co: f.csumOffset, gs: f.gsoSize, hl: f.hdrLen }, now);
       const due = this.#due;
       due.length = 0;
       rxf.due(now, due);
@@ -526,12 +531,28 @@ export class NicLoop {
     u32[r + 1] = head;
     const txf = this.#txFaults;
     if (txf) {
-      for (const f of tx) txf.push({ bufs: f.bufs as Name[], flags: 0, cs: 0, co: 0 }, now);
+      for (const f of tx)
+        txf.push(
+          {
+            bufs: f.bufs as Name[],
+            flags: f.flags ?? 0,
+            cs: f.csumStart ?? 0,
+            co: f.csumOffset ?? 0,
+            gs: f.gsoSize ?? 0,
+            hl: f.hdrLen ?? 0,
+          },
+          now,
+        );
       tx.length = 0;
       const due = this.#due;
       due.length = 0;
       txf.due(now, due);
-      for (const f of due) tx.push({ bufs: f.bufs });
+      for (const f of due)
+        tx.push(
+          f.flags
+            ? { bufs: f.bufs, flags: f.flags, csumStart: f.cs, csumOffset: f.co, gsoSize: f.gs, hdrLen: f.hl }
+            : { bufs: f.bufs },
+        );
       due.length = 0;
     }
     if (this.#opts.pcap) for (const f of tx) this.#capture(f.bufs);

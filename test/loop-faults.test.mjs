@@ -21,16 +21,23 @@ class FakeNic {
     this.pool = pool;
     this.rx = [];
     this.sent = [];
+    this.meta = [];
     this.onSend = null;
     this.closed = false;
     this.txPending = 0;
   }
-  /** A received frame in one fresh buffer (owner nic), as a backend would hand it over. */
+  /** A received frame in fresh buffers (owner nic, chained past 2 KiB), as a backend hands it over. */
   inject(bytes, { offset = 0, flags = 0, csumStart = 0, csumOffset = 0 } = {}) {
-    const i = this.pool.alloc("nic");
-    this.pool.view(i, offset, bytes.length).set(bytes);
+    const bufs = [];
+    for (let at = 0, off = offset; at < bytes.length; off = 0) {
+      const n = Math.min(2048 - off, bytes.length - at);
+      const i = this.pool.alloc("nic");
+      this.pool.view(i, off, n).set(bytes.subarray(at, at + n));
+      bufs.push({ index: i, offset: off, length: n });
+      at += n;
+    }
     this.rx.push({
-      bufs: [{ index: i, offset, length: bytes.length }],
+      bufs,
       length: bytes.length,
       flags,
       gsoType: 0,
@@ -52,7 +59,8 @@ class FakeNic {
     const idx = [];
     for (const f of frames) {
       const bytes = Buffer.concat(f.bufs.map((b) => this.pool.view(b.index, b.offset ?? 0, b.length)));
-      if (this.onSend) this.onSend(bytes);
+      this.meta.push({ length: bytes.length, flags: f.flags ?? 0, gsoSize: f.gsoSize ?? 0 });
+      if (this.onSend) this.onSend(bytes, f);
       else this.sent.push(bytes);
       for (const b of f.bufs) idx.push(b.index);
     }
@@ -361,8 +369,8 @@ test("RX corrupt on a NEEDS_CSUM frame: the flip is caught (the core is not left
  * of the seeded stream and closes. Returns both sides once both saw CLOSED (or time ran out),
  * after TIME_WAIT ended, the loops stopped and the NICs closed.
  */
-function tcpPair(bytes, faultsA, faultsB) {
-  const A = makeStack(US, { mslMs: 500 });
+function tcpPair(bytes, faultsA, faultsB, moreA = {}) {
+  const A = makeStack(US, { mslMs: 500, ...moreA });
   const B = makeStack(PEER, { mslMs: 500 });
   const side = (S, faults) => {
     const st = { S, tx: streamSender(S.stack, bytes), got: 0, ok: true, closed: null };
@@ -387,8 +395,15 @@ function tcpPair(bytes, faultsA, faultsB) {
   };
   const a = side(A, faultsA);
   const b = side(B, faultsB);
-  A.nic.onSend = (f) => B.nic.inject(f);
-  B.nic.onSend = (f) => A.nic.inject(f);
+  // a partial checksum travels as the metadata a TAP would pass (a superframe as the kernel's
+  // TSO would: one frame, NEEDS_CSUM)
+  const wire = (to) => (bytes, f) =>
+    to.nic.inject(
+      bytes,
+      (f.flags ?? 0) & SF_NEEDS_CSUM ? { flags: SF_NEEDS_CSUM, csumStart: f.csumStart, csumOffset: f.csumOffset } : {},
+    );
+  A.nic.onSend = wire(B);
+  B.nic.onSend = wire(A);
   B.stack.listen(80);
   A.stack.connect(PEER.ip, 80);
   let t = 0;
@@ -399,6 +414,7 @@ function tcpPair(bytes, faultsA, faultsB) {
     t = A.nic.rx.length || B.nic.rx.length ? t + 0.05 : Math.max(t + 0.05, Math.min(na, nb));
   }
   a.faults = a.loop.faultStats;
+  a.wire = A.nic.meta;
   b.faults = b.loop.faultStats;
   // TIME_WAIT ends (2 MSL), then every block and buffer must be back
   for (const end = t + 1200; t < end; t += 10) {
@@ -448,6 +464,26 @@ test("TX corrupt flips a copy when the stack still holds the buffer (retransmit 
   assert.ok(f.corrupted > 100, `corrupted ${f.corrupted}`);
   assert.ok(f.copiedBytes > 100 * 1000, `corrupted data segments were copies: ${f.copiedBytes} bytes copied`);
   assert.is(f.duplicated, 0);
+  for (const s of [a, b]) assert.equal(s.counts, s.idle, "no buffer leaked");
+});
+
+test("TX faults keep a TSO superframe's offload request; a corrupted superframe is lost, never sent with a flipped bit under NEEDS_CSUM", () => {
+  // A sends with TSO (superframes of several MSS, NEEDS_CSUM + GSO TCPv4); B takes them whole
+  // as a TAP with offloads would hand them over. Without the metadata B could not check them.
+  const bytes = 4 << 20;
+  const { a, b } = tcpPair(bytes, { tx: { ...FAULTS, corrupt: 0.02, seed: 17 } }, {}, { tso: true });
+  assert.is(b.got, bytes);
+  assert.is(a.got, bytes);
+  assert.ok(a.ok && b.ok, "byte-exact both ways");
+  const gso = a.wire.filter((m) => m.gsoSize > 0);
+  assert.ok(gso.length > 50, `superframes on the wire: ${gso.length}`);
+  assert.ok(
+    gso.every((m) => m.flags & SF_NEEDS_CSUM && m.length > 1514),
+    "each superframe went out with its offload request",
+  );
+  const f = a.faults.tx;
+  for (const k of ["dropped", "duplicated", "reordered", "corrupted"])
+    assert.ok(f[k] > 0, `${k}: ${JSON.stringify(f)}`);
   for (const s of [a, b]) assert.equal(s.counts, s.idle, "no buffer leaked");
 });
 

@@ -7,6 +7,7 @@
 
 import { RING_HDR, SF_MORE, SLOT_SIZE } from "./abi.js";
 import { prng, type FaultConfig } from "./link/fault.js";
+import { TimeQueue } from "./link/timeq.js";
 import type { NicPort, TxFrame } from "./nic/port.js";
 import { SF_CSUM_VALID, SF_GSO_MASK, SF_GSO_SHIFT, SF_NEEDS_CSUM } from "./nic/native.js";
 import type { PcapWriter } from "./pcap.js";
@@ -87,7 +88,6 @@ interface FaultFrame {
 }
 interface Held {
   at: number;
-  seq: number;
   f: FaultFrame;
 }
 
@@ -119,8 +119,7 @@ class FrameFaults {
   #c: LoopFaultConfig;
   #rx: boolean;
   #rand: () => number;
-  #heap: Held[] = [];
-  #seq = 0;
+  #heap = new TimeQueue<Held>(); // by (at, arrival)
   #linkFree = 0;
 
   constructor(pool: Pool, c: LoopFaultConfig, rx: boolean) {
@@ -190,7 +189,7 @@ class FrameFaults {
         at += this.#rand() * (c.reorderMs ?? 1);
         st.reordered++;
       }
-      this.#push({ at, seq: this.#seq++, f: g });
+      this.#heap.push({ at, f: g });
     }
     st.held = this.#heap.length;
   }
@@ -198,22 +197,22 @@ class FrameFaults {
   /** Frames due by `now`, in delivery order. */
   due(now: number, out: FaultFrame[]): void {
     const q = this.#heap;
-    while (q.length && q[0]!.at <= now) {
-      out.push(this.#pop().f);
+    for (let h = q.popDue(now); h; h = q.popDue(now)) {
+      out.push(h.f);
       this.stats.delivered++;
     }
     this.stats.held = q.length;
   }
 
   next(): number {
-    return this.#heap.length ? this.#heap[0]!.at : Infinity;
+    return this.#heap.next();
   }
 
   /** Frees every held frame (the loop stops: what was on the wire is lost). */
   clear(): void {
     const idx: number[] = [];
-    for (const h of this.#heap) for (const b of h.f.bufs) idx.push(b.index);
-    this.#heap = [];
+    for (const h of this.#heap.items()) for (const b of h.f.bufs) idx.push(b.index);
+    this.#heap.clear();
     this.stats.held = 0;
     if (idx.length && !this.#pool.closed) this.#pool.freeBatch(idx);
   }
@@ -281,41 +280,6 @@ class FrameFaults {
     const r = ~sum & 0xffff;
     v[at] = r >>> 8;
     v[at + 1] = r & 0xff;
-  }
-
-  #less(a: Held, b: Held): boolean {
-    return a.at < b.at || (a.at === b.at && a.seq < b.seq);
-  }
-  #push(x: Held): void {
-    const q = this.#heap;
-    q.push(x);
-    let i = q.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.#less(q[i]!, q[p]!)) break;
-      [q[i], q[p]] = [q[p]!, q[i]!];
-      i = p;
-    }
-  }
-  #pop(): Held {
-    const q = this.#heap;
-    const top = q[0]!;
-    const last = q.pop()!;
-    if (q.length) {
-      q[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < q.length && this.#less(q[l]!, q[m]!)) m = l;
-        if (r < q.length && this.#less(q[r]!, q[m]!)) m = r;
-        if (m === i) break;
-        [q[i], q[m]] = [q[m]!, q[i]!];
-        i = m;
-      }
-    }
-    return top;
   }
 }
 

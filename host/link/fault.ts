@@ -4,6 +4,8 @@
 // same inputs give the same outputs. Linux here has no netem; this is pmstack's (both
 // directions, each with its own config and seed).
 
+import { TimeQueue } from "./timeq.js";
+
 export interface FaultConfig {
   /** Probability a frame is lost. */
   drop?: number;
@@ -51,7 +53,6 @@ export function prng(seed: number): () => number {
 
 interface InFlight {
   at: number;
-  seq: number;
   data: Uint8Array;
 }
 
@@ -69,8 +70,7 @@ export class FaultyWire {
     bytesDelivered: 0,
   };
   #rand: () => number;
-  #queue: InFlight[] = []; // a binary heap on (at, seq)
-  #seq = 0;
+  #queue = new TimeQueue<InFlight>(); // by (at, arrival)
   #linkFree = 0; // when the serializer is next idle
 
   constructor(seed: number, config: FaultConfig = {}) {
@@ -121,15 +121,14 @@ export class FaultyWire {
         at += this.#rand() * (c.reorderMs ?? 1);
         this.stats.reordered++;
       }
-      this.#push({ at, seq: this.#seq++, data });
+      this.#queue.push({ at, data });
     }
   }
 
   /** Frames due by `now`, in delivery order. */
   receive(now: number): Uint8Array[] {
     const out: Uint8Array[] = [];
-    while (this.#queue.length && this.#queue[0]!.at <= now) {
-      const f = this.#pop();
+    for (let f = this.#queue.popDue(now); f; f = this.#queue.popDue(now)) {
       this.stats.delivered++;
       this.stats.bytesDelivered += f.data.length;
       out.push(f.data);
@@ -139,45 +138,10 @@ export class FaultyWire {
 
   /** Time of the next delivery, or Infinity. */
   nextDeadline(): number {
-    return this.#queue.length ? this.#queue[0]!.at : Infinity;
+    return this.#queue.next();
   }
 
   get inFlight(): number {
     return this.#queue.length;
-  }
-
-  #less(a: InFlight, b: InFlight): boolean {
-    return a.at < b.at || (a.at === b.at && a.seq < b.seq);
-  }
-  #push(x: InFlight): void {
-    const q = this.#queue;
-    q.push(x);
-    let i = q.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.#less(q[i]!, q[p]!)) break;
-      [q[i], q[p]] = [q[p]!, q[i]!];
-      i = p;
-    }
-  }
-  #pop(): InFlight {
-    const q = this.#queue;
-    const top = q[0]!;
-    const last = q.pop()!;
-    if (q.length) {
-      q[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < q.length && this.#less(q[l]!, q[m]!)) m = l;
-        if (r < q.length && this.#less(q[r]!, q[m]!)) m = r;
-        if (m === i) break;
-        [q[i], q[m]] = [q[m]!, q[i]!];
-        i = m;
-      }
-    }
-    return top;
   }
 }

@@ -276,7 +276,7 @@ export const COMMAND_RESERVE = 32;
  * taken every send (none queued here, none refused, none still unanswered in the command ring):
  * a FIN queued before a send the core then refuses would lose that send's bytes.
  */
-type Queued = BufferName & { held?: boolean };
+type Queued = BufferName & { held?: boolean; polls?: number };
 
 export class SendQueue {
   /** Refused by the core: first to go again (in stream order). */
@@ -287,8 +287,8 @@ export class SendQueue {
   #inflight: Queued[] = [];
   /** The core refused a send and has not said WRITABLE since. */
   blocked = false;
-  /** Sends were issued since the last turn's end: the core may still refuse them. */
-  unconfirmed = false;
+  /** stack.polls when the last send was handed to the core (-1: none yet). */
+  #handedAt = -1;
   closeAfter = false;
   closed = false;
   #cut = 0; // refusals since the last flush go before what that flush left unsent
@@ -316,8 +316,16 @@ export class SendQueue {
 
   #hand(q: Queued): void {
     this.stack.send(this.conn, q);
-    this.unconfirmed = true;
-    if (q.held) this.#inflight.push(q);
+    this.#handedAt = this.stack.polls;
+    if (q.held) {
+      q.polls = this.stack.polls;
+      this.#inflight.push(q);
+    }
+  }
+
+  /** Sends were handed to the core and no poll has run since: it may still refuse them. */
+  get unconfirmed(): boolean {
+    return this.#handedAt >= 0 && this.stack.polls <= this.#handedAt;
   }
 
   refused(name: BufferName): void {
@@ -336,12 +344,21 @@ export class SendQueue {
     this.flush();
   }
 
-  /** At a turn's end: every send issued before it has been answered (taken or refused) by now. */
+  /**
+   * At a turn's end, after the turn's events were drained: sends a poll has run over since they
+   * were handed are answered (taken or refused) by now; later ones (issued after the turn's
+   * last poll) wait for the next settle().
+   */
   settle(): void {
-    this.unconfirmed = false;
-    // held sends not refused by now were taken: the core holds its own reference
-    for (const q of this.#inflight) this.stack.pool.free(q.index);
-    this.#inflight = [];
+    // held sends a poll has seen and that were not refused were taken: the core holds its own
+    // reference, ours goes
+    const polls = this.stack.polls;
+    let keep = 0;
+    for (const q of this.#inflight) {
+      if (q.polls! < polls) this.stack.pool.free(q.index);
+      else this.#inflight[keep++] = q;
+    }
+    this.#inflight.length = keep;
     if (!this.blocked) this.flush();
   }
 
@@ -400,11 +417,6 @@ export function freeRefused(stack: Stack, names: readonly BufferName[]): void {
   for (const n of names) if (stack.pool.owner(n.index) === "app") stack.pool.free(n.index);
 }
 
-/**
- * Copies the app's bytes into fresh PM buffers at offset HEADROOM, up to SEGMENT bytes each
- * (the one copy of a reply: the app's own bytes into PM). Returns the names, or fewer than
- * needed (possibly none) when the pool has fewer than `reserve` free buffers left.
- */
 /** The per-connection receive window the core was configured with (bytes). */
 export function receiveBuffer(stack: Stack): number {
   const e = stack.pool.core.exports as unknown as { stackConfig: () => number };
@@ -423,6 +435,12 @@ export function defaultLowWater(stack: Stack, senders = 1): number {
   return Math.min(Math.floor(total / 2), Math.max(Math.floor(total / 8), window));
 }
 
+/**
+ * Copies the app's bytes into fresh PM buffers at offset HEADROOM, up to SEGMENT bytes each
+ * (the one copy of a reply: the app's own bytes into PM), appending their names to `out`.
+ * Returns the bytes copied: fewer than asked (possibly none) when the pool has no more than
+ * `reserve` free buffers left.
+ */
 export function copyIntoBuffers(stack: Stack, bytes: Uint8Array, reserve = 0, out: BufferName[] = []): number {
   const pool = stack.pool;
   let at = 0;
@@ -435,6 +453,25 @@ export function copyIntoBuffers(stack: Stack, bytes: Uint8Array, reserve = 0, ou
     at += n;
   }
   return at;
+}
+
+/**
+ * Copies `bytes` into fresh buffers and queues them on `q`, all or nothing: a pool too empty
+ * for the whole of it throws PoolExhaustedError (ENOBUFS) and sends nothing, never a truncated
+ * reply. Returns the buffers used.
+ */
+export function sendCopy(q: SendQueue, bytes: Uint8Array): number {
+  const names: BufferName[] = [];
+  const done = copyIntoBuffers(q.stack, bytes, 0, names);
+  if (done < bytes.length) {
+    freeRefused(q.stack, names);
+    throw new PoolExhaustedError(
+      "ENOBUFS",
+      `pmstack: reply of ${bytes.length} bytes needs ${Math.ceil(bytes.length / SEGMENT)} free buffers; the pool has ${q.stack.pool.counts().free}`,
+    );
+  }
+  for (const n of names) q.send(n);
+  return names.length;
 }
 
 // ---- the batch API --------------------------------------------------------------------------
@@ -615,19 +652,8 @@ export class PasteServer {
       return;
     }
     const bytes = typeof data === "string" ? enc.encode(data) : data;
-    const names: BufferName[] = [];
-    const done = copyIntoBuffers(this.stack, bytes, 0, names);
-    if (done < bytes.length) {
-      // all or nothing: never a silently truncated reply
-      freeRefused(this.stack, names);
-      throw new PoolExhaustedError(
-        "ENOBUFS",
-        `pmstack: reply of ${bytes.length} bytes needs ${Math.ceil(bytes.length / SEGMENT)} free buffers; the pool has ${this.stack.pool.counts().free}`,
-      );
-    }
+    this.stats.replyBuffers += sendCopy(q, bytes);
     this.stats.replyCopiedBytes += bytes.length;
-    this.stats.replyBuffers += names.length;
-    for (const n of names) q.send(n);
   }
 
   close(conn: number): void {

@@ -271,7 +271,14 @@ export class Stack {
   }
 
   /** One turn of the core at time `nowMs`: consumes RX and APP-IN, runs timers. Returns the next deadline. */
+  /**
+   * Polls run so far. A command issued while this reads N has been taken (or refused, with its
+   * event in APP-OUT) once it reads more than N.
+   */
+  polls = 0;
+
   poll(nowMs: number): number {
+    this.polls++;
     this.#commandPending = false;
     return (this.#e.stackPoll as (t: number) => number)(nowMs);
   }

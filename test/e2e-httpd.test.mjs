@@ -112,6 +112,39 @@ it("POST, GET, DELETE, errors and a restart: every acknowledged key reads back",
   }
 });
 
+it("a GET queued behind a POST's commit still sends its body when a DELETE or overwrite of that key commits first", async () => {
+  const ns = new Netns("web");
+  const path = join(scratchDir("disk"), "httpd-getdel.pm");
+  let srv;
+  try {
+    srv = start(ns, path);
+    const body = "b".repeat(3000) + "end";
+    assert.is((await curl(ns, ["--data-binary", "@-", `http://${US}/g`], body)).status, 201);
+    assert.is((await curl(ns, ["--data-binary", "@-", `http://${US}/h`], body)).status, 201);
+    // one write: the GETs wait for the first POST's group commit, which also commits the
+    // DELETE of /g and the overwrite of /h that follow them (and releases their old bodies)
+    const req = [
+      "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx",
+      "GET /g HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /h HTTP/1.1\r\nHost: x\r\n\r\n",
+      "DELETE /g HTTP/1.1\r\nHost: x\r\n\r\n",
+      "POST /h HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nnew",
+      "GET /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ].join("");
+    const r = await raw(ns, req);
+    assert.equal(statuses(r.text), [201, 200, 200, 204, 201, 200]);
+    const parts = r.text.split("\r\n\r\n");
+    assert.ok(parts[2].startsWith(body), "GET /g: the body as it was, not a freed buffer's bytes");
+    assert.ok(parts[3].startsWith(body), "GET /h: the old body as it was");
+    assert.ok(r.text.endsWith("\r\n\r\nnew"), "the last GET sees the overwrite");
+    assert.is(srv.stack.pool.counts().app, 0);
+    srv.stack.pool.check();
+  } finally {
+    srv?.close();
+    ns.cleanup();
+  }
+});
+
 it("pipelining: replies in order; 404, 405 and 413 keep the connection, 411 and 400 close it", async () => {
   const ns = new Netns("web");
   const path = join(scratchDir("disk"), "httpd-pipe.pm");

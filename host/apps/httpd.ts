@@ -7,19 +7,19 @@
 
 import type { BufferName } from "../pool.js";
 import type { PmLog } from "../log.js";
-import { SendQueue } from "../paste.js";
+import { freeRefused, sendCopy, SendQueue } from "../paste.js";
 import type { Stack, StackEvent } from "../stack.js";
 import { HttpParser, responseHead, type HttpEvent, type HttpHead } from "./http.js";
 
 /** Largest body: the names of one log record (64 buffers) hold at least 64 * 1400 bytes. */
 export const HTTPD_MAX_BODY = 64 * 1024;
-const HEADROOM = 128;
 
 interface Reply {
   head: string;
   /** Small body bytes sent in the head's buffer (a copy: stats, error texts). */
   text?: string;
-  /** Body parts sent from kept PM buffers, by name (no copy). */
+  /** Body parts sent from kept PM buffers, by name (no copy); one reference each is ours until
+   * the send queue has them, so that a DELETE or overwrite committing first cannot free them. */
   names?: BufferName[];
   /** Waits for the group commit of this turn. */
   durable: boolean;
@@ -123,6 +123,7 @@ export class HttpdApp {
         const c = this.#conns.get(ev.conn);
         if (c) {
           c.q.drop();
+          for (const r of c.replies) this.#release(r);
           for (const b of c.held) this.stack.pool.free(b);
           this.#conns.delete(ev.conn);
         }
@@ -130,8 +131,9 @@ export class HttpdApp {
       }
       case "SEND_REFUSED": {
         const c = this.#conns.get(ev.conn);
+        // a refused buffer of a connection that is gone: app-owned header buffers go back
         if (c) c.q.refused({ index: ev.buf, offset: ev.off, length: ev.len });
-        else this.#drop(ev.buf);
+        else freeRefused(this.stack, [{ index: ev.buf, offset: ev.off, length: ev.len }]);
         break;
       }
       case "WRITABLE": {
@@ -228,7 +230,10 @@ export class HttpdApp {
       const names = this.log.get(key);
       if (!names) return this.#reply(c, 404, "not found\n", close);
       let n = 0;
-      for (const x of names) n += x.length;
+      for (const x of names) {
+        n += x.length;
+        this.stack.pool.ref(x.index);
+      }
       c.replies.push({
         head: responseHead(200, n, { close, type: "application/octet-stream" }),
         names,
@@ -257,11 +262,11 @@ export class HttpdApp {
     if (c.closed) return;
     while (c.replies.length && !c.replies[0]!.durable) {
       const r = c.replies.shift()!;
-      const bytes = this.#enc.encode(r.text ? r.head + r.text : r.head);
-      this.#sendBytes(c, bytes);
-      for (const n of r.names ?? []) this.#send(c, n);
+      sendCopy(c.q, this.#enc.encode(r.text ? r.head + r.text : r.head));
+      for (const n of r.names ?? []) c.q.send(n, true); // the queue drops our reference
       if (r.close) {
         c.closing = true;
+        for (const x of c.replies) this.#release(x);
         c.replies.length = 0;
       }
     }
@@ -271,23 +276,9 @@ export class HttpdApp {
     }
   }
 
-  #sendBytes(c: Conn, bytes: Uint8Array): void {
-    const pool = this.stack.pool;
-    for (let at = 0; at < bytes.length; at += 2048 - HEADROOM) {
-      const n = Math.min(2048 - HEADROOM, bytes.length - at);
-      const i = pool.alloc();
-      pool.view(i, HEADROOM, n).set(bytes.subarray(at, at + n));
-      this.#send(c, { index: i, offset: HEADROOM, length: n });
-    }
-  }
-
-  #send(c: Conn, n: BufferName): void {
-    c.q.send(n);
-  }
-
-  #drop(buf: number): void {
-    // a refused buffer of a connection that is gone: app-owned header buffers go back to the pool
-    if (this.stack.pool.owner(buf) === "app") this.stack.pool.free(buf);
+  /** A reply that will not be sent: our references on its body's buffers go. */
+  #release(r: Reply): void {
+    for (const n of r.names ?? []) this.stack.pool.free(n.index);
   }
 }
 

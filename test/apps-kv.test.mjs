@@ -595,6 +595,23 @@ test("a full send queue: refused replies are resent in order after WRITABLE", ()
   }
 });
 
+test("QUIT after replies the send queue refuses: every reply arrives before the FIN", () => {
+  const h = kvPair({ sndBuf: 4096 });
+  const c = h.connect();
+  const v = new Uint8Array(1200).fill(7);
+  h.one(c, "SET", "big", v);
+  const cmds = [];
+  for (let k = 0; k < 40; k++) cmds.push(["GET", "big"]);
+  cmds.push(["QUIT"]);
+  const got = h.call(c, cmds);
+  for (let k = 0; k < 40; k++) assert.equal(got[k], v, `reply ${k}`);
+  assert.is(got[40], "+OK");
+  h.run(() => h.conns.get(c).closed);
+  assert.ok(h.app.stats.refusedSends > 0, "the send queue filled up");
+  h.srv.pool.check();
+  h.close();
+});
+
 test("clients that go away mid-pipeline leave no buffer behind", () => {
   const h = kvPair();
   const base = h.srv.pool.counts();

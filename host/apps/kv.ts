@@ -110,6 +110,8 @@ interface Conn {
   txBlocked: boolean;
   /** Where the next refused send goes in `refused`: after the refusals since the last resend. */
   bounceAt: number;
+  /** stack.polls when a send was last handed to the core: until a poll has run, it may be refused. */
+  handedAt: number;
   /** Bytes consumed but not yet returned to the window (recvd). */
   unrecvd: number;
   /** The outgoing text buffer being filled (HEADROOM + len bytes used). */
@@ -338,6 +340,7 @@ export class KvApp {
           tooBig: false,
           replies: [],
           refused: [],
+          handedAt: -1,
           txBlocked: false,
           bounceAt: 0,
           unrecvd: 0,
@@ -1132,6 +1135,7 @@ export class KvApp {
       while (c.refused.length && stack.commandSpace() - CMD_RESERVE > 0) {
         const r = c.refused.shift()!;
         stack.send(c.id, r.name);
+        c.handedAt = stack.polls;
         if (r.ref) this.#relCur.push(r.name.index);
       }
       if (c.refused.length) {
@@ -1169,12 +1173,17 @@ export class KvApp {
     }
     this.#sendOut(c);
     if (!blocked && c.replies.length === 0 && c.refused.length === 0 && (c.closing || c.peerClosed)) {
-      if (stack.commandSpace() > 1) {
+      // the FIN waits until the core has seen every send: one it then refused would be lost
+      if (stack.polls <= c.handedAt) again = true;
+      else if (stack.commandSpace() > 1) {
         c.closed = true;
         stack.close(c.id);
       } else blocked = true;
     }
-    if (!blocked && !again && c.unrecvd === 0) this.#pending.delete(c);
+    // more to do later (the ring was full, a close waits for the core): keep it pending, also
+    // when this ran from an event (WRITABLE) rather than from the pending set
+    if (blocked || again || c.unrecvd > 0) this.#pending.add(c);
+    else this.#pending.delete(c);
   }
 
   /** Appends text to the connection's outgoing buffer, sending full ones. */
@@ -1208,7 +1217,10 @@ export class KvApp {
       const kept = this.stack.pool.owner(n.index) === "kept";
       if (kept) this.stack.pool.ref(n.index);
       c.refused.push({ name: n, ref: kept });
-    } else this.stack.send(c.id, n);
+    } else {
+      this.stack.send(c.id, n);
+      c.handedAt = this.stack.polls;
+    }
   }
 
   #forget(c: Conn): void {

@@ -224,7 +224,7 @@ class FrameFaults {
   /** A copy of the frame in fresh buffers (owner nic), or null when the pool has none. */
   #copy(f: FaultFrame): FaultFrame | null {
     const pool = this.#pool;
-    if (pool.counts().free < f.bufs.length) return null;
+    if (pool.freeCount < f.bufs.length) return null;
     const fresh = pool.allocBatch(f.bufs.length, "nic");
     const bufs = f.bufs.map((b, k) => {
       pool.view(fresh[k]!, b.offset, b.length).set(pool.view(b.index, b.offset, b.length));

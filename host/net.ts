@@ -175,7 +175,7 @@ export class NetStack {
 
   #updatePressure(): void {
     const before = this.pressure.entered;
-    this.pressure.update(this.stack.pool.counts().free);
+    this.pressure.update(this.stack.pool.freeCount);
     this.stats.pressureEntered += this.pressure.entered - before;
   }
 

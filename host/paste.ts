@@ -445,7 +445,7 @@ export function copyIntoBuffers(stack: Stack, bytes: Uint8Array, reserve = 0, ou
   const pool = stack.pool;
   let at = 0;
   while (at < bytes.length) {
-    if (pool.counts().free <= reserve) break;
+    if (pool.freeCount <= reserve) break;
     const n = Math.min(SEGMENT, bytes.length - at);
     const i = pool.alloc();
     pool.view(i, HEADROOM, n).set(bytes.subarray(at, at + n));
@@ -467,7 +467,7 @@ export function sendCopy(q: SendQueue, bytes: Uint8Array): number {
     freeRefused(q.stack, names);
     throw new PoolExhaustedError(
       "ENOBUFS",
-      `pmstack: reply of ${bytes.length} bytes needs ${Math.ceil(bytes.length / SEGMENT)} free buffers; the pool has ${q.stack.pool.counts().free}`,
+      `pmstack: reply of ${bytes.length} bytes needs ${Math.ceil(bytes.length / SEGMENT)} free buffers; the pool has ${q.stack.pool.freeCount}`,
     );
   }
   for (const n of names) q.send(n);
@@ -828,7 +828,7 @@ export class PasteServer {
   /** Acknowledges what the app consumed, unless the pool is under pressure. */
   #checkPressure(): void {
     const before = this.pressure.entered;
-    const on = this.pressure.update(this.stack.pool.counts().free);
+    const on = this.pressure.update(this.stack.pool.freeCount);
     this.stats.pressureEntered += this.pressure.entered - before;
     let withheld = 0;
     for (const [conn, bytes] of this.#owed) {

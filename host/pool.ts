@@ -418,6 +418,12 @@ export class Pool {
     this.#persistRange(this.memOffset + sb.metaOffset + offset, length);
   }
 
+  /** Free buffers right now (one call into the core: the hot-path form of `counts().free`). */
+  get freeCount(): number {
+    this.#live();
+    return this.#e.poolHeld(0);
+  }
+
   /** Buffer counts per owner state. */
   counts(): PoolCounts {
     this.#live();

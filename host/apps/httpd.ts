@@ -215,7 +215,7 @@ export class HttpdApp {
     }
     if (key === null) return this.#reply(c, 400, "bad key\n", close);
     if (h.method === "POST" || h.method === "PUT") {
-      if (this.stack.pool.counts().free < this.reserveBuffers) {
+      if (this.stack.pool.freeCount < this.reserveBuffers) {
         this.stats.full++;
         return this.#reply(c, 507, "the PM pool is full: DELETE keys or grow the pool\n", close);
       }

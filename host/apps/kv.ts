@@ -533,7 +533,7 @@ export class KvApp {
     }
     // a full pool refuses writes while it can still receive: reads and DELs (which free values)
     // keep working, and the NIC always has buffers to receive them into
-    if (sp.flags.includes("denyoom") && this.stack.pool.counts().free < this.reserveBuffers) {
+    if (sp.flags.includes("denyoom") && this.stack.pool.freeCount < this.reserveBuffers) {
       this.stats.full++;
       return this.#error(
         c,

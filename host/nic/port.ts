@@ -161,7 +161,7 @@ export class NicPort {
     const have = this.#u32[at]!;
     let want = this.#fillTarget - have;
     if (want <= 0) return 0;
-    want = Math.min(want, this.pool.counts().free);
+    want = Math.min(want, this.pool.freeCount);
     if (want <= 0) return 0;
     const got = this.pool.allocBatch(want, "nic");
     this.#u32.set(got, at + 2 + have);

@@ -662,7 +662,7 @@ function sackBytes(t: Tcb): u32 {
  * frame holds at most MAXP pieces, so a run of tiny sends goes as several frames (TSO, and
  * every plain segment: a segment needing more pieces was never sent and stalled the connection).
  */
-function tsoFit(t: Tcb, seq: u32, want: u32, pieces: u32): u32 {
+function fitPieces(t: Tcb, seq: u32, want: u32, pieces: u32): u32 {
   let n = nodeAt(t, seq);
   if (n == NIL) return 0;
   let off = seq - nSeq(n);
@@ -718,7 +718,7 @@ function tcpOutput(i: u32): void {
     const remain: u32 = seqLt(t.sndNxt, t.sndEnd) ? t.sndEnd - t.sndNxt : 0;
     const segMax = t.mss - sackBytes(t);
     let len = min<u32>(min<u32>(remain, segMax), usable);
-    if (len > 0) len = tsoFit(t, t.sndNxt, len, MAXP - 1); // a frame holds at most MAXP pieces
+    if (len > 0) len = fitPieces(t, t.sndNxt, len, MAXP - 1); // a frame holds at most MAXP pieces
     const finQ = (t.flags & TF_FIN_QUEUED) != 0;
     if (len > 0 && len < segMax && len < remain && inflight > 0 && usable < (t.maxSndWnd >>> 1)) len = 0; // sender SWS
     // Nagle with Minshall's refinement: hold a small segment only while another small one is unacknowledged
@@ -733,7 +733,7 @@ function tcpOutput(i: u32): void {
       const hl = ETH_HLEN + IP4_HLEN + TCP_HLEN + ((t.flags & TF_TS_OK) != 0 ? 12 : 0) + sackBytes(t);
       if (tsoMax > hl + 2 * segMax) {
         const pieces = min<u32>(cfgU32(CFG_TSO_PIECES, 40), MAXP) - 1;
-        const big = tsoFit(t, t.sndNxt, min<u32>(min<u32>(remain, usable), tsoMax - hl), pieces);
+        const big = fitPieces(t, t.sndNxt, min<u32>(min<u32>(remain, usable), tsoMax - hl), pieces);
         let tso = (big / segMax) * segMax;
         if (big == remain && big > tso && ((t.flags & TF_NODELAY) != 0 || finQ || !seqGt(t.smlEnd, t.sndUna))) tso = big;
         if (tso > segMax) {
@@ -1516,7 +1516,7 @@ function sackRecover(i: u32): void {
     const cap = t.mss - sackBytes(t);
     if (len > cap) len = cap;
     if (seqGt(s + len, t.sndEnd)) len = t.sndEnd - s;
-    if (len > 0) len = tsoFit(t, s, len, MAXP - 1);
+    if (len > 0) len = fitPieces(t, s, len, MAXP - 1);
     if (len == 0) break;
     count(C_TCP_SACK_RTX);
     count(C_TCP_RETRANSMITS);
@@ -1542,7 +1542,7 @@ function enterRecovery(i: u32): void {
     if (h0 != NIL) {
       let len = min<u32>(holeEnd - h0, t.mss - sackBytes(t));
       if (seqGt(h0 + len, t.sndEnd)) len = t.sndEnd - h0;
-      if (len > 0) len = tsoFit(t, h0, len, MAXP - 1);
+      if (len > 0) len = fitPieces(t, h0, len, MAXP - 1);
       if (len > 0) {
         count(C_TCP_SACK_RTX);
         count(C_TCP_RETRANSMITS);
@@ -1612,7 +1612,7 @@ function retransmitHead(i: u32): void {
   const t = tcb(i);
   const remain: u32 = seqLt(t.sndUna, t.sndEnd) ? t.sndEnd - t.sndUna : 0;
   let len = min<u32>(remain, t.mss - sackBytes(t));
-  if (len > 0) len = tsoFit(t, t.sndUna, len, MAXP - 1); // a frame holds at most MAXP pieces
+  if (len > 0) len = fitPieces(t, t.sndUna, len, MAXP - 1); // a frame holds at most MAXP pieces
   let fl = TH_ACK;
   if ((t.flags & TF_FIN_QUEUED) != 0 && t.sndUna + len == t.sndEnd && seqGt(t.sndMax, t.sndEnd)) fl |= TH_FIN;
   if (len == 0 && (fl & TH_FIN) == 0) return;

@@ -188,8 +188,8 @@ export async function run(args = []) {
     "latency = one group from its first append to commit() returning (the wait of the group's first record)",
     "fs-fdatasync writes into a preallocated 16 MiB segment (no size change to flush): the peer's best case",
     "pmstack-log payloads are copied into pool buffers here (in PASTE they arrive there from the NIC)",
-    "without DAX pmstack persists with msync: on tmpfs one call per run of adjacent dirty pages per commit step, " +
-      "on a block device one call per step over the union of the ranges (PmLog's coalesce default)",
+    "without DAX pmstack persists with msync: one call per commit step over the union of its ranges (PmLog's coalesce default), " +
+      "on tmpfs (no writeback: the syscall is the cost) as on a block device (a device flush per call)",
   );
   return { rows, ratios, notes };
 }

@@ -91,7 +91,7 @@ export interface LogOptions {
   autoCompact?: boolean;
   /**
    * Persist a commit's payloads and records as one range covering them all (one msync) rather
-   * than one msync per run of pages. Default: true for msync on a block device, else false.
+   * than one msync per run of pages. Default: true in msync mode (any medium), else false.
    */
   coalesce?: boolean;
 }
@@ -161,9 +161,10 @@ export class PmLog {
     if (typeof e.logAttach !== "function") throw new LogError("ENOLOG", "pmstack: this core has no log");
     this.#e = e;
     this.#autoCompact = opts.autoCompact ?? true;
-    // msync on a block device: one call per commit step (see #union); elsewhere (tmpfs, DAX,
-    // strict) per-range flushing is cheap and exact.
-    this.#coalesce = opts.coalesce ?? (pool.persistMode === "msync" && pool.medium !== "tmpfs");
+    // msync: one call per commit step (see #union), on a block device (each call is a device
+    // flush) and on tmpfs alike (each call is a syscall that writes nothing back); with
+    // cache-line flushes (DAX) and in strict mode per-range flushing is exact and syscall-free.
+    this.#coalesce = opts.coalesce ?? pool.persistMode === "msync";
     const mem = pool.core.memory.buffer;
     this.#u8 = new Uint8Array(mem);
     this.#u32 = new Uint32Array(mem);
@@ -366,7 +367,8 @@ export class PmLog {
    * Replaces the flush list's n pairs by the one range that covers them all (returns 1). On a
    * block device msync costs a device flush per call, so one call over the union (writing back
    * only the dirty pages in it, and possibly some the app dirtied but did not persist yet:
-   * never less than asked) beats one call per run of pages.
+   * never less than asked) beats one call per run of pages; on tmpfs msync writes nothing back
+   * and costs its syscall, whatever the range's size.
    */
   #union(n: number): number {
     const dv = this.#dv;

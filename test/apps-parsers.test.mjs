@@ -154,4 +154,31 @@ test("RESP: protocol errors are reported (and the parser stops)", () => {
   assert.equal(respRun(enc("*1\r\n$5\r\nhello\r\n"), [], { maxBulk: 4 }), [["ERR", "invalid bulk length"]]);
 });
 
+test("RESP: parse() with a handler object calls back in feed()'s order, at every split", () => {
+  const b = enc(cmd("SET", "key:2", "w".repeat(300)) + cmd("PING") + "*1\r\n$4\r\nPING\r\n" + "*1\r\n$x\r\n");
+  const run = (cuts) => {
+    const p = new RespParser();
+    const calls = [];
+    let at = 0;
+    const h = {
+      begin: (n) => calls.push(`begin ${n}`),
+      arg: (bytes) => calls.push(`arg ${dec(bytes)}`),
+      part: (_o, len, total) => calls.push(`part ${len}/${total}`),
+      argEnd: () => calls.push("argEnd"),
+      end: () => calls.push("end"),
+      error: (m) => calls.push(`error ${m}`),
+    };
+    for (const end of [...cuts, b.length]) {
+      p.parse(b.subarray(at, end), h);
+      at = end;
+    }
+    // parts merge across splits: what matters is their total and the order of the rest
+    return calls.join(",").replace(/(part \d+\/300,?)+/g, "parts,");
+  };
+  const want =
+    "begin 3,arg SET,arg key:2,parts,argEnd,end,begin 1,arg PING,end,begin 1,arg PING,end,begin 1,error invalid bulk length";
+  assert.is(run([]), want);
+  for (let cut = 1; cut < b.length; cut += 5) assert.is(run([cut]), run([]), `split at ${cut}`);
+});
+
 test.run();

@@ -17,7 +17,7 @@ import { PoolExhaustedError } from "../errors.js";
 import { LOG_MAX_KEY, LOG_MAX_NAMES, LogFullError, type PmLog } from "../log.js";
 import type { BufferName } from "../pool.js";
 import type { Stack, StackEvent } from "../stack.js";
-import { RespParser, type RespEvent } from "./resp.js";
+import { RespParser, type RespHandler } from "./resp.js";
 
 /** Bytes of the record header at the start of names[0]. */
 export const KV_HEADER = 16;
@@ -31,7 +31,7 @@ export const KV_SMALL = 64;
  * MAXP): with named pieces of >= 64 bytes and the text between them a segment needs <= 46.
  */
 export const KV_MIN_BY_NAME = 64;
-const MAGIC = [0x70, 0x6d, 0x4b, 0x56]; // "pmKV"
+const MAGIC = Uint8Array.of(0x70, 0x6d, 0x4b, 0x56); // "pmKV"
 const VERSION = 1;
 const HEADROOM = 128;
 const TEXT_CAP = BUF_SIZE - HEADROOM;
@@ -132,6 +132,8 @@ interface Value {
 interface CmdSpec {
   arity: number;
   flags: string[];
+  /** flags has "denyoom" (a write that a full pool refuses): looked up once per command. */
+  denyoom: boolean;
   first: number;
   last: number;
   step: number;
@@ -150,6 +152,7 @@ const spec = (
 ): CmdSpec => ({
   arity,
   flags: flags ? flags.split(" ") : [],
+  denyoom: flags.split(" ").includes("denyoom"),
   first: keys[0],
   last: keys[1],
   step: keys[2],
@@ -248,6 +251,21 @@ export function parseI64(b: Uint8Array): bigint | null {
   return v > I64_MAX || v < I64_MIN ? null : v;
 }
 
+/**
+ * A command name's bytes in lower case (ASCII letters only, as Redis compares them), without
+ * a TextDecoder call per command; null when it cannot name a command (too long, or not ASCII).
+ */
+const lowerName = (b: Uint8Array): string | null => {
+  if (b.length > 16) return null;
+  let s = "";
+  for (let i = 0; i < b.length; i++) {
+    const x = b[i]!;
+    if (x > 0x7e) return null;
+    s += String.fromCharCode(x >= 0x41 && x <= 0x5a ? x | 0x20 : x);
+  }
+  return s;
+};
+
 const latin1 = (b: Uint8Array): string => {
   let s = "";
   for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
@@ -303,6 +321,56 @@ export class KvApp {
   #kickScheduled = false;
   #nextClientId = 1;
   #clientIds = new Map<number, number>();
+  /** The connection, receive buffer and offset of the chunk being parsed (see #parse). */
+  #pc: Conn | null = null;
+  #pbuf = 0;
+  #poff = 0;
+  /** The RESP parser's handler: one object for every connection and chunk (no allocation). */
+  readonly #parse: RespHandler = {
+    begin: () => {
+      const c = this.#pc!;
+      c.args = [];
+      c.cur = null;
+      c.tooBig = false;
+    },
+    arg: (bytes) => {
+      this.#pc!.args.push({ bytes, names: [], len: bytes.length });
+    },
+    part: (offset, length) => {
+      const c = this.#pc!;
+      const a = (c.cur ??= { bytes: null, names: [], len: 0 });
+      a.len += length;
+      if (c.tooBig) return;
+      if (a.names.length >= KV_MAX_VALUE_NAMES) {
+        // too many buffers for one record: the command fails, the rest of it is skipped
+        c.tooBig = true;
+        this.#unhold(c);
+        return;
+      }
+      const buf = this.#pbuf;
+      a.names.push({ index: buf, offset: this.#poff + offset, length });
+      if (c.held[c.held.length - 1] !== buf) {
+        this.stack.pool.ref(buf); // the argument may end in a later chunk: keep this one until then
+        c.held.push(buf);
+      }
+    },
+    argEnd: () => {
+      const c = this.#pc!;
+      c.args.push(c.cur ?? { bytes: null, names: [], len: 0 });
+      c.cur = null;
+    },
+    end: () => {
+      const c = this.#pc!;
+      this.#command(c);
+      this.#unhold(c);
+      c.args = [];
+    },
+    error: (message) => {
+      const c = this.#pc!;
+      this.stats.errors++;
+      this.#push(c, [str(`-ERR Protocol error: ${message}\r\n`)], false, true);
+    },
+  };
 
   constructor(stack: Stack, log: PmLog, port = 6379, opts: KvOptions = {}) {
     this.stack = stack;
@@ -449,49 +517,11 @@ export class KvApp {
       return;
     }
     const { buf, off, len } = ev;
-    const view = pool.view(buf, off, len);
-    c.parser.feed(view, (e: RespEvent) => {
-      switch (e.kind) {
-        case "begin":
-          c.args = [];
-          c.cur = null;
-          c.tooBig = false;
-          break;
-        case "arg":
-          c.args.push({ bytes: e.bytes, names: [], len: e.bytes.length });
-          break;
-        case "part": {
-          const a = (c.cur ??= { bytes: null, names: [], len: 0 });
-          a.len += e.length;
-          if (c.tooBig) break;
-          if (a.names.length >= KV_MAX_VALUE_NAMES) {
-            // too many buffers for one record: the command fails, the rest of it is skipped
-            c.tooBig = true;
-            this.#unhold(c);
-            break;
-          }
-          a.names.push({ index: buf, offset: off + e.offset, length: e.length });
-          if (c.held[c.held.length - 1] !== buf) {
-            pool.ref(buf); // the argument may end in a later chunk: keep this one until then
-            c.held.push(buf);
-          }
-          break;
-        }
-        case "argEnd":
-          c.args.push(c.cur ?? { bytes: null, names: [], len: 0 });
-          c.cur = null;
-          break;
-        case "end":
-          this.#command(c);
-          this.#unhold(c);
-          c.args = [];
-          break;
-        case "error":
-          this.stats.errors++;
-          this.#push(c, [str(`-ERR Protocol error: ${e.message}\r\n`)], false, true);
-          break;
-      }
-    });
+    this.#pc = c;
+    this.#pbuf = buf;
+    this.#poff = off;
+    c.parser.parse(pool.view(buf, off, len), this.#parse);
+    this.#pc = null;
     pool.free(buf); // the log took its own references on the buffers it keeps
     c.unrecvd += len;
     this.#service(c);
@@ -512,10 +542,10 @@ export class KvApp {
     const args = c.args;
     if (args.length === 0) return;
     this.stats.commands++;
-    const raw = this.#text(args[0]!);
-    const name = raw.toLowerCase();
-    const sp = KV_COMMANDS[name];
-    if (!sp) {
+    const name = args[0]!.bytes ? lowerName(args[0]!.bytes) : null;
+    const sp = name !== null && Object.hasOwn(KV_COMMANDS, name) ? KV_COMMANDS[name] : undefined;
+    if (!sp || name === null) {
+      const raw = this.#text(args[0]!);
       let list = "";
       for (let i = 1; i < args.length && list.length < 128; i++)
         list += `'${this.#text(args[i]!).slice(0, 128 - list.length)}' `;
@@ -533,7 +563,7 @@ export class KvApp {
     }
     // a full pool refuses writes while it can still receive: reads and DELs (which free values)
     // keep working, and the NIC always has buffers to receive them into
-    if (sp.flags.includes("denyoom") && this.stack.pool.freeCount < this.reserveBuffers) {
+    if (sp.denyoom && this.stack.pool.freeCount < this.reserveBuffers) {
       this.stats.full++;
       return this.#error(
         c,
@@ -1022,8 +1052,10 @@ export class KvApp {
     const v = pool.view(head.index, head.offset, head.length);
     v.set(MAGIC);
     v[4] = VERSION;
-    v[5] = v[6] = v[7] = 0;
-    new DataView(v.buffer, v.byteOffset, KV_HEADER).setFloat64(8, expireAt, true);
+    if (expireAt) {
+      v[5] = v[6] = v[7] = 0;
+      new DataView(v.buffer, v.byteOffset, KV_HEADER).setFloat64(8, expireAt, true);
+    } else v.fill(0, 5, KV_HEADER); // 0.0 is eight zero bytes
     if (small) v.set(small, KV_HEADER);
     const names = small ? [head] : [head, ...(value as Arg).names];
     this.log.append(key, names);

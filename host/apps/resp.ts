@@ -27,6 +27,19 @@ export interface RespParserOptions {
   maxArgs?: number;
 }
 
+/**
+ * What parse() calls, in the order of the RespEvent kinds: the allocation-free form of feed()
+ * (no event object per argument, no closure per chunk). Offsets are into the chunk being parsed.
+ */
+export interface RespHandler {
+  begin(argc: number): void;
+  arg(bytes: Uint8Array): void;
+  part(offset: number, length: number, total: number): void;
+  argEnd(): void;
+  end(): void;
+  error(message: string): void;
+}
+
 const enum S {
   Start,
   ArrayLen,
@@ -36,12 +49,20 @@ const enum S {
   Inline,
 }
 
+/** Longest "*<n>" / "$<n>" line (sign and 12 digits fit; longer is an invalid length). */
+const HEADER_MAX = 32;
+const INLINE_MAX = 65536;
+
 export class RespParser {
   readonly smallMax: number;
   readonly maxBulk: number;
   readonly maxArgs: number;
   #s = S.Start;
-  #line: number[] = [];
+  /** The header line being read ("*3", "$5": without the line end). */
+  #line = new Uint8Array(HEADER_MAX);
+  #lineLen = 0;
+  /** An inline command's line (rare: redis-cli and redis-benchmark send arrays). */
+  #inlineLine: number[] = [];
   #argsLeft = 0;
   #bulkLeft = 0;
   #bulkTotal = 0;
@@ -60,49 +81,79 @@ export class RespParser {
     return this.#dead;
   }
 
+  /** parse() with one event object per step, for callers that want a single callback. */
   feed(chunk: Uint8Array, emit: (ev: RespEvent) => void): void {
+    this.parse(chunk, {
+      begin: (argc) => emit({ kind: "begin", argc }),
+      arg: (bytes) => emit({ kind: "arg", bytes }),
+      part: (offset, length, total) => emit({ kind: "part", offset, length, total }),
+      argEnd: () => emit({ kind: "argEnd" }),
+      end: () => emit({ kind: "end" }),
+      error: (message) => emit({ kind: "error", message }),
+    });
+  }
+
+  parse(chunk: Uint8Array, h: RespHandler): void {
     let i = 0;
-    while (i < chunk.length && !this.#dead) {
+    const n = chunk.length;
+    while (i < n && !this.#dead) {
       switch (this.#s) {
         case S.Start: {
           const c = chunk[i]!;
           if (c === 0x2a /* * */) {
             this.#s = S.ArrayLen;
-            this.#line.length = 0;
+            this.#lineLen = 0;
             i++;
           } else if (c === 13 || c === 10)
             i++; // stray line ends between commands
           else {
             this.#s = S.Inline;
-            this.#line.length = 0;
+            this.#inlineLine.length = 0;
           }
           break;
         }
         case S.ArrayLen:
-        case S.BulkHeader:
+        case S.BulkHeader: {
+          // up to the line's end in one tight loop
+          const line = this.#line;
+          let len = this.#lineLen;
+          let c = 0;
+          while (i < n && (c = chunk[i++]!) !== 10) {
+            if (len >= HEADER_MAX) return this.#error(h, "invalid length");
+            line[len++] = c;
+          }
+          this.#lineLen = len;
+          if (c !== 10) break; // the line goes on in the next chunk
+          if (len > 0 && line[len - 1] === 13) this.#lineLen = --len;
+          if (this.#s === S.ArrayLen) this.#arrayLen(h);
+          else this.#bulkHeader(h);
+          this.#lineLen = 0;
+          break;
+        }
         case S.Inline: {
           const c = chunk[i++]!;
+          const l = this.#inlineLine;
           if (c !== 10) {
-            if (this.#line.length >= (this.#s === S.Inline ? 65536 : 32))
-              return this.#error(emit, this.#s === S.Inline ? "too big inline request" : "invalid length");
-            this.#line.push(c);
+            if (l.length >= INLINE_MAX) return this.#error(h, "too big inline request");
+            l.push(c);
             break;
           }
-          if (this.#line[this.#line.length - 1] === 13) this.#line.pop();
-          if (this.#s === S.Inline) this.#inline(emit);
-          else if (this.#s === S.ArrayLen) this.#arrayLen(emit);
-          else this.#bulkHeader(emit);
-          this.#line.length = 0;
+          if (l[l.length - 1] === 13) l.pop();
+          this.#inline(h);
+          l.length = 0;
           break;
         }
         case S.Bulk: {
-          const n = Math.min(this.#bulkLeft, chunk.length - i);
-          if (this.#small) {
-            this.#small.set(chunk.subarray(i, i + n), this.#smallAt);
-            this.#smallAt += n;
-          } else emit({ kind: "part", offset: i, length: n, total: this.#bulkTotal });
-          this.#bulkLeft -= n;
-          i += n;
+          const k = Math.min(this.#bulkLeft, n - i);
+          const small = this.#small;
+          if (small) {
+            // at most smallMax bytes: a loop costs less than a subarray object and a set()
+            let at = this.#smallAt;
+            for (let j = i; j < i + k; j++) small[at++] = chunk[j]!;
+            this.#smallAt = at;
+          } else h.part(i, k, this.#bulkTotal);
+          this.#bulkLeft -= k;
+          i += k;
           if (this.#bulkLeft === 0) {
             this.#s = S.BulkCrlf;
             this.#crlf = 0;
@@ -111,12 +162,17 @@ export class RespParser {
         }
         case S.BulkCrlf: {
           const c = chunk[i++]!;
-          if (c !== (this.#crlf === 0 ? 13 : 10)) return this.#error(emit, "expected CRLF after a bulk string");
+          if (c !== (this.#crlf === 0 ? 13 : 10)) return this.#error(h, "expected CRLF after a bulk string");
           if (++this.#crlf === 2) {
-            if (this.#small) emit({ kind: "arg", bytes: this.#small });
-            else emit({ kind: "argEnd" });
+            const small = this.#small;
             this.#small = null;
-            this.#nextArg(emit);
+            if (small) h.arg(small);
+            else h.argEnd();
+            if (--this.#argsLeft > 0) this.#s = S.BulkHeader;
+            else {
+              this.#s = S.Start;
+              h.end();
+            }
           }
           break;
         }
@@ -124,24 +180,23 @@ export class RespParser {
     }
   }
 
-  #arrayLen(emit: (ev: RespEvent) => void): void {
-    const n = this.#int();
-    if (n === null || n > this.maxArgs) return this.#error(emit, "invalid multibulk length");
+  #arrayLen(h: RespHandler): void {
+    const n = this.#int(0);
+    if (n === null || n > this.maxArgs) return this.#error(h, "invalid multibulk length");
     if (n <= 0) {
       this.#s = S.Start; // an empty array is no command
       return;
     }
-    emit({ kind: "begin", argc: n });
     this.#argsLeft = n;
     this.#s = S.BulkHeader;
-    this.#line.length = 0;
+    h.begin(n);
   }
 
-  #bulkHeader(emit: (ev: RespEvent) => void): void {
-    if (this.#line[0] !== 0x24 /* $ */)
-      return this.#error(emit, `expected '$', got '${String.fromCharCode(this.#line[0] ?? 32)}'`);
+  #bulkHeader(h: RespHandler): void {
+    if (this.#lineLen === 0 || this.#line[0] !== 0x24 /* $ */)
+      return this.#error(h, `expected '$', got '${String.fromCharCode(this.#lineLen ? this.#line[0]! : 32)}'`);
     const n = this.#int(1);
-    if (n === null || n > this.maxBulk) return this.#error(emit, "invalid bulk length");
+    if (n === null || n > this.maxBulk) return this.#error(h, "invalid bulk length");
     this.#bulkTotal = n;
     this.#bulkLeft = n;
     this.#small = n <= this.smallMax ? new Uint8Array(n) : null;
@@ -152,34 +207,27 @@ export class RespParser {
     } else this.#s = S.Bulk;
   }
 
-  #nextArg(emit: (ev: RespEvent) => void): void {
-    if (--this.#argsLeft > 0) this.#s = S.BulkHeader;
-    else {
-      this.#s = S.Start;
-      emit({ kind: "end" });
-    }
-  }
-
-  #inline(emit: (ev: RespEvent) => void): void {
-    const text = String.fromCharCode(...this.#line).trim();
+  #inline(h: RespHandler): void {
+    const text = String.fromCharCode(...this.#inlineLine).trim();
     this.#s = S.Start;
     if (text === "") return;
     const args = text.split(/\s+/);
-    emit({ kind: "begin", argc: args.length });
-    for (const a of args) emit({ kind: "arg", bytes: new TextEncoder().encode(a) });
-    emit({ kind: "end" });
+    h.begin(args.length);
+    for (const a of args) h.arg(new TextEncoder().encode(a));
+    h.end();
   }
 
   /** The line from `from` as an integer (-?[0-9]{1,12}), or null. No strings made: hot path. */
-  #int(from = 0): number | null {
+  #int(from: number): number | null {
     const l = this.#line;
+    const end = this.#lineLen;
     let i = from;
-    const neg = l[i] === 0x2d; /* - */
+    const neg = i < end && l[i] === 0x2d; /* - */
     if (neg) i++;
-    const digits = l.length - i;
+    const digits = end - i;
     if (digits < 1 || digits > 12) return null;
     let v = 0;
-    for (; i < l.length; i++) {
+    for (; i < end; i++) {
       const d = l[i]! - 0x30;
       if (d < 0 || d > 9) return null;
       v = v * 10 + d;
@@ -187,9 +235,9 @@ export class RespParser {
     return neg ? -v : v;
   }
 
-  #error(emit: (ev: RespEvent) => void, message: string): void {
+  #error(h: RespHandler, message: string): void {
     this.#dead = true;
-    emit({ kind: "error", message });
+    h.error(message);
   }
 }
 

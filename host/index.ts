@@ -41,7 +41,7 @@ export type { LoopOptions, LoopStats } from "./loop.js";
 export { HttpParser, responseHead } from "./apps/http.js";
 export type { HttpHead, HttpEvent, HttpParserOptions } from "./apps/http.js";
 export { RespParser, resp } from "./apps/resp.js";
-export type { RespEvent, RespParserOptions } from "./apps/resp.js";
+export type { RespEvent, RespHandler, RespParserOptions } from "./apps/resp.js";
 export { HttpdApp, HTTPD_MAX_BODY } from "./apps/httpd.js";
 export type { HttpdStats, HttpdOptions } from "./apps/httpd.js";
 export { serve, serveHttpd, serveKv } from "./apps/serve.js";

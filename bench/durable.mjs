@@ -17,10 +17,12 @@
 // kept, with its latency and CPU: noise from the shared machine hits every system alike.
 // HTTP metrics per cell (c = connections 1/10/50/100, body 64 B or 1 KiB): req_s_c50_1k,
 // p50_us_c50_1k, p99_us_c50_1k (wrk --latency, via bench/durable-post.lua), cpu_us_per_req_c50_1k
-// (server process utime+stime from /proc/PID/stat over the cell / requests), and
+// (server process utime+stime from /proc/PID/stat over the cell / requests), client_cpu_us_per_req_c50_1k
+// (the pinned client CPU's busy time from /proc/stat over the cell / requests), and
 // syscalls_per_req_c50_1k (a separate short run under `strace -c -f -p PID`); pmstack also
 // nic_syscalls_per_req (its NIC syscall counter in the measured cells). RESP metrics:
-// set_req_s_c50_p1, set_p50_us_c50_p1, set_p99_us_c50_p1, set_cpu_us_per_req_c50_p1 and get_*
+// set_req_s_c50_p1, set_p50_us_c50_p1, set_p99_us_c50_p1, set_cpu_us_per_req_c50_p1,
+// set_client_cpu_us_per_req_c50_p1 and get_*
 // (redis-benchmark -d 1024 -r 10000, clients 1/10/50, pipeline 1/16), set_syscalls_per_req_c50_p1.
 // Writes docs/durable-cdf.svg (latency CDFs at 50 connections).
 //
@@ -130,6 +132,21 @@ function cpuUs(pid) {
   const s = readFileSync(`/proc/${pid}/stat`, "utf8");
   const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
   return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+}
+
+/**
+ * Busy time of one CPU in µs (/proc/stat: user, nice, system, irq, softirq; not idle, iowait
+ * or steal). With the client pinned alone on that CPU this is what serving the client costs
+ * there: the client process and the kernel work done on that CPU (its TCP, and whatever of the
+ * server's receive path the kernel runs in the sender's context).
+ */
+function cpuBusyUs(cpu) {
+  if (cpu === null) return NaN;
+  const line = readFileSync("/proc/stat", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`cpu${cpu} `));
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  return ((f[0] + f[1] + f[2] + f[5] + f[6]) * 1e6) / CLK_TCK;
 }
 
 /** Keeps the last 4 KB a child wrote to stderr in p.err (for error messages). */
@@ -444,9 +461,11 @@ export async function run(args = []) {
             async (srv) => {
               const s0 = srv.pmstack ? await stats(srv) : null;
               const cpu0 = cpuUs(srv.pid);
+              const cc0 = cpuBusyUs(CPU?.client ?? null);
               const d0 = backlogDrops();
               const w = await wrk(`http://${srv.host}:${srv.port}/`, c, size, T.wrkS);
               w.cpu = cpuUs(srv.pid) - cpu0;
+              w.clientCpu = cpuBusyUs(CPU?.client ?? null) - cc0;
               w.drops = backlogDrops() - d0;
               const s1 = srv.pmstack ? await stats(srv) : null;
               if (s0 && s1) w.tcp = tcpDelta(s0, s1);
@@ -465,6 +484,7 @@ export async function run(args = []) {
             add(system, `p50_us_${m}`, w.pct.find((x) => x[0] === 50)[1], "us");
             add(system, `p99_us_${m}`, w.pct.find((x) => x[0] === 99)[1], "us");
             add(system, `cpu_us_per_req_${m}`, w.cpu / w.requests, "us");
+            if (Number.isFinite(w.clientCpu)) add(system, `client_cpu_us_per_req_${m}`, w.clientCpu / w.requests, "us");
             if (w.nic !== undefined) add(system, `nic_syscalls_per_req_${m}`, w.nic, "calls");
             if (w.drops) drops.push(`${system} ${m}: ${w.drops}`);
             if (w.tcp) timers.push(`${system} ${m}: ${w.tcp}`);
@@ -515,9 +535,11 @@ export async function run(args = []) {
                 const n = Math.max(c * P * 20, Math.round(probe.rps * T.respS));
                 const s0 = srv.pmstack ? await stats(srv) : null;
                 const cpu0 = cpuUs(srv.pid);
+                const cc0 = cpuBusyUs(CPU?.client ?? null);
                 const d0 = backlogDrops();
                 const r = await redisBench(srv.host, srv.port, cmd, c, P, n);
                 r.cpu = cpuUs(srv.pid) - cpu0;
+                r.clientCpu = cpuBusyUs(CPU?.client ?? null) - cc0;
                 r.drops = backlogDrops() - d0;
                 const s1 = srv.pmstack ? await stats(srv) : null;
                 if (s0 && s1) r.tcp = tcpDelta(s0, s1);
@@ -530,6 +552,8 @@ export async function run(args = []) {
               add(system, `${cmd}_p50_us_${m}`, r.p50, "us");
               add(system, `${cmd}_p99_us_${m}`, r.p99, "us");
               add(system, `${cmd}_cpu_us_per_req_${m}`, r.cpu / r.requests, "us");
+              if (Number.isFinite(r.clientCpu))
+                add(system, `${cmd}_client_cpu_us_per_req_${m}`, r.clientCpu / r.requests, "us");
               if (r.drops) drops.push(`${system} ${cmd}_${m}: ${r.drops}`);
               if (r.tcp) timers.push(`${system} ${cmd}_${m}: ${r.tcp}`);
               if (c === 50 && P === 1) cdf.resp[`${system} ${cmd}`] = r.pct;
@@ -601,6 +625,11 @@ export async function run(args = []) {
         : "not pinned; wrk -t min(2, connections)",
       `cells: wrk ${T.wrkS} s each after a ${T.warmS} s warm-up per server, keys /t<thread>-<n mod ${WRK_KEYS}>; redis-benchmark -d 1024 -r ${RESP_KEYS}, -n sized from a probe to run about ${T.respS} s; ` +
         `${o.reps} repetition(s) per cell, systems interleaved in rotating order, the best repetition (req/s) of each kept with its latency and CPU`,
+      ...(CPU
+        ? [
+            `client_cpu_us_per_req: CPU ${CPU.client}'s busy time (/proc/stat user+nice+system+irq+softirq) over the cell / requests, with the client pinned alone there: the client's own cost, plus what the kernel runs on that CPU for the server (for the kernel servers their TCP receive, for AF_XDP the veth XDP redirect and copy into the UMEM); when it nears 1e6 / req_s the client, not the server, sets the rate`,
+          ]
+        : []),
       "cpu_us_per_req: the server process' utime+stime (/proc/PID/stat, 10 ms ticks) over the cell / requests; kernel work done in the server's syscalls counts, including the client TCP's receive of replies (veth and TAP deliver in the sender's context)",
       "syscalls_per_req: a separate run (HTTP c50 1 KiB, RESP SET c50 P1) under strace -c -f -p PID (strace slows the server, so batches grow: a lower bound at full speed); nic_syscalls_per_req: pmstack's own NIC syscall counter in the measured cells",
       `conditions: 2 vCPUs shared with other engineers' work; load average ${load0.map((x) => x.toFixed(2)).join(" ")} at start, ${os

@@ -87,7 +87,7 @@ type Part = Uint8Array | BufferName;
 interface Reply {
   parts: Part[];
   /** Buffers this reply holds a reference on (its names), released once sent. */
-  refs: number[];
+  refs: readonly number[];
   /** Waits for the group commit (a write, or anything after an uncommitted write). */
   durable: boolean;
   close: boolean;
@@ -114,9 +114,10 @@ interface Conn {
   handedAt: number;
   /** Bytes consumed but not yet returned to the window (recvd). */
   unrecvd: number;
-  /** The outgoing text buffer being filled (HEADROOM + len bytes used). */
+  /** The outgoing text buffer being filled (HEADROOM + len bytes used), and a view of its text. */
   out: number;
   outLen: number;
+  outView: Uint8Array | null;
   peerClosed: boolean;
   closing: boolean;
   closed: boolean;
@@ -191,6 +192,8 @@ export const KV_COMMANDS: Record<string, CmdSpec> = {
   config: spec(-2, "", [0, 0, 0], "server", "2.0.0", "A container for server configuration commands."),
 };
 
+const COMMANDS = new Map(Object.entries(KV_COMMANDS));
+
 const CONFIG: Record<string, string> = {
   save: "",
   appendonly: "yes",
@@ -209,6 +212,9 @@ const NIL = enc.encode("$-1\r\n");
 const CRLF = enc.encode("\r\n");
 const ZERO = enc.encode(":0\r\n");
 const ONE = enc.encode(":1\r\n");
+
+/** refs of a reply that holds none (read only: shared). */
+const NO_REFS: readonly number[] = Object.freeze([]);
 
 const E_INT = "ERR value is not an integer or out of range";
 const E_SYNTAX = "ERR syntax error";
@@ -264,6 +270,13 @@ const lowerName = (b: Uint8Array): string | null => {
     s += String.fromCharCode(x >= 0x41 && x <= 0x5a ? x | 0x20 : x);
   }
   return s;
+};
+
+/** "set" or "get" in any case (the hot commands), else null: no string built, no lookup. */
+const isSetOrGet = (b: Uint8Array): "set" | "get" | null => {
+  if (b.length !== 3 || (b[1]! | 0x20) !== 0x65 || (b[2]! | 0x20) !== 0x74) return null;
+  const x = b[0]! | 0x20;
+  return x === 0x73 ? "set" : x === 0x67 ? "get" : null;
 };
 
 const latin1 = (b: Uint8Array): string => {
@@ -414,6 +427,7 @@ export class KvApp {
           unrecvd: 0,
           out: -1,
           outLen: 0,
+          outView: null,
           peerClosed: false,
           closing: false,
           closed: false,
@@ -542,8 +556,9 @@ export class KvApp {
     const args = c.args;
     if (args.length === 0) return;
     this.stats.commands++;
-    const name = args[0]!.bytes ? lowerName(args[0]!.bytes) : null;
-    const sp = name !== null && Object.hasOwn(KV_COMMANDS, name) ? KV_COMMANDS[name] : undefined;
+    const a0 = args[0]!.bytes;
+    const name = a0 ? (isSetOrGet(a0) ?? lowerName(a0)) : null;
+    const sp = name !== null ? COMMANDS.get(name) : undefined;
     if (!sp || name === null) {
       const raw = this.#text(args[0]!);
       let list = "";
@@ -1136,7 +1151,7 @@ export class KvApp {
     this.#push(c, [str(`-${msg}\r\n`)]);
   }
 
-  #push(c: Conn, parts: Part[], write = false, close = false, refs: number[] = []): void {
+  #push(c: Conn, parts: Part[], write = false, close = false, refs: readonly number[] = NO_REFS): void {
     if (c.closing) {
       for (const b of refs) this.stack.pool.free(b);
       return;
@@ -1226,9 +1241,12 @@ export class KvApp {
       if (c.out < 0) {
         c.out = pool.alloc();
         c.outLen = 0;
+        c.outView = pool.view(c.out, HEADROOM, TEXT_CAP); // one view per buffer, not per reply
       }
       const n = Math.min(TEXT_CAP - c.outLen, bytes.length - at);
-      pool.view(c.out, HEADROOM + c.outLen, n).set(bytes.subarray(at, at + n));
+      const v = c.outView!;
+      if (at === 0 && n === bytes.length) v.set(bytes, c.outLen);
+      else v.set(bytes.subarray(at, at + n), c.outLen);
       c.outLen += n;
       at += n;
       if (c.outLen === TEXT_CAP) this.#sendOut(c);
@@ -1239,6 +1257,7 @@ export class KvApp {
     if (c.out < 0) return;
     const name = { index: c.out, offset: HEADROOM, length: c.outLen };
     c.out = -1;
+    c.outView = null;
     if (name.length === 0) this.stack.pool.free(name.index);
     else this.#send(c, name);
   }
@@ -1261,6 +1280,7 @@ export class KvApp {
     for (const b of c.held) pool.free(b);
     for (const r of c.replies) for (const b of r.refs) pool.free(b);
     if (c.out >= 0) pool.free(c.out);
+    c.outView = null;
     c.refused = [];
     c.held = [];
     c.replies = [];

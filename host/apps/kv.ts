@@ -231,6 +231,16 @@ const bulk = (s: string | Uint8Array): Uint8Array => {
   out.set(CRLF, h.length + b.length);
   return out;
 };
+/** `$<len>\r\n`, cached for the lengths values have (a GET's reply head: no encode per GET). */
+const BULK_HEADS = new Map<number, Uint8Array>();
+const bulkHead = (len: number): Uint8Array => {
+  let h = BULK_HEADS.get(len);
+  if (!h) {
+    h = enc.encode(`$${len}\r\n`);
+    if (BULK_HEADS.size < 4096) BULK_HEADS.set(len, h);
+  }
+  return h;
+};
 const arrayHead = (n: number): Uint8Array => enc.encode(`*${n}\r\n`);
 /** A RESP2 array of nested strings/integers/arrays, encoded whole. */
 type Nested = string | number | Nested[];
@@ -989,8 +999,9 @@ export class KvApp {
     const h = names[0]!;
     let expireAt = 0;
     let value = names;
-    if (this.#isHeader(h)) {
-      expireAt = this.#headerExpiry(h);
+    const t = this.#header(h);
+    if (t >= 0) {
+      expireAt = t;
       value = names.slice(1);
       if (h.length > KV_HEADER)
         value.unshift({ index: h.index, offset: h.offset + KV_HEADER, length: h.length - KV_HEADER });
@@ -1006,16 +1017,18 @@ export class KvApp {
     return { names: value, len, expireAt };
   }
 
-  #isHeader(h: BufferName): boolean {
-    if (h.length < KV_HEADER) return false;
-    const v = this.stack.pool.view(h.index, h.offset, 5);
-    return v[0] === MAGIC[0] && v[1] === MAGIC[1] && v[2] === MAGIC[2] && v[3] === MAGIC[3] && v[4] === VERSION;
+  /** A record header's expiry (unix ms, 0 = none), or -1 when `h` is no record header. */
+  #header(h: BufferName): number {
+    if (h.length < KV_HEADER) return -1;
+    const v = this.stack.pool.view(h.index, h.offset, KV_HEADER);
+    if (v[0] !== MAGIC[0] || v[1] !== MAGIC[1] || v[2] !== MAGIC[2] || v[3] !== MAGIC[3] || v[4] !== VERSION) return -1;
+    // no expiry is eight zero bytes (0.0): the common case needs no DataView
+    if ((v[8]! | v[9]! | v[10]! | v[11]! | v[12]! | v[13]! | v[14]! | v[15]!) === 0) return 0;
+    return new DataView(v.buffer, v.byteOffset, KV_HEADER).getFloat64(8, true);
   }
 
   #headerExpiry(h: BufferName | undefined): number {
-    if (!h || !this.#isHeader(h)) return 0;
-    const v = this.stack.pool.view(h.index, h.offset, KV_HEADER);
-    return new DataView(v.buffer, v.byteOffset, KV_HEADER).getFloat64(8, true);
+    return h ? Math.max(0, this.#header(h)) : 0;
   }
 
   /** Deletes an expired key (the tombstone needs no reply to wait: the key is gone either way). */
@@ -1127,7 +1140,7 @@ export class KvApp {
       parts.push(NIL);
       return;
     }
-    parts.push(str(`$${v.len}\r\n`));
+    parts.push(bulkHead(v.len));
     const pool = this.stack.pool;
     for (const n of v.names) {
       if (n.length === 0) continue;

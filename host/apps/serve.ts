@@ -80,8 +80,10 @@ export function serve<A extends App>(
   const stack = Stack.create({
     ...opts,
     // a turn's replies across many pipelining connections can outgrow the default 1024-slot TX
-    // ring, and the core drops (and later retransmits) what does not fit: give it room
-    rings: { tx: 14, ...opts.rings },
+    // ring, and the core drops (and later retransmits) what does not fit: give it room; and
+    // the app's sends (a GET reply is two or three) can outgrow a 1024-slot APP-IN ring, where
+    // the rest of the turn's replies would wait for another turn
+    rings: { tx: 14, appIn: 14, appOut: 14, ...opts.rings },
     pool: { path: opts.path, buffers: opts.buffers, metaBytes: opts.metaBytes, mode: opts.mode as never },
     configure: (core) => {
       PmLog.configure(core);

@@ -400,6 +400,11 @@ export class SendQueue {
     return this.refusedNames.length === 0 && this.waiting.length === 0;
   }
 
+  /** Nothing left for settle() to do: nothing queued, no held send unanswered, no FIN waiting. */
+  get quiet(): boolean {
+    return this.idle && this.#inflight.length === 0 && !this.closeAfter;
+  }
+
   /** The connection is gone: app buffers still queued go back to the pool (kept ones were never referenced). */
   drop(): void {
     const pool = this.stack.pool;

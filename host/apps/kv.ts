@@ -16,6 +16,7 @@ import { BUF_SIZE } from "../abi.js";
 import { PoolExhaustedError } from "../errors.js";
 import { LOG_MAX_KEY, LOG_MAX_NAMES, LogFullError, type PmLog } from "../log.js";
 import type { BufferName } from "../pool.js";
+import { freeRefused, SendQueue } from "../paste.js";
 import type { Stack, StackEvent } from "../stack.js";
 import { RespParser, type RespHandler } from "./resp.js";
 
@@ -35,8 +36,6 @@ const MAGIC = Uint8Array.of(0x70, 0x6d, 0x4b, 0x56); // "pmKV"
 const VERSION = 1;
 const HEADROOM = 128;
 const TEXT_CAP = BUF_SIZE - HEADROOM;
-/** APP-IN slots left for window updates and closes when replies fill the command ring. */
-const CMD_RESERVE = 32;
 const I64_MAX = (1n << 63n) - 1n;
 const I64_MIN = -(1n << 63n);
 
@@ -85,14 +84,11 @@ interface Arg {
 type Part = Uint8Array | BufferName;
 
 interface Reply {
+  /** Its BufferName parts each hold a reference of ours (see #bulkValue), handed to the send queue. */
   parts: Part[];
-  /** Buffers this reply holds a reference on (its names), released once sent. */
-  refs: readonly number[];
   /** Waits for the group commit (a write, or anything after an uncommitted write). */
   durable: boolean;
   close: boolean;
-  /** Parts sent so far. */
-  at: number;
 }
 
 interface Conn {
@@ -104,14 +100,11 @@ interface Conn {
   held: number[];
   tooBig: boolean;
   replies: Reply[];
-  /** Refused sends, resent in order on WRITABLE; `ref`: we hold a reference on a kept buffer. */
-  refused: { name: BufferName; ref: boolean }[];
-  /** A send was refused and no WRITABLE came since: everything waits in `refused`. */
-  txBlocked: boolean;
-  /** Where the next refused send goes in `refused`: after the refusals since the last resend. */
-  bounceAt: number;
-  /** stack.polls when a send was last handed to the core: until a poll has run, it may be refused. */
-  handedAt: number;
+  /**
+   * The connection's sends, in stream order: refused ones again after WRITABLE, ones the
+   * command ring had no room for at a later turn's end, the FIN after all of them.
+   */
+  q: SendQueue;
   /** Bytes consumed but not yet returned to the window (recvd). */
   unrecvd: number;
   /** The outgoing text buffer being filled (HEADROOM + len bytes used), and a view of its text. */
@@ -212,9 +205,6 @@ const NIL = enc.encode("$-1\r\n");
 const CRLF = enc.encode("\r\n");
 const ZERO = enc.encode(":0\r\n");
 const ONE = enc.encode(":1\r\n");
-
-/** refs of a reply that holds none (read only: shared). */
-const NO_REFS: readonly number[] = Object.freeze([]);
 
 const E_INT = "ERR value is not an integer or out of range";
 const E_SYNTAX = "ERR syntax error";
@@ -325,8 +315,10 @@ export class KvApp {
   #serverName: string;
   #started: number;
   #conns = new Map<number, Conn>();
-  /** Connections with replies or window updates still to send. */
+  /** Connections with a window update the command ring had no room for. */
   #pending = new Set<Conn>();
+  /** Connections whose send queue has work for settle() (see onTurnEnd). */
+  #sending = new Set<Conn>();
   /** Writes (records appended) waiting for this turn's group commit. */
   #waiting = 0;
   /** Tombstones of expired keys not yet committed (no reply waits for them). */
@@ -338,9 +330,6 @@ export class KvApp {
   /** The arena buffer headers and short values are written to, and its fill. */
   #arena = -1;
   #arenaAt = 0;
-  /** References on kept buffers whose sends the core may not have taken yet (see #release). */
-  #relCur: number[] = [];
-  #relPrev: number[] = [];
   #kickScheduled = false;
   #nextClientId = 1;
   #clientIds = new Map<number, number>();
@@ -430,10 +419,7 @@ export class KvApp {
           held: [],
           tooBig: false,
           replies: [],
-          refused: [],
-          handedAt: -1,
-          txBlocked: false,
-          bounceAt: 0,
+          q: new SendQueue(this.stack, ev.conn),
           unrecvd: 0,
           out: -1,
           outLen: 0,
@@ -463,22 +449,20 @@ export class KvApp {
       }
       case "SEND_REFUSED": {
         const c = this.#conns.get(ev.conn);
-        const pool = this.stack.pool;
-        const kept = pool.owner(ev.buf) === "kept";
-        if (c && !c.closed) {
-          // a kept buffer comes back without the core's reference: hold one until it is resent
-          if (kept) pool.ref(ev.buf);
-          // refusals come in send order, and every send still queued here was issued later
-          c.refused.splice(c.bounceAt++, 0, { name: { index: ev.buf, offset: ev.off, length: ev.len }, ref: kept });
-          c.txBlocked = true;
+        const name = { index: ev.buf, offset: ev.off, length: ev.len };
+        if (c) {
+          // the queue keeps it (and our reference, for a value sent by name) until WRITABLE
+          c.q.refused(name);
+          this.#sending.add(c);
           this.stats.refusedSends++;
-        } else if (!kept) pool.free(ev.buf); // our text buffer, for a connection that is gone
+        } else freeRefused(this.stack, [name]); // our text buffer, for a connection that is gone
         break;
       }
       case "WRITABLE": {
         const c = this.#conns.get(ev.conn);
         if (c) {
-          c.txBlocked = false;
+          c.q.writable();
+          this.#sending.add(c);
           this.#service(c);
         }
         break;
@@ -487,16 +471,11 @@ export class KvApp {
   };
 
   /**
-   * End of turn: one group commit for every write of the turn, then the replies it held.
-   * Also releases the references of sends the core has taken by now, and expires keys.
+   * End of turn: one group commit for every write of the turn, then the replies it held; the
+   * send queues settle (references on sends the core has taken go, queued sends and FINs go
+   * out), and expired keys are removed.
    */
   onTurnEnd = (): void => {
-    const pool = this.stack.pool;
-    // sends issued before the previous turn's end have been through the core (taken, or
-    // refused and re-referenced): their buffers no longer need our reference
-    for (const b of this.#relPrev) pool.free(b);
-    this.#relPrev = this.#relCur;
-    this.#relCur = [];
     if (this.#expires.size) {
       const now = this.#now();
       if (now >= this.#nextSweep) {
@@ -512,11 +491,16 @@ export class KvApp {
       for (const c of this.#conns.values()) {
         if (!c.replies.length) continue;
         for (const r of c.replies) r.durable = false;
-        this.#pending.add(c);
+        this.#service(c);
       }
     }
     for (const c of this.#pending) this.#service(c);
-    // a ring too full for every reply: come back once the core has taken the commands
+    // every send of the turn has been taken or refused by now (see SendQueue.settle)
+    for (const c of this.#sending) {
+      c.q.settle();
+      if (c.q.quiet) this.#sending.delete(c);
+    }
+    // a ring too full for a window update: come back once the core has taken the commands
     if (this.#pending.size && !this.#kickScheduled) {
       this.#kickScheduled = true;
       setImmediate(() => {
@@ -632,9 +616,8 @@ export class KvApp {
         return this.#mset(c, a, name === "msetnx");
       case "mget": {
         const parts: Part[] = [arrayHead(a.length - 1)];
-        const refs: number[] = [];
-        for (let i = 1; i < a.length; i++) this.#bulkValue(this.#read(this.#keyOf(a[i]!)), parts, refs);
-        return this.#push(c, parts, false, false, refs);
+        for (let i = 1; i < a.length; i++) this.#bulkValue(this.#read(this.#keyOf(a[i]!)), parts);
+        return this.#push(c, parts);
       }
       case "incr":
       case "decr":
@@ -704,9 +687,8 @@ export class KvApp {
 
   #get(c: Conn, key: Arg): void {
     const parts: Part[] = [];
-    const refs: number[] = [];
-    this.#bulkValue(this.#read(this.#keyOf(key)), parts, refs);
-    this.#push(c, parts, false, false, refs);
+    this.#bulkValue(this.#read(this.#keyOf(key)), parts);
+    this.#push(c, parts);
   }
 
   #set(c: Conn, a: Arg[]): void {
@@ -741,17 +723,16 @@ export class KvApp {
     if (!key) return this.#error(c, `ERR pmstack: a key must be 1 to ${LOG_MAX_KEY} bytes`);
     const old = nx || xx || get || keepTtl ? this.#read(key) : null;
     const parts: Part[] = [];
-    const refs: number[] = [];
-    if (get) this.#bulkValue(old, parts, refs);
+    if (get) this.#bulkValue(old, parts);
     if ((nx && old) || (xx && !old)) {
       if (!get) parts.push(NIL);
-      return this.#push(c, parts, false, false, refs);
+      return this.#push(c, parts);
     }
     if (keepTtl && old) expireAt = old.expireAt;
     this.#put(key, a[2]!, expireAt);
     this.stats.writes++;
     if (!get) parts.push(OK);
-    this.#push(c, parts, true, false, refs);
+    this.#push(c, parts, true);
   }
 
   #mset(c: Conn, a: Arg[], nx: boolean): void {
@@ -1135,7 +1116,7 @@ export class KvApp {
   // ---- replies ---------------------------------------------------------------------------
 
   /** `$len\r\n` + the value's PM ranges by name + `\r\n`, or nil. */
-  #bulkValue(v: Value | null, parts: Part[], refs: number[]): void {
+  #bulkValue(v: Value | null, parts: Part[]): void {
     if (!v) {
       parts.push(NIL);
       return;
@@ -1153,7 +1134,6 @@ export class KvApp {
       }
       this.stats.bytesByName += n.length;
       pool.ref(n.index); // a later write may supersede the record before the reply leaves
-      refs.push(n.index);
       parts.push(n);
     }
     parts.push(CRLF);
@@ -1164,19 +1144,27 @@ export class KvApp {
     this.#push(c, [str(`-${msg}\r\n`)]);
   }
 
-  #push(c: Conn, parts: Part[], write = false, close = false, refs: readonly number[] = NO_REFS): void {
+  #push(c: Conn, parts: Part[], write = false, close = false): void {
     if (c.closing) {
-      for (const b of refs) this.stack.pool.free(b);
+      this.#release(parts);
       return;
     }
     // a reply after an uncommitted write (any connection's) waits for the commit too: it may
     // show that write, and on its own connection it must keep its place in line
-    c.replies.push({ parts, refs, durable: write || this.#waiting > 0, close, at: 0 });
+    c.replies.push({ parts, durable: write || this.#waiting > 0, close });
     if (close) c.closing = true;
     this.#pending.add(c);
   }
 
-  /** Sends what is ready on `c`, in order, as far as the command ring allows. */
+  /** Our references on a reply's values, for a reply that will not be sent. */
+  #release(parts: Part[]): void {
+    for (const p of parts) if (!(p instanceof Uint8Array)) this.stack.pool.free(p.index);
+  }
+
+  /**
+   * Hands the replies that are ready on `c` to its send queue, in order (a durable one holds
+   * back the rest), then the FIN if the connection is closing; returns the window.
+   */
   #service(c: Conn): void {
     if (c.closed) {
       this.#pending.delete(c);
@@ -1187,62 +1175,34 @@ export class KvApp {
       stack.recvd(c.id, c.unrecvd);
       c.unrecvd = 0;
     }
-    let blocked = false;
-    let again = false;
-    if (c.refused.length && !c.txBlocked) {
-      // resend what was refused, in order, as far as the ring allows
-      c.bounceAt = 0;
-      while (c.refused.length && stack.commandSpace() - CMD_RESERVE > 0) {
-        const r = c.refused.shift()!;
-        stack.send(c.id, r.name);
-        c.handedAt = stack.polls;
-        if (r.ref) this.#relCur.push(r.name.index);
-      }
-      if (c.refused.length) {
-        this.stats.ringWaits++;
-        again = true; // the rest in a later turn
-      }
-    }
+    let sent = false;
     while (c.replies.length && !c.replies[0]!.durable) {
-      const r = c.replies[0]!;
-      // part by part: a reply larger than the ring goes out over several turns
-      while (r.at < r.parts.length) {
-        const p = r.parts[r.at]!;
-        const need = p instanceof Uint8Array ? 2 + Math.ceil(p.length / TEXT_CAP) : 2;
-        if (stack.commandSpace() - CMD_RESERVE < need) {
-          this.stats.ringWaits++;
-          blocked = true;
-          break;
-        }
+      const r = c.replies.shift()!;
+      for (const p of r.parts) {
         if (p instanceof Uint8Array) this.#write(c, p);
         else {
           this.#sendOut(c);
-          this.#send(c, p);
+          c.q.send(p, true); // the queue drops our reference once the core holds its own
         }
-        r.at++;
       }
-      if (blocked) break;
-      c.replies.shift();
-      // the core takes its own reference on a kept buffer when it runs the send: ours goes
-      // once it surely has (see onTurnEnd)
-      for (const b of r.refs) this.#relCur.push(b);
+      sent = true;
       if (r.close) {
-        for (const x of c.replies) for (const b of x.refs) stack.pool.free(b);
+        for (const x of c.replies) this.#release(x.parts);
         c.replies.length = 0;
       }
     }
     this.#sendOut(c);
-    if (!blocked && c.replies.length === 0 && c.refused.length === 0 && (c.closing || c.peerClosed)) {
-      // the FIN waits until the core has seen every send: one it then refused would be lost
-      if (stack.polls <= c.handedAt) again = true;
-      else if (stack.commandSpace() > 1) {
-        c.closed = true;
-        stack.close(c.id);
-      } else blocked = true;
+    if (sent) {
+      this.#sending.add(c);
+      if (!c.q.blocked && !c.q.idle) this.stats.ringWaits++; // the rest at a later turn's end
     }
-    // more to do later (the ring was full, a close waits for the core): keep it pending, also
-    // when this ran from an event (WRITABLE) rather than from the pending set
-    if (blocked || again || c.unrecvd > 0) this.#pending.add(c);
+    if (c.replies.length === 0 && (c.closing || c.peerClosed)) {
+      // the FIN follows every queued byte, once the core has taken them all
+      c.closed = true;
+      c.q.close();
+      this.#sending.add(c);
+    }
+    if (c.unrecvd > 0) this.#pending.add(c);
     else this.#pending.delete(c);
   }
 
@@ -1272,34 +1232,22 @@ export class KvApp {
     c.out = -1;
     c.outView = null;
     if (name.length === 0) this.stack.pool.free(name.index);
-    else this.#send(c, name);
-  }
-
-  #send(c: Conn, n: BufferName): void {
-    if (c.refused.length || c.txBlocked) {
-      // behind a refusal: queue in order (a kept buffer needs our own reference meanwhile)
-      const kept = this.stack.pool.owner(n.index) === "kept";
-      if (kept) this.stack.pool.ref(n.index);
-      c.refused.push({ name: n, ref: kept });
-    } else {
-      this.stack.send(c.id, n);
-      c.handedAt = this.stack.polls;
-    }
+    else c.q.send(name);
   }
 
   #forget(c: Conn): void {
     const pool = this.stack.pool;
-    for (const r of c.refused) pool.free(r.name.index);
+    c.q.drop();
     for (const b of c.held) pool.free(b);
-    for (const r of c.replies) for (const b of r.refs) pool.free(b);
+    for (const r of c.replies) this.#release(r.parts);
     if (c.out >= 0) pool.free(c.out);
     c.outView = null;
-    c.refused = [];
     c.held = [];
     c.replies = [];
     c.out = -1;
     c.closed = true;
     this.#pending.delete(c);
+    this.#sending.delete(c);
     this.#conns.delete(c.id);
     this.#clientIds.delete(c.id);
   }

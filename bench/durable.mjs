@@ -121,7 +121,12 @@ function tcpDelta(a, b) {
   const fast = d("TCP_FAST_RTX");
   const zwp = d("TCP_ZWP");
   const n = (k) => (b.nicStats?.[k] ?? 0) - (a.nicStats?.[k] ?? 0);
-  const nic = `NIC tx dropped ${n("txDropped")}, tx errors ${n("txErrors")}, rx no room ${n("rxNoRoom")}`;
+  const k = (f) => (b.nicStats?.xdpKernel?.[f] ?? 0) - (a.nicStats?.xdpKernel?.[f] ?? 0);
+  const nic =
+    `NIC tx dropped ${n("txDropped")}, tx errors ${n("txErrors")}, rx no room ${n("rxNoRoom")}` +
+    (b.nicStats?.xdpKernel
+      ? `; AF_XDP kernel drops ${k("rxDropped")} (FILL ring empty ${k("rxFillRingEmpty")}, RX ring full ${k("rxRingFull")})`
+      : "");
   return rto || rtx || fast || zwp
     ? `${rtx} retransmitted (${rto} RTO, ${fast} fast), ${zwp} zero-window probes; ${nic}`
     : "";

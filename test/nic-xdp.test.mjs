@@ -29,7 +29,7 @@ function makeVeth(ns) {
   ns.ip(["link", "set", "pmvp0", "up"]);
 }
 
-function setup(tag, { file = true, skbMode = false } = {}) {
+function setup(tag, { file = true, skbMode = false, fill } = {}) {
   let q;
   const configure = (c) => (q = reserveNicQueues(c));
   const pool = file
@@ -39,7 +39,7 @@ function setup(tag, { file = true, skbMode = false } = {}) {
   let port;
   try {
     makeVeth(ns);
-    port = XdpPort.open(pool, q, { ifname: "pmvp0", netns: ns.path, skbMode });
+    port = XdpPort.open(pool, q, { ifname: "pmvp0", netns: ns.path, skbMode, fill });
   } catch (e) {
     port?.close();
     ns.cleanup();
@@ -152,6 +152,27 @@ it("AF_XDP: ping -c 20 gets 20 replies; half of them sent as 2-buffer chains (li
     assert.ok(st.polls >= 20);
   } finally {
     stop();
+    const t = teardown(s);
+    assert.is(t.counts.free, t.counts.total, "no buffer leaked");
+  }
+});
+
+it("AF_XDP: frames the kernel drops for an empty FILL ring show in stats().xdpKernel", async () => {
+  // no buffer posted to receive into: every frame is lost before the RX ring, and the kernel counts it
+  const s = setup("xdpfill", { fill: 0 });
+  try {
+    const before = s.port.stats().xdpKernel;
+    assert.ok(before, "an AF_XDP port reports the kernel's counters");
+    for (const k of ["rxDropped", "rxInvalidDescs", "txInvalidDescs", "rxRingFull", "rxFillRingEmpty", "txRingEmpty"])
+      assert.type(before[k], "number", k);
+    const r = await s.ns.spawn("ping", ["-c", "3", "-i", "0.05", "-W", "1", US]).done;
+    assert.match(r.stdout, /3 packets transmitted, 0 received/, r.stdout + r.stderr);
+    const after = s.port.stats().xdpKernel;
+    // what arrived are the kernel's ARP requests (unanswered, so no echo request ever leaves)
+    assert.ok(after.rxFillRingEmpty > before.rxFillRingEmpty, JSON.stringify(after));
+    assert.is(after.rxDropped - before.rxDropped, after.rxFillRingEmpty - before.rxFillRingEmpty);
+    assert.is(s.port.receive(), 0, "nothing reached the RX ring");
+  } finally {
     const t = teardown(s);
     assert.is(t.counts.free, t.counts.total, "no buffer leaked");
   }

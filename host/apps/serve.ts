@@ -12,6 +12,16 @@ import { HttpdApp } from "./httpd.js";
 import { KvApp } from "./kv.js";
 
 /** Where the frames come from. */
+/**
+ * log2 of serve()'s AF_XDP ring size: 1024 slots (FILL, RX, TX, COMPLETION, and the fill table
+ * behind them) in pools of 32768 buffers or more, else 512. 50 clients pipelining 16 SETs land
+ * about 600 frames between two turns: a FILL ring of 512 ran dry, the kernel dropped frames
+ * (NicStats.xdpKernel.rxFillRingEmpty) and TCP waited for timeouts. Every slot holds a buffer,
+ * so a small pool keeps the smaller ring (16384 buffers holding 10,000 1 KiB values would
+ * otherwise run into kv's free-buffer reserve).
+ */
+const xdpRingLog2 = (buffers: number): number => (buffers >= 32768 ? 10 : 9);
+
 export type ServeNic =
   | {
       kind: "tap";
@@ -87,7 +97,7 @@ export function serve<A extends App>(
     pool: { path: opts.path, buffers: opts.buffers, metaBytes: opts.metaBytes, mode: opts.mode as never },
     configure: (core) => {
       PmLog.configure(core);
-      queues = reserveNicQueues(core);
+      queues = reserveNicQueues(core, nicOpts.kind === "xdp" ? { ringLog2: xdpRingLog2(opts.buffers) } : {});
     },
   });
   let log: PmLog | undefined;
@@ -103,6 +113,7 @@ export function serve<A extends App>(
         skbMode: nicOpts.skbMode,
         copyMode: nicOpts.copyMode,
         copyUmem: nicOpts.copyUmem ?? "fallback",
+        ringSize: 1 << xdpRingLog2(opts.buffers),
       });
     } else {
       nic = TapPort.open(stack.pool, queues!, { name: nicOpts.name ?? "pmstack%d", netns: nicOpts.netns ?? null });

@@ -75,6 +75,19 @@ export interface NicStats {
   kicks: number;
   wakeups: number;
   polls: number;
+  /**
+   * AF_XDP only: the kernel's counters for the socket (XDP_STATISTICS), frames lost before
+   * they reached the RX ring: rxRingFull (the ring had no room: the app did not keep up),
+   * rxFillRingEmpty (no buffer offered to receive into), rxDropped (other reasons).
+   */
+  xdpKernel?: {
+    rxDropped: number;
+    rxInvalidDescs: number;
+    txInvalidDescs: number;
+    rxRingFull: number;
+    rxFillRingEmpty: number;
+    txRingEmpty: number;
+  };
 }
 
 export interface NicNative {

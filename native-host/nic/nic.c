@@ -406,6 +406,21 @@ static napi_value nic_stats_fn(napi_env env, napi_callback_info info) {
   SETNUM(o, "kicks", s->kicks);
   SETNUM(o, "wakeups", s->wakeups);
   SETNUM(o, "polls", s->polls);
+  if (n->kind == NIC_XDP && !n->closed) {
+    /* what the kernel dropped before our RX ring (diagnostics: one getsockopt, not counted in syscalls) */
+    uint64_t k[6];
+    if (xdp_kernel_stats(n, k) == 0) {
+      napi_value ko;
+      CHECK(napi_create_object(env, &ko));
+      SETNUM(ko, "rxDropped", k[0]);
+      SETNUM(ko, "rxInvalidDescs", k[1]);
+      SETNUM(ko, "txInvalidDescs", k[2]);
+      SETNUM(ko, "rxRingFull", k[3]);
+      SETNUM(ko, "rxFillRingEmpty", k[4]);
+      SETNUM(ko, "txRingEmpty", k[5]);
+      CHECK(napi_set_named_property(env, o, "xdpKernel", ko));
+    }
+  }
   return o;
 }
 

@@ -97,6 +97,8 @@ int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_
 uint32_t xdp_rx(nic_t *n, ring_t *r, table_t *fill, int *err);
 uint32_t xdp_tx(nic_t *n, ring_t *r, table_t *done, int *err);
 uint32_t xdp_outstanding(nic_t *n, uint32_t *out, uint32_t cap);
+/* The kernel's counters for the socket (XDP_STATISTICS): frames it dropped before our RX ring. 0 or errno. */
+int xdp_kernel_stats(nic_t *n, uint64_t out[6]);
 void xdp_close(nic_t *n);
 napi_value xdp_info(napi_env env, nic_t *n, napi_value o);
 

@@ -529,6 +529,22 @@ uint32_t xdp_outstanding(nic_t *n, uint32_t *out, uint32_t cap) {
   return k;
 }
 
+int xdp_kernel_stats(nic_t *n, uint64_t out[6]) {
+  struct xdp_statistics st;
+  socklen_t len = sizeof st;
+  memset(&st, 0, sizeof st);
+  if (n->fd < 0) return EBADF;
+  if (getsockopt(n->fd, SOL_XDP, XDP_STATISTICS, &st, &len)) return errno;
+  /* kernels before 5.9 fill only the first three: the others stay 0 */
+  out[0] = st.rx_dropped;
+  out[1] = st.rx_invalid_descs;
+  out[2] = st.tx_invalid_descs;
+  out[3] = st.rx_ring_full;
+  out[4] = st.rx_fill_ring_empty_descs;
+  out[5] = st.tx_ring_empty_descs;
+  return 0;
+}
+
 void xdp_close(nic_t *n) {
   xdp_state *x = n->x;
   if (!x) return;

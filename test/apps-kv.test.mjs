@@ -301,6 +301,14 @@ test("errors in Redis's own words; the connection survives them", () => {
   const got = [];
   h.run(() => (got.push(...h.take(c)), got.length >= 1 && h.conns.get(c).closed));
   assert.is(got[0], "-ERR Protocol error: expected '$', got 'x'");
+  // a negative bulk length is a protocol error too (it was a RangeError that took the server down)
+  const c2 = h.connect();
+  h.send(c2, enc("*2\r\n$3\r\nGET\r\n$-1\r\n"));
+  const got2 = [];
+  h.run(() => (got2.push(...h.take(c2)), got2.length >= 1 && h.conns.get(c2).closed));
+  assert.is(got2[0], "-ERR Protocol error: invalid bulk length");
+  const c3 = h.connect();
+  assert.is(h.one(c3, "PING"), "+PONG", "the server goes on");
   h.close();
 });
 

@@ -152,6 +152,9 @@ test("RESP: protocol errors are reported (and the parser stops)", () => {
   assert.equal(respRun(enc("*1\r\n$3\r\nGETX\r\n")), [["ERR", "expected CRLF after a bulk string"]]);
   assert.equal(respRun(enc("*1\r\n$99999999999\r\n")), [["ERR", "invalid bulk length"]]);
   assert.equal(respRun(enc("*1\r\n$5\r\nhello\r\n"), [], { maxBulk: 4 }), [["ERR", "invalid bulk length"]]);
+  // a negative length was a RangeError out of the parser (a crash), found by the split test below
+  assert.equal(respRun(enc("*2\r\n$3\r\nGET\r\n$-3\r\n")), [["ERR", "invalid bulk length"]]);
+  assert.equal(respRun(enc("*1\r\n$-1\r\n"), [3, 6]), [["ERR", "invalid bulk length"]]);
 });
 
 test("RESP: parse() with a handler object calls back in feed()'s order, at every split", () => {
@@ -179,6 +182,26 @@ test("RESP: parse() with a handler object calls back in feed()'s order, at every
     "begin 3,arg SET,arg key:2,parts,argEnd,end,begin 1,arg PING,end,begin 1,arg PING,end,begin 1,error invalid bulk length";
   assert.is(run([]), want);
   for (let cut = 1; cut < b.length; cut += 5) assert.is(run([cut]), run([]), `split at ${cut}`);
+});
+
+test("RESP: whole chunks (header lines read in place) and byte-by-byte chunks agree on mangled input", () => {
+  // one-byte chunks never hold a whole header line, so they always take the general path
+  const r = rng(61);
+  const pieces = ["*", "$", "-", "0", "1", "3", "9", "\r", "\n", "\r\n", "x", " ", "PING", "SET", "k"];
+  for (let t = 0; t < 400; t++) {
+    let text = cmd("SET", "key", "v".repeat(r.int(80))) + cmd("GET", "key");
+    const edits = r.int(4);
+    for (let e = 0; e < edits; e++) {
+      const at = r.int(text.length + 1);
+      text = text.slice(0, at) + pieces[r.int(pieces.length)] + text.slice(at + r.int(2));
+    }
+    const b = enc(text);
+    const cuts = Array.from({ length: b.length - 1 }, (_, k) => k + 1);
+    assert.equal(respRun(b), respRun(b, cuts), JSON.stringify(text));
+  }
+  // twelve digits read in place; thirteen are an invalid length either way
+  assert.equal(respRun(enc("*1\r\n$000000000004\r\nPING\r\n")), [["PING"]]);
+  assert.equal(respRun(enc("*1\r\n$0000000000004\r\nPING\r\n")), [["ERR", "invalid bulk length"]]);
 });
 
 test.run();

@@ -114,6 +114,28 @@ export class RespParser {
         }
         case S.ArrayLen:
         case S.BulkHeader: {
+          if (this.#lineLen === 0) {
+            // the common case: the whole line, "*<digits>\r\n" or "$<digits>\r\n", is in this
+            // chunk: read the number in place (anything else takes the general path below)
+            const bulk = this.#s === S.BulkHeader;
+            let j = bulk ? i + 1 : i;
+            if (!bulk || chunk[i] === 0x24 /* $ */) {
+              const first = j;
+              let v = 0;
+              while (j < n && j - first < 12) {
+                const d = chunk[j]! - 0x30;
+                if (d < 0 || d > 9) break;
+                v = v * 10 + d;
+                j++;
+              }
+              if (j > first && j + 1 < n && chunk[j] === 13 && chunk[j + 1] === 10) {
+                i = j + 2;
+                if (bulk) this.#bulkLen(h, v);
+                else this.#arrayCount(h, v);
+                break;
+              }
+            }
+          }
           // up to the line's end in one tight loop
           const line = this.#line;
           let len = this.#lineLen;
@@ -181,7 +203,10 @@ export class RespParser {
   }
 
   #arrayLen(h: RespHandler): void {
-    const n = this.#int(0);
+    this.#arrayCount(h, this.#int(0));
+  }
+
+  #arrayCount(h: RespHandler, n: number | null): void {
     if (n === null || n > this.maxArgs) return this.#error(h, "invalid multibulk length");
     if (n <= 0) {
       this.#s = S.Start; // an empty array is no command
@@ -195,8 +220,12 @@ export class RespParser {
   #bulkHeader(h: RespHandler): void {
     if (this.#lineLen === 0 || this.#line[0] !== 0x24 /* $ */)
       return this.#error(h, `expected '$', got '${String.fromCharCode(this.#lineLen ? this.#line[0]! : 32)}'`);
-    const n = this.#int(1);
-    if (n === null || n > this.maxBulk) return this.#error(h, "invalid bulk length");
+    this.#bulkLen(h, this.#int(1));
+  }
+
+  #bulkLen(h: RespHandler, n: number | null): void {
+    // a negative length ("$-1" is a null reply, never a request argument) is Redis's protocol error too
+    if (n === null || n < 0 || n > this.maxBulk) return this.#error(h, "invalid bulk length");
     this.#bulkTotal = n;
     this.#bulkLeft = n;
     this.#small = n <= this.smallMax ? new Uint8Array(n) : null;

@@ -686,4 +686,126 @@ test("parseI64 follows Redis's string2ll", () => {
     assert.is(parseI64(enc(s)), null, s);
 });
 
+test("FLUSHALL of an empty store answers at once; error lines never carry the client's CR/LF", () => {
+  const h = kvPair();
+  const c = h.connect();
+  // a write that changes nothing appends no record: its reply used to wait for a commit that never came
+  assert.is(h.one(c, "FLUSHALL"), "+OK");
+  assert.is(h.one(c, "DEL", "nothing"), 0);
+  assert.is(h.one(c, "PING"), "+PONG");
+  // an unknown command quotes the client's bytes; a CR or LF there would split the error line
+  const got = h.call(c, [["BAD\r\nCMD", "x\ny"], ["PING"]]);
+  assert.is(got[0], "-ERR unknown command 'BAD  CMD', with args beginning with: 'x y' ");
+  assert.is(got[1], "+PONG");
+  h.close();
+});
+
+const ABUSE_SEEDS = process.env.PMSTACK_ABUSE_SEEDS
+  ? process.env.PMSTACK_ABUSE_SEEDS.split(",").map(Number)
+  : [2, 3, 2026];
+for (const seed of ABUSE_SEEDS)
+  test(`abuse (seed ${seed}): random commands and mangled bytes never take the server down or leak a buffer`, () => {
+    const r = rng(seed);
+    const h = kvPair({ buffers: 2048 });
+    const base = h.srv.pool.counts();
+    const pick = (xs) => xs[r.int(xs.length)];
+    const names = [
+      "SET",
+      "GET",
+      "DEL",
+      "EXISTS",
+      "MSET",
+      "MSETNX",
+      "MGET",
+      "INCR",
+      "DECR",
+      "INCRBY",
+      "DECRBY",
+      "STRLEN",
+      "TTL",
+      "PTTL",
+      "DBSIZE",
+      "PING",
+      "ECHO",
+      "SELECT",
+      "INFO",
+      "CONFIG",
+      "CLIENT",
+      "HELLO",
+      "COMMAND",
+      "FLUSHALL",
+      "set",
+      "nope",
+    ];
+    const words = [
+      "k1",
+      "k2",
+      "k3",
+      "EX",
+      "PX",
+      "EXAT",
+      "PXAT",
+      "NX",
+      "XX",
+      "GET",
+      "KEEPTTL",
+      "0",
+      "-1",
+      "1",
+      "10",
+      "9223372036854775807",
+      "-9223372036854775808",
+      "99999999999999999999",
+      "1.5",
+      "x",
+      "",
+      "GET",
+      "SETNAME",
+      "LIST",
+      "*",
+    ];
+    const arg = () => (r() < 0.1 ? new Uint8Array(r.int(2000)).fill(0x61 + r.int(26)) : pick(words));
+    const mangle = (b) => {
+      const out = Array.from(b);
+      for (let e = r.int(3); e > 0; e--) {
+        const at = r.int(out.length + 1);
+        const junk = Array.from(
+          enc(pick(["\r\n", "*", "$", "-", "$-1\r\n", "*-5\r\n", "x", "\n", "$99999999999\r\n"])),
+        );
+        out.splice(at, r.int(3), ...junk);
+      }
+      return Uint8Array.from(out);
+    };
+    let replies = 0;
+    for (let round = 0; round < 30; round++) {
+      const conns = [h.connect(), h.connect()];
+      for (const c of conns) {
+        const cmds = [];
+        for (let k = 0; k < 12; k++) {
+          const bytes = cmd(pick(names), ...Array.from({ length: r.int(5) }, arg));
+          cmds.push(r() < 0.2 ? mangle(bytes) : bytes);
+        }
+        h.send(c, cat(cmds), pick([97, 1400]));
+      }
+      for (let k = 0; k < 60; k++) h.step();
+      for (const c of conns) {
+        replies += h.take(c).length;
+        if (!h.conns.get(c).closed) h.cli.close(c);
+      }
+      for (let k = 0; k < 60; k++) h.step();
+    }
+    // not vacuous: commands ran, wrote, failed, and some connections ended in protocol errors
+    assert.ok(replies > 300, `${replies} replies`);
+    assert.ok(h.app.stats.writes > 5 && h.app.stats.errors > 50, JSON.stringify(h.app.stats));
+    const c = h.connect();
+    assert.is(h.one(c, "PING"), "+PONG", "the server goes on");
+    assert.is(h.one(c, "FLUSHALL"), "+OK");
+    h.cli.close(c);
+    for (let k = 0; k < 100; k++) h.step();
+    const after = h.srv.pool.check();
+    assert.is(after.app, base.app, "no app buffer left");
+    assert.ok(after.kept <= base.kept + 1, `only the arena buffer stays kept (${after.kept})`);
+    h.close();
+  });
+
 test.run();

@@ -210,6 +210,12 @@ const E_INT = "ERR value is not an integer or out of range";
 const E_SYNTAX = "ERR syntax error";
 
 const str = (s: string): Uint8Array => enc.encode(s);
+/**
+ * "-<message>\r\n". Messages quote the client's own bytes (an unknown command's name and
+ * arguments, a bad protocol byte): a CR or LF there would end the line early and desynchronize
+ * the client, so each becomes a space, as Redis does.
+ */
+const errorLine = (msg: string): Uint8Array => enc.encode(`-${msg.replace(/[\r\n]/g, " ")}\r\n`);
 const simple = (s: string): Uint8Array => enc.encode(`+${s}\r\n`);
 const int = (n: number | bigint): Uint8Array => (n === 0 ? ZERO : n === 1 ? ONE : enc.encode(`:${n}\r\n`));
 const bulk = (s: string | Uint8Array): Uint8Array => {
@@ -380,7 +386,7 @@ export class KvApp {
     error: (message) => {
       const c = this.#pc!;
       this.stats.errors++;
-      this.#push(c, [str(`-ERR Protocol error: ${message}\r\n`)], false, true);
+      this.#push(c, [errorLine(`ERR Protocol error: ${message}`)], true);
     },
   };
 
@@ -602,7 +608,7 @@ export class KvApp {
         return this.#push(c, [OK]);
       }
       case "quit":
-        return this.#push(c, [OK], false, true);
+        return this.#push(c, [OK], true);
       case "hello":
         return this.#hello(c, a);
       case "client":
@@ -645,7 +651,7 @@ export class KvApp {
           }
         }
         this.stats.writes++;
-        return this.#push(c, [int(n)], n > 0);
+        return this.#push(c, [int(n)]);
       }
       case "exists": {
         let n = 0;
@@ -674,7 +680,7 @@ export class KvApp {
         }
         this.#expires.clear();
         this.stats.writes++;
-        return this.#push(c, [OK], true);
+        return this.#push(c, [OK]);
       }
       case "info":
         return this.#push(c, [bulk(this.info(a.slice(1).map((x) => this.#text(x))))]);
@@ -732,7 +738,7 @@ export class KvApp {
     this.#put(key, a[2]!, expireAt);
     this.stats.writes++;
     if (!get) parts.push(OK);
-    this.#push(c, parts, true);
+    this.#push(c, parts);
   }
 
   #mset(c: Conn, a: Arg[], nx: boolean): void {
@@ -747,7 +753,7 @@ export class KvApp {
     if (nx && keys.some((k) => this.#read(k))) return this.#push(c, [ZERO]);
     for (let i = 1; i < a.length; i += 2) this.#put(keys[(i - 1) / 2]!, a[i + 1]!, 0);
     this.stats.writes++;
-    this.#push(c, [nx ? ONE : OK], true);
+    this.#push(c, [nx ? ONE : OK]);
   }
 
   #incr(c: Conn, keyArg: Arg, by: bigint): void {
@@ -765,7 +771,7 @@ export class KvApp {
     if (next > I64_MAX || next < I64_MIN) return this.#error(c, "ERR increment or decrement would overflow");
     this.#put(key, enc.encode(next.toString()), old ? old.expireAt : 0);
     this.stats.writes++;
-    this.#push(c, [int(next)], true);
+    this.#push(c, [int(next)]);
   }
 
   #hello(c: Conn, a: Arg[]): void {
@@ -1141,17 +1147,19 @@ export class KvApp {
 
   #error(c: Conn, msg: string): void {
     this.stats.errors++;
-    this.#push(c, [str(`-${msg}\r\n`)]);
+    this.#push(c, [errorLine(msg)]);
   }
 
-  #push(c: Conn, parts: Part[], write = false, close = false): void {
+  #push(c: Conn, parts: Part[], close = false): void {
     if (c.closing) {
       this.#release(parts);
       return;
     }
-    // a reply after an uncommitted write (any connection's) waits for the commit too: it may
-    // show that write, and on its own connection it must keep its place in line
-    c.replies.push({ parts, durable: write || this.#waiting > 0, close });
+    // a write's reply waits for the turn's commit, and so does any reply after an uncommitted
+    // write (any connection's): it may show that write, and on its own connection it must keep
+    // its place in line. A write that changed nothing (FLUSHALL of an empty store) appended no
+    // record, no commit will come for it, and it is answered at once (it used to wait forever)
+    c.replies.push({ parts, durable: this.#waiting > 0, close });
     if (close) c.closing = true;
     this.#pending.add(c);
   }

@@ -5,6 +5,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Stack, MemoryLink, PmLog, HttpdApp } from "../build/index.js";
 import { rng } from "./lib/rng.mjs";
+import { memClient } from "./lib/memclient.mjs";
 
 const enc = (s) => new TextEncoder().encode(s);
 const dec = (b) => new TextDecoder("latin1").decode(b);
@@ -21,7 +22,8 @@ function httpdPair({ buffers = 4096 } = {}) {
   const app = new HttpdApp(srv, log, 80);
   const cli = Stack.create({ mac: "02:00:00:00:08:02", ip: "198.18.8.2/24", pool: { buffers: 4096 } });
   const link = new MemoryLink(srv.port, cli.port);
-  const conns = new Map(); // client conn -> { rx: string, closed, refused: [] }
+  const mc = memClient(cli, { state: () => ({ rx: "" }), onData: (c, bytes) => (c.rx += dec(bytes)) });
+  const conns = mc.conns; // client conn -> { rx: string, closed, refused }
   const h = {
     srv,
     log,
@@ -56,47 +58,9 @@ function httpdPair({ buffers = 4096 } = {}) {
       return [...conns.keys()].find((k) => !before.has(k));
     },
     send(conn, bytes, seg = 1400) {
-      for (let at = 0; at < bytes.length; at += seg) {
-        const n = Math.min(seg, bytes.length - at);
-        const i = cli.pool.alloc();
-        cli.pool.view(i, 128, n).set(bytes.subarray(at, at + n));
-        const c = conns.get(conn);
-        if (c.refused.length) c.refused.push({ index: i, offset: 128, length: n });
-        else cli.send(conn, { index: i, offset: 128, length: n });
-        if (cli.commandSpace() < 64) h.turn();
-      }
+      mc.send(conn, bytes, seg, () => h.turn());
     },
-    onClient(ev) {
-      const c = conns.get(ev.conn);
-      switch (ev.type) {
-        case "CONNECTED":
-          conns.set(ev.conn, { rx: "", closed: false, refused: [] });
-          cli.setNoDelay(ev.conn);
-          break;
-        case "DATA":
-          c.rx += dec(cli.pool.view(ev.buf, ev.off, ev.len));
-          cli.pool.free(ev.buf);
-          cli.recvd(ev.conn, ev.len);
-          break;
-        case "SEND_REFUSED":
-          c.refused.push({ index: ev.buf, offset: ev.off, length: ev.len });
-          break;
-        case "WRITABLE": {
-          const again = c.refused;
-          c.refused = [];
-          for (const n of again) cli.send(ev.conn, n);
-          break;
-        }
-        case "PEER_CLOSED":
-          cli.close(ev.conn);
-          c.closed = true;
-          break;
-        case "CLOSED":
-        case "RESET":
-          if (c) c.closed = true;
-          break;
-      }
-    },
+    onClient: mc.onClient,
     /** One request on a fresh connection, the whole response text once complete. */
     request(text) {
       const c = h.connect();

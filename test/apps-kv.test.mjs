@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { Stack, MemoryLink, PmLog, KvApp, KV_HEADER, KV_MAX_VALUE_NAMES, parseI64 } from "../build/index.js";
 import { scratchDir } from "./lib/tmp.mjs";
 import { rng } from "./lib/rng.mjs";
+import { memClient } from "./lib/memclient.mjs";
 
 const enc = (s) => new TextEncoder().encode(s);
 const dec = (b) => new TextDecoder().decode(b);
@@ -87,6 +88,13 @@ function kvPair({ path, clock = { t: 1_700_000_000_000 }, buffers = 4096, rings,
   const app = new KvApp(srv, log, 6379, { now: () => clock.t });
   const cli = Stack.create({ mac: "02:00:00:00:08:02", ip: "198.18.8.2/24", pool: { buffers: 4096 } });
   const link = new MemoryLink(srv.port, cli.port);
+  const mc = memClient(cli, {
+    state: () => ({ rx: [], len: 0, buf: new Uint8Array(0), at: 0 }),
+    onData: (c, bytes) => {
+      c.rx.push(bytes.slice());
+      c.len += bytes.length;
+    },
+  });
   const h = {
     srv,
     log,
@@ -97,7 +105,7 @@ function kvPair({ path, clock = { t: 1_700_000_000_000 }, buffers = 4096, rings,
     now: 0,
     /** Whether the server's turns end with onTurnEnd (the group commit). */
     commit: true,
-    conns: new Map(), // client conn id -> { rx: Uint8Array[], len, closed, refused }
+    conns: mc.conns, // client conn id -> { rx: Uint8Array[], len, closed, refused, buf, at }
     connect() {
       const before = new Set(h.conns.keys());
       cli.connect(SRV_IP, 6379);
@@ -106,16 +114,7 @@ function kvPair({ path, clock = { t: 1_700_000_000_000 }, buffers = 4096, rings,
     },
     /** Sends bytes on a client connection, in pieces of at most `seg` bytes (one buffer each). */
     send(conn, bytes, seg = 1400) {
-      for (let at = 0; at < bytes.length; at += seg) {
-        const n = Math.min(seg, bytes.length - at);
-        const i = cli.pool.alloc();
-        cli.pool.view(i, 128, n).set(bytes.subarray(at, at + n));
-        const c = h.conns.get(conn);
-        if (c.refused.length) c.refused.push({ index: i, offset: 128, length: n });
-        else cli.send(conn, { index: i, offset: 128, length: n });
-        // small pieces leave one per turn, so that each is a segment of its own
-        if (seg < 1400 || cli.commandSpace() < 64) h.step();
-      }
+      mc.send(conn, bytes, seg, () => h.step());
     },
     /** One turn of each side, in NicLoop's order on the server. */
     turn() {
@@ -143,38 +142,7 @@ function kvPair({ path, clock = { t: 1_700_000_000_000 }, buffers = 4096, rings,
       }
       throw new Error("kvPair.run: not done in time");
     },
-    onClient(ev) {
-      const c = h.conns.get(ev.conn);
-      switch (ev.type) {
-        case "CONNECTED":
-          h.conns.set(ev.conn, { rx: [], len: 0, closed: false, refused: [], buf: new Uint8Array(0), at: 0 });
-          cli.setNoDelay(ev.conn);
-          break;
-        case "DATA":
-          c.rx.push(cli.pool.view(ev.buf, ev.off, ev.len).slice());
-          c.len += ev.len;
-          cli.pool.free(ev.buf);
-          cli.recvd(ev.conn, ev.len);
-          break;
-        case "SEND_REFUSED":
-          c.refused.push({ index: ev.buf, offset: ev.off, length: ev.len });
-          break;
-        case "WRITABLE": {
-          const again = c.refused;
-          c.refused = [];
-          for (const n of again) cli.send(ev.conn, n);
-          break;
-        }
-        case "PEER_CLOSED":
-          cli.close(ev.conn);
-          c.closed = true;
-          break;
-        case "CLOSED":
-        case "RESET":
-          if (c) c.closed = true;
-          break;
-      }
-    },
+    onClient: mc.onClient,
     /** Replies parsed so far and not yet taken. */
     take(conn) {
       const c = h.conns.get(conn);

@@ -413,10 +413,16 @@ async function runQuery(a: Args): Promise<number> {
   const section = (title: string, o: Record<string, unknown> | undefined, skipZero = false) => {
     if (!o) return;
     out.push(`${title}:`);
-    for (const [k, v] of Object.entries(o)) {
-      if (skipZero && v === 0) continue;
+    const put = (k: string, v: unknown) => {
+      if (v !== null && typeof v === "object") {
+        // a group of counters (the NIC's xdpKernel): one line each, named group.counter
+        for (const [k2, v2] of Object.entries(v)) put(`${k}.${k2}`, v2);
+        return;
+      }
+      if (skipZero && v === 0) return;
       out.push(`    ${String(v).padStart(14)} ${k}`);
-    }
+    };
+    for (const [k, v] of Object.entries(o)) put(k, v);
   };
   // netstat -s style: every non-zero stack counter, in the core's order
   const stack = st.stack ?? {};

@@ -198,6 +198,11 @@ it("httpd --nic xdp --netns: AF_XDP on a veth pair it makes, curl POST/GET", asy
     assert.is(post.out, "201", post.err);
     const get = await inNs(ns, "curl", ["-sS", "http://198.18.0.2/x"]);
     assert.is(get.out, "hello, XDP");
+    // the kernel's AF_XDP counters: one line each in the text form, an object in JSON
+    const st = await runAsync(["stats", "--pm", pm]);
+    assert.not.match(st.out, /object Object/);
+    const js = JSON.parse((await runAsync(["stats", "--pm", pm, "--json"])).out);
+    assert.type(js.nic.xdpKernel.rxFillRingEmpty, "number");
   } finally {
     srv.kill("SIGINT");
   }

@@ -11,7 +11,6 @@ import { Stack, type StackConfig, type StackEvent } from "../stack.js";
 import { HttpdApp } from "./httpd.js";
 import { KvApp } from "./kv.js";
 
-/** Where the frames come from. */
 /**
  * log2 of serve()'s AF_XDP ring size: 1024 slots (FILL, RX, TX, COMPLETION, and the fill table
  * behind them) in pools of 32768 buffers or more, else 512. 50 clients pipelining 16 SETs land
@@ -22,6 +21,7 @@ import { KvApp } from "./kv.js";
  */
 const xdpRingLog2 = (buffers: number): number => (buffers >= 32768 ? 10 : 9);
 
+/** Where the frames come from. */
 export type ServeNic =
   | {
       kind: "tap";
@@ -113,7 +113,6 @@ export function serve<A extends App>(
         skbMode: nicOpts.skbMode,
         copyMode: nicOpts.copyMode,
         copyUmem: nicOpts.copyUmem ?? "fallback",
-        ringSize: 1 << xdpRingLog2(opts.buffers),
       });
     } else {
       nic = TapPort.open(stack.pool, queues!, { name: nicOpts.name ?? "pmstack%d", netns: nicOpts.netns ?? null });

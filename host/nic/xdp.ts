@@ -12,7 +12,10 @@ export interface XdpOptions {
   queue?: number;
   /** Open the socket and attach the program inside this network namespace (/run/netns/NAME). */
   netns?: string | null;
-  /** Slots per AF_XDP ring (FILL, COMPLETION, RX, TX); a power of two (default 512). */
+  /**
+   * Slots per AF_XDP ring (FILL, COMPLETION, RX, TX); a power of two (default: the slots the
+   * NIC queues were reserved with, `reserveNicQueues`' ringLog2: 512 unless asked).
+   */
   ringSize?: number;
   /** Attach in skb (generic) mode instead of trying native (drv) mode first. */
   skbMode?: boolean;
@@ -44,7 +47,7 @@ export class XdpPort extends NicPort {
       opts.ifname,
       opts.queue ?? 0,
       flags,
-      opts.ringSize ?? 512,
+      opts.ringSize ?? queues.slots,
       opts.netns ?? null,
       pool.medium,
     );

@@ -143,17 +143,20 @@ const spec = (
   group: string,
   since: string,
   summary: string,
-): CmdSpec => ({
-  arity,
-  flags: flags ? flags.split(" ") : [],
-  denyoom: flags.split(" ").includes("denyoom"),
-  first: keys[0],
-  last: keys[1],
-  step: keys[2],
-  group,
-  since,
-  summary,
-});
+): CmdSpec => {
+  const f = flags ? flags.split(" ") : [];
+  return {
+    arity,
+    flags: f,
+    denyoom: f.includes("denyoom"),
+    first: keys[0],
+    last: keys[1],
+    step: keys[2],
+    group,
+    since,
+    summary,
+  };
+};
 
 /** The commands, with Redis's arity (negative: at least) and key positions. */
 export const KV_COMMANDS: Record<string, CmdSpec> = {
@@ -323,8 +326,6 @@ export class KvApp {
   #conns = new Map<number, Conn>();
   /** Connections with a window update the command ring had no room for. */
   #pending = new Set<Conn>();
-  /** Connections whose send queue has work for settle() (see onTurnEnd). */
-  #sending = new Set<Conn>();
   /** Writes (records appended) waiting for this turn's group commit. */
   #waiting = 0;
   /** Tombstones of expired keys not yet committed (no reply waits for them). */
@@ -459,7 +460,6 @@ export class KvApp {
         if (c) {
           // the queue keeps it (and our reference, for a value sent by name) until WRITABLE
           c.q.refused(name);
-          this.#sending.add(c);
           this.stats.refusedSends++;
         } else freeRefused(this.stack, [name]); // our text buffer, for a connection that is gone
         break;
@@ -468,7 +468,6 @@ export class KvApp {
         const c = this.#conns.get(ev.conn);
         if (c) {
           c.q.writable();
-          this.#sending.add(c);
           this.#service(c);
         }
         break;
@@ -502,10 +501,7 @@ export class KvApp {
     }
     for (const c of this.#pending) this.#service(c);
     // every send of the turn has been taken or refused by now (see SendQueue.settle)
-    for (const c of this.#sending) {
-      c.q.settle();
-      if (c.q.quiet) this.#sending.delete(c);
-    }
+    for (const c of this.#conns.values()) if (!c.q.quiet) c.q.settle();
     // a ring too full for a window update: come back once the core has taken the commands
     if (this.#pending.size && !this.#kickScheduled) {
       this.#kickScheduled = true;
@@ -1161,7 +1157,6 @@ export class KvApp {
     // record, no commit will come for it, and it is answered at once (it used to wait forever)
     c.replies.push({ parts, durable: this.#waiting > 0, close });
     if (close) c.closing = true;
-    this.#pending.add(c);
   }
 
   /** Our references on a reply's values, for a reply that will not be sent. */
@@ -1200,15 +1195,11 @@ export class KvApp {
       }
     }
     this.#sendOut(c);
-    if (sent) {
-      this.#sending.add(c);
-      if (!c.q.blocked && !c.q.idle) this.stats.ringWaits++; // the rest at a later turn's end
-    }
+    if (sent && !c.q.blocked && !c.q.idle) this.stats.ringWaits++; // the rest at a later turn's end
     if (c.replies.length === 0 && (c.closing || c.peerClosed)) {
       // the FIN follows every queued byte, once the core has taken them all
       c.closed = true;
       c.q.close();
-      this.#sending.add(c);
     }
     if (c.unrecvd > 0) this.#pending.add(c);
     else this.#pending.delete(c);
@@ -1255,7 +1246,6 @@ export class KvApp {
     c.out = -1;
     c.closed = true;
     this.#pending.delete(c);
-    this.#sending.delete(c);
     this.#conns.delete(c.id);
     this.#clientIds.delete(c.id);
   }

@@ -1,4 +1,42 @@
 // Helpers shared by benchmarks.
+import { spawn } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Every syscall of process `pid` (all its threads) while `during()` runs, by `strace -c -f
+ * -p`: {res (what during() resolved to), calls (the total), top: [[name, count], ...] by count}.
+ * The process must not spawn meanwhile (-f would follow the child).
+ */
+export async function straceCount(pid, during) {
+  const out = join(os.tmpdir(), `pmstack-bench-strace-${process.pid}-${pid}.txt`);
+  const st = spawn("strace", ["-c", "-f", "-U", "name,calls", "-S", "calls", "-o", out, "-p", String(pid)], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  st.stderr.on("data", (d) => (err += d));
+  const closed = new Promise((r) => st.on("close", r));
+  try {
+    const end = Date.now() + 3000;
+    while (!/attached/.test(err) && Date.now() < end && st.exitCode === null) await sleep(5);
+    if (!/attached/.test(err)) throw new Error(`strace did not attach to ${pid}: ${err}`);
+    await sleep(200); // every thread attached
+    const res = await during();
+    if (st.exitCode === null) st.kill("SIGINT");
+    await Promise.race([closed, sleep(3000)]);
+    const text = readFileSync(out, "utf8");
+    const calls = [...text.matchAll(/^(\w+)\s+(\d+)\s*$/gm)].map((m) => [m[1], +m[2]]);
+    const total = calls.find(([n]) => n === "total");
+    if (!total) throw new Error(`strace -c gave no total: ${text}`);
+    return { res, calls: total[1], top: calls.filter(([n]) => n !== "total") };
+  } finally {
+    if (st.exitCode === null && st.signalCode === null) st.kill("SIGKILL");
+    rmSync(out, { force: true });
+  }
+}
 
 /** Median of an array of numbers. */
 export function median(xs) {

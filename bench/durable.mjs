@@ -32,21 +32,13 @@
 // connections) and pmstack-kv-tap (SET 1 KiB, 50 clients) once more under `node --cpu-prof` and
 // adds their top self-time functions to the notes (the profiles stay in os.tmpdir()).
 import { spawn } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statfsSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Netns, netnsUnavailable } from "../test/lib/netns.mjs";
 import { cdfSvg, formatDurable, durableRatios, summarizeProfile } from "./_durable-report.mjs";
+import { straceCount } from "./_lib.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const SERVER = join(here, "_durable-server.mjs");
@@ -184,33 +176,6 @@ async function stopProc(p, ms = 5000) {
   const t = setTimeout(() => p.kill("SIGKILL"), ms);
   await p.done;
   clearTimeout(t);
-}
-
-/** `strace -c -f -p pid` around `during()`: total syscalls and the top calls. */
-async function straceCount(pid, during, tmp) {
-  const out = join(tmp, `strace-${pid}-${Date.now()}.txt`);
-  const st = spawn("strace", ["-c", "-f", "-p", String(pid), "-o", out], { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  st.stderr.on("data", (d) => (err += d));
-  const closed = new Promise((r) => st.on("close", r));
-  try {
-    const end = Date.now() + 3000;
-    while (!/attached/.test(err) && Date.now() < end && st.exitCode === null) await sleep(5);
-    if (!/attached/.test(err)) throw new Error(`strace did not attach to ${pid}: ${err}`);
-    await sleep(150);
-    const res = await during();
-    if (st.exitCode === null) st.kill("SIGINT");
-    await Promise.race([closed, sleep(3000)]);
-    const text = existsSync(out) ? readFileSync(out, "utf8") : "";
-    const total = /^\s*100\.00\s.*?\s(\d+)\s+(?:\d+\s+)?total$/m.exec(text);
-    const top = [...text.matchAll(/^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$/gm)]
-      .map((m) => [m[2], +m[1]])
-      .filter(([n]) => n !== "total")
-      .slice(0, 5);
-    return { res, calls: total ? +total[1] : NaN, top };
-  } finally {
-    if (st.exitCode === null && st.signalCode === null) st.kill("SIGKILL");
-  }
 }
 
 export async function run(args = []) {
@@ -504,11 +469,14 @@ export async function run(args = []) {
         }
       }
       for (const srv of httpLive) {
-        const st = await straceCount(srv.pid, () => wrk(`http://${srv.host}:${srv.port}/`, 50, 1024, T.straceS), tmp);
+        const st = await straceCount(srv.pid, () => wrk(`http://${srv.host}:${srv.port}/`, 50, 1024, T.straceS));
         add(srv.system, "syscalls_per_req_c50_1k", st.calls / st.res.requests, "calls");
         notes.push(
           `${srv.system} strace -c -f c50_1k: ${st.calls} syscalls for ${st.res.requests} requests; top ` +
-            st.top.map(([n, x]) => `${n} ${(x / st.res.requests).toFixed(2)}`).join(", ") +
+            st.top
+              .slice(0, 5)
+              .map(([n, x]) => `${n} ${(x / st.res.requests).toFixed(2)}`)
+              .join(", ") +
             " per request",
         );
       }
@@ -569,11 +537,14 @@ export async function run(args = []) {
       }
       const n = o.quick ? 5000 : 20000;
       for (const srv of respLive) {
-        const st = await straceCount(srv.pid, () => redisBench(srv.host, srv.port, "set", 50, 1, n), tmp);
+        const st = await straceCount(srv.pid, () => redisBench(srv.host, srv.port, "set", 50, 1, n));
         add(srv.system, "set_syscalls_per_req_c50_p1", st.calls / n, "calls");
         notes.push(
           `${srv.system} strace -c -f set c50_p1: ${st.calls} syscalls for ${n} requests; top ` +
-            st.top.map(([nm, x]) => `${nm} ${(x / n).toFixed(2)}`).join(", ") +
+            st.top
+              .slice(0, 5)
+              .map(([nm, x]) => `${nm} ${(x / n).toFixed(2)}`)
+              .join(", ") +
             " per request",
         );
       }

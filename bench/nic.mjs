@@ -40,7 +40,7 @@ import { readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import { Stack, TapPort, XdpPort, NicLoop, reserveNicQueues } from "../build/index.js";
 import { Netns, netnsUnavailable } from "../test/lib/netns.mjs";
-import { median, ratios } from "./_lib.mjs";
+import { median, ratios, straceCount } from "./_lib.mjs";
 import { BULK_PORT, BULK_TX_PORT, RR_PORT, MEASURE_MS, WARM_MS, TX_MS, BulkMeter, fillStream } from "./_nic-peer.mjs";
 
 const peer = new URL("./_nic-peer.mjs", import.meta.url).pathname;
@@ -91,38 +91,6 @@ async function client(ns, args, { pauseMs, onReady, limit = 20000 } = {}) {
     return JSON.parse(m[1]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-/**
- * Every syscall of process `pid` (all its threads) while `during()` runs, by `strace -c -f
- * -p`: {res, calls, top: [[name, count], ...]}. The process must not spawn meanwhile (-f
- * would follow the child).
- */
-async function straceCount(pid, during) {
-  const out = `/tmp/pmstack-bench-nic-strace-${process.pid}.txt`;
-  const st = spawn("strace", ["-c", "-f", "-U", "name,calls", "-S", "calls", "-o", out, "-p", String(pid)], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let err = "";
-  st.stderr.on("data", (d) => (err += d));
-  const closed = new Promise((r) => st.on("close", r));
-  try {
-    const end = Date.now() + 3000;
-    while (!/attached/.test(err) && Date.now() < end && st.exitCode === null) await sleep(5);
-    if (!/attached/.test(err)) throw new Error(`strace did not attach to ${pid}: ${err}`);
-    await sleep(200); // every thread attached
-    const res = await during();
-    st.kill("SIGINT");
-    await Promise.race([closed, sleep(3000)]);
-    const text = readFileSync(out, "utf8");
-    const calls = [...text.matchAll(/^(\w+)\s+(\d+)\s*$/gm)].map((m) => [m[1], +m[2]]);
-    const total = calls.find(([n]) => n === "total");
-    if (!total) throw new Error(`strace -c gave no total: ${text}`);
-    return { res, calls: total[1], top: calls.filter(([n]) => n !== "total") };
-  } finally {
-    if (st.exitCode === null && st.signalCode === null) st.kill("SIGKILL");
-    rmSync(out, { force: true });
   }
 }
 

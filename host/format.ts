@@ -8,7 +8,7 @@
 //   0: u8[8] magic "PMSTACK\0"     8: u32 version (1)        12: u32 headerBytes (128)
 //  16: u8[16] uuid                 32: u32 bufferSize (2048) 36: u32 bufferCount
 //  40: u64 metaOffset (4096)       48: u64 metaBytes         56: u64 bufOffset
-//  64: u64 fileSize                72: u64 createdMs         80: u32 flags (0)
+//  64: u64 fileSize                72: u64 createdMs         80: u32 flags (bit 0: FLAG_JOURNAL)
 //  84..123: reserved, zero        124: u32 CRC-32C of bytes [0, 124)
 
 import { BUF_SIZE, MAX_PAGES, WASM_PAGE } from "./abi.js";
@@ -24,6 +24,20 @@ export const META_OFFSET = 4096;
 export const BUF_ALIGN = WASM_PAGE;
 /** The whole file must fit in one 32-bit Wasm memory beside the core's own state. */
 export const MAX_FILE_BYTES = (MAX_PAGES - 256) * WASM_PAGE;
+/**
+ * The most buffers one pool can have: one 32-bit Wasm memory (4 GiB) holds the file (2 KiB of
+ * buffer and 64 bytes of metadata region per buffer) and the core's state beside it (about 28
+ * bytes per buffer: owner and count, free stack, the log's flush table and deferred frees; and
+ * some 64 MiB of fixed tables). About 3.75 GiB of buffers; larger stores run several pools.
+ */
+export const MAX_POOL_BUFFERS = 1_966_080;
+/**
+ * Superblock flag: the pool has been written through its journal, `<path>.journal`, which may
+ * hold acknowledged writes the file lacks until they are replayed (docs/persistence.md).
+ */
+export const FLAG_JOURNAL = 1;
+/** The journal of the pool at `path` lives at `path + JOURNAL_SUFFIX`. */
+export const JOURNAL_SUFFIX = ".journal";
 
 export interface Superblock {
   version: number;
@@ -45,6 +59,27 @@ export function defaultMetaBytes(bufferCount: number): number {
   return alignUp(1 << 20, WASM_PAGE) + alignUp(bufferCount * 64, WASM_PAGE);
 }
 
+/** Default journal ring: an eighth of the pool, at least 16 MiB and at most 256 MiB, in whole MiB. */
+export function defaultJournalBytes(fileSize: number): number {
+  const MiB = 1 << 20;
+  return alignUp(Math.min(Math.max(fileSize / 8, 16 * MiB), 256 * MiB), MiB);
+}
+
+/**
+ * The superblock of `sb` grown to `bufferCount` buffers: the same uuid, metadata region and
+ * buffer offset (every buffer keeps its name), a longer file. Throws RangeError past the limit.
+ */
+export function grown(sb: Superblock, bufferCount: number): Superblock {
+  if (!Number.isInteger(bufferCount) || bufferCount < sb.bufferCount)
+    throw new RangeError(`pmstack: a pool grows only: ${bufferCount} < ${sb.bufferCount} buffers`);
+  if (bufferCount > MAX_POOL_BUFFERS)
+    throw new RangeError(
+      `pmstack: a pool of ${bufferCount} buffers is more than one 32-bit Wasm memory holds beside the core ` +
+        `(at most ${MAX_POOL_BUFFERS} buffers, ${((MAX_POOL_BUFFERS * BUF_SIZE) / 2 ** 30).toFixed(2)} GiB)`,
+    );
+  return { ...sb, bufferCount, fileSize: alignUp(sb.bufOffset + bufferCount * BUF_SIZE, 4096) };
+}
+
 /** Lays out a new pool of `bufferCount` buffers. Throws RangeError for impossible sizes. */
 export function layout(bufferCount: number, metaBytes = defaultMetaBytes(bufferCount)): Superblock {
   if (!Number.isInteger(bufferCount) || bufferCount < 1)
@@ -53,10 +88,10 @@ export function layout(bufferCount: number, metaBytes = defaultMetaBytes(bufferC
     throw new RangeError(`pmstack: metadata size must be a multiple of 4096, got ${metaBytes}`);
   const bufOffset = alignUp(META_OFFSET + metaBytes, BUF_ALIGN);
   const fileSize = bufOffset + bufferCount * BUF_SIZE;
-  if (fileSize > MAX_FILE_BYTES)
+  if (fileSize > MAX_FILE_BYTES || bufferCount > MAX_POOL_BUFFERS)
     throw new RangeError(
-      `pmstack: a pool of ${bufferCount} buffers needs ${fileSize} bytes, more than the ` +
-        `${MAX_FILE_BYTES} one 32-bit Wasm memory can map`,
+      `pmstack: a pool of ${bufferCount} buffers (${fileSize} bytes) is more than one 32-bit Wasm memory holds ` +
+        `beside the core (at most ${MAX_POOL_BUFFERS} buffers, ${((MAX_POOL_BUFFERS * BUF_SIZE) / 2 ** 30).toFixed(2)} GiB)`,
     );
   return {
     version: VERSION,
@@ -87,8 +122,7 @@ export function encode(sb: Superblock): Uint8Array {
   for (let i = 0; i < 8; i++) out[i] = MAGIC.charCodeAt(i);
   v.setUint32(8, sb.version, true);
   v.setUint32(12, HEADER_BYTES, true);
-  const hex = sb.uuid.replace(/-/g, "");
-  for (let i = 0; i < 16; i++) out[16 + i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  out.set(uuidBytes(sb.uuid), 16);
   v.setUint32(32, sb.bufferSize, true);
   v.setUint32(36, sb.bufferCount, true);
   v.setBigUint64(40, BigInt(sb.metaOffset), true);
@@ -105,7 +139,7 @@ export function encode(sb: Superblock): Uint8Array {
  * Decodes and validates a header read from `path`, whose actual size is `actualSize`.
  * Throws PoolFileError naming the file and the problem.
  */
-export function decode(path: string, header: Uint8Array, actualSize: number): Superblock {
+export function decode(path: string, header: Uint8Array, actualSize: number, allowLonger = false): Superblock {
   const bad = (code: string, problem: string): never => {
     throw new PoolFileError(code, path, problem);
   };
@@ -157,12 +191,18 @@ export function decode(path: string, header: Uint8Array, actualSize: number): Su
     bad("ETOOLARGE", `recorded file size ${sb.fileSize} exceeds what one Wasm memory can map (${MAX_FILE_BYTES})`);
   if (actualSize < sb.fileSize)
     bad("ETOOSMALL", `file is ${actualSize} bytes but its superblock says ${sb.fileSize}: it was truncated`);
-  if (actualSize > sb.fileSize)
+  if (actualSize > sb.fileSize && !allowLonger)
     bad(
       "ETOOLARGE",
       `file is ${actualSize} bytes but its superblock says ${sb.fileSize}: it was extended or is not this pool`,
     );
   return sb;
+}
+
+/** The 16 bytes of a uuid written as text (the superblock's form; the journal's header holds them too). */
+export function uuidBytes(uuid: string): Uint8Array {
+  const hex = uuid.replace(/-/g, "");
+  return Uint8Array.from({ length: 16 }, (_, i) => parseInt(hex.slice(2 * i, 2 * i + 2), 16));
 }
 
 function hex32(x: number): string {

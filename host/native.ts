@@ -5,9 +5,12 @@
 import { createRequire } from "node:module";
 import { PmstackError } from "./errors.js";
 
-export type PersistMode = "clwb" | "clflushopt" | "clflush" | "msync" | "strict";
-/** "strict" (tests): MAP_PRIVATE, stores reach the file only through persist (pwrite). */
-export type MapMode = "auto" | "msync" | "clwb" | "clflushopt" | "strict";
+export type PersistMode = "clwb" | "clflushopt" | "clflush" | "msync" | "strict" | "journal";
+/**
+ * "strict" (tests): MAP_PRIVATE, stores reach the file only through persist (pwrite).
+ * "journal" (block devices): MAP_PRIVATE, persists are entries of the journal (journalOpen).
+ */
+export type MapMode = "auto" | "msync" | "clwb" | "clflushopt" | "strict" | "journal";
 
 export interface FileInfo {
   fd: number;
@@ -20,11 +23,58 @@ export interface MapResult {
   persistMode: PersistMode;
   dax: boolean;
 }
+export interface JournalOpenOptions {
+  /** true: create the file exclusively (EEXIST if it exists); false: open it (ENOENT). */
+  create: boolean;
+  /** Ring capacity in bytes when creating: a multiple of 4096, at least 1 MiB. */
+  bytes?: number;
+  /** The pool's uuid (16 bytes): an opened journal of another pool is refused (EUUID). */
+  uuid: Uint8Array;
+  /** Payload bytes per batch written into the journal; a larger batch's payload goes in place. */
+  inlineMax?: number;
+  /** Ring usage in bytes that triggers a checkpoint (default capacity / 4). */
+  checkpointAt?: number;
+  /** Called on the JS thread after batches become durable, and once with the error if it fails. */
+  onComplete?: ((done: number, err?: Error) => void) | null;
+}
+/** What journalReplay found (docs/pm-format.md). */
+export interface JournalReplay {
+  entries: number;
+  /** Ring bytes from the start mark to the end of the last entry applied. */
+  bytes: number;
+  startSeq: number;
+  nextSeq: number;
+  lastGen: number;
+  /** Why the scan stopped early ("magic", "position", "sequence", "length", "crc", "range"), or "". */
+  damage: string;
+  discardedBytes: number;
+}
+export interface JournalStats {
+  capacity: number;
+  usage: number;
+  start: number;
+  tail: number;
+  entries: number;
+  batches: number;
+  payloadBytes: number;
+  inPlaceBytes: number;
+  metaBytes: number;
+  fdatasyncs: number;
+  poolFdatasyncs: number;
+  pwriteCalls: number;
+  checkpoints: number;
+  checkpointBytes: number;
+  lastCheckpointMs: number;
+  waitsForSpace: number;
+  queued: number;
+}
 export interface Native {
   create(path: string, size: number, header: Uint8Array): FileInfo;
   open(path: string): FileInfo;
   pread(fd: number, into: Uint8Array, offset: number): number;
   close(fd: number): void;
+  /** Grows an open pool file to `size` bytes (posix_fallocate, fsync); never shrinks. */
+  extend(fd: number, size: number): void;
   map(
     memory: WebAssembly.Memory,
     view: Uint8Array,
@@ -38,6 +88,17 @@ export interface Native {
   persistRanges(handle: object, tableMemOffset: number, count: number): number;
   unmap(handle: object): void;
   cpuFeatures(): { clwb: boolean; clflushopt: boolean; clflush: boolean };
+  journalOpen(map: object, path: string, opts: JournalOpenOptions): object;
+  journalReplay(journal: object): JournalReplay;
+  journalSubmit(journal: object, tableMemOffset: number, count: number, payloadCount: number, gen: number): number;
+  journalSync(journal: object, tableMemOffset: number, count: number, payloadCount: number, gen: number): number;
+  journalWait(journal: object, seq: number): void;
+  journalDone(journal: object): number;
+  journalCheckpoint(journal: object, wait: boolean): void;
+  journalStats(journal: object): JournalStats;
+  journalClose(journal: object, checkpoint: boolean): void;
+  /** The journal's CRC-32C (SSE4.2 when the CPU has it, else a table; tableOnly forces the table). */
+  crc32c(data: Uint8Array, tableOnly?: boolean): number;
 }
 
 let cached: Native | undefined;

@@ -5,8 +5,11 @@
 //   2. instantiate the core over a fresh Memory; reserve the pool's metadata and a scratch
 //      array in the core's arena; run the caller's `configure` hook (the stack reserves its
 //      tables here);
-//   3. grow the memory once, map the file MAP_SHARED|MAP_FIXED at the first Wasm page above
-//      the arena, attach the buffer region and seal the arena.
+//   3. grow the memory once, map the file MAP_FIXED at the first Wasm page above the arena
+//      (MAP_SHARED, or MAP_PRIVATE in the strict and journal modes);
+//   4. open the pool's journal if it has one, replaying what it holds into the mapping, or
+//      create one in journal mode (docs/persistence.md);
+//   5. attach the buffer region and seal the arena.
 // After that the memory never grows, so views handed out stay valid for the pool's life.
 
 import {
@@ -24,7 +27,19 @@ import {
   type Owner,
 } from "./abi.js";
 import { instantiateCore, type CoreExports, type CoreInstance } from "./core.js";
-import { decode, encode, HEADER_BYTES, layout, type Superblock } from "./format.js";
+import {
+  decode,
+  defaultJournalBytes,
+  encode,
+  FLAG_JOURNAL,
+  grown,
+  HEADER_BYTES,
+  JOURNAL_SUFFIX,
+  layout,
+  MAX_POOL_BUFFERS,
+  uuidBytes,
+  type Superblock,
+} from "./format.js";
 import {
   BufferNameError,
   PmstackError,
@@ -33,7 +48,14 @@ import {
   PoolExhaustedError,
   PoolFileError,
 } from "./errors.js";
-import { native, type MapMode, type Native, type PersistMode } from "./native.js";
+import {
+  native,
+  type JournalReplay,
+  type JournalStats,
+  type MapMode,
+  type Native,
+  type PersistMode,
+} from "./native.js";
 
 /** A named buffer: bytes [offset, offset + length) of buffer `index`. Stable across restarts. */
 export interface BufferName {
@@ -43,8 +65,23 @@ export interface BufferName {
 }
 
 export interface PoolOptions {
-  /** Persistence step: "auto" (default) picks the real one for the medium; others force it. */
+  /**
+   * Persistence step: "auto" (default) picks the real one for the medium (cache-line flushes
+   * on DAX, msync on tmpfs, the journal on any other file system); others force it.
+   */
   mode?: MapMode;
+  /** Ring capacity of a journal this open creates (default: defaultJournalBytes(file size)). */
+  journalBytes?: number;
+  /**
+   * An existing pool with fewer buffers grows to this many when opened: the file is extended
+   * (fallocated), every buffer keeps its name and content, the superblock is rewritten.
+   */
+  growTo?: number;
+  /**
+   * In place (msync, strict): persist the first step of a log commit as the one range covering
+   * its pairs (default: true with msync, where each call is a device flush or a syscall).
+   */
+  coalesce?: boolean;
   /** Use a shared Wasm memory (SharedArrayBuffer), e.g. to hand views to workers. */
   shared?: boolean;
   /** Runs after the pool's arena reservation and before the PM region is mapped. */
@@ -59,6 +96,14 @@ export interface CreateOptions extends PoolOptions {
 }
 
 export type PoolPersistMode = PersistMode | "none";
+
+/** The journal a pool opened: in journal mode it stays open; in other modes it was replayed and closed. */
+export interface PoolJournal {
+  readonly path: string;
+  readonly capacity: number;
+  /** What replay applied when the pool was opened (all zero for a journal just created). */
+  readonly replay: Readonly<JournalReplay>;
+}
 
 export interface PoolCounts {
   total: number;
@@ -97,6 +142,15 @@ export class Pool {
   readonly memOffset: number;
   /** Counters of persistence work, for benchmarks and stats. */
   readonly stats = { persistCalls: 0, persistRanges: 0, msyncCalls: 0 };
+  /** The pool's journal, or null (docs/persistence.md). */
+  readonly journal: PoolJournal | null;
+  /**
+   * Journal mode: called on the JS thread (outside any call into the pool) when submitted
+   * tables became durable, with durableSeq; once with an Error if the journal failed (then
+   * nothing is made durable any more). Never called in the other modes, where submit is
+   * synchronous.
+   */
+  onDurable: ((seq: number, err?: Error) => void) | null = null;
 
   #e: CoreExports;
   #u8: Uint8Array;
@@ -105,6 +159,11 @@ export class Pool {
   #native: Native | null;
   #fd: number;
   #handle: object | null;
+  #journal: object | null;
+  /** The in-place modes' sequence numbers: the last submit's, durable as soon as it returns. */
+  #seq = 0;
+  /** In place: the first step of a log commit as one covering range (PoolOptions.coalesce). */
+  #coalesce: boolean;
   #closed = false;
 
   private constructor(p: {
@@ -119,6 +178,9 @@ export class Pool {
     native: Native | null;
     fd: number;
     handle: object | null;
+    journal: object | null;
+    journalInfo: PoolJournal | null;
+    coalesce: boolean | undefined;
   }) {
     this.path = p.path;
     this.medium = p.medium;
@@ -135,19 +197,29 @@ export class Pool {
     this.#native = p.native;
     this.#fd = p.fd;
     this.#handle = p.handle;
+    this.#journal = p.journal;
+    this.#coalesce = p.coalesce ?? p.persistMode === "msync";
+    this.journal = p.journalInfo && Object.freeze({ ...p.journalInfo, replay: Object.freeze(p.journalInfo.replay) });
   }
 
-  /** Creates a new pool file at `path`. Fails (changing nothing) if the path exists. */
+  /**
+   * Creates a new pool file at `path`. Fails (changing nothing) if the path exists, or with
+   * EJOURNAL if a journal is at `<path>.journal` without its pool (another pool's: it would be
+   * refused at every open of this one).
+   */
   static create(path: string, opts: CreateOptions): Pool {
     const sb = layout(opts.buffers, opts.metaBytes);
     const nat = native();
+    const jpath = path + JOURNAL_SUFFIX;
+    if (exists(nat, jpath) && !exists(nat, path))
+      throw new PoolFileError("EJOURNAL", path, `a journal ${jpath} is there without its pool: remove it first`);
     let info;
     try {
       info = nat.create(path, sb.fileSize, encode(sb));
     } catch (e) {
       throw fileError(path, e);
     }
-    return Pool.#attach(path, sb, nat, info.fd, info.medium, opts);
+    return Pool.#attach(path, sb, nat, info.fd, info.medium, info.dax ?? false, true, opts);
   }
 
   /** Opens an existing pool file, validating it. Nothing on disk changes if it is refused. */
@@ -163,12 +235,29 @@ export class Pool {
     try {
       const header = new Uint8Array(HEADER_BYTES);
       const got = info.size >= HEADER_BYTES ? nat.pread(info.fd, header, 0) : 0;
-      sb = decode(path, header.subarray(0, got), info.size);
+      // a file longer than its superblock says is refused, unless it is a growth to `growTo`
+      // that was interrupted before the superblock was rewritten: then it is finished
+      sb = decode(path, header.subarray(0, got), info.size, opts.growTo !== undefined);
+      const want = opts.growTo && opts.growTo > sb.bufferCount ? grown(sb, opts.growTo) : sb;
+      if (info.size > want.fileSize)
+        throw new PoolFileError(
+          "ETOOLARGE",
+          path,
+          `file is ${info.size} bytes but its superblock says ${sb.fileSize}: it was extended or is not this pool`,
+        );
+      if (want !== sb) {
+        nat.extend(info.fd, want.fileSize); // the superblock follows once the file is mapped (#attach)
+        sb = want;
+      }
     } catch (e) {
       nat.close(info.fd);
-      throw e instanceof PmstackError ? e : fileError(path, e);
+      throw e instanceof PmstackError
+        ? e
+        : e instanceof RangeError
+          ? new PoolFileError("ETOOLARGE", path, e.message)
+          : fileError(path, e);
     }
-    return Pool.#attach(path, sb, nat, info.fd, info.medium, opts);
+    return Pool.#attach(path, sb, nat, info.fd, info.medium, info.dax ?? false, false, opts);
   }
 
   /** Opens `path` if it exists, else creates it with `opts.buffers` buffers. */
@@ -192,7 +281,7 @@ export class Pool {
   /** A pool in plain Wasm memory: nothing persists. For tests, simulation and sandboxes. */
   static volatile(opts: Omit<CreateOptions, "mode">): Pool {
     const sb = layout(opts.buffers, opts.metaBytes);
-    return Pool.#attach(null, sb, null, -1, "memory", opts);
+    return Pool.#attach(null, sb, null, -1, "memory", false, false, opts);
   }
 
   static #attach(
@@ -201,9 +290,12 @@ export class Pool {
     nat: Native | null,
     fd: number,
     medium: string,
+    fileDax: boolean,
+    created: boolean,
     opts: PoolOptions,
   ): Pool {
     let handle: object | null = null;
+    let journal: object | null = null;
     try {
       const core = instantiateCore({ shared: opts.shared ?? false });
       const e = core.exports;
@@ -215,27 +307,74 @@ export class Pool {
       const pages = alignUp(memOffset + sb.fileSize, WASM_PAGE) / WASM_PAGE;
       const have = core.memory.buffer.byteLength / WASM_PAGE;
       if (pages > 65536)
-        throw new PmstackError("ENOMEM", `pmstack: the pool does not fit in one Wasm memory (${pages} pages needed)`);
+        throw new PmstackError(
+          "ENOMEM",
+          `pmstack: the pool (${sb.fileSize} bytes) and the core's state (${memOffset} bytes) need more than one ` +
+            `32-bit Wasm memory (4 GiB) holds: use a pool of at most about ${MAX_POOL_BUFFERS} buffers ` +
+            `(${((MAX_POOL_BUFFERS * BUF_SIZE) / 2 ** 30).toFixed(2)} GiB), or several pools`,
+        );
       if (pages > have) core.memory.grow(pages - have);
       let persistMode: PoolPersistMode = "none";
       let dax = false;
-      if (nat) {
-        const m = nat.map(
-          core.memory,
-          new Uint8Array(core.memory.buffer),
-          memOffset,
-          fd,
-          sb.fileSize,
-          opts.mode ?? "auto",
-        );
+      let journalInfo: PoolJournal | null = null;
+      let pool: Pool | undefined;
+      if (nat && path) {
+        const want = opts.mode ?? "auto";
+        // "auto" on a block device is the journal; the addon's "auto" picks DAX (MAP_SYNC) or
+        // msync. A DAX file the kernel does not report as such (before Linux 5.8) gets the
+        // journal too: slower than cache-line flushes, never less durable.
+        const mapMode = want === "auto" && !fileDax && medium !== "tmpfs" ? "journal" : want;
+        const m = nat.map(core.memory, new Uint8Array(core.memory.buffer), memOffset, fd, sb.fileSize, mapMode);
         handle = m.handle;
         persistMode = m.persistMode;
         dax = m.dax;
+        const opened = openJournal(nat, path, sb, handle, persistMode, want, created, opts, (done, err) =>
+          pool?.onDurable?.(done, err),
+        );
+        journal = opened.journal;
+        journalInfo = opened.info;
+        const header = new Uint8Array(core.memory.buffer, memOffset, HEADER_BYTES);
+        // The superblock as the file has it now: replay may have brought a newer flags word, and
+        // a growth (opts.growTo) extended the file but left its size to be written here.
+        const onFile = decode(path, header, sb.fileSize, true);
+        const flags =
+          persistMode === "journal"
+            ? onFile.flags | FLAG_JOURNAL
+            : opened.info
+              ? onFile.flags
+              : onFile.flags & ~FLAG_JOURNAL;
+        if (flags !== onFile.flags || onFile.bufferCount !== sb.bufferCount || onFile.fileSize !== sb.fileSize) {
+          // Journal mode: the flag is in the file before any entry can need it (a synchronous
+          // entry, then a checkpoint). An explicit in-place mode on a pool whose journal is
+          // gone: the file alone is the pool from now on. A growth: the new size, durable
+          // before any buffer beyond the old end is used.
+          sb = { ...sb, flags };
+          header.set(encode(sb));
+          nat.persist(handle, memOffset, HEADER_BYTES);
+          if (journal) nat.journalCheckpoint(journal, true);
+        }
       }
       check(e.poolAttach(memOffset + sb.bufOffset), "attaching the buffer region");
       e.arenaSeal();
-      return new Pool({ path, medium, persistMode, dax, sb, core, memOffset, scratch, native: nat, fd, handle });
+      pool = new Pool({
+        path,
+        medium,
+        persistMode,
+        dax,
+        sb,
+        core,
+        memOffset,
+        scratch,
+        native: nat,
+        fd,
+        handle,
+        journal,
+        journalInfo,
+        coalesce: opts.coalesce,
+      });
+      return pool;
     } catch (err) {
+      if (nat && journal) closeQuietly(() => nat.journalClose(journal!, false));
       if (nat && handle) nat.unmap(handle);
       if (nat && fd >= 0) nat.close(fd);
       throw err;
@@ -396,6 +535,53 @@ export class Pool {
       this.stats.msyncCalls += this.#native.persistRanges(this.#handle, tableMemOffset, count);
   }
 
+  /**
+   * Makes a flush table durable: `count` u32 pairs (memOffset, length) at memory offset
+   * `tableMemOffset`, the first `payloadCount` of them payload (bytes that stay unchanged until
+   * durable), the rest metadata (log records, the tail slot: in journal mode copied before
+   * this returns, so the caller may overwrite them at once). `gen` != 0 says the last pair is
+   * the log's 64-byte tail slot of generation `gen`. Returns the table's sequence number.
+   * Journal mode: queues one journal entry and returns at once; it is durable when durableSeq
+   * reaches the number (onDurable says when). Other modes: durable when this returns, persisted
+   * in the log's two ordered steps when gen != 0 (every pair but the tail slot, then the tail
+   * slot), else in one; with msync, the first step is one msync over the range covering its
+   * pairs (host/log.ts #union says why).
+   */
+  submit(tableMemOffset: number, count: number, payloadCount: number, gen: number): number {
+    if (this.#submitted(count))
+      return this.#native!.journalSubmit(this.#journal!, tableMemOffset, count, payloadCount, gen);
+    this.#persistInPlace(tableMemOffset, count, gen);
+    return ++this.#seq;
+  }
+
+  /** submit(), then waits until the table (and every one submitted before it) is durable. */
+  submitSync(tableMemOffset: number, count: number, payloadCount: number, gen: number): number {
+    if (this.#submitted(count))
+      return this.#native!.journalSync(this.#journal!, tableMemOffset, count, payloadCount, gen);
+    this.#persistInPlace(tableMemOffset, count, gen);
+    return ++this.#seq;
+  }
+
+  /** The highest sequence number durable: every table submitted up to it is. */
+  get durableSeq(): number {
+    this.#live();
+    return this.#journal ? this.#native!.journalDone(this.#journal) : this.#seq;
+  }
+
+  /** Blocks until table `seq` (and every one before it) is durable. */
+  waitDurable(seq: number): void {
+    this.#live();
+    if (this.#journal) this.#native!.journalWait(this.#journal, seq);
+    else if (!Number.isInteger(seq) || seq < 0 || seq > this.#seq)
+      throw new RangeError(`pmstack: waitDurable(${seq}): the last table submitted is ${this.#seq}`);
+  }
+
+  /** The journal's counters in journal mode, else null. */
+  journalStats(): JournalStats | null {
+    this.#live();
+    return this.#journal ? this.#native!.journalStats(this.#journal) : null;
+  }
+
   /** A zero-copy view of the metadata region (reserved for logs and indexes). */
   metaView(): Uint8Array {
     this.#live();
@@ -448,20 +634,74 @@ export class Pool {
     const where = this.path ? `${this.path} on ${this.medium}` : "volatile memory";
     return (
       `pool ${this.superblock.uuid}: ${where}, ${this.bufferCount} x ${BUF_SIZE} B buffers, ` +
-      `${this.superblock.metaBytes} B metadata, persist: ${describeMode(this.persistMode, this.medium, this.dax)}; ` +
+      `${this.superblock.metaBytes} B metadata, persist: ` +
+      `${describeMode(this.persistMode, this.medium, this.dax, this.journal?.path)}; ` +
       `free ${c.free}, app ${c.app}, kept ${c.kept}`
     );
   }
 
-  /** Unmaps the file and releases its lock. Views read zeros afterwards. Idempotent. */
+  /**
+   * Unmaps the file and releases its lock. Views read zeros afterwards. Idempotent. In journal
+   * mode it first waits for every submitted table and checkpoints, so the pool file alone holds
+   * the pool; if the journal failed, it throws that error once everything is released.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#native) {
-      if (this.#handle) this.#native.unmap(this.#handle);
-      this.#native.close(this.#fd);
+    const nat = this.#native;
+    const journal = this.#journal;
+    this.#journal = null;
+    if (nat) {
+      try {
+        if (journal) nat.journalClose(journal, true);
+      } finally {
+        if (this.#handle) nat.unmap(this.#handle);
+        nat.close(this.#fd);
+      }
     }
     this.#handle = null;
+  }
+
+  /** Counts a submitted table; true in journal mode (one entry: one persist call). */
+  #submitted(count: number): boolean {
+    this.#live();
+    this.stats.persistRanges += count;
+    if (this.#journal) this.stats.persistCalls++;
+    return this.#journal !== null;
+  }
+
+  /** submit() outside journal mode: the table's pairs persisted at once, in one or two steps. */
+  #persistInPlace(table: number, count: number, gen: number): void {
+    if (gen !== 0 && count < 1) throw new RangeError(`pmstack: submit: gen ${gen} needs the tail slot as a pair`);
+    const first = gen !== 0 ? count - 1 : count;
+    this.stats.persistCalls += (first > 0 ? 1 : 0) + (gen !== 0 ? 1 : 0);
+    const nat = this.#native;
+    const handle = this.#handle;
+    if (!nat || !handle) return;
+    if (first > 0 && this.#coalesce) {
+      let lo = Infinity;
+      let hi = 0;
+      for (let k = 0; k < first; k++) {
+        const len = this.#le32(table + 8 * k + 4);
+        if (len === 0) continue;
+        const at = this.#le32(table + 8 * k);
+        lo = Math.min(lo, at);
+        hi = Math.max(hi, at + len);
+      }
+      if (hi > 0) {
+        nat.persist(handle, lo, hi - lo);
+        this.stats.msyncCalls++;
+      }
+    } else if (first > 0) {
+      this.stats.msyncCalls += nat.persistRanges(handle, table, first);
+    }
+    if (gen !== 0) this.stats.msyncCalls += nat.persistRanges(handle, table + 8 * first, 1);
+  }
+
+  /** The little-endian u32 at memory offset `at` (flush tables need not be aligned). */
+  #le32(at: number): number {
+    const u = this.#u8;
+    return (u[at]! | (u[at + 1]! << 8) | (u[at + 2]! << 16) | (u[at + 3]! << 24)) >>> 0;
   }
 
   #persistRange(at: number, length: number): void {
@@ -531,6 +771,87 @@ function check(rc: number, what: string): void {
   if (rc < 0) throw new PmstackError("ECORE", `pmstack: core error ${rc} while ${what}`);
 }
 
+/**
+ * The pool's journal at open (docs/persistence.md). An existing one is opened whatever the
+ * mode and replayed into the mapping, then checkpointed (journal mode: it stays open) or closed
+ * after a final checkpoint (other modes: the pool file alone holds what it acknowledged). Journal
+ * mode creates one if there is none. A missing journal that the superblock says was used is
+ * EJOURNAL, unless an explicit in-place mode asks to open the pool as it is.
+ */
+function openJournal(
+  nat: Native,
+  path: string,
+  sb: Superblock,
+  handle: object,
+  mode: PoolPersistMode,
+  want: MapMode,
+  created: boolean,
+  opts: PoolOptions,
+  onComplete: (done: number, err?: Error) => void,
+): { journal: object | null; info: PoolJournal | null } {
+  const jpath = path + JOURNAL_SUFFIX;
+  const uuid = uuidBytes(sb.uuid);
+  const journaled = mode === "journal";
+  let j: object | null = null;
+  try {
+    if (!created) {
+      try {
+        j = nat.journalOpen(handle, jpath, { create: false, uuid, onComplete: journaled ? onComplete : null });
+      } catch (e) {
+        if ((e as { code?: string }).code !== "ENOENT") throw e;
+      }
+    }
+    let replay: JournalReplay;
+    if (j) {
+      replay = nat.journalReplay(j);
+      if (!journaled) {
+        const capacity = nat.journalStats(j).capacity;
+        const idle = j;
+        j = null;
+        nat.journalClose(idle, true);
+        return { journal: null, info: { path: jpath, capacity, replay } };
+      }
+      nat.journalCheckpoint(j, true);
+    } else {
+      if (sb.flags & FLAG_JOURNAL && (want === "auto" || want === "journal"))
+        throw new PoolFileError(
+          "EJOURNAL",
+          path,
+          `its journal ${jpath} is missing: writes acknowledged since the last checkpoint would be lost; ` +
+            "restore it or pass { mode: 'msync' } to open the pool as it is",
+        );
+      if (!journaled) return { journal: null, info: null };
+      const bytes = opts.journalBytes ?? defaultJournalBytes(sb.fileSize);
+      j = nat.journalOpen(handle, jpath, { create: true, bytes, uuid, onComplete });
+      replay = nat.journalReplay(j);
+    }
+    return { journal: j, info: { path: jpath, capacity: nat.journalStats(j).capacity, replay } };
+  } catch (e) {
+    const open = j;
+    if (open) closeQuietly(() => nat.journalClose(open, false));
+    throw fileError(jpath, e);
+  }
+}
+
+/** Runs a clean-up step on a path that is already throwing: the first error is the one to report. */
+function closeQuietly(step: () => void): void {
+  try {
+    step();
+  } catch {
+    // the error being thrown says what went wrong first
+  }
+}
+
+/** Whether anything is at `path` (it opens, or fails for another reason than ENOENT). */
+function exists(nat: Native, path: string): boolean {
+  try {
+    nat.close(nat.open(path).fd);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code !== "ENOENT";
+  }
+}
+
 function fileError(path: string, e: unknown): PmstackError {
   if (e instanceof PmstackError) return e;
   const err = e as { code?: string; message?: string };
@@ -540,8 +861,13 @@ function fileError(path: string, e: unknown): PmstackError {
   return new PoolFileError(err.code ?? "EIO", path, msg, { cause: e });
 }
 
-export function describeMode(mode: PoolPersistMode, medium: string, dax: boolean): string {
+export function describeMode(mode: PoolPersistMode, medium: string, dax: boolean, journalPath?: string): string {
   switch (mode) {
+    case "journal":
+      return medium === "tmpfs"
+        ? `journal on tmpfs (write-ahead journal ${journalPath}; survives a process crash, not a reboot or power loss)`
+        : `journal on ${medium} (write-ahead journal ${journalPath}, one fdatasync per commit batch; ` +
+            "durable on the device when the commit completes)";
     case "none":
       return "none (volatile memory: nothing survives the process)";
     case "strict":

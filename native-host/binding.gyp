@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "pmstack_native",
-      "sources": ["pm.c"],
+      "sources": ["pm.c", "journal.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=gnu11"],
       "cflags": ["-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"],

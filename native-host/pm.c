@@ -7,10 +7,7 @@
  *   pmstack: cannot lock /x/pool.pm: it is locked by another process (EWOULDBLOCK)
  * Wrong argument types throw TypeError with code 'ERR_INVALID_ARG_TYPE'.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <node_api.h>
+#include "pm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,8 +15,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,33 +38,10 @@
 #define STATX_ATTR_DAX 0x00200000
 #endif
 
-#define MAX_SAFE 9007199254740992.0 /* 2^53: larger JS numbers are not exact */
-#define PG 4096u                    /* offsets and lengths are multiples of this */
 #define LINE 64u                    /* cache-line size used for flushing */
 #define STACK_RANGES 256            /* persistBatch ranges handled without malloc */
 
-/*
- * M_STRICT (tests): the file is mapped MAP_PRIVATE, so stores stay in private copy-on-write
- * pages and reach the file only when persisted, by pwrite of the persisted ranges (no
- * fdatasync: it models PM's "a store is lost unless flushed" for process crashes, which is
- * what the crash tests kill; device durability is msync mode's business).
- */
-enum { M_MSYNC, M_CLWB, M_CLFLUSHOPT, M_CLFLUSH, M_STRICT };
-static const char *const mode_names[] = {"msync", "clwb", "clflushopt", "clflush", "strict"};
-
-/* One mapping of a file into a Wasm memory; the payload of a map() handle. */
-typedef struct {
-  uint8_t *base;     /* byte 0 of the Wasm memory */
-  uint64_t mem_size; /* memory byteLength at map time (memories never shrink) */
-  uint64_t off, len; /* the file occupies memory [off, off+len) */
-  int mode;          /* M_* */
-  bool dax, live;
-  int fd;            /* M_STRICT: a dup of the file's fd for pwrite; else -1 */
-  napi_ref mem_ref;  /* keeps the Memory (and so `base`) alive while live */
-  char *path;        /* for error messages */
-} pm_map;
-
-typedef struct { uint64_t a, b; } range_t; /* [a, b) in memory offsets */
+static const char *const mode_names[] = {"msync", "clwb", "clflushopt", "clflush", "strict", "journal"};
 
 static const napi_type_tag MAP_TAG = {0x706d737461636b5fULL, 0x6d61702d68616e64ULL};
 static struct { bool clwb, clflushopt, clflush; } cpu;
@@ -88,7 +60,7 @@ static void detect_cpu(void) {
 
 /* ---------- errors ---------- */
 
-static const char *errname(int e) {
+const char *errname(int e) {
   if (e == EAGAIN) return "EWOULDBLOCK"; /* only flock gives it here */
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
   const char *n = strerrorname_np(e);
@@ -97,7 +69,7 @@ static const char *errname(int e) {
   return "EIO";
 }
 
-static const char *plain(int e) {
+const char *plain(int e) {
   switch (e) {
   case ENOENT: return "no such file or directory";
   case EEXIST: return "it already exists";
@@ -114,7 +86,7 @@ static const char *plain(int e) {
 }
 
 /* Throws Error(message) with .code = code; message gets " (code)" appended. Returns NULL. */
-static napi_value throw_code(napi_env env, const char *code, const char *fmt, ...) {
+napi_value throw_code(napi_env env, const char *code, const char *fmt, ...) {
   char msg[PATH_MAX + 512];
   va_list ap;
   va_start(ap, fmt);
@@ -123,20 +95,27 @@ static napi_value throw_code(napi_env env, const char *code, const char *fmt, ..
   if (n < 0) n = 0;
   if ((size_t)n > sizeof msg - 32) n = sizeof msg - 32;
   snprintf(msg + n, sizeof msg - n, " (%s)", code);
-  napi_value c, m, err;
-  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) != napi_ok ||
-      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok ||
-      napi_create_error(env, c, m, &err) != napi_ok || napi_throw(env, err) != napi_ok)
-    napi_throw_error(env, code, msg);
+  napi_value err = make_error(env, code, msg);
+  if (!err || napi_throw(env, err) != napi_ok) napi_throw_error(env, code, msg);
   return NULL;
 }
 
+/* new Error(msg) with .code = code (Node's own error shape), or NULL if it cannot be made. */
+napi_value make_error(napi_env env, const char *code, const char *msg) {
+  napi_value c, m, err;
+  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok ||
+      napi_create_error(env, c, m, &err) != napi_ok)
+    return NULL;
+  return err;
+}
+
 /* "pmstack: cannot <verb> <path>: <detail><plain words> (ECODE)" for a system error. */
-static napi_value throw_sys(napi_env env, int e, const char *verb, const char *path, const char *detail) {
+napi_value throw_sys(napi_env env, int e, const char *verb, const char *path, const char *detail) {
   return throw_code(env, errname(e), "pmstack: cannot %s %s: %s%s", verb, path, detail ? detail : "", plain(e));
 }
 
-static napi_value throw_type(napi_env env, const char *fmt, const char *what) {
+napi_value throw_type(napi_env env, const char *fmt, const char *what) {
   char msg[256];
   snprintf(msg, sizeof msg, fmt, what);
   napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
@@ -144,7 +123,7 @@ static napi_value throw_type(napi_env env, const char *fmt, const char *what) {
 }
 
 /* Turns a failed Node-API call into a JS exception (unless one is pending). */
-static void throw_napi(napi_env env, const char *call) {
+void throw_napi(napi_env env, const char *call) {
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return;
   const napi_extended_error_info *info = NULL;
@@ -152,10 +131,6 @@ static void throw_napi(napi_env env, const char *call) {
   throw_code(env, "EINVAL", "pmstack: Node-API call %s failed: %s", call,
              info && info->error_message ? info->error_message : "unknown error");
 }
-#define CHECK(call)                                                                                \
-  do { if ((call) != napi_ok) { throw_napi(env, #call); return NULL; } } while (0)
-#define CHECK_I(call)                                                                              \
-  do { if ((call) != napi_ok) { throw_napi(env, #call); return -1; } } while (0)
 
 /*
  * Paths of the fds that create()/open() returned, for error messages (an fd made by
@@ -219,7 +194,7 @@ static void fd_path(int fd, char *buf, size_t size) {
 
 /* ---------- argument helpers: 0 on success, -1 with an exception pending ---------- */
 
-static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *fn) {
+int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *fn) {
   size_t argc = want;
   CHECK_I(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < want) {
@@ -231,7 +206,7 @@ static int get_args(napi_env env, napi_callback_info info, size_t want, napi_val
   return 0;
 }
 
-static int arg_path(napi_env env, napi_value v, char *buf) {
+int arg_path(napi_env env, napi_value v, char *buf) {
   size_t len;
   napi_status s = napi_get_value_string_utf8(env, v, buf, PATH_MAX, &len);
   if (s == napi_string_expected) return throw_type(env, "pmstack: %s must be a string", "path"), -1;
@@ -244,7 +219,7 @@ static int arg_path(napi_env env, napi_value v, char *buf) {
 }
 
 /* A non-negative integer number up to 2^53. */
-static int arg_u64(napi_env env, napi_value v, const char *what, uint64_t *out) {
+int arg_u64(napi_env env, napi_value v, const char *what, uint64_t *out) {
   double d;
   napi_status s = napi_get_value_double(env, v, &d);
   if (s == napi_number_expected) return throw_type(env, "pmstack: %s must be a number", what), -1;
@@ -263,7 +238,7 @@ static int arg_fd(napi_env env, napi_value v, int *fd) {
   return 0;
 }
 
-static int arg_u8(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len, napi_value *ab) {
+int arg_u8(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len, napi_value *ab) {
   bool is = false;
   napi_typedarray_type t;
   size_t off;
@@ -314,7 +289,7 @@ fail:
   return NULL;
 }
 
-static int fsync_dir(const char *path) {
+int fsync_dir(const char *path) {
   char dir[PATH_MAX];
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
@@ -448,6 +423,31 @@ static napi_value pm_pread(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/**
+ * extend(fd, size): grows an open pool file to `size` bytes with posix_fallocate (so that no
+ * later store can hit a hole: SIGBUS on a full disk) and fsyncs it. Never shrinks: a size below
+ * the file's is EINVAL. The caller rewrites the superblock afterwards; until then the file is
+ * longer than it says, which open() refuses unless it is asked to finish the growth.
+ */
+static napi_value pm_extend(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd;
+  uint64_t size;
+  struct stat st;
+  char p[PATH_MAX];
+  if (get_args(env, info, 2, argv, "extend") || arg_fd(env, argv[0], &fd) || arg_u64(env, argv[1], "size", &size))
+    return NULL;
+  fd_path(fd, p, sizeof p);
+  if (fstat(fd, &st)) return throw_sys(env, errno, "extend", p, "fstat: ");
+  if (size % PG || size < (uint64_t)st.st_size)
+    return throw_code(env, "EINVAL", "pmstack: cannot extend %s to %llu bytes: it has %llu (a pool never shrinks; "
+                      "sizes are multiples of %u)", p, (unsigned long long)size, (unsigned long long)st.st_size, PG);
+  int e = posix_fallocate(fd, 0, (off_t)size);
+  if (e) return throw_sys(env, e, "extend", p, "allocating: ");
+  if (fsync(fd)) return throw_sys(env, errno, "extend", p, "fsync: ");
+  return NULL;
+}
+
 /** close(fd): closes the file, releasing its flock. */
 static napi_value pm_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -489,7 +489,7 @@ static pm_map *map_of(napi_env env, napi_value v) {
 }
 
 /* The handle's pm_map, or NULL with an exception (TypeError, or EBADF if unmapped). */
-static pm_map *get_map(napi_env env, napi_value v) {
+pm_map *get_map(napi_env env, napi_value v) {
   pm_map *m = map_of(env, v);
   if (!m) return NULL;
   if (!m->live) return throw_code(env, "EBADF", "pmstack: cannot use %s: the mapping is closed", m->path), NULL;
@@ -526,9 +526,10 @@ static int anon_pages(uint8_t *p, uint64_t len) {
  * map(memory, view, memOffset, fd, length, mode) -> {handle, persistMode, dax}
  * Maps file bytes [0, length) over memory bytes [memOffset, memOffset+length).
  * view must be new Uint8Array(memory.buffer). mode: 'auto' (clwb/clflushopt/clflush
- * when MAP_SYNC works, i.e. DAX; else msync), 'msync', or 'clwb'/'clflushopt' (forced
- * cache-line flushing: only durable on DAX, for measurement). dax is true only if
- * MAP_SYNC succeeded. Holds a reference on memory until unmap().
+ * when MAP_SYNC works, i.e. DAX; else msync), 'msync', 'clwb'/'clflushopt' (forced
+ * cache-line flushing: only durable on DAX, for measurement), 'strict' (MAP_PRIVATE, tests)
+ * or 'journal' (MAP_PRIVATE; persists become entries of the journal journalOpen attaches).
+ * dax is true only if MAP_SYNC succeeded. Holds a reference on memory until unmap().
  */
 static napi_value pm_map_file(napi_env env, napi_callback_info info) {
   napi_value argv[6], buf, viewbuf, handle, result, v;
@@ -570,15 +571,17 @@ static napi_value pm_map_file(napi_env env, napi_callback_info info) {
   else if (!strcmp(mode_s, "clwb") && cpu.clwb) mode = M_CLWB;
   else if (!strcmp(mode_s, "clflushopt") && cpu.clflushopt) mode = M_CLFLUSHOPT;
   else if (!strcmp(mode_s, "strict")) mode = M_STRICT;
+  else if (!strcmp(mode_s, "journal")) mode = M_JOURNAL;
   else if (!strcmp(mode_s, "clwb") || !strcmp(mode_s, "clflushopt"))
     return throw_code(env, "ENOTSUP", "pmstack: cannot map %s: this CPU has no %s instruction", path, mode_s);
   else
     return throw_code(env, "EINVAL", "pmstack: cannot map %s: mode must be 'auto', 'msync', 'clwb', "
-                      "'clflushopt' or 'strict', got '%s'", path, mode_s);
+                      "'clflushopt', 'strict' or 'journal', got '%s'", path, mode_s);
 
   /* Probe MAP_SYNC away from the memory: a failed MAP_FIXED could leave a hole in it. */
   bool dax = false;
-  if (mode != M_STRICT) { /* strict mode never uses MAP_SYNC */
+  bool private = mode == M_STRICT || mode == M_JOURNAL; /* never MAP_SYNC */
+  if (!private) {
     void *probe = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
     if (probe != MAP_FAILED) {
       dax = true;
@@ -590,12 +593,16 @@ static napi_value pm_map_file(napi_env env, napi_callback_info info) {
   if (is_auto && dax)
     mode = cpu.clwb ? M_CLWB : cpu.clflushopt ? M_CLFLUSHOPT : cpu.clflush ? M_CLFLUSH : M_MSYNC;
 
-  /* Everything that can fail in JS land is done before the memory is touched. */
+  /*
+   * Everything that can fail in JS land is done before the memory is touched. The map keeps
+   * its own fd in every mode, not only the private ones: a journal attached to a map in
+   * another mode (opened to replay what a journal-mode run left) checkpoints through it too.
+   */
   pm_map *m = calloc(1, sizeof *m);
   char *pcopy = strdup(path);
-  int wfd = mode == M_STRICT ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-  if (!m || !pcopy || (mode == M_STRICT && wfd < 0)) {
-    int e = mode == M_STRICT && wfd < 0 ? errno : ENOMEM;
+  int wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (!m || !pcopy || wfd < 0) {
+    int e = wfd < 0 ? errno : ENOMEM;
     free(m);
     free(pcopy);
     if (wfd >= 0) close(wfd);
@@ -604,7 +611,7 @@ static napi_value pm_map_file(napi_env env, napi_callback_info info) {
   *m = (pm_map){.base = base, .mem_size = vlen, .off = off, .len = len, .mode = mode, .dax = dax, .fd = wfd,
                 .path = pcopy};
   if (napi_create_external(env, m, map_finalize, NULL, &handle) != napi_ok) {
-    if (wfd >= 0) close(wfd);
+    close(wfd);
     free(pcopy);
     free(m);
     throw_napi(env, "napi_create_external");
@@ -620,9 +627,9 @@ static napi_value pm_map_file(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, result, "dax", v));
   CHECK(napi_create_reference(env, argv[0], 1, &m->mem_ref));
 
-  int flags = mode == M_STRICT ? MAP_PRIVATE | MAP_FIXED
-              : dax               ? MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED
-                                  : MAP_SHARED | MAP_FIXED;
+  int flags = private ? MAP_PRIVATE | MAP_FIXED
+              : dax     ? MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED
+                        : MAP_SHARED | MAP_FIXED;
   if (mmap(base + off, len, PROT_READ | PROT_WRITE, flags, fd, 0) == MAP_FAILED) {
     int e = errno;
     anon_pages(base + off, len); /* best effort: keep the range usable */
@@ -670,7 +677,7 @@ static int strict_write(pm_map *m, uint64_t a, uint64_t b) {
   return 0;
 }
 
-static bool inside(pm_map *m, uint64_t off, uint64_t len) {
+bool inside(pm_map *m, uint64_t off, uint64_t len) {
   return off >= m->off && len <= m->len && off - m->off <= m->len - len;
 }
 
@@ -680,9 +687,14 @@ static napi_value throw_outside(napi_env env, pm_map *m, uint64_t off, uint64_t 
                     (unsigned long long)m->off, (unsigned long long)(m->off + m->len));
 }
 
+static napi_value throw_no_journal(napi_env env, pm_map *m) {
+  return throw_code(env, "EINVAL", "pmstack: cannot persist %s: journal mode needs a journal (journalOpen)", m->path);
+}
+
 /**
  * persist(handle, memOffset, length): makes memory [memOffset, memOffset+length) durable:
- * clwb/clflushopt/clflush of each line then sfence, or msync(MS_SYNC) of its pages.
+ * clwb/clflushopt/clflush of each line then sfence, msync(MS_SYNC) of its pages, pwrite
+ * (strict) or a synchronous journal entry (journal).
  */
 static napi_value pm_persist(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -692,8 +704,12 @@ static napi_value pm_persist(napi_env env, napi_callback_info info) {
       arg_u64(env, argv[1], "memOffset", &off) || arg_u64(env, argv[2], "length", &len))
     return NULL;
   if (!inside(m, off, len)) return throw_outside(env, m, off, len);
+  if (m->mode == M_JOURNAL && !m->journal) return throw_no_journal(env, m);
   if (len == 0) return NULL;
-  if (m->mode == M_STRICT) {
+  if (m->mode == M_JOURNAL) {
+    range_t r = {off, off + len};
+    journal_persist(env, m, &r, 1);
+  } else if (m->mode == M_STRICT) {
     int e = strict_write(m, off, off + len);
     if (e) return throw_sys(env, e, "write", m->path, NULL);
   } else if (m->mode != M_MSYNC) {
@@ -731,7 +747,16 @@ static napi_value flush_pairs(napi_env env, pm_map *m, const uint8_t *src, uint6
     }
     if (len) r[n++] = (range_t){off, off + len};
   }
-  if (m->mode == M_STRICT && n) {
+  bool thrown = false;
+  if (m->mode == M_JOURNAL) {
+    /* one synchronous entry; it returns 0 (no msync) */
+    if (!m->journal) {
+      throw_no_journal(env, m);
+      thrown = true;
+    } else if (n) {
+      thrown = journal_persist(env, m, r, n) != 0;
+    }
+  } else if (m->mode == M_STRICT && n) {
     /* byte ranges sorted and merged, one pwrite per run */
     qsort(r, n, sizeof *r, cmp_range);
     uint64_t a = r[0].a, b = r[0].b;
@@ -773,6 +798,7 @@ static napi_value flush_pairs(napi_env env, pm_map *m, const uint8_t *src, uint6
     }
   }
   if (r != stack) free(r);
+  if (thrown) return NULL;
   CHECK(napi_create_uint32(env, syscalls, &out));
   return out;
 }
@@ -787,7 +813,8 @@ static int arg_count(napi_env env, napi_value v, uint64_t *count) {
  * persistBatch(handle, ranges: Uint32Array, count) -> msync calls made
  * ranges holds [off0, len0, off1, len1, ...] in memory offsets. All are checked before any
  * is flushed. Cache-line modes: every line, then one sfence (returns 0). msync mode: pages
- * sorted and merged, one msync per merged run.
+ * sorted and merged, one msync per merged run. Strict mode: one pwrite per merged run.
+ * Journal mode: one synchronous journal entry of all the ranges (returns 0).
  */
 static napi_value pm_persist_batch(napi_env env, napi_callback_info info) {
   napi_value argv[3], ab;
@@ -829,12 +856,15 @@ static napi_value pm_persist_ranges(napi_env env, napi_callback_info info) {
 /**
  * unmap(handle): puts fresh zero pages where the file was (the memory stays valid), drops
  * the reference on the memory and closes the handle. Does not persist. Idempotent.
+ * EBUSY while a journal is attached: its threads read the mapping (journalClose first).
  */
 static napi_value pm_unmap(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   pm_map *m;
   if (get_args(env, info, 1, argv, "unmap") || !(m = map_of(env, argv[0]))) return NULL;
   if (!m->live) return NULL;
+  if (m->journal)
+    return throw_code(env, "EBUSY", "pmstack: cannot unmap %s: its journal is open (journalClose first)", m->path);
   int e = anon_pages(m->base + m->off, m->len);
   if (e) return throw_sys(env, e, "unmap", m->path, NULL);
   m->live = false;
@@ -866,12 +896,23 @@ NAPI_MODULE_INIT() {
       {"open", NULL, pm_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pread", NULL, pm_pread, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, pm_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"extend", NULL, pm_extend, NULL, NULL, NULL, napi_enumerable, NULL},
       {"map", NULL, pm_map_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"persist", NULL, pm_persist, NULL, NULL, NULL, napi_enumerable, NULL},
       {"persistBatch", NULL, pm_persist_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"persistRanges", NULL, pm_persist_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unmap", NULL, pm_unmap, NULL, NULL, NULL, napi_enumerable, NULL},
       {"cpuFeatures", NULL, pm_cpu_features, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"journalOpen", NULL, journal_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"journalReplay", NULL, journal_replay, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"journalSubmit", NULL, journal_submit, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"journalSync", NULL, journal_sync, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"journalWait", NULL, journal_wait, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"journalDone", NULL, journal_done, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"journalCheckpoint", NULL, journal_checkpoint, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"journalStats", NULL, journal_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"journalClose", NULL, journal_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"crc32c", NULL, journal_crc32c, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof d / sizeof d[0], d) != napi_ok) return NULL;
   return exports;

@@ -22,6 +22,7 @@ export {
   bufRefCount,
   bufClaim,
   nameCheck,
+  bufIsNode,
 } from "./pool";
 export { ringCreate, ringPush, ringShift, ringAdvance, ringSwap } from "./ring";
 import { bufAddr as _bufAddr, poolCount as _count } from "./pool";
@@ -63,9 +64,9 @@ export {
   logRecover,
   logAppend,
   logFind,
-  logCommitBegin,
-  logCommitTail,
-  logCommitEnd,
+  logSeal,
+  logDurable,
+  logSlotPair,
   logCompact,
   logIterStart,
   logIterNext,
@@ -74,6 +75,8 @@ export {
   logTable,
   logInfo,
 } from "./pm/log";
+// Extent nodes: objects larger than one record's names (assembly/pm/extent.ts).
+export { extNew, extPush, extSeal, extInfo } from "./pm/extent";
 import { crc32c as _crc32c } from "./pm/crc32c";
 
 /** CRC-32C of memory [p, p+n) (exposed to test the core's checksum against the host's). */

@@ -20,6 +20,23 @@ export const OWNER_COUNT: u32 = 5;
 /** Largest reference count a buffer can carry. */
 export const REF_MAX: u32 = 0xffff;
 
+// Extent nodes (assembly/pm/extent.ts): a kept buffer that names other buffers, the building
+// block of objects larger than one log record can name. The pool knows just enough of the
+// layout to release a node's children when its last reference goes.
+//   0 u32 magic "PMXN"   4 u8 height (above every child's: data ranges count as height 0)
+//   5 u8 0   6 u16 count   8 u64 bytes (data bytes under the node)   16 u64 items[count]
+// An item (in a node, or in a log record) is a 64-bit name: a data range (index << 32 |
+// offset << 16 | length, offset <= 2048) or a node (index << 32 | (0x8000 | height) << 16).
+export const NODE_MAGIC: u32 = 0x4e584d50; // "PMXN"
+export const NODE_HDR: u32 = 16;
+export const NODE_COUNT_AT: u32 = 6;
+/** Children per node: (2048 - 16) / 8. */
+export const NODE_MAX: u32 = 254;
+/** Tallest node. A balanced tree of height 4 already holds 254^4 ranges; appends may deepen one. */
+export const NODE_MAX_HEIGHT: u32 = 15;
+/** The offset field's mark of a node item. */
+export const ITEM_NODE: u32 = 0x8000;
+
 // Error codes returned (as negative i32) by core calls. The host turns them into typed errors.
 export const E_RANGE: i32 = -1; // buffer index out of range
 export const E_FREE: i32 = -2; // buffer is free (double free, or use of a free buffer)

@@ -1,8 +1,10 @@
 // The packet buffer pool: fixed 2 KiB buffers in the PM region, addressed by index.
 //
 // Per buffer the core keeps (in its arena, volatile) one u32 of metadata: the owner state in
-// bits 0-7, a scratch mark in bit 8 (used only by poolCheck) and the reference count in bits
-// 16-31. Free buffers sit on a LIFO stack (recently freed buffers are warm in cache); freePos
+// bits 0-7, a scratch mark in bit 8 (used only by poolCheck), the node flag in bit 9 (the
+// buffer is an extent node: it holds one reference on each buffer it names, dropped when the
+// node is freed), the sealed flag in bit 10 (a complete node: immutable, persisted) and the
+// reference count in bits 16-31. Free buffers sit on a LIFO stack (recently freed buffers are warm in cache); freePos
 // maps a free buffer to its stack slot so that a specific buffer can be claimed in O(1)
 // (recovery hands back buffers the log still references).
 //
@@ -22,6 +24,8 @@ import {
   E_RANGE,
   E_REFMAX,
   E_STATE,
+  NODE_COUNT_AT,
+  NODE_HDR,
   OWNER_COUNT,
   OWNER_FREE,
   REF_MAX,
@@ -36,6 +40,10 @@ let freeTop: u32 = 0;
 let held: usize = 0; // u32[OWNER_COUNT]
 
 const MARK: u32 = 0x100;
+/** The buffer is an extent node (see layout.ts). */
+export const F_NODE: u32 = 0x200;
+/** The node is complete: no more children, its range was queued for persistence. */
+export const F_SEALED: u32 = 0x400;
 
 @inline function metaAt(i: u32): usize {
   return meta + (<usize>i << 2);
@@ -157,7 +165,10 @@ export function bufRef(i: u32): i32 {
   return <i32>refOf(m) + 1;
 }
 
-/** Drops a reference. At zero the buffer returns to the free stack. Returns the remaining count. */
+/**
+ * Drops a reference. At zero the buffer returns to the free stack (a node first drops the
+ * references it holds on its children). Returns the remaining count.
+ */
 export function bufUnref(i: u32): i32 {
   if (i >= count) return E_RANGE;
   const p = metaAt(i);
@@ -165,15 +176,45 @@ export function bufUnref(i: u32): i32 {
   const s = stateOf(m);
   if (s == OWNER_FREE) return E_FREE;
   const r = refOf(m) - 1;
-  if (r == 0) {
-    store<u32>(p, OWNER_FREE);
-    heldAdd(s, -1);
-    heldAdd(OWNER_FREE, 1);
-    push(i);
-  } else {
-    store<u32>(p, m - (1 << 16));
-  }
+  if (r == 0) release(i, m);
+  else store<u32>(p, m - (1 << 16));
   return <i32>r;
+}
+
+/** Frees buffer `i` (metadata `m`, count now zero); a node releases its children first. */
+function release(i: u32, m: u32): void {
+  if ((m & F_NODE) != 0) {
+    // children hold one reference each from this node; heights are bounded (NODE_MAX_HEIGHT),
+    // so the recursion is at most that deep
+    const a = bufAddr(i);
+    const n = <u32>load<u16>(a + NODE_COUNT_AT);
+    for (let k: u32 = 0; k < n; k++) {
+      const c = <u32>(load<u64>(a + NODE_HDR + (<usize>k << 3)) >>> 32);
+      // a child whose count is already zero is being freed by the batch that freed this node
+      if (c < count && refOf(load<u32>(metaAt(c))) > 0) bufUnref(c);
+    }
+  }
+  store<u32>(metaAt(i), OWNER_FREE);
+  heldAdd(stateOf(m), -1);
+  heldAdd(OWNER_FREE, 1);
+  push(i);
+}
+
+/** Sets or clears flag bits (F_NODE, F_SEALED) of a held buffer. */
+export function bufFlagsSet(i: u32, set: u32, clear: u32): void {
+  const p = metaAt(i);
+  store<u32>(p, (load<u32>(p) & ~clear) | set);
+}
+
+/** The flag bits (F_NODE, F_SEALED) of buffer `i` (no range check: callers validate `i`). */
+@inline export function bufFlags(i: u32): u32 {
+  return load<u32>(metaAt(i)) & (F_NODE | F_SEALED);
+}
+
+/** 1 if buffer `i` is an extent node, 0 if not, or E_RANGE. */
+export function bufIsNode(i: u32): i32 {
+  if (i >= count) return E_RANGE;
+  return (load<u32>(metaAt(i)) & F_NODE) != 0 ? 1 : 0;
 }
 
 /**
@@ -206,12 +247,8 @@ export function bufUnrefBatch(ptr: usize, n: u32): i32 {
     const i = load<u32>(ptr + (<usize>k << 2));
     const p = metaAt(i);
     const m = load<u32>(p);
-    const s = stateOf(m);
-    if (s != OWNER_FREE && refOf(m) == 0) {
-      store<u32>(p, OWNER_FREE);
-      heldAdd(s, -1);
-      heldAdd(OWNER_FREE, 1);
-      push(i);
+    if (stateOf(m) != OWNER_FREE && refOf(m) == 0) {
+      release(i, m);
       freed++;
     }
   }
@@ -303,7 +340,7 @@ export function poolCheck(): i32 {
     if ((m & MARK) != 0) return fail(1);
     if (s >= OWNER_COUNT) return fail(2);
     if (s == OWNER_FREE) {
-      if (refOf(m) != 0) return fail(3);
+      if (refOf(m) != 0 || (m & (F_NODE | F_SEALED)) != 0) return fail(3);
       c0++;
     } else {
       if (refOf(m) == 0) return fail(4);

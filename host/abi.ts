@@ -42,3 +42,14 @@ export const SF_MORE = 1;
 export const WASM_PAGE = 65536;
 /** Largest Wasm (32-bit) memory, in pages. */
 export const MAX_PAGES = 65536;
+
+// Extent nodes (assembly/pm/extent.ts): objects larger than one log record's items.
+export const NODE_MAGIC = 0x4e584d50; // "PMXN"
+export const NODE_HDR = 16;
+export const NODE_COUNT_AT = 6;
+/** Children per node. */
+export const NODE_MAX = 254;
+/** Tallest node. */
+export const NODE_MAX_HEIGHT = 15;
+/** The offset field's mark of a node item in the 64-bit name form. */
+export const ITEM_NODE = 0x8000;

@@ -1,12 +1,15 @@
 // PmLog: a write-ahead log of named buffers with a key index, in a pool's metadata region.
 // The mechanism is in the core (assembly/pm/log.ts); this class stages keys and names in the
-// core's memory, turns error codes into typed errors, and runs the group commit: the core
-// writes flush lists (u32 memOffset/length pairs) and the pool persists each list with one call.
-// Format, recovery and durability: docs/api/log.md and docs/persistence.md.
+// core's memory, turns error codes into typed errors, and runs the group commit pipeline: the
+// core seals a group into a flush table (u32 memOffset/length pairs), the pool makes the table
+// durable (at once on PM, or as a journal entry another thread writes on a block device), and
+// the core is told when, so it can release what the group superseded. Format, recovery and
+// durability: docs/api/log.md and docs/persistence.md.
 
 import { BUF_SIZE, E_BOUNDS, E_FREE, E_RANGE, E_REFMAX } from "./abi.js";
 import type { CoreInstance } from "./core.js";
 import { BufferNameError, PmstackError, PoolClosedError } from "./errors.js";
+import { ObjectCursor, ObjectWriter, itemLow, itemOf, objectLength, type Item, type ObjectRef } from "./object.js";
 import { Pool, type BufferName, type CreateOptions } from "./pool.js";
 
 // Mirrors assembly/pm/log.ts (test/log-api.test.mjs checks the values).
@@ -35,12 +38,12 @@ interface LogExports {
   logReserve(): number;
   logAttach(at: number, bytes: number): number;
   logFormat(step: number): number;
-  logRecover(): number;
-  logAppend(keyLen: number, nNames: number, type: number): number;
+  logRecover(maxGen: number): number;
+  logAppend(keyLen: number, nNames: number, type: number, tag: number): number;
   logFind(keyLen: number): number;
-  logCommitBegin(): number;
-  logCommitTail(): number;
-  logCommitEnd(): number;
+  logSeal(): number;
+  logDurable(upTo: number): number;
+  logSlotPair(): number;
   logCompact(target: number): number;
   logIterStart(): void;
   logIterNext(): number;
@@ -62,8 +65,10 @@ export interface LogRecovery {
   discardedBytes: number;
   /** Why the scan stopped early: "" (it did not), or which check failed. */
   damage: string;
-  /** Buffers claimed (kept) because live records name them. */
+  /** Buffers claimed (kept) because live records name them (extent trees included). */
   claimedBuffers: number;
+  /** Keys dropped because their object's extent tree was damaged (a failing medium). */
+  damagedKeys: number;
 }
 
 export interface LogStats {
@@ -75,7 +80,12 @@ export interface LogStats {
   liveKeys: number;
   maxKeys: number;
   nextSeq: number;
+  /** Records appended and not sealed yet. */
   pendingRecords: number;
+  /** Groups sealed and not known durable yet. */
+  inFlight: number;
+  /** Every record with a sequence number up to this one is durable. */
+  durableSeq: number;
   commits: number;
   compactions: number;
 }
@@ -83,17 +93,28 @@ export interface LogStats {
 export interface LogEntry {
   key: Uint8Array;
   seq: number;
-  names: BufferName[];
+  /** The object's items: data ranges, and extent nodes (`height` >= 1) over more of them. */
+  names: Item[];
+  tag: number;
+}
+
+/** A live record's object: what `object(key)` returns. */
+export interface LogObject extends ObjectRef {
+  seq: number;
+  /** The app's 16-bit tag, stored with the record. */
+  tag: number;
+  /** Data bytes. */
+  length: number;
+}
+
+export interface AppendOptions {
+  /** 16 bits the app stores with the record (the log never reads it). */
+  tag?: number;
 }
 
 export interface LogOptions {
   /** When an append does not fit: commit, compact, retry once (default true). */
   autoCompact?: boolean;
-  /**
-   * Persist a commit's payloads and records as one range covering them all (one msync) rather
-   * than one msync per run of pages. Default: true in msync mode (any medium), else false.
-   */
-  coalesce?: boolean;
 }
 
 const DAMAGE = ["", "length", "position", "type", "counts", "crc", "sequence", "name", "index full"];
@@ -116,9 +137,14 @@ export class PmLog {
   #base: number;
   #cap: number;
   #autoCompact: boolean;
-  #coalesce: boolean;
   #commits = 0;
   #compactions = 0;
+  /** Sealed groups not yet known durable, oldest first: core group number, pool seq, last record seq. */
+  #flight: { group: number; seq: number; last: number }[] = [];
+  #durableSeq = 0;
+  #failed: Error | null = null;
+  /** Called (outside any turn) when records became durable asynchronously, or the journal failed. */
+  onDurable: ((durableSeq: number, err?: Error) => void) | null = null;
 
   /** Reserves the log's working memory: pass as (or call from) the pool's `configure` hook. */
   static configure(core: CoreInstance): void {
@@ -161,10 +187,6 @@ export class PmLog {
     if (typeof e.logAttach !== "function") throw new LogError("ENOLOG", "pmstack: this core has no log");
     this.#e = e;
     this.#autoCompact = opts.autoCompact ?? true;
-    // msync: one call per commit step (see #union), on a block device (each call is a device
-    // flush) and on tmpfs alike (each call is a syscall that writes nothing back); with
-    // cache-line flushes (DAX) and in strict mode per-range flushing is exact and syscall-free.
-    this.#coalesce = opts.coalesce ?? pool.persistMode === "msync";
     const mem = pool.core.memory.buffer;
     this.#u8 = new Uint8Array(mem);
     this.#u32 = new Uint32Array(mem);
@@ -179,15 +201,21 @@ export class PmLog {
     if (formatted) {
       // slots first, header second: a crash in between leaves a region that formats again
       this.#check(e.logFormat(0), "formatting the log");
-      pool.persistTable(this.#table, 1);
+      pool.submitSync(this.#table, 1, 0, 0);
       this.#check(e.logFormat(1), "formatting the log");
-      pool.persistTable(this.#table, 1);
+      pool.submitSync(this.#table, 1, 0, 0);
     }
-    r = e.logRecover();
+    // a journal's replay knows the last durable generation: a later tail slot may have reached
+    // the pool file from memory without being durable, and recovery must not trust it
+    r = e.logRecover(pool.journal?.replay.lastGen ?? 0);
     this.#check(r, "recovering the log");
-    if (r === 1) pool.persistTable(this.#table, 1); // the repaired tail slot
+    if (r > 0) pool.submitSync(this.#table, r, 0, 0); // repaired or erased slots, the upgraded header
+    // a journal that starts (or restarts) under this log learns the durable generation and its
+    // tail slot's bytes: its checkpoints can then tell a later slot copied from memory apart
+    if (pool.persistMode === "journal" && e.logSlotPair() === 1) pool.submitSync(this.#table, 1, 0, e.logInfo(16));
     this.#base = e.logInfo(0);
     this.#cap = e.logInfo(1);
+    this.#durableSeq = e.logInfo(6);
     this.recovery = Object.freeze({
       formatted,
       records: e.logInfo(11),
@@ -195,16 +223,25 @@ export class PmLog {
       discardedBytes: e.logInfo(12),
       damage: DAMAGE[e.logInfo(13)] ?? "unknown",
       claimedBuffers: e.logInfo(14),
+      damagedKeys: e.logInfo(22),
     });
+    pool.onDurable = (_seq, err) => {
+      if (err) this.#failed ??= err;
+      const before = this.#durableSeq;
+      if (!err) this.poll();
+      if (err || this.#durableSeq !== before) this.onDurable?.(this.#durableSeq, err);
+    };
   }
 
   /**
-   * Appends a record `key -> names` and returns its sequence number. The names must be of held
-   * buffers (validated); the log takes one reference per name and marks the buffers kept, so
-   * the caller may free its own reference. Durable only after commit(); get() sees it at once.
-   * A later append or delete of the key releases these references once that record commits.
+   * Appends a record `key -> names` and returns its sequence number. The names are the
+   * object's items: data ranges of held buffers, or sealed extent nodes an ObjectWriter made
+   * (validated). The log takes one reference per item and marks the buffers kept, so the caller
+   * may free its own reference. Durable once its group is (commit(), or flush() and
+   * durableSeq); get() sees it at once. A later append or delete of the key releases these
+   * references once that record is durable.
    */
-  append(key: LogKey, names: readonly BufferName[]): number {
+  append(key: LogKey, names: readonly Item[], opts: AppendOptions = {}): number {
     const k = this.#stageKey(key);
     const n = names.length;
     if (n > LOG_MAX_NAMES)
@@ -213,6 +250,13 @@ export class PmLog {
     const w = this.#names >>> 2;
     for (let i = 0; i < n; i++) {
       const nm = names[i]!;
+      if (nm.height) {
+        if (!Number.isInteger(nm.height) || nm.height > 15 || !Number.isInteger(nm.index) || nm.index < 0)
+          throw new BufferNameError("EBOUNDS", `pmstack: append: item ${i} is not a node (height ${nm.height})`);
+        u32[w + 2 * i] = itemLow(nm);
+        u32[w + 2 * i + 1] = nm.index;
+        continue;
+      }
       if (
         !Number.isInteger(nm.index) ||
         nm.index < 0 ||
@@ -231,38 +275,101 @@ export class PmLog {
       u32[w + 2 * i] = (nm.offset << 16) | nm.length;
       u32[w + 2 * i + 1] = nm.index;
     }
-    return this.#append(k, n, 1, "append");
+    const tag = opts.tag ?? 0;
+    if (!Number.isInteger(tag) || tag < 0 || tag > 0xffff)
+      throw new LogError("EARG", `pmstack: append: a tag is 0..65535, got ${tag}`);
+    return this.#append(k, n, 1, tag, "append");
+  }
+
+  /**
+   * Appends `key -> the object an ObjectWriter built`, then drops the writer's references (the
+   * record holds its own). Returns the record's sequence number. On error the writer is
+   * untouched (abort it, or try again).
+   */
+  put(key: LogKey, writer: ObjectWriter, tag = 0): number {
+    const obj = writer.finish();
+    const seq = this.append(key, obj.names, { tag });
+    writer.release();
+    return seq;
+  }
+
+  /**
+   * An ObjectWriter whose groups this log commits (its data becomes durable as it arrives);
+   * `room`: items the record leaves for it (default 64).
+   */
+  writer(room?: number): ObjectWriter {
+    return new ObjectWriter(this, room);
   }
 
   /** Appends a delete record (tombstone). Returns its sequence number, or null if the key is absent. */
   delete(key: LogKey): number | null {
-    const r = this.#append(this.#stageKey(key), 0, 2, "delete");
+    const r = this.#append(this.#stageKey(key), 0, 2, 0, "delete");
     return r === E_LOG_NOTFOUND ? null : r;
   }
 
-  #append(k: number, n: number, type: number, what: string): number {
-    let r = this.#e.logAppend(k, n, type);
+  #append(k: number, n: number, type: number, tag: number, what: string): number {
+    if (this.#failed) throw this.#failed;
+    const e = this.#e;
+    let r = e.logAppend(k, n, type, tag);
     if (r === E_LOG_GROUP) {
-      this.commit(); // the group is at its size limit: commit it and go on
-      r = this.#e.logAppend(k, n, type); // the key and names are still staged
+      // the open group is at its size limit: seal it and go on in a new one (the key and names
+      // are still staged)
+      this.flush();
+      r = e.logAppend(k, n, type, tag);
     }
     if (r === E_LOG_FULL && this.#autoCompact) {
       this.commit();
       // room for this record and a quarter of the usable log, if the live data allows
       this.compact(32 + n * 8 + k + 8 + ((this.#cap - RESERVE) >>> 2));
-      r = this.#e.logAppend(k, n, type);
+      r = e.logAppend(k, n, type, tag);
     }
     if (r !== E_LOG_NOTFOUND) this.#check(r, what);
     return r;
   }
 
-  /** The names of the live record for `key`, or undefined. */
+  /**
+   * The data ranges of the live record for `key`, in order, or undefined. For an object with an
+   * extent tree this lists every range (one object per range): stream large objects with
+   * object() and an ObjectCursor instead.
+   */
   get(key: LogKey): BufferName[] | undefined {
     const off = this.#find(key);
-    return off < 0 ? undefined : this.#namesAt(off);
+    if (off < 0) return undefined;
+    const names = this.#namesAt(off);
+    if (!names.some((n) => n.height)) return names;
+    const out: BufferName[] = [];
+    const cur = new ObjectCursor(this.pool, { names });
+    for (let r = cur.next(); r; r = cur.next()) out.push(r);
+    return out;
   }
 
-  /** Zero-copy views (pool.viewName) of the live record's buffers for `key`, or undefined. */
+  /** The live record's object for `key` (items, tag, length, seq), or undefined. */
+  object(key: LogKey): LogObject | undefined {
+    const off = this.#find(key);
+    if (off < 0) return undefined;
+    const at = this.#base + off;
+    const names = this.#namesAt(off);
+    return {
+      names,
+      seq: this.#seqAt(at),
+      tag: this.#dv.getUint16(at + 30, true),
+      length: objectLength(this.pool, { names }),
+    };
+  }
+
+  /**
+   * Keeps an object's buffers alive (one reference on each top-level name: a node keeps its
+   * whole tree) while a reply streams it, whatever later writes do to its key. unpin() after.
+   */
+  pin(obj: ObjectRef): void {
+    for (const n of obj.names) this.pool.ref(n.index);
+  }
+
+  unpin(obj: ObjectRef): void {
+    for (const n of obj.names) this.pool.free(n.index);
+  }
+
+  /** Zero-copy views (pool.viewName) of the live record's data ranges for `key`, or undefined. */
   views(key: LogKey): Uint8Array[] | undefined {
     return this.get(key)?.map((n) => this.pool.viewName(n));
   }
@@ -278,21 +385,97 @@ export class PmLog {
   }
 
   /**
-   * Group commit: one persist of every pending payload range and record, then one of the tail
-   * slot. When it returns, every record appended before it is durable (see persistence.md).
-   * Returns how many buffers became free (of superseded and deleted records).
+   * Makes every record appended so far durable before it returns: seals the open group and
+   * waits for it (and for every group before it). On PM that is one persist of the group's
+   * payload ranges and records, then one of the tail slot; on a block device, one journal entry
+   * and one fdatasync. Returns how many buffers became free (of superseded and deleted records).
    */
   commit(): number {
+    if (this.#failed) throw this.#failed;
+    if (this.#seal("commit", true) > 0) this.#commits++;
+    return this.drain();
+  }
+
+  /**
+   * Seals the open group and starts making it durable: asynchronously on a block device
+   * (durableSeq advances, and onDurable is called, when it is), at once on PM. Call it at the
+   * end of every turn that appended; replies that need durability wait for durableSeq.
+   * Returns whether a group was sealed.
+   */
+  flush(): boolean {
+    if (this.#failed) throw this.#failed;
+    const sealed = this.#seal("flush", false) > 0;
+    if (sealed) this.#commits++;
+    if (this.#flight.length) this.poll();
+    return sealed;
+  }
+
+  /**
+   * Applies the groups the pool made durable since the last call: durableSeq advances and the
+   * buffers of superseded records are released. Cheap when nothing completed (one read of the
+   * pool's counter). Returns how many buffers became free.
+   */
+  poll(): number {
+    const f = this.#flight;
+    if (f.length === 0) return 0;
+    const done = this.pool.durableSeq;
+    let k = 0;
+    while (k < f.length && f[k]!.seq <= done) k++;
+    if (k === 0) return 0;
+    const g = f[k - 1]!;
+    this.#durableSeq = Math.max(this.#durableSeq, g.last);
+    f.splice(0, k);
+    return this.#e.logDurable(g.group);
+  }
+
+  /** Waits (blocking) until every sealed group is durable, then applies them. */
+  drain(): number {
+    const last = this.#flight[this.#flight.length - 1];
+    if (last) this.pool.waitDurable(last.seq);
+    return this.poll();
+  }
+
+  /** Every record with a sequence number up to this one is durable. */
+  get durableSeq(): number {
+    return this.#durableSeq;
+  }
+
+  /** The newest record's sequence number (durable or not). */
+  get lastSeq(): number {
+    return this.#e.logInfo(6);
+  }
+
+  /** Groups sealed and not yet known durable. */
+  get inFlight(): number {
+    return this.#flight.length;
+  }
+
+  /** The error that stopped the log (the journal failed), or null. */
+  get failed(): Error | null {
+    return this.#failed;
+  }
+
+  /**
+   * Seals the open group and hands it to the pool, synchronously or not. Returns the table's
+   * pair count (0: nothing was open; every record is durable or in flight).
+   */
+  #seal(what: string, sync: boolean): number {
     const e = this.#e;
-    let n = e.logCommitBegin();
-    this.#check(n, "commit");
-    if (n > 1 && this.#coalesce) n = this.#union(n);
-    if (n > 0) this.pool.persistTable(this.#table, n);
-    const t = e.logCommitTail();
-    this.#check(t, "commit");
-    if (t > 0) this.pool.persistTable(this.#table, 1);
-    this.#commits++;
-    return e.logCommitEnd();
+    let n = e.logSeal();
+    if (n === E_LOG_BUSY) {
+      this.drain(); // every slot for a group in flight is taken: wait for them
+      n = e.logSeal();
+    }
+    this.#check(n, what);
+    if (n === 0) return 0;
+    const payload = e.logInfo(19);
+    const gen = e.logInfo(20);
+    const group = e.logInfo(21);
+    const last = e.logInfo(6);
+    const pool = this.pool;
+    const seq = sync ? pool.submitSync(this.#table, n, payload, gen) : pool.submit(this.#table, n, payload, gen);
+    this.#flight.push({ group, seq, last });
+    return n;
   }
 
   /**
@@ -319,6 +502,20 @@ export class PmLog {
     return total;
   }
 
+  /**
+   * Compaction without waiting: when less than a quarter of the log is free, moves the head
+   * over dead records and relocates live ones into the open group (which the next flush()
+   * seals). Call it at the end of a turn, before flush(). Returns the bytes the head moved.
+   */
+  maintain(): number {
+    const e = this.#e;
+    if (e.logInfo(9) >= (this.#cap - RESERVE) >>> 2) return 0;
+    const r = e.logCompact(Math.min(this.#cap, ((this.#cap - RESERVE) >>> 1) + RESERVE));
+    this.#check(r, "compact");
+    if (r > 0) this.#compactions++;
+    return r;
+  }
+
   /** Live entries in log order (a snapshot taken when called). */
   entries(): LogEntry[] {
     const e = this.#e;
@@ -332,7 +529,12 @@ export class PmLog {
       const n = this.#dv.getUint16(at + 28, true);
       const kl = this.#dv.getUint16(at + 26, true);
       const k0 = at + 32 + n * 8;
-      out.push({ key: this.#u8.slice(k0, k0 + kl), seq: this.#seqAt(at), names: this.#namesAt(off) });
+      out.push({
+        key: this.#u8.slice(k0, k0 + kl),
+        seq: this.#seqAt(at),
+        names: this.#namesAt(off),
+        tag: this.#dv.getUint16(at + 30, true),
+      });
     }
     return out;
   }
@@ -358,33 +560,11 @@ export class PmLog {
       maxKeys: i(10),
       nextSeq: i(5),
       pendingRecords: i(15),
+      inFlight: this.#flight.length,
+      durableSeq: this.#durableSeq,
       commits: this.#commits,
       compactions: this.#compactions,
     };
-  }
-
-  /**
-   * Replaces the flush list's n pairs by the one range that covers them all (returns 1). On a
-   * block device msync costs a device flush per call, so one call over the union (writing back
-   * only the dirty pages in it, and possibly some the app dirtied but did not persist yet:
-   * never less than asked) beats one call per run of pages; on tmpfs msync writes nothing back
-   * and costs its syscall, whatever the range's size.
-   */
-  #union(n: number): number {
-    const dv = this.#dv;
-    let lo = Infinity;
-    let hi = 0;
-    for (let k = 0; k < n; k++) {
-      const a = dv.getUint32(this.#table + 8 * k, true);
-      const len = dv.getUint32(this.#table + 8 * k + 4, true);
-      if (len === 0) continue;
-      lo = Math.min(lo, a);
-      hi = Math.max(hi, a + len);
-    }
-    if (hi === 0) return 0;
-    dv.setUint32(this.#table, lo, true);
-    dv.setUint32(this.#table + 4, hi - lo, true);
-    return 1;
   }
 
   #find(key: LogKey): number {
@@ -398,15 +578,12 @@ export class PmLog {
     return this.#dv.getUint32(at + 16, true) + this.#dv.getUint32(at + 20, true) * 2 ** 32;
   }
 
-  #namesAt(off: number): BufferName[] {
+  #namesAt(off: number): Item[] {
     const at = this.#base + off;
     const n = this.#dv.getUint16(at + 28, true);
-    const out: BufferName[] = [];
-    for (let k = 0; k < n; k++) {
-      const lo = this.#dv.getUint32(at + 32 + 8 * k, true);
-      const index = this.#dv.getUint32(at + 36 + 8 * k, true);
-      out.push({ index, offset: lo >>> 16, length: lo & 0xffff });
-    }
+    const out: Item[] = [];
+    for (let k = 0; k < n; k++)
+      out.push(itemOf(this.#dv.getUint32(at + 36 + 8 * k, true), this.#dv.getUint32(at + 32 + 8 * k, true)));
     return out;
   }
 

@@ -66,7 +66,15 @@ export interface TsoConfig {
 
 export interface StackOptions extends StackConfig {
   /** Where the buffers live: a PM file (created if missing) or, without a path, volatile memory. */
-  pool: { path?: string; buffers: number; mode?: CreateOptions["mode"]; shared?: boolean; metaBytes?: number };
+  pool: {
+    path?: string;
+    buffers: number;
+    mode?: CreateOptions["mode"];
+    shared?: boolean;
+    metaBytes?: number;
+    /** An existing pool file with fewer buffers grows to `buffers` (data kept). */
+    grow?: boolean;
+  };
   /** Runs after the stack's set-up, before the arena is sealed: reserve NIC queues here. */
   configure?: (core: CoreInstance) => void;
 }
@@ -130,6 +138,8 @@ export class Stack {
   #live = new Set<number>();
   #ev: StackEvent = { type: "DATA", code: 0, conn: 0, buf: 0, off: 0, len: 0, aux: 0, handle: 0, more: false };
   #cfg: DataView;
+  /** The per-connection send queue limit the core was configured with (bytes). */
+  #sndBuf: number;
   /** The `tso` option as configured (undefined: left to the composition). */
   #tsoAsked: boolean | TsoConfig | undefined;
 
@@ -147,6 +157,7 @@ export class Stack {
     this.#u32 = new Uint32Array(pool.core.memory.buffer);
     this.#stats = (e.stackStats as () => number)();
     this.#cfg = new DataView(pool.core.memory.buffer, (e.stackConfig as () => number)(), 256);
+    this.#sndBuf = this.#cfg.getUint32(CFG.SNDBUF, true) || 262144; // 0: the core's default
   }
 
   /** TCP segmentation offload now in force (the core reads it at every send), or null if off. */
@@ -208,6 +219,7 @@ export class Stack {
           mode: p.mode,
           shared: p.shared,
           metaBytes: p.metaBytes,
+          growTo: p.grow ? p.buffers : undefined,
           configure,
         })
       : Pool.volatile({ buffers: p.buffers, shared: p.shared, metaBytes: p.metaBytes, configure });
@@ -426,6 +438,15 @@ export class Stack {
       inFlight: info(id, INFO.inFlight),
       retries: info(id, INFO.retries),
     };
+  }
+
+  /**
+   * Bytes the connection's send queue still takes before the core refuses sends (its sndBuf
+   * minus what is queued and unacknowledged); 0 for an unknown connection. One core call.
+   */
+  sendRoom(id: number): number {
+    const queued = (this.#e.tcpInfo as (id: number, f: number) => number)(id, INFO.sndQueued);
+    return queued < 0 ? 0 : Math.max(0, this.#sndBuf - queued);
   }
 
   /** Connection blocks in use (TIME_WAIT included). */

@@ -22,7 +22,7 @@ test("the pool demo (build/main.js) on a given pool path, twice", () => {
     const r = spawnSync(process.execPath, ["build/main.js", path], { cwd: root, encoding: "utf8" });
     assert.is(r.status, 0, r.stderr);
     assert.match(r.stdout, /on ext4, 4096 x 2048 B buffers/);
-    assert.match(r.stdout, /persist: msync on ext4/);
+    assert.match(r.stdout, /persist: journal on ext4/);
     assert.match(r.stdout, /"hello, persistent memory"/);
     assert.match(r.stdout, /persisted 3 named buffers in one batch/);
   }

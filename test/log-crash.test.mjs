@@ -20,7 +20,7 @@ const KEYS = 200;
 
 /** Runs the child until `delayMs` after it is ready, then SIGKILLs it. Returns its journal. */
 function trial(path, metaBytes, seed, delayMs, killAt = 0) {
-  const journal = `${path}.journal`;
+  const journal = `${path}.ops`; // the child's record of what it did
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [child, path, journal, BUFFERS, metaBytes, seed, KEYS, killAt].map(String), {
       stdio: ["ignore", "pipe", "pipe"],

@@ -14,29 +14,29 @@
 // Record (8-byte aligned, never straddles the physical end):
 //   0 u32 len (total bytes, multiple of 8)   4 u32 crc: CRC-32C of bytes [0,4) then [8,len)
 //   8 u64 pos (its own logical position)    16 u64 seq
-//  24 u8 type (1 put, 2 delete, 3 pad)      25 u8 0   26 u16 keyLen   28 u16 nNames   30 u16 0
-//  32 u64 names[nNames] (index << 32 | off << 16 | len), then the key bytes, zero padding.
+//  24 u8 type (1 put, 2 delete, 3 pad)      25 u8 0   26 u16 keyLen   28 u16 nNames
+//  30 u16 tag (the app's; the log never reads it)
+//  32 u64 names[nNames], then the key bytes, zero padding. The names are the object's items
+// in order: data ranges (index << 32 | off << 16 | len) and sealed extent nodes (index << 32 |
+// (0x8000 | height) << 16: extent.ts), whose leaves are more data ranges. Version 1 logs are
+// version 2 logs whose records hold data ranges only and tag 0: they are read as they are and
+// the header is rewritten as version 2 at the first open.
 // If fewer than 32 bytes are left before the physical end the writer skips them; otherwise a
-// pad record fills them. Group commit: payloads + records in one persist, then the tail slot.
+// pad record fills them.
 //
-// The core never flushes: it writes (memory offset, length) u32 pairs into `table` and the
-// host hands that table to the addon's persistRanges.
+// Group commit, pipelined: appends go into the open group; logSeal() closes it (its records'
+// range and the next tail slot join the payload ranges in the flush table, flush.ts) and the
+// host makes the table durable, at once (PM: cache-line flushes or msync, in two ordered
+// steps) or later (a journal entry written by another thread); several sealed groups may be
+// in flight, durable in seal order, and logDurable(k) applies their effects once the host
+// says so. The core never flushes and never waits.
 
 import { arenaAlloc } from "../arena";
-import { BUF_SIZE, E_ARG, E_REFMAX, OWNER_FREE, OWNER_KEPT, REF_MAX } from "../layout";
-import {
-  bufClaim,
-  bufOwner,
-  bufRef,
-  bufRefCount,
-  bufSetOwner,
-  bufUnref,
-  bufAddr,
-  nameCheck,
-  poolCount,
-  poolFreeCount,
-} from "../pool";
+import { BUF_SIZE, E_ARG, E_REFMAX, ITEM_NODE, NODE_MAX_HEIGHT, OWNER_KEPT, REF_MAX } from "../layout";
+import { bufAddr, bufOwner, bufRef, bufRefCount, bufSetOwner, bufUnref, poolCount, poolFreeCount } from "../pool";
 import { crc32c, crc32cUpdate } from "./crc32c";
+import { itemCheck, itemHeight, treeCheck, treeClaim } from "./extent";
+import { flushAdd, flushCount, flushHanded, flushReserve, flushReset, flushRoom, flushTable } from "./flush";
 
 // Error codes (host/log.ts mirrors them).
 export const E_LOG_FULL: i32 = -40; // no room for the record even after compaction
@@ -52,10 +52,13 @@ export const E_LOG_SMALL: i32 = -49; // metadata region too small for a log
 
 export const LOG_MAX_KEY: u32 = 1024;
 export const LOG_MAX_NAMES: u32 = 64;
-export const LOG_GROUP_MAX: u32 = 8192; // names (payload ranges) per group, and deferred frees
+/** At least this many payload ranges per group and deferred frees in flight (more in big pools). */
+export const LOG_GROUP_MIN: u32 = 8192;
+/** Sealed groups that may be in flight (made durable by the host) at once. */
+export const LOG_SEALED_MAX: u32 = 256;
 
 const MAGIC: u32 = 0x474f4c50; // "PLOG"
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER_BYTES: u32 = 4096;
 const SLOT_A: usize = 64;
 const SLOT_B: usize = 128;
@@ -75,10 +78,12 @@ const T_DEL: u32 = 2;
 const T_PAD: u32 = 3;
 
 // arena state
-let table: usize = 0; // u32 pairs (memOffset, length), LOG_GROUP_MAX + 4 of them
-let deferred: usize = 0; // u32 buffer indices to unref after the group is durable
+let deferred: usize = 0; // ring of u32 buffer indices to unref once their group is durable
+let defCap: u32 = 0;
+let groups: usize = 0; // ring of sealed groups in flight: GROUP_BYTES each
 let keyBuf: usize = 0; // staging: the key of the next call
 let namesBuf: usize = 0; // staging: u64 names of the next append
+const GROUP_BYTES: usize = 32; // u64 head, u64 tail, u32 deferEnd, u32 0, u64 sealSeq
 
 // attached log
 let meta: usize = 0;
@@ -91,16 +96,28 @@ let logBase: usize = 0;
 let cap: u32 = 0;
 let recovered = false;
 
+let upgrade = false; // a version 1 header: rewritten as version 2 by logRecover
 let gen: u64 = 0;
-let dHead: u64 = 0; // durable head/tail (what the persisted tail slot says)
+let dHead: u64 = 0; // durable head/tail (what the last durable tail slot says)
 let dTail: u64 = 0;
-let pHead: u64 = 0; // pending (after the current group commits)
+let sHead: u64 = 0; // at the last seal (what the newest sealed group's slot says)
+let sTail: u64 = 0;
+let pHead: u64 = 0; // pending (after the open group)
 let pTail: u64 = 0;
 let nextSeq: u64 = 1;
 let lastSeq: u64 = 0;
 
-let nPairs: u32 = 0;
-let nDefer: u32 = 0;
+// deferred ring: [defHead, defTail) in flight or open; entries before defSealed belong to
+// sealed groups (each group records where its part ends), the rest to the open group
+let defHead: u32 = 0;
+let defTail: u32 = 0;
+let defSealed: u32 = 0;
+let gHead: u32 = 0; // sealed groups ring [gHead, gTail)
+let gTail: u32 = 0;
+let sealSeq: u64 = 0; // groups sealed so far (the number of the newest)
+let durableSeal: u64 = 0; // groups made durable so far
+let lastPayload: u32 = 0; // the last seal: payload pairs, and the slot gen it wrote (0: none)
+let lastGen: u64 = 0;
 let pendingRecs: u32 = 0;
 let liveKeys: u32 = 0;
 let liveBytes: u64 = 0;
@@ -110,6 +127,7 @@ let scanned: u32 = 0;
 let discarded: u64 = 0;
 let stopReason: u32 = 0;
 let claimed: u32 = 0;
+let damagedKeys: u32 = 0;
 let iterPos: u64 = 0;
 
 @inline function align8(n: u32): u32 {
@@ -121,24 +139,35 @@ let iterPos: u64 = 0;
 @inline function rec(off: u32): usize {
   return logBase + <usize>off;
 }
-@inline function pair(k: u32, at: usize, len: u32): void {
-  store<u32>(table + (<usize>k << 3), <u32>at);
-  store<u32>(table + (<usize>k << 3) + 4, len);
+@inline function defAt(k: u32): usize {
+  return deferred + (<usize>(k % defCap) << 2);
+}
+@inline function groupAt(k: u32): usize {
+  return groups + <usize>(k % LOG_SEALED_MAX) * GROUP_BYTES;
 }
 
-/** Reserves the log's working memory in the arena. Call once at set-up (Pool's configure hook). */
+/**
+ * Reserves the log's working memory in the arena: the flush table and the deferred frees,
+ * each with room for the pool's buffer count (at least LOG_GROUP_MIN), so that one group can
+ * name every buffer of the pool. Call once at set-up (Pool's configure hook), after the pool's
+ * own reservation.
+ */
 export function logReserve(): i32 {
-  if (table != 0) return 0;
-  const t = arenaAlloc(<usize>(LOG_GROUP_MAX + 4) << 3, 64);
-  if (t < 0) return <i32>t;
-  const d = arenaAlloc(<usize>LOG_GROUP_MAX << 2, 64);
+  if (deferred != 0) return 0;
+  const size = max<u32>(LOG_GROUP_MIN, poolCount() + 4096);
+  const f = flushReserve(size);
+  if (f < 0) return f;
+  const d = arenaAlloc(<usize>size << 2, 64);
   if (d < 0) return <i32>d;
+  const g = arenaAlloc(<usize>LOG_SEALED_MAX * GROUP_BYTES, 64);
+  if (g < 0) return <i32>g;
   const k = arenaAlloc(<usize>LOG_MAX_KEY, 64);
   if (k < 0) return <i32>k;
   const n = arenaAlloc(<usize>LOG_MAX_NAMES << 3, 64);
   if (n < 0) return <i32>n;
-  table = <usize>t;
   deferred = <usize>d;
+  defCap = size;
+  groups = <usize>g;
   keyBuf = <usize>k;
   namesBuf = <usize>n;
   return 0;
@@ -193,7 +222,7 @@ function allZero(at: usize, n: u32): bool {
  * table after each), 0 if it holds a log (call logRecover next), or an error.
  */
 export function logAttach(at: usize, bytes: u32): i32 {
-  if (table == 0) return E_LOG_NOLOG;
+  if (deferred == 0) return E_LOG_NOLOG;
   if (meta != 0) return E_LOG_BUSY;
   if ((at & 63) != 0) return E_ARG;
   meta = at;
@@ -212,9 +241,10 @@ export function logAttach(at: usize, bytes: u32): i32 {
     }
     return 1;
   }
+  const v = load<u32>(meta + 4);
   if (
     load<u32>(meta) != MAGIC ||
-    load<u32>(meta + 4) != VERSION ||
+    (v != 1 && v != VERSION) ||
     load<u32>(meta + 60) != crc32c(meta, 60) ||
     load<u32>(meta + 8) != HEADER_BYTES ||
     load<u32>(meta + 12) != HEADER_BYTES ||
@@ -226,18 +256,11 @@ export function logAttach(at: usize, bytes: u32): i32 {
     meta = 0;
     return E_LOG_BAD;
   }
+  upgrade = v == 1;
   return 0;
 }
 
-/** Formats a fresh region in two persisted steps: 0 writes the tail slots, 1 the header. */
-export function logFormat(step: u32): i32 {
-  if (meta == 0 || recovered) return E_LOG_BUSY;
-  if (step == 0) {
-    writeSlot(meta + SLOT_A, 1, 0, 0, 1);
-    memory.fill(meta + SLOT_B, 0, SLOT_BYTES);
-    pair(0, meta + SLOT_A, 2 * SLOT_BYTES);
-    return 1;
-  }
+function writeHeader(): void {
   memory.fill(meta, 0, 64);
   store<u32>(meta, MAGIC);
   store<u32>(meta + 4, VERSION);
@@ -248,7 +271,24 @@ export function logFormat(step: u32): i32 {
   store<u32>(meta + 24, cap);
   store<u32>(meta + 28, metaBytes);
   store<u32>(meta + 60, crc32c(meta, 60));
-  pair(0, meta, 64);
+}
+
+/**
+ * Formats a fresh region in two persisted steps: 0 writes the tail slots, 1 the header. Each
+ * leaves one pair in the flush table (persist it before the next step).
+ */
+export function logFormat(step: u32): i32 {
+  if (meta == 0 || recovered) return E_LOG_BUSY;
+  flushReset();
+  if (step == 0) {
+    writeSlot(meta + SLOT_A, 1, 0, 0, 1);
+    memory.fill(meta + SLOT_B, 0, SLOT_BYTES);
+    flushAdd(meta + SLOT_A, 2 * SLOT_BYTES);
+  } else {
+    writeHeader();
+    flushAdd(meta, 64);
+  }
+  flushHanded();
   return 1;
 }
 
@@ -326,34 +366,38 @@ function place(len: u32, reserve: u64): i64 {
   return <i64>(p + pad);
 }
 
+/** Defers the release of a superseded record's names until its superseder is durable. */
 function deferNames(off: u32): void {
   const r = rec(off);
   const n = <u32>load<u16>(r + 28);
   for (let k: u32 = 0; k < n; k++) {
-    store<u32>(deferred + (<usize>nDefer << 2), <u32>(load<u64>(r + HDR + (<usize>k << 3)) >>> 32));
-    nDefer++;
+    store<u32>(defAt(defTail), <u32>(load<u64>(r + HDR + (<usize>k << 3)) >>> 32));
+    defTail++;
   }
 }
 
 /**
  * Appends a record for the key staged at logKeyBuf() (keyLen bytes). type 1 (put): the
- * nNames u64 names staged at logNamesBuf() must name held buffers; the log takes one reference
- * per name and marks the buffers kept. type 2 (delete): nNames = 0; E_LOG_NOTFOUND if the key
- * is absent. The record is durable only after the group commits. Returns its sequence number
- * (>= 1) or a negative error; on error nothing changed.
+ * nNames u64 items staged at logNamesBuf() are the object: data ranges of held buffers (not
+ * nodes) and sealed extent nodes, in order. The log takes one reference per item and marks
+ * the buffers kept; data ranges join the open group's flush table (a node's range joined it
+ * when it was sealed). type 2 (delete): nNames = 0; E_LOG_NOTFOUND if the key is absent.
+ * `tag` is stored for the app. The record is durable once its group is. Returns its sequence
+ * number (>= 1) or a negative error; on error nothing changed.
  */
-export function logAppend(keyLen: u32, nNames: u32, type: u32): f64 {
+export function logAppend(keyLen: u32, nNames: u32, type: u32, tag: u32): f64 {
   if (!recovered) return E_LOG_NOLOG;
   if (keyLen == 0 || keyLen > LOG_MAX_KEY) return E_LOG_KEY;
   if (nNames > LOG_MAX_NAMES) return E_LOG_NAMES;
   if (type != T_PUT && type != T_DEL) return E_ARG;
-  if (type == T_DEL && nNames != 0) return E_ARG;
+  if ((type == T_DEL && nNames != 0) || tag > 0xffff) return E_ARG;
+  let dataItems: u32 = 0;
   for (let k: u32 = 0; k < nNames; k++) {
     const n = load<u64>(namesBuf + (<usize>k << 3));
-    const i = <u32>(n >>> 32);
-    const rc = nameCheck(i, <u32>(n >>> 16) & 0xffff, <u32>n & 0xffff);
+    const rc = itemCheck(n, NODE_MAX_HEIGHT + 1);
     if (rc < 0) return rc;
-    if (<u32>bufRefCount(i) + nNames > REF_MAX) return E_REFMAX;
+    if (itemHeight(n) == 0) dataItems++;
+    if (<u32>bufRefCount(<u32>(n >>> 32)) + nNames > REF_MAX) return E_REFMAX;
   }
   const h = keyHash(keyBuf, keyLen);
   const s = probe(h, keyBuf, keyLen);
@@ -363,7 +407,7 @@ export function logAppend(keyLen: u32, nNames: u32, type: u32): f64 {
   if (!found && liveKeys >= maxKeys) return E_LOG_INDEX_FULL;
   const oldOff: u32 = found ? <u32>e - 1 : 0;
   const oldN: u32 = found ? <u32>load<u16>(rec(oldOff) + 28) : 0;
-  if (nDefer + oldN > LOG_GROUP_MAX || nPairs + nNames > LOG_GROUP_MAX) return E_LOG_GROUP;
+  if (defTail - defHead + oldN > defCap || flushRoom() < dataItems) return E_LOG_GROUP;
   const len = align8(HDR + (nNames << 3) + keyLen);
   const at = place(len, type == T_PUT ? RESERVE : RESERVE_DEL);
   if (at < 0) return E_LOG_FULL;
@@ -377,7 +421,7 @@ export function logAppend(keyLen: u32, nNames: u32, type: u32): f64 {
   store<u8>(r + 25, 0);
   store<u16>(r + 26, <u16>keyLen);
   store<u16>(r + 28, <u16>nNames);
-  store<u16>(r + 30, 0);
+  store<u16>(r + 30, <u16>tag);
   const namesAt = r + HDR;
   memory.copy(namesAt, namesBuf, <usize>nNames << 3);
   const keyAt = namesAt + (<usize>nNames << 3);
@@ -395,9 +439,8 @@ export function logAppend(keyLen: u32, nNames: u32, type: u32): f64 {
       const n = load<u64>(namesBuf + (<usize>k << 3));
       const i = <u32>(n >>> 32);
       bufRef(i);
-      bufSetOwner(i, OWNER_KEPT);
-      pair(nPairs, bufAddr(i) + ((<usize>(n >>> 16)) & 0xffff), <u32>n & 0xffff);
-      nPairs++;
+      if (<u32>bufOwner(i) != OWNER_KEPT) bufSetOwner(i, OWNER_KEPT);
+      if (itemHeight(n) == 0) flushAdd(bufAddr(i) + ((<usize>(n >>> 16)) & 0xffff), <u32>n & 0xffff);
     }
     setEntry(s, h, off);
     if (!found) liveKeys++;
@@ -422,47 +465,72 @@ export function logFind(keyLen: u32): i32 {
 // ---------- group commit ----------
 
 /**
- * Step 1 of a group commit: completes the flush table with the pending records' range(s)
- * after the payload ranges. Returns the number of pairs (persist them, then call
- * logCommitTail).
+ * Seals the open group: after its payload ranges, the flush table gets the range(s) of the
+ * records appended since the last seal and, when the head or tail moved, the next tail slot
+ * (written now, generation + 1). Returns the table's pair count (0: nothing to make durable,
+ * no group sealed), E_LOG_BUSY when LOG_SEALED_MAX groups are in flight, or an error.
+ * logInfo(19) is the number of payload pairs (the table's first ones) and logInfo(20) the
+ * slot's generation (0 when the group wrote no slot: then there is no slot pair). The host
+ * makes the table durable, in place in two steps (payload and records, then the slot: a slot
+ * must never be durable before what it covers) or as one journal entry, and calls
+ * logDurable() when it is, groups in seal order.
  */
-export function logCommitBegin(): i32 {
+export function logSeal(): i32 {
   if (!recovered) return E_LOG_NOLOG;
-  let n = nPairs;
-  if (pTail > dTail) {
-    const a = phys(dTail);
-    const total = pTail - dTail;
+  const payload = flushCount();
+  const moved = pTail != sTail || pHead != sHead;
+  if (payload == 0 && !moved && defTail == defSealed) return 0;
+  if (gTail - gHead >= LOG_SEALED_MAX) return E_LOG_BUSY;
+  if (pTail > sTail) {
+    const a = phys(sTail);
+    const total = pTail - sTail;
     const first = <u32>min<u64>(<u64>(cap - a), total);
-    pair(n++, logBase + a, first);
-    if (<u64>first < total) pair(n++, logBase, <u32>(total - first));
+    flushAdd(logBase + a, first);
+    if (<u64>first < total) flushAdd(logBase, <u32>(total - first));
   }
-  return <i32>n;
-}
-
-/** Step 2: writes the next tail slot. Returns 1 (persist the one pair) or 0 if nothing changed. */
-export function logCommitTail(): i32 {
-  if (!recovered) return E_LOG_NOLOG;
-  if (pTail == dTail && pHead == dHead) return 0;
-  gen++;
-  const at = (gen & 1) != 0 ? meta + SLOT_A : meta + SLOT_B;
-  writeSlot(at, gen, pHead, pTail, nextSeq);
-  pair(0, at, SLOT_BYTES);
-  return 1;
+  lastPayload = payload;
+  lastGen = 0;
+  if (moved) {
+    gen++;
+    const at = (gen & 1) != 0 ? meta + SLOT_A : meta + SLOT_B;
+    writeSlot(at, gen, pHead, pTail, nextSeq);
+    flushAdd(at, SLOT_BYTES);
+    lastGen = gen;
+  }
+  sealSeq++;
+  const g = groupAt(gTail);
+  store<u64>(g, pHead);
+  store<u64>(g + 8, pTail);
+  store<u32>(g + 16, defTail);
+  store<u64>(g + 24, sealSeq);
+  gTail++;
+  sHead = pHead;
+  sTail = pTail;
+  defSealed = defTail;
+  pendingRecs = 0;
+  const total = flushCount();
+  flushHanded(); // the host consumes the table now; the open group starts a new one
+  return <i32>total;
 }
 
 /**
- * Step 3: the group is durable. Drops the log's references to the buffers of superseded and
- * deleted records. Returns how many buffers became free.
+ * Sealed groups up to number `upTo` (logInfo(21) is the newest's number) are durable: the
+ * durable head and tail advance, and the log drops its references to the buffers of records
+ * they superseded or deleted. Returns how many buffers became free.
  */
-export function logCommitEnd(): i32 {
+export function logDurable(upTo: f64): i32 {
   if (!recovered) return E_LOG_NOLOG;
-  dHead = pHead;
-  dTail = pTail;
   let freed: i32 = 0;
-  for (let k: u32 = 0; k < nDefer; k++) if (bufUnref(load<u32>(deferred + (<usize>k << 2))) == 0) freed++;
-  nDefer = 0;
-  nPairs = 0;
-  pendingRecs = 0;
+  while (gHead != gTail) {
+    const g = groupAt(gHead);
+    if (<f64>load<u64>(g + 24) > upTo) break;
+    dHead = load<u64>(g);
+    dTail = load<u64>(g + 8);
+    const end = load<u32>(g + 16);
+    for (; defHead != end; defHead++) if (bufUnref(load<u32>(defAt(defHead))) == 0) freed++;
+    durableSeal = load<u64>(g + 24);
+    gHead++;
+  }
   return freed;
 }
 
@@ -470,13 +538,15 @@ export function logCommitEnd(): i32 {
 
 /**
  * Advances the head over dead records (superseded puts, tombstones, pads) and relocates live
- * ones to the tail (same seq, key and names; no payload moves), until `target` bytes are free,
- * the head reaches the tail as it was, or no room is left for a relocation. Only with no
- * pending group. Returns the bytes the head advanced (commit to make it take effect).
+ * ones to the tail (same seq, key, tag and items; no payload moves), until `target`
+ * bytes are free, the head reaches the durable tail, or no room is left for a relocation.
+ * Only durable records are visited; relocations join the open group like appends, and the
+ * head's move takes effect with the group that seals them. Returns the bytes the head
+ * advanced (seal and make that group durable for the space to be reusable).
  */
 export function logCompact(target: u32): f64 {
   if (!recovered) return E_LOG_NOLOG;
-  if (pTail != dTail || pHead != dHead || pendingRecs != 0) return E_LOG_BUSY;
+  const start = pHead;
   const stop = dTail;
   let p = pHead;
   while (p < stop) {
@@ -512,7 +582,7 @@ export function logCompact(target: u32): f64 {
     p += <u64>len;
     pHead = p;
   }
-  return <f64>(pHead - dHead);
+  return <f64>(pHead - start);
 }
 
 // ---------- recovery ----------
@@ -533,7 +603,8 @@ function validate(p: u64, tail: u64): u32 {
   if (type != T_PUT && type != T_DEL) return bad(3);
   const keyLen = <u32>load<u16>(r + 26);
   const n = <u32>load<u16>(r + 28);
-  if (keyLen == 0 || keyLen > LOG_MAX_KEY || n > LOG_MAX_NAMES || (type == T_DEL && n != 0)) return bad(4);
+  if (keyLen == 0 || keyLen > LOG_MAX_KEY || n > LOG_MAX_NAMES) return bad(4);
+  if (type == T_DEL && n != 0) return bad(4);
   if (align8(HDR + (n << 3) + keyLen) != len) return bad(4);
   if (load<u32>(r + 4) != recCrc(r, len)) return bad(5);
   const seq = load<u64>(r + 16);
@@ -543,7 +614,11 @@ function validate(p: u64, tail: u64): u32 {
     const nm = load<u64>(r + HDR + (<usize>k << 3));
     const o = <u32>(nm >>> 16) & 0xffff;
     const l = <u32>nm & 0xffff;
-    if (<u32>(nm >>> 32) >= count || o > BUF_SIZE || l > BUF_SIZE - o) return bad(7);
+    if (<u32>(nm >>> 32) >= count) return bad(7);
+    if ((o & ITEM_NODE) != 0) {
+      const h = o & 0x7fff;
+      if (h == 0 || h > NODE_MAX_HEIGHT || l != 0) return bad(7);
+    } else if (o > BUF_SIZE || l > BUF_SIZE - o) return bad(7);
   }
   return len;
 }
@@ -553,19 +628,37 @@ function bad(reason: u32): u32 {
 }
 
 /**
- * Recovery: picks the valid tail slot with the larger generation, scans [head, tail) checking
- * every record (length, position, type, counts, CRC, seq, names), rebuilds the index, and
- * claims (kept) every buffer a live record names: one reference per name. The log ends at the
- * first record that fails a check; the rest is discarded (logInfo reports how much and why) and
- * a new tail slot is written: returns 1 (persist the table's one pair), else 0; or an error.
+ * Recovery: picks the valid tail slot with the larger generation (ignoring, and erasing, any
+ * slot of a generation above `maxGen` when it is not 0: a journal's replay says which
+ * generation was the last durable one, and a later slot may have reached the pool file from
+ * memory without being durable), scans [head, tail) checking every record (length, position,
+ * type, counts, CRC, seq, names), rebuilds the index, checks every live object's extent tree
+ * (a record whose tree is damaged loses its key: logInfo(22) counts them), and claims (kept)
+ * every buffer a live record names: one reference per name, and the trees under its nodes.
+ * The log ends at the first record that fails a check; the rest is discarded (logInfo reports
+ * how much and why) and a new tail slot is written. Returns the pairs of the flush table to
+ * persist (the repaired slot, an erased slot, the version 2 header), 0 if none, or an error.
  * The pool must not have handed out any buffer yet.
  */
-export function logRecover(): i32 {
+export function logRecover(maxGen: f64): i32 {
   if (meta == 0) return E_LOG_NOLOG;
   if (recovered) return E_LOG_BUSY;
   if (poolFreeCount() != poolCount()) return E_LOG_BUSY;
-  const va = slotValid(meta + SLOT_A);
-  const vb = slotValid(meta + SLOT_B);
+  flushReset();
+  let va = slotValid(meta + SLOT_A);
+  let vb = slotValid(meta + SLOT_B);
+  if (maxGen > 0) {
+    if (va && <f64>load<u64>(meta + SLOT_A) > maxGen) {
+      memory.fill(meta + SLOT_A, 0, SLOT_BYTES);
+      flushAdd(meta + SLOT_A, SLOT_BYTES);
+      va = false;
+    }
+    if (vb && <f64>load<u64>(meta + SLOT_B) > maxGen) {
+      memory.fill(meta + SLOT_B, 0, SLOT_BYTES);
+      flushAdd(meta + SLOT_B, SLOT_BYTES);
+      vb = false;
+    }
+  }
   if (!va && !vb) return E_LOG_BAD;
   let at = meta + SLOT_A;
   if (!va || (vb && load<u64>(meta + SLOT_B) > load<u64>(meta + SLOT_A))) at = meta + SLOT_B;
@@ -619,18 +712,35 @@ export function logRecover(): i32 {
     scanned++;
     p += <u64>len;
   }
-  let out: i32 = 0;
   if (p < tail) {
     discarded = tail - p;
     gen++;
     const slot = (gen & 1) != 0 ? meta + SLOT_A : meta + SLOT_B;
     writeSlot(slot, gen, head, p, nextSeq);
-    pair(0, slot, SLOT_BYTES);
-    out = 1;
+    flushAdd(slot, SLOT_BYTES);
   }
-  dHead = pHead = head;
-  dTail = pTail = p;
-  // Claim every buffer the live records name (one reference per name).
+  if (upgrade) {
+    writeHeader();
+    flushAdd(meta, 64);
+    upgrade = false;
+  }
+  dHead = sHead = pHead = head;
+  dTail = sTail = pTail = p;
+  // Every live object's tree must be whole before anything is claimed: a damaged one loses its
+  // key (only a failing medium or outside writes do that: a tree is durable before its record)
+  damagedKeys = 0;
+  for (let s: u32 = 0; s < slots; s++) {
+    const e = entryAt(s);
+    if (e == 0) continue;
+    if (objectCheck(rec(<u32>e - 1)) < 0) {
+      liveBytes -= <u64>load<u32>(rec(<u32>e - 1));
+      unlink(s);
+      liveKeys--;
+      damagedKeys++;
+      s--; // the backward shift may have moved an unchecked entry into slot s
+    }
+  }
+  // Claim every buffer the live records name (one reference per name), and their trees.
   claimed = 0;
   for (let s: u32 = 0; s < slots; s++) {
     const e = entryAt(s);
@@ -638,15 +748,40 @@ export function logRecover(): i32 {
     const r = rec(<u32>e - 1);
     const n = <u32>load<u16>(r + 28);
     for (let k: u32 = 0; k < n; k++) {
-      const i = <u32>(load<u64>(r + HDR + (<usize>k << 3)) >>> 32);
-      if (bufOwner(i) == <i32>OWNER_FREE) {
-        bufClaim(i, OWNER_KEPT);
-        claimed++;
-      } else if (bufRef(i) < 0) return E_REFMAX;
+      const c = treeClaim(load<u64>(r + HDR + (<usize>k << 3)));
+      if (c < 0) return c == E_REFMAX ? E_REFMAX : E_LOG_BAD;
+      claimed += <u32>c;
     }
   }
   recovered = true;
-  return out;
+  const total = flushCount();
+  flushHanded();
+  return <i32>total;
+}
+
+/**
+ * Puts the current tail slot (generation logInfo(16)) in the flush table as its only pair, for
+ * a journal that starts or restarts under a recovered log: persisted as an entry of that
+ * generation, it tells the journal which generation is durable and gives its checkpoints the
+ * slot's bytes. Returns 1, or 0 when nothing is pending to say so (before recovery).
+ */
+export function logSlotPair(): i32 {
+  if (!recovered || gen == 0 || flushCount() != 0) return 0;
+  flushAdd((gen & 1) != 0 ? meta + SLOT_A : meta + SLOT_B, SLOT_BYTES);
+  flushHanded();
+  return 1;
+}
+
+/** The object bytes of record `r` (a put), or -1 when its extent tree is damaged. */
+function objectCheck(r: usize): i64 {
+  const n = <u32>load<u16>(r + 28);
+  let total: i64 = 0;
+  for (let k: u32 = 0; k < n; k++) {
+    const b = treeCheck(load<u64>(r + HDR + (<usize>k << 3)), NODE_MAX_HEIGHT + 1);
+    if (b < 0) return -1;
+    total += b;
+  }
+  return total;
 }
 
 // ---------- iteration (log order) ----------
@@ -688,7 +823,7 @@ export function logNamesBuf(): usize {
   return namesBuf;
 }
 export function logTable(): usize {
-  return table;
+  return flushTable();
 }
 
 /**
@@ -696,8 +831,11 @@ export function logTable(): usize {
  * tail, 4 pending tail, 5 next seq, 6 last seq, 7 live keys, 8 live bytes, 9 free bytes for
  * appends, 10 max keys, 11 records scanned at recovery, 12 bytes discarded at recovery,
  * 13 why recovery stopped (0 clean, 1 length, 2 position, 3 type, 4 counts, 5 crc, 6 seq,
- * 7 name, 8 index full), 14 buffers claimed at recovery, 15 pending records, 16 tail slot gen,
- * 17 index slots, 18 pending head.
+ * 7 name, 8 index full), 14 buffers claimed at recovery, 15 pending records (not sealed),
+ * 16 tail slot gen, 17 index slots, 18 pending head, 19 the last seal's payload pairs, 20 the
+ * last seal's slot gen (0: it wrote none), 21 groups sealed so far (the newest's number),
+ * 22 keys lost at recovery to a damaged extent tree, 23 groups durable so far, 24 sealed
+ * groups in flight, 25 pairs in the flush table now (the open group's payload).
  */
 export function logInfo(code: u32): f64 {
   switch (code) {
@@ -741,6 +879,20 @@ export function logInfo(code: u32): f64 {
       return <f64>slots;
     case 18:
       return <f64>pHead;
+    case 19:
+      return <f64>lastPayload;
+    case 20:
+      return <f64>lastGen;
+    case 21:
+      return <f64>sealSeq;
+    case 22:
+      return <f64>damagedKeys;
+    case 23:
+      return <f64>durableSeal;
+    case 24:
+      return <f64>(gTail - gHead);
+    case 25:
+      return <f64>flushCount();
   }
   return -1;
 }

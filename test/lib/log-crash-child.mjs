@@ -26,22 +26,33 @@ const SIZES = [64, 1024, 4096];
 out(`READY ${log.stats().nextSeq} ${log.size}\n`);
 process.stdout.write("READY\n"); // the parent's cue to arm its kill timer
 if (killAt > 0) {
+  // a log commit is pool.submit(): in strict mode two persist calls, the flush list but its
+  // last pair (payloads and records), then the last pair (the tail slot); the child counts
+  // those calls and dies inside the killAt-th one, having persisted what the point says
   const persist = pool.persistTable.bind(pool);
-  const slots = [64, 128].map((o) => pool.memOffset + pool.superblock.metaOffset + o);
-  const dv = new DataView(pool.core.memory.buffer);
   const rk = rng(killAt * 7919);
   let calls = 0;
-  pool.persistTable = (table, n) => {
-    if (++calls !== killAt) return persist(table, n);
-    const tail = n === 1 && slots.includes(dv.getUint32(table, true));
-    const point = ["before", "after", "prefix", "suffix"][tail ? rk.int(2) : rk.int(4)]; // tail: before|after
-    out(`X ${point === "prefix" && tail ? "before" : point} ${tail ? "tail" : "data"}\n`);
-    if (point === "after") persist(table, n);
-    const k = n > 1 ? 1 + rk.int(n - 1) : 0;
-    if (point === "prefix" && k) persist(table, k);
-    if (point === "suffix" && k) persist(table + 8 * (n - k), k);
-    process.kill(process.pid, "SIGKILL");
+  const wrap = (orig) => (table, n, payload, gen) => {
+    const steps = [];
+    const first = gen ? n - 1 : n;
+    if (first > 0) steps.push([table, first, false]);
+    if (gen) steps.push([table + 8 * (n - 1), 1, true]);
+    for (let s = 0; s < steps.length; s++) {
+      if (++calls !== killAt) continue;
+      for (let q = 0; q < s; q++) persist(steps[q][0], steps[q][1]);
+      const [t, m, tail] = steps[s];
+      const point = ["before", "after", "prefix", "suffix"][tail ? rk.int(2) : rk.int(4)]; // tail: before|after
+      out(`X ${point === "prefix" && tail ? "before" : point} ${tail ? "tail" : "data"}\n`);
+      if (point === "after") persist(t, m);
+      const k = m > 1 ? 1 + rk.int(m - 1) : 0;
+      if (point === "prefix" && k) persist(t, k);
+      if (point === "suffix" && k) persist(t + 8 * (m - k), k);
+      process.kill(process.pid, "SIGKILL");
+    }
+    return orig(table, n, payload, gen);
   };
+  pool.submit = wrap(pool.submit.bind(pool));
+  pool.submitSync = wrap(pool.submitSync.bind(pool));
 }
 let commits = log.stats().commits;
 const implicit = () => {

@@ -13,17 +13,24 @@ import { serve, type App, type AppServer, type ServeNic } from "./apps/serve.js"
 import { HttpdApp } from "./apps/httpd.js";
 import { KvApp } from "./apps/kv.js";
 import { COUNTERS } from "./stack-abi.js";
+import { BUF_SIZE } from "./abi.js";
+import { MAX_POOL_BUFFERS } from "./format.js";
 import type { Stack } from "./stack.js";
 
 const VERSION = "0.1.0";
 
+/** The largest --size: one 32-bit Wasm memory holds the pool beside the core's own state. */
+const MAX_SIZE = MAX_POOL_BUFFERS * BUF_SIZE;
+const MAX_SIZE_TEXT = `${(MAX_SIZE / 1024 ** 3).toFixed(2)} GiB`;
+
 const HELP = `pmstack ${VERSION}: a network stack for persistent memory (PASTE-style, zero copy)
 
 Usage:
-  pmstack httpd [options]   durable HTTP/1.1 server: POST /<key> keeps the body in PM and
-                            answers 201 once durable; GET /<key> serves it from PM; DELETE;
-                            GET / for stats
-  pmstack kv [options]      durable Redis-protocol (RESP2) store: SET/GET/DEL/INCR/MSET/...
+  pmstack httpd [options]   durable HTTP/1.1 server: PUT or POST /<key> keeps the body (any
+                            size, chunked too) in PM and answers 201 once durable; GET /<key>
+                            streams it from PM (Range, HEAD); DELETE; GET / for stats
+  pmstack kv [options]      durable Redis-protocol (RESP2) store: SET/GET/DEL/INCR/APPEND/
+                            GETRANGE/SETRANGE/EXPIRE/MSET/... values up to 512 MB
   pmstack stats [--json] [--control PATH | --pm PATH]
                             counters of a running server, like netstat -s
   pmstack ss [--json] [--control PATH | --pm PATH]
@@ -33,7 +40,10 @@ Usage:
 Server options:
   --pm PATH          the PM pool file (default ./data/<command>.pm; created if missing,
                      validated and never reformatted if present)
-  --buffers N        2 KiB buffers in a new pool (default 16384 = 32 MiB)
+  --size BYTES       the pool's buffer space, e.g. 512M, 1G, 3G (default 1G); a new pool
+                     gets it, an existing smaller one grows to it on this start (data
+                     kept); at most ${MAX_SIZE_TEXT} (one 32-bit Wasm memory)
+  --buffers N        the same as a count of 2 KiB buffers (instead of --size)
   --nic tap|xdp      the NIC queue: a TAP device, or AF_XDP on a device's queue (default tap)
   --ifname NAME      TAP device name (default pmstack0), or the device AF_XDP binds to
   --queue N          AF_XDP queue index (default 0)
@@ -43,7 +53,11 @@ Server options:
   --ip ADDR/LEN      pmstack's address (default 198.18.0.2/24)
   --peer-ip ADDR/LEN the kernel side's address in --netns (default 198.18.0.1/24)
   --port N           listening port (default 80 for httpd, 6379 for kv)
-  --mode MODE        persistence: auto, msync, clwb, clflushopt, strict (default auto)
+  --mode MODE        persistence: auto, msync, journal, clwb, clflushopt, strict (default
+                     auto: cache-line flushes on DAX, msync on tmpfs, journal on a disk)
+  --max-body BYTES   httpd: largest request body (default 1G; bounded by free pool space)
+  --idle-timeout S   abort a connection whose request holds buffers and sends nothing for
+                     S seconds (default 30; 0: never)
   --busy-poll        busy-poll the queue instead of sleeping (lowest latency, burns a core)
   --pcap FILE        capture every frame to FILE (tshark/tcpdump readable)
   --control PATH     control socket for stats/ss (default <pm>.ctl)
@@ -58,7 +72,22 @@ interface Args {
   opts: Map<string, string | true>;
 }
 
-const VALUED = new Set(["pm", "buffers", "nic", "ifname", "queue", "ip", "peer-ip", "port", "mode", "pcap", "control"]);
+const VALUED = new Set([
+  "pm",
+  "buffers",
+  "size",
+  "max-body",
+  "idle-timeout",
+  "nic",
+  "ifname",
+  "queue",
+  "ip",
+  "peer-ip",
+  "port",
+  "mode",
+  "pcap",
+  "control",
+]);
 const FLAGS = new Set(["busy-poll", "quiet", "json", "help", "version"]);
 
 function parse(argv: string[]): Args {
@@ -110,6 +139,16 @@ function int(a: Args, k: string, def: number, min: number, max: number): number 
   return +v;
 }
 
+/** A byte count with an optional K/M/G/T suffix (powers of 1024): "1G", "512M", "65536". */
+export function parseSize(v: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT]?)(i?B)?$/i.exec(v.trim());
+  if (!m) throw new UsageError(`${what} must be a size such as 65536, 512M or 1G; got ${v}`);
+  const mult = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2]!.toUpperCase() as "" | "K"]!;
+  const n = Math.floor(Number(m[1]) * mult);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${what} must be a positive size; got ${v}`);
+  return n;
+}
+
 function address(s: string, what: string, testRange: boolean): string {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(s);
   if (!m || m.slice(1, 5).some((x) => +x > 255) || +m[5]! < 8 || +m[5]! > 30)
@@ -150,9 +189,14 @@ function defaultPm(cmd: string): string {
   return resolve("data", `${cmd}.pm`);
 }
 
-function makeApp(cmd: string, port: number | undefined): (stack: Stack, log: import("./log.js").PmLog) => App {
-  if (cmd === "httpd") return (s, l) => new HttpdApp(s, l, port ?? 80);
-  return (s, l) => new KvApp(s, l, port ?? 6379);
+function makeApp(
+  cmd: string,
+  port: number | undefined,
+  o: { maxBody: number; idleTimeoutMs: number },
+): (stack: Stack, log: import("./log.js").PmLog) => App {
+  if (cmd === "httpd")
+    return (s, l) => new HttpdApp(s, l, port ?? 80, { maxBody: o.maxBody, idleTimeoutMs: o.idleTimeoutMs });
+  return (s, l) => new KvApp(s, l, port ?? 6379, { idleTimeoutMs: o.idleTimeoutMs });
 }
 
 function fmtRate(n: number): string {
@@ -162,7 +206,20 @@ function fmtRate(n: number): string {
 async function runServer(a: Args): Promise<number> {
   const cmd = a.cmd;
   const pm = resolve(str(a, "pm") ?? defaultPm(cmd));
-  const buffers = int(a, "buffers", 16384, 1024, 1 << 24);
+  if (a.opts.has("buffers") && a.opts.has("size")) throw new UsageError("give --size or --buffers, not both");
+  let buffers: number;
+  if (a.opts.has("buffers")) buffers = int(a, "buffers", 0, 1024, MAX_POOL_BUFFERS);
+  else {
+    const size = parseSize(str(a, "size") ?? "1G", "--size");
+    if (size > MAX_SIZE)
+      throw new UsageError(
+        `--size ${str(a, "size")} is more than one 32-bit Wasm memory can map beside the core (at most ${MAX_SIZE_TEXT}); ` +
+          "run several pools (one per process) for more",
+      );
+    buffers = Math.max(1024, Math.ceil(size / BUF_SIZE));
+  }
+  const maxBody = parseSize(str(a, "max-body") ?? "1G", "--max-body");
+  const idleTimeoutMs = int(a, "idle-timeout", 30, 0, 86400) * 1000;
   const kind = str(a, "nic") ?? "tap";
   if (kind !== "tap" && kind !== "xdp") throw new UsageError(`--nic must be tap or xdp, got ${kind}`);
   const netnsOpt = a.opts.get("netns");
@@ -173,8 +230,8 @@ async function runServer(a: Args): Promise<number> {
   if (ip.split("/")[0] === peerIp.split("/")[0]) throw new UsageError("--ip and --peer-ip must differ");
   const port = a.opts.has("port") ? int(a, "port", 0, 1, 65535) : undefined;
   const mode = str(a, "mode") ?? "auto";
-  if (!["auto", "msync", "clwb", "clflushopt", "strict"].includes(mode))
-    throw new UsageError(`--mode must be auto, msync, clwb, clflushopt or strict, got ${mode}`);
+  if (!["auto", "msync", "journal", "clwb", "clflushopt", "strict"].includes(mode))
+    throw new UsageError(`--mode must be auto, msync, journal, clwb, clflushopt or strict, got ${mode}`);
   let ifname = str(a, "ifname");
   if (kind === "xdp" && !ifname && !nsName)
     throw new UsageError("--nic xdp needs --ifname DEVICE (a real NIC's queue) or --netns (a veth pair made for you)");
@@ -238,7 +295,7 @@ async function runServer(a: Args): Promise<number> {
         maxConnections: 4096,
         synQueue: 1024,
       },
-      makeApp(cmd, port),
+      makeApp(cmd, port, { maxBody, idleTimeoutMs }),
       pcap ? { pcap } : {},
     );
     // the kernel side of the namespace

@@ -25,7 +25,9 @@ export { MemoryLink } from "./link/memory.js";
 export type { LinkOptions } from "./link/memory.js";
 export { PcapWriter } from "./pcap.js";
 export { PmLog, LogError, LogFullError, LOG_MAX_KEY, LOG_MAX_NAMES } from "./log.js";
-export type { LogRecovery, LogStats, LogEntry, LogOptions, LogKey } from "./log.js";
+export type { LogRecovery, LogStats, LogEntry, LogOptions, LogKey, LogObject, AppendOptions } from "./log.js";
+export { ObjectWriter, ObjectCursor, objectLength, OBJECT_ITEMS_MAX } from "./object.js";
+export type { Item, ObjectRef } from "./object.js";
 export { TapPort } from "./nic/tap.js";
 export type { TapOptions } from "./nic/tap.js";
 export { XdpPort } from "./nic/xdp.js";
@@ -38,11 +40,13 @@ export type { StackConfig, StackOptions, StackEvent, ConnectionInfo } from "./st
 export { COUNTERS as STACK_COUNTERS, TCP_STATES } from "./stack-abi.js";
 export { NicLoop } from "./loop.js";
 export type { LoopOptions, LoopStats } from "./loop.js";
-export { HttpParser, responseHead } from "./apps/http.js";
-export type { HttpHead, HttpEvent, HttpParserOptions } from "./apps/http.js";
+export { HttpParser, responseHead, parseRange, CONTINUE } from "./apps/http.js";
+export type { HttpHead, HttpEvent, HttpErrorStatus, HttpParserOptions } from "./apps/http.js";
 export { RespParser, resp } from "./apps/resp.js";
 export type { RespEvent, RespHandler, RespParserOptions } from "./apps/resp.js";
-export { HttpdApp, HTTPD_MAX_BODY } from "./apps/httpd.js";
+export { HttpdApp, HTTPD_MAX_BODY, HTTPD_TAG } from "./apps/httpd.js";
+export { ConnLayer, Conn, MIN_BY_NAME } from "./apps/conn.js";
+export type { ConnHandlers, ConnLayerOptions, ConnStats, Part, StreamPart } from "./apps/conn.js";
 export type { HttpdStats, HttpdOptions } from "./apps/httpd.js";
 export { serve, serveHttpd, serveKv } from "./apps/serve.js";
 export type { ServeOptions, ServeNic, App, AppServer } from "./apps/serve.js";
@@ -60,5 +64,14 @@ export type {
 } from "./paste.js";
 export { NetStack, Server, Socket, createStack, createMemoryNet, createServer, connect } from "./net.js";
 export type { NetStackOptions, NetStats, ServerOptions, ConnectOptions } from "./net.js";
-export { KvApp, KV_COMMANDS, KV_HEADER, KV_MAX_VALUE_NAMES, KV_MIN_BY_NAME, KV_SMALL, parseI64 } from "./apps/kv.js";
+export {
+  KvApp,
+  KV_COMMANDS,
+  KV_MAX_BULK,
+  KV_MIN_BY_NAME,
+  KV_SMALL,
+  KV_TRAILER,
+  KV_VALUE_ITEMS,
+  parseI64,
+} from "./apps/kv.js";
 export type { KvOptions, KvStats } from "./apps/kv.js";

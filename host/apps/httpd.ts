@@ -1,59 +1,69 @@
-// The durable HTTP server's application logic (PASTE's demonstration): POST /<key> keeps the
-// body's PM buffers where the NIC put them, logs their names (PmLog) and answers 201 only once
-// the turn's group commit made them durable; GET /<key> sends the body straight from the kept
-// buffers (no copy); DELETE /<key>; GET / answers stats. HTTP/1.1 keep-alive and pipelining
-// (replies in request order); 400, 404, 405, 411, 413 for bad requests, and the connection
-// survives where HTTP allows. Plug it into a NicLoop: { onEvent: app.onEvent, onTurnEnd: app.onTurnEnd }.
+// The durable HTTP server (PASTE's demonstration), on the connection layer (conn.ts).
+// PUT or POST /<key> keeps the body in the PM buffers it arrived in, of any size (up to
+// maxBody, bounded by free pool space), logs their names under the key and answers 201 once the
+// record is durable; GET /<key> streams the body straight from PM (no copy, under TCP
+// backpressure), single byte ranges included (206, 416); HEAD; DELETE /<key>; GET / answers
+// stats. Content-Length and chunked request bodies, Expect: 100-continue, the Content-Type kept
+// as sent. HTTP/1.1 keep-alive and pipelining (replies in request order); 400, 404, 405, 411,
+// 413, 417, 501, 505 and 507 as HTTP says, and the connection survives where HTTP allows.
+// Plug it into a NicLoop: { onEvent: app.onEvent, onTurnEnd: app.onTurnEnd }.
+//
+// A stored object is [header, ...body]: the header (tag HTTPD_TAG) is a small range in the
+// app's arena: "pmHT", u8 version 1, u8 0, u16 content-type length, then the content type.
+// Records of earlier versions (tag 0) are the body alone, served as application/octet-stream.
 
-import type { BufferName } from "../pool.js";
 import type { PmLog } from "../log.js";
-import { freeRefused, sendCopy, SendQueue } from "../paste.js";
-import type { Stack, StackEvent } from "../stack.js";
-import { HttpParser, responseHead, type HttpEvent, type HttpHead } from "./http.js";
+import type { ObjectWriter } from "../object.js";
+import type { Stack } from "../stack.js";
+import { MetaArena } from "./arena.js";
+import { Conn, ConnLayer, type Part } from "./conn.js";
+import { CONTINUE, HttpParser, parseRange, responseHead, type HttpEvent, type HttpHead } from "./http.js";
 
-/** Largest body: the names of one log record (64 buffers) hold at least 64 * 1400 bytes. */
-export const HTTPD_MAX_BODY = 64 * 1024;
+/** Default largest body: 1 GiB (a larger one is answered 413). */
+export const HTTPD_MAX_BODY = 1 << 30;
+/** Record tag of objects with an httpd header. */
+export const HTTPD_TAG = 1;
+/** Longest Content-Type kept (a longer one is answered 400). */
+export const HTTPD_MAX_TYPE = 255;
+const HDR_MAGIC = [0x70, 0x6d, 0x48, 0x54]; // "pmHT"
+const HDR_FIXED = 8;
+/** Payload bytes per received buffer, at least: a TCP segment's worth less its headers (for the 507 estimate). */
+const BYTES_PER_BUFFER = 1400;
 
-interface Reply {
-  head: string;
-  /** Small body bytes sent in the head's buffer (a copy: stats, error texts). */
-  text?: string;
-  /** Body parts sent from kept PM buffers, by name (no copy); one reference each is ours until
-   * the send queue has them, so that a DELETE or overwrite committing first cannot free them. */
-  names?: BufferName[];
-  /** Waits for the group commit of this turn. */
-  durable: boolean;
-  close: boolean;
-}
+const enc = new TextEncoder();
+const dec = new TextDecoder();
 
-interface Conn {
-  id: number;
+interface Req {
   parser: HttpParser;
   head: HttpHead | null;
-  body: BufferName[];
-  bodyLen: number;
-  replies: Reply[];
-  /** Sends in stream order: refused ones go again on WRITABLE, and the FIN waits for all. */
-  q: SendQueue;
-  /** Buffers holding the body in progress: one reference each until the request ends. */
-  held: number[];
-  closing: boolean;
-  closed: boolean;
+  key: string | null;
+  /** The body being stored (PUT/POST accepted). */
+  writer: ObjectWriter | null;
+  type: string;
+  /** A status to answer at the end of the request instead of storing (its body is discarded). */
+  refuse: { status: number; text: string } | null;
 }
 
 export interface HttpdOptions {
-  /** Free buffers a POST may not take (default max(1024, 1/8 of the pool), at most half). */
+  /** Free buffers a body may not take (default max(1024, 1/8 of the pool), at most half). */
   reserveBuffers?: number;
+  /** Largest body in bytes (default HTTPD_MAX_BODY, 1 GiB). */
+  maxBody?: number;
+  /** Abort a connection whose request holds buffers after this long without data (default 30 s). */
+  idleTimeoutMs?: number;
 }
 
 export interface HttpdStats {
   requests: number;
-  posts: number;
+  puts: number;
   gets: number;
   deletes: number;
   errors: number;
-  /** POSTs refused with 507 because the pool's free buffers were down to the reserve. */
+  /** Bodies refused with 507 because the pool's free buffers were down to the reserve. */
   full: number;
+  /** Body bytes stored, and object bytes sent. */
+  bytesIn: number;
+  bytesOut: number;
   commits: number;
   connections: number;
 }
@@ -61,224 +71,269 @@ export interface HttpdStats {
 export class HttpdApp {
   readonly stack: Stack;
   readonly log: PmLog;
-  readonly stats: HttpdStats = {
+  readonly layer: ConnLayer<Req>;
+  readonly maxBody: number;
+  /**
+   * Buffers a body may not take: below this many free buffers, a PUT/POST is answered 507 and
+   * nothing of it is kept, so that the NIC can always receive (a DELETE, a GET) and the server
+   * never wedges on a full pool.
+   */
+  readonly reserveBuffers: number;
+  readonly #stats = {
     requests: 0,
-    posts: 0,
+    puts: 0,
     gets: 0,
     deletes: 0,
     errors: 0,
     full: 0,
-    commits: 0,
-    connections: 0,
+    bytesIn: 0,
+    bytesOut: 0,
   };
-  #conns = new Map<number, Conn>();
-  #waiting = 0; // replies waiting for the group commit
-  #enc = new TextEncoder();
-
-  /**
-   * Buffers a POST may not take: below this many free buffers, a POST is answered 507 and its
-   * body is not kept, so that the NIC can always receive (a DELETE, a GET) and the server never
-   * wedges on a full pool.
-   */
-  readonly reserveBuffers: number;
+  /** Where object headers are written (its current buffer is held even when no record names it). */
+  readonly arena: MetaArena;
 
   constructor(stack: Stack, log: PmLog, port = 80, opts: HttpdOptions = {}) {
     this.stack = stack;
     this.log = log;
     const total = stack.pool.bufferCount;
     this.reserveBuffers = Math.min(opts.reserveBuffers ?? Math.max(1024, total >>> 3), total >>> 1);
+    this.maxBody = opts.maxBody ?? HTTPD_MAX_BODY;
+    this.arena = new MetaArena(stack.pool);
+    this.layer = new ConnLayer<Req>(
+      stack,
+      log,
+      {
+        open: () => ({
+          parser: new HttpParser({ maxBodyBytes: this.maxBody }),
+          head: null,
+          key: null,
+          writer: null,
+          type: "",
+          refuse: null,
+        }),
+        data: (c, chunk, buf, off) => this.#data(c, chunk, buf, off),
+        close: (c) => {
+          c.state.writer?.abort(); // an unfinished body leaves nothing behind
+          c.state.writer = null;
+        },
+      },
+      { idleTimeoutMs: opts.idleTimeoutMs },
+    );
     stack.listen(port, { backlog: 1024 });
   }
 
-  onEvent = (ev: StackEvent): void => {
-    switch (ev.type) {
-      case "ACCEPTED":
-        this.stats.connections++;
-        this.#conns.set(ev.conn, {
-          id: ev.conn,
-          parser: new HttpParser({ maxBodyBytes: HTTPD_MAX_BODY }),
-          head: null,
-          body: [],
-          bodyLen: 0,
-          replies: [],
-          q: new SendQueue(this.stack, ev.conn),
-          held: [],
-          closing: false,
-          closed: false,
-        });
-        break;
-      case "DATA":
-        this.#data(ev);
-        break;
-      case "PEER_CLOSED": {
-        const c = this.#conns.get(ev.conn);
-        if (c) {
-          c.closing = true;
-          this.#flush(c);
-        }
-        break;
-      }
-      case "CLOSED":
-      case "RESET": {
-        const c = this.#conns.get(ev.conn);
-        if (c) {
-          c.q.drop();
-          for (const r of c.replies) this.#release(r);
-          for (const b of c.held) this.stack.pool.free(b);
-          this.#conns.delete(ev.conn);
-        }
-        break;
-      }
-      case "SEND_REFUSED": {
-        const c = this.#conns.get(ev.conn);
-        // a refused buffer of a connection that is gone: app-owned header buffers go back
-        if (c) c.q.refused({ index: ev.buf, offset: ev.off, length: ev.len });
-        else freeRefused(this.stack, [{ index: ev.buf, offset: ev.off, length: ev.len }]);
-        break;
-      }
-      case "WRITABLE": {
-        const c = this.#conns.get(ev.conn);
-        if (c) {
-          c.q.writable();
-          this.#flush(c);
-        }
-        break;
-      }
-    }
-  };
+  onEvent = (ev: Parameters<ConnLayer<Req>["onEvent"]>[0]): void => this.layer.onEvent(ev);
+  onTurnEnd = (): void => this.layer.onTurnEnd();
 
-  /** End of turn: one group commit for every POST and DELETE of the turn, then their replies. */
-  onTurnEnd = (): void => {
-    const commit = this.#waiting > 0;
-    if (commit) {
-      this.log.commit();
-      this.stats.commits++;
-      this.#waiting = 0;
-    }
-    for (const c of this.#conns.values()) {
-      if (commit) {
-        for (const r of c.replies) r.durable = false;
-        this.#flush(c);
-      }
-      // every send of the turn has been taken or refused by now: queued ones and a FIN may go
-      c.q.settle();
-    }
-  };
+  get stats(): HttpdStats {
+    const l = this.layer.stats;
+    return { ...this.#stats, commits: l.commits, connections: l.connections };
+  }
 
-  #data(ev: StackEvent): void {
-    const c = this.#conns.get(ev.conn);
-    const pool = this.stack.pool;
-    if (!c || c.parser.dead) {
-      pool.free(ev.buf);
-      return;
-    }
-    const { buf, off, len } = ev;
-    const view = pool.view(buf, off, len);
-    c.parser.feed(view, (h: HttpEvent) => {
-      if (h.kind === "head") {
-        c.head = h.head;
-        c.body = [];
-        c.bodyLen = 0;
-      } else if (h.kind === "body") {
-        c.body.push({ index: buf, offset: off + h.offset, length: h.length });
-        c.bodyLen += h.length;
-        if (c.held[c.held.length - 1] !== buf) {
-          pool.ref(buf); // the body may end in a later chunk: keep this one until then
-          c.held.push(buf);
-        }
-      } else if (h.kind === "end") {
-        this.#request(c);
-        for (const b of c.held) pool.free(b);
-        c.held = [];
-      } else {
-        this.stats.errors++;
-        this.#reply(c, h.status, h.message + "\n", h.fatal);
+  /** Stops the connection layer's timer and releases the arena (the server is closing). */
+  close(): void {
+    this.layer.close();
+    this.arena.close();
+  }
+
+  #data(c: Conn<Req>, chunk: Uint8Array, buf: number, off: number): void {
+    const r = c.state;
+    if (r.parser.dead) return;
+    r.parser.feed(chunk, (h: HttpEvent) => {
+      switch (h.kind) {
+        case "head":
+          c.busy = true;
+          this.#head(c, h.head);
+          break;
+        case "body":
+          if (r.writer) {
+            this.#stats.bytesIn += h.length;
+            if (this.stack.pool.freeCount <= this.reserveBuffers) {
+              // the pool is down to its reserve: nothing of this body is kept
+              r.writer.abort();
+              r.writer = null;
+              this.#stats.full++;
+              r.refuse = { status: 507, text: "the PM pool is full: DELETE keys or grow the pool\n" };
+            } else r.writer.push({ index: buf, offset: off + h.offset, length: h.length });
+          }
+          break;
+        case "end":
+          c.busy = false;
+          this.#end(c);
+          break;
+        case "error":
+          c.busy = false;
+          r.writer?.abort();
+          r.writer = null;
+          this.#stats.errors++;
+          this.#reply(c, h.status, h.message + "\n", h.fatal || !(r.head?.keepAlive ?? true));
+          break;
       }
     });
-    pool.free(buf); // the log took its own references on body buffers it keeps
-    this.stack.recvd(ev.conn, len);
   }
 
-  #request(c: Conn): void {
-    const h = c.head!;
-    this.stats.requests++;
-    const close = !h.keepAlive;
+  #head(c: Conn<Req>, h: HttpHead): void {
+    const r = c.state;
+    r.head = h;
+    r.key = null;
+    r.writer = null;
+    r.refuse = null;
+    this.#stats.requests++;
+    if (h.method !== "PUT" && h.method !== "POST") {
+      // a body on another method is read and discarded (the parser delivers it; no writer)
+      return;
+    }
     const key = decodeKey(h.target);
-    if (h.method === "GET" && (h.target === "/" || h.target === "")) {
-      const s = JSON.stringify({
-        ...this.stats,
-        keys: this.log.size,
-        log: this.log.stats(),
-        pool: this.stack.pool.counts(),
-      });
-      return this.#reply(c, 200, s + "\n", close, "application/json");
+    if (key === null) {
+      r.refuse = { status: 400, text: "bad key\n" };
+      return this.#early(c);
     }
-    if (key === null) return this.#reply(c, 400, "bad key\n", close);
-    if (h.method === "POST" || h.method === "PUT") {
-      if (this.stack.pool.freeCount < this.reserveBuffers) {
-        this.stats.full++;
-        return this.#reply(c, 507, "the PM pool is full: DELETE keys or grow the pool\n", close);
+    const type = h.headers.get("content-type") ?? "application/octet-stream";
+    if (type.length > HTTPD_MAX_TYPE) {
+      r.refuse = { status: 400, text: `Content-Type longer than ${HTTPD_MAX_TYPE} bytes\n` };
+      return this.#early(c);
+    }
+    const pool = this.stack.pool;
+    const need = h.contentLength > 0 ? Math.ceil(h.contentLength / BYTES_PER_BUFFER) * (1 + 1 / 200) + 8 : 8;
+    if (pool.freeCount - need < this.reserveBuffers) {
+      this.#stats.full++;
+      r.refuse = { status: 507, text: "the PM pool cannot hold this body: DELETE keys or grow the pool\n" };
+      return this.#early(c);
+    }
+    r.key = key;
+    r.type = type;
+    r.writer = this.log.writer(this.log.maxNames - 1); // one item is the header
+    if (h.expectContinue) c.reply([enc.encode(CONTINUE)]);
+  }
+
+  /**
+   * A refusal known from the head: with Expect: 100-continue the client has not sent the body
+   * and may never: answer now and close (the parser cannot skip bytes that may not come);
+   * otherwise the body is read and discarded, and the answer goes at its end.
+   */
+  #early(c: Conn<Req>): void {
+    const r = c.state;
+    if (!r.head?.expectContinue) return;
+    const f = r.refuse!;
+    r.refuse = null;
+    this.#stats.errors++;
+    this.#reply(c, f.status, f.text, true);
+  }
+
+  #end(c: Conn<Req>): void {
+    const r = c.state;
+    const h = r.head;
+    if (!h) return;
+    r.head = null;
+    const close = !h.keepAlive;
+    if (r.refuse) {
+      this.#stats.errors++;
+      return this.#reply(c, r.refuse.status, r.refuse.text, close);
+    }
+    if (r.writer) {
+      const w = r.writer;
+      r.writer = null;
+      try {
+        this.#store(r.key!, r.type, w);
+      } catch (e) {
+        w.abort();
+        this.#stats.errors++;
+        return this.#reply(c, 507, `not stored: ${(e as Error).message}\n`, close);
       }
-      this.stats.posts++;
-      this.log.append(key, c.body);
-      this.#waiting++;
-      c.replies.push({ head: responseHead(201, 0, { close }), durable: true, close });
-      return this.#flush(c);
+      this.#stats.puts++;
+      return c.reply([enc.encode(responseHead(201, 0, { close }))], close);
     }
-    if (h.method === "GET") {
-      this.stats.gets++;
-      const names = this.log.get(key);
-      if (!names) return this.#reply(c, 404, "not found\n", close);
-      let n = 0;
-      for (const x of names) {
-        n += x.length;
-        this.stack.pool.ref(x.index);
-      }
-      c.replies.push({
-        head: responseHead(200, n, { close, type: "application/octet-stream" }),
-        names,
-        durable: false,
-        close,
-      });
-      return this.#flush(c);
-    }
+    if (h.method === "GET" && (h.target === "/" || h.target === "")) return this.#statsReply(c, close);
+    if (h.method === "GET" || h.method === "HEAD") return this.#get(c, h, close);
     if (h.method === "DELETE") {
-      this.stats.deletes++;
+      const key = decodeKey(h.target);
+      if (key === null) return this.#reply(c, 400, "bad key\n", close);
+      this.#stats.deletes++;
       if (this.log.delete(key) === null) return this.#reply(c, 404, "not found\n", close);
-      this.#waiting++;
-      c.replies.push({ head: responseHead(204, 0, { close }), durable: true, close });
-      return this.#flush(c);
+      return c.reply([enc.encode(responseHead(204, 0, { close }))], close);
     }
-    this.#reply(c, 405, "method not allowed\n", close);
+    this.#reply(c, 405, "method not allowed\n", close, [["Allow", "GET, HEAD, PUT, POST, DELETE"]]);
   }
 
-  #reply(c: Conn, status: number, text: string, close: boolean, type = "text/plain"): void {
-    c.replies.push({ head: responseHead(status, text.length, { close, type }), text, durable: false, close });
-    this.#flush(c);
+  /** Appends `key -> [header, ...body]` (the header in the arena, the body where it arrived). */
+  #store(key: string, type: string, w: ObjectWriter): void {
+    const tb = enc.encode(type);
+    const hn = this.arena.take(HDR_FIXED + tb.length);
+    const v = this.stack.pool.viewName(hn);
+    v.set(HDR_MAGIC);
+    v[4] = 1;
+    v[5] = 0;
+    v[6] = tb.length & 0xff;
+    v[7] = tb.length >>> 8;
+    v.set(tb, HDR_FIXED);
+    const body = w.finish();
+    this.log.append(key, [hn, ...body.names], { tag: HTTPD_TAG });
+    w.release();
   }
 
-  /** Sends the replies that are ready, in request order; a durable one holds back the rest. */
-  #flush(c: Conn): void {
-    if (c.closed) return;
-    while (c.replies.length && !c.replies[0]!.durable) {
-      const r = c.replies.shift()!;
-      sendCopy(c.q, this.#enc.encode(r.text ? r.head + r.text : r.head));
-      for (const n of r.names ?? []) c.q.send(n, true); // the queue drops our reference
-      if (r.close) {
-        c.closing = true;
-        for (const x of c.replies) this.#release(x);
-        c.replies.length = 0;
+  #get(c: Conn<Req>, h: HttpHead, close: boolean): void {
+    const key = decodeKey(h.target);
+    if (key === null) return this.#reply(c, 400, "bad key\n", close);
+    this.#stats.gets++;
+    const obj = this.log.object(key);
+    if (!obj) return this.#reply(c, 404, "not found\n", close);
+    let skip = 0;
+    let type = "application/octet-stream";
+    if (obj.tag === HTTPD_TAG) {
+      const hn = obj.names[0]!;
+      const v = this.stack.pool.viewName(hn);
+      const tl = v[6]! | (v[7]! << 8);
+      type = dec.decode(v.subarray(HDR_FIXED, HDR_FIXED + tl));
+      skip = hn.length;
+    }
+    const size = obj.length - skip;
+    let status = 200;
+    let start = 0;
+    let end = size;
+    const headers: [string, string][] = [["Accept-Ranges", "bytes"]];
+    const range = h.headers.get("range");
+    if (range !== undefined) {
+      const r = parseRange(range, size);
+      if (r === "unsatisfiable") {
+        return this.#reply(c, 416, "range not satisfiable\n", close, [["Content-Range", `bytes */${size}`]]);
+      }
+      if (r) {
+        status = 206;
+        start = r.start;
+        end = r.end;
+        headers.push(["Content-Range", `bytes ${start}-${end - 1}/${size}`]);
       }
     }
-    if (c.closing && c.replies.length === 0) {
-      c.closed = true;
-      c.q.close(); // the FIN follows every queued byte
+    const head = enc.encode(responseHead(status, end - start, { close, type, headers }));
+    const parts: Part[] = [head];
+    if (h.method === "GET" && end > start) {
+      parts.push({ stream: obj, start: skip + start, end: skip + end });
+      this.#stats.bytesOut += end - start;
     }
+    c.reply(parts, close);
   }
 
-  /** A reply that will not be sent: our references on its body's buffers go. */
-  #release(r: Reply): void {
-    for (const n of r.names ?? []) this.stack.pool.free(n.index);
+  #statsReply(c: Conn<Req>, close: boolean): void {
+    const s = JSON.stringify({
+      ...this.stats,
+      keys: this.log.size,
+      log: this.log.stats(),
+      pool: this.stack.pool.counts(),
+    });
+    this.#reply(c, 200, s + "\n", close, [], "application/json");
+  }
+
+  #reply(
+    c: Conn<Req>,
+    status: number,
+    text: string,
+    close: boolean,
+    headers: [string, string][] = [],
+    type = "text/plain",
+  ): void {
+    const body = enc.encode(text);
+    const head = enc.encode(responseHead(status, body.length, { close, type, headers }));
+    c.reply([head, body], close);
   }
 }
 

@@ -43,11 +43,14 @@ export type ServeNic =
     };
 
 export interface ServeOptions extends StackConfig {
-  /** The PM pool file (created if missing) and its size in 2 KiB buffers. */
+  /**
+   * The PM pool file (created if missing) and its size in 2 KiB buffers: a new pool gets this
+   * many; an existing smaller one grows to it (data kept); a larger one keeps its size.
+   */
   path: string;
   buffers: number;
   metaBytes?: number;
-  mode?: "auto" | "msync" | "clwb" | "clflushopt" | "strict";
+  mode?: "auto" | "msync" | "clwb" | "clflushopt" | "strict" | "journal";
   /** The NIC queue (default: a TAP device named "pmstack%d" in the current namespace). */
   nic?: ServeNic;
   /** Shorthand for `nic: { kind: "tap", ...tap }`. */
@@ -62,6 +65,8 @@ export interface ServeOptions extends StackConfig {
 export interface App {
   onEvent: (ev: StackEvent) => void;
   onTurnEnd: () => void;
+  /** The server is closing: stop timers, drop references (optional). */
+  close?: () => void;
 }
 
 export interface AppServer<A extends App = App> {
@@ -94,7 +99,7 @@ export function serve<A extends App>(
     // the app's sends (a GET reply is two or three) can outgrow a 1024-slot APP-IN ring, where
     // the rest of the turn's replies would wait for another turn
     rings: { tx: 14, appIn: 14, appOut: 14, ...opts.rings },
-    pool: { path: opts.path, buffers: opts.buffers, metaBytes: opts.metaBytes, mode: opts.mode as never },
+    pool: { path: opts.path, buffers: opts.buffers, metaBytes: opts.metaBytes, mode: opts.mode as never, grow: true },
     configure: (core) => {
       PmLog.configure(core);
       queues = reserveNicQueues(core, nicOpts.kind === "xdp" ? { ringLog2: xdpRingLog2(opts.buffers) } : {});
@@ -146,7 +151,9 @@ export function serve<A extends App>(
       if (closed) return;
       closed = true;
       loop.stop();
+      app.close?.();
       nic!.close();
+      log.drain(); // every acknowledged write is durable already; this waits for the rest
       stack.shutdown();
     },
   };

@@ -1,0 +1,490 @@
+// The connection layer both applications (httpd, kv) stand on: one place for what every
+// durable request/response server over the stack needs, written once.
+//
+// - The event switch: accepted, data, peer closed, closed/reset, refused sends, writable.
+// - Replies in request order, each held until the log records it might show are durable: a
+//   reply waits for the log's newest sequence number at the time it was queued (a write's own
+//   record, or any other connection's write it may have observed), so nothing is ever shown
+//   to a client that a crash could take back.
+// - The group commit at the end of every turn (PmLog.flush): on PM the group is durable at
+//   once; on a block device it is written by the journal's thread while the loop goes on, and
+//   the replies leave in the first turn after it is durable (the log's onDurable wakes the loop).
+// - Output: short replies are copied into one text buffer per connection (many replies, one
+//   send); kept PM ranges go by name (no copy); objects of any size stream from PM under TCP
+//   backpressure (at most the connection's free send space is handed to the core per turn,
+//   the object pinned until the core holds every range), with bounded memory.
+// - Window updates once the app consumed a chunk; an idle timeout for requests that hold
+//   buffers (a client that trickles a body cannot pin the pool forever); release of every
+//   reference on close.
+
+import { BUF_SIZE } from "../abi.js";
+import type { PmLog } from "../log.js";
+import { ObjectCursor, type ObjectRef } from "../object.js";
+import type { BufferName } from "../pool.js";
+import { freeRefused, SendQueue, COMMAND_RESERVE } from "../paste.js";
+import type { Stack, StackEvent } from "../stack.js";
+
+/** Bytes of headroom before the text of an outgoing buffer (the core writes headers there). */
+const HEADROOM = 128;
+const TEXT_CAP = BUF_SIZE - HEADROOM;
+/**
+ * Ranges shorter than this are copied into the text instead of sent by name: a TCP segment is
+ * built from at most 64 buffer pieces (the core's limit), so tiny pieces would cut segments
+ * short.
+ */
+export const MIN_BY_NAME = 64;
+
+/** An object streamed from PM: bytes [start, end) of `obj`. The layer pins it while it is sent. */
+export interface StreamPart {
+  stream: ObjectRef;
+  start: number;
+  end: number;
+}
+
+/**
+ * A piece of a reply: bytes to copy, a kept PM range sent by name (the reply owns one
+ * reference on its buffer, handed over with it), or an object to stream.
+ */
+export type Part = Uint8Array | BufferName | StreamPart;
+
+interface Reply {
+  parts: Part[];
+  /** The log's sequence number this reply waits for (0: none). */
+  waitSeq: number;
+  close: boolean;
+}
+
+interface Streaming {
+  obj: ObjectRef;
+  cursor: ObjectCursor;
+}
+
+/** The reply being emitted: its parts go out in order; a stream part holds back the rest. */
+interface Emitting {
+  parts: Part[];
+  at: number;
+  stream: Streaming | null;
+  close: boolean;
+}
+
+export interface ConnStats {
+  connections: number;
+  /** Group commits started (log.flush with something to seal). */
+  commits: number;
+  refusedSends: number;
+  /** Turns whose replies waited for room in the command ring. */
+  ringWaits: number;
+  /** Bytes sent from PM by name, and bytes copied into replies. */
+  bytesByName: number;
+  bytesCopied: number;
+  /** Connections aborted because a request held buffers and no byte came for idleTimeoutMs. */
+  idleAborts: number;
+}
+
+/** What an application provides: per-connection state and the handling of its bytes. */
+export interface ConnHandlers<S> {
+  /** A new connection: returns the app's state for it. */
+  open(c: Conn<S>): S;
+  /**
+   * Received bytes: `chunk` views PM bytes [off, off + chunk.length) of buffer `buf`. The
+   * buffer goes back to the pool when this returns: to keep a range, take a reference (an
+   * ObjectWriter's push does).
+   */
+  data(c: Conn<S>, chunk: Uint8Array, buf: number, off: number): void;
+  /** The connection is gone (closed, reset or aborted): release what its state holds. */
+  close(c: Conn<S>): void;
+}
+
+export interface ConnLayerOptions {
+  /** Abort a connection whose request holds buffers (`busy`) after this long without data (default 30 s; 0: never). */
+  idleTimeoutMs?: number;
+  /** Clock for the idle timeout (default performance.now). */
+  now?: () => number;
+}
+
+/** One connection, as the application sees it. */
+export class Conn<S = unknown> {
+  readonly id: number;
+  state!: S;
+  /** A request is partly received and holds buffers: the idle timeout applies. */
+  busy = false;
+  lastData = 0;
+  /** @internal */ replies: Reply[] = [];
+  /** @internal */ q: SendQueue;
+  /** @internal */ unrecvd = 0;
+  /** @internal */ out = -1;
+  /** @internal */ outLen = 0;
+  /** @internal */ outView: Uint8Array | null = null;
+  /** @internal */ cur: Emitting | null = null;
+  /** @internal */ peerClosed = false;
+  /** The app asked to close (a reply with `close`): later replies are dropped. */
+  closing = false;
+  /** @internal */ finished = false;
+  #layer: ConnLayer<S>;
+
+  constructor(layer: ConnLayer<S>, id: number) {
+    this.#layer = layer;
+    this.id = id;
+    this.q = new SendQueue(layer.stack, id);
+  }
+
+  /**
+   * Queues a reply; it leaves in order, once the log's records up to its newest one at this
+   * moment are durable. `close`: the connection closes (FIN) after it, later replies dropped.
+   */
+  reply(parts: Part[], close = false): void {
+    this.#layer.reply(this, parts, close);
+  }
+
+  /** Resets the connection now (RST); its state is released by the close handler. */
+  abort(): void {
+    this.#layer.stack.abort(this.id);
+  }
+
+  /** Replies waiting (for durability, or for send space). */
+  get pending(): number {
+    return this.replies.length + (this.cur ? 1 : 0);
+  }
+}
+
+export class ConnLayer<S> {
+  readonly stack: Stack;
+  readonly log: PmLog;
+  readonly stats: ConnStats = {
+    connections: 0,
+    commits: 0,
+    refusedSends: 0,
+    ringWaits: 0,
+    bytesByName: 0,
+    bytesCopied: 0,
+    idleAborts: 0,
+  };
+  readonly conns = new Map<number, Conn<S>>();
+  readonly idleTimeoutMs: number;
+  #h: ConnHandlers<S>;
+  #now: () => number;
+  /** Connections with work left for a later turn (window updates, replies, streams). */
+  #pending = new Set<Conn<S>>();
+  #sweep: ReturnType<typeof setInterval> | null = null;
+  #kickScheduled = false;
+  /** Objects whose stream ended, pinned until their connection's queue holds none of their ranges. */
+  #unpin: { c: Conn<S>; obj: ObjectRef }[] = [];
+
+  constructor(stack: Stack, log: PmLog, handlers: ConnHandlers<S>, opts: ConnLayerOptions = {}) {
+    this.stack = stack;
+    this.log = log;
+    this.#h = handlers;
+    this.#now = opts.now ?? (() => performance.now());
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 30_000;
+    // records became durable outside a turn (the journal's thread): the replies they hold
+    // leave in the next turn, which a command wakes
+    log.onDurable = () => stack.onCommand?.();
+    if (this.idleTimeoutMs > 0) {
+      this.#sweep = setInterval(() => this.#sweepIdle(), Math.min(1000, this.idleTimeoutMs));
+      this.#sweep.unref?.();
+    }
+  }
+
+  /** Stops the idle sweep (the server is closing). */
+  close(): void {
+    if (this.#sweep) clearInterval(this.#sweep);
+    this.#sweep = null;
+    if (this.log.onDurable) this.log.onDurable = null;
+  }
+
+  onEvent = (ev: StackEvent): void => {
+    switch (ev.type) {
+      case "ACCEPTED": {
+        this.stats.connections++;
+        const c = new Conn<S>(this, ev.conn);
+        c.lastData = this.#now();
+        this.conns.set(ev.conn, c);
+        c.state = this.#h.open(c);
+        break;
+      }
+      case "DATA":
+        this.#data(ev);
+        break;
+      case "PEER_CLOSED": {
+        const c = this.conns.get(ev.conn);
+        if (c) {
+          c.peerClosed = true;
+          this.#service(c);
+        }
+        break;
+      }
+      case "CLOSED":
+      case "RESET": {
+        const c = this.conns.get(ev.conn);
+        if (c) this.#forget(c);
+        break;
+      }
+      case "SEND_REFUSED": {
+        const c = this.conns.get(ev.conn);
+        const name = { index: ev.buf, offset: ev.off, length: ev.len };
+        if (c) {
+          // the queue keeps it (and a reply's reference on a kept range) until WRITABLE
+          c.q.refused(name);
+          this.stats.refusedSends++;
+        } else freeRefused(this.stack, [name]); // a text buffer of a connection that is gone
+        break;
+      }
+      case "WRITABLE": {
+        const c = this.conns.get(ev.conn);
+        if (c) {
+          c.q.writable();
+          this.#service(c);
+        }
+        break;
+      }
+    }
+  };
+
+  /**
+   * End of turn: compaction if the log needs it and the group commit of the turn's writes;
+   * then every connection's ready replies go out, streams are fed, send queues settle.
+   */
+  onTurnEnd = (): void => {
+    const log = this.log;
+    if (log.lastSeq > log.durableSeq) log.maintain();
+    // seals whatever the turn appended (records, or an upload's data arriving ahead of its
+    // record): durable now on PM, or in flight on a block device
+    if (log.flush()) this.stats.commits++;
+    for (const c of this.conns.values()) {
+      if (c.replies.length || c.cur || c.unrecvd) this.#service(c);
+      // every send of the turn has been taken or refused by now (see SendQueue.settle)
+      if (!c.q.quiet) c.q.settle();
+    }
+    this.#releasePins();
+    // a ring too full for a window update: come back once the core has taken the commands
+    if (this.#pending.size && !this.#kickScheduled) {
+      this.#kickScheduled = true;
+      setImmediate(() => {
+        this.#kickScheduled = false;
+        if (this.stack.pool.closed) return;
+        for (const c of this.#pending) this.#service(c);
+        this.stack.onCommand?.();
+      });
+    }
+  };
+
+  /** See Conn.reply. */
+  reply(c: Conn<S>, parts: Part[], close: boolean): void {
+    if (c.closing || c.finished) {
+      for (const p of parts) if (!(p instanceof Uint8Array) && !("stream" in p)) this.stack.pool.free(p.index);
+      return;
+    }
+    // an object to stream is pinned now, while it is live: by the time the reply may leave, a
+    // later write of its key may have superseded and released it
+    for (const p of parts) if (!(p instanceof Uint8Array) && "stream" in p) this.log.pin(p.stream);
+    const seq = this.log.lastSeq;
+    c.replies.push({ parts, waitSeq: seq > this.log.durableSeq ? seq : 0, close });
+    if (close) c.closing = true;
+  }
+
+  // ---- input --------------------------------------------------------------------------------
+
+  #data(ev: StackEvent): void {
+    const c = this.conns.get(ev.conn);
+    const pool = this.stack.pool;
+    if (!c || c.closing || c.finished) {
+      pool.free(ev.buf);
+      if (c) {
+        c.unrecvd += ev.len;
+        this.#service(c);
+      } else this.stack.recvd(ev.conn, ev.len);
+      return;
+    }
+    c.lastData = this.#now();
+    try {
+      this.#h.data(c, pool.view(ev.buf, ev.off, ev.len), ev.buf, ev.off);
+    } finally {
+      pool.free(ev.buf); // what the app keeps, it took its own references on
+    }
+    c.unrecvd += ev.len;
+    this.#service(c);
+  }
+
+  // ---- output -------------------------------------------------------------------------------
+
+  /**
+   * Hands the replies that are ready on `c` to its send queue, in order (one waiting for
+   * durability holds back the rest; so does a stream until the core has room for all of it),
+   * returns the window, and closes after the last reply when asked to.
+   */
+  #service(c: Conn<S>): void {
+    if (c.finished) {
+      this.#pending.delete(c);
+      return;
+    }
+    const stack = this.stack;
+    if (c.unrecvd > 0 && stack.commandSpace() > 2) {
+      stack.recvd(c.id, c.unrecvd);
+      c.unrecvd = 0;
+    }
+    const durable = this.log.durableSeq;
+    let sent = false;
+    for (;;) {
+      const e = c.cur;
+      if (e) {
+        if (e.stream) {
+          if (!this.#pump(c, e.stream)) break; // more when the core has room
+          this.#unpin.push({ c, obj: e.stream.obj });
+          e.stream = null;
+        }
+        while (e.at < e.parts.length && !e.stream) this.#part(c, e, e.parts[e.at++]!);
+        if (e.stream) continue;
+        c.cur = null;
+        sent = true;
+        if (e.close) {
+          for (const x of c.replies) this.#release(x.parts);
+          c.replies.length = 0;
+        }
+      }
+      const r = c.replies[0];
+      if (!r || r.waitSeq > durable) break;
+      c.replies.shift();
+      c.cur = { parts: r.parts, at: 0, stream: null, close: r.close };
+    }
+    this.#sendOut(c);
+    if (sent && !c.q.blocked && !c.q.idle) this.stats.ringWaits++; // the rest at a later turn's end
+    if (c.replies.length === 0 && !c.cur && (c.closing || c.peerClosed) && !c.q.closeAfter) {
+      c.finished = true;
+      c.q.close(); // the FIN follows every queued byte, once the core has taken them all
+    }
+    // a window update the command ring had no room for needs a turn of its own; a stream goes
+    // on in the turns its ACKs bring (or the loop's next one, when the ring was the limit)
+    if (c.unrecvd > 0) this.#pending.add(c);
+    else this.#pending.delete(c);
+  }
+
+  #part(c: Conn<S>, e: Emitting, p: Part): void {
+    if (p instanceof Uint8Array) {
+      this.#write(c, p);
+      this.stats.bytesCopied += p.length;
+    } else if ("stream" in p) {
+      // pinned when the reply was queued (see reply())
+      e.stream = { obj: p.stream, cursor: new ObjectCursor(this.stack.pool, p.stream, p.start, p.end) };
+    } else if (p.length < MIN_BY_NAME) {
+      this.#write(c, this.stack.pool.viewName(p));
+      this.stats.bytesCopied += p.length;
+      this.stack.pool.free(p.index);
+    } else {
+      this.#sendOut(c);
+      this.stats.bytesByName += p.length;
+      c.q.send(p, true); // the queue drops the reply's reference once the core holds its own
+    }
+  }
+
+  /**
+   * Feeds a stream: at most the connection's free send space (the core would refuse the rest),
+   * and only while nothing waits in the send queue. Returns true once every range was handed
+   * over.
+   */
+  #pump(c: Conn<S>, s: Streaming): boolean {
+    if (!c.q.idle || c.q.blocked) return false;
+    const stack = this.stack;
+    const pool = stack.pool;
+    let room = stack.sendRoom(c.id) - c.outLen;
+    while (room > 0 && stack.commandSpace() > COMMAND_RESERVE + 2) {
+      const r = s.cursor.next();
+      if (!r) return true;
+      room -= r.length;
+      if (r.length < MIN_BY_NAME) {
+        this.#write(c, pool.viewName(r));
+        this.stats.bytesCopied += r.length;
+      } else {
+        this.#sendOut(c);
+        this.stats.bytesByName += r.length;
+        c.q.send(r); // pinned: the core takes its own reference when it accepts the range
+      }
+    }
+    return false;
+  }
+
+  /** Unpins streamed objects once the core holds every range their connection sent. */
+  #releasePins(): void {
+    if (this.#unpin.length === 0) return;
+    let keep = 0;
+    for (const f of this.#unpin) {
+      const q = f.c.q;
+      if (f.c.finished || (q.idle && !q.unconfirmed && !q.blocked)) this.log.unpin(f.obj);
+      else this.#unpin[keep++] = f;
+    }
+    this.#unpin.length = keep;
+  }
+
+  /** Appends text to the connection's outgoing buffer, sending full ones. */
+  #write(c: Conn<S>, bytes: Uint8Array): void {
+    const pool = this.stack.pool;
+    let at = 0;
+    while (at < bytes.length) {
+      if (c.out < 0) {
+        c.out = pool.alloc();
+        c.outLen = 0;
+        c.outView = pool.view(c.out, HEADROOM, TEXT_CAP); // one view per buffer, not per reply
+      }
+      const n = Math.min(TEXT_CAP - c.outLen, bytes.length - at);
+      const v = c.outView!;
+      if (at === 0 && n === bytes.length) v.set(bytes, c.outLen);
+      else v.set(bytes.subarray(at, at + n), c.outLen);
+      c.outLen += n;
+      at += n;
+      if (c.outLen === TEXT_CAP) this.#sendOut(c);
+    }
+  }
+
+  #sendOut(c: Conn<S>): void {
+    if (c.out < 0) return;
+    const name = { index: c.out, offset: HEADROOM, length: c.outLen };
+    c.out = -1;
+    c.outView = null;
+    c.outLen = 0;
+    if (name.length === 0) this.stack.pool.free(name.index);
+    else c.q.send(name);
+  }
+
+  /** Our references (and pins) in reply parts that will not be sent. */
+  #release(parts: Part[]): void {
+    const pool = this.stack.pool;
+    for (const p of parts) {
+      if (p instanceof Uint8Array) continue;
+      if ("stream" in p) this.log.unpin(p.stream);
+      else pool.free(p.index);
+    }
+  }
+
+  #forget(c: Conn<S>): void {
+    const pool = this.stack.pool;
+    c.q.drop();
+    for (const r of c.replies) this.#release(r.parts);
+    const e = c.cur;
+    if (e) {
+      if (e.stream) this.log.unpin(e.stream.obj);
+      this.#release(e.parts.slice(e.at));
+    }
+    if (c.out >= 0) pool.free(c.out);
+    c.outView = null;
+    c.replies = [];
+    c.cur = null;
+    c.out = -1;
+    c.finished = true;
+    this.#pending.delete(c);
+    this.conns.delete(c.id);
+    this.#releasePins();
+    this.#h.close(c);
+  }
+
+  #sweepIdle(): void {
+    if (this.stack.pool.closed) return;
+    const now = this.#now();
+    let aborted = 0;
+    for (const c of this.conns.values())
+      if (c.busy && now - c.lastData > this.idleTimeoutMs) {
+        this.stats.idleAborts++;
+        c.abort();
+        aborted++;
+      }
+    if (aborted) this.stack.onCommand?.();
+  }
+}

@@ -1,0 +1,922 @@
+// The key-value store's commands: the table (Redis's arity, flags and key positions, which
+// COMMAND reports and the dispatcher checks) and one handler per command, with Redis's
+// semantics and error replies. Handlers see the store and the connection through `Kv`
+// (kv.ts): values are written by items (zero copy for what arrived as PM ranges) and answered
+// from PM by name or as streams.
+
+import type { PmLog } from "../../log.js";
+import { ObjectCursor } from "../../object.js";
+import type { Conn, Part } from "../conn.js";
+import {
+  arrayHead,
+  bulk,
+  bulkHead,
+  CRLF,
+  E_FLOAT,
+  E_INT,
+  E_SYNTAX,
+  EMPTY_BULK,
+  int,
+  nested,
+  NIL,
+  OK,
+  ONE,
+  PONG,
+  str,
+  ZERO,
+  type Nested,
+} from "./reply.js";
+import { KV_SMALL, KV_VALUE_ITEMS, type KvStore, type Value } from "./store.js";
+import type { ObjectWriter } from "../../object.js";
+
+/** Redis's proto-max-bulk-len: the largest value (and argument). */
+export const KV_MAX_BULK = 512 * 1024 * 1024;
+
+const I64_MAX = (1n << 63n) - 1n;
+const I64_MIN = -(1n << 63n);
+
+/** A command argument: a short one copied, a long one kept in PM by an ObjectWriter. */
+export interface Arg {
+  bytes: Uint8Array | null;
+  writer: ObjectWriter | null;
+  len: number;
+  /** The pool reached its reserve while this argument arrived: nothing of it was kept. */
+  full: boolean;
+}
+
+/** Per-connection state of the store's clients. */
+export interface KvClient {
+  id: number;
+  name: string | null;
+}
+
+/** What the handlers use of the app (kv.ts implements it). */
+export interface Kv {
+  readonly store: KvStore;
+  readonly log: PmLog;
+  /** The store's counters (INFO's keyspace_hits, total_writes_processed...), updated in place. */
+  readonly counters: { reads: number; writes: number; hits: number; misses: number };
+  now(): number;
+  reply(c: Conn<KvClient>, parts: Part[], close?: boolean): void;
+  error(c: Conn<KvClient>, msg: string): void;
+  /** An argument's bytes (a long one copied out of PM: keys, numbers, options). */
+  bytes(a: Arg): Uint8Array;
+  text(a: Arg): string;
+  /** The key's bytes, or null if no key of that size can exist. */
+  key(a: Arg): Uint8Array | null;
+  info(sections: string[]): string;
+  clients(): Conn<KvClient>[];
+  config: Record<string, string>;
+  resetStats(): void;
+}
+
+interface CmdSpec {
+  arity: number;
+  flags: string[];
+  /** flags has "denyoom" (a write that a full pool refuses): looked up once per command. */
+  denyoom: boolean;
+  first: number;
+  last: number;
+  step: number;
+  group: string;
+  summary: string;
+  since: string;
+  run: (k: Kv, c: Conn<KvClient>, a: Arg[]) => void;
+}
+
+const spec = (
+  arity: number,
+  flags: string,
+  keys: [number, number, number],
+  group: string,
+  since: string,
+  summary: string,
+  run: CmdSpec["run"],
+): CmdSpec => {
+  const f = flags ? flags.split(" ") : [];
+  return {
+    arity,
+    flags: f,
+    denyoom: f.includes("denyoom"),
+    first: keys[0],
+    last: keys[1],
+    step: keys[2],
+    group,
+    since,
+    summary,
+    run,
+  };
+};
+
+const KEY1: [number, number, number] = [1, 1, 1];
+const NOKEY: [number, number, number] = [0, 0, 0];
+
+/** The commands, with Redis's arity (negative: at least) and key positions. */
+export const KV_COMMANDS: Record<string, CmdSpec> = {
+  // connection
+  ping: spec(-1, "fast", NOKEY, "connection", "1.0.0", "Returns the server's liveliness response.", (k, c, a) => {
+    if (a.length > 2) return k.error(c, "ERR wrong number of arguments for 'ping' command");
+    k.reply(c, [a.length === 2 ? bulk(k.bytes(a[1]!)) : PONG]);
+  }),
+  echo: spec(2, "fast", NOKEY, "connection", "1.0.0", "Returns the given string.", (k, c, a) =>
+    k.reply(c, [bulk(k.bytes(a[1]!))]),
+  ),
+  select: spec(2, "loading stale fast", NOKEY, "connection", "2.0.0", "Changes the selected database.", (k, c, a) => {
+    const db = parseI64(k.bytes(a[1]!));
+    if (db === null) return k.error(c, E_INT);
+    if (db !== 0n) return k.error(c, "ERR DB index is out of range");
+    k.reply(c, [OK]);
+  }),
+  quit: spec(-1, "fast", NOKEY, "connection", "1.0.0", "Closes the connection.", (k, c) => k.reply(c, [OK], true)),
+  hello: spec(-1, "noscript loading stale fast", NOKEY, "connection", "6.0.0", "Handshakes with the server.", hello),
+  client: spec(-2, "", NOKEY, "connection", "2.4.0", "A container for client connection commands.", client),
+  // strings
+  set: spec(-3, "write denyoom", KEY1, "string", "1.0.0", "Sets the string value of a key, durably.", set),
+  setnx: spec(
+    3,
+    "write denyoom fast",
+    KEY1,
+    "string",
+    "1.0.0",
+    "Sets a key only when it does not exist.",
+    (k, c, a) => {
+      const key = keyOr(k, c, a[1]!);
+      if (!key) return;
+      if (k.store.read(key)) return k.reply(c, [ZERO]);
+      write(k, key, a[2]!, 0);
+      k.reply(c, [ONE]);
+    },
+  ),
+  setex: spec(4, "write denyoom", KEY1, "string", "2.0.0", "Sets a key and its expiry in seconds.", (k, c, a) =>
+    setWithExpiry(k, c, a, 1000, "setex"),
+  ),
+  psetex: spec(4, "write denyoom", KEY1, "string", "2.6.0", "Sets a key and its expiry in milliseconds.", (k, c, a) =>
+    setWithExpiry(k, c, a, 1, "psetex"),
+  ),
+  get: spec(2, "readonly fast", KEY1, "string", "1.0.0", "Returns the string value of a key.", (k, c, a) => {
+    const parts: Part[] = [];
+    valueParts(k, read(k, k.key(a[1]!)), parts);
+    k.reply(c, parts);
+  }),
+  getset: spec(3, "write denyoom fast", KEY1, "string", "1.0.0", "Sets a key and returns its old value.", (k, c, a) => {
+    const key = keyOr(k, c, a[1]!);
+    if (!key) return;
+    const parts: Part[] = [];
+    valueParts(k, read(k, key), parts); // the old value's buffers stay referenced by the reply
+    write(k, key, a[2]!, 0);
+    k.reply(c, parts);
+  }),
+  getdel: spec(2, "write fast", KEY1, "string", "6.2.0", "Returns a key's value and deletes it.", (k, c, a) => {
+    const key = k.key(a[1]!);
+    const v = read(k, key);
+    const parts: Part[] = [];
+    valueParts(k, v, parts);
+    if (v && key) {
+      k.store.delete(key);
+      k.counters.writes++;
+    }
+    k.reply(c, parts);
+  }),
+  getex: spec(-2, "write fast", KEY1, "string", "6.2.0", "Returns a key's value and sets its expiry.", getex),
+  mset: spec(-3, "write denyoom", [1, -1, 2], "string", "1.0.1", "Atomically creates or modifies keys.", (k, c, a) =>
+    mset(k, c, a, false),
+  ),
+  msetnx: spec(
+    -3,
+    "write denyoom",
+    [1, -1, 2],
+    "string",
+    "1.0.1",
+    "Sets keys only when none of them exist.",
+    (k, c, a) => mset(k, c, a, true),
+  ),
+  mget: spec(
+    -2,
+    "readonly fast",
+    [1, -1, 1],
+    "string",
+    "1.0.0",
+    "Atomically returns the values of keys.",
+    (k, c, a) => {
+      const parts: Part[] = [arrayHead(a.length - 1)];
+      for (let i = 1; i < a.length; i++) valueParts(k, read(k, k.key(a[i]!)), parts);
+      k.reply(c, parts);
+    },
+  ),
+  incr: spec(
+    2,
+    "write denyoom fast",
+    KEY1,
+    "string",
+    "1.0.0",
+    "Increments the integer value of a key by one.",
+    (k, c, a) => incr(k, c, a[1]!, 1n),
+  ),
+  decr: spec(
+    2,
+    "write denyoom fast",
+    KEY1,
+    "string",
+    "1.0.0",
+    "Decrements the integer value of a key by one.",
+    (k, c, a) => incr(k, c, a[1]!, -1n),
+  ),
+  incrby: spec(
+    3,
+    "write denyoom fast",
+    KEY1,
+    "string",
+    "1.0.0",
+    "Increments the integer value of a key.",
+    (k, c, a) => {
+      const by = parseI64(k.bytes(a[2]!));
+      if (by === null) return k.error(c, E_INT);
+      incr(k, c, a[1]!, by);
+    },
+  ),
+  decrby: spec(
+    3,
+    "write denyoom fast",
+    KEY1,
+    "string",
+    "1.0.0",
+    "Decrements the integer value of a key.",
+    (k, c, a) => {
+      const by = parseI64(k.bytes(a[2]!));
+      if (by === null) return k.error(c, E_INT);
+      if (by === I64_MIN) return k.error(c, "ERR decrement would overflow");
+      incr(k, c, a[1]!, -by);
+    },
+  ),
+  incrbyfloat: spec(
+    3,
+    "write denyoom fast",
+    KEY1,
+    "string",
+    "2.6.0",
+    "Increments the floating point value of a key.",
+    incrbyfloat,
+  ),
+  append: spec(3, "write denyoom", KEY1, "string", "2.0.0", "Appends a string to the value of a key.", append),
+  strlen: spec(2, "readonly fast", KEY1, "string", "2.2.0", "Returns the length of a string value.", (k, c, a) => {
+    const v = read(k, k.key(a[1]!));
+    k.reply(c, [int(v ? v.len : 0)]);
+  }),
+  getrange: spec(4, "readonly", KEY1, "string", "2.4.0", "Returns a substring of the string value of a key.", getrange),
+  substr: spec(4, "readonly", KEY1, "string", "1.0.0", "Returns a substring of the string value of a key.", getrange),
+  setrange: spec(
+    4,
+    "write denyoom",
+    KEY1,
+    "string",
+    "2.2.0",
+    "Overwrites part of a string value from an offset.",
+    setrange,
+  ),
+  // keys
+  del: spec(-2, "write", [1, -1, 1], "generic", "1.0.0", "Deletes keys, durably.", (k, c, a) => {
+    let n = 0;
+    for (let i = 1; i < a.length; i++) {
+      const key = k.key(a[i]!);
+      if (key && read(k, key)) {
+        k.store.delete(key);
+        n++;
+      }
+    }
+    k.counters.writes++;
+    k.reply(c, [int(n)]);
+  }),
+  exists: spec(-2, "readonly fast", [1, -1, 1], "generic", "1.0.0", "Determines whether keys exist.", (k, c, a) => {
+    let n = 0;
+    for (let i = 1; i < a.length; i++) if (read(k, k.key(a[i]!))) n++;
+    k.reply(c, [int(n)]);
+  }),
+  expire: spec(-3, "write fast", KEY1, "generic", "1.0.0", "Sets a key's expiry in seconds.", (k, c, a) =>
+    expire(k, c, a, 1000, false, "expire"),
+  ),
+  pexpire: spec(-3, "write fast", KEY1, "generic", "2.6.0", "Sets a key's expiry in milliseconds.", (k, c, a) =>
+    expire(k, c, a, 1, false, "pexpire"),
+  ),
+  expireat: spec(
+    -3,
+    "write fast",
+    KEY1,
+    "generic",
+    "1.2.0",
+    "Sets a key's expiry to a unix time in seconds.",
+    (k, c, a) => expire(k, c, a, 1000, true, "expireat"),
+  ),
+  pexpireat: spec(-3, "write fast", KEY1, "generic", "2.6.0", "Sets a key's expiry to a unix time in ms.", (k, c, a) =>
+    expire(k, c, a, 1, true, "pexpireat"),
+  ),
+  persist: spec(2, "write fast", KEY1, "generic", "2.2.0", "Removes a key's expiry.", (k, c, a) => {
+    const key = k.key(a[1]!);
+    const v = read(k, key);
+    if (!v || !key || !v.expireAt) return k.reply(c, [ZERO]);
+    rewriteExpiry(k, key, v, 0);
+    k.reply(c, [ONE]);
+  }),
+  ttl: spec(
+    2,
+    "readonly fast",
+    KEY1,
+    "generic",
+    "1.0.0",
+    "Returns the expiration time in seconds of a key.",
+    (k, c, a) => ttl(k, c, a, false),
+  ),
+  pttl: spec(2, "readonly fast", KEY1, "generic", "2.6.0", "Returns the expiration time in ms of a key.", (k, c, a) =>
+    ttl(k, c, a, true),
+  ),
+  // server
+  dbsize: spec(1, "readonly fast", NOKEY, "server", "1.0.0", "Returns the number of keys.", (k, c) => {
+    k.store.sweepAll();
+    k.reply(c, [int(k.store.size)]);
+  }),
+  flushall: spec(-1, "write", NOKEY, "server", "1.0.0", "Removes all keys, durably.", flush),
+  flushdb: spec(-1, "write", NOKEY, "server", "1.0.0", "Removes all keys, durably.", flush),
+  info: spec(-1, "loading stale", NOKEY, "server", "1.0.0", "Returns information and statistics.", (k, c, a) =>
+    k.reply(c, [bulk(k.info(a.slice(1).map((x) => k.text(x))))]),
+  ),
+  command: spec(
+    -1,
+    "loading stale",
+    NOKEY,
+    "server",
+    "2.8.13",
+    "Returns detailed information about commands.",
+    command,
+  ),
+  config: spec(-2, "", NOKEY, "server", "2.0.0", "A container for server configuration commands.", config),
+};
+
+export const COMMANDS = new Map(Object.entries(KV_COMMANDS));
+
+// ---- helpers ------------------------------------------------------------------------------------
+
+/** Redis's string2ll: an optional '-', no leading zeros or '+', no spaces, within int64. */
+export function parseI64(b: Uint8Array): bigint | null {
+  const n = b.length;
+  if (n === 0 || n > 20) return null;
+  if (n === 1 && b[0] === 0x30) return 0n;
+  let i = 0;
+  if (b[0] === 0x2d) {
+    i = 1;
+    if (n === 1) return null;
+  }
+  if (b[i]! < 0x31 || b[i]! > 0x39) return null;
+  for (let k = i + 1; k < n; k++) if (b[k]! < 0x30 || b[k]! > 0x39) return null;
+  const v = BigInt(latin(b));
+  return v > I64_MAX || v < I64_MIN ? null : v;
+}
+
+/** A float as Redis's string2ld takes it (no spaces, no hex, not NaN), or null. */
+export function parseFloat64(b: Uint8Array): number | null {
+  const s = latin(b);
+  if (s.length === 0 || s.length > 5000) return null;
+  if (!/^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity)$/i.test(s)) return null;
+  const v = /inf/i.test(s) ? (s.startsWith("-") ? -Infinity : Infinity) : Number(s);
+  return Number.isNaN(v) ? null : v;
+}
+
+/**
+ * A float as INCRBYFLOAT answers it: Redis prints the sum in plain decimal notation with up to
+ * 17 significant digits and no trailing zeros ("10.5", "3", "0.0001", "1e21" as
+ * "1000000000000000000000"); the shortest decimal that reads back as the same double is what
+ * the digits of a 64-bit float hold.
+ */
+export function formatFloat(v: number): string {
+  let s = String(v);
+  if (!/e/.test(s)) return s;
+  if (Math.abs(v) >= 1) return BigInt(v).toString(); // a double this large is an integer
+  const [m, e] = s.split("e");
+  const digits = m!.replace("-", "").replace(".", "");
+  const zeros = -Number(e) - 1;
+  s = `${v < 0 ? "-" : ""}0.${"0".repeat(zeros)}${digits}`;
+  return s;
+}
+
+const latin = (b: Uint8Array): string => {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
+  return s;
+};
+
+/** The live value of `key` (null key: no such key can exist), counting hits and misses. */
+function read(k: Kv, key: Uint8Array | null): Value | null {
+  k.counters.reads++;
+  const v = key ? k.store.read(key) : null;
+  if (v) k.counters.hits++;
+  else k.counters.misses++;
+  return v;
+}
+
+function keyOr(k: Kv, c: Conn<KvClient>, a: Arg): Uint8Array | null {
+  const key = k.key(a);
+  if (!key) k.error(c, "ERR pmstack: a key must be 1 to 1024 bytes");
+  return key;
+}
+
+/**
+ * A value's reply: `$len`, its bytes, CRLF; nil for none. A value of a few data ranges goes out
+ * by name (each holds a reference of the reply's: a later write may supersede the record
+ * before the reply leaves); a longer one streams from PM (pinned while it does).
+ */
+export function valueParts(k: Kv, v: Value | null, parts: Part[], start = 0, end = v ? v.len : 0): void {
+  if (!v) {
+    parts.push(NIL);
+    return;
+  }
+  if (end <= start) {
+    parts.push(EMPTY_BULK);
+    return;
+  }
+  parts.push(bulkHead(end - start));
+  const items = v.obj.names;
+  if (start === 0 && end === v.len && items.length <= 8 && !items.some((x) => x.height)) {
+    for (const n of items) {
+      if (n.length === 0) continue;
+      k.store.pool.ref(n.index);
+      parts.push({ index: n.index, offset: n.offset, length: n.length });
+    }
+  } else parts.push({ stream: v.obj, start, end });
+  parts.push(CRLF);
+}
+
+/** Writes `key -> the value argument`, which it consumes (its writer's ranges become the value's). */
+function write(k: Kv, key: Uint8Array, value: Arg, expireAt: number): void {
+  if (value.writer) {
+    const w = value.writer;
+    value.writer = null;
+    try {
+      k.store.put(key, w.finish().names, null, expireAt);
+    } finally {
+      w.release();
+    }
+  } else k.store.putBytes(key, value.bytes ?? new Uint8Array(0), expireAt);
+  k.counters.writes++;
+}
+
+/** Rewrites a live value's record with a new expiry: the same items (no byte moves), a new trailer. */
+function rewriteExpiry(k: Kv, key: Uint8Array, v: Value, expireAt: number): void {
+  k.store.put(key, v.obj.names, null, expireAt);
+  k.counters.writes++;
+}
+
+/** An expiry option's absolute time (unix ms), or an error message. */
+function expireTime(k: Kv, unit: string, when: Arg, cmd: string): number | string {
+  const t = parseI64(k.bytes(when));
+  if (t === null) return E_INT;
+  const n = Number(t);
+  if (n <= 0) return `ERR invalid expire time in '${cmd}' command`;
+  const ms = unit === "EX" || unit === "EXAT" ? n * 1000 : n;
+  const at = unit === "EX" || unit === "PX" ? k.now() + ms : ms;
+  return Number.isSafeInteger(at) ? at : `ERR invalid expire time in '${cmd}' command`;
+}
+
+// ---- string commands ------------------------------------------------------------------------------
+
+function set(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  let nx = false;
+  let xx = false;
+  let get = false;
+  let keepTtl = false;
+  let unit = ""; // EX PX EXAT PXAT
+  let when: Arg | null = null;
+  for (let i = 3; i < a.length; i++) {
+    const o = k.text(a[i]!).toUpperCase();
+    if (o === "NX" && !xx) nx = true;
+    else if (o === "XX" && !nx) xx = true;
+    else if (o === "GET") get = true;
+    else if (o === "KEEPTTL" && !unit) keepTtl = true;
+    else if ((o === "EX" || o === "PX" || o === "EXAT" || o === "PXAT") && !unit && !keepTtl && i + 1 < a.length) {
+      unit = o;
+      when = a[++i]!;
+    } else return k.error(c, E_SYNTAX);
+  }
+  let expireAt = 0;
+  if (when) {
+    const t = expireTime(k, unit, when, "set");
+    if (typeof t === "string") return k.error(c, t);
+    expireAt = t;
+  }
+  const key = keyOr(k, c, a[1]!);
+  if (!key) return;
+  const old = nx || xx || get || keepTtl ? read(k, key) : null;
+  const parts: Part[] = [];
+  if (get) valueParts(k, old, parts);
+  if ((nx && old) || (xx && !old)) {
+    if (!get) parts.push(NIL);
+    return k.reply(c, parts);
+  }
+  if (keepTtl && old) expireAt = old.expireAt;
+  write(k, key, a[2]!, expireAt);
+  if (!get) parts.push(OK);
+  k.reply(c, parts);
+}
+
+function setWithExpiry(k: Kv, c: Conn<KvClient>, a: Arg[], unitMs: number, cmd: string): void {
+  const key = keyOr(k, c, a[1]!);
+  if (!key) return;
+  const t = expireTime(k, unitMs === 1000 ? "EX" : "PX", a[2]!, cmd);
+  if (typeof t === "string") return k.error(c, t);
+  write(k, key, a[3]!, t);
+  k.reply(c, [OK]);
+}
+
+function getex(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  let unit = "";
+  let when: Arg | null = null;
+  let persist = false;
+  for (let i = 2; i < a.length; i++) {
+    const o = k.text(a[i]!).toUpperCase();
+    if ((o === "EX" || o === "PX" || o === "EXAT" || o === "PXAT") && !unit && !persist && i + 1 < a.length) {
+      unit = o;
+      when = a[++i]!;
+    } else if (o === "PERSIST" && !unit) persist = true;
+    else return k.error(c, E_SYNTAX);
+  }
+  let expireAt = -1;
+  if (when) {
+    const t = expireTime(k, unit, when, "getex");
+    if (typeof t === "string") return k.error(c, t);
+    expireAt = t;
+  } else if (persist) expireAt = 0;
+  const key = k.key(a[1]!);
+  const v = read(k, key);
+  const parts: Part[] = [];
+  valueParts(k, v, parts);
+  if (v && key && expireAt >= 0 && expireAt !== v.expireAt) rewriteExpiry(k, key, v, expireAt);
+  k.reply(c, parts);
+}
+
+function mset(k: Kv, c: Conn<KvClient>, a: Arg[], nx: boolean): void {
+  if (a.length % 2 === 0) return k.error(c, `ERR wrong number of arguments for '${nx ? "msetnx" : "mset"}' command`);
+  const keys: Uint8Array[] = [];
+  for (let i = 1; i < a.length; i += 2) {
+    const key = keyOr(k, c, a[i]!);
+    if (!key) return;
+    keys.push(key);
+  }
+  if (nx && keys.some((key) => k.store.read(key))) return k.reply(c, [ZERO]);
+  for (let i = 1; i < a.length; i += 2) write(k, keys[(i - 1) / 2]!, a[i + 1]!, 0);
+  k.reply(c, [nx ? ONE : OK]);
+}
+
+function incr(k: Kv, c: Conn<KvClient>, keyArg: Arg, by: bigint): void {
+  const key = keyOr(k, c, keyArg);
+  if (!key) return;
+  const old = read(k, key);
+  let cur = 0n;
+  if (old) {
+    if (old.len > 20) return k.error(c, E_INT);
+    const v = parseI64(k.store.bytes(old));
+    if (v === null) return k.error(c, E_INT);
+    cur = v;
+  }
+  const next = cur + by;
+  if (next > I64_MAX || next < I64_MIN) return k.error(c, "ERR increment or decrement would overflow");
+  k.store.putBytes(key, str(next.toString()), old ? old.expireAt : 0);
+  k.counters.writes++;
+  k.reply(c, [int(next)]);
+}
+
+function incrbyfloat(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  const key = keyOr(k, c, a[1]!);
+  if (!key) return;
+  const by = parseFloat64(k.bytes(a[2]!));
+  if (by === null) return k.error(c, E_FLOAT);
+  const old = read(k, key);
+  let cur = 0;
+  if (old) {
+    const v = old.len > 5000 ? null : parseFloat64(k.store.bytes(old));
+    if (v === null) return k.error(c, E_FLOAT);
+    cur = v;
+  }
+  const next = cur + by;
+  if (!Number.isFinite(next)) return k.error(c, "ERR increment would produce NaN or Infinity");
+  const s = formatFloat(next);
+  k.store.putBytes(key, str(s), old ? old.expireAt : 0);
+  k.counters.writes++;
+  k.reply(c, [bulk(s)]);
+}
+
+/**
+ * APPEND: the new value is the old one's items (shared: no byte moves or is persisted again)
+ * and the argument's bytes; answers the new length.
+ */
+function append(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  const key = keyOr(k, c, a[1]!);
+  if (!key) return;
+  const arg = a[2]!;
+  const old = read(k, key);
+  if (!old) {
+    write(k, key, arg, 0);
+    return k.reply(c, [int(arg.len)]);
+  }
+  const len = old.len + arg.len;
+  if (len > KV_MAX_BULK) return k.error(c, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  if (arg.len === 0) return k.reply(c, [int(old.len)]);
+  const w = k.log.writer(KV_VALUE_ITEMS);
+  try {
+    w.pushObject(old.obj);
+    if (arg.writer) {
+      const aw = arg.writer;
+      arg.writer = null;
+      try {
+        w.pushObject(aw.finish());
+      } finally {
+        aw.release();
+      }
+    } else pushCopy(k, w, arg.bytes!);
+    k.store.put(key, w.finish().names, null, old.expireAt);
+  } finally {
+    w.release();
+  }
+  k.counters.writes++;
+  k.reply(c, [int(len)]);
+}
+
+/** Copies short bytes into the arena and pushes the range (a value's small piece). */
+function pushCopy(k: Kv, w: ObjectWriter, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length; at += 2048) {
+    const n = Math.min(2048, bytes.length - at);
+    const r = k.store.arena.take(n);
+    k.store.pool.viewName(r).set(bytes.subarray(at, at + n));
+    w.push(r);
+  }
+}
+
+/** Redis's GETRANGE index arithmetic: negative from the end, clamped; empty when start > end. */
+function getrange(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  const s = parseI64(k.bytes(a[2]!));
+  const e = parseI64(k.bytes(a[3]!));
+  if (s === null || e === null) return k.error(c, E_INT);
+  const v = read(k, k.key(a[1]!));
+  if (!v || v.len === 0) return k.reply(c, [EMPTY_BULK]);
+  const n = BigInt(v.len);
+  let start = s < 0n ? n + s : s;
+  let end = e < 0n ? n + e : e;
+  if (start < 0n) start = 0n;
+  if (end < 0n) end = 0n;
+  if (end >= n) end = n - 1n;
+  if (s < 0n && e < 0n && s > e) return k.reply(c, [EMPTY_BULK]);
+  if (start > end) return k.reply(c, [EMPTY_BULK]);
+  const parts: Part[] = [];
+  valueParts(k, v, parts, Number(start), Number(end) + 1);
+  k.reply(c, parts);
+}
+
+/**
+ * SETRANGE: the new value is the old value's ranges before the offset, zeros up to it if the
+ * old value is shorter, the argument's bytes, and the old value's ranges after them: the old
+ * bytes are shared by name, only the argument and any zero padding are new.
+ */
+function setrange(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  const key = keyOr(k, c, a[1]!);
+  if (!key) return;
+  const o = parseI64(k.bytes(a[2]!));
+  if (o === null) return k.error(c, E_INT);
+  if (o < 0n) return k.error(c, "ERR offset is out of range");
+  const arg = a[3]!;
+  const old = read(k, key);
+  if (arg.len === 0) return k.reply(c, [int(old ? old.len : 0)]);
+  const off = Number(o);
+  if (off + arg.len > KV_MAX_BULK) return k.error(c, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  const oldLen = old ? old.len : 0;
+  const len = Math.max(oldLen, off + arg.len);
+  if (!old && off === 0) {
+    write(k, key, arg, 0);
+    return k.reply(c, [int(len)]);
+  }
+  const pool = k.store.pool;
+  if (len <= KV_SMALL) {
+    const b = new Uint8Array(len);
+    if (old) b.set(k.store.bytes(old));
+    b.set(k.bytes(arg), off);
+    k.store.putBytes(key, b, old ? old.expireAt : 0);
+    k.counters.writes++;
+    return k.reply(c, [int(len)]);
+  }
+  const w = k.log.writer(KV_VALUE_ITEMS);
+  const zeros: number[] = [];
+  try {
+    if (old) pushRange(w, old, 0, Math.min(off, oldLen));
+    for (let at = oldLen; at < off;) {
+      // zero padding: fresh buffers, zeroed (a free buffer holds whatever it held last)
+      const n = Math.min(2048, off - at);
+      const i = pool.alloc();
+      zeros.push(i);
+      pool.view(i, 0, n).fill(0);
+      w.push({ index: i, offset: 0, length: n });
+      at += n;
+    }
+    if (arg.writer) {
+      const aw = arg.writer;
+      arg.writer = null;
+      try {
+        w.pushObject(aw.finish());
+      } finally {
+        aw.release();
+      }
+    } else pushCopy(k, w, arg.bytes!);
+    if (old && off + arg.len < oldLen) pushRange(w, old, off + arg.len, oldLen);
+    k.store.put(key, w.finish().names, null, old ? old.expireAt : 0);
+  } finally {
+    w.release();
+    for (const i of zeros) pool.free(i); // the value holds its own references
+  }
+  k.counters.writes++;
+  k.reply(c, [int(len)]);
+}
+
+/** Pushes bytes [start, end) of a live value by name (durable already: not persisted again). */
+function pushRange(w: ObjectWriter, v: Value, start: number, end: number): void {
+  if (end <= start) return;
+  const cur = new ObjectCursor(w.pool, v.obj, start, end);
+  const ranges = [];
+  for (let r = cur.next(); r; r = cur.next()) ranges.push(r);
+  w.pushObject({ names: ranges });
+}
+
+// ---- keys -----------------------------------------------------------------------------------------
+
+function expire(k: Kv, c: Conn<KvClient>, a: Arg[], unitMs: number, absolute: boolean, cmd: string): void {
+  const t = parseI64(k.bytes(a[2]!));
+  if (t === null) return k.error(c, E_INT);
+  let nx = false;
+  let xx = false;
+  let gt = false;
+  let lt = false;
+  for (let i = 3; i < a.length; i++) {
+    const o = k.text(a[i]!).toUpperCase();
+    if (o === "NX") nx = true;
+    else if (o === "XX") xx = true;
+    else if (o === "GT") gt = true;
+    else if (o === "LT") lt = true;
+    else return k.error(c, `ERR Unsupported option ${k.text(a[i]!)}`);
+  }
+  if (nx && (xx || gt || lt)) return k.error(c, "ERR NX and XX, GT or LT options at the same time are not compatible");
+  if (gt && lt) return k.error(c, "ERR GT and LT options at the same time are not compatible");
+  const ms = Number(t) * unitMs;
+  const at = absolute ? ms : k.now() + ms;
+  if (!Number.isSafeInteger(at) || !Number.isSafeInteger(ms))
+    return k.error(c, `ERR invalid expire time in '${cmd}' command`);
+  const key = k.key(a[1]!);
+  const v = read(k, key);
+  if (!v || !key) return k.reply(c, [ZERO]);
+  const cur = v.expireAt; // 0: none, an infinite TTL for GT and LT
+  if ((nx && cur) || (xx && !cur) || (gt && (!cur || at <= cur)) || (lt && cur && at >= cur)) return k.reply(c, [ZERO]);
+  if (at <= k.now()) {
+    // a time in the past deletes the key, as Redis does
+    k.store.delete(key);
+    k.counters.writes++;
+    return k.reply(c, [ONE]);
+  }
+  rewriteExpiry(k, key, v, at);
+  k.reply(c, [ONE]);
+}
+
+function ttl(k: Kv, c: Conn<KvClient>, a: Arg[], ms: boolean): void {
+  const v = read(k, k.key(a[1]!));
+  if (!v) return k.reply(c, [int(-2)]);
+  if (!v.expireAt) return k.reply(c, [int(-1)]);
+  const left = Math.max(0, v.expireAt - k.now());
+  k.reply(c, [int(ms ? left : Math.floor((left + 500) / 1000))]);
+}
+
+function flush(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  if (a.length > 2) return k.error(c, E_SYNTAX);
+  if (a.length === 2 && !/^(sync|async)$/i.test(k.text(a[1]!))) return k.error(c, E_SYNTAX);
+  k.store.clear();
+  k.counters.writes++;
+  k.reply(c, [OK]);
+}
+
+// ---- connection and server --------------------------------------------------------------------------
+
+function hello(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  let i = 1;
+  if (a.length > 1) {
+    const v = parseI64(k.bytes(a[1]!));
+    if (v === null) return k.error(c, "ERR Protocol version is not an integer or out of range");
+    if (v !== 2n) return k.error(c, "NOPROTO sorry, this protocol version is not supported");
+    i = 2;
+  }
+  for (; i < a.length; i++) {
+    const o = k.text(a[i]!).toUpperCase();
+    if (o === "AUTH" && i + 2 < a.length) i += 2;
+    else if (o === "SETNAME" && i + 1 < a.length) c.state.name = k.text(a[++i]!);
+    else return k.error(c, `ERR Syntax error in HELLO option '${k.text(a[i]!)}'`);
+  }
+  const info: Nested = [
+    "server",
+    "redis",
+    "version",
+    "7.0.0",
+    "proto",
+    2,
+    "id",
+    c.state.id,
+    "mode",
+    "standalone",
+    "role",
+    "master",
+    "modules",
+    [],
+  ];
+  k.reply(c, [str(nested(info))]);
+}
+
+function client(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  const sub = k.text(a[1]!).toUpperCase();
+  switch (sub) {
+    case "SETNAME": {
+      if (a.length !== 3) return k.error(c, "ERR wrong number of arguments for 'client|setname' command");
+      const n = k.text(a[2]!);
+      if (/[^!-~]/.test(n))
+        return k.error(c, "ERR Client names cannot contain spaces, newlines or special characters.");
+      c.state.name = n || null;
+      return k.reply(c, [OK]);
+    }
+    case "GETNAME":
+      return k.reply(c, [c.state.name === null ? NIL : bulk(c.state.name)]);
+    case "ID":
+      return k.reply(c, [int(c.state.id)]);
+    case "SETINFO":
+      if (a.length !== 4) return k.error(c, "ERR wrong number of arguments for 'client|setinfo' command");
+      if (!/^(lib-name|lib-ver)$/i.test(k.text(a[2]!))) return k.error(c, `ERR Unrecognized option '${k.text(a[2]!)}'`);
+      return k.reply(c, [OK]);
+    case "INFO":
+    case "LIST": {
+      const line = (cn: Conn<KvClient>) =>
+        `id=${cn.state.id} conn=${cn.id} name=${cn.state.name ?? ""} db=0 cmd=client|${sub.toLowerCase()}`;
+      const text = sub === "INFO" ? line(c) + "\n" : k.clients().map(line).join("\n") + "\n";
+      return k.reply(c, [bulk(text)]);
+    }
+    default:
+      return k.error(c, `ERR unknown subcommand '${k.text(a[1]!)}'. Try CLIENT HELP.`);
+  }
+}
+
+function command(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  const names = Object.keys(KV_COMMANDS);
+  const entry = (n: string): Nested => {
+    const s = KV_COMMANDS[n]!;
+    return [n, s.arity, s.flags, s.first, s.last, s.step, [`@${s.group}`], [], [], []];
+  };
+  if (a.length === 1) return k.reply(c, [str(nested(names.map(entry)))]);
+  const sub = k.text(a[1]!).toUpperCase();
+  const asked = a.slice(2).map((x) => k.text(x).toLowerCase());
+  switch (sub) {
+    case "COUNT":
+      return k.reply(c, [int(names.length)]);
+    case "LIST":
+      return k.reply(c, [str(nested(names))]);
+    case "INFO": {
+      const list = asked.length ? asked : names;
+      const parts = list.map((n) => (KV_COMMANDS[n] ? nested(entry(n)) : "*-1\r\n"));
+      return k.reply(c, [str(`*${list.length}\r\n${parts.join("")}`)]);
+    }
+    case "DOCS": {
+      const list = (asked.length ? asked : names).filter((n) => KV_COMMANDS[n]);
+      const flat: Nested = [];
+      for (const n of list) {
+        const s = KV_COMMANDS[n]!;
+        flat.push(n, ["summary", s.summary, "since", s.since, "group", s.group]);
+      }
+      return k.reply(c, [str(nested(flat))]);
+    }
+    default:
+      return k.error(c, `ERR unknown subcommand '${k.text(a[1]!)}'. Try COMMAND HELP.`);
+  }
+}
+
+function config(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  const sub = k.text(a[1]!).toUpperCase();
+  if (sub === "GET") {
+    if (a.length < 3) return k.error(c, "ERR wrong number of arguments for 'config|get' command");
+    const out: string[] = [];
+    for (let i = 2; i < a.length; i++) {
+      const re = globRegExp(k.text(a[i]!).toLowerCase());
+      for (const [key, v] of Object.entries(k.config)) if (re.test(key) && !out.includes(key)) out.push(key, v);
+    }
+    return k.reply(c, [str(nested(out))]);
+  }
+  if (sub === "RESETSTAT") {
+    k.resetStats();
+    return k.reply(c, [OK]);
+  }
+  if (sub === "SET") return k.error(c, "ERR pmstack: CONFIG SET is not supported (durability is fixed)");
+  k.error(c, `ERR unknown subcommand '${k.text(a[1]!)}'. Try CONFIG HELP.`);
+}
+
+function globRegExp(glob: string): RegExp {
+  let re = "";
+  for (const ch of glob) {
+    if (ch === "*") re += ".*";
+    else if (ch === "?") re += ".";
+    else re += ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${re}$`);
+}

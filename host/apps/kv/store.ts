@@ -1,0 +1,243 @@
+// The key-value store's records over the PM log: values of any size, zero copy, with Redis's
+// expiry. A record (tag KV_TAG) is the value's items followed by a 16-byte trailer:
+//   0 "pmKV"   4 u8 version 2   5..7 0   8 f64 expiry, unix ms (0: none)
+// The trailer is the last 16 bytes of the record's last item, a range of the app's arena (a
+// short value is copied in front of it, in the same range); a long value stays in the receive
+// buffers it arrived in, as data ranges or an extent tree (ObjectWriter). The trailer is written
+// last, when the command knows the expiry (SET's options follow the value), and sits outside
+// the value's tree, so a command that keeps the value and changes the expiry (EXPIRE, PERSIST,
+// GETEX, SET KEEPTTL), or one that extends it (APPEND), reuses the value's items as they are.
+// Records of the first release (tag 0) put a 16-byte header (version 1) first instead; they are
+// read as they are.
+
+import type { LogObject, PmLog } from "../../log.js";
+import { ObjectCursor, type Item, type ObjectRef } from "../../object.js";
+import type { BufferName, Pool } from "../../pool.js";
+import { MetaArena } from "../arena.js";
+
+/** Bytes of a record's trailer (and of a first-release record's header). */
+export const KV_TRAILER = 16;
+/** Record tag of this format. */
+export const KV_TAG = 2;
+/** Values up to this many bytes are copied into the arena beside their trailer. */
+export const KV_SMALL = 64;
+/** Items a value may have in a record (one is the trailer). */
+export const KV_VALUE_ITEMS = 63;
+const MAGIC = [0x70, 0x6d, 0x4b, 0x56]; // "pmKV"
+
+/** A live value: its bytes as an object (trailer excluded), length and expiry. */
+export interface Value {
+  obj: ObjectRef;
+  len: number;
+  /** Unix ms, 0 = none. */
+  expireAt: number;
+}
+
+export class KvStore {
+  readonly log: PmLog;
+  readonly pool: Pool;
+  readonly arena: MetaArena;
+  /** Keys removed because they expired (Redis's expired_keys). */
+  expired = 0;
+  #now: () => number;
+  /** Keys with an expiry (latin1 of the key bytes -> unix ms), for DBSIZE, INFO and sweeps. */
+  #expires = new Map<string, number>();
+  #sweepAt: Iterator<[string, number]> | null = null;
+
+  constructor(log: PmLog, now: () => number) {
+    this.log = log;
+    this.pool = log.pool;
+    this.#now = now;
+    this.arena = new MetaArena(log.pool);
+    // keys with an expiry, from the recovered log
+    for (const e of log.entries()) {
+      const t = this.#decode({ names: e.names, tag: e.tag, seq: e.seq, length: 0 })?.expireAt ?? 0;
+      if (t > 0) this.#expires.set(latin1(e.key), t);
+    }
+  }
+
+  /** Keys (expired ones not yet removed included). */
+  get size(): number {
+    return this.log.size;
+  }
+
+  /** Keys with an expiry set. */
+  get expiring(): number {
+    return this.#expires.size;
+  }
+
+  /** The live, unexpired value of `key` (an expired one is deleted), or null. */
+  read(key: Uint8Array): Value | null {
+    const o = this.log.object(key);
+    if (!o) return null;
+    const v = this.#decode(o);
+    if (!v) return null;
+    if (v.expireAt && this.#now() > v.expireAt) {
+      this.delete(key);
+      this.expired++;
+      return null;
+    }
+    return v;
+  }
+
+  /**
+   * Writes `key -> value items (then the short value `small`, copied) + trailer`. The items are
+   * data ranges and nodes the caller holds (an ObjectWriter's finish(), or a live value's
+   * items: the log takes its own references). At most KV_VALUE_ITEMS items.
+   */
+  put(key: Uint8Array, items: readonly Item[], small: Uint8Array | null, expireAt: number): number {
+    const n = small ? small.length : 0;
+    const t = this.arena.take(n + KV_TRAILER);
+    const v = this.pool.viewName(t);
+    if (small) v.set(small);
+    v.set(MAGIC, n);
+    v[n + 4] = 2;
+    v[n + 5] = v[n + 6] = v[n + 7] = 0;
+    new DataView(v.buffer, v.byteOffset + n + 8, 8).setFloat64(0, expireAt, true);
+    const seq = this.log.append(key, [...items, t], { tag: KV_TAG });
+    if (expireAt) this.#expires.set(latin1(key), expireAt);
+    else this.#forget(key);
+    return seq;
+  }
+
+  /** Writes `key -> bytes` (copied: short values, INCR results, SETRANGE's small writes). */
+  putBytes(key: Uint8Array, bytes: Uint8Array, expireAt: number): number {
+    if (bytes.length <= KV_SMALL) return this.put(key, [], bytes, expireAt);
+    // longer copies go into buffers of their own, at most a buffer's worth each
+    const items: BufferName[] = [];
+    const pool = this.pool;
+    try {
+      for (let at = 0; at < bytes.length; at += 2048) {
+        const i = pool.alloc();
+        const len = Math.min(2048, bytes.length - at);
+        pool.view(i, 0, len).set(bytes.subarray(at, at + len));
+        items.push({ index: i, offset: 0, length: len });
+      }
+      if (items.length > KV_VALUE_ITEMS) {
+        const w = this.log.writer(KV_VALUE_ITEMS);
+        try {
+          for (const it of items) w.push(it);
+          const seq = this.put(key, w.finish().names, null, expireAt);
+          return seq;
+        } finally {
+          w.release();
+        }
+      }
+      return this.put(key, items, null, expireAt);
+    } finally {
+      for (const it of items) pool.free(it.index); // the record (or the writer's tree) holds its own
+    }
+  }
+
+  /** Deletes `key` if present. */
+  delete(key: Uint8Array): boolean {
+    this.#forget(key);
+    return this.log.delete(key) !== null;
+  }
+
+  /** The value's bytes, copied (short values, numbers, keys: never a value streamed to a client). */
+  bytes(v: Value): Uint8Array {
+    const out = new Uint8Array(v.len);
+    let at = 0;
+    const cur = new ObjectCursor(this.pool, v.obj);
+    for (let r = cur.next(); r; r = cur.next()) {
+      out.set(this.pool.viewName(r), at);
+      at += r.length;
+    }
+    return out;
+  }
+
+  /** Removes expired keys: checks up to `max` entries, resuming where the last sweep stopped. */
+  sweep(now: number, max: number): void {
+    let n = 0;
+    let wrapped = false;
+    while (n < max && this.#expires.size) {
+      const r = (this.#sweepAt ??= this.#expires.entries()).next();
+      if (r.done) {
+        this.#sweepAt = null;
+        if (wrapped) break;
+        wrapped = true;
+        continue;
+      }
+      n++;
+      const [k, t] = r.value;
+      if (now > t) {
+        const key = Uint8Array.from(k, (ch) => ch.charCodeAt(0));
+        const o = this.log.object(key);
+        if (o && this.#decode(o)?.expireAt === t) {
+          this.log.delete(key);
+          this.expired++;
+        }
+        this.#expires.delete(k);
+      }
+    }
+  }
+
+  /** Every key with an expiry that has passed is removed (DBSIZE counts live keys). */
+  sweepAll(): void {
+    this.#sweepAt = null;
+    this.sweep(this.#now(), this.#expires.size);
+  }
+
+  /** Deletes every key. */
+  clear(): number {
+    let n = 0;
+    for (const e of this.log.entries()) {
+      this.log.delete(e.key);
+      n++;
+    }
+    this.#expires.clear();
+    this.#sweepAt = null;
+    return n;
+  }
+
+  #forget(key: Uint8Array): void {
+    if (this.#expires.size) this.#expires.delete(latin1(key));
+  }
+
+  /** A record's value and expiry, or null when it is not a kv record. */
+  #decode(o: LogObject): Value | null {
+    const names = o.names;
+    const pool = this.pool;
+    if (o.tag === KV_TAG) {
+      const last = names[names.length - 1];
+      if (!last || last.height || last.length < KV_TRAILER) return null;
+      const t = pool.view(last.index, last.offset + last.length - KV_TRAILER, KV_TRAILER);
+      if (t[0] !== MAGIC[0] || t[1] !== MAGIC[1] || t[2] !== MAGIC[2] || t[3] !== MAGIC[3] || t[4] !== 2) return null;
+      const items = names.slice(0, -1);
+      if (last.length > KV_TRAILER)
+        items.push({ index: last.index, offset: last.offset, length: last.length - KV_TRAILER });
+      const len = o.length ? o.length - KV_TRAILER : lengthOf(pool, items);
+      return { obj: { names: items }, len, expireAt: expiry(t) };
+    }
+    // a first-release record: [header (+ a short value), ...value ranges]
+    const h = names[0];
+    if (!h || h.height || h.length < KV_TRAILER) return null;
+    const t = pool.view(h.index, h.offset, KV_TRAILER);
+    if (t[0] !== MAGIC[0] || t[1] !== MAGIC[1] || t[2] !== MAGIC[2] || t[3] !== MAGIC[3] || t[4] !== 1) return null;
+    const items: Item[] = names.slice(1);
+    if (h.length > KV_TRAILER)
+      items.unshift({ index: h.index, offset: h.offset + KV_TRAILER, length: h.length - KV_TRAILER });
+    const len = o.length ? o.length - KV_TRAILER : lengthOf(pool, items);
+    return { obj: { names: items }, len, expireAt: expiry(t) };
+  }
+}
+
+function lengthOf(pool: Pool, items: readonly Item[]): number {
+  const e = pool.core.exports as unknown as { extInfo(i: number, code: number): number };
+  let n = 0;
+  for (const x of items) n += x.height ? e.extInfo(x.index, 2) : x.length;
+  return n;
+}
+
+/** The f64 at bytes 8..15 of a trailer (0.0, no expiry, is eight zero bytes: no DataView then). */
+function expiry(t: Uint8Array): number {
+  if ((t[8]! | t[9]! | t[10]! | t[11]! | t[12]! | t[13]! | t[14]! | t[15]!) === 0) return 0;
+  return new DataView(t.buffer, t.byteOffset + 8, 8).getFloat64(0, true);
+}
+
+export function latin1(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
+  return s;
+}

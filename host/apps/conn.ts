@@ -120,6 +120,9 @@ export class Conn<S = unknown> {
   /** The app asked to close (a reply with `close`): later replies are dropped. */
   closing = false;
   /** @internal */ finished = false;
+  /** The connection is gone (closed or reset): nothing of it is queued any more. */
+  gone = false;
+  /** @internal */ idleAborted = false;
   #layer: ConnLayer<S>;
 
   constructor(layer: ConnLayer<S>, id: number) {
@@ -402,13 +405,18 @@ export class ConnLayer<S> {
     return false;
   }
 
-  /** Unpins streamed objects once the core holds every range their connection sent. */
+  /**
+   * Unpins streamed objects once the core holds every range their connection sent: nothing of
+   * it waits in the send queue (refused or not handed yet) and a poll has run over the last
+   * send. A connection that closes with a FIN still has its queue to empty; only one that is
+   * gone (closed or reset: its queue dropped, the core's own references released) unpins at once.
+   */
   #releasePins(): void {
     if (this.#unpin.length === 0) return;
     let keep = 0;
     for (const f of this.#unpin) {
       const q = f.c.q;
-      if (f.c.finished || (q.idle && !q.unconfirmed && !q.blocked)) this.log.unpin(f.obj);
+      if (f.c.gone || (q.idle && !q.unconfirmed && !q.blocked)) this.log.unpin(f.obj);
       else this.#unpin[keep++] = f;
     }
     this.#unpin.length = keep;
@@ -469,6 +477,7 @@ export class ConnLayer<S> {
     c.cur = null;
     c.out = -1;
     c.finished = true;
+    c.gone = true;
     this.#pending.delete(c);
     this.conns.delete(c.id);
     this.#releasePins();
@@ -480,7 +489,8 @@ export class ConnLayer<S> {
     const now = this.#now();
     let aborted = 0;
     for (const c of this.conns.values())
-      if (c.busy && now - c.lastData > this.idleTimeoutMs) {
+      if (c.busy && !c.idleAborted && now - c.lastData > this.idleTimeoutMs) {
+        c.idleAborted = true; // its RESET comes with the next turn: count it once
         this.stats.idleAborts++;
         c.abort();
         aborted++;

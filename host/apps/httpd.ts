@@ -31,7 +31,20 @@ const HDR_FIXED = 8;
 const BYTES_PER_BUFFER = 1400;
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
+/**
+ * Heads go out as latin1, byte for byte: the parser reads header values as latin1 (RFC 9110
+ * §5.5: obs-text bytes are opaque), and a Content-Type stored and sent back keeps its bytes.
+ */
+const latin1 = (s: string): Uint8Array => {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i) & 0xff;
+  return out;
+};
+const fromLatin1 = (b: Uint8Array): string => {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
+  return s;
+};
 
 interface Req {
   parser: HttpParser;
@@ -140,6 +153,9 @@ export class HttpdApp {
     const r = c.state;
     if (r.parser.dead) return;
     r.parser.feed(chunk, (h: HttpEvent) => {
+      // a request that closes the connection is the last one: what was pipelined after it is
+      // read and dropped, never run (RFC 9112 §9.6)
+      if (c.closing) return;
       switch (h.kind) {
         case "head":
           c.busy = true;
@@ -166,7 +182,7 @@ export class HttpdApp {
           r.writer?.abort();
           r.writer = null;
           this.#stats.errors++;
-          this.#reply(c, h.status, h.message + "\n", h.fatal || !(r.head?.keepAlive ?? true));
+          this.#reply(c, h.status, h.message + "\n", h.fatal || !(r.head?.keepAlive ?? true), [], "text/plain", r.head);
           break;
       }
     });
@@ -203,7 +219,7 @@ export class HttpdApp {
     r.key = key;
     r.type = type;
     r.writer = this.log.writer(this.log.maxNames - 1); // one item is the header
-    if (h.expectContinue) c.reply([enc.encode(CONTINUE)]);
+    if (h.expectContinue) c.reply([latin1(CONTINUE)]);
   }
 
   /**
@@ -241,7 +257,7 @@ export class HttpdApp {
         return this.#reply(c, 507, `not stored: ${(e as Error).message}\n`, close);
       }
       this.#stats.puts++;
-      return c.reply([enc.encode(responseHead(201, 0, { close }))], close);
+      return c.reply([latin1(responseHead(201, 0, { close }))], close);
     }
     if (h.method === "GET" && (h.target === "/" || h.target === "")) return this.#statsReply(c, close);
     if (h.method === "GET" || h.method === "HEAD") return this.#get(c, h, close);
@@ -250,14 +266,14 @@ export class HttpdApp {
       if (key === null) return this.#reply(c, 400, "bad key\n", close);
       this.#stats.deletes++;
       if (this.log.delete(key) === null) return this.#reply(c, 404, "not found\n", close);
-      return c.reply([enc.encode(responseHead(204, 0, { close }))], close);
+      return c.reply([latin1(responseHead(204, 0, { close }))], close);
     }
     this.#reply(c, 405, "method not allowed\n", close, [["Allow", "GET, HEAD, PUT, POST, DELETE"]]);
   }
 
   /** Appends `key -> [header, ...body]` (the header in the arena, the body where it arrived). */
   #store(key: string, type: string, w: ObjectWriter): void {
-    const tb = enc.encode(type);
+    const tb = latin1(type);
     const hn = this.arena.take(HDR_FIXED + tb.length);
     const v = this.stack.pool.viewName(hn);
     v.set(HDR_MAGIC);
@@ -273,17 +289,17 @@ export class HttpdApp {
 
   #get(c: Conn<Req>, h: HttpHead, close: boolean): void {
     const key = decodeKey(h.target);
-    if (key === null) return this.#reply(c, 400, "bad key\n", close);
+    if (key === null) return this.#reply(c, 400, "bad key\n", close, [], "text/plain", h);
     this.#stats.gets++;
     const obj = this.log.object(key);
-    if (!obj) return this.#reply(c, 404, "not found\n", close);
+    if (!obj) return this.#reply(c, 404, "not found\n", close, [], "text/plain", h);
     let skip = 0;
     let type = "application/octet-stream";
     if (obj.tag === HTTPD_TAG) {
       const hn = obj.names[0]!;
       const v = this.stack.pool.viewName(hn);
       const tl = v[6]! | (v[7]! << 8);
-      type = dec.decode(v.subarray(HDR_FIXED, HDR_FIXED + tl));
+      type = fromLatin1(v.subarray(HDR_FIXED, HDR_FIXED + tl));
       skip = hn.length;
     }
     const size = obj.length - skip;
@@ -295,7 +311,8 @@ export class HttpdApp {
     if (range !== undefined) {
       const r = parseRange(range, size);
       if (r === "unsatisfiable") {
-        return this.#reply(c, 416, "range not satisfiable\n", close, [["Content-Range", `bytes */${size}`]]);
+        const cr: [string, string][] = [["Content-Range", `bytes */${size}`]];
+        return this.#reply(c, 416, "range not satisfiable\n", close, cr, "text/plain", h);
       }
       if (r) {
         status = 206;
@@ -304,7 +321,7 @@ export class HttpdApp {
         headers.push(["Content-Range", `bytes ${start}-${end - 1}/${size}`]);
       }
     }
-    const head = enc.encode(responseHead(status, end - start, { close, type, headers }));
+    const head = latin1(responseHead(status, end - start, { close, type, headers }));
     const parts: Part[] = [head];
     if (h.method === "GET" && end > start) {
       parts.push({ stream: obj, start: skip + start, end: skip + end });
@@ -323,6 +340,7 @@ export class HttpdApp {
     this.#reply(c, 200, s + "\n", close, [], "application/json");
   }
 
+  /** A short reply with a text body (none for a HEAD request: its head alone, RFC 9110 §9.3.2). */
   #reply(
     c: Conn<Req>,
     status: number,
@@ -330,10 +348,11 @@ export class HttpdApp {
     close: boolean,
     headers: [string, string][] = [],
     type = "text/plain",
+    req: HttpHead | null = null,
   ): void {
     const body = enc.encode(text);
-    const head = enc.encode(responseHead(status, body.length, { close, type, headers }));
-    c.reply([head, body], close);
+    const head = latin1(responseHead(status, body.length, { close, type, headers }));
+    c.reply(req?.method === "HEAD" ? [head] : [head, body], close);
   }
 }
 

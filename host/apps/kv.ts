@@ -132,7 +132,7 @@ export class KvApp implements Kv {
       const s = c.state;
       const a = (s.cur ??= { bytes: null, writer: null, len: 0, full: false });
       a.len += length;
-      if (a.full) return;
+      if (a.full || c.closing) return; // nothing is kept for a command that will not run
       if (this.stack.pool.freeCount <= this.reserveBuffers) {
         // the pool is down to its reserve: nothing of this argument is kept
         a.full = true;
@@ -152,7 +152,8 @@ export class KvApp implements Kv {
       const c = this.#pc!;
       c.busy = false;
       try {
-        this.#command(c);
+        // after QUIT (or a protocol error) nothing pipelined behind it runs, as in Redis
+        if (!c.closing) this.#command(c);
       } finally {
         this.#dropArgs(c.state);
       }

@@ -26,6 +26,7 @@ import {
   ZERO,
   type Nested,
 } from "./reply.js";
+import { addLongDouble, formatLongDouble, isInfinite, parseLongDouble, type LongDouble } from "./float.js";
 import { KV_SMALL, KV_VALUE_ITEMS, type KvStore, type Value } from "./store.js";
 import type { ObjectWriter } from "../../object.js";
 
@@ -370,32 +371,6 @@ export function parseI64(b: Uint8Array): bigint | null {
   return v > I64_MAX || v < I64_MIN ? null : v;
 }
 
-/** A float as Redis's string2ld takes it (no spaces, no hex, not NaN), or null. */
-export function parseFloat64(b: Uint8Array): number | null {
-  const s = latin(b);
-  if (s.length === 0 || s.length > 5000) return null;
-  if (!/^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity)$/i.test(s)) return null;
-  const v = /inf/i.test(s) ? (s.startsWith("-") ? -Infinity : Infinity) : Number(s);
-  return Number.isNaN(v) ? null : v;
-}
-
-/**
- * A float as INCRBYFLOAT answers it: Redis prints the sum in plain decimal notation with up to
- * 17 significant digits and no trailing zeros ("10.5", "3", "0.0001", "1e21" as
- * "1000000000000000000000"); the shortest decimal that reads back as the same double is what
- * the digits of a 64-bit float hold.
- */
-export function formatFloat(v: number): string {
-  let s = String(v);
-  if (!/e/.test(s)) return s;
-  if (Math.abs(v) >= 1) return BigInt(v).toString(); // a double this large is an integer
-  const [m, e] = s.split("e");
-  const digits = m!.replace("-", "").replace(".", "");
-  const zeros = -Number(e) - 1;
-  s = `${v < 0 ? "-" : ""}0.${"0".repeat(zeros)}${digits}`;
-  return s;
-}
-
 const latin = (b: Uint8Array): string => {
   let s = "";
   for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
@@ -463,15 +438,29 @@ function rewriteExpiry(k: Kv, key: Uint8Array, v: Value, expireAt: number): void
   k.counters.writes++;
 }
 
-/** An expiry option's absolute time (unix ms), or an error message. */
+/**
+ * An expiry option's absolute time (unix ms), or an error message: Redis's bounds (the time
+ * positive; in ms, and added to now for EX/PX, within a signed 64-bit integer).
+ */
 function expireTime(k: Kv, unit: string, when: Arg, cmd: string): number | string {
   const t = parseI64(k.bytes(when));
   if (t === null) return E_INT;
-  const n = Number(t);
-  if (n <= 0) return `ERR invalid expire time in '${cmd}' command`;
-  const ms = unit === "EX" || unit === "EXAT" ? n * 1000 : n;
-  const at = unit === "EX" || unit === "PX" ? k.now() + ms : ms;
-  return Number.isSafeInteger(at) ? at : `ERR invalid expire time in '${cmd}' command`;
+  const bad = `ERR invalid expire time in '${cmd}' command`;
+  if (t <= 0n) return bad;
+  const at = absoluteMs(k, t, unit === "EX" || unit === "EXAT" ? 1000n : 1n, unit === "EX" || unit === "PX");
+  return at ?? bad;
+}
+
+/** `t` (seconds or ms) as unix ms, relative to now or not; null past Redis's int64 bounds. */
+function absoluteMs(k: Kv, t: bigint, unit: bigint, relative: boolean): number | null {
+  if (t > I64_MAX / unit || t < I64_MIN / unit) return null;
+  let ms = t * unit;
+  if (relative) {
+    const now = BigInt(Math.floor(k.now()));
+    if (ms > I64_MAX - now) return null;
+    ms += now;
+  }
+  return Number(ms);
 }
 
 // ---- string commands ------------------------------------------------------------------------------
@@ -489,7 +478,12 @@ function set(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
     else if (o === "XX" && !nx) xx = true;
     else if (o === "GET") get = true;
     else if (o === "KEEPTTL" && !unit) keepTtl = true;
-    else if ((o === "EX" || o === "PX" || o === "EXAT" || o === "PXAT") && !unit && !keepTtl && i + 1 < a.length) {
+    else if (
+      (o === "EX" || o === "PX" || o === "EXAT" || o === "PXAT") &&
+      (!unit || unit === o) && // a repeated option: the last one counts (Redis 7.0)
+      !keepTtl &&
+      i + 1 < a.length
+    ) {
       unit = o;
       when = a[++i]!;
     } else return k.error(c, E_SYNTAX);
@@ -530,20 +524,28 @@ function getex(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
   let persist = false;
   for (let i = 2; i < a.length; i++) {
     const o = k.text(a[i]!).toUpperCase();
-    if ((o === "EX" || o === "PX" || o === "EXAT" || o === "PXAT") && !unit && !persist && i + 1 < a.length) {
+    if (
+      (o === "EX" || o === "PX" || o === "EXAT" || o === "PXAT") &&
+      (!unit || unit === o) &&
+      !persist &&
+      i + 1 < a.length
+    ) {
       unit = o;
       when = a[++i]!;
     } else if (o === "PERSIST" && !unit) persist = true;
     else return k.error(c, E_SYNTAX);
   }
+  // the options' syntax first, then the key (a missing one is nil, whatever the time says),
+  // then the time, as Redis does
+  const key = k.key(a[1]!);
+  const v = read(k, key);
+  if (!v) return k.reply(c, [NIL]);
   let expireAt = -1;
   if (when) {
     const t = expireTime(k, unit, when, "getex");
     if (typeof t === "string") return k.error(c, t);
     expireAt = t;
   } else if (persist) expireAt = 0;
-  const key = k.key(a[1]!);
-  const v = read(k, key);
   const parts: Part[] = [];
   valueParts(k, v, parts);
   if (v && key && expireAt >= 0 && expireAt !== v.expireAt) rewriteExpiry(k, key, v, expireAt);
@@ -584,22 +586,21 @@ function incr(k: Kv, c: Conn<KvClient>, keyArg: Arg, by: bigint): void {
 function incrbyfloat(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
   const key = keyOr(k, c, a[1]!);
   if (!key) return;
-  const by = parseFloat64(k.bytes(a[2]!));
-  if (by === null) return k.error(c, E_FLOAT);
+  // Redis's long double arithmetic (kv/float.ts): the stored value first, then the increment
   const old = read(k, key);
-  let cur = 0;
-  if (old) {
-    const v = old.len > 5000 ? null : parseFloat64(k.store.bytes(old));
-    if (v === null) return k.error(c, E_FLOAT);
-    cur = v;
-  }
-  const next = cur + by;
-  if (!Number.isFinite(next)) return k.error(c, "ERR increment would produce NaN or Infinity");
-  const s = formatFloat(next);
+  const cur = old ? (old.len < 5 * 1024 ? parseLongDouble(latin(k.store.bytes(old))) : null) : ZERO_LD;
+  if (!cur) return k.error(c, E_FLOAT);
+  const by = parseLongDouble(latin(k.bytes(a[2]!)));
+  if (!by) return k.error(c, E_FLOAT);
+  const next = addLongDouble(cur, by);
+  if (!next || isInfinite(next)) return k.error(c, "ERR increment would produce NaN or Infinity");
+  const s = formatLongDouble(next);
   k.store.putBytes(key, str(s), old ? old.expireAt : 0);
   k.counters.writes++;
   k.reply(c, [bulk(s)]);
 }
+
+const ZERO_LD: LongDouble = { neg: false, m: 0n, e: 0 };
 
 /**
  * APPEND: the new value is the old one's items (shared: no byte moves or is persisted again)
@@ -742,8 +743,7 @@ function pushRange(w: ObjectWriter, v: Value, start: number, end: number): void 
 // ---- keys -----------------------------------------------------------------------------------------
 
 function expire(k: Kv, c: Conn<KvClient>, a: Arg[], unitMs: number, absolute: boolean, cmd: string): void {
-  const t = parseI64(k.bytes(a[2]!));
-  if (t === null) return k.error(c, E_INT);
+  // the options first, then the time (Redis's order of errors)
   let nx = false;
   let xx = false;
   let gt = false;
@@ -758,10 +758,10 @@ function expire(k: Kv, c: Conn<KvClient>, a: Arg[], unitMs: number, absolute: bo
   }
   if (nx && (xx || gt || lt)) return k.error(c, "ERR NX and XX, GT or LT options at the same time are not compatible");
   if (gt && lt) return k.error(c, "ERR GT and LT options at the same time are not compatible");
-  const ms = Number(t) * unitMs;
-  const at = absolute ? ms : k.now() + ms;
-  if (!Number.isSafeInteger(at) || !Number.isSafeInteger(ms))
-    return k.error(c, `ERR invalid expire time in '${cmd}' command`);
+  const t = parseI64(k.bytes(a[2]!));
+  if (t === null) return k.error(c, E_INT);
+  const at = absoluteMs(k, t, BigInt(unitMs), !absolute);
+  if (at === null) return k.error(c, `ERR invalid expire time in '${cmd}' command`);
   const key = k.key(a[1]!);
   const v = read(k, key);
   if (!v || !key) return k.reply(c, [ZERO]);
@@ -898,8 +898,8 @@ function config(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
     if (a.length < 3) return k.error(c, "ERR wrong number of arguments for 'config|get' command");
     const out: string[] = [];
     for (let i = 2; i < a.length; i++) {
-      const re = globRegExp(k.text(a[i]!).toLowerCase());
-      for (const [key, v] of Object.entries(k.config)) if (re.test(key) && !out.includes(key)) out.push(key, v);
+      const pat = k.text(a[i]!).toLowerCase();
+      for (const [key, v] of Object.entries(k.config)) if (globMatch(pat, key) && !out.includes(key)) out.push(key, v);
     }
     return k.reply(c, [str(nested(out))]);
   }
@@ -911,12 +911,64 @@ function config(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
   k.error(c, `ERR unknown subcommand '${k.text(a[1]!)}'. Try CONFIG HELP.`);
 }
 
-function globRegExp(glob: string): RegExp {
-  let re = "";
-  for (const ch of glob) {
-    if (ch === "*") re += ".*";
-    else if (ch === "?") re += ".";
-    else re += ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+/**
+ * Redis's glob match (util.c stringmatchlen): `*`, `?`, `[...]` with ranges and `^`, and `\` to
+ * escape; iterative, without a RegExp (a pattern of any length is fine).
+ */
+export function globMatch(p: string, s: string): boolean {
+  let pi = 0;
+  let si = 0;
+  let starP = -1;
+  let starS = 0;
+  while (si < s.length) {
+    if (pi < p.length) {
+      const c = p[pi]!;
+      if (c === "*") {
+        starP = ++pi;
+        starS = si;
+        continue;
+      }
+      if (c === "?") {
+        pi++;
+        si++;
+        continue;
+      }
+      if (c === "[") {
+        let k = pi + 1;
+        const not = p[k] === "^";
+        if (not) k++;
+        let match = false;
+        for (; k < p.length && p[k] !== "]"; k++) {
+          if (p[k] === "\\" && k + 1 < p.length) {
+            k++;
+            if (p[k] === s[si]) match = true;
+          } else if (k + 2 < p.length && p[k + 1] === "-" && p[k + 2] !== "]") {
+            let lo = p[k]!;
+            let hi = p[k + 2]!;
+            if (lo > hi) [lo, hi] = [hi, lo];
+            if (s[si]! >= lo && s[si]! <= hi) match = true;
+            k += 2;
+          } else if (p[k] === s[si]) match = true;
+        }
+        if (not) match = !match;
+        if (match) {
+          pi = Math.min(k + 1, p.length);
+          si++;
+          continue;
+        }
+      } else {
+        const lit = c === "\\" && pi + 1 < p.length ? p[pi + 1]! : c;
+        if (lit === s[si]) {
+          pi += c === "\\" && pi + 1 < p.length ? 2 : 1;
+          si++;
+          continue;
+        }
+      }
+    }
+    if (starP < 0) return false;
+    pi = starP;
+    si = ++starS;
   }
-  return new RegExp(`^${re}$`);
+  while (p[pi] === "*") pi++;
+  return pi === p.length;
 }

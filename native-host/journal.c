@@ -551,16 +551,19 @@ static void commit_batch(pm_journal *j, qentry *batch) {
     put32(h + 28, q->n);
     put64(h + 32, q->gen);
     uint64_t hlen = EHDR + (uint64_t)q->n * EPAIR;
+    /* The CRC goes into the header before any part of the entry is queued: the iovec array
+     * may be written out (IOV_MAX) in the middle of an entry, header first. */
     uint32_t crc = crc32c(0, h + 8, hlen - 8, false);
+    for (uint32_t i = 0; i < q->npay && !inplace; i++) {
+      const uint8_t *d = pair_desc(q, i);
+      crc = crc32c(crc, j->m->base + j->m->off + get64(d), get32(d + 8), false);
+    }
+    put32(h + 4, crc32c(crc, q->data, q->meta, false));
     e = iov_add(j, h, hlen);
     for (uint32_t i = 0; i < q->npay && !inplace && !e; i++) {
       const uint8_t *d = pair_desc(q, i);
-      const uint8_t *p = j->m->base + j->m->off + get64(d);
-      crc = crc32c(crc, p, get32(d + 8), false);
-      e = iov_add(j, p, get32(d + 8));
+      e = iov_add(j, j->m->base + j->m->off + get64(d), get32(d + 8));
     }
-    crc = crc32c(crc, q->data, q->meta, false);
-    put32(h + 4, crc);
     if (!e) e = iov_add(j, q->data, q->meta);
     if (!e) e = iov_add(j, zeros, align_up(len, SECTOR) - len); /* the run stays contiguous */
     j->wpos = pos + align_up(len, SECTOR);

@@ -197,4 +197,31 @@ test(`power loss in journal mode: ${TRIALS} kills x ${STATES} device states, eve
   console.log(`  power loss: ${JSON.stringify(seen)}`);
 });
 
+test("a process killed after an object's ack: its journal entries, each with more ranges than one pwritev takes, replay whole", async () => {
+  const bigChild = new URL("./lib/bigentry-child.mjs", import.meta.url).pathname;
+  for (let rep = 0; rep < 6; rep++) {
+    const path = join(scratchDir(rep % 2 ? "disk" : "tmpfs"), "big.pm");
+    const size = 16_000_000 + rep * 5_000_000;
+    await new Promise((resolve, reject) => {
+      const p = spawn(process.execPath, [bigChild, path, String(size)], { stdio: ["ignore", "pipe", "inherit"] });
+      p.stdout.on("data", (d) => {
+        if (String(d).includes("ACK")) p.kill("SIGKILL");
+      });
+      p.on("error", reject);
+      p.on("close", resolve);
+    });
+    const log = PmLog.openFile(path, { buffers: 131072, mode: "journal" });
+    try {
+      assert.is(log.pool.journal.replay.damage, "", JSON.stringify(log.pool.journal.replay));
+      assert.ok(
+        contentOk(log.pool, log.object("a"), { ver: 2, size }),
+        `rep ${rep}: the acknowledged ${size}-byte value`,
+      );
+      log.pool.check();
+    } finally {
+      log.pool.close();
+    }
+  }
+});
+
 test.run();

@@ -28,9 +28,12 @@ export { ringCreate, ringPush, ringShift, ringAdvance, ringSwap } from "./ring";
 import { bufAddr as _bufAddr, poolCount as _count } from "./pool";
 import { namePack, nameIndex, nameOffset, nameLength } from "./names";
 
-/** Memory offset of buffer i, or 0 if i is out of range. */
-export function bufAddress(i: u32): usize {
-  return i < _count() ? _bufAddr(i) : 0;
+/**
+ * Memory offset of buffer i, or 0 if i is out of range. An f64, so that an offset above 2 GiB
+ * (a large pool) reaches JavaScript as the positive number it is, not as a negative i32.
+ */
+export function bufAddress(i: u32): f64 {
+  return i < _count() ? <f64>_bufAddr(i) : 0;
 }
 
 /** Packs a name (checked by the caller). Exposed for tests of the 64-bit name format. */

@@ -262,6 +262,45 @@ for (const medium of MEDIA)
     again.pool.close();
   });
 
+test("a pool past 2 GiB of Wasm memory: buffers up there are addressed, written, named and read back", () => {
+  // 1.2 M buffers: the top of the buffer region lies above 2^31 (where a u32 address would
+  // come back to JavaScript as a negative i32)
+  const log = PmLog.openFile(join(dir, "big.pm"), { buffers: 1_200_000, mode: "strict" });
+  const pool = log.pool;
+  try {
+    const held = [];
+    let top = -1;
+    while (top < 0) {
+      const i = pool.alloc();
+      held.push(i);
+      if (pool.address(i) > 2 ** 31 + 2 ** 20) top = i;
+    }
+    const r = rng(6);
+    const data = random(r, 300 * 2048);
+    const w = log.writer();
+    for (let k = 0; k < 300; k++) {
+      const i = held[held.length - 1 - k];
+      pool.view(i, 0, 2048).set(data.subarray(k * 2048, (k + 1) * 2048));
+      w.push({ index: i, offset: 0, length: 2048 });
+    }
+    log.put("high", w);
+    log.commit();
+    const obj = log.object("high");
+    assert.ok(
+      obj.names.some((x) => x.height),
+      "a tree whose nodes sit up there too",
+    );
+    assert.equal(readAll(pool, obj), data);
+    assert.equal(readAll(pool, obj, 1000, 500_000), data.subarray(1000, 500_000));
+    pool.freeBatch(held);
+    log.delete("high");
+    log.commit();
+    assert.is(pool.check().kept, 0);
+  } finally {
+    pool.close();
+  }
+});
+
 test("ObjectWriter refuses use after finish or release", () => {
   const log = fresh();
   const w = log.writer();

@@ -258,6 +258,15 @@ async function runServer(a: Args): Promise<number> {
     pcap?.close();
     ns?.remove();
   };
+  // the signal handlers come first: a Ctrl-C or SIGTERM from here on (one sent the moment a
+  // start-up line is read, say) closes everything the command made, the namespace included
+  let stopWith: ((sig: string) => void) | null = null;
+  let pending: string | null = null;
+  const onSignal = (sig: string) => () => (stopWith ? stopWith(sig) : (pending ??= sig));
+  const onInt = onSignal("SIGINT");
+  const onTerm = onSignal("SIGTERM");
+  process.once("SIGINT", onInt);
+  process.once("SIGTERM", onTerm);
   try {
     let nic: ServeNic;
     if (nsName) ns = new OwnNetns(nsName);
@@ -305,6 +314,8 @@ async function runServer(a: Args): Promise<number> {
       ns.ip(["link", "set", kdev, "up"]);
     }
   } catch (e) {
+    process.off("SIGINT", onInt);
+    process.off("SIGTERM", onTerm);
     cleanup();
     throw e;
   }
@@ -325,6 +336,7 @@ async function runServer(a: Args): Promise<number> {
     if (cmd === "httpd") {
       console.log(`try:  ${ex} curl -d 'hello, PM' http://${us}/greeting`);
       console.log(`      ${ex} curl http://${us}/greeting`);
+      console.log(`      ${ex} curl -T bigfile http://${us}/big   (any size; GET streams it back)`);
     } else
       console.log(`try:  ${ex} redis-cli -h ${us}${usPort !== 6379 ? ` -p ${usPort}` : ""} SET greeting 'hello, PM'`);
   } else if (kind === "tap") {
@@ -393,15 +405,14 @@ async function runServer(a: Args): Promise<number> {
   }
 
   return new Promise((resolveExit) => {
-    const stop = (sig: string) => {
+    stopWith = (sig: string) => {
       if (tty && !a.opts.has("quiet")) process.stderr.write("\n");
       console.log(`pmstack ${cmd}: ${sig}, closing`);
       cleanup();
       resolveExit(0);
     };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("exit", cleanup);
+    if (pending) stopWith(pending);
   });
 }
 

@@ -192,7 +192,7 @@ it("AF_XDP: skb (generic) mode and a volatile pool; busy poll", async () => {
   }
 });
 
-it("AF_XDP: re-bind right after close (EBUSY retried), and ext4 refused with a clear reason", async () => {
+it("AF_XDP: re-bind right after close (EBUSY retried); a disk pool in place (msync) refused with a clear reason, in journal mode its UMEM", async () => {
   const s = setup("xdprebind");
   try {
     s.port.close();
@@ -208,7 +208,12 @@ it("AF_XDP: re-bind right after close (EBUSY retried), and ext4 refused with a c
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmstack-xdp-"));
     try {
       let q2;
-      const disk = Pool.create(`${dir}/p.pm`, { buffers: 256, configure: (c) => (q2 = reserveNicQueues(c)) });
+      // MAP_SHARED pages of a file on a block device cannot be pinned for the kernel to write
+      const disk = Pool.create(`${dir}/p.pm`, {
+        buffers: 256,
+        mode: "msync",
+        configure: (c) => (q2 = reserveNicQueues(c)),
+      });
       try {
         if (disk.medium === "tmpfs") return; // tmpdir on tmpfs here: nothing to refuse
         let err;
@@ -225,6 +230,19 @@ it("AF_XDP: re-bind right after close (EBUSY retried), and ext4 refused with a c
       } finally {
         disk.close();
       }
+      // in journal mode (the default on a disk) the file is mapped MAP_PRIVATE: its pages are
+      // the process's own once written, and the pool itself is the UMEM (no copy)
+      let q3;
+      const jdisk = Pool.create(`${dir}/j.pm`, { buffers: 256, configure: (c) => (q3 = reserveNicQueues(c)) });
+      try {
+        if (jdisk.persistMode === "journal") {
+          const zc = XdpPort.open(jdisk, q3, { ifname: "pmvp0", netns: s.ns.path });
+          assert.is(zc.info.umem, "pool");
+          zc.close();
+        }
+      } finally {
+        jdisk.close();
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -234,16 +252,17 @@ it("AF_XDP: re-bind right after close (EBUSY retried), and ext4 refused with a c
   }
 });
 
-it("AF_XDP: a pool on the disk (ext4) through the anonymous-UMEM copy path: ping -c 10, copies counted", async () => {
+it("AF_XDP: a disk pool in place (msync) through the anonymous-UMEM copy path: ping -c 10, copies counted", async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmstack-xdp-"));
   const ns = new Netns("xdpanon");
   let pool;
   let port;
   try {
     let q;
-    pool = Pool.create(`${dir}/p.pm`, { buffers: 2048, configure: (c) => (q = reserveNicQueues(c)) });
+    pool = Pool.create(`${dir}/p.pm`, { buffers: 2048, mode: "msync", configure: (c) => (q = reserveNicQueues(c)) });
     makeVeth(ns);
-    // On ext4 the pool cannot be the UMEM: "fallback" copies; on a tmpfs tmpdir force the copy path.
+    // On ext4 in place (MAP_SHARED) the pool cannot be the UMEM: "fallback" copies; on a tmpfs
+    // tmpdir force the copy path.
     const copyUmem = pool.medium === "tmpfs" ? "always" : "fallback";
     port = XdpPort.open(pool, q, { ifname: "pmvp0", netns: ns.path, copyUmem });
     assert.is(port.info.umem, "anonymous");

@@ -1,15 +1,21 @@
 // End to end: the durable key-value store (KvApp) on pmstack over TAP, with redis-cli and
 // redis-benchmark in a namespace as the clients. Every supported command through redis-cli,
 // redis-benchmark with no errors, then a restart of the server (close, reopen the same PM file)
-// and every acknowledged key read back byte-exact.
+// and every acknowledged key read back byte-exact. Then `pmstack kv` (build/cli.js, a second
+// process) on a 1 GiB pool on the disk: a 48 MiB value through redis-cli -x SET / GET (sha256),
+// STRLEN, GETRANGE, APPEND and SETRANGE on it; and a client that stalls inside a value is
+// aborted after --idle-timeout with every buffer back. Kill -9 during large SETs: e2e-crash.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
 import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { KvApp, serve } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
 import { rng } from "./lib/rng.mjs";
+import { startCli, spawnIn, writeRandomFile, waitFor, sleep } from "./lib/appserver.mjs";
 
 const hasCli = spawnSync("sh", ["-c", "command -v redis-cli && command -v redis-benchmark"]).status === 0;
 const why = netnsUnavailable() ?? (hasCli ? null : "redis-cli/redis-benchmark not installed (package redis-tools)");
@@ -272,6 +278,162 @@ it("kill -9 under load: a restart finds every acknowledged SET", async () => {
   } finally {
     if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     srv?.close();
+    ns.cleanup();
+  }
+});
+
+const MiB = 1 << 20;
+const sha = (...parts) => {
+  const h = createHash("sha256");
+  for (const p of parts) h.update(p);
+  return h.digest("hex");
+};
+
+it("pmstack kv --size 1G on the disk: a 48 MiB value through redis-cli -x SET / GET; STRLEN, GETRANGE, APPEND, SETRANGE on it; restart", async () => {
+  const ns = new Netns("kvbig");
+  const dir = scratchDir("disk");
+  const pm = join(dir, "big.pm");
+  const us = "198.18.9.2";
+  const cfg = { pm, dev: "pmkvbig0", us, peer: "198.18.9.1", args: ["--size", "1G"] };
+  let srv;
+  try {
+    srv = await startCli(ns, "kv", cfg);
+    assert.match(srv.out(), /persist: journal on ext4/);
+    assert.ok(existsSync(`${pm}.journal`));
+    const file = join(dir, "value.bin");
+    const up = writeRandomFile(file, 48 * MiB, 48);
+    const size = up.size;
+    const value = readFileSync(file);
+    const rc = (args, opts) => spawnIn(ns, "redis-cli", ["-h", us, ...args], { timeoutMs: 120_000, ...opts });
+    const text = async (...args) => {
+      const r = await rc(args);
+      assert.is(r.status, 0, r.stderr);
+      return r.stdout.trimEnd();
+    };
+    /** GET big: redis-cli --raw prints the value and a newline. */
+    const getSha = async (key) => {
+      const r = await rc(["--raw", "GET", key]);
+      assert.is(r.status, 0, r.stderr);
+      return { sha: r.sha256, len: r.bytes - 1 };
+    };
+    const set = await rc(["-x", "SET", "big"], { inputFile: file });
+    assert.is(set.stdout, "OK\n", set.stderr);
+    assert.equal(await getSha("big"), { sha: up.shaNl, len: size }, "GET: the 48 MiB value, byte-exact");
+    assert.is(await text("STRLEN", "big"), String(size));
+    // GETRANGE: the start, a stretch deep inside, the end (negative offsets), past the end
+    for (const [a, b] of [
+      [0, 99],
+      [30_000_000, 30_065_535],
+      [-1000, -1],
+      [size - 10, size + 1000],
+    ]) {
+      const r = await rc(["--raw", "GETRANGE", "big", String(a), String(b)]);
+      const from = a < 0 ? size + a : a;
+      const to = Math.min(b < 0 ? size + b : b, size - 1) + 1;
+      assert.is(r.sha256, sha(value.subarray(from, to), "\n"), `GETRANGE big ${a} ${b}`);
+    }
+    // APPEND shares the old value's nodes: the value is old bytes then the new ones
+    const tail = "-appended-tail";
+    assert.is(await text("APPEND", "big", tail), String(size + tail.length));
+    assert.is(await text("STRLEN", "big"), String(size + tail.length));
+    assert.is(await text("GETRANGE", "big", "-14", "-1"), tail);
+    assert.equal(await getSha("big"), { sha: sha(value, tail, "\n"), len: size + tail.length });
+    // SETRANGE inside the value, and past its end (zero padding)
+    assert.is(await text("SETRANGE", "big", "20000000", "PMSTACK"), String(size + tail.length));
+    const want = Buffer.concat([value, Buffer.from(tail)]);
+    want.write("PMSTACK", 20_000_000, "latin1");
+    assert.is(
+      await text("GETRANGE", "big", "19999999", "20000007"),
+      want.subarray(19_999_999, 20_000_008).toString("latin1"),
+    );
+    const far = size + tail.length + 100;
+    assert.is(await text("SETRANGE", "big", String(far), "END"), String(far + 3));
+    const full = Buffer.concat([want, Buffer.alloc(100), Buffer.from("END")]);
+    assert.equal(await getSha("big"), { sha: sha(full, "\n"), len: full.length }, "after SETRANGE");
+    // a second copy by SET, then a restart (SIGTERM, same pool): both read back
+    assert.is((await rc(["-x", "SET", "copy"], { inputFile: file })).stdout, "OK\n");
+    assert.is((await srv.kill("SIGTERM")).status, 0, srv.err());
+    srv = await startCli(ns, "kv", cfg);
+    assert.match(srv.out(), /log: 2 keys recovered/);
+    assert.equal(await getSha("big"), { sha: sha(full, "\n"), len: full.length }, "big after the restart");
+    assert.equal(await getSha("copy"), { sha: up.shaNl, len: size }, "copy after the restart");
+    // every buffer back after DEL
+    assert.is(await text("DEL", "big", "copy"), "2");
+    const st = await waitFor(async () => {
+      const s = await srv.stats();
+      return s.pool.app === 0 && s.pool.stack === 0 ? s : null;
+    }, "an idle server");
+    assert.equal([st.pool.kept, st.pool.free], [0, st.pool.total - st.pool.nic], JSON.stringify(st.pool));
+  } finally {
+    await srv?.kill("SIGKILL");
+    ns.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// A slow client in the namespace: sends stdin's bytes, then nothing; prints how the connection
+// ended ("reset", "closed" or "open" after 15 s) and after how many ms.
+const STALL = `
+const s = require("net").connect(+process.argv[2], process.argv[1]);
+let t0 = 0;
+const inp = [];
+const done = (how) => { console.log(JSON.stringify({ how, ms: Date.now() - t0 })); process.exit(0); };
+process.stdin.on("data", (d) => inp.push(d));
+process.stdin.on("end", () => s.write(Buffer.concat(inp), () => { t0 = Date.now(); console.log("SENT"); }));
+s.on("error", (e) => done(e.code === "ECONNRESET" ? "reset" : e.code));
+s.on("close", () => done("closed"));
+s.on("data", (d) => process.stderr.write(d));
+setTimeout(() => done("open"), 15000);
+`;
+
+it("slowloris: a SET that stalls inside its value is aborted after --idle-timeout and its buffers come back; an idle client is not", async () => {
+  const ns = new Netns("kvslow");
+  const dir = scratchDir("tmpfs");
+  const us = "198.18.10.2";
+  let srv;
+  try {
+    srv = await startCli(ns, "kv", {
+      pm: join(dir, "slow.pm"),
+      dev: "pmkvslow0",
+      us,
+      peer: "198.18.10.1",
+      args: ["--size", "64M", "--idle-timeout", "2"],
+    });
+    const idle = () =>
+      waitFor(async () => {
+        const s = await srv.stats();
+        return s.pool.app === 0 && s.pool.stack === 0 ? s.pool : null;
+      }, "an idle server");
+    const held = (c) => ({ kept: c.kept, app: c.app, stack: c.stack, freeOrRing: c.free + c.nic });
+    const before = await idle();
+    const keep = ns.spawn(process.execPath, ["-e", STALL, us, "6379"]);
+    keep.stdin.end("PING\r\n");
+    for (const [name, bytes] of [
+      ["SET", `*3\r\n$3\r\nSET\r\n$4\r\nslow\r\n$1000000\r\n${"v".repeat(6000)}`],
+      ["APPEND", `*3\r\n$6\r\nAPPEND\r\n$4\r\nslow\r\n$200000\r\n${"w".repeat(3000)}`],
+    ]) {
+      const p = ns.spawn(process.execPath, ["-e", STALL, us, "6379"]);
+      p.stdin.end(bytes);
+      await waitFor(() => p.out.includes("SENT"), "the slow client's bytes to go out", 10_000);
+      await sleep(300);
+      const mid = (await srv.stats()).pool;
+      assert.ok(
+        mid.free + mid.nic < before.free + before.nic,
+        `${name}: the partial value holds buffers: ${JSON.stringify({ mid, before })}`,
+      );
+      const r = await p.done;
+      const end = JSON.parse(r.stdout.split("\n").filter(Boolean).pop());
+      assert.is(end.how, "reset", `${name}: ${r.stdout}`);
+      assert.ok(end.ms >= 1500 && end.ms < 6000, `${name}: aborted after ${end.ms} ms (--idle-timeout 2)`);
+      assert.equal(held(await idle()), held(before), `${name}: every buffer back`);
+      const ex = await spawnIn(ns, "redis-cli", ["-h", us, "EXISTS", "slow"]);
+      assert.is(ex.stdout, "0\n", "nothing of it kept");
+    }
+    assert.is(keep.exitCode, null, "the idle client is still connected");
+    process.kill(keep.pid, "SIGKILL");
+    assert.match((await keep.done).stderr, /^\+PONG/);
+  } finally {
+    await srv?.kill("SIGKILL");
     ns.cleanup();
   }
 });

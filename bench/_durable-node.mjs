@@ -1,4 +1,6 @@
 // bench/durable's Node baselines (kernel TCP), run inside the benchmark's server namespace:
+// (bodies over 64 KiB, the object cells, are streamed: node-http writes each chunk to the log as
+// it arrives and fdatasyncs once at the end, and a GET streams the body from the log file)
 //   node bench/_durable-node.mjs http|net HOST PORT LOGFILE [sync|async]
 // Both are durable key-value HTTP servers with the semantics pmstack httpd has for POST: each
 // body is appended to LOGFILE as a record (32-byte header: magic, length, key length, sequence;
@@ -59,22 +61,82 @@ function lookup(key) {
   return b;
 }
 
+/**
+ * Streams a body of `len` bytes (Content-Length) into the log as it arrives: the record's
+ * header and key first, each chunk written at its offset as it comes (fs.write, or writeSync),
+ * then one fdatasync once every write is done; done(err) after it. What a careful Node server
+ * does with a large upload: no copy of the whole body in memory.
+ */
+function persistStream(key, req, len, done) {
+  const kb = Buffer.from(key);
+  const head = Buffer.alloc(32 + kb.length);
+  head.writeUInt32LE(0x504d4452, 0);
+  head.writeUInt32LE(len, 4);
+  head.writeUInt32LE(kb.length, 8);
+  head.writeUInt32LE(seq++, 12);
+  kb.copy(head, 32);
+  const at = pos;
+  pos += head.length + len;
+  let off = at + head.length;
+  let pending = 1;
+  let failed = null;
+  let ended = false;
+  const settle = (err) => {
+    if (err) failed ??= err;
+    if (--pending > 0 || !ended) return;
+    if (failed) return done(failed);
+    fs.fdatasync(fd, (e) => {
+      if (!e) index.set(key, { at: at + head.length, len });
+      done(e);
+    });
+  };
+  const write = (buf) => {
+    const o = off;
+    off += buf.length;
+    if (sync) {
+      fs.writeSync(fd, buf, 0, buf.length, o);
+      return;
+    }
+    pending++;
+    fs.write(fd, buf, 0, buf.length, o, settle);
+  };
+  write(head);
+  req.on("data", write);
+  req.on("end", () => {
+    ended = true;
+    if (sync) {
+      fs.fdatasyncSync(fd);
+      index.set(key, { at: at + head.length, len });
+      return done(null);
+    }
+    settle(null);
+  });
+  if (sync) pending = 0;
+}
+
 if (kind === "http") {
   const server = http.createServer((req, res) => {
     const key = req.url.slice(1);
     if (req.method === "POST" || req.method === "PUT") {
+      const len = Number(req.headers["content-length"] ?? NaN);
+      const reply = (err) => {
+        res.writeHead(err ? 500 : 201, { "Content-Length": 0 });
+        res.end();
+      };
+      if (len > 65536) return persistStream(key, req, len, reply); // an object: streamed to the log
       const chunks = [];
       req.on("data", (c) => chunks.push(c));
-      req.on("end", () => {
-        persist(key, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), (err) => {
-          res.writeHead(err ? 500 : 201, { "Content-Length": 0 });
-          res.end();
-        });
-      });
+      req.on("end", () => persist(key, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), reply));
     } else if (req.method === "GET") {
-      const b = lookup(key);
-      res.writeHead(b ? 200 : 404, { "Content-Length": b ? b.length : 0 });
-      res.end(b ?? undefined);
+      const e = index.get(key);
+      if (!e) {
+        res.writeHead(404, { "Content-Length": 0 });
+        return res.end();
+      }
+      res.writeHead(200, { "Content-Length": e.len });
+      if (e.len <= 65536) return res.end(lookup(key));
+      // an object: streamed from the log file
+      fs.createReadStream(null, { fd, start: e.at, end: e.at + e.len - 1, autoClose: false }).pipe(res);
     } else {
       res.writeHead(405, { "Content-Length": 0 });
       res.end();

@@ -1,6 +1,6 @@
 // Helpers shared by benchmarks.
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { closeSync, fdatasyncSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 
@@ -35,6 +35,37 @@ export async function straceCount(pid, during) {
   } finally {
     if (st.exitCode === null && st.signalCode === null) st.kill("SIGKILL");
     rmSync(out, { force: true });
+  }
+}
+
+/**
+ * The floor a medium sets for durability, measured in directory `dir`: the median time of a
+ * 512-byte pwrite + fdatasync into a pre-written file (what one durable commit costs at least),
+ * and sequential bandwidth (64 MiB written, then one fdatasync). `scale` shortens the run.
+ */
+export function deviceFloor(dir, scale = 1) {
+  const path = join(dir, "pmstack-floor.dat");
+  const fd = openSync(path, "w+");
+  try {
+    const mib = Buffer.alloc(1 << 20, 7);
+    for (let o = 0; o < 64; o++) writeSync(fd, mib, 0, mib.length, o << 20);
+    fdatasyncSync(fd);
+    const small = Buffer.alloc(512, 1);
+    const lat = [];
+    for (let k = 0; k < Math.max(20, Math.round(300 * scale)); k++) {
+      const t0 = process.hrtime.bigint();
+      writeSync(fd, small, 0, 512, (k * 4096) % (64 << 20));
+      fdatasyncSync(fd);
+      lat.push(Number(process.hrtime.bigint() - t0) / 1000);
+    }
+    const t0 = process.hrtime.bigint();
+    for (let o = 0; o < 64; o++) writeSync(fd, mib, 0, mib.length, o << 20);
+    fdatasyncSync(fd);
+    const seqMBs = 64 / (Number(process.hrtime.bigint() - t0) / 1e9);
+    return { fdatasyncUs: median(lat), seqMBs };
+  } finally {
+    closeSync(fd);
+    rmSync(path, { force: true });
   }
 }
 

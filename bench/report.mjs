@@ -3,7 +3,7 @@
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { formatTable } from "./_lib.mjs";
-import { formatDurable, DURABLE_INTRO } from "./_durable-report.mjs";
+import { formatDurable, DURABLE_INTRO, DURABLE_DISK_INTRO } from "./_durable-report.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const intro = {
@@ -13,6 +13,7 @@ const intro = {
     "Where the time goes (V8 CPU profile of the bulk run, `node --cpu-prof`): about 40% in the Wasm core (TCP input/output, SIMD checksums, ring and pool work), the rest in the JavaScript glue of the in-memory link (copying each frame into the receiver's PM buffer, ring slot bookkeeping) and the benchmark's event loop. Before the link got a single-buffer fast path, truncating per-frame arrays alone cost 7% and bulk was 0.75x lwIP. Request/response on one connection and connection set-up are bound by the fixed cost of a host turn (two `stackPoll` calls, the link step and two event drains, all crossings of the JS/Wasm boundary) paid for every 64-byte exchange; lwIP's harness is one C loop. Batching many connections per turn amortizes it (rr over 100 connections beats lwIP).",
   ].join("\n"),
   durable: DURABLE_INTRO,
+  "durable-disk": DURABLE_DISK_INTRO,
   pool: "Buffer alloc/free (JS API, and the core called directly) beside a plain JS free list; persist cost per call for 64 B, 1 KiB (one range) and 64 KiB (a batch of 32 whole buffers), on a tmpfs file and an ext4 file, beside `write` + `fdatasync` of the same bytes on the same medium. Lower is better.",
 };
 const parts = [
@@ -33,7 +34,7 @@ for (const f of readdirSync(`${here}results`)
     `Run ${r.started} on ${r.machine.cpus} x ${r.machine.cpu}, Node ${r.machine.node}, kernel ${r.machine.kernel}.`,
     "",
   );
-  parts.push(r.bench === "durable" ? formatDurable(r) : formatTable(r));
+  parts.push(r.bench.startsWith("durable") ? formatDurable(r) : formatTable(r));
 }
 writeFileSync(`${here}../docs/benchmarks.md`, parts.join("\n") + "\n");
 console.log("wrote docs/benchmarks.md");

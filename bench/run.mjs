@@ -19,15 +19,21 @@ if (!name || !known.includes(name)) {
 const mod = await import(`./${name}.mjs`);
 const started = new Date().toISOString();
 const res = await mod.run(args);
-const out = {
-  bench: name,
-  rows: res.rows,
-  ratios: res.ratios ?? [],
-  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, kernel: os.release() },
-  started,
-  notes: res.notes ?? [],
-};
-console.log(formatTable(out));
+const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, kernel: os.release() };
 mkdirSync(`${here}results`, { recursive: true });
-writeFileSync(`${here}results/${name}.json`, JSON.stringify(out, null, 2) + "\n");
-console.log(`\nwrote bench/results/${name}.json`);
+// a benchmark may return more than one result (bench/durable: one per medium) as `extra`, and
+// name the file of its main one (`writeAs`)
+const results = [{ name: res.writeAs ?? name, result: res }, ...(res.extra ?? [])];
+for (const { name: file, result } of results) {
+  const out = {
+    bench: file,
+    rows: result.rows,
+    ratios: result.ratios ?? [],
+    machine,
+    started,
+    notes: result.notes ?? [],
+  };
+  if (results.length === 1 || file === name) console.log(formatTable(out));
+  writeFileSync(`${here}results/${file}.json`, JSON.stringify(out, null, 2) + "\n");
+  console.log(`\nwrote bench/results/${file}.json`);
+}

@@ -430,7 +430,6 @@ const FIXED = () => [
   ["INCRBYFLOAT", "ld4", "-0.00000000000000001"],
   ["INCRBYFLOAT", "ld5", "3.14159265358979323846264338327950288"],
   ["INCRBYFLOAT", "ld5", "2.71828182845904523536028747135266249"],
-  // nothing pipelined after QUIT runs (the connection is checked again in a new one)
 ];
 
 /**

@@ -367,6 +367,7 @@ async function runServer(a: Args): Promise<number> {
               nic: s.nic.stats(),
               pool: s.stack.pool.counts(),
               log: s.log.stats(),
+              journal: s.stack.pool.journalStats(),
               app: (s.app as { stats?: unknown }).stats,
             }
           : what === "ss"
@@ -501,6 +502,7 @@ async function runQuery(a: Args): Promise<number> {
   section("NIC", st.nic, true);
   section("Pool buffers", st.pool);
   section("Log", st.log);
+  section("Journal", st.journal ?? undefined);
   section("App", st.app);
   console.log(out.join("\n"));
   return 0;

@@ -15,18 +15,27 @@
 //   p99_us_<size>_g<group>_<medium>          returning, i.e. the latency of its first record
 //   syscalls_per_commit_<size>_g<group>_<medium>  msync, or journal pwritev+fdatasync, or
 //                                            pwrite+fdatasync calls per commit
-// and, for 1 KiB records in groups of 16 on each medium, what one commit costs the device:
+// and, for 1 KiB records in groups of 16 on each medium, what one commit costs the device,
+// each system measured alone on a fresh file (nothing else in the process writing meanwhile):
 //   write_bytes_per_commit_1k_g16_<medium>   bytes written (/proc/self/io write_bytes, every
-//                                            thread: journal entries, checkpoints, msync writeback)
+//                                            thread: journal entries, checkpoints including the
+//                                            one at close, msync writeback)
+//   write_pages_per_commit_1k_g16_<medium>   the same in 4 KiB pages (the kernel counts pages, or
+//                                            larger folios: a file written in 1 MiB pieces has
+//                                            1 MiB folios, and dirtying one byte counts 1 MiB)
+//   device_write_bytes_per_commit_1k_g16_<medium> what the block device took (sectors written,
+//                                            /sys/dev/block/*/stat, after a sync: the file
+//                                            system's own journal included; not on tmpfs)
 //   device_flushes_per_commit_1k_g16_<medium> fdatasync and msync calls (each a device flush)
 // and the device's own floor: `device` fdatasync_us_<medium> (a 512-byte pwrite + fdatasync into
 // a pre-written file, median) and seq_write_mb_s_<medium> (64 MiB written and fdatasynced).
 //
 // `npm run bench -- persist [quick] [--dir DIR]`; "quick" runs a tenth as long (a smoke test).
+import { spawnSync } from "node:child_process";
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { PmLog } from "../build/index.js";
-import { deviceFloor, median } from "./_lib.mjs";
+import { deviceFloor, deviceWrites, median } from "./_lib.mjs";
 
 const SIZES = [
   [64, "64"],
@@ -35,7 +44,10 @@ const SIZES = [
 ];
 const GROUPS = [1, 4, 16, 64, 256];
 const KEYS = 2048; // keys are overwritten in turn: the log stays bounded (compaction runs)
-const SEGMENT = 16 << 20; // the fs peer's preallocated log segment
+// The fs peer's preallocated log segment, written once in 4 KiB pieces before it is used:
+// written in 1 MiB pieces, its page cache holds 1 MiB folios, and each group's fdatasync then
+// took ~1.5x as long on ext4 here (and /proc/self/io counted 1 MiB per group)
+const SEGMENT = 16 << 20;
 
 const FS_NAMES = { 0x01021994: "tmpfs", 0xef53: "ext4", 0x58465342: "xfs", 0x9123683e: "btrfs" };
 
@@ -68,6 +80,73 @@ function ioCalls(pool) {
   const j = pool.journalStats();
   if (j) return { flushes: j.fdatasyncs + j.poolFdatasyncs, syscalls: j.fdatasyncs + j.poolFdatasyncs + j.pwriteCalls };
   return { flushes: pool.stats.msyncCalls, syscalls: pool.stats.msyncCalls };
+}
+
+/**
+ * A fresh pool in `mode`, `n` commits of 16 records of 1 KiB (keys in turn), then close (in
+ * journal mode: every entry durable and checkpointed into the pool file). Bytes this process
+ * wrote (/proc/self/io write_bytes: pages dirtied for the device) and device flushes, per commit.
+ */
+function deviceCost(file, mode, n, payload) {
+  const log = PmLog.openFile(file, { buffers: 8192, mode });
+  const pool = log.pool;
+  const dw = settledDevice(file);
+  const dw0 = dw?.();
+  const wb0 = writeBytes();
+  const io0 = ioCalls(pool);
+  for (let c = 0; c < n; c++) {
+    for (let k = 0; k < 16; k++) {
+      const i = pool.alloc();
+      pool.view(i, 0, 1024).set(payload.subarray(0, 1024));
+      log.append(`key-${(c * 16 + k) % KEYS}`, [{ index: i, offset: 0, length: 1024 }]);
+      pool.free(i);
+    }
+    log.commit();
+  }
+  const io1 = ioCalls(pool);
+  pool.close();
+  const bytes = (writeBytes() - wb0) / n;
+  return { bytes, flushes: (io1.flushes - io0.flushes) / n, device: dw ? (settle(dw) - dw0) / n : null };
+}
+
+/** deviceWrites for the device under `file`, once everything dirty so far is written (sync). */
+function settledDevice(file) {
+  const dw = deviceWrites(dirname(file));
+  if (dw) settle(dw);
+  return dw;
+}
+
+/** Writes back everything dirty (sync(1)) and returns the device's count after it. */
+function settle(dw) {
+  spawnSync("sync");
+  return dw();
+}
+
+/** The same for the peer: 16 records of 1 KiB written into a pre-written file, one fdatasync. */
+function fsDeviceCost(file, n, payload) {
+  const fd = openSync(file, "w+");
+  const zero = Buffer.alloc(4096); // in pages: see SEGMENT
+  for (let o = 0; o < 4 << 20; o += zero.length) writeSync(fd, zero, 0, zero.length, o);
+  fdatasyncSync(fd);
+  const rec = Buffer.alloc(32 + 16 + 1024);
+  rec.set(payload.subarray(0, 1024), 48);
+  const dw = settledDevice(file);
+  const dw0 = dw?.();
+  const wb0 = writeBytes();
+  let pos = 0;
+  for (let c = 0; c < n; c++) {
+    for (let k = 0; k < 16; k++) {
+      rec.writeUInt32LE(rec.length, 0);
+      rec.writeUInt32LE(c * 16 + k, 8);
+      if (pos + rec.length > 4 << 20) pos = 0;
+      writeSync(fd, rec, 0, rec.length, pos);
+      pos += rec.length;
+    }
+    fdatasyncSync(fd);
+  }
+  const bytes = (writeBytes() - wb0) / n;
+  closeSync(fd);
+  return { bytes, device: dw ? (settle(dw) - dw0) / n : null };
 }
 
 export async function run(args = []) {
@@ -103,7 +182,7 @@ export async function run(args = []) {
         return { name: k === 0 ? "pmstack-log" : `pmstack-log-${mode}`, log, n: 0 };
       });
       const fd = openSync(join(dir, "peer.log"), "w+");
-      const zero = Buffer.alloc(1 << 20);
+      const zero = Buffer.alloc(4096); // in pages: see SEGMENT
       for (let o = 0; o < SEGMENT; o += zero.length) writeSync(fd, zero, 0, zero.length, o);
       fdatasyncSync(fd);
       let pos = 0;
@@ -134,7 +213,6 @@ export async function run(args = []) {
               log.commit();
             };
             const io0 = ioCalls(pool);
-            const wb0 = writeBytes();
             const c0 = log.stats().commits;
             const a = timeGroups(pmGroup, ms, 5);
             const commits = log.stats().commits - c0;
@@ -143,15 +221,6 @@ export async function run(args = []) {
             add(sys.name, `p50_us_${m}`, median(a.lat), "us");
             add(sys.name, `p99_us_${m}`, pct(a.lat, 99), "us");
             add(sys.name, `syscalls_per_commit_${m}`, (io1.syscalls - io0.syscalls) / commits, "calls");
-            if (tag === "1k" && g === 16) {
-              add(sys.name, `write_bytes_per_commit_1k_g16_${medium}`, (writeBytes() - wb0) / commits, "B");
-              add(
-                sys.name,
-                `device_flushes_per_commit_1k_g16_${medium}`,
-                (io1.flushes - io0.flushes) / commits,
-                "calls",
-              );
-            }
           }
           // fs-fdatasync: the record written at the next offset of the segment, one fdatasync per group
           const fsGroup = () => {
@@ -165,16 +234,11 @@ export async function run(args = []) {
             }
             fdatasyncSync(fd);
           };
-          const wb0 = writeBytes();
           const b = timeGroups(fsGroup, ms, 5);
           add("fs-fdatasync", `appends_per_s_${m}`, (b.lat.length * g) / b.seconds, "1/s");
           add("fs-fdatasync", `p50_us_${m}`, median(b.lat), "us");
           add("fs-fdatasync", `p99_us_${m}`, pct(b.lat, 99), "us");
           add("fs-fdatasync", `syscalls_per_commit_${m}`, g + 1, "calls");
-          if (tag === "1k" && g === 16) {
-            add("fs-fdatasync", `write_bytes_per_commit_1k_g16_${medium}`, (writeBytes() - wb0) / b.lat.length, "B");
-            add("fs-fdatasync", `device_flushes_per_commit_1k_g16_${medium}`, 1, "calls");
-          }
         }
       }
       for (const { name, log } of systems) {
@@ -189,6 +253,25 @@ export async function run(args = []) {
         log.pool.close();
       }
       closeSync(fd);
+
+      // What one commit (16 records of 1 KiB) costs the device, each system alone: nothing
+      // else of this process writes meanwhile (the pools above are closed, and /proc/self/io
+      // counts every thread), and a journal's checkpoints are in (its close writes back).
+      for (const [k, mode] of modes.entries()) {
+        const c = deviceCost(join(dir, `cost-${mode}.pm`), mode, 200 * scale + 20, payload);
+        const name = k === 0 ? "pmstack-log" : `pmstack-log-${mode}`;
+        add(name, `write_bytes_per_commit_1k_g16_${medium}`, c.bytes, "B");
+        add(name, `write_pages_per_commit_1k_g16_${medium}`, c.bytes / 4096, "pages");
+        add(name, `device_flushes_per_commit_1k_g16_${medium}`, c.flushes, "calls");
+        if (c.device !== null) add(name, `device_write_bytes_per_commit_1k_g16_${medium}`, c.device, "B");
+      }
+      {
+        const c = fsDeviceCost(join(dir, "cost-peer.log"), 200 * scale + 20, payload);
+        add("fs-fdatasync", `write_bytes_per_commit_1k_g16_${medium}`, c.bytes, "B");
+        add("fs-fdatasync", `write_pages_per_commit_1k_g16_${medium}`, c.bytes / 4096, "pages");
+        add("fs-fdatasync", `device_flushes_per_commit_1k_g16_${medium}`, 1, "calls");
+        if (c.device !== null) add("fs-fdatasync", `device_write_bytes_per_commit_1k_g16_${medium}`, c.device, "B");
+      }
 
       // recovery: open a default-size log filled with short records (one name each)
       const rpath = join(dir, "recover.pm");
@@ -226,7 +309,7 @@ export async function run(args = []) {
   for (const r of rows.filter((x) => x.system.startsWith("pmstack-log"))) {
     const p = rows.find((x) => x.system === "fs-fdatasync" && x.metric === r.metric);
     if (!p || !p.value || !r.value || r.metric.startsWith("syscalls") || r.metric.startsWith("device_")) continue;
-    if (r.metric.startsWith("write_bytes")) continue;
+    if (r.metric.startsWith("write_")) continue;
     const higher = r.metric.startsWith("appends");
     ratios.push({
       metric: r.metric,

@@ -14,6 +14,8 @@ const intro = {
   ].join("\n"),
   durable: DURABLE_INTRO,
   "durable-disk": DURABLE_DISK_INTRO,
+  persist:
+    "The PM log's commit (payload written into pool buffers, `PmLog.append`, `PmLog.commit`) beside a plain `write` + `fdatasync` log (`fs-fdatasync`: the same record bytes into a pre-written file, one `fdatasync` per group), for 64 B, 1 KiB and 4 KiB records in groups of 1 to 256, on tmpfs and on the disk (ext4 under /var/tmp) in the same run: each metric's last part names its medium. `pmstack-log` is the pool's default strategy for the medium (`msync` on tmpfs, the write-ahead journal on the disk); the other strategy runs beside it as the candidate (`pmstack-log-journal` on tmpfs, `pmstack-log-msync` on the disk). On the disk the journal commits 2x (one record at a time) to 10x (groups of 256 small records) as fast as persisting in place (msync: two device flushes per commit, scattered page writebacks), which is why it is the default there. Against the plain log it is behind one record at a time (0.7x to 0.8x) and for 1 KiB and 4 KiB records in groups of 16 (the hand-off to the journal's thread and back, and the checkpoint's second write of the payload: the device took 42 KB per commit of 16 KiB against the plain log's 21 KB), and ahead in groups of 64 and more for records up to 1 KiB (one entry and one `fdatasync` per group). What one commit costs the device (`write_bytes_per_commit_*` from /proc/self/io, `device_write_bytes_per_commit_*` from the block device's own counter, `device_flushes_per_commit_*`) is measured for each system alone on a fresh file, a journal's checkpoints included; `device` is the medium's floor. Higher appends/s is better, lower latency.",
   pool: "Buffer alloc/free (JS API, and the core called directly) beside a plain JS free list; persist cost per call for 64 B, 1 KiB (one range) and 64 KiB (a batch of 32 whole buffers), on a tmpfs file and an ext4 file, beside `write` + `fdatasync` of the same bytes on the same medium. Lower is better.",
 };
 const parts = [
@@ -26,7 +28,9 @@ const parts = [
 ];
 for (const f of readdirSync(`${here}results`)
   .filter((x) => x.endsWith(".json"))
-  .sort()) {
+  .map((x) => x.slice(0, -5))
+  .sort()
+  .map((x) => `${x}.json`)) {
   const r = JSON.parse(readFileSync(`${here}results/${f}`, "utf8"));
   parts.push("", `## ${r.bench}`, "");
   if (intro[r.bench]) parts.push(intro[r.bench], "");

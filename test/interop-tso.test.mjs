@@ -176,10 +176,15 @@ it("a capture on the kernel's side shows superframes larger than the MTU, cut at
   assert.is(r.theirs, r.ours);
   const big = r.captured.filter(([frame]) => frame > 1514);
   assert.ok(big.length > 0, `frames above 1514 bytes in the capture (${r.captured.length} frames)`);
+  // A superframe is whole 1448-byte segments, but for its last one when it ends what was queued
+  // at that moment (as Linux's TSO sends a push's short tail): the kernel cuts it at gso_size
+  let tails = 0;
   for (const [frame, tcp] of big) {
     assert.ok(frame <= 65535, `frame ${frame}`);
-    assert.is(tcp % 1448, 0, `payload ${tcp} is whole 1448-byte segments`);
+    assert.ok(tcp > 1448, `payload ${tcp}: more than one segment`);
+    if (tcp % 1448 !== 0) tails++;
   }
+  assert.ok(tails * 10 <= big.length, `${tails} of ${big.length} superframes end in a short segment`);
 });
 
 it("tso: false is kept by configureOffloads: one frame per segment", async () => {

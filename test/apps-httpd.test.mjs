@@ -10,43 +10,10 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Stack, MemoryLink, PmLog, HttpdApp } from "../build/index.js";
 import { rng } from "./lib/rng.mjs";
-import { memClient, ByteQueue, reachable } from "./lib/memclient.mjs";
+import { memClient, ByteQueue, reachable, cat, randomBytes, sameBytes, SRV_IP } from "./lib/memclient.mjs";
 
 const enc = (s) => new TextEncoder().encode(s);
 const latin1 = (b) => Buffer.from(b.buffer, b.byteOffset, b.length).toString("latin1");
-const SRV_IP = "198.18.8.1";
-
-function cat(chunks) {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(typeof c === "string" ? enc(c) : c, at);
-    at += c.length;
-  }
-  return out;
-}
-
-/** Seeded random bytes. */
-function randomBytes(r, n) {
-  const v = new Uint8Array(n);
-  for (let i = 0; i < n; i += 4) {
-    const x = (r() * 4294967296) >>> 0;
-    v[i] = x;
-    v[i + 1] = x >>> 8;
-    v[i + 2] = x >>> 16;
-    v[i + 3] = x >>> 24;
-  }
-  return v;
-}
-
-/** Byte equality without uvu's diff (slow on megabytes); says where they differ. */
-function sameBytes(got, want, msg = "") {
-  if (!(got instanceof Uint8Array)) assert.unreachable(`${msg}: not bytes`);
-  assert.is(got.length, want.length, `${msg}: length`);
-  let i = 0;
-  while (i < got.length && got[i] === want[i]) i++;
-  assert.ok(i === got.length, `${msg}: first difference at byte ${i} of ${got.length}`);
-}
 
 /** A chunked body: `body` cut in chunks of random sizes, each `size[;ext] CRLF data CRLF`, then the last chunk. */
 function chunked(r, body, { maxChunk = 70_000, trailer = "" } = {}) {

@@ -11,39 +11,9 @@ import { join } from "node:path";
 import { KV_TRAILER, KV_SMALL, parseI64 } from "../build/index.js";
 import { scratchDir } from "./lib/tmp.mjs";
 import { rng } from "./lib/rng.mjs";
-import { cmd, cat, text, reachable, kvPair } from "./lib/memclient.mjs";
+import { cmd, cat, text, reachable, kvPair, randomBytes, sameBytes } from "./lib/memclient.mjs";
 
 const enc = (s) => new TextEncoder().encode(s);
-
-/** Seeded random bytes. */
-function randomBytes(r, n) {
-  const v = new Uint8Array(n);
-  for (let i = 0; i < n; i += 4) {
-    const x = (r() * 4294967296) >>> 0;
-    v[i] = x;
-    v[i + 1] = x >>> 8;
-    v[i + 2] = x >>> 16;
-    v[i + 3] = x >>> 24;
-  }
-  return v;
-}
-
-/** Byte equality without uvu's diff (which is slow on megabytes); says where they differ. */
-function sameBytes(got, want, msg = "") {
-  if (!(got instanceof Uint8Array)) assert.unreachable(`${msg}: not a bulk string: ${got}`);
-  assert.is(got.length, want.length, `${msg}: length`);
-  const n = got.length;
-  let i = 0;
-  // compare 4 bytes at a time where aligned copies allow
-  if (got.byteOffset % 4 === 0 && want.byteOffset % 4 === 0) {
-    const a = new Uint32Array(got.buffer, got.byteOffset, n >>> 2);
-    const b = new Uint32Array(want.buffer, want.byteOffset, n >>> 2);
-    while (i < a.length && a[i] === b[i]) i++;
-    i *= 4;
-  }
-  while (i < n && got[i] === want[i]) i++;
-  assert.ok(i === n, `${msg}: first difference at byte ${i} of ${n}`);
-}
 
 /**
  * The pool's kept buffers are exactly the ones live records reach, plus the arena's current

@@ -36,7 +36,7 @@ import { PmLog } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
 import { rng } from "./lib/rng.mjs";
-import { CLI, cliArgs, startCli, spawnIn, kill, sleep, waitFor, writeRandomFile, runCli } from "./lib/appserver.mjs";
+import { CLI, cliArgs, startCli, spawnIn, kill, sleep, writeRandomFile, runCli } from "./lib/appserver.mjs";
 
 const env = process.env;
 const TRIALS = Number(env.PMSTACK_CRASH_TRIALS ?? 3);
@@ -195,18 +195,6 @@ function audit(pm, buffers, mode) {
   }
 }
 
-/** Waits until the server holds nothing but kept objects and the NIC's ring (every reply sent and freed). */
-async function quiet(srv) {
-  return waitFor(
-    async () => {
-      const st = await srv.stats();
-      return st.pool.app === 0 && st.pool.stack === 0 ? st : null;
-    },
-    "the server to release its app and stack buffers",
-    15_000,
-  );
-}
-
 async function crashRun(app, medium) {
   const a = APP[app];
   const mode = medium === "disk" ? "journal" : "msync";
@@ -243,7 +231,7 @@ async function crashRun(app, medium) {
         if (!model.get(key)) continue;
         await remove(ns, app, key);
         model.delete(key);
-        st = await quiet(srv);
+        st = await srv.idle(15_000);
       }
       for (const u of ups) Object.assign(u, writeRandomFile(join(files, `${u.key}.bin`), u.size, u.seed));
       // the kill point: bytes received (a fraction of the uploads), or just after they end
@@ -328,7 +316,7 @@ async function crashRun(app, medium) {
         else model.set(key, same(seen, next) ? next : prev);
       }
       // no leak: what the server kept after recovery is what the live objects need
-      st = await quiet(srv);
+      st = await srv.idle(15_000);
       assert.is(st.log.liveKeys, model.size, "live keys");
       const keptServer = st.pool.kept;
       assert.is((await srv.kill("SIGTERM")).status, 0, srv.err());
@@ -349,7 +337,7 @@ async function crashRun(app, medium) {
     // the end: delete everything; nothing stays kept, every buffer but the NIC's ring is free
     for (const key of model.keys()) await remove(ns, app, key);
     model.clear();
-    const st = await quiet(srv);
+    const st = await srv.idle(15_000);
     const js = await runCli(["stats", "--pm", pm, "--json"]);
     assert.is(js.status, 0, js.stderr);
     const pool = JSON.parse(js.stdout).pool;

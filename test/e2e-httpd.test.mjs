@@ -13,7 +13,16 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { serve, HttpdApp } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
-import { startCli, spawnIn, writeRandomFile, sha256File, waitFor, sleep, kill } from "./lib/appserver.mjs";
+import {
+  startCli,
+  spawnIn,
+  writeRandomFile,
+  sha256File,
+  waitFor,
+  sleep,
+  kill,
+  STALL_CLIENT,
+} from "./lib/appserver.mjs";
 
 const why = netnsUnavailable();
 if (why) console.warn(`\n!!! e2e-httpd: SKIPPED, network namespaces unavailable: ${why}\n`);
@@ -354,10 +363,7 @@ it("pmstack httpd --size 1G on the disk: a 200 MiB file round-trips by PUT, POST
     }
     // every buffer back after DELETE: kept 0, nothing held by the app
     for (const k of ["put", "post", "chunked"]) assert.is((await send(["-X", "DELETE", url(k)])).stdout, "204", k);
-    const st = await waitFor(async () => {
-      const s = await srv.stats();
-      return s.pool.app === 0 && s.pool.stack === 0 && s ? s : null;
-    }, "an idle server");
+    const st = await srv.idle();
     assert.equal([st.pool.kept, st.pool.free], [0, st.pool.total - st.pool.nic], JSON.stringify(st.pool));
     assert.is(st.app.puts, 0, "puts since the restart");
   } finally {
@@ -366,21 +372,6 @@ it("pmstack httpd --size 1G on the disk: a 200 MiB file round-trips by PUT, POST
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-// A slow client in the namespace: connects, sends stdin's bytes, then nothing; prints how
-// the connection ended ("reset", "closed" or "open" if it lasted 15 s) and after how many ms.
-const STALL = `
-const s = require("net").connect(+process.argv[2], process.argv[1]);
-let t0 = 0;
-const inp = [];
-const done = (how) => { console.log(JSON.stringify({ how, ms: Date.now() - t0 })); process.exit(0); };
-process.stdin.on("data", (d) => inp.push(d));
-process.stdin.on("end", () => s.write(Buffer.concat(inp), () => { t0 = Date.now(); console.log("SENT"); }));
-s.on("error", (e) => done(e.code === "ECONNRESET" ? "reset" : e.code));
-s.on("close", () => done("closed"));
-s.on("data", (d) => process.stderr.write(d));
-setTimeout(() => done("open"), 15000);
-`;
 
 it("slowloris: a request that sends its head and a few body bytes, then stalls, is aborted after --idle-timeout and its buffers come back; an idle keep-alive connection is not", async () => {
   const ns = new Netns("webslow");
@@ -391,14 +382,9 @@ it("slowloris: a request that sends its head and a few body bytes, then stalls, 
   try {
     srv = await startCli(ns, "httpd", { ...cfg, args: ["--size", "64M", "--idle-timeout", "2"] });
     assert.is((await spawnIn(ns, "curl", ["-sS", "-d", "x", `http://${us}/warm`])).status, 0);
-    const idle = async () =>
-      waitFor(async () => {
-        const s = await srv.stats();
-        return s.pool.app === 0 && s.pool.stack === 0 ? s : null;
-      }, "an idle server");
-    const before = (await idle()).pool;
+    const before = (await srv.idle()).pool;
     // an idle keep-alive connection between requests holds nothing: it stays open past the timeout
-    const keep = ns.spawn(process.execPath, ["-e", STALL, us, "80"]);
+    const keep = ns.spawn(process.execPath, ["-e", STALL_CLIENT, us, "80"]);
     keep.stdin.end("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n");
     for (const [name, bytes, holds] of [
       [
@@ -417,7 +403,7 @@ it("slowloris: a request that sends its head and a few body bytes, then stalls, 
         false,
       ],
     ]) {
-      const p = ns.spawn(process.execPath, ["-e", STALL, us, "80"]);
+      const p = ns.spawn(process.execPath, ["-e", STALL_CLIENT, us, "80"]);
       p.stdin.end(bytes);
       await waitFor(() => p.out.includes("SENT"), "the slow client's bytes to go out", 10_000);
       await sleep(300);
@@ -432,7 +418,7 @@ it("slowloris: a request that sends its head and a few body bytes, then stalls, 
       assert.is(end.how, "reset", `${name}: ${r.stdout}`);
       assert.ok(end.ms >= 1500 && end.ms < 6000, `${name}: aborted after ${end.ms} ms (--idle-timeout 2)`);
       // the NIC's fill ring holds 511 or 512 at rest: compare what is free or on the ring
-      const after = (await idle()).pool;
+      const after = (await srv.idle()).pool;
       const held = (c) => ({ kept: c.kept, app: c.app, stack: c.stack, freeOrRing: c.free + c.nic });
       assert.equal(held(after), held(before), `${name}: every buffer back`);
       assert.is(

@@ -15,7 +15,7 @@ import { KvApp, serve } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
 import { rng } from "./lib/rng.mjs";
-import { startCli, spawnIn, writeRandomFile, waitFor, sleep } from "./lib/appserver.mjs";
+import { startCli, spawnIn, writeRandomFile, waitFor, sleep, STALL_CLIENT } from "./lib/appserver.mjs";
 
 const hasCli = spawnSync("sh", ["-c", "command -v redis-cli && command -v redis-benchmark"]).status === 0;
 const why = netnsUnavailable() ?? (hasCli ? null : "redis-cli/redis-benchmark not installed (package redis-tools)");
@@ -359,10 +359,7 @@ it("pmstack kv --size 1G on the disk: a 48 MiB value through redis-cli -x SET / 
     assert.equal(await getSha("copy"), { sha: up.shaNl, len: size }, "copy after the restart");
     // every buffer back after DEL
     assert.is(await text("DEL", "big", "copy"), "2");
-    const st = await waitFor(async () => {
-      const s = await srv.stats();
-      return s.pool.app === 0 && s.pool.stack === 0 ? s : null;
-    }, "an idle server");
+    const st = await srv.idle();
     assert.equal([st.pool.kept, st.pool.free], [0, st.pool.total - st.pool.nic], JSON.stringify(st.pool));
   } finally {
     await srv?.kill("SIGKILL");
@@ -370,21 +367,6 @@ it("pmstack kv --size 1G on the disk: a 48 MiB value through redis-cli -x SET / 
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-// A slow client in the namespace: sends stdin's bytes, then nothing; prints how the connection
-// ended ("reset", "closed" or "open" after 15 s) and after how many ms.
-const STALL = `
-const s = require("net").connect(+process.argv[2], process.argv[1]);
-let t0 = 0;
-const inp = [];
-const done = (how) => { console.log(JSON.stringify({ how, ms: Date.now() - t0 })); process.exit(0); };
-process.stdin.on("data", (d) => inp.push(d));
-process.stdin.on("end", () => s.write(Buffer.concat(inp), () => { t0 = Date.now(); console.log("SENT"); }));
-s.on("error", (e) => done(e.code === "ECONNRESET" ? "reset" : e.code));
-s.on("close", () => done("closed"));
-s.on("data", (d) => process.stderr.write(d));
-setTimeout(() => done("open"), 15000);
-`;
 
 it("slowloris: a SET that stalls inside its value is aborted after --idle-timeout and its buffers come back; an idle client is not", async () => {
   const ns = new Netns("kvslow");
@@ -399,20 +381,15 @@ it("slowloris: a SET that stalls inside its value is aborted after --idle-timeou
       peer: "198.18.10.1",
       args: ["--size", "64M", "--idle-timeout", "2"],
     });
-    const idle = () =>
-      waitFor(async () => {
-        const s = await srv.stats();
-        return s.pool.app === 0 && s.pool.stack === 0 ? s.pool : null;
-      }, "an idle server");
     const held = (c) => ({ kept: c.kept, app: c.app, stack: c.stack, freeOrRing: c.free + c.nic });
-    const before = await idle();
-    const keep = ns.spawn(process.execPath, ["-e", STALL, us, "6379"]);
+    const before = (await srv.idle()).pool;
+    const keep = ns.spawn(process.execPath, ["-e", STALL_CLIENT, us, "6379"]);
     keep.stdin.end("PING\r\n");
     for (const [name, bytes] of [
       ["SET", `*3\r\n$3\r\nSET\r\n$4\r\nslow\r\n$1000000\r\n${"v".repeat(6000)}`],
       ["APPEND", `*3\r\n$6\r\nAPPEND\r\n$4\r\nslow\r\n$200000\r\n${"w".repeat(3000)}`],
     ]) {
-      const p = ns.spawn(process.execPath, ["-e", STALL, us, "6379"]);
+      const p = ns.spawn(process.execPath, ["-e", STALL_CLIENT, us, "6379"]);
       p.stdin.end(bytes);
       await waitFor(() => p.out.includes("SENT"), "the slow client's bytes to go out", 10_000);
       await sleep(300);
@@ -425,7 +402,7 @@ it("slowloris: a SET that stalls inside its value is aborted after --idle-timeou
       const end = JSON.parse(r.stdout.split("\n").filter(Boolean).pop());
       assert.is(end.how, "reset", `${name}: ${r.stdout}`);
       assert.ok(end.ms >= 1500 && end.ms < 6000, `${name}: aborted after ${end.ms} ms (--idle-timeout 2)`);
-      assert.equal(held(await idle()), held(before), `${name}: every buffer back`);
+      assert.equal(held((await srv.idle()).pool), held(before), `${name}: every buffer back`);
       const ex = await spawnIn(ns, "redis-cli", ["-h", us, "EXISTS", "slow"]);
       assert.is(ex.stdout, "0\n", "nothing of it kept");
     }

@@ -61,8 +61,40 @@ export async function startCli(ns, app, cfg) {
       return exited;
     },
     stats: () => control(`${pm}.ctl`, "stats"),
+    /**
+     * Waits until the server holds nothing but kept objects and the NIC's ring (every reply
+     * sent and freed); its stats then.
+     */
+    idle(timeoutMs = 30_000) {
+      return waitFor(
+        async () => {
+          const st = await control(`${pm}.ctl`, "stats");
+          return st.pool.app === 0 && st.pool.stack === 0 ? st : null;
+        },
+        "the server to release its app and stack buffers",
+        timeoutMs,
+      );
+    },
   };
 }
+
+/**
+ * A slow client, run as `node -e STALL_CLIENT HOST PORT` in a namespace: it connects, sends
+ * its stdin's bytes, then nothing; prints "SENT" once they are out, then how the connection
+ * ended ("reset", "closed", or "open" if it lasted 15 s) and after how many ms, as JSON.
+ */
+export const STALL_CLIENT = `
+const s = require("net").connect(+process.argv[2], process.argv[1]);
+let t0 = 0;
+const inp = [];
+const done = (how) => { console.log(JSON.stringify({ how, ms: Date.now() - t0 })); process.exit(0); };
+process.stdin.on("data", (d) => inp.push(d));
+process.stdin.on("end", () => s.write(Buffer.concat(inp), () => { t0 = Date.now(); console.log("SENT"); }));
+s.on("error", (e) => done(e.code === "ECONNRESET" ? "reset" : e.code));
+s.on("close", () => done("closed"));
+s.on("data", (d) => process.stderr.write(d));
+setTimeout(() => done("open"), 15000);
+`;
 
 /** One request on a server's control socket ("stats" or "ss"): the parsed JSON answer. */
 export function control(path, what = "stats", timeoutMs = 10_000) {

@@ -1,8 +1,9 @@
 // The client side of the in-memory app tests (test/apps-kv, test/apps-kv-redis, test/apps-httpd):
 // a client Stack's connections, sends cut into one-buffer pieces (refused ones resent in order on
 // WRITABLE), and what each connection received, handed to `onData` (the bytes are valid during
-// the call only). Also: RESP2 encoding and reply parsing, kvPair (a KvApp and a client over a
+// the call only). Also: byte helpers (cat, randomBytes, sameBytes), RESP2 encoding and reply parsing, kvPair (a KvApp and a client over a
 // MemoryLink), and `reachable` (every buffer live log records name, through extent trees).
+import * as assert from "uvu/assert";
 import { Stack, MemoryLink, PmLog, KvApp } from "../../build/index.js";
 
 const enc = (s) => new TextEncoder().encode(s);
@@ -138,14 +139,46 @@ export function cmd(...args) {
   return cat(chunks);
 }
 
+/** The chunks (bytes, or strings as UTF-8) one after the other. */
 export function cat(chunks) {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  const parts = chunks.map((c) => (typeof c === "string" ? enc(c) : c));
+  const out = new Uint8Array(parts.reduce((n, c) => n + c.length, 0));
   let at = 0;
-  for (const c of chunks) {
+  for (const c of parts) {
     out.set(c, at);
     at += c.length;
   }
   return out;
+}
+
+/** Seeded random bytes (`r`: a generator from test/lib/rng.mjs). */
+export function randomBytes(r, n) {
+  const v = new Uint8Array(n);
+  for (let i = 0; i < n; i += 4) {
+    const x = (r() * 4294967296) >>> 0;
+    v[i] = x;
+    v[i + 1] = x >>> 8;
+    v[i + 2] = x >>> 16;
+    v[i + 3] = x >>> 24;
+  }
+  return v;
+}
+
+/** Byte equality without uvu's diff (which is slow on megabytes); says where they differ. */
+export function sameBytes(got, want, msg = "") {
+  if (!(got instanceof Uint8Array)) assert.unreachable(`${msg}: not bytes: ${got}`);
+  assert.is(got.length, want.length, `${msg}: length`);
+  const n = got.length;
+  let i = 0;
+  // compare 4 bytes at a time where aligned copies allow
+  if (got.byteOffset % 4 === 0 && want.byteOffset % 4 === 0) {
+    const a = new Uint32Array(got.buffer, got.byteOffset, n >>> 2);
+    const b = new Uint32Array(want.buffer, want.byteOffset, n >>> 2);
+    while (i < a.length && a[i] === b[i]) i++;
+    i *= 4;
+  }
+  while (i < n && got[i] === want[i]) i++;
+  assert.ok(i === n, `${msg}: first difference at byte ${i} of ${n}`);
 }
 
 /**

@@ -1,7 +1,7 @@
 -- bench/durable's wrk script for objects: METHOD (PUT or POST) bodies of SIZE bytes to KEYS
 -- keys in turn (/o<thread>-<n mod KEYS>: the store stays bounded, overwrites free the old
 -- object), or, with METHOD GET, reads of those keys. Args after "--": METHOD SIZE KEYS. Prints
--- the same DURABLE line as durable-post.lua, and the bytes moved:
+-- the DURABLE line (bench/_durable-done.lua) at the end:
 --   DURABLE {"requests":N,"duration_us":D,"bytes":B,"errors":{...},"pct":[[p,us],...]}
 local nthreads = 0
 
@@ -38,16 +38,5 @@ function request()
   return reqs[n % keys]
 end
 
-local PCTS = { 0.1, 1, 2, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 92.5, 95, 97, 98, 99, 99.5, 99.9, 99.99, 100 }
-
-function done(summary, latency, requests)
-  local parts = {}
-  for _, p in ipairs(PCTS) do
-    local v = (p == 100) and latency.max or latency:percentile(p)
-    parts[#parts + 1] = string.format("[%g,%d]", p, v)
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'DURABLE {"requests":%d,"duration_us":%d,"bytes":%d,"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},"pct":[%s]}\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout, table.concat(parts, ",")))
-end
+-- the DURABLE line at the end, shared with the other script (next to this one)
+done = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "_durable-done.lua")

@@ -279,12 +279,9 @@ async function runMedium(o, base) {
     }
 
     // ---------- clients ----------
-    async function wrk(url, conns, size, secs) {
-      const threads = CPU ? 1 : Math.min(2, conns);
-      const [cmd, a] = wrap("client", "wrk", [
-        ...["-t", String(threads), "-c", String(conns), "-d", `${secs}s`, "--timeout", "5s", "--latency"],
-        ...["-s", LUA, url, "--", String(size), String(WRK_KEYS)],
-      ]);
+    /** wrk in the client namespace with a script that prints a DURABLE line: that line, parsed. */
+    async function runWrk(args) {
+      const [cmd, a] = wrap("client", "wrk", args);
       const p = C.spawn(cmd, a);
       p.stdin.end();
       const r = await p.done;
@@ -294,6 +291,14 @@ async function runMedium(o, base) {
       j.rps = j.requests / (j.duration_us / 1e6);
       j.errCount = Object.values(j.errors).reduce((x, y) => x + y, 0);
       return j;
+    }
+
+    function wrk(url, conns, size, secs) {
+      const threads = CPU ? 1 : Math.min(2, conns);
+      return runWrk([
+        ...["-t", String(threads), "-c", String(conns), "-d", `${secs}s`, "--timeout", "5s", "--latency"],
+        ...["-s", LUA, url, "--", String(size), String(WRK_KEYS)],
+      ]);
     }
 
     async function redisBench(host, port, cmd, clients, pipeline, n, size = 1024, keys = RESP_KEYS) {
@@ -316,19 +321,11 @@ async function runMedium(o, base) {
 
     /** wrk with bench/durable-put.lua: PUT (or GET) of `size`-byte objects to `keys` keys in turn. */
     async function wrkObj(url, method, size, keys, conns, secs) {
-      const [cmd, a] = wrap("client", "wrk", [
+      const j = await runWrk([
         ...["-t", "1", "-c", String(conns), "-d", `${secs}s`, "--timeout", "30s", "--latency"],
         ...["-s", OBJ_PUT, url, "--", method, String(size), String(keys)],
       ]);
-      const p = C.spawn(cmd, a);
-      p.stdin.end();
-      const r = await p.done;
-      const m = /DURABLE (\{.*\})/.exec(r.stdout);
-      if (!m) throw new Error(`wrk failed (${r.status ?? r.signal}): ${r.stdout} ${r.stderr}`);
-      const j = JSON.parse(m[1]);
-      j.rps = j.requests / (j.duration_us / 1e6);
       j.mbs = (j.requests * size) / 1048576 / (j.duration_us / 1e6);
-      j.errCount = Object.values(j.errors).reduce((x, y) => x + y, 0);
       return j;
     }
 

@@ -10,7 +10,16 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Stack, MemoryLink, PmLog, HttpdApp } from "../build/index.js";
 import { rng } from "./lib/rng.mjs";
-import { memClient, ByteQueue, reachable, cat, randomBytes, sameBytes, SRV_IP } from "./lib/memclient.mjs";
+import {
+  memClient,
+  ByteQueue,
+  cat,
+  randomBytes,
+  sameBytes,
+  SRV_IP,
+  assertKeptExact as keptExact,
+  assertAllFreed as allFreed,
+} from "./lib/memclient.mjs";
 
 const enc = (s) => new TextEncoder().encode(s);
 const latin1 = (b) => Buffer.from(b.buffer, b.byteOffset, b.length).toString("latin1");
@@ -169,29 +178,11 @@ function httpdPair({ buffers = 4096, maxBody, reserveBuffers, idleTimeoutMs } = 
   return h;
 }
 
-/**
- * The pool's kept buffers are exactly the ones live records reach (their trees walked), plus the
- * arena's current buffer, which it holds even when no record names it.
- */
-function assertKeptExact(h, msg = "") {
-  const pool = h.srv.pool;
-  const live = reachable(pool, h.log);
-  for (const i of live) assert.is(pool.owner(i), "kept", `${msg}: buffer ${i} of a live record is kept`);
-  const arena = h.app.arena.current;
-  const expect = live.size + (arena >= 0 && !live.has(arena) ? 1 : 0);
-  const counts = pool.check();
-  assert.is(counts.kept, expect, `${msg}: kept buffers (${counts.kept}) are the ${expect} live records reach`);
-  return counts;
-}
+/** The pool keeps exactly what live records reach, plus the arena's current buffer. */
+const assertKeptExact = (h, msg = "") => keptExact(h.srv.pool, h.log, h.app.arena.current, msg);
 
 /** No record left, no kept buffer but the arena's, no more app buffers than at `base`. */
-function assertAllFreed(h, base, msg = "") {
-  assert.is(h.log.size, 0, `${msg}: no key left`);
-  const after = assertKeptExact(h, msg);
-  assert.is(after.kept, h.app.arena.current >= 0 ? 1 : 0, `${msg}: only the arena's buffer stays kept`);
-  assert.is(after.app, base.app, `${msg}: no app buffer left`);
-  return after;
-}
+const assertAllFreed = (h, base, msg = "") => allFreed(h.srv.pool, h.log, h.app.arena.current, base, msg);
 
 const text = (b) => latin1(b);
 

@@ -11,36 +11,25 @@ import { join } from "node:path";
 import { KV_TRAILER, KV_SMALL, parseI64 } from "../build/index.js";
 import { scratchDir } from "./lib/tmp.mjs";
 import { rng } from "./lib/rng.mjs";
-import { cmd, cat, text, reachable, kvPair, randomBytes, sameBytes } from "./lib/memclient.mjs";
+import {
+  cmd,
+  cat,
+  text,
+  reachable,
+  kvPair,
+  randomBytes,
+  sameBytes,
+  assertKeptExact as keptExact,
+  assertAllFreed as allFreed,
+} from "./lib/memclient.mjs";
 
 const enc = (s) => new TextEncoder().encode(s);
 
-/**
- * The pool's kept buffers are exactly the ones live records reach, plus the arena's current
- * buffer (held even when no record names it): nothing leaked, nothing freed under a record.
- */
-function assertKeptExact(h, msg = "") {
-  const pool = h.srv.pool;
-  const live = reachable(pool, h.log);
-  for (const i of live) assert.is(pool.owner(i), "kept", `${msg}: buffer ${i} of a live record is kept`);
-  const arena = h.app.store.arena.current;
-  const expect = live.size + (arena >= 0 && !live.has(arena) ? 1 : 0);
-  const counts = pool.check();
-  assert.is(counts.kept, expect, `${msg}: kept buffers (${counts.kept}) are the ${expect} live records reach`);
-  return counts;
-}
+/** The pool keeps exactly what live records reach, plus the arena's current buffer. */
+const assertKeptExact = (h, msg = "") => keptExact(h.srv.pool, h.log, h.app.store.arena.current, msg);
 
-/**
- * The store is empty and so is the pool: no live record, no kept buffer but the arena's current
- * one, and no more app buffers than at `base` (the counts before the test's values).
- */
-function assertAllFreed(h, base, msg = "") {
-  assert.is(h.log.size, 0, `${msg}: no key left`);
-  const after = assertKeptExact(h, msg);
-  assert.is(after.kept, h.app.store.arena.current >= 0 ? 1 : 0, `${msg}: only the arena's buffer stays kept`);
-  assert.is(after.app, base.app, `${msg}: no app buffer left`);
-  return after;
-}
+/** No record left, no kept buffer but the arena's, no more app buffers than at `base`. */
+const assertAllFreed = (h, base, msg = "") => allFreed(h.srv.pool, h.log, h.app.store.arena.current, base, msg);
 
 test("PING, ECHO, SET, GET, DEL, EXISTS, MSET, MGET, INCR, DBSIZE, FLUSHALL", () => {
   const h = kvPair();

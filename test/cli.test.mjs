@@ -7,12 +7,10 @@ import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
+import { CLI, runCli } from "./lib/appserver.mjs";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const CLI = join(root, "build", "cli.js");
 const why = netnsUnavailable();
 if (why) console.warn(`\n!!! cli: namespace tests SKIPPED, network namespaces unavailable: ${why}\n`);
 const it = why ? test.skip : test;
@@ -25,17 +23,6 @@ function cli(args) {
 function inNs(ns, cmd, args) {
   return new Promise((resolve) => {
     const p = spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("close", (status) => resolve({ status, out, err }));
-  });
-}
-
-function runAsync(args) {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
     p.stdout.on("data", (d) => (out += d));
@@ -158,18 +145,18 @@ it("httpd --netns: curl POST/GET, stats, ss, pcap, SIGINT removes the namespace"
     assert.is(post.out, "201", post.err);
     const get = await inNs(ns, "curl", ["-sS", "http://198.18.0.2/greeting"]);
     assert.is(get.out, "hello, PM");
-    const st = await runAsync(["stats", "--pm", pm]);
-    assert.is(st.status, 0, st.err);
-    assert.match(st.out, /^Stack:/);
-    assert.match(st.out, /\d+ tcp in/);
-    assert.match(st.out, /Pool buffers:/);
-    const js = JSON.parse((await runAsync(["stats", "--pm", pm, "--json"])).out);
+    const st = await runCli(["stats", "--pm", pm]);
+    assert.is(st.status, 0, st.stderr);
+    assert.match(st.stdout, /^Stack:/);
+    assert.match(st.stdout, /\d+ tcp in/);
+    assert.match(st.stdout, /Pool buffers:/);
+    const js = JSON.parse((await runCli(["stats", "--pm", pm, "--json"])).stdout);
     assert.is(js.app.puts, 1);
     assert.is(js.log.liveKeys ?? js.app.puts, 1);
     assert.ok(js.stack.TCP_IN > 0);
-    const ss = await runAsync(["ss", "--pm", pm, "--json"]);
+    const ss = await runCli(["ss", "--pm", pm, "--json"]);
     assert.is(ss.status, 0);
-    assert.ok(Array.isArray(JSON.parse(ss.out)));
+    assert.ok(Array.isArray(JSON.parse(ss.stdout)));
   } finally {
     srv.kill("SIGINT");
   }
@@ -246,9 +233,9 @@ it("httpd --nic xdp --netns: AF_XDP on a veth pair it makes, curl POST/GET", asy
     const get = await inNs(ns, "curl", ["-sS", "http://198.18.0.2/x"]);
     assert.is(get.out, "hello, XDP");
     // the kernel's AF_XDP counters: one line each in the text form, an object in JSON
-    const st = await runAsync(["stats", "--pm", pm]);
-    assert.not.match(st.out, /object Object/);
-    const js = JSON.parse((await runAsync(["stats", "--pm", pm, "--json"])).out);
+    const st = await runCli(["stats", "--pm", pm]);
+    assert.not.match(st.stdout, /object Object/);
+    const js = JSON.parse((await runCli(["stats", "--pm", pm, "--json"])).stdout);
     assert.type(js.nic.xdpKernel.rxFillRingEmpty, "number");
   } finally {
     srv.kill("SIGINT");

@@ -2,7 +2,8 @@
 // a client Stack's connections, sends cut into one-buffer pieces (refused ones resent in order on
 // WRITABLE), and what each connection received, handed to `onData` (the bytes are valid during
 // the call only). Also: byte helpers (cat, randomBytes, sameBytes), RESP2 encoding and reply parsing, kvPair (a KvApp and a client over a
-// MemoryLink), and `reachable` (every buffer live log records name, through extent trees).
+// MemoryLink), `reachable` (every buffer live log records name, through extent trees) and the
+// checks built on it (assertKeptExact, assertAllFreed).
 import * as assert from "uvu/assert";
 import { Stack, MemoryLink, PmLog, KvApp } from "../../build/index.js";
 
@@ -365,4 +366,30 @@ export function kvPair({
     },
   };
   return h;
+}
+
+/**
+ * The pool's kept buffers are exactly the ones live records reach (their trees walked), plus
+ * the app's arena buffer `arena` (held even when no record names it; -1 for none): nothing
+ * leaked, nothing freed under a record. Returns the pool's counts.
+ */
+export function assertKeptExact(pool, log, arena, msg = "") {
+  const live = reachable(pool, log);
+  for (const i of live) assert.is(pool.owner(i), "kept", `${msg}: buffer ${i} of a live record is kept`);
+  const expect = live.size + (arena >= 0 && !live.has(arena) ? 1 : 0);
+  const counts = pool.check();
+  assert.is(counts.kept, expect, `${msg}: kept buffers (${counts.kept}) are the ${expect} live records reach`);
+  return counts;
+}
+
+/**
+ * The store is empty and so is the pool: no live record, no kept buffer but the arena's, and
+ * no more app buffers than at `base` (the counts before the test's values).
+ */
+export function assertAllFreed(pool, log, arena, base, msg = "") {
+  assert.is(log.size, 0, `${msg}: no key left`);
+  const after = assertKeptExact(pool, log, arena, msg);
+  assert.is(after.kept, arena >= 0 ? 1 : 0, `${msg}: only the arena's buffer stays kept`);
+  assert.is(after.app, base.app, `${msg}: no app buffer left`);
+  return after;
 }

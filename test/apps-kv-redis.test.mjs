@@ -268,7 +268,7 @@ const FIXED = () => [
   ["EXPIRE", "e", "300", "LT"],
   ["EXPIRE", "e", "150", "LT"],
   ["TTL", "e"],
-  ["EXPIRE", "e", "150", "XX", "GT"],
+  ["EXPIRE", "e", "140", "XX", "GT"], // not greater whatever the ms between (150 would tie within one ms)
   ["EXPIRE", "e", "160", "xx", "gt"],
   ["TTL", "e"],
   ["EXPIRE", "e", "10", "NX", "XX"],

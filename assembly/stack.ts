@@ -4,10 +4,10 @@
 import { ringCreate, ringCount, ringShift, ringSpace, slotBuf, slotOff, slotLen, slotConn, slotFlags } from "./ring";
 import { arenaAlloc } from "./arena";
 import { bufAddr, bufOwner, bufUnref, poolCount } from "./pool";
-import { BUF_SIZE, OWNER_NIC, SF_MORE } from "./layout";
+import { BUF_SIZE, OWNER_NIC, SF_MORE, E_ARG } from "./layout";
 import { csumAddAt, csumFinish } from "./net/csum";
 import {
-  cfg, cfgU32, CFG_IP, CFG_MASK, CFG_GW, CFG_MTU, CFG_RX_LOG2, CFG_TX_LOG2, CFG_AIN_LOG2, CFG_AOUT_LOG2,
+  cfg, cfgGet, cfgDefault, cfgMax, CFG_IP, CFG_MASK, CFG_GW, CFG_MTU, CFG_RX_LOG2, CFG_TX_LOG2, CFG_AIN_LOG2, CFG_AOUT_LOG2,
   counters, C_COUNT, count, countN, C_RX_FRAMES, C_RX_BYTES, C_RX_BAD_SLOT, C_RX_CHAIN_BAD, C_ETH_SHORT,
   C_ETH_TYPE, C_ETH_NOT_US, C_RX_STALL, C_CSUM_COMPLETED, C_APPIN_BAD, CFG_MAC,
   gInit, setIdentity, setNow, setRings, rxRing, txRing, ainRing, aoutRing, aoutSpace, now,
@@ -47,23 +47,33 @@ export const scratch: usize = memory.data(256, 16);
 export function stackConfig(): usize {
   return cfg;
 }
+/** Default of the configuration field at byte offset `off` (0: none); see CFG_TABLE in net/g.ts. */
+export function stackConfigDefault(off: u32): u32 {
+  return cfgDefault(off);
+}
+/** The configuration field at byte offset `off` as the core reads it (default, clamped). */
+export function stackConfigValue(off: u32): u32 {
+  return cfgGet(off);
+}
+/** Largest value the configuration field at byte offset `off` accepts. */
+export function stackConfigMax(off: u32): u32 {
+  return cfgMax(off);
+}
 /** Address of a 256-byte scratch area for host/test arguments (e.g. MAC addresses). */
 export function stackScratch(): usize {
   return scratch;
 }
 
-/** Ring size from the config, at least 2^7 slots (a frame may need up to MAXP + 8 free slots). */
-function ringLog2(off: u32): u32 {
-  const v = cfgU32(off, 10);
-  return v < 7 ? 7 : v > 16 ? 16 : v;
-}
-
-/** Set-up: allocates every table and the four rings. After poolReserve, before arenaSeal. */
+/**
+ * Set-up: allocates every table and the four rings. After poolReserve, before arenaSeal. Returns 0,
+ * E_ARG when called a second time, or an arena error (E_NOMEM, E_SEALED) when the configuration
+ * does not fit.
+ */
 export function stackInit(): i32 {
-  if (inited) return -9;
+  if (inited) return E_ARG;
   let r = gInit();
   if (r < 0) return r;
-  setIdentity(load<u32>(cfg + CFG_IP), load<u32>(cfg + CFG_MASK), load<u32>(cfg + CFG_GW), cfgU32(CFG_MTU, 1500));
+  setIdentity(load<u32>(cfg + CFG_IP), load<u32>(cfg + CFG_MASK), load<u32>(cfg + CFG_GW), cfgGet(CFG_MTU));
   const a = arenaAlloc(MAXP * 4, 16);
   if (a < 0) return <i32>a;
   fbuf = <usize>a;
@@ -75,13 +85,13 @@ export function stackInit(): i32 {
   if (r < 0) return r;
   r = tcpInit();
   if (r < 0) return r;
-  const rx = ringCreate(ringLog2(CFG_RX_LOG2));
+  const rx = ringCreate(cfgGet(CFG_RX_LOG2));
   if (rx < 0) return <i32>rx;
-  const tx = ringCreate(ringLog2(CFG_TX_LOG2));
+  const tx = ringCreate(cfgGet(CFG_TX_LOG2));
   if (tx < 0) return <i32>tx;
-  const ai = ringCreate(ringLog2(CFG_AIN_LOG2));
+  const ai = ringCreate(cfgGet(CFG_AIN_LOG2));
   if (ai < 0) return <i32>ai;
-  const ao = ringCreate(ringLog2(CFG_AOUT_LOG2));
+  const ao = ringCreate(cfgGet(CFG_AOUT_LOG2));
   if (ao < 0) return <i32>ao;
   setRings(<usize>rx, <usize>tx, <usize>ai, <usize>ao);
   inited = true;
@@ -107,7 +117,7 @@ export function stackSetAddr(ip: u32, mask: u32, gw: u32): void {
   store<u32>(cfg + CFG_IP, ip);
   store<u32>(cfg + CFG_MASK, mask);
   store<u32>(cfg + CFG_GW, gw);
-  setIdentity(ip, mask, gw, cfgU32(CFG_MTU, 1500));
+  setIdentity(ip, mask, gw, cfgGet(CFG_MTU));
   announced = false;
 }
 /** Queues a gratuitous ARP at the next poll. */

@@ -17,7 +17,6 @@ import type { NicPort } from "./nic/port.js";
 import { PoolExhaustedError } from "./errors.js";
 import type { BufferName } from "./pool.js";
 import { formatIPv4, Stack, type StackEvent, type StackOptions } from "./stack.js";
-import { CFG } from "./stack-abi.js";
 
 // ---- drivers ---------------------------------------------------------------------------------
 
@@ -424,9 +423,7 @@ export function freeRefused(stack: Stack, names: readonly BufferName[]): void {
 
 /** The per-connection receive window the core was configured with (bytes). */
 export function receiveBuffer(stack: Stack): number {
-  const e = stack.pool.core.exports as unknown as { stackConfig: () => number };
-  const v = new DataView(stack.pool.core.memory.buffer).getUint32(e.stackConfig() + CFG.RCVBUF, true);
-  return v || 262144;
+  return stack.config("RCVBUF");
 }
 
 /**

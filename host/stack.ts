@@ -157,14 +157,22 @@ export class Stack {
     this.#u32 = new Uint32Array(pool.core.memory.buffer);
     this.#stats = (e.stackStats as () => number)();
     this.#cfg = new DataView(pool.core.memory.buffer, (e.stackConfig as () => number)(), 256);
-    this.#sndBuf = this.#cfg.getUint32(CFG.SNDBUF, true) || 262144; // 0: the core's default
+    this.#sndBuf = this.config("SNDBUF");
+  }
+
+  /**
+   * A configuration field as the core reads it: the value set, or the core's default when it
+   * was left 0, clamped into the core's bounds (the table in assembly/net/g.ts).
+   */
+  config(field: Exclude<keyof typeof CFG, "MAC" | "SECRET">): number {
+    return (this.#e.stackConfigValue as (o: number) => number)(CFG[field]) >>> 0;
   }
 
   /** TCP segmentation offload now in force (the core reads it at every send), or null if off. */
   get tso(): { maxBytes: number; maxPieces: number } | null {
     const maxBytes = this.#cfg.getUint32(CFG.TSO, true);
     if (!maxBytes) return null;
-    return { maxBytes, maxPieces: this.#cfg.getUint32(CFG.TSO_PIECES, true) || 40 };
+    return { maxBytes, maxPieces: this.config("TSO_PIECES") };
   }
 
   /**
@@ -235,8 +243,9 @@ export class Stack {
     const dv = new DataView(core.memory.buffer, base, 256);
     u8.fill(0);
     u8.set(mac, CFG.MAC);
-    const put = (off: number, v: number | undefined, what: string, max = 0xffffffff) => {
+    const put = (off: number, v: number | undefined, what: string) => {
       if (v === undefined) return;
+      const max = (e.stackConfigMax as (o: number) => number)(off) >>> 0;
       if (!Number.isInteger(v) || v < 0 || v > max)
         throw new RangeError(`pmstack: ${what} must be an integer in [0, ${max}], got ${v}`);
       dv.setUint32(off, v, true);
@@ -244,18 +253,18 @@ export class Stack {
     dv.setUint32(CFG.IP, ip, true);
     dv.setUint32(CFG.MASK, prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0, true);
     if (c.gateway) dv.setUint32(CFG.GW, parseIPv4(c.gateway), true);
-    put(CFG.MTU, c.mtu, "mtu", 65535);
-    put(CFG.MAX_CONNS, c.maxConnections, "maxConnections", 65535);
+    put(CFG.MTU, c.mtu, "mtu");
+    put(CFG.MAX_CONNS, c.maxConnections, "maxConnections");
     put(CFG.SYNQ, c.synQueue, "synQueue");
     put(CFG.NODES, c.segmentNodes, "segmentNodes");
     put(CFG.ARP, c.arpEntries, "arpEntries");
     put(CFG.ARPQ, c.arpQueue, "arpQueue");
-    put(CFG.UDP, c.udpBinds, "udpBinds", 128);
+    put(CFG.UDP, c.udpBinds, "udpBinds");
     put(CFG.LISTEN, c.listeners, "listeners");
-    put(CFG.RX_LOG2, c.rings?.rx, "rings.rx", 16);
-    put(CFG.TX_LOG2, c.rings?.tx, "rings.tx", 16);
-    put(CFG.AIN_LOG2, c.rings?.appIn, "rings.appIn", 16);
-    put(CFG.AOUT_LOG2, c.rings?.appOut, "rings.appOut", 16);
+    put(CFG.RX_LOG2, c.rings?.rx, "rings.rx");
+    put(CFG.TX_LOG2, c.rings?.tx, "rings.tx");
+    put(CFG.AIN_LOG2, c.rings?.appIn, "rings.appIn");
+    put(CFG.AOUT_LOG2, c.rings?.appOut, "rings.appOut");
     put(CFG.RCVBUF, c.rcvBuf, "rcvBuf");
     put(CFG.SNDBUF, c.sndBuf, "sndBuf");
     const flags =

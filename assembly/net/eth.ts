@@ -6,7 +6,7 @@ import { arenaAlloc } from "../arena";
 import { bufAddr, bufAlloc, bufRef, bufUnref } from "../pool";
 import { OWNER_NIC } from "../layout";
 import {
-  cfg, CFG_MAC, cfgU32, CFG_ARP, CFG_ARPQ, CFG_ARP_TTL,
+  cfg, CFG_MAC, cfgGet, CFG_ARP, CFG_ARPQ, CFG_ARP_TTL,
   count, C_ARP_BAD, C_ARP_REQ_IN, C_ARP_REPLY_IN, C_ARP_QUEUE_FULL, C_ARP_TIMEOUT, C_BUF_EXHAUSTED, C_ARP_CONFLICT,
   ld16, ld32, st16, st32, now, ourIp, ourMask,
   tN, tb, to, tl, txAdd, txReset, txPush, txDiscard, MAXP, tFlags, txSetMeta,
@@ -33,9 +33,9 @@ let pq: usize = 0;
 let pqN: u32 = 0;
 
 export function ethInit(): i32 {
-  arpN = cfgU32(CFG_ARP, 64);
-  pqN = cfgU32(CFG_ARPQ, 32);
-  arpTtl = <f64>cfgU32(CFG_ARP_TTL, 60000);
+  arpN = cfgGet(CFG_ARP);
+  pqN = cfgGet(CFG_ARPQ);
+  arpTtl = <f64>cfgGet(CFG_ARP_TTL);
   const a = arenaAlloc(arpN * AE_SIZE, 64);
   if (a < 0) return <i32>a;
   arpTab = <usize>a;

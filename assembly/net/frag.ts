@@ -8,7 +8,7 @@ import { arenaAlloc } from "../arena";
 import { bufRef, bufSetOwner, bufUnref } from "../pool";
 import { OWNER_STACK } from "../layout";
 import {
-  cfgU32, CFG_FRAG_SLOTS, count, C_IP_FRAG_DROP, C_IP_REASM_OK, C_IP_REASM_DROP, C_IP_REASM_TIMEOUT,
+  cfgGet, CFG_FRAG_SLOTS, count, C_IP_FRAG_DROP, C_IP_REASM_OK, C_IP_REASM_DROP, C_IP_REASM_TIMEOUT,
   ld16, now, pb, po, pl, setP, MAXP,
 } from "./g";
 
@@ -23,7 +23,7 @@ let slots: usize = 0;
 let nSlots: u32 = 0;
 
 export function fragInit(): i32 {
-  nSlots = cfgU32(CFG_FRAG_SLOTS, 4);
+  nSlots = cfgGet(CFG_FRAG_SLOTS);
   if (nSlots > 64) nSlots = 64;
   const a = arenaAlloc(nSlots * F_SIZE, 64);
   if (a < 0) return <i32>a;

@@ -7,44 +7,105 @@ import { ringPush, ringSpace } from "../ring";
 import { bufRef, bufUnref, poolCount } from "../pool";
 import { SF_MORE } from "../layout";
 
-// ---- configuration block (static data; the host writes it before stackInit) ----
-export const CFG_MAC: u32 = 0; // 6 bytes
-export const CFG_IP: u32 = 8; // u32, IPv4 address as a host number (198.18.0.1 = 0xc6120001)
-export const CFG_MASK: u32 = 12;
-export const CFG_GW: u32 = 16;
-export const CFG_MTU: u32 = 20; // IP MTU, default 1500
-export const CFG_MAX_CONNS: u32 = 24; // TCP connection blocks (default 256)
-export const CFG_SYNQ: u32 = 28; // half-open connections in all SYN queues (default 64)
-export const CFG_NODES: u32 = 32; // segment nodes for send queues and reassembly (default 8192)
-export const CFG_ARP: u32 = 36; // ARP cache entries (default 64)
-export const CFG_ARPQ: u32 = 40; // frames awaiting resolution (default 32)
-export const CFG_UDP: u32 = 44; // UDP binds (default 16, max 128)
-export const CFG_LISTEN: u32 = 48; // TCP listeners (default 16)
-export const CFG_RX_LOG2: u32 = 52; // ring sizes, log2 (defaults 10)
+// ---- configuration block ----
+// 256 bytes of static data the host fills before stackInit(). Each field is declared here once:
+// its offset below, and its default and bounds in CFG_TABLE. A u32 field left 0 takes its default;
+// the core clamps a value into [min, max] where it reads it (cfgGet), and the host, reading the
+// same table through stackConfigDefault/stackConfigMax, refuses a value above max and reports
+// the defaults it did not override (docs/core-abi.md).
+export const CFG_MAC: u32 = 0; // 6 bytes: our Ethernet address
+export const CFG_IP: u32 = 8; // IPv4 address as a host number (198.18.0.1 = 0xc6120001); 0 = none yet
+export const CFG_MASK: u32 = 12; // IPv4 netmask
+export const CFG_GW: u32 = 16; // IPv4 gateway, 0 = none
+export const CFG_MTU: u32 = 20; // IP MTU in bytes
+export const CFG_MAX_CONNS: u32 = 24; // TCP connection blocks
+export const CFG_SYNQ: u32 = 28; // half-open connections in all SYN queues together (beyond: SYN cookies)
+export const CFG_NODES: u32 = 32; // segment nodes shared by send queues and reassembly
+export const CFG_ARP: u32 = 36; // ARP cache entries
+export const CFG_ARPQ: u32 = 40; // frames waiting for ARP resolution
+export const CFG_UDP: u32 = 44; // UDP binds
+export const CFG_LISTEN: u32 = 48; // TCP listeners
+export const CFG_RX_LOG2: u32 = 52; // ring sizes, log2 of the slot count
 export const CFG_TX_LOG2: u32 = 56;
 export const CFG_AIN_LOG2: u32 = 60;
 export const CFG_AOUT_LOG2: u32 = 64;
-export const CFG_RCVBUF: u32 = 68; // per-connection receive window in bytes (default 262144)
-export const CFG_SNDBUF: u32 = 72; // per-connection send queue limit in bytes (default 262144)
-export const CFG_FLAGS: u32 = 76; // default connection option bits (TF_* of tcp.ts)
-export const CFG_ICMP_RATE: u32 = 80; // ICMP errors per second (default 100, burst = rate/10+1)
-export const CFG_ARP_TTL: u32 = 84; // ms an ARP entry stays valid (default 60000)
-export const CFG_MSL: u32 = 88; // ms; TIME_WAIT lasts 2*MSL (default 30000)
-export const CFG_KEEPALIVE: u32 = 92; // ms idle before keepalive probes, 0 = off (default 0)
-export const CFG_DELACK: u32 = 96; // ms delayed-ACK timeout (default 40)
-export const CFG_MIN_RTO: u32 = 100; // ms (default 200; RFC 6298 says 1000, Linux uses 200)
-export const CFG_INIT_RTO: u32 = 104; // ms (default 1000)
-export const CFG_FRAG_SLOTS: u32 = 108; // IPv4 datagrams in reassembly at once (default 4)
-export const CFG_TSO: u32 = 112; // TCP segmentation offload: max superframe bytes incl. headers (0 = off; read at each send)
-export const CFG_TSO_PIECES: u32 = 116; // TSO: max TX slots per superframe (default 40, max 64)
+export const CFG_RCVBUF: u32 = 68; // per-connection receive window in bytes
+export const CFG_SNDBUF: u32 = 72; // per-connection send queue limit in bytes
+export const CFG_FLAGS: u32 = 76; // default connection option bits (TF_NODELAY..TF_NOWS of tcp/tcb.ts)
+export const CFG_ICMP_RATE: u32 = 80; // ICMP errors per second (burst = rate/10 + 1)
+export const CFG_ARP_TTL: u32 = 84; // ms an ARP entry stays valid
+export const CFG_MSL: u32 = 88; // ms; TIME_WAIT lasts 2*MSL
+export const CFG_KEEPALIVE: u32 = 92; // ms idle before keepalive probes, 0 = off
+export const CFG_DELACK: u32 = 96; // ms delayed-ACK timeout
+export const CFG_MIN_RTO: u32 = 100; // ms (RFC 6298 says 1000, Linux uses 200)
+export const CFG_INIT_RTO: u32 = 104; // ms
+export const CFG_FRAG_SLOTS: u32 = 108; // IPv4 datagrams in reassembly at once
+export const CFG_TSO: u32 = 112; // TCP segmentation offload: largest superframe, headers included; 0 = off (read at each send)
+export const CFG_TSO_PIECES: u32 = 116; // TSO: TX slots per superframe
 export const CFG_SECRET: u32 = 128; // 32 bytes of host randomness (ISN, SYN cookies, TS offset)
 export const CFG_SIZE: u32 = 256;
 
+/** Frame pieces (TX or RX slots) one frame may span. */
+export const MAXP: u32 = 64;
+
+// {default, min, max} per u32 word of the block below CFG_SECRET, indexed by offset / 4. Words
+// that are addresses or bit sets (MAC, IP, MASK, GW, FLAGS) have no default and no bounds.
+const CFG_ROWS: u32 = 32;
+const CFG_TABLE: usize = memory.data<u32>([
+  // default  min      max
+  0,          0,       0xffffffff, // 0   MAC (bytes 0-3)
+  0,          0,       0xffffffff, // 4   MAC (bytes 4-5)
+  0,          0,       0xffffffff, // 8   IP
+  0,          0,       0xffffffff, // 12  MASK
+  0,          0,       0xffffffff, // 16  GW
+  1500,       68,      65535,      // 20  MTU
+  256,        1,       65535,      // 24  MAX_CONNS (connection ids carry a 16-bit index)
+  64,         1,       0xffffffff, // 28  SYNQ
+  8192,       1,       0xffffffff, // 32  NODES
+  64,         1,       0xffffffff, // 36  ARP
+  32,         1,       0xffffffff, // 40  ARPQ
+  16,         1,       128,        // 44  UDP
+  16,         1,       0xffffffff, // 48  LISTEN
+  10,         7,       16,         // 52  RX_LOG2 (at least 2^7: a frame may need MAXP + 8 free slots)
+  10,         7,       16,         // 56  TX_LOG2
+  10,         7,       16,         // 60  AIN_LOG2
+  10,         7,       16,         // 64  AOUT_LOG2
+  262144,     1,       1 << 30,    // 68  RCVBUF (window scale 14 reaches 2^30)
+  262144,     1,       0xffffffff, // 72  SNDBUF
+  0,          0,       0xffffffff, // 76  FLAGS
+  100,        1,       0xffffffff, // 80  ICMP_RATE
+  60000,      1,       0xffffffff, // 84  ARP_TTL
+  30000,      1,       0xffffffff, // 88  MSL
+  0,          0,       0xffffffff, // 92  KEEPALIVE
+  40,         1,       0xffffffff, // 96  DELACK
+  200,        1,       0xffffffff, // 100 MIN_RTO
+  1000,       1,       0xffffffff, // 104 INIT_RTO
+  4,          1,       0xffffffff, // 108 FRAG_SLOTS
+  0,          0,       65535,      // 112 TSO (a superframe's IP total length is 16 bits)
+  40,         2,       MAXP,       // 116 TSO_PIECES
+  0,          0,       0xffffffff, // 120 (unused)
+  0,          0,       0xffffffff, // 124 (unused)
+]);
+
 export const cfg: usize = memory.data(256, 16);
 
-@inline export function cfgU32(off: u32, dflt: u32): u32 {
-  const v = load<u32>(cfg + off);
-  return v == 0 ? dflt : v;
+/** Default of the u32 field at `off` (0 for none). */
+export function cfgDefault(off: u32): u32 {
+  return off < CFG_ROWS * 4 ? load<u32>(CFG_TABLE + <usize>(off >>> 2) * 12) : 0;
+}
+/** Largest accepted value of the u32 field at `off`. */
+export function cfgMax(off: u32): u32 {
+  return off < CFG_ROWS * 4 ? load<u32>(CFG_TABLE + <usize>(off >>> 2) * 12 + 8) : 0xffffffff;
+}
+
+/** The u32 field at `off`: its default when 0, clamped into its bounds. */
+export function cfgGet(off: u32): u32 {
+  const row = CFG_TABLE + <usize>(off >>> 2) * 12;
+  let v = load<u32>(cfg + off);
+  if (v == 0) v = load<u32>(row);
+  const lo = load<u32>(row + 4);
+  const hi = load<u32>(row + 8);
+  return v < lo ? lo : v > hi ? hi : v;
 }
 
 // ---- counters ----
@@ -204,7 +265,6 @@ export function emit(code: u32, conn: u32, buf: u32, off: u32, len: u32, aux: u3
 }
 
 // ---- pieces of the current received frame / L4 datagram ----
-export const MAXP: u32 = 64;
 export let pBuf: usize = 0; // u32[MAXP] buffer index
 export let pOff: usize = 0; // u32[MAXP] offset in buffer
 export let pLen: usize = 0; // u32[MAXP] length

@@ -10,7 +10,7 @@ import { bufAddr, bufAlloc, bufRef } from "../pool";
 import { OWNER_NIC } from "../layout";
 import { csumRaw, csumFold16, csumAddAt, csumFinish, csumU32, csumWord } from "./csum";
 import {
-  cfgU32, CFG_ICMP_RATE,
+  cfgGet, CFG_ICMP_RATE,
   count, C_IP_BAD_HDR, C_IP_BAD_CSUM, C_IP_BAD_LEN, C_IP_NOT_US, C_IP_FRAG_DROP, C_IP_BAD_SRC, C_IP_PROTO_UNREACH,
   C_ICMP_IN, C_ICMP_BAD, C_ICMP_ECHO_REPLIED, C_ICMP_RATELIMITED, C_ICMP_UNREACH_SENT, C_BUF_EXHAUSTED,
   ld16, ld32, st16, st32, now, ourIp, ourMask,
@@ -192,7 +192,7 @@ let icmpTokens: f64 = 0;
 let icmpLast: f64 = -1;
 
 function icmpAllow(): bool {
-  const rate = <f64>cfgU32(CFG_ICMP_RATE, 100);
+  const rate = <f64>cfgGet(CFG_ICMP_RATE);
   const burst = Math.floor(rate / 10) + 1;
   if (icmpLast < 0) icmpTokens = burst;
   else icmpTokens = min(burst, icmpTokens + (now - icmpLast) * rate / 1000);

@@ -7,7 +7,7 @@ import { OWNER_APP, OWNER_KEPT, OWNER_NIC, SF_MORE } from "../layout";
 import { ringPush, ringSpace } from "../ring";
 import { csumAddAt, csumFinish, csumRaw, csumFold16 } from "./csum";
 import {
-  cfgU32, CFG_UDP, count, C_UDP_BAD_CSUM, C_UDP_BAD_LEN, C_UDP_NO_PORT, C_UDP_IN, C_UDP_OUT, C_APPOUT_FULL,
+  cfgGet, CFG_UDP, count, C_UDP_BAD_CSUM, C_UDP_BAD_LEN, C_UDP_NO_PORT, C_UDP_IN, C_UDP_OUT, C_APPOUT_FULL,
   C_BUF_EXHAUSTED, C_UDP_BIND_FULL, ld16, st16, aoutRing, emit, EV_UDP, EV_UDP_BOUND, EV_ERROR, EV_SEND_REFUSED,
   pb, po, pl, setP, txAdd, txReset, ourIp, ourMtu,
 } from "./g";
@@ -22,7 +22,7 @@ let binds: usize = 0; // u32 per bind: port | (used << 16)
 let nBinds: u32 = 0;
 
 export function udpInit(): i32 {
-  nBinds = min<u32>(cfgU32(CFG_UDP, 16), 128);
+  nBinds = cfgGet(CFG_UDP);
   const a = arenaAlloc(nBinds * 4, 16);
   if (a < 0) return <i32>a;
   binds = <usize>a;

@@ -8,7 +8,7 @@ import { bufAddr, bufAlloc, bufOwner, bufRef, bufRefCount, bufSetOwner, bufUnref
 import { OWNER_APP, OWNER_KEPT, OWNER_NIC, OWNER_STACK } from "../layout";
 import { csumAddAt, csumFinish, csumFold16, csumRaw } from "../net/csum";
 import {
-  cfg, cfgU32, CFG_MAX_CONNS, CFG_SYNQ, CFG_NODES, CFG_LISTEN, CFG_RCVBUF, CFG_SNDBUF, CFG_FLAGS, CFG_MSL,
+  cfg, cfgGet, CFG_MAX_CONNS, CFG_SYNQ, CFG_NODES, CFG_LISTEN, CFG_RCVBUF, CFG_SNDBUF, CFG_FLAGS, CFG_MSL,
   CFG_KEEPALIVE, CFG_DELACK, CFG_MIN_RTO, CFG_INIT_RTO, CFG_SECRET, CFG_TSO, CFG_TSO_PIECES, MAXP,
   C_TCP_TSO_FRAMES, C_TCP_TSO_SEGS, txSetMeta, TXF_NEEDS_CSUM, TXF_GSO_SHIFT, TXF_GSO_TCPV4,
   count, countN, C_TCP_BAD_CSUM, C_TCP_BAD_HDR, C_TCP_NO_CONN, C_TCP_CONN_EXHAUSTED, C_TCP_SYNQ_OVERFLOW, C_TCP_COOKIE_OK,
@@ -93,7 +93,7 @@ let nLst: u32 = 0;
 }
 
 export function tcpInit(): i32 {
-  maxConns = min<u32>(cfgU32(CFG_MAX_CONNS, 256), 65535);
+  maxConns = cfgGet(CFG_MAX_CONNS);
   tcbSize = (offsetof<Tcb>() + 15) & ~15;
   const a = arenaAlloc(<usize>maxConns * tcbSize, 64);
   if (a < 0) return <i32>a;
@@ -111,24 +111,23 @@ export function tcpInit(): i32 {
     t.gen = 1;
     freeHead = i - 1;
   }
-  let r = nodesInit(cfgU32(CFG_NODES, 8192));
+  let r = nodesInit(cfgGet(CFG_NODES));
   if (r < 0) return r;
-  nLst = cfgU32(CFG_LISTEN, 16);
+  nLst = cfgGet(CFG_LISTEN);
   const l = arenaAlloc(<usize>nLst << 4, 16);
   if (l < 0) return <i32>l;
   lst = <usize>l;
-  synLimit = cfgU32(CFG_SYNQ, 64);
+  synLimit = cfgGet(CFG_SYNQ);
   k0 = load<u64>(cfg + CFG_SECRET);
   k1 = load<u64>(cfg + CFG_SECRET + 8);
   dflags = load<u32>(cfg + CFG_FLAGS) & 0xff;
-  defRcvBuf = cfgU32(CFG_RCVBUF, 262144);
-  if (defRcvBuf > (1 << 30)) defRcvBuf = 1 << 30;
-  defSndBuf = cfgU32(CFG_SNDBUF, 262144);
-  msl = <f64>cfgU32(CFG_MSL, 30000);
-  delack = <f64>cfgU32(CFG_DELACK, 40);
-  minRto = <f64>cfgU32(CFG_MIN_RTO, 200);
-  initRto = <f64>cfgU32(CFG_INIT_RTO, 1000);
-  defKeepalive = <f64>load<u32>(cfg + CFG_KEEPALIVE);
+  defRcvBuf = cfgGet(CFG_RCVBUF);
+  defSndBuf = cfgGet(CFG_SNDBUF);
+  msl = <f64>cfgGet(CFG_MSL);
+  delack = <f64>cfgGet(CFG_DELACK);
+  minRto = <f64>cfgGet(CFG_MIN_RTO);
+  initRto = <f64>cfgGet(CFG_INIT_RTO);
+  defKeepalive = <f64>cfgGet(CFG_KEEPALIVE);
   ephemeral = <u32>(sip24(k0, k1, 7, 7) & 0x3fff);
   return 0;
 }
@@ -728,11 +727,11 @@ function tcpOutput(i: u32): void {
     // TSO: new data worth more than one full segment goes as one superframe of full segments
     // (plus the end of the queue when Nagle would send it now); retransmissions stay <= MSS
     let gso: u32 = 0;
-    const tsoMax = min<u32>(load<u32>(cfg + CFG_TSO), 65535);
+    const tsoMax = cfgGet(CFG_TSO);
     if (tsoMax != 0 && !rtx && len == segMax && remain > segMax && usable > segMax) {
       const hl = ETH_HLEN + IP4_HLEN + TCP_HLEN + ((t.flags & TF_TS_OK) != 0 ? 12 : 0) + sackBytes(t);
       if (tsoMax > hl + 2 * segMax) {
-        const pieces = min<u32>(cfgU32(CFG_TSO_PIECES, 40), MAXP) - 1;
+        const pieces = cfgGet(CFG_TSO_PIECES) - 1;
         const big = fitPieces(t, t.sndNxt, min<u32>(min<u32>(remain, usable), tsoMax - hl), pieces);
         let tso = (big / segMax) * segMax;
         if (big == remain && big > tso && ((t.flags & TF_NODELAY) != 0 || finQ || !seqGt(t.smlEnd, t.sndUna))) tso = big;
@@ -1970,35 +1969,61 @@ export function tcpState(id: u32): i32 {
   if ((t.flags & TF_USED) == 0 || t.gen != (id >>> 16)) return -1;
   return <i32>t.state;
 }
-/** Test accessor: a few TCB fields by number. */
+// tcpInfo fields (mirrored by INFO in host/stack-abi.ts)
+export const INFO_STATE: u32 = 0;
+export const INFO_CWND: u32 = 1;
+export const INFO_SSTHRESH: u32 = 2;
+export const INFO_RTO: u32 = 3;
+export const INFO_SRTT: u32 = 4;
+export const INFO_SND_WND: u32 = 5;
+export const INFO_MSS: u32 = 6;
+export const INFO_FLAGS: u32 = 7;
+export const INFO_REASM_SEGS: u32 = 8;
+export const INFO_UNREAD: u32 = 9;
+export const INFO_SND_QUEUED: u32 = 10;
+export const INFO_BACKOFF: u32 = 11;
+export const INFO_SND_WS: u32 = 12;
+export const INFO_RCV_WS: u32 = 13;
+export const INFO_IN_FLIGHT: u32 = 14;
+export const INFO_SND_OUT: u32 = 15;
+export const INFO_RTX_AT: u32 = 16;
+export const INFO_PERSIST_AT: u32 = 17;
+export const INFO_DUP_ACKS: u32 = 18;
+export const INFO_RETRIES: u32 = 19;
+export const INFO_RCV_NXT: u32 = 20;
+export const INFO_SND_UNA: u32 = 21;
+export const INFO_SACK_BLOCKS: u32 = 22;
+export const INFO_SACKED: u32 = 23;
+
+/** Test and diagnostics accessor: one TCB field (INFO_*), -1 for a bad id or field. */
 export function tcpInfo(id: u32, field: u32): f64 {
   const i = id & 0xffff;
   if (i >= maxConns) return -1;
   const t = tcb(i);
-  if (field == 0) return <f64>t.state;
-  if (field == 1) return <f64>t.cwnd;
-  if (field == 2) return <f64>t.ssthresh;
-  if (field == 3) return t.rto;
-  if (field == 4) return t.srtt;
-  if (field == 5) return <f64>t.sndWnd;
-  if (field == 6) return <f64>t.mss;
-  if (field == 7) return <f64>t.flags;
-  if (field == 8) return <f64>t.rCount;
-  if (field == 9) return <f64>t.unread;
-  if (field == 10) return <f64>(t.sndEnd - t.sndUna);
-  if (field == 11) return <f64>t.backoff;
-  if (field == 12) return <f64>t.sndWs;
-  if (field == 13) return <f64>t.rcvWs;
-  if (field == 14) return <f64>(t.sndNxt - t.sndUna);
-  if (field == 15) return <f64>(t.sndMax - t.sndUna);
-  if (field == 16) return t.rtxAt;
-  if (field == 17) return t.persistAt;
-  if (field == 18) return <f64>t.dupAcks;
-  if (field == 19) return <f64>t.retries;
-  if (field == 20) return <f64>t.rcvNxt;
-  if (field == 21) return <f64>t.sndUna;
-  if (field == 22) return <f64>t.sbN;
-  if (field == 23) return <f64>sbSacked(t);
+  if (field == INFO_STATE) return <f64>t.state;
+  if (field == INFO_CWND) return <f64>t.cwnd;
+  if (field == INFO_SSTHRESH) return <f64>t.ssthresh;
+  if (field == INFO_RTO) return t.rto;
+  if (field == INFO_SRTT) return t.srtt;
+  if (field == INFO_SND_WND) return <f64>t.sndWnd;
+  if (field == INFO_MSS) return <f64>t.mss;
+  if (field == INFO_FLAGS) return <f64>t.flags;
+  if (field == INFO_REASM_SEGS) return <f64>t.rCount;
+  if (field == INFO_UNREAD) return <f64>t.unread;
+  if (field == INFO_SND_QUEUED) return <f64>(t.sndEnd - t.sndUna);
+  if (field == INFO_BACKOFF) return <f64>t.backoff;
+  if (field == INFO_SND_WS) return <f64>t.sndWs;
+  if (field == INFO_RCV_WS) return <f64>t.rcvWs;
+  if (field == INFO_IN_FLIGHT) return <f64>(t.sndNxt - t.sndUna);
+  if (field == INFO_SND_OUT) return <f64>(t.sndMax - t.sndUna);
+  if (field == INFO_RTX_AT) return t.rtxAt;
+  if (field == INFO_PERSIST_AT) return t.persistAt;
+  if (field == INFO_DUP_ACKS) return <f64>t.dupAcks;
+  if (field == INFO_RETRIES) return <f64>t.retries;
+  if (field == INFO_RCV_NXT) return <f64>t.rcvNxt;
+  if (field == INFO_SND_UNA) return <f64>t.sndUna;
+  if (field == INFO_SACK_BLOCKS) return <f64>t.sbN;
+  if (field == INFO_SACKED) return <f64>sbSacked(t);
   return -1;
 }
 /** Count of TCBs in use (including TIME_WAIT). */

@@ -6,13 +6,26 @@ import { readFileSync } from "node:fs";
 import { MAX_PAGES } from "./abi.js";
 import { CoreTrapError } from "./errors.js";
 
-/** The core's exports (numeric ABI: indices and memory offsets in, counts or -errors out). */
-export interface CoreExports {
+// The core's exports, typed once here and grouped as assembly/index.ts exports them (numeric
+// ABI: indices and memory offsets in, counts or negative E_* errors out). How values cross the
+// boundary: i32/u32 arrive as a JS number that is a signed i32, so a u32 that can exceed 2^31
+// (an address, a configuration value) needs `>>> 0`; u64 arrives as a bigint; f64 as a number
+// (the core returns f64 where a value may be large or fractional: addresses, times, sizes).
+// Memory offsets (`usize`) below the arena's end are small positive numbers.
+
+/** The set-up arena (assembly/arena.ts): the core's tables, below the PM mapping. */
+export interface ArenaExports {
+  /** Offset of `size` bytes aligned to `align`, or E_SEALED / E_NOMEM. */
   arenaAlloc(size: number, align: number): number;
   arenaBase(): number;
   arenaEnd(): number;
   arenaSeal(): void;
+  /** 1 once sealed, else 0. */
   arenaSealed(): number;
+}
+
+/** The buffer pool (assembly/pool.ts): owners, references, the free stack, names. */
+export interface PoolExports {
   poolReserve(n: number): number;
   poolAttach(at: number): number;
   poolCount(): number;
@@ -31,18 +44,96 @@ export interface CoreExports {
   bufOwner(i: number): number;
   bufRefCount(i: number): number;
   bufClaim(i: number, owner: number): number;
+  bufIsNode(i: number): number;
+  /** Memory offset of buffer i (an f64: it may exceed 2 GiB), or 0 if out of range. */
   bufAddress(i: number): number;
   nameCheck(i: number, off: number, len: number): number;
+}
+
+/** Rings (assembly/ring.ts); the host reads and writes slots directly through host/ring.ts. */
+export interface RingExports {
   ringCreate(log2: number): number;
   ringPush(r: number, buf: number, off: number, len: number, conn: number, flags: number): number;
   ringShift(r: number): number;
   ringAdvance(r: number, n: number): number;
   ringSwap(r: number, pos: number): number;
+}
+
+/** The 64-bit name form (assembly/names.ts), for tests. */
+export interface NameExports {
   namePack64(index: number, off: number, len: number): bigint;
   nameUnpackIndex(n: bigint): number;
   nameUnpackOffset(n: bigint): number;
   nameUnpackLength(n: bigint): number;
-  [name: string]: unknown;
+}
+
+/** The network stack (assembly/stack.ts, net/, tcp/; docs/core-abi.md). */
+export interface StackExports {
+  /** The 256-byte configuration block (offsets: CFG in host/stack-abi.ts). */
+  stackConfig(): number;
+  /** A configuration field's default (0: none), bound and value as the core reads it (u32: `>>> 0`). */
+  stackConfigDefault(off: number): number;
+  stackConfigMax(off: number): number;
+  stackConfigValue(off: number): number;
+  stackScratch(): number;
+  /** 0, E_ARG (called a second time), or E_NOMEM / E_SEALED (the tables do not fit the arena). */
+  stackInit(): number;
+  /** Ring address: 0 RX, 1 TX, 2 APP-IN, 3 APP-OUT. */
+  stackRing(which: number): number;
+  stackStats(): number;
+  stackStatCount(): number;
+  stackSetAddr(ip: number, mask: number, gw: number): void;
+  stackAnnounce(): void;
+  stackArpAdd(ip: number, mac: number): void;
+  stackArpLookup(ip: number): number;
+  /** One turn at `nowMs`; the next deadline (ms) or Infinity. */
+  stackPoll(nowMs: number): number;
+  stackFragHeld(): number;
+  csumTest(p: number, len: number): number;
+  tcpState(id: number): number;
+  /** One field (INFO in host/stack-abi.ts) of a connection, -1 for a bad id or field. */
+  tcpInfo(id: number, field: number): number;
+  tcpConnCount(): number;
+  tcpNodesUsed(): number;
+}
+
+/** The write-ahead log and index in the metadata region (assembly/pm/log.ts). */
+export interface LogExports {
+  logReserve(): number;
+  logAttach(at: number, bytes: number): number;
+  logFormat(step: number): number;
+  logRecover(maxGen: number): number;
+  logAppend(keyLen: number, nNames: number, type: number, tag: number): number;
+  logFind(keyLen: number): number;
+  logSeal(): number;
+  logDurable(upTo: number): number;
+  logSlotPair(): number;
+  logCompact(target: number): number;
+  logIterStart(): void;
+  logIterNext(): number;
+  logKeyBuf(): number;
+  logNamesBuf(): number;
+  logTable(): number;
+  logInfo(code: number): number;
+}
+
+/** Extent nodes: objects larger than one record's names (assembly/pm/extent.ts). */
+export interface ExtentExports {
+  extNew(height: number): number;
+  extPush(node: number, index: number, off: number, len: number, flags: number): number;
+  extSeal(node: number): number;
+  extInfo(node: number, code: number): number;
+}
+
+/**
+ * Every export of the core (assembly/index.ts). The stack and the log are always compiled in;
+ * Stack and PmLog still check that a core loaded from elsewhere (`instantiateCore({ wasmPath })`)
+ * has them before using them.
+ */
+export interface CoreExports
+  extends ArenaExports, PoolExports, RingExports, NameExports, StackExports, LogExports, ExtentExports {
+  /** CRC-32C of memory [p, p+n) (u32: `>>> 0`). */
+  pmCrc32c(p: number, n: number): number;
 }
 
 export interface CoreInstance {

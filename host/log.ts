@@ -7,7 +7,7 @@
 // durability: docs/api/log.md and docs/persistence.md.
 
 import { BUF_SIZE, E_BOUNDS, E_FREE, E_RANGE, E_REFMAX } from "./abi.js";
-import type { CoreInstance } from "./core.js";
+import type { CoreExports, CoreInstance } from "./core.js";
 import { BufferNameError, PmstackError, PoolClosedError } from "./errors.js";
 import { ObjectCursor, ObjectWriter, itemLow, itemOf, objectLength, type Item, type ObjectRef } from "./object.js";
 import { Pool, type BufferName, type CreateOptions } from "./pool.js";
@@ -33,25 +33,6 @@ const RESERVE = 2 * (32 + LOG_MAX_NAMES * 8 + LOG_MAX_KEY) + 8192; // what puts 
 export class LogError extends PmstackError {}
 /** The log has no room for the record even after compaction: live data fills it. */
 export class LogFullError extends LogError {}
-
-interface LogExports {
-  logReserve(): number;
-  logAttach(at: number, bytes: number): number;
-  logFormat(step: number): number;
-  logRecover(maxGen: number): number;
-  logAppend(keyLen: number, nNames: number, type: number, tag: number): number;
-  logFind(keyLen: number): number;
-  logSeal(): number;
-  logDurable(upTo: number): number;
-  logSlotPair(): number;
-  logCompact(target: number): number;
-  logIterStart(): void;
-  logIterNext(): number;
-  logKeyBuf(): number;
-  logNamesBuf(): number;
-  logTable(): number;
-  logInfo(code: number): number;
-}
 
 /** What recovery found when the log was opened. */
 export interface LogRecovery {
@@ -127,7 +108,7 @@ export class PmLog {
   readonly recovery: Readonly<LogRecovery>;
   readonly maxKey = LOG_MAX_KEY;
   readonly maxNames = LOG_MAX_NAMES;
-  #e: LogExports;
+  #e: CoreExports;
   #u8: Uint8Array;
   #u32: Uint32Array;
   #dv: DataView;
@@ -148,7 +129,7 @@ export class PmLog {
 
   /** Reserves the log's working memory: pass as (or call from) the pool's `configure` hook. */
   static configure(core: CoreInstance): void {
-    const e = core.exports as unknown as LogExports;
+    const e = core.exports;
     const r = e.logReserve();
     if (r < 0) throw new LogError("ECORE", `pmstack: core error ${r} while reserving the log's memory`);
   }
@@ -183,7 +164,7 @@ export class PmLog {
 
   private constructor(pool: Pool, opts: LogOptions) {
     this.pool = pool;
-    const e = pool.core.exports as unknown as LogExports;
+    const e = pool.core.exports;
     if (typeof e.logAttach !== "function") throw new LogError("ENOLOG", "pmstack: this core has no log");
     this.#e = e;
     this.#autoCompact = opts.autoCompact ?? true;

@@ -6,6 +6,7 @@
 // object's data ranges from any offset, lazily, for streaming replies and range requests.
 
 import { BUF_SIZE, E_EMPTY, ITEM_NODE, NODE_HDR, NODE_MAX_HEIGHT } from "./abi.js";
+import type { CoreExports } from "./core.js";
 import { PoolExhaustedError, PmstackError } from "./errors.js";
 import type { Pool, BufferName } from "./pool.js";
 
@@ -24,14 +25,6 @@ export type Item = BufferName & { readonly height?: number };
 /** An object as a record names it: its items, in order. */
 export interface ObjectRef {
   names: Item[];
-}
-
-interface ExtentExports {
-  extNew(height: number): number;
-  extPush(node: number, index: number, off: number, len: number, flags: number): number;
-  extSeal(node: number): number;
-  extInfo(node: number, code: number): number;
-  bufAddress(i: number): number;
 }
 
 /** What an ObjectWriter needs from its log: seal the group when the flush table is full. */
@@ -66,7 +59,7 @@ export const itemOf = (index: number, lo: number): Item => {
 export class ObjectWriter {
   readonly pool: Pool;
   #log: FlushTarget;
-  #e: ExtentExports;
+  #e: CoreExports;
   #room: number;
   /** The items while there are at most `room` of them; each holds a reference of the writer's. */
   #direct: Item[] = [];
@@ -82,7 +75,7 @@ export class ObjectWriter {
   constructor(log: FlushTarget, room = OBJECT_ITEMS_MAX) {
     this.pool = log.pool;
     this.#log = log;
-    this.#e = log.pool.core.exports as unknown as ExtentExports;
+    this.#e = log.pool.core.exports;
     this.#room = Math.max(1, Math.min(OBJECT_ITEMS_MAX, room));
   }
 
@@ -251,7 +244,7 @@ export class ObjectWriter {
 
 /** Data bytes of an object. */
 export function objectLength(pool: Pool, obj: ObjectRef): number {
-  const e = pool.core.exports as unknown as ExtentExports;
+  const e = pool.core.exports;
   let n = 0;
   for (const x of obj.names) n += x.height ? e.extInfo(x.index, 2) : x.length;
   return n;
@@ -266,7 +259,7 @@ export function objectLength(pool: Pool, obj: ObjectRef): number {
 export class ObjectCursor {
   #pool: Pool;
   #u32: Uint32Array;
-  #e: ExtentExports;
+  #e: CoreExports;
   #top: Item[];
   #topAt = 0;
   /** Per open level (from the top node down): node index and next child. */
@@ -278,7 +271,7 @@ export class ObjectCursor {
   constructor(pool: Pool, obj: ObjectRef, start = 0, end = Infinity) {
     this.#pool = pool;
     this.#u32 = new Uint32Array(pool.core.memory.buffer);
-    this.#e = pool.core.exports as unknown as ExtentExports;
+    this.#e = pool.core.exports;
     this.#top = obj.names;
     this.#end = end;
     this.#skip = Math.max(0, start);

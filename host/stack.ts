@@ -150,13 +150,12 @@ export class Stack {
     this.ip = ip;
     const e = pool.core.exports;
     this.#e = e;
-    const ring = e.stackRing as (w: number) => number;
-    this.rings = { rx: ring(0), tx: ring(1), appIn: ring(2), appOut: ring(3) };
+    this.rings = { rx: e.stackRing(0), tx: e.stackRing(1), appIn: e.stackRing(2), appOut: e.stackRing(3) };
     this.port = new RingPort(pool, { rx: this.rings.rx, tx: this.rings.tx });
     this.#u16 = new Uint16Array(pool.core.memory.buffer);
     this.#u32 = new Uint32Array(pool.core.memory.buffer);
-    this.#stats = (e.stackStats as () => number)();
-    this.#cfg = new DataView(pool.core.memory.buffer, (e.stackConfig as () => number)(), 256);
+    this.#stats = e.stackStats();
+    this.#cfg = new DataView(pool.core.memory.buffer, e.stackConfig(), 256);
     this.#sndBuf = this.config("SNDBUF");
   }
 
@@ -165,7 +164,7 @@ export class Stack {
    * was left 0, clamped into the core's bounds (the table in assembly/net/g.ts).
    */
   config(field: Exclude<keyof typeof CFG, "MAC" | "SECRET">): number {
-    return (this.#e.stackConfigValue as (o: number) => number)(CFG[field]) >>> 0;
+    return this.#e.stackConfigValue(CFG[field]) >>> 0;
   }
 
   /** TCP segmentation offload now in force (the core reads it at every send), or null if off. */
@@ -238,14 +237,14 @@ export class Stack {
     const e = core.exports;
     if (typeof e.stackInit !== "function") throw new PmstackError("ECORE", "pmstack: this core has no network stack");
     if (!(prefix >= 0 && prefix <= 32)) throw new RangeError(`pmstack: bad prefix length /${prefix}`);
-    const base = (e.stackConfig as () => number)();
+    const base = e.stackConfig();
     const u8 = new Uint8Array(core.memory.buffer, base, 256);
     const dv = new DataView(core.memory.buffer, base, 256);
     u8.fill(0);
     u8.set(mac, CFG.MAC);
     const put = (off: number, v: number | undefined, what: string) => {
       if (v === undefined) return;
-      const max = (e.stackConfigMax as (o: number) => number)(off) >>> 0;
+      const max = e.stackConfigMax(off) >>> 0;
       if (!Number.isInteger(v) || v < 0 || v > max)
         throw new RangeError(`pmstack: ${what} must be an integer in [0, ${max}], got ${v}`);
       dv.setUint32(off, v, true);
@@ -286,7 +285,7 @@ export class Stack {
     const secret = c.secret ?? globalThis.crypto.getRandomValues(new Uint8Array(32));
     if (secret.length !== 32) throw new RangeError("pmstack: secret must be 32 bytes");
     u8.set(secret, CFG.SECRET);
-    const r = (e.stackInit as () => number)();
+    const r = e.stackInit();
     if (r < 0)
       throw new PmstackError("ECORE", `pmstack: stack set-up failed (core error ${r}): too large a configuration?`);
   }
@@ -301,7 +300,7 @@ export class Stack {
   poll(nowMs: number): number {
     this.polls++;
     this.#commandPending = false;
-    return (this.#e.stackPoll as (t: number) => number)(nowMs);
+    return this.#e.stackPoll(nowMs);
   }
 
   // ---- commands (APP-IN) -------------------------------------------------------------------
@@ -430,7 +429,7 @@ export class Stack {
 
   /** State and windows of one connection (like one line of `ss -ti`), or null if the id is unknown. */
   connection(id: number): ConnectionInfo | null {
-    const info = this.#e.tcpInfo as (id: number, f: number) => number;
+    const info = this.#e.tcpInfo;
     const state = info(id, INFO.state);
     if (state < 0 || state === 0) return null;
     return {
@@ -454,13 +453,13 @@ export class Stack {
    * minus what is queued and unacknowledged); 0 for an unknown connection. One core call.
    */
   sendRoom(id: number): number {
-    const queued = (this.#e.tcpInfo as (id: number, f: number) => number)(id, INFO.sndQueued);
+    const queued = this.#e.tcpInfo(id, INFO.sndQueued);
     return queued < 0 ? 0 : Math.max(0, this.#sndBuf - queued);
   }
 
   /** Connection blocks in use (TIME_WAIT included). */
   connectionCount(): number {
-    return (this.#e.tcpConnCount as () => number)();
+    return this.#e.tcpConnCount();
   }
 
   /** Live connection ids, tracked from the events drained so far. */

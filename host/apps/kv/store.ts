@@ -224,7 +224,7 @@ export class KvStore {
 }
 
 function lengthOf(pool: Pool, items: readonly Item[]): number {
-  const e = pool.core.exports as unknown as { extInfo(i: number, code: number): number };
+  const e = pool.core.exports;
   let n = 0;
   for (const x of items) n += x.height ? e.extInfo(x.index, 2) : x.length;
   return n;

@@ -5,13 +5,14 @@
 // busy-polls when asked. It counts turns, frames and syscalls. For tests it can inject faults
 // (drop, duplicate, reorder/delay, corrupt) between the NIC and the core, each direction seeded.
 
-import { RING_HDR, SF_MORE, SLOT_SIZE } from "./abi.js";
+import { SF_MORE } from "./abi.js";
 import { prng, type FaultConfig } from "./link/fault.js";
 import { TimeQueue } from "./link/timeq.js";
 import type { NicPort, TxFrame } from "./nic/port.js";
 import { SF_CSUM_VALID, SF_GSO_MASK, SF_GSO_SHIFT, SF_NEEDS_CSUM } from "./nic/native.js";
 import type { PcapWriter } from "./pcap.js";
 import type { Pool } from "./pool.js";
+import { Ring } from "./ring.js";
 import type { Stack, StackEvent } from "./stack.js";
 
 /** The core's RX flags (docs/core-abi.md). */
@@ -289,13 +290,15 @@ export class NicLoop {
   readonly stats: LoopStats;
   #opts: LoopOptions;
   #now: () => number;
-  #u16: Uint16Array;
-  #u32: Uint32Array;
+  /** The core's RX ring (we produce), TX ring (we consume) and command ring (read only). */
+  #rx: Ring;
+  #tx: Ring;
+  #appIn: Ring;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #running = false;
   #inTurn = false;
   #turnNow = 0;
-  #tx: TxFrame[] = [];
+  #txFrames: TxFrame[] = [];
   #rxFaults: FrameFaults | null;
   #txFaults: FrameFaults | null;
   #due: FaultFrame[] = [];
@@ -321,8 +324,10 @@ export class NicLoop {
     this.#rxFaults = opts.faults?.rx ? new FrameFaults(stack.pool, opts.faults.rx, true) : null;
     this.#txFaults = opts.faults?.tx ? new FrameFaults(stack.pool, opts.faults.tx, false) : null;
     this.#now = opts.now ?? (() => performance.now());
-    this.#u16 = new Uint16Array(stack.pool.core.memory.buffer);
-    this.#u32 = new Uint32Array(stack.pool.core.memory.buffer);
+    const memory = stack.pool.core.memory;
+    this.#rx = new Ring(memory, stack.rings.rx);
+    this.#tx = new Ring(memory, stack.rings.tx);
+    this.#appIn = new Ring(memory, stack.rings.appIn);
     // commands the app issues outside a turn (a connect from a timer, say) get a turn soon
     stack.onCommand = () => {
       if (this.#running && !this.#inTurn) setImmediate(() => this.#wake());
@@ -375,7 +380,7 @@ export class NicLoop {
     this.#sendAll(now);
     this.#inTurn = false;
     // commands the last events issued are still queued: come back at once
-    if (s.commandSpace() < this.#u32[s.rings.appIn >>> 2]! + 1) next = now;
+    if (this.#appIn.count() > 0) next = now;
     // frames the fault injector holds are due later: wake for the first
     if (rxf) next = Math.min(next, rxf.next());
     if (this.#txFaults) next = Math.min(next, this.#txFaults.next());
@@ -431,51 +436,47 @@ export class NicLoop {
 
   #toCore(bufs: readonly { index: number; offset: number; length: number }[], flags: number, cs: number, co: number) {
     if (this.#opts.pcap) this.#capture(bufs);
-    const rx = this.stack.rings.rx;
-    const u32 = this.#u32;
-    const r = rx >>> 2;
-    const mask = u32[r]!;
-    let tail = u32[r + 2]!;
-    if (mask + 1 - ((tail - u32[r + 1]!) >>> 0) < bufs.length) {
+    const rx = this.#rx;
+    if (rx.space() < bufs.length) {
       this.stats.rxRingFull++;
       this.stack.pool.freeBatch(bufs.map((b) => b.index));
       return;
     }
     const first = (flags & SF_NEEDS_CSUM ? RXF_NEEDS_CSUM : 0) | (flags & SF_CSUM_VALID ? RXF_CSUM_VALID : 0);
+    let tail = rx.tail;
     for (let k = 0; k < bufs.length; k++) {
       const b = bufs[k]!;
-      const s = rx + RING_HDR + ((tail & mask) >>> 0) * SLOT_SIZE;
-      u32[s >>> 2] = b.index;
-      this.#u16[(s + 4) >>> 1] = b.offset;
-      this.#u16[(s + 6) >>> 1] = b.length;
-      u32[(s >>> 2) + 2] = k === 0 && first & RXF_NEEDS_CSUM ? (cs | (co << 16)) >>> 0 : 0;
-      u32[(s >>> 2) + 3] = (k === 0 ? first : 0) | (k + 1 < bufs.length ? SF_MORE : 0);
+      rx.put(
+        rx.slot(tail),
+        b.index,
+        b.offset,
+        b.length,
+        k === 0 && first & RXF_NEEDS_CSUM ? (cs | (co << 16)) >>> 0 : 0,
+        (k === 0 ? first : 0) | (k + 1 < bufs.length ? SF_MORE : 0),
+      );
       tail = (tail + 1) >>> 0;
     }
-    u32[r + 2] = tail;
+    rx.tail = tail;
     this.stats.rxFrames++;
   }
 
   #sendAll(now: number): void {
-    const tx = this.#tx;
+    const tx = this.#txFrames;
     tx.length = 0;
-    const ring = this.stack.rings.tx;
-    const u32 = this.#u32;
-    const r = ring >>> 2;
-    const mask = u32[r]!;
-    let head = u32[r + 1]!;
-    const tail = u32[r + 2]!;
+    const ring = this.#tx;
+    let head = ring.head;
+    const tail = ring.tail;
     let cur: TxFrame | null = null;
     while (head !== tail) {
-      const s = ring + RING_HDR + ((head & mask) >>> 0) * SLOT_SIZE;
-      const b = { index: u32[s >>> 2]!, offset: this.#u16[(s + 4) >>> 1]!, length: this.#u16[(s + 6) >>> 1]! };
+      const s = ring.slot(head);
+      const b = { index: ring.buf(s), offset: ring.off(s), length: ring.len(s) };
+      const fl = ring.flags(s);
       if (!cur) {
         cur = { bufs: [] };
-        const fl = u32[(s >>> 2) + 3]!;
         if (fl & (TXF_NEEDS_CSUM | (0xf << TXF_GSO_SHIFT))) {
           // a TSO superframe: the NIC completes the checksum and cuts gsoSize-byte segments
           const gso = (fl >>> TXF_GSO_SHIFT) & 0xf;
-          const info = u32[(s >>> 2) + 2]!;
+          const info = ring.conn(s);
           cur.flags = (fl & TXF_NEEDS_CSUM ? SF_NEEDS_CSUM : 0) | (gso << SF_GSO_SHIFT);
           cur.csumStart = (fl >>> 8) & 0xff;
           cur.csumOffset = (fl >>> 16) & 0xff;
@@ -487,12 +488,12 @@ export class NicLoop {
       }
       cur.bufs.push(b);
       head = (head + 1) >>> 0;
-      if (!(u32[(s >>> 2) + 3]! & SF_MORE)) {
+      if (!(fl & SF_MORE)) {
         tx.push(cur);
         cur = null;
       }
     }
-    u32[r + 1] = head;
+    ring.head = head;
     const txf = this.#txFaults;
     if (txf) {
       for (const f of tx)

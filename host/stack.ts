@@ -4,11 +4,12 @@
 // backend (TAP, AF_XDP, or an in-memory link through `port`) moves frames, and a loop calls
 // poll(now). See docs/core-abi.md for the contract and docs/api/stack.md for this API.
 
-import { RING_HDR, RING_HEAD, RING_MASK, RING_TAIL, SLOT_SIZE, SF_MORE } from "./abi.js";
+import { SF_MORE } from "./abi.js";
 import type { CoreExports, CoreInstance } from "./core.js";
 import { PmstackError } from "./errors.js";
 import { RingPort } from "./link/port.js";
 import { Pool, type BufferName, type CreateOptions } from "./pool.js";
+import { Ring } from "./ring.js";
 import { CFG, CMD, COUNTERS, EV, EV_NAMES, INFO, OPT, TCP_STATES, TF, type EventName } from "./stack-abi.js";
 
 export interface StackConfig {
@@ -132,8 +133,10 @@ export class Stack {
   readonly mac: Uint8Array;
   readonly ip: number;
   #e: CoreExports;
-  #u16: Uint16Array;
   #u32: Uint32Array;
+  /** The command ring (we produce) and the event ring (we consume). */
+  #appIn: Ring;
+  #appOut: Ring;
   #stats: number;
   #live = new Set<number>();
   #ev: StackEvent = { type: "DATA", code: 0, conn: 0, buf: 0, off: 0, len: 0, aux: 0, handle: 0, more: false };
@@ -152,8 +155,9 @@ export class Stack {
     this.#e = e;
     this.rings = { rx: e.stackRing(0), tx: e.stackRing(1), appIn: e.stackRing(2), appOut: e.stackRing(3) };
     this.port = new RingPort(pool, { rx: this.rings.rx, tx: this.rings.tx });
-    this.#u16 = new Uint16Array(pool.core.memory.buffer);
     this.#u32 = new Uint32Array(pool.core.memory.buffer);
+    this.#appIn = new Ring(pool.core.memory, this.rings.appIn);
+    this.#appOut = new Ring(pool.core.memory, this.rings.appOut);
     this.#stats = e.stackStats();
     this.#cfg = new DataView(pool.core.memory.buffer, e.stackConfig(), 256);
     this.#sndBuf = this.config("SNDBUF");
@@ -324,9 +328,7 @@ export class Stack {
 
   /** Free slots in the command ring (APP-IN): how many commands fit before the next poll(). */
   commandSpace(): number {
-    const r = this.rings.appIn >>> 2;
-    const u = this.#u32;
-    return u[r + RING_MASK / 4]! + 1 - ((u[r + RING_TAIL / 4]! - u[r + RING_HEAD / 4]!) >>> 0);
+    return this.#appIn.space();
   }
 
   listen(port: number, opts: { backlog?: number; tag?: number } = {}): void {
@@ -387,28 +389,25 @@ export class Stack {
    * and call recvd() for DATA. Returns the number of events.
    */
   drainEvents(fn: (ev: StackEvent) => void): number {
-    const r = this.rings.appOut >>> 2;
-    const u32 = this.#u32;
-    const u16 = this.#u16;
-    const mask = u32[r + RING_MASK / 4]!;
-    let head = u32[r + RING_HEAD / 4]!;
-    const tail = u32[r + RING_TAIL / 4]!;
+    const ring = this.#appOut;
+    let head = ring.head;
+    const tail = ring.tail;
     const ev = this.#ev;
     let n = 0;
     while (head !== tail) {
-      const s = this.rings.appOut + RING_HDR + ((head & mask) >>> 0) * SLOT_SIZE;
-      const flags = u32[(s >>> 2) + 3]!;
+      const s = ring.slot(head);
+      const flags = ring.flags(s);
       ev.code = (flags >>> 8) & 0xff;
       ev.type = EV_NAMES[ev.code] ?? ("ERROR" as EventName);
-      ev.buf = u32[s >>> 2]!;
-      ev.off = u16[(s + 4) >>> 1]!;
-      ev.len = u16[(s + 6) >>> 1]!;
-      ev.conn = u32[(s >>> 2) + 2]!;
+      ev.buf = ring.buf(s);
+      ev.off = ring.off(s);
+      ev.len = ring.len(s);
+      ev.conn = ring.conn(s);
       ev.aux = flags >>> 16;
       ev.handle = (flags >>> 1) & 0x7f;
       ev.more = (flags & SF_MORE) !== 0;
       head = (head + 1) >>> 0;
-      u32[r + RING_HEAD / 4] = head; // consumed before the callback: it may issue commands
+      ring.head = head; // consumed before the callback: it may issue commands
       n++;
       if (ev.code === EV.ACCEPTED || ev.code === EV.CONNECTED) this.#live.add(ev.conn);
       else if (ev.code === EV.CLOSED || ev.code === EV.RESET) this.#live.delete(ev.conn);

@@ -4,8 +4,9 @@
 // make into host memory), and transmitting hands out zero-copy views of the chain and then
 // drops the NIC's reference on each buffer (the completion).
 
-import { OWNER_NIC, RING_HDR, RING_HEAD, RING_MASK, RING_TAIL, SF_MORE, SLOT_SIZE, BUF_SIZE } from "../abi.js";
+import { OWNER_NIC, SF_MORE, BUF_SIZE } from "../abi.js";
 import type { Pool } from "../pool.js";
+import { Ring } from "../ring.js";
 
 export interface PortStats {
   rxFrames: number;
@@ -36,8 +37,9 @@ export class RingPort {
     txBadSlots: 0,
   };
   #u8: Uint8Array;
-  #u16: Uint16Array;
-  #u32: Uint32Array;
+  /** The core's RX ring (we produce) and TX ring (we consume). */
+  #rx: Ring;
+  #tx: Ring;
   #chain: number[] = [];
   #one: Uint8Array[] = [new Uint8Array(0)];
 
@@ -46,17 +48,14 @@ export class RingPort {
     this.pool = pool;
     this.rx = rings.rx;
     this.tx = rings.tx;
-    const buf = pool.core.memory.buffer;
-    this.#u8 = new Uint8Array(buf);
-    this.#u16 = new Uint16Array(buf);
-    this.#u32 = new Uint32Array(buf);
+    this.#u8 = new Uint8Array(pool.core.memory.buffer);
+    this.#rx = new Ring(pool.core.memory, rings.rx);
+    this.#tx = new Ring(pool.core.memory, rings.tx);
   }
 
   /** Free slots in the RX ring. */
   rxSpace(): number {
-    const r = this.rx >>> 2;
-    const u = this.#u32;
-    return u[r + RING_MASK / 4]! + 1 - ((u[r + RING_TAIL / 4]! - u[r + RING_HEAD / 4]!) >>> 0);
+    return this.#rx.space();
   }
 
   /**
@@ -109,20 +108,14 @@ export class RingPort {
         from += n;
       }
     }
-    const r = this.rx >>> 2;
-    const mask = this.#u32[r + RING_MASK / 4]!;
-    let tail = this.#u32[r + RING_TAIL / 4]!;
+    const rx = this.#rx;
+    let tail = rx.tail;
     for (let j = 0; j < nbuf; j++) {
-      const slot = this.rx + RING_HDR + ((tail & mask) >>> 0) * SLOT_SIZE;
-      const s32 = slot >>> 2;
-      this.#u32[s32] = bufs[j]!;
-      this.#u16[(slot + 4) >>> 1] = 0;
-      this.#u16[(slot + 6) >>> 1] = j < nbuf - 1 ? BUF_SIZE : len - (nbuf - 1) * BUF_SIZE;
-      this.#u32[s32 + 2] = 0;
-      this.#u32[s32 + 3] = j < nbuf - 1 ? SF_MORE : 0;
+      const last = j === nbuf - 1;
+      rx.put(rx.slot(tail), bufs[j]!, 0, last ? len - (nbuf - 1) * BUF_SIZE : BUF_SIZE, 0, last ? 0 : SF_MORE);
       tail = (tail + 1) >>> 0;
     }
-    this.#u32[r + RING_TAIL / 4] = tail; // publish the whole chain at once
+    rx.tail = tail; // publish the whole chain at once
     this.stats.rxFrames++;
     this.stats.rxBytes += len;
     return true;
@@ -130,11 +123,8 @@ export class RingPort {
 
   /** deliver() of a frame that fits one buffer: no chain bookkeeping, no allocation. */
   #deliverOne(f: Uint8Array): boolean {
-    const r = this.rx >>> 2;
-    const u32 = this.#u32;
-    const mask = u32[r + RING_MASK / 4]!;
-    const tail = u32[r + RING_TAIL / 4]!;
-    if ((tail - u32[r + RING_HEAD / 4]!) >>> 0 > mask) {
+    const rx = this.#rx;
+    if (rx.space() < 1) {
       this.stats.rxDropRingFull++;
       return false;
     }
@@ -145,14 +135,9 @@ export class RingPort {
       return false;
     }
     this.#u8.set(f, e.bufAddress(b));
-    const slot = this.rx + RING_HDR + ((tail & mask) >>> 0) * SLOT_SIZE;
-    const s32 = slot >>> 2;
-    u32[s32] = b;
-    this.#u16[(slot + 4) >>> 1] = 0;
-    this.#u16[(slot + 6) >>> 1] = f.length;
-    u32[s32 + 2] = 0;
-    u32[s32 + 3] = 0;
-    u32[r + RING_TAIL / 4] = (tail + 1) >>> 0;
+    const tail = rx.tail;
+    rx.put(rx.slot(tail), b, 0, f.length, 0, 0);
+    rx.tail = (tail + 1) >>> 0;
     this.stats.rxFrames++;
     this.stats.rxBytes += f.length;
     return true;
@@ -165,18 +150,16 @@ export class RingPort {
    */
   drainTx(send: (segments: Uint8Array[], length: number) => void): number {
     const e = this.pool.core.exports;
-    const r = this.tx >>> 2;
-    const u32 = this.#u32;
-    const mask = u32[r + RING_MASK / 4]!;
-    let head = u32[r + RING_HEAD / 4]!;
-    const tail = u32[r + RING_TAIL / 4]!;
+    const tx = this.#tx;
+    let head = tx.head;
+    const tail = tx.tail;
     let frames = 0;
     while (head !== tail) {
       // find the end of the chain; an unfinished chain stays for the next drain
       let end = head;
       let complete = false;
       while (end !== tail) {
-        const flags = u32[((this.tx + RING_HDR + ((end & mask) >>> 0) * SLOT_SIZE) >>> 2) + 3]!;
+        const flags = tx.flags(tx.slot(end));
         end = (end + 1) >>> 0;
         if (!(flags & SF_MORE)) {
           complete = true;
@@ -186,10 +169,10 @@ export class RingPort {
       if (!complete) break;
       if (end === (head + 1) >>> 0) {
         // one slot: the common case (headers in the payload buffer's headroom)
-        const slot = this.tx + RING_HDR + ((head & mask) >>> 0) * SLOT_SIZE;
-        const buf = u32[slot >>> 2]!;
-        const off = this.#u16[(slot + 4) >>> 1]!;
-        const n = this.#u16[(slot + 6) >>> 1]!;
+        const s = tx.slot(head);
+        const buf = tx.buf(s);
+        const off = tx.off(s);
+        const n = tx.len(s);
         if (e.nameCheck(buf, off, n) === 0) {
           if (n > 0) {
             const a = e.bufAddress(buf) + off;
@@ -202,17 +185,17 @@ export class RingPort {
           e.bufUnref(buf);
         } else this.stats.txBadSlots++;
         head = end;
-        u32[r + RING_HEAD / 4] = head;
+        tx.head = head;
         continue;
       }
       const segs: Uint8Array[] = [];
       const bufs: number[] = [];
       let len = 0;
       for (let p = head; p !== end; p = (p + 1) >>> 0) {
-        const slot = this.tx + RING_HDR + ((p & mask) >>> 0) * SLOT_SIZE;
-        const buf = u32[slot >>> 2]!;
-        const off = this.#u16[(slot + 4) >>> 1]!;
-        const n = this.#u16[(slot + 6) >>> 1]!;
+        const s = tx.slot(p);
+        const buf = tx.buf(s);
+        const off = tx.off(s);
+        const n = tx.len(s);
         if (e.nameCheck(buf, off, n) !== 0) {
           this.stats.txBadSlots++;
           continue;
@@ -230,7 +213,7 @@ export class RingPort {
       }
       for (const b of bufs) e.bufUnref(b);
       head = end;
-      u32[r + RING_HEAD / 4] = head;
+      tx.head = head;
     }
     return frames;
   }

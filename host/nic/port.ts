@@ -3,10 +3,11 @@
 // the addon reads them into pool buffers and writes ring slots; the host (later the core)
 // reads the slots. Formats: docs/nic.md.
 
-import { BUF_SIZE, RING_HDR, SF_MORE, SLOT_SIZE } from "../abi.js";
+import { BUF_SIZE, SF_MORE } from "../abi.js";
 import type { CoreInstance } from "../core.js";
 import { PmstackError } from "../errors.js";
 import type { Pool } from "../pool.js";
+import { Ring } from "../ring.js";
 import {
   META_SIZE,
   SF_GSO_MASK,
@@ -110,6 +111,9 @@ export class NicPort {
   protected handle: object;
   #u32: Uint32Array;
   #u16: Uint16Array;
+  /** The queue's RX ring (the addon produces, we consume) and TX ring (we produce). */
+  #rx: Ring;
+  #tx: Ring;
   #fillTarget: number;
   #closed = false;
   /** Frames waiting for room on the TX ring, in order. */
@@ -124,6 +128,8 @@ export class NicPort {
     this.copies = this.info.copies;
     this.#u32 = new Uint32Array(pool.core.memory.buffer);
     this.#u16 = new Uint16Array(pool.core.memory.buffer);
+    this.#rx = new Ring(pool.core.memory, queues.rxRing);
+    this.#tx = new Ring(pool.core.memory, queues.txRing);
     this.#fillTarget = Math.min(fillTarget, queues.fillCap);
   }
 
@@ -178,18 +184,17 @@ export class NicPort {
 
   /** Takes every frame out of the RX ring. The caller owns their buffers (owner "nic"). */
   drain(): RxFrame[] {
-    const r = this.queues.rxRing >>> 2;
-    const mask = this.#u32[r]!;
-    let head = this.#u32[r + 1]!;
-    const tail = this.#u32[r + 2]!;
+    const rx = this.#rx;
+    let head = rx.head;
+    const tail = rx.tail;
     const out: RxFrame[] = [];
     let cur: RxFrame | null = null;
     while (head !== tail) {
-      const s = (this.queues.rxRing + RING_HDR + (head & mask) * SLOT_SIZE) >>> 2;
-      const flags = this.#u32[s + 3]!;
-      const b = { index: this.#u32[s]!, offset: this.#u16[(s + 1) * 2]!, length: this.#u16[(s + 1) * 2 + 1]! };
+      const s = rx.slot(head);
+      const flags = rx.flags(s);
+      const b = { index: rx.buf(s), offset: rx.off(s), length: rx.len(s) };
       if (!cur) {
-        const m = (this.queues.rxMeta + (head & mask) * META_SIZE) >>> 1;
+        const m = (this.queues.rxMeta + (head & rx.mask) * META_SIZE) >>> 1;
         const hasMeta = (flags & 0xff00) !== 0;
         cur = {
           bufs: [],
@@ -211,7 +216,7 @@ export class NicPort {
       }
     }
     // A chain is written whole by the addon, so `cur` is always null here.
-    this.#u32[r + 1] = head;
+    rx.head = head;
     return out;
   }
 
@@ -251,16 +256,16 @@ export class NicPort {
 
   /** Writes frames[from..] on the TX ring while they fit; returns the index of the first left over. */
   #enqueue(frames: readonly TxFrame[], from: number): number {
-    const r = this.queues.txRing >>> 2;
-    const mask = this.#u32[r]!;
-    let tail = this.#u32[r + 2]!;
+    const tx = this.#tx;
+    const mask = tx.mask;
+    let tail = tx.tail;
     let i = from;
     for (; i < frames.length; i++) {
       const f = frames[i]!;
       const n = f.bufs.length;
       if (n === 0) continue;
       if (n > mask + 1) throw new RangeError(`pmstack: a frame of ${n} buffers cannot fit a ${mask + 1}-slot TX ring`);
-      if (((tail - this.#u32[r + 1]!) >>> 0) + n > mask + 1) break;
+      if (((tail - tx.head) >>> 0) + n > mask + 1) break;
       const m = (this.queues.txMeta + (tail & mask) * META_SIZE) >>> 1;
       this.#u16[m] = f.csumStart ?? 0;
       this.#u16[m + 1] = f.csumOffset ?? 0;
@@ -271,16 +276,18 @@ export class NicPort {
         const off = b.offset ?? 0;
         if (!(b.length > 0 && off + b.length <= BUF_SIZE))
           throw new RangeError(`pmstack: bad TX buffer ${b.index} [${off}, +${b.length})`);
-        const s = (this.queues.txRing + RING_HDR + (tail & mask) * SLOT_SIZE) >>> 2;
-        this.#u32[s] = b.index;
-        this.#u16[(s + 1) * 2] = off;
-        this.#u16[(s + 1) * 2 + 1] = b.length;
-        this.#u32[s + 2] = 0;
-        this.#u32[s + 3] = (k === 0 ? (f.flags ?? 0) & ~SF_MORE : 0) | (k + 1 < n ? SF_MORE : 0);
+        tx.put(
+          tx.slot(tail),
+          b.index,
+          off,
+          b.length,
+          0,
+          (k === 0 ? (f.flags ?? 0) & ~SF_MORE : 0) | (k + 1 < n ? SF_MORE : 0),
+        );
         tail = (tail + 1) >>> 0;
       }
     }
-    this.#u32[r + 2] = tail;
+    tx.tail = tail;
     return i;
   }
 
@@ -306,8 +313,7 @@ export class NicPort {
 
   /** Slots queued on the TX ring but not yet taken by the kernel, plus frames in the backlog. */
   get txPending(): number {
-    const r = this.queues.txRing >>> 2;
-    return ((this.#u32[r + 2]! - this.#u32[r + 1]!) >>> 0) + this.#backlog.length;
+    return this.#tx.count() + this.#backlog.length;
   }
 
   protected reapDone(): number {
@@ -350,16 +356,14 @@ export class NicPort {
     const f = this.queues.fill >>> 2;
     for (let k = 0; k < this.#u32[f]!; k++) back.push(this.#u32[f + 2 + k]!);
     this.#u32[f] = 0;
-    for (const ring of [this.queues.rxRing, this.queues.txRing]) {
-      const r = ring >>> 2;
-      const mask = this.#u32[r]!;
-      let head = this.#u32[r + 1]!;
-      const tail = this.#u32[r + 2]!;
+    for (const ring of [this.#rx, this.#tx]) {
+      let head = ring.head;
+      const tail = ring.tail;
       while (head !== tail) {
-        back.push(this.#u32[(ring + RING_HDR + (head & mask) * SLOT_SIZE) >>> 2]!);
+        back.push(ring.buf(ring.slot(head)));
         head = (head + 1) >>> 0;
       }
-      this.#u32[r + 1] = head;
+      ring.head = head;
     }
     if (back.length && !this.pool.closed) this.pool.freeBatch(back);
   }

@@ -1,0 +1,108 @@
+// Ring: the host's view of one single-producer/single-consumer ring in the core's memory
+// (assembly/ring.ts, docs/core-abi.md): a 16-byte header {mask, head, tail, reserved} and 2^k
+// slots of 16 bytes {u32 buf, u16 off, u16 len, u32 conn, u32 flags}. `head` and `tail` run
+// free (wrapping at 2^32); a position's slot is `pos & mask`. The producer writes slots at
+// `tail` then publishes by storing `tail`; the consumer reads slots at `head` then stores `head`.
+//
+// These are hot paths (per frame, per event): no allocation per call. A slot is addressed by
+// the number `slot(pos)` returns (its index in the Uint32Array view) and read field by field;
+// the views and the mask (fixed when the ring is created) are kept. The arena is sealed before
+// any ring is read, so the memory never grows and the views never detach.
+
+import {
+  RING_HDR,
+  RING_HEAD,
+  RING_MASK,
+  RING_TAIL,
+  SLOT_BUF,
+  SLOT_CONN,
+  SLOT_FLAGS,
+  SLOT_LEN,
+  SLOT_OFF,
+  SLOT_SIZE,
+} from "./abi.js";
+
+const HEAD = RING_HEAD >>> 2;
+const TAIL = RING_TAIL >>> 2;
+const BUF = SLOT_BUF >>> 2;
+const CONN = SLOT_CONN >>> 2;
+const FLAGS = SLOT_FLAGS >>> 2;
+const OFF = SLOT_OFF >>> 1;
+const LEN = SLOT_LEN >>> 1;
+const SLOT_WORDS = SLOT_SIZE >>> 2;
+
+export class Ring {
+  /** The ring's memory offset (what ringCreate/stackRing returned). */
+  readonly at: number;
+  /** Slots - 1. */
+  readonly mask: number;
+  readonly #u32: Uint32Array;
+  readonly #u16: Uint16Array;
+  /** Index of the header in the Uint32Array view. */
+  readonly #h: number;
+  /** Index of slot 0 in the Uint32Array view. */
+  readonly #s0: number;
+
+  constructor(memory: WebAssembly.Memory, at: number) {
+    this.at = at;
+    this.#u32 = new Uint32Array(memory.buffer);
+    this.#u16 = new Uint16Array(memory.buffer);
+    this.#h = at >>> 2;
+    this.#s0 = (at + RING_HDR) >>> 2;
+    this.mask = this.#u32[this.#h + (RING_MASK >>> 2)]!;
+  }
+
+  /** Slots in the ring. */
+  get size(): number {
+    return this.mask + 1;
+  }
+  get head(): number {
+    return this.#u32[this.#h + HEAD]!;
+  }
+  set head(pos: number) {
+    this.#u32[this.#h + HEAD] = pos;
+  }
+  get tail(): number {
+    return this.#u32[this.#h + TAIL]!;
+  }
+  set tail(pos: number) {
+    this.#u32[this.#h + TAIL] = pos;
+  }
+  /** Slots filled (tail - head). */
+  count(): number {
+    return (this.#u32[this.#h + TAIL]! - this.#u32[this.#h + HEAD]!) >>> 0;
+  }
+  /** Slots free. */
+  space(): number {
+    return this.mask + 1 - this.count();
+  }
+
+  /** The slot at free-running position `pos`, as the index the field accessors take. */
+  slot(pos: number): number {
+    return this.#s0 + (pos & this.mask) * SLOT_WORDS;
+  }
+  buf(s: number): number {
+    return this.#u32[s + BUF]!;
+  }
+  off(s: number): number {
+    return this.#u16[2 * s + OFF]!;
+  }
+  len(s: number): number {
+    return this.#u16[2 * s + LEN]!;
+  }
+  conn(s: number): number {
+    return this.#u32[s + CONN]!;
+  }
+  flags(s: number): number {
+    return this.#u32[s + FLAGS]!;
+  }
+  /** Writes every field of slot `s` (a producer, before it publishes `tail`). */
+  put(s: number, buf: number, off: number, len: number, conn: number, flags: number): void {
+    const u32 = this.#u32;
+    u32[s + BUF] = buf;
+    this.#u16[2 * s + OFF] = off;
+    this.#u16[2 * s + LEN] = len;
+    u32[s + CONN] = conn;
+    u32[s + FLAGS] = flags;
+  }
+}

@@ -37,7 +37,7 @@ export type { NicQueues, ReserveOptions, RxFrame, TxFrame } from "./nic/port.js"
 export * as nic from "./nic/native.js";
 export { Stack, parseIPv4, formatIPv4 } from "./stack.js";
 export type { StackConfig, StackOptions, StackEvent, ConnectionInfo } from "./stack.js";
-export { COUNTERS as STACK_COUNTERS, TCP_STATES } from "./stack-abi.js";
+export { COUNTERS as STACK_COUNTERS, TCP_STATES, INFO as TCP_INFO, R as TCP_REASONS } from "./stack-abi.js";
 export { NicLoop } from "./loop.js";
 export type { LoopOptions, LoopStats } from "./loop.js";
 export { HttpParser, responseHead, parseRange, CONTINUE } from "./apps/http.js";

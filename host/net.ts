@@ -12,6 +12,7 @@ import { Duplex } from "node:stream";
 import { copyIntoBuffers, freeRefused, PoolPressure, SendQueue, type Driver, type MemoryPair } from "./paste.js";
 import type { BufferName } from "./pool.js";
 import { formatIPv4, type Stack, type StackEvent } from "./stack.js";
+import { R } from "./stack-abi.js";
 
 export interface NetStackOptions {
   /** Copy received chunks instead of lending views while fewer buffers are free (default 1/4 of the pool). */
@@ -34,16 +35,18 @@ export interface NetStats {
   pressureEntered: number;
 }
 
+/** Node's error code and message for the reason of a RESET event. */
 const REFUSE: Record<number, [string, string]> = {
-  1: ["ECONNRESET", "connection reset by peer"],
-  2: ["ETIMEDOUT", "connection timed out"],
-  3: ["ECONNREFUSED", "connection refused"],
-  4: ["ETIMEDOUT", "keepalive timed out"],
+  [R.RESET]: ["ECONNRESET", "connection reset by peer"],
+  [R.TIMEOUT]: ["ETIMEDOUT", "connection timed out"],
+  [R.REFUSED]: ["ECONNREFUSED", "connection refused"],
+  [R.KEEPALIVE]: ["ETIMEDOUT", "keepalive timed out"],
 };
+/** Node's error code and message for the reason of an ERROR event (a refused listen or connect). */
 const CMD_ERR: Record<number, [string, string]> = {
-  5: ["EMFILE", "no free connection block"],
-  6: ["EINVAL", "invalid argument"],
-  7: ["EADDRINUSE", "address in use"],
+  [R.NOCONN]: ["EMFILE", "no free connection block"],
+  [R.BADARG]: ["EINVAL", "invalid argument"],
+  [R.INUSE]: ["EADDRINUSE", "address in use"],
 };
 
 // A received chunk is a Buffer over PM, registered with the FinalizationRegistry: its PM buffer

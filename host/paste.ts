@@ -504,11 +504,11 @@ export interface Batch {
   readonly ended: readonly number[];
   /**
    * Closed (both FINs) or reset: the ids are dead. `tag` is connect()'s for active opens (a
-   * refused connect shows up here); `reason` for resets: 1 reset by the peer, 2 timed out,
-   * 3 refused, 4 keepalive timeout (docs/core-abi.md).
+   * refused connect shows up here); `reason` for resets (TCP_REASONS): 1 RESET by the peer,
+   * 2 TIMEOUT, 3 REFUSED, 4 KEEPALIVE timeout (docs/core-abi.md).
    */
   readonly closed: readonly { conn: number; tag: number; reset: boolean; reason: number }[];
-  /** Failed commands: listen/connect errors (`tag`, `port`, `reason`). */
+  /** Failed commands: listen/connect errors (`tag`, `port`, `reason`: TCP_REASONS NOCONN, BADARG, INUSE). */
   readonly errors: readonly { tag: number; port: number; reason: number }[];
   /** Connections whose refused sends all went out again after WRITABLE: send more now. */
   readonly writable: readonly number[];

@@ -159,7 +159,7 @@ export const COUNTERS = [
   "TX_STALL",
 ] as const;
 
-/** tcpInfo field numbers. */
+/** tcpInfo fields (the core's INFO_*: INFO_SND_WND is `sndWnd`). */
 export const INFO = {
   state: 0,
   cwnd: 1,
@@ -169,11 +169,38 @@ export const INFO = {
   sndWnd: 5,
   mss: 6,
   flags: 7,
+  reasmSegs: 8,
   unread: 9,
   sndQueued: 10,
   backoff: 11,
   sndWs: 12,
   rcvWs: 13,
   inFlight: 14,
+  sndOut: 15,
+  rtxAt: 16,
+  persistAt: 17,
+  dupAcks: 18,
   retries: 19,
+  rcvNxt: 20,
+  sndUna: 21,
+  sackBlocks: 22,
+  sacked: 23,
+} as const;
+
+/** Reasons carried in the `aux` of RESET and ERROR events (the core's R_*). */
+export const R = {
+  /** RESET: the peer sent RST. */
+  RESET: 1,
+  /** RESET: the retransmission limit (or the connect timeout) was reached. */
+  TIMEOUT: 2,
+  /** RESET: refused (RST, or ICMP unreachable, in answer to our SYN). */
+  REFUSED: 3,
+  /** RESET: the peer stopped answering keepalive probes. */
+  KEEPALIVE: 4,
+  /** ERROR: no free connection block. */
+  NOCONN: 5,
+  /** ERROR: a bad argument. */
+  BADARG: 6,
+  /** ERROR: the address (port) is in use. */
+  INUSE: 7,
 } as const;

@@ -24,6 +24,7 @@ import {
   str,
   checkCores,
 } from "./lib/corehost.mjs";
+import { TCP_INFO as INFO, TCP_REASONS as R } from "../build/index.js";
 
 function setup(opts = {}) {
   const core = createCore({ msl: 1000, ...opts });
@@ -259,7 +260,7 @@ test("ICMP port unreachable quoting our SYN aborts the connect (RFC 1122 hard er
   core.poll(3);
   const ev = core.takeEvents().find((e) => e.name === "RESET");
   assert.ok(ev);
-  assert.is(ev.aux, 3);
+  assert.is(ev.aux, R.REFUSED);
   assert.is(core.stat("TCP_ICMP_ABORT"), 1);
   clean(core);
 });
@@ -295,7 +296,7 @@ test("out-of-order data one peer can pin is bounded per connection", () => {
   const h = handshake(core, peer);
   for (let k = 0; k < 40; k++) peer.tcp({ seq: h.seq + 2 + 100 * k, ack: h.snd, payload: "x" });
   core.poll(1);
-  assert.is(core.x.tcpInfo(h.conn, 8), 16, "one node per KiB of window");
+  assert.is(core.x.tcpInfo(h.conn, INFO.reasmSegs), 16, "one node per KiB of window");
   assert.is(core.held(OWNER.STACK), 16);
   assert.ok(core.stat("TCP_NODES_EXHAUSTED") > 0);
   core.cmd(CMD.ABORT, { conn: h.conn });

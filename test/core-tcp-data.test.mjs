@@ -23,6 +23,7 @@ import {
   str,
   checkCores,
 } from "./lib/corehost.mjs";
+import { TCP_INFO as INFO, TCP_REASONS as R } from "../build/index.js";
 
 function setup(opts = {}) {
   const core = createCore({ msl: 1000, ...opts });
@@ -476,7 +477,7 @@ test("window scaling: the peer window is scaled by its shift, ours by our shift"
   const { core, peer } = setup({ rcvbuf: 1 << 20 });
   const h = handshake(core, peer, { opts: { mss: 1460, ws: 4 }, win: 100 });
   assert.is(h.synack.opts.ws, 5, "1 MiB needs shift 5");
-  assert.is(core.x.tcpInfo(h.conn, 5), 1600, "peer window 100 << 4");
+  assert.is(core.x.tcpInfo(h.conn, INFO.sndWnd), 1600, "peer window 100 << 4");
   peer.tcp({ seq: h.seq, ack: h.snd, payload: "x", win: 100 });
   peer.tcp({ seq: h.seq + 1, ack: h.snd, payload: "y", win: 100 });
   core.poll(1);
@@ -489,13 +490,13 @@ test("no window scaling unless both SYNs carry the option", () => {
   const h = handshake(core, peer, { opts: { mss: 1460 } });
   assert.is(h.synack.opts.ws, undefined);
   assert.is(h.synack.win, 65535);
-  assert.is(core.x.tcpInfo(h.conn, 13), 0);
+  assert.is(core.x.tcpInfo(h.conn, INFO.rcvWs), 0);
 });
 
 test("timestamps: every segment carries TSval and echoes TS.Recent", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { opts: { mss: 1460, ts: [100, 0] }, t: 50 });
-  assert.is(core.x.tcpInfo(h.conn, 6), 1448, "MSS minus 12 bytes of timestamp");
+  assert.is(core.x.tcpInfo(h.conn, INFO.mss), 1448, "MSS minus 12 bytes of timestamp");
   peer.tcp({ seq: h.seq, ack: h.snd, payload: "ts", opts: { ts: [200, h.synack.opts.ts[0]] } });
   peer.tcp({ seq: h.seq + 2, ack: h.snd, payload: "ts", opts: { ts: [201, h.synack.opts.ts[0]] } });
   core.poll(60);
@@ -524,16 +525,16 @@ test("RTT from timestamp echoes sets SRTT and RTO (RFC 6298)", () => {
   core.poll(1000);
   const [s] = peer.segs();
   // the handshake gave a first sample of 0 ms (SRTT floored at 0.5, RTTVAR 0)
-  assert.is(core.x.tcpInfo(h.conn, 4), 0.5);
+  assert.is(core.x.tcpInfo(h.conn, INFO.srtt), 0.5);
   peer.tcp({ seq: h.seq, ack: h.snd + 4, opts: { ts: [2, s.opts.ts[0]] } });
   core.poll(1080);
   const rttvar = 0.25 * Math.abs(0.5 - 80);
   const srtt = 0.875 * 0.5 + 0.125 * 80;
-  assert.is(core.x.tcpInfo(h.conn, 4), srtt, "SRTT = 7/8 SRTT + 1/8 R");
-  assert.is(core.x.tcpInfo(h.conn, 3), Math.max(200, srtt + 4 * rttvar), "RTO = SRTT + 4 RTTVAR, floored");
+  assert.is(core.x.tcpInfo(h.conn, INFO.srtt), srtt, "SRTT = 7/8 SRTT + 1/8 R");
+  assert.is(core.x.tcpInfo(h.conn, INFO.rto), Math.max(200, srtt + 4 * rttvar), "RTO = SRTT + 4 RTTVAR, floored");
   peer.tcp({ seq: h.seq, ack: h.snd + 4, opts: { ts: [3, s.opts.ts[0]] } });
   core.poll(1100);
-  assert.is(core.x.tcpInfo(h.conn, 4), srtt, "no sample from an ACK that acknowledges nothing new");
+  assert.is(core.x.tcpInfo(h.conn, INFO.srtt), srtt, "no sample from an ACK that acknowledges nothing new");
 });
 
 test("RTT without timestamps is timed on one segment (Karn: never a retransmitted one)", () => {
@@ -546,15 +547,15 @@ test("RTT without timestamps is timed on one segment (Karn: never a retransmitte
   assert.is(peer.segs().length, 1);
   peer.tcp({ seq: h.seq, ack: h.snd + 1 });
   core.poll(1010);
-  assert.is(core.x.tcpInfo(h.conn, 4), 0.5, "only the handshake sample: none from the ambiguous ACK");
-  assert.is(core.x.tcpInfo(h.conn, 11), 1, "backoff kept until a valid sample");
+  assert.is(core.x.tcpInfo(h.conn, INFO.srtt), 0.5, "only the handshake sample: none from the ambiguous ACK");
+  assert.is(core.x.tcpInfo(h.conn, INFO.backoff), 1, "backoff kept until a valid sample");
   appSend(core, h.conn, "b");
   core.poll(1020);
   peer.segs();
   peer.tcp({ seq: h.seq, ack: h.snd + 2 });
   core.poll(1050);
-  assert.is(core.x.tcpInfo(h.conn, 4), 0.875 * 0.5 + 0.125 * 30);
-  assert.is(core.x.tcpInfo(h.conn, 11), 0);
+  assert.is(core.x.tcpInfo(h.conn, INFO.srtt), 0.875 * 0.5 + 0.125 * 30);
+  assert.is(core.x.tcpInfo(h.conn, INFO.backoff), 0);
 });
 
 test("RTO retransmits with exponential backoff", () => {
@@ -582,8 +583,8 @@ test("after RTO the window collapses to one segment and data goes back to SND.UN
   const s = peer.segs();
   assert.is(s.length, 1);
   assert.is(s[0].seq, h.snd);
-  assert.is(core.x.tcpInfo(h.conn, 1), 1460, "cwnd = 1 MSS");
-  assert.is(core.x.tcpInfo(h.conn, 2), 2920, "ssthresh = flight / 2");
+  assert.is(core.x.tcpInfo(h.conn, INFO.cwnd), 1460, "cwnd = 1 MSS");
+  assert.is(core.x.tcpInfo(h.conn, INFO.ssthresh), 2920, "ssthresh = flight / 2");
 });
 
 test("retransmission limit resets the connection", () => {
@@ -594,7 +595,7 @@ test("retransmission limit resets the connection", () => {
   for (let t = 0; t < 2e6 && core.x.tcpConnCount(); t += 1000) core.poll(t);
   const ev = core.takeEvents().find((e) => e.name === "RESET");
   assert.ok(ev);
-  assert.is(ev.aux, 2);
+  assert.is(ev.aux, R.TIMEOUT);
   const s = peer.segs();
   assert.is(s[s.length - 1].flags, TH.RST);
   clean(core);
@@ -612,8 +613,8 @@ test("three duplicate ACKs trigger fast retransmit (NewReno)", () => {
   const r = peer.segs();
   assert.is(r[0].seq, s[1].seq, "the lost segment again");
   assert.is(core.stat("TCP_FAST_RTX"), 1);
-  assert.is(core.x.tcpInfo(h.conn, 2), Math.floor((7 * 1460) / 2), "ssthresh = flight/2");
-  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0x8000, "in recovery");
+  assert.is(core.x.tcpInfo(h.conn, INFO.ssthresh), Math.floor((7 * 1460) / 2), "ssthresh = flight/2");
+  assert.is(core.x.tcpInfo(h.conn, INFO.flags) & 0x8000, 0x8000, "in recovery");
   // partial ACK: retransmit the next hole
   peer.tcp({ seq: h.seq, ack: s[3].seq });
   core.poll(3);
@@ -622,8 +623,8 @@ test("three duplicate ACKs trigger fast retransmit (NewReno)", () => {
   // full ACK ends recovery
   peer.tcp({ seq: h.seq, ack: s[7].seq + 1460 });
   core.poll(4);
-  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0, "out of recovery");
-  assert.is(core.x.tcpInfo(h.conn, 1), core.x.tcpInfo(h.conn, 2), "cwnd = ssthresh");
+  assert.is(core.x.tcpInfo(h.conn, INFO.flags) & 0x8000, 0, "out of recovery");
+  assert.is(core.x.tcpInfo(h.conn, INFO.cwnd), core.x.tcpInfo(h.conn, INFO.ssthresh), "cwnd = ssthresh");
   abort(core, h.conn);
   clean(core);
 });
@@ -638,7 +639,7 @@ test("CUBIC reduces the window by beta = 0.7 on loss, NewReno by half", () => {
     const s = peer.segs();
     for (let k = 0; k < 3; k++) peer.tcp({ seq: h.seq, ack: s[0].seq });
     core.poll(2);
-    return core.x.tcpInfo(h.conn, 2);
+    return core.x.tcpInfo(h.conn, INFO.ssthresh);
   };
   assert.is(run(true), Math.floor(14600 * 0.7));
   assert.is(run(false), 7300);
@@ -665,7 +666,7 @@ test("CUBIC grows toward W_max along the cubic curve after a loss", () => {
     una = (last.seq + last.payload.length) >>> 0;
     peer.tcp({ seq: h.seq, ack: una, win: 65535 });
     core.poll((t += 10));
-    cw.push(core.x.tcpInfo(h.conn, 1));
+    cw.push(core.x.tcpInfo(h.conn, INFO.cwnd));
   }
   const after = cw.slice(5);
   assert.ok(after.length > 5);
@@ -715,7 +716,7 @@ test("keepalive probes an idle connection and resets it when unanswered", () => 
   for (; t < 200000 && core.x.tcpConnCount(); t += 1000) core.poll(t);
   const ev = core.takeEvents().find((e) => e.name === "RESET");
   assert.ok(ev);
-  assert.is(ev.aux, 4);
+  assert.is(ev.aux, R.KEEPALIVE);
   assert.is(core.stat("TCP_KEEPALIVE_DROP"), 1);
   clean(core);
 });
@@ -789,7 +790,7 @@ test("a TCP segment that arrives in IPv4 fragments is reassembled and delivered"
 test("cwnd does not grow while the application leaves it unused (RFC 7661)", () => {
   const { core, peer } = setup();
   const h = handshake(core, peer, { t: 0 });
-  const iw = core.x.tcpInfo(h.conn, 1);
+  const iw = core.x.tcpInfo(h.conn, INFO.cwnd);
   let t = 1;
   let ack = h.snd;
   for (let k = 0; k < 50; k++) {
@@ -800,7 +801,7 @@ test("cwnd does not grow while the application leaves it unused (RFC 7661)", () 
     peer.tcp({ seq: h.seq, ack });
     core.poll((t += 1));
   }
-  assert.is(core.x.tcpInfo(h.conn, 1), iw, "50 one-segment exchanges leave cwnd at the initial window");
+  assert.is(core.x.tcpInfo(h.conn, INFO.cwnd), iw, "50 one-segment exchanges leave cwnd at the initial window");
   abort(core, h.conn);
   clean(core);
 });
@@ -821,13 +822,13 @@ test("after an idle period longer than the RTO the window restarts from the init
     peer.segs();
   }
   // drain what is left
-  for (let r = 0; r < 20 && core.x.tcpInfo(h.conn, 10) > 0; r++) {
+  for (let r = 0; r < 20 && core.x.tcpInfo(h.conn, INFO.sndQueued) > 0; r++) {
     const s = peer.segs();
     if (s.length) una = (s[s.length - 1].seq + 1460) >>> 0;
     peer.tcp({ seq: h.seq, ack: una });
     core.poll((t += 1));
   }
-  const grown = core.x.tcpInfo(h.conn, 1);
+  const grown = core.x.tcpInfo(h.conn, INFO.cwnd);
   assert.ok(grown > 14600, "cwnd grew during the bulk phase");
   core.poll((t += 5000)); // idle for longer than the RTO
   for (let k = 0; k < 30; k++) appSend(core, h.conn, bytes(1460), { off: 200 });

@@ -17,6 +17,7 @@ import {
   str,
   checkCores,
 } from "./lib/corehost.mjs";
+import { TCP_INFO as INFO, TCP_REASONS as R } from "../build/index.js";
 
 const ME = ip("198.18.0.1");
 function setup(opts = {}) {
@@ -65,7 +66,7 @@ test("SYN without options gets a SYN-ACK with only MSS; MSS defaults to 536", ()
   const { core, peer } = setup();
   const h = handshake(core, peer, { opts: {} });
   assert.equal(Object.keys(h.synack.opts), ["mss"]);
-  assert.is(core.x.tcpInfo(h.conn, 6), 536);
+  assert.is(core.x.tcpInfo(h.conn, INFO.mss), 536);
   appSend(core, h.conn, new Uint8Array(1200), { off: 200 });
   core.poll();
   const segs = peer.segs();
@@ -160,8 +161,8 @@ test("active open: SYN with our options, SYN-ACK completes, CONNECTED", () => {
   assert.is(ev.name, "CONNECTED");
   assert.is(ev.buf, 42, "tag");
   assert.is(state(core, ev.conn), ST.ESTABLISHED);
-  assert.is(core.x.tcpInfo(ev.conn, 6), 1200 - 12, "MSS minus timestamp option");
-  assert.is(core.x.tcpInfo(ev.conn, 12), 3, "send scale");
+  assert.is(core.x.tcpInfo(ev.conn, INFO.mss), 1200 - 12, "MSS minus timestamp option");
+  assert.is(core.x.tcpInfo(ev.conn, INFO.sndWs), 3, "send scale");
 });
 
 test("active open refused by RST|ACK reports RESET", () => {
@@ -172,7 +173,7 @@ test("active open refused by RST|ACK reports RESET", () => {
   core.poll(1);
   const [ev] = core.takeEvents();
   assert.is(ev.name, "RESET");
-  assert.is(ev.aux, 3);
+  assert.is(ev.aux, R.REFUSED);
   assert.is(core.x.tcpConnCount(), 0);
   clean(core);
 });
@@ -208,7 +209,7 @@ test("SYN is retransmitted with exponential backoff and the connect times out", 
   assert.ok(core.now >= 180000, "the SYN was retried for at least 3 minutes (RFC 9293 R2)");
   const ev = core.takeEvents().find((e) => e.name === "RESET");
   assert.ok(ev);
-  assert.is(ev.aux, 2, "timeout");
+  assert.is(ev.aux, R.TIMEOUT, "timeout");
   clean(core);
 });
 
@@ -285,7 +286,7 @@ test("SYN queue overflow answers with SYN cookies; a valid cookie ACK is accepte
   assert.is(ev[1].name, "DATA");
   assert.is(str(ev[1].data), "cookie data");
   assert.is(core.stat("TCP_COOKIE_OK"), 1);
-  assert.is(core.x.tcpInfo(ev[0].conn, 6), 1460);
+  assert.is(core.x.tcpInfo(ev[0].conn, INFO.mss), 1460);
 });
 
 test("a forged cookie ACK is refused with RST", () => {

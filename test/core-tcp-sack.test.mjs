@@ -2,6 +2,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createCore, Peer, handshake, appSend, CMD, TH, OWNER, checkCores } from "./lib/corehost.mjs";
+import { TCP_INFO as INFO } from "../build/index.js";
 
 const MSS = 1460;
 function setup(opts = {}) {
@@ -38,12 +39,12 @@ test("SACK blocks fill the scoreboard; the cumulative ACK prunes it", () => {
     [seqOf(s, 4), seqOf(s, 5)],
   ]);
   core.poll(2);
-  assert.is(core.x.tcpInfo(h.conn, 22), 2);
-  assert.is(core.x.tcpInfo(h.conn, 23), 2 * MSS);
+  assert.is(core.x.tcpInfo(h.conn, INFO.sackBlocks), 2);
+  assert.is(core.x.tcpInfo(h.conn, INFO.sacked), 2 * MSS);
   ackWith(peer, h, seqOf(s, 3), [[seqOf(s, 4), seqOf(s, 5)]]);
   core.poll(3);
-  assert.is(core.x.tcpInfo(h.conn, 22), 1);
-  assert.is(core.x.tcpInfo(h.conn, 23), MSS);
+  assert.is(core.x.tcpInfo(h.conn, INFO.sackBlocks), 1);
+  assert.is(core.x.tcpInfo(h.conn, INFO.sacked), MSS);
   clean(core, h.conn);
 });
 
@@ -57,8 +58,8 @@ test("adjacent and overlapping SACK blocks merge", () => {
   ]);
   ackWith(peer, h, seqOf(s, 0), [[seqOf(s, 4), seqOf(s, 7)]]);
   core.poll(2);
-  assert.is(core.x.tcpInfo(h.conn, 22), 1);
-  assert.is(core.x.tcpInfo(h.conn, 23), 5 * MSS);
+  assert.is(core.x.tcpInfo(h.conn, INFO.sackBlocks), 1);
+  assert.is(core.x.tcpInfo(h.conn, INFO.sacked), 5 * MSS);
   clean(core, h.conn);
 });
 
@@ -71,7 +72,7 @@ test("SACK blocks outside SND.UNA..SND.MAX or inverted are ignored", () => {
     [seqOf(s, 3), seqOf(s, 2)],
   ]);
   core.poll(2);
-  assert.is(core.x.tcpInfo(h.conn, 22), 0);
+  assert.is(core.x.tcpInfo(h.conn, INFO.sackBlocks), 0);
   clean(core, h.conn);
 });
 
@@ -84,7 +85,7 @@ test("more SACKed than 2 MSS above SND.UNA starts recovery at the first duplicat
   assert.is(r[0].seq, seqOf(s, 0), "the hole is retransmitted at once");
   assert.is(core.stat("TCP_FAST_RTX"), 1);
   assert.is(core.stat("TCP_SACK_RTX"), 1);
-  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0x8000, "in recovery");
+  assert.is(core.x.tcpInfo(h.conn, INFO.flags) & 0x8000, 0x8000, "in recovery");
   clean(core, h.conn);
 });
 
@@ -107,8 +108,8 @@ test("several holes are repaired in one round trip, never the SACKed data", () =
   // all repaired: the full ACK ends recovery with cwnd = ssthresh
   ackWith(peer, h, seqOf(s, 10), []);
   core.poll(3);
-  assert.is(core.x.tcpInfo(h.conn, 7) & 0x8000, 0);
-  assert.is(core.x.tcpInfo(h.conn, 1), core.x.tcpInfo(h.conn, 2));
+  assert.is(core.x.tcpInfo(h.conn, INFO.flags) & 0x8000, 0);
+  assert.is(core.x.tcpInfo(h.conn, INFO.cwnd), core.x.tcpInfo(h.conn, INFO.ssthresh));
   clean(core, h.conn);
 });
 

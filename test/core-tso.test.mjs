@@ -22,7 +22,7 @@ import {
   SF_MORE,
   checkCores,
 } from "./lib/corehost.mjs";
-import { Stack } from "../build/index.js";
+import { Stack, TCP_INFO as INFO } from "../build/index.js";
 
 const CFG_TSO = 112;
 const CFG_TSO_PIECES = 116;
@@ -292,7 +292,7 @@ test("cwnd limits the superframe and a window of one MSS sends plain segments", 
   b.core.poll(1);
   const f = nic(b.core);
   assert.is(wire(f).length, 10);
-  assert.is(b.core.x.tcpInfo(h2.conn, 15), 14600, "in flight = cwnd");
+  assert.is(b.core.x.tcpInfo(h2.conn, INFO.sndOut), 14600, "in flight = cwnd");
   abort(b.core, h2.conn);
   clean(b.core);
 });
@@ -497,7 +497,7 @@ test("a 4 MiB transfer through a lossy segmenting NIC arrives byte-exact", () =>
   let superframes = 0;
   let segments = 0;
   while (!closed && t < 600000) {
-    let room = (1 << 20) - core.x.tcpInfo(h.conn, 10);
+    let room = (1 << 20) - core.x.tcpInfo(h.conn, INFO.sndQueued);
     for (let k = 0; k < 256 && queued < total && room >= 1900; k++, room -= 1900) {
       const n = Math.min(1900, total - queued);
       appSend(core, h.conn, src.subarray(queued, queued + n));

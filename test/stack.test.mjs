@@ -2,14 +2,30 @@
 // connection table, with two stacks joined by the in-memory link (optionally faulty).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { Stack, MemoryLink, STACK_COUNTERS, TCP_STATES } from "../build/index.js";
+import { Stack, MemoryLink, STACK_COUNTERS, TCP_STATES, TCP_INFO, TCP_REASONS } from "../build/index.js";
 import { rng } from "./lib/rng.mjs";
 
 const src = (f) => readFileSync(new URL(`../assembly/${f}`, import.meta.url), "utf8");
+/** Every .ts file under assembly/tcp/, joined (the TCP core may be split across files). */
+function tcpSources() {
+  const files = readdirSync(new URL("../assembly/tcp/", import.meta.url), { recursive: true })
+    .filter((f) => f.endsWith(".ts"))
+    .sort();
+  assert.ok(files.length > 0, "assembly/tcp/ holds .ts files");
+  return files.map((f) => src(`tcp/${f}`)).join("\n");
+}
+/** `export const PREFIX_NAME: u32 = N;` of the core as [NAME, N] pairs; at least one. */
+function coreConsts(text, prefix) {
+  const found = [...text.matchAll(new RegExp(`export const ${prefix}_(\\w+): u32 = (\\d+);`, "g"))];
+  assert.ok(found.length > 0, `the core defines ${prefix}_* constants`);
+  return found.map((m) => [m[1], +m[2]]);
+}
+/** The core's SND_WND is the host's sndWnd. */
+const camel = (name) => name.toLowerCase().replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 
-test("host/stack-abi.ts mirrors the core's counters, states, events and commands", () => {
+test("host/stack-abi.ts mirrors the core's counters, states, events, commands, tcpInfo fields and reasons", () => {
   const g = src("net/g.ts");
   const counters = [...g.matchAll(/export const C_(\w+) = (\d+);/g)].filter((m) => m[1] !== "COUNT");
   assert.ok(counters.length >= 60);
@@ -24,6 +40,15 @@ test("host/stack-abi.ts mirrors the core's counters, states, events and commands
     assert.ok(new RegExp(`\\b${name}: ${v},`).test(abi), `EV ${name} = ${v}`);
   for (const [, name, v] of g.matchAll(/export const CFG_(\w+): u32 = (\d+);/g))
     if (name !== "SIZE") assert.ok(new RegExp(`\\b${name}: ${v},`).test(abi), `CFG ${name} = ${v}`);
+  // tcpInfo fields and event reasons, both ways: every constant of the core named on the host,
+  // nothing on the host the core lacks
+  const tcp = tcpSources();
+  const info = coreConsts(tcp, "INFO");
+  for (const [name, v] of info) assert.is(TCP_INFO[camel(name)], v, `INFO_${name} = ${v}`);
+  assert.equal(Object.keys(TCP_INFO).sort(), info.map(([name]) => camel(name)).sort(), "INFO has no extra field");
+  const reasons = coreConsts(tcp, "R");
+  for (const [name, v] of reasons) assert.is(TCP_REASONS[name], v, `R_${name} = ${v}`);
+  assert.equal(Object.keys(TCP_REASONS).sort(), reasons.map(([name]) => name).sort(), "R has no extra reason");
 });
 
 function pair(faults = {}, cfg = {}) {

@@ -7,7 +7,7 @@
 import * as assert from "uvu/assert";
 import { createHash } from "node:crypto";
 import { rmSync } from "node:fs";
-import { Stack, TapPort, XdpPort, NicLoop, reserveNicQueues } from "../../build/index.js";
+import { Stack, TapPort, XdpPort, NicLoop, reserveNicQueues, TCP_REASONS } from "../../build/index.js";
 import { Netns } from "./netns.mjs";
 import { scratchDir } from "./tmp.mjs";
 import { seeded } from "./kernel-peer.mjs";
@@ -26,10 +26,6 @@ export const BACKENDS = {
 
 /** The fault-injecting NIC path of the issue (each direction, its own seed). */
 export const FAULTS = { drop: 0.02, duplicate: 0.01, reorder: 0.05, corrupt: 0.001 };
-
-/** Event reasons (aux of RESET): assembly/tcp/tcp.ts R_*. */
-export const R_RESET = 1;
-export const R_REFUSED = 3;
 
 export const PEER = new URL("./kernel-peer.mjs", import.meta.url).pathname;
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -512,7 +508,7 @@ export function defineConnectionTests(it, backend, { conns = 1000 } = {}) {
       stack.connect(B.kernel, 9999, { tag: 42 });
       assert.ok(await until(() => events.some((e) => e.type === "RESET")), JSON.stringify(events));
       const rst = events.find((e) => e.type === "RESET");
-      assert.is(rst.aux, R_REFUSED, "the reason is: refused");
+      assert.is(rst.aux, TCP_REASONS.REFUSED, "the reason is: refused");
       assert.is(rst.tag, 42, "the RESET carries the connect's tag (in buf)");
       assert.is(stack.connection(rst.conn), null, "its connection block is freed");
       assert.not.ok(events.some((e) => e.type === "CONNECTED"));
@@ -545,7 +541,7 @@ export function defineConnectionTests(it, backend, { conns = 1000 } = {}) {
       assert.ok(await until(() => reset !== null), `no RESET; got ${got}: ${srv.out}`);
       // the peer's "RST" line may reach us after its RST reached pmstack: wait for it
       await waitFor(srv, /RST/, 5000);
-      assert.equal(reset, { type: "RESET", aux: R_RESET, conn }, "RESET, reason: reset by the peer");
+      assert.equal(reset, { type: "RESET", aux: TCP_REASONS.RESET, conn }, "RESET, reason: reset by the peer");
       assert.ok(got > 0 && got < total, `mid-transfer: ${got} of ${total} bytes`);
       console.log(`  ${L} reset mid-transfer: ${got} of ${total} bytes received before the RST`);
       assert.ok(prefixOk, "the bytes received before the RST are the stream's");

@@ -6,6 +6,7 @@
 
 import { createHash } from "node:crypto";
 import { createCore, forgetCore, ip, mac, OWNER, CMD, EV, SF_MORE, TF } from "./corehost.mjs";
+import { TCP_INFO } from "../../build/index.js";
 
 export function rng(seed) {
   let s = seed >>> 0 || 1;
@@ -391,7 +392,8 @@ export function runTransfer(o = {}) {
     let next = Math.min(da, db, link.size ? link.peek().at : Infinity, idleUntil >= 0 ? idleUntil : Infinity);
     if (pendingCmds > 0 || ringCount(A, A.rings.tx) || ringCount(B, B.rings.tx)) next = t;
     if (!isFinite(next)) {
-      const info = (c, id) => (id < 0 ? null : Array.from({ length: 22 }, (_, k) => c.x.tcpInfo(id, k)));
+      const info = (c, id) =>
+        id < 0 ? null : Object.fromEntries(Object.entries(TCP_INFO).map(([k, f]) => [k, c.x.tcpInfo(id, f)]));
       errors.push(
         "stuck: nothing scheduled " +
           JSON.stringify({

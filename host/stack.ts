@@ -4,7 +4,7 @@
 // backend (TAP, AF_XDP, or an in-memory link through `port`) moves frames, and a loop calls
 // poll(now). See docs/core-abi.md for the contract and docs/api/stack.md for this API.
 
-import { SF_MORE } from "./abi.js";
+import { E_ARG, E_NOMEM, E_SEALED, SF_MORE } from "./abi.js";
 import type { CoreExports, CoreInstance } from "./core.js";
 import { PmstackError } from "./errors.js";
 import { RingPort } from "./link/port.js";
@@ -290,8 +290,7 @@ export class Stack {
     if (secret.length !== 32) throw new RangeError("pmstack: secret must be 32 bytes");
     u8.set(secret, CFG.SECRET);
     const r = e.stackInit();
-    if (r < 0)
-      throw new PmstackError("ECORE", `pmstack: stack set-up failed (core error ${r}): too large a configuration?`);
+    if (r < 0) throw stackInitError(e, r);
   }
 
   /** One turn of the core at time `nowMs`: consumes RX and APP-IN, runs timers. Returns the next deadline. */
@@ -479,6 +478,33 @@ export class Stack {
   /** Closes the pool under the stack (unmaps PM, releases the file lock). */
   shutdown(): void {
     this.pool.close();
+  }
+}
+
+/** What a failed stackInit (a negative E_* code) means, with the configuration it failed on. */
+function stackInitError(e: CoreExports, r: number): PmstackError {
+  const at = "pmstack: stack set-up failed";
+  switch (r) {
+    case E_NOMEM: {
+      const v = (off: number) => e.stackConfigValue(off) >>> 0;
+      const rings = [CFG.RX_LOG2, CFG.TX_LOG2, CFG.AIN_LOG2, CFG.AOUT_LOG2].map(v).join("/");
+      return new PmstackError(
+        "ECORE",
+        `${at}: the configured tables do not fit the core's arena below the 4 GiB Wasm32 limit ` +
+          `(E_NOMEM; the pool's metadata, 16 bytes per buffer, takes its share): lower maxConnections ` +
+          `(${v(CFG.MAX_CONNS)}), segmentNodes (${v(CFG.NODES)}) or the ring sizes (rings.rx/tx/appIn/appOut, ` +
+          `log2 ${rings})`,
+      );
+    }
+    case E_SEALED:
+      return new PmstackError(
+        "ECORE",
+        `${at}: the core's arena is sealed already (E_SEALED): set the stack up in the pool's configure hook`,
+      );
+    case E_ARG:
+      return new PmstackError("ECORE", `${at}: the core's stack is set up already (E_ARG: stackInit called twice)`);
+    default:
+      return new PmstackError("ECORE", `${at}: core error ${r}`);
   }
 }
 

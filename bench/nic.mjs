@@ -209,8 +209,8 @@ function pmstackSystem(name, tag, host, prefix, open) {
       configure: (core) => (queues = reserveNicQueues(core)),
     });
     port = open(stack, queues, ns);
-    // TSO where the NIC segments (TAP with offloads); AF_XDP keeps plain frames
-    stack.configureOffloads(port.info);
+    // TSO as the NIC allows (Stack.configureOffloads decides)
+    stack.configureOffloads(port.caps);
     const app = pmstackApp(stack);
     loop = new NicLoop(stack, port, app);
     loop.start();

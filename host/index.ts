@@ -28,12 +28,12 @@ export { PmLog, LogError, LogFullError, LOG_MAX_KEY, LOG_MAX_NAMES } from "./log
 export type { LogRecovery, LogStats, LogEntry, LogOptions, LogKey, LogObject, AppendOptions } from "./log.js";
 export { ObjectWriter, ObjectCursor, objectLength, OBJECT_ITEMS_MAX } from "./object.js";
 export type { Item, ObjectRef } from "./object.js";
-export { TapPort } from "./nic/tap.js";
+export { TapPort, TAP_OFFLOADS } from "./nic/tap.js";
 export type { TapOptions } from "./nic/tap.js";
 export { XdpPort } from "./nic/xdp.js";
 export type { XdpOptions } from "./nic/xdp.js";
-export { NicPort, reserveNicQueues } from "./nic/port.js";
-export type { NicQueues, ReserveOptions, RxFrame, TxFrame } from "./nic/port.js";
+export { NicPort, reserveNicQueues, NO_OFFLOADS } from "./nic/port.js";
+export type { NicCaps, NicQueues, ReserveOptions, RxFrame, TxFrame } from "./nic/port.js";
 export * as nic from "./nic/native.js";
 export { Stack, parseIPv4, formatIPv4 } from "./stack.js";
 export type { StackConfig, StackOptions, StackEvent, ConnectionInfo } from "./stack.js";

@@ -52,10 +52,7 @@ export class NicDriver implements Driver {
   constructor(stack: Stack, nic: NicPort, opts: Omit<LoopOptions, "onEvent" | "onTurnEnd"> = {}) {
     this.stack = stack;
     this.#now = opts.now ?? (() => performance.now());
-    // TSO where the NIC segments (TAP with offloads), never on AF_XDP; the TX fault injector
-    // carries no GSO metadata, so it keeps plain frames
-    if (!opts.faults?.tx) stack.configureOffloads(nic.info);
-    else stack.setTso(false);
+    stack.configureOffloads(nic.caps, { txFaults: !!opts.faults?.tx });
     this.loop = new NicLoop(stack, nic, {
       ...opts,
       onEvent: (ev) => this.#hooks?.onEvent(ev),

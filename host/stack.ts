@@ -8,6 +8,7 @@ import { E_ARG, E_NOMEM, E_SEALED, SF_MORE } from "./abi.js";
 import type { CoreExports, CoreInstance } from "./core.js";
 import { PmstackError } from "./errors.js";
 import { RingPort } from "./link/port.js";
+import type { NicCaps } from "./nic/port.js";
 import { Pool, type BufferName, type CreateOptions } from "./pool.js";
 import { Ring } from "./ring.js";
 import { CFG, CMD, COUNTERS, EV, EV_NAMES, INFO, OPT, TCP_STATES, TF, type EventName } from "./stack-abi.js";
@@ -187,13 +188,14 @@ export class Stack {
   }
 
   /**
-   * Fits the offloads to the NIC the stack runs on: TSO goes on for a TAP queue with offloads
-   * when the configuration left `tso` unset, and off on any NIC that cannot segment (AF_XDP,
-   * TAP without offloads) whatever was asked. Returns whether TSO is on.
+   * Fits the offloads to the NIC the stack runs on (`nic.caps`): the one place the TSO policy is
+   * decided. TSO goes on where the NIC segments superframes (TAP with offloads) when the
+   * configuration left `tso` unset, and off where it cannot (AF_XDP, TAP without offloads)
+   * whatever was asked; with a loop's TX fault injector (`txFaults`) it is off too, since the
+   * injector carries no GSO metadata and keeps plain frames. Returns whether TSO is on.
    */
-  configureOffloads(nic: { kind: string; offload?: boolean }): boolean {
-    const canSegment = nic.kind === "tap" && nic.offload === true;
-    if (!canSegment) this.setTso(false);
+  configureOffloads(caps: NicCaps, opts: { txFaults?: boolean } = {}): boolean {
+    if (!caps.segmentation || opts.txFaults) this.setTso(false);
     else if (this.#tsoAsked === undefined) this.setTso(true);
     return this.tso !== null;
   }

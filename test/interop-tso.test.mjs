@@ -52,7 +52,7 @@ async function upload(bytes, { tso, capture = 0, nftDrop = 0, timeoutMs = 240_00
     });
     const idle = stack.pool.counts();
     port = TapPort.open(stack.pool, queues, { name: DEV, netns: ns.path });
-    out.tsoOn = stack.configureOffloads(port.info);
+    out.tsoOn = stack.configureOffloads(port.caps);
     out.tsoConfig = stack.tso;
     ns.ip(["link", "set", DEV, "up"]);
     ns.ip(["addr", "add", `${KERNEL}/24`, "dev", DEV]);

@@ -5,7 +5,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import { Pool, TapPort, reserveNicQueues, nic } from "../build/index.js";
+import { Pool, TapPort, TAP_OFFLOADS, reserveNicQueues, nic } from "../build/index.js";
 import { Netns, leftovers, netnsUnavailable } from "./lib/netns.mjs";
 import {
   Responder,
@@ -94,6 +94,7 @@ it("TAP: says which copies its path has; vnet header and offloads on", () => {
     assert.is(s.tap.info.kind, "tap");
     assert.is(s.tap.info.vnetHdrSize, 10);
     assert.ok(s.tap.info.offload);
+    assert.is(s.tap.caps, TAP_OFFLOADS, "it reports segmentation and checksum offloads");
     assert.match(s.tap.copies, /kernel copies each received frame into its PM buffers/);
     assert.match(s.tap.copies, /no copy after that/);
     const link = s.ns.ip(["-d", "link", "show", "pmtap0"]);

@@ -7,7 +7,7 @@ import * as assert from "uvu/assert";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Pool, XdpPort, reserveNicQueues } from "../build/index.js";
+import { Pool, XdpPort, NO_OFFLOADS, reserveNicQueues } from "../build/index.js";
 import { Netns, leftovers, netnsUnavailable } from "./lib/netns.mjs";
 import { Responder, frameBytes, parse, patternByte, serve, splitInTwo } from "./lib/frames.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
@@ -71,6 +71,7 @@ it("AF_XDP: the UMEM is the pool (tmpfs), native mode on veth, copy mode named",
   const s = setup("xdpinfo");
   try {
     assert.is(s.port.info.kind, "xdp");
+    assert.is(s.port.caps, NO_OFFLOADS, "it reports no offloads");
     assert.is(s.port.info.mode, "drv");
     assert.is(s.port.info.bind, "copy", "veth has no zero copy");
     assert.match(s.port.copies, /copy mode: the kernel copies each frame into its PM buffer/);

@@ -122,10 +122,7 @@ export function serve<A extends App>(
     } else {
       nic = TapPort.open(stack.pool, queues!, { name: nicOpts.name ?? "pmstack%d", netns: nicOpts.netns ?? null });
     }
-    // TSO where the NIC segments (TAP with offloads), never on AF_XDP; the TX fault injector
-    // carries no GSO metadata, so it keeps plain frames
-    if (!loopOpts.faults?.tx) stack.configureOffloads(nic.info);
-    else stack.setTso(false);
+    stack.configureOffloads(nic.caps, { txFaults: !!loopOpts.faults?.tx });
     app = make(stack, log);
   } catch (e) {
     nic?.close();

@@ -74,6 +74,20 @@ export function reserveNicQueues(core: CoreInstance, opts: ReserveOptions = {}):
   return q;
 }
 
+/**
+ * What a NIC queue does to frames on the stack's behalf (its offloads), as each port type
+ * reports it (`NicPort.caps`). Stack.configureOffloads decides TSO from it.
+ */
+export interface NicCaps {
+  /** Cuts TCP superframes into MSS-sized segments (TSO: virtio-net GSO on TAP). */
+  readonly segmentation: boolean;
+  /** Completes the partial checksums of frames it sends and reports received ones verified. */
+  readonly checksum: boolean;
+}
+
+/** A NIC that does nothing to frames: AF_XDP, TAP without its virtio-net header. */
+export const NO_OFFLOADS: NicCaps = Object.freeze({ segmentation: false, checksum: false });
+
 /** A received frame: its chain of buffer names and the offload metadata of its first slot. */
 export interface RxFrame {
   /** Buffers, in order; each still holds the NIC's one reference: free them or keep them. */
@@ -101,7 +115,7 @@ export interface TxFrame {
 /** Deno's libuv emulation fires a poll once per start; Node's stays armed. */
 const ONE_SHOT_POLL = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
-export class NicPort {
+export abstract class NicPort {
   readonly pool: Pool;
   readonly queues: NicQueues;
   readonly info: NicInfo;
@@ -143,6 +157,9 @@ export class NicPort {
       bufCount: pool.bufferCount,
     };
   }
+
+  /** The offloads this queue performs. */
+  abstract get caps(): NicCaps;
 
   get closed(): boolean {
     return this.#closed;

@@ -3,7 +3,7 @@
 
 import type { Pool } from "../pool.js";
 import { TAP_MULTI_QUEUE, TAP_NO_USO, TAP_VNET } from "./native.js";
-import { NicPort, type NicQueues } from "./port.js";
+import { NO_OFFLOADS, NicPort, type NicCaps, type NicQueues } from "./port.js";
 
 export interface TapOptions {
   /** Device name (a pattern like "pm%d" lets the kernel pick); default "pmtap%d". */
@@ -20,7 +20,17 @@ export interface TapOptions {
   fill?: number;
 }
 
+/**
+ * TAP with its virtio-net header (`offload`, the default): the kernel segments our TCP
+ * superframes and completes checksums both ways.
+ */
+export const TAP_OFFLOADS: NicCaps = Object.freeze({ segmentation: true, checksum: true });
+
 export class TapPort extends NicPort {
+  get caps(): NicCaps {
+    return this.info.offload ? TAP_OFFLOADS : NO_OFFLOADS;
+  }
+
   static open(pool: Pool, queues: NicQueues, opts: TapOptions = {}): TapPort {
     const m = NicPort.memoryArgs(pool);
     const flags =

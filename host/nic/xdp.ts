@@ -3,7 +3,7 @@
 
 import type { Pool } from "../pool.js";
 import { XDP_FORCE_COPY, XDP_FORCE_SKB, XDP_UMEM_ANON, XDP_UMEM_FALLBACK } from "./native.js";
-import { NicPort, type NicQueues } from "./port.js";
+import { NO_OFFLOADS, NicPort, type NicCaps, type NicQueues } from "./port.js";
 
 export interface XdpOptions {
   /** The device (for tests, one end of a veth pair with one rx/tx queue). */
@@ -32,6 +32,11 @@ export interface XdpOptions {
 }
 
 export class XdpPort extends NicPort {
+  /** AF_XDP moves raw frames: no segmentation, no checksum offload. */
+  get caps(): NicCaps {
+    return NO_OFFLOADS;
+  }
+
   static open(pool: Pool, queues: NicQueues, opts: XdpOptions): XdpPort {
     const m = NicPort.memoryArgs(pool);
     const umem = opts.copyUmem ?? "never";

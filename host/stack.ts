@@ -295,13 +295,13 @@ export class Stack {
     if (r < 0) throw stackInitError(e, r);
   }
 
-  /** One turn of the core at time `nowMs`: consumes RX and APP-IN, runs timers. Returns the next deadline. */
   /**
    * Polls run so far. A command issued while this reads N has been taken (or refused, with its
    * event in APP-OUT) once it reads more than N.
    */
   polls = 0;
 
+  /** One turn of the core at time `nowMs`: consumes RX and APP-IN, runs timers. Returns the next deadline. */
   poll(nowMs: number): number {
     this.polls++;
     this.#commandPending = false;

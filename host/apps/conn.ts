@@ -313,7 +313,8 @@ export class ConnLayer<S> {
   /**
    * Hands the replies that are ready on `c` to its send queue, in order (one waiting for
    * durability holds back the rest; so does a stream until the core has room for all of it),
-   * returns the window, and closes after the last reply when asked to.
+   * reopens the receive window by what the app consumed (recvd), and closes after the last reply
+   * when asked to.
    */
   #service(c: Conn<S>): void {
     if (c.finished) {

@@ -24,7 +24,7 @@ export const BACKENDS = {
   },
 };
 
-/** The fault-injecting NIC path of the issue (each direction, its own seed). */
+/** The fault-injecting NIC path's rates (each direction, its own seed; docs/nic.md, test 8). */
 export const FAULTS = { drop: 0.02, duplicate: 0.01, reorder: 0.05, corrupt: 0.001 };
 
 export const PEER = new URL("./kernel-peer.mjs", import.meta.url).pathname;

@@ -59,6 +59,9 @@ test("the stack exports named in docs/core-abi.md exist", () => {
   const core = createCore();
   for (const name of [
     "stackConfig",
+    "stackConfigDefault",
+    "stackConfigMax",
+    "stackConfigValue",
     "stackScratch",
     "stackInit",
     "stackRing",

@@ -9,27 +9,16 @@
 // the views and the mask (fixed when the ring is created) are kept. The arena is sealed before
 // any ring is read, so the memory never grows and the views never detach.
 
-import {
-  RING_HDR,
-  RING_HEAD,
-  RING_MASK,
-  RING_TAIL,
-  SLOT_BUF,
-  SLOT_CONN,
-  SLOT_FLAGS,
-  SLOT_LEN,
-  SLOT_OFF,
-  SLOT_SIZE,
-} from "./abi.js";
+import * as abi from "./abi.js";
 
-const HEAD = RING_HEAD >>> 2;
-const TAIL = RING_TAIL >>> 2;
-const BUF = SLOT_BUF >>> 2;
-const CONN = SLOT_CONN >>> 2;
-const FLAGS = SLOT_FLAGS >>> 2;
-const OFF = SLOT_OFF >>> 1;
-const LEN = SLOT_LEN >>> 1;
-const SLOT_WORDS = SLOT_SIZE >>> 2;
+const HEAD = abi.RING_HEAD >>> 2;
+const TAIL = abi.RING_TAIL >>> 2;
+const BUF = abi.SLOT_BUF >>> 2;
+const CONN = abi.SLOT_CONN >>> 2;
+const FLAGS = abi.SLOT_FLAGS >>> 2;
+const OFF = abi.SLOT_OFF >>> 1;
+const LEN = abi.SLOT_LEN >>> 1;
+const SLOT_WORDS = abi.SLOT_SIZE >>> 2;
 
 export class Ring {
   /** The ring's memory offset (what ringCreate/stackRing returned). */
@@ -48,8 +37,8 @@ export class Ring {
     this.#u32 = new Uint32Array(memory.buffer);
     this.#u16 = new Uint16Array(memory.buffer);
     this.#h = at >>> 2;
-    this.#s0 = (at + RING_HDR) >>> 2;
-    this.mask = this.#u32[this.#h + (RING_MASK >>> 2)]!;
+    this.#s0 = (at + abi.RING_HDR) >>> 2;
+    this.mask = this.#u32[this.#h + (abi.RING_MASK >>> 2)]!;
   }
 
   /** Slots in the ring. */

@@ -7,7 +7,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { MemoryPair, PasteServer, PmLog, Stack, PoolExhaustedError } from "../build/index.js";
+import { MemoryPair, PasteServer, PmLog, Stack, PoolExhaustedError, TCP_REASONS } from "../build/index.js";
 import { seeded } from "./lib/kernel-peer.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
 
@@ -236,9 +236,9 @@ test("close, abort and a refused connect", () => {
   assert.is(byWhat.close.reset, false);
   assert.is(byWhat.abort.got, "");
   assert.is(byWhat.abort.reset, true);
-  assert.is(byWhat.abort.reason, 1, "reset by the peer");
+  assert.is(byWhat.abort.reason, TCP_REASONS.RESET, "reset by the peer");
   assert.is(byWhat.refused.reset, true);
-  assert.is(byWhat.refused.reason, 3, "refused");
+  assert.is(byWhat.refused.reason, TCP_REASONS.REFUSED, "refused");
   assertNoLeak(pair);
   pair.shutdown();
 });

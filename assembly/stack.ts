@@ -17,9 +17,8 @@ import { ethInit, arpInput, arpTimers, arpAnnounce, arpAdd, arpLookup, ETH_HLEN,
 import { ip4Input, setRxCsumOk } from "./net/ip4";
 import { udpInit, udpBind, udpUnbind, udpSend } from "./net/udp";
 import { fragInit, fragTimers, fragHeld } from "./net/frag";
-import {
-  tcpInit, tcpTimers, tcpSend, tcpClose, tcpAbort, tcpListen, tcpUnlisten, tcpConnect, tcpRecvd, tcpSetopt, tcpFlush,
-} from "./tcp/tcp";
+import { tcpInit, tcpSend, tcpClose, tcpAbort, tcpListen, tcpUnlisten, tcpConnect, tcpRecvd, tcpSetopt } from "./tcp/api";
+import { tcpTimers, tcpFlush } from "./tcp/timers";
 
 /** RX slot flags (besides SF_MORE). */
 export const RXF_CSUM_VALID: u32 = 2; // the L4 checksum was verified by the NIC/host

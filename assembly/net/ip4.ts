@@ -18,7 +18,7 @@ import {
 } from "./g";
 import { ETH_HLEN, ETHERTYPE_IP4, ethOutput, nextHop } from "./eth";
 import { udpInput } from "./udp";
-import { tcpInput, tcpIcmpUnreach } from "../tcp/tcp";
+import { tcpInput, tcpIcmpUnreach } from "../tcp/input";
 import { fragInput, fragDone, reasmHdrBuf, reasmHdrOff, reasmHl } from "./frag";
 
 export const FAM_IP4: u32 = 4;

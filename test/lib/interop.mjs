@@ -27,7 +27,7 @@ export const BACKENDS = {
 /** The fault-injecting NIC path of the issue (each direction, its own seed). */
 export const FAULTS = { drop: 0.02, duplicate: 0.01, reorder: 0.05, corrupt: 0.001 };
 
-/** Event reasons (aux of RESET): assembly/tcp/tcp.ts R_*. */
+/** Event reasons (aux of RESET): assembly/tcp/table.ts R_*. */
 export const R_RESET = 1;
 export const R_REFUSED = 3;
 

@@ -19,7 +19,7 @@ import { pseudo4, ip4WriteHdr, netOutput, FAM_IP4, PROTO_TCP, IP4_HLEN } from ".
 import {
   Tcb, NIL, nBuf, nOff, nLen, nSeq, nNext, seqLt, seqLe, seqGt, seqGe, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD,
   ST_ESTABLISHED, ST_FIN_WAIT_1, ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK, TF_NODELAY, TF_NOSACK, TF_NOTS, TF_NOWS,
-  TF_TS_OK, TF_WS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW, TF_RECOVERY, TF_PASSIVE, TF_RTT, TF_PEND,
+  TF_TS_OK, TF_WS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW, TF_RECOVERY, TF_PASSIVE, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
 } from "./tcb";
 import { tcb, connId } from "./table";
 import {
@@ -371,6 +371,7 @@ export function tcpOutput(i: u32): void {
   const canData = st == ST_ESTABLISHED || st == ST_CLOSE_WAIT || st == ST_FIN_WAIT_1 || st == ST_CLOSING ||
     st == ST_LAST_ACK;
   let sent = false;
+  let swsHeld = false;
   // RFC 5681 4.1: after an idle period longer than the RTO, restart from the initial window
   if (canData && t.sndNxt == t.sndUna && seqLt(t.sndNxt, t.sndEnd) && t.lastSend > 0 && now - t.lastSend > t.rto) {
     const iw = initialWindow(t.mss);
@@ -398,7 +399,14 @@ export function tcpOutput(i: u32): void {
     let len = min<u32>(min<u32>(remain, segMax), usable);
     if (len > 0) len = fitPieces(t, t.sndNxt, len, MAXP - 1); // a frame holds at most MAXP pieces
     const finQ = (t.flags & TF_FIN_QUEUED) != 0;
-    if (len > 0 && len < segMax && len < remain && inflight > 0 && usable < (t.maxSndWnd >>> 1)) len = 0; // sender SWS
+    // sender SWS avoidance (RFC 9293 3.8.6.2.1): a segment the usable window cuts below the MSS,
+    // with more data queued, waits until it is at least half the largest window the peer
+    // offered; with nothing in flight the persist timer lets it go (onPersist)
+    if (len > 0 && len < segMax && len < remain && usable < (t.maxSndWnd >>> 1) &&
+        (inflight > 0 || len == usable) && (t.flags & TF_SWS_OVERRIDE) == 0) {
+      swsHeld = inflight == 0;
+      len = 0;
+    }
     // Nagle with Minshall's refinement: hold a small segment only while another small one is unacknowledged
     if (len > 0 && len < segMax && inflight > 0 && (t.flags & TF_NODELAY) == 0 && !(finQ && len == remain) &&
         seqGt(t.smlEnd, t.sndUna)) len = 0;
@@ -448,9 +456,9 @@ export function tcpOutput(i: u32): void {
     if (fin) break;
   }
   if (!sent && (t.flags & TF_ACK_NOW) != 0) sendAck(i);
-  t.flags &= ~TF_ACK_NOW;
-  // zero window with data waiting and nothing in flight: persist
-  if (canData && t.sndWnd == 0 && seqLt(t.sndNxt, t.sndEnd) && t.sndNxt == t.sndUna && t.rtxAt == Infinity &&
+  t.flags &= ~(TF_ACK_NOW | TF_SWS_OVERRIDE);
+  // a zero window, or one SWS avoidance will not fill, with data waiting and nothing in flight: persist
+  if (canData && (t.sndWnd == 0 || swsHeld) && seqLt(t.sndNxt, t.sndEnd) && t.sndNxt == t.sndUna && t.rtxAt == Infinity &&
       t.persistAt == Infinity) {
     t.persistAt = now + rtoEff(t);
   }

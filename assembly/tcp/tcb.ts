@@ -34,6 +34,7 @@ export const TF_WANT_WRITABLE: u32 = 0x10000;
 export const TF_USED: u32 = 0x20000;
 export const TF_PASSIVE: u32 = 0x40000;
 export const TF_RTT: u32 = 0x80000;
+export const TF_SWS_OVERRIDE: u32 = 0x100000; // the persist timer lets a segment the window cuts below the MSS go
 export const TF_SYNQ: u32 = 0x200000;
 export const TF_FIN_PENDING: u32 = 0x400000; // FIN received out of order, seq in rfinSeq
 export const TF_APP_DONE: u32 = 0x800000; // the app was told the connection is over

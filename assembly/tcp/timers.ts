@@ -5,7 +5,7 @@
 import { count, C_TCP_RTO, C_TCP_RETRANSMITS, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_KEEPALIVE_DROP, EV_CLOSED, EV_RESET, now } from "../net/g";
 import {
   NIL, seqLt, seqGt, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, ST_FIN_WAIT_2, ST_CLOSE_WAIT,
-  ST_TIME_WAIT, TF_ACK_NOW, TF_RECOVERY, TF_USED, TF_RTT, TF_PEND,
+  ST_TIME_WAIT, TF_ACK_NOW, TF_RECOVERY, TF_USED, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
 } from "./tcb";
 import { tcb, hiwater, tcbFree, finish, R_TIMEOUT, R_KEEPALIVE } from "./table";
 import { TH_ACK } from "./wire";
@@ -60,11 +60,19 @@ function onRto(i: u32): void {
   t.flags |= TF_PEND;
 }
 
-/** Zero-window probe (RFC 9293 3.8.6.1). */
+/**
+ * Persist timer, with data waiting and nothing in flight: a zero-window probe (RFC 9293
+ * 3.8.6.1), or, for a window smaller than a segment, the segment that fits it (the override of
+ * sender SWS avoidance, RFC 9293 3.8.6.2.1; Linux's tcp_write_wakeup does the same).
+ */
 function onPersist(i: u32): void {
   const t = tcb(i);
   t.persistAt = Infinity;
-  if (t.sndWnd != 0 || !seqLt(t.sndNxt, t.sndEnd) || t.sndNxt != t.sndUna) return;
+  if (!seqLt(t.sndNxt, t.sndEnd) || t.sndNxt != t.sndUna) return;
+  if (t.sndWnd != 0) {
+    t.flags |= TF_SWS_OVERRIDE | TF_PEND;
+    return;
+  }
   count(C_TCP_ZWP);
   // one byte beyond the window; the RTO then repeats it with backoff
   if (!xmit(i, t.sndNxt, 1, TH_ACK)) return;

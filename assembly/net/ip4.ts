@@ -38,7 +38,7 @@ const IP4_VERSION: u32 = 4;
 const IP4_DF: u32 = 0x4000; // IP4_FRAG: don't fragment
 export const IP4_MF: u32 = 0x2000; // IP4_FRAG: more fragments
 export const IP4_FRAG_OFF: u32 = 0x1fff; // IP4_FRAG: fragment offset mask
-const IP4_TTL_DEFAULT: u32 = 64; // of the datagrams ICMP sends
+export const IP4_TTL_DEFAULT: u32 = 64; // of the datagrams ICMP and UDP send
 
 export const FAM_IP4: u32 = 4;
 export const PROTO_ICMP: u32 = 1;

@@ -16,7 +16,8 @@ import {
   MAXP, pN, pb, po, pl, setP, ld16, ourIp,
 } from "./net/g";
 import {
-  ethInit, arpInput, arpTimers, arpAnnounce, arpAdd, arpLookup, ETH_DST, ETH_TYPE, ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IP4,
+  ethInit, arpInput, arpTimers, arpAnnounce, arpAdd, arpLookup,
+  ETH_DST, ETH_TYPE, ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IP4,
 } from "./net/eth";
 import { ip4Input, setRxCsumOk } from "./net/ip4";
 import { udpInit, udpBind, udpUnbind, udpSend } from "./net/udp";

@@ -22,6 +22,7 @@ export const ETH_TYPE: u32 = 12; // EtherType
 export const ETH_HLEN: u32 = 14;
 export const ETH_ALEN: u32 = 6; // bytes of an Ethernet address
 const ETH_ZLEN: u32 = 60; // shortest frame (FCS not counted): shorter ones are padded
+const ETH_GROUP: u32 = 1; // I/G bit of an address's first byte: a group (multicast or broadcast) address
 
 export const ETHERTYPE_IP4: u32 = 0x0800;
 export const ETHERTYPE_ARP: u32 = 0x0806;
@@ -204,7 +205,7 @@ export function arpInput(a: usize, len: u32): void {
   const spa = ld32(a + ARP_SPA);
   const tpa = ld32(a + ARP_TPA);
   const sha = a + ARP_SHA;
-  if ((load<u8>(sha) & 1) != 0 || spa == 0xffffffff) {
+  if ((load<u8>(sha) & ETH_GROUP) != 0 || spa == 0xffffffff) {
     count(C_ARP_BAD);
     return;
   }

@@ -76,7 +76,7 @@ let arpTtl: f64 = 60000;
   len: u32;
 }
 const PQ_PIECES: u32 = 8;
-const PQ_SIZE: u32 = offsetof<PendingFrame>() + PQ_PIECES * offsetof<PendingPiece>() + 8; // 128
+const PQ_SIZE: u32 = offsetof<PendingFrame>() + PQ_PIECES * offsetof<PendingPiece>() + 8; // 24 + 96 + 8 unused: 128
 let pq: usize = 0;
 let pqN: u32 = 0;
 

@@ -1,9 +1,8 @@
-// IPv4 reassembly (RFC 791 3.2, RFC 815) within fixed limits: CFG_FRAG_SLOTS datagrams at
-// once, at most 16 fragments each, 65535 bytes, 30 s. Owns the reassembly slots. Fragments are
-// held by reference (no copy) and handed to TCP/UDP/ICMP as the pieces of one datagram.
-// Overlapping fragments drop the whole datagram (as RFC 5722 requires for IPv6: overlaps only
-// serve attacks); an exact duplicate is ignored. A fragment must sit in one buffer (no chained
-// fragments).
+// IPv4 reassembly (RFC 791) within fixed limits: CFG_FRAG_SLOTS datagrams at once, at most 16
+// fragments each, 65535 bytes, 30 s. Owns the reassembly slots. Fragments are held by reference
+// (no copy) and handed to TCP/UDP/ICMP as the pieces of one datagram. Overlapping fragments drop
+// the whole datagram (as RFC 5722 requires for IPv6: overlaps only serve attacks); an exact
+// duplicate is ignored. A fragment must sit in one buffer (no chained fragments).
 
 import { arenaAlloc } from "../arena";
 import { bufRef, bufSetOwner, bufUnref } from "../pool";
@@ -41,7 +40,7 @@ const F_SIZE: u32 = F_HDR + MAXF * offsetof<FragPiece>();
 let slots: usize = 0;
 let nSlots: u32 = 0;
 
-/** The key a datagram's slot is found by, with src and dst (RFC 791: id, protocol). */
+/** A datagram's slot is found by src, dst and this key: id | proto << 16 | 1 << 24 (never 0). */
 @inline function fragKey(id: u32, proto: u32): u32 {
   return (id & 0xffff) | (proto << 16) | (1 << 24);
 }

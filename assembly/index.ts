@@ -56,7 +56,7 @@ export {
   stackArpAdd, stackArpLookup, stackPoll, stackFragHeld,
 } from "./stack";
 export { csumTest } from "./net/csum";
-export { tcpState, tcpInfo, tcpConnCount, tcpNodesUsed } from "./tcp/tcp";
+export { tcpState, tcpInfo, tcpConnCount, tcpNodesUsed } from "./tcp/info";
 
 // --- pm log exports ---
 // The write-ahead log and index in the metadata region (assembly/pm/log.ts, docs/api/log.md).

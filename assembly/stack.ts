@@ -1,5 +1,7 @@
-// The network stack's entry points: stackInit (set-up), stackPoll (one deterministic turn),
-// and accessors for the rings, configuration block and counters. See docs/core-abi.md.
+// The network stack's entry points: stackInit (set-up), stackPoll (one deterministic turn: RX
+// frames gathered from their slots, checked against our Ethernet address and dispatched on their
+// EtherType by frameInput; APP-IN commands; timers), and accessors for the rings, configuration
+// block and counters. See docs/core-abi.md.
 
 import { ringCreate, ringCount, ringShift, ringSpace, slotBuf, slotOff, slotLen, slotConn, slotFlags } from "./ring";
 import { arenaAlloc } from "./arena";
@@ -13,13 +15,15 @@ import {
   gInit, setIdentity, setNow, setRings, rxRing, txRing, ainRing, aoutRing, aoutSpace, now,
   MAXP, pN, pb, po, pl, setP, ld16, ourIp,
 } from "./net/g";
-import { ethInit, arpInput, arpTimers, arpAnnounce, arpAdd, arpLookup, ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IP4 } from "./net/eth";
+import {
+  ethInit, arpInput, arpTimers, arpAnnounce, arpAdd, arpLookup,
+  ETH_DST, ETH_TYPE, ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IP4,
+} from "./net/eth";
 import { ip4Input, setRxCsumOk } from "./net/ip4";
 import { udpInit, udpBind, udpUnbind, udpSend } from "./net/udp";
 import { fragInit, fragTimers, fragHeld } from "./net/frag";
-import {
-  tcpInit, tcpTimers, tcpSend, tcpClose, tcpAbort, tcpListen, tcpUnlisten, tcpConnect, tcpRecvd, tcpSetopt, tcpFlush,
-} from "./tcp/tcp";
+import { tcpInit, tcpSend, tcpClose, tcpAbort, tcpListen, tcpUnlisten, tcpConnect, tcpRecvd, tcpSetopt } from "./tcp/api";
+import { tcpTimers, tcpFlush } from "./tcp/timers";
 
 /** RX slot flags (besides SF_MORE). */
 export const RXF_CSUM_VALID: u32 = 2; // the L4 checksum was verified by the NIC/host
@@ -150,14 +154,14 @@ function frameInput(n: u32, frameLen: u32, flags: u32, csumInfo: u32): void {
   }
   const f = bufAddr(pb(0)) + po(0);
   // destination: us or broadcast (multicast is not joined)
-  const b0 = load<u32>(f);
-  const b1 = <u32>load<u16>(f + 4);
+  const b0 = load<u32>(f + ETH_DST);
+  const b1 = <u32>load<u16>(f + ETH_DST + 4);
   const bcast = b0 == 0xffffffff && b1 == 0xffff;
   if (!bcast && (b0 != load<u32>(cfg + CFG_MAC) || b1 != <u32>load<u16>(cfg + CFG_MAC + 4))) {
     count(C_ETH_NOT_US);
     return;
   }
-  const type = ld16(f + 12);
+  const type = ld16(f + ETH_TYPE);
   setRxCsumOk((flags & RXF_CSUM_VALID) != 0);
   if (type == ETHERTYPE_IP4) {
     if ((flags & RXF_NEEDS_CSUM) != 0) {

@@ -129,7 +129,7 @@ it("batch API over TAP: keeping everything closes the kernel sender's window; re
     // wait for pressure, then for a zero window on our side (the kernel stops sending)
     for (let k = 0; k < 6000 && !srv.pressure.on; k++) await sleep(5);
     assert.ok(srv.pressure.on, `pressure: ${JSON.stringify(stack.pool.counts())}`);
-    // our advertised window is rcvBuf - unread (assembly/tcp/tcp.ts rcvWindow): zero once the
+    // our advertised window is rcvBuf - unread (assembly/tcp/output.ts rcvWindow): zero once the
     // withheld bytes fill the 256 KiB receive buffer
     const unread = () => stack.connections()[0]?.unread ?? 0;
     for (let k = 0; k < 6000 && unread() < 262144; k++) await sleep(5);

@@ -699,6 +699,34 @@ test("zero window: persist probes with backoff, data resumes when the window ope
   assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED, "probing never gives up while the peer answers");
 });
 
+test("sender SWS avoidance: a window below one segment, nothing in flight, is filled only by the persist timer; full segments once it opens", () => {
+  const { core, peer } = setup({ initRto: 1000, minRto: 1000 });
+  const h = handshake(core, peer, { t: 0, win: 65535 });
+  peer.tcp({ seq: h.seq, ack: h.snd, win: 500 }); // the peer's buffer fills: 500 bytes left
+  core.poll(1);
+  const data = bytes(3000, 5);
+  appSend(core, h.conn, data.subarray(0, 1500));
+  appSend(core, h.conn, data.subarray(1500));
+  core.poll(2);
+  assert.is(peer.segs().length, 0, "no 500-byte segment: more is queued and 500 < MSS, < half the peer's largest window");
+  core.poll(1001);
+  assert.is(peer.segs().length, 0);
+  core.poll(1002);
+  const [p] = peer.segs();
+  assert.ok(p, "the persist timer sends what fits");
+  assert.is(p.seq, h.snd);
+  assert.equal(Array.from(p.payload), Array.from(data.subarray(0, 500)), "one window-sized segment");
+  peer.tcp({ seq: h.seq, ack: (h.snd + 500) >>> 0, win: 65535 });
+  core.poll(1003);
+  const rest = peer.segs();
+  assert.equal(
+    rest.map((x) => x.payload.length),
+    [1460, 1040],
+    "the window open: a full segment, then the end of the queue",
+  );
+  assert.is(rest[0].seq, (h.snd + 500) >>> 0);
+});
+
 test("keepalive probes an idle connection and resets it when unanswered", () => {
   const { core, peer } = setup({ keepalive: 10000 });
   const h = handshake(core, peer, { t: 0 });

@@ -1,34 +1,82 @@
-// Ethernet II and ARP (RFC 826): a fixed cache with expiry, requests with retry, replies,
-// gratuitous ARP (sent by stackAnnounce, merged on receipt), and a bounded queue of frames
-// waiting for resolution.
+// Ethernet II (RFC 894) and ARP for IPv4 over Ethernet (RFC 826). Owns the Ethernet header's
+// layout and its output (ethOutput: our source address, the EtherType, the destination from the
+// ARP cache or broadcast), the ARP cache (a fixed table with expiry, requests with retry,
+// replies, gratuitous ARP sent by stackAnnounce and merged on receipt) and the bounded queue of
+// frames waiting for resolution. Received frames are checked and dispatched on their EtherType
+// by frameInput in ../stack.ts.
 
 import { arenaAlloc } from "../arena";
 import { bufAddr, bufAlloc, bufRef, bufUnref } from "../pool";
 import { OWNER_NIC } from "../layout";
 import {
-  cfg, CFG_MAC, cfgGet, CFG_ARP, CFG_ARPQ, CFG_ARP_TTL,
+  cfg, CFG_MAC, CFG_GW, cfgGet, CFG_ARP, CFG_ARPQ, CFG_ARP_TTL,
   count, C_ARP_BAD, C_ARP_REQ_IN, C_ARP_REPLY_IN, C_ARP_QUEUE_FULL, C_ARP_TIMEOUT, C_BUF_EXHAUSTED, C_ARP_CONFLICT,
   ld16, ld32, st16, st32, now, ourIp, ourMask,
   tN, tb, to, tl, txAdd, txReset, txPush, txDiscard, MAXP, tFlags, txSetMeta,
 } from "./g";
 
+// ---- Ethernet II header: byte offsets ----
+export const ETH_DST: u32 = 0; // destination address
+export const ETH_SRC: u32 = 6; // source address
+export const ETH_TYPE: u32 = 12; // EtherType
 export const ETH_HLEN: u32 = 14;
+export const ETH_ALEN: u32 = 6; // bytes of an Ethernet address
+const ETH_ZLEN: u32 = 60; // shortest frame (FCS not counted): shorter ones are padded
+const ETH_GROUP: u32 = 1; // I/G bit of an address's first byte: a group (multicast or broadcast) address
+
 export const ETHERTYPE_IP4: u32 = 0x0800;
 export const ETHERTYPE_ARP: u32 = 0x0806;
 export const ETHERTYPE_IP6: u32 = 0x86dd;
 
-// cache entry: u32 ip, u8[6] mac, u8 state, u8 tries, f64 expires, f64 nextReq  (32 bytes)
-const AE_SIZE: u32 = 32;
+// ---- ARP packet (RFC 826; names as there, ar$hrd..ar$tpa): byte offsets after the Ethernet header ----
+const ARP_HRD: u32 = 0; // hardware type (ARP_HRD_ETHER)
+const ARP_PRO: u32 = 2; // protocol type (ETHERTYPE_IP4)
+const ARP_HLN: u32 = 4; // hardware address length (ETH_ALEN)
+const ARP_PLN: u32 = 5; // protocol address length (IP4_ALEN)
+const ARP_OP: u32 = 6; // operation (ARP_OP_*)
+const ARP_SHA: u32 = 8; // sender hardware address
+const ARP_SPA: u32 = 14; // sender protocol address
+const ARP_THA: u32 = 18; // target hardware address
+const ARP_TPA: u32 = 24; // target protocol address
+const ARP_LEN: u32 = 28; // the packet for Ethernet and IPv4
+const ARP_HRD_ETHER: u32 = 1;
+const IP4_ALEN: u32 = 4;
+const ARP_OP_REQUEST: u32 = 1;
+const ARP_OP_REPLY: u32 = 2;
+
+// ---- ARP cache: arpN entries from arpTab ----
 const AS_FREE: u8 = 0;
 const AS_PENDING: u8 = 1;
 const AS_OK: u8 = 2;
+@unmanaged class ArpEntry {
+  ip: u32; // the IPv4 address (host number)
+  mac: u32; // its Ethernet address: 6 bytes from here (this word and mac4), see arpMac
+  mac4: u16;
+  state: u8; // AS_*
+  tries: u8; // requests sent for the current resolution
+  expires: f64; // ms: AS_OK until then; AS_PENDING: resolution deadline
+  nextReq: f64; // ms: no request for this address before then
+}
+const AE_SIZE: u32 = offsetof<ArpEntry>(); // 32
 let arpTab: usize = 0;
 let arpN: u32 = 0;
 let arpTtl: f64 = 60000;
 
-// pending frame: u32 ip, u32 n, u32 conn, u32 pad, f64 deadline, then n x {u32 buf, u32 off, u32 len}
+// ---- frames waiting for resolution: pqN rows from pq, each a PendingFrame and its pieces ----
+@unmanaged class PendingFrame {
+  hop: u32; // the next hop being resolved
+  n: u32; // pieces held; 0 = free row
+  conn: u32; // the frame's TX conn word
+  flags: u32; // its first-slot TX flags (offload request: GSO/NEEDS_CSUM) travel with it
+  deadline: f64; // ms: dropped (C_ARP_TIMEOUT) unless resolved by then
+}
+@unmanaged class PendingPiece {
+  buf: u32;
+  off: u32;
+  len: u32;
+}
 const PQ_PIECES: u32 = 8;
-const PQ_SIZE: u32 = 24 + PQ_PIECES * 12 + 8;
+const PQ_SIZE: u32 = offsetof<PendingFrame>() + PQ_PIECES * offsetof<PendingPiece>() + 8; // 24 + 96 + 8 unused: 128
 let pq: usize = 0;
 let pqN: u32 = 0;
 
@@ -45,17 +93,30 @@ export function ethInit(): i32 {
   return 0;
 }
 
-@inline function ae(i: u32): usize {
-  return arpTab + <usize>i * AE_SIZE;
+@inline function ae(i: u32): ArpEntry {
+  return changetype<ArpEntry>(arpTab + <usize>i * AE_SIZE);
 }
-@inline function pqe(i: u32): usize {
-  return pq + <usize>i * PQ_SIZE;
+/** Address of the entry's 6-byte Ethernet address. */
+@inline function arpMac(e: ArpEntry): usize {
+  return changetype<usize>(e) + offsetof<ArpEntry>("mac");
+}
+@inline function pqe(i: u32): PendingFrame {
+  return changetype<PendingFrame>(pq + <usize>i * PQ_SIZE);
+}
+@inline function pqPiece(e: PendingFrame, k: u32): PendingPiece {
+  return changetype<PendingPiece>(changetype<usize>(e) + offsetof<PendingFrame>() + k * offsetof<PendingPiece>());
+}
+
+/** Writes the broadcast address ff:ff:ff:ff:ff:ff at `p`. */
+@inline function macSetBroadcast(p: usize): void {
+  store<u32>(p, 0xffffffff);
+  store<u16>(p + 4, 0xffff);
 }
 
 function arpFind(ip: u32): i32 {
   for (let i: u32 = 0; i < arpN; i++) {
     const e = ae(i);
-    if (load<u8>(e + 10) != AS_FREE && load<u32>(e) == ip) return <i32>i;
+    if (e.state != AS_FREE && e.ip == ip) return <i32>i;
   }
   return -1;
 }
@@ -66,19 +127,19 @@ function arpNew(ip: u32): u32 {
   let bestT: f64 = Infinity;
   for (let i: u32 = 0; i < arpN; i++) {
     const e = ae(i);
-    if (load<u8>(e + 10) == AS_FREE) {
+    if (e.state == AS_FREE) {
       best = i;
       break;
     }
-    const t = load<f64>(e + 16);
+    const t = e.expires;
     if (t < bestT) {
       bestT = t;
       best = i;
     }
   }
   const e = ae(best);
-  memory.fill(e, 0, AE_SIZE);
-  store<u32>(e, ip);
+  memory.fill(changetype<usize>(e), 0, AE_SIZE);
+  e.ip = ip;
   return best;
 }
 
@@ -86,11 +147,11 @@ function arpStore(ip: u32, mac: usize): void {
   let i = arpFind(ip);
   if (i < 0) i = <i32>arpNew(ip);
   const e = ae(<u32>i);
-  memory.copy(e + 4, mac, 6);
-  store<u8>(e + 10, AS_OK);
-  store<u8>(e + 11, 0);
-  store<f64>(e + 16, now + arpTtl);
-  flushPending(ip, e + 4);
+  memory.copy(arpMac(e), mac, ETH_ALEN);
+  e.state = AS_OK;
+  e.tries = 0;
+  e.expires = now + arpTtl;
+  flushPending(ip, arpMac(e));
 }
 
 /** Writes an ARP packet (op) into a new buffer and sends it. */
@@ -101,56 +162,55 @@ function arpSend(op: u32, tha: usize, tpa: u32, dstMac: usize): void {
     return;
   }
   const p = bufAddr(<u32>b);
-  if (dstMac == 0) {
-    store<u32>(p, 0xffffffff);
-    store<u16>(p + 4, 0xffff);
-  } else memory.copy(p, dstMac, 6);
-  memory.copy(p + 6, cfg + CFG_MAC, 6);
-  st16(p + 12, ETHERTYPE_ARP);
-  const a = p + 14;
-  st16(a, 1);
-  st16(a + 2, ETHERTYPE_IP4);
-  store<u8>(a + 4, 6);
-  store<u8>(a + 5, 4);
-  st16(a + 6, op);
-  memory.copy(a + 8, cfg + CFG_MAC, 6);
-  st32(a + 14, ourIp);
-  if (tha == 0) memory.fill(a + 18, 0, 6);
-  else memory.copy(a + 18, tha, 6);
-  st32(a + 24, tpa);
-  memory.fill(a + 28, 0, 18); // pad to 60 bytes
+  if (dstMac == 0) macSetBroadcast(p + ETH_DST);
+  else memory.copy(p + ETH_DST, dstMac, ETH_ALEN);
+  memory.copy(p + ETH_SRC, cfg + CFG_MAC, ETH_ALEN);
+  st16(p + ETH_TYPE, ETHERTYPE_ARP);
+  const a = p + ETH_HLEN;
+  st16(a + ARP_HRD, ARP_HRD_ETHER);
+  st16(a + ARP_PRO, ETHERTYPE_IP4);
+  store<u8>(a + ARP_HLN, <u8>ETH_ALEN);
+  store<u8>(a + ARP_PLN, <u8>IP4_ALEN);
+  st16(a + ARP_OP, op);
+  memory.copy(a + ARP_SHA, cfg + CFG_MAC, ETH_ALEN);
+  st32(a + ARP_SPA, ourIp);
+  if (tha == 0) memory.fill(a + ARP_THA, 0, ETH_ALEN);
+  else memory.copy(a + ARP_THA, tha, ETH_ALEN);
+  st32(a + ARP_TPA, tpa);
+  memory.fill(a + ARP_LEN, 0, ETH_ZLEN - ETH_HLEN - ARP_LEN); // pad to the shortest frame
   txReset();
-  txAdd(<u32>b, 0, 60);
+  txAdd(<u32>b, 0, ETH_ZLEN);
   txPush(0);
 }
 
 /** Sends a gratuitous ARP request announcing our address. */
 export function arpAnnounce(): void {
-  if (ourIp != 0) arpSend(1, 0, ourIp, 0);
+  if (ourIp != 0) arpSend(ARP_OP_REQUEST, 0, ourIp, 0);
 }
 
 /**
- * Handles an ARP packet at `a` (`len` bytes after the Ethernet header) in received buffer `b`.
+ * Handles an ARP packet at `a` (`len` bytes after the Ethernet header).
  */
 export function arpInput(a: usize, len: u32): void {
-  if (len < 28) {
+  if (len < ARP_LEN) {
     count(C_ARP_BAD);
     return;
   }
-  if (ld16(a) != 1 || ld16(a + 2) != ETHERTYPE_IP4 || load<u8>(a + 4) != 6 || load<u8>(a + 5) != 4) {
+  if (ld16(a + ARP_HRD) != ARP_HRD_ETHER || ld16(a + ARP_PRO) != ETHERTYPE_IP4 ||
+      load<u8>(a + ARP_HLN) != ETH_ALEN || load<u8>(a + ARP_PLN) != IP4_ALEN) {
     count(C_ARP_BAD);
     return;
   }
-  const op = ld16(a + 6);
-  const spa = ld32(a + 14);
-  const tpa = ld32(a + 24);
-  const sha = a + 8;
-  if ((load<u8>(sha) & 1) != 0 || spa == 0xffffffff) {
+  const op = ld16(a + ARP_OP);
+  const spa = ld32(a + ARP_SPA);
+  const tpa = ld32(a + ARP_TPA);
+  const sha = a + ARP_SHA;
+  if ((load<u8>(sha) & ETH_GROUP) != 0 || spa == 0xffffffff) {
     count(C_ARP_BAD);
     return;
   }
-  if (op == 1) count(C_ARP_REQ_IN);
-  else if (op == 2) count(C_ARP_REPLY_IN);
+  if (op == ARP_OP_REQUEST) count(C_ARP_REQ_IN);
+  else if (op == ARP_OP_REPLY) count(C_ARP_REPLY_IN);
   else {
     count(C_ARP_BAD);
     return;
@@ -162,14 +222,14 @@ export function arpInput(a: usize, len: u32): void {
   // RFC 826 merge: update an existing entry; create one if the packet is for us.
   const forUs = tpa == ourIp && ourIp != 0;
   if (spa != 0 && (arpFind(spa) >= 0 || forUs)) arpStore(spa, sha);
-  if (op == 1 && forUs) arpSend(2, sha, spa, sha);
+  if (op == ARP_OP_REQUEST && forUs) arpSend(ARP_OP_REPLY, sha, spa, sha);
 }
 
 /** Next hop for `dst`: itself on-link, else the gateway. */
 export function nextHop(dst: u32): u32 {
   if (dst == 0xffffffff) return dst;
   if (((dst ^ ourIp) & ourMask) == 0) return dst;
-  const gw = load<u32>(cfg + 16);
+  const gw = load<u32>(cfg + CFG_GW);
   return gw != 0 ? gw : dst;
 }
 
@@ -180,44 +240,43 @@ export function nextHop(dst: u32): u32 {
 export function ethOutput(hop: u32, type: u32, conn: u32): void {
   if (tN == 0) return;
   const h = bufAddr(tb(0)) + to(0);
-  memory.copy(h + 6, cfg + CFG_MAC, 6);
-  st16(h + 12, type);
+  memory.copy(h + ETH_SRC, cfg + CFG_MAC, ETH_ALEN);
+  st16(h + ETH_TYPE, type);
   if (hop == 0xffffffff || (ourMask != 0xffffffff && hop == (ourIp | ~ourMask))) {
-    store<u32>(h, 0xffffffff);
-    store<u16>(h + 4, 0xffff);
+    macSetBroadcast(h + ETH_DST);
     txPush(conn);
     return;
   }
   let i = arpFind(hop);
-  if (i >= 0 && load<u8>(ae(<u32>i) + 10) == AS_OK) {
+  if (i >= 0 && ae(<u32>i).state == AS_OK) {
     const e = ae(<u32>i);
-    const exp = load<f64>(e + 16);
+    const exp = e.expires;
     if (exp > now) {
-      memory.copy(h, e + 4, 6);
+      memory.copy(h + ETH_DST, arpMac(e), ETH_ALEN);
       // an entry in use and about to expire is refreshed by a unicast request while it is
       // still used, so traffic never stalls behind a new resolution (at most one a second)
       const refreshAt = exp - 5000;
-      if (now >= refreshAt && load<f64>(e + 24) <= now) {
-        store<f64>(e + 24, now + 1000);
+      if (now >= refreshAt && e.nextReq <= now) {
+        e.nextReq = now + 1000;
         txPush(conn);
-        arpSend(1, 0, hop, e + 4);
+        arpSend(ARP_OP_REQUEST, 0, hop, arpMac(e));
         return;
       }
       txPush(conn);
       return;
     }
-    store<u8>(ae(<u32>i) + 10, AS_PENDING); // expired: refresh
-    store<u8>(ae(<u32>i) + 11, 0);
-    store<f64>(ae(<u32>i) + 24, 0);
+    e.state = AS_PENDING; // expired: refresh
+    e.tries = 0;
+    e.nextReq = 0;
   }
   if (i < 0) {
     i = <i32>arpNew(hop);
-    store<u8>(ae(<u32>i) + 10, AS_PENDING);
+    ae(<u32>i).state = AS_PENDING;
   }
   // queue the frame
   let q: i32 = -1;
   for (let k: u32 = 0; k < pqN; k++) {
-    if (load<u32>(pqe(k) + 4) == 0) {
+    if (pqe(k).n == 0) {
       q = <i32>k;
       break;
     }
@@ -227,42 +286,42 @@ export function ethOutput(hop: u32, type: u32, conn: u32): void {
     txDiscard();
   } else {
     const e = pqe(<u32>q);
-    store<u32>(e, hop);
-    store<u32>(e + 4, tN);
-    store<u32>(e + 8, conn);
-    store<u32>(e + 12, tFlags); // offload request (GSO/NEEDS_CSUM) travels with the frame
-    store<f64>(e + 16, now + 3000);
+    e.hop = hop;
+    e.n = tN;
+    e.conn = conn;
+    e.flags = tFlags;
+    e.deadline = now + 3000;
     for (let k: u32 = 0; k < tN; k++) {
-      const s = e + 24 + k * 12;
-      store<u32>(s, tb(k));
-      store<u32>(s + 4, to(k));
-      store<u32>(s + 8, tl(k));
+      const s = pqPiece(e, k);
+      s.buf = tb(k);
+      s.off = to(k);
+      s.len = tl(k);
     }
     txReset();
   }
   const e = ae(<u32>i);
-  if (load<f64>(e + 24) <= now) {
-    store<f64>(e + 24, now + 1000);
-    store<f64>(e + 16, now + 3000);
-    store<u8>(e + 11, load<u8>(e + 11) + 1);
-    arpSend(1, 0, hop, 0);
+  if (e.nextReq <= now) {
+    e.nextReq = now + 1000;
+    e.expires = now + 3000;
+    e.tries = e.tries + 1;
+    arpSend(ARP_OP_REQUEST, 0, hop, 0);
   }
 }
 
 function flushPending(ip: u32, mac: usize): void {
   for (let k: u32 = 0; k < pqN; k++) {
     const e = pqe(k);
-    const n = load<u32>(e + 4);
-    if (n == 0 || load<u32>(e) != ip) continue;
+    const n = e.n;
+    if (n == 0 || e.hop != ip) continue;
     txReset();
     for (let j: u32 = 0; j < n; j++) {
-      const s = e + 24 + j * 12;
-      txAdd(load<u32>(s), load<u32>(s + 4), load<u32>(s + 8));
+      const s = pqPiece(e, j);
+      txAdd(s.buf, s.off, s.len);
     }
-    store<u32>(e + 4, 0);
-    memory.copy(bufAddr(tb(0)) + to(0), mac, 6);
-    txSetMeta(load<u32>(e + 12));
-    txPush(load<u32>(e + 8));
+    e.n = 0;
+    memory.copy(bufAddr(tb(0)) + to(0) + ETH_DST, mac, ETH_ALEN);
+    txSetMeta(e.flags);
+    txPush(e.conn);
   }
 }
 
@@ -271,33 +330,33 @@ export function arpTimers(): f64 {
   let next: f64 = Infinity;
   for (let k: u32 = 0; k < pqN; k++) {
     const e = pqe(k);
-    const n = load<u32>(e + 4);
+    const n = e.n;
     if (n == 0) continue;
-    const d = load<f64>(e + 16);
+    const d = e.deadline;
     if (d <= now) {
-      for (let j: u32 = 0; j < n; j++) bufUnref(load<u32>(e + 24 + j * 12));
-      store<u32>(e + 4, 0);
+      for (let j: u32 = 0; j < n; j++) bufUnref(pqPiece(e, j).buf);
+      e.n = 0;
       count(C_ARP_TIMEOUT);
     } else if (d < next) next = d;
   }
   for (let i: u32 = 0; i < arpN; i++) {
     const e = ae(i);
-    const st = load<u8>(e + 10);
+    const st = e.state;
     if (st == AS_PENDING) {
-      if (load<f64>(e + 16) <= now) {
-        store<u8>(e + 10, AS_FREE); // resolution failed
+      if (e.expires <= now) {
+        e.state = AS_FREE; // resolution failed
         continue;
       }
-      const r = load<f64>(e + 24);
-      if (r <= now && load<u8>(e + 11) < 3) {
-        store<f64>(e + 24, now + 1000);
-        store<u8>(e + 11, load<u8>(e + 11) + 1);
-        arpSend(1, 0, load<u32>(e), 0);
+      const r = e.nextReq;
+      if (r <= now && e.tries < 3) {
+        e.nextReq = now + 1000;
+        e.tries = e.tries + 1;
+        arpSend(ARP_OP_REQUEST, 0, e.ip, 0);
       }
-      const t = min(load<f64>(e + 24), load<f64>(e + 16));
+      const t = min(e.nextReq, e.expires);
       if (t < next) next = t;
-    } else if (st == AS_OK && load<f64>(e + 16) <= now) {
-      store<u8>(e + 10, AS_FREE);
+    } else if (st == AS_OK && e.expires <= now) {
+      e.state = AS_FREE;
     }
   }
   return next;
@@ -306,11 +365,11 @@ export function arpTimers(): f64 {
 /** Host/test hook: inserts a static cache entry (mac at memory offset `mac`). */
 export function arpAdd(ip: u32, mac: usize): void {
   arpStore(ip, mac);
-  store<f64>(ae(<u32>arpFind(ip)) + 16, Infinity);
+  ae(<u32>arpFind(ip)).expires = Infinity;
 }
 
 /** 1 if `ip` is resolved in the cache. */
 export function arpLookup(ip: u32): i32 {
   const i = arpFind(ip);
-  return i >= 0 && load<u8>(ae(<u32>i) + 10) == AS_OK ? 1 : 0;
+  return i >= 0 && ae(<u32>i).state == AS_OK ? 1 : 0;
 }

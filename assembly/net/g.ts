@@ -1,6 +1,8 @@
-// Shared state of the network core: configuration block, counters, rings, the current frame's
-// pieces (RX) and the frame being built (TX). Everything lives in the arena or in static data;
-// nothing is allocated after stackInit().
+// Shared state of the network core: the configuration block and its table, counters, our
+// identity and clock, the rings and the events pushed to APP-OUT, network byte-order loads and
+// stores (ld16..st32), the current frame's pieces (RX) and the frame being built (TX) with its
+// offload flags. Protocol header layouts live in their protocol's file (eth, ip4, udp, tcp).
+// Everything lives in the arena or in static data; nothing is allocated after stackInit().
 
 import { arenaAlloc } from "../arena";
 import { ringPush, ringSpace } from "../ring";

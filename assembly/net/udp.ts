@@ -1,5 +1,6 @@
-// UDP (RFC 768): binds, receive with checksum verification (zero = none on IPv4), send with
-// headers in the payload buffer's headroom when the app lends it (else a header buffer).
+// UDP (RFC 768): the header's layout, the bind table, receive (checksum verified; zero = none
+// on IPv4; payload delivered to the app by reference) and send (headers in the payload buffer's
+// headroom when the app lends it, else in a header buffer).
 
 import { arenaAlloc } from "../arena";
 import { bufAddr, bufAlloc, bufOwner, bufRef, bufSetOwner, bufUnref, nameCheck } from "../pool";
@@ -14,24 +15,40 @@ import {
 import { ETH_HLEN } from "./eth";
 import {
   rxSrc, rxDst, rxL4Len, rxNp, rxBcast, rxL4Avail0, rxL4CsumValid, pseudo4, ip4WriteHdr, netOutput, icmpError,
-  FAM_IP4, PROTO_UDP, IP4_HLEN,
+  FAM_IP4, PROTO_UDP, IP4_HLEN, IP4_TTL_DEFAULT, ICMP_DEST_UNREACH, ICMP_UNREACH_PORT,
 } from "./ip4";
 
+// ---- UDP header (RFC 768): byte offsets ----
+const UDP_SPORT: u32 = 0; // source port
+const UDP_DPORT: u32 = 2; // destination port
+const UDP_LEN: u32 = 4; // header and data
+const UDP_CSUM: u32 = 6; // over pseudo header, header and data; 0 = none (IPv4)
 const UDP_HLEN: u32 = 8;
-let binds: usize = 0; // u32 per bind: port | (used << 16)
+
+// ---- binds: nBinds rows from `binds`; a bind's handle is its row ----
+@unmanaged class UdpBind {
+  port: u16; // local port
+  used: u16; // 1 = bound, 0 = free row (then port is 0 too)
+}
+let binds: usize = 0;
 let nBinds: u32 = 0;
 
 export function udpInit(): i32 {
   nBinds = cfgGet(CFG_UDP);
-  const a = arenaAlloc(nBinds * 4, 16);
+  const a = arenaAlloc(nBinds * offsetof<UdpBind>(), 16);
   if (a < 0) return <i32>a;
   binds = <usize>a;
   return 0;
 }
 
+@inline function bind(i: u32): UdpBind {
+  return changetype<UdpBind>(binds + <usize>i * offsetof<UdpBind>());
+}
+
 function findBind(port: u32): i32 {
   for (let i: u32 = 0; i < nBinds; i++) {
-    if (load<u32>(binds + (<usize>i << 2)) == (port | 0x10000)) return <i32>i;
+    const b = bind(i);
+    if (b.used != 0 && <u32>b.port == port) return <i32>i;
   }
   return -1;
 }
@@ -42,7 +59,7 @@ export function udpInput(): void {
     return;
   }
   const u = bufAddr(pb(0)) + po(0);
-  const ulen = ld16(u + 4);
+  const ulen = ld16(u + UDP_LEN);
   if (ulen < UDP_HLEN || ulen > rxL4Len) {
     count(C_UDP_BAD_LEN);
     return;
@@ -58,7 +75,7 @@ export function udpInput(): void {
     n = i + 1;
     if (left == 0) break;
   }
-  if (load<u16>(u + 6) != 0) {
+  if (load<u16>(u + UDP_CSUM) != 0) {
     // verify over exactly ulen bytes
     let acc = pseudo4(rxSrc, rxDst, PROTO_UDP, ulen);
     let pos: u32 = 0;
@@ -71,12 +88,12 @@ export function udpInput(): void {
       return;
     }
   }
-  const dport = ld16(u + 2);
-  const sport = ld16(u);
+  const dport = ld16(u + UDP_DPORT);
+  const sport = ld16(u + UDP_SPORT);
   const h = findBind(dport);
   if (h < 0) {
     count(C_UDP_NO_PORT);
-    if (!rxBcast) icmpError(3, 3);
+    if (!rxBcast) icmpError(ICMP_DEST_UNREACH, ICMP_UNREACH_PORT);
     return;
   }
   // deliver the payload pieces by reference, one event per piece (SF_MORE chains them)
@@ -101,9 +118,10 @@ export function udpBind(port: u32, tag: u32): void {
     return;
   }
   for (let i: u32 = 0; i < nBinds; i++) {
-    const p = binds + (<usize>i << 2);
-    if (load<u32>(p) == 0) {
-      store<u32>(p, port | 0x10000);
+    const b = bind(i);
+    if (b.used == 0) {
+      b.port = <u16>port;
+      b.used = 1;
       emit(EV_UDP_BOUND, i, tag, port, 0, port, false);
       return;
     }
@@ -113,19 +131,23 @@ export function udpBind(port: u32, tag: u32): void {
 }
 
 export function udpUnbind(h: u32): void {
-  if (h < nBinds) store<u32>(binds + (<usize>h << 2), 0);
+  if (h < nBinds) {
+    const b = bind(h);
+    b.port = 0;
+    b.used = 0;
+  }
 }
 
 /** APP-IN: send one datagram. Ownership of an APP buffer passes to the NIC; KEPT ones are referenced. */
 export function udpSend(h: u32, dst: u32, dport: u32, b: u32, off: u32, len: u32): void {
-  const ok = h < nBinds && load<u32>(binds + (<usize>h << 2)) != 0 && dport != 0 && dst != 0 &&
+  const ok = h < nBinds && bind(h).used != 0 && dport != 0 && dst != 0 &&
     nameCheck(b, off, len) == 0 && len + UDP_HLEN + IP4_HLEN <= ourMtu;
   const owner = b < 0xffffffff ? bufOwner(b) : -1;
   if (!ok || (owner != <i32>OWNER_APP && owner != <i32>OWNER_KEPT)) {
     emit(EV_SEND_REFUSED, h, b, off, len, 0, false);
     return;
   }
-  const sport = load<u32>(binds + (<usize>h << 2)) & 0xffff;
+  const sport = <u32>bind(h).port;
   const HL = ETH_HLEN + IP4_HLEN + UDP_HLEN;
   txReset();
   let u: usize;
@@ -147,17 +169,17 @@ export function udpSend(h: u32, dst: u32, dport: u32, b: u32, off: u32, len: u32
     else bufUnref(b);
     u = bufAddr(<u32>hb) + ETH_HLEN + IP4_HLEN;
   }
-  st16(u, sport);
-  st16(u + 2, dport);
-  st16(u + 4, UDP_HLEN + len);
-  store<u16>(u + 6, 0);
+  st16(u + UDP_SPORT, sport);
+  st16(u + UDP_DPORT, dport);
+  st16(u + UDP_LEN, UDP_HLEN + len);
+  store<u16>(u + UDP_CSUM, 0);
   let acc = pseudo4(ourIp, dst, PROTO_UDP, UDP_HLEN + len);
   acc += <u64>csumFold16(csumRaw(u, UDP_HLEN));
   acc = csumAddAt(acc, bufAddr(b) + off, len, UDP_HLEN);
   let c = csumFinish(acc);
   if (c == 0) c = 0xffff;
-  store<u16>(u + 6, c);
-  ip4WriteHdr(u - IP4_HLEN, ourIp, dst, PROTO_UDP, UDP_HLEN + len, 64);
+  store<u16>(u + UDP_CSUM, c);
+  ip4WriteHdr(u - IP4_HLEN, ourIp, dst, PROTO_UDP, UDP_HLEN + len, IP4_TTL_DEFAULT);
   count(C_UDP_OUT);
   netOutput(FAM_IP4, dst, 0);
 }

@@ -1,5 +1,6 @@
-// The TCP control block, placed at fixed arena addresses (no managed allocation), and the
-// segment node pool shared by send queues and reassembly queues.
+// The TCP control block (state, flags, the Tcb's fields and its SACK scoreboard), placed at fixed
+// arena addresses (no managed allocation); the segment node pool shared by send queues and
+// reassembly lists; sequence-number arithmetic.
 
 import { arenaAlloc } from "../arena";
 
@@ -33,6 +34,7 @@ export const TF_WANT_WRITABLE: u32 = 0x10000;
 export const TF_USED: u32 = 0x20000;
 export const TF_PASSIVE: u32 = 0x40000;
 export const TF_RTT: u32 = 0x80000;
+export const TF_SWS_OVERRIDE: u32 = 0x100000; // the persist timer lets a segment the window cuts below the MSS go
 export const TF_SYNQ: u32 = 0x200000;
 export const TF_FIN_PENDING: u32 = 0x400000; // FIN received out of order, seq in rfinSeq
 export const TF_APP_DONE: u32 = 0x800000; // the app was told the connection is over
@@ -88,15 +90,7 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
   lastSackSeq: u32;
   smlEnd: u32; // end of the last sub-MSS segment sent (Minshall's Nagle)
   highRxt: u32; // RFC 6675 HighRxt: end of the highest retransmitted range during recovery
-  sbN: u32; // SACK scoreboard: sbN sorted, disjoint blocks [L, R) above SND.UNA
-  sb0: u32;
-  sb1: u32;
-  sb2: u32;
-  sb3: u32;
-  sb4: u32;
-  sb5: u32;
-  sb6: u32;
-  sb7: u32;
+  sbN: u32; // SACK scoreboard: blocks in use (the blocks follow the Tcb, see sackBlock)
   srtt: f64;
   rttvar: f64;
   rto: f64;
@@ -115,47 +109,78 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
   lastSend: f64; // when data was last sent (RFC 5681 4.1 restart after idle)
 }
 
+/** A SACK block [l, r) in host order: one row of a scoreboard or of a received SACK option. */
+@unmanaged export class SackBlock {
+  l: u32;
+  r: u32;
+}
+/** Scoreboard rows per connection (RFC 6675 needs no more than a received option carries). */
+export const SB_MAX: u32 = 4;
+/** Bytes of one connection block: the Tcb's fields, then its scoreboard, rounded to 16. */
+export const TCB_BYTES: u32 = (offsetof<Tcb>() + SB_MAX * offsetof<SackBlock>() + 15) & ~15;
+
+/**
+ * Row k of t's SACK scoreboard: sorted, disjoint blocks above SND.UNA, t.sbN of them in use.
+ * They live right after the Tcb's fields, inside its TCB_BYTES.
+ */
+@inline export function sackBlock(t: Tcb, k: u32): SackBlock {
+  return changetype<SackBlock>(changetype<usize>(t) + offsetof<Tcb>() + <usize>k * offsetof<SackBlock>());
+}
+
 export const NIL: u32 = 0xffffffff;
 
-// ---- segment nodes: {u32 buf, u16 off, u16 len, u32 seq, u32 next} ----
+// ---- segment nodes ----
+/** One piece of a send queue or reassembly list: `len` bytes at `off` in buffer `buf`, sequence `seq`. */
+@unmanaged class SegNode {
+  buf: u32;
+  off: u16;
+  len: u16;
+  seq: u32;
+  next: u32; // next node in the list, or the free list (NIL ends it)
+}
+const NODE_BYTES: u32 = 16;
 export let nodes: usize = 0;
 export let nodeFree: u32 = NIL;
 export let nodeCount: u32 = 0;
 export let nodesUsed: u32 = 0;
 
+@inline function node(i: u32): SegNode {
+  return changetype<SegNode>(nodes + <usize>i * NODE_BYTES);
+}
+
 export function nodesInit(n: u32): i32 {
-  const a = arenaAlloc(<usize>n << 4, 64);
+  const a = arenaAlloc(<usize>n * NODE_BYTES, 64);
   if (a < 0) return <i32>a;
   nodes = <usize>a;
   nodeCount = n;
-  for (let i: u32 = 0; i < n; i++) store<u32>(nodes + (<usize>i << 4) + 12, i + 1 < n ? i + 1 : NIL);
+  for (let i: u32 = 0; i < n; i++) node(i).next = i + 1 < n ? i + 1 : NIL;
   nodeFree = n > 0 ? 0 : NIL;
   return 0;
 }
 @inline export function nBuf(i: u32): u32 {
-  return load<u32>(nodes + (<usize>i << 4));
+  return node(i).buf;
 }
 @inline export function nOff(i: u32): u32 {
-  return <u32>load<u16>(nodes + (<usize>i << 4) + 4);
+  return <u32>node(i).off;
 }
 @inline export function nLen(i: u32): u32 {
-  return <u32>load<u16>(nodes + (<usize>i << 4) + 6);
+  return <u32>node(i).len;
 }
 @inline export function nSeq(i: u32): u32 {
-  return load<u32>(nodes + (<usize>i << 4) + 8);
+  return node(i).seq;
 }
 @inline export function nNext(i: u32): u32 {
-  return load<u32>(nodes + (<usize>i << 4) + 12);
+  return node(i).next;
 }
 @inline export function nSetNext(i: u32, n: u32): void {
-  store<u32>(nodes + (<usize>i << 4) + 12, n);
+  node(i).next = n;
 }
 @inline export function nSet(i: u32, buf: u32, off: u32, len: u32, seq: u32): void {
-  const p = nodes + (<usize>i << 4);
-  store<u32>(p, buf);
-  store<u16>(p + 4, <u16>off);
-  store<u16>(p + 6, <u16>len);
-  store<u32>(p + 8, seq);
+  const p = node(i);
+  p.buf = buf;
+  p.off = <u16>off;
+  p.len = <u16>len;
+  p.seq = seq;
 }
 export function nodeAlloc(): u32 {
   const i = nodeFree;

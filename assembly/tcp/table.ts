@@ -1,0 +1,282 @@
+// The connection table: connection blocks at fixed arena addresses, the 4-tuple hash that finds
+// them, connection ids (index + generation), the listener table and SYN-queue accounting, the
+// secret behind ISNs, cookies and timestamp offsets, and the one place a connection ends
+// (finish). Set up once by tableInit.
+
+import { arenaAlloc } from "../arena";
+import { bufUnref } from "../pool";
+import { cfg, cfgGet, CFG_MAX_CONNS, CFG_SYNQ, CFG_NODES, CFG_LISTEN, CFG_SECRET, count, C_TCP_CONN_EXHAUSTED, emit, now, ourIp } from "../net/g";
+import { FAM_IP4 } from "../net/ip4";
+import {
+  Tcb, TCB_BYTES, NIL, nodesInit, nodeRelease, nBuf, nNext, ST_CLOSED, ST_SYN_RCVD, ST_TIME_WAIT, TF_USED,
+  TF_PASSIVE, TF_SYNQ, TF_APP_DONE,
+} from "./tcb";
+import { sip24 } from "./siphash";
+import { defaultFlags, defRcvBuf, defSndBuf, defKeepalive, initRto, DEFAULT_MSS } from "./config";
+
+// reasons carried in EV_RESET / EV_ERROR aux (mirrored by R in host/stack-abi.ts)
+export const R_RESET: u32 = 1; // peer sent RST
+export const R_TIMEOUT: u32 = 2; // retransmission limit
+export const R_REFUSED: u32 = 3; // RST in answer to our SYN
+export const R_KEEPALIVE: u32 = 4;
+export const R_NOCONN: u32 = 5; // no connection block free
+export const R_BADARG: u32 = 6;
+export const R_INUSE: u32 = 7;
+
+let tcbs: usize = 0;
+export let maxConns: u32 = 0;
+/** Highest index ever used + 1: loops over connections stop here. */
+export let hiwater: u32 = 0;
+let freeHead: u32 = NIL;
+let hashTab: usize = 0;
+let hashMask: u32 = 0;
+let synLimit: u32 = 0;
+let synUsed: u32 = 0;
+/** The host's secret (CFG_SECRET), the SipHash key of ISNs, SYN cookies and timestamp offsets. */
+export let k0: u64 = 0;
+export let k1: u64 = 0;
+let ephemeral: u32 = 0;
+
+/** A listening port. A row with port 0 is free. */
+@unmanaged export class Listener {
+  port: u32;
+  backlog: u32; // half-open connections it may hold
+  synCount: u32; // half-open connections it holds
+  tag: u32; // the app's tag, given to accepted connections
+}
+let lst: usize = 0;
+let nLst: u32 = 0;
+
+@inline export function tcb(i: u32): Tcb {
+  return changetype<Tcb>(tcbs + <usize>i * TCB_BYTES);
+}
+@inline export function connId(i: u32): u32 {
+  return (tcb(i).gen << 16) | i;
+}
+@inline export function listener(L: u32): Listener {
+  return changetype<Listener>(lst + <usize>L * offsetof<Listener>());
+}
+
+export function tableInit(): i32 {
+  maxConns = cfgGet(CFG_MAX_CONNS);
+  const a = arenaAlloc(<usize>maxConns * TCB_BYTES, 64);
+  if (a < 0) return <i32>a;
+  tcbs = <usize>a;
+  let hs: u32 = 16;
+  while (hs < maxConns * 2) hs <<= 1;
+  hashMask = hs - 1;
+  const h = arenaAlloc(<usize>hs << 2, 64);
+  if (h < 0) return <i32>h;
+  hashTab = <usize>h;
+  memory.fill(hashTab, 0xff, <usize>hs << 2);
+  for (let i: u32 = maxConns; i > 0; i--) {
+    const t = tcb(i - 1);
+    t.hnext = freeHead;
+    t.gen = 1;
+    freeHead = i - 1;
+  }
+  let r = nodesInit(cfgGet(CFG_NODES));
+  if (r < 0) return r;
+  nLst = cfgGet(CFG_LISTEN);
+  const l = arenaAlloc(<usize>nLst * offsetof<Listener>(), 16);
+  if (l < 0) return <i32>l;
+  lst = <usize>l;
+  synLimit = cfgGet(CFG_SYNQ);
+  k0 = load<u64>(cfg + CFG_SECRET);
+  k1 = load<u64>(cfg + CFG_SECRET + 8);
+  ephemeral = <u32>(sip24(k0, k1, 7, 7) & 0x3fff);
+  return 0;
+}
+
+// ---------------------------------------------------------------- lookup
+
+@inline function hashOf(rip: u32, rport: u32, lport: u32): u32 {
+  let x = rip * 0x9e3779b1 ^ ((rport << 16) | lport) * 0x85ebca6b;
+  x ^= x >>> 15;
+  return x & hashMask;
+}
+export function lookup(rip: u32, rport: u32, lport: u32): u32 {
+  let i = load<u32>(hashTab + (<usize>hashOf(rip, rport, lport) << 2));
+  while (i != NIL) {
+    const t = tcb(i);
+    if (t.rip == rip && t.rport == rport && t.lport == lport) return i;
+    i = t.hnext;
+  }
+  return NIL;
+}
+function hashInsert(i: u32): void {
+  const t = tcb(i);
+  const p = hashTab + (<usize>hashOf(t.rip, t.rport, t.lport) << 2);
+  t.hnext = load<u32>(p);
+  store<u32>(p, i);
+}
+function hashRemove(i: u32): void {
+  const t = tcb(i);
+  const p = hashTab + (<usize>hashOf(t.rip, t.rport, t.lport) << 2);
+  let j = load<u32>(p);
+  if (j == i) {
+    store<u32>(p, t.hnext);
+    return;
+  }
+  while (j != NIL) {
+    const u = tcb(j);
+    if (u.hnext == i) {
+      u.hnext = t.hnext;
+      return;
+    }
+    j = u.hnext;
+  }
+}
+
+/** The listener on `port`, or -1. */
+export function findListener(port: u32): i32 {
+  if (port == 0) return -1;
+  for (let i: u32 = 0; i < nLst; i++) if (listener(i).port == port) return <i32>i;
+  return -1;
+}
+/** A free listener row, or -1 if all are taken. */
+export function freeListener(): i32 {
+  for (let i: u32 = 0; i < nLst; i++) if (listener(i).port == 0) return <i32>i;
+  return -1;
+}
+
+/** Resolves an app conn id to an index (checks the generation), or NIL. */
+export function fromId(id: u32): u32 {
+  const i = id & 0xffff;
+  if (i >= maxConns) return NIL;
+  const t = tcb(i);
+  if ((t.flags & TF_USED) == 0 || t.gen != (id >>> 16) || (t.flags & TF_APP_DONE) != 0) return NIL;
+  return i;
+}
+
+/** A free local port in the dynamic range for a connection to rip:rport, or 0 if none. */
+export function ephemeralPort(rip: u32, rport: u32): u32 {
+  for (let k: u32 = 0; k < 16384; k++) {
+    const p = 49152 + (ephemeral++ & 0x3fff);
+    if (lookup(rip, rport, p) == NIL && findListener(p) < 0) return p;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- allocation
+
+export function isnFor(lip: u32, lport: u32, rip: u32, rport: u32): u32 {
+  // RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport, secretkey), M a 4 us clock.
+  const f = sip24(k0, k1, (<u64>lip << 32) | rip, (<u64>lport << 16) | rport);
+  return <u32>(<u64>(now * 250)) + <u32>f;
+}
+
+/** Takes a block for rip:rport -> lport (recycling the TIME_WAIT block that expires first if none is free), or NIL. */
+export function tcbAlloc(rip: u32, rport: u32, lport: u32): u32 {
+  let i = freeHead;
+  if (i == NIL) {
+    let best: u32 = NIL;
+    let bt: f64 = Infinity;
+    for (let k: u32 = 0; k < hiwater; k++) {
+      const t = tcb(k);
+      if ((t.flags & TF_USED) != 0 && t.state == ST_TIME_WAIT && t.twAt < bt) {
+        bt = t.twAt;
+        best = k;
+      }
+    }
+    if (best == NIL) {
+      count(C_TCP_CONN_EXHAUSTED);
+      return NIL;
+    }
+    tcbFree(best);
+    i = freeHead;
+  }
+  const t = tcb(i);
+  freeHead = t.hnext;
+  const gen = t.gen;
+  memory.fill(changetype<usize>(t), 0, TCB_BYTES);
+  t.gen = gen;
+  t.flags = TF_USED | defaultFlags;
+  t.fam = FAM_IP4;
+  t.lip = ourIp;
+  t.rip = rip;
+  t.rport = rport;
+  t.lport = lport;
+  t.qHead = NIL;
+  t.qTail = NIL;
+  t.qCur = NIL;
+  t.rHead = NIL;
+  t.listener = NIL;
+  t.rcvBuf = defRcvBuf;
+  t.sndBufMax = defSndBuf;
+  t.rto = initRto;
+  t.rtxAt = Infinity;
+  t.ackAt = Infinity;
+  t.twAt = Infinity;
+  t.kaAt = Infinity;
+  t.persistAt = Infinity;
+  t.kaIdle = defKeepalive;
+  t.mss = DEFAULT_MSS;
+  t.ssthresh = 0x7fffffff;
+  t.tsOff = <u32>sip24(k0, k1, (<u64>rip << 32) | ourIp, (<u64>lport << 16) | rport | (<u64>1 << 40));
+  if (i >= hiwater) hiwater = i + 1;
+  hashInsert(i);
+  return i;
+}
+
+/** Releases a block: its queued and held segments, its SYN-queue place, its hash entry. */
+export function tcbFree(i: u32): void {
+  const t = tcb(i);
+  if ((t.flags & TF_USED) == 0) return;
+  let n = t.qHead;
+  while (n != NIL) {
+    const nx = nNext(n);
+    bufUnref(nBuf(n));
+    nodeRelease(n);
+    n = nx;
+  }
+  n = t.rHead;
+  while (n != NIL) {
+    const nx = nNext(n);
+    bufUnref(nBuf(n));
+    nodeRelease(n);
+    n = nx;
+  }
+  if ((t.flags & TF_SYNQ) != 0) synDone(t);
+  hashRemove(i);
+  t.flags = 0;
+  t.state = ST_CLOSED;
+  t.gen = (t.gen + 1) & 0xffff;
+  if (t.gen == 0) t.gen = 1;
+  t.hnext = freeHead;
+  freeHead = i;
+}
+
+// ---------------------------------------------------------------- SYN queue
+
+/** Whether listener L may take another half-open connection (else: answer with a SYN cookie). */
+export function synRoom(L: u32): bool {
+  const l = listener(L);
+  return l.synCount < l.backlog && synUsed < synLimit;
+}
+/** Counts t as half-open under listener L. */
+export function synAdd(t: Tcb, L: u32): void {
+  t.flags |= TF_SYNQ;
+  t.listener = L;
+  synUsed++;
+  listener(L).synCount++;
+}
+/** t is half-open no more (established, or gone). */
+export function synDone(t: Tcb): void {
+  t.flags &= ~TF_SYNQ;
+  synUsed--;
+  if (t.listener != NIL) {
+    const l = listener(t.listener);
+    if (l.synCount > 0) l.synCount--;
+  }
+}
+
+/** Ends a connection: tells the app (once) and frees or keeps the block (TIME_WAIT keeps it). */
+export function finish(i: u32, ev: u32, reason: u32): void {
+  const t = tcb(i);
+  // a half-open passive connection was never shown to the app
+  const hidden = (t.flags & TF_PASSIVE) != 0 && t.state == ST_SYN_RCVD;
+  if ((t.flags & TF_APP_DONE) == 0 && !hidden) emit(ev, connId(i), t.tag, 0, 0, reason, false);
+  t.flags |= TF_APP_DONE;
+  if (t.state != ST_TIME_WAIT) tcbFree(i);
+}

@@ -708,7 +708,11 @@ test("sender SWS avoidance: a window below one segment, nothing in flight, is fi
   appSend(core, h.conn, data.subarray(0, 1500));
   appSend(core, h.conn, data.subarray(1500));
   core.poll(2);
-  assert.is(peer.segs().length, 0, "no 500-byte segment: more is queued and 500 < MSS, < half the peer's largest window");
+  assert.is(
+    peer.segs().length,
+    0,
+    "no 500-byte segment: more is queued and 500 < MSS, < half the peer's largest window",
+  );
   core.poll(1001);
   assert.is(peer.segs().length, 0);
   core.poll(1002);

@@ -122,7 +122,18 @@ async function upload(bytes, { tso, capture = 0, nftDrop = 0, timeoutMs = 240_00
       const r = await Promise.race([cap.done, sleep(10000).then(() => null)]);
       assert.ok(r, "dumpcap finished");
       assert.ok(existsSync(pcap), `capture written (${r.stderr})`);
-      const t = ns.run("tshark", ["-r", pcap, "-T", "fields", "-e", "frame.len", "-e", "tcp.len", "-e", "tcp.flags.push"]);
+      const t = ns.run("tshark", [
+        "-r",
+        pcap,
+        "-T",
+        "fields",
+        "-e",
+        "frame.len",
+        "-e",
+        "tcp.len",
+        "-e",
+        "tcp.flags.push",
+      ]);
       assert.is(t.status, 0, t.stderr);
       out.captured = t.stdout
         .trim()

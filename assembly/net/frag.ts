@@ -47,7 +47,6 @@ let nSlots: u32 = 0;
 
 export function fragInit(): i32 {
   nSlots = cfgGet(CFG_FRAG_SLOTS);
-  if (nSlots > 64) nSlots = 64;
   const a = arenaAlloc(nSlots * F_SIZE, 64);
   if (a < 0) return <i32>a;
   slots = <usize>a;

@@ -82,7 +82,7 @@ const CFG_TABLE: usize = memory.data<u32>([
   40,         1,       0xffffffff, // 96  DELACK
   200,        1,       0xffffffff, // 100 MIN_RTO
   1000,       1,       0xffffffff, // 104 INIT_RTO
-  4,          1,       0xffffffff, // 108 FRAG_SLOTS
+  4,          1,       64,         // 108 FRAG_SLOTS
   0,          0,       65535,      // 112 TSO (a superframe's IP total length is 16 bits)
   40,         2,       MAXP,       // 116 TSO_PIECES
   0,          0,       0xffffffff, // 120 (unused)

@@ -13,7 +13,7 @@ import {
 } from "./tcb";
 import {
   tableInit, tcb, hiwater, lookup, listener, findListener, freeListener, fromId, ephemeralPort, tcbAlloc, tcbFree,
-  isnFor, finish, R_NOCONN, R_BADARG, R_INUSE,
+  isnFor, finish, R_NOCONN, R_BADARG, R_INUSE, CLOSED_ABORTED,
 } from "./table";
 import { TH_SYN } from "./wire";
 import { rtoEff } from "./cc";
@@ -177,7 +177,7 @@ export function tcpAbort(id: u32): void {
   const t = tcb(i);
   if (t.state != ST_SYN_SENT && t.state != ST_CLOSED) sendRst(t);
   t.state = ST_CLOSED;
-  finish(i, EV_CLOSED, 1);
+  finish(i, EV_CLOSED, CLOSED_ABORTED);
 }
 
 /** CMD_RECVD: the app consumed `n` delivered bytes; the window reopens. */

@@ -22,6 +22,8 @@ export const R_KEEPALIVE: u32 = 4;
 export const R_NOCONN: u32 = 5; // no connection block free
 export const R_BADARG: u32 = 6;
 export const R_INUSE: u32 = 7;
+/** EV_CLOSED aux: the app aborted the connection (an RST went to the peer); 0 for every other close. */
+export const CLOSED_ABORTED: u32 = 1;
 
 let tcbs: usize = 0;
 export let maxConns: u32 = 0;

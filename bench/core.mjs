@@ -2,14 +2,25 @@
 // as a NIC's DMA would make; MSS 1460, checksums computed and verified), beside Debian's native
 // lwIP 2.1.3 (bench/lwip, raw API, two netifs over an in-memory wire) measured in the same run.
 // Metrics: bulk_gbps, rr_tps_1conn, rr_tps_100conn, conn_per_s. Args: --seconds N (default 2).
+// --baseline REV: also builds git revision REV in a temporary worktree and measures its stacks in
+// the same run, the two builds alternating over --rounds N (default 3) rounds, medians compared
+// (bench/results/core-baseline.json): what a change to the core or the host costs, apart from
+// the machine's drift between runs.
 import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { Stack, MemoryLink } from "../build/index.js";
+import { existsSync, symlinkSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import os from "node:os";
+import * as current from "../build/index.js";
 import { ratios } from "./_lib.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
+const repo = fileURLToPath(new URL("..", import.meta.url));
+
+/** The build under test (this tree's, or the baseline's). */
+let lib = current;
 
 function pair(cfg = {}) {
+  const { Stack, MemoryLink } = lib;
   const base = { pool: { buffers: 32768 }, rcvBuf: 1 << 20, sndBuf: 1 << 20, maxConnections: 4096, ...cfg };
   const a = Stack.create({ ...base, mac: "02:00:00:00:00:0a", ip: "198.18.0.1/24" });
   const b = Stack.create({ ...base, mac: "02:00:00:00:00:0b", ip: "198.18.0.2/24" });
@@ -137,18 +148,73 @@ function connections(seconds) {
   return done / s;
 }
 
+const METRICS = [
+  ["bulk_gbps", "Gbit/s", (s) => bulk(s)],
+  ["rr_tps_1conn", "tx/s", (s) => rr(s, 1)],
+  ["rr_tps_100conn", "tx/s", (s) => rr(s, 100)],
+  ["conn_per_s", "conn/s", (s) => connections(s)],
+];
+
+/** Builds git revision `rev` in a temporary worktree; returns its directory. */
+function buildBaseline(rev) {
+  const git = (...a) => spawnSync("git", ["-C", repo, ...a], { encoding: "utf8" });
+  const sha = git("rev-parse", "--verify", `${rev}^{commit}`).stdout.trim();
+  if (!sha) throw new Error(`--baseline: no commit ${rev}`);
+  const dir = `${os.tmpdir()}/pmstack-baseline-${sha.slice(0, 12)}`;
+  if (!existsSync(`${dir}/build/index.js`)) {
+    const w = git("worktree", "add", "--force", "--detach", dir, sha);
+    if (w.status !== 0 && !existsSync(dir)) throw new Error(`git worktree add: ${w.stderr}`);
+    if (!existsSync(`${dir}/node_modules`)) symlinkSync(`${repo}node_modules`, `${dir}/node_modules`);
+    const b = spawnSync("npm", ["run", "build"], { cwd: dir, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    if (b.status !== 0) throw new Error(`building ${rev}: ${b.stderr.slice(-2000)}`);
+  }
+  return { dir, sha, remove: () => git("worktree", "remove", "--force", dir) };
+}
+
+const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
 export async function run(args) {
-  const i = args.indexOf("--seconds");
-  const seconds = i >= 0 ? Number(args[i + 1]) : 2;
+  const opt = (name, d) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : d;
+  };
+  const seconds = Number(opt("--seconds", 2));
+  const baselineRev = opt("--baseline", null);
   const rows = [];
   const add = (system, metric, value, unit) => rows.push({ system, metric, value, unit });
-  add("pmstack", "bulk_gbps", bulk(seconds), "Gbit/s");
-  add("pmstack", "rr_tps_1conn", rr(seconds, 1), "tx/s");
-  add("pmstack", "rr_tps_100conn", rr(seconds, 100), "tx/s");
-  add("pmstack", "conn_per_s", connections(seconds), "conn/s");
   const notes = [
     "pmstack: two stacks and the link in one Node process on one core; each frame copied once (the wire), checksums on, MSS 1460 (1448 payload with timestamps), 1 MiB windows; payload bytes not touched by the app",
   ];
+  if (baselineRev) {
+    const base = buildBaseline(baselineRev);
+    const builds = {
+      pmstack: current,
+      "pmstack-baseline": await import(pathToFileURL(`${base.dir}/build/index.js`).href),
+    };
+    const rounds = Number(opt("--rounds", 3));
+    for (const [metric, unit, f] of METRICS) {
+      const got = { pmstack: [], "pmstack-baseline": [] };
+      for (let r = 0; r < rounds; r++) {
+        // alternate which build goes first, so that neither always runs on a warmer or cooler machine
+        const order = r % 2 ? ["pmstack-baseline", "pmstack"] : ["pmstack", "pmstack-baseline"];
+        for (const system of order) {
+          lib = builds[system];
+          got[system].push(f(seconds));
+        }
+      }
+      lib = current;
+      for (const system of Object.keys(got)) add(system, metric, median(got[system]), unit);
+      notes.push(
+        `${metric} by round: pmstack ${got.pmstack.map((v) => v.toPrecision(3)).join(", ")}; baseline ${got["pmstack-baseline"].map((v) => v.toPrecision(3)).join(", ")}`,
+      );
+    }
+    base.remove();
+    notes.unshift(
+      `pmstack: this tree (${spawnSync("git", ["-C", repo, "describe", "--always", "--dirty"], { encoding: "utf8" }).stdout.trim()}); pmstack-baseline: ${baselineRev} (${base.sha.slice(0, 12)}), built in a temporary worktree; ${rounds} rounds of ${seconds} s per metric, the builds alternating, medians shown`,
+    );
+    return { rows, ratios: ratios(rows, "pmstack", "pmstack-baseline"), notes, writeAs: "core-baseline" };
+  }
+  for (const [metric, unit, f] of METRICS) add("pmstack", metric, f(seconds), unit);
   const r = spawnSync(process.execPath, [`${here}lwip/build.mjs`, "--run", "--seconds", String(seconds)], {
     encoding: "utf8",
     timeout: 120_000,

@@ -12,7 +12,7 @@ import {
   cfg, cfgGet, cfgDefault, cfgMax, CFG_IP, CFG_MASK, CFG_GW, CFG_MTU, CFG_RX_LOG2, CFG_TX_LOG2, CFG_AIN_LOG2, CFG_AOUT_LOG2,
   counters, C_COUNT, count, countN, C_RX_FRAMES, C_RX_BYTES, C_RX_BAD_SLOT, C_RX_CHAIN_BAD, C_ETH_SHORT,
   C_ETH_TYPE, C_ETH_NOT_US, C_RX_STALL, C_CSUM_COMPLETED, C_APPIN_BAD, CFG_MAC,
-  gInit, setIdentity, setNow, setRings, rxRing, txRing, ainRing, aoutRing, aoutSpace, now,
+  gInit, setIdentity, setNow, setRings, rxRing, txRing, ainRing, aoutRing, aoutSpace,
   MAXP, pN, pb, po, pl, setP, ld16, ourIp,
 } from "./net/g";
 import {

@@ -12,6 +12,8 @@ const intro = {
     "",
     "Where the time goes (V8 CPU profile of the bulk run, `node --cpu-prof`): about 40% in the Wasm core (TCP input/output, SIMD checksums, ring and pool work), the rest in the JavaScript glue of the in-memory link (copying each frame into the receiver's PM buffer, ring slot bookkeeping) and the benchmark's event loop. Before the link got a single-buffer fast path, truncating per-frame arrays alone cost 7% and bulk was 0.75x lwIP. Request/response on one connection and connection set-up are bound by the fixed cost of a host turn (two `stackPoll` calls, the link step and two event drains, all crossings of the JS/Wasm boundary) paid for every 64-byte exchange; lwIP's harness is one C loop. Batching many connections per turn amortizes it (rr over 100 connections beats lwIP).",
   ].join("\n"),
+  "core-baseline":
+    "The `core` benchmark's pmstack cells measured for two builds in one run: this tree's (`pmstack`) and an earlier revision's (`pmstack-baseline`, built in a temporary worktree by `npm run bench -- core --baseline REV`), the two alternating over three rounds, medians shown and every round in the notes. It shows what a change to the core or the host costs, apart from the machine's drift between runs; ratios within +-10% are this machine's noise. Higher is better.",
   durable: DURABLE_INTRO,
   "durable-disk": DURABLE_DISK_INTRO,
   persist:

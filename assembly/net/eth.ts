@@ -6,13 +6,13 @@
 // by frameInput in ../stack.ts.
 
 import { arenaAlloc } from "../arena";
-import { bufAddr, bufAlloc, bufRef, bufUnref } from "../pool";
+import { bufAddr, bufAlloc, bufUnref } from "../pool";
 import { OWNER_NIC } from "../layout";
 import {
   cfg, CFG_MAC, CFG_GW, cfgGet, CFG_ARP, CFG_ARPQ, CFG_ARP_TTL,
   count, C_ARP_BAD, C_ARP_REQ_IN, C_ARP_REPLY_IN, C_ARP_QUEUE_FULL, C_ARP_TIMEOUT, C_BUF_EXHAUSTED, C_ARP_CONFLICT,
   ld16, ld32, st16, st32, now, ourIp, ourMask,
-  tN, tb, to, tl, txAdd, txReset, txPush, txDiscard, MAXP, tFlags, txSetMeta,
+  tN, tb, to, tl, txAdd, txReset, txPush, txDiscard, tFlags, txSetMeta,
 } from "./g";
 
 // ---- Ethernet II header: byte offsets ----

@@ -9,7 +9,7 @@ import { bufRef, bufSetOwner, bufUnref } from "../pool";
 import { OWNER_STACK } from "../layout";
 import {
   cfgGet, CFG_FRAG_SLOTS, count, C_IP_FRAG_DROP, C_IP_REASM_OK, C_IP_REASM_DROP, C_IP_REASM_TIMEOUT,
-  ld16, now, pb, po, pl, setP, MAXP,
+  now, pb, po, pl, setP, MAXP,
 } from "./g";
 import { IP4_MF, IP4_FRAG_OFF } from "./ip4";
 

@@ -6,7 +6,7 @@
 
 import { arenaAlloc } from "../arena";
 import { ringPush, ringSpace } from "../ring";
-import { bufRef, bufUnref, poolCount } from "../pool";
+import { bufUnref } from "../pool";
 import { SF_MORE } from "../layout";
 
 // ---- configuration block ----

@@ -8,16 +8,15 @@ import {
 } from "../net/g";
 import {
   NIL, nodeAlloc, nSetNext, nSet, seqGt, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, ST_FIN_WAIT_1,
-  ST_CLOSE_WAIT, ST_LAST_ACK, TF_NODELAY, TF_CUBIC, TF_NOWS, TF_FIN_QUEUED, TF_ACK_NOW, TF_WANT_WRITABLE, TF_USED,
-  TF_PASSIVE, TF_RTT, TF_PEND,
+  ST_CLOSE_WAIT, ST_LAST_ACK, TF_NODELAY, TF_CUBIC, TF_FIN_QUEUED, TF_ACK_NOW, TF_WANT_WRITABLE, TF_USED,
+  TF_PASSIVE, TF_PEND,
 } from "./tcb";
 import {
   tableInit, tcb, hiwater, lookup, listener, findListener, freeListener, fromId, ephemeralPort, tcbAlloc, tcbFree,
-  isnFor, finish, R_NOCONN, R_BADARG, R_INUSE, CLOSED_ABORTED,
+  finish, R_NOCONN, R_BADARG, R_INUSE, CLOSED_ABORTED,
 } from "./table";
-import { TH_SYN } from "./wire";
-import { rtoEff } from "./cc";
-import { xmit, sendRst, rcvWsFor } from "./output";
+import { sendRst } from "./output";
+import { activeOpen } from "./open";
 import { tcpConfigure } from "./config";
 
 /** Half-open connections a listener holds when the app asks for backlog 0. */
@@ -95,22 +94,7 @@ export function tcpConnect(rip: u32, rport: u32, lport: u32, tag: u32): void {
     emit(EV_ERROR, tag, 0, rport, 0, R_NOCONN, false);
     return;
   }
-  const t = tcb(i);
-  t.tag = tag;
-  t.state = ST_SYN_SENT;
-  t.iss = isnFor(ourIp, lport, rip, rport);
-  t.sndUna = t.iss;
-  t.sndNxt = t.iss + 1;
-  t.sndMax = t.iss + 1;
-  t.sndEnd = t.iss + 1;
-  t.recover = t.iss;
-  t.smlEnd = t.iss;
-  if ((t.flags & TF_NOWS) == 0) t.rcvWs = rcvWsFor(t.rcvBuf);
-  t.flags |= TF_RTT;
-  t.rttSeq = t.iss + 1;
-  t.rttTime = now;
-  xmit(i, t.iss, 0, TH_SYN);
-  t.rtxAt = now + rtoEff(t);
+  activeOpen(i, tag);
 }
 
 /** CMD_SEND: queues [off, off+len) of buffer b (APP or KEPT) by reference, or refuses it (EV_SEND_REFUSED). */

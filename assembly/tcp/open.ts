@@ -9,7 +9,7 @@ import {
 } from "../net/g";
 import { rxSrc, rxDst } from "../net/ip4";
 import {
-  Tcb, NIL, seqLt, seqLe, seqGt, ST_SYN_RCVD, ST_ESTABLISHED, TF_NOWS, TF_NOSACK, TF_NOTS, TF_TS_OK, TF_WS_OK,
+  Tcb, NIL, seqLt, seqLe, seqGt, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, TF_NOWS, TF_NOSACK, TF_NOTS, TF_TS_OK, TF_WS_OK,
   TF_SACK_OK, TF_ACK_NOW, TF_PASSIVE, TF_RTT, TF_PEND,
 } from "./tcb";
 import {
@@ -71,6 +71,35 @@ function applySynOptions(t: Tcb): void {
   ccInit(t);
 }
 
+/**
+ * Our side of a handshake: the send sequence variables from `iss`, then our SYN (or SYN-ACK,
+ * `fl`) out, its round trip timed and its retransmission timer armed.
+ */
+function sendSyn(i: u32, iss: u32, fl: u32): void {
+  const t = tcb(i);
+  t.iss = iss;
+  t.sndUna = iss;
+  t.sndNxt = iss + 1;
+  t.sndMax = iss + 1;
+  t.sndEnd = iss + 1;
+  t.recover = iss;
+  t.smlEnd = iss;
+  t.flags |= TF_RTT;
+  t.rttSeq = iss + 1;
+  t.rttTime = now;
+  xmit(i, iss, 0, fl);
+  t.rtxAt = now + rtoEff(t);
+}
+
+/** An active open (CMD_CONNECT) on a fresh block: SYN_SENT and our SYN. */
+export function activeOpen(i: u32, tag: u32): void {
+  const t = tcb(i);
+  t.tag = tag;
+  t.state = ST_SYN_SENT;
+  if ((t.flags & TF_NOWS) == 0) t.rcvWs = rcvWsFor(t.rcvBuf);
+  sendSyn(i, isnFor(ourIp, t.lport, t.rip, t.rport), TH_SYN);
+}
+
 // ---------------------------------------------------------------- SYN cookies
 
 /** MSS values a cookie can encode (3 bits). */
@@ -109,22 +138,12 @@ function passiveOpen(L: u32): void {
   t.rcvNxt = sSeq + 1;
   t.rcvAdv = t.rcvNxt;
   applySynOptions(t);
-  t.iss = isnFor(ourIp, sDport, rxSrc, sSport);
-  t.sndUna = t.iss;
-  t.sndNxt = t.iss + 1;
-  t.sndMax = t.iss + 1;
-  t.sndEnd = t.iss + 1;
-  t.recover = t.iss;
-  t.smlEnd = t.iss;
+  const iss = isnFor(ourIp, sDport, rxSrc, sSport);
   t.sndWnd = sWnd;
   t.maxSndWnd = sWnd;
   t.sndWl1 = sSeq;
-  t.sndWl2 = t.iss;
-  t.flags |= TF_RTT;
-  t.rttSeq = t.iss + 1;
-  t.rttTime = now;
-  xmit(i, t.iss, 0, TH_SYN | TH_ACK);
-  t.rtxAt = now + rtoEff(t);
+  t.sndWl2 = iss;
+  sendSyn(i, iss, TH_SYN | TH_ACK);
 }
 
 /** An ACK for listener L with no connection: opens one if it carries a valid cookie, else an RST. */

@@ -52,7 +52,7 @@ export function nameUnpackLength(n: u64): u32 {
 
 // --- stack exports ---
 export {
-  stackConfig, stackConfigDefault, stackConfigMax, stackConfigValue, stackScratch, stackInit, stackRing, stackStats, stackStatCount, stackSetAddr, stackAnnounce,
+  stackConfig, stackConfigDefault, stackConfigMin, stackConfigMax, stackConfigValue, stackScratch, stackInit, stackRing, stackStats, stackStatCount, stackSetAddr, stackAnnounce,
   stackArpAdd, stackArpLookup, stackPoll, stackFragHeld,
 } from "./stack";
 export { csumTest } from "./net/csum";

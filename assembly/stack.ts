@@ -9,7 +9,7 @@ import { bufAddr, bufOwner, bufUnref, poolCount } from "./pool";
 import { BUF_SIZE, OWNER_NIC, SF_MORE, E_ARG } from "./layout";
 import { csumAddAt, csumFinish } from "./net/csum";
 import {
-  cfg, cfgGet, cfgDefault, cfgMax, CFG_IP, CFG_MASK, CFG_GW, CFG_MTU, CFG_RX_LOG2, CFG_TX_LOG2, CFG_AIN_LOG2, CFG_AOUT_LOG2,
+  cfg, cfgGet, cfgDefault, cfgMin, cfgMax, CFG_IP, CFG_MASK, CFG_GW, CFG_MTU, CFG_RX_LOG2, CFG_TX_LOG2, CFG_AIN_LOG2, CFG_AOUT_LOG2,
   counters, C_COUNT, count, countN, C_RX_FRAMES, C_RX_BYTES, C_RX_BAD_SLOT, C_RX_CHAIN_BAD, C_ETH_SHORT,
   C_ETH_TYPE, C_ETH_NOT_US, C_RX_STALL, C_CSUM_COMPLETED, C_APPIN_BAD, CFG_MAC,
   gInit, setIdentity, setNow, setRings, rxRing, txRing, ainRing, aoutRing, aoutSpace,
@@ -58,6 +58,10 @@ export function stackConfigDefault(off: u32): u32 {
 /** The configuration field at byte offset `off` as the core reads it (default, clamped). */
 export function stackConfigValue(off: u32): u32 {
   return cfgGet(off);
+}
+/** Smallest value the configuration field at byte offset `off` takes (smaller ones are raised to it). */
+export function stackConfigMin(off: u32): u32 {
+  return cfgMin(off);
 }
 /** Largest value the configuration field at byte offset `off` accepts. */
 export function stackConfigMax(off: u32): u32 {

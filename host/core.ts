@@ -73,6 +73,7 @@ export interface StackExports {
   stackConfig(): number;
   /** A configuration field's default (0: none), bound and value as the core reads it (u32: `>>> 0`). */
   stackConfigDefault(off: number): number;
+  stackConfigMin(off: number): number;
   stackConfigMax(off: number): number;
   stackConfigValue(off: number): number;
   stackScratch(): number;

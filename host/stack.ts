@@ -184,7 +184,7 @@ export class Stack {
    * segments superframes (TAP with offloads); see StackConfig.tso.
    */
   setTso(on: boolean | TsoConfig): void {
-    Stack.#writeTso(this.#cfg, on);
+    Stack.#writeTso(this.#e, this.#cfg, on);
   }
 
   /**
@@ -200,18 +200,23 @@ export class Stack {
     return this.tso !== null;
   }
 
-  static #writeTso(dv: DataView, on: boolean | TsoConfig | undefined): void {
+  static #writeTso(e: CoreExports, dv: DataView, on: boolean | TsoConfig | undefined): void {
     if (!on) {
       dv.setUint32(CFG.TSO, 0, true);
       return;
     }
+    // defaults and bounds from the core's table: the largest superframe, the pieces' default
+    const bytesMax = e.stackConfigMax(CFG.TSO) >>> 0;
+    const [piecesMin, piecesMax] = [e.stackConfigMin(CFG.TSO_PIECES) >>> 0, e.stackConfigMax(CFG.TSO_PIECES) >>> 0];
     const c: TsoConfig = on === true ? {} : on;
-    const maxBytes = c.maxBytes ?? 65535;
-    const maxPieces = c.maxPieces ?? 40;
-    if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > 65535)
-      throw new RangeError(`pmstack: tso.maxBytes must be an integer in [1, 65535], got ${maxBytes}`);
-    if (!Number.isInteger(maxPieces) || maxPieces < 2 || maxPieces > 64)
-      throw new RangeError(`pmstack: tso.maxPieces must be an integer in [2, 64], got ${maxPieces}`);
+    const maxBytes = c.maxBytes ?? bytesMax;
+    const maxPieces = c.maxPieces ?? e.stackConfigDefault(CFG.TSO_PIECES) >>> 0;
+    if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > bytesMax)
+      throw new RangeError(`pmstack: tso.maxBytes must be an integer in [1, ${bytesMax}], got ${maxBytes}`);
+    if (!Number.isInteger(maxPieces) || maxPieces < piecesMin || maxPieces > piecesMax)
+      throw new RangeError(
+        `pmstack: tso.maxPieces must be an integer in [${piecesMin}, ${piecesMax}], got ${maxPieces}`,
+      );
     dv.setUint32(CFG.TSO_PIECES, maxPieces, true);
     dv.setUint32(CFG.TSO, maxBytes, true);
   }
@@ -287,7 +292,7 @@ export class Stack {
     put(CFG.MIN_RTO, c.minRtoMs, "minRtoMs");
     put(CFG.INIT_RTO, c.initialRtoMs, "initialRtoMs");
     put(CFG.FRAG_SLOTS, c.fragmentSlots, "fragmentSlots");
-    Stack.#writeTso(dv, c.tso);
+    Stack.#writeTso(e, dv, c.tso);
     const secret = c.secret ?? globalThis.crypto.getRandomValues(new Uint8Array(32));
     if (secret.length !== 32) throw new RangeError("pmstack: secret must be 32 bytes");
     u8.set(secret, CFG.SECRET);

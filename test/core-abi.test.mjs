@@ -60,6 +60,7 @@ test("the stack exports named in docs/core-abi.md exist", () => {
   for (const name of [
     "stackConfig",
     "stackConfigDefault",
+    "stackConfigMin",
     "stackConfigMax",
     "stackConfigValue",
     "stackScratch",

@@ -95,6 +95,10 @@ export const cfg: usize = memory.data(256, 16);
 export function cfgDefault(off: u32): u32 {
   return off < CFG_ROWS * 4 ? load<u32>(CFG_TABLE + <usize>(off >>> 2) * 12) : 0;
 }
+/** Smallest value of the u32 field at `off` the core takes (0 itself means the default). */
+export function cfgMin(off: u32): u32 {
+  return off < CFG_ROWS * 4 ? load<u32>(CFG_TABLE + <usize>(off >>> 2) * 12 + 4) : 0;
+}
 /** Largest accepted value of the u32 field at `off`. */
 export function cfgMax(off: u32): u32 {
   return off < CFG_ROWS * 4 ? load<u32>(CFG_TABLE + <usize>(off >>> 2) * 12 + 8) : 0xffffffff;

@@ -63,7 +63,8 @@ Server options:
   --control PATH     control socket for stats/ss (default <pm>.ctl)
   --quiet            no status line
 
-Exit: Ctrl-C (SIGINT) or SIGTERM closes the queue, the pool and the namespace it made.`;
+Exit: Ctrl-C (SIGINT), SIGTERM or SIGHUP (the terminal closing) closes the queue, the pool and the
+namespace it made.`;
 
 class UsageError extends Error {}
 
@@ -258,15 +259,15 @@ async function runServer(a: Args): Promise<number> {
     pcap?.close();
     ns?.remove();
   };
-  // the signal handlers come first: a Ctrl-C or SIGTERM from here on (one sent the moment a
+  // the signal handlers come first: a Ctrl-C, SIGTERM or SIGHUP from here on (one sent the moment a
   // start-up line is read, say) closes everything the command made, the namespace included
   let stopWith: ((sig: string) => void) | null = null;
   let pending: string | null = null;
   const onSignal = (sig: string) => () => (stopWith ? stopWith(sig) : (pending ??= sig));
-  const onInt = onSignal("SIGINT");
-  const onTerm = onSignal("SIGTERM");
-  process.once("SIGINT", onInt);
-  process.once("SIGTERM", onTerm);
+  // SIGHUP too: the terminal that started the server closing stops it the same way
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  const handlers = signals.map((sig) => [sig, onSignal(sig)] as const);
+  for (const [sig, h] of handlers) process.once(sig, h);
   try {
     let nic: ServeNic;
     if (nsName) ns = new OwnNetns(nsName);
@@ -314,8 +315,7 @@ async function runServer(a: Args): Promise<number> {
       ns.ip(["link", "set", kdev, "up"]);
     }
   } catch (e) {
-    process.off("SIGINT", onInt);
-    process.off("SIGTERM", onTerm);
+    for (const [sig, h] of handlers) process.off(sig, h);
     cleanup();
     throw e;
   }

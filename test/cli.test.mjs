@@ -196,6 +196,22 @@ it("httpd --netns: curl POST/GET, stats, ss, pcap, SIGINT removes the namespace"
   assert.is((await again.exited).code, 0);
 });
 
+it("SIGHUP (the terminal closing) stops a server like SIGTERM: exit 0, the namespace removed", async () => {
+  const pm = join(scratchDir("cli"), "hup.pm");
+  const ns = `pmstack-clihup-${process.pid}-5`;
+  const srv = await startServer(["kv", "--netns", ns, "--pm", pm, "--buffers", "4096", "--quiet"]);
+  try {
+    assert.match(srv.out, /listening on 198\.18\.0\.2:6379/);
+  } finally {
+    srv.kill("SIGHUP");
+  }
+  const ex = await srv.exited;
+  assert.is(ex.code, 0, srv.err);
+  assert.match(srv.out, /SIGHUP, closing/);
+  assert.not.ok(existsSync(`/run/netns/${ns}`), "the namespace is removed");
+  assert.not.ok(existsSync(`${pm}.ctl`), "the control socket is removed");
+});
+
 it("kv --netns: redis-cli SET/GET, then a restart reads the key back", async () => {
   const dir = scratchDir("cli");
   const pm = join(dir, "kv.pm");

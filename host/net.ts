@@ -384,6 +384,10 @@ export class Socket extends Duplex {
   #finQueued = false;
   #gone = false;
   #written = 0;
+  #reset = false; // resetAndDestroy: an RST even after end()
+  #idleMs = 0; // setTimeout
+  #idleTimer: ReturnType<typeof setTimeout> | null = null;
+  #refd = true;
 
   constructor(net: NetStack, opts: { allowHalfOpen?: boolean; noDelay?: boolean } = {}) {
     super({ allowHalfOpen: opts.allowHalfOpen ?? false, writableHighWaterMark: 64 * 1024 });
@@ -409,6 +413,78 @@ export class Socket extends Duplex {
     return this;
   }
 
+  /** As node:net's: opening, open, readOnly, writeOnly or closed. */
+  get readyState(): "opening" | "open" | "readOnly" | "writeOnly" | "closed" {
+    if (this.connecting) return "opening";
+    if (this.readable && this.writable) return "open";
+    if (this.readable) return "readOnly";
+    if (this.writable) return "writeOnly";
+    return "closed";
+  }
+
+  /** True until the connection is established (node:net's `pending`). */
+  get pending(): boolean {
+    return this.conn < 0 || this.connecting;
+  }
+
+  /**
+   * As node:net's, for the socket's own timer (its idle timeout, setTimeout): a ref'd socket's
+   * pending timeout keeps the process alive, an unref'd one's does not. The connection itself
+   * is the driver's loop's to keep alive (node:http's keep-alive Agent unrefs free sockets).
+   */
+  ref(): this {
+    this.#refd = true;
+    this.#idleTimer?.ref?.();
+    return this;
+  }
+  unref(): this {
+    this.#refd = false;
+    this.#idleTimer?.unref?.();
+    return this;
+  }
+
+  /**
+   * As node:net's: after `ms` without bytes read or written, 'timeout' is emitted (the socket
+   * stays open; the listener decides). 0 turns it off; `cb` is added as a 'timeout' listener.
+   */
+  setTimeout(ms: number, cb?: () => void): this {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`pmstack: socket timeout must be >= 0 ms, got ${ms}`);
+    this.#idleMs = ms;
+    if (cb) {
+      if (ms === 0) this.off("timeout", cb);
+      else this.once("timeout", cb);
+    }
+    this.#active();
+    return this;
+  }
+
+  /** Bytes moved: the idle timer starts again. */
+  #active(): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = null;
+    if (this.#idleMs > 0 && !this.destroyed) {
+      this.#idleTimer = setTimeout(() => {
+        this.#idleTimer = null;
+        this.emit("timeout");
+      }, this.#idleMs);
+      if (!this.#refd) this.#idleTimer.unref?.();
+    }
+  }
+
+  /** As node:net's: end() once the writes are out, then destroy. */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once("finish", () => this.destroy());
+  }
+
+  /** As node:net's: closes the connection with an RST (even after end()) and destroys the socket. */
+  resetAndDestroy(): this {
+    this.#reset = true;
+    this.destroy();
+    return this;
+  }
+
   setKeepAlive(enable = false, initialDelay = 0): this {
     if (this.conn >= 0 && !this.#gone) this.net.stack.setKeepalive(this.conn, enable ? initialDelay || 7_200_000 : 0);
     return this;
@@ -424,6 +500,7 @@ export class Socket extends Duplex {
 
   /** @internal */ _data(chunk: Buffer, len: number): void {
     this.bytesRead += len;
+    if (this.#idleMs > 0) this.#active();
     if (this.destroyed) {
       // nobody reads any more: the bytes are dropped (a view is freed by the GC like any
       // other) and the window stays open so that the peer can finish
@@ -486,6 +563,7 @@ export class Socket extends Duplex {
 
   override _writev(chunks: { chunk: unknown }[], cb: (e?: Error | null) => void): void {
     for (const { chunk } of chunks) this.#out.push(chunk as Uint8Array);
+    if (this.#idleMs > 0) this.#active();
     this.#writeCb = cb;
     this.#pump();
     this.net.stack.onCommand?.(); // get a turn even if the pool had no room yet
@@ -502,7 +580,9 @@ export class Socket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    if (this.conn >= 0 && !this.#gone && !err && this.#finQueued) {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = null;
+    if (this.conn >= 0 && !this.#gone && !err && this.#finQueued && !this.#reset) {
       // after end(): TCP finishes the close by itself (FIN, ACKs, TIME_WAIT); the CLOSED
       // event takes the connection off the table. Like node:net, no RST for a clean close.
       this.#out = [];

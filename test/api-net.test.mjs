@@ -8,12 +8,18 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import tls from "node:tls";
+import { Writable } from "node:stream";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { MemoryPair, createMemoryNet, createServer, connect } from "../build/index.js";
 import { seeded } from "./lib/kernel-peer.mjs";
+import { scratchDir } from "./lib/tmp.mjs";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc");
@@ -259,6 +265,133 @@ test("a slice keeps its chunk's PM buffer alive; dropping it returns the buffer"
   assert.is(env.pair.b.stack.pool.counts().app, 1);
   assert.is(Buffer.from(slices[0]).toString(), "bcd");
   slices.length = 0;
+  await assertNoLeak(env);
+});
+
+test("node:net's socket surface: readyState, pending, ref/unref, setTimeout's 'timeout', destroySoon, resetAndDestroy", async () => {
+  const env = setup();
+  const serverSide = [];
+  const srv = env.b.createServer({}, (s) => {
+    serverSide.push(s);
+    s.on("error", () => {});
+  });
+  srv.listen(81);
+  await once(srv, "listening");
+  const c = env.a.connect({ host: "198.18.0.2", port: 81 });
+  assert.is(c.pending, true);
+  assert.is(c.readyState, "opening");
+  assert.is(c.unref(), c);
+  assert.is(c.ref(), c);
+  await once(c, "connect");
+  assert.is(c.pending, false);
+  assert.is(c.readyState, "open");
+  // idle: 'timeout' after 60 ms without traffic, the socket still open
+  const t0 = performance.now();
+  let fired = 0;
+  c.setTimeout(60, () => fired++);
+  await once(c, "timeout");
+  assert.ok(performance.now() - t0 >= 55, "not before the idle time");
+  assert.is(fired, 1);
+  assert.is(c.destroyed, false);
+  c.setTimeout(0);
+  // destroySoon: the written bytes go, then FIN; the server reads them and 'end'
+  c.write("bye");
+  c.destroySoon();
+  assert.is(c.writable, false, "destroySoon ends the writable side");
+  const got = await readAll(serverSide[0]);
+  assert.is(got.toString(), "bye");
+  if (!c.closed) await once(c, "close");
+  assert.is(c.readyState, "closed");
+  // resetAndDestroy after end(): an RST all the same, the peer sees ECONNRESET
+  const d = env.a.connect({ host: "198.18.0.2", port: 81 });
+  await once(d, "connect");
+  while (serverSide.length < 2) await tick();
+  const peerErr = once(serverSide[1], "error");
+  d.end();
+  d.resetAndDestroy();
+  const [e] = await peerErr;
+  assert.is(e.code, "ECONNRESET");
+  srv.close();
+  await assertNoLeak(env);
+});
+
+test("node:http over pmstack sockets: a server fed through emit('connection'), a keep-alive Agent reusing one socket", async () => {
+  const env = setup();
+  const server = http.createServer((req, res) => {
+    const parts = [];
+    req.on("data", (d) => parts.push(Buffer.from(d)));
+    req.on("end", () => res.end(`${req.method} ${req.url}: ${Buffer.concat(parts)}`));
+  });
+  const srv = env.b.createServer({}, (s) => server.emit("connection", s));
+  srv.listen(8080);
+  await once(srv, "listening");
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  agent.createConnection = () => env.a.connect({ host: "198.18.0.2", port: 8080 });
+  const replies = [];
+  const reused = [];
+  for (let k = 0; k < 5; k++) {
+    const body = `hello ${k}`.repeat(k * 200 + 1);
+    const res = await new Promise((resolve, reject) => {
+      const req = http.request({ agent, host: "198.18.0.2", port: 8080, method: "POST", path: `/r${k}` }, resolve);
+      req.on("error", reject);
+      reused.push(req.reusedSocket);
+      req.end(body);
+    });
+    replies.push([res.statusCode, (await collect(res)).toString(), body]);
+  }
+  for (const [code, text, body] of replies) {
+    assert.is(code, 200);
+    assert.ok(text.endsWith(`: ${body}`), text.slice(0, 80));
+  }
+  assert.equal(reused, [false, true, true, true, true], "one socket for all five requests");
+  agent.destroy();
+  server.close();
+  srv.close();
+  await assertNoLeak(env);
+});
+
+test("node:tls both ways over pmstack sockets (TLS 1.3), and stream.pipeline: 1 MiB echoed byte-exact", async () => {
+  const dir = scratchDir("tls");
+  const mk = spawnSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+      .concat(["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-subj", "/CN=pmstack.test"])
+      .concat(["-addext", "subjectAltName=DNS:pmstack.test"]),
+    { encoding: "utf8" },
+  );
+  assert.is(mk.status, 0, mk.stderr);
+  const key = readFileSync(`${dir}/key.pem`);
+  const cert = readFileSync(`${dir}/cert.pem`);
+  const env = setup();
+  const tlsServer = tls.createServer({ key, cert, minVersion: "TLSv1.3" }, (t) => pipeline(t, t).catch(() => {}));
+  const srv = env.b.createServer({}, (s) => tlsServer.emit("connection", s));
+  srv.listen(443);
+  await once(srv, "listening");
+  const raw = env.a.connect({ host: "198.18.0.2", port: 443 });
+  const t = tls.connect({ socket: raw, ca: cert, servername: "pmstack.test" });
+  await once(t, "secureConnect");
+  assert.is(t.getProtocol(), "TLSv1.3");
+  assert.is(t.authorized, true);
+  const data = seeded(1 << 20, 5);
+  const h = createHash("sha256");
+  let n = 0;
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      h.update(chunk);
+      n += chunk.length;
+      if (n >= data.length) t.end();
+      cb();
+    },
+  });
+  await Promise.all([
+    pipeline(Readable.from([data.subarray(0, 300_000), data.subarray(300_000)]), t, { end: false }),
+    pipeline(t, sink),
+  ]);
+  assert.is(n, data.length);
+  assert.is(h.digest("hex"), sha(data));
+  if (!raw.closed) await once(raw, "close");
+  tlsServer.close();
+  srv.close();
   await assertNoLeak(env);
 });
 

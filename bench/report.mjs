@@ -8,7 +8,9 @@ import { formatDurable, DURABLE_INTRO, DURABLE_DISK_INTRO } from "./_durable-rep
 const here = fileURLToPath(new URL(".", import.meta.url));
 const intro = {
   core: [
-    "Two pmstack stacks and the in-memory link in one Node process (one core), beside Debian's native lwIP 2.1.3 harness (`bench/lwip`) in the same run. Higher is better.",
+    "Two pmstack stacks and the in-memory link in one Node process (one core), beside Debian's native lwIP 2.1.3 harness (`bench/lwip`) in the same run: three rounds, each pmstack's runs then lwIP's, medians shown (the rounds are in the notes: this machine drifts by tens of percent within minutes, and both sides drift together). Higher is better.",
+    "",
+    "Two bulk rows, because lwIP's harness and a zero-copy app do different work per byte: lwIP's sender copies the stream into the stack (`TCP_WRITE_FLAG_COPY`) and its receiver compares every byte. `bulk_gbps` is pmstack moving buffers by name without touching their bytes (what a PASTE app does with payload it only persists or forwards); `bulk_gbps_checked` makes pmstack's app do lwIP's work, writing every byte it sends into PM and comparing every byte it receives (in JavaScript, `Buffer.compare` on the PM view). lwIP's one figure stands in both rows.",
     "",
     "Where the time goes (V8 CPU profile of the bulk run, `node --cpu-prof`): about 40% in the Wasm core (TCP input/output, SIMD checksums, ring and pool work), the rest in the JavaScript glue of the in-memory link (copying each frame into the receiver's PM buffer, ring slot bookkeeping) and the benchmark's event loop. Before the link got a single-buffer fast path, truncating per-frame arrays alone cost 7% and bulk was 0.75x lwIP. Request/response on one connection and connection set-up are bound by the fixed cost of a host turn (two `stackPoll` calls, the link step and two event drains, all crossings of the JS/Wasm boundary) paid for every 64-byte exchange; lwIP's harness is one C loop. Batching many connections per turn amortizes it (rr over 100 connections beats lwIP).",
   ].join("\n"),

@@ -12,12 +12,13 @@ import {
   TF_PASSIVE, TF_PEND,
 } from "./tcb";
 import {
-  tableInit, tcb, hiwater, lookup, listener, findListener, freeListener, fromId, ephemeralPort, tcbAlloc, tcbFree,
+  tableInit, tcb, hiwater, maxConns, touch, lookup, listener, findListener, freeListener, fromId, ephemeralPort, tcbAlloc, tcbFree,
   finish, R_NOCONN, R_BADARG, R_INUSE, CLOSED_ABORTED,
 } from "./table";
 import { sendRst } from "./output";
 import { activeOpen } from "./open";
 import { tcpConfigure } from "./config";
+import { timersInit } from "./timers";
 
 /** Half-open connections a listener holds when the app asks for backlog 0. */
 const DEFAULT_BACKLOG: u32 = 128;
@@ -30,7 +31,9 @@ export const OPT_SNDBUF: u32 = 4;
 
 /** Set-up: the connection table, segment nodes and listeners (tableInit), and the configured values. */
 export function tcpInit(): i32 {
-  const r = tableInit();
+  let r = tableInit();
+  if (r < 0) return r;
+  r = timersInit(maxConns);
   if (r < 0) return r;
   tcpConfigure();
   return 0;
@@ -100,6 +103,7 @@ export function tcpConnect(rip: u32, rport: u32, lport: u32, tag: u32): void {
 /** CMD_SEND: queues [off, off+len) of buffer b (APP or KEPT) by reference, or refuses it (EV_SEND_REFUSED). */
 export function tcpSend(id: u32, b: u32, off: u32, len: u32): void {
   const i = fromId(id);
+  if (i != NIL) touch(i);
   const owner = bufOwner(b);
   let ok = i != NIL && len > 0 && nameCheck(b, off, len) == 0 && (owner == <i32>OWNER_APP || owner == <i32>OWNER_KEPT);
   if (ok) {
@@ -138,6 +142,7 @@ export function tcpSend(id: u32, b: u32, off: u32, len: u32): void {
 export function tcpClose(id: u32): void {
   const i = fromId(id);
   if (i == NIL) return;
+  touch(i);
   const t = tcb(i);
   const st = t.state;
   if (st == ST_SYN_SENT) {
@@ -168,6 +173,7 @@ export function tcpAbort(id: u32): void {
 export function tcpRecvd(id: u32, n: u32): void {
   const i = fromId(id);
   if (i == NIL) return;
+  touch(i);
   const t = tcb(i);
   const before = seqGt(t.rcvAdv, t.rcvNxt) ? t.rcvAdv - t.rcvNxt : 0;
   t.unread = n >= t.unread ? 0 : t.unread - n;
@@ -179,6 +185,7 @@ export function tcpRecvd(id: u32, n: u32): void {
 export function tcpSetopt(id: u32, opt: u32, val: u32): void {
   const i = fromId(id);
   if (i == NIL) return;
+  touch(i);
   const t = tcb(i);
   if (opt == OPT_NODELAY) {
     if (val != 0) t.flags |= TF_NODELAY;

@@ -16,7 +16,7 @@ import {
   ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK, ST_TIME_WAIT, NIL, TF_TS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW,
   TF_PEER_FIN, TF_RECOVERY, TF_PASSIVE, TF_SYNQ, TF_FIN_PENDING, TF_APP_DONE, TF_PEND,
 } from "./tcb";
-import { tcb, connId, lookup, tcbFree, synDone, finish, R_RESET, R_REFUSED } from "./table";
+import { tcb, connId, lookup, tcbFree, synDone, finish, touch, R_RESET, R_REFUSED } from "./table";
 import {
   parseSegment, segSpace, sSport, sDport, sSeq, sAck, sFl, sWnd, sLen, oTs, oTsVal, oSackN,
 } from "./segment";
@@ -65,7 +65,10 @@ export function tcpInput(): void {
     return;
   }
   if (i == NIL || tcb(i).lip != rxDst) noConn();
-  else process(i);
+  else {
+    process(i);
+    touch(i);
+  }
 }
 
 /** A segment for connection i in any state but SYN_SENT's (RFC 9293 3.10.7.4). */

@@ -49,6 +49,17 @@ let ephemeral: u32 = 0;
 let lst: usize = 0;
 let nLst: u32 = 0;
 
+/**
+ * Blocks touched since the last flush, one bit per index: what tcpFlush visits (in index order)
+ * to send, deliver and reschedule timers, so a turn costs nothing per idle connection. Every
+ * entry point that changes a block (a segment for it, an app command, a timer) touches it.
+ */
+export let touched: usize = 0;
+@inline export function touch(i: u32): void {
+  const p = touched + (<usize>(i >>> 6) << 3);
+  store<u64>(p, load<u64>(p) | (<u64>1 << <u64>(i & 63)));
+}
+
 @inline export function tcb(i: u32): Tcb {
   return changetype<Tcb>(tcbs + <usize>i * TCB_BYTES);
 }
@@ -83,6 +94,9 @@ export function tableInit(): i32 {
   const l = arenaAlloc(<usize>nLst * offsetof<Listener>(), 16);
   if (l < 0) return <i32>l;
   lst = <usize>l;
+  const tb = arenaAlloc(<usize>((maxConns + 63) >>> 6) << 3, 64);
+  if (tb < 0) return <i32>tb;
+  touched = <usize>tb;
   synLimit = cfgGet(CFG_SYNQ);
   k0 = load<u64>(cfg + CFG_SECRET);
   k1 = load<u64>(cfg + CFG_SECRET + 8);
@@ -212,12 +226,14 @@ export function tcbAlloc(rip: u32, rport: u32, lport: u32): u32 {
   t.twAt = Infinity;
   t.kaAt = Infinity;
   t.persistAt = Infinity;
+  t.schedAt = Infinity;
   t.kaIdle = defKeepalive;
   t.mss = DEFAULT_MSS;
   t.ssthresh = 0x7fffffff;
   t.tsOff = <u32>sip24(k0, k1, (<u64>rip << 32) | ourIp, (<u64>lport << 16) | rport | (<u64>1 << 40));
   if (i >= hiwater) hiwater = i + 1;
   hashInsert(i);
+  touch(i);
   return i;
 }
 

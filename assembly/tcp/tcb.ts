@@ -107,6 +107,7 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
   epoch: f64;
   wEst: f64;
   lastSend: f64; // when data was last sent (RFC 5681 4.1 restart after idle)
+  schedAt: f64; // when the timer queue will next look at this block (Infinity: not queued); timers.ts
 }
 
 /** A SACK block [l, r) in host order: one row of a scoreboard or of a received SACK option. */

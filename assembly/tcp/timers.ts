@@ -1,13 +1,15 @@
 // Time-driven and per-turn work: the retransmission, persist, keepalive, delayed-ACK,
-// TIME_WAIT and FIN_WAIT_2 timers of every connection (tcpTimers), and the turn's deferred
-// output and delivery for every connection marked pending (tcpFlush). Both run once per poll.
+// TIME_WAIT and FIN_WAIT_2 timers (tcpTimers, driven by a queue of deadlines, so blocks with
+// nothing due cost nothing), and the turn's deferred output, delivery and rescheduling for every
+// block touched since the last turn (tcpFlush). Both run once per poll.
 
 import { count, C_TCP_RTO, C_TCP_RETRANSMITS, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_KEEPALIVE_DROP, EV_CLOSED, EV_RESET, now } from "../net/g";
 import {
   NIL, seqLt, seqGt, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, ST_FIN_WAIT_2, ST_CLOSE_WAIT,
   ST_TIME_WAIT, TF_ACK_NOW, TF_RECOVERY, TF_USED, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
 } from "./tcb";
-import { tcb, hiwater, tcbFree, finish, R_TIMEOUT, R_KEEPALIVE } from "./table";
+import { arenaAlloc } from "../arena";
+import { tcb, hiwater, tcbFree, finish, touch, touched, R_TIMEOUT, R_KEEPALIVE } from "./table";
 import { TH_ACK } from "./wire";
 import { ccOnLoss, rtoEff } from "./cc";
 import { xmit, sendAck, sendRst, tcpOutput } from "./output";
@@ -100,53 +102,192 @@ function onKeepalive(i: u32): void {
   t.kaAt = now + min(t.kaIdle, KA_INTVL);
 }
 
-/** Runs every due timer; returns the earliest remaining deadline (Infinity if none). */
-export function tcpTimers(): f64 {
-  let next: f64 = Infinity;
-  for (let i: u32 = 0; i < hiwater; i++) {
-    const t = tcb(i);
-    if ((t.flags & TF_USED) == 0) continue;
-    if (t.twAt <= now) {
-      if (t.state == ST_TIME_WAIT) {
-        tcbFree(i);
-        continue;
-      }
-      if (t.state == ST_FIN_WAIT_2) {
-        t.state = ST_CLOSED;
-        finish(i, EV_CLOSED, 0);
-        continue;
-      }
-      t.twAt = Infinity;
-    }
-    if (t.rtxAt <= now) {
-      onRto(i);
-      if ((t.flags & TF_USED) == 0) continue;
-    }
-    if (t.persistAt <= now) onPersist(i);
-    if (t.kaAt <= now) {
-      onKeepalive(i);
-      if ((t.flags & TF_USED) == 0) continue;
-    }
-    if (t.ackAt <= now) {
-      t.ackAt = Infinity;
-      t.flags |= TF_ACK_NOW | TF_PEND;
-    }
-    next = min(next, min(min(t.rtxAt, t.ackAt), min(min(t.twAt, t.kaAt), t.persistAt)));
-  }
-  return next;
+// ---------------------------------------------------------------- the timer queue
+
+// A binary min-heap of (time, block) entries in the arena. A block's Tcb.schedAt is the entry
+// that counts; an entry whose time differs from it is stale and skipped when it comes up (a
+// deadline moved later is thus free; one moved earlier gets a new entry when the block is next
+// flushed, and every change to a block ends with a flush). The heap holds at most HEAP_PER_CONN
+// entries per block; when full it is rebuilt from the live schedAt values.
+const HEAP_PER_CONN: u32 = 4;
+let heapAt: usize = 0; // f64[cap]
+let heapIx: usize = 0; // u32[cap]
+let heapN: u32 = 0;
+let heapCap: u32 = 0;
+let due: usize = 0; // one bit per block: its entry came up this turn
+
+@inline function hAt(k: u32): f64 {
+  return load<f64>(heapAt + (<usize>k << 3));
+}
+@inline function hIx(k: u32): u32 {
+  return load<u32>(heapIx + (<usize>k << 2));
+}
+@inline function hSet(k: u32, at: f64, i: u32): void {
+  store<f64>(heapAt + (<usize>k << 3), at);
+  store<u32>(heapIx + (<usize>k << 2), i);
 }
 
-/** Output and deferred delivery for every connection with pending work. */
-export function tcpFlush(): f64 {
-  let next: f64 = Infinity;
+/** Set-up: the heap and the due bits for `conns` blocks. */
+export function timersInit(conns: u32): i32 {
+  heapCap = conns * HEAP_PER_CONN + 64;
+  const a = arenaAlloc(<usize>heapCap << 3, 64);
+  if (a < 0) return <i32>a;
+  heapAt = <usize>a;
+  const b = arenaAlloc(<usize>heapCap << 2, 64);
+  if (b < 0) return <i32>b;
+  heapIx = <usize>b;
+  const d = arenaAlloc(<usize>((conns + 63) >>> 6) << 3, 64);
+  if (d < 0) return <i32>d;
+  due = <usize>d;
+  return 0;
+}
+
+function heapPush(at: f64, i: u32): void {
+  if (heapN == heapCap) heapRebuild();
+  let k = heapN++;
+  while (k > 0) {
+    const up = (k - 1) >>> 1;
+    if (hAt(up) <= at) break;
+    hSet(k, hAt(up), hIx(up));
+    k = up;
+  }
+  hSet(k, at, i);
+}
+
+function heapPop(): void {
+  const at = hAt(--heapN);
+  const i = hIx(heapN);
+  let k: u32 = 0;
+  while (true) {
+    let c: u32 = 2 * k + 1;
+    if (c >= heapN) break;
+    if (c + 1 < heapN && hAt(c + 1) < hAt(c)) c++;
+    if (hAt(c) >= at) break;
+    hSet(k, hAt(c), hIx(c));
+    k = c;
+  }
+  if (heapN > 0) hSet(k, at, i);
+}
+
+/** Drops every stale entry: one entry per queued block. */
+function heapRebuild(): void {
+  heapN = 0;
   for (let i: u32 = 0; i < hiwater; i++) {
     const t = tcb(i);
-    if ((t.flags & (TF_USED | TF_PEND)) != (TF_USED | TF_PEND)) continue;
+    if ((t.flags & TF_USED) != 0 && t.schedAt != Infinity) {
+      const at = t.schedAt;
+      let k = heapN++;
+      while (k > 0) {
+        const up = (k - 1) >>> 1;
+        if (hAt(up) <= at) break;
+        hSet(k, hAt(up), hIx(up));
+        k = up;
+      }
+      hSet(k, at, i);
+    }
+  }
+}
+
+/** Queues block i for its earliest deadline, if that is earlier than where it is queued. */
+function schedule(i: u32): void {
+  const t = tcb(i);
+  const at = min(min(min(t.rtxAt, t.ackAt), min(t.twAt, t.kaAt)), t.persistAt);
+  if (at < t.schedAt) {
+    t.schedAt = at;
+    heapPush(at, i);
+  }
+}
+
+/** Calls f(i) for every set bit of `bits` below `end`, in index order, clearing each first. */
+@inline function eachBit(bits: usize, end: u32, f: (i: u32) => void): void {
+  const words = (end + 63) >>> 6;
+  for (let w: u32 = 0; w < words; w++) {
+    const p = bits + (<usize>w << 3);
+    let v = load<u64>(p);
+    if (v == 0) continue;
+    store<u64>(p, 0);
+    while (v != 0) {
+      const b = <u32>ctz<u64>(v);
+      v &= v - 1;
+      f((w << 6) | b);
+    }
+  }
+}
+
+/** The timers of block i that are due (the queue said so): TIME_WAIT, FIN_WAIT_2, RTO, persist, keepalive, delayed ACK. */
+function runTimers(i: u32): void {
+  const t = tcb(i);
+  if ((t.flags & TF_USED) == 0) return;
+  if (t.twAt <= now) {
+    if (t.state == ST_TIME_WAIT) {
+      tcbFree(i);
+      return;
+    }
+    if (t.state == ST_FIN_WAIT_2) {
+      t.state = ST_CLOSED;
+      finish(i, EV_CLOSED, 0);
+      return;
+    }
+    t.twAt = Infinity;
+  }
+  if (t.rtxAt <= now) {
+    onRto(i);
+    if ((t.flags & TF_USED) == 0) return;
+  }
+  if (t.persistAt <= now) onPersist(i);
+  if (t.kaAt <= now) {
+    onKeepalive(i);
+    if ((t.flags & TF_USED) == 0) return;
+  }
+  if (t.ackAt <= now) {
+    t.ackAt = Infinity;
+    t.flags |= TF_ACK_NOW | TF_PEND;
+  }
+  touch(i); // rescheduled (and its output sent) by this turn's flush
+}
+
+/** Runs every due timer (only the blocks whose queue entry came up). Returns the earliest entry left. */
+export function tcpTimers(): f64 {
+  while (heapN > 0 && hAt(0) <= now) {
+    const at = hAt(0);
+    const i = hIx(0);
+    heapPop();
+    const t = tcb(i);
+    if ((t.flags & TF_USED) != 0 && t.schedAt == at) {
+      t.schedAt = Infinity;
+      const p = due + (<usize>(i >>> 6) << 3);
+      store<u64>(p, load<u64>(p) | (<u64>1 << <u64>(i & 63)));
+    }
+  }
+  eachBit(due, hiwater, (i: u32): void => runTimers(i));
+  return heapN > 0 ? hAt(0) : Infinity;
+}
+
+/**
+ * Output, deferred delivery and timer rescheduling for every block touched since the last
+ * flush, in index order. Returns the earliest queued deadline (now if a block stalled on a full
+ * TX ring and must go on at once).
+ */
+export function tcpFlush(): f64 {
+  stalled = false;
+  eachBit(touched, hiwater, (i: u32): void => flushOne(i));
+  if (stalled) return now;
+  return heapN > 0 ? hAt(0) : Infinity;
+}
+let stalled = false;
+
+function flushOne(i: u32): void {
+  const t = tcb(i);
+  if ((t.flags & TF_USED) == 0) return;
+  if ((t.flags & TF_PEND) != 0) {
     t.flags &= ~TF_PEND;
     if (t.rHead != NIL) pull(i);
     tcpOutput(i);
-    next = min(next, min(min(t.rtxAt, t.ackAt), t.persistAt));
-    if ((t.flags & TF_PEND) != 0) next = now; // stalled on a full TX ring: again at once
+    if ((t.flags & TF_PEND) != 0) {
+      // stalled on a full TX ring: again at the next turn
+      stalled = true;
+      touch(i);
+    }
   }
-  return next;
+  if ((t.flags & TF_USED) != 0) schedule(i);
 }

@@ -125,7 +125,12 @@ function bulk(seconds, checked = false) {
 
 function rr(seconds, n) {
   const p = pair({ nodelay: true });
-  const { a: ca, b: cb } = connectPair(p, 7, n, { nodelay: true });
+  const { b: cb } = connectPair(p, 7, n, { nodelay: true });
+  return exchange(p, cb, seconds);
+}
+
+/** 64 B requests from b on each of `conns` (one in flight each), answered by a; transactions per second. */
+function exchange(p, conns, seconds) {
   let tx = 0;
   const send = (s, conn) => {
     const i = s.pool.alloc();
@@ -146,11 +151,10 @@ function rr(seconds, n) {
       send(p.b, ev.conn); // the next request
     }
   };
-  for (const c of cb) send(p.b, c);
+  for (const c of conns) send(p.b, c);
   spin(p, ha, hb, 300);
   tx = 0;
   const s = spin(p, ha, hb, seconds * 1000);
-  void ca;
   return tx / s;
 }
 
@@ -172,31 +176,7 @@ function rrIdle(seconds, idle) {
   for (let k = 0; k < 100 && conns.b.length < idle + 1; k++) spin(p, ha0, hb0, 100);
   if (conns.a.length !== idle + 1 || conns.b.length !== idle + 1)
     throw new Error(`connected ${conns.b.length}/${idle + 1}`);
-  let tx = 0;
-  const send = (s, conn) => {
-    const i = s.pool.alloc();
-    s.send(conn, { index: i, offset: 128, length: 64 });
-  };
-  const ha = (ev) => {
-    if (ev.type === "DATA") {
-      p.a.pool.free(ev.buf);
-      p.a.recvd(ev.conn, ev.len);
-      send(p.a, ev.conn);
-    }
-  };
-  const hb = (ev) => {
-    if (ev.type === "DATA") {
-      p.b.pool.free(ev.buf);
-      p.b.recvd(ev.conn, ev.len);
-      tx++;
-      send(p.b, ev.conn);
-    }
-  };
-  send(p.b, conns.b[0]);
-  spin(p, ha, hb, 300);
-  tx = 0;
-  const s = spin(p, ha, hb, seconds * 1000);
-  return tx / s;
+  return exchange(p, [conns.b[0]], seconds);
 }
 
 function connections(seconds) {

@@ -144,6 +144,11 @@ export function timersInit(conns: u32): i32 {
 
 function heapPush(at: f64, i: u32): void {
   if (heapN == heapCap) heapRebuild();
+  siftUp(at, i);
+}
+
+/** Adds (at, i) at the end and moves it up to its place. */
+function siftUp(at: f64, i: u32): void {
   let k = heapN++;
   while (k > 0) {
     const up = (k - 1) >>> 1;
@@ -174,17 +179,7 @@ function heapRebuild(): void {
   heapN = 0;
   for (let i: u32 = 0; i < hiwater; i++) {
     const t = tcb(i);
-    if ((t.flags & TF_USED) != 0 && t.schedAt != Infinity) {
-      const at = t.schedAt;
-      let k = heapN++;
-      while (k > 0) {
-        const up = (k - 1) >>> 1;
-        if (hAt(up) <= at) break;
-        hSet(k, hAt(up), hIx(up));
-        k = up;
-      }
-      hSet(k, at, i);
-    }
+    if ((t.flags & TF_USED) != 0 && t.schedAt != Infinity) siftUp(t.schedAt, i);
   }
 }
 

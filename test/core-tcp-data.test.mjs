@@ -753,6 +753,22 @@ test("keepalive probes an idle connection and resets it when unanswered", () => 
   clean(core);
 });
 
+test("the timer queue overflows and is rebuilt without losing a deadline: 100 earlier keepalives on a one-block table", () => {
+  // one block: the queue holds 4 entries per block + 64; each earlier deadline adds an entry
+  const { core, peer } = setup({ maxConns: 1 });
+  const h = handshake(core, peer, { t: 0 });
+  for (let k = 0; k < 100; k++) {
+    core.cmd(CMD.SETOPT, { conn: h.conn, off: OPT.KEEPALIVE, buf: 10000 - k * 10 });
+    core.poll(1);
+  }
+  core.poll(9010);
+  assert.is(peer.segs().length, 0, "no probe before the last deadline set (1 + 9010 ms)");
+  core.poll(9011);
+  const [k] = peer.segs();
+  assert.ok(k, "the probe at the last deadline set");
+  assert.is(k.seq, h.snd - 1);
+});
+
 test("bulk transfer both ways through a scripted peer is byte-exact", () => {
   const { core, peer } = setup({ sndbuf: 1 << 20 });
   const h = handshake(core, peer, { t: 0, opts: { mss: 1460, sackOk: true, ts: [1, 0], ws: 2 } });

@@ -168,6 +168,12 @@ export class ConnLayer<S> {
   #now: () => number;
   /** Connections with work left for a later turn (window updates, replies, streams). */
   #pending = new Set<Conn<S>>();
+  /**
+   * Connections the end of a turn must visit: any that got data, a reply, a refusal or room to
+   * send since it last had nothing left to do (no reply waiting, no stream, no window update
+   * owed, its send queue settled). A turn costs nothing per idle connection.
+   */
+  #active = new Set<Conn<S>>();
   #sweep: ReturnType<typeof setInterval> | null = null;
   #kickScheduled = false;
   /** Objects whose stream ended, pinned until their connection's queue holds none of their ranges. */
@@ -228,6 +234,7 @@ export class ConnLayer<S> {
         if (c) {
           // the queue keeps it (and a reply's reference on a kept range) until WRITABLE
           c.q.refused(name);
+          this.#active.add(c);
           this.stats.refusedSends++;
         } else freeRefused(this.stack, [name]); // a text buffer of a connection that is gone
         break;
@@ -253,10 +260,11 @@ export class ConnLayer<S> {
     // seals whatever the turn appended (records, or an upload's data arriving ahead of its
     // record): durable now on PM, or in flight on a block device
     if (log.flush()) this.stats.commits++;
-    for (const c of this.conns.values()) {
+    for (const c of this.#active) {
       if (c.replies.length || c.cur || c.unrecvd) this.#service(c);
       // every send of the turn has been taken or refused by now (see SendQueue.settle)
       if (!c.q.quiet) c.q.settle();
+      if (!c.replies.length && !c.cur && !c.unrecvd && c.q.quiet) this.#active.delete(c);
     }
     this.#releasePins();
     // a ring too full for a window update: come back once the core has taken the commands
@@ -282,6 +290,7 @@ export class ConnLayer<S> {
     for (const p of parts) if (!(p instanceof Uint8Array) && "stream" in p) this.log.pin(p.stream);
     const seq = this.log.lastSeq;
     c.replies.push({ parts, waitSeq: seq > this.log.durableSeq ? seq : 0, close });
+    this.#active.add(c);
     if (close) c.closing = true;
   }
 
@@ -321,6 +330,7 @@ export class ConnLayer<S> {
       this.#pending.delete(c);
       return;
     }
+    this.#active.add(c);
     const stack = this.stack;
     if (c.unrecvd > 0 && stack.commandSpace() > 2) {
       stack.recvd(c.id, c.unrecvd);
@@ -480,6 +490,7 @@ export class ConnLayer<S> {
     c.finished = true;
     c.gone = true;
     this.#pending.delete(c);
+    this.#active.delete(c);
     this.conns.delete(c.id);
     this.#releasePins();
     this.#h.close(c);

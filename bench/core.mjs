@@ -50,15 +50,15 @@ function spin({ a, b, link }, ha, hb, ms, onTurn = () => {}) {
 function connectPair(p, port, n, opts = {}) {
   const conns = { a: [], b: [] };
   p.a.listen(port, { backlog: Math.max(128, n) });
-  for (let k = 0; k < n; k++) p.b.connect("198.18.0.1", port);
+  const ha = (ev) => ev.type === "ACCEPTED" && conns.a.push(ev.conn);
+  const hb = (ev) => ev.type === "CONNECTED" && conns.b.push(ev.conn);
+  // in batches the command ring takes
+  for (let k = 0; k < n; k += 500) {
+    for (let j = k; j < Math.min(k + 500, n); j++) p.b.connect("198.18.0.1", port);
+    spin(p, ha, hb, 50);
+  }
   // SYNs beyond the ARP queue wait for their retransmission: give set-up a few seconds
-  for (let k = 0; k < 60 && (conns.a.length < n || conns.b.length < n); k++)
-    spin(
-      p,
-      (ev) => ev.type === "ACCEPTED" && conns.a.push(ev.conn),
-      (ev) => ev.type === "CONNECTED" && conns.b.push(ev.conn),
-      100,
-    );
+  for (let k = 0; k < 100 && (conns.a.length < n || conns.b.length < n); k++) spin(p, ha, hb, 100);
   if (conns.a.length !== n || conns.b.length !== n) throw new Error(`connected ${conns.b.length}/${n}`);
   if (opts.nodelay) for (const c of conns.b) p.b.setNoDelay(c);
   if (opts.nodelay) for (const c of conns.a) p.a.setNoDelay(c);
@@ -165,18 +165,8 @@ function exchange(p, conns, seconds) {
  */
 function rrIdle(seconds, idle) {
   const p = pair({ nodelay: true, maxConnections: idle + 64, synQueue: 4096 });
-  const conns = { a: [], b: [] };
-  p.a.listen(7, { backlog: 4096 });
-  const ha0 = (ev) => ev.type === "ACCEPTED" && conns.a.push(ev.conn);
-  const hb0 = (ev) => ev.type === "CONNECTED" && conns.b.push(ev.conn);
-  for (let k = 0; k <= idle; k += 500) {
-    for (let j = k; j < Math.min(k + 500, idle + 1); j++) p.b.connect("198.18.0.1", 7);
-    spin(p, ha0, hb0, 50);
-  }
-  for (let k = 0; k < 100 && conns.b.length < idle + 1; k++) spin(p, ha0, hb0, 100);
-  if (conns.a.length !== idle + 1 || conns.b.length !== idle + 1)
-    throw new Error(`connected ${conns.b.length}/${idle + 1}`);
-  return exchange(p, [conns.b[0]], seconds);
+  const { b: cb } = connectPair(p, 7, idle + 1);
+  return exchange(p, [cb[0]], seconds);
 }
 
 function connections(seconds) {

@@ -2,9 +2,8 @@
 // against one core while a second keeps a checked connection with it. The run is deterministic
 // in its seed: on a failure it writes DIR/fuzz-repro-SEED.json (the seed, the frame count, the
 // message, the last frames in hex) and prints the command that replays it. Exit status 1 then.
-import { writeFileSync } from "node:fs";
 import { randomInt } from "node:crypto";
-import { fuzz, FuzzError } from "./lib/fuzz.mjs";
+import { fuzz, FuzzError, writeReproducer } from "./lib/fuzz.mjs";
 
 const args = process.argv.slice(2);
 const opt = (name, d) => {
@@ -30,8 +29,7 @@ try {
   );
 } catch (e) {
   if (!(e instanceof FuzzError)) throw e;
-  const file = `${out}/fuzz-repro-${seed}.json`;
-  writeFileSync(file, JSON.stringify({ message: e.message, frames, ...e.info }, null, 2) + "\n");
+  const file = writeReproducer(out, e, frames);
   console.error(
     `fuzz: FAILED: ${e.message}\nreproducer: ${file}\nreplay: npm run fuzz -- --frames ${e.info.frame} --seed ${seed}`,
   );

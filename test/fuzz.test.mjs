@@ -4,10 +4,9 @@
 // frames in hex) is written beside the test's temporary files.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { writeFileSync } from "node:fs";
 import { randomInt } from "node:crypto";
 import os from "node:os";
-import { fuzz, FuzzError } from "./lib/fuzz.mjs";
+import { fuzz, FuzzError, writeReproducer } from "./lib/fuzz.mjs";
 
 const frames = Number(process.env.PMSTACK_FUZZ_FRAMES ?? 1_000_000);
 const seed = Number(process.env.PMSTACK_FUZZ_SEED ?? randomInt(1, 2 ** 31));
@@ -19,8 +18,7 @@ test(`${frames} fuzzed frames (seed ${seed}): no trap, no leak, the live connect
     c = fuzz({ frames, seed });
   } catch (e) {
     if (!(e instanceof FuzzError)) throw e;
-    const file = `${os.tmpdir()}/fuzz-repro-${seed}.json`;
-    writeFileSync(file, JSON.stringify({ message: e.message, frames, ...e.info }, null, 2) + "\n");
+    const file = writeReproducer(os.tmpdir(), e, frames);
     assert.unreachable(
       `${e.message}; reproducer ${file}; replay: npm run fuzz -- --frames ${e.info.frame} --seed ${seed}`,
     );

@@ -80,10 +80,14 @@ function sackBlocksOut(t: Tcb): u32 {
   return min<u32>(t.rCount, (t.flags & TF_TS_OK) != 0 ? 3 : 4);
 }
 
+/** Bytes of a SACK option of `n` blocks, NOPs included (0 for none). */
+@inline function sackOptLen(n: u32): u32 {
+  return n > 0 ? OPTW_SACK_BASE + n * TCPOLEN_SACK_BLOCK : 0;
+}
+
 /** Option bytes of a data segment or ACK (timestamps and SACK). */
 function dataOptLen(t: Tcb): u32 {
-  const n = sackBlocksOut(t);
-  return ((t.flags & TF_TS_OK) != 0 ? OPTW_TIMESTAMP : 0) + (n > 0 ? OPTW_SACK_BASE + n * TCPOLEN_SACK_BLOCK : 0);
+  return ((t.flags & TF_TS_OK) != 0 ? OPTW_TIMESTAMP : 0) + sackOptLen(sackBlocksOut(t));
 }
 
 /** Writes one SACK block covering reassembly node r and the nodes adjacent to it; returns the end. */
@@ -187,7 +191,7 @@ export function xmit(i: u32, seq: u32, len: u32, fl: u32, gso: u32 = 0): bool {
     if ((sopt & TF_WS_OK) != 0) olen += OPTW_WSCALE;
     if ((sopt & TF_SACK_OK) != 0) olen += OPTW_SACK_PERM;
   }
-  if (nsack > 0) olen += OPTW_SACK_BASE + nsack * TCPOLEN_SACK_BLOCK;
+  olen += sackOptLen(nsack);
   const HL = ETH_HLEN + IP4_HLEN + TCP_HLEN + olen;
   txReset();
   let h: usize = 0;
@@ -323,8 +327,7 @@ export function challengeAck(i: u32): void {
 
 /** Payload bytes per segment: the MSS less the SACK option an ACK now carries. */
 export function segMaxOf(t: Tcb): u32 {
-  const n = sackBlocksOut(t);
-  return t.mss - (n > 0 ? OPTW_SACK_BASE + n * TCPOLEN_SACK_BLOCK : 0);
+  return t.mss - sackOptLen(sackBlocksOut(t));
 }
 
 /**

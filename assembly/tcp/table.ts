@@ -56,7 +56,11 @@ let nLst: u32 = 0;
  */
 export let touched: usize = 0;
 @inline export function touch(i: u32): void {
-  const p = touched + (<usize>(i >>> 6) << 3);
+  setBit(touched, i);
+}
+/** Sets bit i of a bitmap of u64 words at `bits`. */
+@inline export function setBit(bits: usize, i: u32): void {
+  const p = bits + (<usize>(i >>> 6) << 3);
   store<u64>(p, load<u64>(p) | (<u64>1 << <u64>(i & 63)));
 }
 

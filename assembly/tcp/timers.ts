@@ -9,7 +9,7 @@ import {
   ST_TIME_WAIT, TF_ACK_NOW, TF_RECOVERY, TF_USED, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
 } from "./tcb";
 import { arenaAlloc } from "../arena";
-import { tcb, hiwater, tcbFree, finish, touch, touched, R_TIMEOUT, R_KEEPALIVE } from "./table";
+import { tcb, hiwater, tcbFree, finish, touch, touched, setBit, R_TIMEOUT, R_KEEPALIVE } from "./table";
 import { TH_ACK } from "./wire";
 import { ccOnLoss, rtoEff } from "./cc";
 import { xmit, sendAck, sendRst, tcpOutput } from "./output";
@@ -250,8 +250,7 @@ export function tcpTimers(): f64 {
     const t = tcb(i);
     if ((t.flags & TF_USED) != 0 && t.schedAt == at) {
       t.schedAt = Infinity;
-      const p = due + (<usize>(i >>> 6) << 3);
-      store<u64>(p, load<u64>(p) | (<u64>1 << <u64>(i & 63)));
+      setBit(due, i);
     }
   }
   eachBit(due, hiwater, (i: u32): void => runTimers(i));

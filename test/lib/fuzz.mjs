@@ -8,6 +8,7 @@
 // segment node, no fragment, and every buffer free, and the pool invariant must hold.
 // A failure throws a FuzzError naming the seed, the frame number and the last frames.
 
+import { writeFileSync } from "node:fs";
 import {
   createCore,
   forgetCore,
@@ -45,6 +46,13 @@ export class FuzzError extends Error {
     super(`${msg} (seed ${info.seed}, frame ${info.frame})`);
     this.info = info;
   }
+}
+
+/** Writes the reproducer of a failed run into `dir`; returns its path. */
+export function writeReproducer(dir, e, frames) {
+  const file = `${dir}/fuzz-repro-${e.info.seed}.json`;
+  writeFileSync(file, JSON.stringify({ message: e.message, frames, ...e.info }, null, 2) + "\n");
+  return file;
 }
 
 /** xorshift32: deterministic, seedable. */

@@ -476,6 +476,16 @@ export function fuzz({ frames = 100_000, seed = 1, quiesceEvery = 50_000, keep =
       batch = [];
     }
     for (const f of batch) {
+      // no frame may claim the peer's address in ARP: that rebinds it (anyone on the link can),
+      // an attack this fuzzer leaves out; a mutation can make one (the victim's own address, in
+      // a conflict probe, is one byte from the peer's)
+      if (
+        f.length >= 32 &&
+        f[12] === 8 &&
+        f[13] === 6 &&
+        ((f[28] << 24) | (f[29] << 16) | (f[30] << 8) | f[31]) >>> 0 === P_IP
+      )
+        continue;
       recent.push(f);
       if (recent.length > keep) recent.shift();
       // pieces of at least len/100 bytes (a chain may exceed a frame's 64, not the RX ring)

@@ -512,7 +512,7 @@ function pseudo(src, dst, proto, len) {
  * next-header byte, which is filled in), then `payload` of next header `nh`.
  */
 export function ipv6({ src, dst, nh, payload, hlim = 64, ext = [], plen }) {
-  const extLen = ext.reduce((a, e) => a + e.length, 0);
+  const extLen = ext.reduce((a, e) => a + e.bytes.length, 0);
   const p = new Uint8Array(40 + extLen + payload.length);
   p[0] = 0x60;
   be16(p, 4, plen ?? extLen + payload.length);

@@ -3,8 +3,10 @@
 // lwIP 2.1.3 (bench/lwip, raw API, two netifs over an in-memory wire) measured in the same run.
 // Metrics: bulk_gbps (payload untouched), bulk_gbps_checked (written and compared, as lwIP does),
 // rr_tps_1conn, rr_tps_1conn_idle10k (the same beside 10,000 idle established connections),
-// rr_tps_100conn, conn_per_s. Args: --seconds N (default 2), --rounds N (default 3:
-// pmstack and lwIP in turn, medians).
+// rr_tps_100conn, conn_per_s. System pmstack-v6: the same two stacks speaking IPv6 (dual-stack
+// stacks, the connections over 2001:2:0:63::/64), measured in the same rounds for bulk_gbps,
+// rr_tps_1conn and rr_tps_100conn, its ratio to pmstack's IPv4 shown. Args: --seconds N
+// (default 2), --rounds N (default 3: pmstack, pmstack-v6 and lwIP in turn, medians).
 // --baseline REV: also builds git revision REV in a temporary worktree and measures its stacks in
 // the same run, the two builds alternating over --rounds N (default 3) rounds, medians compared
 // (bench/results/core-baseline.json): what a change to the core or the host costs, apart from
@@ -21,13 +23,27 @@ const repo = fileURLToPath(new URL("..", import.meta.url));
 
 /** The build under test (this tree's, or the baseline's). */
 let lib = current;
+/** The family the pairs speak: 4, or 6 (system pmstack-v6). */
+let family = 4;
+/** Where b connects to a. */
+const serverAddr = () => (family === 6 ? "2001:2:0:63::1" : "198.18.0.1");
 
 function pair(cfg = {}) {
   const { Stack, MemoryLink } = lib;
   const base = { pool: { buffers: 32768 }, rcvBuf: 1 << 20, sndBuf: 1 << 20, maxConnections: 4096, ...cfg };
-  const a = Stack.create({ ...base, mac: "02:00:00:00:00:0a", ip: "198.18.0.1/24" });
-  const b = Stack.create({ ...base, mac: "02:00:00:00:00:0b", ip: "198.18.0.2/24" });
-  return { a, b, link: new MemoryLink(a.port, b.port) };
+  const six = (n) => (family === 6 ? { ip6: `2001:2:0:63::${n}/64` } : {});
+  const a = Stack.create({ ...base, mac: "02:00:00:00:00:0a", ip: "198.18.0.1/24", ...six(1) });
+  const b = Stack.create({ ...base, mac: "02:00:00:00:00:0b", ip: "198.18.0.2/24", ...six(2) });
+  const p = { a, b, link: new MemoryLink(a.port, b.port) };
+  // IPv6 addresses are usable once duplicate address detection is over (1 s)
+  if (family === 6)
+    spin(
+      p,
+      () => {},
+      () => {},
+      1050,
+    );
+  return p;
 }
 
 /** Runs the pair on the wall clock for `ms`, calling the handlers; returns the seconds elapsed. */
@@ -54,7 +70,7 @@ function connectPair(p, port, n, opts = {}) {
   const hb = (ev) => ev.type === "CONNECTED" && conns.b.push(ev.conn);
   // in batches the command ring takes
   for (let k = 0; k < n; k += 500) {
-    for (let j = k; j < Math.min(k + 500, n); j++) p.b.connect("198.18.0.1", port);
+    for (let j = k; j < Math.min(k + 500, n); j++) p.b.connect(serverAddr(), port);
     spin(p, ha, hb, 50);
   }
   // SYNs beyond the ARP queue wait for their retransmission: give set-up a few seconds
@@ -75,6 +91,7 @@ const PAT = Buffer.from(Array.from({ length: 2 * PERIOD }, (_, i) => ((i % PERIO
  * the payload (what a zero-copy app moving named buffers costs).
  */
 function bulk(seconds, checked = false) {
+  const seg = family === 6 ? 1428 : 1448; // one segment's payload: MSS less the timestamp option
   const p = pair();
   const {
     b: [cb],
@@ -110,10 +127,10 @@ function bulk(seconds, checked = false) {
       const i = p.b.pool.alloc();
       if (checked) {
         const o = sent % PERIOD;
-        p.b.pool.view(i, 128, 1448).set(PAT.subarray(o, o + 1448));
-        sent += 1448;
+        p.b.pool.view(i, 128, seg).set(PAT.subarray(o, o + seg));
+        sent += seg;
       }
-      p.b.send(cb, { index: i, offset: 128, length: 1448 });
+      p.b.send(cb, { index: i, offset: 128, length: seg });
     }
   };
   spin(p, ha, hb, 300, pump); // warm up: slow start, JIT
@@ -179,18 +196,21 @@ function connections(seconds) {
     if (ev.type === "CONNECTED") p.b.close(ev.conn);
     else if (ev.type === "CLOSED") {
       done++;
-      p.b.connect("198.18.0.1", 80);
-    } else if (ev.type === "RESET") p.b.connect("198.18.0.1", 80);
+      p.b.connect(serverAddr(), 80);
+    } else if (ev.type === "RESET") p.b.connect(serverAddr(), 80);
   };
   const ha = (ev) => {
     if (ev.type === "PEER_CLOSED") p.a.close(ev.conn);
   };
-  p.b.connect("198.18.0.1", 80);
+  p.b.connect(serverAddr(), 80);
   spin(p, ha, hb, 300);
   done = 0;
   const s = spin(p, ha, hb, seconds * 1000);
   return done / s;
 }
+
+/** The metrics pmstack-v6 runs beside pmstack's IPv4 (target: 0.9x of IPv4 or better). */
+const V6_METRICS = ["bulk_gbps", "rr_tps_1conn", "rr_tps_100conn"];
 
 const METRICS = [
   ["bulk_gbps", "Gbit/s", (s) => bulk(s)],
@@ -265,11 +285,20 @@ export async function run(args) {
   const rounds = Number(opt("--rounds", 3));
   const LWIP = { bulk_gbps: "bulk_gbps", bulk_gbps_checked: "bulk_gbps", rr_tps_1conn: "rr_tps_1conn" };
   Object.assign(LWIP, { rr_tps_100conn: "rr_tps_100conn", conn_per_s: "conn_per_s" });
-  const got = { pmstack: {}, lwip: {} };
+  const got = { pmstack: {}, "pmstack-v6": {}, lwip: {} };
   let lwipConfig = null;
   let lwipError = null;
   for (let round = 0; round < rounds; round++) {
-    for (const [metric, , f] of METRICS) (got.pmstack[metric] ??= []).push(f(seconds));
+    for (const [metric, , f] of METRICS) {
+      (got.pmstack[metric] ??= []).push(f(seconds));
+      if (!V6_METRICS.includes(metric)) continue;
+      family = 6;
+      try {
+        (got["pmstack-v6"][metric] ??= []).push(f(seconds));
+      } finally {
+        family = 4;
+      }
+    }
     const r = spawnSync(process.execPath, [`${here}lwip/build.mjs`, "--run", "--seconds", String(seconds)], {
       encoding: "utf8",
       timeout: 120_000,
@@ -284,7 +313,7 @@ export async function run(args) {
     // its harness always writes and checks the bytes: its one bulk figure stands in both bulk rows
     for (const [metric, from] of Object.entries(LWIP)) (got.lwip[metric] ??= []).push(l[from]);
   }
-  for (const system of ["pmstack", "lwip"])
+  for (const system of ["pmstack", "pmstack-v6", "lwip"])
     for (const [metric, unit] of METRICS)
       if (got[system][metric]) add(system, metric, median(got[system][metric]), unit);
   notes.push(
@@ -292,8 +321,15 @@ export async function run(args) {
   );
   for (const [metric] of METRICS)
     notes.push(
-      `${metric} by round: pmstack ${got.pmstack[metric].map((v) => v.toPrecision(3)).join(", ")}; lwip ${(got.lwip[metric] ?? []).map((v) => v.toPrecision(3)).join(", ")}`,
+      `${metric} by round: pmstack ${got.pmstack[metric].map((v) => v.toPrecision(3)).join(", ")}` +
+        (got["pmstack-v6"][metric]
+          ? `; pmstack-v6 ${got["pmstack-v6"][metric].map((v) => v.toPrecision(3)).join(", ")}`
+          : "") +
+        `; lwip ${(got.lwip[metric] ?? []).map((v) => v.toPrecision(3)).join(", ")}`,
     );
+  notes.push(
+    "pmstack-v6: the same stacks and app over IPv6 (40-byte headers: MSS 1440, 1428 payload with timestamps), measured right after pmstack's IPv4 run of the same metric in each round; the app sends one segment's payload per buffer (1,428 bytes); its ratio row compares it with pmstack over IPv4 (target 0.9x or better)",
+  );
   if (lwipConfig) {
     const l = { config: lwipConfig };
     notes.push(
@@ -303,5 +339,5 @@ export async function run(args) {
     );
   }
   if (lwipError) notes.push(`lwip harness failed in a round: ${lwipError}`);
-  return { rows, ratios: ratios(rows, "pmstack", "lwip"), notes };
+  return { rows, ratios: [...ratios(rows, "pmstack", "lwip"), ...ratios(rows, "pmstack-v6", "pmstack")], notes };
 }

@@ -9,6 +9,9 @@
 //                 the pool file is on /dev/shm and is the UMEM
 //   kernel-veth   a Node `net` server (the kernel's TCP) in a second namespace behind the
 //                 same kind of veth pair (pmvkb1 198.18.6.129/25 <-> pmvpb1 198.18.6.130)
+//   pmstack-v6    pmstack-tap's set-up speaking IPv6 (pmtapb6: kernel 2001:2:0:6::1/64,
+//                 pmstack 2001:2:0:6::2; dual stack, the connections over IPv6)
+//   kernel-veth-v6 kernel-veth over IPv6 (pmvkb7 2001:2:0:7::1/64 <-> pmvpb7 2001:2:0:7::2)
 // The client is bench/_nic-peer.mjs (Node `net`, the kernel's TCP), the same program for all
 // three, in the namespace of the kernel end. The pmstack app is the same as the kernel one: a
 // bulk sink that meters and spot-checks the stream, a bulk source, a 64 B echo. Metrics
@@ -34,7 +37,8 @@
 //                      context, so pmstack's process pays for the kernel client's receive
 //                      work and the kernel client pays for the kernel server's
 // Args: --reps N (default 5), --only SYSTEM[,SYSTEM], --tests bulk,bulktx,rr,rrn (default: all;
-// for profiling one), --no-strace.
+// for profiling one), --no-strace. The IPv6 systems take part in the rounds like the others;
+// their ratios compare pmstack-v6 with kernel-veth-v6 and with pmstack-tap (IPv4).
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -44,10 +48,11 @@ import { median, ratios, straceCount } from "./_lib.mjs";
 import { BULK_PORT, BULK_TX_PORT, RR_PORT, MEASURE_MS, WARM_MS, TX_MS, BulkMeter, fillStream } from "./_nic-peer.mjs";
 
 const peer = new URL("./_nic-peer.mjs", import.meta.url).pathname;
-const SYSTEMS = ["pmstack-tap", "pmstack-xdp", "kernel-veth"];
+const SYSTEMS = ["pmstack-tap", "pmstack-xdp", "kernel-veth", "pmstack-v6", "kernel-veth-v6"];
 const RR_CONNS = 16;
 const STRACE_RR_MS = 1000;
 const PAYLOAD = 1448; // MSS 1460 less the timestamp option
+const PAYLOAD_V6 = 1428; // IPv6: MSS 1440 less the timestamp option
 const TICK_US = 1e6 / (+spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout || 100);
 
 // pool files go at exit too, even when a failure ends the process
@@ -95,7 +100,7 @@ async function client(ns, args, { pauseMs, onReady, limit = 20000 } = {}) {
 }
 
 /** pmstack's server app: bulk sink (report after the peer's FIN), bulk source, echo. */
-function pmstackApp(stack) {
+function pmstackApp(stack, payload = PAYLOAD) {
   const enc = new TextEncoder();
   const meters = new Map(); // sink connections
   const sources = new Map(); // source connections: {end, sent, blocked, closed}
@@ -165,9 +170,9 @@ function pmstackApp(stack) {
       }
       while (!s.blocked && stack.commandSpace() > 16) {
         const i = stack.pool.alloc();
-        fillStream(stack.pool.view(i, 128, PAYLOAD), s.sent);
-        s.sent += PAYLOAD;
-        stack.send(conn, { index: i, offset: 128, length: PAYLOAD });
+        fillStream(stack.pool.view(i, 128, payload), s.sent);
+        s.sent += payload;
+        stack.send(conn, { index: i, offset: 128, length: payload });
         // a refusal arrives as an event at the next poll; stop after a send queue's worth
         if (stack.commandSpace() <= 16) break;
       }
@@ -176,9 +181,13 @@ function pmstackApp(stack) {
   return { onEvent, onTurnEnd, st };
 }
 
-/** pmstack on a NIC port made by `open(stack, queues, ns)`, which also sets up the namespace. */
-function pmstackSystem(name, tag, host, prefix, open) {
+/**
+ * pmstack on a NIC port made by `open(stack, queues, ns)`, which also sets up the namespace.
+ * With `host6` ("ADDR/LEN") the stack is dual-stack and clients reach it over IPv6.
+ */
+async function pmstackSystem(name, tag, host, prefix, open, host6 = null) {
   const ns = new Netns(tag);
+  if (host6) ns.enableIpv6();
   const poolPath = `/dev/shm/pmstack-bench-nic-${tag}-${process.pid}.pm`;
   poolFiles.add(poolPath);
   let stack;
@@ -202,6 +211,7 @@ function pmstackSystem(name, tag, host, prefix, open) {
     stack = Stack.create({
       mac: "02:00:00:00:00:02",
       ip: `${host}/${prefix}`,
+      ...(host6 ? { ip6: host6 } : {}),
       pool: { path: poolPath, buffers: 16384 },
       rcvBuf: 1 << 20,
       sndBuf: 1 << 20,
@@ -211,12 +221,15 @@ function pmstackSystem(name, tag, host, prefix, open) {
     port = open(stack, queues, ns);
     // TSO as the NIC allows (Stack.configureOffloads decides)
     stack.configureOffloads(port.caps);
-    const app = pmstackApp(stack);
+    const app = pmstackApp(stack, host6 ? PAYLOAD_V6 : PAYLOAD);
     loop = new NicLoop(stack, port, app);
     loop.start();
     stack.listen(BULK_PORT);
     stack.listen(BULK_TX_PORT);
     stack.listen(RR_PORT);
+    // IPv6 addresses are usable once duplicate address detection is over (1 s)
+    for (let k = 0; host6 && k < 100 && !stack.ip6Addresses().every((a) => a.state === "preferred"); k++)
+      await sleep(50);
   } catch (e) {
     close();
     throw e;
@@ -224,7 +237,7 @@ function pmstackSystem(name, tag, host, prefix, open) {
   return {
     name,
     ns,
-    host,
+    host: host6 ? host6.split("/")[0] : host,
     pid: process.pid,
     loop: () => ({ ...loop.stats, ...pick(port.stats(), ["kicks", "txEagain", "rxEagain", "txCopiedBytes"]) }),
     copies: port.copies,
@@ -243,6 +256,23 @@ function tapSystem() {
     ns.ip(["addr", "add", "198.18.6.1/25", "dev", "pmtapb0"]);
     return tap;
   });
+}
+
+function tap6System() {
+  return pmstackSystem(
+    "pmstack-v6",
+    "nicbtap6",
+    "198.18.6.2",
+    25,
+    (stack, q, ns) => {
+      const tap = TapPort.open(stack.pool, q, { name: "pmtapb6", netns: ns.path });
+      ns.ip(["link", "set", "pmtapb6", "up"]);
+      ns.ip(["addr", "add", "198.18.6.1/25", "dev", "pmtapb6"]);
+      ns.ip(["-6", "addr", "add", "2001:2:0:6::1/64", "dev", "pmtapb6", "nodad"]);
+      return tap;
+    },
+    "2001:2:0:6::2/64",
+  );
 }
 
 function xdpSystem() {
@@ -269,23 +299,34 @@ function xdpSystem() {
   });
 }
 
-async function kernelSystem() {
-  const a = new Netns("nicbka");
-  const b = new Netns("nicbkb");
+async function kernelSystem(v6 = false) {
+  const a = new Netns(v6 ? "nicbka6" : "nicbka");
+  const b = new Netns(v6 ? "nicbkb6" : "nicbkb");
   const close = () => {
     a.cleanup();
     b.cleanup();
   };
   try {
     const one = ["numtxqueues", "1", "numrxqueues", "1"];
-    a.ip(["link", "add", "pmvkb1", ...one, "type", "veth", "peer", "name", "pmvpb1", ...one, "netns", b.name]);
-    a.ip(["addr", "add", "198.18.6.129/25", "dev", "pmvkb1"]);
-    b.ip(["addr", "add", "198.18.6.130/25", "dev", "pmvpb1"]);
-    a.ip(["link", "set", "pmvkb1", "up"]);
-    b.ip(["link", "set", "pmvpb1", "up"]);
-    const srv = b.node(peer, ["server", "198.18.6.130"]); // `ip netns exec` execs node: same pid
+    const [ka, kb] = v6 ? ["pmvkb7", "pmvpb7"] : ["pmvkb1", "pmvpb1"];
+    if (v6) {
+      a.enableIpv6();
+      b.enableIpv6();
+    }
+    a.ip(["link", "add", ka, ...one, "type", "veth", "peer", "name", kb, ...one, "netns", b.name]);
+    if (v6) {
+      a.ip(["-6", "addr", "add", "2001:2:0:7::1/64", "dev", ka, "nodad"]);
+      b.ip(["-6", "addr", "add", "2001:2:0:7::2/64", "dev", kb, "nodad"]);
+    } else {
+      a.ip(["addr", "add", "198.18.6.129/25", "dev", ka]);
+      b.ip(["addr", "add", "198.18.6.130/25", "dev", kb]);
+    }
+    a.ip(["link", "set", ka, "up"]);
+    b.ip(["link", "set", kb, "up"]);
+    const host = v6 ? "2001:2:0:7::2" : "198.18.6.130";
+    const srv = b.node(peer, ["server", host]); // `ip netns exec` execs node: same pid
     await waitFor(srv, /LISTENING/);
-    return { name: "kernel-veth", ns: a, host: "198.18.6.130", pid: srv.pid, loop: null, close };
+    return { name: v6 ? "kernel-veth-v6" : "kernel-veth", ns: a, host, pid: srv.pid, loop: null, close };
   } catch (e) {
     close();
     throw e;
@@ -395,7 +436,13 @@ export async function run(args) {
   const only = oi >= 0 ? args[oi + 1].split(",") : SYSTEMS;
   const ti = args.indexOf("--tests");
   const tests = new Set(ti >= 0 ? args[ti + 1].split(",") : ["bulk", "bulktx", "rr", "rrn"]);
-  const open = { "pmstack-tap": tapSystem, "pmstack-xdp": xdpSystem, "kernel-veth": kernelSystem };
+  const open = {
+    "pmstack-tap": tapSystem,
+    "pmstack-xdp": xdpSystem,
+    "kernel-veth": () => kernelSystem(false),
+    "pmstack-v6": tap6System,
+    "kernel-veth-v6": () => kernelSystem(true),
+  };
   const systems = [];
   const rows = [];
   const notes = [];
@@ -478,6 +525,9 @@ export async function run(args) {
   const rat = [];
   for (const s of ["pmstack-tap", "pmstack-xdp"])
     rat.push(...ratios(perf, s, "kernel-veth"), ...ratios(costs, s, "kernel-veth", true));
+  rat.push(...ratios(perf, "pmstack-v6", "kernel-veth-v6"), ...ratios(costs, "pmstack-v6", "kernel-veth-v6", true));
+  // IPv6 against IPv4 on the same NIC path (target: 0.9x or better)
+  rat.push(...ratios(perf, "pmstack-v6", "pmstack-tap"));
   const la = os
     .loadavg()
     .map((x) => x.toFixed(2))
@@ -489,7 +539,7 @@ export async function run(args) {
       `bulk sink and source (one connection, ${MEASURE_MS} ms metered after ${WARM_MS} ms, the stream checked), ` +
       `64 B echo (1 and ${RR_CONNS} connections, one request outstanding on each, every response checked). ` +
       `Higher is better, except syscalls_per_req and cpu_us_per_req.`,
-    `Conditions: ${reps} rounds, the systems interleaved in each (tap, xdp, kernel), medians shown, every round in ` +
+    `Conditions: ${reps} rounds, the systems interleaved in each (tap, xdp, kernel, tap over IPv6, kernel over IPv6), medians shown, every round in ` +
       `the notes; ${((Date.now() - t0) / 1000).toFixed(0)} s in all. ${os.cpus().length} cores shared with other ` +
       `work (load average ${la} at the end): client, server and the kernel's softirq work compete for them, ` +
       `and 1-connection rr is bound by cross-core wake-up latency in this VM.`,

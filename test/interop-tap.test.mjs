@@ -8,7 +8,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { netnsUnavailable, leftovers } from "./lib/netns.mjs";
-import { defineInteropTests, defineConnectionTests, defineFaultTests } from "./lib/interop.mjs";
+import { defineInteropTests, defineConnectionTests, defineFaultTests, defineIp6Tests } from "./lib/interop.mjs";
 
 const why = netnsUnavailable();
 if (why) console.warn(`\n!!! interop-tap: SKIPPED, network namespaces unavailable: ${why}\n`);
@@ -16,6 +16,7 @@ const it = why ? test.skip : test;
 
 defineInteropTests(it, "tap");
 defineConnectionTests(it, "tap");
+defineIp6Tests(it, "tap");
 defineFaultTests(it, "tap");
 
 it("no namespace, device or process is left behind", () => {

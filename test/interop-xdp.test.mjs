@@ -5,7 +5,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { netnsUnavailable, leftovers } from "./lib/netns.mjs";
-import { defineInteropTests, defineConnectionTests, defineFaultTests } from "./lib/interop.mjs";
+import { defineInteropTests, defineConnectionTests, defineFaultTests, defineIp6Tests } from "./lib/interop.mjs";
 
 const why = netnsUnavailable();
 if (why) console.warn(`\n!!! interop-xdp: SKIPPED, network namespaces unavailable: ${why}\n`);
@@ -13,6 +13,7 @@ const it = why ? test.skip : test;
 
 defineInteropTests(it, "xdp");
 defineConnectionTests(it, "xdp");
+defineIp6Tests(it, "xdp");
 defineFaultTests(it, "xdp");
 
 it("no namespace, device or process is left behind", () => {

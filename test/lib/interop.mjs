@@ -1,7 +1,8 @@
 // Shared set-up of the interop suite (test/interop-tap.test.mjs, test/interop-xdp.test.mjs):
 // pmstack's own TCP/IP on a NIC queue (TAP, or AF_XDP on one end of a veth pair) against the
-// Linux kernel's TCP inside a namespace the test makes. Addresses: 198.18.3.0/24 (TAP) and
-// 198.18.4.0/24 (AF_XDP); devices pmtap3 (TAP), pmvk4 (kernel end) / pmvp4 (pmstack's end).
+// Linux kernel's TCP inside a namespace the test makes. Addresses: 198.18.3.0/24 and
+// 2001:2:0:3::/64 (TAP), 198.18.4.0/24 and 2001:2:0:4::/64 (AF_XDP); devices pmtap3 (TAP),
+// pmvk4 (kernel end) / pmvp4 (pmstack's end).
 // Every helper here checks that, after the NIC is closed, the pool is back to its idle counts
 // (every buffer free): nothing the test did leaked a buffer.
 import * as assert from "uvu/assert";
@@ -13,11 +14,21 @@ import { scratchDir } from "./tmp.mjs";
 import { seeded } from "./kernel-peer.mjs";
 
 export const BACKENDS = {
-  tap: { label: "TAP", kernel: "198.18.3.1", us: "198.18.3.2", mac: "02:00:00:00:03:02", kdev: "pmtap3" },
+  tap: {
+    label: "TAP",
+    kernel: "198.18.3.1",
+    us: "198.18.3.2",
+    kernel6: "2001:2:0:3::1",
+    us6: "2001:2:0:3::2",
+    mac: "02:00:00:00:03:02",
+    kdev: "pmtap3",
+  },
   xdp: {
     label: "AF_XDP",
     kernel: "198.18.4.1",
     us: "198.18.4.2",
+    kernel6: "2001:2:0:4::1",
+    us6: "2001:2:0:4::2",
     mac: "02:00:00:00:04:02",
     kdev: "pmvk4",
     udev: "pmvp4",
@@ -86,18 +97,23 @@ export function nftDropped(ns) {
   return +m[1];
 }
 
-function openPort(backend, stack, queues, ns) {
+function openPort(backend, stack, queues, ns, v6) {
   const b = BACKENDS[backend];
+  // IPv6 on the kernel's end (the namespace starts with it off), its address given without DAD
+  const addr6 = () => v6 && ns.ip(["-6", "addr", "add", `${b.kernel6}/64`, "dev", b.kdev, "nodad"]);
+  if (v6) ns.enableIpv6();
   if (backend === "tap") {
     const tap = TapPort.open(stack.pool, queues, { name: b.kdev, netns: ns.path });
     ns.ip(["link", "set", b.kdev, "up"]);
     ns.ip(["addr", "add", `${b.kernel}/24`, "dev", b.kdev]);
+    addr6();
     return tap;
   }
   const one = ["numtxqueues", "1", "numrxqueues", "1"];
   ns.ip(["link", "add", b.kdev, ...one, "type", "veth", "peer", "name", b.udev, ...one]);
   ns.ip(["link", "set", b.udev, "address", b.mac]);
   ns.ip(["addr", "add", `${b.kernel}/24`, "dev", b.kdev]);
+  addr6();
   ns.ip(["link", "set", b.kdev, "up"]);
   ns.ip(["link", "set", b.udev, "up"]);
   // AF_XDP hands the receiver no checksum metadata: the kernel end must send complete
@@ -113,7 +129,9 @@ function openPort(backend, stack, queues, ns) {
  * runs `fn(ctx)`, tears everything down and returns `{counts, idle, loop, faults, stats}`
  * after asserting that the pool is back to its idle counts (no buffer leaked).
  * opts: `faults` (NicLoop faults {rx, tx}), `nftDrop` (percent dropped on the kernel
- * device's ingress), `stack` (more Stack.create options), `buffers`.
+ * device's ingress), `stack` (more Stack.create options), `buffers`, `v6` (pmstack and the
+ * kernel's end get IPv6 addresses too; `fn` runs once pmstack's duplicate address detection
+ * is over).
  */
 export async function withStack(backend, opts, fn) {
   const b = BACKENDS[backend];
@@ -128,12 +146,13 @@ export async function withStack(backend, opts, fn) {
     stack = Stack.create({
       mac: b.mac,
       ip: `${b.us}/24`,
+      ...(opts.v6 ? { ip6: `${b.us6}/64` } : {}),
       pool: { path: `${dir}/interop.pm`, buffers: opts.buffers ?? 8192 },
       configure: (core) => (queues = reserveNicQueues(core)),
       ...opts.stack,
     });
     out.idle = stack.pool.counts();
-    port = openPort(backend, stack, queues, ns);
+    port = openPort(backend, stack, queues, ns, opts.v6);
     if (opts.nftDrop) nftIngressDrop(ns, b.kdev, opts.nftDrop);
     const handlers = new Set();
     const turnEnd = new Set();
@@ -143,6 +162,10 @@ export async function withStack(backend, opts, fn) {
       faults: opts.faults,
     });
     loop.start();
+    if (opts.v6) {
+      const ok = await until(() => stack.ip6Addresses().every((a) => a.state === "preferred"), 5000);
+      assert.ok(ok, `IPv6 addresses not preferred: ${JSON.stringify(stack.ip6Addresses())}`);
+    }
     await fn({ ns, stack, loop, port, b, on: (h) => handlers.add(h), onTurn: (h) => turnEnd.add(h) });
   } catch (e) {
     // a failed test still releases everything it made (the next test starts clean)
@@ -356,7 +379,8 @@ export function streamSender(stack, bytes, { closeAtEnd = true } = {}) {
 export async function activeTransfer(backend, direction, bytes, opts = {}) {
   const res = {};
   const r = await withStack(backend, opts, async ({ ns, stack, on, loop, onTurn, b }) => {
-    const srv = kernelPeer(ns, [direction === "download" ? "source" : "sink", b.kernel, 9000, bytes]);
+    const server = opts.v6 ? b.kernel6 : b.kernel;
+    const srv = kernelPeer(ns, [direction === "download" ? "source" : "sink", server, 9000, bytes]);
     await waitFor(srv, /LISTENING/);
     const h = createHash("sha256");
     let got = 0;
@@ -393,7 +417,7 @@ export async function activeTransfer(backend, direction, bytes, opts = {}) {
       if (direction === "upload") tx.pump();
     });
     const t0 = performance.now();
-    stack.connect(b.kernel, 9000);
+    stack.connect(server, 9000);
     const how = await Promise.race([finished, limit]);
     limit.cancel();
     res.ms = performance.now() - t0;
@@ -659,5 +683,190 @@ export function defineFaultTests(it, backend, { bytes = 256 << 20, timeoutMs = 2
     assert.is(r.ours, r.theirs);
     assert.ok(r.nftDropped > 0, "the rule dropped frames");
     assert.ok(r.tcp.TCP_RETRANSMITS > 0, "pmstack retransmitted what was dropped");
+  });
+}
+
+/**
+ * IPv6 against the kernel: ping -6, curl over IPv6 beside IPv4 on one listener, refused
+ * connections both ways, nmap -6 -sS, `bytes` each way through the fault injector, and path MTU
+ * discovery through a kernel router whose next link is narrower (packet too big; fragmentation
+ * needed for IPv4 beside it).
+ */
+export function defineIp6Tests(it, backend, { bytes = 256 << 20, timeoutMs = 240_000 } = {}) {
+  const B = BACKENDS[backend];
+  const L = `${B.label} IPv6`;
+  const MiB = `${bytes / (1 << 20)} MiB`;
+
+  it(`${L} ping -6: the kernel gets 10 echo replies from pmstack`, async () => {
+    await withStack(backend, { v6: true }, async ({ ns, stack }) => {
+      const r = await ns.spawn("ping", ["-6", "-c", "10", "-i", "0.05", "-W", "2", B.us6]).done;
+      assert.match(r.stdout, /10 received/, r.stdout + r.stderr);
+      assert.ok(stack.stats().ICMP_ECHO_REPLIED >= 10);
+      assert.ok(stack.stats().ND_NS_IN >= 1, "the kernel found pmstack by neighbor solicitation");
+    });
+  });
+
+  it(`${L} curl GET and POST (300 KB, sha256) over IPv6, and GET over IPv4, to one listener`, async () => {
+    await withStack(backend, { v6: true }, async ({ ns, stack, on }) => {
+      const families = [];
+      on((ev) => ev.type === "ACCEPTED" && families.push([ev.family, ev.addr]));
+      httpResponder(stack, on, 80, "hello over six\n");
+      const get = await ns.spawn("curl", ["-sS", "-g", "--max-time", "10", `http://[${B.us6}]/`]).done;
+      assert.is(get.status, 0, get.stderr);
+      assert.is(get.stdout, "hello over six\n");
+      const body = Buffer.alloc(300_000, "pmstack6");
+      const post = ns.spawn("curl", [
+        "-sS",
+        "-g",
+        "--max-time",
+        "20",
+        "--data-binary",
+        "@-",
+        `http://[${B.us6}]/upload`,
+      ]);
+      post.stdin.end(body);
+      const r = await post.done;
+      assert.is(r.status, 0, r.stderr);
+      assert.is(r.stdout, createHash("sha256").update(body).digest("hex"));
+      const get4 = await ns.spawn("curl", ["-sS", "--max-time", "10", `http://${B.us}/`]).done;
+      assert.is(get4.stdout, "hello over six\n", get4.stderr);
+      assert.equal(families, [
+        [6, B.kernel6],
+        [6, B.kernel6],
+        [4, B.kernel],
+      ]);
+      assert.is(stack.stats().TCP_BAD_CSUM, 0);
+    });
+  });
+
+  it(`${L} refused: the kernel gets ECONNREFUSED from a closed pmstack port; pmstack gets RESET (refused) from a closed kernel port`, async () => {
+    await withStack(backend, { v6: true, stack: { mslMs: 500 } }, async ({ ns, stack, on }) => {
+      stack.listen(80);
+      const events = [];
+      on((ev) => {
+        events.push({ type: ev.type, conn: ev.conn, aux: ev.aux });
+        if (ev.type === "ACCEPTED" || ev.type === "PEER_CLOSED") stack.close(ev.conn);
+      });
+      const open = await kernelPeer(ns, ["probe", B.us6, 80]).done;
+      assert.match(open.stdout, /CONNECTED/, open.stdout + open.stderr);
+      const closed = await kernelPeer(ns, ["probe", B.us6, 81]).done;
+      assert.match(closed.stdout, /ERROR ECONNREFUSED/, closed.stdout + closed.stderr);
+      stack.connect(B.kernel6, 9999, { tag: 42 });
+      assert.ok(await until(() => events.some((e) => e.type === "RESET")), JSON.stringify(events));
+      assert.is(events.find((e) => e.type === "RESET").aux, TCP_REASONS.REFUSED);
+      assert.ok(await until(() => stack.connectionCount() === 0), `${stack.connectionCount()} blocks in use`);
+    });
+  });
+
+  it(`${L} nmap -6 -sS from the kernel side finds exactly the open ports`, async () => {
+    const open = [7, 22, 80, 443, 1000];
+    await withStack(backend, { v6: true }, async ({ ns, stack }) => {
+      for (const p of open) stack.listen(p);
+      const r = await ns.spawn("nmap", ["-6", "-sS", "-Pn", "-n", "-p", "1-1024", "-oG", "-", B.us6]).done;
+      assert.is(r.status, 0, r.stderr);
+      const ports = /Ports: (.*?)(\t|$)/m.exec(r.stdout);
+      assert.ok(ports, r.stdout);
+      const found = ports[1].split(", ").map((e) => e.split("/"));
+      assert.equal(
+        found.filter((f) => f[1] === "open").map((f) => +f[0]),
+        open,
+        r.stdout,
+      );
+      assert.equal(
+        found.filter((f) => f[1] !== "open"),
+        [],
+        "no port other than the open ones is listed",
+      );
+      assert.match(r.stdout, new RegExp(`Ignored State: closed \\(${1024 - open.length}\\)`), r.stdout);
+      assert.ok(await until(() => stack.connectionCount() === 0), `${stack.connectionCount()} blocks in use`);
+    });
+  });
+
+  const faults = { rx: { ...FAULTS, seed: 21 }, tx: { ...FAULTS, seed: 22 } };
+  for (const direction of ["download", "upload"]) {
+    it(`${L} faults (2% drop, 1% dup, 5% reorder, 0.1% corrupt, both directions): ${MiB} ${direction} byte-exact`, async () => {
+      const r = await activeTransfer(backend, direction, bytes, { v6: true, faults, timeoutMs });
+      console.log(
+        `  ${L} faulted ${direction}: ${(r.ms / 1000).toFixed(1)} s, ${((bytes * 8) / r.ms / 1e6).toFixed(2)} Gbit/s; ` +
+          `retransmits ${r.tcp.TCP_RETRANSMITS}, bad csum ${r.tcp.TCP_BAD_CSUM}`,
+      );
+      assert.is(r.ours, r.theirs);
+      for (const d of ["rx", "tx"]) {
+        for (const k of ["dropped", "duplicated", "reordered", "corrupted"]) assert.ok(r.faults[d][k] > 0, `${d} ${k}`);
+        assert.is(r.faults[d].held, 0);
+      }
+    });
+  }
+
+  it(`${L} path MTU: a kernel router in front of a 1280-byte link sends packet too big and fragmentation needed; uploads through it over both families arrive whole`, async () => {
+    // pmstack -- kernel (router, this namespace) -- veth, MTU 1280 -- kernel server (a second namespace)
+    await withStack(
+      backend,
+      { v6: true, stack: { gateway: B.kernel, gw6: B.kernel6 } },
+      async ({ ns, stack, on, onTurn }) => {
+        const far = new Netns(`f${backend}`);
+        try {
+          far.enableIpv6();
+          const [r4, f4, r6, f6] = ["198.18.5.1", "198.18.5.2", "2001:2:0:5::1", "2001:2:0:5::2"];
+          ns.ip(["link", "add", "pmvr5", "type", "veth", "peer", "name", "pmvf5", "netns", far.name]);
+          ns.ip(["link", "set", "pmvr5", "mtu", "1280", "up"]);
+          far.ip(["link", "set", "pmvf5", "mtu", "1280", "up"]);
+          ns.ip(["addr", "add", `${r4}/24`, "dev", "pmvr5"]);
+          ns.ip(["-6", "addr", "add", `${r6}/64`, "dev", "pmvr5", "nodad"]);
+          far.ip(["addr", "add", `${f4}/24`, "dev", "pmvf5"]);
+          far.ip(["-6", "addr", "add", `${f6}/64`, "dev", "pmvf5", "nodad"]);
+          far.ip(["route", "add", `${B.us}/32`, "via", r4]);
+          far.ip(["-6", "route", "add", `${B.us6}/128`, "via", r6]);
+          ns.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+          for (const [server, family, mtu] of [
+            [f6, 6, 1280],
+            [f4, 4, 1280],
+          ]) {
+            const total = 4 << 20;
+            const srv = kernelPeer(far, ["sink", server, 9100, total]);
+            await waitFor(srv, /LISTENING/);
+            const tx = streamSender(stack, total);
+            let end = null;
+            let pmtu = 0;
+            let reply = "";
+            const watch = () => {
+              if (tx.state.conn >= 0 && end === null) pmtu = stack.connection(tx.state.conn)?.pmtu ?? pmtu;
+            };
+            on((ev) => {
+              if (end !== null) return; // this family's run is over: the next one has its own handler
+              if (ev.type === "CONNECTED") {
+                tx.state.conn = ev.conn;
+                tx.pump();
+              } else if (ev.type === "DATA") {
+                reply += Buffer.from(stack.pool.view(ev.buf, ev.off, ev.len)).toString();
+                stack.pool.free(ev.buf);
+                stack.recvd(ev.conn, ev.len);
+              } else if (ev.type === "CLOSED" || ev.type === "RESET") {
+                if (ev.conn === tx.state.conn) end ??= `${ev.type} ${ev.aux}`;
+              } else tx.onEvent(ev);
+              watch();
+            });
+            onTurn(() => {
+              if (end !== null) return;
+              tx.pump();
+              watch();
+            });
+            const ptb0 = stack.stats().ICMP_PTB;
+            stack.connect(server, 9100);
+            assert.ok(
+              await until(() => end !== null, 60_000),
+              `IPv${family} upload did not end: sent ${tx.state.sent}`,
+            );
+            assert.is(end, "CLOSED 0");
+            assert.is(reply, tx.state.hash.digest("hex"), `IPv${family}: the upload arrived whole`);
+            assert.ok(stack.stats().ICMP_PTB > ptb0, `IPv${family}: the router's ICMP lowered the path MTU`);
+            assert.is(pmtu, mtu, `IPv${family} path MTU`);
+            srv.kill("SIGKILL");
+          }
+        } finally {
+          far.cleanup();
+        }
+      },
+    );
   });
 }

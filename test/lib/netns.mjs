@@ -1,5 +1,5 @@
 // Network namespaces for NIC tests. Every namespace is made by the test (named
-// pmstack-<tag>-<pid>-<n>), uses addresses in 198.18.0.0/15 only, and is deleted with
+// pmstack-<tag>-<pid>-<n>), uses addresses in 198.18.0.0/15 and 2001:2::/48 only, and is deleted with
 // everything in it by cleanup() (also at process exit). Nothing here touches the host's own
 // namespace: no device, address or route is ever made outside a test namespace.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
@@ -29,10 +29,12 @@ export function netnsUnavailable() {
   return null;
 }
 
-/** Checks an address is inside 198.18.0.0/15 (the benchmarking range tests may use). */
+/** Checks an address is inside 198.18.0.0/15 or 2001:2::/48 (the benchmarking ranges tests may use). */
 export function assertTestAddress(addr) {
-  const m = /^198\.(18|19)\.\d{1,3}\.\d{1,3}(\/\d+)?$/.exec(addr);
-  if (!m) throw new Error(`netns: ${addr} is outside 198.18.0.0/15; tests use no other addresses`);
+  const v4 = /^198\.(18|19)\.\d{1,3}\.\d{1,3}(\/\d+)?$/.test(addr);
+  const v6 = /^2001:0{0,3}2:(0{1,4}:|:)[0-9a-f:]*(\/\d+)?$/i.test(addr); // the third group is 0: inside the /48
+  if (!v4 && !v6)
+    throw new Error(`netns: ${addr} is outside 198.18.0.0/15 and 2001:2::/48; tests use no other addresses`);
   return addr;
 }
 
@@ -50,8 +52,23 @@ export class Netns {
 
   /** `ip -n <ns> ...args`. */
   ip(args) {
-    for (const a of args) if (/^\d+\.\d+\.\d+\.\d+/.test(a)) assertTestAddress(a);
+    for (const a of args)
+      if (/^\d+\.\d+\.\d+\.\d+/.test(a) || /^[0-9a-f]{1,4}:[0-9a-f:]*:/i.test(a)) assertTestAddress(a);
     return ip(["-n", this.name, ...args]);
+  }
+
+  /**
+   * Turns IPv6 on in the namespace (it starts off) without autoconfiguration, router
+   * solicitations or duplicate address detection: the test gives every address itself.
+   */
+  enableIpv6() {
+    this.sh(
+      "sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 " +
+        "net.ipv6.conf.all.autoconf=0 net.ipv6.conf.default.autoconf=0 " +
+        "net.ipv6.conf.all.router_solicitations=0 net.ipv6.conf.default.router_solicitations=0 " +
+        "net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 " +
+        "net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0",
+    );
   }
 
   /** Runs a command inside the namespace and waits: {status, stdout, stderr}. */

@@ -436,6 +436,7 @@ async function runServer(a: Args): Promise<number> {
               pool: s.stack.pool.counts(),
               log: s.log.stats(),
               journal: s.stack.pool.journalStats(),
+              ip6: s.stack.ip6Addresses(),
               app: (s.app as { stats?: unknown }).stats,
             }
           : what === "ss"
@@ -591,6 +592,11 @@ async function runQuery(a: Args): Promise<number> {
   out.push("Stack:");
   for (const k of COUNTERS)
     if (stack[k]) out.push(`    ${String(stack[k]).padStart(14)} ${k.toLowerCase().replaceAll("_", " ")}`);
+  const ip6 = (ans as { ip6?: { address: string; prefix: number; scope: string; state: string }[] }).ip6 ?? [];
+  if (ip6.length) {
+    out.push("IPv6 addresses:");
+    for (const x of ip6) out.push(`    ${x.address}/${x.prefix} ${x.scope} ${x.state}`);
+  }
   section("Loop", st.loop);
   section("NIC", st.nic, true);
   section("Pool buffers", st.pool);

@@ -137,6 +137,11 @@ it("httpd --netns --ip6: ping -6, curl -g GET and a 16 MiB POST over IPv6, read 
     const ping = await inNs(ns, "ping", ["-6", "-c", "2", "-W", "2", US6]);
     assert.is(ping.status, 0, ping.out + ping.err);
     assert.match(ping.out, /2 packets transmitted, 2 received/);
+    const st = await runCli(["stats", "--pm", pm]);
+    assert.match(
+      st.stdout,
+      /IPv6 addresses:\n\s+fe80::50:4dff:fe00:2\/64 link preferred\n\s+2001:2:0:63::2\/64 global preferred/,
+    );
     const base6 = `http://[${US6}]`;
     const post = await inNs(ns, "curl", ["-gsS", "-d", "hello, v6", "-w", "%{http_code}", `${base6}/greeting`]);
     assert.is(post.out, "201", post.err);

@@ -53,10 +53,10 @@ export function nameUnpackLength(n: u64): u32 {
 // --- stack exports ---
 export {
   stackConfig, stackConfigDefault, stackConfigMin, stackConfigMax, stackConfigValue, stackScratch, stackInit, stackRing, stackStats, stackStatCount, stackSetAddr, stackAnnounce,
-  stackArpAdd, stackArpLookup, stackPoll, stackFragHeld,
+  stackArpAdd, stackArpLookup, stackPoll, stackFragHeld, stackNeighAdd, stackNeighLookup, stackIp6Addr, stackIp6State,
 } from "./stack";
 export { csumTest } from "./net/csum";
-export { tcpState, tcpInfo, tcpConnCount, tcpNodesUsed } from "./tcp/info";
+export { tcpState, tcpInfo, tcpConnCount, tcpNodesUsed, tcpAddr } from "./tcp/info";
 
 // --- pm log exports ---
 // The write-ahead log and index in the metadata region (assembly/pm/log.ts, docs/api/log.md).

@@ -53,12 +53,17 @@ export const E_NOTFREE: i32 = -12; // claim of a buffer that is not free
 export const E_CORRUPT: i32 = -13; // invariant check failed
 
 // Ring layout: a 16-byte header then 2^k slots of 16 bytes.
-//   header: u32 mask (slots - 1), u32 head (consumer, free-running), u32 tail (producer, free-running), u32 reserved
+//   header: u32 mask (slots - 1), u32 head (consumer, free-running), u32 tail (producer, free-running),
+//           u32 lane (address of the ring's address lane, 0 if none)
 //   slot:   u32 buf, u16 off, u16 len, u32 conn, u32 flags
+// The address lane (APP-IN and APP-OUT) is 2^k rows of 16 bytes: row (pos & mask) holds the
+// 16-byte address (IPv6, or IPv4 mapped) that the slot at free-running position pos carries.
 export const RING_HDR: u32 = 16;
 export const RING_MASK: u32 = 0;
 export const RING_HEAD: u32 = 4;
 export const RING_TAIL: u32 = 8;
+export const RING_LANE: u32 = 12;
+export const LANE_ROW: u32 = 16;
 export const SLOT_SIZE: u32 = 16;
 export const SLOT_BUF: u32 = 0;
 export const SLOT_OFF: u32 = 4;

@@ -1,6 +1,6 @@
 // netmap-style rings of slots shared by host and core. A ring lives in the arena: a 16-byte
-// header {mask, head, tail, reserved} then 2^k slots {u32 buf, u16 off, u16 len, u32 conn,
-// u32 flags}. One side produces (writes slot[tail & mask], then tail++), the other consumes
+// header {mask, head, tail, lane} then 2^k slots {u32 buf, u16 off, u16 len, u32 conn,
+// u32 flags}; the app's rings have an address lane beside them (16 bytes per slot). One side produces (writes slot[tail & mask], then tail++), the other consumes
 // (reads slot[head & mask], then head++); head and tail run free and wrap at 2^32, so
 // tail - head is the number of filled slots.
 
@@ -16,6 +16,8 @@ import {
   RING_HEAD,
   RING_MASK,
   RING_TAIL,
+  RING_LANE,
+  LANE_ROW,
   SLOT_BUF,
   SLOT_CONN,
   SLOT_FLAGS,
@@ -27,12 +29,31 @@ import { bufAlloc, bufOwner, bufSetOwner, poolCount } from "./pool";
 
 /** Creates a ring of 2^log2 slots in the arena (set-up phase only). Returns its offset or an error. */
 export function ringCreate(log2: u32): isize {
+  return ringCreateWith(log2, false);
+}
+/** Creates a ring as ringCreate does, with an address lane if `lane` (APP-IN, APP-OUT). */
+export function ringCreateWith(log2: u32, lane: bool): isize {
   if (log2 == 0 || log2 > 16) return E_ARG;
   const n: usize = <usize>1 << log2;
   const r = arenaAlloc(<usize>RING_HDR + n * <usize>SLOT_SIZE, 64);
   if (r < 0) return r;
   store<u32>(<usize>r + RING_MASK, <u32>n - 1);
+  if (lane) {
+    const l = arenaAlloc(n * <usize>LANE_ROW, 64);
+    if (l < 0) return l;
+    store<u32>(<usize>r + RING_LANE, <u32>l);
+  }
   return r;
+}
+/** The lane row of the slot at free-running position `pos` (0 if the ring has no lane). */
+@inline export function ringLaneRow(r: usize, pos: u32): usize {
+  const l = <usize>load<u32>(r + RING_LANE);
+  return l == 0 ? 0 : l + (<usize>(pos & load<u32>(r + RING_MASK)) << 4);
+}
+/** The lane row of slot address `s` of ring `r` (as ringShift returned it). */
+@inline export function ringLaneOfSlot(r: usize, s: usize): usize {
+  const l = <usize>load<u32>(r + RING_LANE);
+  return l == 0 ? 0 : l + (s - r - RING_HDR);
 }
 
 @inline export function ringSize(r: usize): u32 {

@@ -3,7 +3,7 @@
 // EtherType by frameInput; APP-IN commands; timers), and accessors for the rings, configuration
 // block and counters. See docs/core-abi.md.
 
-import { ringCreate, ringCount, ringShift, ringSpace, slotBuf, slotOff, slotLen, slotConn, slotFlags } from "./ring";
+import { ringCreate, ringCreateWith, ringCount, ringShift, ringSpace, ringLaneOfSlot, slotBuf, slotOff, slotLen, slotConn, slotFlags } from "./ring";
 import { arenaAlloc } from "./arena";
 import { bufAddr, bufOwner, bufUnref, poolCount } from "./pool";
 import { BUF_SIZE, OWNER_NIC, SF_MORE, E_ARG } from "./layout";
@@ -15,11 +15,13 @@ import {
   gInit, setIdentity, setNow, setRings, rxRing, txRing, ainRing, aoutRing, aoutSpace,
   MAXP, pN, pb, po, pl, setP, ld16, ourIp,
 } from "./net/g";
-import {
-  ethInit, arpInput, arpTimers, arpAnnounce, arpAdd, arpLookup,
-  ETH_DST, ETH_TYPE, ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IP4,
-} from "./net/eth";
-import { ip4Input, setRxCsumOk } from "./net/ip4";
+import { arpInput, arpAnnounce, ETH_DST, ETH_TYPE, ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IP4, ETHERTYPE_IP6 } from "./net/eth";
+import { neighInit, neighTimers, neighAdd, neighLookup } from "./net/neigh";
+import { addrSet4, addrZero } from "./net/addr";
+import { ip4Input } from "./net/ip4";
+import { setRxCsumOk } from "./net/ip";
+import { ip6Init, ip6Input, ip6On, ip6Addr, ip6State, A6_COUNT } from "./net/ip6";
+import { ndStart, ndTimers } from "./net/nd";
 import { udpInit, udpBind, udpUnbind, udpSend } from "./net/udp";
 import { fragInit, fragTimers, fragHeld } from "./net/frag";
 import { tcpInit, tcpSend, tcpClose, tcpAbort, tcpListen, tcpUnlisten, tcpConnect, tcpRecvd, tcpSetopt } from "./tcp/api";
@@ -44,6 +46,7 @@ export const CMD_SETOPT: u32 = 11;
 
 let inited = false;
 let announced = false;
+let dadStarted = false;
 let fbuf: usize = 0; // u32[MAXP]: buffers of the current frame (the NIC's references)
 export const scratch: usize = memory.data(256, 16);
 
@@ -85,8 +88,9 @@ export function stackInit(): i32 {
   const a = arenaAlloc(MAXP * 4, 16);
   if (a < 0) return <i32>a;
   fbuf = <usize>a;
-  r = ethInit();
+  r = neighInit();
   if (r < 0) return r;
+  ip6Init();
   r = udpInit();
   if (r < 0) return r;
   r = fragInit();
@@ -97,9 +101,9 @@ export function stackInit(): i32 {
   if (rx < 0) return <i32>rx;
   const tx = ringCreate(cfgGet(CFG_TX_LOG2));
   if (tx < 0) return <i32>tx;
-  const ai = ringCreate(cfgGet(CFG_AIN_LOG2));
+  const ai = ringCreateWith(cfgGet(CFG_AIN_LOG2), true);
   if (ai < 0) return <i32>ai;
-  const ao = ringCreate(cfgGet(CFG_AOUT_LOG2));
+  const ao = ringCreateWith(cfgGet(CFG_AOUT_LOG2), true);
   if (ao < 0) return <i32>ao;
   setRings(<usize>rx, <usize>tx, <usize>ai, <usize>ao);
   inited = true;
@@ -132,16 +136,35 @@ export function stackSetAddr(ip: u32, mask: u32, gw: u32): void {
 export function stackAnnounce(): void {
   announced = false;
 }
+const hookA: usize = memory.data(16, 16);
 /** Static ARP entry; the MAC is 6 bytes at memory offset `mac` (e.g. in the scratch area). */
 export function stackArpAdd(ip: u32, mac: usize): void {
-  arpAdd(ip, mac);
+  addrSet4(hookA, ip);
+  neighAdd(hookA, mac);
+}
+/** Static neighbor entry of either family: the 16-byte address at `addr` (IPv4 mapped), the 6-byte MAC at `mac`. */
+export function stackNeighAdd(addr: usize, mac: usize): void {
+  neighAdd(addr, mac);
+}
+/** 1 if the 16-byte address at `addr` is resolved in the neighbor cache. */
+export function stackNeighLookup(addr: usize): i32 {
+  return neighLookup(addr);
+}
+/** Address of our k-th IPv6 address (16 bytes; 0 link-local, 1 the configured one), or 0 if none. */
+export function stackIp6Addr(k: u32): usize {
+  return k < A6_COUNT && ip6State(k) != 0 ? ip6Addr(k) : 0;
+}
+/** State of our k-th IPv6 address: 0 none, 1 tentative (DAD running), 2 preferred, 3 duplicate. */
+export function stackIp6State(k: u32): u32 {
+  return k < A6_COUNT ? ip6State(k) : 0;
 }
 /** Fragments held in IPv4 reassembly (tests). */
 export function stackFragHeld(): u32 {
   return fragHeld();
 }
 export function stackArpLookup(ip: u32): i32 {
-  return arpLookup(ip);
+  addrSet4(hookA, ip);
+  return neighLookup(hookA);
 }
 
 @inline function fb(i: u32): u32 {
@@ -157,17 +180,19 @@ function frameInput(n: u32, frameLen: u32, flags: u32, csumInfo: u32): void {
     return;
   }
   const f = bufAddr(pb(0)) + po(0);
-  // destination: us or broadcast (multicast is not joined)
+  // destination: us, broadcast, or with IPv6 on an IPv6 multicast MAC (33:33:..., RFC 2464 7;
+  // ip6Input keeps the groups we are in)
   const b0 = load<u32>(f + ETH_DST);
   const b1 = <u32>load<u16>(f + ETH_DST + 4);
   const bcast = b0 == 0xffffffff && b1 == 0xffff;
-  if (!bcast && (b0 != load<u32>(cfg + CFG_MAC) || b1 != <u32>load<u16>(cfg + CFG_MAC + 4))) {
+  const mcast6 = ip6On && (b0 & 0xffff) == 0x3333;
+  if (!bcast && !mcast6 && (b0 != load<u32>(cfg + CFG_MAC) || b1 != <u32>load<u16>(cfg + CFG_MAC + 4))) {
     count(C_ETH_NOT_US);
     return;
   }
   const type = ld16(f + ETH_TYPE);
   setRxCsumOk((flags & RXF_CSUM_VALID) != 0);
-  if (type == ETHERTYPE_IP4) {
+  if (type == ETHERTYPE_IP4 || type == ETHERTYPE_IP6) {
     if ((flags & RXF_NEEDS_CSUM) != 0) {
       const start = csumInfo & 0xffff;
       const off = csumInfo >>> 16;
@@ -192,7 +217,8 @@ function frameInput(n: u32, frameLen: u32, flags: u32, csumInfo: u32): void {
       count(C_CSUM_COMPLETED);
       setRxCsumOk(true);
     }
-    ip4Input(frameLen);
+    if (type == ETHERTYPE_IP4) ip4Input(frameLen);
+    else ip6Input(frameLen);
   } else if (type == ETHERTYPE_ARP) {
     arpInput(f + ETH_HLEN, l0 - ETH_HLEN);
   } else {
@@ -254,6 +280,21 @@ function rxRun(): bool {
   return true;
 }
 
+const cmdA: usize = memory.data(16, 16);
+/** A command's address: IPv4 `v4` when not 0, else the slot's lane row (IPv6, or IPv4 mapped). */
+function cmdAddr(r: usize, s: usize, v4: u32): usize {
+  if (v4 != 0) {
+    addrSet4(cmdA, v4);
+    return cmdA;
+  }
+  const row = ringLaneOfSlot(r, s);
+  if (row == 0) {
+    addrZero(cmdA);
+    return cmdA;
+  }
+  return row;
+}
+
 function appRun(): void {
   const r = ainRing;
   while (true) {
@@ -270,10 +311,10 @@ function appRun(): void {
     else if (code == CMD_CLOSE) tcpClose(c);
     else if (code == CMD_ABORT) tcpAbort(c);
     else if (code == CMD_LISTEN) tcpListen(o, l, c);
-    else if (code == CMD_CONNECT) tcpConnect(b, o, l, c);
+    else if (code == CMD_CONNECT) tcpConnect(cmdAddr(r, s, b), o, l, c);
     else if (code == CMD_UNLISTEN) tcpUnlisten(o);
     else if (code == CMD_UDP_BIND) udpBind(o, c);
-    else if (code == CMD_UDP_SEND) udpSend((fl >>> 1) & 0x7f, c, fl >>> 16, b, o, l);
+    else if (code == CMD_UDP_SEND) udpSend((fl >>> 1) & 0x7f, cmdAddr(r, s, c), fl >>> 16, b, o, l);
     else if (code == CMD_UDP_UNBIND) udpUnbind(c);
     else if (code == CMD_RECVD) tcpRecvd(c, b);
     else if (code == CMD_SETOPT) tcpSetopt(c, o, b);
@@ -288,17 +329,23 @@ function appRun(): void {
 export function stackPoll(t: f64): f64 {
   if (!inited) return Infinity;
   setNow(t);
-  if (!announced && ourIp != 0) {
+  if (!announced) {
     announced = true;
-    arpAnnounce();
+    if (ourIp != 0) arpAnnounce();
+    if (!dadStarted) {
+      dadStarted = true;
+      ndStart();
+    }
   }
   const done = rxRun();
   appRun();
   let next = tcpTimers();
   const f = tcpFlush(); // output arms retransmission and persist timers
   if (f < next) next = f;
-  const a = arpTimers();
+  const a = neighTimers();
   if (a < next) next = a;
+  const d = ndTimers();
+  if (d < next) next = d;
   const fr = fragTimers();
   if (fr < next) next = fr;
   if (!done || ringCount(ainRing) > 0) next = t;

@@ -166,6 +166,18 @@ export const COUNTERS = [
   "TCP_TSO_FRAMES",
   "TCP_TSO_SEGS",
   "TX_STALL",
+  "IP6_BAD_HDR",
+  "IP6_NOT_US",
+  "IP6_BAD_SRC",
+  "IP6_EXTHDR_DROP",
+  "ICMP6_IN",
+  "ICMP6_BAD",
+  "ND_NS_IN",
+  "ND_NA_IN",
+  "ND_DAD_FAIL",
+  "ICMP_PTB",
+  "TCP_MTU_PROBE",
+  "ND_SPOOF",
 ] as const;
 
 /** tcpInfo fields (the core's INFO_*: INFO_SND_WND is `sndWnd`). */
@@ -194,6 +206,7 @@ export const INFO = {
   sndUna: 21,
   sackBlocks: 22,
   sacked: 23,
+  pmtu: 24,
 } as const;
 
 /** Reasons carried in the `aux` of RESET and ERROR events (the core's R_*). */
@@ -212,4 +225,6 @@ export const R = {
   BADARG: 6,
   /** ERROR: the address (port) is in use. */
   INUSE: 7,
+  /** ERROR: no usable source address of the destination's family (none configured, or still tentative). */
+  NOADDR: 8,
 } as const;

@@ -109,6 +109,28 @@ test("netsim: 50 connections at once, both directions, loss 3% + reordering, 256
   check(r);
 });
 
+test("netsim over IPv6 (neighbors found by NDP on the link): 12 seeds of the heavy mix, 1 MiB each, half of them both ways", () => {
+  for (let seed = 1; seed <= 12; seed++) {
+    const r = runTransfer({
+      v6: true,
+      seed,
+      bytes: MiB,
+      bidir: seed % 2 === 0,
+      loss: 0.05,
+      dup: 0.03,
+      reorder: 0.05,
+      corrupt: 0.02,
+      jitter: 4,
+      delay: 3,
+      cubic: seed % 3 === 0,
+      mtu: seed % 4 === 0 ? 1280 : 1500,
+    });
+    check(r);
+    assert.ok(r.statsA.ND_NS_IN + r.statsB.ND_NS_IN > 0, "neighbors were solicited");
+    assert.ok(r.statsA.TCP_IN > 0 && r.statsA.IP_NOT_US === 0);
+  }
+});
+
 test("netsim is deterministic: same seed, same outcome", () => {
   const a = runTransfer({ seed: 9, bytes: 2 * MiB, loss: 0.03, reorder: 0.03, jitter: 2 });
   const b = runTransfer({ seed: 9, bytes: 2 * MiB, loss: 0.03, reorder: 0.03, jitter: 2 });

@@ -1,8 +1,9 @@
-// IPv4 reassembly (RFC 791) within fixed limits: CFG_FRAG_SLOTS datagrams at once, at most 16
-// fragments each, 65535 bytes, 30 s. Owns the reassembly slots. Fragments are held by reference
+// Reassembly of IPv4 (RFC 791) and IPv6 (RFC 8200 4.5) datagrams within fixed limits:
+// CFG_FRAG_SLOTS datagrams at once (both families together), at most 16 fragments each, 65535
+// bytes, 30 s (IPv6: 60 s, RFC 8200). Owns the reassembly slots. Fragments are held by reference
 // (no copy) and handed to TCP/UDP/ICMP as the pieces of one datagram. Overlapping fragments drop
-// the whole datagram (as RFC 5722 requires for IPv6: overlaps only serve attacks); an exact
-// duplicate is ignored. A fragment must sit in one buffer (no chained fragments).
+// the whole datagram (RFC 5722: overlaps only serve attacks); an exact duplicate is ignored. A
+// fragment must sit in one buffer (no chained fragments).
 
 import { arenaAlloc } from "../arena";
 import { bufRef, bufSetOwner, bufUnref } from "../pool";
@@ -11,17 +12,21 @@ import {
   cfgGet, CFG_FRAG_SLOTS, count, C_IP_FRAG_DROP, C_IP_REASM_OK, C_IP_REASM_DROP, C_IP_REASM_TIMEOUT,
   now, pb, po, pl, setP, MAXP,
 } from "./g";
-import { IP4_MF, IP4_FRAG_OFF } from "./ip4";
+import { FAM_IP4 } from "./addr";
 
 const MAXF: u32 = 16;
-const TIMEOUT: f64 = 30000;
-const MAX_DATAGRAM: u32 = 65535; // IPv4 total length is 16 bits
+const TIMEOUT4: f64 = 30000;
+const TIMEOUT6: f64 = 60000;
+const MAX_DATAGRAM: u32 = 65535; // IPv4 total length and IPv6 payload length are 16 bits
 
 // ---- slots: nSlots rows from `slots`, each a FragSlot and MAXF FragPiece sorted by offset ----
 @unmanaged class FragSlot {
-  src: u32;
-  dst: u32;
-  key: u32; // fragKey(id, proto); 0 = free slot
+  s0: u64; // source address (16 bytes, IPv4 mapped): s0, s1
+  s1: u64;
+  d0: u64; // destination: d0, d1
+  d1: u64;
+  id: u32; // identification (IPv4: 16 bits, IPv6: 32)
+  key: u32; // fragKey(fam, proto); 0 = free slot
   n: u32; // fragments held
   total: u32; // the datagram's data length, known from its last fragment (MF clear); 0 = not yet
   have: u32; // data bytes held
@@ -35,14 +40,18 @@ const MAX_DATAGRAM: u32 = 65535; // IPv4 total length is 16 bits
   len: u32;
   foff: u32; // its place in the datagram's data
 }
-const F_HDR: u32 = offsetof<FragSlot>(); // 40
+const F_HDR: u32 = offsetof<FragSlot>(); // 72
 const F_SIZE: u32 = F_HDR + MAXF * offsetof<FragPiece>();
 let slots: usize = 0;
 let nSlots: u32 = 0;
 
-/** A datagram's slot is found by src, dst and this key: id | proto << 16 | 1 << 24 (never 0). */
-@inline function fragKey(id: u32, proto: u32): u32 {
-  return (id & 0xffff) | (proto << 16) | (1 << 24);
+/** A datagram's slot is found by src, dst, id and this key: proto | fam << 8 (never 0). */
+@inline function fragKey(fam: u32, proto: u32): u32 {
+  return (proto & 0xff) | (fam << 8);
+}
+@inline function matches(x: FragSlot, key: u32, id: u32, src: usize, dst: usize): bool {
+  return x.key == key && x.id == id && x.s0 == load<u64>(src) && x.s1 == load<u64>(src, 8) &&
+    x.d0 == load<u64>(dst) && x.d1 == load<u64>(dst, 8);
 }
 
 export function fragInit(): i32 {
@@ -72,18 +81,19 @@ export let reasmHdrOff: u32 = 0;
 export let reasmHl: u32 = 0;
 
 /**
- * Takes the fragment in piece 0 (L4 bytes already isolated: pb/po/pl(0), `l` bytes, `np`
- * pieces). Returns the number of pieces of the completed datagram (now in the piece arrays),
+ * Takes the fragment in piece 0 (its data already isolated: pb/po/pl(0), `l` bytes, `np`
+ * pieces) of datagram (fam, src, dst, id, proto) at data offset `foff`, `mf` if more follow;
+ * `hdrOff`/`hl`: its IP header's offset in its buffer and the length of the headers before
+ * the data. Returns the number of pieces of the completed datagram (now in the piece arrays),
  * or 0 if it is not complete yet or was dropped.
  */
-export function fragInput(src: u32, dst: u32, id: u32, proto: u32, fragField: u32, l: u32, np: u32, hdrOff: u32, hl: u32): u32 {
-  const foff = (fragField & IP4_FRAG_OFF) << 3;
-  const mf = (fragField & IP4_MF) != 0;
-  if (np != 1 || (mf && (l & 7) != 0) || (mf && l == 0) || foff + l + hl > MAX_DATAGRAM) {
+export function fragInput(fam: u32, src: usize, dst: usize, id: u32, proto: u32, foff: u32, mf: bool, l: u32, np: u32,
+                          hdrOff: u32, hl: u32): u32 {
+  if (np != 1 || (mf && (l & 7) != 0) || (mf && l == 0) || foff + l + (fam == FAM_IP4 ? hl : 0) > MAX_DATAGRAM) {
     count(C_IP_FRAG_DROP);
     return 0;
   }
-  const key = fragKey(id, proto);
+  const key = fragKey(fam, proto);
   let s: FragSlot | null = null;
   let free: FragSlot | null = null;
   for (let i: u32 = 0; i < nSlots; i++) {
@@ -91,7 +101,7 @@ export function fragInput(src: u32, dst: u32, id: u32, proto: u32, fragField: u3
     const k = x.key;
     if (k == 0) {
       if (free === null) free = x;
-    } else if (k == key && x.src == src && x.dst == dst) {
+    } else if (matches(x, key, id, src, dst)) {
       s = x;
       break;
     }
@@ -102,10 +112,13 @@ export function fragInput(src: u32, dst: u32, id: u32, proto: u32, fragField: u3
       return 0;
     }
     s = free;
-    s.src = src;
-    s.dst = dst;
+    s.s0 = load<u64>(src);
+    s.s1 = load<u64>(src, 8);
+    s.d0 = load<u64>(dst);
+    s.d1 = load<u64>(dst, 8);
+    s.id = id;
     s.key = key;
-    s.deadline = now + TIMEOUT;
+    s.deadline = now + (fam == FAM_IP4 ? TIMEOUT4 : TIMEOUT6);
   }
   const n = s.n;
   // overlap check and sorted position
@@ -177,18 +190,18 @@ export function fragInput(src: u32, dst: u32, id: u32, proto: u32, fragField: u3
 }
 
 /** Releases the slot of the datagram just delivered (its pieces' references). */
-export function fragDone(src: u32, dst: u32, id: u32, proto: u32): void {
-  const key = fragKey(id, proto);
+export function fragDone(fam: u32, src: usize, dst: usize, id: u32, proto: u32): void {
+  const key = fragKey(fam, proto);
   for (let i: u32 = 0; i < nSlots; i++) {
     const x = slot(i);
-    if (x.key == key && x.src == src && x.dst == dst) {
+    if (matches(x, key, id, src, dst)) {
       release(x);
       return;
     }
   }
 }
 
-/** Drops datagrams older than 30 s; returns the next deadline. */
+/** Drops datagrams whose time is up; returns the next deadline. */
 export function fragTimers(): f64 {
   let next: f64 = Infinity;
   for (let i: u32 = 0; i < nSlots; i++) {

@@ -5,7 +5,7 @@
 // Everything lives in the arena or in static data; nothing is allocated after stackInit().
 
 import { arenaAlloc } from "../arena";
-import { ringPush, ringSpace } from "../ring";
+import { ringPush, ringSpace, ringTail, ringLaneRow } from "../ring";
 import { bufUnref } from "../pool";
 import { SF_MORE } from "../layout";
 
@@ -45,6 +45,9 @@ export const CFG_FRAG_SLOTS: u32 = 108; // IPv4 datagrams in reassembly at once
 export const CFG_TSO: u32 = 112; // TCP segmentation offload: largest superframe, headers included; 0 = off (read at each send)
 export const CFG_TSO_PIECES: u32 = 116; // TSO: TX slots per superframe
 export const CFG_SECRET: u32 = 128; // 32 bytes of host randomness (ISN, SYN cookies, TS offset)
+export const CFG_IP6: u32 = 160; // 16 bytes: our IPv6 unicast address; all zero = IPv6 off
+export const CFG_IP6_PREFIX: u32 = 176; // its on-link prefix length (0 = 64)
+export const CFG_GW6: u32 = 180; // 16 bytes: next hop for off-link IPv6 destinations; zero = none
 export const CFG_SIZE: u32 = 256;
 
 /** Frame pieces (TX or RX slots) one frame may span. */
@@ -186,7 +189,19 @@ export const C_TCP_TSO_FRAMES = 67;
 export const C_TCP_TSO_SEGS = 68;
 /** TCP output stopped for a nearly full TX ring (resumed at the next poll; nothing dropped). */
 export const C_TX_STALL = 69;
-export const C_COUNT = 80;
+export const C_IP6_BAD_HDR = 70; // IPv6: bad version, length, or a header chain that is truncated, too long or misplaced
+export const C_IP6_NOT_US = 71;
+export const C_IP6_BAD_SRC = 72; // multicast or our own source
+export const C_IP6_EXTHDR_DROP = 73; // routing header with segments left, an option that says discard, unknown next header
+export const C_ICMP6_IN = 74;
+export const C_ICMP6_BAD = 75; // bad checksum, length, or an NDP message failing RFC 4861's validity checks
+export const C_ND_NS_IN = 76;
+export const C_ND_NA_IN = 77;
+export const C_ND_DAD_FAIL = 78; // another node holds one of our IPv6 addresses
+export const C_ICMP_PTB = 79; // fragmentation needed / packet too big that lowered a path MTU
+export const C_TCP_MTU_PROBE = 80; // a retransmission timeout at full size lowered the segment size (black hole)
+export const C_ND_SPOOF = 81; // an NDP message claiming one of our addresses as its sender's
+export const C_COUNT = 96;
 
 export let counters: usize = 0;
 
@@ -251,6 +266,15 @@ export function emit(code: u32, conn: u32, buf: u32, off: u32, len: u32, aux: u3
     return false;
   }
   return true;
+}
+/** Pushes an event whose lane row carries the 16-byte address at `addr` (EV_ACCEPTED: the peer). */
+export function emitAddr(code: u32, conn: u32, buf: u32, off: u32, len: u32, aux: u32, addr: usize): bool {
+  const row = ringLaneRow(aoutRing, ringTail(aoutRing));
+  if (row != 0) {
+    store<u64>(row, load<u64>(addr));
+    store<u64>(row, load<u64>(addr, 8), 8);
+  }
+  return emit(code, conn, buf, off, len, aux, false);
 }
 @inline export function aoutSpace(): u32 {
   return ringSpace(aoutRing);
@@ -328,8 +352,9 @@ export function gInit(): i32 {
 export let tFlags: u32 = 0;
 /** TX slot flags (first slot of a frame) asking the host/NIC for offloads; docs/core-abi.md. */
 export const TXF_NEEDS_CSUM: u32 = 2; // L4 checksum field holds the pseudo-header sum; csum_start/offset in bits 8-15/16-23
-export const TXF_GSO_SHIFT: u32 = 4; // bits 4-7: virtio-net GSO type (1 TCPv4); conn = gso_size | hdr_len << 16
+export const TXF_GSO_SHIFT: u32 = 4; // bits 4-7: virtio-net GSO type (1 TCPv4, 4 TCPv6); conn = gso_size | hdr_len << 16
 export const TXF_GSO_TCPV4: u32 = 1;
+export const TXF_GSO_TCPV6: u32 = 4;
 /** Marks the frame under construction for checksum offload and GSO (reset by txReset/txPush). */
 export function txSetMeta(flags: u32): void {
   tFlags = flags;

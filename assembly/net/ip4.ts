@@ -1,15 +1,14 @@
 // IPv4 (RFC 791, RFC 1122 host rules) and ICMP (RFC 792: echo reply, destination unreachable
-// with a token-bucket rate limit, unreachables quoting our TCP segments handed to TCP). Owns the
-// IPv4 and ICMP header layouts, the received datagram as L4 sees it (rx*), and the network-layer
-// seam that TCP and UDP use (family-tagged pseudo-header sums, header writers and output), so
-// that IPv6 can be added beside it.
+// with a token-bucket rate limit shared with ICMPv6, unreachables quoting our TCP segments handed
+// to TCP, "fragmentation needed" lowering a path MTU: RFC 1191). Owns the IPv4 and ICMP header
+// layouts; fills the received datagram's view (rx* in ip.ts) that L4 reads.
 //
 // Fragments are reassembled by frag.ts. We never fragment: DF is set and TCP's MSS and UDP's
 // payload limit follow the MTU.
 
 import { bufAddr, bufAlloc, bufRef } from "../pool";
 import { OWNER_NIC } from "../layout";
-import { csumRaw, csumFold16, csumAddAt, csumFinish, csumU32, csumWord } from "./csum";
+import { csumRaw, csumFold16, csumAddAt, csumFinish } from "./csum";
 import {
   cfgGet, CFG_ICMP_RATE,
   count, C_IP_BAD_HDR, C_IP_BAD_CSUM, C_IP_BAD_LEN, C_IP_NOT_US, C_IP_BAD_SRC, C_IP_PROTO_UNREACH,
@@ -17,9 +16,15 @@ import {
   ld16, ld32, st16, st32, now, ourIp, ourMask,
   pN, pb, po, pl, setP, txAdd, txReset, txPush, cfg, CFG_MAC, setPN,
 } from "./g";
-import { ETH_DST, ETH_SRC, ETH_ALEN, ETH_HLEN, ETHERTYPE_IP4, ethOutput, nextHop } from "./eth";
+import { ETH_DST, ETH_SRC, ETH_ALEN, ETH_HLEN, ETHERTYPE_IP4, nextHop } from "./eth";
+import { ethOutput } from "./neigh";
+import { FAM_IP4, addrSet4 } from "./addr";
+import {
+  PROTO_ICMP, PROTO_TCP, PROTO_UDP, rxSrcA, rxDstA, rxSrc, rxDst, rxBcast, rxL4Len, rxNp, rxIpHdr, rxIpHl, rxFrame,
+  rxL4Avail0, rxReasm, setRx, setRxL4, setRxFrame, l4View, reasmView,
+} from "./ip";
 import { udpInput } from "./udp";
-import { tcpInput, tcpIcmpUnreach } from "../tcp/input";
+import { tcpInput, tcpIcmpUnreach, tcpIcmpPtb } from "../tcp/input";
 import { fragInput, fragDone, reasmHdrBuf, reasmHdrOff, reasmHl } from "./frag";
 
 // ---- IPv4 header (RFC 791 3.1): byte offsets ----
@@ -40,10 +45,6 @@ export const IP4_MF: u32 = 0x2000; // IP4_FRAG: more fragments
 export const IP4_FRAG_OFF: u32 = 0x1fff; // IP4_FRAG: fragment offset mask
 export const IP4_TTL_DEFAULT: u32 = 64; // of the datagrams ICMP and UDP send
 
-export const FAM_IP4: u32 = 4;
-export const PROTO_ICMP: u32 = 1;
-export const PROTO_TCP: u32 = 6;
-export const PROTO_UDP: u32 = 17;
 
 /** Header length in bytes (IHL * 4) of the IPv4 header at `h`. */
 @inline function ip4Hl(h: usize): u32 {
@@ -61,6 +62,7 @@ const ICMP_TYPE: u32 = 0; // ICMP_ECHO_*, ICMP_DEST_UNREACH
 const ICMP_CODE: u32 = 1;
 const ICMP_CSUM: u32 = 2; // over the ICMP message
 const ICMP_REST: u32 = 4; // 4 bytes by type: echo identifier and sequence number, 0 in an unreachable
+const ICMP_NEXT_MTU: u32 = 6; // fragmentation needed: the next hop's MTU (RFC 1191 4)
 const ICMP_ID: u32 = 4; // echo: identifier
 const ICMP_SEQ: u32 = 6; // echo: sequence number
 const ICMP_HLEN: u32 = 8;
@@ -74,45 +76,11 @@ export const ICMP_DEST_UNREACH: u32 = 3;
 const ICMP_ECHO_REQUEST: u32 = 8;
 const ICMP_UNREACH_PROTO: u32 = 2; // ICMP_DEST_UNREACH codes
 export const ICMP_UNREACH_PORT: u32 = 3;
-
-// ---- the received datagram, as seen by L4 ----
-export let rxFam: u32 = 0;
-export let rxSrc: u32 = 0;
-export let rxDst: u32 = 0;
-export let rxBcast: bool = false;
-export let rxL4Len: u32 = 0; // bytes of L4 data across pieces 0..pN-1 (piece 0 starts at the L4 header)
-export let rxCsumOk: bool = false; // the L4 checksum was verified or completed by the NIC/host
-export let rxIpHdr: usize = 0;
-export let rxIpHl: u32 = 0;
-export let rxFrame: usize = 0; // address of the Ethernet header
-export let rxL4Avail0: u32 = 0;
-export function setRxCsumOk(v: bool): void {
-  rxCsumOk = v;
-}
+const ICMP_UNREACH_NEEDFRAG: u32 = 4;
 
 let ipId: u32 = 0;
-
-/** Sum of the IPv4 pseudo header (unfolded, little-endian contributions). */
-@inline export function pseudo4(src: u32, dst: u32, proto: u32, len: u32): u64 {
-  return csumU32(src) + csumU32(dst) + csumWord(proto) + csumWord(len);
-}
-
-/** L4 checksum over the received pieces plus pseudo header: true if valid. */
-export function rxL4CsumValid(proto: u32): bool {
-  if (rxCsumOk) return true;
-  let acc = pseudo4(rxSrc, rxDst, proto, rxL4Len);
-  let pos: u32 = 0;
-  for (let i: u32 = 0; i < pN; i++) {
-    acc = csumAddAt(acc, bufAddr(pb(i)) + po(i), pl(i), pos);
-    pos += pl(i);
-  }
-  return csumFold16(acc) == 0xffff;
-}
-
-/** Network header length for a family (the seam for IPv6). */
-@inline export function netHdrLen(fam: u32): u32 {
-  return IP4_HLEN;
-}
+const hopA: usize = memory.data(16, 16);
+const quoteA: usize = memory.data(16, 16);
 
 /** Writes an IPv4 header at `p` (20 bytes, DF set). */
 export function ip4WriteHdr(p: usize, src: u32, dst: u32, proto: u32, l4len: u32, ttl: u32): void {
@@ -129,15 +97,21 @@ export function ip4WriteHdr(p: usize, src: u32, dst: u32, proto: u32, l4len: u32
   store<u16>(p + IP4_CSUM, csumFinish(csumRaw(p, IP4_HLEN)));
 }
 
-/** Sends the frame under construction (first piece: Ethernet + network header space). */
-export function netOutput(fam: u32, dst: u32, conn: u32): void {
-  ethOutput(nextHop(dst), ETHERTYPE_IP4, conn);
+/** Sends the frame under construction (first piece: Ethernet + IPv4 header) to `dst`. */
+export function ip4Output(dst: u32, conn: u32): void {
+  const hop = nextHop(dst);
+  if (hop == 0) {
+    ethOutput(0, ETHERTYPE_IP4, conn);
+    return;
+  }
+  addrSet4(hopA, hop);
+  ethOutput(hopA, ETHERTYPE_IP4, conn);
 }
 
 /** Handles an IPv4 frame; pieces hold the whole frame, piece 0 from the Ethernet header. */
 export function ip4Input(frameLen: u32): void {
   const f = bufAddr(pb(0)) + po(0);
-  rxFrame = f;
+  setRxFrame(f);
   const l0 = pl(0);
   if (l0 < ETH_HLEN + IP4_HLEN) {
     count(C_IP_BAD_HDR);
@@ -172,54 +146,27 @@ export function ip4Input(frameLen: u32): void {
     count(C_IP_BAD_SRC);
     return;
   }
-  rxFam = FAM_IP4;
-  rxSrc = src;
-  rxDst = dst;
-  rxBcast = bcast;
-  rxIpHdr = ip;
-  rxIpHl = hl;
+  setRx(FAM_IP4, src, dst, bcast, !bcast);
+  addrSet4(rxSrcA, src);
+  addrSet4(rxDstA, dst);
   // L4 view: piece 0 starts after the IP header (options skipped), total trimmed to tot - hl.
   const l4 = tot - hl;
-  rxL4Len = l4;
-  setP(0, pb(0), po(0) + ETH_HLEN + hl, l0 - ETH_HLEN - hl);
-  let left = l4;
-  let n: u32 = 0;
-  for (let i: u32 = 0; i < pN; i++) {
-    let l = pl(i);
-    if (l > left) l = left;
-    setP(i, pb(i), po(i), l);
-    left -= l;
-    n = i + 1;
-    if (left == 0) break;
-  }
-  // drop empty trailing pieces (padding); keep piece 0 even when empty
-  rxNp = n;
-  rxL4Avail0 = pl(0);
+  const n = l4View(ETH_HLEN + hl, l4);
+  setRxL4(ip, hl, l4, n, false);
   const proto = ip4Proto(ip);
-  rxReasm = false;
   if (fragField != 0) {
     const id = ld16(ip + IP4_ID);
-    const m = fragInput(src, dst, id, proto, fragField, l4, n, <u32>(ip - bufAddr(pb(0))), hl);
+    const m = fragInput(FAM_IP4, rxSrcA, rxDstA, id, proto, (fragField & IP4_FRAG_OFF) << 3, (fragField & IP4_MF) != 0,
+      l4, n, <u32>(ip - bufAddr(pb(0))), hl);
     if (m == 0) return;
     // the datagram is whole: its fragments are now the pieces
-    rxReasm = true;
-    rxNp = m;
-    setPN(m);
-    let total: u32 = 0;
-    for (let k: u32 = 0; k < m; k++) total += pl(k);
-    rxL4Len = total;
-    rxL4Avail0 = pl(0);
-    rxIpHdr = bufAddr(reasmHdrBuf) + reasmHdrOff;
-    rxIpHl = reasmHl;
+    reasmView(m, bufAddr(reasmHdrBuf) + reasmHdrOff, reasmHl);
     dispatch(proto, bcast);
-    fragDone(src, dst, id, proto);
+    fragDone(FAM_IP4, rxSrcA, rxDstA, id, proto);
     return;
   }
   dispatch(proto, bcast);
 }
-
-/** True while the datagram being handled was reassembled from fragments. */
-export let rxReasm: bool = false;
 
 function dispatch(proto: u32, bcast: bool): void {
   if (proto == PROTO_TCP) tcpInput();
@@ -231,14 +178,12 @@ function dispatch(proto: u32, bcast: bool): void {
   }
 }
 
-/** Number of L4 pieces in use (after trimming). */
-export let rxNp: u32 = 0;
-
 // ---- ICMP ----
 let icmpTokens: f64 = 0;
 let icmpLast: f64 = -1;
 
-function icmpAllow(): bool {
+/** The ICMP error token bucket (CFG_ICMP_RATE a second), shared by ICMP and ICMPv6. */
+export function icmpAllow(): bool {
   const rate = <f64>cfgGet(CFG_ICMP_RATE);
   const burst = Math.floor(rate / 10) + 1;
   if (icmpLast < 0) icmpTokens = burst;
@@ -279,8 +224,15 @@ function icmpInput(): void {
       if (ip4Version(q) == IP4_VERSION && qhl >= IP4_HLEN && avail >= qhl + ICMP_QUOTE_L4 &&
           ip4Proto(q) == PROTO_TCP && ld32(q + IP4_SRC) == ourIp) {
         const l4 = q + qhl;
-        tcpIcmpUnreach(<u32>load<u8>(ic + ICMP_CODE), ld32(q + IP4_DST), ld16(l4 + QUOTE_SPORT), ld16(l4 + QUOTE_DPORT),
-          ld32(l4 + QUOTE_SEQ));
+        const code = <u32>load<u8>(ic + ICMP_CODE);
+        addrSet4(quoteA, ld32(q + IP4_DST));
+        if (code == ICMP_UNREACH_NEEDFRAG) {
+          // RFC 1191: the next hop's MTU, or (an old router that leaves it 0) the smallest we use
+          tcpIcmpPtb(quoteA, ld16(l4 + QUOTE_SPORT), ld16(l4 + QUOTE_DPORT), ld32(l4 + QUOTE_SEQ), ld16(ic + ICMP_NEXT_MTU));
+        } else {
+          tcpIcmpUnreach(code == ICMP_UNREACH_PROTO || code == ICMP_UNREACH_PORT, quoteA, ld16(l4 + QUOTE_SPORT),
+            ld16(l4 + QUOTE_DPORT), ld32(l4 + QUOTE_SEQ));
+        }
       }
     }
     return;
@@ -345,5 +297,5 @@ export function icmpError(type: u32, code: u32): void {
   txReset();
   txAdd(<u32>b, 0, ETH_HLEN + IP4_HLEN + ICMP_HLEN + q);
   count(C_ICMP_UNREACH_SENT);
-  netOutput(FAM_IP4, rxSrc, 0);
+  ip4Output(rxSrc, 0);
 }

@@ -1,22 +1,26 @@
-// UDP (RFC 768): the header's layout, the bind table, receive (checksum verified; zero = none
-// on IPv4; payload delivered to the app by reference) and send (headers in the payload buffer's
-// headroom when the app lends it, else in a header buffer).
+// UDP (RFC 768) over both families: the header's layout, the bind table, receive (checksum
+// verified; zero = none on IPv4, refused on IPv6 as RFC 8200 8.1 says; payload delivered to the
+// app by reference, the source address in each event's lane row) and send (headers in the
+// payload buffer's headroom when the app lends it, else in a header buffer).
 
 import { arenaAlloc } from "../arena";
 import { bufAddr, bufAlloc, bufOwner, bufRef, bufSetOwner, bufUnref, nameCheck } from "../pool";
 import { OWNER_APP, OWNER_KEPT, OWNER_NIC, SF_MORE } from "../layout";
-import { ringPush, ringSpace } from "../ring";
+import { ringPush, ringSpace, ringTail, ringLaneRow } from "../ring";
 import { csumAddAt, csumFinish, csumRaw, csumFold16 } from "./csum";
 import {
   cfgGet, CFG_UDP, count, C_UDP_BAD_CSUM, C_UDP_BAD_LEN, C_UDP_NO_PORT, C_UDP_IN, C_UDP_OUT, C_APPOUT_FULL,
   C_BUF_EXHAUSTED, C_UDP_BIND_FULL, ld16, st16, aoutRing, emit, EV_UDP, EV_UDP_BOUND, EV_ERROR, EV_SEND_REFUSED,
-  pb, po, pl, setP, txAdd, txReset, ourIp, ourMtu,
+  pb, po, pl, setP, txAdd, txReset, ourMtu,
 } from "./g";
 import { ETH_HLEN } from "./eth";
+import { FAM_IP4, addrCopy, addrFam, addrIsZero, addrGet4 } from "./addr";
 import {
-  rxSrc, rxDst, rxL4Len, rxNp, rxBcast, rxL4Avail0, rxL4CsumValid, pseudo4, ip4WriteHdr, netOutput, icmpError,
-  FAM_IP4, PROTO_UDP, IP4_HLEN, IP4_TTL_DEFAULT, ICMP_DEST_UNREACH, ICMP_UNREACH_PORT,
-} from "./ip4";
+  rxFam, rxSrc, rxSrcA, rxDstA, rxL4Len, rxNp, rxBcast, rxL4Avail0, rxL4CsumValid, pseudoSum, netWriteHdr, netOutput,
+  netHdrLen, netSrcFor, PROTO_UDP,
+} from "./ip";
+import { icmpError, IP4_TTL_DEFAULT, ICMP_DEST_UNREACH, ICMP_UNREACH_PORT } from "./ip4";
+import { icmp6Error, ICMP6_DEST_UNREACH, UNREACH6_PORT } from "./icmp6";
 
 // ---- UDP header (RFC 768): byte offsets ----
 const UDP_SPORT: u32 = 0; // source port
@@ -75,9 +79,13 @@ export function udpInput(): void {
     n = i + 1;
     if (left == 0) break;
   }
+  if (load<u16>(u + UDP_CSUM) == 0 && rxFam != FAM_IP4) {
+    count(C_UDP_BAD_CSUM); // IPv6 has no header checksum: UDP's is not optional
+    return;
+  }
   if (load<u16>(u + UDP_CSUM) != 0) {
     // verify over exactly ulen bytes
-    let acc = pseudo4(rxSrc, rxDst, PROTO_UDP, ulen);
+    let acc = pseudoSum(rxFam, rxSrcA, rxDstA, PROTO_UDP, ulen);
     let pos: u32 = 0;
     for (let i: u32 = 0; i < n; i++) {
       acc = csumAddAt(acc, bufAddr(pb(i)) + po(i), pl(i), pos);
@@ -93,7 +101,10 @@ export function udpInput(): void {
   const h = findBind(dport);
   if (h < 0) {
     count(C_UDP_NO_PORT);
-    if (!rxBcast) icmpError(ICMP_DEST_UNREACH, ICMP_UNREACH_PORT);
+    if (!rxBcast) {
+      if (rxFam == FAM_IP4) icmpError(ICMP_DEST_UNREACH, ICMP_UNREACH_PORT);
+      else icmp6Error(ICMP6_DEST_UNREACH, UNREACH6_PORT, 0);
+    }
     return;
   }
   // deliver the payload pieces by reference, one event per piece (SF_MORE chains them)
@@ -107,6 +118,8 @@ export function udpInput(): void {
     bufRef(pb(i));
     bufSetOwner(pb(i), OWNER_APP);
     const fl = (EV_UDP << 8) | (sport << 16) | (<u32>h << 1) | (i + 1 < n ? SF_MORE : 0);
+    const row = ringLaneRow(aoutRing, ringTail(aoutRing));
+    if (row != 0) addrCopy(row, rxSrcA);
     ringPush(aoutRing, pb(i), po(i), pl(i), rxSrc, fl);
   }
 }
@@ -138,17 +151,26 @@ export function udpUnbind(h: u32): void {
   }
 }
 
-/** APP-IN: send one datagram. Ownership of an APP buffer passes to the NIC; KEPT ones are referenced. */
-export function udpSend(h: u32, dst: u32, dport: u32, b: u32, off: u32, len: u32): void {
-  const ok = h < nBinds && bind(h).used != 0 && dport != 0 && dst != 0 &&
-    nameCheck(b, off, len) == 0 && len + UDP_HLEN + IP4_HLEN <= ourMtu;
+const srcA: usize = memory.data(16, 16);
+
+/**
+ * APP-IN: send one datagram to dst (16 bytes, IPv6 or IPv4 mapped). Ownership of an APP buffer
+ * passes to the NIC; KEPT ones are referenced.
+ */
+export function udpSend(h: u32, dst: usize, dport: u32, b: u32, off: u32, len: u32): void {
+  const fam = addrFam(dst);
+  const NL = netHdrLen(fam);
+  // broadcast and multicast destinations are fine for UDP; the unspecified address is not
+  const ok = h < nBinds && bind(h).used != 0 && dport != 0 && !addrIsZero(dst) && !(fam == FAM_IP4 && addrGet4(dst) == 0) &&
+    netSrcFor(fam, dst, srcA) &&
+    nameCheck(b, off, len) == 0 && len + UDP_HLEN + NL <= ourMtu;
   const owner = b < 0xffffffff ? bufOwner(b) : -1;
   if (!ok || (owner != <i32>OWNER_APP && owner != <i32>OWNER_KEPT)) {
     emit(EV_SEND_REFUSED, h, b, off, len, 0, false);
     return;
   }
   const sport = <u32>bind(h).port;
-  const HL = ETH_HLEN + IP4_HLEN + UDP_HLEN;
+  const HL = ETH_HLEN + NL + UDP_HLEN;
   txReset();
   let u: usize;
   if (owner == <i32>OWNER_APP && off >= HL) {
@@ -167,19 +189,19 @@ export function udpSend(h: u32, dst: u32, dport: u32, b: u32, off: u32, len: u32
     txAdd(<u32>hb, 0, HL);
     if (len > 0) txAdd(b, off, len);
     else bufUnref(b);
-    u = bufAddr(<u32>hb) + ETH_HLEN + IP4_HLEN;
+    u = bufAddr(<u32>hb) + ETH_HLEN + NL;
   }
   st16(u + UDP_SPORT, sport);
   st16(u + UDP_DPORT, dport);
   st16(u + UDP_LEN, UDP_HLEN + len);
   store<u16>(u + UDP_CSUM, 0);
-  let acc = pseudo4(ourIp, dst, PROTO_UDP, UDP_HLEN + len);
+  let acc = pseudoSum(fam, srcA, dst, PROTO_UDP, UDP_HLEN + len);
   acc += <u64>csumFold16(csumRaw(u, UDP_HLEN));
   acc = csumAddAt(acc, bufAddr(b) + off, len, UDP_HLEN);
   let c = csumFinish(acc);
   if (c == 0) c = 0xffff;
   store<u16>(u + UDP_CSUM, c);
-  ip4WriteHdr(u - IP4_HLEN, ourIp, dst, PROTO_UDP, UDP_HLEN + len, IP4_TTL_DEFAULT);
+  netWriteHdr(fam, u - NL, srcA, dst, PROTO_UDP, UDP_HLEN + len, IP4_TTL_DEFAULT);
   count(C_UDP_OUT);
-  netOutput(FAM_IP4, dst, 0);
+  netOutput(fam, dst, 0);
 }

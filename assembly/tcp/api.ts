@@ -4,8 +4,10 @@
 import { bufOwner, bufRef, bufSetOwner, nameCheck } from "../pool";
 import { OWNER_APP, OWNER_KEPT, OWNER_STACK } from "../layout";
 import {
-  count, C_TCP_NODES_EXHAUSTED, emit, EV_SEND_REFUSED, EV_LISTENING, EV_ERROR, EV_CLOSED, now, ourIp,
+  count, C_TCP_NODES_EXHAUSTED, emit, EV_SEND_REFUSED, EV_LISTENING, EV_ERROR, EV_CLOSED, now,
 } from "../net/g";
+import { addrFam } from "../net/addr";
+import { netDstOk, netSrcFor } from "../net/ip";
 import {
   NIL, nodeAlloc, nSetNext, nSet, seqGt, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, ST_FIN_WAIT_1,
   ST_CLOSE_WAIT, ST_LAST_ACK, TF_NODELAY, TF_CUBIC, TF_FIN_QUEUED, TF_ACK_NOW, TF_WANT_WRITABLE, TF_USED,
@@ -13,7 +15,7 @@ import {
 } from "./tcb";
 import {
   tableInit, tcb, hiwater, maxConns, touch, lookup, listener, findListener, freeListener, fromId, ephemeralPort, tcbAlloc, tcbFree,
-  finish, R_NOCONN, R_BADARG, R_INUSE, CLOSED_ABORTED,
+  finish, R_NOCONN, R_BADARG, R_INUSE, R_NOADDR, CLOSED_ABORTED,
 } from "./table";
 import { sendRst } from "./output";
 import { activeOpen } from "./open";
@@ -76,10 +78,20 @@ export function tcpUnlisten(port: u32): void {
   }
 }
 
-/** CMD_CONNECT: opens a connection to rip:rport from lport (0: an ephemeral port); sends the SYN. */
-export function tcpConnect(rip: u32, rport: u32, lport: u32, tag: u32): void {
-  if (rip == 0 || rip == 0xffffffff || rport == 0 || rport > 0xffff || lport > 0xffff || ourIp == 0) {
+const lipA: usize = memory.data(16, 16);
+
+/**
+ * CMD_CONNECT: opens a connection to rip:rport (rip: 16 bytes, IPv6 or IPv4 mapped) from lport
+ * (0: an ephemeral port) and our address of that family for it; sends the SYN.
+ */
+export function tcpConnect(rip: usize, rport: u32, lport: u32, tag: u32): void {
+  if (!netDstOk(rip) || rport == 0 || rport > 0xffff || lport > 0xffff) {
     emit(EV_ERROR, tag, 0, rport, 0, R_BADARG, false);
+    return;
+  }
+  const fam = addrFam(rip);
+  if (!netSrcFor(fam, rip, lipA)) {
+    emit(EV_ERROR, tag, 0, rport, 0, R_NOADDR, false);
     return;
   }
   if (lport == 0) {
@@ -92,7 +104,7 @@ export function tcpConnect(rip: u32, rport: u32, lport: u32, tag: u32): void {
     emit(EV_ERROR, tag, 0, rport, 0, R_INUSE, false);
     return;
   }
-  const i = tcbAlloc(rip, rport, lport);
+  const i = tcbAlloc(fam, rip, rport, lipA, lport);
   if (i == NIL) {
     emit(EV_ERROR, tag, 0, rport, 0, R_NOCONN, false);
     return;

@@ -12,6 +12,13 @@ import {
 export const MAX_RTO: f64 = 60000;
 /** Retransmissions of one segment before the connection is reset (Linux: tcp_retries2). */
 export const MAX_RETRIES: u32 = 15;
+/**
+ * Consecutive retransmission timeouts of data after which the path is suspected to be a black
+ * hole for our segment size and the path MTU is halved (RFC 4821 5.4; Linux: tcp_retries1).
+ */
+export const MTU_PROBE_RETRIES: u32 = 3;
+/** New data acknowledged confirms the next hop reachable in the neighbor cache at most this often, ms. */
+export const NEIGH_CONFIRM_MS: f64 = 1000;
 /** SYN retransmissions: more than 3 minutes in all (RFC 9293 3.8.3 R2). */
 export const MAX_SYN_RETRIES: u32 = 7;
 /** SYN-ACK retransmissions: half-open passive connections give up sooner (Linux: tcp_synack_retries). */

@@ -1,8 +1,9 @@
 // Diagnostics and test accessors: a connection's state and TCB fields by name (INFO_*), the
 // blocks and segment nodes in use. Nothing here changes state.
 
-import { TF_USED, nodesUsed } from "./tcb";
+import { TF_USED, nodesUsed, tLip, tRip } from "./tcb";
 import { tcb, hiwater, maxConns } from "./table";
+import { addrCopy } from "../net/addr";
 import { sbSacked } from "./sack";
 
 /** State of connection id (ST_*), or -1. */
@@ -39,6 +40,7 @@ export const INFO_RCV_NXT: u32 = 20;
 export const INFO_SND_UNA: u32 = 21;
 export const INFO_SACK_BLOCKS: u32 = 22;
 export const INFO_SACKED: u32 = 23;
+export const INFO_PMTU: u32 = 24;
 
 /** Test and diagnostics accessor: one TCB field (INFO_*), -1 for a bad id or field. */
 export function tcpInfo(id: u32, field: u32): f64 {
@@ -69,7 +71,19 @@ export function tcpInfo(id: u32, field: u32): f64 {
   if (field == INFO_SND_UNA) return <f64>t.sndUna;
   if (field == INFO_SACK_BLOCKS) return <f64>t.sbN;
   if (field == INFO_SACKED) return <f64>sbSacked(t);
+  if (field == INFO_PMTU) return <f64>t.pmtu;
   return -1;
+}
+
+/**
+ * Copies connection id's local (which = 0) or remote (1) address, 16 bytes (IPv4 mapped), to
+ * `out`; returns its family (4 or 6), or 0 for an unknown id.
+ */
+export function tcpAddr(id: u32, which: u32, out: usize): u32 {
+  if (tcpState(id) < 0) return 0;
+  const t = tcb(id & 0xffff);
+  addrCopy(out, which == 0 ? tLip(t) : tRip(t));
+  return t.fam;
 }
 /** Count of TCBs in use (including TIME_WAIT). */
 export function tcpConnCount(): u32 {

@@ -7,21 +7,22 @@
 import { bufAddr } from "../pool";
 import {
   count, C_TCP_BAD_CSUM, C_TCP_BAD_HDR, C_TCP_PAWS_DROP, C_TCP_OOO, C_TCP_IN, C_TCP_DUP, C_TCP_BAD_SEG,
-  C_TCP_RST_IN, C_TCP_ICMP_ABORT, emit, EV_ACCEPTED, EV_CONNECTED, EV_PEER_CLOSED, EV_CLOSED, EV_RESET, now, pb,
+  C_TCP_RST_IN, C_TCP_ICMP_ABORT, C_ICMP_PTB, emit, emitAddr, EV_ACCEPTED, EV_CONNECTED, EV_PEER_CLOSED, EV_CLOSED, EV_RESET, now, pb,
   po, pl, setP,
 } from "../net/g";
-import { rxSrc, rxDst, rxL4Len, rxNp, rxBcast, rxL4Avail0, rxL4CsumValid, PROTO_TCP } from "../net/ip4";
+import { rxSrcA, rxDstA, rxL4Len, rxNp, rxBcast, rxL4Avail0, rxL4CsumValid, PROTO_TCP, netMinMtu } from "../net/ip";
+import { addrEq, addrIs4, addrGet4 } from "../net/addr";
 import {
   seqLt, seqLe, seqGt, seqGe, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, ST_FIN_WAIT_1, ST_FIN_WAIT_2,
-  ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK, ST_TIME_WAIT, NIL, TF_TS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW,
-  TF_PEER_FIN, TF_RECOVERY, TF_PASSIVE, TF_SYNQ, TF_FIN_PENDING, TF_APP_DONE, TF_PEND,
+  ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK, ST_TIME_WAIT, NIL, tLip, tRip, TF_TS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW,
+  TF_PEER_FIN, TF_RECOVERY, TF_PASSIVE, TF_SYNQ, TF_FIN_PENDING, TF_APP_DONE, TF_PEND, TF_RTT,
 } from "./tcb";
 import { tcb, connId, lookup, tcbFree, synDone, finish, touch, R_RESET, R_REFUSED } from "./table";
 import {
   parseSegment, segSpace, sSport, sDport, sSeq, sAck, sFl, sWnd, sLen, oTs, oTsVal, oSackN,
 } from "./segment";
 import { TCP_HLEN, TH_SYN, TH_RST, TH_ACK, TH_FIN, thLen } from "./wire";
-import { rawSeg, challengeAck } from "./output";
+import { rawSeg, challengeAck, mssUpdate } from "./output";
 import { sbUpdate, sbSacked } from "./sack";
 import { newAck, dupAck, enterRecovery } from "./recovery";
 import { deliver, pull, reasmInsert } from "./reasm";
@@ -56,7 +57,7 @@ export function tcpInput(): void {
     return;
   }
   setP(0, pb(0), po(0) + doff, pl(0) - doff);
-  const i = lookup(rxSrc, sSport, sDport);
+  const i = lookup(rxSrcA, sSport, sDport);
   if (i != NIL && tcb(i).state == ST_TIME_WAIT && (sFl & (TH_SYN | TH_ACK | TH_RST)) == TH_SYN &&
       seqGt(sSeq, tcb(i).rcvNxt) && (!oTs || (tcb(i).flags & TF_TS_OK) == 0 || seqGt(oTsVal, tcb(i).tsRecent))) {
     // a new incarnation (RFC 9293 3.6.1 / RFC 6191): its SYN is above the old sequence space
@@ -64,7 +65,7 @@ export function tcpInput(): void {
     noConn();
     return;
   }
-  if (i == NIL || tcb(i).lip != rxDst) noConn();
+  if (i == NIL || !addrEq(tLip(tcb(i)), rxDstA)) noConn();
   else {
     process(i);
     touch(i);
@@ -142,10 +143,12 @@ export function process(i: u32): void {
       t.sndWl1 = sSeq;
       t.sndWl2 = sAck;
       if (t.kaIdle > 0) t.kaAt = now + t.kaIdle;
-      if ((t.flags & TF_PASSIVE) != 0) emit(EV_ACCEPTED, connId(i), t.rip, t.rport, t.lport, t.listener, false);
+      if ((t.flags & TF_PASSIVE) != 0) {
+        emitAddr(EV_ACCEPTED, connId(i), addrIs4(tRip(t)) ? addrGet4(tRip(t)) : 0, t.rport, t.lport, t.listener, tRip(t));
+      }
       else emit(EV_CONNECTED, connId(i), t.tag, t.rport, t.lport, 0, false);
     } else {
-      rawSeg(t.lport, t.rport, t.rip, sAck, 0, TH_RST, 0);
+      rawSeg(t.fam, tLip(t), tRip(t), t.lport, t.rport, sAck, 0, TH_RST, 0);
       return;
     }
   }
@@ -288,18 +291,44 @@ export function doFin(i: u32): void {
 }
 
 /**
- * ICMP destination unreachable quoting one of our segments (`rip` the quoted destination,
- * ports as we sent them, `seq` its sequence number). Protocol/port unreachable (codes 2, 3)
- * aborts a connection attempt in SYN_SENT when the quoted sequence number is the one of our
- * SYN (RFC 1122 4.2.3.9 hard errors; RFC 5927 validation). Everything else is a soft error:
- * counted and ignored.
+ * An ICMP or ICMPv6 error quoting one of our segments (`rip` the quoted destination, 16 bytes;
+ * ports as we sent them; `seq` its sequence number). A hard error (protocol or port
+ * unreachable, an unrecognized next header) aborts a connection attempt in SYN_SENT when the
+ * quoted sequence number is the one of our SYN (RFC 1122 4.2.3.9; RFC 5927 validation).
+ * Everything else is a soft error: counted and ignored.
  */
-export function tcpIcmpUnreach(code: u32, rip: u32, lport: u32, rport: u32, seq: u32): void {
+export function tcpIcmpUnreach(hard: bool, rip: usize, lport: u32, rport: u32, seq: u32): void {
   const i = lookup(rip, rport, lport);
   if (i == NIL) return;
   const t = tcb(i);
-  if (t.state != ST_SYN_SENT || (code != 2 && code != 3) || seq != t.iss) return;
+  if (t.state != ST_SYN_SENT || !hard || seq != t.iss) return;
   count(C_TCP_ICMP_ABORT);
   t.state = ST_CLOSED;
   finish(i, EV_RESET, R_REFUSED);
+}
+
+/**
+ * "Fragmentation needed" (RFC 1191) or "packet too big" (RFC 8201) quoting one of our segments:
+ * a quoted sequence number in flight (RFC 5927 4.1) and an MTU below the connection's path MTU
+ * (never below the family's minimum) lower it, and the segments in flight that no longer fit
+ * go again at the new size now, not a retransmission timeout later.
+ */
+export function tcpIcmpPtb(rip: usize, lport: u32, rport: u32, seq: u32, mtu: u32): void {
+  const i = lookup(rip, rport, lport);
+  if (i == NIL) return;
+  const t = tcb(i);
+  if (seqLt(seq, t.sndUna) || seqGe(seq, t.sndMax)) return;
+  const floor = netMinMtu(t.fam);
+  if (mtu < floor) mtu = floor;
+  if (mtu >= t.pmtu) return;
+  count(C_ICMP_PTB);
+  t.pmtu = mtu;
+  mssUpdate(t);
+  // what was sent at the old size is lost: send it again in smaller segments
+  if (t.state != ST_SYN_SENT && t.state != ST_SYN_RCVD && seqLt(t.sndUna, t.sndNxt)) {
+    t.flags &= ~TF_RTT; // Karn: no sample from what goes again
+    t.sndNxt = t.sndUna;
+    t.flags |= TF_PEND;
+  }
+  touch(i);
 }

@@ -4,21 +4,21 @@
 // active opener's SYN_SENT state.
 
 import {
-  count, C_TCP_NO_CONN, C_TCP_SYNQ_OVERFLOW, C_TCP_COOKIE_OK, C_TCP_COOKIE_BAD, C_TCP_RST_IN, emit, EV_ACCEPTED,
-  EV_CONNECTED, EV_RESET, now, nowMs, ourIp,
+  count, C_TCP_NO_CONN, C_TCP_SYNQ_OVERFLOW, C_TCP_COOKIE_OK, C_TCP_COOKIE_BAD, C_TCP_RST_IN, emit, emitAddr, EV_ACCEPTED,
+  EV_CONNECTED, EV_RESET, now, nowMs,
 } from "../net/g";
-import { rxSrc, rxDst } from "../net/ip4";
+import { rxFam, rxSrcA, rxDstA, rxSrc, rxToUs } from "../net/ip";
 import {
-  Tcb, NIL, seqLt, seqLe, seqGt, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, TF_NOWS, TF_NOSACK, TF_NOTS, TF_TS_OK, TF_WS_OK,
+  Tcb, NIL, tLip, tRip, seqLt, seqLe, seqGt, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, TF_NOWS, TF_NOSACK, TF_NOTS, TF_TS_OK, TF_WS_OK,
   TF_SACK_OK, TF_ACK_NOW, TF_PASSIVE, TF_RTT, TF_PEND,
 } from "./tcb";
 import {
-  tcb, connId, listener, findListener, synRoom, synAdd, tcbAlloc, isnFor, finish, k0, k1, R_REFUSED,
+  tcb, connId, listener, findListener, synRoom, synAdd, tcbAlloc, isnFor, finish, k0, k1, R_REFUSED, addrPairKey,
 } from "./table";
 import { sSport, sDport, sSeq, sAck, sFl, sWnd, oMss, oWs, oSackOk, oTs, oTsVal, oTsEcr, segSpace } from "./segment";
 import { TH_SYN, TH_RST, TH_ACK, OPTW_TIMESTAMP } from "./wire";
 import { ccInit, rttSample, rtoEff } from "./cc";
-import { xmit, rawSeg, ourMss, rcvWsFor } from "./output";
+import { xmit, rawSeg, ourMss, rcvWsFor, mssUpdate } from "./output";
 import { process } from "./input";
 import { sip24 } from "./siphash";
 import { DEFAULT_MSS, MIN_MSS, COOKIE_SLOT_MS } from "./config";
@@ -26,15 +26,15 @@ import { DEFAULT_MSS, MIN_MSS, COOKIE_SLOT_MS } from "./config";
 /** Answers the received segment with an RST (RFC 9293 3.10.7.1), unless it is one. */
 export function rstReply(): void {
   if ((sFl & TH_RST) != 0) return;
-  if ((sFl & TH_ACK) != 0) rawSeg(sDport, sSport, rxSrc, sAck, 0, TH_RST, 0);
-  else rawSeg(sDport, sSport, rxSrc, 0, sSeq + segSpace(), TH_RST | TH_ACK, 0);
+  if ((sFl & TH_ACK) != 0) rawSeg(rxFam, rxDstA, rxSrcA, sDport, sSport, sAck, 0, TH_RST, 0);
+  else rawSeg(rxFam, rxDstA, rxSrcA, sDport, sSport, 0, sSeq + segSpace(), TH_RST | TH_ACK, 0);
 }
 
 /** A segment for no connection: a listener's SYN or cookie ACK, else an RST. */
 export function noConn(): void {
   if ((sFl & TH_RST) != 0) return;
   const L = findListener(sDport);
-  if (L < 0 || rxDst != ourIp) {
+  if (L < 0 || !rxToUs) {
     count(C_TCP_NO_CONN);
     rstReply();
     return;
@@ -50,8 +50,8 @@ export function noConn(): void {
 /** Takes the options of the peer's SYN: MSS, window scaling, SACK, timestamps (each if we allow it). */
 function applySynOptions(t: Tcb): void {
   let mss = oMss != 0 ? oMss : DEFAULT_MSS;
-  if (mss > ourMss()) mss = ourMss();
   if (mss < MIN_MSS) mss = MIN_MSS;
+  t.peerMss = mss;
   if (oWs >= 0 && (t.flags & TF_NOWS) == 0) {
     t.flags |= TF_WS_OK;
     t.sndWs = <u32>oWs;
@@ -65,9 +65,8 @@ function applySynOptions(t: Tcb): void {
   if (oTs && (t.flags & TF_NOTS) == 0) {
     t.flags |= TF_TS_OK;
     t.tsRecent = oTsVal;
-    mss -= OPTW_TIMESTAMP;
   }
-  t.mss = mss;
+  mssUpdate(t);
   ccInit(t);
 }
 
@@ -97,7 +96,7 @@ export function activeOpen(i: u32, tag: u32): void {
   t.tag = tag;
   t.state = ST_SYN_SENT;
   if ((t.flags & TF_NOWS) == 0) t.rcvWs = rcvWsFor(t.rcvBuf);
-  sendSyn(i, isnFor(ourIp, t.lport, t.rip, t.rport), TH_SYN);
+  sendSyn(i, isnFor(tLip(t), t.lport, tRip(t), t.rport), TH_SYN);
 }
 
 // ---------------------------------------------------------------- SYN cookies
@@ -105,9 +104,9 @@ export function activeOpen(i: u32, tag: u32): void {
 /** MSS values a cookie can encode (3 bits). */
 const cookieMss: StaticArray<u16> = [536, 1024, 1200, 1360, 1400, 1440, 1452, 1460];
 
-/** Cookie layout (the SYN-ACK's ISN): time slot (5 bits) | MSS index (3 bits) | 24-bit MAC. */
-function cookieHash(rip: u32, rport: u32, lport: u32, irs: u32, slot: u32): u32 {
-  return <u32>sip24(k0 ^ <u64>slot, k1, (<u64>rip << 32) | ourIp, (<u64>irs << 32) | (rport << 16) | lport) & 0xffffff;
+/** Cookie layout (the SYN-ACK's ISN): time slot (5 bits) | MSS index (3 bits) | 24-bit MAC over the received segment's addresses and ports. */
+function cookieHash(rport: u32, lport: u32, irs: u32, slot: u32): u32 {
+  return <u32>sip24(k0 ^ <u64>slot, k1, addrPairKey(rxSrcA, rxDstA), (<u64>irs << 32) | (rport << 16) | lport) & 0xffffff;
 }
 @inline function cookieSlot(): u32 {
   return (nowMs / COOKIE_SLOT_MS) & 31;
@@ -120,14 +119,14 @@ function passiveOpen(L: u32): void {
     count(C_TCP_SYNQ_OVERFLOW);
     const slot = cookieSlot();
     let want = oMss != 0 ? oMss : DEFAULT_MSS;
-    if (want > ourMss()) want = ourMss();
+    if (want > ourMss(rxFam)) want = ourMss(rxFam);
     let mi: u32 = 0;
     for (let k: u32 = 0; k < 8; k++) if (<u32>cookieMss[k] <= want) mi = k;
-    const c = (slot << 27) | (mi << 24) | cookieHash(rxSrc, sSport, sDport, sSeq, slot);
-    rawSeg(sDport, sSport, rxSrc, c, sSeq + 1, TH_SYN | TH_ACK, <u32>cookieMss[mi]);
+    const c = (slot << 27) | (mi << 24) | cookieHash(sSport, sDport, sSeq, slot);
+    rawSeg(rxFam, rxDstA, rxSrcA, sDport, sSport, c, sSeq + 1, TH_SYN | TH_ACK, <u32>cookieMss[mi]);
     return;
   }
-  const i = tcbAlloc(rxSrc, sSport, sDport);
+  const i = tcbAlloc(rxFam, rxSrcA, sSport, rxDstA, sDport);
   if (i == NIL) return; // counted; the peer's SYN retransmission may find room
   const t = tcb(i);
   t.flags |= TF_PASSIVE;
@@ -138,7 +137,7 @@ function passiveOpen(L: u32): void {
   t.rcvNxt = sSeq + 1;
   t.rcvAdv = t.rcvNxt;
   applySynOptions(t);
-  const iss = isnFor(ourIp, sDport, rxSrc, sSport);
+  const iss = isnFor(rxDstA, sDport, rxSrcA, sSport);
   t.sndWnd = sWnd;
   t.maxSndWnd = sWnd;
   t.sndWl1 = sSeq;
@@ -151,13 +150,13 @@ function cookieCheck(L: u32): void {
   const c = sAck - 1;
   const slot = c >>> 27;
   const irs = sSeq - 1;
-  if (((cookieSlot() - slot) & 31) > 1 || (c & 0xffffff) != cookieHash(rxSrc, sSport, sDport, irs, slot)) {
+  if (((cookieSlot() - slot) & 31) > 1 || (c & 0xffffff) != cookieHash(sSport, sDport, irs, slot)) {
     count(C_TCP_COOKIE_BAD);
     count(C_TCP_NO_CONN);
     rstReply();
     return;
   }
-  const i = tcbAlloc(rxSrc, sSport, sDport);
+  const i = tcbAlloc(rxFam, rxSrcA, sSport, rxDstA, sDport);
   if (i == NIL) return;
   count(C_TCP_COOKIE_OK);
   const t = tcb(i);
@@ -170,7 +169,8 @@ function cookieCheck(L: u32): void {
   t.rcvNxt = sSeq;
   if (t.rcvBuf > 65535) t.rcvBuf = 65535;
   t.rcvAdv = sSeq + t.rcvBuf; // the cookie SYN-ACK advertised 65535
-  t.mss = min<u32>(<u32>cookieMss[(c >>> 24) & 7], ourMss());
+  t.peerMss = <u32>cookieMss[(c >>> 24) & 7];
+  mssUpdate(t);
   ccInit(t);
   t.iss = c;
   t.sndUna = sAck;
@@ -184,7 +184,7 @@ function cookieCheck(L: u32): void {
   t.sndWl1 = sSeq;
   t.sndWl2 = sAck;
   if (t.kaIdle > 0) t.kaAt = now + t.kaIdle;
-  emit(EV_ACCEPTED, connId(i), t.rip, t.rport, t.lport, L, false);
+  emitAddr(EV_ACCEPTED, connId(i), rxSrc, t.rport, t.lport, L, tRip(t));
   process(i);
 }
 
@@ -195,7 +195,7 @@ export function synSentInput(i: u32): void {
   const t = tcb(i);
   const fl = sFl;
   if ((fl & TH_ACK) != 0 && (seqLe(sAck, t.iss) || seqGt(sAck, t.sndMax))) {
-    if ((fl & TH_RST) == 0) rawSeg(t.lport, t.rport, t.rip, sAck, 0, TH_RST, 0);
+    if ((fl & TH_RST) == 0) rawSeg(t.fam, tLip(t), tRip(t), t.lport, t.rport, sAck, 0, TH_RST, 0);
     return;
   }
   if ((fl & TH_RST) != 0) {

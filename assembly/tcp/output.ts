@@ -9,15 +9,16 @@ import { OWNER_NIC, OWNER_STACK } from "../layout";
 import { csumAddAt, csumFinish, csumFold16, csumRaw } from "../net/csum";
 import {
   cfgGet, CFG_TSO, CFG_TSO_PIECES, MAXP, C_TCP_TSO_FRAMES, C_TCP_TSO_SEGS, txSetMeta, TXF_NEEDS_CSUM,
-  TXF_GSO_SHIFT, TXF_GSO_TCPV4, count, countN, C_TCP_CHALLENGE_ACK, C_TCP_CHALLENGE_LIMITED, C_BUF_EXHAUSTED,
-  C_TCP_OUT, C_TCP_RETRANSMITS, C_TX_STALL, now, nowMs, ourIp, ourMtu, txAdd, txReset, txDiscard, tN, tb, to,
+  TXF_GSO_SHIFT, TXF_GSO_TCPV4, TXF_GSO_TCPV6, count, countN, C_TCP_CHALLENGE_ACK, C_TCP_CHALLENGE_LIMITED, C_BUF_EXHAUSTED,
+  C_TCP_OUT, C_TCP_RETRANSMITS, C_TX_STALL, now, nowMs, ourMtu, txAdd, txReset, txDiscard, tN, tb, to,
   tl as tlen, txRing,
 } from "../net/g";
 import { ringSpace } from "../ring";
 import { ETH_HLEN } from "../net/eth";
-import { pseudo4, ip4WriteHdr, netOutput, FAM_IP4, PROTO_TCP, IP4_HLEN } from "../net/ip4";
+import { FAM_IP4 } from "../net/addr";
+import { pseudoSum, netWriteHdr, netOutput, netHdrLen, PROTO_TCP } from "../net/ip";
 import {
-  Tcb, NIL, nBuf, nOff, nLen, nSeq, nNext, seqLt, seqLe, seqGt, seqGe, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD,
+  Tcb, NIL, tLip, tRip, nBuf, nOff, nLen, nSeq, nNext, seqLt, seqLe, seqGt, seqGe, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD,
   ST_ESTABLISHED, ST_FIN_WAIT_1, ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK, TF_NODELAY, TF_NOSACK, TF_NOTS, TF_NOWS,
   TF_TS_OK, TF_WS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW, TF_RECOVERY, TF_PASSIVE, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
 } from "./tcb";
@@ -31,9 +32,19 @@ import { rtoEff } from "./cc";
 import { sbSkip, sbPipe, sbSackedBelow } from "./sack";
 import { CHALLENGE_BURST, TCP_TTL, initialWindow } from "./config";
 
-/** The MSS we announce: what fits our MTU. */
-export function ourMss(): u32 {
-  return ourMtu - IP4_HLEN - TCP_HLEN;
+/** The MSS we announce to a peer of family `fam`: what fits our MTU. */
+export function ourMss(fam: u32): u32 {
+  return ourMtu - netHdrLen(fam) - TCP_HLEN;
+}
+
+/**
+ * Sets t's segment size from what the peer announced (peerMss) and what its path carries
+ * (pmtu), less the timestamp option every segment then carries.
+ */
+export function mssUpdate(t: Tcb): void {
+  let m = min<u32>(t.peerMss, t.pmtu - netHdrLen(t.fam) - TCP_HLEN);
+  if ((t.flags & TF_TS_OK) != 0) m -= OPTW_TIMESTAMP;
+  t.mss = m;
 }
 
 /** The window shift that lets a receive buffer of `buf` bytes be advertised. */
@@ -192,7 +203,8 @@ export function xmit(i: u32, seq: u32, len: u32, fl: u32, gso: u32 = 0): bool {
     if ((sopt & TF_SACK_OK) != 0) olen += OPTW_SACK_PERM;
   }
   olen += sackOptLen(nsack);
-  const HL = ETH_HLEN + IP4_HLEN + TCP_HLEN + olen;
+  const NL = netHdrLen(t.fam);
+  const HL = ETH_HLEN + NL + TCP_HLEN + olen;
   txReset();
   let h: usize = 0;
   let n: u32 = NIL;
@@ -221,7 +233,7 @@ export function xmit(i: u32, seq: u32, len: u32, fl: u32, gso: u32 = 0): bool {
     if (!addPieces(n, noff, len)) return false;
   }
   // TCP header
-  const th = h + ETH_HLEN + IP4_HLEN;
+  const th = h + ETH_HLEN + NL;
   let wnd: u32 = 0;
   if (!rst) {
     wnd = rcvWindow(t);
@@ -230,7 +242,7 @@ export function xmit(i: u32, seq: u32, len: u32, fl: u32, gso: u32 = 0): bool {
   thWrite(th, t.lport, t.rport, seq, (fl & TH_ACK) != 0 ? t.rcvNxt : 0, TCP_HLEN + olen, fl, wnd);
   let o = th + TCP_HLEN;
   if (syn) {
-    o = optMss(o, ourMss());
+    o = optMss(o, ourMss(t.fam));
     if ((sopt & TF_WS_OK) != 0) o = optWscale(o, t.rcvWs);
     if ((sopt & TF_SACK_OK) != 0) o = optSackPerm(o);
   }
@@ -244,18 +256,19 @@ export function xmit(i: u32, seq: u32, len: u32, fl: u32, gso: u32 = 0): bool {
   }
   if (gso != 0) {
     // the NIC completes the checksum of every segment it cuts: leave the pseudo-header sum
-    store<u16>(thChecksum(th), <u16>csumFold16(pseudo4(t.lip, t.rip, PROTO_TCP, tl)));
-    ip4WriteHdr(th - IP4_HLEN, t.lip, t.rip, PROTO_TCP, tl, TCP_TTL);
+    store<u16>(thChecksum(th), <u16>csumFold16(pseudoSum(t.fam, tLip(t), tRip(t), PROTO_TCP, tl)));
+    netWriteHdr(t.fam, th - NL, tLip(t), tRip(t), PROTO_TCP, tl, TCP_TTL);
     count(C_TCP_OUT);
     count(C_TCP_TSO_FRAMES);
     countN(C_TCP_TSO_SEGS, (len + gso - 1) / gso);
-    const cs: u32 = ETH_HLEN + IP4_HLEN;
-    txSetMeta(TXF_NEEDS_CSUM | (TXF_GSO_TCPV4 << TXF_GSO_SHIFT) | (cs << 8) | (TCP_CHECKSUM << 16));
-    netOutput(t.fam, t.rip, gso | (HL << 16));
+    const cs: u32 = ETH_HLEN + NL;
+    const gt = t.fam == FAM_IP4 ? TXF_GSO_TCPV4 : TXF_GSO_TCPV6;
+    txSetMeta(TXF_NEEDS_CSUM | (gt << TXF_GSO_SHIFT) | (cs << 8) | (TCP_CHECKSUM << 16));
+    netOutput(t.fam, tRip(t), gso | (HL << 16));
     return true;
   }
   // checksum: pseudo header + TCP header + payload pieces
-  let acc = pseudo4(t.lip, t.rip, PROTO_TCP, tl);
+  let acc = pseudoSum(t.fam, tLip(t), tRip(t), PROTO_TCP, tl);
   acc += <u64>csumFold16(csumRaw(th, TCP_HLEN + olen));
   let pos: u32 = TCP_HLEN + olen;
   const l0 = tlen(0) - HL;
@@ -268,36 +281,40 @@ export function xmit(i: u32, seq: u32, len: u32, fl: u32, gso: u32 = 0): bool {
     pos += tlen(k);
   }
   store<u16>(thChecksum(th), csumFinish(acc));
-  ip4WriteHdr(th - IP4_HLEN, t.lip, t.rip, PROTO_TCP, tl, TCP_TTL);
+  netWriteHdr(t.fam, th - NL, tLip(t), tRip(t), PROTO_TCP, tl, TCP_TTL);
   count(C_TCP_OUT);
-  netOutput(t.fam, t.rip, connId(i));
+  netOutput(t.fam, tRip(t), connId(i));
   return true;
 }
 
-/** Sends a segment without a connection block (RST replies, SYN cookie SYN-ACKs with an MSS option). */
-export function rawSeg(lport: u32, rport: u32, dst: u32, seq: u32, ack: u32, fl: u32, mss: u32): void {
+/**
+ * Sends a segment without a connection block (RST replies, SYN cookie SYN-ACKs with an MSS
+ * option) from src to dst (16 bytes each, family `fam`).
+ */
+export function rawSeg(fam: u32, src: usize, dst: usize, lport: u32, rport: u32, seq: u32, ack: u32, fl: u32, mss: u32): void {
   const b = bufAlloc(OWNER_NIC);
   if (b < 0) {
     count(C_BUF_EXHAUSTED);
     return;
   }
+  const NL = netHdrLen(fam);
   const olen: u32 = mss != 0 ? OPTW_MSS : 0;
-  const th = bufAddr(<u32>b) + ETH_HLEN + IP4_HLEN;
+  const th = bufAddr(<u32>b) + ETH_HLEN + NL;
   thWrite(th, lport, rport, seq, ack, TCP_HLEN + olen, fl, (fl & TH_RST) != 0 ? 0 : 65535);
   if (mss != 0) optMss(th + TCP_HLEN, mss);
   const tl = TCP_HLEN + olen;
-  const acc = pseudo4(ourIp, dst, PROTO_TCP, tl) + <u64>csumFold16(csumRaw(th, tl));
+  const acc = pseudoSum(fam, src, dst, PROTO_TCP, tl) + <u64>csumFold16(csumRaw(th, tl));
   store<u16>(thChecksum(th), csumFinish(acc));
-  ip4WriteHdr(th - IP4_HLEN, ourIp, dst, PROTO_TCP, tl, TCP_TTL);
+  netWriteHdr(fam, th - NL, src, dst, PROTO_TCP, tl, TCP_TTL);
   txReset();
-  txAdd(<u32>b, 0, ETH_HLEN + IP4_HLEN + tl);
+  txAdd(<u32>b, 0, ETH_HLEN + NL + tl);
   count(C_TCP_OUT);
-  netOutput(FAM_IP4, dst, 0);
+  netOutput(fam, dst, 0);
 }
 
 /** Sends an RST for connection block t at SND.NXT. */
 export function sendRst(t: Tcb): void {
-  rawSeg(t.lport, t.rport, t.rip, t.sndNxt, 0, TH_RST, 0);
+  rawSeg(t.fam, tLip(t), tRip(t), t.lport, t.rport, t.sndNxt, 0, TH_RST, 0);
 }
 
 // ---------------------------------------------------------------- send logic
@@ -419,7 +436,7 @@ export function tcpOutput(i: u32): void {
     let gso: u32 = 0;
     const tsoMax = cfgGet(CFG_TSO);
     if (tsoMax != 0 && !rtx && len == segMax && remain > segMax && usable > segMax) {
-      const hl = ETH_HLEN + IP4_HLEN + TCP_HLEN + dataOptLen(t);
+      const hl = ETH_HLEN + netHdrLen(t.fam) + TCP_HLEN + dataOptLen(t);
       if (tsoMax > hl + 2 * segMax) {
         const pieces = cfgGet(CFG_TSO_PIECES) - 1;
         const big = fitPieces(t, t.sndNxt, min<u32>(min<u32>(remain, usable), tsoMax - hl), pieces);

@@ -7,8 +7,10 @@ import { bufUnref } from "../pool";
 import { count, C_TCP_FAST_RTX, C_TCP_RETRANSMITS, C_TCP_SACK_RTX, emit, EV_WRITABLE, now, nowMs } from "../net/g";
 import {
   NIL, nodeRelease, nBuf, nLen, nSeq, nNext, seqLt, seqLe, seqGt, seqGe, TF_SACK_OK, TF_TS_OK, TF_FIN_QUEUED,
-  TF_RECOVERY, TF_WANT_WRITABLE, TF_RTT, TF_PEND,
+  TF_RECOVERY, TF_WANT_WRITABLE, TF_RTT, TF_PEND, tRip,
 } from "./tcb";
+import { netConfirm } from "../net/ip";
+import { NEIGH_CONFIRM_MS } from "./config";
 import { tcb, connId } from "./table";
 import { sAck, oTs, oTsEcr } from "./segment";
 import { TH_ACK, TH_FIN } from "./wire";
@@ -89,6 +91,11 @@ export function newAck(i: u32): void {
   t.sndUna = ack;
   if (seqLt(t.sndNxt, ack)) t.sndNxt = ack;
   t.retries = 0;
+  if (now - t.confirmAt >= NEIGH_CONFIRM_MS) {
+    // forward progress: the next hop is reachable (RFC 4861 7.3.1), no need to ask it again
+    t.confirmAt = now;
+    netConfirm(t.fam, tRip(t));
+  }
   sbPrune(t);
   if ((t.flags & TF_RECOVERY) != 0) {
     if (seqGe(ack, t.recover)) {

@@ -5,10 +5,10 @@
 
 import { arenaAlloc } from "../arena";
 import { bufUnref } from "../pool";
-import { cfg, cfgGet, CFG_MAX_CONNS, CFG_SYNQ, CFG_NODES, CFG_LISTEN, CFG_SECRET, count, C_TCP_CONN_EXHAUSTED, emit, now, ourIp } from "../net/g";
-import { FAM_IP4 } from "../net/ip4";
+import { cfg, cfgGet, CFG_MAX_CONNS, CFG_SYNQ, CFG_NODES, CFG_LISTEN, CFG_SECRET, count, C_TCP_CONN_EXHAUSTED, emit, now, ourMtu } from "../net/g";
+import { addrCopy, addrIs4, addrGet4, addrMix, addrFold } from "../net/addr";
 import {
-  Tcb, TCB_BYTES, NIL, nodesInit, nodeRelease, nBuf, nNext, ST_CLOSED, ST_SYN_RCVD, ST_TIME_WAIT, TF_USED,
+  Tcb, TCB_BYTES, NIL, tLip, tRip, nodesInit, nodeRelease, nBuf, nNext, ST_CLOSED, ST_SYN_RCVD, ST_TIME_WAIT, TF_USED,
   TF_PASSIVE, TF_SYNQ, TF_APP_DONE,
 } from "./tcb";
 import { sip24 } from "./siphash";
@@ -22,6 +22,7 @@ export const R_KEEPALIVE: u32 = 4;
 export const R_NOCONN: u32 = 5; // no connection block free
 export const R_BADARG: u32 = 6;
 export const R_INUSE: u32 = 7;
+export const R_NOADDR: u32 = 8; // no usable source address of the destination's family (none configured, or still tentative)
 /** EV_CLOSED aux: the app aborted the connection (an RST went to the peer); 0 for every other close. */
 export const CLOSED_ABORTED: u32 = 1;
 
@@ -110,29 +111,33 @@ export function tableInit(): i32 {
 
 // ---------------------------------------------------------------- lookup
 
-@inline function hashOf(rip: u32, rport: u32, lport: u32): u32 {
-  let x = rip * 0x9e3779b1 ^ ((rport << 16) | lport) * 0x85ebca6b;
+/** Hash chain of a connection: its remote address (16 bytes at `rip`) and both ports. */
+@inline function hashOf(rip: usize, rport: u32, lport: u32): u32 {
+  let x = addrMix(rip) ^ ((rport << 16) | lport) * 0x85ebca6b;
   x ^= x >>> 15;
   return x & hashMask;
 }
-export function lookup(rip: u32, rport: u32, lport: u32): u32 {
+/** The connection from rip:rport to our lport (rip: 16 bytes, either family), or NIL. */
+export function lookup(rip: usize, rport: u32, lport: u32): u32 {
+  const r0 = load<u64>(rip);
+  const r1 = load<u64>(rip, 8);
   let i = load<u32>(hashTab + (<usize>hashOf(rip, rport, lport) << 2));
   while (i != NIL) {
     const t = tcb(i);
-    if (t.rip == rip && t.rport == rport && t.lport == lport) return i;
+    if (t.rip1 == r1 && t.rport == rport && t.lport == lport && t.rip0 == r0) return i;
     i = t.hnext;
   }
   return NIL;
 }
 function hashInsert(i: u32): void {
   const t = tcb(i);
-  const p = hashTab + (<usize>hashOf(t.rip, t.rport, t.lport) << 2);
+  const p = hashTab + (<usize>hashOf(tRip(t), t.rport, t.lport) << 2);
   t.hnext = load<u32>(p);
   store<u32>(p, i);
 }
 function hashRemove(i: u32): void {
   const t = tcb(i);
-  const p = hashTab + (<usize>hashOf(t.rip, t.rport, t.lport) << 2);
+  const p = hashTab + (<usize>hashOf(tRip(t), t.rport, t.lport) << 2);
   let j = load<u32>(p);
   if (j == i) {
     store<u32>(p, t.hnext);
@@ -170,7 +175,7 @@ export function fromId(id: u32): u32 {
 }
 
 /** A free local port in the dynamic range for a connection to rip:rport, or 0 if none. */
-export function ephemeralPort(rip: u32, rport: u32): u32 {
+export function ephemeralPort(rip: usize, rport: u32): u32 {
   for (let k: u32 = 0; k < 16384; k++) {
     const p = 49152 + (ephemeral++ & 0x3fff);
     if (lookup(rip, rport, p) == NIL && findListener(p) < 0) return p;
@@ -180,14 +185,26 @@ export function ephemeralPort(rip: u32, rport: u32): u32 {
 
 // ---------------------------------------------------------------- allocation
 
-export function isnFor(lip: u32, lport: u32, rip: u32, rport: u32): u32 {
+/**
+ * The first SipHash word over a pair of addresses (16 bytes each): for IPv4 the two 32-bit
+ * addresses side by side, for IPv6 both folded (then `salt` keeps the families apart).
+ */
+export function addrPairKey(a: usize, b: usize): u64 {
+  if (addrIs4(a) && addrIs4(b)) return (<u64>addrGet4(a) << 32) | addrGet4(b);
+  return addrFold(a) ^ rotl<u64>(addrFold(b), 32) ^ 0x6a09e667f3bcc908;
+}
+
+export function isnFor(lip: usize, lport: u32, rip: usize, rport: u32): u32 {
   // RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport, secretkey), M a 4 us clock.
-  const f = sip24(k0, k1, (<u64>lip << 32) | rip, (<u64>lport << 16) | rport);
+  const f = sip24(k0, k1, addrPairKey(lip, rip), (<u64>lport << 16) | rport);
   return <u32>(<u64>(now * 250)) + <u32>f;
 }
 
-/** Takes a block for rip:rport -> lport (recycling the TIME_WAIT block that expires first if none is free), or NIL. */
-export function tcbAlloc(rip: u32, rport: u32, lport: u32): u32 {
+/**
+ * Takes a block for fam rip:rport -> lip:lport (addresses 16 bytes each; recycling the
+ * TIME_WAIT block that expires first if none is free), or NIL.
+ */
+export function tcbAlloc(fam: u32, rip: usize, rport: u32, lip: usize, lport: u32): u32 {
   let i = freeHead;
   if (i == NIL) {
     let best: u32 = NIL;
@@ -212,9 +229,10 @@ export function tcbAlloc(rip: u32, rport: u32, lport: u32): u32 {
   memory.fill(changetype<usize>(t), 0, TCB_BYTES);
   t.gen = gen;
   t.flags = TF_USED | defaultFlags;
-  t.fam = FAM_IP4;
-  t.lip = ourIp;
-  t.rip = rip;
+  t.fam = fam;
+  t.pmtu = ourMtu;
+  addrCopy(tLip(t), lip);
+  addrCopy(tRip(t), rip);
   t.rport = rport;
   t.lport = lport;
   t.qHead = NIL;
@@ -233,8 +251,9 @@ export function tcbAlloc(rip: u32, rport: u32, lport: u32): u32 {
   t.schedAt = Infinity;
   t.kaIdle = defKeepalive;
   t.mss = DEFAULT_MSS;
+  t.peerMss = DEFAULT_MSS;
   t.ssthresh = 0x7fffffff;
-  t.tsOff = <u32>sip24(k0, k1, (<u64>rip << 32) | ourIp, (<u64>lport << 16) | rport | (<u64>1 << 40));
+  t.tsOff = <u32>sip24(k0, k1, addrPairKey(rip, lip), (<u64>lport << 16) | rport | (<u64>1 << 40));
   if (i >= hiwater) hiwater = i + 1;
   hashInsert(i);
   touch(i);

@@ -43,9 +43,12 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
 @unmanaged export class Tcb {
   state: u32;
   flags: u32;
-  fam: u32;
-  lip: u32;
-  rip: u32;
+  fam: u32; // FAM_IP4 or FAM_IP6
+  pmtu: u32; // path MTU: our MTU, lowered by ICMP (RFC 1191, RFC 8201) or a black hole probe
+  lip0: u64; // local address, 16 bytes (net/addr.ts; IPv4 mapped): tLip(t)
+  lip1: u64;
+  rip0: u64; // remote address: tRip(t)
+  rip1: u64;
   lport: u32;
   rport: u32;
   tag: u32;
@@ -68,7 +71,8 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
   rcvAdv: u32; // right edge of the window we advertised
   rcvBuf: u32;
   unread: u32; // delivered to the app, not yet acknowledged by CMD_RECVD
-  mss: u32; // payload bytes per segment (options excluded)
+  mss: u32; // payload bytes per segment (options excluded): min(peerMss, what pmtu carries)
+  peerMss: u32; // the MSS the peer announced (or the default), options not deducted
   sndBufMax: u32;
   qHead: u32;
   qTail: u32;
@@ -108,6 +112,16 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
   wEst: f64;
   lastSend: f64; // when data was last sent (RFC 5681 4.1 restart after idle)
   schedAt: f64; // when the timer queue will next look at this block (Infinity: not queued); timers.ts
+  confirmAt: f64; // when new data acknowledged last confirmed the next hop reachable (neighbor cache)
+}
+
+/** Address of t's 16-byte local address. */
+@inline export function tLip(t: Tcb): usize {
+  return changetype<usize>(t) + offsetof<Tcb>("lip0");
+}
+/** Address of t's 16-byte remote address. */
+@inline export function tRip(t: Tcb): usize {
+  return changetype<usize>(t) + offsetof<Tcb>("rip0");
 }
 
 /** A SACK block [l, r) in host order: one row of a scoreboard or of a received SACK option. */

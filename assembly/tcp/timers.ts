@@ -3,7 +3,11 @@
 // nothing due cost nothing), and the turn's deferred output, delivery and rescheduling for every
 // block touched since the last turn (tcpFlush). Both run once per poll.
 
-import { count, C_TCP_RTO, C_TCP_RETRANSMITS, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_KEEPALIVE_DROP, EV_CLOSED, EV_RESET, now } from "../net/g";
+import {
+  count, C_TCP_RTO, C_TCP_RETRANSMITS, C_TCP_SYN_RTX_DROP, C_TCP_ZWP, C_TCP_KEEPALIVE_DROP, C_TCP_MTU_PROBE, EV_CLOSED,
+  EV_RESET, now,
+} from "../net/g";
+import { netMinMtu } from "../net/ip";
 import {
   NIL, seqLt, seqGt, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, ST_FIN_WAIT_2, ST_CLOSE_WAIT,
   ST_TIME_WAIT, TF_ACK_NOW, TF_RECOVERY, TF_USED, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
@@ -12,9 +16,9 @@ import { arenaAlloc } from "../arena";
 import { tcb, hiwater, tcbFree, finish, touch, touched, setBit, R_TIMEOUT, R_KEEPALIVE } from "./table";
 import { TH_ACK } from "./wire";
 import { ccOnLoss, rtoEff } from "./cc";
-import { xmit, sendAck, sendRst, tcpOutput } from "./output";
+import { xmit, sendAck, sendRst, tcpOutput, mssUpdate } from "./output";
 import { pull } from "./reasm";
-import { MAX_RETRIES, MAX_SYN_RETRIES, MAX_SYNACK_RETRIES, KA_PROBES, KA_INTVL } from "./config";
+import { MAX_RETRIES, MAX_SYN_RETRIES, MAX_SYNACK_RETRIES, KA_PROBES, KA_INTVL, MTU_PROBE_RETRIES } from "./config";
 
 /** Retransmission timeout (RFC 6298 5.4-5.7): SYN again, or go back N with a collapsed window. */
 function onRto(i: u32): void {
@@ -51,6 +55,13 @@ function onRto(i: u32): void {
     t.sndNxt = t.sndUna;
     t.persistAt = now;
     return;
+  }
+  if (t.retries == MTU_PROBE_RETRIES && t.pmtu > netMinMtu(t.fam) && t.sndMax - t.sndUna > t.mss) {
+    // a black hole (RFC 4821 5.4, Linux's tcp_mtu_probing): full-size segments keep vanishing
+    // and no ICMP says why, so try smaller ones: half the path MTU, not below the minimum
+    t.pmtu = max<u32>(t.pmtu >>> 1, netMinMtu(t.fam));
+    mssUpdate(t);
+    count(C_TCP_MTU_PROBE);
   }
   ccOnLoss(t, true);
   t.highRxt = t.sndUna;

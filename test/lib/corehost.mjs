@@ -64,6 +64,35 @@ export const OPT = { NODELAY: 1, CC: 2, KEEPALIVE: 3, SNDBUF: 4 };
 export const TH = { FIN: 1, SYN: 2, RST: 4, PSH: 8, ACK: 16, URG: 32 };
 
 export const ip = (s) => s.split(".").reduce((a, b) => ((a << 8) | +b) >>> 0, 0);
+/** IPv6 text (any RFC 4291 form without an embedded IPv4 part) to 16 bytes. */
+export function ip6(s) {
+  const [head, tail] = s.includes("::") ? s.split("::") : [s, null];
+  const words = (x) => (x ? x.split(":").map((w) => parseInt(w, 16)) : []);
+  const h = words(head);
+  const t = tail === null ? [] : words(tail);
+  const all = tail === null ? h : [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
+  if (all.length !== 8 || all.some((w) => !(w >= 0 && w <= 0xffff))) throw new Error("bad IPv6 address " + s);
+  const b = new Uint8Array(16);
+  all.forEach((w, i) => {
+    b[2 * i] = w >> 8;
+    b[2 * i + 1] = w & 255;
+  });
+  return b;
+}
+/** 16 bytes to IPv6 text (uncompressed groups, for messages). */
+export const ip6Str = (b) =>
+  Array.from({ length: 8 }, (_, i) => ((b[2 * i] << 8) | b[2 * i + 1]).toString(16)).join(":");
+/** IPv4 number as the 16-byte IPv4-mapped address. */
+export function mapped(n) {
+  const b = new Uint8Array(16);
+  b[10] = b[11] = 255;
+  b[12] = n >>> 24;
+  b[13] = (n >>> 16) & 255;
+  b[14] = (n >>> 8) & 255;
+  b[15] = n & 255;
+  return b;
+}
+export const sameAddr = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 export const ipStr = (n) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
 export const mac = (s) => Uint8Array.from(s.split(":").map((h) => parseInt(h, 16)));
 export const BCAST = mac("ff:ff:ff:ff:ff:ff");
@@ -99,6 +128,9 @@ export const CFG = {
   TSO: 112,
   TSO_PIECES: 116,
   SECRET: 128,
+  IP6: 160,
+  IP6_PREFIX: 176,
+  GW6: 180,
 };
 
 /**
@@ -172,6 +204,9 @@ function setUp(memory, x, opts) {
   for (const [k, v] of Object.entries(map)) if (opts[k] !== undefined) set(v, opts[k]);
   const secret = opts.secret ?? Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 255);
   u8().set(secret, c + CFG.SECRET);
+  if (opts.ip6) u8().set(opts.ip6, c + CFG.IP6);
+  if (opts.ip6Prefix) set("IP6_PREFIX", opts.ip6Prefix);
+  if (opts.gw6) u8().set(opts.gw6, c + CFG.GW6);
   const r = x.stackInit();
   if (r !== 0) throw new Error("stackInit " + r);
   x.arenaSeal();
@@ -181,6 +216,7 @@ function setUp(memory, x, opts) {
   if (need > have) memory.grow(Math.ceil((need - have) / 65536));
   if (x.poolAttach(at) !== 0) throw new Error("poolAttach");
   const core = new Core(memory, x, myMac, opts.ip ?? ip("198.18.0.1"));
+  core.ip6 = opts.ip6 ?? null;
   liveCores.push(core);
   return core;
 }
@@ -239,7 +275,33 @@ export class Core {
       len: d.getUint16(s + 6, true),
       conn: d.getUint32(s + 8, true),
       flags: d.getUint32(s + 12, true),
+      at: s,
     };
+  }
+  /** The 16-byte lane row of ring r's slot at address s (or at the ring's tail when s is omitted). */
+  laneRow(r, s) {
+    const d = this.dv;
+    const lane = d.getUint32(r + 12, true);
+    if (lane === 0) throw new Error("ring without a lane");
+    if (s === undefined) s = r + 16 + ((d.getUint32(r + 8, true) & d.getUint32(r, true)) << 4);
+    return lane + (s - r - 16);
+  }
+  /** A command whose address (16 bytes: IPv6 or mapped IPv4) goes in the lane row; its IPv4 field is 0. */
+  cmdAddr(code, addr, o = {}) {
+    this.u8.set(addr, this.laneRow(this.rings.ain));
+    this.cmd(code, o);
+  }
+  /** Static neighbor entry (16-byte address, IPv4 mapped or IPv6). */
+  neighAdd(addr, m) {
+    const s = this.x.stackScratch();
+    this.u8.set(addr, s);
+    this.u8.set(m, s + 16);
+    this.x.stackNeighAdd(s, s + 16);
+  }
+  /** Our IPv6 address k (0 link-local, 1 configured) and its state (0 none, 1 tentative, 2 preferred, 3 duplicate). */
+  addr6(k) {
+    const p = this.x.stackIp6Addr(k);
+    return { addr: p ? this.u8.slice(p, p + 16) : null, state: this.x.stackIp6State(k) };
   }
   /** Writes a frame into NIC buffers (one per piece, split at `split` bytes) and posts RX slots. */
   inject(frame, { off = 64, flags = 0, info = 0, split = 0 } = {}) {
@@ -306,6 +368,10 @@ export class Core {
         more: !!(s.flags & SF_MORE),
         handle: (s.flags >>> 1) & 127,
       };
+      if (code === EV.ACCEPTED || code === EV.UDP) {
+        const row = this.laneRow(this.rings.aout, s.at);
+        ev.addr = this.u8.slice(row, row + 16);
+      }
       if (code === EV.DATA || code === EV.UDP || code === EV.SEND_REFUSED) {
         ev.data = this.u8.slice(this.bufAddr(s.buf) + s.off, this.bufAddr(s.buf) + s.off + s.len);
         ev.owner = this.x.bufOwner(s.buf);
@@ -424,13 +490,66 @@ export function ipv4({
   p.set(payload, hl);
   return p;
 }
+/** Pseudo-header sum: IPv4 (src, dst numbers) or IPv6 (16-byte addresses, RFC 8200 8.1). */
 function pseudo(src, dst, proto, len) {
+  if (src instanceof Uint8Array) {
+    const b = new Uint8Array(40);
+    b.set(src, 0);
+    b.set(dst, 16);
+    be32(b, 32, len);
+    b[39] = proto;
+    return csum(b);
+  }
   const b = new Uint8Array(12);
   be32(b, 0, src);
   be32(b, 4, dst);
   b[9] = proto;
   be16(b, 10, len);
   return csum(b);
+}
+/**
+ * An IPv6 packet: header, extension headers `ext` (raw bytes, each starting with its own
+ * next-header byte, which is filled in), then `payload` of next header `nh`.
+ */
+export function ipv6({ src, dst, nh, payload, hlim = 64, ext = [], plen }) {
+  const extLen = ext.reduce((a, e) => a + e.bytes.length, 0);
+  const p = new Uint8Array(40 + extLen + payload.length);
+  p[0] = 0x60;
+  be16(p, 4, plen ?? extLen + payload.length);
+  p[6] = ext.length ? ext[0].type : nh;
+  p[7] = hlim;
+  p.set(src, 8);
+  p.set(dst, 24);
+  let o = 40;
+  ext.forEach((e, i) => {
+    const b = e.bytes.slice();
+    b[0] = i + 1 < ext.length ? ext[i + 1].type : nh;
+    p.set(b, o);
+    o += b.length;
+  });
+  p.set(payload, o);
+  return p;
+}
+/** An ICMPv6 message (type, code, 4 bytes of `param`, body) with its checksum over src/dst. */
+export function icmp6Msg({ src, dst, type, code = 0, param = 0, body = new Uint8Array(0), badCsum = false }) {
+  const m = new Uint8Array(8 + body.length);
+  m[0] = type;
+  m[1] = code;
+  be32(m, 4, param >>> 0);
+  m.set(body, 8);
+  be16(m, 2, (~csum(m, pseudo(src, dst, 58, m.length)) & 0xffff) ^ (badCsum ? 1 : 0));
+  return m;
+}
+/** A whole NS or NA message: ICMPv6 header with R/S/O flags in the first param byte, target and options. */
+export function ndMsg({ src, dst, type, target, lla = null, flags = 0, badCsum = false }) {
+  const body = new Uint8Array(16 + (lla ? 8 : 0));
+  body.set(target, 0);
+  if (lla) {
+    body[16] = type === 135 ? 1 : 2;
+    body[17] = 1;
+    body.set(lla, 18);
+  }
+  return icmp6Msg({ src, dst, type, param: (flags << 24) >>> 0, body, badCsum });
 }
 export function l4csum(src, dst, proto, seg) {
   return ~csum(seg, pseudo(src, dst, proto, seg.length)) & 0xffff;
@@ -569,7 +688,32 @@ export function parseTcp(t, ipHdr) {
   if (ipHdr) r.csumOk = csum(t, pseudo(ipHdr.src, ipHdr.dst, 6, t.length)) === 0xffff;
   return r;
 }
-/** Parses an Ethernet/IPv4 frame down to L4 (tcp/udp/icmp), verifying checksums. */
+export function parseIp6(p) {
+  const plen = rd16(p, 4);
+  return {
+    v: p[0] >> 4,
+    plen,
+    nh: p[6],
+    hlim: p[7],
+    src: p.slice(8, 24),
+    dst: p.slice(24, 40),
+    payload: p.subarray(40, 40 + plen),
+  };
+}
+function parseUdp(u, src, dst) {
+  return {
+    sport: rd16(u, 0),
+    dport: rd16(u, 2),
+    len: rd16(u, 4),
+    csum: rd16(u, 6),
+    payload: u.subarray(8, rd16(u, 4)),
+    csumOk:
+      rd16(u, 6) === 0
+        ? !(src instanceof Uint8Array)
+        : csum(u.subarray(0, rd16(u, 4)), pseudo(src, dst, 17, rd16(u, 4))) === 0xffff,
+  };
+}
+/** Parses an Ethernet frame (ARP, IPv4, IPv6 without extension headers) down to L4, verifying checksums. */
 export function parseFrame(f) {
   const e = parseEth(f);
   const r = { eth: e };
@@ -577,21 +721,37 @@ export function parseFrame(f) {
     r.arp = parseArp(e.payload);
     return r;
   }
+  if (e.type === 0x86dd) {
+    const i = parseIp6(e.payload);
+    r.ip6 = i;
+    if (i.nh === 6) r.tcp = parseTcp(i.payload, i);
+    else if (i.nh === 17) r.udp = parseUdp(i.payload, i.src, i.dst);
+    else if (i.nh === 58) {
+      const m = i.payload;
+      r.icmp6 = {
+        type: m[0],
+        code: m[1],
+        param: rd32(m, 4),
+        csumOk: csum(m, pseudo(i.src, i.dst, 58, m.length)) === 0xffff,
+        body: m.subarray(8),
+      };
+      if (m[0] === 135 || m[0] === 136) {
+        r.nd = {
+          flags: m[4],
+          target: m.slice(8, 24),
+          lla: m.length >= 32 && m[25] === 1 ? m.slice(26, 32) : null,
+          optType: m[24],
+        };
+      }
+    }
+    return r;
+  }
   if (e.type !== 0x0800) return r;
   const i = parseIp(e.payload);
   r.ip = i;
   if (i.proto === 6) r.tcp = parseTcp(i.payload, i);
-  else if (i.proto === 17) {
-    const u = i.payload;
-    r.udp = {
-      sport: rd16(u, 0),
-      dport: rd16(u, 2),
-      len: rd16(u, 4),
-      csum: rd16(u, 6),
-      payload: u.subarray(8, rd16(u, 4)),
-      csumOk: rd16(u, 6) === 0 || csum(u.subarray(0, rd16(u, 4)), pseudo(i.src, i.dst, 17, rd16(u, 4))) === 0xffff,
-    };
-  } else if (i.proto === 1) {
+  else if (i.proto === 17) r.udp = parseUdp(i.payload, i.src, i.dst);
+  else if (i.proto === 1) {
     r.icmp = {
       type: i.payload[0],
       code: i.payload[1],
@@ -618,17 +778,36 @@ export function poolState(core) {
 
 export const PEER_IP = ip("198.18.0.2");
 export const PEER_MAC = mac("02:00:00:00:00:02");
+export const CORE_IP6 = ip6("2001:2:0:63::2");
+export const PEER_IP6 = ip6("2001:2:0:63::1");
 
 /** A remote endpoint that writes raw segments into the core and parses what comes out. */
 export class Peer {
-  constructor(core, { ipAddr = PEER_IP, macAddr = PEER_MAC, port = 40000, resolve = true } = {}) {
+  /** v6: speak IPv6 (addresses are then 16-byte arrays; the core's is core.ip6). */
+  constructor(core, { ipAddr, macAddr = PEER_MAC, port = 40000, resolve = true, v6 = false } = {}) {
     this.core = core;
-    this.ip = ipAddr;
+    this.v6 = v6;
+    this.ip = ipAddr ?? (v6 ? PEER_IP6 : PEER_IP);
     this.mac = macAddr;
     this.port = port;
-    if (resolve) core.arpAdd(ipAddr, macAddr);
+    if (resolve) {
+      if (v6) core.neighAdd(this.ip, macAddr);
+      else core.arpAdd(this.ip, macAddr);
+    }
+  }
+  /** The core's address as this peer sends to it. */
+  get dst() {
+    return this.v6 ? this.core.ip6 : this.core.ip;
   }
   ipFrame(proto, l4, ipOpts = {}) {
+    if (this.v6) {
+      return eth(
+        this.core.mac,
+        this.mac,
+        0x86dd,
+        ipv6({ src: this.ip, dst: this.dst, nh: proto, payload: l4, ...ipOpts }),
+      );
+    }
     return eth(
       this.core.mac,
       this.mac,
@@ -642,7 +821,7 @@ export class Peer {
     const payload = typeof o.payload === "string" ? new TextEncoder().encode(o.payload) : o.payload;
     const seg = tcpSeg({
       src: this.ip,
-      dst: this.core.ip,
+      dst: this.dst,
       sport: o.sport ?? this.port,
       dport: o.dport ?? 80,
       seq: o.seq,
@@ -656,13 +835,14 @@ export class Peer {
       doff: o.doff,
     });
     this.core.inject(this.ipFrame(6, seg, o.ip ?? {}), o.inject ?? {});
+    return seg;
   }
   udp(o) {
     const payload =
       typeof o.payload === "string" ? new TextEncoder().encode(o.payload) : (o.payload ?? new Uint8Array(0));
     const u = udpPkt({
       src: this.ip,
-      dst: this.core.ip,
+      dst: this.dst,
       sport: o.sport ?? 5000,
       dport: o.dport,
       payload,
@@ -681,7 +861,7 @@ export class Peer {
     return this.frames()
       .filter((f) => f.tcp)
       .map((f) => {
-        if (!f.ip.csumOk || !f.tcp.csumOk) throw new Error("bad checksum from core");
+        if ((f.ip && !f.ip.csumOk) || !f.tcp.csumOk) throw new Error("bad checksum from core");
         return f.tcp;
       });
   }

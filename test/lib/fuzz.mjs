@@ -1,6 +1,7 @@
-// The frame fuzzer: seeded, deterministic. Random, structured (every layer and option,
-// fragments, chains, RX offload flags, bogus ring slots) and mutated frames go into one core (the
-// victim, 198.18.0.1) while a second core (the peer, 198.18.0.2) keeps a live TCP connection with
+// The frame fuzzer: seeded, deterministic. Random, structured (every layer and option of both IP
+// families: IPv6 extension header chains, fragments, neighbor discovery; chains, RX offload
+// flags, bogus ring slots) and mutated frames go into one core (the victim, 198.18.0.1 and
+// 2001:2:0:63::1) while a second core (the peer, 198.18.0.2) keeps a live TCP connection with
 // it whose byte streams are checked end to end both ways, and blind-attacker frames hit that
 // connection (its 4-tuple, sequence and acknowledgment numbers an off-path attacker cannot know).
 // Every `quiesceEvery` frames simulated time jumps ahead until every half-open connection, TIME_WAIT,
@@ -25,11 +26,17 @@ import {
   tcpOpts,
   tcpSeg,
   csum,
+  ip6,
+  ipv6,
+  icmp6Msg,
+  ndMsg,
 } from "./corehost.mjs";
 
 const V_MAC = Uint8Array.from([2, 0, 0, 0, 0xf, 1]);
 const P_MAC = Uint8Array.from([2, 0, 0, 0, 0xf, 2]);
 const V_IP = ip("198.18.0.1");
+const V_IP6 = ip6("2001:2:0:63::1");
+const V_LL = ip6("fe80::ff:fe00:f01"); // fe80:: + the modified EUI-64 of V_MAC
 const P_IP = ip("198.18.0.2");
 const BCAST = new Uint8Array(6).fill(255);
 const LIVE_PORT = 7000;
@@ -86,7 +93,7 @@ const streamByte = (seed, dir, k) => (Math.imul(k + 1, 2654435761) ^ Math.imul(s
 export function fuzz({ frames = 100_000, seed = 1, quiesceEvery = 50_000, keep = 32 } = {}) {
   const r = rng(seed);
   const opts = { buffers: 8192, msl: 500, initRto: 200, minRto: 200, synq: 64, fragSlots: 4, arpTtl: 60_000 };
-  const V = createCore({ ...opts, mac: V_MAC, ip: V_IP });
+  const V = createCore({ ...opts, mac: V_MAC, ip: V_IP, ip6: V_IP6 });
   const P = createCore({ ...opts, mac: P_MAC, ip: P_IP });
   forgetCore(V);
   forgetCore(P);
@@ -170,6 +177,8 @@ export function fuzz({ frames = 100_000, seed = 1, quiesceEvery = 50_000, keep =
   };
   for (let k = 0; k < 50 && (live.v < 0 || live.p < 0); k++, now += 1) turn();
   if (live.v < 0 || live.p < 0) fail("the live connection did not open");
+  // the victim's IPv6 addresses are usable once duplicate address detection is over (1 s)
+  for (const end = now + 1001; now < end; now += 100) turn();
 
   // ---- frame makers ----
   const someIp = () =>
@@ -263,7 +272,153 @@ export function fuzz({ frames = 100_000, seed = 1, quiesceEvery = 50_000, keep =
     }
     return out;
   };
+  // ---- IPv6 ----
+  const someIp6 = () =>
+    r.pick([
+      V_IP6,
+      V_LL,
+      ip6("2001:2:0:63::9"),
+      ip6("fe80::9"),
+      ip6("ff02::1"),
+      Uint8Array.from([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 1]), // our solicited-node group
+      new Uint8Array(16),
+      r.bytes(16),
+    ]);
+  const srcIp6 = () => r.pick([ip6("2001:2:0:63::9"), ip6("fe80::9"), new Uint8Array(16), someIp6()]);
+  const dstIp6 = () => (r.chance(0.8) ? r.pick([V_IP6, V_LL]) : someIp6());
+  const mac6 = (dst) => (dst[0] === 0xff ? Uint8Array.from([0x33, 0x33, ...dst.subarray(12)]) : dstMac());
+  /** A random extension header: hop-by-hop, routing, destination options, fragment, or one we do not take. */
+  const extHdr = () => {
+    const type = r.pick([0, 0, 60, 60, 43, 44, 51, 50, 135, r.int(256)]);
+    if (type === 44) {
+      const b = r.bytes(8);
+      if (r.chance(0.5)) b[2] = b[3] = 0; // often an atomic fragment
+      return { type, bytes: b };
+    }
+    const n = 8 * (1 + r.int(r.chance(0.9) ? 3 : 40));
+    const b = new Uint8Array(n);
+    b[1] = r.chance(0.9) ? n / 8 - 1 : r.int(256);
+    if (type === 43) {
+      b[2] = r.pick([0, 2, 4, r.int(256)]);
+      b[3] = r.pick([0, 0, 1, r.int(256)]);
+    } else {
+      // options: pad, router alert, jumbo, or any type with any length
+      for (let o = 2; o < n;) {
+        const t = r.pick([0, 1, 5, 0xc2, 0x1e, 0x41, 0x81, 0xc1, r.int(256)]);
+        b[o++] = t;
+        if (t === 0 || o >= n) continue;
+        const l = r.chance(0.9) ? r.int(Math.max(1, n - o - 1)) : r.int(256);
+        b[o++] = l;
+        o += l;
+      }
+    }
+    return { type, bytes: b };
+  };
+  const ip6Frame = (nh, l4, src = srcIp6(), dst = dstIp6(), ext = []) =>
+    eth(
+      mac6(dst),
+      srcMac(),
+      0x86dd,
+      ipv6({
+        src,
+        dst,
+        nh,
+        payload: l4,
+        hlim: r.pick([255, 64, 1, r.int(256)]),
+        ext,
+        plen: r.chance(0.05) ? r.int(65536) : undefined,
+      }),
+    );
+  const structured6 = () => {
+    const src = srcIp6();
+    const dst = dstIp6();
+    const exts = () => (r.chance(0.4) ? Array.from({ length: 1 + r.int(r.chance(0.9) ? 3 : 12) }, extHdr) : []);
+    switch (r.int(5)) {
+      case 0: {
+        // neighbor discovery, sometimes claiming our own addresses
+        const type = r.pick([135, 136, 133, 134, 137]);
+        const target = r.pick([V_IP6, V_LL, ip6("2001:2:0:63::9"), ip6("ff02::1"), r.bytes(16)]);
+        const lla = r.chance(0.7) ? r.pick([Uint8Array.from([2, 0, 0, 0, 9, 9]), r.bytes(6)]) : null;
+        const m = ndMsg({ src, dst, type, target, lla, flags: r.int(256), badCsum: r.chance(0.05) });
+        if (r.chance(0.1)) m[r.int(m.length)] = r.int(256);
+        return [ip6Frame(58, m, src, dst)];
+      }
+      case 1: {
+        // echo, errors quoting a TCP header (packet too big included), anything else
+        const type = r.pick([128, 129, 1, 2, 3, 4, r.int(256)]);
+        const q = ipv6({
+          src: V_IP6,
+          dst: someIp6(),
+          nh: 6,
+          payload: tcpSeg({ src: V_IP6, dst: V_IP6, sport: LISTEN_PORT, dport: r.int(65536), seq: r.u32() }).subarray(
+            0,
+            20,
+          ),
+        });
+        const body = type < 128 ? q : payload();
+        return [
+          ip6Frame(
+            58,
+            icmp6Msg({ src, dst, type, code: r.int(8), param: r.u32(), body, badCsum: r.chance(0.05) }),
+            src,
+            dst,
+            exts(),
+          ),
+        ];
+      }
+      case 2:
+        return [
+          ip6Frame(
+            17,
+            udpPkt({
+              src,
+              dst,
+              sport: port(),
+              dport: port(),
+              payload: payload(),
+              noCsum: r.chance(0.1),
+              badCsum: r.chance(0.05),
+            }),
+            src,
+            dst,
+            exts(),
+          ),
+        ];
+      case 3:
+        return [ip6Frame(6, tcpFrame(src, dst), src, dst, exts())];
+      default: {
+        // fragments: tiny, overlapping, out of range, shuffled
+        const nh = r.pick([17, 58, 6]);
+        const l4 =
+          nh === 17
+            ? udpPkt({ src, dst, sport: port(), dport: UDP_PORT, payload: payload() })
+            : nh === 58
+              ? icmp6Msg({ src, dst, type: 128, body: payload() })
+              : tcpFrame(src, dst);
+        const id = r.u32();
+        const unit = 8 * (1 + r.int(r.chance(0.3) ? 2 : 100));
+        const out = [];
+        for (let o = 0; o < l4.length && out.length < 20; o += unit) {
+          const fh = new Uint8Array(8);
+          const fo = r.chance(0.1) ? r.int(8192) << 3 : o;
+          const more = o + unit < l4.length || r.chance(0.1);
+          fh[2] = (fo >> 8) & 0xff;
+          fh[3] = (fo & 0xf8) | (more ? 1 : 0);
+          fh.set([id >>> 24, (id >>> 16) & 255, (id >>> 8) & 255, id & 255], 4);
+          out.push(
+            ip6Frame(nh, l4.subarray(o, o + unit + (r.chance(0.1) ? 8 : 0)), src, dst, [{ type: 44, bytes: fh }]),
+          );
+        }
+        for (let i = out.length - 1; i > 0; i--) {
+          const j = r.int(i + 1);
+          [out[i], out[j]] = [out[j], out[i]];
+        }
+        return out;
+      }
+    }
+  };
   const structured = () => {
+    if (r.chance(0.3)) return structured6();
     switch (r.int(7)) {
       case 0: {
         // never the peer's address, nor one a few mutated bytes away from it (ARP may rebind it:

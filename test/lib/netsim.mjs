@@ -5,7 +5,7 @@
 // to the earliest of the cores' deadlines and the link's next delivery.
 
 import { createHash } from "node:crypto";
-import { createCore, forgetCore, ip, mac, OWNER, CMD, EV, SF_MORE, TF } from "./corehost.mjs";
+import { createCore, forgetCore, ip, ip6, mac, OWNER, CMD, EV, SF_MORE, TF } from "./corehost.mjs";
 import { TCP_INFO } from "../../build/index.js";
 
 export function rng(seed) {
@@ -155,16 +155,20 @@ export function runTransfer(o = {}) {
     initRto: 1000,
     mask: ip("255.255.255.0"),
   };
+  // v6: the connections run over IPv6 (both cores dual-stack; neighbors found by NDP on the link)
+  if (cfg.v6) common.ip6Prefix = 64;
   const A = createCore({
     ...common,
     mac: mac("02:00:00:00:00:0a"),
     ip: ip("198.18.0.10"),
+    ip6: cfg.v6 ? ip6("2001:2:0:63::a") : undefined,
     secret: Uint8Array.from({ length: 32 }, (_, i) => i + cfg.seed),
   });
   const B = createCore({
     ...common,
     mac: mac("02:00:00:00:00:0b"),
     ip: ip("198.18.0.11"),
+    ip6: cfg.v6 ? ip6("2001:2:0:63::b") : undefined,
     secret: Uint8Array.from({ length: 32 }, (_, i) => 7 * i + cfg.seed),
   });
   const link = new Heap();
@@ -250,7 +254,15 @@ export function runTransfer(o = {}) {
   let SB = null;
 
   B.cmd(CMD.LISTEN, { off: 5001, len: Math.max(64, nconn), conn: 1 });
-  for (let k = 0; k < nconn; k++) A.cmd(CMD.CONNECT, { buf: B.ip, off: 5001, len: 0, conn: k });
+  // IPv6 addresses are usable once duplicate address detection is over (1 s): connect then
+  const connectAll = () => {
+    for (let k = 0; k < nconn; k++) {
+      if (cfg.v6) A.cmdAddr(CMD.CONNECT, B.ip6, { off: 5001, len: 0, conn: k });
+      else A.cmd(CMD.CONNECT, { buf: B.ip, off: 5001, len: 0, conn: k });
+    }
+  };
+  let connectAt = cfg.v6 ? 1001 : 0;
+  if (!cfg.v6) connectAll();
 
   const fill = (S) => {
     const C = S.core;
@@ -373,6 +385,10 @@ export function runTransfer(o = {}) {
         m.to.push(m.to.rings.rx, b2, 0, m.f.length - 2048, 0, 0);
       } else m.to.push(m.to.rings.rx, b, 0, m.f.length, 0, 0);
     }
+    if (t >= connectAt && connectAt > 0) {
+      connectAll();
+      connectAt = 0;
+    }
     const da = A.x.stackPoll(t);
     const db = B.x.stackPoll(t);
     send(A, drainTx(A), t);
@@ -389,7 +405,13 @@ export function runTransfer(o = {}) {
     }
     const pendingCmds =
       ringCount(A, A.rings.ain) + ringCount(B, B.rings.ain) + ringCount(A, A.rings.rx) + ringCount(B, B.rings.rx);
-    let next = Math.min(da, db, link.size ? link.peek().at : Infinity, idleUntil >= 0 ? idleUntil : Infinity);
+    let next = Math.min(
+      da,
+      db,
+      link.size ? link.peek().at : Infinity,
+      idleUntil >= 0 ? idleUntil : Infinity,
+      connectAt > 0 ? connectAt : Infinity,
+    );
     if (pendingCmds > 0 || ringCount(A, A.rings.tx) || ringCount(B, B.rings.tx)) next = t;
     if (!isFinite(next)) {
       const info = (c, id) =>

@@ -101,9 +101,9 @@ export interface StackExports {
   /** That address's state: 0 none, 1 tentative (DAD running), 2 preferred, 3 duplicate (not used). */
   stackIp6State(k: number): number;
   /** A static neighbour entry: 16-byte address (IPv4-mapped for IPv4) at `addr`, 6-byte MAC at `mac`. */
-  neighAdd(addr: number, mac: number): void;
+  stackNeighAdd(addr: number, mac: number): void;
   /** 1 if the 16-byte address at `addr` is resolved. */
-  neighLookup(addr: number): number;
+  stackNeighLookup(addr: number): number;
   /** Copies a connection's local (which 0) or remote (1) 16-byte address to `out`: 4 or 6, 0 for an unknown id. */
   tcpAddr(id: number, which: number, out: number): number;
 }

@@ -48,6 +48,7 @@ const CMD_ERR: Record<number, [string, string]> = {
   [R.NOCONN]: ["EMFILE", "no free connection block"],
   [R.BADARG]: ["EINVAL", "invalid argument"],
   [R.INUSE]: ["EADDRINUSE", "address in use"],
+  [R.NOADDR]: ["EADDRNOTAVAIL", "no usable source address of that family (none configured, or still tentative)"],
 };
 
 // A received chunk is a Buffer over PM, registered with the FinalizationRegistry: its PM buffer

@@ -169,6 +169,8 @@ export interface ConnectionInfo {
   sndQueued: number;
   inFlight: number;
   retries: number;
+  /** The connection's path MTU (bytes). */
+  pmtu: number;
 }
 
 const parseMac = (m: string | Uint8Array): Uint8Array => {
@@ -619,6 +621,7 @@ export class Stack {
       sndQueued: info(id, INFO.sndQueued),
       inFlight: info(id, INFO.inFlight),
       retries: info(id, INFO.retries),
+      pmtu: info(id, INFO.pmtu),
     };
   }
 

@@ -320,8 +320,14 @@ export class Stack {
         );
       ip6 = { bytes: c.bytes, prefix: c.prefix };
     }
+    let gw6: Uint8Array | null = null;
+    if (opts.gw6) {
+      gw6 = parseIPv6(opts.gw6);
+      if (isMapped(gw6) || gw6.every((b) => b === 0) || gw6[0] === 0xff)
+        throw new TypeError(`pmstack: gw6 ${opts.gw6} is not a unicast IPv6 address`);
+    }
     const configure = (core: CoreInstance) => {
-      Stack.#configure(core, opts, mac, ip, Number(prefix ?? 32), ip6);
+      Stack.#configure(core, opts, mac, ip, Number(prefix ?? 32), ip6, gw6);
       opts.configure?.(core);
     };
     const p = opts.pool;
@@ -345,10 +351,11 @@ export class Stack {
     ip: number,
     prefix: number,
     ip6: { bytes: Uint8Array; prefix: number } | null,
+    gw6: Uint8Array | null,
   ): void {
     const e = core.exports;
     if (typeof e.stackInit !== "function") throw new PmstackError("ECORE", "pmstack: this core has no network stack");
-    if ((ip6 || c.gw6) && typeof e.stackIp6Addr !== "function")
+    if ((ip6 || gw6) && typeof e.stackIp6Addr !== "function")
       throw new PmstackError("ECORE", "pmstack: this core has no IPv6 (options ip6 and gw6 need it)");
     if (!(prefix >= 0 && prefix <= 32)) throw new RangeError(`pmstack: bad prefix length /${prefix}`);
     const base = e.stackConfig();
@@ -370,12 +377,7 @@ export class Stack {
       u8.set(ip6.bytes, CFG.IP6);
       dv.setUint32(CFG.IP6_PREFIX, ip6.prefix, true);
     }
-    if (c.gw6) {
-      const gw = parseIPv6(c.gw6);
-      if (isMapped(gw) || gw.every((b) => b === 0) || gw[0] === 0xff)
-        throw new TypeError(`pmstack: gw6 ${c.gw6} is not a unicast IPv6 address`);
-      u8.set(gw, CFG.GW6);
-    }
+    if (gw6) u8.set(gw6, CFG.GW6);
     put(CFG.MTU, c.mtu, "mtu");
     put(CFG.MAX_CONNS, c.maxConnections, "maxConnections");
     put(CFG.SYNQ, c.synQueue, "synQueue");

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { MemoryPair, PasteServer, createMemoryNet, instantiateCore } from "../build/index.js";
+import { MemoryPair, PasteServer, Stack, createMemoryNet, instantiateCore } from "../build/index.js";
 import { seeded } from "./lib/kernel-peer.mjs";
 
 setFlagsFromString("--expose-gc");
@@ -81,7 +81,41 @@ it("our IPv6 addresses: the link-local one from the MAC and the configured one, 
   const u8 = new Uint8Array(core.memory.buffer, cfg, 256);
   assert.is(Buffer.from(u8.subarray(160, 176)).toString("hex"), "20010002000000010000000000000001");
   assert.is(new DataView(core.memory.buffer, cfg, 256).getUint32(176, true), 64);
+  assert.is(Buffer.from(u8.subarray(180, 196)).toString("hex"), "0".repeat(32), "no gw6: zero");
   p.shutdown();
+  // gw6, the prefix, and options that are not an address to configure
+  const s = Stack.create({
+    mac: "02:00:00:00:00:0c",
+    ip: "198.18.0.3/24",
+    ip6: "2001:2:0:2::3/56",
+    gw6: "fe80::1",
+    pool: { buffers: 1024 },
+  });
+  const c2 = s.pool.core;
+  const b2 = new Uint8Array(c2.memory.buffer, c2.exports.stackConfig(), 256);
+  assert.is(Buffer.from(b2.subarray(180, 196)).toString("hex"), "fe800000000000000000000000000001");
+  assert.is(new DataView(c2.memory.buffer, c2.exports.stackConfig(), 256).getUint32(176, true), 56);
+  assert.equal(s.ip6.prefix, 56);
+  s.shutdown();
+  const bad = [
+    [{ ip6: "fe80::2/64" }, TypeError, /not a unicast address to configure/],
+    [{ ip6: "::ffff:198.18.0.3/120" }, TypeError, /not a unicast address to configure/],
+    [{ ip6: "ff02::1/64" }, TypeError, /not a unicast address to configure/],
+    [{ ip6: "2001:2::3/0" }, RangeError, /prefix length must be 1\.\.128/],
+    [{ ip6: "198.18.0.3/24" }, TypeError, /an IPv6 ADDR\/LEN expected/],
+    [{ ip6: "2001:2::3/64", gw6: "ff02::2" }, TypeError, /gw6 ff02::2 is not a unicast IPv6 address/],
+    [{ ip6: "2001:2::3/64", gw6: "2001:2::g" }, TypeError, /bad group "g"/],
+  ];
+  for (const [o, type, re] of bad) {
+    let err = null;
+    try {
+      Stack.create({ mac: "02:00:00:00:00:0d", ip: "198.18.0.4/24", pool: { buffers: 1024 }, ...o }).shutdown();
+    } catch (e) {
+      err = e;
+    }
+    assert.instance(err, type, JSON.stringify(o));
+    assert.match(err.message, re, JSON.stringify(o));
+  }
 });
 
 it('a server on "::" takes an IPv6 and an IPv4 client: 256 KiB each way byte-exact, addresses and families as node:net', async () => {

@@ -30,7 +30,9 @@ export const RING_HDR = 16;
 export const RING_MASK = 0;
 export const RING_HEAD = 4;
 export const RING_TAIL = 8;
+/** Header word: memory address of the ring's address lane (APP-IN, APP-OUT), or 0. */
 export const RING_LANE = 12;
+/** Bytes per address-lane row: one 16-byte address (IPv4-mapped for IPv4). */
 export const LANE_ROW = 16;
 export const SLOT_SIZE = 16;
 export const SLOT_BUF = 0;

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server as CtlServer } from "node:net";
 import { dirname, resolve } from "node:path";
 import { PmstackError } from "./errors.js";
+import { formatEndpoint, inPrefix, parseCidr, parseIPv6 } from "./addr.js";
 import { PcapWriter } from "./pcap.js";
 import { serve, type App, type AppServer, type ServeNic } from "./apps/serve.js";
 import { HttpdApp } from "./apps/httpd.js";
@@ -52,6 +53,11 @@ Server options:
                      try it with: ip netns exec NAME curl ...  (removed again on exit)
   --ip ADDR/LEN      pmstack's address (default 198.18.0.2/24)
   --peer-ip ADDR/LEN the kernel side's address in --netns (default 198.18.0.1/24)
+  --ip6 ADDR/LEN     pmstack's IPv6 address too (dual stack), e.g. 2001:2:0:63::2/64
+                     (default: none, IPv4 only; inside 2001:2::/48 with --netns)
+  --peer-ip6 ADDR/LEN
+                     the kernel side's IPv6 address in --netns, e.g. 2001:2:0:63::1/64
+                     (with --ip6, in the same prefix)
   --port N           listening port (default 80 for httpd, 6379 for kv)
   --mode MODE        persistence: auto, msync, journal, clwb, clflushopt, strict (default
                      auto: cache-line flushes on DAX, msync on tmpfs, journal on a disk)
@@ -84,6 +90,8 @@ const VALUED = new Set([
   "queue",
   "ip",
   "peer-ip",
+  "ip6",
+  "peer-ip6",
   "port",
   "mode",
   "pcap",
@@ -159,6 +167,34 @@ function address(s: string, what: string, testRange: boolean): string {
   return s;
 }
 
+/** The IPv6 range tests and namespaces may use (RFC 5180's benchmarking range, 2001:2::/48). */
+const TEST_NET6 = parseIPv6("2001:2::");
+
+/** An IPv6 ADDR/LEN option, canonical; inside 2001:2::/48 when `testRange`. */
+function address6(s: string, what: string, testRange: boolean): { text: string; bytes: Uint8Array; prefix: number } {
+  let c: ReturnType<typeof parseCidr>;
+  try {
+    c = parseCidr(s, { family: 6 });
+  } catch (e) {
+    throw new UsageError(
+      `${what} must be an IPv6 ADDR/LEN such as 2001:2:0:63::2/64; got ${s} (${(e as Error).message.replace(/^pmstack: /, "")})`,
+    );
+  }
+  if (c.prefix < 8 || c.prefix > 128)
+    throw new UsageError(`${what}: the prefix length must be 8..128 (64 for a link); got ${s}`);
+  const b = c.bytes;
+  if (
+    b[0] === 0xff ||
+    (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) ||
+    b.every((x) => x === 0) ||
+    c.address.startsWith("::")
+  )
+    throw new UsageError(`${what} must be a global unicast address (not multicast, link-local or ::); got ${s}`);
+  if (testRange && !(inPrefix(b, TEST_NET6, 48) && c.prefix >= 48))
+    throw new UsageError(`${what} must lie inside 2001:2::/48 (the IPv6 benchmarking range) with --netns; got ${s}`);
+  return { text: `${c.address}/${c.prefix}`, bytes: b, prefix: c.prefix };
+}
+
 function ipCmd(args: string[]): void {
   const r = spawnSync("ip", args, { encoding: "utf8" });
   if (r.error) throw new PmstackError("ENETNS", `pmstack: cannot run \`ip\` (iproute2): ${r.error.message}`);
@@ -229,6 +265,19 @@ async function runServer(a: Args): Promise<number> {
   const ip = address(str(a, "ip") ?? "198.18.0.2/24", "--ip", nsName !== null);
   const peerIp = address(str(a, "peer-ip") ?? "198.18.0.1/24", "--peer-ip", true);
   if (ip.split("/")[0] === peerIp.split("/")[0]) throw new UsageError("--ip and --peer-ip must differ");
+  const ip6 = str(a, "ip6") !== undefined ? address6(str(a, "ip6")!, "--ip6", nsName !== null) : null;
+  const peerIp6 = str(a, "peer-ip6") !== undefined ? address6(str(a, "peer-ip6")!, "--peer-ip6", true) : null;
+  if (nsName !== null && (ip6 === null) !== (peerIp6 === null))
+    throw new UsageError(
+      ip6
+        ? "--ip6 with --netns needs --peer-ip6 too (the kernel side's address, e.g. 2001:2:0:63::1/64)"
+        : "--peer-ip6 needs --ip6 (pmstack's IPv6 address, e.g. 2001:2:0:63::2/64)",
+    );
+  if (ip6 && peerIp6) {
+    if (ip6.text.split("/")[0] === peerIp6.text.split("/")[0]) throw new UsageError("--ip6 and --peer-ip6 must differ");
+    if (!inPrefix(peerIp6.bytes, ip6.bytes, Math.min(ip6.prefix, peerIp6.prefix)))
+      throw new UsageError(`--peer-ip6 ${peerIp6.text} must be on the link of --ip6 ${ip6.text} (the same prefix)`);
+  }
   const port = a.opts.has("port") ? int(a, "port", 0, 1, 65535) : undefined;
   const mode = str(a, "mode") ?? "auto";
   if (!["auto", "msync", "journal", "clwb", "clflushopt", "strict"].includes(mode))
@@ -300,6 +349,7 @@ async function runServer(a: Args): Promise<number> {
         mode: mode as never,
         mac: "02:50:4d:00:00:02",
         ip,
+        ...(ip6 ? { ip6: ip6.text } : {}),
         nic,
         busyPoll: a.opts.has("busy-poll"),
         maxConnections: 4096,
@@ -312,8 +362,16 @@ async function runServer(a: Args): Promise<number> {
     if (ns) {
       const kdev = kind === "tap" ? srv.ifname : "pmk0";
       ns.ip(["addr", "add", peerIp, "dev", kdev]);
+      if (peerIp6) {
+        // IPv6 on the kernel's device (a new namespace may start with it off), its address
+        // usable at once (nodad: the namespace holds nobody else)
+        ipCmd(["netns", "exec", ns.name, "sysctl", "-qw", `net.ipv6.conf.${kdev}.disable_ipv6=0`]);
+        ns.ip(["-6", "addr", "add", peerIp6.text, "dev", kdev, "nodad"]);
+      }
       ns.ip(["link", "set", kdev, "up"]);
     }
+    // our IPv6 address is usable once duplicate address detection is over (about a second)
+    if (ip6) await dadDone(srv.stack, ip6.text);
   } catch (e) {
     for (const [sig, h] of handlers) process.off(sig, h);
     cleanup();
@@ -322,6 +380,7 @@ async function runServer(a: Args): Promise<number> {
   const s = srv;
   const usPort = port ?? (cmd === "httpd" ? 80 : 6379);
   const us = ip.split("/")[0]!;
+  const us6 = ip6 ? ip6.text.split("/")[0]! : null;
   const rec = s.log.recovery;
   console.log(`pmstack ${cmd}: ${s.stack.pool.describe()}`);
   console.log(
@@ -329,16 +388,25 @@ async function runServer(a: Args): Promise<number> {
   );
   console.log(`nic: ${s.nic.copies}`);
   console.log(
-    `listening on ${us}:${usPort} (${kind === "tap" ? "TAP" : "AF_XDP"} ${s.ifname}${ns ? `, namespace ${ns.name}` : ""})`,
+    `listening on ${formatEndpoint(us, usPort)}${us6 ? ` and ${formatEndpoint(us6, usPort)}` : ""} ` +
+      `(${kind === "tap" ? "TAP" : "AF_XDP"} ${s.ifname}${ns ? `, namespace ${ns.name}` : ""})`,
   );
   if (ns) {
     const ex = `ip netns exec ${ns.name}`;
+    const p = usPort !== (cmd === "httpd" ? 80 : 6379) ? `:${usPort}` : "";
     if (cmd === "httpd") {
-      console.log(`try:  ${ex} curl -d 'hello, PM' http://${us}/greeting`);
-      console.log(`      ${ex} curl http://${us}/greeting`);
-      console.log(`      ${ex} curl -T bigfile http://${us}/big   (any size; GET streams it back)`);
-    } else
-      console.log(`try:  ${ex} redis-cli -h ${us}${usPort !== 6379 ? ` -p ${usPort}` : ""} SET greeting 'hello, PM'`);
+      console.log(`try:  ${ex} curl -d 'hello, PM' http://${us}${p}/greeting`);
+      console.log(`      ${ex} curl http://${us}${p}/greeting`);
+      console.log(`      ${ex} curl -T bigfile http://${us}${p}/big   (any size; GET streams it back)`);
+      if (us6) {
+        console.log(`      ${ex} curl -g http://[${us6}]${p}/greeting   (IPv6)`);
+        console.log(`      ${ex} ping -6 -c 2 ${us6}`);
+      }
+    } else {
+      const rp = p ? ` -p ${usPort}` : "";
+      console.log(`try:  ${ex} redis-cli -h ${us}${rp} SET greeting 'hello, PM'`);
+      if (us6) console.log(`      ${ex} redis-cli -h ${us6}${rp} GET greeting   (IPv6)`);
+    }
   } else if (kind === "tap") {
     console.log(
       `the device ${s.ifname} is in this namespace and down; give the kernel's side an address in ${ip} and bring it up to reach ${us}`,
@@ -368,6 +436,7 @@ async function runServer(a: Args): Promise<number> {
               pool: s.stack.pool.counts(),
               log: s.log.stats(),
               journal: s.stack.pool.journalStats(),
+              ip6: s.stack.ip6Addresses(),
               app: (s.app as { stats?: unknown }).stats,
             }
           : what === "ss"
@@ -417,6 +486,25 @@ async function runServer(a: Args): Promise<number> {
   });
 }
 
+/**
+ * Waits until duplicate address detection on our IPv6 address is over (the loop runs meanwhile);
+ * a duplicate is an error naming the address.
+ */
+async function dadDone(stack: Stack, want: string): Promise<void> {
+  const end = performance.now() + 10_000;
+  for (;;) {
+    const g = stack.ip6Addresses().find((x) => x.scope === "global");
+    if (!g || g.state === "preferred") return;
+    if (g.state === "duplicate")
+      throw new PmstackError("EADDRINUSE", `pmstack: --ip6 ${want}: another host on the link has this address (DAD)`);
+    if (performance.now() > end) {
+      console.error(`pmstack: --ip6 ${want}: duplicate address detection still running; going on`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function ask(control: string, what: string): Promise<unknown> {
   return new Promise((res, rej) => {
     const c = createConnection(control);
@@ -456,13 +544,19 @@ async function runQuery(a: Args): Promise<number> {
     return 0;
   }
   if (a.cmd === "ss") {
-    const rows = ans as Record<string, unknown>[];
+    const rows = (ans as Record<string, unknown>[]).map((r) => ({
+      ...r,
+      local: r.localAddress ? formatEndpoint(String(r.localAddress), Number(r.localPort)) : "*",
+      peer: r.remoteAddress ? formatEndpoint(String(r.remoteAddress), Number(r.remotePort)) : "*",
+    }));
     if (!rows.length) console.log("no connections");
     else
       console.log(
         table(rows, [
           "id",
           "state",
+          "local",
+          "peer",
           "mss",
           "cwnd",
           "ssthresh",
@@ -498,6 +592,11 @@ async function runQuery(a: Args): Promise<number> {
   out.push("Stack:");
   for (const k of COUNTERS)
     if (stack[k]) out.push(`    ${String(stack[k]).padStart(14)} ${k.toLowerCase().replaceAll("_", " ")}`);
+  const ip6 = (ans as { ip6?: { address: string; prefix: number; scope: string; state: string }[] }).ip6 ?? [];
+  if (ip6.length) {
+    out.push("IPv6 addresses:");
+    for (const x of ip6) out.push(`    ${x.address}/${x.prefix} ${x.scope} ${x.state}`);
+  }
   section("Loop", st.loop);
   section("NIC", st.nic, true);
   section("Pool buffers", st.pool);

@@ -96,6 +96,16 @@ export interface StackExports {
   tcpInfo(id: number, field: number): number;
   tcpConnCount(): number;
   tcpNodesUsed(): number;
+  /** Memory offset of our k-th IPv6 address (16 bytes; 0 link-local, 1 the configured one), 0 if none. */
+  stackIp6Addr(k: number): number;
+  /** That address's state: 0 none, 1 tentative (DAD running), 2 preferred, 3 duplicate (not used). */
+  stackIp6State(k: number): number;
+  /** A static neighbour entry: 16-byte address (IPv4-mapped for IPv4) at `addr`, 6-byte MAC at `mac`. */
+  stackNeighAdd(addr: number, mac: number): void;
+  /** 1 if the 16-byte address at `addr` is resolved. */
+  stackNeighLookup(addr: number): number;
+  /** Copies a connection's local (which 0) or remote (1) 16-byte address to `out`: 4 or 6, 0 for an unknown id. */
+  tcpAddr(id: number, which: number, out: number): number;
 }
 
 /** The write-ahead log and index in the metadata region (assembly/pm/log.ts). */

@@ -35,8 +35,23 @@ export type { XdpOptions } from "./nic/xdp.js";
 export { NicPort, reserveNicQueues, NO_OFFLOADS } from "./nic/port.js";
 export type { NicCaps, NicQueues, ReserveOptions, RxFrame, TxFrame } from "./nic/port.js";
 export * as nic from "./nic/native.js";
-export { Stack, parseIPv4, formatIPv4 } from "./stack.js";
-export type { StackConfig, StackOptions, StackEvent, ConnectionInfo } from "./stack.js";
+export { Stack } from "./stack.js";
+export type { StackConfig, StackOptions, StackEvent, ConnectionInfo, Ip6Address } from "./stack.js";
+export {
+  parseIPv4,
+  formatIPv4,
+  parseIPv6,
+  formatIPv6,
+  formatAddr,
+  formatEndpoint,
+  parseIP,
+  parseCidr,
+  isIP,
+  isMapped,
+  mapIPv4,
+  inPrefix,
+} from "./addr.js";
+export type { Family, Cidr } from "./addr.js";
 export { COUNTERS as STACK_COUNTERS, TCP_STATES, INFO as TCP_INFO, R as TCP_REASONS } from "./stack-abi.js";
 export { NicLoop } from "./loop.js";
 export type { LoopOptions, LoopStats } from "./loop.js";
@@ -63,7 +78,7 @@ export type {
   MemoryPairOptions,
 } from "./paste.js";
 export { NetStack, Server, Socket, createStack, createMemoryNet, createServer, connect } from "./net.js";
-export type { NetStackOptions, NetStats, ServerOptions, ConnectOptions } from "./net.js";
+export type { NetStackOptions, NetStats, ServerOptions, ConnectOptions, ListenOptions } from "./net.js";
 export {
   KvApp,
   KV_COMMANDS,

@@ -11,7 +11,8 @@ import { EventEmitter } from "node:events";
 import { Duplex } from "node:stream";
 import { copyIntoBuffers, freeRefused, PoolPressure, SendQueue, type Driver, type MemoryPair } from "./paste.js";
 import type { BufferName } from "./pool.js";
-import { formatIPv4, type Stack, type StackEvent } from "./stack.js";
+import { formatIPv4, formatIPv6, parseIP } from "./addr.js";
+import type { Stack, StackEvent } from "./stack.js";
 import { R } from "./stack-abi.js";
 
 export interface NetStackOptions {
@@ -47,6 +48,7 @@ const CMD_ERR: Record<number, [string, string]> = {
   [R.NOCONN]: ["EMFILE", "no free connection block"],
   [R.BADARG]: ["EINVAL", "invalid argument"],
   [R.INUSE]: ["EADDRINUSE", "address in use"],
+  [R.NOADDR]: ["EADDRNOTAVAIL", "no usable source address of that family (none configured, or still tentative)"],
 };
 
 // A received chunk is a Buffer over PM, registered with the FinalizationRegistry: its PM buffer
@@ -125,13 +127,18 @@ export class NetStack {
     const s = new Socket(this, opts);
     const tag = this.#tag++;
     if (this.#tag > 0x7fffffff) this.#tag = 0x10000;
-    s.remoteAddress = opts.host ?? "127.0.0.1";
+    const host = opts.host ?? "127.0.0.1";
+    s.remoteAddress = host;
     s.remotePort = opts.port;
     s.connecting = true;
     if (onConnect) s.once("connect", onConnect);
     this.connecting.set(tag, s);
     try {
-      this.stack.connect(s.remoteAddress, opts.port, { tag, localPort: opts.localPort });
+      // the peer as node:net shows it: canonical text, IPv6 without brackets
+      const ip = parseIP(host);
+      s.remoteAddress = ip.family === 4 ? formatIPv4(ip.ipv4) : formatIPv6(ip.bytes);
+      s.remoteFamily = ip.family === 4 ? "IPv4" : "IPv6";
+      this.stack.connect(host, opts.port, { tag, localPort: opts.localPort });
     } catch (e) {
       this.connecting.delete(tag);
       queueMicrotask(() => s.destroy(e as Error));
@@ -196,12 +203,13 @@ export class NetStack {
       }
       case "ACCEPTED": {
         const srv = this.#servers.get(ev.len);
-        if (!srv) {
+        if (!srv || !srv._takes(ev.family, ev.conn)) {
           this.stack.abort(ev.conn);
           return;
         }
         const s = new Socket(this, { allowHalfOpen: srv.allowHalfOpen });
-        s.remoteAddress = formatIPv4(ev.buf);
+        s.remoteAddress = ev.addr;
+        s.remoteFamily = ev.family === 6 ? "IPv6" : "IPv4";
         s.remotePort = ev.off;
         s.localPort = ev.len;
         s._attach(ev.conn);
@@ -287,11 +295,33 @@ export interface ServerOptions {
   backlog?: number;
 }
 
+/** What listen() takes besides the port (node:net's listen options). */
+export interface ListenOptions {
+  port: number;
+  /**
+   * "::" (the default when the stack has IPv6): both families; "0.0.0.0": IPv4 peers only; one
+   * of the stack's own addresses: that family only. Unset without IPv6: IPv4, as the stack's address.
+   */
+  host?: string;
+  backlog?: number;
+}
+
+/** A listen host resolved: what address() says and the peers' family taken (0: both). */
+interface ListenHost {
+  address: string;
+  family: "IPv4" | "IPv6";
+  takes: 0 | 4 | 6;
+  /** A specific IPv6 address listened on: connections must be to it. */
+  local: string | null;
+}
+
 export class Server extends EventEmitter {
   readonly net: NetStack;
   readonly allowHalfOpen: boolean;
   listening = false;
   #port = -1;
+  /** The address listened on as address() reports it, and the peers' family it takes (0: both). */
+  #host: ListenHost | null = null;
   #backlog: number | undefined;
   #conns = new Set<Socket>();
   #closing = false;
@@ -304,9 +334,41 @@ export class Server extends EventEmitter {
     if (onConnection) this.on("connection", onConnection);
   }
 
-  listen(port: number, cb?: () => void): this {
+  /**
+   * As node:net's: listen(port, cb), listen(port, host, cb), listen(port, host, backlog, cb) or
+   * listen({ port, host, backlog }, cb). One listener takes both families; `host` decides which
+   * peers the server accepts and what address() says (see ListenOptions).
+   */
+  listen(port: number, cb?: () => void): this;
+  listen(port: number, host: string, cb?: () => void): this;
+  listen(port: number, host: string, backlog: number, cb?: () => void): this;
+  listen(opts: ListenOptions, cb?: () => void): this;
+  listen(
+    a: number | ListenOptions,
+    b?: string | number | (() => void),
+    c?: number | (() => void),
+    d?: () => void,
+  ): this {
+    const o: ListenOptions = typeof a === "object" ? { ...a } : { port: a };
+    const rest = [b, c, d];
+    const cb = rest.find((x) => typeof x === "function") as (() => void) | undefined;
+    if (typeof a !== "object") {
+      if (typeof b === "string") o.host = b;
+      const bl = typeof b === "number" ? b : typeof c === "number" ? c : undefined;
+      if (bl !== undefined) o.backlog = bl;
+    }
+    const port = o.port;
+    if (o.backlog !== undefined) this.#backlog = o.backlog;
     this.#port = port;
     if (cb) this.once("listening", cb);
+    const host = this.#resolveHost(o.host);
+    if (typeof host === "string") {
+      queueMicrotask(() =>
+        this.emit("error", netError("EADDRNOTAVAIL", `listen ${o.host}:${port}: ${host}`, { port, address: o.host })),
+      );
+      return this;
+    }
+    this.#host = host;
     if (!this.net.registerServer(port, this)) {
       queueMicrotask(() => this.emit("error", netError("EADDRINUSE", `listen ${port}: address in use`, { port })));
       return this;
@@ -316,7 +378,40 @@ export class Server extends EventEmitter {
   }
 
   address(): { address: string; family: string; port: number } | null {
-    return this.listening ? { address: formatIPv4(this.net.stack.ip), family: "IPv4", port: this.#port } : null;
+    if (!this.listening || !this.#host) return null;
+    return { address: this.#host.address, family: this.#host.family, port: this.#port };
+  }
+
+  /** The listen host's meaning, or why the stack cannot listen there. */
+  #resolveHost(host: string | undefined): ListenHost | string {
+    const stack = this.net.stack;
+    if (host === undefined || host === "")
+      return stack.ip6
+        ? { address: "::", family: "IPv6", takes: 0, local: null }
+        : { address: formatIPv4(stack.ip), family: "IPv4", takes: 0, local: null };
+    let ip: ReturnType<typeof parseIP>;
+    try {
+      ip = parseIP(host);
+    } catch {
+      return "not an IP address (host names are not resolved)";
+    }
+    if (ip.family === 4) {
+      if (ip.ipv4 !== 0 && ip.ipv4 !== stack.ip) return `not this stack's address (${formatIPv4(stack.ip)})`;
+      return { address: formatIPv4(ip.ipv4), family: "IPv4", takes: 4, local: null };
+    }
+    const text = formatIPv6(ip.bytes);
+    if (text === "::") return { address: "::", family: "IPv6", takes: 0, local: null };
+    const ours = stack.ip6Addresses().map((a) => a.address);
+    if (!ours.includes(text)) return `not one of this stack's IPv6 addresses (${ours.join(", ") || "none"})`;
+    return { address: text, family: "IPv6", takes: 6, local: text };
+  }
+
+  /** @internal whether this server takes a peer of `family` on connection `conn` (its listen host). */
+  _takes(family: number, conn: number): boolean {
+    const h = this.#host;
+    if (!h || h.takes === 0) return true;
+    if (h.takes !== family) return false;
+    return h.local === null || this.net.stack.endpoints(conn)?.localAddress === h.local;
   }
 
   /** Stops accepting; 'close' follows once every accepted connection has closed. */
@@ -369,10 +464,12 @@ export class Socket extends Duplex {
   readonly net: NetStack;
   conn = -1;
   connecting = false;
+  /** The peer: dotted IPv4, or IPv6 without brackets (RFC 5952), as node:net shows it. */
   remoteAddress = "";
   remotePort = 0;
   localPort = 0;
-  readonly remoteFamily = "IPv4";
+  remoteFamily: "IPv4" | "IPv6" = "IPv4";
+  #local: string | null = null;
   bytesRead = 0;
   /** @internal */ _queue: SendQueue | null = null;
   #owed = 0; // bytes received but not acknowledged to TCP (the reader is behind)
@@ -399,12 +496,20 @@ export class Socket extends Duplex {
     return this.#written;
   }
 
+  /** Our end's address (the connection's, from the core), dotted IPv4 or IPv6 text. */
   get localAddress(): string {
-    return formatIPv4(this.net.stack.ip);
+    if (this.#local) return this.#local;
+    const st = this.net.stack;
+    return this.remoteFamily === "IPv6" && st.ip6 ? formatIPv6(st.ip6.bytes) : formatIPv4(st.ip);
+  }
+
+  /** The family of both ends: "IPv4" or "IPv6". */
+  get localFamily(): "IPv4" | "IPv6" {
+    return this.remoteFamily;
   }
 
   address(): { address: string; family: string; port: number } {
-    return { address: this.localAddress, family: "IPv4", port: this.localPort };
+    return { address: this.localAddress, family: this.localFamily, port: this.localPort };
   }
 
   setNoDelay(noDelay = true): this {
@@ -492,6 +597,8 @@ export class Socket extends Duplex {
 
   /** @internal */ _attach(conn: number): void {
     this.conn = conn;
+    const ends = this.net.stack.endpoints(conn);
+    if (ends?.localAddress) this.#local = ends.localAddress;
     this._queue = new SendQueue(this.net.stack, conn);
     this.net.sockets.set(conn, this);
     if (this.#noDelay !== undefined) this.net.stack.setNoDelay(conn, this.#noDelay);

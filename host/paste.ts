@@ -16,7 +16,7 @@ import { NicLoop, type LoopOptions } from "./loop.js";
 import type { NicPort } from "./nic/port.js";
 import { PoolExhaustedError } from "./errors.js";
 import type { BufferName } from "./pool.js";
-import { formatIPv4, Stack, type StackEvent, type StackOptions } from "./stack.js";
+import { Stack, type StackEvent, type StackOptions } from "./stack.js";
 
 // ---- drivers ---------------------------------------------------------------------------------
 
@@ -486,7 +486,9 @@ export interface Chunk {
 
 export interface Accepted {
   conn: number;
+  /** The peer's address: dotted IPv4 or RFC 5952 IPv6. */
   remoteAddress: string;
+  remoteFamily: "IPv4" | "IPv6";
   remotePort: number;
   localPort: number;
 }
@@ -698,7 +700,8 @@ export class PasteServer {
         this.#conn(ev.conn);
         this.#accepted.push({
           conn: ev.conn,
-          remoteAddress: formatIPv4(ev.buf),
+          remoteAddress: ev.addr,
+          remoteFamily: ev.family === 6 ? "IPv6" : "IPv4",
           remotePort: ev.off,
           localPort: ev.len,
         });

@@ -1,8 +1,11 @@
 // Ring: the host's view of one single-producer/single-consumer ring in the core's memory
-// (assembly/ring.ts, docs/core-abi.md): a 16-byte header {mask, head, tail, reserved} and 2^k
+// (assembly/ring.ts, docs/core-abi.md): a 16-byte header {mask, head, tail, lane} and 2^k
 // slots of 16 bytes {u32 buf, u16 off, u16 len, u32 conn, u32 flags}. `head` and `tail` run
 // free (wrapping at 2^32); a position's slot is `pos & mask`. The producer writes slots at
 // `tail` then publishes by storing `tail`; the consumer reads slots at `head` then stores `head`.
+// APP-IN and APP-OUT also have an address lane (`lane`, the header's 4th word; 0 for RX/TX):
+// 2^k rows of 16 bytes, row `pos & mask` holding the address (IPv6, or IPv4-mapped) of the
+// slot at the same position.
 //
 // These are hot paths (per frame, per event): no allocation per call. A slot is addressed by
 // the number `slot(pos)` returns (its index in the Uint32Array view) and read field by field;
@@ -19,12 +22,16 @@ const FLAGS = abi.SLOT_FLAGS >>> 2;
 const OFF = abi.SLOT_OFF >>> 1;
 const LEN = abi.SLOT_LEN >>> 1;
 const SLOT_WORDS = abi.SLOT_SIZE >>> 2;
+const LANE = abi.RING_LANE >>> 2;
 
 export class Ring {
   /** The ring's memory offset (what ringCreate/stackRing returned). */
   readonly at: number;
   /** Slots - 1. */
   readonly mask: number;
+  /** Memory offset of the address lane (16 bytes per slot), or 0 when the ring has none. */
+  readonly lane: number;
+  readonly #u8: Uint8Array;
   readonly #u32: Uint32Array;
   readonly #u16: Uint16Array;
   /** Index of the header in the Uint32Array view. */
@@ -36,9 +43,11 @@ export class Ring {
     this.at = at;
     this.#u32 = new Uint32Array(memory.buffer);
     this.#u16 = new Uint16Array(memory.buffer);
+    this.#u8 = new Uint8Array(memory.buffer);
     this.#h = at >>> 2;
     this.#s0 = (at + abi.RING_HDR) >>> 2;
     this.mask = this.#u32[this.#h + (abi.RING_MASK >>> 2)]!;
+    this.lane = this.#u32[this.#h + LANE]!;
   }
 
   /** Slots in the ring. */
@@ -93,5 +102,23 @@ export class Ring {
     this.#u16[2 * s + LEN] = len;
     u32[s + CONN] = conn;
     u32[s + FLAGS] = flags;
+  }
+
+  /** Memory offset of the lane row of position `pos` (the ring must have a lane). */
+  laneRow(pos: number): number {
+    return this.lane + (pos & this.mask) * abi.LANE_ROW;
+  }
+  /** Copies src[at..at+16) into the lane row of position `pos` (a producer, before `tail`). */
+  putAddr(pos: number, src: Uint8Array, at = 0): void {
+    const r = this.laneRow(pos);
+    const u8 = this.#u8;
+    for (let i = 0; i < abi.LANE_ROW; i++) u8[r + i] = src[at + i]!;
+  }
+  /** Copies the lane row of position `pos` into out[at..at+16); returns `out`. */
+  getAddr(pos: number, out: Uint8Array, at = 0): Uint8Array {
+    const r = this.laneRow(pos);
+    const u8 = this.#u8;
+    for (let i = 0; i < abi.LANE_ROW; i++) out[at + i] = u8[r + i]!;
+    return out;
   }
 }

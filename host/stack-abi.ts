@@ -32,10 +32,16 @@ export const CFG = {
   TSO: 112,
   TSO_PIECES: 116,
   SECRET: 128,
+  /** 16 bytes: our IPv6 unicast address (all zero: IPv6 off). */
   IP6: 160,
+  /** Its on-link prefix length (0 means 64). */
   IP6_PREFIX: 176,
+  /** 16 bytes: the IPv6 next hop for off-link destinations (zero: none). */
   GW6: 180,
 } as const;
+
+/** stackIp6State values: an IPv6 address's duplicate address detection (RFC 4862). */
+export const IP6_STATES = ["none", "tentative", "preferred", "duplicate"] as const;
 
 export const CMD = {
   SEND: 1,

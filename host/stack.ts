@@ -5,13 +5,40 @@
 // poll(now). See docs/core-abi.md for the contract and docs/api/stack.md for this API.
 
 import { E_ARG, E_NOMEM, E_SEALED, SF_MORE } from "./abi.js";
+import {
+  familyOf,
+  formatAddr,
+  formatIPv4,
+  formatIPv6,
+  isMapped,
+  mapIPv4,
+  mappedIPv4,
+  parseCidr,
+  parseIPv4,
+  parseIPv6,
+  type Family,
+} from "./addr.js";
 import type { CoreExports, CoreInstance } from "./core.js";
 import { PmstackError } from "./errors.js";
 import { RingPort } from "./link/port.js";
 import type { NicCaps } from "./nic/port.js";
 import { Pool, type BufferName, type CreateOptions } from "./pool.js";
 import { Ring } from "./ring.js";
-import { CFG, CMD, COUNTERS, EV, EV_NAMES, INFO, OPT, TCP_STATES, TF, type EventName } from "./stack-abi.js";
+import {
+  CFG,
+  CMD,
+  COUNTERS,
+  EV,
+  EV_NAMES,
+  INFO,
+  IP6_STATES,
+  OPT,
+  TCP_STATES,
+  TF,
+  type EventName,
+} from "./stack-abi.js";
+
+export { parseIPv4, formatIPv4 } from "./addr.js";
 
 export interface StackConfig {
   /** Our Ethernet address, "02:00:00:00:00:01" or 6 bytes. */
@@ -19,6 +46,14 @@ export interface StackConfig {
   /** Our IPv4 address and prefix, e.g. "198.18.0.2/24". */
   ip?: string;
   gateway?: string;
+  /**
+   * Our IPv6 address and on-link prefix, e.g. "2001:2:0:63::2/64" (no "/LEN": /64). Unset:
+   * IPv6 off. The core also takes the link-local address fe80::/64 + modified EUI-64 of `mac`
+   * and runs duplicate address detection on both (`ip6Addresses()`).
+   */
+  ip6?: string;
+  /** The IPv6 next hop for off-link destinations (a link-local or on-link router address). */
+  gw6?: string;
   mtu?: number;
   maxConnections?: number;
   synQueue?: number;
@@ -96,11 +131,34 @@ export interface StackEvent {
   handle: number;
   /** More slots of the same datagram follow (UDP chains). */
   more: boolean;
+  /**
+   * ACCEPTED: the peer's address; UDP: the datagram's source. Dotted IPv4 or RFC 5952 IPv6
+   * text; "" for every other event (only these two are decoded).
+   */
+  addr: string;
+  /** The family of `addr`: 4 or 6 (0 for other events). */
+  family: 0 | Family;
+}
+
+/** One of our IPv6 addresses (`stack.ip6Addresses()`). */
+export interface Ip6Address {
+  address: string;
+  /** "link" (fe80::/64, from the MAC) or "global" (the configured `ip6`). */
+  scope: "link" | "global";
+  prefix: number;
+  /** Duplicate address detection: tentative while it runs; a duplicate address is not used. */
+  state: (typeof IP6_STATES)[number];
 }
 
 export interface ConnectionInfo {
   id: number;
   state: (typeof TCP_STATES)[number];
+  family: Family;
+  /** Addresses as text (dotted IPv4, RFC 5952 IPv6) and ports; "" / 0 where the core does not say. */
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
   cwnd: number;
   ssthresh: number;
   srttMs: number;
@@ -111,14 +169,10 @@ export interface ConnectionInfo {
   sndQueued: number;
   inFlight: number;
   retries: number;
+  /** The connection's path MTU (bytes). */
+  pmtu: number;
 }
 
-export const parseIPv4 = (s: string): number => {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m || m.slice(1).some((x) => +x > 255)) throw new TypeError(`pmstack: not an IPv4 address: ${JSON.stringify(s)}`);
-  return ((+m[1]! << 24) | (+m[2]! << 16) | (+m[3]! << 8) | +m[4]!) >>> 0;
-};
-export const formatIPv4 = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
 const parseMac = (m: string | Uint8Array): Uint8Array => {
   if (m instanceof Uint8Array && m.length === 6) return m;
   if (typeof m === "string" && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(m))
@@ -133,27 +187,57 @@ export class Stack {
   readonly rings: { rx: number; tx: number; appIn: number; appOut: number };
   readonly mac: Uint8Array;
   readonly ip: number;
+  /** Our configured IPv6 address (16 bytes) and prefix, or null when IPv6 is off. */
+  readonly ip6: { bytes: Uint8Array; prefix: number } | null;
   #e: CoreExports;
+  #u8: Uint8Array;
+  /** 16 bytes for an address passing through a lane or tcpAddr. */
+  #a16 = new Uint8Array(16);
+  /** Core scratch memory for tcpAddr's output. */
+  #scratch: number;
+  #live = new Set<number>();
+  /** Ports of live connections: local << 16 | remote, from ACCEPTED and CONNECTED. */
+  #ports = new Map<number, number>();
   #u32: Uint32Array;
   /** The command ring (we produce) and the event ring (we consume). */
   #appIn: Ring;
   #appOut: Ring;
   #stats: number;
-  #live = new Set<number>();
-  #ev: StackEvent = { type: "DATA", code: 0, conn: 0, buf: 0, off: 0, len: 0, aux: 0, handle: 0, more: false };
+  #ev: StackEvent = {
+    type: "DATA",
+    code: 0,
+    conn: 0,
+    buf: 0,
+    off: 0,
+    len: 0,
+    aux: 0,
+    handle: 0,
+    more: false,
+    addr: "",
+    family: 0,
+  };
   #cfg: DataView;
   /** The per-connection send queue limit the core was configured with (bytes). */
   #sndBuf: number;
   /** The `tso` option as configured (undefined: left to the composition). */
   #tsoAsked: boolean | TsoConfig | undefined;
 
-  private constructor(pool: Pool, mac: Uint8Array, ip: number, tso: boolean | TsoConfig | undefined) {
+  private constructor(
+    pool: Pool,
+    mac: Uint8Array,
+    ip: number,
+    ip6: { bytes: Uint8Array; prefix: number } | null,
+    tso: boolean | TsoConfig | undefined,
+  ) {
     this.pool = pool;
     this.#tsoAsked = tso;
     this.mac = mac;
     this.ip = ip;
+    this.ip6 = ip6;
     const e = pool.core.exports;
     this.#e = e;
+    this.#u8 = new Uint8Array(pool.core.memory.buffer);
+    this.#scratch = e.stackScratch();
     this.rings = { rx: e.stackRing(0), tx: e.stackRing(1), appIn: e.stackRing(2), appOut: e.stackRing(3) };
     this.port = new RingPort(pool, { rx: this.rings.rx, tx: this.rings.tx });
     this.#u32 = new Uint32Array(pool.core.memory.buffer);
@@ -168,7 +252,7 @@ export class Stack {
    * A configuration field as the core reads it: the value set, or the core's default when it
    * was left 0, clamped into the core's bounds (the table in assembly/net/g.ts).
    */
-  config(field: Exclude<keyof typeof CFG, "MAC" | "SECRET">): number {
+  config(field: Exclude<keyof typeof CFG, "MAC" | "SECRET" | "IP6" | "GW6">): number {
     return this.#e.stackConfigValue(CFG[field]) >>> 0;
   }
 
@@ -226,8 +310,24 @@ export class Stack {
     const mac = parseMac(opts.mac);
     const [addr, prefix] = (opts.ip ?? "0.0.0.0/0").split("/");
     const ip = parseIPv4(addr!);
+    let ip6: { bytes: Uint8Array; prefix: number } | null = null;
+    if (opts.ip6) {
+      const c = parseCidr(opts.ip6, { family: 6, defaultPrefix: 64 });
+      if (c.prefix < 1) throw new RangeError(`pmstack: ip6 ${opts.ip6}: the prefix length must be 1..128`);
+      if (isMapped(c.bytes) || c.bytes.every((b) => b === 0) || c.bytes[0] === 0xff || isLinkLocal(c.bytes))
+        throw new TypeError(
+          `pmstack: ip6 ${opts.ip6} is not a unicast address to configure (the link-local one comes from the MAC)`,
+        );
+      ip6 = { bytes: c.bytes, prefix: c.prefix };
+    }
+    let gw6: Uint8Array | null = null;
+    if (opts.gw6) {
+      gw6 = parseIPv6(opts.gw6);
+      if (isMapped(gw6) || gw6.every((b) => b === 0) || gw6[0] === 0xff)
+        throw new TypeError(`pmstack: gw6 ${opts.gw6} is not a unicast IPv6 address`);
+    }
     const configure = (core: CoreInstance) => {
-      Stack.#configure(core, opts, mac, ip, Number(prefix ?? 32));
+      Stack.#configure(core, opts, mac, ip, Number(prefix ?? 32), ip6, gw6);
       opts.configure?.(core);
     };
     const p = opts.pool;
@@ -241,12 +341,22 @@ export class Stack {
           configure,
         })
       : Pool.volatile({ buffers: p.buffers, shared: p.shared, metaBytes: p.metaBytes, configure });
-    return new Stack(pool, mac, ip, opts.tso);
+    return new Stack(pool, mac, ip, ip6, opts.tso);
   }
 
-  static #configure(core: CoreInstance, c: StackConfig, mac: Uint8Array, ip: number, prefix: number): void {
+  static #configure(
+    core: CoreInstance,
+    c: StackConfig,
+    mac: Uint8Array,
+    ip: number,
+    prefix: number,
+    ip6: { bytes: Uint8Array; prefix: number } | null,
+    gw6: Uint8Array | null,
+  ): void {
     const e = core.exports;
     if (typeof e.stackInit !== "function") throw new PmstackError("ECORE", "pmstack: this core has no network stack");
+    if ((ip6 || gw6) && typeof e.stackIp6Addr !== "function")
+      throw new PmstackError("ECORE", "pmstack: this core has no IPv6 (options ip6 and gw6 need it)");
     if (!(prefix >= 0 && prefix <= 32)) throw new RangeError(`pmstack: bad prefix length /${prefix}`);
     const base = e.stackConfig();
     const u8 = new Uint8Array(core.memory.buffer, base, 256);
@@ -263,6 +373,11 @@ export class Stack {
     dv.setUint32(CFG.IP, ip, true);
     dv.setUint32(CFG.MASK, prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0, true);
     if (c.gateway) dv.setUint32(CFG.GW, parseIPv4(c.gateway), true);
+    if (ip6) {
+      u8.set(ip6.bytes, CFG.IP6);
+      dv.setUint32(CFG.IP6_PREFIX, ip6.prefix, true);
+    }
+    if (gw6) u8.set(gw6, CFG.GW6);
     put(CFG.MTU, c.mtu, "mtu");
     put(CFG.MAX_CONNS, c.maxConnections, "maxConnections");
     put(CFG.SYNQ, c.synQueue, "synQueue");
@@ -345,9 +460,13 @@ export class Stack {
     checkPort(port);
     this.#cmd(CMD.UNLISTEN, 0, 0, port);
   }
+  /**
+   * Opens a connection to `ip` (dotted IPv4, a host number, or IPv6 text; an IPv4-mapped IPv6
+   * address is IPv4). CONNECTED (with the tag), RESET or ERROR follows.
+   */
   connect(ip: string | number, port: number, opts: { localPort?: number; tag?: number } = {}): void {
     checkPort(port);
-    const addr = typeof ip === "number" ? ip : parseIPv4(ip);
+    const addr = this.#dest(ip);
     this.#cmd(CMD.CONNECT, opts.tag ?? 0, addr, port, opts.localPort ?? 0);
   }
   /** Sends bytes of a buffer the app holds (owner app: passes to the stack; kept: referenced). */
@@ -378,10 +497,38 @@ export class Stack {
     checkPort(port);
     this.#cmd(CMD.UDP_BIND, tag, 0, port);
   }
+  /** Sends a datagram to `ip` (IPv4 or IPv6, as for connect) and `port` from bind `handle`. */
   udpSend(handle: number, ip: string | number, port: number, name: BufferName): void {
     this.pool.name(name.index, name.offset, name.length);
-    const addr = typeof ip === "number" ? ip : parseIPv4(ip);
+    const addr = this.#dest(ip);
     this.#cmd(CMD.UDP_SEND, addr, name.index, name.offset, name.length, port, handle);
+  }
+
+  /**
+   * The IPv4 field of a CONNECT or UDP_SEND about to be pushed: the IPv4 host number (the fast
+   * path: no lane), or 0 with the destination's 16 bytes in the lane row of the slot the
+   * command takes (APP-IN's tail).
+   */
+  #dest(ip: string | number): number {
+    // a full ring's tail row is the oldest pending command's: never write it (#cmd refuses anyway)
+    if (this.#appIn.space() === 0)
+      throw new PmstackError("EAGAIN", "pmstack: the command ring is full: poll() the stack and retry");
+    if (typeof ip === "number") {
+      if (ip !== 0 || !this.#appIn.lane) return ip;
+    } else if (!ip.includes(":")) {
+      const n = parseIPv4(ip);
+      if (n !== 0 || !this.#appIn.lane) return n;
+    } else {
+      const a = parseIPv6(ip, this.#a16);
+      if (isMapped(a) && mappedIPv4(a) !== 0) return mappedIPv4(a);
+      if (!this.#appIn.lane)
+        throw new PmstackError("ENOTSUP", `pmstack: this core has no IPv6 (no address lane for ${ip})`);
+      this.#appIn.putAddr(this.#appIn.tail, a);
+      return 0;
+    }
+    // 0.0.0.0: the lane says so too, so that the core never reads a stale row
+    this.#appIn.putAddr(this.#appIn.tail, mapIPv4(0, this.#a16));
+    return 0;
   }
   udpUnbind(handle: number): void {
     this.#cmd(CMD.UDP_UNBIND, handle);
@@ -412,11 +559,30 @@ export class Stack {
       ev.aux = flags >>> 16;
       ev.handle = (flags >>> 1) & 0x7f;
       ev.more = (flags & SF_MORE) !== 0;
+      ev.addr = "";
+      ev.family = 0;
+      if (ev.code === EV.ACCEPTED || ev.code === EV.UDP) {
+        // the peer: its IPv4 number in buf (ACCEPTED) or conn (UDP), or 0 and the lane row
+        const v4 = ev.code === EV.ACCEPTED ? ev.buf : ev.conn;
+        if (v4 !== 0 || !ring.lane) {
+          ev.addr = formatIPv4(v4);
+          ev.family = 4;
+        } else {
+          const a = ring.getAddr(head, this.#a16);
+          ev.addr = formatAddr(a);
+          ev.family = familyOf(a);
+        }
+      }
       head = (head + 1) >>> 0;
       ring.head = head; // consumed before the callback: it may issue commands
       n++;
-      if (ev.code === EV.ACCEPTED || ev.code === EV.CONNECTED) this.#live.add(ev.conn);
-      else if (ev.code === EV.CLOSED || ev.code === EV.RESET) this.#live.delete(ev.conn);
+      if (ev.code === EV.ACCEPTED || ev.code === EV.CONNECTED) {
+        this.#live.add(ev.conn);
+        this.#ports.set(ev.conn, ((ev.len << 16) | ev.off) >>> 0);
+      } else if (ev.code === EV.CLOSED || ev.code === EV.RESET) {
+        this.#live.delete(ev.conn);
+        this.#ports.delete(ev.conn);
+      }
       fn(ev);
     }
     return n;
@@ -437,9 +603,16 @@ export class Stack {
     const info = this.#e.tcpInfo;
     const state = info(id, INFO.state);
     if (state < 0 || state === 0) return null;
+    const ports = this.#ports.get(id) ?? 0;
+    const local = this.#addrOf(id, 0);
     return {
       id,
       state: TCP_STATES[state] ?? "CLOSED",
+      family: local.family,
+      localAddress: local.addr,
+      localPort: ports >>> 16,
+      remoteAddress: this.#addrOf(id, 1).addr,
+      remotePort: ports & 0xffff,
       cwnd: info(id, INFO.cwnd),
       ssthresh: info(id, INFO.ssthresh),
       srttMs: info(id, INFO.srtt),
@@ -450,7 +623,57 @@ export class Stack {
       sndQueued: info(id, INFO.sndQueued),
       inFlight: info(id, INFO.inFlight),
       retries: info(id, INFO.retries),
+      pmtu: info(id, INFO.pmtu),
     };
+  }
+
+  /**
+   * A connection's local (which 0) or remote (1) address as text and its family, from the core
+   * (tcpAddr). A core without tcpAddr: our IPv4 address for the local side, "" for the remote.
+   */
+  #addrOf(id: number, which: 0 | 1): { addr: string; family: Family } {
+    const e = this.#e;
+    if (typeof e.tcpAddr !== "function") return { addr: which === 0 ? formatIPv4(this.ip) : "", family: 4 };
+    const fam = e.tcpAddr(id, which, this.#scratch);
+    if (fam !== 4 && fam !== 6) return { addr: "", family: 4 };
+    return { addr: formatAddr(this.#u8, this.#scratch), family: fam };
+  }
+
+  /** A live connection's local and remote address and port (a subset of connection()), or null. */
+  endpoints(
+    id: number,
+  ): { family: Family; localAddress: string; localPort: number; remoteAddress: string; remotePort: number } | null {
+    const ports = this.#ports.get(id);
+    if (ports === undefined) return null;
+    const local = this.#addrOf(id, 0);
+    return {
+      family: local.family,
+      localAddress: local.addr,
+      localPort: ports >>> 16,
+      remoteAddress: this.#addrOf(id, 1).addr,
+      remotePort: ports & 0xffff,
+    };
+  }
+
+  /**
+   * Our IPv6 addresses and their duplicate address detection state: the link-local one (from
+   * the MAC) and the configured `ip6`. Empty when IPv6 is off.
+   */
+  ip6Addresses(): Ip6Address[] {
+    const e = this.#e;
+    if (!this.ip6 || typeof e.stackIp6Addr !== "function") return [];
+    const out: Ip6Address[] = [];
+    for (let k = 0; k < 2; k++) {
+      const at = e.stackIp6Addr(k);
+      if (!at) continue;
+      out.push({
+        address: formatIPv6(this.#u8, at),
+        scope: k === 0 ? "link" : "global",
+        prefix: k === 0 ? 64 : this.ip6.prefix,
+        state: IP6_STATES[e.stackIp6State(k)] ?? "none",
+      });
+    }
+    return out;
   }
 
   /**
@@ -472,7 +695,7 @@ export class Stack {
     return this.#live;
   }
 
-  /** The connection table (like `ss -ti`): every live connection's state and windows. */
+  /** The connection table (like `ss -ti`): every live connection's addresses, state and windows. */
   connections(): ConnectionInfo[] {
     const out: ConnectionInfo[] = [];
     for (const id of this.#live) {
@@ -519,3 +742,5 @@ function checkPort(port: number): void {
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new RangeError(`pmstack: port must be an integer in [0, 65535], got ${port}`);
 }
+
+const isLinkLocal = (b: Uint8Array): boolean => b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;

@@ -52,8 +52,9 @@ export class Netns {
 
   /** `ip -n <ns> ...args`. */
   ip(args) {
-    for (const a of args)
-      if (/^\d+\.\d+\.\d+\.\d+/.test(a) || /^[0-9a-f]{1,4}:[0-9a-f:]*:/i.test(a)) assertTestAddress(a);
+    // an IPv6 address has "::" or eight groups (a MAC has six)
+    const v6 = (a) => /^[0-9a-f:]+(\/\d+)?$/i.test(a) && (a.includes("::") || a.split(":").length === 8);
+    for (const a of args) if (/^\d+\.\d+\.\d+\.\d+/.test(a) || v6(a)) assertTestAddress(a);
     return ip(["-n", this.name, ...args]);
   }
 

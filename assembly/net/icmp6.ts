@@ -7,7 +7,7 @@
 
 import { bufAddr, bufAlloc, bufRef } from "../pool";
 import { OWNER_NIC } from "../layout";
-import { csumRaw, csumFold16, csumAddAt, csumFinish } from "./csum";
+import { csumRaw, csumFold16, csumFinish } from "./csum";
 import {
   count, C_ICMP6_IN, C_ICMP6_BAD, C_ICMP_ECHO_REPLIED, C_ICMP_UNREACH_SENT, C_BUF_EXHAUSTED, cfg, CFG_MAC,
   ld16, ld32, st32, pb, po, pl, txAdd, txReset, txPush,
@@ -16,7 +16,7 @@ import { ETH_DST, ETH_SRC, ETH_ALEN, ETH_HLEN } from "./eth";
 import { FAM_IP6, addrCopy, addr6IsMulticast, addrIsZero } from "./addr";
 import {
   PROTO_TCP, PROTO_ICMP6, pseudoSum, rxSrcA, rxDstA, rxBcast, rxToUs, rxL4Len, rxNp, rxIpHdr, rxIpHl, rxFrame,
-  rxL4Avail0, rxReasm,
+  rxL4Avail0, rxReasm, sumPieces,
 } from "./ip";
 import { IP6_HLEN, IP6_NXT, IP6_SRC, IP6_DST, IP6_MIN_MTU, IP6_HLIM_DEFAULT, ip6WriteHdr, ip6Output, ip6Src, ip6IsOurs } from "./ip6";
 import { icmpAllow } from "./ip4";
@@ -47,13 +47,7 @@ const srcA: usize = memory.data(16, 16);
 
 /** Checksum of the ICMPv6 message in the pieces: true if valid. */
 function csumValid(): bool {
-  let acc = pseudoSum(FAM_IP6, rxSrcA, rxDstA, PROTO_ICMP6, rxL4Len);
-  let pos: u32 = 0;
-  for (let i: u32 = 0; i < rxNp; i++) {
-    acc = csumAddAt(acc, bufAddr(pb(i)) + po(i), pl(i), pos);
-    pos += pl(i);
-  }
-  return csumFold16(acc) == 0xffff;
+  return csumFold16(sumPieces(pseudoSum(FAM_IP6, rxSrcA, rxDstA, PROTO_ICMP6, rxL4Len), rxNp)) == 0xffff;
 }
 
 export function icmp6Input(): void {
@@ -100,13 +94,7 @@ export function icmp6Input(): void {
   // same with source and destination swapped, so only the type changes the checksum
   store<u8>(ic + ICMP6_TYPE, <u8>ICMP6_ECHO_REPLY);
   store<u16>(ic + ICMP6_CSUM, 0);
-  let acc = pseudoSum(FAM_IP6, srcA, quoteA, PROTO_ICMP6, rxL4Len);
-  let pos: u32 = 0;
-  for (let i: u32 = 0; i < rxNp; i++) {
-    acc = csumAddAt(acc, bufAddr(pb(i)) + po(i), pl(i), pos);
-    pos += pl(i);
-  }
-  store<u16>(ic + ICMP6_CSUM, csumFinish(acc));
+  store<u16>(ic + ICMP6_CSUM, csumFinish(sumPieces(pseudoSum(FAM_IP6, srcA, quoteA, PROTO_ICMP6, rxL4Len), rxNp)));
   txReset();
   const start = po(0) - IP6_HLEN - ETH_HLEN;
   for (let i: u32 = 0; i < rxNp; i++) {

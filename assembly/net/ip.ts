@@ -67,17 +67,32 @@ export function setRxFrame(f: usize): void {
  */
 export function l4View(hoff: u32, l4: u32): u32 {
   setP(0, pb(0), po(0) + hoff, pl(0) - hoff);
-  let left = l4;
-  let n: u32 = 0;
-  for (let i: u32 = 0; i < pN; i++) {
+  return trimPieces(pN, l4);
+}
+
+/** Cuts the first `n` pieces down to `len` bytes in all; returns the pieces used (piece 0 stays even when empty). */
+export function trimPieces(n: u32, len: u32): u32 {
+  let left = len;
+  let used: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
     let l = pl(i);
     if (l > left) l = left;
     setP(i, pb(i), po(i), l);
     left -= l;
-    n = i + 1;
+    used = i + 1;
     if (left == 0) break;
   }
-  return n; // piece 0 stays even when empty
+  return used;
+}
+
+/** `acc` plus the sum of the first `n` pieces as one byte stream (odd-position pieces swapped). */
+export function sumPieces(acc: u64, n: u32): u64 {
+  let pos: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    acc = csumAddAt(acc, bufAddr(pb(i)) + po(i), pl(i), pos);
+    pos += pl(i);
+  }
+  return acc;
 }
 
 /** After reassembly: the `m` fragments in the piece arrays are the datagram; `hdr`/`hl` its first header. */
@@ -100,13 +115,7 @@ export function pseudoSum(fam: u32, src: usize, dst: usize, proto: u32, len: u32
 /** L4 checksum over the received pieces plus pseudo header: true if valid. */
 export function rxL4CsumValid(proto: u32): bool {
   if (rxCsumOk) return true;
-  let acc = pseudoSum(rxFam, rxSrcA, rxDstA, proto, rxL4Len);
-  let pos: u32 = 0;
-  for (let i: u32 = 0; i < rxNp; i++) {
-    acc = csumAddAt(acc, bufAddr(pb(i)) + po(i), pl(i), pos);
-    pos += pl(i);
-  }
-  return csumFold16(acc) == 0xffff;
+  return csumFold16(sumPieces(pseudoSum(rxFam, rxSrcA, rxDstA, proto, rxL4Len), rxNp)) == 0xffff;
 }
 
 /** Bytes of the network header we write for `fam` (no options, no extension headers). */

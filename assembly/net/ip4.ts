@@ -8,7 +8,7 @@
 
 import { bufAddr, bufAlloc, bufRef } from "../pool";
 import { OWNER_NIC } from "../layout";
-import { csumRaw, csumFold16, csumAddAt, csumFinish } from "./csum";
+import { csumRaw, csumFold16, csumFinish } from "./csum";
 import {
   cfgGet, CFG_ICMP_RATE,
   count, C_IP_BAD_HDR, C_IP_BAD_CSUM, C_IP_BAD_LEN, C_IP_NOT_US, C_IP_BAD_SRC, C_IP_PROTO_UNREACH,
@@ -21,7 +21,7 @@ import { ethOutput } from "./neigh";
 import { FAM_IP4, addrSet4 } from "./addr";
 import {
   PROTO_ICMP, PROTO_TCP, PROTO_UDP, rxSrcA, rxDstA, rxSrc, rxDst, rxBcast, rxL4Len, rxNp, rxIpHdr, rxIpHl, rxFrame,
-  rxL4Avail0, rxReasm, setRx, setRxL4, setRxFrame, l4View, reasmView,
+  rxL4Avail0, rxReasm, setRx, setRxL4, setRxFrame, l4View, reasmView, sumPieces,
 } from "./ip";
 import { udpInput } from "./udp";
 import { tcpInput, tcpIcmpUnreach, tcpIcmpPtb } from "../tcp/input";
@@ -203,13 +203,7 @@ function icmpInput(): void {
     count(C_ICMP_BAD);
     return;
   }
-  let acc: u64 = 0;
-  let pos: u32 = 0;
-  for (let i: u32 = 0; i < rxNp; i++) {
-    acc = csumAddAt(acc, bufAddr(pb(i)) + po(i), pl(i), pos);
-    pos += pl(i);
-  }
-  if (csumFold16(acc) != 0xffff) {
+  if (csumFold16(sumPieces(0, rxNp)) != 0xffff) {
     count(C_ICMP_BAD);
     return;
   }
@@ -256,13 +250,7 @@ function icmpInput(): void {
   // identifier, sequence number and data stay as they came
   store<u8>(ic + ICMP_TYPE, <u8>ICMP_ECHO_REPLY);
   store<u16>(ic + ICMP_CSUM, 0);
-  acc = 0;
-  pos = 0;
-  for (let i: u32 = 0; i < rxNp; i++) {
-    acc = csumAddAt(acc, bufAddr(pb(i)) + po(i), pl(i), pos);
-    pos += pl(i);
-  }
-  store<u16>(ic + ICMP_CSUM, csumFinish(acc));
+  store<u16>(ic + ICMP_CSUM, csumFinish(sumPieces(0, rxNp)));
   txReset();
   const start = po(0) - IP4_HLEN - ETH_HLEN;
   for (let i: u32 = 0; i < rxNp; i++) {

@@ -17,7 +17,7 @@ import { ETH_HLEN } from "./eth";
 import { FAM_IP4, addrCopy, addrFam, addrIsZero, addrGet4 } from "./addr";
 import {
   rxFam, rxSrc, rxSrcA, rxDstA, rxL4Len, rxNp, rxBcast, rxL4Avail0, rxL4CsumValid, pseudoSum, netWriteHdr, netOutput,
-  netHdrLen, netSrcFor, PROTO_UDP,
+  netHdrLen, netSrcFor, trimPieces, sumPieces, PROTO_UDP,
 } from "./ip";
 import { icmpError, IP4_TTL_DEFAULT, ICMP_DEST_UNREACH, ICMP_UNREACH_PORT } from "./ip4";
 import { icmp6Error, ICMP6_DEST_UNREACH, UNREACH6_PORT } from "./icmp6";
@@ -68,29 +68,14 @@ export function udpInput(): void {
     count(C_UDP_BAD_LEN);
     return;
   }
-  // trim to the UDP length
-  let left = ulen;
-  let n: u32 = 0;
-  for (let i: u32 = 0; i < rxNp; i++) {
-    let l = pl(i);
-    if (l > left) l = left;
-    setP(i, pb(i), po(i), l);
-    left -= l;
-    n = i + 1;
-    if (left == 0) break;
-  }
+  const n = trimPieces(rxNp, ulen); // to the UDP length
   if (load<u16>(u + UDP_CSUM) == 0 && rxFam != FAM_IP4) {
     count(C_UDP_BAD_CSUM); // IPv6 has no header checksum: UDP's is not optional
     return;
   }
   if (load<u16>(u + UDP_CSUM) != 0) {
     // verify over exactly ulen bytes
-    let acc = pseudoSum(rxFam, rxSrcA, rxDstA, PROTO_UDP, ulen);
-    let pos: u32 = 0;
-    for (let i: u32 = 0; i < n; i++) {
-      acc = csumAddAt(acc, bufAddr(pb(i)) + po(i), pl(i), pos);
-      pos += pl(i);
-    }
+    const acc = sumPieces(pseudoSum(rxFam, rxSrcA, rxDstA, PROTO_UDP, ulen), n);
     if (csumFold16(acc) != 0xffff && !(ulen == rxL4Len && rxL4CsumValid(PROTO_UDP))) {
       count(C_UDP_BAD_CSUM);
       return;

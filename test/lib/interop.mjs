@@ -201,6 +201,31 @@ export function sendText(stack, conn, text) {
   }
 }
 
+/**
+ * Listens on the `open` ports and runs nmap (`args`: scan type, family, target) over ports
+ * 1-1024 from the kernel side: it must find exactly the open ones, and every other port closed
+ * (answered with a RST), none filtered.
+ */
+async function nmapFindsExactly(ns, stack, open, args) {
+  for (const p of open) stack.listen(p);
+  const r = await ns.spawn("nmap", ["-Pn", "-n", "-p", "1-1024", "-oG", "-", ...args]).done;
+  assert.is(r.status, 0, r.stderr);
+  const ports = /Ports: (.*?)(\t|$)/m.exec(r.stdout);
+  assert.ok(ports, r.stdout);
+  const found = ports[1].split(", ").map((e) => e.split("/"));
+  assert.equal(
+    found.filter((f) => f[1] === "open").map((f) => +f[0]),
+    open,
+    r.stdout,
+  );
+  assert.equal(
+    found.filter((f) => f[1] !== "open"),
+    [],
+    "no port other than the open ones is listed",
+  );
+  assert.match(r.stdout, new RegExp(`Ignored State: closed \\(${1024 - open.length}\\)`), r.stdout);
+}
+
 /** A tiny HTTP/1.1 responder: GET answers `body`; POST answers the sha256 of what it read. */
 export function httpResponder(stack, on, port, body) {
   const conns = new Map();
@@ -610,24 +635,7 @@ export function defineConnectionTests(it, backend, { conns = 1000 } = {}) {
   it(`${L} nmap -sS from the kernel side finds exactly the open ports`, async () => {
     const open = [7, 22, 80, 443, 1000];
     await withStack(backend, {}, async ({ ns, stack }) => {
-      for (const p of open) stack.listen(p);
-      const r = await ns.spawn("nmap", ["-sS", "-Pn", "-n", "-p", "1-1024", "-oG", "-", B.us]).done;
-      assert.is(r.status, 0, r.stderr);
-      const ports = /Ports: (.*?)(\t|$)/m.exec(r.stdout);
-      assert.ok(ports, r.stdout);
-      const found = ports[1].split(", ").map((e) => e.split("/"));
-      assert.equal(
-        found.filter((f) => f[1] === "open").map((f) => +f[0]),
-        open,
-        r.stdout,
-      );
-      assert.equal(
-        found.filter((f) => f[1] !== "open"),
-        [],
-        "no port other than the open ones is listed",
-      );
-      // every other port answered with a RST: nmap ignores them as closed (not filtered)
-      assert.match(r.stdout, new RegExp(`Ignored State: closed \\(${1024 - open.length}\\)`), r.stdout);
+      await nmapFindsExactly(ns, stack, open, ["-sS", B.us]);
       // the half-open connections nmap left are reset by the kernel (it never opened them)
       assert.ok(await until(() => stack.connectionCount() === 0), `${stack.connectionCount()} blocks in use`);
     });
@@ -761,23 +769,7 @@ export function defineIp6Tests(it, backend, { bytes = 256 << 20, timeoutMs = 240
   it(`${L} nmap -6 -sS from the kernel side finds exactly the open ports`, async () => {
     const open = [7, 22, 80, 443, 1000];
     await withStack(backend, { v6: true }, async ({ ns, stack }) => {
-      for (const p of open) stack.listen(p);
-      const r = await ns.spawn("nmap", ["-6", "-sS", "-Pn", "-n", "-p", "1-1024", "-oG", "-", B.us6]).done;
-      assert.is(r.status, 0, r.stderr);
-      const ports = /Ports: (.*?)(\t|$)/m.exec(r.stdout);
-      assert.ok(ports, r.stdout);
-      const found = ports[1].split(", ").map((e) => e.split("/"));
-      assert.equal(
-        found.filter((f) => f[1] === "open").map((f) => +f[0]),
-        open,
-        r.stdout,
-      );
-      assert.equal(
-        found.filter((f) => f[1] !== "open"),
-        [],
-        "no port other than the open ones is listed",
-      );
-      assert.match(r.stdout, new RegExp(`Ignored State: closed \\(${1024 - open.length}\\)`), r.stdout);
+      await nmapFindsExactly(ns, stack, open, ["-6", "-sS", B.us6]);
       assert.ok(await until(() => stack.connectionCount() === 0), `${stack.connectionCount()} blocks in use`);
     });
   });

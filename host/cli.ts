@@ -13,6 +13,7 @@ import { PcapWriter } from "./pcap.js";
 import { serve, type App, type AppServer, type ServeNic } from "./apps/serve.js";
 import { HttpdApp } from "./apps/httpd.js";
 import { KvApp } from "./apps/kv.js";
+import { loadTlsFiles, TlsTerminator } from "./apps/tls.js";
 import { COUNTERS } from "./stack-abi.js";
 import { BUF_SIZE } from "./abi.js";
 import { MAX_POOL_BUFFERS } from "./format.js";
@@ -58,7 +59,11 @@ Server options:
   --peer-ip6 ADDR/LEN
                      the kernel side's IPv6 address in --netns, e.g. 2001:2:0:63::1/64
                      (with --ip6, in the same prefix)
-  --port N           listening port (default 80 for httpd, 6379 for kv)
+  --port N           listening port (default 80 for httpd, 6379 for kv; 0: none, with TLS)
+  --tls-cert PATH    serve TLS 1.2 and 1.3 too, with this PEM certificate (chain)...
+  --tls-key PATH     ...and this PEM private key (a file no other user may read)
+  --tls-port N       the TLS port (default 443 for httpd, 6380 for kv), beside --port
+  --tls-ca PATH      require client certificates signed by one of these PEM CAs
   --mode MODE        persistence: auto, msync, journal, clwb, clflushopt, strict (default
                      auto: cache-line flushes on DAX, msync on tmpfs, journal on a disk)
   --max-body BYTES   httpd: largest request body (default 1G; bounded by free pool space)
@@ -93,6 +98,10 @@ const VALUED = new Set([
   "ip6",
   "peer-ip6",
   "port",
+  "tls-cert",
+  "tls-key",
+  "tls-ca",
+  "tls-port",
   "mode",
   "pcap",
   "control",
@@ -229,11 +238,11 @@ function defaultPm(cmd: string): string {
 function makeApp(
   cmd: string,
   port: number | undefined,
-  o: { maxBody: number; idleTimeoutMs: number },
+  o: { maxBody: number; idleTimeoutMs: number; tls?: { port: number; terminator: TlsTerminator } },
 ): (stack: Stack, log: import("./log.js").PmLog) => App {
   if (cmd === "httpd")
-    return (s, l) => new HttpdApp(s, l, port ?? 80, { maxBody: o.maxBody, idleTimeoutMs: o.idleTimeoutMs });
-  return (s, l) => new KvApp(s, l, port ?? 6379, { idleTimeoutMs: o.idleTimeoutMs });
+    return (s, l) => new HttpdApp(s, l, port ?? 80, { maxBody: o.maxBody, idleTimeoutMs: o.idleTimeoutMs, tls: o.tls });
+  return (s, l) => new KvApp(s, l, port ?? 6379, { idleTimeoutMs: o.idleTimeoutMs, tls: o.tls });
 }
 
 function fmtRate(n: number): string {
@@ -278,7 +287,21 @@ async function runServer(a: Args): Promise<number> {
     if (!inPrefix(peerIp6.bytes, ip6.bytes, Math.min(ip6.prefix, peerIp6.prefix)))
       throw new UsageError(`--peer-ip6 ${peerIp6.text} must be on the link of --ip6 ${ip6.text} (the same prefix)`);
   }
-  const port = a.opts.has("port") ? int(a, "port", 0, 1, 65535) : undefined;
+  const tlsFiles = { cert: str(a, "tls-cert"), key: str(a, "tls-key"), ca: str(a, "tls-ca") };
+  const withTls = tlsFiles.cert !== undefined || tlsFiles.key !== undefined;
+  if (withTls && (tlsFiles.cert === undefined || tlsFiles.key === undefined))
+    throw new UsageError("--tls-cert and --tls-key go together (a PEM certificate and its private key)");
+  if (!withTls && (tlsFiles.ca !== undefined || a.opts.has("tls-port")))
+    throw new UsageError(`--${tlsFiles.ca !== undefined ? "tls-ca" : "tls-port"} needs --tls-cert and --tls-key`);
+  // with TLS, --port 0 turns the plain port off (as Redis's port 0 beside tls-port)
+  const port = a.opts.has("port") ? int(a, "port", 0, withTls ? 0 : 1, 65535) : undefined;
+  const tlsPort = withTls ? int(a, "tls-port", cmd === "httpd" ? 443 : 6380, 1, 65535) : 0;
+  if (withTls && tlsPort === (port ?? (cmd === "httpd" ? 80 : 6379)))
+    throw new UsageError(`--tls-port ${tlsPort} is the plain port too: give them different ports (or --port 0)`);
+  // read (and checked) before anything is made: a bad file is an error naming it
+  const terminator = withTls
+    ? new TlsTerminator(loadTlsFiles({ cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca }))
+    : null;
   const mode = str(a, "mode") ?? "auto";
   if (!["auto", "msync", "journal", "clwb", "clflushopt", "strict"].includes(mode))
     throw new UsageError(`--mode must be auto, msync, journal, clwb, clflushopt or strict, got ${mode}`);
@@ -355,7 +378,11 @@ async function runServer(a: Args): Promise<number> {
         maxConnections: 4096,
         synQueue: 1024,
       },
-      makeApp(cmd, port, { maxBody, idleTimeoutMs }),
+      makeApp(cmd, port, {
+        maxBody,
+        idleTimeoutMs,
+        ...(terminator ? { tls: { port: tlsPort, terminator } } : {}),
+      }),
       pcap ? { pcap } : {},
     );
     // the kernel side of the namespace
@@ -375,12 +402,16 @@ async function runServer(a: Args): Promise<number> {
   } catch (e) {
     for (const [sig, h] of handlers) process.off(sig, h);
     cleanup();
+    terminator?.close();
     throw e;
   }
   const s = srv;
   const usPort = port ?? (cmd === "httpd" ? 80 : 6379);
   const us = ip.split("/")[0]!;
   const us6 = ip6 ? ip6.text.split("/")[0]! : null;
+  const ports = [...(usPort ? [usPort] : []), ...(terminator ? [tlsPort] : [])];
+  const where = (host: string) =>
+    ports.map((p) => `${formatEndpoint(host, p)}${terminator && p === tlsPort ? " (TLS)" : ""}`).join(", ");
   const rec = s.log.recovery;
   console.log(`pmstack ${cmd}: ${s.stack.pool.describe()}`);
   console.log(
@@ -388,10 +419,27 @@ async function runServer(a: Args): Promise<number> {
   );
   console.log(`nic: ${s.nic.copies}`);
   console.log(
-    `listening on ${formatEndpoint(us, usPort)}${us6 ? ` and ${formatEndpoint(us6, usPort)}` : ""} ` +
+    `listening on ${where(us)}${us6 ? ` and ${where(us6)}` : ""} ` +
       `(${kind === "tap" ? "TAP" : "AF_XDP"} ${s.ifname}${ns ? `, namespace ${ns.name}` : ""})`,
   );
-  if (ns) {
+  if (terminator)
+    console.log(
+      `tls: TLS 1.2 and 1.3 (node:tls, OpenSSL ${process.versions.openssl}) on port ${tlsPort}` +
+        `${terminator.requestCert ? ", client certificates required (--tls-ca)" : ""}; ` +
+        "decrypted bytes are copied into PM buffers (the one copy TLS forces)",
+    );
+  if (ns && terminator) {
+    const ex = `ip netns exec ${ns.name}`;
+    const cert = terminator.requestCert ? " --cert client.pem --key client-key.pem" : "";
+    if (cmd === "httpd") {
+      const p = tlsPort !== 443 ? `:${tlsPort}` : "";
+      console.log(`try:  ${ex} curl --cacert ca.pem${cert} -d 'hello, PM' https://${us}${p}/greeting`);
+      console.log(`      ${ex} curl --cacert ca.pem${cert} https://${us}${p}/greeting`);
+    } else {
+      console.log(`try:  ${ex} redis-cli --tls --cacert ca.pem${cert} -h ${us} -p ${tlsPort} SET greeting 'hello, PM'`);
+    }
+  }
+  if (ns && usPort) {
     const ex = `ip netns exec ${ns.name}`;
     const p = usPort !== (cmd === "httpd" ? 80 : 6379) ? `:${usPort}` : "";
     if (cmd === "httpd") {
@@ -438,6 +486,7 @@ async function runServer(a: Args): Promise<number> {
               journal: s.stack.pool.journalStats(),
               ip6: s.stack.ip6Addresses(),
               app: (s.app as { stats?: unknown }).stats,
+              ...(terminator ? { tls: terminator.stats } : {}),
             }
           : what === "ss"
             ? s.stack.connections()
@@ -603,6 +652,7 @@ async function runQuery(a: Args): Promise<number> {
   section("Log", st.log);
   section("Journal", st.journal ?? undefined);
   section("App", st.app);
+  section("TLS", st.tls);
   console.log(out.join("\n"));
   return 0;
 }

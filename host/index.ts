@@ -62,6 +62,8 @@ export type { RespEvent, RespHandler, RespParserOptions } from "./apps/resp.js";
 export { HttpdApp, HTTPD_MAX_BODY, HTTPD_TAG } from "./apps/httpd.js";
 export { ConnLayer, Conn, MIN_BY_NAME } from "./apps/conn.js";
 export type { ConnHandlers, ConnLayerOptions, ConnStats, Part, StreamPart } from "./apps/conn.js";
+export { TlsTerminator, TlsChannel, loadTlsFiles } from "./apps/tls.js";
+export type { TlsOptions, TlsStats, TlsSink } from "./apps/tls.js";
 export type { HttpdStats, HttpdOptions } from "./apps/httpd.js";
 export { serve, serveHttpd, serveKv } from "./apps/serve.js";
 export type { ServeOptions, ServeNic, App, AppServer } from "./apps/serve.js";

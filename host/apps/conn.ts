@@ -16,6 +16,10 @@
 // - Window updates once the app consumed a chunk; an idle timeout for requests that hold
 //   buffers (a client that trickles a body cannot pin the pool forever); release of every
 //   reference on close.
+// - TLS (tls.ts), on connections to the TLS port: ciphertext is copied out of the DATA event's
+//   buffer into the connection's TlsChannel; the plaintext it gives back is copied into fresh PM
+//   buffers and parsed at the turn's end (before the group commit) as DATA chunks are; replies
+//   are written into the channel, and its ciphertext is copied into PM buffers and sent.
 
 import { BUF_SIZE } from "../abi.js";
 import type { PmLog } from "../log.js";
@@ -23,6 +27,7 @@ import { ObjectCursor, type ObjectRef } from "../object.js";
 import type { BufferName } from "../pool.js";
 import { freeRefused, SendQueue, COMMAND_RESERVE } from "../paste.js";
 import type { Stack, StackEvent } from "../stack.js";
+import type { TlsChannel, TlsTerminator } from "./tls.js";
 
 /** Bytes of headroom before the text of an outgoing buffer (the core writes headers there). */
 const HEADROOM = 128;
@@ -100,7 +105,12 @@ export interface ConnLayerOptions {
   idleTimeoutMs?: number;
   /** Clock for the idle timeout (default performance.now). */
   now?: () => number;
+  /** TLS on connections accepted on `port` (tls.ts). */
+  tls?: { port: number; terminator: TlsTerminator };
 }
+
+/** Ciphertext handed to the send queue and not yet taken by the core, at most, per connection. */
+const TLS_QUEUED = 65536;
 
 /** One connection, as the application sees it. */
 export class Conn<S = unknown> {
@@ -123,6 +133,13 @@ export class Conn<S = unknown> {
   /** The connection is gone (closed or reset): nothing of it is queued any more. */
   gone = false;
   /** @internal */ idleAborted = false;
+  /** The connection's TLS session (null: plain TCP). */
+  tls: TlsChannel | null = null;
+  /** @internal Decrypted bytes waiting for the turn's end, and the client's end of TLS after them. */
+  plain: Buffer[] = [];
+  /** @internal */ plainEnd = false;
+  /** @internal Our close_notify is queued: the FIN follows the ciphertext. */
+  tlsFinished = false;
   #layer: ConnLayer<S>;
 
   constructor(layer: ConnLayer<S>, id: number) {
@@ -176,6 +193,10 @@ export class ConnLayer<S> {
   #active = new Set<Conn<S>>();
   #sweep: ReturnType<typeof setInterval> | null = null;
   #kickScheduled = false;
+  #tls: { port: number; terminator: TlsTerminator } | null;
+  /** TLS connections with plaintext (or its end) waiting for the turn's end. */
+  #tlsReady = new Set<Conn<S>>();
+  #tlsKick = false;
   /** Objects whose stream ended, pinned until their connection's queue holds none of their ranges. */
   #unpin: { c: Conn<S>; obj: ObjectRef }[] = [];
 
@@ -185,6 +206,7 @@ export class ConnLayer<S> {
     this.#h = handlers;
     this.#now = opts.now ?? (() => performance.now());
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 30_000;
+    this.#tls = opts.tls ?? null;
     // records became durable outside a turn (the journal's thread): the replies they hold
     // leave in the next turn, which a command wakes
     log.onDurable = () => stack.onCommand?.();
@@ -199,6 +221,8 @@ export class ConnLayer<S> {
     if (this.#sweep) clearInterval(this.#sweep);
     this.#sweep = null;
     if (this.log.onDurable) this.log.onDurable = null;
+    this.#tls?.terminator.close();
+    for (const c of this.conns.values()) c.tls?.destroy();
   }
 
   onEvent = (ev: StackEvent): void => {
@@ -208,6 +232,8 @@ export class ConnLayer<S> {
         const c = new Conn<S>(this, ev.conn);
         c.lastData = this.#now();
         this.conns.set(ev.conn, c);
+        // ACCEPTED: len is the local port, off the peer's
+        if (this.#tls && ev.len === this.#tls.port) c.tls = this.#tlsOpen(c, ev);
         c.state = this.#h.open(c);
         break;
       }
@@ -216,7 +242,9 @@ export class ConnLayer<S> {
         break;
       case "PEER_CLOSED": {
         const c = this.conns.get(ev.conn);
-        if (c) {
+        if (c?.tls)
+          c.tls.inputEnd(); // peerClosed once the channel has given its last plaintext
+        else if (c) {
           c.peerClosed = true;
           this.#service(c);
         }
@@ -243,6 +271,7 @@ export class ConnLayer<S> {
         const c = this.conns.get(ev.conn);
         if (c) {
           c.q.writable();
+          if (c.tls) this.#tlsFlush(c);
           this.#service(c);
         }
         break;
@@ -255,6 +284,8 @@ export class ConnLayer<S> {
    * then every connection's ready replies go out, streams are fed, send queues settle.
    */
   onTurnEnd = (): void => {
+    // decrypted bytes are parsed here, inside the turn: their writes join this group commit
+    if (this.#tlsReady.size) this.#tlsDrain();
     const log = this.log;
     if (log.lastSeq > log.durableSeq) log.maintain();
     // seals whatever the turn appended (records, or an upload's data arriving ahead of its
@@ -262,9 +293,10 @@ export class ConnLayer<S> {
     if (log.flush()) this.stats.commits++;
     for (const c of this.#active) {
       if (c.replies.length || c.cur || c.unrecvd) this.#service(c);
+      if (c.tls && c.tls.cipherBytes) this.#tlsFlush(c);
       // every send of the turn has been taken or refused by now (see SendQueue.settle)
       if (!c.q.quiet) c.q.settle();
-      if (!c.replies.length && !c.cur && !c.unrecvd && c.q.quiet) this.#active.delete(c);
+      if (!c.replies.length && !c.cur && !c.unrecvd && c.q.quiet && !c.tls?.cipherBytes) this.#active.delete(c);
     }
     this.#releasePins();
     // a ring too full for a window update: come back once the core has taken the commands
@@ -308,6 +340,17 @@ export class ConnLayer<S> {
       return;
     }
     c.lastData = this.#now();
+    if (c.tls) {
+      // ciphertext: copied into the channel; its plaintext comes back to #tlsDrain
+      try {
+        c.tls.input(pool.view(ev.buf, ev.off, ev.len));
+      } finally {
+        pool.free(ev.buf);
+      }
+      c.unrecvd += ev.len;
+      this.#service(c);
+      return;
+    }
     try {
       this.#h.data(c, pool.view(ev.buf, ev.off, ev.len), ev.buf, ev.off);
     } finally {
@@ -315,6 +358,94 @@ export class ConnLayer<S> {
     }
     c.unrecvd += ev.len;
     this.#service(c);
+  }
+
+  // ---- TLS (tls.ts) ---------------------------------------------------------------------------
+
+  #tlsOpen(c: Conn<S>, ev: StackEvent): TlsChannel {
+    const peer = ev.family === 6 ? `[${ev.addr}]:${ev.off}` : `${ev.addr}:${ev.off}`;
+    return this.#tls!.terminator.open(peer, {
+      plain: (chunk) => {
+        c.plain.push(chunk);
+        this.#tlsWake(c);
+      },
+      end: () => {
+        c.plainEnd = true;
+        this.#tlsWake(c);
+      },
+      cipher: () => this.#tlsFlush(c),
+      finished: () => {
+        c.tlsFinished = true;
+        this.#tlsFlush(c);
+      },
+      fail: () => {
+        if (!c.gone) {
+          c.plain = [];
+          c.abort();
+          this.stack.onCommand?.();
+        }
+      },
+    });
+  }
+
+  /**
+   * Plaintext (or its end) is waiting: parsed at the end of this turn, or, when it came outside
+   * one (Node's tls answers on nextTick), in a turn the loop is woken for.
+   */
+  #tlsWake(c: Conn<S>): void {
+    this.#tlsReady.add(c);
+    if (this.#tlsKick) return;
+    this.#tlsKick = true;
+    setImmediate(() => {
+      this.#tlsKick = false;
+      if (this.#tlsReady.size && !this.stack.pool.closed) this.stack.onCommand?.();
+    });
+  }
+
+  /** Hands waiting plaintext to the app: copied into fresh PM buffers, one DATA chunk each. */
+  #tlsDrain(): void {
+    const pool = this.stack.pool;
+    for (const c of this.#tlsReady) {
+      this.#tlsReady.delete(c);
+      if (c.gone) continue;
+      const chunks = c.plain;
+      c.plain = [];
+      for (const d of chunks) {
+        if (c.closing || c.finished) break; // nothing after a closing reply runs
+        c.lastData = this.#now();
+        for (let at = 0; at < d.length && !c.gone;) {
+          const n = Math.min(BUF_SIZE, d.length - at);
+          const buf = pool.alloc();
+          const v = pool.view(buf, 0, n);
+          v.set(d.subarray(at, at + n));
+          at += n;
+          try {
+            this.#h.data(c, v, buf, 0);
+          } finally {
+            pool.free(buf); // what the app keeps, it took its own references on
+          }
+        }
+      }
+      if (c.plainEnd && !c.gone) c.peerClosed = true;
+      this.#service(c);
+    }
+  }
+
+  /**
+   * Ciphertext into PM buffers and the send queue, while the queue holds less than TLS_QUEUED
+   * bytes the core has not taken; then, once our close_notify is out, the FIN.
+   */
+  #tlsFlush(c: Conn<S>): void {
+    const t = c.tls;
+    if (!t || c.gone) return;
+    const pool = this.stack.pool;
+    this.#active.add(c);
+    while (t.cipherBytes > 0 && c.q.queuedBytes() < TLS_QUEUED) {
+      const buf = pool.alloc();
+      const n = t.readCipher(pool.view(buf, HEADROOM, TEXT_CAP));
+      c.q.send({ index: buf, offset: HEADROOM, length: n });
+    }
+    if (c.tlsFinished && t.cipherBytes === 0 && !c.q.closeAfter && !c.q.closed) c.q.close();
   }
 
   // ---- output -------------------------------------------------------------------------------
@@ -338,6 +469,7 @@ export class ConnLayer<S> {
     }
     const durable = this.log.durableSeq;
     let sent = false;
+    c.tls?.cork(); // with TLS, the replies of this call go out as few records
     for (;;) {
       const e = c.cur;
       if (e) {
@@ -361,10 +493,14 @@ export class ConnLayer<S> {
       c.cur = { parts: r.parts, at: 0, stream: null, close: r.close };
     }
     this.#sendOut(c);
+    c.tls?.uncork();
     if (sent && !c.q.blocked && !c.q.idle) this.stats.ringWaits++; // the rest at a later turn's end
-    if (c.replies.length === 0 && !c.cur && (c.closing || c.peerClosed) && !c.q.closeAfter) {
+    if (c.replies.length === 0 && !c.cur && (c.closing || c.peerClosed) && !c.q.closeAfter && !c.tlsFinished) {
       c.finished = true;
-      c.q.close(); // the FIN follows every queued byte, once the core has taken them all
+      // the FIN follows every queued byte, once the core has taken them all (with TLS, after
+      // our close_notify: #tlsFlush)
+      if (c.tls) c.tls.end();
+      else c.q.close();
     }
     // a window update the command ring had no room for needs a turn of its own; a stream goes
     // on in the turns its ACKs bring (or the loop's next one, when the ring was the limit)
@@ -379,6 +515,9 @@ export class ConnLayer<S> {
     } else if ("stream" in p) {
       // pinned when the reply was queued (see reply())
       e.stream = { obj: p.stream, cursor: new ObjectCursor(this.stack.pool, p.stream, p.start, p.end) };
+    } else if (c.tls) {
+      this.#tlsPlain(c, this.stack.pool.viewName(p)); // read from PM into the TLS session
+      this.stack.pool.free(p.index);
     } else if (p.length < MIN_BY_NAME) {
       this.#write(c, this.stack.pool.viewName(p));
       this.stats.bytesCopied += p.length;
@@ -400,11 +539,14 @@ export class ConnLayer<S> {
     const stack = this.stack;
     const pool = stack.pool;
     let room = stack.sendRoom(c.id) - c.outLen;
+    // with TLS, what the session and the send queue hold is on its way to that space
+    if (c.tls) room -= c.tls.backlog + c.q.queuedBytes();
     while (room > 0 && stack.commandSpace() > COMMAND_RESERVE + 2) {
       const r = s.cursor.next();
       if (!r) return true;
       room -= r.length;
-      if (r.length < MIN_BY_NAME) {
+      if (c.tls) this.#tlsPlain(c, pool.viewName(r));
+      else if (r.length < MIN_BY_NAME) {
         this.#write(c, pool.viewName(r));
         this.stats.bytesCopied += r.length;
       } else {
@@ -460,7 +602,17 @@ export class ConnLayer<S> {
     c.outView = null;
     c.outLen = 0;
     if (name.length === 0) this.stack.pool.free(name.index);
-    else c.q.send(name);
+    else if (c.tls) {
+      c.tls.write(Buffer.from(this.stack.pool.viewName(name))); // the text, read from PM
+      this.stack.pool.free(name.index);
+    } else c.q.send(name);
+  }
+
+  /** Plaintext from PM into the connection's TLS session (copied), after the text before it. */
+  #tlsPlain(c: Conn<S>, v: Uint8Array): void {
+    this.#sendOut(c);
+    c.tls!.write(Buffer.from(v));
+    this.stats.bytesCopied += v.length;
   }
 
   /** Our references (and pins) in reply parts that will not be sent. */
@@ -483,6 +635,8 @@ export class ConnLayer<S> {
       this.#release(e.parts.slice(e.at));
     }
     if (c.out >= 0) pool.free(c.out);
+    c.tls?.destroy();
+    c.plain = [];
     c.outView = null;
     c.replies = [];
     c.cur = null;

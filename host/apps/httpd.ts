@@ -16,6 +16,7 @@ import type { PmLog } from "../log.js";
 import type { ObjectWriter } from "../object.js";
 import type { Stack } from "../stack.js";
 import { MetaArena } from "./arena.js";
+import type { TlsTerminator } from "./tls.js";
 import { Conn, ConnLayer, type Part } from "./conn.js";
 import { CONTINUE, HttpParser, parseRange, responseHead, type HttpEvent, type HttpHead } from "./http.js";
 
@@ -64,6 +65,8 @@ export interface HttpdOptions {
   maxBody?: number;
   /** Abort a connection whose request holds buffers after this long without data (default 30 s). */
   idleTimeoutMs?: number;
+  /** HTTPS on `port` too (tls.ts); the plain `port` argument may then be 0 (none). */
+  tls?: { port: number; terminator: TlsTerminator };
 }
 
 export interface HttpdStats {
@@ -130,9 +133,10 @@ export class HttpdApp {
           c.state.writer = null;
         },
       },
-      { idleTimeoutMs: opts.idleTimeoutMs },
+      { idleTimeoutMs: opts.idleTimeoutMs, tls: opts.tls },
     );
-    stack.listen(port, { backlog: 1024 });
+    if (port) stack.listen(port, { backlog: 1024 });
+    if (opts.tls) stack.listen(opts.tls.port, { backlog: 1024 });
   }
 
   onEvent = (ev: Parameters<ConnLayer<Req>["onEvent"]>[0]): void => this.layer.onEvent(ev);

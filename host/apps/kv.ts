@@ -17,6 +17,7 @@ import { COMMANDS, KV_COMMANDS, KV_MAX_BULK, parseI64, type Arg, type Kv, type K
 import { errorLine } from "./kv/reply.js";
 import { KV_SMALL, KV_TRAILER, KV_VALUE_ITEMS, KvStore } from "./kv/store.js";
 import { RespParser, type RespHandler } from "./resp.js";
+import type { TlsTerminator } from "./tls.js";
 
 export { KV_COMMANDS, KV_MAX_BULK, parseI64, KV_SMALL, KV_TRAILER, KV_VALUE_ITEMS };
 /** Value pieces at least this long go out by name (no copy); shorter ones are copied. */
@@ -31,6 +32,8 @@ export interface KvOptions {
   reserveBuffers?: number;
   /** Abort a connection whose command holds buffers after this long without data (default 30 s). */
   idleTimeoutMs?: number;
+  /** TLS on `port` too, as Redis's tls-port (tls.ts); the plain `port` may then be 0 (none). */
+  tls?: { port: number; terminator: TlsTerminator };
 }
 
 export interface KvStats {
@@ -191,9 +194,10 @@ export class KvApp implements Kv {
         data: (c, chunk, buf, off) => this.#data(c, chunk, buf, off),
         close: (c) => this.#dropArgs(c.state),
       },
-      { idleTimeoutMs: opts.idleTimeoutMs },
+      { idleTimeoutMs: opts.idleTimeoutMs, tls: opts.tls },
     );
-    stack.listen(port, { backlog: 1024 });
+    if (port) stack.listen(port, { backlog: 1024 });
+    if (opts.tls) stack.listen(opts.tls.port, { backlog: 1024 });
   }
 
   onEvent = (ev: StackEvent): void => this.layer.onEvent(ev);

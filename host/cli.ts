@@ -64,6 +64,9 @@ Server options:
   --tls-key PATH     ...and this PEM private key (a file no other user may read)
   --tls-port N       the TLS port (default 443 for httpd, 6380 for kv), beside --port
   --tls-ca PATH      require client certificates signed by one of these PEM CAs
+  --tls-handshake-timeout S
+                     reset a connection whose TLS handshake is not done after S seconds
+                     (default 10)
   --mode MODE        persistence: auto, msync, journal, clwb, clflushopt, strict (default
                      auto: cache-line flushes on DAX, msync on tmpfs, journal on a disk)
   --max-body BYTES   httpd: largest request body (default 1G; bounded by free pool space)
@@ -102,6 +105,7 @@ const VALUED = new Set([
   "tls-key",
   "tls-ca",
   "tls-port",
+  "tls-handshake-timeout",
   "mode",
   "pcap",
   "control",
@@ -291,8 +295,9 @@ async function runServer(a: Args): Promise<number> {
   const withTls = tlsFiles.cert !== undefined || tlsFiles.key !== undefined;
   if (withTls && (tlsFiles.cert === undefined || tlsFiles.key === undefined))
     throw new UsageError("--tls-cert and --tls-key go together (a PEM certificate and its private key)");
-  if (!withTls && (tlsFiles.ca !== undefined || a.opts.has("tls-port")))
-    throw new UsageError(`--${tlsFiles.ca !== undefined ? "tls-ca" : "tls-port"} needs --tls-cert and --tls-key`);
+  for (const k of ["tls-ca", "tls-port", "tls-handshake-timeout"])
+    if (!withTls && a.opts.has(k)) throw new UsageError(`--${k} needs --tls-cert and --tls-key`);
+  const handshakeTimeoutMs = int(a, "tls-handshake-timeout", 10, 1, 3600) * 1000;
   // with TLS, --port 0 turns the plain port off (as Redis's port 0 beside tls-port)
   const port = a.opts.has("port") ? int(a, "port", 0, withTls ? 0 : 1, 65535) : undefined;
   const tlsPort = withTls ? int(a, "tls-port", cmd === "httpd" ? 443 : 6380, 1, 65535) : 0;
@@ -300,7 +305,10 @@ async function runServer(a: Args): Promise<number> {
     throw new UsageError(`--tls-port ${tlsPort} is the plain port too: give them different ports (or --port 0)`);
   // read (and checked) before anything is made: a bad file is an error naming it
   const terminator = withTls
-    ? new TlsTerminator(loadTlsFiles({ cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca }))
+    ? new TlsTerminator({
+        ...loadTlsFiles({ cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca }),
+        handshakeTimeoutMs,
+      })
     : null;
   const mode = str(a, "mode") ?? "auto";
   if (!["auto", "msync", "journal", "clwb", "clflushopt", "strict"].includes(mode))

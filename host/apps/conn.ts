@@ -413,8 +413,14 @@ export class ConnLayer<S> {
       for (const d of chunks) {
         if (c.closing || c.finished) break; // nothing after a closing reply runs
         c.lastData = this.#now();
-        for (let at = 0; at < d.length && !c.gone;) {
+        for (let at = 0; at < d.length && !c.gone && !c.tls!.dead;) {
           const n = Math.min(BUF_SIZE, d.length - at);
+          if (pool.freeCount === 0) {
+            // no buffer for the plaintext (the apps' reserves keep this from happening): the
+            // connection cannot go on without losing bytes
+            c.tls!.fail("no free PM buffer for the decrypted bytes: connection reset");
+            break;
+          }
           const buf = pool.alloc();
           const v = pool.view(buf, 0, n);
           v.set(d.subarray(at, at + n));
@@ -440,7 +446,8 @@ export class ConnLayer<S> {
     if (!t || c.gone) return;
     const pool = this.stack.pool;
     this.#active.add(c);
-    while (t.cipherBytes > 0 && c.q.queuedBytes() < TLS_QUEUED) {
+    // (with no free buffer, the ciphertext waits in the channel for a later turn's end)
+    while (t.cipherBytes > 0 && c.q.queuedBytes() < TLS_QUEUED && pool.freeCount > 0) {
       const buf = pool.alloc();
       const n = t.readCipher(pool.view(buf, HEADROOM, TEXT_CAP));
       c.q.send({ index: buf, offset: HEADROOM, length: n });

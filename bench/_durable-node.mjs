@@ -7,6 +7,7 @@
 // the key; the body) at the next offset, fdatasync is called, and only then 201 is answered; an
 // in-memory index maps each key to its record (GET /<key> reads it back from the file).
 //   http  node:http (llhttp, keep-alive)
+//   https node:https, the same server over TLS (PMSTACK_TLS_CERT, PMSTACK_TLS_KEY: PEM files)
 //   net   node:net with a minimal HTTP/1.1 parser (request line, Content-Length, keep-alive,
 //         pipelining: requests of one connection are answered in order)
 // "async" (default) uses fs.write + fs.fdatasync callbacks (libuv's thread pool, requests of
@@ -14,6 +15,7 @@
 // Prints "LISTENING <pid>" when ready; exits on SIGTERM.
 import fs from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 
 const [kind, host, portArg, logfile, ioArg] = process.argv.slice(2);
@@ -114,8 +116,12 @@ function persistStream(key, req, len, done) {
   if (sync) pending = 0;
 }
 
-if (kind === "http") {
-  const server = http.createServer((req, res) => {
+if (kind === "http" || kind === "https") {
+  const tls =
+    kind === "https"
+      ? { cert: fs.readFileSync(process.env.PMSTACK_TLS_CERT), key: fs.readFileSync(process.env.PMSTACK_TLS_KEY) }
+      : null;
+  const server = (tls ? https.createServer.bind(null, tls) : http.createServer)((req, res) => {
     const key = req.url.slice(1);
     if (req.method === "POST" || req.method === "PUT") {
       const len = Number(req.headers["content-length"] ?? NaN);

@@ -24,6 +24,11 @@ const HTTP = ["pmstack-httpd-tap", "pmstack-httpd-xdp"];
 const HTTP_PEERS = ["node-http", "node-net"];
 const KV = ["pmstack-kv-tap", "pmstack-kv-xdp"];
 const KV_PEERS = ["redis-aof-always"];
+/** The TLS cells: pmstack's apps on their TLS ports against node:https and redis-server --tls-port. */
+const TLS_HTTP = ["pmstack-httpd-tls"];
+const TLS_HTTP_PEERS = ["node-https"];
+const TLS_KV = ["pmstack-kv-tls"];
+const TLS_KV_PEERS = ["redis-tls"];
 
 const lowerIsBetter = (metric) => /(^|_)(p50|p99|cpu|syscalls)_/.test(metric) || /syscalls/.test(metric);
 
@@ -33,6 +38,8 @@ export function durableRatios(rows) {
   const pairs = [
     ...HTTP.flatMap((s) => HTTP_PEERS.map((p) => [s, p])),
     ...KV.flatMap((s) => KV_PEERS.map((p) => [s, p])),
+    ...TLS_HTTP.flatMap((s) => TLS_HTTP_PEERS.map((p) => [s, p])),
+    ...TLS_KV.flatMap((s) => TLS_KV_PEERS.map((p) => [s, p])),
   ];
   for (const [system, peer] of pairs) {
     for (const r of rows.filter((x) => x.system === system)) {
@@ -66,7 +73,11 @@ function pivot(o, systems, peers) {
   const metrics = [...new Set(o.rows.filter((r) => present.includes(r.system)).map((r) => r.metric))];
   const val = (s, m) => o.rows.find((r) => r.system === s && r.metric === m)?.value;
   const ratioCols = mine.flatMap((s) => theirs.map((p) => [s, p]));
-  const short = (s) => s.replace(/^pmstack-(httpd|kv)-/, "").replace("redis-aof-always", "redis");
+  const short = (s) =>
+    s
+      .replace(/^pmstack-(httpd|kv)-tls$/, "pmstack")
+      .replace(/^pmstack-(httpd|kv)-/, "")
+      .replace("redis-aof-always", "redis");
   const head = ["metric", ...present.map((s) => s), ...ratioCols.map(([s, p]) => `${short(s)} vs ${short(p)}`)];
   const lines = [
     `| ${head.join(" | ")} |`,
@@ -161,6 +172,12 @@ export function durableTargets(o) {
     const m1 = r("set_mb_s_1m", s, "redis-aof-always");
     if (m1 !== undefined) out.push(`${s}, SET of 1 MiB values at 4 clients: ${ok(m1, 1)} redis MB/s (target 1.0x)`);
   }
+  const th = r("req_s_c50_1k", "pmstack-httpd-tls", "node-https");
+  if (th !== undefined)
+    out.push(`pmstack-httpd-tls, 1 KiB HTTPS POST at 50 connections: ${ok(th, 1)} node-https req/s (target: ahead)`);
+  const tk = r("set_req_s_c50_p1", "pmstack-kv-tls", "redis-tls");
+  if (tk !== undefined)
+    out.push(`pmstack-kv-tls, SET 1 KiB over TLS at 50 clients: ${ok(tk, 1)} redis-tls req/s (target: ahead)`);
   return out;
 }
 
@@ -175,6 +192,11 @@ export function formatDurable(o) {
   const k = pivot(o, KV, KV_PEERS);
   if (k.length)
     lines.push(`RESP SET/GET of 1 KiB and 1 MiB ${on}, durable before the reply (redis-benchmark):`, "", ...k, "");
+  const th = pivot(o, TLS_HTTP, TLS_HTTP_PEERS);
+  if (th.length) lines.push(`HTTPS POST of 1 KiB at 50 connections ${on}, TLS 1.3 (wrk):`, "", ...th, "");
+  const tk = pivot(o, TLS_KV, TLS_KV_PEERS);
+  if (tk.length)
+    lines.push(`RESP SET of 1 KiB at 50 clients over TLS 1.3 ${on} (redis-benchmark --tls):`, "", ...tk, "");
   lines.push(
     "Ratios: advantage of the pmstack system (>1: pmstack better; for latency, CPU and syscalls, peer / pmstack).",
   );

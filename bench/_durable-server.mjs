@@ -2,7 +2,8 @@
 // be measured per request like the baselines' (the parent reads /proc/PID/stat and runs strace
 // on this PID). Usage: node bench/_durable-server.mjs '<json>' with
 //   { app: "httpd" | "kv", nic: "tap" | "xdp", path, buffers, metaBytes, mac, ip,
-//     tap: { name, netns } | xdp: { ifname, netns } }
+//     tap: { name, netns } | xdp: { ifname, netns }, tls?: { cert, key, port } (PEM files: TLS on
+//     port, the plain port off) }
 // Prints "READY <ifname> <pid>" once it serves. Reads commands on stdin, one a line:
 //   stats  prints "STATS <json>" (NicLoop stats, the app's stats, process.cpuUsage())
 //   quit   closes the server and exits (also on stdin end or SIGTERM)
@@ -25,7 +26,18 @@ const opts = {
       : { kind: "tap", name: cfg.tap.name, netns: cfg.tap.netns ?? null },
 };
 let srv;
-if (cfg.app === "kv") {
+let terminator = null;
+if (cfg.tls) {
+  if (typeof pm.TlsTerminator !== "function") {
+    console.log("UNAVAILABLE no TlsTerminator in this build");
+    process.exit(3);
+  }
+  terminator = new pm.TlsTerminator(pm.loadTlsFiles({ cert: cfg.tls.cert, key: cfg.tls.key }));
+  const tls = { port: cfg.tls.port, terminator };
+  srv = pm.serve(opts, (stack, log) =>
+    cfg.app === "kv" ? new pm.KvApp(stack, log, 0, { tls }) : new pm.HttpdApp(stack, log, 0, { tls }),
+  );
+} else if (cfg.app === "kv") {
   if (typeof pm.serveKv === "function") srv = pm.serveKv(opts);
   else if (typeof pm.KvApp === "function") srv = pm.serve(opts, (stack, log) => new pm.KvApp(stack, log, 6379));
   else {
@@ -62,6 +74,7 @@ rl.on("line", (l) => {
       cpu: process.cpuUsage(),
       describe: srv.stack.pool.describe(),
       nic: srv.nic.info,
+      ...(terminator ? { tls: { ...terminator.stats } } : {}),
     };
     console.log(`STATS ${JSON.stringify(st)}`);
   } else if (cmd === "quit") quit(0);

@@ -34,16 +34,31 @@
 // put_mb_s_1m, put_p50_us_1m, put_p99_us_1m, put_cpu_us_per_mb_1m, get_* likewise; RESP SET and
 // GET of 1 MiB values at 4 clients against redis: set_mb_s_1m, set_p50_us_1m, ... The device's
 // floor on the medium: fdatasync_us and seq_write_mb_s (system `device`).
+// TLS cells (after the others; --no-tls leaves them out): pmstack-httpd-tls (httpd's TLS port
+// over TAP, node:tls under the connection layer) against node-https (node:https, the same
+// fdatasync-per-request server), 1 KiB POST at 50 connections (wrk over https): req_s_c50_1k, p50,
+// p99, cpu_us_per_req; and pmstack-kv-tls against redis-tls (redis-server --tls-port, appendfsync
+// always), SET 1 KiB at 50 clients (redis-benchmark --tls): set_req_s_c50_p1, p50, p99, cpu. A
+// throwaway CA and server certificate (ECDSA P-256) are made with openssl for the run.
 // Writes docs/durable-cdf.svg and docs/durable-disk-cdf.svg (latency CDFs at 50 connections).
 //
 // `npm run bench -- durable [quick] [--no-pin] [--only a,b] [--conns 50] [--sizes 1k] [--reps N]
-// [--dir DIR | --disk DIR] [--media tmpfs,disk] [--no-objects] [--node-io sync|async] [--prof]`;
+// [--dir DIR | --disk DIR] [--media tmpfs,disk] [--no-objects] [--no-tls] [--node-io sync|async] [--prof]`;
 // PMSTACK_BENCH_QUICK=1 is the same as "quick"
 // (short cells, one repetition: a smoke run). --prof runs pmstack-httpd-tap (POST 1 KiB, 50
 // connections) and pmstack-kv-tap (SET 1 KiB, 50 clients) once more under `node --cpu-prof` and
 // adds their top self-time functions to the notes (the profiles stay in os.tmpdir()).
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -102,6 +117,7 @@ function parseArgs(args) {
     disk: "/var/tmp",
     media: ["tmpfs", "disk"],
     objects: !args.includes("--no-objects"),
+    tls: !args.includes("--no-tls"),
     nodeIo: "async",
     reps: quick ? 1 : 3,
     conns: null,
@@ -301,8 +317,9 @@ async function runMedium(o, base) {
       ]);
     }
 
-    async function redisBench(host, port, cmd, clients, pipeline, n, size = 1024, keys = RESP_KEYS) {
+    async function redisBench(host, port, cmd, clients, pipeline, n, size = 1024, keys = RESP_KEYS, tls = false) {
       const [c, a] = wrap("client", "redis-benchmark", [
+        ...(tls ? ["--tls", "--cacert", certs().ca] : []),
         ...["-h", host, "-p", String(port), "-t", cmd, "-d", String(size), "-c", String(clients)],
         ...["-P", String(pipeline), "-n", String(n), "-r", String(keys), "--precision", "3"],
       ]);
@@ -330,7 +347,7 @@ async function runMedium(o, base) {
     }
 
     // ---------- servers ----------
-    async function startPmstack(app, nic, prof) {
+    async function startPmstack(app, nic, prof, tls = null) {
       const l = LINKS[`${app}-${nic}`];
       const path = join(tmp, `${app}-${nic}.pm`);
       rmSync(path, { force: true });
@@ -344,6 +361,7 @@ async function runMedium(o, base) {
         ip: `${l.server}/28`,
         tap: { name: l.dev, netns: C.path },
         xdp: { ifname: l.peer, netns: S.path },
+        ...(tls ? { tls } : {}),
       };
       const nodeArgs = prof ? ["--cpu-prof", `--cpu-prof-dir=${join(tmp, "prof")}`] : [];
       for (let attempt = 0; ; attempt++) {
@@ -364,7 +382,8 @@ async function runMedium(o, base) {
           }
           throw new Error(`${app}-${nic} did not start: ${e.message} ${r.stderr}`);
         }
-        return { p, pid: p.pid, host: l.server, port: app === "kv" ? 6379 : 80, pmstack: true };
+        const port = tls ? tls.port : app === "kv" ? 6379 : 80;
+        return { p, pid: p.pid, host: l.server, port, pmstack: true, tls: !!tls };
       }
     }
 
@@ -392,14 +411,61 @@ async function runMedium(o, base) {
     }
 
     async function startNode(kind) {
-      const port = kind === "http" ? 8080 : 8081;
+      const port = { http: 8080, net: 8081, https: 8443 }[kind];
       const logfile = join(tmp, `${kind}.log`);
       const [cmd, a] = wrap("server", process.execPath, [NODE, kind, KERNEL.server, String(port), logfile, o.nodeIo]);
-      const p = S.spawn(cmd, a);
+      const env =
+        kind === "https" ? { ...process.env, PMSTACK_TLS_CERT: certs().cert, PMSTACK_TLS_KEY: certs().key } : undefined;
+      const p = S.spawn(cmd, a, env ? { env } : {});
       servers.add(p);
       watchErr(p);
       await waitOut(p, /LISTENING (\d+)/);
-      return { p, pid: p.pid, host: KERNEL.server, port };
+      return { p, pid: p.pid, host: KERNEL.server, port, tls: kind === "https" };
+    }
+
+    /** A throwaway CA and a server certificate for every address the TLS servers use (made once). */
+    let certFiles = null;
+    function certs() {
+      if (certFiles) return certFiles;
+      const d = join(tmp, "tls");
+      mkdirSync(d);
+      const ssl = (a) => execFileSync("openssl", a, { cwd: d, stdio: ["ignore", "pipe", "pipe"] });
+      const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+      ssl(["req", "-x509", ...ec, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench CA"]);
+      ssl(["req", ...ec, "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=bench"]);
+      const ips = [KERNEL.server, ...Object.values(LINKS).map((l) => l.server)];
+      writeFileSync(join(d, "san.ext"), `subjectAltName=${ips.map((x) => `IP:${x}`).join(",")}\n`);
+      ssl(
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial"].concat([
+          "-out",
+          "cert.pem",
+          "-days",
+          "2",
+          "-extfile",
+          "san.ext",
+        ]),
+      );
+      chmodSync(join(d, "key.pem"), 0o600);
+      certFiles = { ca: join(d, "ca.pem"), cert: join(d, "cert.pem"), key: join(d, "key.pem") };
+      return certFiles;
+    }
+
+    async function startRedisTls() {
+      const dir = join(tmp, "redis-tls");
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir);
+      const c = certs();
+      const [cmd, a] = wrap("server", "redis-server", [
+        ...["--bind", KERNEL.server, "--port", "0", "--tls-port", "6380", "--tls-cert-file", c.cert],
+        ...["--tls-key-file", c.key, "--tls-ca-cert-file", c.ca, "--tls-auth-clients", "no"],
+        ...["--appendonly", "yes", "--appendfsync", "always"],
+        ...["--save", "", "--dir", dir, "--protected-mode", "no", "--daemonize", "no", "--logfile", ""],
+      ]);
+      const p = S.spawn(cmd, a);
+      servers.add(p);
+      watchErr(p);
+      await waitOut(p, /Ready to accept connections/);
+      return { p, pid: p.pid, host: KERNEL.server, port: 6380, tls: true };
     }
 
     async function startRedis() {
@@ -420,12 +486,20 @@ async function runMedium(o, base) {
     /** Waits until the server answers (pmstack: ARP, then the first request). */
     async function ready(srv, http) {
       for (let k = 0; k < 50; k++) {
+        const tls = srv.tls ? ["--cacert", certs().ca] : [];
         const r = http
           ? await C.spawn("curl", [
-              ...["-sS", "--max-time", "1", "-o", "/dev/null", "-w", "%{http_code}"],
-              `http://${srv.host}:${srv.port}/`,
+              ...["-sS", "--max-time", "1", "-o", "/dev/null", "-w", "%{http_code}", ...tls],
+              `http${srv.tls ? "s" : ""}://${srv.host}:${srv.port}/`,
             ]).done
-          : await C.spawn("redis-cli", ["-h", srv.host, "-p", String(srv.port), "ping"]).done;
+          : await C.spawn("redis-cli", [
+              ...(srv.tls ? ["--tls", ...tls] : []),
+              "-h",
+              srv.host,
+              "-p",
+              String(srv.port),
+              "ping",
+            ]).done;
         if (http ? /^(200|404|405)$/.test(r.stdout.trim()) : /PONG/.test(r.stdout)) return;
         await sleep(100);
       }
@@ -663,6 +737,94 @@ async function runMedium(o, base) {
       }
     } finally {
       for (const srv of respLive) await stopServer(srv);
+    }
+
+    // ---------- TLS ----------
+    if (o.tls) {
+      const httpTls = await startAll(
+        [
+          ["node-https", () => startNode("https")],
+          ["pmstack-httpd-tls", () => startPmstack("httpd", "tap", false, { ...certs(), port: 443 })],
+        ],
+        true,
+      );
+      try {
+        for (const srv of httpTls) await wrk(`https://${srv.host}:${srv.port}/`, 10, 1024, T.warmS);
+        const best = await interleave(
+          httpTls,
+          async (srv) => {
+            const cpu0 = cpuUs(srv.pid);
+            const cc0 = cpuBusyUs(CPU?.client ?? null);
+            const w = await wrk(`https://${srv.host}:${srv.port}/`, 50, 1024, T.wrkS);
+            w.cpu = cpuUs(srv.pid) - cpu0;
+            w.clientCpu = cpuBusyUs(CPU?.client ?? null) - cc0;
+            return w;
+          },
+          0,
+        );
+        for (const [system, w] of best) {
+          add(system, "req_s_c50_1k", w.rps, "1/s");
+          add(system, "p50_us_c50_1k", w.pct.find((x) => x[0] === 50)[1], "us");
+          add(system, "p99_us_c50_1k", w.pct.find((x) => x[0] === 99)[1], "us");
+          add(system, "cpu_us_per_req_c50_1k", w.cpu / w.requests, "us");
+          if (Number.isFinite(w.clientCpu)) add(system, "client_cpu_us_per_req_c50_1k", w.clientCpu / w.requests, "us");
+          if (w.errCount) notes.push(`${system} c50_1k: wrk errors ${JSON.stringify(w.errors)} of ${w.requests}`);
+        }
+        for (const srv of httpTls)
+          if (srv.pmstack) notes.push(`pmstack-httpd-tls: ${JSON.stringify((await stats(srv)).tls ?? {})}`);
+        console.error(`durable: tls http c50_1k done (${Math.round((Date.now() - t0) / 1000)} s)`);
+      } finally {
+        for (const srv of httpTls) await stopServer(srv);
+      }
+      const respTls = await startAll(
+        [
+          ["redis-tls", startRedisTls],
+          ["pmstack-kv-tls", () => startPmstack("kv", "tap", false, { ...certs(), port: 6380 })],
+        ],
+        false,
+      );
+      try {
+        for (const srv of respTls)
+          await redisBench(srv.host, srv.port, "set", 10, 1, T.probeN * 3, 1024, RESP_KEYS, true);
+        const best = await interleave(
+          respTls,
+          async (srv) => {
+            const probe = await redisBench(
+              srv.host,
+              srv.port,
+              "set",
+              50,
+              1,
+              Math.max(T.probeN, 1000),
+              1024,
+              RESP_KEYS,
+              true,
+            );
+            const n = Math.max(1000, Math.round(probe.rps * T.respS));
+            const cpu0 = cpuUs(srv.pid);
+            const cc0 = cpuBusyUs(CPU?.client ?? null);
+            const r = await redisBench(srv.host, srv.port, "set", 50, 1, n, 1024, RESP_KEYS, true);
+            r.cpu = cpuUs(srv.pid) - cpu0;
+            r.clientCpu = cpuBusyUs(CPU?.client ?? null) - cc0;
+            return r;
+          },
+          0,
+        );
+        for (const [system, r] of best) {
+          add(system, "set_req_s_c50_p1", r.rps, "1/s");
+          add(system, "set_p50_us_c50_p1", r.p50, "us");
+          add(system, "set_p99_us_c50_p1", r.p99, "us");
+          add(system, "set_cpu_us_per_req_c50_p1", r.cpu / r.requests, "us");
+          if (Number.isFinite(r.clientCpu))
+            add(system, "set_client_cpu_us_per_req_c50_p1", r.clientCpu / r.requests, "us");
+        }
+        console.error(`durable: tls resp set c50_p1 done (${Math.round((Date.now() - t0) / 1000)} s)`);
+      } finally {
+        for (const srv of respTls) await stopServer(srv);
+      }
+      notes.push(
+        `TLS cells: TLS 1.3 (OpenSSL ${process.versions.openssl} in Node for pmstack and node-https; redis-server's own OpenSSL), an ECDSA P-256 certificate; pmstack-httpd-tls and pmstack-kv-tls run over TAP, decrypting with node:tls under the connection layer (plaintext copied into PM buffers), node-https and redis-tls on the kernel's TCP; clients wrk (https) and redis-benchmark --tls, one handshake per connection`,
+      );
     }
 
     if (o.prof) {

@@ -74,10 +74,49 @@ export let touched: usize = 0;
 @inline export function touch(i: u32): void {
   setBit(touched, i);
 }
-/** Sets bit i of a bitmap of u64 words at `bits`. */
+
+// Block bitmaps (touched, and the timers' due bits) have two levels, so that finding the set
+// bits costs the set bits and not the table: `sumWords` summary words (bit w: base word w may be
+// non-zero), then the base words (bit i: block i).
+let sumWords: u32 = 0;
+/** Bytes of a block bitmap for the table (set up by tableInit). */
+export function bitmapBytes(): usize {
+  const words = (maxConns + 63) >>> 6;
+  return (<usize>((words + 63) >>> 6) + <usize>words) << 3;
+}
+/** Sets bit i of the block bitmap at `bits`. */
 @inline export function setBit(bits: usize, i: u32): void {
-  const p = bits + (<usize>(i >>> 6) << 3);
+  const w = i >>> 6;
+  const s = bits + (<usize>(w >>> 6) << 3);
+  store<u64>(s, load<u64>(s) | (<u64>1 << <u64>(w & 63)));
+  const p = bits + (<usize>(sumWords + w) << 3);
   store<u64>(p, load<u64>(p) | (<u64>1 << <u64>(i & 63)));
+}
+/**
+ * Calls f(i) for every set bit of the block bitmap at `bits` below `end`, in index order,
+ * clearing each word before its bits are visited (a bit f sets again stays for the next call).
+ */
+@inline export function eachBit(bits: usize, end: u32, f: (i: u32) => void): void {
+  const sEnd = (((end + 63) >>> 6) + 63) >>> 6;
+  for (let sw: u32 = 0; sw < sEnd; sw++) {
+    const sp = bits + (<usize>sw << 3);
+    let sv = load<u64>(sp);
+    if (sv == 0) continue;
+    store<u64>(sp, 0);
+    while (sv != 0) {
+      const w = (sw << 6) | <u32>ctz<u64>(sv);
+      sv &= sv - 1;
+      const p = bits + (<usize>(sumWords + w) << 3);
+      let v = load<u64>(p);
+      if (v == 0) continue;
+      store<u64>(p, 0);
+      while (v != 0) {
+        const b = <u32>ctz<u64>(v);
+        v &= v - 1;
+        f((w << 6) | b);
+      }
+    }
+  }
 }
 
 @inline export function tcb(i: u32): Tcb {
@@ -122,7 +161,8 @@ export function tableInit(): i32 {
   if (lp < 0) return <i32>lp;
   lstByPort = <usize>lp;
   memory.fill(lstByPort, 0, 65536 << 2);
-  const tb = arenaAlloc(<usize>((maxConns + 63) >>> 6) << 3, 64);
+  sumWords = (((maxConns + 63) >>> 6) + 63) >>> 6;
+  const tb = arenaAlloc(bitmapBytes(), 64);
   if (tb < 0) return <i32>tb;
   touched = <usize>tb;
   synLimit = cfgGet(CFG_SYNQ);

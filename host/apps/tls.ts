@@ -252,7 +252,9 @@ export class TlsChannel {
         cb();
       },
       writev(chunks, cb) {
-        for (const c of chunks) self.#cipher(c.chunk as Buffer);
+        // one hand-off for the lot: the layer copies them into PM buffers together
+        for (const c of chunks) self.#cipher(c.chunk as Buffer, false);
+        if (!self.dead && self.#outBytes) self.#sink.cipher();
         cb();
       },
       final(cb) {
@@ -395,10 +397,10 @@ export class TlsChannel {
     else t.stats.tls12++;
   }
 
-  #cipher(chunk: Buffer): void {
+  #cipher(chunk: Buffer, tell = true): void {
     if (this.dead || chunk.length === 0) return;
     this.#out.push(chunk);
     this.#outBytes += chunk.length;
-    this.#sink.cipher();
+    if (tell) this.#sink.cipher();
   }
 }

@@ -425,7 +425,18 @@ export class Stack {
   poll(nowMs: number): number {
     this.polls++;
     this.#commandPending = false;
+    if (this.#recvdLater.size > 0) this.#flushRecvd();
     return this.#e.stackPoll(nowMs);
+  }
+
+  /** Window updates that found the command ring full: they go at the next poll (a window may open late, never be lost). */
+  #recvdLater = new Map<number, number>();
+  #flushRecvd(): void {
+    for (const [conn, bytes] of this.#recvdLater) {
+      if (this.#appIn.space() === 0) return;
+      this.#recvdLater.delete(conn);
+      this.#cmd(CMD.RECVD, conn, bytes);
+    }
   }
 
   // ---- commands (APP-IN) -------------------------------------------------------------------
@@ -482,7 +493,17 @@ export class Stack {
   }
   /** Reopens the receive window by `bytes` the app has consumed. */
   recvd(conn: number, bytes: number): void {
-    if (bytes > 0) this.#cmd(CMD.RECVD, conn, bytes);
+    if (bytes <= 0) return;
+    if (this.#appIn.space() === 0 || this.#recvdLater.size > 0) {
+      // the ring is full (or earlier updates wait): add it to this connection's deferred update
+      this.#recvdLater.set(conn, (this.#recvdLater.get(conn) ?? 0) + bytes);
+      if (!this.#commandPending && this.onCommand) {
+        this.#commandPending = true;
+        this.onCommand();
+      }
+      return;
+    }
+    this.#cmd(CMD.RECVD, conn, bytes);
   }
   setNoDelay(conn: number, on = true): void {
     this.#cmd(CMD.SETOPT, conn, on ? 1 : 0, OPT.NODELAY);

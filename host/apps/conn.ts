@@ -52,6 +52,8 @@ interface Reply {
   /** The log's sequence number this reply waits for (0: none). */
   waitSeq: number;
   close: boolean;
+  /** Not sent before this time (the layer's clock; 0: at once): a failed authentication's answer. */
+  notBefore: number;
 }
 
 interface Streaming {
@@ -123,6 +125,7 @@ export class Conn<S = unknown> {
   /** The connection is gone (closed or reset): nothing of it is queued any more. */
   gone = false;
   /** @internal */ idleAborted = false;
+  /** @internal */ holdTimer: ReturnType<typeof setTimeout> | null = null;
   #layer: ConnLayer<S>;
 
   constructor(layer: ConnLayer<S>, id: number) {
@@ -134,9 +137,11 @@ export class Conn<S = unknown> {
   /**
    * Queues a reply; it leaves in order, once the log's records up to its newest one at this
    * moment are durable. `close`: the connection closes (FIN) after it, later replies dropped.
+   * `notBefore` (the layer's clock, performance.now by default): it leaves no earlier, and
+   * every later reply waits behind it (a failed authentication's answer, rate limited).
    */
-  reply(parts: Part[], close = false): void {
-    this.#layer.reply(this, parts, close);
+  reply(parts: Part[], close = false, notBefore = 0): void {
+    this.#layer.reply(this, parts, close, notBefore);
   }
 
   /** Resets the connection now (RST); its state is released by the close handler. */
@@ -280,7 +285,12 @@ export class ConnLayer<S> {
   };
 
   /** See Conn.reply. */
-  reply(c: Conn<S>, parts: Part[], close: boolean): void {
+  /** The layer's clock (ms): the one `notBefore` is on. */
+  now(): number {
+    return this.#now();
+  }
+
+  reply(c: Conn<S>, parts: Part[], close: boolean, notBefore = 0): void {
     if (c.closing || c.finished) {
       for (const p of parts) if (!(p instanceof Uint8Array) && !("stream" in p)) this.stack.pool.free(p.index);
       return;
@@ -289,7 +299,7 @@ export class ConnLayer<S> {
     // later write of its key may have superseded and released it
     for (const p of parts) if (!(p instanceof Uint8Array) && "stream" in p) this.log.pin(p.stream);
     const seq = this.log.lastSeq;
-    c.replies.push({ parts, waitSeq: seq > this.log.durableSeq ? seq : 0, close });
+    c.replies.push({ parts, waitSeq: seq > this.log.durableSeq ? seq : 0, close, notBefore });
     this.#active.add(c);
     if (close) c.closing = true;
   }
@@ -357,6 +367,7 @@ export class ConnLayer<S> {
       }
       const r = c.replies[0];
       if (!r || r.waitSeq > durable) break;
+      if (r.notBefore > 0 && !this.#due(c, r.notBefore)) break;
       c.replies.shift();
       c.cur = { parts: r.parts, at: 0, stream: null, close: r.close };
     }
@@ -370,6 +381,22 @@ export class ConnLayer<S> {
     // on in the turns its ACKs bring (or the loop's next one, when the ring was the limit)
     if (c.unrecvd > 0) this.#pending.add(c);
     else this.#pending.delete(c);
+  }
+
+  /** Whether a reply held until `at` may leave; if not, a timer services `c` then. */
+  #due(c: Conn<S>, at: number): boolean {
+    const wait = at - this.#now();
+    if (wait <= 0) return true;
+    if (!c.holdTimer) {
+      c.holdTimer = setTimeout(() => {
+        c.holdTimer = null;
+        if (c.gone || this.stack.pool.closed) return;
+        this.#service(c);
+        this.stack.onCommand?.(); // a turn takes what it queued
+      }, Math.ceil(wait));
+      c.holdTimer.unref?.();
+    }
+    return false;
   }
 
   #part(c: Conn<S>, e: Emitting, p: Part): void {
@@ -489,6 +516,8 @@ export class ConnLayer<S> {
     c.out = -1;
     c.finished = true;
     c.gone = true;
+    if (c.holdTimer) clearTimeout(c.holdTimer);
+    c.holdTimer = null;
     this.#pending.delete(c);
     this.#active.delete(c);
     this.conns.delete(c.id);

@@ -489,15 +489,18 @@ async function runServer(a: Args): Promise<number> {
     const ex = `ip netns exec ${ns.name}`;
     const p = usPort !== (cmd === "httpd" ? 80 : 6379) ? `:${usPort}` : "";
     if (cmd === "httpd") {
-      console.log(`try:  ${ex} curl -d 'hello, PM' http://${us}${p}/greeting`);
-      console.log(`      ${ex} curl http://${us}${p}/greeting`);
-      console.log(`      ${ex} curl -T bigfile http://${us}${p}/big   (any size; GET streams it back)`);
+      // with a token: the header on the writes (and the reads, --private); the secret stays in its file
+      const h = acc.token !== null ? `-H "Authorization: Bearer $(cat ${str(a, "token-file")})" ` : "";
+      const hr = acc.privateReads ? h : "";
+      console.log(`try:  ${ex} curl ${h}-d 'hello, PM' http://${us}${p}/greeting`);
+      console.log(`      ${ex} curl ${hr}http://${us}${p}/greeting`);
+      console.log(`      ${ex} curl ${h}-T bigfile http://${us}${p}/big   (any size; GET streams it back)`);
       if (us6) {
-        console.log(`      ${ex} curl -g http://[${us6}]${p}/greeting   (IPv6)`);
+        console.log(`      ${ex} curl ${hr}-g http://[${us6}]${p}/greeting   (IPv6)`);
         console.log(`      ${ex} ping -6 -c 2 ${us6}`);
       }
     } else {
-      const rp = p ? ` -p ${usPort}` : "";
+      const rp = (p ? ` -p ${usPort}` : "") + (acc.requirepass !== null ? " --askpass" : "");
       console.log(`try:  ${ex} redis-cli -h ${us}${rp} SET greeting 'hello, PM'`);
       if (us6) console.log(`      ${ex} redis-cli -h ${us6}${rp} GET greeting   (IPv6)`);
     }

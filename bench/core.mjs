@@ -2,11 +2,13 @@
 // as a NIC's DMA would make; MSS 1460, checksums computed and verified), beside Debian's native
 // lwIP 2.1.3 (bench/lwip, raw API, two netifs over an in-memory wire) measured in the same run.
 // Metrics: bulk_gbps (payload untouched), bulk_gbps_checked (written and compared, as lwIP does),
-// rr_tps_1conn, rr_tps_1conn_idle10k (the same beside 10,000 idle established connections),
-// rr_tps_100conn, conn_per_s. System pmstack-v6: the same two stacks speaking IPv6 (dual-stack
+// rr_tps_1conn, rr_tps_1conn_idle100k (the same beside 100,000 idle established connections),
+// rr_tps_100conn, conn_per_s, conn_per_s_tw100k (conn_per_s with 100,000 connections in
+// TIME_WAIT on the server's side, every new one recycling the oldest). System pmstack-v6: the same two stacks speaking IPv6 (dual-stack
 // stacks, the connections over 2001:2:0:63::/64), measured in the same rounds for bulk_gbps,
 // rr_tps_1conn and rr_tps_100conn, its ratio to pmstack's IPv4 shown. Args: --seconds N
-// (default 2), --rounds N (default 3: pmstack, pmstack-v6 and lwIP in turn, medians).
+// (default 2), --rounds N (default 3: pmstack, pmstack-v6 and lwIP in turn, medians),
+// --metrics M[,M] (only those; for profiling one).
 // --baseline REV: also builds git revision REV in a temporary worktree and measures its stacks in
 // the same run, the two builds alternating over --rounds N (default 3) rounds, medians compared
 // (bench/results/core-baseline.json): what a change to the core or the host costs, apart from
@@ -63,14 +65,21 @@ function spin({ a, b, link }, ha, hb, ms, onTurn = () => {}) {
   return (t - t0) / 1000;
 }
 
+/**
+ * Opens `n` connections from b to a: the first to `port`, the rest spread over `ports` more
+ * listening ports from port + 1000 on (one port pair holds at most 16,384: b's ephemeral range).
+ */
 function connectPair(p, port, n, opts = {}) {
   const conns = { a: [], b: [] };
+  const spread = opts.ports ?? 0;
   p.a.listen(port, { backlog: Math.max(128, n) });
+  for (let k = 1; k <= spread; k++) p.a.listen(port + 1000 + k, { backlog: 1024 });
   const ha = (ev) => ev.type === "ACCEPTED" && conns.a.push(ev.conn);
   const hb = (ev) => ev.type === "CONNECTED" && conns.b.push(ev.conn);
   // in batches the command ring takes
   for (let k = 0; k < n; k += 500) {
-    for (let j = k; j < Math.min(k + 500, n); j++) p.b.connect(serverAddr(), port);
+    for (let j = k; j < Math.min(k + 500, n); j++)
+      p.b.connect(serverAddr(), j === 0 || spread === 0 ? port : port + 1000 + 1 + (j % spread));
     spin(p, ha, hb, 50);
   }
   // SYNs beyond the ARP queue wait for their retransmission: give set-up a few seconds
@@ -182,7 +191,7 @@ function exchange(p, conns, seconds) {
  */
 function rrIdle(seconds, idle) {
   const p = pair({ nodelay: true, maxConnections: idle + 64, synQueue: 4096 });
-  const { b: cb } = connectPair(p, 7, idle + 1);
+  const { b: cb } = connectPair(p, 7, idle + 1, { ports: Math.ceil(idle / 15000) });
   return exchange(p, [cb[0]], seconds);
 }
 
@@ -212,13 +221,45 @@ function connections(seconds) {
 /** The metrics pmstack-v6 runs beside pmstack's IPv4 (target: 0.9x of IPv4 or better). */
 const V6_METRICS = ["bulk_gbps", "rr_tps_1conn", "rr_tps_100conn"];
 
+/**
+ * conn_per_s with `tw` connections in TIME_WAIT on the server's side (a closes first, MSL 10
+ * minutes): once its table is full, every new connection takes the block longest in TIME_WAIT.
+ * Seven listening ports (odd: b's 16,384 ephemeral ports and the ports it rotates over repeat
+ * together only every 114,688 connections), 64 connections in flight.
+ */
+function connectionsTw(seconds, tw) {
+  const ports = [1081, 1082, 1083, 1084, 1085, 1086, 1087];
+  const p = pair({ mslMs: 600_000, maxConnections: tw + 64, synQueue: 4096 });
+  for (const port of ports) p.a.listen(port, { backlog: 1024 });
+  let done = 0;
+  let k = 0;
+  const next = () => p.b.connect(serverAddr(), ports[k++ % ports.length]);
+  const ha = (ev) => {
+    if (ev.type === "ACCEPTED") p.a.close(ev.conn);
+  };
+  const hb = (ev) => {
+    if (ev.type === "PEER_CLOSED") p.b.close(ev.conn);
+    else if (ev.type === "CLOSED") {
+      done++;
+      next();
+    } else if (ev.type === "RESET" || ev.type === "ERROR") next();
+  };
+  for (let i = 0; i < 64; i++) next();
+  for (let r = 0; r < 900 && p.a.connectionCount() < tw; r++) spin(p, ha, hb, 100);
+  if (p.a.connectionCount() < tw) throw new Error(`TIME_WAIT fill: ${p.a.connectionCount()} of ${tw}`);
+  done = 0;
+  const s = spin(p, ha, hb, seconds * 1000);
+  return done / s;
+}
+
 const METRICS = [
   ["bulk_gbps", "Gbit/s", (s) => bulk(s)],
   ["bulk_gbps_checked", "Gbit/s", (s) => bulk(s, true)],
   ["rr_tps_1conn", "tx/s", (s) => rr(s, 1)],
-  ["rr_tps_1conn_idle10k", "tx/s", (s) => rrIdle(s, 10_000)],
+  ["rr_tps_1conn_idle100k", "tx/s", (s) => rrIdle(s, 100_000)],
   ["rr_tps_100conn", "tx/s", (s) => rr(s, 100)],
   ["conn_per_s", "conn/s", (s) => connections(s)],
+  ["conn_per_s_tw100k", "conn/s", (s) => connectionsTw(s, 100_000)],
 ];
 
 /** Builds git revision `rev` in a temporary worktree; returns its directory. */
@@ -245,6 +286,8 @@ export async function run(args) {
     return i >= 0 ? args[i + 1] : d;
   };
   const seconds = Number(opt("--seconds", 2));
+  const only = opt("--metrics", null)?.split(",");
+  if (only) for (let k = METRICS.length - 1; k >= 0; k--) if (!only.includes(METRICS[k][0])) METRICS.splice(k, 1);
   const baselineRev = opt("--baseline", null);
   const rows = [];
   const add = (system, metric, value, unit) => rows.push({ system, metric, value, unit });
@@ -317,7 +360,7 @@ export async function run(args) {
     for (const [metric, unit] of METRICS)
       if (got[system][metric]) add(system, metric, median(got[system][metric]), unit);
   notes.push(
-    `${rounds} rounds, each pmstack's runs then lwIP's harness; medians shown. rr_tps_1conn_idle10k: pmstack's rr_tps_1conn with 10,000 more established connections idle in both stacks' tables (lwIP's harness has no such cell: compare it with pmstack's rr_tps_1conn)`,
+    `${rounds} rounds, each pmstack's runs then lwIP's harness; medians shown. rr_tps_1conn_idle100k: pmstack's rr_tps_1conn with 100,000 more established connections idle in both stacks' tables (lwIP's harness has no such cell: compare it with pmstack's rr_tps_1conn)`,
   );
   for (const [metric] of METRICS)
     notes.push(

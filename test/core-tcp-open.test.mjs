@@ -672,6 +672,83 @@ test("TIME_WAIT blocks are recycled when the table is full", () => {
   assert.is(state(core, h.conn), -1);
 });
 
+test("TIME_WAIT recycling takes the block longest in TIME_WAIT (a renewed one goes last)", () => {
+  const { core, peer } = setup({ maxConns: 3, msl: 60000 });
+  listen(core);
+  const conns = [];
+  for (const sport of [1001, 1002, 1003]) {
+    peer.tcp({ seq: 100, flags: TH.SYN, sport });
+    core.poll();
+    const [sa] = peer.segs();
+    peer.tcp({ seq: 101, ack: sa.seq + 1, sport });
+    core.poll();
+    const acc = core.takeEvents().find((e) => e.name === "ACCEPTED");
+    core.cmd(CMD.CLOSE, { conn: acc.conn });
+    core.poll();
+    peer.tcp({ seq: 101, ack: sa.seq + 2, sport, flags: TH.FIN | TH.ACK });
+    core.poll();
+    assert.is(state(core, acc.conn), ST.TIME_WAIT);
+    conns.push({ conn: acc.conn, sport, snd: sa.seq + 2 });
+    peer.segs();
+  }
+  // the first one's FIN again: its TIME_WAIT starts over, so the second is now the oldest
+  peer.tcp({ seq: 101, ack: conns[0].snd, sport: 1001, flags: TH.FIN | TH.ACK });
+  core.poll();
+  peer.tcp({ seq: 5, flags: TH.SYN, sport: 2001 });
+  core.poll(1);
+  assert.is(peer.segs().find((x) => x.dport === 2001).flags, TH.SYN | TH.ACK);
+  assert.is(state(core, conns[1].conn), -1, "the oldest went");
+  assert.is(state(core, conns[0].conn), ST.TIME_WAIT);
+  assert.is(state(core, conns[2].conn), ST.TIME_WAIT);
+  assert.is(core.x.tcpConnCount(), 3);
+});
+
+test("more than 65,535 connection blocks: ids carry a 20-bit index, every connection works", () => {
+  const N = 66000;
+  const { core, peer } = setup({ maxConns: N, synq: N, buffers: 4096, nodes: 1024 });
+  listen(core, 80, 65535);
+  // 66,000 handshakes from 16 source addresses x 4,125 ports, in batches the rings take
+  const srcs = Array.from({ length: 16 }, (_, k) => ip(`198.18.1.${k + 1}`));
+  for (const s of srcs) core.arpAdd(s, peer.mac);
+  const accepted = [];
+  for (let k = 0; k < N; k += 200) {
+    const batch = [];
+    for (let j = k; j < Math.min(k + 200, N); j++) {
+      const p = new Peer(core, { ipAddr: srcs[j % 16], resolve: false, port: 10000 + Math.floor(j / 16) });
+      p.tcp({ seq: 7, flags: TH.SYN, opts: { mss: 1460 } });
+      batch.push(p);
+    }
+    core.poll();
+    const sas = new Map(peer.frames().map((f) => [`${f.ip.dst}:${f.tcp.dport}`, f.tcp]));
+    for (const p of batch) p.tcp({ seq: 8, ack: sas.get(`${p.ip}:${p.port}`).seq + 1 });
+    core.poll();
+    for (const e of core.takeEvents()) if (e.name === "ACCEPTED") accepted.push(e.conn);
+    peer.segs();
+  }
+  assert.is(accepted.length, N);
+  assert.is(core.x.tcpConnCount(), N);
+  const high = accepted.filter((c) => (c & 0xfffff) > 65535);
+  assert.is(high.length, N - 65536, "blocks past 65,535 are in use");
+  assert.is(new Set(accepted).size, N, "every id distinct");
+  // the last connection (index 65,999) carries data both ways
+  const last = accepted[N - 1];
+  assert.is(last & 0xfffff, N - 1);
+  appSend(core, last, "far");
+  core.poll();
+  const [d] = peer.segs().filter((x) => x.payload.length);
+  assert.is(str(d.payload), "far");
+  accepted.forEach((c, k) => {
+    core.cmd(CMD.ABORT, { conn: c });
+    if (k % 500 === 499) core.poll(); // in batches the command ring takes
+  });
+  for (let k = 0; k < 200 && core.x.tcpConnCount() > 0; k++) {
+    core.poll();
+    core.takeEvents();
+    peer.segs();
+  }
+  assert.is(core.x.tcpConnCount(), 0);
+});
+
 test("stale connection ids are refused after reuse (generation)", () => {
   const { core, peer } = setup({ maxConns: 1 });
   const h = handshake(core, peer);

@@ -64,7 +64,7 @@ const CFG_TABLE: usize = memory.data<u32>([
   0,          0,       0xffffffff, // 12  MASK
   0,          0,       0xffffffff, // 16  GW
   1500,       68,      65535,      // 20  MTU
-  256,        1,       65535,      // 24  MAX_CONNS (connection ids carry a 16-bit index)
+  256,        1,       1048575,    // 24  MAX_CONNS (connection ids carry a 20-bit index)
   64,         1,       0xffffffff, // 28  SYNQ
   8192,       1,       0xffffffff, // 32  NODES
   64,         1,       0xffffffff, // 36  ARP

@@ -36,12 +36,18 @@ const UDP_HLEN: u32 = 8;
 }
 let binds: usize = 0;
 let nBinds: u32 = 0;
+/** Port -> bind handle + 1 (0: none), one byte per port: a datagram finds its bind in one load. */
+let bindByPort: usize = 0;
 
 export function udpInit(): i32 {
   nBinds = cfgGet(CFG_UDP);
   const a = arenaAlloc(nBinds * offsetof<UdpBind>(), 16);
   if (a < 0) return <i32>a;
   binds = <usize>a;
+  const m = arenaAlloc(65536, 64);
+  if (m < 0) return <i32>m;
+  bindByPort = <usize>m;
+  memory.fill(bindByPort, 0, 65536);
   return 0;
 }
 
@@ -50,11 +56,8 @@ export function udpInit(): i32 {
 }
 
 function findBind(port: u32): i32 {
-  for (let i: u32 = 0; i < nBinds; i++) {
-    const b = bind(i);
-    if (b.used != 0 && <u32>b.port == port) return <i32>i;
-  }
-  return -1;
+  if (port > 0xffff) return -1;
+  return <i32>load<u8>(bindByPort + port) - 1;
 }
 
 export function udpInput(): void {
@@ -120,6 +123,7 @@ export function udpBind(port: u32, tag: u32): void {
     if (b.used == 0) {
       b.port = <u16>port;
       b.used = 1;
+      store<u8>(bindByPort + port, <u8>(i + 1));
       emit(EV_UDP_BOUND, i, tag, port, 0, port, false);
       return;
     }
@@ -131,6 +135,7 @@ export function udpBind(port: u32, tag: u32): void {
 export function udpUnbind(h: u32): void {
   if (h < nBinds) {
     const b = bind(h);
+    if (b.used != 0) store<u8>(bindByPort + <u32>b.port, 0);
     b.port = 0;
     b.used = 0;
   }

@@ -14,7 +14,7 @@ import {
   TF_PASSIVE, TF_PEND,
 } from "./tcb";
 import {
-  tableInit, tcb, hiwater, maxConns, touch, lookup, listener, findListener, freeListener, fromId, ephemeralPort, tcbAlloc, tcbFree,
+  tableInit, tcb, hiwater, maxConns, touch, lookup, listener, findListener, freeListener, setListenerPort, fromId, ephemeralPort, tcbAlloc, tcbFree,
   finish, R_NOCONN, R_BADARG, R_INUSE, R_NOADDR, CLOSED_ABORTED,
 } from "./table";
 import { sendRst } from "./output";
@@ -56,8 +56,8 @@ export function tcpListen(port: u32, backlog: u32, tag: u32): void {
     emit(EV_ERROR, tag, 0, port, 0, R_NOCONN, false);
     return;
   }
+  setListenerPort(<u32>L, port);
   const l = listener(<u32>L);
-  l.port = port;
   l.backlog = backlog == 0 ? DEFAULT_BACKLOG : backlog;
   l.synCount = 0;
   l.tag = tag;
@@ -68,7 +68,7 @@ export function tcpListen(port: u32, backlog: u32, tag: u32): void {
 export function tcpUnlisten(port: u32): void {
   const L = findListener(port);
   if (L < 0) return;
-  listener(<u32>L).port = 0;
+  setListenerPort(<u32>L, 0);
   // half-open connections of this listener go away silently
   for (let i: u32 = 0; i < hiwater; i++) {
     const t = tcb(i);

@@ -2,16 +2,16 @@
 // blocks and segment nodes in use. Nothing here changes state.
 
 import { TF_USED, nodesUsed, tLip, tRip } from "./tcb";
-import { tcb, hiwater, maxConns } from "./table";
+import { tcb, maxConns, connsInUse, idIndex, ID_INDEX_BITS } from "./table";
 import { addrCopy } from "../net/addr";
 import { sbSacked } from "./sack";
 
 /** State of connection id (ST_*), or -1. */
 export function tcpState(id: u32): i32 {
-  const i = id & 0xffff;
+  const i = idIndex(id);
   if (i >= maxConns) return -1;
   const t = tcb(i);
-  if ((t.flags & TF_USED) == 0 || t.gen != (id >>> 16)) return -1;
+  if ((t.flags & TF_USED) == 0 || t.gen != (id >>> ID_INDEX_BITS)) return -1;
   return <i32>t.state;
 }
 
@@ -44,7 +44,7 @@ export const INFO_PMTU: u32 = 24;
 
 /** Test and diagnostics accessor: one TCB field (INFO_*), -1 for a bad id or field. */
 export function tcpInfo(id: u32, field: u32): f64 {
-  const i = id & 0xffff;
+  const i = idIndex(id);
   if (i >= maxConns) return -1;
   const t = tcb(i);
   if (field == INFO_STATE) return <f64>t.state;
@@ -81,15 +81,13 @@ export function tcpInfo(id: u32, field: u32): f64 {
  */
 export function tcpAddr(id: u32, which: u32, out: usize): u32 {
   if (tcpState(id) < 0) return 0;
-  const t = tcb(id & 0xffff);
+  const t = tcb(idIndex(id));
   addrCopy(out, which == 0 ? tLip(t) : tRip(t));
   return t.fam;
 }
 /** Count of TCBs in use (including TIME_WAIT). */
 export function tcpConnCount(): u32 {
-  let n: u32 = 0;
-  for (let i: u32 = 0; i < hiwater; i++) if ((tcb(i).flags & TF_USED) != 0) n++;
-  return n;
+  return connsInUse;
 }
 /** Segment nodes in use (send queues and reassembly lists). */
 export function tcpNodesUsed(): u32 {

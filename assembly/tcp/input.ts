@@ -17,7 +17,7 @@ import {
   ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK, ST_TIME_WAIT, NIL, tLip, tRip, TF_TS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW,
   TF_PEER_FIN, TF_RECOVERY, TF_PASSIVE, TF_SYNQ, TF_FIN_PENDING, TF_APP_DONE, TF_PEND, TF_RTT,
 } from "./tcb";
-import { tcb, connId, lookup, tcbFree, synDone, finish, touch, R_RESET, R_REFUSED } from "./table";
+import { tcb, connId, lookup, tcbFree, synDone, finish, touch, twEnter, twRenew, R_RESET, R_REFUSED } from "./table";
 import {
   parseSegment, segSpace, sSport, sDport, sSeq, sAck, sFl, sWnd, sLen, oTs, oTsVal, oSackN,
 } from "./segment";
@@ -99,7 +99,10 @@ export function process(i: u32): void {
   if (!ok) {
     if ((fl & TH_RST) == 0) {
       count(C_TCP_DUP);
-      if (t.state == ST_TIME_WAIT && (fl & TH_FIN) != 0) t.twAt = now + 2 * msl;
+      if (t.state == ST_TIME_WAIT && (fl & TH_FIN) != 0) {
+        t.twAt = now + 2 * msl;
+        twRenew(i);
+      }
       t.flags |= TF_ACK_NOW | TF_PEND;
     }
     return;
@@ -264,6 +267,7 @@ export function process(i: u32): void {
 function enterTimeWait(i: u32): void {
   const t = tcb(i);
   t.state = ST_TIME_WAIT;
+  twEnter(i);
   t.twAt = now + 2 * msl;
   t.rtxAt = Infinity;
   t.persistAt = Infinity;
@@ -287,7 +291,10 @@ export function doFin(i: u32): void {
     if ((t.flags & TF_FIN_QUEUED) != 0 && t.sndUna == t.sndEnd + 1) enterTimeWait(i);
     else t.state = ST_CLOSING;
   } else if (st == ST_FIN_WAIT_2) enterTimeWait(i);
-  else if (st == ST_TIME_WAIT) t.twAt = now + 2 * msl;
+  else if (st == ST_TIME_WAIT) {
+    t.twAt = now + 2 * msl;
+    twRenew(i);
+  }
 }
 
 /**

@@ -26,8 +26,18 @@ export const R_NOADDR: u32 = 8; // no usable source address of the destination's
 /** EV_CLOSED aux: the app aborted the connection (an RST went to the peer); 0 for every other close. */
 export const CLOSED_ABORTED: u32 = 1;
 
+/**
+ * A connection id is `generation << ID_INDEX_BITS | index`: up to 2^20 - 1 blocks, a 12-bit
+ * generation (never 0) that makes an id stale once its block is reused.
+ */
+export const ID_INDEX_BITS: u32 = 20;
+const ID_INDEX_MASK: u32 = (1 << ID_INDEX_BITS) - 1;
+const GEN_MASK: u32 = (1 << (32 - ID_INDEX_BITS)) - 1;
+
 let tcbs: usize = 0;
 export let maxConns: u32 = 0;
+/** Blocks in use (TIME_WAIT included). */
+export let connsInUse: u32 = 0;
 /** Highest index ever used + 1: loops over connections stop here. */
 export let hiwater: u32 = 0;
 let freeHead: u32 = NIL;
@@ -49,6 +59,11 @@ let ephemeral: u32 = 0;
 }
 let lst: usize = 0;
 let nLst: u32 = 0;
+/** Port -> listener index + 1 (0: none), one u32 per port: a listener is found in one load. */
+let lstByPort: usize = 0;
+/** TIME_WAIT blocks in the order they entered it (head: the oldest). */
+let twHead: u32 = NIL;
+let twTail: u32 = NIL;
 
 /**
  * Blocks touched since the last flush, one bit per index: what tcpFlush visits (in index order)
@@ -59,17 +74,60 @@ export let touched: usize = 0;
 @inline export function touch(i: u32): void {
   setBit(touched, i);
 }
-/** Sets bit i of a bitmap of u64 words at `bits`. */
+
+// Block bitmaps (touched, and the timers' due bits) have two levels, so that finding the set
+// bits costs the set bits and not the table: `sumWords` summary words (bit w: base word w may be
+// non-zero), then the base words (bit i: block i).
+let sumWords: u32 = 0;
+/** Bytes of a block bitmap for the table (set up by tableInit). */
+export function bitmapBytes(): usize {
+  const words = (maxConns + 63) >>> 6;
+  return (<usize>((words + 63) >>> 6) + <usize>words) << 3;
+}
+/** Sets bit i of the block bitmap at `bits`. */
 @inline export function setBit(bits: usize, i: u32): void {
-  const p = bits + (<usize>(i >>> 6) << 3);
+  const w = i >>> 6;
+  const s = bits + (<usize>(w >>> 6) << 3);
+  store<u64>(s, load<u64>(s) | (<u64>1 << <u64>(w & 63)));
+  const p = bits + (<usize>(sumWords + w) << 3);
   store<u64>(p, load<u64>(p) | (<u64>1 << <u64>(i & 63)));
+}
+/**
+ * Calls f(i) for every set bit of the block bitmap at `bits` below `end`, in index order,
+ * clearing each word before its bits are visited (a bit f sets again stays for the next call).
+ */
+@inline export function eachBit(bits: usize, end: u32, f: (i: u32) => void): void {
+  const sEnd = (((end + 63) >>> 6) + 63) >>> 6;
+  for (let sw: u32 = 0; sw < sEnd; sw++) {
+    const sp = bits + (<usize>sw << 3);
+    let sv = load<u64>(sp);
+    if (sv == 0) continue;
+    store<u64>(sp, 0);
+    while (sv != 0) {
+      const w = (sw << 6) | <u32>ctz<u64>(sv);
+      sv &= sv - 1;
+      const p = bits + (<usize>(sumWords + w) << 3);
+      let v = load<u64>(p);
+      if (v == 0) continue;
+      store<u64>(p, 0);
+      while (v != 0) {
+        const b = <u32>ctz<u64>(v);
+        v &= v - 1;
+        f((w << 6) | b);
+      }
+    }
+  }
 }
 
 @inline export function tcb(i: u32): Tcb {
   return changetype<Tcb>(tcbs + <usize>i * TCB_BYTES);
 }
 @inline export function connId(i: u32): u32 {
-  return (tcb(i).gen << 16) | i;
+  return (tcb(i).gen << ID_INDEX_BITS) | i;
+}
+/** The block index an id names (its generation not checked). */
+@inline export function idIndex(id: u32): u32 {
+  return id & ID_INDEX_MASK;
 }
 @inline export function listener(L: u32): Listener {
   return changetype<Listener>(lst + <usize>L * offsetof<Listener>());
@@ -99,7 +157,12 @@ export function tableInit(): i32 {
   const l = arenaAlloc(<usize>nLst * offsetof<Listener>(), 16);
   if (l < 0) return <i32>l;
   lst = <usize>l;
-  const tb = arenaAlloc(<usize>((maxConns + 63) >>> 6) << 3, 64);
+  const lp = arenaAlloc(65536 << 2, 64);
+  if (lp < 0) return <i32>lp;
+  lstByPort = <usize>lp;
+  memory.fill(lstByPort, 0, 65536 << 2);
+  sumWords = (((maxConns + 63) >>> 6) + 63) >>> 6;
+  const tb = arenaAlloc(bitmapBytes(), 64);
   if (tb < 0) return <i32>tb;
   touched = <usize>tb;
   synLimit = cfgGet(CFG_SYNQ);
@@ -153,24 +216,30 @@ function hashRemove(i: u32): void {
   }
 }
 
-/** The listener on `port`, or -1. */
+/** The listener on `port`, or -1: one load. */
 export function findListener(port: u32): i32 {
-  if (port == 0) return -1;
-  for (let i: u32 = 0; i < nLst; i++) if (listener(i).port == port) return <i32>i;
-  return -1;
+  if (port == 0 || port > 0xffff) return -1;
+  return <i32>load<u32>(lstByPort + (<usize>port << 2)) - 1;
 }
-/** A free listener row, or -1 if all are taken. */
+/** A free listener row, or -1 if all are taken (only CMD_LISTEN looks). */
 export function freeListener(): i32 {
   for (let i: u32 = 0; i < nLst; i++) if (listener(i).port == 0) return <i32>i;
   return -1;
 }
+/** Listener row L now listens on `port` (1..65535), or (port 0) on none. */
+export function setListenerPort(L: u32, port: u32): void {
+  const l = listener(L);
+  if (l.port != 0) store<u32>(lstByPort + (<usize>l.port << 2), 0);
+  l.port = port;
+  if (port != 0) store<u32>(lstByPort + (<usize>port << 2), L + 1);
+}
 
 /** Resolves an app conn id to an index (checks the generation), or NIL. */
 export function fromId(id: u32): u32 {
-  const i = id & 0xffff;
+  const i = id & ID_INDEX_MASK;
   if (i >= maxConns) return NIL;
   const t = tcb(i);
-  if ((t.flags & TF_USED) == 0 || t.gen != (id >>> 16) || (t.flags & TF_APP_DONE) != 0) return NIL;
+  if ((t.flags & TF_USED) == 0 || t.gen != (id >>> ID_INDEX_BITS) || (t.flags & TF_APP_DONE) != 0) return NIL;
   return i;
 }
 
@@ -207,20 +276,13 @@ export function isnFor(lip: usize, lport: u32, rip: usize, rport: u32): u32 {
 export function tcbAlloc(fam: u32, rip: usize, rport: u32, lip: usize, lport: u32): u32 {
   let i = freeHead;
   if (i == NIL) {
-    let best: u32 = NIL;
-    let bt: f64 = Infinity;
-    for (let k: u32 = 0; k < hiwater; k++) {
-      const t = tcb(k);
-      if ((t.flags & TF_USED) != 0 && t.state == ST_TIME_WAIT && t.twAt < bt) {
-        bt = t.twAt;
-        best = k;
-      }
-    }
-    if (best == NIL) {
+    // none free: the block longest in TIME_WAIT is recycled (RFC 6191 lets a new connection
+    // take its place; the peer's late segments then find no connection), in O(1)
+    if (twHead == NIL) {
       count(C_TCP_CONN_EXHAUSTED);
       return NIL;
     }
-    tcbFree(best);
+    tcbFree(twHead);
     i = freeHead;
   }
   const t = tcb(i);
@@ -249,12 +311,15 @@ export function tcbAlloc(fam: u32, rip: usize, rport: u32, lip: usize, lport: u3
   t.kaAt = Infinity;
   t.persistAt = Infinity;
   t.schedAt = Infinity;
+  t.twPrev = NIL;
+  t.twNext = NIL;
   t.kaIdle = defKeepalive;
   t.mss = DEFAULT_MSS;
   t.peerMss = DEFAULT_MSS;
   t.ssthresh = 0x7fffffff;
   t.tsOff = <u32>sip24(k0, k1, addrPairKey(rip, lip), (<u64>lport << 16) | rport | (<u64>1 << 40));
   if (i >= hiwater) hiwater = i + 1;
+  connsInUse++;
   hashInsert(i);
   touch(i);
   return i;
@@ -279,13 +344,41 @@ export function tcbFree(i: u32): void {
     n = nx;
   }
   if ((t.flags & TF_SYNQ) != 0) synDone(t);
+  if (t.state == ST_TIME_WAIT) twUnlink(i);
   hashRemove(i);
+  connsInUse--;
   t.flags = 0;
   t.state = ST_CLOSED;
-  t.gen = (t.gen + 1) & 0xffff;
+  t.gen = (t.gen + 1) & GEN_MASK;
   if (t.gen == 0) t.gen = 1;
   t.hnext = freeHead;
   freeHead = i;
+}
+
+// ---------------------------------------------------------------- TIME_WAIT
+
+/** Block i enters TIME_WAIT now: last in the recycling order. */
+export function twEnter(i: u32): void {
+  const t = tcb(i);
+  t.twPrev = twTail;
+  t.twNext = NIL;
+  if (twTail != NIL) tcb(twTail).twNext = i;
+  else twHead = i;
+  twTail = i;
+}
+/** Block i's TIME_WAIT starts over (a retransmitted FIN): last in the recycling order again. */
+export function twRenew(i: u32): void {
+  twUnlink(i);
+  twEnter(i);
+}
+function twUnlink(i: u32): void {
+  const t = tcb(i);
+  if (t.twPrev != NIL) tcb(t.twPrev).twNext = t.twNext;
+  else if (twHead == i) twHead = t.twNext;
+  if (t.twNext != NIL) tcb(t.twNext).twPrev = t.twPrev;
+  else if (twTail == i) twTail = t.twPrev;
+  t.twPrev = NIL;
+  t.twNext = NIL;
 }
 
 // ---------------------------------------------------------------- SYN queue

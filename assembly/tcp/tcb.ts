@@ -54,6 +54,8 @@ export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlu
   tag: u32;
   gen: u32;
   hnext: u32;
+  twPrev: u32; // TIME_WAIT blocks, oldest first (table.ts): the one recycled when none is free
+  twNext: u32;
   listener: u32;
   iss: u32;
   irs: u32;

@@ -13,7 +13,7 @@ import {
   ST_TIME_WAIT, TF_ACK_NOW, TF_RECOVERY, TF_USED, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
 } from "./tcb";
 import { arenaAlloc } from "../arena";
-import { tcb, hiwater, tcbFree, finish, touch, touched, setBit, R_TIMEOUT, R_KEEPALIVE } from "./table";
+import { tcb, hiwater, tcbFree, finish, touch, touched, setBit, eachBit, bitmapBytes, R_TIMEOUT, R_KEEPALIVE } from "./table";
 import { TH_ACK } from "./wire";
 import { ccOnLoss, rtoEff } from "./cc";
 import { xmit, sendAck, sendRst, tcpOutput, mssUpdate } from "./output";
@@ -147,7 +147,7 @@ export function timersInit(conns: u32): i32 {
   const b = arenaAlloc(<usize>heapCap << 2, 64);
   if (b < 0) return <i32>b;
   heapIx = <usize>b;
-  const d = arenaAlloc(<usize>((conns + 63) >>> 6) << 3, 64);
+  const d = arenaAlloc(bitmapBytes(), 64);
   if (d < 0) return <i32>d;
   due = <usize>d;
   return 0;
@@ -201,22 +201,6 @@ function schedule(i: u32): void {
   if (at < t.schedAt) {
     t.schedAt = at;
     heapPush(at, i);
-  }
-}
-
-/** Calls f(i) for every set bit of `bits` below `end`, in index order, clearing each first. */
-@inline function eachBit(bits: usize, end: u32, f: (i: u32) => void): void {
-  const words = (end + 63) >>> 6;
-  for (let w: u32 = 0; w < words; w++) {
-    const p = bits + (<usize>w << 3);
-    let v = load<u64>(p);
-    if (v == 0) continue;
-    store<u64>(p, 0);
-    while (v != 0) {
-      const b = <u32>ctz<u64>(v);
-      v &= v - 1;
-      f((w << 6) | b);
-    }
   }
 }
 

@@ -11,6 +11,11 @@
 //   probe HOST PORT          connect; print "CONNECTED" or "ERROR <code>", then close
 //   many HOST PORT N         open N connections at once; each sends "REQ <i>\n" and expects
 //                            "RESP <i>\n" then EOF; print "DONE <json>" with ok/failed counts
+//   hold HOST PORT N HOLD_MS SRC[,SRC...]  open N connections (from the source addresses in
+//                            turn, in batches), each sending "REQ <i> <k>\n" when it opens and
+//                            again every 10-30 s, expecting "RESP <i> <k>\n"; print "OPEN <json>"
+//                            once all are open, keep them HOLD_MS more, close them, and print
+//                            "DONE <json>" (opened, requests, answered, bad, errors by code)
 // It prints "LISTENING" once listening, and "ERROR <code>" when a connection fails.
 import net from "node:net";
 import { createHash } from "node:crypto";
@@ -155,7 +160,72 @@ if (!main) {
       finish();
     });
   }
+} else if (mode === "hold") {
+  const n = +bytes;
+  const holdMs = +afterMs;
+  const srcs = process.argv[7].split(",");
+  const res = { opened: 0, requests: 0, answered: 0, bad: 0, errors: {} };
+  const socks = [];
+  const t0 = Date.now();
+  const open = (i) => {
+    const s = net.connect({ port: +port, host, localAddress: srcs[i % srcs.length] });
+    let k = 0;
+    let buf = "";
+    let timer = null;
+    const ask = () => {
+      s.write(`REQ ${i} ${k}\n`);
+      res.requests++;
+      timer = setTimeout(ask, 10_000 + Math.random() * 20_000);
+    };
+    s.setEncoding("latin1");
+    s.on("connect", () => {
+      res.opened++;
+      ask();
+      if (res.opened === n) console.log("OPEN " + JSON.stringify({ ...res, ms: Date.now() - t0 }));
+    });
+    s.on("data", (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line === `RESP ${i} ${k}`) {
+          res.answered++;
+          k++;
+        } else res.bad++;
+      }
+    });
+    s.on("error", (e) => {
+      res.errors[e.code] = (res.errors[e.code] ?? 0) + 1;
+      clearTimeout(timer);
+    });
+    s.on("close", () => clearTimeout(timer));
+    s.stop = () => {
+      clearTimeout(timer);
+      s.end();
+    };
+    socks.push(s);
+  };
+  // in batches (200 every 100 ms), so that the SYNs do not all come at once
+  let next = 0;
+  const batch = () => {
+    for (let j = 0; j < 200 && next < n; j++) open(next++);
+    if (next < n) setTimeout(batch, 100);
+  };
+  batch();
+  let ticks = 0;
+  const waitOpen = setInterval(() => {
+    if (res.opened < n) {
+      if (++ticks % 50 === 0) console.log("OPENING " + JSON.stringify(res));
+      return;
+    }
+    clearInterval(waitOpen);
+    setTimeout(() => {
+      for (const s of socks) s.stop();
+      setTimeout(() => console.log("DONE " + JSON.stringify(res)), 2000);
+    }, holdMs);
+  }, 100);
 } else {
-  console.error("usage: kernel-peer.mjs sink|source|send|rstsource|probe|many HOST PORT [BYTES|N]");
+  console.error("usage: kernel-peer.mjs sink|source|send|rstsource|probe|many|hold HOST PORT [BYTES|N] ...");
   process.exitCode = 2;
 }

@@ -17,6 +17,8 @@ import { loadTlsFiles, TlsTerminator } from "./apps/tls.js";
 import { COUNTERS } from "./stack-abi.js";
 import { BUF_SIZE } from "./abi.js";
 import { MAX_POOL_BUFFERS } from "./format.js";
+import { checkPoolFiles, listenPrivate, readSecretFile } from "./secure.js";
+import { NetList } from "./apps/auth.js";
 import type { Stack } from "./stack.js";
 
 const VERSION = "0.1.0";
@@ -74,8 +76,21 @@ Server options:
                      S seconds (default 30; 0: never)
   --busy-poll        busy-poll the queue instead of sleeping (lowest latency, burns a core)
   --pcap FILE        capture every frame to FILE (tshark/tcpdump readable)
-  --control PATH     control socket for stats/ss (default <pm>.ctl)
+  --control PATH     control socket for stats/ss (default <pm>.ctl; owner-only)
+  --insecure-pool    use a pool file the group or others may write (refused otherwise)
   --quiet            no status line
+
+Access (docs/apps.md):
+  --requirepass PASS kv: the default user's password: clients AUTH (redis-cli -a PASS)
+  --requirepass-file PATH
+                     kv: the same, read from PATH's first line (not readable by others)
+  --protected-mode yes|no
+                     kv: with no password, serve only --peer-ip, --peer-ip6 and --allow-net
+                     peers; others get -DENIED (default yes)
+  --allow-net CIDR   kv: a network protected mode serves too (repeatable, or comma-separated)
+  --token-file PATH  httpd: a bearer token (owner-only file): PUT, POST, DELETE need
+                     Authorization: Bearer TOKEN, else 401
+  --private          httpd: GET and HEAD need the token too
 
 Exit: Ctrl-C (SIGINT), SIGTERM or SIGHUP (the terminal closing) closes the queue, the pool and the
 namespace it made.`;
@@ -109,8 +124,15 @@ const VALUED = new Set([
   "mode",
   "pcap",
   "control",
+  "requirepass",
+  "requirepass-file",
+  "protected-mode",
+  "allow-net",
+  "token-file",
 ]);
-const FLAGS = new Set(["busy-poll", "quiet", "json", "help", "version"]);
+const FLAGS = new Set(["busy-poll", "quiet", "json", "help", "version", "insecure-pool", "private"]);
+/** Options that may be given more than once: their values are joined with commas. */
+const REPEATABLE = new Set(["allow-net"]);
 
 function parse(argv: string[]): Args {
   const opts = new Map<string, string | true>();
@@ -137,7 +159,8 @@ function parse(argv: string[]): Args {
     } else if (VALUED.has(name)) {
       const v = eq >= 0 ? a.slice(eq + 1) : argv[++i];
       if (v === undefined || v === "") throw new UsageError(`--${name} needs a value`);
-      opts.set(name, v);
+      const had = opts.get(name);
+      opts.set(name, REPEATABLE.has(name) && typeof had === "string" ? `${had},${v}` : v);
     } else if (FLAGS.has(name)) {
       if (eq >= 0) throw new UsageError(`--${name} takes no value`);
       opts.set(name, true);
@@ -239,14 +262,69 @@ function defaultPm(cmd: string): string {
   return resolve("data", `${cmd}.pm`);
 }
 
+/** Who may use the server: kv's password and protected mode, httpd's token (docs/apps.md). */
+interface Access {
+  requirepass: string | null;
+  protectedNets: NetList | null;
+  token: string | null;
+  privateReads: boolean;
+}
+
+function access(a: Args, cmd: string, peers: string[]): Access {
+  const only = (k: string, app: string) => {
+    if (a.opts.has(k) && cmd !== app) throw new UsageError(`--${k} is for pmstack ${app}`);
+  };
+  for (const k of ["requirepass", "requirepass-file", "protected-mode", "allow-net"]) only(k, "kv");
+  for (const k of ["token-file", "private"]) only(k, "httpd");
+  if (a.opts.has("requirepass") && a.opts.has("requirepass-file"))
+    throw new UsageError("give --requirepass or --requirepass-file, not both");
+  const requirepass = a.opts.has("requirepass-file")
+    ? readSecretFile(resolve(str(a, "requirepass-file")!), "the password file", false)
+    : (str(a, "requirepass") ?? null);
+  const pm = str(a, "protected-mode") ?? "yes";
+  if (pm !== "yes" && pm !== "no") throw new UsageError(`--protected-mode must be yes or no, got ${pm}`);
+  let protectedNets: NetList | null = null;
+  if (cmd === "kv" && pm === "yes" && requirepass === null) {
+    protectedNets = new NetList();
+    for (const p of peers) protectedNets.add(p);
+    for (const n of (str(a, "allow-net") ?? "").split(",").filter((x) => x !== ""))
+      try {
+        protectedNets.add(n.trim());
+      } catch (e) {
+        throw new UsageError(
+          `--allow-net must be a CIDR such as 198.18.0.0/15 or 2001:2::/48; got ${n} (${(e as Error).message})`,
+        );
+      }
+  }
+  const token = a.opts.has("token-file")
+    ? readSecretFile(resolve(str(a, "token-file")!), "the token file", true)
+    : null;
+  if (a.opts.has("private") && token === null) throw new UsageError("--private needs --token-file");
+  return { requirepass, protectedNets, token, privateReads: a.opts.has("private") };
+}
+
 function makeApp(
   cmd: string,
   port: number | undefined,
-  o: { maxBody: number; idleTimeoutMs: number; tls?: { port: number; terminator: TlsTerminator } },
+  o: { maxBody: number; idleTimeoutMs: number; access: Access; tls?: { port: number; terminator: TlsTerminator } },
 ): (stack: Stack, log: import("./log.js").PmLog) => App {
+  const x = o.access;
   if (cmd === "httpd")
-    return (s, l) => new HttpdApp(s, l, port ?? 80, { maxBody: o.maxBody, idleTimeoutMs: o.idleTimeoutMs, tls: o.tls });
-  return (s, l) => new KvApp(s, l, port ?? 6379, { idleTimeoutMs: o.idleTimeoutMs, tls: o.tls });
+    return (s, l) =>
+      new HttpdApp(s, l, port ?? 80, {
+        maxBody: o.maxBody,
+        idleTimeoutMs: o.idleTimeoutMs,
+        token: x.token,
+        privateReads: x.privateReads,
+        tls: o.tls,
+      });
+  return (s, l) =>
+    new KvApp(s, l, port ?? 6379, {
+      idleTimeoutMs: o.idleTimeoutMs,
+      requirepass: x.requirepass,
+      protectedNets: x.protectedNets,
+      tls: o.tls,
+    });
 }
 
 function fmtRate(n: number): string {
@@ -317,7 +395,11 @@ async function runServer(a: Args): Promise<number> {
   if (kind === "xdp" && !ifname && !nsName)
     throw new UsageError("--nic xdp needs --ifname DEVICE (a real NIC's queue) or --netns (a veth pair made for you)");
   const control = resolve(str(a, "control") ?? `${pm}.ctl`);
-  mkdirSync(dirname(pm), { recursive: true });
+  const peers = [peerIp.split("/")[0]!, ...(peerIp6 ? [peerIp6.text.split("/")[0]!] : [])];
+  const acc = access(a, cmd, peers);
+  // a new directory for the pool is private too (the pool and its journal are made 0600)
+  mkdirSync(dirname(pm), { recursive: true, mode: 0o700 });
+  checkPoolFiles([pm, `${pm}.journal`], a.opts.has("insecure-pool"), (m) => console.error(m));
 
   let ns: OwnNetns | null = null;
   let srv: AppServer | null = null;
@@ -389,6 +471,7 @@ async function runServer(a: Args): Promise<number> {
       makeApp(cmd, port, {
         maxBody,
         idleTimeoutMs,
+        access: acc,
         ...(terminator ? { tls: { port: tlsPort, terminator } } : {}),
       }),
       pcap ? { pcap } : {},
@@ -447,19 +530,36 @@ async function runServer(a: Args): Promise<number> {
       console.log(`try:  ${ex} redis-cli --tls --cacert ca.pem${cert} -h ${us} -p ${tlsPort} SET greeting 'hello, PM'`);
     }
   }
+  if (cmd === "kv")
+    console.log(
+      acc.requirepass !== null
+        ? "access: clients AUTH with the password first (redis-cli --askpass, or -a)"
+        : acc.protectedNets
+          ? `access: protected mode (no password): serving ${acc.protectedNets} only`
+          : "access: open to every peer (no password, --protected-mode no)",
+    );
+  else
+    console.log(
+      acc.token === null
+        ? "access: open to every peer (no --token-file)"
+        : `access: ${acc.privateReads ? "every request needs" : "PUT, POST and DELETE need"} the bearer token (curl -H "Authorization: Bearer $(cat ${str(a, "token-file")})")`,
+    );
   if (ns && usPort) {
     const ex = `ip netns exec ${ns.name}`;
     const p = usPort !== (cmd === "httpd" ? 80 : 6379) ? `:${usPort}` : "";
     if (cmd === "httpd") {
-      console.log(`try:  ${ex} curl -d 'hello, PM' http://${us}${p}/greeting`);
-      console.log(`      ${ex} curl http://${us}${p}/greeting`);
-      console.log(`      ${ex} curl -T bigfile http://${us}${p}/big   (any size; GET streams it back)`);
+      // with a token: the header on the writes (and the reads, --private); the secret stays in its file
+      const h = acc.token !== null ? `-H "Authorization: Bearer $(cat ${str(a, "token-file")})" ` : "";
+      const hr = acc.privateReads ? h : "";
+      console.log(`try:  ${ex} curl ${h}-d 'hello, PM' http://${us}${p}/greeting`);
+      console.log(`      ${ex} curl ${hr}http://${us}${p}/greeting`);
+      console.log(`      ${ex} curl ${h}-T bigfile http://${us}${p}/big   (any size; GET streams it back)`);
       if (us6) {
-        console.log(`      ${ex} curl -g http://[${us6}]${p}/greeting   (IPv6)`);
+        console.log(`      ${ex} curl ${hr}-g http://[${us6}]${p}/greeting   (IPv6)`);
         console.log(`      ${ex} ping -6 -c 2 ${us6}`);
       }
     } else {
-      const rp = p ? ` -p ${usPort}` : "";
+      const rp = (p ? ` -p ${usPort}` : "") + (acc.requirepass !== null ? " --askpass" : "");
       console.log(`try:  ${ex} redis-cli -h ${us}${rp} SET greeting 'hello, PM'`);
       if (us6) console.log(`      ${ex} redis-cli -h ${us6}${rp} GET greeting   (IPv6)`);
     }
@@ -504,7 +604,7 @@ async function runServer(a: Args): Promise<number> {
     c.on("error", () => {});
   });
   ctl.on("error", (e) => console.error(`pmstack: control socket ${control}: ${e.message}`));
-  ctl.listen(control);
+  listenPrivate(ctl, control); // owner-only: stats and ss are for the server's owner
   ctl.unref();
 
   // the live status line

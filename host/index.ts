@@ -89,6 +89,12 @@ export {
   KV_SMALL,
   KV_TRAILER,
   KV_VALUE_ITEMS,
+  KV_NOAUTH,
+  KV_WRONGPASS,
+  KV_DENIED,
+  KV_MAX_HELD_REPLIES,
   parseI64,
 } from "./apps/kv.js";
+export { safeEqual, FailureLimiter, NetList } from "./apps/auth.js";
+export type { AuthLimitOptions } from "./apps/auth.js";
 export type { KvOptions, KvStats } from "./apps/kv.js";

@@ -19,7 +19,7 @@ export class PcapWriter {
   constructor(path: string, opts: { epochMs?: number } = {}) {
     this.path = path;
     this.epochMs = opts.epochMs ?? 0;
-    this.#fd = openSync(path, "w");
+    this.#fd = openSync(path, "w", 0o600); // owner-only: frames carry stored values
     const h = new DataView(new ArrayBuffer(24));
     h.setUint32(0, 0xa1b2c3d4, true);
     h.setUint16(4, 2, true);

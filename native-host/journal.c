@@ -917,7 +917,8 @@ static int create_file(napi_env env, const char *path, uint64_t cap, const uint8
     return throw_sys(env, ENAMETOOLONG, "create journal", path, NULL), -1;
   uint8_t *buf = calloc(1, CHUNK);
   if (!buf) return throw_sys(env, ENOMEM, "create journal", path, NULL), -1;
-  int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  /* owner-only (0600), as the pool: the journal holds copies of stored values */
+  int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     int e = errno;
     free(buf);
@@ -1095,7 +1096,7 @@ napi_value journal_open(napi_env env, napi_callback_info info) {
     fault_at = f;
   }
   int trace = -1;
-  if (trace_s && *trace_s && (trace = open(trace_s, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0)
+  if (trace_s && *trace_s && (trace = open(trace_s, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0)
     return throw_sys(env, errno, "open the journal trace", trace_s, NULL);
   pthread_once(&crc_once, crc_init);
 

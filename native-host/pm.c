@@ -329,7 +329,8 @@ static napi_value pm_create(napi_env env, napi_callback_info info) {
   if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
     return throw_sys(env, ENAMETOOLONG, "create", path, NULL);
 
-  int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  /* owner-only (0600): a pool holds every stored value; the umask can only take bits away */
+  int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     int e = errno;
     if (e == EEXIST)

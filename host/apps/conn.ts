@@ -57,6 +57,8 @@ interface Reply {
   /** The log's sequence number this reply waits for (0: none). */
   waitSeq: number;
   close: boolean;
+  /** Not sent before this time (the layer's clock; 0: at once): a failed authentication's answer. */
+  notBefore: number;
 }
 
 interface Streaming {
@@ -140,6 +142,7 @@ export class Conn<S = unknown> {
   /** @internal */ plainEnd = false;
   /** @internal Our close_notify is queued: the FIN follows the ciphertext. */
   tlsFinished = false;
+  /** @internal */ holdTimer: ReturnType<typeof setTimeout> | null = null;
   #layer: ConnLayer<S>;
 
   constructor(layer: ConnLayer<S>, id: number) {
@@ -151,9 +154,11 @@ export class Conn<S = unknown> {
   /**
    * Queues a reply; it leaves in order, once the log's records up to its newest one at this
    * moment are durable. `close`: the connection closes (FIN) after it, later replies dropped.
+   * `notBefore` (the layer's clock, performance.now by default): it leaves no earlier, and
+   * every later reply waits behind it (a failed authentication's answer, rate limited).
    */
-  reply(parts: Part[], close = false): void {
-    this.#layer.reply(this, parts, close);
+  reply(parts: Part[], close = false, notBefore = 0): void {
+    this.#layer.reply(this, parts, close, notBefore);
   }
 
   /** Resets the connection now (RST); its state is released by the close handler. */
@@ -312,7 +317,12 @@ export class ConnLayer<S> {
   };
 
   /** See Conn.reply. */
-  reply(c: Conn<S>, parts: Part[], close: boolean): void {
+  /** The layer's clock (ms): the one `notBefore` is on. */
+  now(): number {
+    return this.#now();
+  }
+
+  reply(c: Conn<S>, parts: Part[], close: boolean, notBefore = 0): void {
     if (c.closing || c.finished) {
       for (const p of parts) if (!(p instanceof Uint8Array) && !("stream" in p)) this.stack.pool.free(p.index);
       return;
@@ -321,7 +331,7 @@ export class ConnLayer<S> {
     // later write of its key may have superseded and released it
     for (const p of parts) if (!(p instanceof Uint8Array) && "stream" in p) this.log.pin(p.stream);
     const seq = this.log.lastSeq;
-    c.replies.push({ parts, waitSeq: seq > this.log.durableSeq ? seq : 0, close });
+    c.replies.push({ parts, waitSeq: seq > this.log.durableSeq ? seq : 0, close, notBefore });
     this.#active.add(c);
     if (close) c.closing = true;
   }
@@ -496,6 +506,7 @@ export class ConnLayer<S> {
       }
       const r = c.replies[0];
       if (!r || r.waitSeq > durable) break;
+      if (r.notBefore > 0 && !this.#due(c, r.notBefore)) break;
       c.replies.shift();
       c.cur = { parts: r.parts, at: 0, stream: null, close: r.close };
     }
@@ -513,6 +524,22 @@ export class ConnLayer<S> {
     // on in the turns its ACKs bring (or the loop's next one, when the ring was the limit)
     if (c.unrecvd > 0) this.#pending.add(c);
     else this.#pending.delete(c);
+  }
+
+  /** Whether a reply held until `at` may leave; if not, a timer services `c` then. */
+  #due(c: Conn<S>, at: number): boolean {
+    const wait = at - this.#now();
+    if (wait <= 0) return true;
+    if (!c.holdTimer) {
+      c.holdTimer = setTimeout(() => {
+        c.holdTimer = null;
+        if (c.gone || this.stack.pool.closed) return;
+        this.#service(c);
+        this.stack.onCommand?.(); // a turn takes what it queued
+      }, Math.ceil(wait));
+      c.holdTimer.unref?.();
+    }
+    return false;
   }
 
   #part(c: Conn<S>, e: Emitting, p: Part): void {
@@ -650,6 +677,8 @@ export class ConnLayer<S> {
     c.out = -1;
     c.finished = true;
     c.gone = true;
+    if (c.holdTimer) clearTimeout(c.holdTimer);
+    c.holdTimer = null;
     this.#pending.delete(c);
     this.#active.delete(c);
     this.conns.delete(c.id);

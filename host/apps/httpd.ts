@@ -19,6 +19,7 @@ import { MetaArena } from "./arena.js";
 import type { TlsTerminator } from "./tls.js";
 import { Conn, ConnLayer, type Part } from "./conn.js";
 import { CONTINUE, HttpParser, parseRange, responseHead, type HttpEvent, type HttpHead } from "./http.js";
+import { FailureLimiter, safeEqual, type AuthLimitOptions } from "./auth.js";
 
 /** Default largest body: 1 GiB (a larger one is answered 413). */
 export const HTTPD_MAX_BODY = 1 << 30;
@@ -55,8 +56,23 @@ interface Req {
   writer: ObjectWriter | null;
   type: string;
   /** A status to answer at the end of the request instead of storing (its body is discarded). */
-  refuse: { status: number; text: string } | null;
+  refuse: Refusal | null;
+  /** Requests refused for a wrong token on this connection (their delay grows). */
+  authFails: number;
 }
+
+interface Refusal {
+  status: number;
+  text: string;
+  headers?: [string, string][];
+  /** Close after it (a wrong token: one guess per connection). */
+  close?: boolean;
+  /** Held until this time (the connection layer's clock): a wrong token's answer. */
+  notBefore?: number;
+}
+
+/** The characters of a bearer token (RFC 6750 §2.1, b64token). */
+export const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 export interface HttpdOptions {
   /** Free buffers a body may not take (default max(1024, 1/8 of the pool), at most half). */
@@ -67,6 +83,16 @@ export interface HttpdOptions {
   idleTimeoutMs?: number;
   /** HTTPS on `port` too (tls.ts); the plain `port` argument may then be 0 (none). */
   tls?: { port: number; terminator: TlsTerminator };
+  /**
+   * A bearer token (RFC 6750): PUT, POST, DELETE and every method but GET and HEAD need
+   * `Authorization: Bearer <token>`; without it, 401 with `WWW-Authenticate: Bearer`. Default:
+   * none (anyone may write).
+   */
+  token?: string | null;
+  /** Reads (GET, HEAD, the stats at GET /) need the token too (default false: public reads). */
+  privateReads?: boolean;
+  /** How wrong tokens are slowed down (auth.ts FailureLimiter). */
+  authLimits?: AuthLimitOptions;
 }
 
 export interface HttpdStats {
@@ -82,6 +108,9 @@ export interface HttpdStats {
   bytesOut: number;
   commits: number;
   connections: number;
+  /** Requests answered 401: no token, and a wrong one (wrong ones are delayed, then close). */
+  unauthorized: number;
+  authFailed: number;
 }
 
 export class HttpdApp {
@@ -104,7 +133,12 @@ export class HttpdApp {
     full: 0,
     bytesIn: 0,
     bytesOut: 0,
+    unauthorized: 0,
+    authFailed: 0,
   };
+  readonly #token: string | null;
+  readonly #privateReads: boolean;
+  readonly #limiter: FailureLimiter;
   /** Where object headers are written (its current buffer is held even when no record names it). */
   readonly arena: MetaArena;
 
@@ -114,6 +148,14 @@ export class HttpdApp {
     const total = stack.pool.bufferCount;
     this.reserveBuffers = Math.min(opts.reserveBuffers ?? Math.max(1024, total >>> 3), total >>> 1);
     this.maxBody = opts.maxBody ?? HTTPD_MAX_BODY;
+    this.#token = opts.token ?? null;
+    if (this.#token !== null && !BEARER_TOKEN.test(this.#token))
+      throw new RangeError(
+        "pmstack: the token must be 1 or more of A-Z a-z 0-9 - . _ ~ + / (then = signs): RFC 6750's b64token",
+      );
+    if (opts.privateReads && this.#token === null) throw new RangeError("pmstack: private reads need a token");
+    this.#privateReads = !!opts.privateReads;
+    this.#limiter = new FailureLimiter(opts.authLimits);
     this.arena = new MetaArena(stack.pool);
     this.layer = new ConnLayer<Req>(
       stack,
@@ -126,6 +168,7 @@ export class HttpdApp {
           writer: null,
           type: "",
           refuse: null,
+          authFails: 0,
         }),
         data: (c, chunk, buf, off) => this.#data(c, chunk, buf, off),
         close: (c) => {
@@ -199,6 +242,10 @@ export class HttpdApp {
     r.writer = null;
     r.refuse = null;
     this.#stats.requests++;
+    if (this.#token !== null && (this.#privateReads || (h.method !== "GET" && h.method !== "HEAD"))) {
+      r.refuse = this.#authorize(c, h);
+      if (r.refuse) return this.#early(c);
+    }
     if (h.method !== "PUT" && h.method !== "POST") {
       // a body on another method is read and discarded (the parser delivers it; no writer)
       return;
@@ -227,6 +274,36 @@ export class HttpdApp {
   }
 
   /**
+   * Checks `Authorization: Bearer <token>` (the scheme in any case, RFC 9110 §11.1): null when it
+   * is the token; else the 401 to answer (RFC 6750 §3): no credentials, a challenge alone, and
+   * the connection goes on; a wrong or malformed one, `error="invalid_token"`, held by the rate
+   * limit and then closed (one guess per connection).
+   */
+  #authorize(c: Conn<Req>, h: HttpHead): Refusal | null {
+    const v = h.headers.get("authorization");
+    const realm = 'Bearer realm="pmstack"';
+    this.#stats.unauthorized++;
+    if (v === undefined)
+      return { status: 401, text: "a bearer token is required\n", headers: [["WWW-Authenticate", realm]] };
+    const m = /^bearer +(\S+) *$/i.exec(v);
+    if (m && safeEqual(m[1]!, this.#token!)) {
+      this.#stats.unauthorized--;
+      c.state.authFails = 0;
+      return null;
+    }
+    this.#stats.authFailed++;
+    const now = this.layer.now();
+    const delay = this.#limiter.failure(++c.state.authFails, now);
+    return {
+      status: 401,
+      text: "invalid bearer token\n",
+      headers: [["WWW-Authenticate", `${realm}, error="invalid_token"`]],
+      close: true,
+      notBefore: now + delay,
+    };
+  }
+
+  /**
    * A refusal known from the head: with Expect: 100-continue the client has not sent the body
    * and may never: answer now and close (the parser cannot skip bytes that may not come);
    * otherwise the body is read and discarded, and the answer goes at its end.
@@ -237,7 +314,7 @@ export class HttpdApp {
     const f = r.refuse!;
     r.refuse = null;
     this.#stats.errors++;
-    this.#reply(c, f.status, f.text, true);
+    this.#reply(c, f.status, f.text, true, f.headers, "text/plain", null, f.notBefore);
   }
 
   #end(c: Conn<Req>): void {
@@ -247,8 +324,9 @@ export class HttpdApp {
     r.head = null;
     const close = !h.keepAlive;
     if (r.refuse) {
+      const f = r.refuse;
       this.#stats.errors++;
-      return this.#reply(c, r.refuse.status, r.refuse.text, close);
+      return this.#reply(c, f.status, f.text, close || !!f.close, f.headers, "text/plain", h, f.notBefore);
     }
     if (r.writer) {
       const w = r.writer;
@@ -353,10 +431,11 @@ export class HttpdApp {
     headers: [string, string][] = [],
     type = "text/plain",
     req: HttpHead | null = null,
+    notBefore = 0,
   ): void {
     const body = enc.encode(text);
     const head = latin1(responseHead(status, body.length, { close, type, headers }));
-    c.reply(req?.method === "HEAD" ? [head] : [head, body], close);
+    c.reply(req?.method === "HEAD" ? [head] : [head, body], close, notBefore);
   }
 }
 

@@ -18,6 +18,7 @@ import { errorLine } from "./kv/reply.js";
 import { KV_SMALL, KV_TRAILER, KV_VALUE_ITEMS, KvStore } from "./kv/store.js";
 import { RespParser, type RespHandler } from "./resp.js";
 import type { TlsTerminator } from "./tls.js";
+import { FailureLimiter, NetList, safeEqual, type AuthLimitOptions } from "./auth.js";
 
 export { KV_COMMANDS, KV_MAX_BULK, parseI64, KV_SMALL, KV_TRAILER, KV_VALUE_ITEMS };
 /** Value pieces at least this long go out by name (no copy); shorter ones are copied. */
@@ -34,7 +35,33 @@ export interface KvOptions {
   idleTimeoutMs?: number;
   /** TLS on `port` too, as Redis's tls-port (tls.ts); the plain `port` may then be 0 (none). */
   tls?: { port: number; terminator: TlsTerminator };
+  /**
+   * The `default` user's password (Redis's `requirepass`): a client runs nothing but AUTH,
+   * HELLO and QUIT until it authenticates. Default: none (every client is the default user).
+   */
+  requirepass?: string | Uint8Array | null;
+  /**
+   * Protected mode (Redis's `protected-mode yes`): with no password set, only peers in these
+   * networks are served; any other gets -DENIED and is closed. Default: off (null).
+   */
+  protectedNets?: NetList | null;
+  /** How failed AUTHs are slowed down (auth.ts FailureLimiter). */
+  authLimits?: AuthLimitOptions;
 }
+
+/** Redis's replies of authentication (7.0). */
+export const KV_NOAUTH = "NOAUTH Authentication required.";
+export const KV_WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
+export const KV_DENIED =
+  "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. " +
+  "In this mode connections are only accepted from the kernel side of pmstack's own link (--peer-ip, --peer-ip6) " +
+  "and the --allow-net networks. If you want to connect from other computers you may adopt one of the following " +
+  "solutions: 1) Set up an authentication password for the default user: restart with --requirepass-file PATH. " +
+  "2) Allow the client's network: restart with --allow-net CIDR. " +
+  "3) If you started the server just for testing, restart it with the '--protected-mode no' option. " +
+  "NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.";
+/** Replies a connection may have waiting behind a held (failed) AUTH answer before it is closed. */
+export const KV_MAX_HELD_REPLIES = 64;
 
 export interface KvStats {
   connections: number;
@@ -56,6 +83,17 @@ export interface KvStats {
   /** Value bytes sent from PM by name (no copy), and bytes copied into replies. */
   bytesByName: number;
   bytesCopied: number;
+  /** Successful and failed AUTHs (HELLO ... AUTH too; failed: Redis's acl_access_denied_auth). */
+  authOk: number;
+  authFailed: number;
+  /** AUTHs refused unchecked: they came while the connection's last failure was still held. */
+  authThrottled: number;
+  /** Commands refused with -NOAUTH. */
+  noauth: number;
+  /** Connections refused by protected mode (-DENIED). */
+  denied: number;
+  /** Connections closed for piling up commands behind a held AUTH failure. */
+  authDropped: number;
 }
 
 interface KvConn extends KvClient {
@@ -105,7 +143,21 @@ export class KvApp implements Kv {
   readonly store: KvStore;
   readonly layer: ConnLayer<KvConn>;
   readonly config = CONFIG;
-  readonly counters = { commands: 0, reads: 0, writes: 0, hits: 0, misses: 0, errors: 0, full: 0 };
+  readonly counters = {
+    commands: 0,
+    reads: 0,
+    writes: 0,
+    hits: 0,
+    misses: 0,
+    errors: 0,
+    full: 0,
+    authOk: 0,
+    authFailed: 0,
+    authThrottled: 0,
+    noauth: 0,
+    denied: 0,
+    authDropped: 0,
+  };
   /**
    * Free buffers a write may not take: below this, writes answer -OOM so that the NIC can
    * always receive (GET, DEL) and the server never wedges on a full pool.
@@ -113,6 +165,9 @@ export class KvApp implements Kv {
   readonly reserveBuffers: number;
   #now: () => number;
   #serverName: string;
+  #pass: Uint8Array | null;
+  #protectedNets: NetList | null;
+  #limiter: FailureLimiter;
   #started: number;
   #nextSweep = 0;
   #nextClientId = 1;
@@ -176,6 +231,11 @@ export class KvApp implements Kv {
     this.port = port;
     this.#now = opts.now ?? Date.now;
     this.#serverName = opts.serverName ?? "pmstack";
+    const p = opts.requirepass ?? null;
+    this.#pass = p === null ? null : typeof p === "string" ? new TextEncoder().encode(p) : p.slice();
+    if (this.#pass && this.#pass.length === 0) throw new RangeError("pmstack: requirepass must not be empty");
+    this.#protectedNets = opts.protectedNets ?? null;
+    this.#limiter = new FailureLimiter(opts.authLimits);
     const total = stack.pool.bufferCount;
     this.reserveBuffers = Math.min(opts.reserveBuffers ?? Math.max(1024, total >>> 3), total >>> 1);
     this.#started = Date.now();
@@ -184,13 +244,7 @@ export class KvApp implements Kv {
       stack,
       log,
       {
-        open: () => ({
-          id: this.#nextClientId++,
-          name: null,
-          parser: new RespParser({ smallMax: KV_SMALL, maxBulk: KV_MAX_BULK }),
-          args: [],
-          cur: null,
-        }),
+        open: (c) => this.#open(c),
         data: (c, chunk, buf, off) => this.#data(c, chunk, buf, off),
         close: (c) => this.#dropArgs(c.state),
       },
@@ -290,6 +344,76 @@ export class KvApp implements Kv {
     this.store.expired = 0;
   }
 
+  // ---- authentication -----------------------------------------------------------------------
+
+  /** A new client: authenticated at once when there is no password; protected mode's check. */
+  #open(c: Conn<KvConn>): KvConn {
+    const st: KvConn = {
+      id: this.#nextClientId++,
+      name: null,
+      parser: new RespParser({ smallMax: KV_SMALL, maxBulk: KV_MAX_BULK }),
+      args: [],
+      cur: null,
+      authed: this.#pass === null,
+      authFails: 0,
+      heldUntil: 0,
+    };
+    st.parser.unauthenticated = !st.authed;
+    const nets = this.#protectedNets;
+    if (this.#pass === null && nets) {
+      const peer = this.stack.endpoints(c.id)?.remoteAddress ?? "";
+      if (!nets.has(peer)) {
+        // as Redis does: the explanation, then close; nothing the client sends is read
+        this.counters.denied++;
+        c.reply([errorLine(KV_DENIED)], true);
+      }
+    }
+    return st;
+  }
+
+  get requiresAuth(): boolean {
+    return this.#pass !== null;
+  }
+
+  authenticate(c: Conn<KvClient>, user: Arg | null, pass: Arg, ok: () => void): void {
+    const s = c.state;
+    const now = this.layer.now();
+    if (now < s.heldUntil) {
+      // the last failure's answer is still held: this attempt is not even checked
+      this.counters.authThrottled++;
+      return this.error(
+        c,
+        "ERR pmstack: AUTH refused unchecked: the previous failed AUTH on this connection is still being answered",
+      );
+    }
+    const pw = this.bytes(pass);
+    const u = user === null ? "default" : this.text(user);
+    if (this.#pass === null) {
+      if (user === null)
+        return this.error(
+          c,
+          "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        );
+      if (u === "default") return this.#authOk(c, ok); // the default user is nopass: any password
+    } else if (safeEqual(pw, this.#pass) && u === "default") return this.#authOk(c, ok);
+    s.authFails++;
+    this.counters.authFailed++;
+    this.counters.errors++;
+    const delay = this.#limiter.failure(s.authFails, now);
+    s.heldUntil = now + delay;
+    // the answer leaves after the delay; whatever the client sends meanwhile waits behind it
+    c.reply([errorLine(KV_WRONGPASS)], false, s.heldUntil);
+  }
+
+  #authOk(c: Conn<KvClient>, ok: () => void): void {
+    const s = c.state;
+    s.authed = true;
+    s.authFails = 0;
+    (s as KvConn).parser.unauthenticated = false;
+    this.counters.authOk++;
+    ok();
+  }
+
   // ---- input --------------------------------------------------------------------------------
 
   #data(c: Conn<KvConn>, chunk: Uint8Array, buf: number, off: number): void {
@@ -328,6 +452,18 @@ export class KvApp implements Kv {
     }
     if ((sp.arity > 0 && args.length !== sp.arity) || (sp.arity < 0 && args.length < -sp.arity))
       return this.error(c, `ERR wrong number of arguments for '${name}' command`);
+    const st = c.state;
+    if (st.heldUntil && c.pending >= KV_MAX_HELD_REPLIES && this.layer.now() < st.heldUntil) {
+      // commands piling up behind a held AUTH failure: the connection goes (bounded memory)
+      this.counters.authDropped++;
+      this.counters.errors++;
+      return c.reply([errorLine("ERR pmstack: too many commands sent while a failed AUTH is answered; closing")], true);
+    }
+    // as Redis 7.0: unknown commands and wrong arity are answered first, then authentication
+    if (!st.authed && !sp.noauth) {
+      this.counters.noauth++;
+      return this.error(c, KV_NOAUTH);
+    }
     // a full pool refuses writes while it can still receive: reads and DELs (which free values)
     // keep working, and the NIC always has buffers to receive them into
     if (sp.denyoom && (this.stack.pool.freeCount < this.reserveBuffers || args.some((x) => x.full))) {
@@ -412,6 +548,9 @@ export class KvApp implements Kv {
       ["keyspace_misses", st.misses],
       ["expired_keys", st.expired],
       ["total_error_replies", st.errors],
+      ["acl_access_denied_auth", st.authFailed],
+      ["auth_throttled", st.authThrottled],
+      ["protected_mode_denied", st.denied],
       ["rejected_writes_pool_full", st.full],
       ["group_commits", st.commits],
       ["command_ring_waits", st.ringWaits],

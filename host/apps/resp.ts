@@ -52,11 +52,20 @@ const enum S {
 /** Longest "*<n>" / "$<n>" line (sign and 12 digits fit; longer is an invalid length). */
 const HEADER_MAX = 32;
 const INLINE_MAX = 65536;
+/** Redis's limits before AUTH (networking.c): arguments per command, and bytes per argument. */
+const UNAUTH_MAX_ARGS = 10;
+const UNAUTH_MAX_BULK = 16384;
 
 export class RespParser {
   readonly smallMax: number;
   readonly maxBulk: number;
   readonly maxArgs: number;
+  /**
+   * The client has not authenticated yet (the server wants a password): Redis's tighter limits
+   * apply, at most 10 arguments and bulk strings of 16 KiB ("unauthenticated multibulk length",
+   * "unauthenticated bulk length"), so a stranger cannot make the server hold much.
+   */
+  unauthenticated = false;
   #s = S.Start;
   /** The header line being read ("*3", "$5": without the line end). */
   #line = new Uint8Array(HEADER_MAX);
@@ -208,6 +217,7 @@ export class RespParser {
 
   #arrayCount(h: RespHandler, n: number | null): void {
     if (n === null || n > this.maxArgs) return this.#error(h, "invalid multibulk length");
+    if (this.unauthenticated && n > UNAUTH_MAX_ARGS) return this.#error(h, "unauthenticated multibulk length");
     if (n <= 0) {
       this.#s = S.Start; // an empty array is no command
       return;
@@ -226,6 +236,7 @@ export class RespParser {
   #bulkLen(h: RespHandler, n: number | null): void {
     // a negative length ("$-1" is a null reply, never a request argument) is Redis's protocol error too
     if (n === null || n < 0 || n > this.maxBulk) return this.#error(h, "invalid bulk length");
+    if (this.unauthenticated && n > UNAUTH_MAX_BULK) return this.#error(h, "unauthenticated bulk length");
     this.#bulkTotal = n;
     this.#bulkLeft = n;
     this.#small = n <= this.smallMax ? new Uint8Array(n) : null;

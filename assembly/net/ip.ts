@@ -5,7 +5,7 @@
 
 import { bufAddr } from "../pool";
 import { csumAddAt, csumFold16, csumWord, csumU32 } from "./csum";
-import { pN, pb, po, pl, setP, setPN, ourMtu, ourIp } from "./g";
+import { pN, pb, po, pl, setP, setPN, ourIp } from "./g";
 import { ADDR_LEN, FAM_IP4, addrGet4, addrSet4, addrIs4, addrIsZero, addr6IsMulticast, addr6IsLoopback } from "./addr";
 import { IP4_HLEN, ip4WriteHdr, ip4Output } from "./ip4";
 import { IP6_HLEN, ip6WriteHdr, ip6Output, ip6Src, ip6NextHop, IP6_MIN_MTU } from "./ip6";
@@ -125,10 +125,6 @@ export function rxL4CsumValid(proto: u32): bool {
 /** The smallest MTU a path of `fam` may have (RFC 791: 68, though we floor at 576 like RFC 1122's reassembly minimum; RFC 8200: 1280). */
 @inline export function netMinMtu(fam: u32): u32 {
   return fam == FAM_IP4 ? 576 : IP6_MIN_MTU;
-}
-/** Largest L4 payload (header included) of a datagram to `fam` at our MTU. */
-@inline export function netL4Max(fam: u32): u32 {
-  return ourMtu - netHdrLen(fam);
 }
 
 /** Writes a network header at `p` for an L4 datagram of `l4len` bytes. */

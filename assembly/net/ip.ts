@@ -7,9 +7,8 @@ import { bufAddr } from "../pool";
 import { csumAddAt, csumFold16, csumWord, csumU32 } from "./csum";
 import { pN, pb, po, pl, setP, setPN, ourIp } from "./g";
 import { ADDR_LEN, FAM_IP4, addrGet4, addrSet4, addrIs4, addrIsZero, addr6IsMulticast, addr6IsLoopback } from "./addr";
-import { IP4_HLEN, ip4WriteHdr, ip4Output } from "./ip4";
+import { IP4_HLEN, ip4WriteHdr, ip4Output, ip4NextHop } from "./ip4";
 import { IP6_HLEN, ip6WriteHdr, ip6Output, ip6Src, ip6NextHop, IP6_MIN_MTU } from "./ip6";
-import { nextHop } from "./eth";
 import { neighConfirm } from "./neigh";
 
 export const PROTO_ICMP: u32 = 1;
@@ -148,14 +147,9 @@ export function netSrcFor(fam: u32, dst: usize, out: usize): bool {
 
 /** Upper-layer progress with `dst`: its next hop's neighbor entry is confirmed reachable. */
 export function netConfirm(fam: u32, dst: usize): void {
-  if (fam == FAM_IP4) {
-    const hop = nextHop(addrGet4(dst));
-    if (hop == 0) return;
-    addrSet4(hopA, hop);
-    neighConfirm(hopA);
-  } else neighConfirm(ip6NextHop(dst));
+  const hop = fam == FAM_IP4 ? ip4NextHop(addrGet4(dst)) : ip6NextHop(dst);
+  if (hop != 0) neighConfirm(hop);
 }
-const hopA: usize = memory.data(16, 16);
 
 /** Sends the frame under construction (first piece: Ethernet + network header) to `dst`. */
 export function netOutput(fam: u32, dst: usize, conn: u32): void {

@@ -99,13 +99,15 @@ export function ip4WriteHdr(p: usize, src: u32, dst: u32, proto: u32, l4len: u32
 
 /** Sends the frame under construction (first piece: Ethernet + IPv4 header) to `dst`. */
 export function ip4Output(dst: u32, conn: u32): void {
+  ethOutput(ip4NextHop(dst), ETHERTYPE_IP4, conn);
+}
+
+/** Next hop for `dst` as a 16-byte address (the twin of ip6NextHop), or 0 for a broadcast. */
+export function ip4NextHop(dst: u32): usize {
   const hop = nextHop(dst);
-  if (hop == 0) {
-    ethOutput(0, ETHERTYPE_IP4, conn);
-    return;
-  }
+  if (hop == 0) return 0;
   addrSet4(hopA, hop);
-  ethOutput(hopA, ETHERTYPE_IP4, conn);
+  return hopA;
 }
 
 /** Handles an IPv4 frame; pieces hold the whole frame, piece 0 from the Ethernet header. */

@@ -3,7 +3,11 @@
 // serves; and RespParser's limits before AUTH. The servers' behaviour is in e2e-auth.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { safeEqual, FailureLimiter, NetList, RespParser } from "../build/index.js";
+import { execFileSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { safeEqual, FailureLimiter, NetList, RespParser, TlsTerminator } from "../build/index.js";
+import { scratchDir } from "./lib/tmp.mjs";
 
 test("safeEqual: equal only for the same bytes, whatever the lengths", () => {
   assert.ok(safeEqual("secret", "secret"));
@@ -65,6 +69,39 @@ test("RespParser.unauthenticated: Redis's limits before AUTH, then its usual one
   assert.equal(run(r, `*10\r\n${"$1\r\nx\r\n".repeat(10)}`).at(-1), "end");
   r.unauthenticated = false;
   assert.equal(run(r, "*11\r\n").at(0), "begin");
+});
+
+test("TlsTerminator's failure log: ten lines a second, the rest summed up by the sweep even when no failure follows", async () => {
+  const d = scratchDir("tmpfs");
+  try {
+    execFileSync(
+      "openssl",
+      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"].concat(
+        ["-keyout", join(d, "k.pem"), "-out", join(d, "c.pem"), "-days", "1", "-subj", "/CN=log"],
+      ),
+      { stdio: "ignore" },
+    );
+    const lines = [];
+    const t = new TlsTerminator({
+      cert: readFileSync(join(d, "c.pem")),
+      key: readFileSync(join(d, "k.pem")),
+      handshakeTimeoutMs: 200,
+      log: (l) => lines.push(l),
+    });
+    try {
+      for (let i = 0; i < 25; i++) t.log(`failure ${i}`);
+      assert.equal(lines, Array.from({ length: 10 }, (_, i) => `failure ${i}`));
+      await new Promise((r) => setTimeout(r, 1400));
+      assert.is(lines.length, 11);
+      assert.is(lines[10], "pmstack: tls: 15 more failures not shown");
+      t.log("failure 25");
+      assert.is(lines.at(-1), "failure 25");
+    } finally {
+      t.close();
+    }
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
 
 test.run();

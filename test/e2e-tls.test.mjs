@@ -385,7 +385,8 @@ it("a handshake flood and garbage before the ClientHello: a real TLS client is s
       rss1 - rss0 < 256 * MiB,
       `the server's memory grew by ${((rss1 - rss0) / MiB).toFixed(0)} MiB under the flood`,
     );
-    assert.match(srv.err(), /more failures not shown|not a TLS ClientHello/);
+    // the garbage is logged, or summed up by the sweep when ten other failures filled the second
+    await waitFor(() => /more failures not shown|not a TLS ClientHello/.test(srv.err()), "the failure log", 5000);
     console.log(
       `  flood: ${JSON.stringify(f)}; real client ${served.ok} POST+GET, 0 failed; tls ${JSON.stringify({ garbage: t.garbage, evicted: t.evicted, timeouts: t.timeouts, handshakes: t.handshakes })}; rss +${((rss1 - rss0) / MiB).toFixed(0)} MiB`,
     );

@@ -197,18 +197,23 @@ export class TlsTerminator {
 
   /** @internal A failure line, at most 10 a second (the rest counted and summed up). */
   log(line: string): void {
-    const now = Date.now();
-    if (now - this.#logWindow >= 1000) {
-      if (this.#suppressed) this.#log(`pmstack: tls: ${this.#suppressed} more failures not shown`);
-      this.#logWindow = now;
-      this.#logged = 0;
-      this.#suppressed = 0;
-    }
+    this.#window(Date.now());
     if (this.#logged++ < 10) this.#log(line);
     else this.#suppressed++;
   }
 
+  /** Opens a new one-second log window once the last has passed, summing up what it held back. */
+  #window(now: number): void {
+    if (now - this.#logWindow < 1000) return;
+    if (this.#suppressed) this.#log(`pmstack: tls: ${this.#suppressed} more failures not shown`);
+    this.#logWindow = now;
+    this.#logged = 0;
+    this.#suppressed = 0;
+  }
+
   #timeouts(): void {
+    // failures held back are summed up within a second or so even if no other failure follows
+    if (this.#suppressed) this.#window(Date.now());
     const now = performance.now();
     for (const ch of this.#handshaking) {
       if (now - ch.started < this.handshakeTimeoutMs) break; // oldest first

@@ -76,9 +76,16 @@ test("TlsTerminator's failure log: ten lines a second, the rest summed up by the
   try {
     execFileSync(
       "openssl",
-      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"].concat(
-        ["-keyout", join(d, "k.pem"), "-out", join(d, "c.pem"), "-days", "1", "-subj", "/CN=log"],
-      ),
+      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"].concat([
+        "-keyout",
+        join(d, "k.pem"),
+        "-out",
+        join(d, "c.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=log",
+      ]),
       { stdio: "ignore" },
     );
     const lines = [];
@@ -90,7 +97,10 @@ test("TlsTerminator's failure log: ten lines a second, the rest summed up by the
     });
     try {
       for (let i = 0; i < 25; i++) t.log(`failure ${i}`);
-      assert.equal(lines, Array.from({ length: 10 }, (_, i) => `failure ${i}`));
+      assert.equal(
+        lines,
+        Array.from({ length: 10 }, (_, i) => `failure ${i}`),
+      );
       await new Promise((r) => setTimeout(r, 1400));
       assert.is(lines.length, 11);
       assert.is(lines[10], "pmstack: tls: 15 more failures not shown");

@@ -8,6 +8,8 @@
 // - kv: redis-cli --tls --cacert SET/GET, a 3 MiB value through -x SET and GET (sha256).
 // - --tls-ca: a client certificate is required (curl and redis-cli refused without one, and with
 //   one from another CA), and accepted when signed by the CA.
+// - TLS with authentication: redis-cli --tls --pass against --requirepass-file (NOAUTH and
+//   WRONGPASS before), curl --cacert with a bearer token against --token-file (401 without).
 // - kill -9 during TLS writes (kv pipelined SETs and httpd POSTs, on the disk: the journal):
 //   after the restart every acknowledged write reads back over TLS, byte-exact; no leak.
 // - A handshake flood (connections sending part of a ClientHello and stalling, more than the
@@ -270,6 +272,67 @@ it("kv over TLS: redis-cli --tls --cacert SET/GET, a 3 MiB value (sha256); with 
     ]);
     assert.is(r.stdout, "201", r.stderr);
     await noLeak(srv);
+  } finally {
+    await srv?.kill("SIGKILL");
+    ns.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it("TLS with a password and a token: redis-cli --tls --pass and curl --cacert -H 'Authorization: Bearer' work; unauthenticated writes are refused with the documented errors", async () => {
+  certs ??= makeCerts();
+  const ns = new Netns("tlsa");
+  const dir = scratchDir("tmpfs");
+  const pass = "correct horse battery staple";
+  const token = "tok-3f9a1c7e5b2d";
+  writeFileSync(join(dir, "pass"), pass + "\n", { mode: 0o600 });
+  writeFileSync(join(dir, "token"), token + "\n", { mode: 0o600 });
+  let srv;
+  try {
+    srv = await startCli(ns, "kv", {
+      pm: join(dir, "k.pm"),
+      ...K,
+      args: ["--size", "128M", "--port", "0", "--requirepass-file", join(dir, "pass"), ...tlsArgs()],
+    });
+    assert.match(srv.out(), `listening on ${K.us}:6380 (TLS)`);
+    const rc = (args) => spawnIn(ns, "redis-cli", ["--tls", "--cacert", certs.ca, "-h", K.us, "-p", "6380", ...args]);
+    let r = await rc(["SET", "k", "v"]);
+    assert.is(r.stdout.trim(), "NOAUTH Authentication required.", r.stderr);
+    r = await rc(["--pass", "wrong", "--no-auth-warning", "SET", "k", "v"]);
+    assert.match(r.stdout + r.stderr, /WRONGPASS invalid username-password pair or user is disabled\./);
+    r = await rc(["--pass", pass, "--no-auth-warning", "SET", "k", "over TLS with a password"]);
+    assert.is(r.stdout.trim(), "OK", r.stderr);
+    r = await rc(["--user", "default", "--pass", pass, "--no-auth-warning", "GET", "k"]);
+    assert.is(r.stdout.trim(), "over TLS with a password");
+    let st = await noLeak(srv);
+    assert.is(st.log.liveKeys, 1, "the refused SETs stored nothing");
+    assert.ok(st.tls.handshakes >= 4, JSON.stringify(st.tls));
+    assert.is((await srv.kill("SIGTERM")).status, 0);
+
+    srv = await startCli(ns, "httpd", {
+      pm: join(dir, "h.pm"),
+      ...H,
+      args: ["--size", "128M", "--token-file", join(dir, "token"), ...tlsArgs()],
+    });
+    const url = `https://${H.us}/obj`;
+    const hcurl = (args) => curl(ns, ["--cacert", certs.ca, "-o", "/dev/null", "-w", "%{http_code}", ...args]);
+    r = await hcurl(["-d", "no token", url]);
+    assert.is(r.stdout, "401", r.stderr);
+    r = await hcurl(["-H", "Authorization: Bearer wrong", "-X", "PUT", "-d", "bad token", url]);
+    assert.is(r.stdout, "401", r.stderr);
+    r = await hcurl(["-H", `Authorization: Bearer ${token}`, "-d", "over TLS with a token", url]);
+    assert.is(r.stdout, "201", r.stderr);
+    r = await curl(ns, ["--cacert", certs.ca, url]);
+    assert.is(r.stdout, "over TLS with a token", "reads stay public without --private");
+    r = await curl(ns, ["--cacert", certs.ca, "-i", "-X", "DELETE", url]);
+    assert.match(r.stdout, /^HTTP\/1\.1 401/);
+    assert.match(r.stdout, /www-authenticate: Bearer realm="pmstack"/i);
+    st = await noLeak(srv);
+    assert.is(st.app.unauthorized, 3, JSON.stringify(st.app));
+    assert.is(st.app.authFailed, 1, "the wrong token");
+    assert.is(st.app.puts, 1, "only the write with the token was stored");
+    assert.is((await srv.kill("SIGTERM")).status, 0);
+    srv = null;
   } finally {
     await srv?.kill("SIGKILL");
     ns.cleanup();

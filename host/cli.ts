@@ -72,8 +72,15 @@ Server options:
   --mode MODE        persistence: auto, msync, journal, clwb, clflushopt, strict (default
                      auto: cache-line flushes on DAX, msync on tmpfs, journal on a disk)
   --max-body BYTES   httpd: largest request body (default 1G; bounded by free pool space)
-  --idle-timeout S   abort a connection whose request holds buffers and sends nothing for
-                     S seconds (default 30; 0: never)
+  --idle-timeout S   reset a connection whose request is partly received when no byte
+                     comes for S seconds, or when it is not complete within S seconds plus
+                     1 s per 16 KiB of it (slowloris) (default 30; 0: never)
+  --max-conns N      connections at once: established, opening and closing (default 4096,
+                     at most 1048575); TIME_WAIT beyond them is recycled oldest first
+  --at-max-conns drop|reset
+                     a new connection past --max-conns: dropped (default; the client
+                     retries its SYN and gets in once one closes) or reset (its connect
+                     fails at once); established connections are never disturbed
   --busy-poll        busy-poll the queue instead of sleeping (lowest latency, burns a core)
   --pcap FILE        capture every frame to FILE (tshark/tcpdump readable)
   --control PATH     control socket for stats/ss (default <pm>.ctl; owner-only)
@@ -108,6 +115,8 @@ const VALUED = new Set([
   "size",
   "max-body",
   "idle-timeout",
+  "max-conns",
+  "at-max-conns",
   "nic",
   "ifname",
   "queue",
@@ -348,6 +357,9 @@ async function runServer(a: Args): Promise<number> {
   }
   const maxBody = parseSize(str(a, "max-body") ?? "1G", "--max-body");
   const idleTimeoutMs = int(a, "idle-timeout", 30, 0, 86400) * 1000;
+  const maxConns = int(a, "max-conns", 4096, 1, 1048575);
+  const atMax = str(a, "at-max-conns") ?? "drop";
+  if (atMax !== "drop" && atMax !== "reset") throw new UsageError(`--at-max-conns must be drop or reset, got ${atMax}`);
   const kind = str(a, "nic") ?? "tap";
   if (kind !== "tap" && kind !== "xdp") throw new UsageError(`--nic must be tap or xdp, got ${kind}`);
   const netnsOpt = a.opts.get("netns");
@@ -465,8 +477,9 @@ async function runServer(a: Args): Promise<number> {
         ...(ip6 ? { ip6: ip6.text } : {}),
         nic,
         busyPoll: a.opts.has("busy-poll"),
-        maxConnections: 4096,
-        synQueue: 1024,
+        maxConnections: maxConns,
+        atMaxConnections: atMax,
+        synQueue: Math.min(1024, maxConns),
       },
       makeApp(cmd, port, {
         maxBody,

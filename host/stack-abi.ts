@@ -31,6 +31,8 @@ export const CFG = {
   FRAG_SLOTS: 108,
   TSO: 112,
   TSO_PIECES: 116,
+  /** A new connection finding every block in use: 0 drops it, 1 answers RST. */
+  FULL: 120,
   SECRET: 128,
   /** 16 bytes: our IPv6 unicast address (all zero: IPv6 off). */
   IP6: 160,

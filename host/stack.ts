@@ -55,7 +55,19 @@ export interface StackConfig {
   /** The IPv6 next hop for off-link destinations (a link-local or on-link router address). */
   gw6?: string;
   mtu?: number;
+  /**
+   * Connection blocks: established, half-open and closing connections, and TIME_WAIT (recycled
+   * oldest first when a new connection needs a block).
+   */
   maxConnections?: number;
+  /**
+   * A new connection (a SYN, or the ACK of a SYN cookie) finding every block in use and none in
+   * TIME_WAIT: "drop" (default: no answer, the client retries its SYN with backoff and gets in
+   * once a connection closes) or "reset" (an RST: the client's connect fails at once).
+   * Established connections are never disturbed either way; `stats().counters.TCP_CONN_EXHAUSTED`
+   * counts them.
+   */
+  atMaxConnections?: "drop" | "reset";
   synQueue?: number;
   segmentNodes?: number;
   arpEntries?: number;
@@ -380,6 +392,9 @@ export class Stack {
     if (gw6) u8.set(gw6, CFG.GW6);
     put(CFG.MTU, c.mtu, "mtu");
     put(CFG.MAX_CONNS, c.maxConnections, "maxConnections");
+    if (c.atMaxConnections !== undefined && c.atMaxConnections !== "drop" && c.atMaxConnections !== "reset")
+      throw new RangeError(`pmstack: atMaxConnections must be "drop" or "reset", got ${String(c.atMaxConnections)}`);
+    dv.setUint32(CFG.FULL, c.atMaxConnections === "reset" ? 1 : 0, true);
     put(CFG.SYNQ, c.synQueue, "synQueue");
     put(CFG.NODES, c.segmentNodes, "segmentNodes");
     put(CFG.ARP, c.arpEntries, "arpEntries");

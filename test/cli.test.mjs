@@ -95,6 +95,8 @@ test("--help, --version and usage errors", () => {
     "default 1G",
     "--max-body BYTES",
     "--idle-timeout S",
+    "--max-conns N",
+    "--at-max-conns drop|reset",
     "journal",
   ])
     assert.ok(h.stdout.includes(w), w);
@@ -117,6 +119,9 @@ test("--help, --version and usage errors", () => {
     [["httpd", "--max-body", "lots"], /--max-body must be a size/],
     [["httpd", "--idle-timeout", "1.5"], /--idle-timeout must be an integer in \[0, 86400\]/],
     [["httpd", "--mode", "fsync"], /--mode must be auto, msync, journal, clwb, clflushopt or strict/],
+    [["kv", "--max-conns", "0"], /--max-conns must be an integer in \[1, 1048575\]/],
+    [["kv", "--max-conns", "2000000"], /--max-conns must be an integer in \[1, 1048575\]/],
+    [["kv", "--at-max-conns", "queue"], /--at-max-conns must be drop or reset, got queue/],
   ];
   for (const [args, re] of cases) {
     const r = cli(args);
@@ -210,6 +215,34 @@ it("SIGHUP (the terminal closing) stops a server like SIGTERM: exit 0, the names
   assert.match(srv.out, /SIGHUP, closing/);
   assert.not.ok(existsSync(`/run/netns/${ns}`), "the namespace is removed");
   assert.not.ok(existsSync(`${pm}.ctl`), "the control socket is removed");
+});
+
+it("--max-conns: a connection past the limit is dropped (--at-max-conns drop) or reset (reset); the ones held keep being served; a freed place is taken", async () => {
+  const dir = scratchDir("cli");
+  const client = join(import.meta.dirname, "lib", "conn-limit-client.mjs");
+  for (const [policy, extra] of [
+    ["reset", "refused"],
+    ["drop", "timeout"],
+  ]) {
+    const ns = `pmstack-climax-${process.pid}-${policy}`;
+    const args = ["kv", "--netns", ns, "--pm", join(dir, `${policy}.pm`), "--buffers", "4096", "--quiet"];
+    const srv = await startServer([...args, "--max-conns", "4", "--at-max-conns", policy]);
+    try {
+      const r = await inNs(ns, process.execPath, [client, "198.18.0.2", "6379", "4"]);
+      assert.is(r.status, 0, r.err);
+      const res = JSON.parse(r.out);
+      assert.is(res.extra, extra, `${policy}: ${r.out}`);
+      if (policy === "reset") assert.ok(res.extraMs < 1000, `refused at once: ${r.out}`);
+      assert.is(res.pongs, 4, "the connections held are served");
+      assert.is(res.again, "connected", `a freed place is taken: ${r.out}`);
+      assert.ok(res.againPong);
+      const st = JSON.parse((await runCli(["stats", "--json", "--pm", join(dir, `${policy}.pm`)])).stdout);
+      assert.ok(st.stack.TCP_CONN_EXHAUSTED >= 1, JSON.stringify(st.stack));
+    } finally {
+      srv.kill("SIGTERM");
+    }
+    assert.is((await srv.exited).code, 0, srv.err);
+  }
 });
 
 it("kv --netns: redis-cli SET/GET, then a restart reads the key back", async () => {

@@ -366,6 +366,29 @@ test("connection table exhaustion is counted; SYN gets no answer", () => {
   assert.is(core.stat("TCP_CONN_EXHAUSTED"), 1);
 });
 
+test("CFG_FULL=1: a SYN past the table's limit is answered with an RST; the connections in it are untouched", () => {
+  const { core, peer } = setup({ maxConns: 2, full: 1 });
+  listen(core);
+  for (const sport of [1, 2, 3]) peer.tcp({ seq: 1000 * sport, flags: TH.SYN, sport });
+  core.poll(1);
+  const segs = peer.segs();
+  assert.equal(
+    segs.map((s) => [s.dport, s.flags]),
+    [
+      [1, TH.SYN | TH.ACK],
+      [2, TH.SYN | TH.ACK],
+      [3, TH.RST | TH.ACK],
+    ],
+  );
+  assert.is(segs[2].ack, 3001, "the RST acknowledges the SYN (RFC 9293 3.10.7.1)");
+  assert.is(core.stat("TCP_CONN_EXHAUSTED"), 1);
+  // the two half-open connections complete as if nothing happened
+  for (const s of segs.slice(0, 2)) peer.tcp({ seq: s.ack, ack: s.seq + 1, flags: TH.ACK, sport: s.dport });
+  core.poll(2);
+  assert.is(core.takeEvents().filter((e) => e.name === "ACCEPTED").length, 2);
+  assert.is(peer.segs().length, 0, "no RST for them");
+});
+
 test("connect to a tuple in use fails; bad arguments fail", () => {
   const { core, peer } = setup();
   connect(core, { lport: 4000, tag: 1 });

@@ -44,6 +44,7 @@ export const CFG_INIT_RTO: u32 = 104; // ms
 export const CFG_FRAG_SLOTS: u32 = 108; // IPv4 datagrams in reassembly at once
 export const CFG_TSO: u32 = 112; // TCP segmentation offload: largest superframe, headers included; 0 = off (read at each send)
 export const CFG_TSO_PIECES: u32 = 116; // TSO: TX slots per superframe
+export const CFG_FULL: u32 = 120; // a new connection finding every block in use (none in TIME_WAIT): 0 = dropped, 1 = RST
 export const CFG_SECRET: u32 = 128; // 32 bytes of host randomness (ISN, SYN cookies, TS offset)
 export const CFG_IP6: u32 = 160; // 16 bytes: our IPv6 unicast address; all zero = IPv6 off
 export const CFG_IP6_PREFIX: u32 = 176; // its on-link prefix length (0 = 64)

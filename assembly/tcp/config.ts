@@ -3,7 +3,7 @@
 // (their defaults and bounds are in CFG_TABLE, assembly/net/g.ts).
 
 import {
-  cfg, cfgGet, CFG_FLAGS, CFG_RCVBUF, CFG_SNDBUF, CFG_MSL, CFG_DELACK, CFG_MIN_RTO, CFG_INIT_RTO, CFG_KEEPALIVE,
+  cfg, cfgGet, CFG_FLAGS, CFG_RCVBUF, CFG_SNDBUF, CFG_MSL, CFG_DELACK, CFG_MIN_RTO, CFG_INIT_RTO, CFG_KEEPALIVE, CFG_FULL,
 } from "../net/g";
 
 // ---- fixed limits ----
@@ -61,6 +61,8 @@ export let msl: f64 = 0;
 export let delack: f64 = 0;
 export let minRto: f64 = 0;
 export let initRto: f64 = 0;
+/** A SYN (or cookie ACK) finding the connection table full is answered with an RST, not dropped. */
+export let resetWhenFull = false;
 
 export function tcpConfigure(): void {
   defaultFlags = load<u32>(cfg + CFG_FLAGS) & 0xff;
@@ -71,4 +73,5 @@ export function tcpConfigure(): void {
   minRto = <f64>cfgGet(CFG_MIN_RTO);
   initRto = <f64>cfgGet(CFG_INIT_RTO);
   defKeepalive = <f64>cfgGet(CFG_KEEPALIVE);
+  resetWhenFull = load<u32>(cfg + CFG_FULL) == 1;
 }

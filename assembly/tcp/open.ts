@@ -21,7 +21,7 @@ import { ccInit, rttSample, rtoEff } from "./cc";
 import { xmit, rawSeg, ourMss, rcvWsFor, mssUpdate } from "./output";
 import { process } from "./input";
 import { sip24 } from "./siphash";
-import { DEFAULT_MSS, MIN_MSS, COOKIE_SLOT_MS } from "./config";
+import { DEFAULT_MSS, MIN_MSS, COOKIE_SLOT_MS, resetWhenFull } from "./config";
 
 /** Answers the received segment with an RST (RFC 9293 3.10.7.1), unless it is one. */
 export function rstReply(): void {
@@ -127,7 +127,12 @@ function passiveOpen(L: u32): void {
     return;
   }
   const i = tcbAlloc(rxFam, rxSrcA, sSport, rxDstA, sDport);
-  if (i == NIL) return; // counted; the peer's SYN retransmission may find room
+  if (i == NIL) {
+    // the table is full (counted): dropped, the peer's SYN retransmission may find room; or
+    // refused at once (CFG_FULL)
+    if (resetWhenFull) rstReply();
+    return;
+  }
   const t = tcb(i);
   t.flags |= TF_PASSIVE;
   synAdd(t, L);
@@ -157,7 +162,11 @@ function cookieCheck(L: u32): void {
     return;
   }
   const i = tcbAlloc(rxFam, rxSrcA, sSport, rxDstA, sDport);
-  if (i == NIL) return;
+  if (i == NIL) {
+    // the table is full: dropped (the peer's retransmission may find room) or refused
+    if (resetWhenFull) rstReply();
+    return;
+  }
   count(C_TCP_COOKIE_OK);
   const t = tcb(i);
   t.flags |= TF_PASSIVE;

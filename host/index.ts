@@ -60,7 +60,7 @@ export type { HttpHead, HttpEvent, HttpErrorStatus, HttpParserOptions } from "./
 export { RespParser, resp } from "./apps/resp.js";
 export type { RespEvent, RespHandler, RespParserOptions } from "./apps/resp.js";
 export { HttpdApp, HTTPD_MAX_BODY, HTTPD_TAG } from "./apps/httpd.js";
-export { ConnLayer, Conn, MIN_BY_NAME } from "./apps/conn.js";
+export { ConnLayer, Conn, MIN_BY_NAME, MIN_REQUEST_RATE } from "./apps/conn.js";
 export type { ConnHandlers, ConnLayerOptions, ConnStats, Part, StreamPart } from "./apps/conn.js";
 export { TlsTerminator, TlsChannel, loadTlsFiles } from "./apps/tls.js";
 export type { TlsOptions, TlsStats, TlsSink } from "./apps/tls.js";

@@ -562,6 +562,28 @@ test("a client that trickles a body, then stalls, is aborted by the idle timeout
   h.close();
 });
 
+test("slowloris: a head trickled a byte every 20 ms is aborted once it overstays the timeout; its bytes never stop coming", async () => {
+  const h = httpdPair({ buffers: 4096, idleTimeoutMs: 100 });
+  h.settle(10);
+  const base = h.srv.pool.check();
+  const c = h.connect();
+  const head = req("GET", "/slowloris", { headers: [`x-a: ${"b".repeat(200)}`] });
+  const t0 = performance.now();
+  let at = 0;
+  while (!h.conns.get(c).reset && at < head.length - 4 && performance.now() - t0 < 2000) {
+    h.send(c, head.subarray(at, ++at));
+    h.settle(5);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  const ms = performance.now() - t0;
+  assert.is(h.conns.get(c).reset, true, "the trickling client got a RST");
+  assert.ok(ms >= 100 && ms < 1500, `aborted after ${ms.toFixed(0)} ms`);
+  assert.is(h.app.layer.stats.idleAborts, 1);
+  assert.is(h.request("GET", "/none").status, 404, "others are served");
+  assertAllFreed(h, base, "after the slowloris abort");
+  h.close();
+});
+
 test("a body that does not fit the pool: 507 and nothing partial kept (from the Content-Length, or as a chunked body arrives); the connection goes on", () => {
   const h = httpdPair({ buffers: 4096 }); // a reserve of 1024 free buffers
   const r = rng(7);

@@ -961,6 +961,41 @@ test("a client that stalls in the middle of a value is aborted by the idle timeo
   h.close();
 });
 
+test("slowloris: a command trickled a byte at a time is aborted once it overstays the timeout (bytes keep coming); a fast pipelining client is not", async () => {
+  const h = kvPair({ idleTimeoutMs: 100 });
+  h.settle();
+  const base = h.srv.pool.check();
+  const slow = h.connect();
+  const fast = h.connect();
+  const cmd = enc("*3\r\n$3\r\nSET\r\n$4\r\nslow\r\n$1\r\nv\r\n");
+  const t0 = performance.now();
+  let at = 0;
+  let done = 0;
+  // every 20 ms: one byte of the slow command; ten whole SETs from the fast client, cut anywhere
+  while (!h.conns.get(slow).reset && performance.now() - t0 < 2000) {
+    if (at < cmd.length - 1) h.send(slow, cmd.subarray(at, ++at));
+    const burst = enc(Array.from({ length: 10 }, (_, i) => `*3\r\n$3\r\nSET\r\n$2\r\nf${i}\r\n$1\r\nv\r\n`).join(""));
+    h.send(fast, burst.subarray(0, 17));
+    h.send(fast, burst.subarray(17));
+    h.settle(5);
+    done += text(h.take(fast)).filter((r) => r === "+OK").length;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  const ms = performance.now() - t0;
+  assert.is(h.conns.get(slow).reset, true, "the trickling client got a RST");
+  assert.ok(ms >= 100 && ms < 1500, `aborted after ${ms.toFixed(0)} ms (limit 100 ms + its bytes at 16 KiB/s)`);
+  assert.ok(at > 3, "bytes kept coming until then");
+  assert.is(h.app.layer.stats.idleAborts, 1);
+  assert.is(h.conns.get(fast).closed, false, "the fast client is served on");
+  assert.ok(done > 20, `${done} fast SETs answered`);
+  assert.is(h.one(fast, "EXISTS", "slow"), 0);
+  assert.is(h.one(fast, "DEL", ...Array.from({ length: 10 }, (_, i) => `f${i}`)), 10);
+  h.cli.close(fast);
+  h.settle(100);
+  assertAllFreed(h, base, "after the slowloris abort");
+  h.close();
+});
+
 test("after a seeded mix of large SETs, APPENDs, SETRANGEs, GETSETs and DELs every kept buffer is reachable from a live record; DEL of everything frees them all", () => {
   const h = kvPair({ buffers: 16384 });
   const c = h.connect();

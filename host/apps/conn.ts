@@ -84,7 +84,10 @@ export interface ConnStats {
   /** Bytes sent from PM by name, and bytes copied into replies. */
   bytesByName: number;
   bytesCopied: number;
-  /** Connections aborted because a request held buffers and no byte came for idleTimeoutMs. */
+  /**
+   * Connections aborted because a request stalled: no byte for idleTimeoutMs, or not complete
+   * within idleTimeoutMs plus the time its bytes take at MIN_REQUEST_RATE (a slowloris).
+   */
   idleAborts: number;
 }
 
@@ -100,16 +103,32 @@ export interface ConnHandlers<S> {
   data(c: Conn<S>, chunk: Uint8Array, buf: number, off: number): void;
   /** The connection is gone (closed, reset or aborted): release what its state holds. */
   close(c: Conn<S>): void;
+  /**
+   * A request is partly received: its first byte came, its end did not (asked after each
+   * `data`). The request timeouts apply to it; an app calls `c.requestEnded()` as each request
+   * ends, so that the next one is timed from its own start.
+   */
+  partial(c: Conn<S>): boolean;
 }
 
 export interface ConnLayerOptions {
-  /** Abort a connection whose request holds buffers (`busy`) after this long without data (default 30 s; 0: never). */
+  /**
+   * Abort a connection whose request is partly received after this long without a byte, or
+   * when it is not complete within this long plus 1 s per MIN_REQUEST_RATE bytes received of
+   * it (a client trickling a request, slowloris) (default 30 s; 0: never).
+   */
   idleTimeoutMs?: number;
   /** Clock for the idle timeout (default performance.now). */
   now?: () => number;
   /** TLS on connections accepted on `port` (tls.ts). */
   tls?: { port: number; terminator: TlsTerminator };
 }
+
+/**
+ * Bytes per second a request must average, beyond its first idleTimeoutMs, to be let finish:
+ * slow enough for any real client, far above a slowloris's byte every few seconds.
+ */
+export const MIN_REQUEST_RATE = 16 * 1024;
 
 /** Ciphertext handed to the send queue and not yet taken by the core, at most, per connection. */
 const TLS_QUEUED = 65536;
@@ -118,9 +137,13 @@ const TLS_QUEUED = 65536;
 export class Conn<S = unknown> {
   readonly id: number;
   state!: S;
-  /** A request is partly received and holds buffers: the idle timeout applies. */
-  busy = false;
+  /** When the last byte came (the layer's clock). */
   lastData = 0;
+  /** @internal When the request now partly received began (0: none), and its bytes so far. */
+  reqSince = 0;
+  /** @internal */ reqBytes = 0;
+  /** @internal The app ended a request in this data: the next one is timed afresh. */
+  reqEnded = false;
   /** @internal */ replies: Reply[] = [];
   /** @internal */ q: SendQueue;
   /** @internal */ unrecvd = 0;
@@ -161,6 +184,11 @@ export class Conn<S = unknown> {
     this.#layer.reply(this, parts, close, notBefore);
   }
 
+  /** A request ended (called by the app as it parses each one's end): see ConnHandlers.partial. */
+  requestEnded(): void {
+    this.reqEnded = true;
+  }
+
   /** Resets the connection now (RST); its state is released by the close handler. */
   abort(): void {
     this.#layer.stack.abort(this.id);
@@ -197,6 +225,8 @@ export class ConnLayer<S> {
    */
   #active = new Set<Conn<S>>();
   #sweep: ReturnType<typeof setInterval> | null = null;
+  /** Connections with a request partly received: what the sweep looks at. */
+  #partial = new Set<Conn<S>>();
   #kickScheduled = false;
   #tls: { port: number; terminator: TlsTerminator } | null;
   /** TLS connections with plaintext (or its end) waiting for the turn's end. */
@@ -362,7 +392,7 @@ export class ConnLayer<S> {
       return;
     }
     try {
-      this.#h.data(c, pool.view(ev.buf, ev.off, ev.len), ev.buf, ev.off);
+      this.#dispatch(c, pool.view(ev.buf, ev.off, ev.len), ev.buf, ev.off);
     } finally {
       pool.free(ev.buf); // what the app keeps, it took its own references on
     }
@@ -436,7 +466,7 @@ export class ConnLayer<S> {
           v.set(d.subarray(at, at + n));
           at += n;
           try {
-            this.#h.data(c, v, buf, 0);
+            this.#dispatch(c, v, buf, 0);
           } finally {
             pool.free(buf); // what the app keeps, it took its own references on
           }
@@ -682,21 +712,52 @@ export class ConnLayer<S> {
     this.#pending.delete(c);
     this.#active.delete(c);
     this.conns.delete(c.id);
+    this.#partial.delete(c);
     this.#releasePins();
     this.#h.close(c);
   }
 
+  /** Bytes to the app, then the request timing: a request partly received is timed from its first chunk. */
+  #dispatch(c: Conn<S>, v: Uint8Array, buf: number, off: number): void {
+    this.#h.data(c, v, buf, off);
+    if (c.reqEnded) {
+      c.reqEnded = false;
+      c.reqSince = 0;
+    }
+    if (!c.gone && this.#h.partial(c)) {
+      if (c.reqSince === 0) {
+        c.reqSince = this.#now();
+        c.reqBytes = 0;
+        this.#partial.add(c);
+      }
+      c.reqBytes += v.length;
+    } else {
+      c.reqSince = 0;
+      this.#partial.delete(c);
+    }
+  }
+
+  /** Aborts the connections whose request stalled or trickles (ConnLayerOptions.idleTimeoutMs). */
   #sweepIdle(): void {
     if (this.stack.pool.closed) return;
     const now = this.#now();
+    const limit = this.idleTimeoutMs;
     let aborted = 0;
-    for (const c of this.conns.values())
-      if (c.busy && !c.idleAborted && now - c.lastData > this.idleTimeoutMs) {
+    for (const c of this.#partial) {
+      if (c.gone || c.reqSince === 0) {
+        this.#partial.delete(c);
+        continue;
+      }
+      if (
+        !c.idleAborted &&
+        (now - c.lastData > limit || now - c.reqSince > limit + (c.reqBytes / MIN_REQUEST_RATE) * 1000)
+      ) {
         c.idleAborted = true; // its RESET comes with the next turn: count it once
         this.stats.idleAborts++;
         c.abort();
         aborted++;
       }
+    }
     if (aborted) this.stack.onCommand?.();
   }
 }

@@ -107,6 +107,11 @@ export class HttpParser {
     return this.#dead;
   }
 
+  /** A request is partly read: some of its head, or its head and not all of its body. */
+  get partial(): boolean {
+    return !this.#dead && (this.#state !== HEAD || this.#headLen > 0);
+  }
+
   /** Parses `chunk`, calling `emit` for each event, in order. Body ranges index into `chunk`. */
   feed(chunk: Uint8Array, emit: (ev: HttpEvent) => void): void {
     let at = 0;

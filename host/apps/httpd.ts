@@ -171,6 +171,7 @@ export class HttpdApp {
           authFails: 0,
         }),
         data: (c, chunk, buf, off) => this.#data(c, chunk, buf, off),
+        partial: (c) => c.state.parser.partial,
         close: (c) => {
           c.state.writer?.abort(); // an unfinished body leaves nothing behind
           c.state.writer = null;
@@ -205,7 +206,6 @@ export class HttpdApp {
       if (c.closing) return;
       switch (h.kind) {
         case "head":
-          c.busy = true;
           this.#head(c, h.head);
           break;
         case "body":
@@ -221,11 +221,11 @@ export class HttpdApp {
           }
           break;
         case "end":
-          c.busy = false;
+          c.requestEnded();
           this.#end(c);
           break;
         case "error":
-          c.busy = false;
+          c.requestEnded();
           r.writer?.abort();
           r.writer = null;
           this.#stats.errors++;

@@ -198,7 +198,6 @@ export class KvApp implements Kv {
         a.writer = null;
         return;
       }
-      c.busy = true; // a long argument holds buffers: the idle timeout applies
       (a.writer ??= this.log.writer(KV_VALUE_ITEMS)).push({ index: this.#pbuf, offset: this.#poff + offset, length });
     },
     argEnd: () => {
@@ -208,7 +207,7 @@ export class KvApp implements Kv {
     },
     end: () => {
       const c = this.#pc!;
-      c.busy = false;
+      c.requestEnded();
       try {
         // after QUIT (or a protocol error) nothing pipelined behind it runs, as in Redis
         if (!c.closing) this.#command(c);
@@ -220,7 +219,7 @@ export class KvApp implements Kv {
       const c = this.#pc!;
       this.counters.errors++;
       this.#dropArgs(c.state);
-      c.busy = false;
+      c.requestEnded();
       c.reply([errorLine(`ERR Protocol error: ${message}`)], true);
     },
   };
@@ -246,6 +245,7 @@ export class KvApp implements Kv {
       {
         open: (c) => this.#open(c),
         data: (c, chunk, buf, off) => this.#data(c, chunk, buf, off),
+        partial: (c) => c.state.parser.partial,
         close: (c) => this.#dropArgs(c.state),
       },
       { idleTimeoutMs: opts.idleTimeoutMs, tls: opts.tls },

@@ -90,6 +90,11 @@ export class RespParser {
     return this.#dead;
   }
 
+  /** A command is partly read (its first byte came, its end did not). */
+  get partial(): boolean {
+    return !this.#dead && this.#s !== S.Start;
+  }
+
   /** parse() with one event object per step, for callers that want a single callback. */
   feed(chunk: Uint8Array, emit: (ev: RespEvent) => void): void {
     this.parse(chunk, {

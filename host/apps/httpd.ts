@@ -108,6 +108,8 @@ export interface HttpdStats {
   bytesOut: number;
   commits: number;
   connections: number;
+  /** Connections reset for a stalled or trickled request (ConnLayerOptions.idleTimeoutMs). */
+  idleAborts: number;
   /** Requests answered 401: no token, and a wrong one (wrong ones are delayed, then close). */
   unauthorized: number;
   authFailed: number;
@@ -188,7 +190,7 @@ export class HttpdApp {
 
   get stats(): HttpdStats {
     const l = this.layer.stats;
-    return { ...this.#stats, commits: l.commits, connections: l.connections };
+    return { ...this.#stats, commits: l.commits, connections: l.connections, idleAborts: l.idleAborts };
   }
 
   /** Stops the connection layer's timer and releases the arena (the server is closing). */

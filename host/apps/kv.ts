@@ -65,6 +65,8 @@ export const KV_MAX_HELD_REPLIES = 64;
 
 export interface KvStats {
   connections: number;
+  /** Connections reset for a stalled or trickled command (ConnLayerOptions.idleTimeoutMs). */
+  idleAborts: number;
   commands: number;
   reads: number;
   writes: number;
@@ -273,6 +275,7 @@ export class KvApp implements Kv {
     return {
       ...this.counters,
       connections: l.connections,
+      idleAborts: l.idleAborts,
       expired: this.store.expired,
       commits: l.commits,
       refusedSends: l.refusedSends,

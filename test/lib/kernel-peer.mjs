@@ -11,10 +11,12 @@
 //   probe HOST PORT          connect; print "CONNECTED" or "ERROR <code>", then close
 //   many HOST PORT N         open N connections at once; each sends "REQ <i>\n" and expects
 //                            "RESP <i>\n" then EOF; print "DONE <json>" with ok/failed counts
-//   hold HOST PORT N HOLD_MS SRC[,SRC...]  open N connections (from the source addresses in
-//                            turn, in batches), each sending "REQ <i> <k>\n" when it opens and
-//                            again every 10-30 s, expecting "RESP <i> <k>\n"; print "OPEN <json>"
-//                            once all are open, keep them HOLD_MS more, close them, and print
+//   hold HOST PORT N HOLD_MS SRC[,SRC...] [BASE]  open N connections, numbered BASE.. (from the
+//                            source addresses in turn, each with its own source port: see below;
+//                            at most 64 connects outstanding), each sending "REQ <i> <k>\n" when
+//                            it opens and again every 10-30 s, expecting "RESP <i> <k>\n"; print
+//                            "OPEN <json>" once all are open; then keep them HOLD_MS more after
+//                            a line "GO" on stdin (at once if stdin ends), close them, and print
 //                            "DONE <json>" (opened, requests, answered, bad, errors by code)
 // It prints "LISTENING" once listening, and "ERROR <code>" when a connection fails.
 import net from "node:net";
@@ -164,11 +166,21 @@ if (!main) {
   const n = +bytes;
   const holdMs = +afterMs;
   const srcs = process.argv[7].split(",");
+  const base = +(process.argv[8] ?? 0);
   const res = { opened: 0, requests: 0, answered: 0, bad: 0, errors: {} };
   const socks = [];
   const t0 = Date.now();
   const open = (i) => {
-    const s = net.connect({ port: +port, host, localAddress: srcs[i % srcs.length] });
+    // an explicit source port, unique per address across every process: bind(addr, 0) would
+    // make the kernel search the whole ephemeral range for a port free on every address
+    // (bind knows nothing of the 4-tuple), which crawls once ~64,000 are taken
+    const g = base + i;
+    const s = net.connect({
+      port: +port,
+      host,
+      localAddress: srcs[g % srcs.length],
+      localPort: 10_000 + Math.floor(g / srcs.length),
+    });
     let k = 0;
     let buf = "";
     let timer = null;
@@ -206,23 +218,61 @@ if (!main) {
     };
     socks.push(s);
   };
-  // in batches (200 every 100 ms), so that the SYNs do not all come at once
+  // at most WINDOW connects outstanding: the next opens as one completes (or fails), so the
+  // opening runs as fast as both sides can take it and never piles up SYNs into retry backoff
+  const WINDOW = 64;
   let next = 0;
-  const batch = () => {
-    for (let j = 0; j < 200 && next < n; j++) open(next++);
-    if (next < n) setTimeout(batch, 100);
+  let inFlight = 0;
+  const more = () => {
+    while (inFlight < WINDOW && next < n) {
+      const s = (open(next++), socks.at(-1));
+      inFlight++;
+      let settled = false;
+      const settle = () => {
+        if (settled) return;
+        settled = true;
+        inFlight--;
+        setImmediate(more);
+      };
+      s.once("connect", settle);
+      s.once("error", settle);
+    }
   };
-  batch();
+  more();
   let ticks = 0;
+  // the hold starts when the test says every process is open (GO), so that all are held at once
+  let go = false;
+  let lineIn = "";
+  process.stdin.setEncoding("latin1");
+  process.stdin.on("data", (d) => {
+    lineIn += d;
+    if (/^GO$/m.test(lineIn)) go = true;
+  });
+  process.stdin.on("end", () => (go = true));
   const waitOpen = setInterval(() => {
-    if (res.opened < n) {
-      if (++ticks % 50 === 0) console.log("OPENING " + JSON.stringify(res));
+    if (res.opened < n || !go) {
+      if (++ticks % 50 === 0 && res.opened < n) console.log("OPENING " + JSON.stringify(res));
       return;
     }
     clearInterval(waitOpen);
     setTimeout(() => {
-      for (const s of socks) s.stop();
-      setTimeout(() => console.log("DONE " + JSON.stringify(res)), 2000);
+      // closed 500 at a time every 250 ms: 100,000 FINs in one instant would overflow the TAP's
+      // queue, and the kernel's retransmissions, backed off in step, would keep colliding
+      for (let j = 0; j < socks.length; j += 500)
+        setTimeout(() => socks.slice(j, j + 500).forEach((s) => s.stop()), (j / 500) * 250);
+      // the process stays (its stdin open) until the test ends it: the kernel keeps the closing
+      // sockets of a live process, where an exit would orphan 100,000 of them at once
+      setTimeout(
+        () => {
+          const states = {};
+          for (const s of socks) {
+            const k = `${s.readyState}${s.destroyed ? "-destroyed" : ""}${s.writableLength ? "-unsent" : ""}`;
+            states[k] = (states[k] ?? 0) + 1;
+          }
+          console.log("DONE " + JSON.stringify({ ...res, states }));
+        },
+        (socks.length / 500) * 250 + 2000,
+      );
     }, holdMs);
   }, 100);
 } else {

@@ -61,6 +61,10 @@ Server options:
   --peer-ip6 ADDR/LEN
                      the kernel side's IPv6 address in --netns, e.g. 2001:2:0:63::1/64
                      (with --ip6, in the same prefix)
+  --gateway ADDR     the IPv4 router for clients off --ip's link (default: none, every
+                     address is treated as on the link)
+  --gateway6 ADDR    the IPv6 router for clients off --ip6's link (its link-local or an
+                     on-link address; default none)
   --port N           listening port (default 80 for httpd, 6379 for kv; 0: none, with TLS)
   --tls-cert PATH    serve TLS 1.2 and 1.3 too, with this PEM certificate (chain)...
   --tls-key PATH     ...and this PEM private key (a file no other user may read)
@@ -124,6 +128,8 @@ const VALUED = new Set([
   "peer-ip",
   "ip6",
   "peer-ip6",
+  "gateway",
+  "gateway6",
   "port",
   "tls-cert",
   "tls-key",
@@ -238,6 +244,41 @@ function address6(s: string, what: string, testRange: boolean): { text: string; 
   if (testRange && !(inPrefix(b, TEST_NET6, 48) && c.prefix >= 48))
     throw new UsageError(`${what} must lie inside 2001:2::/48 (the IPv6 benchmarking range) with --netns; got ${s}`);
   return { text: `${c.address}/${c.prefix}`, bytes: b, prefix: c.prefix };
+}
+
+/** --gateway: an IPv4 address on the link of `ip` (ADDR/LEN), not `ip` itself. */
+function gateway4(s: string, ip: string, testRange: boolean): string {
+  const [addr, len] = ip.split("/") as [string, string];
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m || m.slice(1, 5).some((x) => +x > 255))
+    throw new UsageError(`--gateway must be an IPv4 address such as 198.18.0.1; got ${s}`);
+  if (testRange && !(m[1] === "198" && (m[2] === "18" || m[2] === "19")))
+    throw new UsageError(`--gateway must lie inside 198.18.0.0/15 with --netns; got ${s}`);
+  const net = (t: string) => Math.floor(t.split(".").reduce((v, x) => v * 256 + +x, 0) / 2 ** (32 - +len));
+  if (s === addr || net(s) !== net(addr))
+    throw new UsageError(`--gateway ${s} must be another address on the link of --ip ${ip}`);
+  return s;
+}
+
+/** --gateway6: a link-local address, or a global one on --ip6's link. */
+function gateway6Of(
+  s: string,
+  ip6: { text: string; bytes: Uint8Array; prefix: number } | null,
+  testRange: boolean,
+): string {
+  if (!ip6) throw new UsageError("--gateway6 needs --ip6");
+  let b: Uint8Array;
+  try {
+    b = parseIPv6(s);
+  } catch (e) {
+    throw new UsageError(`--gateway6 must be an IPv6 address such as fe80::1; got ${s} (${(e as Error).message})`);
+  }
+  const linkLocal = b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
+  if (!linkLocal && !inPrefix(b, ip6.bytes, ip6.prefix))
+    throw new UsageError(`--gateway6 ${s} must be link-local or on the link of --ip6 ${ip6.text}`);
+  if (!linkLocal && testRange && !inPrefix(b, TEST_NET6, 48))
+    throw new UsageError(`--gateway6 must lie inside 2001:2::/48 (or be link-local) with --netns; got ${s}`);
+  return s;
 }
 
 function ipCmd(args: string[]): void {
@@ -381,6 +422,8 @@ async function runServer(a: Args): Promise<number> {
     if (!inPrefix(peerIp6.bytes, ip6.bytes, Math.min(ip6.prefix, peerIp6.prefix)))
       throw new UsageError(`--peer-ip6 ${peerIp6.text} must be on the link of --ip6 ${ip6.text} (the same prefix)`);
   }
+  const gateway = str(a, "gateway") !== undefined ? gateway4(str(a, "gateway")!, ip, nsName !== null) : undefined;
+  const gateway6 = str(a, "gateway6") !== undefined ? gateway6Of(str(a, "gateway6")!, ip6, nsName !== null) : undefined;
   const tlsFiles = { cert: str(a, "tls-cert"), key: str(a, "tls-key"), ca: str(a, "tls-ca") };
   const withTls = tlsFiles.cert !== undefined || tlsFiles.key !== undefined;
   if (withTls && (tlsFiles.cert === undefined || tlsFiles.key === undefined))
@@ -475,6 +518,8 @@ async function runServer(a: Args): Promise<number> {
         mac: "02:50:4d:00:00:02",
         ip,
         ...(ip6 ? { ip6: ip6.text } : {}),
+        ...(gateway ? { gateway } : {}),
+        ...(gateway6 ? { gw6: gateway6 } : {}),
         nic,
         busyPoll: a.opts.has("busy-poll"),
         maxConnections: maxConns,

@@ -122,6 +122,9 @@ test("--help, --version and usage errors", () => {
     [["kv", "--max-conns", "0"], /--max-conns must be an integer in \[1, 1048575\]/],
     [["kv", "--max-conns", "2000000"], /--max-conns must be an integer in \[1, 1048575\]/],
     [["kv", "--at-max-conns", "queue"], /--at-max-conns must be drop or reset, got queue/],
+    [["kv", "--gateway", "198.18.1.1"], /--gateway 198\.18\.1\.1 must be another address on the link of --ip/],
+    [["kv", "--gateway", "198.18.0.2"], /must be another address on the link/],
+    [["kv", "--gateway6", "fe80::1"], /--gateway6 needs --ip6/],
   ];
   for (const [args, re] of cases) {
     const r = cli(args);
@@ -238,6 +241,40 @@ it("--max-conns: a connection past the limit is dropped (--at-max-conns drop) or
       assert.ok(res.againPong);
       const st = JSON.parse((await runCli(["stats", "--json", "--pm", join(dir, `${policy}.pm`)])).stdout);
       assert.ok(st.stack.TCP_CONN_EXHAUSTED >= 1, JSON.stringify(st.stack));
+    } finally {
+      srv.kill("SIGTERM");
+    }
+    assert.is((await srv.exited).code, 0, srv.err);
+  }
+});
+
+it("--gateway: a client off pmstack's link is answered through the router (the namespace's kernel); without it pmstack looks for the client on the link", async () => {
+  const dir = scratchDir("cli");
+  for (const gw of [false, true]) {
+    const ns = `pmstack-cligw-${process.pid}-${gw ? 1 : 0}`;
+    const args = ["httpd", "--netns", ns, "--pm", join(dir, `gw${gw}.pm`), "--buffers", "4096", "--quiet"];
+    const srv = await startServer(gw ? [...args, "--gateway", "198.18.0.1"] : args);
+    try {
+      // a client address off pmstack's /24, on the kernel's loopback; the kernel answers ARP
+      // only for addresses on the asking interface, and asks with its own address on the
+      // link (so pmstack does not learn the client's from the kernel's request): pmstack
+      // reaches it only through a router
+      for (const c of [
+        ["ip", "addr", "add", "198.18.77.1/32", "dev", "lo"],
+        ["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"],
+        ["sysctl", "-qw", "net.ipv4.conf.all.arp_announce=2"],
+      ])
+        assert.is((await inNs(ns, c[0], c.slice(1))).status, 0);
+      const r = await inNs(ns, "curl", [
+        "-sS",
+        "--max-time",
+        "3",
+        "--interface",
+        "198.18.77.1",
+        "http://198.18.0.2/none",
+      ]);
+      if (gw) assert.match(r.out, /not found|404/i, r.err);
+      else assert.match(r.err, /timed out|Timeout/i, `no route back without --gateway: ${r.out} ${r.err}`);
     } finally {
       srv.kill("SIGTERM");
     }

@@ -1,10 +1,34 @@
 // Helpers shared by benchmarks.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { closeSync, existsSync, fdatasyncSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Microseconds per clock tick of /proc's CPU times (getconf CLK_TCK, 100 on Linux). */
+const TICK_US = 1e6 / (+spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout || 100);
+
+/** CPU time (utime + stime, all threads) of process `pid` so far, in µs. */
+export function cpuUs(pid) {
+  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = s.slice(s.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on
+  return (Number(f[11]) + Number(f[12])) * TICK_US; // utime (14), stime (15)
+}
+
+/**
+ * Busy time of CPU `cpu` so far in µs (/proc/stat: user, nice, system, irq, softirq; not idle,
+ * iowait or steal), or NaN for null. With a client pinned alone on that CPU this is what serving
+ * the client costs there: the client and the kernel work done on that CPU for it.
+ */
+export function cpuBusyUs(cpu) {
+  if (cpu === null) return NaN;
+  const line = readFileSync("/proc/stat", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`cpu${cpu} `));
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2] + f[5] + f[6]) * TICK_US;
+}
 
 /**
  * Every syscall of process `pid` (all its threads) while `during()` runs, by `strace -c -f

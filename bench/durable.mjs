@@ -64,14 +64,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Netns, netnsUnavailable } from "../test/lib/netns.mjs";
 import { cdfSvg, formatDurable, durableRatios, summarizeProfile } from "./_durable-report.mjs";
-import { deviceFloor, straceCount } from "./_lib.mjs";
+import { cpuBusyUs, cpuUs, deviceFloor, straceCount } from "./_lib.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const SERVER = join(here, "_durable-server.mjs");
 const NODE = join(here, "_durable-node.mjs");
 const LUA = join(here, "durable-post.lua");
 const FS_NAMES = { 0x01021994: "tmpfs", 0xef53: "ext4", 0x58465342: "xfs", 0x9123683e: "btrfs" };
-const CLK_TCK = 100;
 
 const KERNEL = { client: "198.18.9.1", server: "198.18.9.2" };
 /** pmstack's links: the kernel end in the client ns, pmstack's address and MAC. */
@@ -161,28 +160,6 @@ function tcpDelta(a, b) {
   return rto || rtx || fast || zwp
     ? `${rtx} retransmitted (${rto} RTO, ${fast} fast), ${zwp} zero-window probes; ${nic}`
     : "";
-}
-
-/** utime + stime of a process (all its threads), in µs. */
-function cpuUs(pid) {
-  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
-}
-
-/**
- * Busy time of one CPU in µs (/proc/stat: user, nice, system, irq, softirq; not idle, iowait
- * or steal). With the client pinned alone on that CPU this is what serving the client costs
- * there: the client process and the kernel work done on that CPU (its TCP, and whatever of the
- * server's receive path the kernel runs in the sender's context).
- */
-function cpuBusyUs(cpu) {
-  if (cpu === null) return NaN;
-  const line = readFileSync("/proc/stat", "utf8")
-    .split("\n")
-    .find((l) => l.startsWith(`cpu${cpu} `));
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  return ((f[0] + f[1] + f[2] + f[5] + f[6]) * 1e6) / CLK_TCK;
 }
 
 /** Keeps the last 4 KB a child wrote to stderr in p.err (for error messages). */

@@ -69,12 +69,13 @@
 // [--no-pin]`; quick (or PMSTACK_BENCH_QUICK=1): 3 s cells, one repetition (a smoke run, about
 // 20 s a system); default 10 s cells, 3 repetitions; --rate 100000; --systems tap,xdp (both).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Netns, netnsUnavailable } from "../test/lib/netns.mjs";
+import { cpuBusyUs, cpuUs } from "./_lib.mjs";
 
 const SELF = fileURLToPath(import.meta.url);
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -132,7 +133,6 @@ const LEAD_S = 0.5; // the flood starts this long before wrk
 const TAIL_S = 0.5; // and runs this long past wrk's end (wrk's own start-up included)
 const CELLS = ["base", "ackflood", "rstflood", "synflood"];
 const MODE = { synflood: "syn", ackflood: "ack", rstflood: "rst" };
-const CLK_TCK = 100;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -227,23 +227,6 @@ function parseArgs(args) {
     throw new Error("bench/flood: --systems is a comma-separated list of tap, xdp");
   o.systems = Object.keys(LINKS).filter((x) => o.systems.includes(x)); // tap first, then xdp
   return o;
-}
-
-/** utime + stime of a process (all its threads), in µs. */
-function cpuUs(pid) {
-  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
-}
-
-/** Busy time of one CPU in µs (/proc/stat: user, nice, system, irq, softirq), or NaN. */
-function cpuBusyUs(cpu) {
-  if (cpu === null) return NaN;
-  const line = readFileSync("/proc/stat", "utf8")
-    .split("\n")
-    .find((l) => l.startsWith(`cpu${cpu} `));
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  return ((f[0] + f[1] + f[2] + f[5] + f[6]) * 1e6) / CLK_TCK;
 }
 
 /** The `Ip:` counters of /proc/net/snmp inside a namespace. */

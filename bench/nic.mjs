@@ -40,11 +40,11 @@
 // for profiling one), --no-strace. The IPv6 systems take part in the rounds like the others;
 // their ratios compare pmstack-v6 with kernel-veth-v6 and with pmstack-tap (IPv4).
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import os from "node:os";
 import { Stack, TapPort, XdpPort, NicLoop, reserveNicQueues } from "../build/index.js";
 import { Netns, netnsUnavailable } from "../test/lib/netns.mjs";
-import { median, ratios, straceCount } from "./_lib.mjs";
+import { cpuUs, median, ratios, straceCount } from "./_lib.mjs";
 import { BULK_PORT, BULK_TX_PORT, RR_PORT, MEASURE_MS, WARM_MS, TX_MS, BulkMeter, fillStream } from "./_nic-peer.mjs";
 
 const peer = new URL("./_nic-peer.mjs", import.meta.url).pathname;
@@ -53,7 +53,6 @@ const RR_CONNS = 16;
 const STRACE_RR_MS = 1000;
 const PAYLOAD = 1448; // MSS 1460 less the timestamp option
 const PAYLOAD_V6 = 1428; // IPv6: MSS 1440 less the timestamp option
-const TICK_US = 1e6 / (+spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout || 100);
 
 // pool files go at exit too, even when a failure ends the process
 const poolFiles = new Set();
@@ -65,13 +64,6 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"])
   process.once(sig, () => process.exit(128 + os.constants.signals[sig]));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** CPU time (user + system) of a whole process, in microseconds. */
-function cpuUs(pid) {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const rest = f.slice(f.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on
-  return (+rest[11] + +rest[12]) * TICK_US; // utime (14), stime (15)
-}
 
 async function waitFor(p, re, ms = 15000) {
   const end = Date.now() + ms;

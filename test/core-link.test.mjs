@@ -15,6 +15,7 @@ import {
   mac,
   BCAST,
   OWNER,
+  SF_MORE,
   CMD,
   EV,
   RXF_CSUM_VALID,
@@ -637,6 +638,65 @@ test("echo request is answered in place (zero copy)", () => {
   assert.is(rd16(f.icmp.body, 2), 7);
   assert.equal([...f.icmp.body.subarray(4)], [...payload]);
   assert.is(core.stat("ICMP_ECHO_REPLIED"), 1);
+  clean(core);
+});
+
+test("RX slots at every length and offset limit: a frame ending on the buffer's last byte is served; past it, empty, or chained too long is refused and counted; nothing leaks", () => {
+  const core = fresh();
+  new Peer(core);
+  const echo = ipFrame(core, { proto: 1, payload: icmpEcho({ id: 9, seq: 1, payload: new Uint8Array(56) }) });
+  const post = (off, len, bytes = echo) => {
+    const b = core.x.bufAlloc(OWNER.NIC);
+    core.u8.set(bytes.subarray(0, Math.max(0, Math.min(len, 2048 - off))), core.bufAddr(b) + Math.min(off, 2048));
+    core.push(core.rings.rx, b, off, len, 0, 0);
+    return b;
+  };
+  const stat = (k) => core.stat(k);
+  // the frame's last byte is the buffer's last byte: served
+  post(2048 - echo.length, echo.length);
+  core.poll(1);
+  let out = core.tx().map(parseFrame);
+  assert.is(out.length, 1);
+  assert.is(out[0].icmp.type, 0);
+  // one byte past the buffer's end, an offset past it, lengths at the u16 limit: bad slots, the
+  // buffer left with the host (the core never touched it)
+  const refused = [
+    [2048 - echo.length + 1, echo.length],
+    [2049, 0],
+    [0, 2049],
+    [0, 65535],
+    [65535, 65535],
+  ].map(([o, l]) => post(o, l));
+  core.poll(2);
+  assert.is(stat("RX_BAD_SLOT"), refused.length);
+  assert.is(core.tx().length, 0);
+  for (const b of refused) core.x.bufUnref(b);
+  // empty frames (offset 0 and offset 2048), one byte at the last offset: too short, dropped
+  const before = stat("RX_CHAIN_BAD") + stat("ETH_SHORT");
+  post(0, 0);
+  post(2048, 0);
+  post(2047, 1);
+  core.poll(3);
+  assert.is(stat("RX_CHAIN_BAD") + stat("ETH_SHORT") - before, 3);
+  assert.is(core.tx().length, 0);
+  // the echo in chains of 64 pieces (the most a frame may have) and of 65 (one too many)
+  for (const pieces of [64, 65]) {
+    const cuts = Array.from({ length: pieces }, (_, k) => Math.round((k * echo.length) / pieces));
+    cuts.forEach((at, k) => {
+      const end = k + 1 < pieces ? cuts[k + 1] : echo.length;
+      const b = core.x.bufAlloc(OWNER.NIC);
+      core.u8.set(echo.subarray(at, end), core.bufAddr(b));
+      core.push(core.rings.rx, b, 0, end - at, 0, k + 1 < pieces ? SF_MORE : 0);
+    });
+    const bad = stat("RX_CHAIN_BAD");
+    core.poll(4 + pieces);
+    out = core.tx().map(parseFrame);
+    if (pieces === 64) assert.is(stat("RX_CHAIN_BAD"), bad, "64 pieces are a frame");
+    else {
+      assert.is(stat("RX_CHAIN_BAD"), bad + 1, "65 pieces are refused");
+      assert.is(out.length, 0);
+    }
+  }
   clean(core);
 });
 

@@ -8,6 +8,8 @@
 // - kv: redis-cli --tls --cacert SET/GET, a 3 MiB value through -x SET and GET (sha256).
 // - --tls-ca: a client certificate is required (curl and redis-cli refused without one, and with
 //   one from another CA), and accepted when signed by the CA.
+// - A client trickling a TLS record's bytes after its handshake is reset at --idle-timeout;
+//   an idle TLS connection is not.
 // - TLS with authentication: redis-cli --tls --pass against --requirepass-file (NOAUTH and
 //   WRONGPASS before), curl --cacert with a bearer token against --token-file (401 without).
 // - kill -9 during TLS writes (kv pipelined SETs and httpd POSTs, on the disk: the journal):
@@ -331,6 +333,36 @@ it("TLS with a password and a token: redis-cli --tls --pass and curl --cacert -H
     assert.is(st.app.unauthorized, 3, JSON.stringify(st.app));
     assert.is(st.app.authFailed, 1, "the wrong token");
     assert.is(st.app.puts, 1, "only the write with the token was stored");
+    assert.is((await srv.kill("SIGTERM")).status, 0);
+    srv = null;
+  } finally {
+    await srv?.kill("SIGKILL");
+    ns.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it("a client trickling a TLS record's bytes after its handshake is reset at --idle-timeout; an idle TLS connection is not", async () => {
+  certs ??= makeCerts();
+  const ns = new Netns("tlsl");
+  const dir = scratchDir("tmpfs");
+  let srv;
+  try {
+    srv = await startCli(ns, "httpd", {
+      pm: join(dir, "l.pm"),
+      ...H,
+      args: ["--size", "128M", "--idle-timeout", "2", ...tlsArgs()],
+    });
+    const r = await spawnIn(ns, process.execPath, [TLS_CLIENT, "trickle", H.us, "443", certs.ca, "4000"]);
+    assert.is(r.status, 0, r.stderr);
+    const res = JSON.parse(r.stdout);
+    assert.ok(res.trickleEnd !== null, `the trickling connection was never ended: ${r.stdout}`);
+    assert.ok(res.trickleEnd >= 1900 && res.trickleEnd < 5000, `ended ${res.trickleEnd} ms after its first byte`);
+    assert.ok(res.trickleBytes < 40, "its record never completed");
+    assert.is(res.idleStatus, "HTTP/1.1 404 Not Found", "the idle TLS connection is served after 4 s");
+    console.log(`  trickle: ${JSON.stringify(res)}`);
+    const st = await noLeak(srv);
+    assert.is(st.app.idleAborts, 1, JSON.stringify(st.app));
     assert.is((await srv.kill("SIGTERM")).status, 0);
     srv = null;
   } finally {

@@ -387,6 +387,9 @@ export class ConnLayer<S> {
       } finally {
         pool.free(ev.buf);
       }
+      // after the handshake (timed by the terminator), a record partly received is a request
+      // partly received: a client trickling a record's bytes is timed like one trickling text
+      if (c.tls && c.tls.secure && !c.gone) this.#timeRequest(c, c.tls.midRecord || this.#h.partial(c), ev.len);
       c.unrecvd += ev.len;
       this.#service(c);
       return;
@@ -724,13 +727,18 @@ export class ConnLayer<S> {
       c.reqEnded = false;
       c.reqSince = 0;
     }
-    if (!c.gone && this.#h.partial(c)) {
+    if (!c.gone) this.#timeRequest(c, this.#h.partial(c) || (c.tls?.midRecord ?? false), v.length);
+  }
+
+  /** A request partly received is timed from its first bytes; one complete is not timed. */
+  #timeRequest(c: Conn<S>, partial: boolean, bytes: number): void {
+    if (partial) {
       if (c.reqSince === 0) {
         c.reqSince = this.#now();
         c.reqBytes = 0;
         this.#partial.add(c);
       }
-      c.reqBytes += v.length;
+      c.reqBytes += bytes;
     } else {
       c.reqSince = 0;
       this.#partial.delete(c);

@@ -308,7 +308,34 @@ export class TlsChannel {
       t.stats.tooLarge++;
       return this.fail(`more than ${t.maxHandshakeBytes} bytes before the handshake completed`);
     }
+    this.#frame(bytes);
     this.#raw.push(Buffer.from(bytes));
+  }
+
+  /** Header bytes of the record now arriving (0..4 seen), and bytes left of its body. */
+  #hdr = 0;
+  #hdrLen = 0;
+  #recLeft = 0;
+
+  /** Follows the TLS record framing (5-byte headers, 16-bit lengths) of the ciphertext in. */
+  #frame(bytes: Uint8Array): void {
+    for (let i = 0; i < bytes.length;) {
+      if (this.#recLeft > 0) {
+        const k = Math.min(this.#recLeft, bytes.length - i);
+        this.#recLeft -= k;
+        i += k;
+        continue;
+      }
+      const b = bytes[i++]!;
+      if (this.#hdr === 3) this.#hdrLen = b << 8;
+      else if (this.#hdr === 4) this.#recLeft = this.#hdrLen | b;
+      this.#hdr = this.#hdr === 4 ? 0 : this.#hdr + 1;
+    }
+  }
+
+  /** A TLS record is partly received: the plaintext it carries cannot reach the app yet. */
+  get midRecord(): boolean {
+    return this.#hdr > 0 || this.#recLeft > 0;
   }
 
   /** The client's FIN: the end of the ciphertext. */

@@ -12,6 +12,10 @@
 //       prints { partialEnded, garbageEnded } (how many the server ended) as JSON
 //   node tls-client.mjs steady HOST PORT CA MS                 one keep-alive client doing
 //       POST then GET (1 KiB, checked) for MS; prints { ok, failed, errors } as JSON
+//   node tls-client.mjs trickle HOST PORT CA MS                two HTTPS connections: one
+//       completes its handshake, then sends a TLS record's bytes one every 250 ms (never the
+//       whole record); the other completes its handshake, says nothing for MS, then GETs /;
+//       prints { trickleEnd (ms after its first record byte, or null), trickleBytes, idleStatus }
 // Values are derived from the key (valueOf), so a checker needs nothing but the keys.
 import tls from "node:tls";
 import net from "node:net";
@@ -237,6 +241,49 @@ async function steady(ca, ms) {
   console.log(JSON.stringify(res));
 }
 
+async function trickle(ca, idleMs) {
+  const handshake = () =>
+    new Promise((resolve, reject) => {
+      const raw = net.connect({ host, port });
+      const t = tls.connect({ socket: raw, ca, servername: "pmstack.test" });
+      t.once("secureConnect", () => resolve({ raw, t }));
+      t.once("error", reject);
+    });
+  const a = await handshake();
+  const b = await handshake();
+  // a record header for 200 bytes of application data, then its body a byte at a time: the
+  // raw socket under the TLS one, so that no record ever completes
+  const record = Buffer.concat([Buffer.from([23, 3, 3, 0, 200]), Buffer.alloc(195, 7)]);
+  let sent = 0;
+  let first = 0;
+  const ended = new Promise((resolve) => {
+    a.raw.once("close", () => resolve(performance.now()));
+    a.t.on("error", () => {});
+    a.raw.on("error", () => {});
+  });
+  const timer = setInterval(() => {
+    if (sent < record.length && !a.raw.destroyed) {
+      first ||= performance.now();
+      a.raw.write(record.subarray(sent, sent + 1));
+      sent++;
+    }
+  }, 250);
+  const end = await Promise.race([ended, new Promise((r) => setTimeout(() => r(null), idleMs + 10_000))]);
+  clearInterval(timer);
+  a.raw.destroy();
+  await new Promise((r) => setTimeout(r, Math.max(0, idleMs - (performance.now() - first))));
+  const idleStatus = await new Promise((resolve) => {
+    b.t.once("error", (e) => resolve(`error ${e.code}`));
+    b.t.once("close", () => resolve("closed"));
+    b.t.write("GET /none HTTP/1.1\r\nHost: pmstack\r\n\r\n");
+    b.t.once("data", (d) => resolve(d.toString("latin1").split("\r\n")[0]));
+  });
+  b.t.destroy();
+  console.log(
+    JSON.stringify({ trickleEnd: end === null ? null : Math.round(end - first), trickleBytes: sent, idleStatus }),
+  );
+}
+
 const ca = a3 && mode !== "flood" ? readFileSync(a3) : null;
 if (mode === "kv-write") kvWrite(ca, Number(a4), a5);
 else if (mode === "http-write") httpWrite(ca, Number(a4), a5);
@@ -244,6 +291,7 @@ else if (mode === "kv-check") await kvCheck(ca);
 else if (mode === "http-check") await httpCheck(ca);
 else if (mode === "flood") await flood(Number(a3), Number(a4), Number(a5));
 else if (mode === "steady") await steady(ca, Number(a4));
+else if (mode === "trickle") await trickle(ca, Number(a4));
 else {
   console.error(`tls-client: unknown mode ${mode}`);
   process.exit(2);

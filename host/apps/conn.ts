@@ -142,8 +142,6 @@ export class Conn<S = unknown> {
   /** @internal When the request now partly received began (0: none), and its bytes so far. */
   reqSince = 0;
   /** @internal */ reqBytes = 0;
-  /** @internal The app ended a request in this data: the next one is timed afresh. */
-  reqEnded = false;
   /** @internal */ replies: Reply[] = [];
   /** @internal */ q: SendQueue;
   /** @internal */ unrecvd = 0;
@@ -186,7 +184,7 @@ export class Conn<S = unknown> {
 
   /** A request ended (called by the app as it parses each one's end): see ConnHandlers.partial. */
   requestEnded(): void {
-    this.reqEnded = true;
+    this.reqSince = 0; // a request that begins in the same data is timed from that data
   }
 
   /** Resets the connection now (RST); its state is released by the close handler. */
@@ -389,7 +387,8 @@ export class ConnLayer<S> {
       }
       // after the handshake (timed by the terminator), a record partly received is a request
       // partly received: a client trickling a record's bytes is timed like one trickling text
-      if (c.tls && c.tls.secure && !c.gone) this.#timeRequest(c, c.tls.midRecord || this.#h.partial(c), ev.len);
+      // (the bytes counted are the ciphertext's: its plaintext is not counted again)
+      if (c.tls.secure && !c.gone) this.#timeRequest(c, c.tls.midRecord || this.#h.partial(c), ev.len);
       c.unrecvd += ev.len;
       this.#service(c);
       return;
@@ -723,11 +722,10 @@ export class ConnLayer<S> {
   /** Bytes to the app, then the request timing: a request partly received is timed from its first chunk. */
   #dispatch(c: Conn<S>, v: Uint8Array, buf: number, off: number): void {
     this.#h.data(c, v, buf, off);
-    if (c.reqEnded) {
-      c.reqEnded = false;
-      c.reqSince = 0;
-    }
-    if (!c.gone) this.#timeRequest(c, this.#h.partial(c) || (c.tls?.midRecord ?? false), v.length);
+    if (c.gone) return;
+    // over TLS, a request already timed had its bytes counted as ciphertext when they came (#data)
+    const bytes = c.tls && c.reqSince !== 0 ? 0 : v.length;
+    this.#timeRequest(c, this.#h.partial(c) || (c.tls?.midRecord ?? false), bytes);
   }
 
   /** A request partly received is timed from its first bytes; one complete is not timed. */

@@ -10,6 +10,7 @@ import {
   formatAddr,
   formatIPv4,
   formatIPv6,
+  isLinkLocal,
   isMapped,
   mapIPv4,
   mappedIPv4,
@@ -64,8 +65,8 @@ export interface StackConfig {
    * A new connection (a SYN, or the ACK of a SYN cookie) finding every block in use and none in
    * TIME_WAIT: "drop" (default: no answer, the client retries its SYN with backoff and gets in
    * once a connection closes) or "reset" (an RST: the client's connect fails at once).
-   * Established connections are never disturbed either way; `stats().counters.TCP_CONN_EXHAUSTED`
-   * counts them.
+   * Established connections are never disturbed either way; `stats().TCP_CONN_EXHAUSTED` counts
+   * them.
    */
   atMaxConnections?: "drop" | "reset";
   synQueue?: number;
@@ -464,13 +465,18 @@ export class Stack {
   #commandPending = false;
 
   #cmd(code: number, conn: number, buf = 0, off = 0, len = 0, aux = 0, handle = 0): void {
+    this.#wake();
+    const flags = ((code << 8) | ((aux & 0xffff) << 16) | ((handle & 0x7f) << 1)) >>> 0;
+    if (this.#e.ringPush(this.rings.appIn, buf >>> 0, off, len, conn >>> 0, flags) < 0)
+      throw new PmstackError("EAGAIN", "pmstack: the command ring is full: poll() the stack and retry");
+  }
+
+  /** Tells onCommand, once until the next poll, that a command waits for a turn. */
+  #wake(): void {
     if (!this.#commandPending && this.onCommand) {
       this.#commandPending = true;
       this.onCommand();
     }
-    const flags = ((code << 8) | ((aux & 0xffff) << 16) | ((handle & 0x7f) << 1)) >>> 0;
-    if (this.#e.ringPush(this.rings.appIn, buf >>> 0, off, len, conn >>> 0, flags) < 0)
-      throw new PmstackError("EAGAIN", "pmstack: the command ring is full: poll() the stack and retry");
   }
 
   /** Free slots in the command ring (APP-IN): how many commands fit before the next poll(). */
@@ -512,10 +518,7 @@ export class Stack {
     if (this.#appIn.space() === 0 || this.#recvdLater.size > 0) {
       // the ring is full (or earlier updates wait): add it to this connection's deferred update
       this.#recvdLater.set(conn, (this.#recvdLater.get(conn) ?? 0) + bytes);
-      if (!this.#commandPending && this.onCommand) {
-        this.#commandPending = true;
-        this.onCommand();
-      }
+      this.#wake();
       return;
     }
     this.#cmd(CMD.RECVD, conn, bytes);
@@ -778,5 +781,3 @@ function checkPort(port: number): void {
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new RangeError(`pmstack: port must be an integer in [0, 65535], got ${port}`);
 }
-
-const isLinkLocal = (b: Uint8Array): boolean => b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;

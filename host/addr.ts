@@ -228,6 +228,9 @@ export function parseCidr(s: string, opts: { family?: Family; defaultPrefix?: nu
   };
 }
 
+/** Whether IPv6 address `b` is link-local (fe80::/10). */
+export const isLinkLocal = (b: Uint8Array): boolean => b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
+
 /** Whether `a` lies in `net`/`len` (16-byte addresses; `len` 0..128 over all 128 bits). */
 export function inPrefix(a: Uint8Array, net: Uint8Array, len: number): boolean {
   for (let i = 0; i < 16 && len > 0; i++, len -= 8) {

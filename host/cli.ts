@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server as CtlServer } from "node:net";
 import { dirname, resolve } from "node:path";
 import { PmstackError } from "./errors.js";
-import { formatEndpoint, inPrefix, parseCidr, parseIPv6 } from "./addr.js";
+import { formatEndpoint, inPrefix, isLinkLocal, parseCidr, parseIPv4, parseIPv6 } from "./addr.js";
 import { PcapWriter } from "./pcap.js";
 import { serve, type App, type AppServer, type ServeNic } from "./apps/serve.js";
 import { HttpdApp } from "./apps/httpd.js";
@@ -209,11 +209,14 @@ export function parseSize(v: string, what: string): number {
   return n;
 }
 
+/** Whether an IPv4 host number lies in 198.18.0.0/15, the range tests and namespaces may use. */
+const inTestNet4 = (n: number): boolean => n >>> 17 === 0xc612 >>> 1;
+
 function address(s: string, what: string, testRange: boolean): string {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(s);
   if (!m || m.slice(1, 5).some((x) => +x > 255) || +m[5]! < 8 || +m[5]! > 30)
     throw new UsageError(`${what} must be an IPv4 ADDR/LEN such as 198.18.0.2/24; got ${s}`);
-  if (testRange && !(m[1] === "198" && (m[2] === "18" || m[2] === "19") && +m[5]! >= 15))
+  if (testRange && !(inTestNet4(parseIPv4(s.split("/")[0]!)) && +m[5]! >= 15))
     throw new UsageError(`${what} must lie inside 198.18.0.0/15 (the benchmarking range) with --netns; got ${s}`);
   return s;
 }
@@ -234,12 +237,7 @@ function address6(s: string, what: string, testRange: boolean): { text: string; 
   if (c.prefix < 8 || c.prefix > 128)
     throw new UsageError(`${what}: the prefix length must be 8..128 (64 for a link); got ${s}`);
   const b = c.bytes;
-  if (
-    b[0] === 0xff ||
-    (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) ||
-    b.every((x) => x === 0) ||
-    c.address.startsWith("::")
-  )
+  if (b[0] === 0xff || isLinkLocal(b) || b.every((x) => x === 0) || c.address.startsWith("::"))
     throw new UsageError(`${what} must be a global unicast address (not multicast, link-local or ::); got ${s}`);
   if (testRange && !(inPrefix(b, TEST_NET6, 48) && c.prefix >= 48))
     throw new UsageError(`${what} must lie inside 2001:2::/48 (the IPv6 benchmarking range) with --netns; got ${s}`);
@@ -249,13 +247,17 @@ function address6(s: string, what: string, testRange: boolean): { text: string; 
 /** --gateway: an IPv4 address on the link of `ip` (ADDR/LEN), not `ip` itself. */
 function gateway4(s: string, ip: string, testRange: boolean): string {
   const [addr, len] = ip.split("/") as [string, string];
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m || m.slice(1, 5).some((x) => +x > 255))
+  let g: number;
+  try {
+    g = parseIPv4(s);
+  } catch {
     throw new UsageError(`--gateway must be an IPv4 address such as 198.18.0.1; got ${s}`);
-  if (testRange && !(m[1] === "198" && (m[2] === "18" || m[2] === "19")))
+  }
+  if (testRange && !inTestNet4(g))
     throw new UsageError(`--gateway must lie inside 198.18.0.0/15 with --netns; got ${s}`);
-  const net = (t: string) => Math.floor(t.split(".").reduce((v, x) => v * 256 + +x, 0) / 2 ** (32 - +len));
-  if (s === addr || net(s) !== net(addr))
+  const us = parseIPv4(addr);
+  const hostBits = 32 - +len; // 2..24: --ip's prefix is 8..30
+  if (g === us || g >>> hostBits !== us >>> hostBits)
     throw new UsageError(`--gateway ${s} must be another address on the link of --ip ${ip}`);
   return s;
 }
@@ -273,7 +275,7 @@ function gateway6Of(
   } catch (e) {
     throw new UsageError(`--gateway6 must be an IPv6 address such as fe80::1; got ${s} (${(e as Error).message})`);
   }
-  const linkLocal = b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
+  const linkLocal = isLinkLocal(b);
   if (!linkLocal && !inPrefix(b, ip6.bytes, ip6.prefix))
     throw new UsageError(`--gateway6 ${s} must be link-local or on the link of --ip6 ${ip6.text}`);
   if (!linkLocal && testRange && !inPrefix(b, TEST_NET6, 48))

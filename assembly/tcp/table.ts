@@ -236,7 +236,7 @@ export function setListenerPort(L: u32, port: u32): void {
 
 /** Resolves an app conn id to an index (checks the generation), or NIL. */
 export function fromId(id: u32): u32 {
-  const i = id & ID_INDEX_MASK;
+  const i = idIndex(id);
   if (i >= maxConns) return NIL;
   const t = tcb(i);
   if ((t.flags & TF_USED) == 0 || t.gen != (id >>> ID_INDEX_BITS) || (t.flags & TF_APP_DONE) != 0) return NIL;

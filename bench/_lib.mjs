@@ -6,6 +6,19 @@ import { join } from "node:path";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * What a wrk run with bench/durable-post.lua (or durable-put.lua) reported: its `DURABLE {json}`
+ * line from `r` ({status, signal, stdout, stderr}), with `rps` and `errCount` added.
+ */
+export function durableWrkResult(r) {
+  const m = /DURABLE (\{.*\})/.exec(r.stdout);
+  if (!m) throw new Error(`wrk failed (${r.status ?? r.signal}): ${r.stdout} ${r.stderr}`);
+  const j = JSON.parse(m[1]);
+  j.rps = j.requests / (j.duration_us / 1e6);
+  j.errCount = Object.values(j.errors).reduce((x, y) => x + y, 0);
+  return j;
+}
+
 /** Microseconds per clock tick of /proc's CPU times (getconf CLK_TCK, 100 on Linux). */
 const TICK_US = 1e6 / (+spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout || 100);
 

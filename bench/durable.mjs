@@ -64,7 +64,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Netns, netnsUnavailable } from "../test/lib/netns.mjs";
 import { cdfSvg, formatDurable, durableRatios, summarizeProfile } from "./_durable-report.mjs";
-import { cpuBusyUs, cpuUs, deviceFloor, straceCount } from "./_lib.mjs";
+import { cpuBusyUs, cpuUs, deviceFloor, durableWrkResult, straceCount } from "./_lib.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const SERVER = join(here, "_durable-server.mjs");
@@ -278,12 +278,7 @@ async function runMedium(o, base) {
       const p = C.spawn(cmd, a);
       p.stdin.end();
       const r = await p.done;
-      const m = /DURABLE (\{.*\})/.exec(r.stdout);
-      if (!m) throw new Error(`wrk failed (${r.status ?? r.signal}): ${r.stdout} ${r.stderr}`);
-      const j = JSON.parse(m[1]);
-      j.rps = j.requests / (j.duration_us / 1e6);
-      j.errCount = Object.values(j.errors).reduce((x, y) => x + y, 0);
-      return j;
+      return durableWrkResult(r);
     }
 
     function wrk(url, conns, size, secs) {

@@ -75,7 +75,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Netns, netnsUnavailable } from "../test/lib/netns.mjs";
-import { cpuBusyUs, cpuUs } from "./_lib.mjs";
+import { cpuBusyUs, cpuUs, durableWrkResult } from "./_lib.mjs";
 
 const SELF = fileURLToPath(import.meta.url);
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -438,12 +438,7 @@ export async function run(args = []) {
       const p = C.spawn(cmd, a);
       p.stdin.end();
       const r = await p.done;
-      const m = /DURABLE (\{.*\})/.exec(r.stdout);
-      if (!m) throw new Error(`wrk failed (${r.status ?? r.signal}): ${r.stdout} ${r.stderr}`);
-      const j = JSON.parse(m[1]);
-      j.rps = j.requests / (j.duration_us / 1e6);
-      j.errCount = Object.values(j.errors).reduce((x, y) => x + y, 0);
-      return j;
+      return durableWrkResult(r);
     }
     function flood(L, mode, secs) {
       const rstArgs = ["--src", L.client, "--sports", `${LOCAL_PORTS[0]}-${LOCAL_PORTS[1]}`];

@@ -7,7 +7,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
@@ -36,8 +36,7 @@ for (const [app, net, kind, port] of [
         ...net,
         args: ["--size", "128M", "--idle-timeout", String(TIMEOUT_S), "--max-conns", "8192"],
       });
-      const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${srv.pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
-      const rss0 = rss();
+      const rss0 = srv.rss();
       const slow = ns.spawn("sh", [
         "-c",
         `ulimit -n 8192 && exec "$0" "$@"`,
@@ -72,7 +71,7 @@ for (const [app, net, kind, port] of [
         const rd = await spawnIn(ns, r[0], r[1], { timeoutMs: 10_000 });
         if (wr.status === 0 && rd.status === 0 && rd.stdout.trim() === v) served++;
         else failures.push(`${wr.stdout}${wr.stderr} / ${rd.stdout}${rd.stderr}`);
-        peak = Math.max(peak, rss());
+        peak = Math.max(peak, srv.rss());
         await new Promise((res) => setTimeout(res, 200));
       }
       const res = await slow.done;

@@ -21,7 +21,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
-import { chmodSync, copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
@@ -450,9 +450,7 @@ it("a handshake flood and garbage before the ClientHello: a real TLS client is s
       ...H,
       args: ["--size", "128M", ...tlsArgs(["--tls-handshake-timeout", "2"])],
     });
-    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${srv.pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
-    // the server is the node process `ip netns exec` became
-    const rss0 = rss();
+    const rss0 = srv.rss();
     const steady = spawnIn(ns, process.execPath, [TLS_CLIENT, "steady", H.us, "443", certs.ca, "9000"]);
     await sleep(500);
     // 600 stalled partial ClientHellos (over the cap of 256 handshakes) and 300 garbage openings,
@@ -461,7 +459,7 @@ it("a handshake flood and garbage before the ClientHello: a real TLS client is s
     const floodRes = await flood;
     assert.is(floodRes.status, 0, floodRes.stderr);
     const f = JSON.parse(floodRes.stdout);
-    const rss1 = rss();
+    const rss1 = srv.rss();
     const s = await steady;
     assert.is(s.status, 0, s.stderr);
     const served = JSON.parse(s.stdout);

@@ -5,7 +5,7 @@
 // like `pmstack stats --json`; clients (curl, redis-cli, node) run in the same namespace.
 import { createConnection } from "node:net";
 import { createHash } from "node:crypto";
-import { createReadStream, openSync, writeSync, closeSync } from "node:fs";
+import { createReadStream, openSync, readFileSync, writeSync, closeSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
@@ -61,6 +61,8 @@ export async function startCli(ns, app, cfg) {
       return exited;
     },
     stats: () => control(`${pm}.ctl`, "stats"),
+    /** The server's resident memory now, in bytes (the node process `ip netns exec` became). */
+    rss: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))?.[1] ?? 0) * 1024,
     /**
      * Waits until the server holds nothing but kept objects and the NIC's ring (every reply
      * sent and freed); its stats then.

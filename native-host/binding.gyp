@@ -12,7 +12,7 @@
     },
     {
       "target_name": "pmstack_nic",
-      "sources": ["nic/nic.c", "nic/tap.c", "nic/xdp.c"],
+      "sources": ["nic/nic.c", "nic/tap.c", "nic/uring.c", "nic/xdp.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=gnu11"],
       "cflags": ["-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"],

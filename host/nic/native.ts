@@ -24,6 +24,8 @@ export const META_SIZE = 8;
 export const TAP_VNET = 1;
 export const TAP_MULTI_QUEUE = 2;
 export const TAP_NO_USO = 8;
+/** One readv/writev system call per frame even where io_uring could batch them. */
+export const TAP_NO_BATCH = 16;
 /** xdpOpen flags. */
 export const XDP_FORCE_SKB = 1;
 export const XDP_FORCE_COPY = 2;
@@ -43,6 +45,11 @@ export interface NicInfo {
   offload?: boolean;
   uso?: boolean;
   rxNeed?: number;
+  /**
+   * TAP: how frames reach the kernel: "io_uring: up to 32 readv or writev per system call", or
+   * "none: ..." with the reason (asked for, or io_uring unavailable and why).
+   */
+  batch?: string;
   mode?: "drv" | "skb";
   bind?: "copy" | "zerocopy";
   ringSize?: number;

@@ -2,7 +2,7 @@
 // and written by the addon straight from and to PM buffers (docs/nic.md).
 
 import type { Pool } from "../pool.js";
-import { TAP_MULTI_QUEUE, TAP_NO_USO, TAP_VNET } from "./native.js";
+import { TAP_MULTI_QUEUE, TAP_NO_BATCH, TAP_NO_USO, TAP_VNET } from "./native.js";
 import { NO_OFFLOADS, NicPort, type NicCaps, type NicQueues } from "./port.js";
 
 export interface TapOptions {
@@ -18,6 +18,12 @@ export interface TapOptions {
   multiQueue?: boolean;
   /** Buffers kept posted (default: the fill table's capacity). */
   fill?: number;
+  /**
+   * Batch the frames' readv and writev calls through io_uring, up to 32 per system call
+   * (default true; where the kernel or a seccomp filter refuses io_uring, one call per frame,
+   * and `info.batch` says why). false: one readv or writev per frame.
+   */
+  batch?: boolean;
 }
 
 /**
@@ -36,7 +42,8 @@ export class TapPort extends NicPort {
     const flags =
       (opts.offload === false ? 0 : TAP_VNET) |
       (opts.multiQueue ? TAP_MULTI_QUEUE : 0) |
-      (opts.uso === false ? TAP_NO_USO : 0);
+      (opts.uso === false ? TAP_NO_USO : 0) |
+      (opts.batch === false ? TAP_NO_BATCH : 0);
     const h = m.nat.tapOpen(m.memory, m.view, m.bufBase, m.bufCount, opts.name ?? "pmtap%d", flags, opts.netns ?? null);
     const port = new TapPort(pool, queues, m.nat, h, opts.fill ?? queues.fillCap);
     if (port.info.rxNeed! > queues.slots || port.info.rxNeed! > queues.fillCap) {

@@ -192,6 +192,7 @@ static int attach_memory(napi_env env, napi_value *argv, nic_t *n) {
 
 static void nic_release(nic_t *n) {
   if (n->x) xdp_close(n);
+  if (n->tb) tap_close(n);
   if (n->fd >= 0) close(n->fd);
   n->fd = -1;
   n->closed = true;
@@ -439,6 +440,7 @@ static napi_value nic_info(napi_env env, napi_callback_info info) {
     SETBOOL(o, "offload", n->offload);
     SETBOOL(o, "uso", n->uso);
     SETNUM(o, "rxNeed", n->rx_need);
+    SETSTR(o, "batch", n->batch);
   } else if (n->x && !xdp_info(env, n, o))
     return NULL;
   return o;

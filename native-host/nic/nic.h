@@ -58,6 +58,8 @@ typedef struct nic {
   int vnet_sz;
   bool offload, uso;
   uint32_t rx_need; /* buffers one read must be offered: a whole superframe when offloads are on */
+  struct tap_batch *tb; /* io_uring batching (NULL: one readv/writev syscall per frame) */
+  char batch[160];      /* how frames are batched, or why they are not */
   /* AF_XDP */
   xdp_state *x;
   /* readiness */
@@ -90,6 +92,7 @@ typedef struct {
 int tap_open(napi_env env, nic_t *n, const char *name, uint32_t flags, const char *netns);
 uint32_t tap_rx(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *err);
 uint32_t tap_tx(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err);
+void tap_close(nic_t *n);
 
 /* xdp.c */
 int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_t flags, uint32_t ring_size,

@@ -3,14 +3,24 @@
  * offloads, so the kernel may hand over 64 KiB GSO superframes and frames whose checksum is to
  * be completed (NEEDS_CSUM). Each frame is read with one readv straight into a chain of PM
  * buffers: the kernel's copy into the PM buffer is the only copy on this path.
+ *
+ * Batching: where the kernel has io_uring, up to TB_MAX readv (or writev) requests go to the
+ * kernel in one io_uring_enter, each with RWF_NOWAIT, and the call waits for all of them; a read
+ * that finds the queue empty ends with EAGAIN, as the plain readv would. Each frame still costs
+ * the kernel its tun read or write, but not a system call of its own (on a virtual machine the
+ * system call is most of a small frame's cost). Without io_uring (old kernel, seccomp, the
+ * io_uring_disabled sysctl) or with TAP_NO_BATCH, one readv or writev per frame.
  */
 #include "nic.h"
+#include "uring.h"
 
 #include <errno.h>
+#include <linux/fs.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_net.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
@@ -20,6 +30,21 @@
 #define TUN_F_USO4 0x20
 #define TUN_F_USO6 0x40
 #endif
+
+#define TAP_NO_BATCH 16u /* open flag: one readv/writev per frame even where io_uring exists */
+#define TB_MAX 32u       /* frames per io_uring submission */
+
+struct tap_batch {
+  uring_t u;
+  uint32_t rx_hint; /* frames the last receive call got: the size of the next call's first batch */
+  struct iovec iov[TB_MAX][MAX_CHAIN + 1];
+  struct virtio_net_hdr vh[TB_MAX];
+  int32_t res[TB_MAX];
+  /* TX: each batched frame's first ring position, slot count, bytes and buffers */
+  uint32_t pos[TB_MAX], k[TB_MAX], bad[TB_MAX];
+  size_t total[TB_MAX];
+  uint32_t idx[TB_MAX][MAX_CHAIN];
+};
 
 /* Largest frame the kernel may hand over with offloads on: a 64 KiB GSO superframe plus its
  * Ethernet/VLAN header. 34 buffers of 2048 bytes hold it. */
@@ -59,11 +84,26 @@ int tap_open(napi_env env, nic_t *n, const char *name, uint32_t flags, const cha
     n->offload = true;
   }
   n->rx_need = n->offload ? (GSO_MAX_FRAME + BUF_SIZE - 1) / BUF_SIZE : 1;
+  if (flags & TAP_NO_BATCH) {
+    snprintf(n->batch, sizeof n->batch, "none: one readv or writev per frame (asked for)");
+  } else {
+    struct tap_batch *b = calloc(1, sizeof *b);
+    int r2 = b ? uring_init(&b->u, 2 * TB_MAX) : -ENOMEM;
+    if (r2 == 0) {
+      n->tb = b;
+      snprintf(n->batch, sizeof n->batch, "io_uring: up to %u readv or writev per system call", TB_MAX);
+    } else {
+      free(b);
+      snprintf(n->batch, sizeof n->batch, "none: one readv or writev per frame (io_uring unavailable: %s)",
+               nic_errname(-r2));
+    }
+  }
   snprintf(n->copies, sizeof n->copies,
-           "TAP %s: the kernel copies each received frame into its PM buffers (one readv per frame%s); no copy "
+           "TAP %s: the kernel copies each received frame into its PM buffers (one readv per frame%s%s); no copy "
            "after that. Send: the kernel copies each frame out of its PM buffers (one writev per frame%s). "
            "%s",
-           n->ifname, n->offload ? ", GSO superframes up to 64 KiB as chains of 2 KiB buffers" : "",
+           n->ifname, n->tb ? ", up to 32 per system call through io_uring" : "",
+           n->offload ? ", GSO superframes up to 64 KiB as chains of 2 KiB buffers" : "",
            n->offload ? ", with a virtio-net header for checksum/GSO offload" : "",
            n->offload ? "Checksums marked NEEDS_CSUM are completed by the core (a read of the bytes, not a copy)."
                       : "Frames must fit one 2 KiB buffer (MTU <= 2030).");
@@ -81,7 +121,41 @@ static inline void put_slot(uint8_t *s, uint32_t buf, uint16_t off, uint16_t len
   memcpy(s + 12, &flags, 4);
 }
 
-uint32_t tap_rx(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *err) {
+/* A received frame's first-slot flags from its virtio-net header; its offsets into the side table. */
+static uint32_t rx_flags(nic_t *n, const struct virtio_net_hdr *vh, uint8_t *meta, ring_t *r, uint32_t tail) {
+  uint32_t fl = 0;
+  if (!n->vnet_sz) return 0;
+  if (vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) fl |= SF_NEEDS_CSUM;
+  if (vh->flags & VIRTIO_NET_HDR_F_DATA_VALID) fl |= SF_CSUM_VALID;
+  if (vh->gso_type & VIRTIO_NET_HDR_GSO_ECN) fl |= SF_GSO_ECN;
+  fl |= ((uint32_t)(vh->gso_type & 0x0f) << SF_GSO_SHIFT);
+  if ((fl & SF_NIC_META) && meta) {
+    uint16_t m[4] = {vh->csum_start, vh->csum_offset, vh->gso_size, vh->hdr_len};
+    memcpy(meta + (size_t)(tail & r->mask) * META_SIZE, m, META_SIZE);
+  }
+  return fl;
+}
+
+/* The virtio-net header of a frame to send, from its first slot's flags and side-table entry. */
+static void tx_vnet(struct virtio_net_hdr *vh, const uint8_t *meta, ring_t *r, uint32_t head, uint32_t fl0) {
+  memset(vh, 0, sizeof *vh);
+  if (!meta || !(fl0 & SF_NIC_META)) return;
+  uint16_t m[4];
+  memcpy(m, meta + (size_t)(head & r->mask) * META_SIZE, META_SIZE);
+  if (fl0 & SF_NEEDS_CSUM) {
+    vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    vh->csum_start = m[0];
+    vh->csum_offset = m[1];
+  }
+  uint32_t g = (fl0 & SF_GSO_MASK) >> SF_GSO_SHIFT;
+  if (g) {
+    vh->gso_type = g | ((fl0 & SF_GSO_ECN) ? VIRTIO_NET_HDR_GSO_ECN : 0);
+    vh->gso_size = m[2];
+    vh->hdr_len = m[3];
+  }
+}
+
+static uint32_t rx_one(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *err) {
   struct iovec iov[MAX_CHAIN + 1];
   struct virtio_net_hdr vh;
   uint32_t frames = 0, need = n->rx_need;
@@ -129,17 +203,7 @@ uint32_t tap_rx(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *err) {
       continue;
     }
     uint32_t nb = (len + BUF_SIZE - 1) / BUF_SIZE;
-    uint32_t fl = 0;
-    if (n->vnet_sz) {
-      if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) fl |= SF_NEEDS_CSUM;
-      if (vh.flags & VIRTIO_NET_HDR_F_DATA_VALID) fl |= SF_CSUM_VALID;
-      if (vh.gso_type & VIRTIO_NET_HDR_GSO_ECN) fl |= SF_GSO_ECN;
-      fl |= ((uint32_t)(vh.gso_type & 0x0f) << SF_GSO_SHIFT);
-      if ((fl & SF_NIC_META) && meta) {
-        uint16_t m[4] = {vh.csum_start, vh.csum_offset, vh.gso_size, vh.hdr_len};
-        memcpy(meta + (size_t)(tail & r->mask) * META_SIZE, m, META_SIZE);
-      }
-    }
+    uint32_t fl = rx_flags(n, &vh, meta, r, tail);
     for (k = 0; k < nb; k++) {
       uint32_t idx = fill->e[have - 1 - k];
       size_t l = len - (size_t)k * BUF_SIZE;
@@ -156,7 +220,7 @@ uint32_t tap_rx(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *err) {
   return frames;
 }
 
-uint32_t tap_tx(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err) {
+static uint32_t tx_one(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err) {
   struct iovec iov[MAX_CHAIN + 1];
   uint32_t idxs[MAX_CHAIN];
   struct virtio_net_hdr vh;
@@ -195,22 +259,7 @@ uint32_t tap_tx(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err) {
     }
     if (done->cap - *done->count < k) break; /* no room to report completions: later */
     if (!bad) {
-      memset(&vh, 0, sizeof vh);
-      if (meta && (fl0 & SF_NIC_META)) {
-        uint16_t m[4];
-        memcpy(m, meta + (size_t)(head & r->mask) * META_SIZE, META_SIZE);
-        if (fl0 & SF_NEEDS_CSUM) {
-          vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-          vh.csum_start = m[0];
-          vh.csum_offset = m[1];
-        }
-        uint32_t g = (fl0 & SF_GSO_MASK) >> SF_GSO_SHIFT;
-        if (g) {
-          vh.gso_type = g | ((fl0 & SF_GSO_ECN) ? VIRTIO_NET_HDR_GSO_ECN : 0);
-          vh.gso_size = m[2];
-          vh.hdr_len = m[3];
-        }
-      }
+      tx_vnet(&vh, meta, r, head, fl0);
       iov[0].iov_base = &vh;
       iov[0].iov_len = n->vnet_sz;
       struct iovec *v = n->vnet_sz ? iov : iov + 1;
@@ -243,4 +292,245 @@ uint32_t tap_tx(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err) {
     __atomic_store_n(rhead, head + k, __ATOMIC_RELEASE);
   }
   return frames;
+}
+
+/* ---------- batched through io_uring ---------- */
+
+/*
+ * Receive: up to TB_MAX reads in one submission, each offered rx_need buffers from the top of
+ * the fill table (read i takes the i-th group of rx_need entries), then the frames go into the
+ * RX ring in the order of their reads, and the fill table is compacted: the buffers a frame
+ * filled leave it, the rest stay in their order. The first submission of a call is sized by
+ * what the previous call got (at least 4); a submission whose reads all got a frame is followed
+ * by one twice its size, one with an empty read ends the call.
+ */
+static uint32_t rx_batch(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *err) {
+  struct tap_batch *b = n->tb;
+  uint32_t frames = 0, need = n->rx_need, vn = n->vnet_sz ? 1 : 0;
+  uint32_t *rhead = (uint32_t *)(r->p + 4), *rtail = (uint32_t *)(r->p + 8);
+  uint32_t want = b->rx_hint < 4 ? 4 : b->rx_hint > TB_MAX ? TB_MAX : b->rx_hint;
+  for (;;) {
+    uint32_t tail = __atomic_load_n(rtail, __ATOMIC_RELAXED);
+    uint32_t space = r->mask + 1 - (tail - __atomic_load_n(rhead, __ATOMIC_ACQUIRE));
+    uint32_t have = *fill->count;
+    uint32_t k = want;
+    if (k > have / need) k = have / need;
+    if (k > space / need) k = space / need;
+    if (k == 0) {
+      n->st.rx_no_room++;
+      break;
+    }
+    for (uint32_t i = 0; i < k; i++) {
+      for (uint32_t j = 0; j < need; j++) {
+        uint32_t idx = fill->e[have - 1 - i * need - j];
+        if (idx >= n->buf_count) {
+          *err = EINVAL;
+          n->st.rx_bad++;
+          b->rx_hint = frames;
+          return frames;
+        }
+        b->iov[i][j + 1].iov_base = nic_buf(n, idx);
+        b->iov[i][j + 1].iov_len = BUF_SIZE;
+      }
+      b->iov[i][0].iov_base = &b->vh[i];
+      b->iov[i][0].iov_len = n->vnet_sz;
+      struct io_uring_sqe *q = uring_sqe(&b->u);
+      q->opcode = IORING_OP_READV;
+      q->fd = n->fd;
+      q->addr = (uintptr_t)(b->iov[i] + 1 - vn);
+      q->len = need + vn;
+      q->off = (uint64_t)-1;
+      q->rw_flags = RWF_NOWAIT;
+      q->user_data = i;
+    }
+    int sr = uring_submit(&b->u, k);
+    n->st.syscalls++;
+    if (sr < 0) {
+      n->st.rx_errors++;
+      *err = -sr;
+      break;
+    }
+    uint64_t d;
+    int32_t res;
+    while (uring_cqe(&b->u, &d, &res))
+      if (d < k) b->res[d] = res;
+    bool empty = false;
+    uint32_t got = 0, base = have - k * need;
+    for (uint32_t i = 0; i < k; i++) {
+      int32_t got_len = b->res[i];
+      if (got_len < 0) {
+        if (got_len == -EAGAIN) {
+          n->st.rx_eagain++;
+          empty = true;
+        } else if (got_len != -EINTR) {
+          n->st.rx_errors++;
+          *err = -got_len;
+          empty = true;
+        }
+        continue;
+      }
+      size_t len = (size_t)got_len - n->vnet_sz;
+      if ((size_t)got_len < (size_t)n->vnet_sz || len == 0) {
+        n->st.rx_bad++;
+        continue;
+      }
+      uint32_t nb = (len + BUF_SIZE - 1) / BUF_SIZE;
+      uint32_t fl = rx_flags(n, &b->vh[i], meta, r, tail);
+      for (uint32_t j = 0; j < nb; j++) {
+        uint32_t at = have - 1 - i * need - j;
+        size_t l = len - (size_t)j * BUF_SIZE;
+        if (l > BUF_SIZE) l = BUF_SIZE;
+        put_slot(slot_at(r, tail + j), fill->e[at], 0, (uint16_t)l,
+                 (j == 0 ? fl : 0) | (j + 1 < nb ? SF_MORE : 0));
+        fill->e[at] = UINT32_MAX; /* taken: compacted out below */
+      }
+      tail += nb;
+      got++;
+      n->st.rx_frames++;
+      n->st.rx_slots += nb;
+      n->st.rx_bytes += len;
+    }
+    /* The fill entries the frames took leave the table; the others keep their order. */
+    uint32_t w = base;
+    for (uint32_t at = base; at < have; at++)
+      if (fill->e[at] != UINT32_MAX) fill->e[w++] = fill->e[at];
+    *fill->count = w;
+    __atomic_store_n(rtail, tail, __ATOMIC_RELEASE);
+    frames += got;
+    if (empty || got < k) break;
+    want = k * 2 > TB_MAX ? TB_MAX : k * 2;
+  }
+  b->rx_hint = frames;
+  return frames;
+}
+
+/*
+ * Send: up to TB_MAX frames from the TX ring in one submission, linked (IOSQE_IO_LINK), so a
+ * write that fails cancels the ones after it and the ring keeps its order: the frames from the
+ * first that was not written stay in the ring (EAGAIN, cancelled) or are dropped and counted
+ * (the device is down: EIO; another error), as the one-at-a-time path does.
+ */
+static uint32_t tx_batch(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err) {
+  struct tap_batch *b = n->tb;
+  uint32_t frames = 0, vn = n->vnet_sz ? 1 : 0;
+  uint32_t *rhead = (uint32_t *)(r->p + 4), *rtail = (uint32_t *)(r->p + 8);
+  for (;;) {
+    uint32_t head = __atomic_load_n(rhead, __ATOMIC_RELAXED), tail = __atomic_load_n(rtail, __ATOMIC_ACQUIRE);
+    uint32_t pos = head, nf = 0, slots = 0, sqes = 0;
+    struct io_uring_sqe *last = NULL;
+    while (nf < TB_MAX && pos != tail) {
+      uint32_t k = 0, fl0 = 0, bad = 0;
+      size_t total = 0;
+      bool complete = false;
+      while (pos + k != tail && k < MAX_CHAIN) {
+        uint8_t *sl = slot_at(r, pos + k);
+        uint32_t buf, fl;
+        uint16_t off, len;
+        memcpy(&buf, sl, 4);
+        memcpy(&off, sl + 4, 2);
+        memcpy(&len, sl + 6, 2);
+        memcpy(&fl, sl + 12, 4);
+        if (k == 0) fl0 = fl;
+        if (buf >= n->buf_count || (uint32_t)off + len > BUF_SIZE) bad = 1;
+        b->idx[nf][k] = buf;
+        b->iov[nf][k + 1].iov_base = bad ? NULL : nic_buf(n, buf) + off;
+        b->iov[nf][k + 1].iov_len = len;
+        total += len;
+        k++;
+        if (!(fl & SF_MORE)) {
+          complete = true;
+          break;
+        }
+      }
+      if (!complete) {
+        if (k == MAX_CHAIN) bad = 1; /* a chain longer than any frame: drop it up to here */
+        else break;                  /* the producer has not finished this chain */
+      }
+      if (done->cap - *done->count < slots + k) break; /* no room to report completions: later */
+      b->pos[nf] = pos;
+      b->k[nf] = k;
+      b->bad[nf] = bad;
+      b->total[nf] = total;
+      b->res[nf] = 0;
+      if (!bad) {
+        tx_vnet(&b->vh[nf], meta, r, pos, fl0);
+        b->iov[nf][0].iov_base = &b->vh[nf];
+        b->iov[nf][0].iov_len = n->vnet_sz;
+        struct io_uring_sqe *q = uring_sqe(&b->u);
+        q->opcode = IORING_OP_WRITEV;
+        q->fd = n->fd;
+        q->addr = (uintptr_t)(b->iov[nf] + 1 - vn);
+        q->len = k + vn;
+        q->off = (uint64_t)-1;
+        q->rw_flags = RWF_NOWAIT;
+        q->flags = IOSQE_IO_LINK;
+        q->user_data = nf;
+        last = q;
+        sqes++;
+      }
+      pos += k;
+      slots += k;
+      nf++;
+    }
+    if (nf == 0) break;
+    if (sqes) {
+      last->flags = 0; /* the chain ends at the batch's last frame */
+      int sr = uring_submit(&b->u, sqes);
+      n->st.syscalls++;
+      if (sr < 0) {
+        n->st.tx_errors++;
+        *err = -sr;
+        break;
+      }
+      uint64_t d;
+      int32_t res;
+      while (uring_cqe(&b->u, &d, &res))
+        if (d < nf) b->res[d] = res;
+    }
+    bool stop = false, again = true;
+    for (uint32_t i = 0; i < nf && !stop; i++) {
+      int32_t w = b->res[i];
+      if (b->bad[i]) {
+        n->st.tx_dropped++;
+      } else if (w == -ECANCELED) {
+        stop = true; /* an earlier write failed: this one and the rest go in the next submission */
+        break;
+      } else if (w == -EAGAIN) {
+        n->st.tx_eagain++;
+        stop = true;
+        again = false;
+        break;
+      } else if (w == -EIO) {
+        n->st.tx_dropped++; /* the device is down (not IFF_UP): dropped, no error */
+      } else if (w < 0) {
+        n->st.tx_errors++;
+        n->st.tx_dropped++;
+        *err = -w;
+      } else {
+        frames++;
+        n->st.tx_frames++;
+        n->st.tx_slots += b->k[i];
+        n->st.tx_bytes += b->total[i];
+      }
+      for (uint32_t j = 0; j < b->k[i]; j++)
+        if (b->idx[i][j] < n->buf_count) done->e[(*done->count)++] = b->idx[i][j];
+      __atomic_store_n(rhead, b->pos[i] + b->k[i], __ATOMIC_RELEASE);
+    }
+    if (!again) break;
+  }
+  return frames;
+}
+
+uint32_t tap_rx(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *err) {
+  return n->tb ? rx_batch(n, r, meta, fill, err) : rx_one(n, r, meta, fill, err);
+}
+
+uint32_t tap_tx(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err) {
+  return n->tb ? tx_batch(n, r, meta, done, err) : tx_one(n, r, meta, done, err);
+}
+
+void tap_close(nic_t *n) {
+  uring_free(&n->tb->u);
+  free(n->tb);
+  n->tb = NULL;
 }

@@ -4,8 +4,9 @@
 // and RSTs guessing at the receive windows of wrk's live connections (RFC 5961: only an exact
 // sequence number resets, one in the window gets a rate-limited challenge ACK). Each flood runs
 // beside wrk in the same run as wrk alone, on the same server. Two systems, the same httpd on two
-// NIC queues: pmstack-httpd-tap (a TAP: one readv and one writev syscall per frame) and
-// pmstack-httpd-xdp (AF_XDP on a veth: frames through shared rings in batches).
+// NIC queues: pmstack-httpd-tap (a TAP: a readv and a writev per frame, up to 32 of them per
+// io_uring_enter) and pmstack-httpd-xdp (AF_XDP on a veth: frames through shared rings in
+// batches).
 //
 //   flood ns   bench/_flood-sender.c (compiled into os.tmpdir() with cc at run time): a raw IPv4
 //              socket bound to pmfv0 (198.18.12.18/28), spoofed segments at --rate per second,
@@ -492,6 +493,10 @@ export async function run(args = []) {
       w.xdp = Object.fromEntries(Object.entries(xdpDrops(s1)).map(([k, v]) => [k, v - (x0[k] ?? 0)]));
       w.rxFrames = s1.loop.rxFrames - s0.loop.rxFrames;
       w.txFrames = s1.loop.txFrames - s0.loop.txFrames;
+      w.turns = s1.loop.turns - s0.loop.turns;
+      w.syscalls = s1.nic.syscalls - s0.nic.syscalls;
+      w.polls = s1.nic.polls - s0.nic.polls;
+      w.rxEagain = s1.nic.rxEagain - s0.nic.rxEagain;
       w.serverCpu = (cpuUs(s.pid) - cpu0) / 1e6 / wall;
       w.clientCpu = (cpuBusyUs(CPU?.client ?? null) - cc0) / 1e6 / wall;
       w.serverCpuAll = (cpuBusyUs(CPU?.server ?? null) - sc0) / 1e6 / wall;
@@ -499,6 +504,7 @@ export async function run(args = []) {
       console.error(
         `flood: ${L.system} ${cell}: ${Math.round(w.rps)} req/s, p99 ${pct(w, 99)} us` +
           (f ? `, ${Math.round(w.pps)} pps offered (${f.sent} sent, ${f.failed} refused by the sender's kernel)` : "") +
+          `; ${w.turns} turns, ${w.syscalls} NIC syscalls (${w.rxEagain} reads found the queue empty), ${w.polls} wake-ups for ${w.rxFrames + w.txFrames} frames` +
           ` (${Math.round((Date.now() - t0) / 1000)} s)`,
       );
       return w;
@@ -615,8 +621,9 @@ export async function run(args = []) {
         (tap
           ? `the TAP queue dropped ${w.tapDropped} frames (pmstack read ${w.tapTx}), `
           : `the veth's kernel end ${L.dev} sent ${w.tapTx} frames and dropped ${w.tapDropped}${xdpLine(w)}, `) +
-        `pmstack rx ${w.rxFrames} / tx ${w.txFrames} frames, ` +
-        `over the cell (the flood's lead and tail included) pmstack's process ${(w.serverCpu * 100).toFixed(0)}% of a CPU` +
+        `pmstack rx ${w.rxFrames} / tx ${w.txFrames} frames in ${w.turns} loop turns with ${w.syscalls} NIC syscalls` +
+        (tap ? ` (${w.rxEagain} reads found the TAP queue empty)` : "") +
+        `, over the cell (the flood's lead and tail included) pmstack's process ${(w.serverCpu * 100).toFixed(0)}% of a CPU` +
         (CPU ? ` (CPU ${CPU.server} ${(w.serverCpuAll * 100).toFixed(0)}% busy in all)` : "") +
         `, client CPU ${Number.isFinite(w.clientCpu) ? (w.clientCpu * 100).toFixed(0) + "%" : "n/a"}` +
         (w.errCount ? `, wrk errors ${JSON.stringify(w.errors)}` : "");
@@ -648,7 +655,7 @@ export async function run(args = []) {
           ? `SYN-ACKs and RSTs to the spoofed sources: pmstack sends them to its gateway (the router, ${NET.client} on the TAP), which drops them on its blackhole route for ${NET.spoofed} (no ICMP); the TAP write and that drop run on pmstack's CPU, inside its write syscall`
           : `SYN-ACKs and RSTs to the spoofed sources: pmstack sends them to its gateway (the router, ${L.client} on the veth), which drops them on its blackhole route for ${NET.spoofed} (no ICMP); the veth transmit and that drop run in pmstack's AF_XDP TX kick (sendto), on pmstack's CPU`,
         tap
-          ? `set-up: pmstack httpd (the CLI's defaults: --max-conns 4096, --at-max-conns drop, SYN queue 1024), pool of 131072 x 2 KiB buffers on /dev/shm, TAP queue ${tapQueue} frames; wrk -t 1 -c ${CONNS} ${o.secs} s, 1 KiB POSTs (bench/durable-post.lua); floods at --rate ${o.rate}/s from a second namespace through the client namespace (ip_forward there only), starting ${LEAD_S} s before wrk, ending about ${TAIL_S} s after; cells per repetition in the order ${CELLS.join(", ")} on a fresh server; ${o.reps} repetition(s), the one with the best req_s_base kept whole`
+          ? `set-up: pmstack httpd (the CLI's defaults: --max-conns 4096, --at-max-conns drop, SYN queue 1024), pool of 131072 x 2 KiB buffers on /dev/shm, TAP queue ${tapQueue} frames, frames batched: ${info[x]?.batch}; wrk -t 1 -c ${CONNS} ${o.secs} s, 1 KiB POSTs (bench/durable-post.lua); floods at --rate ${o.rate}/s from a second namespace through the client namespace (ip_forward there only), starting ${LEAD_S} s before wrk, ending about ${TAIL_S} s after; cells per repetition in the order ${CELLS.join(", ")} on a fresh server; ${o.reps} repetition(s), the one with the best req_s_base kept whole`
           : `set-up: pmstack httpd (the CLI's defaults: --max-conns 4096, --at-max-conns drop, SYN queue 1024), pool of 131072 x 2 KiB buffers on /dev/shm, AF_XDP on queue 0 of ${L.peer} in a server namespace (the veth's kernel end ${L.dev} in the client namespace, ethtool tx off there: complete checksums), the socket in ${info[x]?.mode} mode, ${info[x]?.bind} bind, rings of ${info[x]?.ringSize}, UMEM ${info[x]?.umem}; wrk -t 1 -c ${CONNS} ${o.secs} s, 1 KiB POSTs (bench/durable-post.lua); floods at --rate ${o.rate}/s from a second namespace through the client namespace (ip_forward there only), starting ${LEAD_S} s before wrk, ending about ${TAIL_S} s after; cells per repetition in the order ${CELLS.join(", ")} on a fresh server, after pmstack-httpd-tap's in the same repetition when both run; ${o.reps} repetition(s), the one with the best req_s_base kept whole`,
       ];
       notes.push(...n.map((t) => `${SYSTEM}: ${t}`));

@@ -538,7 +538,7 @@ export async function run(args) {
     `syscalls_per_req: every syscall of the server process (all threads: epoll, futex, timers included) per ` +
       `transaction, counted by strace -c -f attached in a separate ${STRACE_RR_MS / 1000} s rr pass on 1 ` +
       `connection (strace slows the process; only the counts are used); pmstack's process is this benchmark's. ` +
-      `nic_syscalls_per_req: pmstack's NIC syscalls alone (readv/writev on the TAP fd; sendto/recvfrom on the XSK), ` +
+      `nic_syscalls_per_req: pmstack's NIC syscalls alone (io_uring_enter, or readv/writev where io_uring is unavailable, on the TAP fd; sendto/recvfrom on the XSK), ` +
       `from the addon's counter (NicLoop stats) in the unstraced rr runs. cpu_us_per_req: CPU time of client and ` +
       `server processes together (all threads, user + system) per transaction in the 1-connection rr run: a write ` +
       `into a TAP or a veth runs the receiving kernel's TCP in the writer's context, so only the sum is like for like.`,

@@ -284,6 +284,23 @@ class FrameFaults {
   }
 }
 
+/**
+ * Refs or unrefs a timer or immediate (Node's objects; Deno's numeric timer ids through
+ * Deno.refTimer/unrefTimer) and returns it.
+ */
+export function refTimer<T>(t: T, ref: boolean): T {
+  if (typeof t === "number") {
+    const deno = (globalThis as { Deno?: { refTimer?(id: number): void; unrefTimer?(id: number): void } }).Deno;
+    if (ref) deno?.refTimer?.(t);
+    else deno?.unrefTimer?.(t);
+  } else if (t && typeof t === "object") {
+    const h = t as { ref?(): unknown; unref?(): unknown };
+    if (ref) h.ref?.();
+    else h.unref?.();
+  }
+  return t;
+}
+
 export class NicLoop {
   readonly stack: Stack;
   readonly nic: NicPort;
@@ -295,6 +312,8 @@ export class NicLoop {
   #tx: Ring;
   #appIn: Ring;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  #spin: ReturnType<typeof setImmediate> | null = null;
+  #refd = true;
   #running = false;
   #inTurn = false;
   #turnNow = 0;
@@ -330,7 +349,7 @@ export class NicLoop {
     this.#appIn = new Ring(memory, stack.rings.appIn);
     // commands the app issues outside a turn (a connect from a timer, say) get a turn soon
     stack.onCommand = () => {
-      if (this.#running && !this.#inTurn) setImmediate(() => this.#wake());
+      if (this.#running && !this.#inTurn) this.#held(setImmediate(() => this.#wake()));
     };
   }
 
@@ -387,21 +406,47 @@ export class NicLoop {
     return next;
   }
 
+  /**
+   * Whether the loop keeps the process alive (true, the default: the NIC's poll handle, the
+   * timer for the core's next deadline and the busy-poll spin are ref'd, as node:net's handles
+   * are). false unrefs them: the loop still runs while something else holds the process (a
+   * NetStack does this when no socket or server of its own is ref'd).
+   */
+  setRef(ref: boolean): void {
+    if (ref === this.#refd) return;
+    this.#refd = ref;
+    if (this.#timer) this.#held(this.#timer);
+    if (this.#spin) this.#held(this.#spin);
+    if (!this.nic.closed) this.nic.pollRef(ref);
+  }
+
+  /** Whether the loop keeps the process alive (setRef). */
+  get refd(): boolean {
+    return this.#refd;
+  }
+
+  /** A timer or immediate of the loop, ref'd or not as the loop is. */
+  #held<T>(t: T): T {
+    return refTimer(t, this.#refd);
+  }
+
   /** Starts the loop on the event loop; stop() ends it. */
   start(): void {
     if (this.#running) return;
     this.#running = true;
     if (this.#opts.busyPoll) {
       const spin = () => {
+        this.#spin = null;
         if (!this.#running) return;
         const end = this.#now() + 5;
         while (this.#now() < end) this.turn();
-        setImmediate(spin); // let timers and I/O of the app run between bursts
+        this.#spin = this.#held(setImmediate(spin)); // let timers and I/O of the app run between bursts
       };
-      setImmediate(spin);
+      this.#spin = this.#held(setImmediate(spin));
       return;
     }
     this.nic.poll(() => this.#wake());
+    if (!this.#refd) this.nic.pollRef(false);
     this.#wake();
   }
 
@@ -410,6 +455,8 @@ export class NicLoop {
     this.#running = false;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    if (this.#spin) clearImmediate(this.#spin);
+    this.#spin = null;
     if (!this.nic.closed) this.nic.stopPolling();
     void this.stats.syscalls; // keep the final count past the NIC's close
     this.#rxFaults?.clear();
@@ -422,8 +469,8 @@ export class NicLoop {
     const next = this.turn(now);
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
-    if (next <= now) setImmediate(() => this.#wake());
-    else if (Number.isFinite(next)) this.#timer = setTimeout(() => this.#wake(), Math.max(0, next - now));
+    if (next <= now) this.#held(setImmediate(() => this.#wake()));
+    else if (Number.isFinite(next)) this.#timer = this.#held(setTimeout(() => this.#wake(), Math.max(0, next - now)));
   }
 
   #capture(bufs: readonly { index: number; offset?: number; length: number }[]): void {

@@ -9,6 +9,7 @@
 import { Buffer } from "node:buffer";
 import { EventEmitter } from "node:events";
 import { Duplex } from "node:stream";
+import { refTimer } from "./loop.js";
 import { copyIntoBuffers, freeRefused, PoolPressure, SendQueue, type Driver, type MemoryPair } from "./paste.js";
 import type { BufferName } from "./pool.js";
 import { formatIPv4, formatIPv6, parseIP } from "./addr.js";
@@ -97,6 +98,10 @@ export class NetStack {
   #tag = 0x10000;
   #registry: FinalizationRegistry<number>;
   #closed = false;
+  /** Ref'd sockets and servers: while there is one, the driver's loop holds the process. */
+  #holders = new Set<Socket | Server>();
+  /** What the driver was last told (drivers start ref'd). */
+  #refd = true;
 
   constructor(driver: Driver, opts: NetStackOptions = {}) {
     this.driver = driver;
@@ -117,6 +122,31 @@ export class NetStack {
     });
     driver.attach({ onEvent: (ev) => this.#event(ev), onTurnEnd: () => this.#turnEnd() });
     driver.start();
+    this.#applyRef();
+  }
+
+  /**
+   * Whether this stack's loop keeps the process alive now: while one of its sockets (from
+   * connect() or accept until it has closed, see Socket.ref) or listening servers is ref'd, as
+   * node:net's handles do. With none, the loop's handles are unref'd (Driver.setRef).
+   */
+  hasRef(): boolean {
+    return this.#refd;
+  }
+
+  /** @internal a socket or server starts or stops holding the process. */
+  _hold(h: Socket | Server, on: boolean): void {
+    if (this.#closed) return; // the driver is stopped: nothing of it holds the process
+    if (on) this.#holders.add(h);
+    else this.#holders.delete(h);
+    this.#applyRef();
+  }
+
+  #applyRef(): void {
+    const ref = this.#holders.size > 0;
+    if (ref === this.#refd) return;
+    this.#refd = ref;
+    this.driver.setRef?.(ref);
   }
 
   createServer(opts: ServerOptions = {}, onConnection?: (s: Socket) => void): Server {
@@ -132,6 +162,7 @@ export class NetStack {
     s.remotePort = opts.port;
     s.connecting = true;
     if (onConnect) s.once("connect", onConnect);
+    s._begin();
     this.connecting.set(tag, s);
     try {
       // the peer as node:net shows it: canonical text, IPv6 without brackets
@@ -212,6 +243,7 @@ export class NetStack {
         s.remoteFamily = ev.family === 6 ? "IPv6" : "IPv4";
         s.remotePort = ev.off;
         s.localPort = ev.len;
+        s._begin();
         s._attach(ev.conn);
         srv._accept(s);
         return;
@@ -325,6 +357,9 @@ export class Server extends EventEmitter {
   #backlog: number | undefined;
   #conns = new Set<Socket>();
   #closing = false;
+  #refd = true;
+  /** listen() was called and neither close() nor an error followed: the server holds the process if ref'd. */
+  #active = false;
 
   constructor(net: NetStack, opts: ServerOptions, onConnection?: (s: Socket) => void) {
     super();
@@ -374,7 +409,27 @@ export class Server extends EventEmitter {
       return this;
     }
     this.net.stack.listen(port, { backlog: this.#backlog });
+    this.#setActive(true);
     return this;
+  }
+
+  /** As node:net's: a listening server keeps the process alive (the default). Returns this. */
+  ref(): this {
+    this.#refd = true;
+    this.#setActive(this.#active);
+    return this;
+  }
+
+  /** As node:net's: the process may exit while this server is its only ref'd holder. Returns this. */
+  unref(): this {
+    this.#refd = false;
+    this.#setActive(this.#active);
+    return this;
+  }
+
+  #setActive(on: boolean): void {
+    this.#active = on;
+    this.net._hold(this, on && this.#refd);
   }
 
   address(): { address: string; family: string; port: number } | null {
@@ -422,6 +477,7 @@ export class Server extends EventEmitter {
     if (this.listening) this.net.stack.unlisten(this.#port);
     this.net.unregisterServer(this.#port, this);
     this.listening = false;
+    this.#setActive(false);
     this.#maybeClosed();
     return this;
   }
@@ -436,6 +492,7 @@ export class Server extends EventEmitter {
   }
   /** @internal */ _error(e: Error): void {
     this.net.unregisterServer(this.#port, this);
+    this.#setActive(false);
     this.emit("error", e);
   }
   /** @internal */ _accept(s: Socket): void {
@@ -477,6 +534,7 @@ export class Socket extends Duplex {
   #writeCb: ((e?: Error | null) => void) | null = null;
   #finalCb: ((e?: Error | null) => void) | null = null;
   #noDelay: boolean | undefined;
+  #keepAlive: number | undefined; // setKeepAlive's idle ms (0: off), for a socket not yet connected
   #peerEnded = false;
   #finQueued = false;
   #gone = false;
@@ -485,11 +543,34 @@ export class Socket extends Duplex {
   #idleMs = 0; // setTimeout
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
   #refd = true;
+  /** 'close' was emitted. */
+  #closeEmitted = false;
+  /** Closed with end(): our bytes and FIN are acknowledged (the connection need not hold the process). */
+  #finAcked = false;
+  /** This socket holds the process now (NetStack._hold). */
+  #holding = false;
+  /** A connection was asked for or accepted: from now until it has closed, a ref'd socket holds. */
+  #begun = false;
+  /**
+   * The idle timeout set by setTimeout() in ms, as node:net's `socket.timeout` (undefined until
+   * set; 0 when turned off).
+   */
+  timeout: number | undefined = undefined;
 
   constructor(net: NetStack, opts: { allowHalfOpen?: boolean; noDelay?: boolean } = {}) {
     super({ allowHalfOpen: opts.allowHalfOpen ?? false, writableHighWaterMark: 64 * 1024 });
     this.net = net;
     this.#noDelay = opts.noDelay;
+    this.once("close", () => {
+      this.#closeEmitted = true;
+      this.#updateHold();
+    });
+  }
+
+  /** @internal connect() asked for the connection, or the server accepted it. */
+  _begin(): void {
+    this.#begun = true;
+    this.#updateHold();
   }
 
   get bytesWritten(): number {
@@ -527,25 +608,50 @@ export class Socket extends Duplex {
     return "closed";
   }
 
-  /** True until the connection is established (node:net's `pending`). */
+  /** As node:net's `pending`: true until the connection is established, and again once destroyed. */
   get pending(): boolean {
-    return this.conn < 0 || this.connecting;
+    return this.conn < 0 || this.connecting || this.destroyed;
   }
 
   /**
-   * As node:net's, for the socket's own timer (its idle timeout, setTimeout): a ref'd socket's
-   * pending timeout keeps the process alive, an unref'd one's does not. The connection itself
-   * is the driver's loop's to keep alive (node:http's keep-alive Agent unrefs free sockets).
+   * As node:net's: a ref'd socket (the default) keeps the process alive, from connect() or
+   * accept until it has closed (a socket closed with end() until its bytes and FIN are
+   * acknowledged, which the kernel would otherwise finish after the process). The stack's loop
+   * is one for all its sockets: it holds the process while any socket or server of the stack is
+   * ref'd, and its handles are unref'd when none is (NetStack.hasRef). The idle timer of
+   * setTimeout() follows the socket. Returns this.
    */
   ref(): this {
     this.#refd = true;
-    this.#idleTimer?.ref?.();
+    if (this.#idleTimer) refTimer(this.#idleTimer, true);
+    this.#updateHold();
     return this;
   }
+
+  /** As node:net's: this socket no longer keeps the process alive (see ref()). Returns this. */
   unref(): this {
     this.#refd = false;
-    this.#idleTimer?.unref?.();
+    if (this.#idleTimer) refTimer(this.#idleTimer, false);
+    this.#updateHold();
     return this;
+  }
+
+  /** Whether this socket holds the process now (ref'd and not finished); tells the stack on a change. */
+  #updateHold(): void {
+    let done = false;
+    if (this.#closeEmitted) {
+      if (this.conn < 0 || this.#gone || this.net.stack.pool.closed) done = true;
+      else if (!this.#finAcked) {
+        // closed with end(): done once our FIN is acknowledged (TCP closes the rest by itself)
+        const st = this.net.stack.connectionState(this.conn);
+        this.#finAcked = st === null || st === "FIN_WAIT_2" || st === "TIME_WAIT" || st === "CLOSED";
+        done = this.#finAcked;
+      } else done = true;
+    }
+    const hold = this.#begun && this.#refd && !done;
+    if (hold === this.#holding) return;
+    this.#holding = hold;
+    this.net._hold(this, hold);
   }
 
   /**
@@ -553,8 +659,11 @@ export class Socket extends Duplex {
    * stays open; the listener decides). 0 turns it off; `cb` is added as a 'timeout' listener.
    */
   setTimeout(ms: number, cb?: () => void): this {
-    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`pmstack: socket timeout must be >= 0 ms, got ${ms}`);
+    if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0)
+      throw new RangeError(`pmstack: socket timeout must be a number >= 0 ms, got ${String(ms)}`);
+    if (this.destroyed) return this; // as node:net: nothing to time any more
     this.#idleMs = ms;
+    this.timeout = ms;
     if (cb) {
       if (ms === 0) this.off("timeout", cb);
       else this.once("timeout", cb);
@@ -568,11 +677,13 @@ export class Socket extends Duplex {
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#idleTimer = null;
     if (this.#idleMs > 0 && !this.destroyed) {
-      this.#idleTimer = setTimeout(() => {
-        this.#idleTimer = null;
-        this.emit("timeout");
-      }, this.#idleMs);
-      if (!this.#refd) this.#idleTimer.unref?.();
+      this.#idleTimer = refTimer(
+        setTimeout(() => {
+          this.#idleTimer = null;
+          this.emit("timeout");
+        }, this.#idleMs),
+        this.#refd,
+      );
     }
   }
 
@@ -590,8 +701,19 @@ export class Socket extends Duplex {
     return this;
   }
 
+  /**
+   * As node:net's: TCP keepalive probes after `initialDelay` ms idle (0: the stack's
+   * `keepaliveMs` if configured, else 2 hours, Linux's default), or none. Before the handshake
+   * it applies once connected. Returns this.
+   */
   setKeepAlive(enable = false, initialDelay = 0): this {
-    if (this.conn >= 0 && !this.#gone) this.net.stack.setKeepalive(this.conn, enable ? initialDelay || 7_200_000 : 0);
+    const ms = enable
+      ? initialDelay > 0
+        ? Math.floor(initialDelay)
+        : this.net.stack.config("KEEPALIVE") || 7_200_000
+      : 0;
+    this.#keepAlive = ms;
+    if (this.conn >= 0 && !this.#gone) this.net.stack.setKeepalive(this.conn, ms);
     return this;
   }
 
@@ -602,6 +724,7 @@ export class Socket extends Duplex {
     this._queue = new SendQueue(this.net.stack, conn);
     this.net.sockets.set(conn, this);
     if (this.#noDelay !== undefined) this.net.stack.setNoDelay(conn, this.#noDelay);
+    if (this.#keepAlive !== undefined) this.net.stack.setKeepalive(conn, this.#keepAlive);
     this.#pump();
   }
 
@@ -630,6 +753,7 @@ export class Socket extends Duplex {
     this.#gone = true;
     this.net.sockets.delete(this.conn);
     this._queue?.drop();
+    this.#updateHold();
     if (err) {
       this.destroy(err);
       return;
@@ -644,6 +768,7 @@ export class Socket extends Duplex {
   /** @internal end of a turn: retry copying, complete writes the stack accepted. */
   _turn(): void {
     if (this.#gone || this.conn < 0) return;
+    if (this.#holding && this.#closeEmitted) this.#updateHold(); // closed with end(): FIN acknowledged yet?
     const q = this._queue!;
     q.settle();
     this.#pump();

@@ -12,7 +12,7 @@
 import { setImmediate, clearImmediate } from "node:timers";
 import type { PmLog, LogKey } from "./log.js";
 import { MemoryLink, type LinkOptions } from "./link/memory.js";
-import { NicLoop, type LoopOptions } from "./loop.js";
+import { NicLoop, refTimer, type LoopOptions } from "./loop.js";
 import type { NicPort } from "./nic/port.js";
 import { PoolExhaustedError } from "./errors.js";
 import type { BufferName } from "./pool.js";
@@ -34,6 +34,12 @@ export interface Driver {
   attach(hooks: TurnHooks): void;
   start(): void;
   stop(): void;
+  /**
+   * Whether the driver's loop keeps the process alive (true until told otherwise, as a libuv
+   * handle is ref'd). A NetStack calls it with false while none of its sockets and servers is
+   * ref'd, and with true again when one is. Optional: a driver without it always holds.
+   */
+  setRef?(ref: boolean): void;
 }
 
 /**
@@ -75,6 +81,12 @@ export class NicDriver implements Driver {
     this.#timer = null;
   }
 
+  /** The loop's handles (the NIC's poll, its timers) and this driver's timer: see Driver.setRef. */
+  setRef(ref: boolean): void {
+    this.loop.setRef(ref);
+    if (this.#timer) refTimer(this.#timer, ref);
+  }
+
   #turnEnd(): void {
     const h = this.#hooks;
     if (!h) return;
@@ -87,13 +99,19 @@ export class NicDriver implements Driver {
     this.#timer = null;
     // events that run produced (they open the next batch) need a turn even with no new frame
     const wait = events > 0 ? 0 : next - now;
-    if (Number.isFinite(wait)) this.#timer = setTimeout(() => s.onCommand?.(), Math.max(0, wait));
+    if (Number.isFinite(wait))
+      this.#timer = refTimer(
+        setTimeout(() => s.onCommand?.(), Math.max(0, wait)),
+        this.loop.refd,
+      );
   }
 }
 
 /** One side of a MemoryPair. */
 class PairSide implements Driver {
   hooks: TurnHooks | null = null;
+  /** This side's app wants the pair to keep the process alive (setRef). */
+  refd = true;
   constructor(
     readonly stack: Stack,
     readonly pair: MemoryPair,
@@ -107,6 +125,11 @@ class PairSide implements Driver {
   }
   stop(): void {
     this.pair.stop();
+  }
+  /** The pair's timers hold the process while either side's app wants them to. */
+  setRef(ref: boolean): void {
+    this.refd = ref;
+    this.pair._refChanged();
   }
 }
 
@@ -134,6 +157,8 @@ export class MemoryPair {
   #inTurn = false;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #immediate: ReturnType<typeof setImmediate> | null = null;
+  /** Whether the pair's timers keep the process alive: while either side's driver is ref'd. */
+  #refd = true;
 
   constructor(a: Stack, b: Stack, opts: LinkOptions = {}) {
     this.link = new MemoryLink(a.port, b.port, opts);
@@ -214,12 +239,24 @@ export class MemoryPair {
     for (const s of this.#sides) s.stack.shutdown();
   }
 
+  /** @internal a side's setRef: the pair holds the process while either side wants it to. */
+  _refChanged(): void {
+    const ref = this.#sides.some((s) => s.refd);
+    if (ref === this.#refd) return;
+    this.#refd = ref;
+    if (this.#timer) refTimer(this.#timer, ref);
+    if (this.#immediate) refTimer(this.#immediate, ref);
+  }
+
   #soon(): void {
     if (this.#immediate) return;
-    this.#immediate = setImmediate(() => {
-      this.#immediate = null;
-      this.#wake();
-    });
+    this.#immediate = refTimer(
+      setImmediate(() => {
+        this.#immediate = null;
+        this.#wake();
+      }),
+      this.#refd,
+    );
   }
 
   #wake(): void {
@@ -230,7 +267,11 @@ export class MemoryPair {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     if (busy || next <= now) this.#soon();
-    else if (Number.isFinite(next)) this.#timer = setTimeout(() => this.#wake(), Math.max(1, next - now));
+    else if (Number.isFinite(next))
+      this.#timer = refTimer(
+        setTimeout(() => this.#wake(), Math.max(1, next - now)),
+        this.#refd,
+      );
   }
 }
 

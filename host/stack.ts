@@ -666,6 +666,12 @@ export class Stack {
     };
   }
 
+  /** A connection's TCP state alone (one core call), or null if the id is unknown. */
+  connectionState(id: number): (typeof TCP_STATES)[number] | null {
+    const state = this.#e.tcpInfo(id, INFO.state);
+    return state > 0 ? (TCP_STATES[state] ?? null) : null;
+  }
+
   /**
    * A connection's local (which 0) or remote (1) address as text and its family, from the core
    * (tcpAddr). A core without tcpAddr: our IPv4 address for the local side, "" for the remote.

@@ -3,71 +3,16 @@
 // seeded faulty wire with zero-copy chunks, half-close, destroy/ECONNRESET, ECONNREFUSED,
 // write backpressure, a paused reader closing the window, pool pressure (copies instead of
 // views), slices keeping their chunk alive. Each test ends with both pools whole after a GC
-// (received chunks are views whose PM buffers the FinalizationRegistry frees).
+// (received chunks are views whose PM buffers the FinalizationRegistry frees). node:net
+// compatibility (node:http, node:tls, ref/unref, setTimeout, ...) is api-net-compat.test.mjs.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import http from "node:http";
-import tls from "node:tls";
-import { Writable } from "node:stream";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
-import { MemoryPair, createMemoryNet, createServer, connect } from "../build/index.js";
+import { createServer, connect } from "../build/index.js";
 import { seeded } from "./lib/kernel-peer.mjs";
-import { scratchDir } from "./lib/tmp.mjs";
-
-setFlagsFromString("--expose-gc");
-const gc = runInNewContext("gc");
-const sha = (b) => createHash("sha256").update(b).digest("hex");
-const tick = () => new Promise((r) => setTimeout(r, 5));
-
-function setup(opts = {}, netOpts = {}) {
-  const pair = MemoryPair.create({ buffers: 4096, ...opts });
-  const { a, b } = createMemoryNet(pair, netOpts);
-  return { pair, a, b };
-}
-
-/** GC until every lent view came back, then both pools must be whole. */
-async function assertNoLeak({ pair, a, b }) {
-  const quiet = (st) => st.connectionIds.size === 0 && st.pool.counts().nic === 0 && st.pool.counts().stack === 0;
-  for (let k = 0; k < 4000 && !(quiet(pair.a.stack) && quiet(pair.b.stack)); k++) await tick();
-  for (let k = 0; k < 50; k++) {
-    gc();
-    await tick();
-    if (a.stats.viewsFinalized === a.stats.viewChunks && b.stats.viewsFinalized === b.stats.viewChunks) break;
-  }
-  assert.is(a.stats.viewsFinalized, a.stats.viewChunks, "a: every view chunk came back");
-  assert.is(b.stats.viewsFinalized, b.stats.viewChunks, "b: every view chunk came back");
-  for (const side of ["a", "b"]) {
-    const c = pair[side].stack.pool.check();
-    assert.is(c.free, c.total, `${side}: ${JSON.stringify(c)}`);
-  }
-  a.close();
-  b.close();
-  pair.shutdown();
-}
-
-/** Reads to 'end' with events (for-await destroys the stream when the loop ends, as in node:net). */
-function readAll(stream) {
-  return new Promise((resolve, reject) => {
-    const parts = [];
-    stream.on("data", (d) => parts.push(Buffer.from(d)));
-    stream.on("end", () => resolve(Buffer.concat(parts)));
-    stream.on("error", reject);
-    stream.resume(); // a 'data' listener alone does not restart a paused stream
-  });
-}
-
-async function collect(stream) {
-  const parts = [];
-  for await (const d of stream) parts.push(Buffer.from(d)); // a copy: we hold the bytes, not the views
-  return Buffer.concat(parts);
-}
+import { setup, assertNoLeak, readAll, collect, gc, sha, tick } from "./lib/net-env.mjs";
 
 test("pipe() echo: 4 connections x 1 MiB byte-exact over a lossy wire; chunks are zero-copy views; async iteration", async () => {
   const env = setup({
@@ -265,133 +210,6 @@ test("a slice keeps its chunk's PM buffer alive; dropping it returns the buffer"
   assert.is(env.pair.b.stack.pool.counts().app, 1);
   assert.is(Buffer.from(slices[0]).toString(), "bcd");
   slices.length = 0;
-  await assertNoLeak(env);
-});
-
-test("node:net's socket surface: readyState, pending, ref/unref, setTimeout's 'timeout', destroySoon, resetAndDestroy", async () => {
-  const env = setup();
-  const serverSide = [];
-  const srv = env.b.createServer({}, (s) => {
-    serverSide.push(s);
-    s.on("error", () => {});
-  });
-  srv.listen(81);
-  await once(srv, "listening");
-  const c = env.a.connect({ host: "198.18.0.2", port: 81 });
-  assert.is(c.pending, true);
-  assert.is(c.readyState, "opening");
-  assert.is(c.unref(), c);
-  assert.is(c.ref(), c);
-  await once(c, "connect");
-  assert.is(c.pending, false);
-  assert.is(c.readyState, "open");
-  // idle: 'timeout' after 60 ms without traffic, the socket still open
-  const t0 = performance.now();
-  let fired = 0;
-  c.setTimeout(60, () => fired++);
-  await once(c, "timeout");
-  assert.ok(performance.now() - t0 >= 55, "not before the idle time");
-  assert.is(fired, 1);
-  assert.is(c.destroyed, false);
-  c.setTimeout(0);
-  // destroySoon: the written bytes go, then FIN; the server reads them and 'end'
-  c.write("bye");
-  c.destroySoon();
-  assert.is(c.writable, false, "destroySoon ends the writable side");
-  const got = await readAll(serverSide[0]);
-  assert.is(got.toString(), "bye");
-  if (!c.closed) await once(c, "close");
-  assert.is(c.readyState, "closed");
-  // resetAndDestroy after end(): an RST all the same, the peer sees ECONNRESET
-  const d = env.a.connect({ host: "198.18.0.2", port: 81 });
-  await once(d, "connect");
-  while (serverSide.length < 2) await tick();
-  const peerErr = once(serverSide[1], "error");
-  d.end();
-  d.resetAndDestroy();
-  const [e] = await peerErr;
-  assert.is(e.code, "ECONNRESET");
-  srv.close();
-  await assertNoLeak(env);
-});
-
-test("node:http over pmstack sockets: a server fed through emit('connection'), a keep-alive Agent reusing one socket", async () => {
-  const env = setup();
-  const server = http.createServer((req, res) => {
-    const parts = [];
-    req.on("data", (d) => parts.push(Buffer.from(d)));
-    req.on("end", () => res.end(`${req.method} ${req.url}: ${Buffer.concat(parts)}`));
-  });
-  const srv = env.b.createServer({}, (s) => server.emit("connection", s));
-  srv.listen(8080);
-  await once(srv, "listening");
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  agent.createConnection = () => env.a.connect({ host: "198.18.0.2", port: 8080 });
-  const replies = [];
-  const reused = [];
-  for (let k = 0; k < 5; k++) {
-    const body = `hello ${k}`.repeat(k * 200 + 1);
-    const res = await new Promise((resolve, reject) => {
-      const req = http.request({ agent, host: "198.18.0.2", port: 8080, method: "POST", path: `/r${k}` }, resolve);
-      req.on("error", reject);
-      reused.push(req.reusedSocket);
-      req.end(body);
-    });
-    replies.push([res.statusCode, (await collect(res)).toString(), body]);
-  }
-  for (const [code, text, body] of replies) {
-    assert.is(code, 200);
-    assert.ok(text.endsWith(`: ${body}`), text.slice(0, 80));
-  }
-  assert.equal(reused, [false, true, true, true, true], "one socket for all five requests");
-  agent.destroy();
-  server.close();
-  srv.close();
-  await assertNoLeak(env);
-});
-
-test("node:tls both ways over pmstack sockets (TLS 1.3), and stream.pipeline: 1 MiB echoed byte-exact", async () => {
-  const dir = scratchDir("tls");
-  const mk = spawnSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
-      .concat(["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-subj", "/CN=pmstack.test"])
-      .concat(["-addext", "subjectAltName=DNS:pmstack.test"]),
-    { encoding: "utf8" },
-  );
-  assert.is(mk.status, 0, mk.stderr);
-  const key = readFileSync(`${dir}/key.pem`);
-  const cert = readFileSync(`${dir}/cert.pem`);
-  const env = setup();
-  const tlsServer = tls.createServer({ key, cert, minVersion: "TLSv1.3" }, (t) => pipeline(t, t).catch(() => {}));
-  const srv = env.b.createServer({}, (s) => tlsServer.emit("connection", s));
-  srv.listen(443);
-  await once(srv, "listening");
-  const raw = env.a.connect({ host: "198.18.0.2", port: 443 });
-  const t = tls.connect({ socket: raw, ca: cert, servername: "pmstack.test" });
-  await once(t, "secureConnect");
-  assert.is(t.getProtocol(), "TLSv1.3");
-  assert.is(t.authorized, true);
-  const data = seeded(1 << 20, 5);
-  const h = createHash("sha256");
-  let n = 0;
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      h.update(chunk);
-      n += chunk.length;
-      if (n >= data.length) t.end();
-      cb();
-    },
-  });
-  await Promise.all([
-    pipeline(Readable.from([data.subarray(0, 300_000), data.subarray(300_000)]), t, { end: false }),
-    pipeline(t, sink),
-  ]);
-  assert.is(n, data.length);
-  assert.is(h.digest("hex"), sha(data));
-  if (!raw.closed) await once(raw, "close");
-  tlsServer.close();
-  srv.close();
   await assertNoLeak(env);
 });
 

@@ -126,6 +126,8 @@ export interface NicNative {
   /** `rearm`: the host's poll is one-shot (Deno): the addon starts it again after each callback. */
   pollStart(handle: object, callback: (events: number) => void, writable?: boolean, rearm?: boolean): void;
   pollStop(handle: object): void;
+  /** Whether the poll keeps the event loop alive (default true): uv_ref / uv_unref, now and for later pollStart calls. */
+  pollRef(handle: object, ref: boolean): void;
   close(handle: object): Uint32Array;
 }
 

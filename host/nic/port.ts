@@ -358,6 +358,14 @@ export abstract class NicPort {
   }
 
   /**
+   * Whether the poll keeps the process alive (true, the default, as any libuv handle does);
+   * false lets the process exit while nothing else holds it. Holds for later `poll()` calls too.
+   */
+  pollRef(ref: boolean): void {
+    if (!this.#closed) this.nat.pollRef(this.handle, ref);
+  }
+
+  /**
    * Closes the queue (detaching an XDP program) and returns every buffer it held to the pool:
    * the fill table, frames left in the RX ring, unsent TX slots, completions, and buffers the
    * kernel still had. Idempotent.

@@ -8,6 +8,7 @@
  *   tx(handle, ringOff, metaOff, doneOff) -> frames sent (ring slots consumed; done table appended)
  *   stats(handle) -> counters (syscalls, frames, bytes, drops by reason)
  *   pollStart(handle, callback(events)), pollStop(handle): readiness through the Node event loop
+ *   pollRef(handle, ref): whether that readiness keeps the event loop alive (uv_ref / uv_unref)
  *   close(handle) -> Uint32Array of buffer indices the kernel still held (now released to the host)
  */
 #include "nic.h"
@@ -513,6 +514,24 @@ static napi_value nic_poll_start(napi_env env, napi_callback_info info) {
     stop_poll(env, n);
     return nic_throw(env, uv_err_name(e), "pmstack: cannot poll %s: %s", n->ifname, uv_strerror(e));
   }
+  if (n->poll_unref) uv_unref((uv_handle_t *)p);
+  return NULL;
+}
+
+/* pollRef(handle, ref): ref (the default) keeps the event loop alive while the poll runs, as
+ * any libuv handle does; !ref lets the process exit while nothing else holds it (uv_unref).
+ * Applies to the running poll and to later pollStart calls. */
+static napi_value nic_poll_ref(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  nic_t *n;
+  bool ref = true;
+  if (get_args(env, info, 2, argv, "pollRef") || !(n = nic_of(env, argv[0], false))) return NULL;
+  CHECK(napi_get_value_bool(env, argv[1], &ref));
+  n->poll_unref = !ref;
+  if (n->poll) {
+    if (ref) uv_ref((uv_handle_t *)n->poll);
+    else uv_unref((uv_handle_t *)n->poll);
+  }
   return NULL;
 }
 
@@ -559,6 +578,7 @@ NAPI_MODULE_INIT() {
       {"stats", NULL, nic_stats_fn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollStart", NULL, nic_poll_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollStop", NULL, nic_poll_stop, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pollRef", NULL, nic_poll_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, nic_close, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof d / sizeof d[0], d) != napi_ok) return NULL;

@@ -67,6 +67,7 @@ typedef struct nic {
   uv_poll_t *poll;
   int poll_events;
   bool poll_rearm; /* the host's poll is one-shot (Deno): re-arm after each callback */
+  bool poll_unref;  /* pollRef(handle, false): the poll does not keep the event loop alive */
   napi_ref cb_ref, self_ref;
   napi_async_context actx;
 } nic_t;

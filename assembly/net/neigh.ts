@@ -61,10 +61,21 @@ const PQ_SIZE: u32 = offsetof<PendingFrame>() + PQ_PIECES * offsetof<PendingPiec
 let pq: usize = 0;
 let pqN: u32 = 0;
 
+// neighTimers scans both tables only when something may be due: `dirty` is set by every change
+// to a pending entry or a queued frame (and by every entry taken or resolved), `due` is the
+// earliest deadline the last scan saw (resolved entries' expiry included; neighConfirm only ever
+// moves an expiry later, so it never makes `due` late), and `next` is what that scan returned.
+let dirty = true;
+let due: f64 = 0;
+let next: f64 = Infinity;
+
 export function neighInit(): i32 {
   nN = cfgGet(CFG_ARP);
   pqN = cfgGet(CFG_ARPQ);
   ttl = <f64>cfgGet(CFG_ARP_TTL);
+  dirty = true;
+  due = 0;
+  next = Infinity;
   const a = arenaAlloc(nN * NE_SIZE, 64);
   if (a < 0) return <i32>a;
   tab = <usize>a;
@@ -120,6 +131,7 @@ function take(a: usize): u32 {
   const e = ne(best);
   memory.fill(changetype<usize>(e), 0, NE_SIZE);
   addrCopy(nAddr(e), a);
+  dirty = true;
   return best;
 }
 
@@ -143,6 +155,7 @@ export function neighStore(a: usize, mac: usize): void {
   e.state = NS_OK;
   e.tries = 0;
   if (e.expires != Infinity) e.expires = now + ttl;
+  dirty = true;
   flushPending(a, nMac(e));
 }
 
@@ -196,6 +209,7 @@ export function ethOutput(hop: usize, type: u32, conn: u32, group: usize = 0): v
     e.tries = 0;
     e.nextReq = 0;
   }
+  dirty = true;
   if (i < 0) {
     i = <i32>take(hop);
     ne(<u32>i).state = NS_PENDING;
@@ -257,7 +271,10 @@ function flushPending(a: usize, mac: usize): void {
 
 /** Runs the cache's timers: retries, expiry of pending frames. Returns the next deadline. */
 export function neighTimers(): f64 {
-  let next: f64 = Infinity;
+  if (!dirty && now < due) return next;
+  dirty = false;
+  next = Infinity;
+  let soonest: f64 = Infinity;
   for (let k: u32 = 0; k < pqN; k++) {
     const e = pqe(k);
     const n = e.n;
@@ -285,10 +302,13 @@ export function neighTimers(): f64 {
       }
       const t = min(e.nextReq, e.expires);
       if (t < next) next = t;
-    } else if (st == NS_OK && e.expires <= now) {
-      e.state = NS_FREE;
+    } else if (st == NS_OK) {
+      const x = e.expires;
+      if (x <= now) e.state = NS_FREE;
+      else if (x < soonest) soonest = x;
     }
   }
+  due = min(next, soonest);
   return next;
 }
 

@@ -127,8 +127,9 @@ function load(path?: string): Native | PmstackError {
   } catch (e) {
     return new PmstackError(
       "ENATIVE",
-      `pmstack: cannot load the native addon ${file}: ${(e as Error).message}. ` +
-        "Run `npm install` (it builds the addon); under Deno, run with -A or --allow-ffi.",
+      `pmstack: cannot load the native addon ${file}: ${String((e as Error).message)
+        .split("\n")[0]!
+        .replace(/\.$/, "")}. ` + "Run `npm install` (it builds the addon); under Deno, run with -A or --allow-ffi.",
       { cause: e },
     );
   }

@@ -23,4 +23,19 @@ test("the pool works under Deno (plain and shared memory)", () => {
   assert.is(res.plain.medium, "tmpfs");
 });
 
+test("the pool works under Deno without --allow-ffi (the file adapter; plain and shared memory)", () => {
+  const dir = scratchDir("disk"); // Deno asks for --allow-all to open files under /dev (so /dev/shm)
+  const r = spawnSync(
+    deno,
+    ["run", "--allow-read", "--allow-write", "--no-prompt", new URL("./deno/smoke.mjs", import.meta.url).pathname, dir],
+    { encoding: "utf8", env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" }, timeout: 60_000 },
+  );
+  assert.is(r.status, 0, `deno exited ${r.status}: ${r.stderr}`);
+  const res = JSON.parse(r.stdout.split("DENO SMOKE OK ")[1]);
+  assert.is(res.plain.text, "deno false");
+  assert.is(res.shared.text, "deno true");
+  assert.is(res.plain.persistMode, "file");
+  assert.is(res.plain.medium, "unknown", "statfs needs --allow-sys");
+});
+
 test.run();

@@ -293,8 +293,10 @@ interface DenoFile {
 }
 interface DenoLike {
   openSync(path: string, opts: { read: boolean; write: boolean }): DenoFile;
+  FsFile?: { prototype: DenoFile };
 }
 const deno = (): DenoLike | undefined => (globalThis as { Deno?: DenoLike }).Deno;
+const denoLocks = (d: DenoLike): boolean => typeof d.FsFile?.prototype.tryLockSync === "function";
 
 /** Files open through the file adapter in this process (device:inode): a second open is refused. */
 const held = new Set<string>();
@@ -358,12 +360,14 @@ function lock(path: string, fd: number): { release: () => void } {
   const d = deno();
   if (d) {
     // flock, the lock the addon takes: pools stay exclusive across both adapters and runtimes
-    const f = d.openSync(path, { read: true, write: true });
-    if (typeof f.tryLockSync === "function" && !f.tryLockSync(true)) {
-      f.close();
-      throw sysError({ code: "EWOULDBLOCK" }, "lock", path);
+    if (denoLocks(d)) {
+      const f = d.openSync(path, { read: true, write: true });
+      if (!f.tryLockSync!(true)) {
+        f.close();
+        throw sysError({ code: "EWOULDBLOCK" }, "lock", path);
+      }
+      release = () => f.close();
     }
-    release = () => f.close();
   } else {
     // Node has no flock of its own: the addon's, when it loads
     const nat = tryNative();
@@ -438,9 +442,11 @@ class NodeFile implements RandomAccessFile {
 function nodeFileSystem(): FileSystem {
   return {
     get lockNote() {
-      return deno() || !(tryNative() instanceof PmstackError)
-        ? ""
-        : "locked in this process only: Node has no flock without the addon";
+      const d = deno();
+      if (d) return denoLocks(d) ? "" : "locked in this process only: this Deno has no FsFile.tryLockSync";
+      return tryNative() instanceof PmstackError
+        ? "locked in this process only: Node has no flock without the addon"
+        : "";
     },
     exists(path) {
       try {

@@ -8,7 +8,20 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { PmLog } from "../build/index.js";
 import { scratchDir } from "./lib/tmp.mjs";
+
+// test/deno/api-smoke.mjs's data
+function pattern(n, seed) {
+  const b = new Uint8Array(n);
+  let x = seed;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}
 
 const deno = new URL("../node_modules/.bin/deno", import.meta.url).pathname;
 const smoke = new URL("./deno/api-smoke.mjs", import.meta.url).pathname;
@@ -36,6 +49,7 @@ function check(r, runtime, persistence = "mmap") {
   assert.is(res.net.bytes, 300_000);
   assert.ok(res.net.viewChunks > 0, "data chunks were zero-copy views");
   assert.is(res.net.refused, "ECONNREFUSED");
+  return res;
 }
 
 test("batch API and Node-idiom API under Deno", () => {
@@ -50,12 +64,19 @@ test("batch API and Node-idiom API under Deno", () => {
 
 test("batch API and Node-idiom API under Deno without --allow-ffi: the file adapter, no addon", () => {
   // a disk directory: Deno asks for --allow-all to open files under /dev (so /dev/shm)
-  const r = spawnSync(deno, ["run", "--allow-read", "--allow-write", "--no-prompt", smoke, scratchDir("disk")], {
+  const dir = scratchDir("disk");
+  const r = spawnSync(deno, ["run", "--allow-read", "--allow-write", "--no-prompt", smoke, dir], {
     encoding: "utf8",
     env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
     timeout: 120_000,
   });
-  check(r, "deno", "file");
+  const res = check(r, "deno", "file");
+  // the same file format: Node, through the addon, reads the log Deno wrote without it
+  const log = PmLog.openFile(join(dir, "api-deno.pm"), { buffers: 2048, persistence: "mmap" });
+  assert.is(log.size, res.batch.chunks);
+  const back = Buffer.concat([...Array(log.size).keys()].map((k) => log.views(`k${k}`)[0]));
+  assert.ok(back.equals(Buffer.from(pattern(200_000, 7))), "the echoed bytes, as logged under Deno");
+  log.pool.close();
 });
 
 test("the same script under Node", () => {

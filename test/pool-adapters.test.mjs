@@ -7,7 +7,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MemoryPair, PasteServer, PmLog, Pool, Stack, PoolFileError } from "../build/index.js";
 import { fill, matches } from "./lib/pattern.mjs";
@@ -83,6 +83,30 @@ for (const medium of MEDIA)
     checkKeys(log, 50, "and back");
     log.pool.close();
   });
+
+test("a pool grows through either adapter and the other reads the grown pool", () => {
+  const path = join(dirOf("disk"), "grow.pm");
+  let log = PmLog.openFile(path, { buffers: 64, persistence: "file" });
+  putKeys(log, 0, 10);
+  log.pool.close();
+  let sizes = [];
+  for (const [persistence, growTo] of [
+    ["file", 256],
+    ["mmap", 256],
+    ["mmap", 512],
+    ["file", 512],
+    ["file", 1024],
+    ["mmap", 1024],
+  ]) {
+    log = PmLog.openFile(path, { buffers: growTo, persistence, growTo });
+    assert.is(log.pool.bufferCount, growTo, `${persistence}: ${growTo} buffers`);
+    assert.is(statSync(path).size, log.pool.superblock.fileSize);
+    checkKeys(log, 10, `${persistence} after growing to ${growTo}`);
+    sizes.push(log.pool.superblock.fileSize);
+    log.pool.close();
+  }
+  assert.ok(sizes[0] < sizes[2] && sizes[2] < sizes[4]);
+});
 
 test("after a journal-mode run, the file adapter's commits survive the next journal-mode open", () => {
   // A journal-mode checkpoint saves the log's tail slot and its generation in the journal's

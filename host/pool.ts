@@ -255,20 +255,19 @@ export class Pool {
     } catch (e) {
       throw fileError(path, e);
     }
-    const info = store;
     let sb: Superblock;
     try {
       const header = new Uint8Array(HEADER_BYTES);
-      const got = info.size >= HEADER_BYTES ? store.read(header, 0) : 0;
+      const got = store.size >= HEADER_BYTES ? store.read(header, 0) : 0;
       // a file longer than its superblock says is refused, unless it is a growth to `growTo`
       // that was interrupted before the superblock was rewritten: then it is finished
-      sb = decode(path, header.subarray(0, got), info.size, opts.growTo !== undefined);
+      sb = decode(path, header.subarray(0, got), store.size, opts.growTo !== undefined);
       const want = opts.growTo && opts.growTo > sb.bufferCount ? grown(sb, opts.growTo) : sb;
-      if (info.size > want.fileSize)
+      if (store.size > want.fileSize)
         throw new PoolFileError(
           "ETOOLARGE",
           path,
-          `file is ${info.size} bytes but its superblock says ${sb.fileSize}: it was extended or is not this pool`,
+          `file is ${store.size} bytes but its superblock says ${sb.fileSize}: it was extended or is not this pool`,
         );
       if (want !== sb) {
         store.extend(want.fileSize); // the superblock follows once the file is in memory (#attach)

@@ -1,7 +1,17 @@
 // pmstack: a portable network stack for persistent memory. Public API.
 
 export { Pool, packName, unpackName, describeMode } from "./pool.js";
-export type { BufferName, PoolOptions, CreateOptions, PoolCounts, PoolPersistMode } from "./pool.js";
+export type {
+  BufferName,
+  PoolOptions,
+  CreateOptions,
+  PoolCounts,
+  PoolPersistMode,
+  PoolDurability,
+  PoolJournal,
+  Persistence,
+  PersistenceOption,
+} from "./pool.js";
 export {
   PmstackError,
   PoolFileError,

@@ -1,6 +1,8 @@
 // Loads the Node-API addon (native-host/, built to build/pmstack_native.node). Node loads it
 // with require(); Deno loads the same file through node:module's createRequire when run with
-// -A or --allow-ffi.
+// -A or --allow-ffi. Nothing loads it at import: the first pool opened through the mmap
+// adapter does (host/store-mmap.ts), so a runtime without it still imports the bundle and
+// uses the file adapter (host/store-file.ts).
 
 import { createRequire } from "node:module";
 import { PmstackError } from "./errors.js";
@@ -101,21 +103,33 @@ export interface Native {
   crc32c(data: Uint8Array, tableOnly?: boolean): number;
 }
 
-let cached: Native | undefined;
+let cached: Native | PmstackError | undefined;
 
-/** The addon, loaded once. `path` overrides where it is looked for. */
+/**
+ * The addon, loaded once (the first call tries; later ones return what it found: the module,
+ * or throw the same error). `path` overrides where it is looked for, and is never cached.
+ */
 export function native(path?: string): Native {
-  if (cached && !path) return cached;
+  const r = path ? load(path) : (cached ??= load());
+  if (r instanceof PmstackError) throw r;
+  return r;
+}
+
+/** The addon, or the error that says why it cannot load (ENATIVE), without throwing. */
+export function tryNative(): Native | PmstackError {
+  return (cached ??= load());
+}
+
+function load(path?: string): Native | PmstackError {
   const file = path ?? new URL("./pmstack_native.node", import.meta.url).pathname;
   try {
-    const mod = createRequire(import.meta.url)(file) as Native;
-    if (!path) cached = mod;
-    return mod;
+    return createRequire(import.meta.url)(file) as Native;
   } catch (e) {
-    throw new PmstackError(
+    return new PmstackError(
       "ENATIVE",
-      `pmstack: cannot load the native addon ${file}: ${(e as Error).message}. ` +
-        "Run `npm install` (it builds the addon); under Deno, run with -A or --allow-ffi.",
+      `pmstack: cannot load the native addon ${file}: ${String((e as Error).message)
+        .split("\n")[0]!
+        .replace(/\.$/, "")}. ` + "Run `npm install` (it builds the addon); under Deno, run with -A or --allow-ffi.",
       { cause: e },
     );
   }

@@ -1,16 +1,18 @@
 // Pool: a PM file of packet buffers mapped into the Wasm core's memory, with zero-copy views.
 //
 // Set-up order (the memory layout in docs/architecture.md):
-//   1. open or create the file (locked with flock), validate its superblock;
+//   1. pick the persistence adapter (host/store.ts: the addon's mmap, the file adapter, or
+//      memory only), open or create the file through it (locked), validate its superblock;
 //   2. instantiate the core over a fresh Memory; reserve the pool's metadata and a scratch
 //      array in the core's arena; run the caller's `configure` hook (the stack reserves its
 //      tables here);
-//   3. grow the memory once, map the file MAP_FIXED at the first Wasm page above the arena
-//      (MAP_SHARED, or MAP_PRIVATE in the strict and journal modes);
-//   4. open the pool's journal if it has one, replaying what it holds into the mapping, or
-//      create one in journal mode (docs/persistence.md);
+//   3. grow the memory once, place the file at the first Wasm page above the arena: mapped
+//      MAP_FIXED (MAP_SHARED, or MAP_PRIVATE in the strict and journal modes), or read in;
+//   4. open the pool's journal if it has one, replaying what it holds into memory, or create
+//      one in journal mode (docs/persistence.md);
 //   5. attach the buffer region and seal the arena.
 // After that the memory never grows, so views handed out stay valid for the pool's life.
+// Every durability step goes through the store (one interface, one method call).
 
 import {
   BUF_SIZE,
@@ -29,7 +31,6 @@ import {
 import { instantiateCore, type CoreExports, type CoreInstance } from "./core.js";
 import {
   decode,
-  defaultJournalBytes,
   encode,
   FLAG_JOURNAL,
   grown,
@@ -37,7 +38,6 @@ import {
   JOURNAL_SUFFIX,
   layout,
   MAX_POOL_BUFFERS,
-  uuidBytes,
   type Superblock,
 } from "./format.js";
 import {
@@ -48,14 +48,23 @@ import {
   PoolExhaustedError,
   PoolFileError,
 } from "./errors.js";
+import { native, tryNative, type JournalStats, type MapMode } from "./native.js";
 import {
-  native,
-  type JournalReplay,
-  type JournalStats,
-  type MapMode,
-  type Native,
-  type PersistMode,
-} from "./native.js";
+  durabilityOf,
+  MemoryStore,
+  type JournalOps,
+  type Persistence,
+  type PersistenceOption,
+  type PoolDurability,
+  type PoolJournal,
+  type PoolPersistMode,
+  type PoolStore,
+  type StoreAdapter,
+} from "./store.js";
+import { mmapAdapter } from "./store-mmap.js";
+import { fileAdapter, fileModeOf, modeError } from "./store-file.js";
+
+export type { Persistence, PersistenceOption, PoolDurability, PoolJournal, PoolPersistMode } from "./store.js";
 
 /** A named buffer: bytes [offset, offset + length) of buffer `index`. Stable across restarts. */
 export interface BufferName {
@@ -66,8 +75,17 @@ export interface BufferName {
 
 export interface PoolOptions {
   /**
+   * Where the pool's bytes live (docs/persistence.md): "mmap" (the native addon maps the file
+   * into the Wasm memory), "file" (no addon: read in at open, persisted ranges written back
+   * and fdatasynced), or "auto" (default): "mmap" when the addon loads, else "file", which
+   * the pool reports (`persistence`, `fallback`, describe()).
+   */
+  persistence?: PersistenceOption;
+  /**
    * Persistence step: "auto" (default) picks the real one for the medium (cache-line flushes
-   * on DAX, msync on tmpfs, the journal on any other file system); others force it.
+   * on DAX, msync on tmpfs, the journal on any other file system; the file adapter: a write
+   * and an fdatasync); others force it. The file adapter has "auto" ("msync" means the same
+   * there) and "strict"; the others need the addon.
    */
   mode?: MapMode;
   /** Ring capacity of a journal this open creates (default: defaultJournalBytes(file size)). */
@@ -95,16 +113,6 @@ export interface CreateOptions extends PoolOptions {
   metaBytes?: number;
 }
 
-export type PoolPersistMode = PersistMode | "none";
-
-/** The journal a pool opened: in journal mode it stays open; in other modes it was replayed and closed. */
-export interface PoolJournal {
-  readonly path: string;
-  readonly capacity: number;
-  /** What replay applied when the pool was opened (all zero for a journal just created). */
-  readonly replay: Readonly<JournalReplay>;
-}
-
 export interface PoolCounts {
   total: number;
   free: number;
@@ -128,10 +136,19 @@ export function unpackName(x: bigint): BufferName {
 export class Pool {
   /** File path, or null for a volatile (in-memory) pool. */
   readonly path: string | null;
-  /** What the file lives on: "tmpfs", "ext4", ..., or "memory" for a volatile pool. */
+  /** What the file lives on: "tmpfs", "ext4", ..., "unknown", or "memory" for a volatile pool. */
   readonly medium: string;
+  /** The adapter that holds the pool's bytes: "mmap" (the addon), "file" (no addon) or "memory". */
+  readonly persistence: Persistence;
+  /**
+   * Why the adapter is not the one asked for, or null: with `persistence: "auto"`, the addon
+   * did not load (Deno without --allow-ffi, an unbuilt addon) and the file adapter took over.
+   */
+  readonly fallback: string | null;
   /** The durability step persist() performs (see docs/persistence.md). */
   readonly persistMode: PoolPersistMode;
+  /** What a persisted range survives once persist() returned (docs/persistence.md). */
+  readonly durability: PoolDurability;
   /** True when the file is mapped with MAP_SYNC (DAX): cache-line flushes make stores durable. */
   readonly dax: boolean;
   readonly superblock: Readonly<Superblock>;
@@ -140,8 +157,12 @@ export class Pool {
   readonly core: CoreInstance;
   /** Memory offset where the file (its superblock) is mapped. */
   readonly memOffset: number;
-  /** Counters of persistence work, for benchmarks and stats. */
-  readonly stats = { persistCalls: 0, persistRanges: 0, msyncCalls: 0 };
+  /**
+   * Counters of persistence work, for benchmarks and stats: persist calls and ranges, write-back
+   * syscalls (msync, or the strict mode's and the file adapter's pwrites), and the file
+   * adapter's fdatasyncs (one per persist call that wrote anything).
+   */
+  readonly stats = { persistCalls: 0, persistRanges: 0, msyncCalls: 0, syncCalls: 0 };
   /** The pool's journal, or null (docs/persistence.md). */
   readonly journal: PoolJournal | null;
   /**
@@ -156,10 +177,12 @@ export class Pool {
   #u8: Uint8Array;
   #u32: Uint32Array;
   #scratch: number;
-  #native: Native | null;
-  #fd: number;
-  #handle: object | null;
-  #journal: object | null;
+  #store: PoolStore;
+  /** Nothing to do on persist (memory only). */
+  #none: boolean;
+  /** Each persist that writes ends with an fdatasync (the file adapter). */
+  #syncs: boolean;
+  #journal: JournalOps | null;
   /** The in-place modes' sequence numbers: the last submit's, durable as soon as it returns. */
   #seq = 0;
   /** In place: the first step of a log commit as one covering range (PoolOptions.coalesce). */
@@ -168,23 +191,24 @@ export class Pool {
 
   private constructor(p: {
     path: string | null;
-    medium: string;
     persistMode: PoolPersistMode;
     dax: boolean;
     sb: Superblock;
     core: CoreInstance;
     memOffset: number;
     scratch: number;
-    native: Native | null;
-    fd: number;
-    handle: object | null;
-    journal: object | null;
+    store: PoolStore;
+    fallback: string | null;
+    journal: JournalOps | null;
     journalInfo: PoolJournal | null;
     coalesce: boolean | undefined;
   }) {
     this.path = p.path;
-    this.medium = p.medium;
+    this.medium = p.store.medium;
+    this.persistence = p.store.persistence;
+    this.fallback = p.fallback;
     this.persistMode = p.persistMode;
+    this.durability = durabilityOf(p.persistMode, p.store.medium, p.dax);
     this.dax = p.dax;
     this.superblock = Object.freeze({ ...p.sb });
     this.bufferCount = p.sb.bufferCount;
@@ -194,9 +218,9 @@ export class Pool {
     this.#u8 = new Uint8Array(p.core.memory.buffer);
     this.#u32 = new Uint32Array(p.core.memory.buffer);
     this.#scratch = p.scratch;
-    this.#native = p.native;
-    this.#fd = p.fd;
-    this.#handle = p.handle;
+    this.#store = p.store;
+    this.#none = p.persistMode === "none";
+    this.#syncs = p.persistMode === "file";
     this.#journal = p.journal;
     this.#coalesce = p.coalesce ?? p.persistMode === "msync";
     this.journal = p.journalInfo && Object.freeze({ ...p.journalInfo, replay: Object.freeze(p.journalInfo.replay) });
@@ -209,55 +233,55 @@ export class Pool {
    */
   static create(path: string, opts: CreateOptions): Pool {
     const sb = layout(opts.buffers, opts.metaBytes);
-    const nat = native();
+    const { adapter, fallback } = adapterFor(opts);
     const jpath = path + JOURNAL_SUFFIX;
-    if (exists(nat, jpath) && !exists(nat, path))
+    if (adapter.exists(jpath) && !adapter.exists(path))
       throw new PoolFileError("EJOURNAL", path, `a journal ${jpath} is there without its pool: remove it first`);
-    let info;
+    let store;
     try {
-      info = nat.create(path, sb.fileSize, encode(sb));
+      store = adapter.create(path, sb.fileSize, encode(sb));
     } catch (e) {
       throw fileError(path, e);
     }
-    return Pool.#attach(path, sb, nat, info.fd, info.medium, info.dax ?? false, true, opts);
+    return Pool.#attach(path, sb, store, true, opts, fallback);
   }
 
   /** Opens an existing pool file, validating it. Nothing on disk changes if it is refused. */
   static open(path: string, opts: PoolOptions = {}): Pool {
-    const nat = native();
-    let info;
+    const { adapter, fallback } = adapterFor(opts);
+    let store;
     try {
-      info = nat.open(path);
+      store = adapter.open(path);
     } catch (e) {
       throw fileError(path, e);
     }
     let sb: Superblock;
     try {
       const header = new Uint8Array(HEADER_BYTES);
-      const got = info.size >= HEADER_BYTES ? nat.pread(info.fd, header, 0) : 0;
+      const got = store.size >= HEADER_BYTES ? store.read(header, 0) : 0;
       // a file longer than its superblock says is refused, unless it is a growth to `growTo`
       // that was interrupted before the superblock was rewritten: then it is finished
-      sb = decode(path, header.subarray(0, got), info.size, opts.growTo !== undefined);
+      sb = decode(path, header.subarray(0, got), store.size, opts.growTo !== undefined);
       const want = opts.growTo && opts.growTo > sb.bufferCount ? grown(sb, opts.growTo) : sb;
-      if (info.size > want.fileSize)
+      if (store.size > want.fileSize)
         throw new PoolFileError(
           "ETOOLARGE",
           path,
-          `file is ${info.size} bytes but its superblock says ${sb.fileSize}: it was extended or is not this pool`,
+          `file is ${store.size} bytes but its superblock says ${sb.fileSize}: it was extended or is not this pool`,
         );
       if (want !== sb) {
-        nat.extend(info.fd, want.fileSize); // the superblock follows once the file is mapped (#attach)
+        store.extend(want.fileSize); // the superblock follows once the file is in memory (#attach)
         sb = want;
       }
     } catch (e) {
-      nat.close(info.fd);
+      store.close();
       throw e instanceof PmstackError
         ? e
         : e instanceof RangeError
           ? new PoolFileError("ETOOLARGE", path, e.message)
           : fileError(path, e);
     }
-    return Pool.#attach(path, sb, nat, info.fd, info.medium, info.dax ?? false, false, opts);
+    return Pool.#attach(path, sb, store, false, opts, fallback);
   }
 
   /** Opens `path` if it exists, else creates it with `opts.buffers` buffers. */
@@ -278,24 +302,24 @@ export class Pool {
     }
   }
 
-  /** A pool in plain Wasm memory: nothing persists. For tests, simulation and sandboxes. */
-  static volatile(opts: Omit<CreateOptions, "mode">): Pool {
+  /**
+   * A pool in plain Wasm memory (the memory adapter): nothing persists, `persistMode` "none".
+   * For tests, simulation and sandboxes.
+   */
+  static volatile(opts: Omit<CreateOptions, "mode" | "persistence">): Pool {
     const sb = layout(opts.buffers, opts.metaBytes);
-    return Pool.#attach(null, sb, null, -1, "memory", false, false, opts);
+    return Pool.#attach(null, sb, new MemoryStore(), false, opts, null);
   }
 
   static #attach(
     path: string | null,
     sb: Superblock,
-    nat: Native | null,
-    fd: number,
-    medium: string,
-    fileDax: boolean,
+    store: PoolStore,
     created: boolean,
     opts: PoolOptions,
+    fallback: string | null,
   ): Pool {
-    let handle: object | null = null;
-    let journal: object | null = null;
+    let journal: JournalOps | null = null;
     try {
       const core = instantiateCore({ shared: opts.shared ?? false });
       const e = core.exports;
@@ -318,19 +342,24 @@ export class Pool {
       let dax = false;
       let journalInfo: PoolJournal | null = null;
       let pool: Pool | undefined;
-      if (nat && path) {
+      if (path) {
         const want = opts.mode ?? "auto";
-        // "auto" on a block device is the journal; the addon's "auto" picks DAX (MAP_SYNC) or
-        // msync. A DAX file the kernel does not report as such (before Linux 5.8) gets the
-        // journal too: slower than cache-line flushes, never less durable.
-        const mapMode = want === "auto" && !fileDax && medium !== "tmpfs" ? "journal" : want;
-        const m = nat.map(core.memory, new Uint8Array(core.memory.buffer), memOffset, fd, sb.fileSize, mapMode);
-        handle = m.handle;
+        const m = store.place(core.memory, memOffset, sb.fileSize, want);
         persistMode = m.persistMode;
         dax = m.dax;
-        const opened = openJournal(nat, path, sb, handle, persistMode, want, created, opts, (done, err) =>
-          pool?.onDurable?.(done, err),
-        );
+        let opened;
+        try {
+          opened = store.openJournal({
+            path,
+            sb,
+            want,
+            created,
+            journalBytes: opts.journalBytes,
+            onComplete: (done, err) => pool?.onDurable?.(done, err),
+          });
+        } catch (e) {
+          throw fileError(path + JOURNAL_SUFFIX, e);
+        }
         journal = opened.journal;
         journalInfo = opened.info;
         const header = new Uint8Array(core.memory.buffer, memOffset, HEADER_BYTES);
@@ -350,33 +379,31 @@ export class Pool {
           // before any buffer beyond the old end is used.
           sb = { ...sb, flags };
           header.set(encode(sb));
-          nat.persist(handle, memOffset, HEADER_BYTES);
-          if (journal) nat.journalCheckpoint(journal, true);
+          store.persist(memOffset, HEADER_BYTES);
+          journal?.checkpoint(true);
         }
       }
       check(e.poolAttach(memOffset + sb.bufOffset), "attaching the buffer region");
       e.arenaSeal();
       pool = new Pool({
         path,
-        medium,
         persistMode,
         dax,
         sb,
         core,
         memOffset,
         scratch,
-        native: nat,
-        fd,
-        handle,
+        store,
+        fallback,
         journal,
         journalInfo,
         coalesce: opts.coalesce,
       });
       return pool;
     } catch (err) {
-      if (nat && journal) closeQuietly(() => nat.journalClose(journal!, false));
-      if (nat && handle) nat.unmap(handle);
-      if (nat && fd >= 0) nat.close(fd);
+      const open = journal;
+      if (open) closeQuietly(() => open.close(false));
+      closeQuietly(() => store.close());
       throw err;
     }
   }
@@ -518,8 +545,7 @@ export class Pool {
     }
     this.stats.persistCalls++;
     this.stats.persistRanges += names.length;
-    if (this.#native && this.#handle && names.length > 0)
-      this.stats.msyncCalls += this.#native.persistBatch(this.#handle, ranges, names.length);
+    if (!this.#none && names.length > 0) this.#wrote(this.#store.persistBatch(ranges, names.length));
   }
 
   /**
@@ -531,8 +557,7 @@ export class Pool {
     this.#live();
     this.stats.persistCalls++;
     this.stats.persistRanges += count;
-    if (this.#native && this.#handle && count > 0)
-      this.stats.msyncCalls += this.#native.persistRanges(this.#handle, tableMemOffset, count);
+    if (!this.#none && count > 0) this.#wrote(this.#store.persistRanges(tableMemOffset, count));
   }
 
   /**
@@ -548,16 +573,14 @@ export class Pool {
    * pairs (host/log.ts #union says why).
    */
   submit(tableMemOffset: number, count: number, payloadCount: number, gen: number): number {
-    if (this.#submitted(count))
-      return this.#native!.journalSubmit(this.#journal!, tableMemOffset, count, payloadCount, gen);
+    if (this.#submitted(count)) return this.#journal!.submit(tableMemOffset, count, payloadCount, gen);
     this.#persistInPlace(tableMemOffset, count, gen);
     return ++this.#seq;
   }
 
   /** submit(), then waits until the table (and every one submitted before it) is durable. */
   submitSync(tableMemOffset: number, count: number, payloadCount: number, gen: number): number {
-    if (this.#submitted(count))
-      return this.#native!.journalSync(this.#journal!, tableMemOffset, count, payloadCount, gen);
+    if (this.#submitted(count)) return this.#journal!.sync(tableMemOffset, count, payloadCount, gen);
     this.#persistInPlace(tableMemOffset, count, gen);
     return ++this.#seq;
   }
@@ -565,13 +588,13 @@ export class Pool {
   /** The highest sequence number durable: every table submitted up to it is. */
   get durableSeq(): number {
     this.#live();
-    return this.#journal ? this.#native!.journalDone(this.#journal) : this.#seq;
+    return this.#journal ? this.#journal.done() : this.#seq;
   }
 
   /** Blocks until table `seq` (and every one before it) is durable. */
   waitDurable(seq: number): void {
     this.#live();
-    if (this.#journal) this.#native!.journalWait(this.#journal, seq);
+    if (this.#journal) this.#journal.wait(seq);
     else if (!Number.isInteger(seq) || seq < 0 || seq > this.#seq)
       throw new RangeError(`pmstack: waitDurable(${seq}): the last table submitted is ${this.#seq}`);
   }
@@ -579,7 +602,7 @@ export class Pool {
   /** The journal's counters in journal mode, else null. */
   journalStats(): JournalStats | null {
     this.#live();
-    return this.#journal ? this.#native!.journalStats(this.#journal) : null;
+    return this.#journal ? this.#journal.stats() : null;
   }
 
   /** A zero-copy view of the metadata region (reserved for logs and indexes). */
@@ -632,10 +655,14 @@ export class Pool {
   describe(): string {
     const c = this.counts();
     const where = this.path ? `${this.path} on ${this.medium}` : "volatile memory";
+    const note = this.#store.note ? `, ${this.#store.note}` : "";
+    const adapter = this.path
+      ? `; ${this.persistence} adapter${this.fallback ? ` (fallback: ${this.fallback})` : ""}${note}`
+      : "";
     return (
       `pool ${this.superblock.uuid}: ${where}, ${this.bufferCount} x ${BUF_SIZE} B buffers, ` +
       `${this.superblock.metaBytes} B metadata, persist: ` +
-      `${describeMode(this.persistMode, this.medium, this.dax, this.journal?.path)}; ` +
+      `${describeMode(this.persistMode, this.medium, this.dax, this.journal?.path)}${adapter}; ` +
       `free ${c.free}, app ${c.app}, kept ${c.kept}`
     );
   }
@@ -648,18 +675,13 @@ export class Pool {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const nat = this.#native;
     const journal = this.#journal;
     this.#journal = null;
-    if (nat) {
-      try {
-        if (journal) nat.journalClose(journal, true);
-      } finally {
-        if (this.#handle) nat.unmap(this.#handle);
-        nat.close(this.#fd);
-      }
+    try {
+      journal?.close(true);
+    } finally {
+      this.#store.close();
     }
-    this.#handle = null;
   }
 
   /** Counts a submitted table; true in journal mode (one entry: one persist call). */
@@ -675,9 +697,8 @@ export class Pool {
     if (gen !== 0 && count < 1) throw new RangeError(`pmstack: submit: gen ${gen} needs the tail slot as a pair`);
     const first = gen !== 0 ? count - 1 : count;
     this.stats.persistCalls += (first > 0 ? 1 : 0) + (gen !== 0 ? 1 : 0);
-    const nat = this.#native;
-    const handle = this.#handle;
-    if (!nat || !handle) return;
+    if (this.#none) return;
+    const store = this.#store;
     if (first > 0 && this.#coalesce) {
       let lo = Infinity;
       let hi = 0;
@@ -689,13 +710,20 @@ export class Pool {
         hi = Math.max(hi, at + len);
       }
       if (hi > 0) {
-        nat.persist(handle, lo, hi - lo);
+        store.persist(lo, hi - lo);
         this.stats.msyncCalls++;
+        if (this.#syncs) this.stats.syncCalls++;
       }
     } else if (first > 0) {
-      this.stats.msyncCalls += nat.persistRanges(handle, table, first);
+      this.#wrote(store.persistRanges(table, first));
     }
-    if (gen !== 0) this.stats.msyncCalls += nat.persistRanges(handle, table + 8 * first, 1);
+    if (gen !== 0) this.#wrote(store.persistRanges(table + 8 * first, 1));
+  }
+
+  /** Counts what one persist call wrote: `n` write-back syscalls, and the fdatasync after them. */
+  #wrote(n: number): void {
+    this.stats.msyncCalls += n;
+    if (n > 0 && this.#syncs) this.stats.syncCalls++;
   }
 
   /** The little-endian u32 at memory offset `at` (flush tables need not be aligned). */
@@ -707,9 +735,8 @@ export class Pool {
   #persistRange(at: number, length: number): void {
     this.stats.persistCalls++;
     this.stats.persistRanges++;
-    if (!this.#native || !this.#handle || length === 0) return;
-    this.#native.persist(this.#handle, at, length);
-    if (this.persistMode === "msync") this.stats.msyncCalls++;
+    if (this.#none || length === 0) return;
+    this.#wrote(this.#store.persist(at, length));
   }
 
   #live(): void {
@@ -772,64 +799,40 @@ function check(rc: number, what: string): void {
 }
 
 /**
- * The pool's journal at open (docs/persistence.md). An existing one is opened whatever the
- * mode and replayed into the mapping, then checkpointed (journal mode: it stays open) or closed
- * after a final checkpoint (other modes: the pool file alone holds what it acknowledged). Journal
- * mode creates one if there is none. A missing journal that the superblock says was used is
- * EJOURNAL, unless an explicit in-place mode asks to open the pool as it is.
+ * The adapter for a pool file (PoolOptions.persistence). "auto" takes the addon's mmap when the
+ * addon loads, else the file adapter, saying why (the pool's `fallback`); a mode only the
+ * addon has (clwb, clflushopt, journal) does not fall back: it fails with the addon's error.
  */
-function openJournal(
-  nat: Native,
-  path: string,
-  sb: Superblock,
-  handle: object,
-  mode: PoolPersistMode,
-  want: MapMode,
-  created: boolean,
-  opts: PoolOptions,
-  onComplete: (done: number, err?: Error) => void,
-): { journal: object | null; info: PoolJournal | null } {
-  const jpath = path + JOURNAL_SUFFIX;
-  const uuid = uuidBytes(sb.uuid);
-  const journaled = mode === "journal";
-  let j: object | null = null;
-  try {
-    if (!created) {
-      try {
-        j = nat.journalOpen(handle, jpath, { create: false, uuid, onComplete: journaled ? onComplete : null });
-      } catch (e) {
-        if ((e as { code?: string }).code !== "ENOENT") throw e;
-      }
-    }
-    let replay: JournalReplay;
-    if (j) {
-      replay = nat.journalReplay(j);
-      if (!journaled) {
-        const capacity = nat.journalStats(j).capacity;
-        const idle = j;
-        j = null;
-        nat.journalClose(idle, true);
-        return { journal: null, info: { path: jpath, capacity, replay } };
-      }
-      nat.journalCheckpoint(j, true);
-    } else {
-      if (sb.flags & FLAG_JOURNAL && (want === "auto" || want === "journal"))
-        throw new PoolFileError(
-          "EJOURNAL",
-          path,
-          `its journal ${jpath} is missing: writes acknowledged since the last checkpoint would be lost; ` +
-            "restore it or pass { mode: 'msync' } to open the pool as it is",
+function adapterFor(opts: PoolOptions): { adapter: StoreAdapter; fallback: string | null } {
+  const persistence = opts.persistence ?? "auto";
+  const mode = opts.mode ?? "auto";
+  switch (persistence) {
+    case "mmap":
+      native(); // ENATIVE, saying why, if it cannot load
+      return { adapter: mmapAdapter, fallback: null };
+    case "file":
+      if (!fileModeOf(mode)) throw modeError(mode);
+      return { adapter: fileAdapter, fallback: null };
+    case "auto": {
+      const nat = tryNative();
+      if (!(nat instanceof PmstackError)) return { adapter: mmapAdapter, fallback: null };
+      if (!fileModeOf(mode))
+        throw new PmstackError(
+          "ENATIVE",
+          `${nat.message} Mode "${mode}" needs it (the file adapter has "auto", "msync" and "strict").`,
+          { cause: nat },
         );
-      if (!journaled) return { journal: null, info: null };
-      const bytes = opts.journalBytes ?? defaultJournalBytes(sb.fileSize);
-      j = nat.journalOpen(handle, jpath, { create: true, bytes, uuid, onComplete });
-      replay = nat.journalReplay(j);
+      return { adapter: fileAdapter, fallback: nat.message.replace(/^pmstack:\s*/, "") };
     }
-    return { journal: j, info: { path: jpath, capacity: nat.journalStats(j).capacity, replay } };
-  } catch (e) {
-    const open = j;
-    if (open) closeQuietly(() => nat.journalClose(open, false));
-    throw fileError(jpath, e);
+    case "memory":
+      throw new PmstackError(
+        "EINVAL",
+        'pmstack: persistence "memory" keeps no file: use Pool.volatile (a stack: a pool without a path)',
+      );
+    default:
+      throw new TypeError(
+        `pmstack: persistence must be "auto", "mmap", "file" or "memory", got ${String(persistence)}`,
+      );
   }
 }
 
@@ -839,16 +842,6 @@ function closeQuietly(step: () => void): void {
     step();
   } catch {
     // the error being thrown says what went wrong first
-  }
-}
-
-/** Whether anything is at `path` (it opens, or fails for another reason than ENOENT). */
-function exists(nat: Native, path: string): boolean {
-  try {
-    nat.close(nat.open(path).fd);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code !== "ENOENT";
   }
 }
 
@@ -870,6 +863,13 @@ export function describeMode(mode: PoolPersistMode, medium: string, dax: boolean
             "durable on the device when the commit completes)";
     case "none":
       return "none (volatile memory: nothing survives the process)";
+    case "file":
+      return medium === "tmpfs"
+        ? "file on tmpfs (each persist writes its ranges and fdatasyncs; survives a process crash, not a reboot or power loss)"
+        : medium === "unknown"
+          ? "file (each persist writes its ranges and fdatasyncs: durable on the device when it returns, " +
+            "if the file system has one; the runtime could not name it)"
+          : `file on ${medium} (each persist writes its ranges and fdatasyncs: durable on the device when it returns)`;
     case "strict":
       return `strict on ${medium} (test mode: stores reach the file only when persisted, by pwrite)`;
     case "msync":

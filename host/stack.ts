@@ -119,6 +119,11 @@ export interface StackOptions extends StackConfig {
   pool: {
     path?: string;
     buffers: number;
+    /**
+     * The pool's adapter (Pool options, docs/persistence.md): "auto" (default), "mmap",
+     * "file", or "memory" (volatile: no path).
+     */
+    persistence?: CreateOptions["persistence"];
     mode?: CreateOptions["mode"];
     shared?: boolean;
     metaBytes?: number;
@@ -344,9 +349,12 @@ export class Stack {
       opts.configure?.(core);
     };
     const p = opts.pool;
+    if (p.path && p.persistence === "memory")
+      throw new TypeError('pmstack: pool.persistence "memory" keeps no file: leave out pool.path');
     const pool = p.path
       ? Pool.openOrCreate(p.path, {
           buffers: p.buffers,
+          persistence: p.persistence,
           mode: p.mode,
           shared: p.shared,
           metaBytes: p.metaBytes,

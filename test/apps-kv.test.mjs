@@ -139,6 +139,7 @@ test("INFO, COMMAND, CONFIG, CLIENT and HELLO, as redis-cli and redis-benchmark 
   assert.match(info, /redis_version:7\.0\.0\r\n/);
   assert.match(info, /connected_clients:1\r\n/);
   assert.match(info, /aof_enabled:1\r\n/);
+  assert.match(info, /pm_persistence:(mmap|file|memory)\r\npm_persist_mode:\w+\r\npm_durability:[\w-]+\r\n/);
   assert.match(info, /db0:keys=2,expires=1,avg_ttl=0\r\n/);
   assert.match(info, /group_commits:\d+\r\n/);
   const mem = text(h.one(c, "INFO", "memory"));

@@ -28,6 +28,16 @@ test("the log works under Deno (plain and shared memory, strict mode)", () => {
   check(r, "deno");
 });
 
+test("the log works under Deno without --allow-ffi (the file adapter in strict mode)", () => {
+  const r = spawnSync(deno, ["run", "--allow-read", "--allow-write", "--no-prompt", smoke, scratchDir("disk")], {
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    timeout: 60_000,
+  });
+  check(r, "deno");
+  assert.match(r.stdout, /"persistence":"file"/);
+});
+
 test("the same script under Node", () => {
   check(spawnSync(process.execPath, [smoke, scratchDir("disk")], { encoding: "utf8", timeout: 60_000 }), "node");
 });

@@ -1,9 +1,12 @@
 // Both application interfaces under Deno (and Node: the same script), over two in-process
 // stacks (MemoryPair): the batch API keeps, persists, logs (one group commit per turn) and
 // replies straight from kept buffers; the Node-idiom API runs a pipe() echo server and a client
-// reading with async iteration. Prints "API SMOKE OK <json>".
+// reading with async iteration. Prints "API SMOKE OK <json>", which says which persistence
+// adapter the pool file got: under Deno without --allow-ffi the addon cannot load, and the file
+// adapter takes over (and the features that need the addons say so).
 // Run: deno run -A test/deno/api-smoke.mjs <dir>   or   node test/deno/api-smoke.mjs <dir>
-import { MemoryPair, PasteServer, PmLog, Stack, createMemoryNet } from "../../build/index.js";
+//  or: deno run --allow-read --allow-write test/deno/api-smoke.mjs <dir on a disk, not /dev/shm>
+import { MemoryPair, PasteServer, PmLog, Pool, Stack, createMemoryNet, nic } from "../../build/index.js";
 
 const dir = globalThis.Deno ? Deno.args[0] : process.argv[2];
 const runtime = globalThis.Deno ? "deno" : "node";
@@ -88,8 +91,34 @@ async function batch() {
   const again = PmLog.openFile(`${dir}/api-${runtime}.pm`, { buffers: 2048 });
   const back = concat([...Array(n).keys()].map((k) => again.views(`k${k}`)[0].slice()));
   if ((await sha(back)) !== (await sha(data))) fail("logged records differ after reopening");
+  if (again.pool.persistence !== b.pool.persistence) fail("the reopened pool has another adapter");
   again.pool.close();
-  return { chunks: n, bytes: data.length, zeroCopyBytes: srv.stats.zeroCopyBytes, commits: srv.stats.logCommits };
+  return {
+    chunks: n,
+    bytes: data.length,
+    zeroCopyBytes: srv.stats.zeroCopyBytes,
+    commits: srv.stats.logCommits,
+    persistence: b.pool.persistence,
+    persistMode: b.pool.persistMode,
+    fallback: b.pool.fallback,
+    syncCalls: b.pool.stats.syncCalls,
+  };
+}
+
+// ---- what needs an addon says which, when asked for ----
+function addonErrors() {
+  const error = (fn) => {
+    try {
+      fn();
+      return null;
+    } catch (e) {
+      return `${e.code} ${e.message}`;
+    }
+  };
+  return {
+    journal: error(() => Pool.create(`${dir}/journal-${runtime}.pm`, { buffers: 8, mode: "journal" }).close()),
+    nic: error(() => nic.nicNative()),
+  };
 }
 
 // ---- the Node-idiom API: pipe() echo, async iteration ----
@@ -124,6 +153,6 @@ async function netApi() {
 const main = globalThis.Deno ? import.meta.main : process.argv[1] === new URL(import.meta.url).pathname;
 if (main) {
   if (!dir) throw new Error("usage: api-smoke.mjs <scratch dir>");
-  const out = { runtime, batch: await batch(), net: await netApi() };
+  const out = { runtime, batch: await batch(), net: await netApi(), addons: addonErrors() };
   console.log("API SMOKE OK " + JSON.stringify(out));
 }

@@ -1,11 +1,12 @@
 // Child process for the crash test: appends named buffers to a pool as fast as it can, and
 // after each persistBatch returns prints the names it made durable ("P idx off len seq").
 // Names it wrote but did not persist are printed as "U ...". The parent kills it with SIGKILL.
+// A 4th argument picks the pool's persistence adapter ("mmap", "file").
 import { Pool } from "../../build/index.js";
 import { fill } from "./pattern.mjs";
 
 const [path, buffers, persistEvery] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4] ?? 1)];
-const pool = Pool.openOrCreate(path, { buffers });
+const pool = Pool.openOrCreate(path, { buffers, persistence: process.argv[5] });
 let seq = 0;
 const out = (s) => process.stdout.write(s);
 out(`READY ${pool.persistMode}\n`);

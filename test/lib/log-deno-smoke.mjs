@@ -1,5 +1,6 @@
 // The log under Deno (and Node): append, commit, reopen, in strict mode, with plain and shared
-// memory. Run: deno run -A test/lib/log-deno-smoke.mjs <dir>   (or node ... <dir>)
+// memory. Run: deno run -A test/lib/log-deno-smoke.mjs <dir>   (or node ... <dir>; or deno
+// without --allow-ffi, on the file adapter: deno run --allow-read --allow-write ... <disk dir>)
 import { PmLog } from "../../build/index.js";
 
 const dir = globalThis.Deno ? globalThis.Deno.args[0] : process.argv[2];
@@ -25,7 +26,12 @@ for (const shared of [false, true]) {
   const text = new TextDecoder().decode(again.views("key7")[0].slice());
   if (text !== `${runtime} ${shared} 7`) throw new Error(`read back ${JSON.stringify(text)}`);
   if (again.has("key3") || again.has("lost")) throw new Error("a deleted or uncommitted key came back");
-  out[shared ? "shared" : "plain"] = { size: again.size, kept: again.pool.check().kept, text };
+  out[shared ? "shared" : "plain"] = {
+    size: again.size,
+    kept: again.pool.check().kept,
+    text,
+    persistence: again.pool.persistence,
+  };
   again.pool.close();
 }
 console.log("LOG SMOKE OK " + JSON.stringify(out));

@@ -213,9 +213,8 @@ export class Stack {
   #a16 = new Uint8Array(16);
   /** Core scratch memory for tcpAddr's output. */
   #scratch: number;
-  #live = new Set<number>();
-  /** Ports of live connections: local << 16 | remote, from ACCEPTED and CONNECTED. */
-  #ports = new Map<number, number>();
+  /** Live connections and their ports (local << 16 | remote), from ACCEPTED, CONNECTED, CLOSED and RESET. */
+  #live = new LiveConns();
   #u32: Uint32Array;
   /** The command ring (we produce) and the event ring (we consume). */
   #appIn: Ring;
@@ -624,11 +623,9 @@ export class Stack {
       ring.head = head; // consumed before the callback: it may issue commands
       n++;
       if (ev.code === EV.ACCEPTED || ev.code === EV.CONNECTED) {
-        this.#live.add(ev.conn);
-        this.#ports.set(ev.conn, ((ev.len << 16) | ev.off) >>> 0);
+        this.#live.add(ev.conn, ((ev.len << 16) | ev.off) >>> 0);
       } else if (ev.code === EV.CLOSED || ev.code === EV.RESET) {
         this.#live.delete(ev.conn);
-        this.#ports.delete(ev.conn);
       }
       fn(ev);
     }
@@ -650,7 +647,7 @@ export class Stack {
     const info = this.#e.tcpInfo;
     const state = info(id, INFO.state);
     if (state < 0 || state === 0) return null;
-    const ports = this.#ports.get(id) ?? 0;
+    const ports = this.#live.ports(id) ?? 0;
     const local = this.#addrOf(id, 0);
     return {
       id,
@@ -696,7 +693,7 @@ export class Stack {
   endpoints(
     id: number,
   ): { family: Family; localAddress: string; localPort: number; remoteAddress: string; remotePort: number } | null {
-    const ports = this.#ports.get(id);
+    const ports = this.#live.ports(id);
     if (ports === undefined) return null;
     const local = this.#addrOf(id, 0);
     return {
@@ -794,4 +791,90 @@ function stackInitError(e: CoreExports, r: number): PmstackError {
 function checkPort(port: number): void {
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new RangeError(`pmstack: port must be an integer in [0, 65535], got ${port}`);
+}
+
+/** A connection id is generation << 20 | the index of its block in the core's table (tcp/table.ts). */
+const ID_INDEX_MASK = (1 << 20) - 1;
+
+/**
+ * The live connection ids, by their connection block's index (an id is generation << 20 |
+ * index), with their ports: typed arrays, so a connection opened and closed costs no hashing and
+ * no allocation (a Set and a Map of ever-new ids rehashed every few connections). Iteration
+ * walks the indexes used so far, in index order.
+ */
+class LiveConns implements ReadonlySet<number> {
+  #ids = new Uint32Array(64);
+  #ports = new Uint32Array(64);
+  #used = new Uint8Array(64);
+  #n = 0;
+  /** One past the highest index used so far. */
+  #hi = 0;
+
+  add(id: number, ports: number): void {
+    const i = id & ID_INDEX_MASK;
+    if (i >= this.#used.length) this.#grow(i + 1);
+    if (!this.#used[i]) {
+      this.#used[i] = 1;
+      this.#n++;
+    }
+    this.#ids[i] = id;
+    this.#ports[i] = ports;
+    if (i >= this.#hi) this.#hi = i + 1;
+  }
+
+  delete(id: number): boolean {
+    const i = id & ID_INDEX_MASK;
+    if (!this.has(id)) return false;
+    this.#used[i] = 0;
+    this.#n--;
+    return true;
+  }
+
+  /** The ports of a live connection (local << 16 | remote), or undefined. */
+  ports(id: number): number | undefined {
+    return this.has(id) ? this.#ports[id & ID_INDEX_MASK] : undefined;
+  }
+
+  has(id: number): boolean {
+    const i = id & ID_INDEX_MASK;
+    return i < this.#hi && this.#used[i] === 1 && this.#ids[i] === id >>> 0;
+  }
+
+  get size(): number {
+    return this.#n;
+  }
+
+  *[Symbol.iterator](): SetIterator<number> {
+    for (let i = 0; i < this.#hi; i++) if (this.#used[i]) yield this.#ids[i]!;
+  }
+
+  keys(): SetIterator<number> {
+    return this[Symbol.iterator]();
+  }
+
+  values(): SetIterator<number> {
+    return this[Symbol.iterator]();
+  }
+
+  *entries(): SetIterator<[number, number]> {
+    for (const id of this) yield [id, id];
+  }
+
+  forEach(fn: (value: number, key: number, set: ReadonlySet<number>) => void, thisArg?: unknown): void {
+    for (const id of this) fn.call(thisArg, id, id, this);
+  }
+
+  #grow(min: number): void {
+    let n = this.#used.length * 2;
+    while (n < min) n *= 2;
+    const ids = new Uint32Array(n);
+    ids.set(this.#ids);
+    const ports = new Uint32Array(n);
+    ports.set(this.#ports);
+    const used = new Uint8Array(n);
+    used.set(this.#used);
+    this.#ids = ids;
+    this.#ports = ports;
+    this.#used = used;
+  }
 }

@@ -58,9 +58,9 @@ function pair(faults = {}, cfg = {}) {
   return { a, b, link };
 }
 
-/** Runs both stacks and the link on a simulated clock until `done()` or the time limit. */
-function run({ a, b, link }, handlers, done, limitMs = 60_000) {
-  let now = 0;
+/** Runs both stacks and the link on a simulated clock (from `start`) until `done()` or the time limit; returns the time. */
+function run({ a, b, link }, handlers, done, limitMs = 60_000, start = 0) {
+  let now = start;
   while (now < limitMs) {
     const da = a.poll(now);
     const db = b.poll(now);
@@ -146,6 +146,59 @@ function transfer(faults, bytes, seed) {
   );
   return { s, received, digest: got.digest("hex"), want: createHash("sha256").update(data).digest("hex"), t, server };
 }
+
+test("connectionIds follows opens and closes as a set: size, has, iteration; blocks reused under new ids", () => {
+  const s = pair({}, { mslMs: 1 });
+  const { a, b } = s;
+  a.listen(80, { backlog: 64 });
+  const live = { a: new Set(), b: new Set() };
+  const seen = new Set();
+  const on = (side, st) => (ev) => {
+    if (ev.type === "ACCEPTED" || ev.type === "CONNECTED") {
+      live[side].add(ev.conn);
+      if (side === "b") seen.add(ev.conn);
+    } else if (ev.type === "CLOSED" || ev.type === "RESET") live[side].delete(ev.conn);
+    else if (ev.type === "PEER_CLOSED") st.close(ev.conn);
+  };
+  const h = { a: on("a", a), b: on("b", b) };
+  const same = (st, want) => {
+    const ids = st.connectionIds;
+    assert.is(ids.size, want.size);
+    assert.equal(new Set(ids), want, "iteration gives the live ids");
+    for (const id of want) assert.ok(ids.has(id));
+    let n = 0;
+    ids.forEach((v, k) => (n += v === k && want.has(v) ? 1 : 0));
+    assert.is(n, want.size);
+  };
+  // one clock across the steps (a stack's time never goes back)
+  let clock = 0;
+  const go = (cond) => {
+    clock = run(s, h, cond, clock + 60_000, clock);
+    assert.ok(cond(), `reached by ${clock} ms`);
+  };
+  for (let k = 0; k < 40; k++) b.connect("198.18.0.1", 80);
+  go(() => live.a.size === 40 && live.b.size === 40);
+  same(a, live.a);
+  same(b, live.b);
+  // close every other connection from b's side, then open 20 more in the freed blocks
+  const closing = [...live.b].filter((_, i) => i % 2 === 0);
+  for (const id of closing) b.close(id);
+  go(() => live.a.size === 20 && live.b.size === 20);
+  same(a, live.a);
+  same(b, live.b);
+  for (const id of closing) assert.not.ok(b.connectionIds.has(id), "a closed id is gone");
+  for (let k = 0; k < 20; k++) b.connect("198.18.0.1", 80);
+  go(() => live.a.size === 40 && live.b.size === 40);
+  same(a, live.a);
+  same(b, live.b);
+  assert.is(seen.size, 60, "every connection got an id of its own");
+  for (const id of live.b) b.close(id);
+  go(() => live.a.size === 0 && live.b.size === 0);
+  assert.is(a.connectionIds.size + b.connectionIds.size, 0);
+  assert.equal([...b.connectionIds], []);
+  a.shutdown();
+  b.shutdown();
+});
 
 test("a TCP transfer between two stacks over the in-memory link, byte-exact", () => {
   const r = transfer({}, 2_000_000, 1);

@@ -222,7 +222,9 @@ export let ourGw: u32 = 0;
 export let ourMtu: u32 = 1500;
 export let now: f64 = 0;
 export let nowMs: u32 = 0;
+/** The turn's time. The core's clock never goes back: an earlier time (or NaN) than the last keeps the last. */
 export function setNow(t: f64): void {
+  if (!(t > now)) return;
   now = t;
   nowMs = <u32>(<u64>t);
 }

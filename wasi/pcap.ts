@@ -18,6 +18,8 @@ const REC: usize = 16;
 
 // ---- reading ----
 
+let wbuf: usize = 0; // the output buffer (below), flushed when the input turns out bad
+
 let inFd: u32 = 0;
 let name: usize = 0;
 let nameLen: usize = 0;
@@ -45,6 +47,7 @@ export let recData: usize = 0; // address of its bytes (valid until the next rea
 }
 
 function inputError(at: u64, what: string): void {
+  if (wbuf != 0) flush(); // the answers to the records before this one
   sayStart("");
   sayBytes(name, nameLen);
   say(": ");
@@ -144,7 +147,6 @@ export function pcapNext(): bool {
 let outFd: u32 = 1;
 let oname: usize = 0;
 let onameLen: usize = 0;
-let wbuf: usize = 0;
 const WBUF: usize = 1 << 18;
 let wlen: usize = 0;
 export let written: u64 = 0;

@@ -289,6 +289,9 @@ test("the same module under Deno's WASI writes the same bytes", () => {
   assert.is(d.error, undefined, String(d.error));
   assert.is(d.code, 0, `deno exited ${d.code}: ${d.stderr}`);
   assert.ok(readFileSync(join(n.dir, "deno.pcap")).equals(n.out), "Deno and Node agree byte for byte");
+  const abs = runDeno([...baseArgs, join(n.dir, "in.pcap"), join(n.dir, "abs.pcap")], n.dir);
+  assert.is(abs.code, 0, abs.stderr);
+  assert.ok(readFileSync(join(n.dir, "abs.pcap")).equals(n.out), "absolute names, through the root pre-opened as /");
   const bad = runDeno([...baseArgs, "missing.pcap", "x.pcap"], n.dir);
   assert.is(bad.code, 1);
   assert.match(bad.stderr, /cannot open missing\.pcap: no such file or directory/);

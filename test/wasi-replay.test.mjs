@@ -306,6 +306,34 @@ test("an empty capture: the core's own announcement and the linger only", () => 
   assert.match(r.stderr, /0 records/);
 });
 
+test("records that are not fed, chained frames and a clock that never goes back", () => {
+  const c = conversation();
+  const recs = readPcap(c.pcap).records;
+  const arp = recs.find((r) => r.data[12] === 8 && r.data[13] === 6 && r.data[6 + 5] === 1); // the client's
+  const at = (ms) => BASE_US + BigInt(ms * 1000);
+  const ping = eth(OUR_MAC, PEER.mac, 0x0800, ipv4({ src: PEER.ip, dst: OUR_IP, proto: 1, payload: icmpEcho({}) }));
+  const input = writePcap([
+    { units: at(0), data: arp.data },
+    { units: at(10), data: ping.subarray(0, 30), len: ping.length }, // cut short by the snap length
+    { units: at(20), data: new Uint8Array(0) }, // empty
+    { units: at(30), data: new Uint8Array(70000) }, // longer than any frame the core takes
+    { units: at(40), data: recs[0].data }, // our own gratuitous ARP, from the capture
+    { units: at(50), data: Uint8Array.from({ length: 5000 }, (_, i) => (i < 6 ? OUR_MAC[i] : i & 255)) }, // 3 buffers
+    { units: at(45), data: ping }, // 5 ms back in time: fed at the core's present, 50
+  ]);
+  const r = replay(input, [...baseArgs, "--linger", "0"]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(
+    r.stderr,
+    /7 records: 3 fed, 1 from --mac not fed, 1 cut short by the snap length, 2 empty or too long, 1 out of time order; 3 frames written/,
+    r.stderr,
+  );
+  const out = readPcap(r.out).records;
+  const reply = out.findIndex((x) => parseFrame(x.data).icmp?.type === 0);
+  assert.ok(reply > 0, "the ping is answered");
+  assert.is(out[reply].units, at(50), "at the core's present, not at its own earlier time");
+});
+
 test("bad input ends with a message and exit status 1, never a trap", async () => {
   const good = conversation().pcap;
   const le32 = (b, at, v) => new DataView(b.buffer, b.byteOffset).setUint32(at, v, true);

@@ -2,7 +2,7 @@
 // app, the secret, the pool and the time the core's timers run after the last record. Parsed
 // from the WASI arguments in place (bytes, no strings); a bad argument prints why and exits 2.
 
-import { argsLoad, arg, cstrLen, bytesEq, say, sayBytes, sayU, sayStart, sayEndTo, failEnd, exit, EXIT_USAGE } from "./io";
+import { argsLoad, arg, cstrLen, bytesEq, say, sayBytes, sayStart, sayEndTo, failEnd, exit, EXIT_USAGE } from "./io";
 
 export const APP_ECHO: u32 = 0;
 export const APP_DISCARD: u32 = 1;
@@ -279,12 +279,4 @@ export function parseArgs(): void {
   if (!hasIp4 && !hasIp6) bad("give the stack an address: --ip, --ip6 or both", 0, 0);
   if (gw4 != 0 && !hasIp4) bad("--gateway needs --ip", 0, 0);
   if (hasGw6 && !hasIp6) bad("--gw6 needs --ip6", 0, 0);
-}
-
-/** The configuration as one stderr line (for the summary). */
-export function sayListen(): void {
-  for (let i: u32 = 0; i < nPorts; i++) {
-    say(i == 0 ? " " : ",");
-    sayU(load<u32>(ports + (<usize>i << 2)));
-  }
 }

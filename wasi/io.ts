@@ -48,11 +48,10 @@ const O_TRUNC: u32 = 8;
 const RIGHT_FD_READ: u64 = 1 << 1;
 const RIGHT_FD_WRITE: u64 = 1 << 6;
 
-/** Exit codes. */
-export const EXIT_OK: u32 = 0;
-export const EXIT_INPUT = 1; // the input or output file: unreadable, not a pcap we take, truncated
-export const EXIT_USAGE = 2; // the command line
-export const EXIT_CORE = 3; // the core refused the configuration, aborted, or made no progress
+/** Exit statuses (0: done). */
+export const EXIT_INPUT: u32 = 1; // the input or output file: unreadable, not a pcap we take, truncated
+export const EXIT_USAGE: u32 = 2; // the command line
+export const EXIT_CORE: u32 = 3; // the core refused the configuration, aborted, or made no progress
 
 // ---- messages on stderr ----
 
@@ -104,12 +103,6 @@ export function sayStart(s: string): void {
   msgLen = 0;
   say("pmstack-replay: ");
   say(s);
-}
-/** Prints "pmstack-replay: s" and exits with `code`. */
-export function fail(code: u32, s: string): void {
-  sayStart(s);
-  sayEnd();
-  exit(code);
 }
 /** Ends the pending line and exits with `code`. */
 export function failEnd(code: u32): void {

@@ -220,6 +220,48 @@ static uint32_t rx_one(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *e
   return frames;
 }
 
+/* One frame to send, gathered from the TX ring: its slots' buffers as iovecs (iov[1..k]). */
+typedef struct {
+  uint32_t k, fl0, bad;
+  size_t total;
+} tx_frame;
+
+/*
+ * Gathers the frame at `head`: 1 when it is whole (or a chain longer than any frame, marked
+ * bad and dropped up to there), 0 when the producer has not finished its chain yet. Slots that
+ * name no buffer of the pool, or bytes past one, mark the frame bad (dropped and counted).
+ */
+static int tx_gather(nic_t *n, ring_t *r, uint32_t head, uint32_t tail, struct iovec *iov, uint32_t *idxs,
+                     tx_frame *f) {
+  f->k = 0;
+  f->fl0 = 0;
+  f->bad = 0;
+  f->total = 0;
+  while (head + f->k != tail && f->k < MAX_CHAIN) {
+    uint32_t k = f->k;
+    uint8_t *s = slot_at(r, head + k);
+    uint32_t buf, fl;
+    uint16_t off, len;
+    memcpy(&buf, s, 4);
+    memcpy(&off, s + 4, 2);
+    memcpy(&len, s + 6, 2);
+    memcpy(&fl, s + 12, 4);
+    if (k == 0) f->fl0 = fl;
+    if (buf >= n->buf_count || (uint32_t)off + len > BUF_SIZE) f->bad = 1;
+    idxs[k] = buf;
+    iov[k + 1].iov_base = f->bad ? NULL : nic_buf(n, buf) + off;
+    iov[k + 1].iov_len = len;
+    f->total += len;
+    f->k = k + 1;
+    if (!(fl & SF_MORE)) return 1;
+  }
+  if (f->k == MAX_CHAIN) {
+    f->bad = 1; /* a chain longer than any frame: drop it up to here */
+    return 1;
+  }
+  return 0;
+}
+
 static uint32_t tx_one(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *err) {
   struct iovec iov[MAX_CHAIN + 1];
   uint32_t idxs[MAX_CHAIN];
@@ -229,34 +271,10 @@ static uint32_t tx_one(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *e
   for (;;) {
     uint32_t head = __atomic_load_n(rhead, __ATOMIC_RELAXED), tail = __atomic_load_n(rtail, __ATOMIC_ACQUIRE);
     if (head == tail) break;
-    /* gather one frame */
-    uint32_t k = 0, fl0 = 0, bad = 0;
-    size_t total = 0;
-    bool complete = false;
-    while (head + k != tail && k < MAX_CHAIN) {
-      uint8_t *s = slot_at(r, head + k);
-      uint32_t buf, fl;
-      uint16_t off, len;
-      memcpy(&buf, s, 4);
-      memcpy(&off, s + 4, 2);
-      memcpy(&len, s + 6, 2);
-      memcpy(&fl, s + 12, 4);
-      if (k == 0) fl0 = fl;
-      if (buf >= n->buf_count || (uint32_t)off + len > BUF_SIZE) bad = 1;
-      idxs[k] = buf;
-      iov[k + 1].iov_base = bad ? NULL : nic_buf(n, buf) + off;
-      iov[k + 1].iov_len = len;
-      total += len;
-      k++;
-      if (!(fl & SF_MORE)) {
-        complete = true;
-        break;
-      }
-    }
-    if (!complete) {
-      if (k == MAX_CHAIN) bad = 1; /* a chain longer than any frame: drop it up to here */
-      else break;                  /* the producer has not finished this chain */
-    }
+    tx_frame f;
+    if (!tx_gather(n, r, head, tail, iov, idxs, &f)) break; /* the producer has not finished this chain */
+    uint32_t k = f.k, fl0 = f.fl0, bad = f.bad;
+    size_t total = f.total;
     if (done->cap - *done->count < k) break; /* no room to report completions: later */
     if (!bad) {
       tx_vnet(&vh, meta, r, head, fl0);
@@ -419,33 +437,10 @@ static uint32_t tx_batch(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int 
     uint32_t pos = head, nf = 0, slots = 0, sqes = 0;
     struct io_uring_sqe *last = NULL;
     while (nf < TB_MAX && pos != tail) {
-      uint32_t k = 0, fl0 = 0, bad = 0;
-      size_t total = 0;
-      bool complete = false;
-      while (pos + k != tail && k < MAX_CHAIN) {
-        uint8_t *sl = slot_at(r, pos + k);
-        uint32_t buf, fl;
-        uint16_t off, len;
-        memcpy(&buf, sl, 4);
-        memcpy(&off, sl + 4, 2);
-        memcpy(&len, sl + 6, 2);
-        memcpy(&fl, sl + 12, 4);
-        if (k == 0) fl0 = fl;
-        if (buf >= n->buf_count || (uint32_t)off + len > BUF_SIZE) bad = 1;
-        b->idx[nf][k] = buf;
-        b->iov[nf][k + 1].iov_base = bad ? NULL : nic_buf(n, buf) + off;
-        b->iov[nf][k + 1].iov_len = len;
-        total += len;
-        k++;
-        if (!(fl & SF_MORE)) {
-          complete = true;
-          break;
-        }
-      }
-      if (!complete) {
-        if (k == MAX_CHAIN) bad = 1; /* a chain longer than any frame: drop it up to here */
-        else break;                  /* the producer has not finished this chain */
-      }
+      tx_frame f;
+      if (!tx_gather(n, r, pos, tail, b->iov[nf], b->idx[nf], &f)) break; /* the producer is not done */
+      uint32_t k = f.k, fl0 = f.fl0, bad = f.bad;
+      size_t total = f.total;
       if (done->cap - *done->count < slots + k) break; /* no room to report completions: later */
       b->pos[nf] = pos;
       b->k[nf] = k;

@@ -314,6 +314,32 @@ static uint32_t tx_one(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int *e
 
 /* ---------- batched through io_uring ---------- */
 
+/* Queues one readv or writev of `cnt` iovecs, RWF_NOWAIT; user_data is the batch's slot `i`. */
+static struct io_uring_sqe *tb_queue(nic_t *n, uint8_t op, const struct iovec *iov, uint32_t cnt, uint32_t i) {
+  struct io_uring_sqe *q = uring_sqe(&n->tb->u);
+  q->opcode = op;
+  q->fd = n->fd;
+  q->addr = (uintptr_t)iov;
+  q->len = cnt;
+  q->off = (uint64_t)-1;
+  q->rw_flags = RWF_NOWAIT;
+  q->user_data = i;
+  return q;
+}
+
+/* Submits what is queued and waits for all `sqes` results, into res[0..slots): 0, or -errno. */
+static int tb_submit(nic_t *n, uint32_t sqes, uint32_t slots) {
+  struct tap_batch *b = n->tb;
+  int sr = uring_submit(&b->u, sqes);
+  n->st.syscalls++;
+  if (sr < 0) return sr;
+  uint64_t d;
+  int32_t res;
+  while (uring_cqe(&b->u, &d, &res))
+    if (d < slots) b->res[d] = res;
+  return 0;
+}
+
 /*
  * Receive: up to TB_MAX reads in one submission, each offered rx_need buffers from the top of
  * the fill table (read i takes the i-th group of rx_need entries), then the frames go into the
@@ -352,26 +378,14 @@ static uint32_t rx_batch(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int 
       }
       b->iov[i][0].iov_base = &b->vh[i];
       b->iov[i][0].iov_len = n->vnet_sz;
-      struct io_uring_sqe *q = uring_sqe(&b->u);
-      q->opcode = IORING_OP_READV;
-      q->fd = n->fd;
-      q->addr = (uintptr_t)(b->iov[i] + 1 - vn);
-      q->len = need + vn;
-      q->off = (uint64_t)-1;
-      q->rw_flags = RWF_NOWAIT;
-      q->user_data = i;
+      tb_queue(n, IORING_OP_READV, b->iov[i] + 1 - vn, need + vn, i);
     }
-    int sr = uring_submit(&b->u, k);
-    n->st.syscalls++;
+    int sr = tb_submit(n, k, k);
     if (sr < 0) {
       n->st.rx_errors++;
       *err = -sr;
       break;
     }
-    uint64_t d;
-    int32_t res;
-    while (uring_cqe(&b->u, &d, &res))
-      if (d < k) b->res[d] = res;
     bool empty = false;
     uint32_t got = 0, base = have - k * need;
     for (uint32_t i = 0; i < k; i++) {
@@ -451,16 +465,8 @@ static uint32_t tx_batch(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int 
         tx_vnet(&b->vh[nf], meta, r, pos, fl0);
         b->iov[nf][0].iov_base = &b->vh[nf];
         b->iov[nf][0].iov_len = n->vnet_sz;
-        struct io_uring_sqe *q = uring_sqe(&b->u);
-        q->opcode = IORING_OP_WRITEV;
-        q->fd = n->fd;
-        q->addr = (uintptr_t)(b->iov[nf] + 1 - vn);
-        q->len = k + vn;
-        q->off = (uint64_t)-1;
-        q->rw_flags = RWF_NOWAIT;
-        q->flags = IOSQE_IO_LINK;
-        q->user_data = nf;
-        last = q;
+        last = tb_queue(n, IORING_OP_WRITEV, b->iov[nf] + 1 - vn, k + vn, nf);
+        last->flags = IOSQE_IO_LINK;
         sqes++;
       }
       pos += k;
@@ -470,17 +476,12 @@ static uint32_t tx_batch(nic_t *n, ring_t *r, uint8_t *meta, table_t *done, int 
     if (nf == 0) break;
     if (sqes) {
       last->flags = 0; /* the chain ends at the batch's last frame */
-      int sr = uring_submit(&b->u, sqes);
-      n->st.syscalls++;
+      int sr = tb_submit(n, sqes, nf);
       if (sr < 0) {
         n->st.tx_errors++;
         *err = -sr;
         break;
       }
-      uint64_t d;
-      int32_t res;
-      while (uring_cqe(&b->u, &d, &res))
-        if (d < nf) b->res[d] = res;
     }
     bool stop = false, again = true;
     for (uint32_t i = 0; i < nf && !stop; i++) {

@@ -322,7 +322,10 @@ async function runMedium(o, base) {
     async function startPmstack(app, nic, prof, tls = null) {
       const l = LINKS[`${app}-${nic}`];
       const path = join(tmp, `${app}-${nic}.pm`);
+      // a fresh pool (the TLS cells restart each server): its journal goes too, or the new
+      // pool would refuse a journal left without its pool (EJOURNAL)
       rmSync(path, { force: true });
+      rmSync(`${path}.journal`, { force: true });
       const cfg = {
         app,
         nic,

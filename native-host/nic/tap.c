@@ -155,6 +155,32 @@ static void tx_vnet(struct virtio_net_hdr *vh, const uint8_t *meta, ring_t *r, u
   }
 }
 
+/*
+ * Puts a frame read as `got` bytes (its virtio-net header, if any, included) into the RX ring
+ * at `tail`: its buffers are the fill entries top[0], top[-1], ... in the order the read was
+ * offered them, chained with SF_MORE. Returns its slot count, or 0 for a read too short to
+ * hold a frame (counted as rx_bad).
+ */
+static uint32_t rx_put(nic_t *n, ring_t *r, uint8_t *meta, const struct virtio_net_hdr *vh, const uint32_t *top,
+                       size_t got, uint32_t tail) {
+  size_t len = got - n->vnet_sz;
+  if (got < (size_t)n->vnet_sz || len == 0) {
+    n->st.rx_bad++;
+    return 0;
+  }
+  uint32_t nb = (len + BUF_SIZE - 1) / BUF_SIZE;
+  uint32_t fl = rx_flags(n, vh, meta, r, tail);
+  for (uint32_t k = 0; k < nb; k++) {
+    size_t l = len - (size_t)k * BUF_SIZE;
+    if (l > BUF_SIZE) l = BUF_SIZE;
+    put_slot(slot_at(r, tail + k), *(top - k), 0, (uint16_t)l, (k == 0 ? fl : 0) | (k + 1 < nb ? SF_MORE : 0));
+  }
+  n->st.rx_frames++;
+  n->st.rx_slots += nb;
+  n->st.rx_bytes += len;
+  return nb;
+}
+
 static uint32_t rx_one(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *err) {
   struct iovec iov[MAX_CHAIN + 1];
   struct virtio_net_hdr vh;
@@ -197,25 +223,11 @@ static uint32_t rx_one(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int *e
       *err = errno;
       break;
     }
-    size_t len = (size_t)got - n->vnet_sz;
-    if ((size_t)got < (size_t)n->vnet_sz || len == 0) {
-      n->st.rx_bad++;
-      continue;
-    }
-    uint32_t nb = (len + BUF_SIZE - 1) / BUF_SIZE;
-    uint32_t fl = rx_flags(n, &vh, meta, r, tail);
-    for (k = 0; k < nb; k++) {
-      uint32_t idx = fill->e[have - 1 - k];
-      size_t l = len - (size_t)k * BUF_SIZE;
-      if (l > BUF_SIZE) l = BUF_SIZE;
-      put_slot(slot_at(r, tail + k), idx, 0, (uint16_t)l, (k == 0 ? fl : 0) | (k + 1 < nb ? SF_MORE : 0));
-    }
+    uint32_t nb = rx_put(n, r, meta, &vh, &fill->e[have - 1], (size_t)got, tail);
+    if (nb == 0) continue;
     *fill->count = have - nb;
     __atomic_store_n(rtail, tail + nb, __ATOMIC_RELEASE);
     frames++;
-    n->st.rx_frames++;
-    n->st.rx_slots += nb;
-    n->st.rx_bytes += len;
   }
   return frames;
 }
@@ -401,26 +413,11 @@ static uint32_t rx_batch(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int 
         }
         continue;
       }
-      size_t len = (size_t)got_len - n->vnet_sz;
-      if ((size_t)got_len < (size_t)n->vnet_sz || len == 0) {
-        n->st.rx_bad++;
-        continue;
-      }
-      uint32_t nb = (len + BUF_SIZE - 1) / BUF_SIZE;
-      uint32_t fl = rx_flags(n, &b->vh[i], meta, r, tail);
-      for (uint32_t j = 0; j < nb; j++) {
-        uint32_t at = have - 1 - i * need - j;
-        size_t l = len - (size_t)j * BUF_SIZE;
-        if (l > BUF_SIZE) l = BUF_SIZE;
-        put_slot(slot_at(r, tail + j), fill->e[at], 0, (uint16_t)l,
-                 (j == 0 ? fl : 0) | (j + 1 < nb ? SF_MORE : 0));
-        fill->e[at] = UINT32_MAX; /* taken: compacted out below */
-      }
+      uint32_t *top = &fill->e[have - 1 - i * need];
+      uint32_t nb = rx_put(n, r, meta, &b->vh[i], top, (size_t)got_len, tail);
+      for (uint32_t j = 0; j < nb; j++) *(top - j) = UINT32_MAX; /* taken: compacted out below */
       tail += nb;
-      got++;
-      n->st.rx_frames++;
-      n->st.rx_slots += nb;
-      n->st.rx_bytes += len;
+      if (nb) got++;
     }
     /* The fill entries the frames took leave the table; the others keep their order. */
     uint32_t w = base;

@@ -13,6 +13,8 @@ import { PcapWriter } from "./pcap.js";
 import { serve, type App, type AppServer, type ServeNic } from "./apps/serve.js";
 import { HttpdApp } from "./apps/httpd.js";
 import { KvApp } from "./apps/kv.js";
+import { ClusterState } from "./apps/kv/cluster.js";
+import { clusterConfigFile } from "./apps/kv/cluster-file.js";
 import { loadTlsFiles, TlsTerminator } from "./apps/tls.js";
 import { COUNTERS } from "./stack-abi.js";
 import { BUF_SIZE } from "./abi.js";
@@ -99,6 +101,12 @@ Access (docs/apps.md):
                      kv: with no password, serve only --peer-ip, --peer-ip6 and --allow-net
                      peers; others get -DENIED (default yes)
   --allow-net CIDR   kv: a network protected mode serves too (repeatable, or comma-separated)
+  --cluster          kv: Redis Cluster mode: hash slots, -MOVED/-CROSSSLOT redirects, CLUSTER
+                     commands (docs/cluster.md); the node serves the slots given to it with
+                     CLUSTER ADDSLOTS / ADDSLOTSRANGE
+  --cluster-config-file PATH
+                     kv: the node's cluster configuration, Redis's nodes.conf format
+                     (default <pm>.nodes.conf): its id, epochs and slots across restarts
   --token-file PATH  httpd: a bearer token (owner-only file): PUT, POST, DELETE need
                      Authorization: Bearer TOKEN, else 401
   --private          httpd: GET and HEAD need the token too
@@ -144,8 +152,9 @@ const VALUED = new Set([
   "protected-mode",
   "allow-net",
   "token-file",
+  "cluster-config-file",
 ]);
-const FLAGS = new Set(["busy-poll", "quiet", "json", "help", "version", "insecure-pool", "private"]);
+const FLAGS = new Set(["busy-poll", "quiet", "json", "help", "version", "insecure-pool", "private", "cluster"]);
 /** Options that may be given more than once: their values are joined with commas. */
 const REPEATABLE = new Set(["allow-net"]);
 
@@ -328,6 +337,9 @@ function access(a: Args, cmd: string, peers: string[]): Access {
   };
   for (const k of ["requirepass", "requirepass-file", "protected-mode", "allow-net"]) only(k, "kv");
   for (const k of ["token-file", "private"]) only(k, "httpd");
+  for (const k of ["cluster", "cluster-config-file"]) only(k, "kv");
+  if (a.opts.has("cluster-config-file") && !a.opts.has("cluster"))
+    throw new UsageError("--cluster-config-file goes with --cluster");
   if (a.opts.has("requirepass") && a.opts.has("requirepass-file"))
     throw new UsageError("give --requirepass or --requirepass-file, not both");
   const requirepass = a.opts.has("requirepass-file")
@@ -358,7 +370,13 @@ function access(a: Args, cmd: string, peers: string[]): Access {
 function makeApp(
   cmd: string,
   port: number | undefined,
-  o: { maxBody: number; idleTimeoutMs: number; access: Access; tls?: { port: number; terminator: TlsTerminator } },
+  o: {
+    maxBody: number;
+    idleTimeoutMs: number;
+    access: Access;
+    tls?: { port: number; terminator: TlsTerminator };
+    cluster?: { ip: string; configPath: string } | null;
+  },
 ): (stack: Stack, log: import("./log.js").PmLog) => App {
   const x = o.access;
   if (cmd === "httpd")
@@ -376,6 +394,9 @@ function makeApp(
       requirepass: x.requirepass,
       protectedNets: x.protectedNets,
       tls: o.tls,
+      cluster: o.cluster
+        ? new ClusterState({ ip: o.cluster.ip, port: port ?? 6379, config: clusterConfigFile(o.cluster.configPath) })
+        : null,
     });
 }
 
@@ -532,6 +553,9 @@ async function runServer(a: Args): Promise<number> {
         maxBody,
         idleTimeoutMs,
         access: acc,
+        cluster: a.opts.has("cluster")
+          ? { ip: ip.split("/")[0]!, configPath: resolve(str(a, "cluster-config-file") ?? `${pm}.nodes.conf`) }
+          : null,
         ...(terminator ? { tls: { port: tlsPort, terminator } } : {}),
       }),
       pcap ? { pcap } : {},

@@ -105,6 +105,9 @@ export {
   KV_MAX_HELD_REPLIES,
   parseI64,
 } from "./apps/kv.js";
+export { ClusterState, ClusterConfigError, keyHashSlot, crc16, CLUSTER_SLOTS } from "./apps/kv/cluster.js";
+export type { ClusterOptions, ClusterNode, ClusterConfigStore } from "./apps/kv/cluster.js";
+export { clusterConfigFile } from "./apps/kv/cluster-file.js";
 export { safeEqual, FailureLimiter, NetList } from "./apps/auth.js";
 export type { AuthLimitOptions } from "./apps/auth.js";
 export type { KvOptions, KvStats } from "./apps/kv.js";

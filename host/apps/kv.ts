@@ -16,6 +16,7 @@ import { Conn, ConnLayer, type Part } from "./conn.js";
 import { COMMANDS, KV_COMMANDS, KV_MAX_BULK, parseI64, type Arg, type Kv, type KvClient } from "./kv/commands.js";
 import { errorLine } from "./kv/reply.js";
 import { KV_SMALL, KV_TRAILER, KV_VALUE_ITEMS, KvStore } from "./kv/store.js";
+import { keyHashSlot, SlotKeys, type ClusterState } from "./kv/cluster.js";
 import { RespParser, type RespHandler } from "./resp.js";
 import type { TlsTerminator } from "./tls.js";
 import { FailureLimiter, NetList, safeEqual, type AuthLimitOptions } from "./auth.js";
@@ -47,6 +48,11 @@ export interface KvOptions {
   protectedNets?: NetList | null;
   /** How failed AUTHs are slowed down (auth.ts FailureLimiter). */
   authLimits?: AuthLimitOptions;
+  /**
+   * Cluster mode (Redis Cluster's slots and redirects, docs/cluster.md): this node's view of
+   * the cluster. Keys of slots other nodes serve answer -MOVED; keys of two slots, -CROSSSLOT.
+   */
+  cluster?: ClusterState | null;
 }
 
 /** Redis's replies of authentication (7.0). */
@@ -96,6 +102,8 @@ export interface KvStats {
   denied: number;
   /** Connections closed for piling up commands behind a held AUTH failure. */
   authDropped: number;
+  /** Commands answered -MOVED: their keys are of a slot another node serves (cluster mode). */
+  moved: number;
 }
 
 interface KvConn extends KvClient {
@@ -144,6 +152,10 @@ export class KvApp implements Kv {
   readonly port: number;
   readonly store: KvStore;
   readonly layer: ConnLayer<KvConn>;
+  /** Cluster mode's state, and the keys each slot holds (null: a standalone server). */
+  readonly cluster: ClusterState | null;
+  readonly slots: SlotKeys | null;
+  readonly clusterStats = { sent: 0, received: 0 };
   readonly config = CONFIG;
   readonly counters = {
     commands: 0,
@@ -158,6 +170,7 @@ export class KvApp implements Kv {
     authThrottled: 0,
     noauth: 0,
     denied: 0,
+    moved: 0,
     authDropped: 0,
   };
   /**
@@ -241,6 +254,9 @@ export class KvApp implements Kv {
     this.reserveBuffers = Math.min(opts.reserveBuffers ?? Math.max(1024, total >>> 3), total >>> 1);
     this.#started = Date.now();
     this.store = new KvStore(log, this.#now);
+    this.cluster = opts.cluster ?? null;
+    this.slots = this.cluster ? new SlotKeys() : null;
+    if (this.slots) this.store.trackSlots(this.slots);
     this.layer = new ConnLayer<KvConn>(
       stack,
       log,
@@ -360,6 +376,8 @@ export class KvApp implements Kv {
       authed: this.#pass === null,
       authFails: 0,
       heldUntil: 0,
+      asking: false,
+      readonly: false,
     };
     st.parser.unauthenticated = !st.authed;
     const nets = this.#protectedNets;
@@ -467,6 +485,12 @@ export class KvApp implements Kv {
       this.counters.noauth++;
       return this.error(c, KV_NOAUTH);
     }
+    // cluster mode: keys of another node's slot are redirected (ASKING holds for one command;
+    // it changes nothing until this node imports a slot)
+    if (this.cluster) {
+      st.asking = false;
+      if (sp.first > 0 && this.#redirect(c, sp.first, sp.last, sp.step, args)) return;
+    }
     // a full pool refuses writes while it can still receive: reads and DELs (which free values)
     // keep working, and the NIC always has buffers to receive them into
     if (sp.denyoom && (this.stack.pool.freeCount < this.reserveBuffers || args.some((x) => x.full))) {
@@ -483,6 +507,42 @@ export class KvApp implements Kv {
         return this.error(c, `OOM command not allowed: ${(e as Error).message}`);
       throw e;
     }
+  }
+
+  /**
+   * Cluster mode: answers -CROSSSLOT, -CLUSTERDOWN or -MOVED (Redis's getNodeByQuery) and
+   * returns true when the command's keys are not all of one slot this node serves.
+   */
+  #redirect(c: Conn<KvConn>, first: number, last: number, step: number, args: Arg[]): boolean {
+    const cl = this.cluster!;
+    const end = last < 0 ? args.length + last : last;
+    let slot = -1;
+    for (let i = first; i <= end && i < args.length; i += step) {
+      const key = this.key(args[i]!);
+      const s = key ? keyHashSlot(key) : -2;
+      if (slot === -1) slot = s;
+      else if (s !== slot) {
+        this.error(c, "CROSSSLOT Keys in request don't hash to the same slot");
+        return true;
+      }
+    }
+    if (slot === -1) return false;
+    if (slot === -2) return false; // a key longer than any key can be: the command answers as it would
+    const n = cl.owner(slot);
+    if (n === null) {
+      this.error(c, "CLUSTERDOWN Hash slot not served");
+      return true;
+    }
+    if (cl.state !== "ok") {
+      this.error(c, "CLUSTERDOWN The cluster is down");
+      return true;
+    }
+    if (n !== cl.myself) {
+      this.counters.moved++;
+      this.error(c, `MOVED ${slot} ${n.ip}:${n.port}`);
+      return true;
+    }
+    return false;
   }
 
   /** INFO's text: the sections asked for (default all). */
@@ -502,7 +562,7 @@ export class KvApp implements Kv {
     section("Server", [
       ["redis_version", "7.0.0"],
       ["server_name", this.#serverName],
-      ["redis_mode", "standalone"],
+      ["redis_mode", this.cluster ? "cluster" : "standalone"],
       ["os", `${typeof process !== "undefined" ? process.platform : "unknown"}`],
       ["arch_bits", 64],
       ["process_id", typeof process !== "undefined" ? process.pid : 0],
@@ -563,6 +623,7 @@ export class KvApp implements Kv {
       ["value_bytes_sent_by_name", st.bytesByName],
       ["value_bytes_copied", st.bytesCopied],
     ]);
+    section("Cluster", [["cluster_enabled", this.cluster ? 1 : 0]]);
     const keys = this.store.size;
     section("Keyspace", keys ? [["db0", `keys=${keys},expires=${this.store.expiring},avg_ttl=0`]] : []);
     return out.join("\r\n");

@@ -29,6 +29,8 @@ import {
 import { addLongDouble, formatLongDouble, isInfinite, parseLongDouble, type LongDouble } from "./float.js";
 import { KV_SMALL, KV_VALUE_ITEMS, type KvStore, type Value } from "./store.js";
 import type { ObjectWriter } from "../../object.js";
+import type { ClusterState, SlotKeys } from "./cluster.js";
+import { askingCommand, clusterCommand, readonlyCommand } from "./cluster-commands.js";
 
 /** Redis's proto-max-bulk-len: the largest value (and argument). */
 export const KV_MAX_BULK = 512 * 1024 * 1024;
@@ -55,6 +57,10 @@ export interface KvClient {
   authFails: number;
   /** The answer to its last failed AUTH is held until this time (the connection layer's clock). */
   heldUntil: number;
+  /** Cluster mode: ASKING was the last command (it holds for the next one). */
+  asking: boolean;
+  /** Cluster mode: READONLY (reads from a replica; this node has none yet). */
+  readonly: boolean;
 }
 
 /** What the handlers use of the app (kv.ts implements it). */
@@ -77,6 +83,11 @@ export interface Kv {
   resetStats(): void;
   /** The server wants a password (AUTH before anything else). */
   readonly requiresAuth: boolean;
+  /** Cluster mode's state and the keys of each slot (both null on a standalone server). */
+  readonly cluster: ClusterState | null;
+  readonly slots: SlotKeys | null;
+  /** Cluster bus messages sent and received (CLUSTER INFO). */
+  readonly clusterStats: { sent: number; received: number };
   /**
    * Checks a user (null: `default`) and password: calls `ok` on success; answers the failure
    * itself (-WRONGPASS, held by the rate limit, or Redis's error for AUTH with no password set).
@@ -141,7 +152,8 @@ export const KV_COMMANDS: Record<string, CmdSpec> = {
   select: spec(2, "loading stale fast", NOKEY, "connection", "2.0.0", "Changes the selected database.", (k, c, a) => {
     const db = parseI64(k.bytes(a[1]!));
     if (db === null) return k.error(c, E_INT);
-    if (db !== 0n) return k.error(c, "ERR DB index is out of range");
+    if (db !== 0n)
+      return k.error(c, k.cluster ? "ERR SELECT is not allowed in cluster mode" : "ERR DB index is out of range");
     k.reply(c, [OK]);
   }),
   quit: spec(-1, "fast no_auth", NOKEY, "connection", "1.0.0", "Closes the connection.", (k, c) =>
@@ -387,6 +399,35 @@ export const KV_COMMANDS: Record<string, CmdSpec> = {
     command,
   ),
   config: spec(-2, "", NOKEY, "server", "2.0.0", "A container for server configuration commands.", config),
+  // cluster (kv/cluster-commands.ts)
+  cluster: spec(-2, "", NOKEY, "cluster", "3.0.0", "A container for Redis Cluster commands.", clusterCommand),
+  asking: spec(
+    1,
+    "fast",
+    NOKEY,
+    "cluster",
+    "3.0.0",
+    "Signals that a cluster client is following an -ASK redirect.",
+    (k, c) => askingCommand(k, c),
+  ),
+  readonly: spec(
+    1,
+    "loading stale fast",
+    NOKEY,
+    "cluster",
+    "3.0.0",
+    "Enables read-only queries for a connection to a replica.",
+    (k, c) => readonlyCommand(k, c, true),
+  ),
+  readwrite: spec(
+    1,
+    "loading stale fast",
+    NOKEY,
+    "cluster",
+    "3.0.0",
+    "Enables read-write queries for a connection to a replica.",
+    (k, c) => readonlyCommand(k, c, false),
+  ),
 };
 
 export const COMMANDS = new Map(Object.entries(KV_COMMANDS));

@@ -14,6 +14,7 @@ import type { LogObject, PmLog } from "../../log.js";
 import { ObjectCursor, type Item, type ObjectRef } from "../../object.js";
 import type { BufferName, Pool } from "../../pool.js";
 import { MetaArena } from "../arena.js";
+import type { SlotKeys } from "./cluster.js";
 
 /** Bytes of a record's trailer (and of a first-release record's header). */
 export const KV_TRAILER = 16;
@@ -43,6 +44,8 @@ export class KvStore {
   /** Keys with an expiry (latin1 of the key bytes -> unix ms), for DBSIZE, INFO and sweeps. */
   #expires = new Map<string, number>();
   #sweepAt: Iterator<[string, number]> | null = null;
+  /** In cluster mode: which keys each hash slot holds, told of every key that appears or goes. */
+  #slots: SlotKeys | null = null;
 
   constructor(log: PmLog, now: () => number) {
     this.log = log;
@@ -54,6 +57,12 @@ export class KvStore {
       const t = this.#decode({ names: e.names, tag: e.tag, seq: e.seq, length: 0 })?.expireAt ?? 0;
       if (t > 0) this.#expires.set(latin1(e.key), t);
     }
+  }
+
+  /** Tracks the keys of each hash slot from now on (the live keys are added first). */
+  trackSlots(slots: SlotKeys): void {
+    this.#slots = slots;
+    for (const e of this.log.entries()) slots.add(e.key);
   }
 
   /** Keys (expired ones not yet removed included). */
@@ -94,7 +103,9 @@ export class KvStore {
     v[n + 4] = 2;
     v[n + 5] = v[n + 6] = v[n + 7] = 0;
     new DataView(v.buffer, v.byteOffset + n + 8, 8).setFloat64(0, expireAt, true);
+    const before = this.#slots ? this.log.size : 0;
     const seq = this.log.append(key, [...items, t], { tag: KV_TAG });
+    if (this.#slots && this.log.size > before) this.#slots.add(key);
     if (expireAt) this.#expires.set(latin1(key), expireAt);
     else this.#forget(key);
     return seq;
@@ -132,7 +143,9 @@ export class KvStore {
   /** Deletes `key` if present. */
   delete(key: Uint8Array): boolean {
     this.#forget(key);
-    return this.log.delete(key) !== null;
+    const gone = this.log.delete(key) !== null;
+    if (gone) this.#slots?.remove(key);
+    return gone;
   }
 
   /** The value's bytes, copied (short values, numbers, keys: never a value streamed to a client). */
@@ -166,6 +179,7 @@ export class KvStore {
         const o = this.log.object(key);
         if (o && this.#decode(o)?.expireAt === t) {
           this.log.delete(key);
+          this.#slots?.remove(key);
           this.expired++;
         }
         this.#expires.delete(k);
@@ -186,6 +200,7 @@ export class KvStore {
       this.log.delete(e.key);
       n++;
     }
+    this.#slots?.clear();
     this.#expires.clear();
     this.#sweepAt = null;
     return n;

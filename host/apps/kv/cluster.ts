@@ -1,0 +1,401 @@
+// Redis Cluster's model for the key-value store: 16,384 hash slots (CRC16 of the key, or of its
+// {hash tag}), the nodes this node knows and the slots each serves, the epochs, and the node's
+// configuration as Redis writes it (nodes.conf: one CLUSTER NODES line per node, then
+// "vars currentEpoch N lastVoteEpoch N"). Pure: the configuration is read and written through
+// a ClusterConfigStore (a file beside the pool: cluster-file.ts), the node id comes from an
+// injected random source. docs/cluster.md says what of Redis Cluster is implemented.
+
+import { latin1 } from "./store.js";
+
+/** Hash slots of Redis Cluster. */
+export const CLUSTER_SLOTS = 16384;
+/** Bytes of a node id (hex digits). */
+export const CLUSTER_NAMELEN = 40;
+/** The cluster bus port is the client port plus this, unless given. */
+export const CLUSTER_PORT_INCR = 10000;
+
+// CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), as Redis's crc16.c.
+const CRC16_TABLE = (() => {
+  const t = new Uint16Array(256);
+  for (let i = 0; i < 256; i++) {
+    let c = i << 8;
+    for (let k = 0; k < 8; k++) c = c & 0x8000 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff;
+    t[i] = c;
+  }
+  return t;
+})();
+
+/** CRC16 (XMODEM) of bytes [start, end) of `b`. crc16("123456789") is 0x31c3. */
+export function crc16(b: Uint8Array, start = 0, end = b.length): number {
+  let crc = 0;
+  for (let i = start; i < end; i++) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >>> 8) ^ b[i]!) & 0xff]!;
+  return crc;
+}
+
+/**
+ * The hash slot of a key: CRC16 of the key mod 16384, or of its hash tag, the bytes between the
+ * first "{" and the first "}" after it when there is at least one byte between them.
+ */
+export function keyHashSlot(key: Uint8Array): number {
+  const n = key.length;
+  let s = 0;
+  while (s < n && key[s] !== 0x7b) s++;
+  if (s === n) return crc16(key) & 0x3fff;
+  let e = s + 1;
+  while (e < n && key[e] !== 0x7d) e++;
+  if (e === n || e === s + 1) return crc16(key) & 0x3fff;
+  return crc16(key, s + 1, e) & 0x3fff;
+}
+
+/** Where the configuration lives (atomically replaced and durable on save). */
+export interface ClusterConfigStore {
+  /** A name for messages (the file's path). */
+  readonly name: string;
+  /** The saved text, or null when there is none yet. */
+  load(): string | null;
+  /** Replaces the saved text; durable when it returns. */
+  save(text: string): void;
+}
+
+/** A node of the cluster as this node knows it. */
+export interface ClusterNode {
+  id: string;
+  ip: string;
+  port: number;
+  cport: number;
+  /** Redis's flags: "myself", "master", "slave", "handshake", "noaddr", "fail?", "fail"... */
+  flags: Set<string>;
+  /** The id of the master this node replicates, or null. */
+  master: string | null;
+  configEpoch: number;
+  pingSent: number;
+  pongReceived: number;
+  connected: boolean;
+  /** Slots served. */
+  slots: number;
+}
+
+export interface ClusterOptions {
+  /** The address clients are redirected to for this node (its IPv4 or IPv6 address). */
+  ip: string;
+  /** The client port. */
+  port: number;
+  /** The bus port (default port + 10000). */
+  cport?: number;
+  /** The saved configuration (none: the node starts fresh and keeps nothing). */
+  config?: ClusterConfigStore | null;
+  /** Random bytes for a new node id (default crypto.getRandomValues). */
+  random?: (n: number) => Uint8Array;
+}
+
+/** A malformed configuration: the node refuses to start rather than guess its slots. */
+export class ClusterConfigError extends Error {}
+
+export class ClusterState {
+  readonly myself: ClusterNode;
+  readonly nodes = new Map<string, ClusterNode>();
+  currentEpoch = 0;
+  lastVoteEpoch = 0;
+  /** Whether the configuration existed (a restart) or was made now. */
+  readonly loaded: boolean;
+  #owner: (ClusterNode | null)[] = new Array(CLUSTER_SLOTS).fill(null);
+  #assigned = 0;
+  #config: ClusterConfigStore | null;
+
+  constructor(opts: ClusterOptions) {
+    if (!(Number.isInteger(opts.port) && opts.port > 0 && opts.port <= 55535))
+      throw new RangeError(
+        `pmstack: cluster: the client port must be 1 to 55535 (bus port = port + 10000), not ${opts.port}`,
+      );
+    const cport = opts.cport ?? opts.port + CLUSTER_PORT_INCR;
+    this.#config = opts.config ?? null;
+    const text = this.#config?.load() ?? null;
+    if (text !== null) {
+      this.#parse(text);
+      const me = [...this.nodes.values()].find((n) => n.flags.has("myself"));
+      if (!me)
+        throw new ClusterConfigError(`pmstack: cluster config ${this.#config!.name}: no line has the "myself" flag`);
+      this.myself = me;
+      // the addresses are this run's: the saved ones may be from another address or port
+      me.ip = opts.ip;
+      me.port = opts.port;
+      me.cport = cport;
+      this.loaded = true;
+    } else {
+      const rnd = opts.random ?? ((n: number) => globalThis.crypto.getRandomValues(new Uint8Array(n)));
+      const id = [...rnd(20)].map((x) => x.toString(16).padStart(2, "0")).join("");
+      this.myself = newNode(id, opts.ip, opts.port, cport, ["myself", "master"]);
+      this.nodes.set(id, this.myself);
+      this.loaded = false;
+      this.save();
+    }
+  }
+
+  /** The node serving `slot`, or null. */
+  owner(slot: number): ClusterNode | null {
+    return this.#owner[slot]!;
+  }
+
+  /** Slots assigned to some node. */
+  get assigned(): number {
+    return this.#assigned;
+  }
+
+  /** "ok" when every slot is served (Redis's cluster-require-full-coverage yes), else "fail". */
+  get state(): "ok" | "fail" {
+    return this.#assigned === CLUSTER_SLOTS ? "ok" : "fail";
+  }
+
+  /** Masters serving at least one slot (Redis's cluster_size). */
+  get size(): number {
+    let n = 0;
+    for (const x of this.nodes.values()) if (x.slots > 0 && !x.flags.has("slave")) n++;
+    return n;
+  }
+
+  /**
+   * Assigns (del: unassigns) the slots to this node, all or none: Redis's ADDSLOTS/DELSLOTS
+   * checks and errors. Saves the configuration before it returns. Returns an error or null.
+   */
+  assign(slots: readonly number[], del: boolean): string | null {
+    const seen = new Uint8Array(CLUSTER_SLOTS);
+    for (const s of slots) {
+      if (del && this.#owner[s] === null) return `ERR Slot ${s} is already unassigned`;
+      if (!del && this.#owner[s] !== null) return `ERR Slot ${s} is already busy`;
+      if (seen[s] === 1) return `ERR Slot ${s} specified multiple times`;
+      seen[s] = 1;
+    }
+    for (const s of slots) this.#set(s, del ? null : this.myself);
+    this.save();
+    return null;
+  }
+
+  /** CLUSTER FLUSHSLOTS: this node serves no slot. */
+  flushSlots(): void {
+    for (let s = 0; s < CLUSTER_SLOTS; s++) if (this.#owner[s] === this.myself) this.#set(s, null);
+    this.save();
+  }
+
+  /** CLUSTER SET-CONFIG-EPOCH: only on a fresh node. Returns an error or null. */
+  setConfigEpoch(epoch: number): string | null {
+    if (epoch < 0) return `ERR Invalid config epoch specified: ${epoch}`;
+    if (this.nodes.size > 1)
+      return "ERR The user can assign a config epoch only when the node does not know any other node.";
+    if (this.myself.configEpoch !== 0) return "ERR Node config epoch is already non-zero";
+    this.myself.configEpoch = epoch;
+    if (this.currentEpoch < epoch) this.currentEpoch = epoch;
+    this.save();
+    return null;
+  }
+
+  /**
+   * CLUSTER BUMPEPOCH: a new config epoch for this node without consensus, unless it already
+   * has the greatest one and no other node shares it. Returns whether it bumped.
+   */
+  bumpEpoch(): boolean {
+    let max = 0;
+    let shared = false;
+    for (const n of this.nodes.values()) {
+      if (n === this.myself) continue;
+      if (n.configEpoch > max) max = n.configEpoch;
+      if (n.configEpoch === this.myself.configEpoch) shared = true;
+    }
+    if (this.myself.configEpoch !== 0 && this.myself.configEpoch >= max && !shared) return false;
+    this.currentEpoch++;
+    this.myself.configEpoch = this.currentEpoch;
+    this.save();
+    return true;
+  }
+
+  /** Writes the configuration (a no-op without a store). */
+  save(): void {
+    this.#config?.save(this.configText());
+  }
+
+  /** The configuration as Redis's nodes.conf. */
+  configText(): string {
+    const lines = [...this.nodes.values()].map((n) => this.describe(n));
+    lines.push(`vars currentEpoch ${this.currentEpoch} lastVoteEpoch ${this.lastVoteEpoch}`);
+    return lines.join("\n") + "\n";
+  }
+
+  /** CLUSTER NODES's text. */
+  nodesText(): string {
+    return [...this.nodes.values()].map((n) => this.describe(n) + "\n").join("");
+  }
+
+  /** One CLUSTER NODES line (Redis's clusterGenNodeDescription; nodes.conf holds the same lines). */
+  describe(n: ClusterNode): string {
+    let s = `${n.id} ${n.ip}:${n.port}@${n.cport} ${flagsText(n)} ${n.master ?? "-"}`;
+    s += ` ${n.pingSent} ${n.pongReceived} ${n.configEpoch} ${n.connected || n === this.myself ? "connected" : "disconnected"}`;
+    for (const [a, b] of this.ranges(n)) s += a === b ? ` ${a}` : ` ${a}-${b}`;
+    return s;
+  }
+
+  /** The slot ranges a node serves, ascending: [first, last] pairs. */
+  ranges(n: ClusterNode): [number, number][] {
+    const out: [number, number][] = [];
+    if (n.slots === 0) return out;
+    let start = -1;
+    for (let s = 0; s <= CLUSTER_SLOTS; s++) {
+      const mine = s < CLUSTER_SLOTS && this.#owner[s] === n;
+      if (mine && start < 0) start = s;
+      else if (!mine && start >= 0) {
+        out.push([start, s - 1]);
+        start = -1;
+      }
+    }
+    return out;
+  }
+
+  /** CLUSTER INFO's text. */
+  infoText(stats: { sent: number; received: number }): string {
+    const lines: [string, string | number][] = [
+      ["cluster_state", this.state],
+      ["cluster_slots_assigned", this.#assigned],
+      ["cluster_slots_ok", this.#assigned],
+      ["cluster_slots_pfail", 0],
+      ["cluster_slots_fail", 0],
+      ["cluster_known_nodes", this.nodes.size],
+      ["cluster_size", this.size],
+      ["cluster_current_epoch", this.currentEpoch],
+      ["cluster_my_epoch", this.myself.configEpoch],
+      ["cluster_stats_messages_sent", stats.sent],
+      ["cluster_stats_messages_received", stats.received],
+      ["total_cluster_links_buffer_limit_exceeded", 0],
+    ];
+    return lines.map(([k, v]) => `${k}:${v}\r\n`).join("");
+  }
+
+  #set(slot: number, n: ClusterNode | null): void {
+    const old = this.#owner[slot]!;
+    if (old === n) return;
+    if (old) old.slots--;
+    else this.#assigned++;
+    if (n) n.slots++;
+    else this.#assigned--;
+    this.#owner[slot] = n;
+  }
+
+  #parse(text: string): void {
+    const where = (i: number) => `pmstack: cluster config ${this.#config!.name}, line ${i + 1}`;
+    const lines = text.split("\n");
+    let sawVars = false;
+    lines.forEach((line, i) => {
+      if (line.trim() === "") return;
+      const f = line.split(" ");
+      if (f[0] === "vars") {
+        for (let k = 1; k + 1 < f.length; k += 2) {
+          const v = Number(f[k + 1]);
+          if (!Number.isSafeInteger(v) || v < 0) throw new ClusterConfigError(`${where(i)}: bad ${f[k]} "${f[k + 1]}"`);
+          if (f[k] === "currentEpoch") this.currentEpoch = v;
+          else if (f[k] === "lastVoteEpoch") this.lastVoteEpoch = v;
+        }
+        sawVars = true;
+        return;
+      }
+      if (f.length < 8) throw new ClusterConfigError(`${where(i)}: a node line has at least 8 fields, not ${f.length}`);
+      const [id, addr, flags, master, ping, pong, epoch] = f as [
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+      ];
+      if (!/^[0-9a-f]{40}$/.test(id)) throw new ClusterConfigError(`${where(i)}: bad node id "${id}"`);
+      const m = /^(.*):(\d+)@(\d+)(,.*)?$/.exec(addr);
+      if (!m) throw new ClusterConfigError(`${where(i)}: bad address "${addr}" (ip:port@cport)`);
+      const n = newNode(id, m[1]!, Number(m[2]), Number(m[3]), flags === "noflags" ? [] : flags.split(","));
+      n.master = master === "-" ? null : master;
+      n.pingSent = Number(ping) || 0;
+      n.pongReceived = Number(pong) || 0;
+      n.configEpoch = Number(epoch);
+      if (!Number.isSafeInteger(n.configEpoch) || n.configEpoch < 0)
+        throw new ClusterConfigError(`${where(i)}: bad config epoch "${epoch}"`);
+      if (this.nodes.has(id)) throw new ClusterConfigError(`${where(i)}: node ${id} appears twice`);
+      this.nodes.set(id, n);
+      for (const r of f.slice(8)) {
+        if (r.startsWith("[")) continue; // a migrating/importing mark: not kept across a restart here
+        const rm = /^(\d+)(?:-(\d+))?$/.exec(r);
+        const a = rm ? Number(rm[1]) : NaN;
+        const b = rm ? Number(rm[2] ?? rm[1]) : NaN;
+        if (!(a >= 0 && b >= a && b < CLUSTER_SLOTS))
+          throw new ClusterConfigError(`${where(i)}: bad slot range "${r}"`);
+        for (let s = a; s <= b; s++) {
+          if (this.#owner[s] !== null) throw new ClusterConfigError(`${where(i)}: slot ${s} is served by two nodes`);
+          this.#set(s, n);
+        }
+      }
+    });
+    if (!sawVars)
+      throw new ClusterConfigError(`pmstack: cluster config ${this.#config!.name}: no "vars" line (truncated?)`);
+  }
+}
+
+function newNode(id: string, ip: string, port: number, cport: number, flags: string[]): ClusterNode {
+  return {
+    id,
+    ip,
+    port,
+    cport,
+    flags: new Set(flags),
+    master: null,
+    configEpoch: 0,
+    pingSent: 0,
+    pongReceived: 0,
+    connected: false,
+    slots: 0,
+  };
+}
+
+const FLAG_ORDER = ["myself", "master", "slave", "fail?", "fail", "handshake", "noaddr", "nofailover"];
+
+function flagsText(n: ClusterNode): string {
+  const f = FLAG_ORDER.filter((x) => n.flags.has(x));
+  return f.length ? f.join(",") : "noflags";
+}
+
+/**
+ * Which keys each slot holds (CLUSTER COUNTKEYSINSLOT, GETKEYSINSLOT): the store tells it of
+ * every key that appears or goes. Keys are kept as latin1 strings of their bytes.
+ */
+export class SlotKeys {
+  #bySlot = new Map<number, Set<string>>();
+
+  add(key: Uint8Array): void {
+    const s = keyHashSlot(key);
+    let set = this.#bySlot.get(s);
+    if (!set) this.#bySlot.set(s, (set = new Set()));
+    set.add(latin1(key));
+  }
+
+  remove(key: Uint8Array): void {
+    const s = keyHashSlot(key);
+    const set = this.#bySlot.get(s);
+    if (!set) return;
+    set.delete(latin1(key));
+    if (set.size === 0) this.#bySlot.delete(s);
+  }
+
+  clear(): void {
+    this.#bySlot.clear();
+  }
+
+  count(slot: number): number {
+    return this.#bySlot.get(slot)?.size ?? 0;
+  }
+
+  /** Up to `max` keys of the slot, as bytes. */
+  keys(slot: number, max: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    const set = this.#bySlot.get(slot);
+    if (!set) return out;
+    for (const k of set) {
+      if (out.length >= max) break;
+      out.push(Uint8Array.from(k, (ch) => ch.charCodeAt(0)));
+    }
+    return out;
+  }
+}

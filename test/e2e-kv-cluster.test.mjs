@@ -1,0 +1,157 @@
+// End to end: `pmstack kv --cluster` (build/cli.js) over TAP in a namespace, driven by Redis's
+// own tools: redis-cli takes the slots (CLUSTER ADDSLOTSRANGE), redis-cli -c and
+// redis-benchmark run on it, CLUSTER KEYSLOT agrees with
+// a real redis-server in cluster mode (in the same namespace) on keys with and without hash
+// tags, and a kill -9 then a restart keeps the node's id, epoch, slots and every acknowledged key.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { Netns, netnsUnavailable } from "./lib/netns.mjs";
+import { scratchDir } from "./lib/tmp.mjs";
+import { rng } from "./lib/rng.mjs";
+import { startCli, spawnIn } from "./lib/appserver.mjs";
+
+const hasTools =
+  spawnSync("sh", ["-c", "command -v redis-cli && command -v redis-benchmark && command -v redis-server"]).status === 0;
+const why = netnsUnavailable() ?? (hasTools ? null : "redis-cli/redis-benchmark/redis-server not installed");
+if (why) console.warn(`\n!!! e2e-kv-cluster: SKIPPED: ${why}\n`);
+const it = why ? test.skip : test;
+
+const KV = { dev: "pmtapcl0", us: "198.18.31.2", peer: "198.18.31.1" };
+const ARGS = ["--buffers", "8192", "--cluster"];
+
+/** redis-cli in the namespace; `-c` follows redirects. Resolves its stdout (trimmed). */
+async function cli(ns, args, input) {
+  const r = await spawnIn(ns, "redis-cli", ["-h", KV.us, "-p", "6379", ...args], { input, timeoutMs: 30_000 });
+  assert.is(r.status, 0, `redis-cli ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout.trimEnd();
+}
+
+it("redis-cli gives the node its slots; redis-cli -c and redis-benchmark run on it; KEYSLOT agrees with redis-server; kill -9 keeps id, slots and keys", async () => {
+  const ns = new Netns("kvcl");
+  const dir = scratchDir("disk");
+  const pm = join(dir, "kvcl.pm");
+  let srv;
+  try {
+    srv = await startCli(ns, "kv", { pm, ...KV, args: ARGS });
+    assert.match(await cli(ns, ["CLUSTER", "INFO"]), /cluster_state:fail/);
+    assert.match(await cli(ns, ["SET", "foo", "1"]), /CLUSTERDOWN Hash slot not served/);
+    assert.is(await cli(ns, ["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), "OK");
+    assert.is(await cli(ns, ["CLUSTER", "SET-CONFIG-EPOCH", "1"]), "OK");
+    assert.match(await cli(ns, ["CLUSTER", "INFO"]), /cluster_state:ok\r?\ncluster_slots_assigned:16384/);
+    assert.match(await cli(ns, ["INFO", "cluster"]), /cluster_enabled:1/);
+    const id = await cli(ns, ["CLUSTER", "MYID"]);
+    assert.match(id, /^[0-9a-f]{40}$/);
+    const conf = readFileSync(`${pm}.nodes.conf`, "latin1");
+    assert.match(
+      conf,
+      new RegExp(`^${id} ${KV.us.replace(/\./g, "\\.")}:6379@16379 myself,master - 0 0 1 connected 0-16383\n`),
+    );
+
+    // redis-cli -c: keys of one slot together, keys of two slots refused as Redis does
+    assert.is(await cli(ns, ["-c", "SET", "{user1}:name", "ada"]), "OK");
+    assert.is(await cli(ns, ["-c", "MSET", "{user1}:a", "1", "{user1}:b", "2"]), "OK");
+    assert.is(await cli(ns, ["-c", "MGET", "{user1}:name", "{user1}:b"]), "ada\n2");
+    assert.match(await cli(ns, ["-c", "MSET", "a", "1", "b", "2"]), /CROSSSLOT/);
+    assert.is(await cli(ns, ["CLUSTER", "COUNTKEYSINSLOT", await cli(ns, ["CLUSTER", "KEYSLOT", "{user1}"])]), "3");
+
+    // redis-benchmark on the node (its --cluster mode wants two masters or more: it says
+    // "Invalid cluster: 1 node(s)"), with keys of every slot
+    const bench = await spawnIn(
+      ns,
+      "redis-benchmark",
+      ["-h", KV.us, "-p", "6379", "-t", "set,get", "-n", "20000", "-c", "20", "-r", "5000", "-q"],
+      { timeoutMs: 120_000 },
+    );
+    assert.is(bench.status, 0, bench.stderr);
+    for (const t of ["SET", "GET"])
+      assert.match(bench.stdout, new RegExp(`${t}: [0-9.]+ requests per second`), bench.stdout);
+    assert.not.match(bench.stdout + bench.stderr, /error|MOVED|CROSSSLOT|CLUSTERDOWN/i);
+    const dbsize = Number(await cli(ns, ["DBSIZE"]));
+    assert.ok(dbsize > 3, `redis-benchmark's keys are there (${dbsize})`);
+
+    // CLUSTER KEYSLOT agrees with redis-server in cluster mode, hash tags included
+    const rdir = scratchDir("tmpfs");
+    const redis = ns.spawn("redis-server", [
+      "--bind",
+      KV.peer,
+      "--port",
+      "7000",
+      "--cluster-enabled",
+      "yes",
+      "--dir",
+      rdir,
+      "--cluster-config-file",
+      join(rdir, "redis-nodes.conf"),
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--protected-mode",
+      "no",
+    ]);
+    try {
+      for (
+        let k = 0;
+        k < 100 &&
+        spawnSync("ip", ["netns", "exec", ns.name, "redis-cli", "-h", KV.peer, "-p", "7000", "PING"])
+          .stdout?.toString()
+          .trim() !== "PONG";
+        k++
+      )
+        await new Promise((r) => setTimeout(r, 50));
+      const r = rng(31);
+      const alphabet = "abcxyz019{}:._-";
+      const keys = [
+        "foo",
+        "bar",
+        "{user1000}.following",
+        "foo{}{bar}",
+        "foo{{bar}}zap",
+        "foo{bar}{zap}",
+        "{",
+        "}",
+        "{}",
+      ];
+      while (keys.length < 300) {
+        let s = "";
+        for (let n = 1 + Math.floor(r() * 12); n > 0; n--) s += alphabet[Math.floor(r() * alphabet.length)];
+        keys.push(s);
+      }
+      const input = keys.map((k) => `CLUSTER KEYSLOT "${k}"\n`).join("");
+      const ours = await cli(ns, [], input);
+      const rr = await spawnIn(ns, "redis-cli", ["-h", KV.peer, "-p", "7000"], { input, timeoutMs: 30_000 });
+      assert.is(rr.status, 0, rr.stderr);
+      assert.is(ours.split("\n").length, keys.length);
+      assert.is(ours, rr.stdout.trimEnd(), "the same slot for every key");
+    } finally {
+      if (redis.exitCode === null) process.kill(redis.pid, "SIGKILL");
+      await redis.done;
+    }
+
+    // acknowledged keys, then kill -9 and a restart: the same node, slots and keys
+    const acked = [];
+    for (let i = 0; i < 200; i++) acked.push(`key:${i}`);
+    const setInput = acked.map((k, i) => `SET ${k} value-${i}\n`).join("");
+    const replies = await cli(ns, ["-c"], setInput);
+    assert.is(replies.split("\n").filter((l) => l === "OK").length, acked.length);
+    await srv.kill("SIGKILL");
+    srv = await startCli(ns, "kv", { pm, ...KV, args: ARGS });
+    assert.is(await cli(ns, ["CLUSTER", "MYID"]), id);
+    assert.match(await cli(ns, ["CLUSTER", "NODES"]), new RegExp(`^${id} .* myself,master - 0 0 1 connected 0-16383$`));
+    assert.match(await cli(ns, ["CLUSTER", "INFO"]), /cluster_state:ok/);
+    const got = await cli(ns, ["-c"], acked.map((k) => `GET ${k}\n`).join(""));
+    assert.equal(
+      got.split("\n"),
+      acked.map((_, i) => `value-${i}`),
+    );
+    assert.is(await cli(ns, ["-c", "GET", "{user1}:name"]), "ada");
+  } finally {
+    if (srv) await srv.kill("SIGKILL");
+    ns.cleanup();
+  }
+});
+
+test.run();

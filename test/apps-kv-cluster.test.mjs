@@ -176,10 +176,9 @@ test("a fresh node: no slots (CLUSTERDOWN), ADDSLOTSRANGE, then every command of
     assert.match(text(h.one(c, "CLUSTER", "INFO")), /cluster_current_epoch:7\r\ncluster_my_epoch:7\r\n/);
     assert.is(h.one(c, "CLUSTER", "BUMPEPOCH"), "+STILL 7", "the greatest epoch, shared with no one");
     assert.is(h.one(c, "CLUSTER", "SAVECONFIG"), "+OK");
-    assert.is(
-      h.one(c, "CLUSTER", "MEET", "198.18.8.9", "6379"),
-      "-ERR unknown subcommand or wrong number of arguments for 'MEET'. Try CLUSTER HELP.",
-    );
+    assert.is(h.one(c, "CLUSTER", "MEET", "nowhere", "6379"), "-ERR Invalid node address specified: nowhere:6379");
+    assert.is(h.one(c, "CLUSTER", "MEET", "198.18.8.9", "x"), "-ERR Invalid base port specified: x");
+
     assert.is(
       h.one(c, "CLUSTER", "NODES", "x"),
       "-ERR unknown subcommand or wrong number of arguments for 'NODES'. Try CLUSTER HELP.",

@@ -154,4 +154,85 @@ it("redis-cli gives the node its slots; redis-cli -c and redis-benchmark run on 
   }
 });
 
+const NODES = ["a", "b", "c"].map((x, i) => ({
+  dev: `pmtapcl${x}`,
+  us: `198.18.${32 + i}.2`,
+  peer: `198.18.${32 + i}.1`,
+}));
+
+/** redis-cli at one node's client port. */
+async function cliAt(ns, node, args, input) {
+  const r = await spawnIn(ns, "redis-cli", ["-h", node.us, "-p", "6379", ...args], { input, timeoutMs: 60_000 });
+  assert.is(r.status, 0, `redis-cli ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout.trimEnd();
+}
+
+it("three nodes: redis-cli --cluster create builds the cluster over the bus; redis-cli -c reads and writes across it", async () => {
+  const ns = new Netns("kvcl3");
+  const dir = scratchDir("disk");
+  const srvs = [];
+  try {
+    // three TAP devices in one namespace; the kernel routes between them
+    ns.sh("sysctl -qw net.ipv4.ip_forward=1");
+    for (const [i, n] of NODES.entries())
+      srvs.push(
+        await startCli(ns, "kv", {
+          pm: join(dir, `node${i}.pm`),
+          ...n,
+          args: ["--buffers", "8192", "--cluster", "--gateway", n.peer],
+        }),
+      );
+    const create = await spawnIn(
+      ns,
+      "redis-cli",
+      ["--cluster", "create", ...NODES.map((n) => `${n.us}:6379`), "--cluster-yes"],
+      { timeoutMs: 120_000 },
+    );
+    assert.is(create.status, 0, `${create.stdout}\n${create.stderr}`);
+    assert.match(create.stdout, /\[OK\] All nodes agree about slots configuration\./);
+    assert.match(create.stdout, /\[OK\] All 16384 slots covered\./);
+    // every node sees the same three masters and the whole slot map
+    const ids = [];
+    for (const n of NODES) {
+      ids.push(await cliAt(ns, n, ["CLUSTER", "MYID"]));
+      const info = await cliAt(ns, n, ["CLUSTER", "INFO"]);
+      assert.match(info, /cluster_state:ok/);
+      assert.match(info, /cluster_known_nodes:3/);
+      assert.match(info, /cluster_size:3/);
+    }
+    for (const n of NODES) {
+      const nodes = await cliAt(ns, n, ["CLUSTER", "NODES"]);
+      for (const id of ids)
+        assert.match(nodes, new RegExp(`^${id} .*master - \\d+ \\d+ \\d+ connected \\d+-\\d+$`, "m"));
+    }
+    // keys across the three nodes, through any of them
+    const keys = Array.from({ length: 300 }, (_, i) => `user:${i}`);
+    const set = await cliAt(ns, NODES[0], ["-c"], keys.map((k, i) => `SET ${k} v${i}\n`).join(""));
+    assert.is(set.split("\n").filter((l) => l === "OK").length, keys.length);
+    const got = await cliAt(ns, NODES[2], ["-c"], keys.map((k) => `GET ${k}\n`).join(""));
+    const lines = got.split("\n");
+    assert.ok(
+      lines.some((l) => /^-> Redirected to slot \[\d+\] located at 198\.18\.3[234]\.2:6379$/.test(l)),
+      "redirected",
+    );
+    assert.equal(
+      lines.filter((l) => !l.startsWith("-> Redirected")),
+      keys.map((_, i) => `v${i}`),
+    );
+    let total = 0;
+    for (const n of NODES) {
+      const size = Number(await cliAt(ns, n, ["DBSIZE"]));
+      assert.ok(size > 50, `each node holds its share (${size})`);
+      total += size;
+    }
+    assert.is(total, keys.length);
+    const check = await spawnIn(ns, "redis-cli", ["--cluster", "check", `${NODES[1].us}:6379`], { timeoutMs: 60_000 });
+    assert.is(check.status, 0, check.stdout + check.stderr);
+    assert.match(check.stdout, /\[OK\] All 16384 slots covered\./);
+  } finally {
+    for (const s of srvs) await s.kill("SIGKILL");
+    ns.cleanup();
+  }
+});
+
 test.run();

@@ -17,6 +17,7 @@ import { COMMANDS, KV_COMMANDS, KV_MAX_BULK, parseI64, type Arg, type Kv, type K
 import { errorLine } from "./kv/reply.js";
 import { KV_SMALL, KV_TRAILER, KV_VALUE_ITEMS, KvStore } from "./kv/store.js";
 import { keyHashSlot, SlotKeys, type ClusterState } from "./kv/cluster.js";
+import { ClusterBus } from "./kv/bus.js";
 import { RespParser, type RespHandler } from "./resp.js";
 import type { TlsTerminator } from "./tls.js";
 import { FailureLimiter, NetList, safeEqual, type AuthLimitOptions } from "./auth.js";
@@ -53,6 +54,8 @@ export interface KvOptions {
    * the cluster. Keys of slots other nodes serve answer -MOVED; keys of two slots, -CROSSSLOT.
    */
   cluster?: ClusterState | null;
+  /** Cluster mode: Redis's cluster-node-timeout for the bus (default 15000 ms). */
+  clusterNodeTimeoutMs?: number;
 }
 
 /** Redis's replies of authentication (7.0). */
@@ -155,7 +158,9 @@ export class KvApp implements Kv {
   /** Cluster mode's state, and the keys each slot holds (null: a standalone server). */
   readonly cluster: ClusterState | null;
   readonly slots: SlotKeys | null;
-  readonly clusterStats = { sent: 0, received: 0 };
+  /** Cluster mode's bus (port + 10000): the other nodes are learned and kept in step through it. */
+  readonly bus: ClusterBus | null;
+  #busTimer: ReturnType<typeof setInterval> | null = null;
   readonly config = CONFIG;
   readonly counters = {
     commands: 0,
@@ -257,6 +262,22 @@ export class KvApp implements Kv {
     this.cluster = opts.cluster ?? null;
     this.slots = this.cluster ? new SlotKeys() : null;
     if (this.slots) this.store.trackSlots(this.slots);
+    this.bus = this.cluster
+      ? new ClusterBus(stack, this.cluster, {
+          now: this.#now,
+          nodeTimeoutMs: opts.clusterNodeTimeoutMs,
+          onLostSlots: (slots) => this.#dropSlots(slots),
+        })
+      : null;
+    if (this.bus) {
+      // Redis's clusterCron, ten times a second; the loop is woken for what it sends
+      this.#busTimer = setInterval(() => {
+        if (this.stack.pool.closed) return;
+        this.bus!.cron();
+        this.stack.onCommand?.();
+      }, 100);
+      this.#busTimer.unref?.();
+    }
     this.layer = new ConnLayer<KvConn>(
       stack,
       log,
@@ -272,7 +293,15 @@ export class KvApp implements Kv {
     if (opts.tls) stack.listen(opts.tls.port, { backlog: 1024 });
   }
 
-  onEvent = (ev: StackEvent): void => this.layer.onEvent(ev);
+  onEvent = (ev: StackEvent): void => {
+    if (this.bus?.onEvent(ev)) return;
+    this.layer.onEvent(ev);
+  };
+
+  /** Another node took these slots with a newer configuration: their keys here go, as in Redis. */
+  #dropSlots(slots: number[]): void {
+    for (const s of slots) for (const key of this.slots!.keys(s, Infinity)) this.store.delete(key);
+  }
 
   /** End of turn: expired keys are swept, then the layer's group commit and replies. */
   onTurnEnd = (): void => {
@@ -308,6 +337,9 @@ export class KvApp implements Kv {
 
   /** Stops the connection layer's timer and releases the arena (the server is closing). */
   close(): void {
+    if (this.#busTimer) clearInterval(this.#busTimer);
+    this.#busTimer = null;
+    this.bus?.close();
     this.layer.close();
     this.store.arena.close();
   }

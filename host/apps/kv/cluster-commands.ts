@@ -2,9 +2,11 @@
 // READWRITE, with Redis 7.0's replies and errors. The state is kv/cluster.ts's.
 
 import type { Conn } from "../conn.js";
+import { isIP } from "../../addr.js";
 import type { Arg, Kv, KvClient } from "./commands.js";
 import { CLUSTER_SLOTS, keyHashSlot, type ClusterNode, type ClusterState } from "./cluster.js";
 import { arrayHead, bulk, int, nested, OK, simple, str, type Nested } from "./reply.js";
+import { busTypeName } from "./bus.js";
 
 const DISABLED = "ERR This instance has cluster support disabled";
 const E_INT = "ERR value is not an integer or out of range";
@@ -31,6 +33,8 @@ const HELP = [
   "    Return information about the cluster.",
   "KEYSLOT <key>",
   "    Return the hash slot for <key>.",
+  "MEET <ip> <port> [<bus-port>]",
+  "    Connect nodes into a working cluster.",
   "MYID",
   "    Return the node id.",
   "NODES",
@@ -103,7 +107,7 @@ export function clusterCommand(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
     case "help":
       return k.reply(c, [arrayHead(HELP.length), ...HELP.map((h) => simple(h))]);
     case "info":
-      return k.reply(c, [bulk(cl.infoText(k.clusterStats))]);
+      return k.reply(c, [bulk(cl.infoText(k.bus?.stats ?? { sent: 0, received: 0 }, busTypeName))]);
     case "nodes":
       return k.reply(c, [bulk(cl.nodesText())]);
     case "myid":
@@ -147,6 +151,17 @@ export function clusterCommand(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
     k.store.sweepAll();
     const keys = k.slots!.keys(s, max);
     return k.reply(c, [arrayHead(keys.length), ...keys.map((x) => bulk(x))]);
+  }
+  if (sub === "meet" && (n === 4 || n === 5)) {
+    // CLUSTER MEET <ip> <port> [<bus port>]
+    const ip = k.text(a[2]!);
+    const port = integer(k, a[3]!);
+    if (port === null) return k.error(c, `ERR Invalid base port specified: ${k.text(a[3]!)}`);
+    const cport = n === 5 ? integer(k, a[4]!) : port + 10000;
+    if (cport === null) return k.error(c, `ERR Invalid bus port specified: ${k.text(a[4]!)}`);
+    if (!isIP(ip) || !k.bus) return k.error(c, `ERR Invalid node address specified: ${ip}:${port}`);
+    const err = k.bus.meet(ip, port, cport);
+    return err ? k.error(c, err) : ok();
   }
   if ((sub === "addslots" || sub === "delslots") && n >= 3) {
     const slots: number[] = [];

@@ -73,6 +73,10 @@ export interface ClusterNode {
   connected: boolean;
   /** Slots served. */
   slots: number;
+  /** When this node was added (ms; handshakes time out from it). */
+  ctime: number;
+  /** A MEET is to be sent to it (a node CLUSTER MEET named), rather than a PING. */
+  meet: boolean;
 }
 
 export interface ClusterOptions {
@@ -101,6 +105,8 @@ export class ClusterState {
   #owner: (ClusterNode | null)[] = new Array(CLUSTER_SLOTS).fill(null);
   #assigned = 0;
   #config: ClusterConfigStore | null;
+  #random: (n: number) => Uint8Array;
+  #dirty = false;
 
   constructor(opts: ClusterOptions) {
     if (!(Number.isInteger(opts.port) && opts.port > 0 && opts.port <= 55535))
@@ -109,6 +115,7 @@ export class ClusterState {
       );
     const cport = opts.cport ?? opts.port + CLUSTER_PORT_INCR;
     this.#config = opts.config ?? null;
+    this.#random = opts.random ?? ((n: number) => globalThis.crypto.getRandomValues(new Uint8Array(n)));
     const text = this.#config?.load() ?? null;
     if (text !== null) {
       this.#parse(text);
@@ -122,13 +129,63 @@ export class ClusterState {
       me.cport = cport;
       this.loaded = true;
     } else {
-      const rnd = opts.random ?? ((n: number) => globalThis.crypto.getRandomValues(new Uint8Array(n)));
-      const id = [...rnd(20)].map((x) => x.toString(16).padStart(2, "0")).join("");
+      const id = this.randomId();
       this.myself = newNode(id, opts.ip, opts.port, cport, ["myself", "master"]);
       this.nodes.set(id, this.myself);
       this.loaded = false;
       this.save();
     }
+  }
+
+  /** A new node id: 40 hex digits from 20 random bytes. */
+  randomId(): string {
+    return [...this.#random(20)].map((x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  /** Adds a node (the bus: a handshake, or one gossip named). */
+  addNode(n: ClusterNode): void {
+    if (this.nodes.has(n.id)) throw new Error(`pmstack: cluster: node ${n.id} is known already`);
+    this.nodes.set(n.id, n);
+    this.#dirty = true;
+  }
+
+  /** Forgets a node and unassigns its slots. */
+  deleteNode(n: ClusterNode): void {
+    if (n === this.myself) throw new Error("pmstack: cluster: a node cannot delete itself");
+    if (n.slots) for (let s = 0; s < CLUSTER_SLOTS; s++) if (this.#owner[s] === n) this.#set(s, null);
+    this.nodes.delete(n.id);
+    this.#dirty = true;
+  }
+
+  /** Gives a handshake node its real id. */
+  renameNode(n: ClusterNode, id: string): void {
+    this.nodes.delete(n.id);
+    n.id = id;
+    this.nodes.set(id, n);
+    this.#dirty = true;
+  }
+
+  /** Sets the owner of a slot (the bus, applying another node's claim). */
+  setOwner(slot: number, n: ClusterNode | null): void {
+    this.#set(slot, n);
+    this.#dirty = true;
+  }
+
+  /** The slots a node serves, as the bus's bitmap (bit s: byte s >> 3, bit s & 7). */
+  bitmap(n: ClusterNode): Uint8Array {
+    const b = new Uint8Array(CLUSTER_SLOTS / 8);
+    if (n.slots) for (let s = 0; s < CLUSTER_SLOTS; s++) if (this.#owner[s] === n) b[s >> 3]! |= 1 << (s & 7);
+    return b;
+  }
+
+  /** The configuration changed: save() at the end of this step (saveIfDirty). */
+  markDirty(): void {
+    this.#dirty = true;
+  }
+
+  /** Saves the configuration if anything changed since the last save. */
+  saveIfDirty(): void {
+    if (this.#dirty) this.save();
   }
 
   /** The node serving `slot`, or null. */
@@ -209,6 +266,7 @@ export class ClusterState {
 
   /** Writes the configuration (a no-op without a store). */
   save(): void {
+    this.#dirty = false;
     this.#config?.save(this.configText());
   }
 
@@ -248,8 +306,14 @@ export class ClusterState {
     return out;
   }
 
-  /** CLUSTER INFO's text. */
-  infoText(stats: { sent: number; received: number }): string {
+  /**
+   * CLUSTER INFO's text. `stats`: the bus's messages sent and received, in total and by type
+   * (the per-type lines are printed for types that have any, as Redis does).
+   */
+  infoText(
+    stats: { sent: number; received: number; sentByType?: number[]; receivedByType?: number[] },
+    typeName = (t: number) => String(t),
+  ): string {
     const lines: [string, string | number][] = [
       ["cluster_state", this.state],
       ["cluster_slots_assigned", this.#assigned],
@@ -260,10 +324,12 @@ export class ClusterState {
       ["cluster_size", this.size],
       ["cluster_current_epoch", this.currentEpoch],
       ["cluster_my_epoch", this.myself.configEpoch],
-      ["cluster_stats_messages_sent", stats.sent],
-      ["cluster_stats_messages_received", stats.received],
-      ["total_cluster_links_buffer_limit_exceeded", 0],
     ];
+    stats.sentByType?.forEach((n, t) => n && lines.push([`cluster_stats_messages_${typeName(t)}_sent`, n]));
+    lines.push(["cluster_stats_messages_sent", stats.sent]);
+    stats.receivedByType?.forEach((n, t) => n && lines.push([`cluster_stats_messages_${typeName(t)}_received`, n]));
+    lines.push(["cluster_stats_messages_received", stats.received]);
+    lines.push(["total_cluster_links_buffer_limit_exceeded", 0]);
     return lines.map(([k, v]) => `${k}:${v}\r\n`).join("");
   }
 
@@ -334,7 +400,7 @@ export class ClusterState {
   }
 }
 
-function newNode(id: string, ip: string, port: number, cport: number, flags: string[]): ClusterNode {
+export function newNode(id: string, ip: string, port: number, cport: number, flags: string[]): ClusterNode {
   return {
     id,
     ip,
@@ -347,6 +413,8 @@ function newNode(id: string, ip: string, port: number, cport: number, flags: str
     pongReceived: 0,
     connected: false,
     slots: 0,
+    ctime: 0,
+    meet: false,
   };
 }
 

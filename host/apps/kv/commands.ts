@@ -30,6 +30,7 @@ import { addLongDouble, formatLongDouble, isInfinite, parseLongDouble, type Long
 import { KV_SMALL, KV_VALUE_ITEMS, type KvStore, type Value } from "./store.js";
 import type { ObjectWriter } from "../../object.js";
 import type { ClusterState, SlotKeys } from "./cluster.js";
+import type { ClusterBus } from "./bus.js";
 import { askingCommand, clusterCommand, readonlyCommand } from "./cluster-commands.js";
 
 /** Redis's proto-max-bulk-len: the largest value (and argument). */
@@ -86,8 +87,8 @@ export interface Kv {
   /** Cluster mode's state and the keys of each slot (both null on a standalone server). */
   readonly cluster: ClusterState | null;
   readonly slots: SlotKeys | null;
-  /** Cluster bus messages sent and received (CLUSTER INFO). */
-  readonly clusterStats: { sent: number; received: number };
+  /** Cluster mode's bus (null on a standalone server). */
+  readonly bus: ClusterBus | null;
   /**
    * Checks a user (null: `default`) and password: calls `ok` on success; answers the failure
    * itself (-WRONGPASS, held by the rate limit, or Redis's error for AUTH with no password set).

@@ -18,6 +18,7 @@ const hasTools =
 const why = netnsUnavailable() ?? (hasTools ? null : "redis-cli/redis-benchmark/redis-server not installed");
 if (why) console.warn(`\n!!! e2e-kv-cluster: SKIPPED: ${why}\n`);
 const it = why ? test.skip : test;
+const IOREDIS = new URL("./lib/ioredis-cluster.mjs", import.meta.url).pathname;
 
 const KV = { dev: "pmtapcl0", us: "198.18.31.2", peer: "198.18.31.1" };
 const ARGS = ["--buffers", "8192", "--cluster"];
@@ -179,7 +180,7 @@ it("three nodes: redis-cli --cluster create builds the cluster over the bus; red
         await startCli(ns, "kv", {
           pm: join(dir, `node${i}.pm`),
           ...n,
-          args: ["--buffers", "8192", "--cluster", "--gateway", n.peer],
+          args: ["--buffers", "32768", "--cluster", "--gateway", n.peer],
         }),
       );
     const create = await spawnIn(
@@ -226,9 +227,65 @@ it("three nodes: redis-cli --cluster create builds the cluster over the bus; red
       total += size;
     }
     assert.is(total, keys.length);
-    const check = await spawnIn(ns, "redis-cli", ["--cluster", "check", `${NODES[1].us}:6379`], { timeoutMs: 60_000 });
+    // ioredis's Cluster client: 100,000 keys written across the nodes and read back
+    const io = await spawnIn(ns, process.execPath, [IOREDIS, NODES[0].us, "6379", "100000"], { timeoutMs: 180_000 });
+    assert.is(io.status, 0, io.stderr);
+    const ior = JSON.parse(io.stdout);
+    assert.equal({ ...ior, ms: 0 }, { written: 100_000, read: 100_000, mismatches: 0, nodes: 3, ms: 0 }, io.stderr);
+
+    // redis-benchmark --cluster: it reads the slot map and sends each key to its node
+    const bench = await spawnIn(
+      ns,
+      "redis-benchmark",
+      ["--cluster", "-h", NODES[0].us, "-p", "6379", "-t", "set,get", "-n", "30000", "-c", "30", "-r", "10000", "-q"],
+      { timeoutMs: 120_000 },
+    );
+    assert.is(bench.status, 0, bench.stderr);
+    assert.match(bench.stdout, /Cluster has 3 master nodes/);
+    for (const t of ["SET", "GET"])
+      assert.match(bench.stdout, new RegExp(`${t}: [0-9.]+ requests per second`), bench.stdout);
+    assert.not.match(bench.stdout + bench.stderr, /error|MOVED|CROSSSLOT|CLUSTERDOWN/i);
+
+    // kill -9 of one node, then a restart: it rejoins with its id, slots and keys, and the
+    // others take it back (their links to it are reset and reopened)
+    const victim = 1;
+    const before = await cliAt(ns, NODES[victim], ["CLUSTER", "NODES"]);
+    const mine = Number(await cliAt(ns, NODES[victim], ["DBSIZE"]));
+    await srvs[victim].kill("SIGKILL");
+    srvs[victim] = await startCli(ns, "kv", {
+      pm: join(dir, `node${victim}.pm`),
+      ...NODES[victim],
+      args: ["--buffers", "32768", "--cluster", "--gateway", NODES[victim].peer],
+    });
+    assert.is(await cliAt(ns, NODES[victim], ["CLUSTER", "MYID"]), ids[victim]);
+    assert.is(Number(await cliAt(ns, NODES[victim], ["DBSIZE"])), mine, "every key it held");
+    const slotsOf = (text, id) =>
+      text
+        .split("\n")
+        .find((l) => l.startsWith(id))
+        ?.split(" ")
+        .slice(8)
+        .join(" ");
+    assert.is(slotsOf(await cliAt(ns, NODES[victim], ["CLUSTER", "NODES"]), ids[victim]), slotsOf(before, ids[victim]));
+    // the cluster is whole again: every node agrees (redis-cli's own check)
+    let check;
+    for (let k = 0; k < 100; k++) {
+      check = await spawnIn(ns, "redis-cli", ["--cluster", "check", `${NODES[0].us}:6379`], { timeoutMs: 60_000 });
+      if (check.status === 0 && /All nodes agree/.test(check.stdout) && !/disconnected|fail/.test(check.stdout)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     assert.is(check.status, 0, check.stdout + check.stderr);
+    assert.match(check.stdout, /\[OK\] All nodes agree about slots configuration\./);
     assert.match(check.stdout, /\[OK\] All 16384 slots covered\./);
+    for (const n of NODES) {
+      const nodes = await cliAt(ns, n, ["CLUSTER", "NODES"]);
+      assert.not.match(nodes, /disconnected|handshake/, `${n.us}: ${nodes}`);
+    }
+    const again = await cliAt(ns, NODES[0], ["-c"], keys.map((k) => `GET ${k}\n`).join(""));
+    assert.equal(
+      again.split("\n").filter((l) => !l.startsWith("-> Redirected")),
+      keys.map((_, i) => `v${i}`),
+    );
   } finally {
     for (const s of srvs) await s.kill("SIGKILL");
     ns.cleanup();

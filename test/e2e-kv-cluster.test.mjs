@@ -292,4 +292,103 @@ it("three nodes: redis-cli --cluster create builds the cluster over the bus; red
   }
 });
 
+it("a mixed cluster: two pmstack nodes and a redis-server join through redis-cli --cluster create and serve one key space", async () => {
+  const ns = new Netns("kvclmix");
+  const dir = scratchDir("disk");
+  const rdir = scratchDir("tmpfs");
+  const srvs = [];
+  let redis;
+  const R = { us: "198.18.35.1" };
+  try {
+    ns.sh("sysctl -qw net.ipv4.ip_forward=1");
+    ns.ip(["addr", "add", `${R.us}/32`, "dev", "lo"]); // the kernel's own address, reached through the gateways
+    for (const [i, n] of NODES.slice(0, 2).entries())
+      srvs.push(
+        await startCli(ns, "kv", {
+          pm: join(dir, `mix${i}.pm`),
+          ...n,
+          args: ["--buffers", "8192", "--cluster", "--gateway", n.peer],
+        }),
+      );
+    // Redis 7.0 on an address of the namespace's kernel, announcing it on the bus
+    redis = ns.spawn("redis-server", [
+      "--bind",
+      R.us,
+      "--port",
+      "6379",
+      "--protected-mode",
+      "no",
+      "--cluster-enabled",
+      "yes",
+      "--cluster-announce-ip",
+      R.us,
+      "--dir",
+      rdir,
+      "--cluster-config-file",
+      join(rdir, "mix-nodes.conf"),
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+    ]);
+    for (let k = 0; k < 100; k++) {
+      const p = spawnSync("ip", ["netns", "exec", ns.name, "redis-cli", "-h", R.us, "PING"]);
+      if (p.stdout?.toString().trim() === "PONG") break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const all = [...NODES.slice(0, 2), R];
+    const create = await spawnIn(
+      ns,
+      "redis-cli",
+      ["--cluster", "create", ...all.map((n) => `${n.us}:6379`), "--cluster-yes"],
+      {
+        timeoutMs: 120_000,
+      },
+    );
+    assert.is(create.status, 0, `${create.stdout}\n${create.stderr}`);
+    assert.match(create.stdout, /\[OK\] All nodes agree about slots configuration\./);
+    assert.match(create.stdout, /\[OK\] All 16384 slots covered\./);
+    const ids = [];
+    for (const n of all) ids.push(await cliAt(ns, n, ["CLUSTER", "MYID"]));
+    // redis-server sees both pmstack nodes as connected masters with their slots, and they see it
+    for (const n of all) {
+      let nodes = "";
+      for (let k = 0; k < 50; k++) {
+        nodes = await cliAt(ns, n, ["CLUSTER", "NODES"]);
+        if (!/disconnected|handshake/.test(nodes) && nodes.trim().split("\n").length === 3) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      for (const id of ids)
+        assert.match(
+          nodes,
+          new RegExp(`^${id} [0-9.]+:6379@16379 (myself,)?master - \\d+ \\d+ \\d+ connected \\d+-\\d+$`, "m"),
+          nodes,
+        );
+      // Redis turns its state to ok a while after it joins (its CLUSTER_WRITABLE_DELAY)
+      let info = "";
+      for (let k = 0; k < 50 && !/cluster_state:ok/.test(info); k++) {
+        if (k) await new Promise((r) => setTimeout(r, 100));
+        info = await cliAt(ns, n, ["CLUSTER", "INFO"]);
+      }
+      assert.match(info, /cluster_state:ok/, `${n.us}: ${info}`);
+    }
+    const keys = Array.from({ length: 300 }, (_, i) => `mix:${i}`);
+    const set = await cliAt(ns, R, ["-c"], keys.map((k, i) => `SET ${k} v${i}\n`).join(""));
+    assert.is(set.split("\n").filter((l) => l === "OK").length, keys.length);
+    const got = await cliAt(ns, NODES[0], ["-c"], keys.map((k) => `GET ${k}\n`).join(""));
+    assert.equal(
+      got.split("\n").filter((l) => !l.startsWith("-> Redirected")),
+      keys.map((_, i) => `v${i}`),
+    );
+    let total = 0;
+    for (const n of all) total += Number(await cliAt(ns, n, ["DBSIZE"]));
+    assert.is(total, keys.length);
+  } finally {
+    if (redis && redis.exitCode === null) process.kill(redis.pid, "SIGKILL");
+    if (redis) await redis.done;
+    for (const s of srvs) await s.kill("SIGKILL");
+    ns.cleanup();
+  }
+});
+
 test.run();

@@ -108,6 +108,10 @@ export {
 export { ClusterState, ClusterConfigError, keyHashSlot, crc16, CLUSTER_SLOTS } from "./apps/kv/cluster.js";
 export type { ClusterOptions, ClusterNode, ClusterConfigStore } from "./apps/kv/cluster.js";
 export { clusterConfigFile } from "./apps/kv/cluster-file.js";
+export { ClusterBus } from "./apps/kv/bus.js";
+export type { BusStats, BusOptions } from "./apps/kv/bus.js";
+export { encodeDump, decodeDump, crc64 } from "./apps/kv/dump.js";
+export { Migrator } from "./apps/kv/migrate.js";
 export { safeEqual, FailureLimiter, NetList } from "./apps/auth.js";
 export type { AuthLimitOptions } from "./apps/auth.js";
 export type { KvOptions, KvStats } from "./apps/kv.js";

@@ -8,7 +8,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
 import { readFileSync, writeFileSync } from "node:fs";
-import { ClusterState, ClusterConfigError, clusterConfigFile, keyHashSlot, crc16 } from "../build/index.js";
+import { ClusterState, ClusterConfigError, clusterConfigFile, keyHashSlot, crc16, crc64 } from "../build/index.js";
 import { scratchDir } from "./lib/tmp.mjs";
 import { text, kvPair } from "./lib/memclient.mjs";
 
@@ -308,5 +308,73 @@ test("the configuration file: written atomically, read back on a restart, a dama
   }
   assert.throws(() => new ClusterState({ ip: "198.18.8.1", port: 60000 }), /client port must be 1 to 55535/);
 });
+
+test("DUMP and RESTORE speak Redis's payloads: plain, integer and LZF strings, TTLs, and Redis's errors", () => {
+  const h = kvPair();
+  try {
+    const c = h.connect();
+    const hex = (x) => Uint8Array.from(Buffer.from(x, "hex"));
+    // payloads redis-server 7.0 wrote: "hello", 10 (integer-encoded), and an LZF-compressed string
+    const hello = hex("000568656c6c6f0a006372df766534200a");
+    const ten = hex("00c00a0a006e9f57450eae63bb");
+    const lzf = hex("00c30e4070016161e03f000062e01a000162620a0037556eba8c7eda7e");
+    assert.is(h.one(c, "SET", "k", "hello"), "+OK");
+    assert.equal([...h.one(c, "DUMP", "k")], [...hello], "DUMP writes what Redis writes");
+    assert.is(h.one(c, "DUMP", "nope"), null);
+    assert.is(h.one(c, "RESTORE", "r1", "0", hello), "+OK");
+    assert.is(text(h.one(c, "GET", "r1")), "hello");
+    assert.is(h.one(c, "RESTORE", "r2", "0", ten), "+OK");
+    assert.is(text(h.one(c, "GET", "r2")), "10");
+    assert.is(h.one(c, "RESTORE", "r3", "0", lzf), "+OK");
+    assert.is(text(h.one(c, "GET", "r3")), "a".repeat(74) + "b".repeat(38));
+    // errors, in Redis's order and words
+    assert.is(h.one(c, "RESTORE", "r1", "0", hello), "-BUSYKEY Target key name already exists.");
+    assert.is(h.one(c, "RESTORE", "r1", "0", ten, "REPLACE"), "+OK");
+    assert.is(text(h.one(c, "GET", "r1")), "10");
+    assert.is(h.one(c, "RESTORE", "r4", "-1", hello), "-ERR Invalid TTL value, must be >= 0");
+    assert.is(h.one(c, "RESTORE", "r4", "x", hello), "-ERR value is not an integer or out of range");
+    const badCrc = hello.slice();
+    badCrc[3] ^= 1;
+    assert.is(h.one(c, "RESTORE", "r4", "0", badCrc), "-ERR DUMP payload version or checksum are wrong");
+    assert.is(h.one(c, "RESTORE", "r4", "0", "short"), "-ERR DUMP payload version or checksum are wrong");
+    assert.is(h.one(c, "RESTORE", "r4", "0", hello, "BOGUS"), "-ERR syntax error");
+    assert.is(h.one(c, "RESTORE", "r4", "0", hello, "IDLETIME", "-1"), "-ERR Invalid IDLETIME value, must be >= 0");
+    assert.is(h.one(c, "RESTORE", "r4", "0", hello, "FREQ", "256"), "-ERR Invalid FREQ value, must be >= 0 and <= 255");
+    // a list (type 1) is not a string: this store has strings only
+    assert.is(h.one(c, "RESTORE", "r4", "0", dumpOf([1, 1, 1, 0x61])), "-ERR Bad data format");
+    // TTLs: relative, absolute (ABSTTL), already expired
+    assert.is(h.one(c, "RESTORE", "t1", "5000", hello, "IDLETIME", "3", "FREQ", "7"), "+OK");
+    assert.is(h.one(c, "PTTL", "t1"), 5000);
+    assert.is(h.one(c, "RESTORE", "t2", String(h.clock.t + 9000), hello, "ABSTTL"), "+OK");
+    assert.is(h.one(c, "PTTL", "t2"), 9000);
+    assert.is(h.one(c, "RESTORE", "t3", String(h.clock.t - 1), hello, "ABSTTL"), "+OK");
+    assert.is(h.one(c, "EXISTS", "t3"), 0, "restored already expired: not there");
+    // a long value round-trips through DUMP and RESTORE byte-exact
+    const big = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
+    assert.is(h.one(c, "SET", "big", big), "+OK");
+    const d = h.one(c, "DUMP", "big");
+    assert.is(h.one(c, "RESTORE", "big2", "0", d), "+OK");
+    assert.equal([...h.one(c, "GET", "big2")].length, big.length);
+    assert.ok(Buffer.from(h.one(c, "GET", "big2")).equals(Buffer.from(big)));
+    assert.is(h.one(c, "RESTORE-ASKING", "ra", "0", hello), "+OK", "RESTORE-ASKING is RESTORE");
+    assert.is(h.one(c, "MIGRATE", "198.18.8.2", "6379", "", "0", "100", "KEYS", "nope"), "+NOKEY");
+    assert.is(
+      h.one(c, "MIGRATE", "198.18.8.2", "6379", "k", "0", "100", "KEYS", "r1"),
+      "-ERR When using MIGRATE KEYS option, the key argument must be set to the empty string",
+    );
+  } finally {
+    h.close();
+  }
+});
+
+/** A DUMP payload around `body` (RDB version 10, its CRC-64 computed as Redis does). */
+function dumpOf(body) {
+  const b = Uint8Array.from([...body, 10, 0]);
+  const crc = crc64(b);
+  const out = new Uint8Array(b.length + 8);
+  out.set(b);
+  new DataView(out.buffer).setBigUint64(b.length, crc, true);
+  return out;
+}
 
 test.run();

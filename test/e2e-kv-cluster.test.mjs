@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { Netns, netnsUnavailable } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
 import { rng } from "./lib/rng.mjs";
+import { keyHashSlot } from "../build/index.js";
 import { startCli, spawnIn } from "./lib/appserver.mjs";
 
 const hasTools =
@@ -19,7 +20,9 @@ const why = netnsUnavailable() ?? (hasTools ? null : "redis-cli/redis-benchmark/
 if (why) console.warn(`\n!!! e2e-kv-cluster: SKIPPED: ${why}\n`);
 const it = why ? test.skip : test;
 const IOREDIS = new URL("./lib/ioredis-cluster.mjs", import.meta.url).pathname;
+const LOAD = new URL("./lib/cluster-load.mjs", import.meta.url).pathname;
 
+const enc = (x) => new TextEncoder().encode(x);
 const KV = { dev: "pmtapcl0", us: "198.18.31.2", peer: "198.18.31.1" };
 const ARGS = ["--buffers", "8192", "--cluster"];
 
@@ -180,7 +183,7 @@ it("three nodes: redis-cli --cluster create builds the cluster over the bus; red
         await startCli(ns, "kv", {
           pm: join(dir, `node${i}.pm`),
           ...n,
-          args: ["--buffers", "32768", "--cluster", "--gateway", n.peer],
+          args: ["--buffers", "65536", "--cluster", "--gateway", n.peer, "--allow-net", "198.18.32.0/22"],
         }),
       );
     const create = await spawnIn(
@@ -228,7 +231,9 @@ it("three nodes: redis-cli --cluster create builds the cluster over the bus; red
     }
     assert.is(total, keys.length);
     // ioredis's Cluster client: 100,000 keys written across the nodes and read back
-    const io = await spawnIn(ns, process.execPath, [IOREDIS, NODES[0].us, "6379", "100000"], { timeoutMs: 180_000 });
+    const io = await spawnIn(ns, process.execPath, [IOREDIS, NODES[0].us, "6379", "100000"], {
+      timeoutMs: 180_000,
+    });
     assert.is(io.status, 0, io.stderr);
     const ior = JSON.parse(io.stdout);
     assert.equal({ ...ior, ms: 0 }, { written: 100_000, read: 100_000, mismatches: 0, nodes: 3, ms: 0 }, io.stderr);
@@ -246,6 +251,89 @@ it("three nodes: redis-cli --cluster create builds the cluster over the bus; red
       assert.match(bench.stdout, new RegExp(`${t}: [0-9.]+ requests per second`), bench.stdout);
     assert.not.match(bench.stdout + bench.stderr, /error|MOVED|CROSSSLOT|CLUSTERDOWN/i);
 
+    // a reshard of 1,000 slots (redis-cli: SETSLOT IMPORTING/MIGRATING, GETKEYSINSLOT, MIGRATE,
+    // SETSLOT NODE) while a cluster client keeps writing: every acknowledged key reads back afterwards
+    const load = spawnIn(ns, process.execPath, [LOAD, NODES[1].us, "6379", "6"], { timeoutMs: 120_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const reshard = await spawnIn(
+      ns,
+      "redis-cli",
+      [
+        "--cluster",
+        "reshard",
+        `${NODES[0].us}:6379`,
+        "--cluster-from",
+        ids[0],
+        "--cluster-to",
+        ids[2],
+        "--cluster-slots",
+        "1000",
+        "--cluster-yes",
+        "--cluster-pipeline",
+        "50",
+      ],
+      { timeoutMs: 180_000 },
+    );
+    assert.is(reshard.status, 0, `${reshard.stdout.slice(-3000)}\n${reshard.stderr}`);
+    const loaded = await load;
+    assert.is(loaded.status, 0, loaded.stderr);
+    const lr = JSON.parse(loaded.stdout);
+    assert.ok(lr.acked > 1000, `writes went on (${loaded.stdout})`);
+    assert.is(lr.read, lr.acked, loaded.stdout);
+    assert.is(lr.mismatches, 0, `every acknowledged SET reads back: ${loaded.stdout} ${loaded.stderr.slice(0, 2000)}`);
+    const slotsCount = (text, id) =>
+      text
+        .split("\n")
+        .find((l) => l.startsWith(id))
+        .split(" ")
+        .slice(8)
+        .filter((r) => !r.startsWith("["))
+        .reduce((n, r) => {
+          const [a, b] = r.split("-").map(Number);
+          return n + (b === undefined ? 1 : b - a + 1);
+        }, 0);
+    const after = await cliAt(ns, NODES[0], ["CLUSTER", "NODES"]);
+    assert.is(slotsCount(after, ids[0]), 5461 - 1000, after);
+    assert.is(slotsCount(after, ids[2]), 5461 + 1000, after);
+    for (const id of ids) assert.not.match(after, /\[\d+-[<>]-/, "no slot left migrating or importing");
+
+    // one slot moved by hand, step by step: -ASK for keys already gone, -TRYAGAIN for a
+    // multi-key command half here, -MOVED without ASKING at the importing node, MIGRATE's
+    // RESTORE-ASKING, SETSLOT NODE everywhere
+    let tag = 0;
+    while (!(keyHashSlot(enc(`{m${tag}}`)) >= 1000 && keyHashSlot(enc(`{m${tag}}`)) <= 5460)) tag++;
+    const S = keyHashSlot(enc(`{m${tag}}`));
+    const [A, B, C] = NODES;
+    const k = (x) => `{m${tag}}${x}`;
+    assert.is(await cliAt(ns, A, ["SET", k("a"), "1"]), "OK");
+    assert.is(await cliAt(ns, A, ["SET", k("b"), "2"]), "OK");
+    assert.is(await cliAt(ns, C, ["CLUSTER", "SETSLOT", String(S), "IMPORTING", ids[0]]), "OK");
+    assert.is(await cliAt(ns, A, ["CLUSTER", "SETSLOT", String(S), "MIGRATING", ids[2]]), "OK");
+    assert.match(await cliAt(ns, A, ["CLUSTER", "NODES"]), new RegExp(`myself,master .* \\[${S}->-${ids[2]}\\]$`, "m"));
+    assert.match(await cliAt(ns, C, ["CLUSTER", "NODES"]), new RegExp(`myself,master .* \\[${S}-<-${ids[0]}\\]$`, "m"));
+    assert.is(await cliAt(ns, A, ["GET", k("a")]), "1", "a key still here is served here");
+    assert.is(await cliAt(ns, A, ["GET", k("new")]), `ASK ${S} ${C.us}:6379`);
+    assert.is(
+      await cliAt(ns, A, ["MGET", k("a"), k("new")]),
+      "TRYAGAIN Multiple keys request during rehashing of slot",
+    );
+    assert.is(await cliAt(ns, C, ["GET", k("a")]), `MOVED ${S} ${A.us}:6379`, "no ASKING: the owner");
+    assert.is(await cliAt(ns, C, [], `ASKING\nSET ${k("new")} 3\n`), "OK\nOK", "ASKING: the importing node serves");
+    assert.is(await cliAt(ns, A, ["MIGRATE", C.us, "6379", "", "0", "5000", "KEYS", k("a"), k("b"), k("none")]), "OK");
+    assert.is(await cliAt(ns, A, ["MIGRATE", C.us, "6379", k("a"), "0", "5000"]), "NOKEY");
+    // the slot's other keys (the load's) go the same way, as redis-cli --cluster reshard moves them
+    const rest = (await cliAt(ns, A, ["CLUSTER", "GETKEYSINSLOT", String(S), "100000"])).split("\n").filter(Boolean);
+    if (rest.length) assert.is(await cliAt(ns, A, ["MIGRATE", C.us, "6379", "", "0", "5000", "KEYS", ...rest]), "OK");
+    assert.is(await cliAt(ns, A, ["CLUSTER", "COUNTKEYSINSLOT", String(S)]), "0");
+    assert.is(await cliAt(ns, A, ["GET", k("a")]), `ASK ${S} ${C.us}:6379`);
+    assert.is(await cliAt(ns, C, [], `ASKING\nMGET ${k("a")} ${k("b")} ${k("new")}\n`), "OK\n1\n2\n3");
+    assert.is(await cliAt(ns, C, ["CLUSTER", "SETSLOT", String(S), "NODE", ids[2]]), "OK");
+    assert.is(await cliAt(ns, A, ["CLUSTER", "SETSLOT", String(S), "NODE", ids[2]]), "OK");
+    assert.is(await cliAt(ns, B, ["CLUSTER", "SETSLOT", String(S), "NODE", ids[2]]), "OK");
+    for (const n of NODES) assert.not.match(await cliAt(ns, n, ["CLUSTER", "NODES"]), /\[\d+-[<>]-/);
+    assert.is(await cliAt(ns, A, ["GET", k("a")]), `MOVED ${S} ${C.us}:6379`);
+    assert.is(await cliAt(ns, A, ["-c", "MGET", k("a"), k("b"), k("new")]), "1\n2\n3");
+
     // kill -9 of one node, then a restart: it rejoins with its id, slots and keys, and the
     // others take it back (their links to it are reset and reopened)
     const victim = 1;
@@ -255,7 +343,7 @@ it("three nodes: redis-cli --cluster create builds the cluster over the bus; red
     srvs[victim] = await startCli(ns, "kv", {
       pm: join(dir, `node${victim}.pm`),
       ...NODES[victim],
-      args: ["--buffers", "32768", "--cluster", "--gateway", NODES[victim].peer],
+      args: ["--buffers", "65536", "--cluster", "--gateway", NODES[victim].peer, "--allow-net", "198.18.32.0/22"],
     });
     assert.is(await cliAt(ns, NODES[victim], ["CLUSTER", "MYID"]), ids[victim]);
     assert.is(Number(await cliAt(ns, NODES[victim], ["DBSIZE"])), mine, "every key it held");
@@ -277,8 +365,15 @@ it("three nodes: redis-cli --cluster create builds the cluster over the bus; red
     assert.is(check.status, 0, check.stdout + check.stderr);
     assert.match(check.stdout, /\[OK\] All nodes agree about slots configuration\./);
     assert.match(check.stdout, /\[OK\] All 16384 slots covered\./);
+    // each node's link to the restarted one is reopened when it next uses the old one (a RST):
+    // within a few cron rounds every node shows every other connected
     for (const n of NODES) {
-      const nodes = await cliAt(ns, n, ["CLUSTER", "NODES"]);
+      let nodes = "";
+      for (let k = 0; k < 50; k++) {
+        nodes = await cliAt(ns, n, ["CLUSTER", "NODES"]);
+        if (!/disconnected|handshake/.test(nodes)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
       assert.not.match(nodes, /disconnected|handshake/, `${n.us}: ${nodes}`);
     }
     const again = await cliAt(ns, NODES[0], ["-c"], keys.map((k) => `GET ${k}\n`).join(""));

@@ -18,6 +18,8 @@ import { errorLine } from "./kv/reply.js";
 import { KV_SMALL, KV_TRAILER, KV_VALUE_ITEMS, KvStore } from "./kv/store.js";
 import { keyHashSlot, SlotKeys, type ClusterState } from "./kv/cluster.js";
 import { ClusterBus } from "./kv/bus.js";
+import { Migrator } from "./kv/migrate.js";
+import { latin1 } from "./kv/store.js";
 import { RespParser, type RespHandler } from "./resp.js";
 import type { TlsTerminator } from "./tls.js";
 import { FailureLimiter, NetList, safeEqual, type AuthLimitOptions } from "./auth.js";
@@ -107,12 +109,19 @@ export interface KvStats {
   authDropped: number;
   /** Commands answered -MOVED: their keys are of a slot another node serves (cluster mode). */
   moved: number;
+  /** Commands answered -ASK: their keys have moved on to the node this one migrates the slot to. */
+  asked: number;
+  /** Keys MIGRATE sent to other nodes (and the target acknowledged). */
+  migrated: number;
 }
 
 interface KvConn extends KvClient {
   parser: RespParser;
   args: Arg[];
   cur: Arg | null;
+  /** Held (block()): commands parsed meanwhile wait here, in order, with their arguments. */
+  blocked: boolean;
+  queue: Arg[][];
 }
 
 const CONFIG: Record<string, string> = {
@@ -160,6 +169,9 @@ export class KvApp implements Kv {
   readonly slots: SlotKeys | null;
   /** Cluster mode's bus (port + 10000): the other nodes are learned and kept in step through it. */
   readonly bus: ClusterBus | null;
+  readonly migrator: Migrator;
+  /** Keys in flight to another node (MIGRATE): who waits for each. */
+  #held = new Map<string, (() => void)[]>();
   #busTimer: ReturnType<typeof setInterval> | null = null;
   readonly config = CONFIG;
   readonly counters = {
@@ -176,6 +188,8 @@ export class KvApp implements Kv {
     noauth: 0,
     denied: 0,
     moved: 0,
+    asked: 0,
+    migrated: 0,
     authDropped: 0,
   };
   /**
@@ -269,15 +283,15 @@ export class KvApp implements Kv {
           onLostSlots: (slots) => this.#dropSlots(slots),
         })
       : null;
-    if (this.bus) {
-      // Redis's clusterCron, ten times a second; the loop is woken for what it sends
-      this.#busTimer = setInterval(() => {
-        if (this.stack.pool.closed) return;
-        this.bus!.cron();
-        this.stack.onCommand?.();
-      }, 100);
-      this.#busTimer.unref?.();
-    }
+    this.migrator = new Migrator(stack, this.#now);
+    // Redis's clusterCron (and MIGRATE's timeouts), ten times a second; the loop is woken for what they send
+    this.#busTimer = setInterval(() => {
+      if (this.stack.pool.closed) return;
+      this.bus?.cron();
+      this.migrator.cron();
+      this.stack.onCommand?.();
+    }, 100);
+    this.#busTimer.unref?.();
     this.layer = new ConnLayer<KvConn>(
       stack,
       log,
@@ -285,7 +299,12 @@ export class KvApp implements Kv {
         open: (c) => this.#open(c),
         data: (c, chunk, buf, off) => this.#data(c, chunk, buf, off),
         partial: (c) => c.state.parser.partial,
-        close: (c) => this.#dropArgs(c.state),
+        close: (c) => {
+          this.#dropArgs(c.state);
+          // commands held behind a MIGRATE die with the connection
+          for (const q of c.state.queue) for (const a of q) a.writer?.abort();
+          c.state.queue = [];
+        },
       },
       { idleTimeoutMs: opts.idleTimeoutMs, tls: opts.tls },
     );
@@ -294,9 +313,68 @@ export class KvApp implements Kv {
   }
 
   onEvent = (ev: StackEvent): void => {
-    if (this.bus?.onEvent(ev)) return;
+    if (this.bus?.onEvent(ev) || this.migrator.onEvent(ev)) return;
     this.layer.onEvent(ev);
   };
+
+  block(c: Conn<KvClient>): () => void {
+    const conn = c as unknown as Conn<KvConn>;
+    conn.state.blocked = true;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#resume(conn);
+    };
+  }
+
+  holdKeys(keys: Uint8Array[]): () => void {
+    const names = keys.map(latin1);
+    for (const n of names) if (!this.#held.has(n)) this.#held.set(n, []);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const waiting: (() => void)[] = [];
+      for (const n of names) {
+        waiting.push(...(this.#held.get(n) ?? []));
+        this.#held.delete(n);
+      }
+      for (const w of waiting) w();
+    };
+  }
+
+  /** Runs the commands a held client sent meanwhile, in order, until one holds it again. */
+  #resume(c: Conn<KvConn>): void {
+    const st = c.state;
+    st.blocked = false;
+    while (st.queue.length && !st.blocked && !c.closing && !c.finished) {
+      st.args = st.queue.shift()!;
+      try {
+        this.#command(c);
+      } finally {
+        this.#dropArgs(st);
+      }
+    }
+  }
+
+  /** The command touches a key in flight to another node: the client waits for it. */
+  #waitForHeld(c: Conn<KvConn>, first: number, last: number, step: number): boolean {
+    const args = c.state.args;
+    const end = last < 0 ? args.length + last : last;
+    for (let i = first; i <= end && i < args.length; i += step) {
+      const key = this.key(args[i]!);
+      const w = key && this.#held.get(latin1(key));
+      if (w) {
+        const resume = this.block(c as unknown as Conn<KvClient>);
+        c.state.queue.unshift(args);
+        c.state.args = [];
+        w.push(resume);
+        return true;
+      }
+    }
+    return false;
+  }
 
   /** Another node took these slots with a newer configuration: their keys here go, as in Redis. */
   #dropSlots(slots: number[]): void {
@@ -340,6 +418,7 @@ export class KvApp implements Kv {
     if (this.#busTimer) clearInterval(this.#busTimer);
     this.#busTimer = null;
     this.bus?.close();
+    this.migrator.close();
     this.layer.close();
     this.store.arena.close();
   }
@@ -410,6 +489,8 @@ export class KvApp implements Kv {
       heldUntil: 0,
       asking: false,
       readonly: false,
+      blocked: false,
+      queue: [],
     };
     st.parser.unauthenticated = !st.authed;
     const nets = this.#protectedNets;
@@ -492,6 +573,12 @@ export class KvApp implements Kv {
   #command(c: Conn<KvConn>): void {
     const args = c.state.args;
     if (args.length === 0) return;
+    if (c.state.blocked) {
+      // held (MIGRATE in flight): it runs after, in order
+      c.state.queue.push(args);
+      c.state.args = [];
+      return;
+    }
     this.counters.commands++;
     const a0 = args[0]!.bytes;
     const name = a0 ? (isSetOrGet(a0) ?? lowerName(a0)) : null;
@@ -520,9 +607,11 @@ export class KvApp implements Kv {
     // cluster mode: keys of another node's slot are redirected (ASKING holds for one command;
     // it changes nothing until this node imports a slot)
     if (this.cluster) {
+      const asking = st.asking || sp.asking;
       st.asking = false;
-      if (sp.first > 0 && this.#redirect(c, sp.first, sp.last, sp.step, args)) return;
+      if (sp.first > 0 && this.#redirect(c, sp.first, sp.last, sp.step, args, asking)) return;
     }
+    if (this.#held.size && sp.first > 0 && this.#waitForHeld(c, sp.first, sp.last, sp.step)) return;
     // a full pool refuses writes while it can still receive: reads and DELs (which free values)
     // keep working, and the NIC always has buffers to receive them into
     if (sp.denyoom && (this.stack.pool.freeCount < this.reserveBuffers || args.some((x) => x.full))) {
@@ -542,24 +631,32 @@ export class KvApp implements Kv {
   }
 
   /**
-   * Cluster mode: answers -CROSSSLOT, -CLUSTERDOWN or -MOVED (Redis's getNodeByQuery) and
-   * returns true when the command's keys are not all of one slot this node serves.
+   * Cluster mode (Redis's getNodeByQuery): returns true after answering -CROSSSLOT,
+   * -CLUSTERDOWN, -TRYAGAIN, -ASK or -MOVED when the command's keys are not all of one slot this
+   * node serves now. A slot this node is migrating is served for the keys still here (a missing
+   * key is asked for at the target); a slot it is importing is served after ASKING.
    */
-  #redirect(c: Conn<KvConn>, first: number, last: number, step: number, args: Arg[]): boolean {
+  #redirect(c: Conn<KvConn>, first: number, last: number, step: number, args: Arg[], asking: boolean): boolean {
     const cl = this.cluster!;
     const end = last < 0 ? args.length + last : last;
     let slot = -1;
+    let firstKey: Uint8Array | null = null;
+    let multiple = false;
+    const keys: Uint8Array[] = [];
     for (let i = first; i <= end && i < args.length; i += step) {
       const key = this.key(args[i]!);
-      const s = key ? keyHashSlot(key) : -2;
-      if (slot === -1) slot = s;
-      else if (s !== slot) {
+      if (!key) return false; // a key longer than any key can be: the command answers as it would
+      const s = keyHashSlot(key);
+      if (slot === -1) {
+        slot = s;
+        firstKey = key;
+      } else if (s !== slot) {
         this.error(c, "CROSSSLOT Keys in request don't hash to the same slot");
         return true;
-      }
+      } else if (!multiple && !sameBytes(key, firstKey!)) multiple = true;
+      keys.push(key);
     }
     if (slot === -1) return false;
-    if (slot === -2) return false; // a key longer than any key can be: the command answers as it would
     const n = cl.owner(slot);
     if (n === null) {
       this.error(c, "CLUSTERDOWN Hash slot not served");
@@ -568,6 +665,27 @@ export class KvApp implements Kv {
     if (cl.state !== "ok") {
       this.error(c, "CLUSTERDOWN The cluster is down");
       return true;
+    }
+    const to = n === cl.myself ? cl.migrating.get(slot) : undefined;
+    const from = to ? undefined : cl.importing.get(slot);
+    if (to || from) {
+      let missing = 0;
+      for (const k of keys) if (!this.store.read(k)) missing++;
+      if (to && missing) {
+        if (missing < keys.length) this.error(c, "TRYAGAIN Multiple keys request during rehashing of slot");
+        else {
+          this.counters.asked++;
+          this.error(c, `ASK ${slot} ${to.ip}:${to.port}`);
+        }
+        return true;
+      }
+      if (from && asking) {
+        if (multiple && missing) {
+          this.error(c, "TRYAGAIN Multiple keys request during rehashing of slot");
+          return true;
+        }
+        return false;
+      }
     }
     if (n !== cl.myself) {
       this.counters.moved++;
@@ -602,8 +720,12 @@ export class KvApp implements Kv {
       ["uptime_in_seconds", up],
       ["uptime_in_days", Math.floor(up / 86400)],
     ]);
+    let blocked = 0;
+    for (const c of this.layer.conns.values()) if (c.state.blocked) blocked++;
     section("Clients", [
       ["connected_clients", this.layer.conns.size],
+      ["blocked_clients", blocked],
+      ["keys_in_migration", this.#held.size],
       ["maxclients", 65535],
     ]);
     section("Memory", [
@@ -660,4 +782,10 @@ export class KvApp implements Kv {
     section("Keyspace", keys ? [["db0", `keys=${keys},expires=${this.store.expiring},avg_ttl=0`]] : []);
     return out.join("\r\n");
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

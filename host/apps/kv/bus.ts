@@ -386,6 +386,11 @@ export class ClusterBus {
     cl.saveIfDirty();
   }
 
+  /** Tells every node at once what this node serves now (a PONG on each outbound link), as after SETSLOT NODE. */
+  broadcastPong(): void {
+    for (const [n, l] of this.#out) if (l.up && !n.flags.has("handshake")) this.#sendPing(l, BUS_TYPE.PONG);
+  }
+
   /** Closes every link and stops listening. */
   close(): void {
     if (this.#closed) return;
@@ -409,12 +414,15 @@ export class ClusterBus {
     l.ctime = now;
     this.#opening.set(tag, l);
     this.#out.set(n, l);
+    // as Redis: a node whose link exists (opening or open) is "connected" in CLUSTER NODES
+    n.connected = true;
     try {
       this.stack.connect(n.ip, n.cport, { tag });
     } catch {
       // an address the stack cannot reach (a family it has no address of): try again later
       this.#opening.delete(tag);
       this.#out.delete(n);
+      n.connected = false;
     }
   }
 
@@ -639,7 +647,7 @@ export class ClusterBus {
     for (let j = 0; j < CLUSTER_SLOTS; j++) {
       if (!(slots[j >> 3]! & (1 << (j & 7)))) continue;
       const o = cl.owner(j);
-      if (o === sender) continue;
+      if (o === sender || cl.importing.has(j)) continue;
       if (o === null || o.configEpoch < epoch) {
         if (o === cl.myself) lost.push(j);
         cl.setOwner(j, sender);

@@ -42,6 +42,8 @@ const HELP = [
   "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
   "SAVECONFIG",
   "    Force saving cluster configuration on disk.",
+  "SETSLOT <slot> (IMPORTING <node-id>|MIGRATING <node-id>|STABLE|NODE <node-id>)",
+  "    Set slot state.",
   "SET-CONFIG-EPOCH <epoch>",
   "    Set config epoch of current node.",
   "SHARDS",
@@ -151,6 +153,19 @@ export function clusterCommand(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
     k.store.sweepAll();
     const keys = k.slots!.keys(s, max);
     return k.reply(c, [arrayHead(keys.length), ...keys.map((x) => bulk(x))]);
+  }
+  if (sub === "setslot" && n >= 4) {
+    // CLUSTER SETSLOT <slot> IMPORTING|MIGRATING|NODE <node-id> | STABLE
+    const slot = slotArg(k, c, a[2]!);
+    if (slot === null) return;
+    const action = k.text(a[3]!).toLowerCase();
+    const withId = action === "migrating" || action === "importing" || action === "node";
+    if ((withId && n !== 5) || (action === "stable" && n !== 4))
+      return k.error(c, "ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP");
+    k.store.sweepAll();
+    const err = cl.setSlot(slot, action, withId ? k.text(a[4]!) : null, k.slots!.count(slot));
+    if (!err && action === "node") k.bus?.broadcastPong();
+    return err ? k.error(c, err) : ok();
   }
   if (sub === "meet" && (n === 4 || n === 5)) {
     // CLUSTER MEET <ip> <port> [<bus port>]

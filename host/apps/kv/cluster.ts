@@ -103,6 +103,9 @@ export class ClusterState {
   /** Whether the configuration existed (a restart) or was made now. */
   readonly loaded: boolean;
   #owner: (ClusterNode | null)[] = new Array(CLUSTER_SLOTS).fill(null);
+  /** Slots this node is moving to another node (SETSLOT MIGRATING), and taking from one (IMPORTING). */
+  readonly migrating = new Map<number, ClusterNode>();
+  readonly importing = new Map<number, ClusterNode>();
   #assigned = 0;
   #config: ClusterConfigStore | null;
   #random: (n: number) => Uint8Array;
@@ -153,6 +156,7 @@ export class ClusterState {
   deleteNode(n: ClusterNode): void {
     if (n === this.myself) throw new Error("pmstack: cluster: a node cannot delete itself");
     if (n.slots) for (let s = 0; s < CLUSTER_SLOTS; s++) if (this.#owner[s] === n) this.#set(s, null);
+    for (const m of [this.migrating, this.importing]) for (const [s, x] of m) if (x === n) m.delete(s);
     this.nodes.delete(n.id);
     this.#dirty = true;
   }
@@ -246,22 +250,64 @@ export class ClusterState {
   }
 
   /**
-   * CLUSTER BUMPEPOCH: a new config epoch for this node without consensus, unless it already
-   * has the greatest one and no other node shares it. Returns whether it bumped.
+   * CLUSTER BUMPEPOCH (Redis's clusterBumpConfigEpochWithoutConsensus): a new config epoch for
+   * this node unless it already has the greatest epoch known. Returns whether it bumped.
    */
   bumpEpoch(): boolean {
-    let max = 0;
-    let shared = false;
-    for (const n of this.nodes.values()) {
-      if (n === this.myself) continue;
-      if (n.configEpoch > max) max = n.configEpoch;
-      if (n.configEpoch === this.myself.configEpoch) shared = true;
-    }
-    if (this.myself.configEpoch !== 0 && this.myself.configEpoch >= max && !shared) return false;
+    let max = this.currentEpoch;
+    for (const n of this.nodes.values()) if (n.configEpoch > max) max = n.configEpoch;
+    if (this.myself.configEpoch !== 0 && this.myself.configEpoch === max) return false;
     this.currentEpoch++;
     this.myself.configEpoch = this.currentEpoch;
     this.save();
     return true;
+  }
+
+  /**
+   * CLUSTER SETSLOT <slot> MIGRATING|IMPORTING|NODE <id> | STABLE, with Redis's checks. `keys`:
+   * how many keys this node holds in the slot. Returns an error text or null; saves.
+   */
+  setSlot(slot: number, action: string, id: string | null, keys: number): string | null {
+    const me = this.myself;
+    if (me.flags.has("slave")) return "ERR Please use SETSLOT only with masters.";
+    const node = id === null ? null : (this.nodes.get(id) ?? null);
+    switch (action) {
+      case "migrating":
+        if (this.#owner[slot] !== me) return `ERR I'm not the owner of hash slot ${slot}`;
+        if (!node) return `ERR I don't know about node ${id}`;
+        if (node.flags.has("slave")) return "ERR Target node is not a master";
+        this.migrating.set(slot, node);
+        break;
+      case "importing":
+        if (this.#owner[slot] === me) return `ERR I'm already the owner of hash slot ${slot}`;
+        if (!node) return `ERR I don't know about node ${id}`;
+        if (node.flags.has("slave")) return "ERR Target node is not a master";
+        this.importing.set(slot, node);
+        break;
+      case "stable":
+        this.migrating.delete(slot);
+        this.importing.delete(slot);
+        break;
+      case "node":
+        if (!node) return `ERR Unknown node ${id}`;
+        if (node.flags.has("slave")) return "ERR Target node is not a master";
+        if (this.#owner[slot] === me && node !== me && keys !== 0)
+          return `ERR Can't assign hashslot ${slot} to a different node while I still hold keys for this hash slot.`;
+        if (keys === 0) this.migrating.delete(slot);
+        if (node === me && this.importing.has(slot)) {
+          // the slot is ours now: a new epoch without consensus makes our claim win (as Redis)
+          this.importing.delete(slot);
+          this.#set(slot, node);
+          if (!this.bumpEpoch()) this.save();
+          return null;
+        }
+        this.#set(slot, node);
+        break;
+      default:
+        return "ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP";
+    }
+    this.save();
+    return null;
   }
 
   /** Writes the configuration (a no-op without a store). */
@@ -287,6 +333,10 @@ export class ClusterState {
     let s = `${n.id} ${n.ip}:${n.port}@${n.cport} ${flagsText(n)} ${n.master ?? "-"}`;
     s += ` ${n.pingSent} ${n.pongReceived} ${n.configEpoch} ${n.connected || n === this.myself ? "connected" : "disconnected"}`;
     for (const [a, b] of this.ranges(n)) s += a === b ? ` ${a}` : ` ${a}-${b}`;
+    if (n === this.myself) {
+      for (const [slot, to] of [...this.migrating].sort((x, y) => x[0] - y[0])) s += ` [${slot}->-${to.id}]`;
+      for (const [slot, from] of [...this.importing].sort((x, y) => x[0] - y[0])) s += ` [${slot}-<-${from.id}]`;
+    }
     return s;
   }
 
@@ -347,6 +397,7 @@ export class ClusterState {
     const where = (i: number) => `pmstack: cluster config ${this.#config!.name}, line ${i + 1}`;
     const lines = text.split("\n");
     let sawVars = false;
+    const marks: [number, string, string, number][] = []; // slot, "->-" or "-<-", node id, line
     lines.forEach((line, i) => {
       if (line.trim() === "") return;
       const f = line.split(" ");
@@ -383,7 +434,12 @@ export class ClusterState {
       if (this.nodes.has(id)) throw new ClusterConfigError(`${where(i)}: node ${id} appears twice`);
       this.nodes.set(id, n);
       for (const r of f.slice(8)) {
-        if (r.startsWith("[")) continue; // a migrating/importing mark: not kept across a restart here
+        if (r.startsWith("[")) {
+          const mm = /^\[(\d+)(->-|-<-)([0-9a-f]{40})\]$/.exec(r);
+          if (!mm || Number(mm[1]) >= CLUSTER_SLOTS) throw new ClusterConfigError(`${where(i)}: bad slot mark "${r}"`);
+          marks.push([Number(mm[1]), mm[2]!, mm[3]!, i]);
+          continue;
+        }
         const rm = /^(\d+)(?:-(\d+))?$/.exec(r);
         const a = rm ? Number(rm[1]) : NaN;
         const b = rm ? Number(rm[2] ?? rm[1]) : NaN;

@@ -31,6 +31,7 @@ import { KV_SMALL, KV_VALUE_ITEMS, type KvStore, type Value } from "./store.js";
 import type { ObjectWriter } from "../../object.js";
 import type { ClusterState, SlotKeys } from "./cluster.js";
 import type { ClusterBus } from "./bus.js";
+import { dumpCommand, migrateCommand, restoreCommand, type Migrator } from "./migrate.js";
 import { askingCommand, clusterCommand, readonlyCommand } from "./cluster-commands.js";
 
 /** Redis's proto-max-bulk-len: the largest value (and argument). */
@@ -69,7 +70,7 @@ export interface Kv {
   readonly store: KvStore;
   readonly log: PmLog;
   /** The store's counters (INFO's keyspace_hits, total_writes_processed...), updated in place. */
-  readonly counters: { reads: number; writes: number; hits: number; misses: number };
+  readonly counters: { reads: number; writes: number; hits: number; misses: number; migrated: number };
   now(): number;
   reply(c: Conn<KvClient>, parts: Part[], close?: boolean): void;
   error(c: Conn<KvClient>, msg: string): void;
@@ -89,6 +90,15 @@ export interface Kv {
   readonly slots: SlotKeys | null;
   /** Cluster mode's bus (null on a standalone server). */
   readonly bus: ClusterBus | null;
+  /** MIGRATE's connections to other nodes. */
+  readonly migrator: Migrator | null;
+  /**
+   * Holds the client: its later commands wait until the returned function is called (MIGRATE
+   * answers when the target has).
+   */
+  block(c: Conn<KvClient>): () => void;
+  /** Holds these keys: a command of any client touching one waits until the returned function is called. */
+  holdKeys(keys: Uint8Array[]): () => void;
   /**
    * Checks a user (null: `default`) and password: calls `ok` on success; answers the failure
    * itself (-WRONGPASS, held by the rate limit, or Redis's error for AUTH with no password set).
@@ -103,6 +113,8 @@ interface CmdSpec {
   denyoom: boolean;
   /** flags has "no_auth": runs before the client authenticated (AUTH, HELLO, QUIT). */
   noauth: boolean;
+  /** flags has "asking": runs on an importing slot as if ASKING came first (RESTORE-ASKING). */
+  asking: boolean;
   first: number;
   last: number;
   step: number;
@@ -127,6 +139,7 @@ const spec = (
     flags: f,
     denyoom: f.includes("denyoom"),
     noauth: f.includes("no_auth"),
+    asking: f.includes("asking"),
     first: keys[0],
     last: keys[1],
     step: keys[2],
@@ -400,6 +413,43 @@ export const KV_COMMANDS: Record<string, CmdSpec> = {
     command,
   ),
   config: spec(-2, "", NOKEY, "server", "2.0.0", "A container for server configuration commands.", config),
+  // moving keys (kv/migrate.ts)
+  dump: spec(
+    2,
+    "readonly",
+    KEY1,
+    "generic",
+    "2.6.0",
+    "Returns a serialized representation of the value of a key.",
+    dumpCommand,
+  ),
+  restore: spec(
+    -4,
+    "write denyoom",
+    KEY1,
+    "generic",
+    "2.6.0",
+    "Creates a key from the serialized representation of a value.",
+    restoreCommand,
+  ),
+  "restore-asking": spec(
+    -4,
+    "write denyoom asking",
+    KEY1,
+    "server",
+    "3.0.0",
+    "An internal command for migrating keys in a cluster.",
+    restoreCommand,
+  ),
+  migrate: spec(
+    -6,
+    "write",
+    NOKEY,
+    "generic",
+    "2.6.0",
+    "Atomically transfers a key from one Redis instance to another.",
+    migrateCommand,
+  ),
   // cluster (kv/cluster-commands.ts)
   cluster: spec(-2, "", NOKEY, "cluster", "3.0.0", "A container for Redis Cluster commands.", clusterCommand),
   asking: spec(

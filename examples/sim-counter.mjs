@@ -16,7 +16,7 @@
 import { once } from "node:events";
 import { createSimNet, PmLog } from "pmstack";
 
-const seed = Number(process.argv[2] ?? 7);
+const seed = Number(process.argv[2] ?? 8);
 const sim = createSimNet({ seed, link: { delayMs: 1, jitterMs: 0.5, drop: 0.01 } });
 const REQUESTS = 20;
 

@@ -456,7 +456,25 @@ export class SimNet {
     this.#byName.set(name, h);
     this.#byMac.set(h._macKey, h);
     this.#paths.push([]);
-    this.#boot(h, true);
+    try {
+      this.#boot(h, true);
+    } catch (e) {
+      // not added after all: a stack that could not start (or a boot that threw) leaves nothing
+      if (h.up) {
+        h.up = false;
+        h._net!._abandon();
+        h._stack!.shutdown();
+      }
+      this.#hosts.pop();
+      this.#byName.delete(name);
+      this.#byMac.delete(h._macKey);
+      this.#paths.pop();
+      if (poolPath) {
+        rmSync(poolPath, { force: true });
+        rmSync(poolPath + JOURNAL_SUFFIX, { force: true });
+      }
+      throw e;
+    }
     return h;
   }
 
@@ -766,7 +784,10 @@ export class SimNet {
         this.#throwFailure();
         if (this.#closed) return false;
         if (done?.()) return true;
-        if (busy || this.#pending || this.#restarting > 0 || this.#timers.next() <= t) {
+        // something moved, or is due now (a timer, a host not turned since it booted): again at t
+        const idle = !busy && !this.#pending && this.#restarting === 0;
+        const next = idle ? this.#nextDeadline() : t;
+        if (next <= t) {
           if (++rounds > MAX_ROUNDS_PER_INSTANT)
             throw new Error(
               `pmstack: the simulation did not go idle at ${t} ms after ${MAX_ROUNDS_PER_INSTANT} rounds ` +
@@ -775,7 +796,6 @@ export class SimNet {
           continue;
         }
         rounds = 0;
-        const next = this.#nextDeadline();
         if (next > end) {
           this.#now = Math.max(t, end);
           return done ? done() : false;

@@ -12,7 +12,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
 import tls from "node:tls";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createSimNet, PmLog } from "../build/index.js";
 import { scratchDir } from "./lib/tmp.mjs";
 
@@ -66,6 +66,7 @@ async function scenario(seed, pcap) {
   const sim = createSimNet({
     seed,
     pcap,
+    dir: scratchDir(), // c's pool file goes there (close() removes it)
     link: { delayMs: 2, jitterMs: 1, drop: 0.02, duplicate: 0.01, reorder: 0.02, reorderMs: 4 },
   });
   const a = sim.host("a");
@@ -270,7 +271,10 @@ test("crash: the pool keeps exactly what was persisted (file, mmap) or nothing (
     await sim.wait(new Promise((resolve) => s.once("close", resolve)), 10_000);
     assert.is(error?.code, "ECONNRESET", `${persistence}: the restarted server resets the old connection`);
     sim.close();
-    if (path) assert.not.ok(existsSync(path), "close() removes the pool file");
+    if (path) {
+      assert.not.ok(existsSync(path), "close() removes the pool file");
+      assert.not.ok(existsSync(dirname(path)), "and the directory it made for it");
+    }
   }
 });
 
@@ -454,6 +458,16 @@ test("bad options and misuse: errors that name the option", async () => {
     (e) => e instanceof RangeError && /persistence/.test(e.message),
   );
   assert.throws(() => sim.host("x", { stack: { secret: new Uint8Array(32) } }), /stack option secret/);
+  assert.throws(
+    () =>
+      sim.host("bad", {
+        boot() {
+          throw new Error("boot failed");
+        },
+      }),
+    /boot failed/,
+  );
+  assert.is(sim.host("bad").index, 1, "a host whose first boot threw was not added");
   assert.throws(
     () => sim.link(a, a, {}),
     (e) => e instanceof RangeError && /two different hosts/.test(e.message),

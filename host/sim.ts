@@ -212,10 +212,8 @@ export class SimHost {
   readonly persistence: "memory" | "file" | "mmap";
   /** The pool file of a persistent host (null for "memory"). */
   readonly poolPath: string | null;
-  /** Whether the host runs (false from crash() until restart()). */
-  up = false;
-  /** Boots so far: 1 after the first, one more per restart. */
-  boots = 0;
+  /** @internal */ _up = false;
+  /** @internal */ _boots = 0;
   /** @internal */ _stack: Stack | null = null;
   /** @internal */ _net: NetStack | null = null;
   /** @internal */ _driver: SimDriver | null = null;
@@ -247,6 +245,16 @@ export class SimHost {
     this.persistence = opts.persistence ?? "memory";
     this.poolPath = poolPath;
     this._opts = opts;
+  }
+
+  /** Whether the host runs (false from crash() until restart()). */
+  get up(): boolean {
+    return this._up;
+  }
+
+  /** Boots so far: 1 after the first, one more per restart. */
+  get boots(): number {
+    return this._boots;
   }
 
   /** The Node-idiom layer of the running stack (createServer, connect). After a crash: the dead one, closed. */
@@ -461,7 +469,7 @@ export class SimNet {
     } catch (e) {
       // not added after all: a stack that could not start (or a boot that threw) leaves nothing
       if (h.up) {
-        h.up = false;
+        h._up = false;
         h._net!._abandon();
         h._stack!.shutdown();
       }
@@ -506,7 +514,7 @@ export class SimNet {
       secret,
       pool,
     });
-    h.boots++;
+    h._boots++;
     const boot = h.boots;
     const timers: DriverTimers = {
       setTimeout: (fn, ms) => this._timer(fn, ms, [], h, boot),
@@ -520,12 +528,12 @@ export class SimNet {
     h._driver = driver;
     h._conns.clear();
     h._next = this.#now;
-    h.up = true;
+    h._up = true;
     this.#pending = true;
     try {
       h._net = new NetStack(driver, { copyChunks: true, ...o.net });
     } catch (e) {
-      h.up = false;
+      h._up = false;
       stack.shutdown();
       throw e;
     }
@@ -555,7 +563,7 @@ export class SimNet {
 
   #crashNow(h: SimHost): void {
     h._crashPending = false;
-    h.up = false;
+    h._up = false;
     h._next = Infinity;
     this._trace(h.name, "crash");
     const stack = h._stack!;
@@ -993,7 +1001,7 @@ export class SimNet {
     };
     for (const h of this.#hosts) {
       if (h.up) {
-        h.up = false;
+        h._up = false;
         step(() => h._net?._abandon());
         step(() => h._stack?.shutdown());
       }

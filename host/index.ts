@@ -86,10 +86,13 @@ export type {
   PasteStats,
   PasteHandler,
   Driver,
+  DriverTimers,
   TurnHooks,
   MemoryPairOptions,
 } from "./paste.js";
 export { NetStack, Server, Socket, createStack, createMemoryNet, createServer, connect } from "./net.js";
+export { SimNet, SimHost, SimTimeout, createSimNet } from "./sim.js";
+export type { SimNetOptions, SimHostOptions, SimLinkOptions, SimStats } from "./sim.js";
 export type { NetStackOptions, NetStats, ServerOptions, ConnectOptions, ListenOptions } from "./net.js";
 export {
   KvApp,

@@ -98,6 +98,7 @@ export class NetStack {
   #tag = 0x10000;
   #registry: FinalizationRegistry<number>;
   #closed = false;
+  #abandoned = false;
   /** Ref'd sockets and servers: while there is one, the driver's loop holds the process. */
   #holders = new Set<Socket | Server>();
   /** What the driver was last told (drivers start ref'd). */
@@ -149,8 +150,10 @@ export class NetStack {
     this.driver.setRef?.(ref);
   }
 
-  createServer(opts: ServerOptions = {}, onConnection?: (s: Socket) => void): Server {
-    return new Server(this, opts, onConnection);
+  /** As node:net's: createServer([options][, connectionListener]). */
+  createServer(opts?: ServerOptions | ((s: Socket) => void), onConnection?: (s: Socket) => void): Server {
+    if (typeof opts === "function") return new Server(this, {}, opts);
+    return new Server(this, opts ?? {}, onConnection);
   }
 
   connect(opts: ConnectOptions, onConnect?: () => void): Socket {
@@ -163,6 +166,11 @@ export class NetStack {
     s.connecting = true;
     if (onConnect) s.once("connect", onConnect);
     s._begin();
+    if (this.#closed) {
+      // a stopped stack (closed, or its host crashed in a simulation) sends nothing any more
+      queueMicrotask(() => s.destroy(netError("ENETDOWN", `connect ${host}:${opts.port}: the stack is closed`)));
+      return s;
+    }
     this.connecting.set(tag, s);
     try {
       // the peer as node:net shows it: canonical text, IPv6 without brackets
@@ -175,6 +183,27 @@ export class NetStack {
       queueMicrotask(() => s.destroy(e as Error));
     }
     return s;
+  }
+
+  /** Whether close() was called: connect() and listen() fail with ENETDOWN from then on. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * @internal The stack is gone at once (a simulated host's crash): every socket, connecting
+   * ones too, is destroyed without a command to the core (no FIN, no RST), then as close().
+   */
+  _abandon(): void {
+    this.#abandoned = true;
+    for (const s of this.connecting.values()) s.destroy();
+    this.connecting.clear();
+    this.close();
+  }
+
+  /** @internal _abandon() was called: sockets tell the core nothing any more. */
+  get _abandoned(): boolean {
+    return this.#abandoned;
   }
 
   /** Stops the driver. Views still held keep reading the PM bytes; nothing is freed after this. */
@@ -404,6 +433,10 @@ export class Server extends EventEmitter {
       return this;
     }
     this.#host = host;
+    if (this.net.closed) {
+      queueMicrotask(() => this.emit("error", netError("ENETDOWN", `listen ${port}: the stack is closed`, { port })));
+      return this;
+    }
     if (!this.net.registerServer(port, this)) {
       queueMicrotask(() => this.emit("error", netError("EADDRINUSE", `listen ${port}: address in use`, { port })));
       return this;
@@ -541,7 +574,7 @@ export class Socket extends Duplex {
   #written = 0;
   #reset = false; // resetAndDestroy: an RST even after end()
   #idleMs = 0; // setTimeout
-  #idleTimer: ReturnType<typeof setTimeout> | null = null;
+  #idleTimer: unknown = null; // setTimeout's, or the driver's timers' (Driver.timers)
   #refd = true;
   /** 'close' was emitted. */
   #closeEmitted = false;
@@ -674,17 +707,27 @@ export class Socket extends Duplex {
 
   /** Bytes moved: the idle timer starts again. */
   #active(): void {
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    this.#idleTimer = null;
+    this.#clearIdle();
     if (this.#idleMs > 0 && !this.destroyed) {
-      this.#idleTimer = refTimer(
-        setTimeout(() => {
-          this.#idleTimer = null;
-          this.emit("timeout");
-        }, this.#idleMs),
-        this.#refd,
-      );
+      const fire = () => {
+        this.#idleTimer = null;
+        this.emit("timeout");
+      };
+      const timers = this.net.driver.timers;
+      this.#idleTimer = timers
+        ? timers.setTimeout(fire, this.#idleMs)
+        : refTimer(setTimeout(fire, this.#idleMs), this.#refd);
     }
+  }
+
+  /** Stops the idle timer, on whichever clock it runs. */
+  #clearIdle(): void {
+    const t = this.#idleTimer;
+    this.#idleTimer = null;
+    if (!t) return;
+    const timers = this.net.driver.timers;
+    if (timers) timers.clearTimeout(t);
+    else clearTimeout(t as ReturnType<typeof setTimeout>);
   }
 
   /** As node:net's: end() once the writes are out, then destroy. */
@@ -812,8 +855,7 @@ export class Socket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    this.#idleTimer = null;
+    this.#clearIdle();
     if (this.conn >= 0 && !this.#gone && !err && this.#finQueued && !this.#reset) {
       // after end(): TCP finishes the close by itself (FIN, ACKs, TIME_WAIT); the CLOSED
       // event takes the connection off the table. Like node:net, no RST for a clean close.
@@ -825,7 +867,7 @@ export class Socket extends Duplex {
     if (this.conn >= 0 && !this.#gone) {
       this.#gone = true;
       this.net.sockets.delete(this.conn);
-      this.net.stack.abort(this.conn);
+      if (!this.net._abandoned) this.net.stack.abort(this.conn);
       this._queue?.drop();
     }
     this.#out = [];

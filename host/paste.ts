@@ -28,9 +28,23 @@ export interface TurnHooks {
   onTurnEnd(now: number): void;
 }
 
+/**
+ * Timers on a driver's clock, for the app layer's own timers (a socket's idle timeout). A
+ * handle is whatever setTimeout returns; clearTimeout takes it back.
+ */
+export interface DriverTimers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
 /** Runs one stack turn by turn for one app layer: over a NIC (NicDriver) or in memory (MemoryPair). */
 export interface Driver {
   readonly stack: Stack;
+  /**
+   * The clock of the app layer's timers when it is not the event loop's (a simulator's virtual
+   * clock). Optional: without it they are setTimeout's.
+   */
+  readonly timers?: DriverTimers;
   attach(hooks: TurnHooks): void;
   start(): void;
   stop(): void;

@@ -587,6 +587,32 @@ test("after RTO the window collapses to one segment and data goes back to SND.UN
   assert.is(core.x.tcpInfo(h.conn, INFO.ssthresh), 2920, "ssthresh = flight / 2");
 });
 
+test("after a go-back to SND.UNA a bare ACK carries SND.MAX: in the window of a peer that received more than we know", () => {
+  const { core, peer } = setup({ initRto: 1000 });
+  const h = handshake(core, peer, { t: 0 });
+  for (let k = 0; k < 4; k++) appSend(core, h.conn, bytes(1460), { off: 200 });
+  core.poll(0);
+  const sent = peer.segs();
+  const sndMax = sent[3].seq + 1460;
+  core.poll(1000); // RTO: SND.NXT back to SND.UNA, the first segment again
+  assert.is(peer.segs()[0].seq, h.snd);
+  // the peer's data, acknowledging nothing (its ACKs of our data were lost): we acknowledge it
+  peer.tcp({ seq: h.seq, ack: h.snd, payload: "from the peer" });
+  core.poll(1000);
+  core.poll(1200); // past the delayed ACK
+  const acks = peer.segs().filter((x) => x.payload.length === 0);
+  assert.is(acks.length, 1);
+  assert.is(acks[0].seq, sndMax, "at SND.MAX (the peer has RCV.NXT there), not at the rewound SND.NXT");
+  assert.is(acks[0].ack, h.seq + 13);
+  core.takeEvents();
+  // the peer acknowledges everything: taken, nothing left in flight
+  peer.tcp({ seq: h.seq + 13, ack: sndMax });
+  core.poll(1201);
+  assert.is(core.x.tcpInfo(h.conn, INFO.inFlight), 0);
+  abort(core, h.conn);
+  clean(core);
+});
+
 test("retransmission limit resets the connection", () => {
   const { core, peer } = setup({ initRto: 200, minRto: 200 });
   const h = handshake(core, peer, { t: 0 });

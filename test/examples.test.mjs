@@ -62,4 +62,21 @@ test("examples/net-echo.mjs: Duplex sockets, pipeline, async iteration, ECONNREF
   assert.match(r.stdout, /server: closed; [1-9]\d* chunks lent as views, 0 copied/);
 });
 
+test("examples/sim-counter.mjs: a replicated counter through a partition and a crash, the same trace twice", () => {
+  const run = () =>
+    spawnSync(process.execPath, ["examples/sim-counter.mjs"], { cwd: root, encoding: "utf8", timeout: 60_000 });
+  const r1 = run();
+  assert.is(r1.status, 0, r1.stderr);
+  assert.match(r1.stdout, /sim partition primary \| replica\n[^]*sim repair\n/);
+  assert.match(
+    r1.stdout,
+    /primary crash\n[^]*primary restart 198\.18\.0\.2 [^\n]* boot 2\n[^\n]* primary counter \d+, last request \d+\n/,
+  );
+  assert.match(r1.stdout, /client INC 20 -> OK 20\n/);
+  assert.match(r1.stdout, /20 increments acknowledged, each once, in order/);
+  const r2 = run();
+  assert.is(r2.status, 0, r2.stderr);
+  assert.is(r2.stdout, r1.stdout, "the same output, byte for byte");
+});
+
 test.run();

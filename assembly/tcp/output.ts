@@ -319,12 +319,19 @@ export function sendRst(t: Tcb): void {
 
 // ---------------------------------------------------------------- send logic
 
-/** Sends the segment that acknowledges: a SYN or SYN-ACK again during the handshake, else an ACK. */
+/**
+ * Sends the segment that acknowledges: a SYN or SYN-ACK again during the handshake, else an ACK.
+ * A bare ACK carries SND.MAX, the first octet never sent, as BSD's tcp_output does: after a
+ * retransmission timeout SND.NXT goes back to SND.UNA, and an ACK at that old sequence number is
+ * outside the window of a peer that received more than we know (our ACKs of its data were lost),
+ * so the peer would drop it unread. With data in flight both ways (a partition, then repair),
+ * each side would then drop the other's ACKs and answer them with its own, for ever.
+ */
 export function sendAck(i: u32): void {
   const t = tcb(i);
   if (t.state == ST_SYN_RCVD) xmit(i, t.iss, 0, TH_SYN | TH_ACK);
   else if (t.state == ST_SYN_SENT) xmit(i, t.iss, 0, TH_SYN);
-  else xmit(i, t.sndNxt, 0, TH_ACK);
+  else xmit(i, t.sndMax, 0, TH_ACK);
 }
 
 let chTokens: f64 = CHALLENGE_BURST;

@@ -148,7 +148,7 @@ export function runTransfer(o = {}) {
     rcvbuf: cfg.rcvbuf,
     sndbuf: cfg.sndbuf,
     buffers: cfg.buffers,
-    msl: 500,
+    msl: 1000,
     flags,
     nodes: 16384,
     minRto: 200,

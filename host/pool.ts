@@ -62,7 +62,8 @@ import {
   type StoreAdapter,
 } from "./store.js";
 import { mmapAdapter } from "./store-mmap.js";
-import { fileAdapter, fileModeOf, modeError } from "./store-file.js";
+import { fileModeOf, modeError } from "./store-file.js";
+import { fileAdapter } from "./store-node.js";
 
 export type { Persistence, PersistenceOption, PoolDurability, PoolJournal, PoolPersistMode } from "./store.js";
 

@@ -4,9 +4,9 @@
 //   "mmap"    the Node-API addon maps the pool file into the Wasm memory (store-mmap.ts): stores
 //             land in the file's pages; persist flushes cache lines, msyncs, pwrites (strict)
 //             or journals them. The fastest, and the only one with the journal and DAX.
-//   "file"    no addon (store-file.ts): the file is read into plain Wasm memory at open, and a
-//             persist writes exactly the persisted ranges back to the same file at the same
-//             offsets, then fdatasyncs it once. Same file format: either adapter opens the
+//   "file"    no addon (store-file.ts, over node:fs in store-node.ts): the file is read into
+//             plain Wasm memory at open, and a persist writes exactly the persisted ranges back
+//             to the same file at the same offsets, then fdatasyncs it once. Same file format: either adapter opens the
 //             other's pools. It works wherever positional file I/O does: Node, and Deno
 //             without --allow-ffi.
 //   "memory"  plain Wasm memory, no file: nothing persists (Pool.volatile).

@@ -12,9 +12,8 @@
 // and of the runtime a FileSystem that opens and creates such files. This module is the
 // runtime-neutral part: the "file" adapter over node:fs (Node, and Deno, which needs
 // --allow-read and --allow-write for it, not --allow-ffi) is host/store-node.ts; the "opfs"
-// adapter over a browser's origin private file system would be a RandomAccessFile over a
-// FileSystemSyncAccessHandle (read/write with { at }, flush, getSize). Nothing here imports a
-// runtime module.
+// adapter over a browser's origin private file system (FileSystemSyncAccessHandle: read/write
+// with { at }, flush, getSize) is host/store-opfs.ts. Nothing here imports a runtime module.
 
 import { FLAG_JOURNAL, JOURNAL_SUFFIX, SUPERBLOCK_BYTES, uuidBytes } from "./format.js";
 import { PmstackError, PoolFileError } from "./errors.js";
@@ -53,9 +52,11 @@ export interface FileSystem {
 export const CHUNK = 16 << 20;
 const ZEROS = new Uint8Array(1 << 20);
 
-/** A StoreAdapter over `files`: the file adapter's FileStore on whatever FileSystem the runtime has. */
-export function adapterOver(files: FileSystem): StoreAdapter {
-  const persistence = "file";
+/**
+ * A StoreAdapter over `files`: the file adapter's FileStore (one format, one persist path) on
+ * whatever FileSystem the runtime has. `persistence` names it in Pool.persistence.
+ */
+export function adapterOver(files: FileSystem, persistence: "file" | "opfs" = "file"): StoreAdapter {
   return {
     persistence,
     exists: (path) => files.exists(path),
@@ -97,7 +98,7 @@ class FileStore implements PoolStore {
     readonly size: number,
     readonly medium: string,
     created: boolean,
-    readonly persistence: "file",
+    readonly persistence: "file" | "opfs",
   ) {
     this.#files = files;
     this.#file = file;

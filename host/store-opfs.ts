@@ -313,6 +313,11 @@ async function directory(dir: string | OpfsDirectoryHandle): Promise<{ handle: O
       "pmstack: this runtime has no origin private file system (navigator.storage.getDirectory): " +
         "OPFS needs a browser and a secure context (https, or localhost)",
     );
+  if (typeof (globalThis as { FileSystemSyncAccessHandle?: unknown }).FileSystemSyncAccessHandle !== "function")
+    throw new PmstackError(
+      "ENOTSUP",
+      "pmstack: OPFS sync access handles exist only in a dedicated Worker: open the pool there (nothing was created)",
+    );
   let h: OpfsDirectoryHandle;
   try {
     h = await storage.getDirectory();

@@ -5,23 +5,23 @@
 import { PmstackError } from "../errors.js";
 import type { StoreAdapter } from "../store.js";
 
-function unavailable(path: string): PmstackError {
+function unavailable(): PmstackError {
   return new PmstackError(
     "ENOTSUP",
-    `pmstack: cannot open ${path}: a browser has no file system for the "file" adapter; keep the pool in ` +
-      'OPFS (persistence "opfs", { opfs: await openOpfs(dir, names) }, in a Worker) or in memory (Pool.volatile)',
+    'pmstack: a browser has no file system for the "file" adapter: keep the pool file in OPFS ' +
+      '(persistence "opfs", { opfs: await openOpfs(dir, names) }, in a Worker) or the pool in memory (Pool.volatile)',
   );
 }
 
 export const fileAdapter: StoreAdapter = {
   persistence: "file",
-  exists(path) {
-    throw unavailable(path);
+  exists() {
+    throw unavailable();
   },
-  create(path) {
-    throw unavailable(path);
+  create() {
+    throw unavailable();
   },
-  open(path) {
-    throw unavailable(path);
+  open() {
+    throw unavailable();
   },
 };

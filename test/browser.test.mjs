@@ -52,9 +52,12 @@ async function browser(scenario, timeoutMs = 45_000) {
   return { ...res, dir };
 }
 
-test("browser: the bundle on the page itself: a volatile pool; OPFS and the file adapter refuse, saying why", async () => {
-  const { result: r, logs } = await browser("main");
+test("browser: the bundle on the page (pools in plain and shared memory; OPFS and the file adapter refuse there) and the OPFS adapter's edges in a Worker", async () => {
+  const { result, logs } = await browser("main");
   assert.equal(logs, []);
+  const r = result.page;
+  assert.ok(r.crossOriginIsolated, "the test server sends COOP and COEP");
+  assert.ok(r.shared, "the embedded core-shared.wasm over a SharedArrayBuffer");
   assert.is(r.persistence, "memory");
   assert.is(r.persistMode, "none");
   assert.is(r.sum, 15, "bytes written through a view read back");
@@ -63,6 +66,23 @@ test("browser: the bundle on the page itself: a volatile pool; OPFS and the file
   assert.match(r.opfsOnPageMessage, /only in a dedicated Worker/);
   assert.is(r.autoWithoutOpfs, "ENOTSUP");
   assert.match(r.autoWithoutOpfsMessage, /openOpfs/);
+  const e = result.edges;
+  assert.equal(e.names, { none: "TypeError", slash: "TypeError", journal: "TypeError", twice: "TypeError" });
+  assert.is(e.cutExists, false, "a file whose superblock is zeros (a create cut short) counts as absent");
+  assert.equal(e.cutCreated, { buffers: 8, persistence: "opfs" }, "openOrCreate creates the pool over it");
+  assert.is(e.damaged, "EBADMAGIC", "a damaged superblock is refused, not created over");
+  assert.equal(e.options, {
+    journalMode: "EINVAL",
+    mmapWithOpfs: "EINVAL",
+    opfsWithout: "EINVAL",
+    notADirectory: "TypeError",
+  });
+  assert.is(e.strict, "strict");
+  assert.is(e.grown, 24, "growTo extends the OPFS file");
+  assert.is(e.grownAgain, 24);
+  assert.is(e.whileOpen, "ELOCKED", "one pool at a time per file");
+  assert.ok(e.sharedMemory && e.sharedReadBack, "a pool in a shared memory persists to OPFS and reads back");
+  assert.is(e.closedOpen, "ECLOSED");
 });
 
 test("browser: two stacks in a Worker move 64 MiB byte-exact through Node-style sockets", async () => {

@@ -229,3 +229,86 @@ export async function opfsRecover(pm, { dir, name }) {
   again.close();
   return out;
 }
+
+/**
+ * The OPFS adapter's edges, in a directory of their own: bad names; a create cut short (a file
+ * whose superblock is zeros) counts as absent and is created over, a damaged superblock is
+ * refused; the option checks; growing a pool; a pool in a shared memory (a SharedArrayBuffer:
+ * the page is cross-origin isolated) written, reopened and read back.
+ */
+export async function opfsEdges(pm, { dir }) {
+  const codeOf = async (fn) => {
+    try {
+      await fn();
+      return "no error";
+    } catch (e) {
+      return e.code ?? e.name;
+    }
+  };
+  const out = {};
+  out.names = {
+    none: await codeOf(() => pm.openOpfs(dir, [])),
+    slash: await codeOf(() => pm.openOpfs(dir, ["a/b.pm"])),
+    journal: await codeOf(() => pm.openOpfs(dir, ["a.pm.journal"])),
+    twice: await codeOf(() => pm.openOpfs(dir, ["a.pm", "a.pm"])),
+  };
+  // files as a create cut short and a damaged pool leave them, written through OPFS directly
+  let d = await navigator.storage.getDirectory();
+  for (const part of dir.split("/")) d = await d.getDirectoryHandle(part, { create: true });
+  const write = async (name, bytes) => {
+    const h = await (await d.getFileHandle(name, { create: true })).createSyncAccessHandle();
+    h.truncate(0);
+    h.write(bytes, { at: 0 });
+    h.flush();
+    h.close();
+  };
+  await write("cut.pm", new Uint8Array(64 << 10));
+  const damaged = new Uint8Array(64 << 10);
+  damaged.set([0x50, 0x4d, 0x53, 0x54, 1, 2, 3, 4], 0);
+  await write("damaged.pm", damaged);
+
+  const opfs = await pm.openOpfs(dir, ["cut.pm", "damaged.pm", "grow.pm", "shared.pm"]);
+  out.cutExists = opfs.exists("cut.pm");
+  const cut = pm.Pool.openOrCreate("cut.pm", { buffers: 8, opfs });
+  out.cutCreated = { buffers: cut.bufferCount, persistence: cut.persistence };
+  cut.close();
+  out.damaged = await codeOf(() => pm.Pool.open("damaged.pm", { opfs }));
+  out.options = {
+    journalMode: await codeOf(() => pm.Pool.create("grow.pm", { buffers: 8, opfs, mode: "journal" })),
+    mmapWithOpfs: await codeOf(() => pm.Pool.create("grow.pm", { buffers: 8, opfs, persistence: "mmap" })),
+    opfsWithout: await codeOf(() => pm.Pool.create("grow.pm", { buffers: 8, persistence: "opfs" })),
+    notADirectory: await codeOf(() => pm.Pool.create("grow.pm", { buffers: 8, opfs: {} })),
+  };
+  const small = pm.Pool.create("grow.pm", { buffers: 8, opfs, persistence: "opfs", mode: "strict" });
+  out.strict = small.persistMode;
+  small.close();
+  const grown = pm.Pool.open("grow.pm", { opfs, growTo: 24 });
+  out.grown = grown.bufferCount;
+  grown.close();
+  const again = pm.Pool.open("grow.pm", { opfs });
+  out.grownAgain = again.bufferCount;
+  out.whileOpen = await codeOf(() => pm.Pool.open("grow.pm", { opfs }));
+  again.close();
+
+  // a shared memory: the file is read into, and persisted from, a SharedArrayBuffer
+  const value = pattern(3000, 7);
+  let log = pm.PmLog.openFile("shared.pm", { buffers: 16, opfs, shared: true });
+  out.sharedMemory = log.pool.core.memory.buffer instanceof SharedArrayBuffer;
+  const i = log.pool.alloc();
+  log.pool.view(i, 0, 2000).set(value.subarray(0, 2000));
+  const j = log.pool.alloc();
+  log.pool.view(j, 0, 1000).set(value.subarray(2000));
+  log.append("v", [log.pool.name(i, 0, 2000), log.pool.name(j, 0, 1000)]);
+  log.pool.free(i);
+  log.pool.free(j);
+  log.commit();
+  log.pool.close();
+  log = pm.PmLog.openFile("shared.pm", { buffers: 16, opfs, shared: true });
+  const back = log.views("v");
+  out.sharedReadBack =
+    back?.length === 2 && (await sha256(new Uint8Array([...back[0], ...back[1]]))) === (await sha256(value));
+  log.pool.close();
+  opfs.close();
+  out.closedOpen = await codeOf(() => pm.Pool.open("grow.pm", { opfs }));
+  return out;
+}

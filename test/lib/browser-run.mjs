@@ -58,7 +58,13 @@ function serve() {
       res.writeHead(404).end();
       return;
     }
-    res.writeHead(200, { "content-type": types[extname(file)], "cache-control": "no-store" });
+    res.writeHead(200, {
+      "content-type": types[extname(file)],
+      "cache-control": "no-store",
+      // cross-origin isolated: SharedArrayBuffer, so pools in a shared memory work too
+      "cross-origin-opener-policy": "same-origin",
+      "cross-origin-embedder-policy": "require-corp",
+    });
     res.end(readFileSync(file));
   });
   return new Promise((resolve, reject) => {
@@ -119,7 +125,11 @@ async function main() {
     await load();
     const t0 = performance.now();
     let result;
-    if (scenario === "main") result = await page.evaluate(() => window.mainThread());
+    if (scenario === "main")
+      result = {
+        page: await page.evaluate(() => window.mainThread()),
+        edges: await page.evaluate(() => window.run("opfsEdges", { dir: "pmstack-test/edges" })),
+      };
     else if (scenario === "net") result = await page.evaluate(() => window.run("net", { total: 64 << 20 }));
     else {
       const where = { dir: "pmstack-test/pools", name: "paste.pm" };

@@ -8,7 +8,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { PmLog } from "../build/index.js";
 import { scratchDir } from "./lib/tmp.mjs";
@@ -24,10 +24,14 @@ function prerequisites() {
   assert.is(u.status, 0, `unshare --net does not work here (needs root and util-linux): ${u.error ?? u.stderr}`);
 }
 
-/** Runs one scenario in Chromium inside a fresh network namespace; its result and the scratch dir. */
-async function browser(scenario, timeoutMs = 45_000) {
+/**
+ * Runs one scenario in Chromium inside a fresh network namespace; its result and the scratch dir
+ * (`prepare(dir)` runs first: files for the runner to pick up).
+ */
+async function browser(scenario, { timeoutMs = 45_000, prepare } = {}) {
   prerequisites();
   const dir = scratchDir("disk");
+  prepare?.(dir);
   const child = spawn("unshare", ["--net", "--", process.execPath, runner, scenario, dir], {
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -96,8 +100,30 @@ test("browser: two stacks in a Worker move 64 MiB byte-exact through Node-style 
   console.log(`  64 MiB in ${r.ms} ms in the Worker (${r.mibPerS} MiB/s)`);
 });
 
-test("browser: a PASTE server logs a value in an OPFS pool; after a reload it is recovered; Node's file adapter reads the same file", async () => {
-  const { result: r, logs, dir } = await browser("opfs");
+test("browser: a PASTE server logs a value in an OPFS pool; after a reload it is recovered; Node reads the same file, and the browser Node's", async () => {
+  // a pool Node writes with the mmap adapter (on the disk: journal mode), for the browser to import
+  const fromNode = Buffer.alloc(3000, "node wrote this; ");
+  const prepare = (dir) => {
+    mkdirSync(join(dir, "import"));
+    const log = PmLog.openFile(join(dir, "import/node.pm"), {
+      buffers: 64,
+      persistence: "mmap",
+      journalBytes: 1 << 20,
+    });
+    assert.is(log.pool.persistMode, "journal");
+    const names = [];
+    for (let at = 0; at < fromNode.length; at += 2000) {
+      const i = log.pool.alloc();
+      const part = fromNode.subarray(at, at + 2000);
+      log.pool.view(i, 0, part.length).set(part);
+      names.push(log.pool.name(i, 0, part.length));
+    }
+    log.append("from-node", names);
+    for (const n of names) log.pool.free(n.index);
+    log.commit();
+    log.pool.close(); // waits for the journal, checkpoints
+  };
+  const { result: r, logs, dir } = await browser("opfs", { prepare });
   assert.equal(logs, []);
   const { kept, recovered, exported } = r;
   // before the reload: the batch API kept the chunks and logged them, through the OPFS adapter
@@ -139,6 +165,16 @@ test("browser: a PASTE server logs a value in an OPFS pool; after a reload it is
   } finally {
     log.pool.close();
   }
+  // and the other way: Node's pool (and its journal) opened from OPFS, the value intact
+  const imp = r.imported;
+  assert.is(imp.persistence, "opfs");
+  assert.is(imp.len, fromNode.length);
+  assert.is(imp.got, createHash("sha256").update(fromNode).digest("hex"));
+  assert.equal(
+    imp.journal,
+    { path: "node.pm.journal", entries: 0 },
+    "its journal pre-opened and replayed (a clean close left nothing)",
+  );
 });
 
 test.run();

@@ -312,3 +312,28 @@ export async function opfsEdges(pm, { dir }) {
   out.closedOpen = await codeOf(() => pm.Pool.open("grow.pm", { opfs }));
   return out;
 }
+
+/**
+ * A pool Node wrote with the mmap adapter in journal mode, copied into OPFS with its journal:
+ * opened through the OPFS adapter (its journal pre-opened and replayed), the value read back.
+ */
+export async function opfsImported(pm, { dir, name }) {
+  const opfs = await pm.openOpfs(dir, [name]);
+  const log = pm.PmLog.openFile(name, { buffers: 64, opfs });
+  const views = log.views("from-node") ?? [];
+  const bytes = new Uint8Array(views.reduce((n, v) => n + v.length, 0));
+  let at = 0;
+  for (const v of views) {
+    bytes.set(v, at);
+    at += v.length;
+  }
+  const out = {
+    got: await sha256(bytes),
+    len: bytes.length,
+    journal: log.pool.journal && { path: log.pool.journal.path, entries: log.pool.journal.replay.entries },
+    persistence: log.pool.persistence,
+  };
+  log.pool.close();
+  opfs.close();
+  return out;
+}

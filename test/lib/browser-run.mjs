@@ -5,7 +5,8 @@
 // scenario on the test page, prints "RESULT <json>" and closes everything it started.
 // Usage: node browser-run.mjs <main|net|opfs> <scratch dir>   (under unshare --net, as root)
 // The browser's profile goes to <scratch dir>/profile; the opfs scenario uploads the pool file
-// it wrote in OPFS to <scratch dir>/opfs-export.pm, for the test to open with the file adapter.
+// it wrote in OPFS to <scratch dir>/opfs-export.pm, for the test to open with the file adapter,
+// and copies the files the test left in <scratch dir>/import/ (a pool Node wrote) into OPFS.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -27,16 +28,23 @@ function devices() {
 }
 
 /**
- * Serves /build/* from build/browser/ and /test/* from test/browser/, and takes one upload:
- * POST /export, the body written to <scratch>/opfs-export.pm. Nothing else.
+ * Serves /build/* from build/browser/, /test/* from test/browser/ and /import/* from
+ * <scratch>/import/, and takes one upload: POST /export, the body written to
+ * <scratch>/opfs-export.pm. Nothing else.
  */
 function serve() {
-  const roots = { "/build/": join(root, "build/browser"), "/test/": join(root, "test/browser") };
+  const roots = {
+    "/build/": join(root, "build/browser"),
+    "/test/": join(root, "test/browser"),
+    "/import/": join(scratch, "import"),
+  };
   const types = {
     ".html": "text/html",
     ".js": "text/javascript",
     ".mjs": "text/javascript",
     ".map": "application/json",
+    ".pm": "application/octet-stream",
+    ".journal": "application/octet-stream",
   };
   const requests = [];
   const server = createServer((req, res) => {
@@ -140,9 +148,13 @@ async function main() {
       const recovered = await page.evaluate((w) => window.run("opfsRecover", w), where);
       // the pool file as OPFS holds it, for the test to open through the file adapter
       const exported = await page.evaluate((w) => window.exportOpfs(w), where);
-      result = { kept, recovered, exported };
+      // a pool Node wrote (mmap adapter, journal mode), put into OPFS with its journal
+      const imp = { dir: "pmstack-test/imported", name: "node.pm" };
+      await page.evaluate((w) => window.importOpfs({ dir: w.dir, names: [w.name, w.name + ".journal"] }), imp);
+      const imported = await page.evaluate((w) => window.run("opfsImported", w), imp);
+      result = { kept, recovered, exported, imported };
     }
-    const outside = requests.filter((p) => !p.startsWith("/build/") && !p.startsWith("/test/") && p !== "/export");
+    const outside = requests.filter((p) => !/^\/(build|test|import)\//.test(p) && p !== "/export");
     console.log(
       "RESULT " +
         JSON.stringify({ result, ms: Math.round(performance.now() - t0), requests: requests.length, outside, logs }),

@@ -55,6 +55,9 @@ function post(): void {
       throw new Error("pmstack: setImmediate needs MessageChannel (a browser window or worker)");
     channel = new MessageChannel();
     channel.port1.onmessage = drain;
+    // outside a browser (the bundle under Node or Deno) a port with a listener would hold the
+    // process: a pending callback does not either in a page
+    (channel.port1 as { unref?(): void }).unref?.();
   }
   posted = true;
   channel.port2.postMessage(null);

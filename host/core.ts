@@ -1,9 +1,10 @@
 // Loads the Wasm core. One compiled module per memory kind is cached; each Pool gets its own
 // instance and memory. The core imports its memory (env.memory) and may call env.abort when an
-// internal assertion fails, which the host turns into a CoreTrapError.
+// internal assertion fails, which the host turns into a CoreTrapError. Its bytes come from
+// host/core-bytes.ts: the files beside the bundle in Node and Deno, embedded in the browser's.
 
-import { readFileSync } from "node:fs";
 import { MAX_PAGES } from "./abi.js";
+import { corePath, readCore } from "./core-bytes.js";
 import { CoreTrapError } from "./errors.js";
 
 // The core's exports, typed once here and grouped as assembly/index.ts exports them (numeric
@@ -155,17 +156,13 @@ export interface CoreInstance {
 
 const modules = new Map<string, WebAssembly.Module>();
 
-function wasmPath(shared: boolean): string {
-  return new URL(shared ? "./core-shared.wasm" : "./core.wasm", import.meta.url).pathname;
-}
-
 /** Instantiates the core over a fresh memory (2 pages, growable to 4 GiB). */
 export function instantiateCore(opts: { shared?: boolean; wasmPath?: string } = {}): CoreInstance {
   const shared = opts.shared ?? false;
-  const file = opts.wasmPath ?? wasmPath(shared);
+  const file = opts.wasmPath ?? corePath(shared);
   let mod = modules.get(file);
   if (!mod) {
-    mod = new WebAssembly.Module(readFileSync(file));
+    mod = new WebAssembly.Module(readCore(file));
     modules.set(file, mod);
   }
   const memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared } as WebAssembly.MemoryDescriptor);

@@ -114,6 +114,8 @@ export class PmLog {
   #dv: DataView;
   #key: number;
   #names: number;
+  /** A shared pool's keys are encoded here first (#stageKey). */
+  #keyCopy: Uint8Array | null = null;
   #table: number;
   #base: number;
   #cap: number;
@@ -571,9 +573,14 @@ export class PmLog {
   #stageKey(key: LogKey): number {
     if (this.pool.closed) throw new PoolClosedError("ECLOSED", "pmstack: the log's pool is closed");
     if (typeof key === "string") {
-      const r = enc.encodeInto(key, this.#u8.subarray(this.#key, this.#key + LOG_MAX_KEY));
+      // browsers' encodeInto refuses a view of a SharedArrayBuffer: a shared pool's key goes
+      // through a private buffer
+      const shared = this.pool.core.shared;
+      const into = shared ? (this.#keyCopy ??= new Uint8Array(LOG_MAX_KEY)) : this.#u8.subarray(this.#key);
+      const r = enc.encodeInto(key, into.subarray(0, LOG_MAX_KEY));
       if (r.read !== key.length || r.written === 0)
         throw new LogError("EKEY", `pmstack: a key must be 1 to ${LOG_MAX_KEY} bytes (UTF-8)`);
+      if (shared) this.#u8.set(into.subarray(0, r.written), this.#key);
       return r.written;
     }
     const k = key;

@@ -9,7 +9,7 @@ import { SF_MORE } from "./abi.js";
 import { prng, type FaultConfig } from "./link/fault.js";
 import { TimeQueue } from "./link/timeq.js";
 import type { NicPort, TxFrame } from "./nic/port.js";
-import { SF_CSUM_VALID, SF_GSO_MASK, SF_GSO_SHIFT, SF_NEEDS_CSUM } from "./nic/native.js";
+import { SF_CSUM_VALID, SF_GSO_MASK, SF_GSO_SHIFT, SF_NEEDS_CSUM } from "./nic/abi.js";
 import type { PcapWriter } from "./pcap.js";
 import type { Pool } from "./pool.js";
 import { Ring } from "./ring.js";

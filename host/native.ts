@@ -2,7 +2,7 @@
 // with require(); Deno loads the same file through node:module's createRequire when run with
 // -A or --allow-ffi. Nothing loads it at import: the first pool opened through the mmap
 // adapter does (host/store-mmap.ts), so a runtime without it still imports the bundle and
-// uses the file adapter (host/store-file.ts).
+// uses the file adapter (host/store-file.ts over host/store-node.ts).
 
 import { createRequire } from "node:module";
 import { PmstackError } from "./errors.js";

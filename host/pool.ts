@@ -1,8 +1,8 @@
 // Pool: a PM file of packet buffers mapped into the Wasm core's memory, with zero-copy views.
 //
 // Set-up order (the memory layout in docs/architecture.md):
-//   1. pick the persistence adapter (host/store.ts: the addon's mmap, the file adapter, or
-//      memory only), open or create the file through it (locked), validate its superblock;
+//   1. pick the persistence adapter (host/store.ts: the addon's mmap, the file adapter, the
+//      OPFS adapter in a browser, or memory only), open or create the file through it (locked), validate its superblock;
 //   2. instantiate the core over a fresh Memory; reserve the pool's metadata and a scratch
 //      array in the core's arena; run the caller's `configure` hook (the stack reserves its
 //      tables here);
@@ -62,7 +62,9 @@ import {
   type StoreAdapter,
 } from "./store.js";
 import { mmapAdapter } from "./store-mmap.js";
-import { fileAdapter, fileModeOf, modeError } from "./store-file.js";
+import { adapterOver, fileModeOf, modeError } from "./store-file.js";
+import { fileAdapter } from "./store-node.js";
+import { OpfsDirectory } from "./store-opfs.js";
 
 export type { Persistence, PersistenceOption, PoolDurability, PoolJournal, PoolPersistMode } from "./store.js";
 
@@ -77,10 +79,16 @@ export interface PoolOptions {
   /**
    * Where the pool's bytes live (docs/persistence.md): "mmap" (the native addon maps the file
    * into the Wasm memory), "file" (no addon: read in at open, persisted ranges written back
-   * and fdatasynced), or "auto" (default): "mmap" when the addon loads, else "file", which
-   * the pool reports (`persistence`, `fallback`, describe()).
+   * and fdatasynced), "opfs" (a browser's origin private file system, through `opfs`), or
+   * "auto" (default): "opfs" when `opfs` is given, else "mmap" when the addon loads, else
+   * "file", which the pool reports (`persistence`, `fallback`, describe()).
    */
   persistence?: PersistenceOption;
+  /**
+   * The OPFS directory that holds the pool file, from `await openOpfs(dir, names)` (browsers,
+   * in a Worker; docs/browser.md): the pool's path is one of its names.
+   */
+  opfs?: OpfsDirectory;
   /**
    * Persistence step: "auto" (default) picks the real one for the medium (cache-line flushes
    * on DAX, msync on tmpfs, the journal on any other file system; the file adapter: a write
@@ -799,14 +807,31 @@ function check(rc: number, what: string): void {
 }
 
 /**
- * The adapter for a pool file (PoolOptions.persistence). "auto" takes the addon's mmap when the
- * addon loads, else the file adapter, saying why (the pool's `fallback`); a mode only the
- * addon has (clwb, clflushopt, journal) does not fall back: it fails with the addon's error.
+ * The adapter for a pool file (PoolOptions.persistence). A pool given an OPFS directory
+ * (PoolOptions.opfs) takes the OPFS adapter. Else "auto" takes the addon's mmap when the addon
+ * loads, else the file adapter, saying why (the pool's `fallback`); a mode only the addon has
+ * (clwb, clflushopt, journal) does not fall back: it fails with the addon's error.
  */
 function adapterFor(opts: PoolOptions): { adapter: StoreAdapter; fallback: string | null } {
   const persistence = opts.persistence ?? "auto";
   const mode = opts.mode ?? "auto";
+  if (opts.opfs !== undefined) {
+    if (!(opts.opfs instanceof OpfsDirectory))
+      throw new TypeError("pmstack: the opfs option takes the directory `await openOpfs(dir, names)` returns");
+    if (persistence !== "auto" && persistence !== "opfs")
+      throw new PmstackError(
+        "EINVAL",
+        `pmstack: persistence "${persistence}" and an OPFS directory (the opfs option) contradict each other`,
+      );
+    if (!fileModeOf(mode)) throw modeError(mode);
+    return { adapter: adapterOver(opts.opfs, "opfs"), fallback: null };
+  }
   switch (persistence) {
+    case "opfs":
+      throw new PmstackError(
+        "EINVAL",
+        'pmstack: persistence "opfs" needs the directory: { opfs: await openOpfs(dir, names) } (in a browser Worker)',
+      );
     case "mmap":
       native(); // ENATIVE, saying why, if it cannot load
       return { adapter: mmapAdapter, fallback: null };
@@ -831,7 +856,7 @@ function adapterFor(opts: PoolOptions): { adapter: StoreAdapter; fallback: strin
       );
     default:
       throw new TypeError(
-        `pmstack: persistence must be "auto", "mmap", "file" or "memory", got ${String(persistence)}`,
+        `pmstack: persistence must be "auto", "mmap", "file", "opfs" or "memory", got ${String(persistence)}`,
       );
   }
 }
@@ -864,6 +889,11 @@ export function describeMode(mode: PoolPersistMode, medium: string, dax: boolean
     case "none":
       return "none (volatile memory: nothing survives the process)";
     case "file":
+      if (medium === "opfs")
+        return (
+          "file in OPFS (each persist writes its ranges and flushes the sync access handle: in the browser's " +
+          "storage when it returns; on the device as far as the browser's flush takes it)"
+        );
       return medium === "tmpfs"
         ? "file on tmpfs (each persist writes its ranges and fdatasyncs; survives a process crash, not a reboot or power loss)"
         : medium === "unknown"

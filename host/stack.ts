@@ -121,9 +121,11 @@ export interface StackOptions extends StackConfig {
     buffers: number;
     /**
      * The pool's adapter (Pool options, docs/persistence.md): "auto" (default), "mmap",
-     * "file", or "memory" (volatile: no path).
+     * "file", "opfs" (with `opfs`), or "memory" (volatile: no path).
      */
     persistence?: CreateOptions["persistence"];
+    /** The OPFS directory holding `path` (browsers: `await openOpfs(dir, names)`). */
+    opfs?: CreateOptions["opfs"];
     mode?: CreateOptions["mode"];
     shared?: boolean;
     metaBytes?: number;
@@ -354,6 +356,7 @@ export class Stack {
       ? Pool.openOrCreate(p.path, {
           buffers: p.buffers,
           persistence: p.persistence,
+          opfs: p.opfs,
           mode: p.mode,
           shared: p.shared,
           metaBytes: p.metaBytes,

@@ -4,11 +4,14 @@
 //   "mmap"    the Node-API addon maps the pool file into the Wasm memory (store-mmap.ts): stores
 //             land in the file's pages; persist flushes cache lines, msyncs, pwrites (strict)
 //             or journals them. The fastest, and the only one with the journal and DAX.
-//   "file"    no addon (store-file.ts): the file is read into plain Wasm memory at open, and a
-//             persist writes exactly the persisted ranges back to the same file at the same
-//             offsets, then fdatasyncs it once. Same file format: either adapter opens the
+//   "file"    no addon (store-file.ts, over node:fs in store-node.ts): the file is read into
+//             plain Wasm memory at open, and a persist writes exactly the persisted ranges back
+//             to the same file at the same offsets, then fdatasyncs it once. Same file format: either adapter opens the
 //             other's pools. It works wherever positional file I/O does: Node, and Deno
 //             without --allow-ffi.
+//   "opfs"    the file adapter's store over a browser's origin private file system
+//             (store-opfs.ts): sync access handles pre-opened by `await openOpfs(dir, names)`,
+//             written and flushed on persist. Same file format.
 //   "memory"  plain Wasm memory, no file: nothing persists (Pool.volatile).
 //
 // A store's life: opened (or created) and locked; read() the superblock; place() the file in
@@ -18,8 +21,11 @@ import type { Superblock } from "./format.js";
 import type { JournalReplay, JournalStats, MapMode, PersistMode } from "./native.js";
 
 /** Which adapter holds a pool's bytes. */
-export type Persistence = "mmap" | "file" | "memory";
-/** Pool options: an adapter, or "auto" (the addon's mmap when it loads, else the file adapter). */
+export type Persistence = "mmap" | "file" | "opfs" | "memory";
+/**
+ * Pool options: an adapter, or "auto" ("opfs" when the pool is given an OPFS directory, else the
+ * addon's mmap when it loads, else the file adapter).
+ */
 export type PersistenceOption = Persistence | "auto";
 /** The durability step persist() performs: the addon's modes, the file adapter's, or none. */
 export type PoolPersistMode = PersistMode | "file" | "none";
@@ -106,7 +112,7 @@ export interface PoolStore {
 
 /** Opens and creates pool files for one adapter (the memory adapter has no files: Pool.volatile). */
 export interface StoreAdapter {
-  readonly persistence: "mmap" | "file";
+  readonly persistence: "mmap" | "file" | "opfs";
   /** Whether anything is at `path`. */
   exists(path: string): boolean;
   /**
@@ -158,8 +164,9 @@ export function durabilityOf(mode: PoolPersistMode, medium: string, dax: boolean
     case "journal":
     case "file":
       // tmpfs has no device; a medium the runtime could not name is not promised more than
-      // the page cache gives (Deno without --allow-sys cannot statfs)
-      return medium === "tmpfs" || medium === "unknown" ? "process-crash" : "power-loss";
+      // the page cache gives (Deno without --allow-sys cannot statfs), nor OPFS, whose medium
+      // a page cannot see (a private window keeps it in memory)
+      return medium === "tmpfs" || medium === "unknown" || medium === "opfs" ? "process-crash" : "power-loss";
     default:
       return dax ? "power-loss" : "process-crash";
   }

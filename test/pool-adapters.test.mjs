@@ -447,7 +447,8 @@ test("without the addon, auto falls back to the file adapter and says why (Node)
   const copy = join(scratchDir("disk"), "build");
   mkdirSync(copy);
   const build = new URL("../build/", import.meta.url).pathname;
-  for (const f of readdirSync(build)) if (!f.endsWith(".node") && f !== "types") cpSync(join(build, f), join(copy, f));
+  for (const f of readdirSync(build))
+    if (!f.endsWith(".node") && statSync(join(build, f)).isFile()) cpSync(join(build, f), join(copy, f));
   assert.not.ok(existsSync(join(copy, "pmstack_native.node")));
   const dir = scratchDir("disk");
   const src = `import { Pool, PmLog } from ${JSON.stringify(join(copy, "index.js"))};

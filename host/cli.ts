@@ -101,9 +101,9 @@ Access (docs/apps.md):
                      kv: with no password, serve only --peer-ip, --peer-ip6 and --allow-net
                      peers; others get -DENIED (default yes)
   --allow-net CIDR   kv: a network protected mode serves too (repeatable, or comma-separated)
-  --cluster          kv: Redis Cluster mode: hash slots, -MOVED/-CROSSSLOT redirects, CLUSTER
-                     commands (docs/cluster.md); the node serves the slots given to it with
-                     CLUSTER ADDSLOTS / ADDSLOTSRANGE
+  --cluster          kv: a Redis Cluster node (docs/cluster.md): hash slots, redirects, the
+                     CLUSTER commands, the bus on port + 10000, MIGRATE; build a cluster with
+                     redis-cli --cluster create, reshape it with redis-cli --cluster reshard
   --cluster-config-file PATH
                      kv: the node's cluster configuration, Redis's nodes.conf format
                      (default <pm>.nodes.conf): its id, epochs and slots across restarts

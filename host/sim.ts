@@ -16,7 +16,8 @@ import { setImmediate } from "node:timers";
 import { formatEndpoint, inPrefix, parseIP, parseIPv6 } from "./addr.js";
 import type { CoreInstance } from "./core.js";
 import { JOURNAL_SUFFIX } from "./format.js";
-import { FaultyWire, prng, type FaultConfig, type WireStats } from "./link/fault.js";
+import { FaultyWire, prng, zeroWireStats, type FaultConfig, type WireStats } from "./link/fault.js";
+import { concat } from "./link/memory.js";
 import { TimeQueue } from "./link/timeq.js";
 import { NetStack, type NetStackOptions } from "./net.js";
 import type { Driver, DriverTimers, TurnHooks } from "./paste.js";
@@ -372,17 +373,7 @@ export class SimNet {
 
   /** Counters of the switch and the links so far. */
   stats(): SimStats {
-    const w: WireStats = {
-      sent: 0,
-      delivered: 0,
-      dropped: 0,
-      duplicated: 0,
-      reordered: 0,
-      corrupted: 0,
-      oversize: 0,
-      queueDrops: 0,
-      bytesDelivered: 0,
-    };
+    const w: WireStats = zeroWireStats();
     for (const x of this.#allWires) for (const k of Object.keys(w) as (keyof WireStats)[]) w[k] += x.stats[k];
     const s = this.#stats;
     return {
@@ -1020,18 +1011,6 @@ export class SimNet {
   #live(): void {
     if (this.#closed) throw new Error("pmstack: the simulation is closed");
   }
-}
-
-function concat(segs: readonly Uint8Array[]): Uint8Array {
-  let len = 0;
-  for (const s of segs) len += s.length;
-  const out = new Uint8Array(len);
-  let at = 0;
-  for (const s of segs) {
-    out.set(s, at);
-    at += s.length;
-  }
-  return out;
 }
 
 /**

@@ -39,6 +39,21 @@ export interface WireStats {
   bytesDelivered: number;
 }
 
+/** Counters of a wire, all zero. */
+export function zeroWireStats(): WireStats {
+  return {
+    sent: 0,
+    delivered: 0,
+    dropped: 0,
+    duplicated: 0,
+    reordered: 0,
+    corrupted: 0,
+    oversize: 0,
+    queueDrops: 0,
+    bytesDelivered: 0,
+  };
+}
+
 /** mulberry32: small, fast, seeded. */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -58,17 +73,7 @@ interface InFlight {
 
 export class FaultyWire {
   readonly config: Readonly<FaultConfig>;
-  readonly stats: WireStats = {
-    sent: 0,
-    delivered: 0,
-    dropped: 0,
-    duplicated: 0,
-    reordered: 0,
-    corrupted: 0,
-    oversize: 0,
-    queueDrops: 0,
-    bytesDelivered: 0,
-  };
+  readonly stats: WireStats = zeroWireStats();
   #rand: () => number;
   #queue = new TimeQueue<InFlight>(); // by (at, arrival)
   #linkFree = 0; // when the serializer is next idle

@@ -52,7 +52,8 @@ export class MemoryLink {
   }
 }
 
-function concat(segs: readonly Uint8Array[]): Uint8Array {
+/** The segments of a frame as one array (a copy). */
+export function concat(segs: readonly Uint8Array[]): Uint8Array {
   let len = 0;
   for (const s of segs) len += s.length;
   const out = new Uint8Array(len);

@@ -13,6 +13,7 @@
 // buffers, and a message the send queue has no room for is dropped (the next PING repeats it).
 
 import type { Stack, StackEvent } from "../../stack.js";
+import { RxBytes } from "./rx.js";
 import { CLUSTER_NAMELEN, CLUSTER_SLOTS, newNode, type ClusterNode, type ClusterState } from "./cluster.js";
 
 /** Bytes of a bus message's header, of one gossip entry, of an UPDATE's body. */
@@ -178,8 +179,7 @@ interface Link {
   inbound: boolean;
   /** The node an outbound link goes to. */
   node: ClusterNode | null;
-  rx: Uint8Array;
-  rxLen: number;
+  rx: RxBytes;
   ctime: number;
   /** Its connection is established (outbound: CONNECTED came). */
   up: boolean;
@@ -321,7 +321,7 @@ export class ClusterBus {
         const l = this.#links.get(ev.conn);
         if (!l) return false;
         const pool = this.stack.pool;
-        this.#append(l, pool.view(ev.buf, ev.off, ev.len));
+        l.rx.push(pool.view(ev.buf, ev.off, ev.len));
         pool.free(ev.buf);
         this.stack.recvd(ev.conn, ev.len);
         this.#input(l);
@@ -405,7 +405,7 @@ export class ClusterBus {
   // ---- links --------------------------------------------------------------------------------
 
   #newLink(conn: number, tag: number, inbound: boolean, node: ClusterNode | null, up: boolean): Link {
-    return { conn, tag, inbound, node, rx: new Uint8Array(4096), rxLen: 0, ctime: this.#now(), up };
+    return { conn, tag, inbound, node, rx: new RxBytes(), ctime: this.#now(), up };
   }
 
   #connect(n: ClusterNode, now: number): void {
@@ -447,20 +447,10 @@ export class ClusterBus {
     this.cluster.deleteNode(n);
   }
 
-  #append(l: Link, b: Uint8Array): void {
-    if (l.rxLen + b.length > l.rx.length) {
-      const bigger = new Uint8Array(Math.max(l.rx.length * 2, l.rxLen + b.length));
-      bigger.set(l.rx.subarray(0, l.rxLen));
-      l.rx = bigger;
-    }
-    l.rx.set(b, l.rxLen);
-    l.rxLen += b.length;
-  }
-
   #input(l: Link): void {
     let at = 0;
-    while (l.rxLen - at >= 8) {
-      const b = l.rx;
+    while (l.rx.length - at >= 8) {
+      const b = l.rx.bytes;
       if (b[at] !== 0x52 || b[at + 1] !== 0x43 || b[at + 2] !== 0x6d || b[at + 3] !== 0x62) {
         // not "RCmb": not a cluster bus peer
         this.stats.bad++;
@@ -473,16 +463,13 @@ export class ClusterBus {
         this.#free(l);
         return;
       }
-      if (l.rxLen - at < totlen) break;
+      if (l.rx.length - at < totlen) break;
       const msg = b.slice(at, at + totlen);
       at += totlen;
       if (!this.#links.has(l.conn)) return;
       this.#process(l, msg);
     }
-    if (at > 0) {
-      l.rx.copyWithin(0, at, l.rxLen);
-      l.rxLen -= at;
-    }
+    l.rx.consume(at);
   }
 
   // ---- messages in --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import type { Stack, StackEvent } from "../../stack.js";
 import type { Conn } from "../conn.js";
 import type { Arg, Kv, KvClient } from "./commands.js";
 import { decodeDump, encodeDump } from "./dump.js";
+import { RxBytes } from "./rx.js";
 import { bulk, NIL, OK, str } from "./reply.js";
 import { isIP } from "../../addr.js";
 
@@ -98,8 +99,7 @@ interface Target {
   up: boolean;
   out: Uint8Array[];
   outAt: number;
-  rx: Uint8Array;
-  rxLen: number;
+  rx: RxBytes;
   requests: Request[];
   /** Last progress (ms): a request with nothing moving for its timeout fails. */
   active: number;
@@ -149,8 +149,7 @@ export class Migrator {
         up: false,
         out: [],
         outAt: 0,
-        rx: new Uint8Array(4096),
-        rxLen: 0,
+        rx: new RxBytes(),
         requests: [],
         active: this.#now(),
         timeoutMs,
@@ -210,14 +209,7 @@ export class Migrator {
         const t = this.#byConn.get(ev.conn);
         if (!t) return false;
         const pool = this.stack.pool;
-        const b = pool.view(ev.buf, ev.off, ev.len);
-        if (t.rxLen + b.length > t.rx.length) {
-          const bigger = new Uint8Array(Math.max(t.rx.length * 2, t.rxLen + b.length));
-          bigger.set(t.rx.subarray(0, t.rxLen));
-          t.rx = bigger;
-        }
-        t.rx.set(b, t.rxLen);
-        t.rxLen += b.length;
+        t.rx.push(pool.view(ev.buf, ev.off, ev.len));
         pool.free(ev.buf);
         this.stack.recvd(ev.conn, ev.len);
         t.active = this.#now();
@@ -282,7 +274,7 @@ export class Migrator {
     let at = 0;
     try {
       while (t.requests.length) {
-        const r = parseResp(t.rx, at, t.rxLen);
+        const r = parseResp(t.rx.bytes, at, t.rx.length);
         if (!r) break;
         at = r[1];
         const q = t.requests[0]!;
@@ -296,10 +288,7 @@ export class Migrator {
       this.#fail(t, "error or timeout reading to target instance");
       return;
     }
-    if (at) {
-      t.rx.copyWithin(0, at, t.rxLen);
-      t.rxLen -= at;
-    }
+    t.rx.consume(at);
   }
 
   #fail(t: Target, why: string): void {

@@ -725,6 +725,30 @@ test("zero window: persist probes with backoff, data resumes when the window ope
   assert.is(core.x.tcpState(h.conn), ST.ESTABLISHED, "probing never gives up while the peer answers");
 });
 
+test("a bare ACK sent while a zero-window probe is out carries the window's edge, where the peer takes it (not SND.MAX, one past)", () => {
+  const { core, peer } = setup({ initRto: 1000, minRto: 1000 });
+  const h = handshake(core, peer, { t: 0, win: 0 });
+  core.cmd(CMD.SETOPT, { conn: h.conn, off: OPT.NODELAY, buf: 1 });
+  appSend(core, h.conn, "waiting");
+  core.poll(0);
+  core.poll(1000); // the persist timer: a one-byte probe, SND.MAX = SND.UNA + 1
+  const probe = peer.segs();
+  assert.is(probe.length, 1);
+  assert.is(probe[0].payload.length, 1);
+  // the peer, its window still closed, sends data that waits for our ACK
+  peer.tcp({ seq: h.seq, ack: h.snd, win: 0, payload: "data for you" });
+  core.poll(1001);
+  core.poll(1300); // past the delayed ACK
+  const acks = peer.segs().filter((x) => x.payload.length === 0);
+  assert.ok(acks.length >= 1, "the data is acknowledged");
+  for (const a of acks) {
+    assert.is(a.seq, h.snd, "at SND.UNA + SND.WND = RCV.NXT of a peer whose window is zero: acceptable there");
+    assert.is(a.ack, h.seq + 12);
+  }
+  abort(core, h.conn);
+  clean(core);
+});
+
 test("sender SWS avoidance: a window below one segment, nothing in flight, is filled only by the persist timer; full segments once it opens", () => {
   const { core, peer } = setup({ initRto: 1000, minRto: 1000 });
   const h = handshake(core, peer, { t: 0, win: 65535 });

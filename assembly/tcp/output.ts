@@ -325,13 +325,20 @@ export function sendRst(t: Tcb): void {
  * retransmission timeout SND.NXT goes back to SND.UNA, and an ACK at that old sequence number is
  * outside the window of a peer that received more than we know (our ACKs of its data were lost),
  * so the peer would drop it unread. With data in flight both ways (a partition, then repair),
- * each side would then drop the other's ACKs and answer them with its own, for ever.
+ * each side would then drop the other's ACKs and answer them with its own, for ever. But SND.MAX
+ * can lie beyond the peer's window: after a zero-window probe it is one octet past a window of
+ * zero, where the peer takes nothing but SEQ = RCV.NXT, and would drop every ACK we send while
+ * its own data waits for them. Then the ACK carries the window's right edge, SND.UNA + SND.WND
+ * (as Linux's tcp_acceptable_seq), which the peer accepts.
  */
 export function sendAck(i: u32): void {
   const t = tcb(i);
   if (t.state == ST_SYN_RCVD) xmit(i, t.iss, 0, TH_SYN | TH_ACK);
   else if (t.state == ST_SYN_SENT) xmit(i, t.iss, 0, TH_SYN);
-  else xmit(i, t.sndMax, 0, TH_ACK);
+  else {
+    const edge = t.sndUna + t.sndWnd;
+    xmit(i, seqLe(t.sndMax, edge) ? t.sndMax : edge, 0, TH_ACK);
+  }
 }
 
 let chTokens: f64 = CHALLENGE_BURST;

@@ -633,13 +633,7 @@ export class SimNet {
   partition(...groups: (SimHost | string | readonly (SimHost | string)[])[]): void {
     this.#live();
     const gs = this.#groups("partition", groups);
-    for (let i = 0; i < gs.length; i++)
-      for (let j = i + 1; j < gs.length; j++)
-        for (const x of gs[i]!)
-          for (const y of gs[j]!) {
-            this.#cuts.add(`${x.index}>${y.index}`);
-            this.#cuts.add(`${y.index}>${x.index}`);
-          }
+    for (const k of crossings(gs)) this.#cuts.add(k);
     this._trace("sim", `partition ${gs.map((g) => g.map((h) => h.name).join(",")).join(" | ")}`);
   }
 
@@ -652,13 +646,7 @@ export class SimNet {
       return;
     }
     const gs = this.#groups("repair", groups);
-    for (let i = 0; i < gs.length; i++)
-      for (let j = i + 1; j < gs.length; j++)
-        for (const x of gs[i]!)
-          for (const y of gs[j]!) {
-            this.#cuts.delete(`${x.index}>${y.index}`);
-            this.#cuts.delete(`${y.index}>${x.index}`);
-          }
+    for (const k of crossings(gs)) this.#cuts.delete(k);
     this._trace("sim", `repair ${gs.map((g) => g.map((h) => h.name).join(",")).join(" | ")}`);
   }
 
@@ -1011,6 +999,15 @@ export class SimNet {
   #live(): void {
     if (this.#closed) throw new Error("pmstack: the simulation is closed");
   }
+}
+
+/** The directed links between hosts of different groups, as the cut set keys them ("from>to"). */
+function crossings(gs: readonly SimHost[][]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < gs.length; i++)
+    for (let j = i + 1; j < gs.length; j++)
+      for (const x of gs[i]!) for (const y of gs[j]!) out.push(`${x.index}>${y.index}`, `${y.index}>${x.index}`);
+  return out;
 }
 
 /**

@@ -22,12 +22,12 @@
 // run makes and removes (also on failure).
 //
 // `npm run bench -- cluster [quick] [--requests N] [--reps N]`; quick: 50,000 requests, one rep.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { Netns, netnsUnavailable } from "../test/lib/netns.mjs";
 import { startCli, spawnIn } from "../test/lib/appserver.mjs";
+import { startRedisClusterNode } from "../test/lib/redis-node.mjs";
 import { median, ratios } from "./_lib.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -92,47 +92,21 @@ async function startPmstack(ns, shm, n) {
 }
 
 async function startRedis(ns, dir, n) {
-  const procs = [];
-  for (let i = 0; i < n; i++) {
-    const d = join(dir, `redis${i}`);
-    spawnSync("mkdir", ["-p", d]);
-    procs.push(
-      ns.spawn("redis-server", [
-        "--bind",
-        RD(i),
-        "--port",
-        "6379",
-        "--protected-mode",
-        "no",
-        "--cluster-enabled",
-        "yes",
-        "--cluster-announce-ip",
-        RD(i),
-        "--cluster-config-file",
-        join(d, "nodes.conf"),
-        "--dir",
-        d,
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-      ]),
-    );
+  const nodes = [];
+  try {
+    for (let i = 0; i < n; i++)
+      nodes.push(
+        await startRedisClusterNode(ns, {
+          ip: RD(i),
+          dir: join(dir, `redis${i}`),
+          args: ["--appendonly", "yes", "--appendfsync", "always"],
+        }),
+      );
+  } catch (e) {
+    await Promise.all(nodes.map((x) => x.stop()));
+    throw e;
   }
-  for (let i = 0; i < n; i++)
-    for (let k = 0; ; k++) {
-      const p = spawnSync("ip", ["netns", "exec", ns.name, "redis-cli", "-h", RD(i), "PING"], { encoding: "utf8" });
-      if (p.stdout.trim() === "PONG") break;
-      if (k > 200) throw new Error(`redis-server at ${RD(i)} did not start`);
-      await sleep(50);
-    }
-  const stop = async () => {
-    for (const p of procs) if (p.exitCode === null) process.kill(p.pid, "SIGKILL");
-    await Promise.all(procs.map((p) => p.done));
-  };
-  return { ips: Array.from({ length: n }, (_, i) => RD(i)), stop };
+  return { ips: Array.from({ length: n }, (_, i) => RD(i)), stop: async () => Promise.all(nodes.map((x) => x.stop())) };
 }
 
 async function form(ns, ips) {

@@ -12,8 +12,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { execFile, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
@@ -24,6 +23,7 @@ import { seeded } from "./lib/kernel-peer.mjs";
 import { Netns, netnsUnavailable } from "./lib/netns.mjs";
 import { setup, assertNoLeak, readAll, collect, sha, tick } from "./lib/net-env.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
+import { testCert } from "./lib/certs.mjs";
 
 /** node:net Socket methods a user (node:http, node:tls, ...) calls. */
 const METHODS = "ref unref setTimeout setNoDelay setKeepAlive address destroySoon resetAndDestroy destroy end write"
@@ -45,23 +45,6 @@ async function listening(env, port, opts = {}) {
   await once(srv, "listening");
   const next = () => (accepted.length ? Promise.resolve(accepted.shift()) : new Promise((r) => waiting.push(r)));
   return { srv, next };
-}
-
-/** A self-signed certificate for pmstack.test, made by openssl in a scratch directory (once). */
-let certs = null;
-function testCert() {
-  if (certs) return certs;
-  const dir = scratchDir("tmpfs");
-  const mk = spawnSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
-      .concat(["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-subj", "/CN=pmstack.test"])
-      .concat(["-addext", "subjectAltName=DNS:pmstack.test"]),
-    { encoding: "utf8" },
-  );
-  assert.is(mk.status, 0, `openssl: ${mk.stderr}`);
-  certs = { key: readFileSync(`${dir}/key.pem`), cert: readFileSync(`${dir}/cert.pem`) };
-  return certs;
 }
 
 /** A Writable that hashes what it gets; `done` resolves to { n, hex } at its end. */

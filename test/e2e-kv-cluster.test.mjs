@@ -13,6 +13,7 @@ import { scratchDir } from "./lib/tmp.mjs";
 import { rng } from "./lib/rng.mjs";
 import { keyHashSlot } from "../build/index.js";
 import { startCli, spawnIn } from "./lib/appserver.mjs";
+import { startRedisClusterNode } from "./lib/redis-node.mjs";
 
 const hasTools =
   spawnSync("sh", ["-c", "command -v redis-cli && command -v redis-benchmark && command -v redis-server"]).status === 0;
@@ -77,35 +78,13 @@ it("redis-cli gives the node its slots; redis-cli -c and redis-benchmark run on 
     assert.ok(dbsize > 3, `redis-benchmark's keys are there (${dbsize})`);
 
     // CLUSTER KEYSLOT agrees with redis-server in cluster mode, hash tags included
-    const rdir = scratchDir("tmpfs");
-    const redis = ns.spawn("redis-server", [
-      "--bind",
-      KV.peer,
-      "--port",
-      "7000",
-      "--cluster-enabled",
-      "yes",
-      "--dir",
-      rdir,
-      "--cluster-config-file",
-      join(rdir, "redis-nodes.conf"),
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--protected-mode",
-      "no",
-    ]);
+    const redis = await startRedisClusterNode(ns, {
+      ip: KV.peer,
+      port: 7000,
+      dir: scratchDir("tmpfs"),
+      args: ["--appendonly", "no"],
+    });
     try {
-      for (
-        let k = 0;
-        k < 100 &&
-        spawnSync("ip", ["netns", "exec", ns.name, "redis-cli", "-h", KV.peer, "-p", "7000", "PING"])
-          .stdout?.toString()
-          .trim() !== "PONG";
-        k++
-      )
-        await new Promise((r) => setTimeout(r, 50));
       const r = rng(31);
       const alphabet = "abcxyz019{}:._-";
       const keys = [
@@ -131,8 +110,7 @@ it("redis-cli gives the node its slots; redis-cli -c and redis-benchmark run on 
       assert.is(ours.split("\n").length, keys.length);
       assert.is(ours, rr.stdout.trimEnd(), "the same slot for every key");
     } finally {
-      if (redis.exitCode === null) process.kill(redis.pid, "SIGKILL");
-      await redis.done;
+      await redis.stop();
     }
 
     // acknowledged keys, then kill -9 and a restart: the same node, slots and keys
@@ -406,31 +384,7 @@ it("a mixed cluster: two pmstack nodes and a redis-server join through redis-cli
         }),
       );
     // Redis 7.0 on an address of the namespace's kernel, announcing it on the bus
-    redis = ns.spawn("redis-server", [
-      "--bind",
-      R.us,
-      "--port",
-      "6379",
-      "--protected-mode",
-      "no",
-      "--cluster-enabled",
-      "yes",
-      "--cluster-announce-ip",
-      R.us,
-      "--dir",
-      rdir,
-      "--cluster-config-file",
-      join(rdir, "mix-nodes.conf"),
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-    ]);
-    for (let k = 0; k < 100; k++) {
-      const p = spawnSync("ip", ["netns", "exec", ns.name, "redis-cli", "-h", R.us, "PING"]);
-      if (p.stdout?.toString().trim() === "PONG") break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    redis = await startRedisClusterNode(ns, { ip: R.us, dir: rdir, args: ["--appendonly", "no"] });
     const all = [...NODES.slice(0, 2), R];
     const create = await spawnIn(
       ns,
@@ -479,8 +433,7 @@ it("a mixed cluster: two pmstack nodes and a redis-server join through redis-cli
     for (const n of all) total += Number(await cliAt(ns, n, ["DBSIZE"]));
     assert.is(total, keys.length);
   } finally {
-    if (redis && redis.exitCode === null) process.kill(redis.pid, "SIGKILL");
-    if (redis) await redis.done;
+    await redis?.stop();
     for (const s of srvs) await s.kill("SIGKILL");
     ns.cleanup();
   }

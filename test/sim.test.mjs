@@ -8,13 +8,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
 import tls from "node:tls";
 import { dirname, join } from "node:path";
 import { createSimNet, PmLog } from "../build/index.js";
 import { scratchDir } from "./lib/tmp.mjs";
+import { testCert } from "./lib/certs.mjs";
 
 const sha = (b) => createHash("sha256").update(b).digest("hex");
 
@@ -357,17 +357,7 @@ test("node:http over simulated sockets: a server fed through emit('connection'),
 });
 
 test("node:tls over simulated sockets: TLS 1.3 handshake and a byte-exact echo (bytes not reproducible: TLS's own randomness)", async () => {
-  const dir = scratchDir();
-  const mk = spawnSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
-      .concat(["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-subj", "/CN=pmstack.test"])
-      .concat(["-addext", "subjectAltName=DNS:pmstack.test"]),
-    { encoding: "utf8" },
-  );
-  assert.is(mk.status, 0, `openssl: ${mk.stderr}`);
-  const key = readFileSync(`${dir}/key.pem`);
-  const cert = readFileSync(`${dir}/cert.pem`);
+  const { key, cert } = testCert();
   const sim = createSimNet({ seed: 8, link: { delayMs: 3, drop: 0.02 } });
   const a = sim.host("client");
   const b = sim.host("server");

@@ -283,15 +283,8 @@ export class KvApp implements Kv {
           onLostSlots: (slots) => this.#dropSlots(slots),
         })
       : null;
-    this.migrator = new Migrator(stack, this.#now);
-    // Redis's clusterCron (and MIGRATE's timeouts), ten times a second; the loop is woken for what they send
-    this.#busTimer = setInterval(() => {
-      if (this.stack.pool.closed) return;
-      this.bus?.cron();
-      this.migrator.cron();
-      this.stack.onCommand?.();
-    }, 100);
-    this.#busTimer.unref?.();
+    this.migrator = new Migrator(stack, this.#now, () => this.#startCron());
+    if (this.bus) this.#startCron();
     this.layer = new ConnLayer<KvConn>(
       stack,
       log,
@@ -374,6 +367,26 @@ export class KvApp implements Kv {
       }
     }
     return false;
+  }
+
+  /**
+   * Redis's clusterCron and MIGRATE's timeouts, ten times a second, while there is a bus or an
+   * open MIGRATE connection (a standalone server with neither runs no timer); the loop is woken
+   * for what they send.
+   */
+  #startCron(): void {
+    if (this.#busTimer) return;
+    this.#busTimer = setInterval(() => {
+      if (this.stack.pool.closed) return;
+      this.bus?.cron();
+      this.migrator.cron();
+      this.stack.onCommand?.();
+      if (!this.bus && this.migrator.connections === 0) {
+        clearInterval(this.#busTimer!);
+        this.#busTimer = null;
+      }
+    }, 100);
+    this.#busTimer.unref?.();
   }
 
   /** Another node took these slots with a newer configuration: their keys here go, as in Redis. */

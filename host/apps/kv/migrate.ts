@@ -120,9 +120,13 @@ export class Migrator {
   #byTag = new Map<number, Target>();
   #nextTag = 1;
 
-  constructor(stack: Stack, now: () => number) {
+  #onBusy: () => void;
+
+  /** `onBusy`: a first connection opens (cron() is owed from then until connections is 0). */
+  constructor(stack: Stack, now: () => number, onBusy: () => void = () => {}) {
     this.stack = stack;
     this.#now = now;
+    this.#onBusy = onBusy;
   }
 
   /** Connections open or opening. */
@@ -155,6 +159,7 @@ export class Migrator {
         timeoutMs,
       };
       this.#targets.set(key, t);
+      this.#onBusy();
       this.#byTag.set(tag, t);
       try {
         this.stack.connect(ip, port, { tag });

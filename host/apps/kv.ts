@@ -13,12 +13,22 @@ import { LOG_MAX_KEY, LogFullError, type PmLog } from "../log.js";
 import { ObjectCursor } from "../object.js";
 import type { Stack, StackEvent } from "../stack.js";
 import { Conn, ConnLayer, type Part } from "./conn.js";
-import { COMMANDS, KV_COMMANDS, KV_MAX_BULK, parseI64, type Arg, type Kv, type KvClient } from "./kv/commands.js";
+import {
+  COMMANDS,
+  KV_COMMANDS,
+  KV_MAX_BULK,
+  parseI64,
+  type Arg,
+  type CmdSpec,
+  type Kv,
+  type KvClient,
+} from "./kv/commands.js";
 import { errorLine } from "./kv/reply.js";
 import { KV_SMALL, KV_TRAILER, KV_VALUE_ITEMS, KvStore } from "./kv/store.js";
 import { keyHashSlot, SlotKeys, type ClusterState } from "./kv/cluster.js";
 import { ClusterBus } from "./kv/bus.js";
 import { Migrator } from "./kv/migrate.js";
+import { KvShards, SHARD_REFUSED, type ShardTransport } from "./kv/shard.js";
 import { latin1 } from "./kv/store.js";
 import { RespParser, type RespHandler } from "./resp.js";
 import type { TlsTerminator } from "./tls.js";
@@ -58,6 +68,11 @@ export interface KvOptions {
   cluster?: ClusterState | null;
   /** Cluster mode: Redis's cluster-node-timeout for the bus (default 15000 ms). */
   clusterNodeTimeoutMs?: number;
+  /**
+   * The store sharded over workers (kv/shard.ts, docs/scaling.md): this app owns the keys of
+   * its index and runs the others' commands on the worker that owns them. Not with `cluster`.
+   */
+  shards?: ShardTransport | null;
 }
 
 /** Redis's replies of authentication (7.0). */
@@ -113,6 +128,12 @@ export interface KvStats {
   asked: number;
   /** Keys MIGRATE sent to other nodes (and the target acknowledged). */
   migrated: number;
+  /** Sharded over workers: commands (or pieces) of this worker's clients run by another worker. */
+  forwarded: number;
+  /** Sharded over workers: commands this worker ran for another worker's clients. */
+  served: number;
+  /** Sharded over workers: commands split over several workers (DEL, EXISTS, MGET, MSET). */
+  split: number;
 }
 
 interface KvConn extends KvClient {
@@ -170,6 +191,8 @@ export class KvApp implements Kv {
   /** Cluster mode's bus (port + 10000): the other nodes are learned and kept in step through it. */
   readonly bus: ClusterBus | null;
   readonly migrator: Migrator;
+  /** The store sharded over workers (null: this app holds every key). */
+  readonly shards: KvShards | null;
   /** Keys in flight to another node (MIGRATE): who waits for each. */
   #held = new Map<string, (() => void)[]>();
   #busTimer: ReturnType<typeof setInterval> | null = null;
@@ -283,6 +306,18 @@ export class KvApp implements Kv {
           onLostSlots: (slots) => this.#dropSlots(slots),
         })
       : null;
+    if (opts.shards && this.cluster)
+      throw new RangeError("pmstack: a kv sharded over workers cannot be in cluster mode");
+    this.shards = opts.shards
+      ? new KvShards(opts.shards, {
+          pool: stack.pool,
+          lastSeq: () => log.lastSeq,
+          durableSeq: () => log.durableSeq,
+          runServed: (c, args) => this.#runServed(c as unknown as Conn<KvConn>, args),
+          block: (c) => this.block(c),
+          wake: () => stack.onCommand?.(),
+        })
+      : null;
     this.migrator = new Migrator(stack, this.#now, () => this.#startCron());
     if (this.bus) this.#startCron();
     this.layer = new ConnLayer<KvConn>(
@@ -341,6 +376,10 @@ export class KvApp implements Kv {
   #resume(c: Conn<KvConn>): void {
     const st = c.state;
     st.blocked = false;
+    // a command partly received meanwhile (its arguments so far) stays as the parser left it
+    const args = st.args;
+    const cur = st.cur;
+    st.cur = null;
     while (st.queue.length && !st.blocked && !c.closing && !c.finished) {
       st.args = st.queue.shift()!;
       try {
@@ -349,6 +388,8 @@ export class KvApp implements Kv {
         this.#dropArgs(st);
       }
     }
+    st.args = args;
+    st.cur = cur;
   }
 
   /** The command touches a key in flight to another node: the client waits for it. */
@@ -396,6 +437,8 @@ export class KvApp implements Kv {
 
   /** End of turn: expired keys are swept, then the layer's group commit and replies. */
   onTurnEnd = (): void => {
+    // what other workers sent: their answers go to our clients, their requests run here
+    this.shards?.beforeCommit();
     if (this.store.expiring) {
       const now = this.#now();
       if (now >= this.#nextSweep) {
@@ -404,6 +447,8 @@ export class KvApp implements Kv {
       }
     }
     this.layer.onTurnEnd();
+    // after the group commit: requests out, and the replies whose records are durable
+    this.shards?.afterCommit();
   };
 
   get stats(): KvStats {
@@ -418,6 +463,9 @@ export class KvApp implements Kv {
       ringWaits: l.ringWaits,
       bytesByName: l.bytesByName,
       bytesCopied: l.bytesCopied,
+      forwarded: this.shards?.stats.forwarded ?? 0,
+      served: this.shards?.stats.served ?? 0,
+      split: this.shards?.stats.split ?? 0,
     };
   }
 
@@ -617,6 +665,24 @@ export class KvApp implements Kv {
       this.counters.noauth++;
       return this.error(c, KV_NOAUTH);
     }
+    // sharded over workers: a command whose keys another worker owns runs there
+    if (this.shards) {
+      if (SHARD_REFUSED.has(name))
+        return this.error(c, `ERR pmstack: ${name.toUpperCase()} is not available on a server sharded over workers`);
+      const r = this.shards.route(
+        c as unknown as Conn<KvClient>,
+        name,
+        sp.first,
+        sp.last,
+        sp.step,
+        args,
+        this.#keyOf,
+        this.#bytesOf,
+        this.#runPiece,
+      );
+      if (r === true) return;
+      if (r !== false) return this.error(c, r);
+    }
     // cluster mode: keys of another node's slot are redirected (ASKING holds for one command;
     // it changes nothing until this node imports a slot)
     if (this.cluster) {
@@ -625,6 +691,27 @@ export class KvApp implements Kv {
       if (sp.first > 0 && this.#redirect(c, sp.first, sp.last, sp.step, args, asking)) return;
     }
     if (this.#held.size && sp.first > 0 && this.#waitForHeld(c, sp.first, sp.last, sp.step)) return;
+    this.#execute(c, sp, args);
+  }
+
+  readonly #keyOf = (a: Arg): Uint8Array | null => this.key(a);
+  readonly #bytesOf = (a: Arg): Uint8Array => this.bytes(a);
+  readonly #runPiece = (c: Conn<KvClient>, args: Arg[]): void => this.#runServed(c as unknown as Conn<KvConn>, args);
+
+  /**
+   * Runs a command for another worker's client, or this worker's piece of a split one: routed
+   * and checked by the worker that parsed it; its reply is captured by `c`.
+   */
+  #runServed(c: Conn<KvConn>, args: Arg[]): void {
+    const a0 = args[0]?.bytes;
+    const name = a0 ? (isSetOrGet(a0) ?? lowerName(a0)) : null;
+    const sp = name !== null ? COMMANDS.get(name) : undefined;
+    if (!sp) return this.error(c, "ERR pmstack: a worker sent an unknown command");
+    this.#execute(c, sp, args);
+  }
+
+  /** The command's run, once it is known to be this worker's: a full pool refuses writes. */
+  #execute(c: Conn<KvConn>, sp: CmdSpec, args: Arg[]): void {
     // a full pool refuses writes while it can still receive: reads and DELs (which free values)
     // keep working, and the NIC always has buffers to receive them into
     if (sp.denyoom && (this.stack.pool.freeCount < this.reserveBuffers || args.some((x) => x.full))) {
@@ -730,6 +817,8 @@ export class KvApp implements Kv {
       ["arch_bits", 64],
       ["process_id", typeof process !== "undefined" ? process.pid : 0],
       ["tcp_port", this.port],
+      ["pmstack_workers", this.shards?.count ?? 1],
+      ["pmstack_worker", this.shards?.index ?? 0],
       ["uptime_in_seconds", up],
       ["uptime_in_days", Math.floor(up / 86400)],
     ]);

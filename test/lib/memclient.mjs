@@ -264,6 +264,7 @@ export function kvPair({
   reserveBuffers,
   idleTimeoutMs,
   cluster,
+  shards,
 } = {}) {
   const srv = Stack.create({
     rings,
@@ -274,7 +275,13 @@ export function kvPair({
     configure: (core) => PmLog.configure(core),
   });
   const log = PmLog.open(srv.pool);
-  const app = new KvApp(srv, log, 6379, { now: now ?? (() => clock.t), reserveBuffers, idleTimeoutMs, cluster });
+  const app = new KvApp(srv, log, 6379, {
+    now: now ?? (() => clock.t),
+    reserveBuffers,
+    idleTimeoutMs,
+    cluster,
+    shards,
+  });
   const cli = Stack.create({ mac: "02:00:00:00:08:02", ip: "198.18.8.2/24", pool: { buffers: 4096 } });
   const link = new MemoryLink(srv.port, cli.port);
   const mc = memClient(cli, {

@@ -106,7 +106,7 @@ export interface Kv {
   authenticate(c: Conn<KvClient>, user: Arg | null, pass: Arg, ok: () => void): void;
 }
 
-interface CmdSpec {
+export interface CmdSpec {
   arity: number;
   flags: string[];
   /** flags has "denyoom" (a write that a full pool refuses): looked up once per command. */

@@ -1,0 +1,530 @@
+// The store sharded over workers (docs/scaling.md): each worker runs its own stack on its own
+// NIC queue, its own pool and log, and owns the keys whose hash slot (Redis Cluster's CRC16,
+// hash tags included) is its index modulo the worker count. A command on a connection of one
+// worker whose keys another owns is run by the owner: the command's arguments go there in the
+// owner's turn-batched message, the owner runs it against its store, and its reply (once the
+// record it shows is durable in the owner's log) comes back and goes out in order. A command
+// whose keys span workers is split where its meaning allows it (DEL, EXISTS, MGET, MSET: one
+// piece per worker, the replies joined), and refused (-CROSSSLOT) where it would not be atomic.
+// DBSIZE, FLUSHALL and FLUSHDB go to every worker.
+//
+// Messages between two workers are batched per turn (one message per direction per turn at
+// most), the bytes of every request or reply of the batch in one transferred ArrayBuffer:
+//   request: u32 id, u32 argc, then argc times (u32 length, bytes)
+//   reply:   u32 id, u32 length, bytes (the RESP reply)
+// Nothing here runs outside a turn: messages are queued as they come and handled at the turn's
+// end, before the group commit.
+
+import { ObjectCursor } from "../../object.js";
+import type { Pool } from "../../pool.js";
+import type { Conn, Part } from "../conn.js";
+import { keyHashSlot } from "./cluster.js";
+import type { Arg, KvClient } from "./commands.js";
+import { arrayHead, int, OK } from "./reply.js";
+
+/** How a worker reaches the others (worker_threads MessagePorts in workers.ts; anything in tests). */
+export interface ShardTransport {
+  /** This worker's index, 0..count-1. */
+  readonly index: number;
+  readonly count: number;
+  /** Sends a batch to worker `to`; the buffers in `transfer` are handed over. */
+  send(to: number, msg: ShardMessage, transfer: ArrayBuffer[]): void;
+}
+
+/** One turn's batch from one worker to another. */
+export interface ShardMessage {
+  req: ArrayBuffer | null;
+  rep: ArrayBuffer | null;
+}
+
+/** Counters of the sharded store (KvStats.shard). */
+export interface ShardStats {
+  /** Commands of this worker's clients run by another worker (whole, or a piece of a split one). */
+  forwarded: number;
+  /** Commands this worker ran for another worker's clients. */
+  served: number;
+  /** Commands split over several workers (DEL, EXISTS, MGET, MSET of keys of more than one). */
+  split: number;
+  /** Commands sent to every worker (DBSIZE, FLUSHALL, FLUSHDB). */
+  broadcast: number;
+  /** Batches sent and received. */
+  batchesOut: number;
+  batchesIn: number;
+}
+
+/** What the sharded store needs of the app (KvApp). */
+export interface ShardHost {
+  readonly pool: Pool;
+  /** The log's newest and durable sequence numbers: a served reply leaves once its record is durable. */
+  lastSeq(): number;
+  durableSeq(): number;
+  /** Runs a command for another worker on `c` (a capturing client): no routing, no counting as a client's. */
+  runServed(c: Conn<KvClient>, args: Arg[]): void;
+  /** Holds the connection (later commands wait): the returned function resumes it. */
+  block(c: Conn<KvClient>): () => void;
+  /** A message came: a turn soon. */
+  wake(): void;
+}
+
+/** Joins the pieces' replies into the client's one. */
+type Join = "one" | "sum" | "mget" | "ok";
+
+interface Job {
+  conn: Conn<KvClient>;
+  resume: () => void;
+  join: Join;
+  /** Each piece's RESP reply, in piece order. */
+  replies: (Uint8Array | null)[];
+  /** MGET: each piece's positions in the client's key list. */
+  positions: number[][];
+  total: number;
+  left: number;
+}
+
+interface Pending {
+  job: Job;
+  piece: number;
+}
+
+/** A reply this worker owes another, waiting for its record to be durable. */
+interface Owed {
+  id: number;
+  bytes: Uint8Array;
+  waitSeq: number;
+}
+
+/** Commands whose keys may span workers: split per worker and joined. */
+const SPLIT: Record<string, Join> = { del: "sum", exists: "sum", mget: "mget", mset: "ok" };
+/** Commands without keys that go to every worker. */
+const BROADCAST: Record<string, Join> = { dbsize: "sum", flushall: "ok", flushdb: "ok" };
+/** Commands that cannot run sharded (they act on this worker's keys alone, or on a node's). */
+export const SHARD_REFUSED = new Set(["migrate", "cluster", "asking", "readonly", "readwrite"]);
+
+const dec = new TextDecoder();
+
+/** A growable little-endian byte writer (one per destination and direction, reused). */
+class Out {
+  buf = new Uint8Array(4096);
+  view = new DataView(this.buf.buffer);
+  len = 0;
+  items = 0;
+  #room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.len + n) cap *= 2;
+    const b = new Uint8Array(cap);
+    b.set(this.buf.subarray(0, this.len));
+    this.buf = b;
+    this.view = new DataView(b.buffer);
+  }
+  u32(v: number): void {
+    this.#room(4);
+    this.view.setUint32(this.len, v, true);
+    this.len += 4;
+  }
+  bytes(b: Uint8Array): void {
+    this.#room(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
+  /** The batch as a buffer of its own (to transfer); the writer starts over. */
+  take(): ArrayBuffer | null {
+    if (this.items === 0) return null;
+    const out = this.buf.buffer.slice(0, this.len) as ArrayBuffer;
+    this.len = 0;
+    this.items = 0;
+    if (this.buf.length > 1 << 20) {
+      // a large batch passed: do not keep its capacity
+      this.buf = new Uint8Array(4096);
+      this.view = new DataView(this.buf.buffer);
+    }
+    return out;
+  }
+}
+
+export class KvShards {
+  readonly index: number;
+  readonly count: number;
+  readonly stats: ShardStats = { forwarded: 0, served: 0, split: 0, broadcast: 0, batchesOut: 0, batchesIn: 0 };
+  #t: ShardTransport;
+  #h: ShardHost;
+  #nextId = 1;
+  #pending = new Map<number, Pending>();
+  /** Per worker: requests to send, replies owed (in order), messages received. */
+  #reqOut: Out[] = [];
+  #repOut: Out[] = [];
+  #owed: Owed[][] = [];
+  #inbox: { from: number; msg: ShardMessage }[] = [];
+
+  constructor(t: ShardTransport, h: ShardHost) {
+    if (!Number.isInteger(t.count) || t.count < 1 || !Number.isInteger(t.index) || t.index < 0 || t.index >= t.count)
+      throw new RangeError(`pmstack: shard ${t.index} of ${t.count}: not a worker index`);
+    this.index = t.index;
+    this.count = t.count;
+    this.#t = t;
+    this.#h = h;
+    for (let i = 0; i < t.count; i++) {
+      this.#reqOut.push(new Out());
+      this.#repOut.push(new Out());
+      this.#owed.push([]);
+    }
+  }
+
+  /** The worker that owns `key`. */
+  owner(key: Uint8Array): number {
+    return keyHashSlot(key) % this.count;
+  }
+
+  /** Requests forwarded and not yet answered. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** A batch from another worker: kept for the next turn's end. */
+  receive(from: number, msg: ShardMessage): void {
+    this.#inbox.push({ from, msg });
+    this.#h.wake();
+  }
+
+  /**
+   * Routes a client's command (name known, arity and authentication checked): `true` if it was
+   * sent elsewhere (whole, split or to every worker; the client is held until the answer is
+   * queued on it), `false` to run it here, or the error to answer (keys of several workers in
+   * a command that cannot be split). `key` gives an argument's key bytes (null: no key of that
+   * size can exist, which the command answers itself, here); `runHere` runs a piece here.
+   */
+  route(
+    c: Conn<KvClient>,
+    name: string,
+    first: number,
+    last: number,
+    step: number,
+    args: Arg[],
+    key: (a: Arg) => Uint8Array | null,
+    bytes: (a: Arg) => Uint8Array,
+    runHere: (c: Conn<KvClient>, args: Arg[]) => void,
+  ): boolean | string {
+    const me = this.index;
+    if (first <= 0) {
+      const join = BROADCAST[name];
+      if (!join) return false;
+      this.stats.broadcast++;
+      const pieces: { worker: number; args: Arg[] }[] = [];
+      for (let w = 0; w < this.count; w++) pieces.push({ worker: w, args });
+      this.#start(c, join, pieces, [], bytes, runHere);
+      return true;
+    }
+    const end = last < 0 ? args.length + last : last;
+    // owners of the keys: one worker (the common case) or several
+    let only = -1;
+    let many = false;
+    for (let i = first; i <= end && i < args.length; i += step) {
+      const k = key(args[i]!);
+      const w = k ? this.owner(k) : me;
+      if (only === -1) only = w;
+      else if (w !== only) many = true;
+    }
+    if (!many) {
+      if (only === me || only === -1) return false;
+      this.#start(c, "one", [{ worker: only, args }], [], bytes, runHere);
+      return true;
+    }
+    const join = SPLIT[name];
+    if (!join) return CROSSSLOT;
+    // one piece per worker, its keys (and, for MSET, their values) in the client's order
+    this.stats.split++;
+    const byWorker = new Map<number, { args: Arg[]; pos: number[] }>();
+    let pos = 0;
+    for (let i = first; i <= end && i < args.length; i += step, pos++) {
+      const k = key(args[i]!);
+      const w = k ? this.owner(k) : me;
+      let p = byWorker.get(w);
+      if (!p) byWorker.set(w, (p = { args: [args[0]!], pos: [] }));
+      for (let j = 0; j < step; j++) p.args.push(args[i + j]!);
+      p.pos.push(pos);
+    }
+    const list = [...byWorker.entries()];
+    this.#start(
+      c,
+      join,
+      list.map(([worker, p]) => ({ worker, args: p.args })),
+      list.map(([, p]) => p.pos),
+      bytes,
+      runHere,
+    );
+    return true;
+  }
+
+  /** Sends the remote pieces, runs the local one (its reply captured), holds the client. */
+  #start(
+    c: Conn<KvClient>,
+    join: Join,
+    pieces: { worker: number; args: Arg[] }[],
+    positions: number[][],
+    bytes: (a: Arg) => Uint8Array,
+    runHere: (c: Conn<KvClient>, args: Arg[]) => void,
+  ): void {
+    const job: Job = {
+      conn: c,
+      resume: this.#h.block(c),
+      join,
+      replies: pieces.map(() => null),
+      positions,
+      total: pieces.length,
+      left: pieces.length,
+    };
+    for (let p = 0; p < pieces.length; p++) {
+      const { worker, args } = pieces[p]!;
+      if (worker === this.index) continue;
+      const id = this.#nextId++;
+      if (this.#nextId > 0xffff_fff0) this.#nextId = 1;
+      this.#pending.set(id, { job, piece: p });
+      const o = this.#reqOut[worker]!;
+      o.u32(id);
+      o.u32(args.length);
+      for (const a of args) {
+        const b = bytes(a);
+        o.u32(b.length);
+        o.bytes(b);
+      }
+      o.items++;
+      this.stats.forwarded++;
+    }
+    // the local piece last: its reply may finish the job (every other piece is in flight)
+    for (let p = 0; p < pieces.length; p++) {
+      if (pieces[p]!.worker !== this.index) continue;
+      const cap = this.#capture((b) => this.#answered(job, p, b));
+      runHere(cap, pieces[p]!.args);
+    }
+  }
+
+  /** A piece's reply: when it is the last, the client's reply is queued and the client resumes. */
+  #answered(job: Job, piece: number, reply: Uint8Array): void {
+    job.replies[piece] = reply;
+    if (--job.left > 0) return;
+    const out = joinReplies(job);
+    job.conn.reply([out]);
+    job.resume();
+  }
+
+  /**
+   * A client-like object whose replies are captured as bytes (copied out of PM now: a value's
+   * buffers may be reused once the next write of its key supersedes it).
+   */
+  #capture(done: (bytes: Uint8Array) => void): Conn<KvClient> {
+    const pool = this.#h.pool;
+    const st: KvClient = {
+      id: 0,
+      name: null,
+      authed: true,
+      authFails: 0,
+      heldUntil: 0,
+      asking: false,
+      readonly: false,
+    };
+    let answered = false;
+    const c = {
+      id: 0,
+      state: st,
+      closing: false,
+      finished: false,
+      gone: false,
+      pending: 0,
+      lastData: 0,
+      requestEnded() {},
+      abort() {},
+      reply(parts: Part[]) {
+        if (answered) {
+          // a command answers once; a second reply would be a bug: drop its references
+          for (const p of parts) if (!(p instanceof Uint8Array) && !("stream" in p)) pool.free(p.index);
+          return;
+        }
+        answered = true;
+        done(partsBytes(pool, parts));
+      },
+    };
+    return c as unknown as Conn<KvClient>;
+  }
+
+  /**
+   * The turn's end, before the group commit: replies that came are queued on their clients
+   * (and those clients resume), requests that came are run.
+   */
+  beforeCommit(): void {
+    if (this.#inbox.length === 0) return;
+    const inbox = this.#inbox;
+    this.#inbox = [];
+    for (const { from, msg } of inbox) {
+      this.stats.batchesIn++;
+      if (msg.rep) this.#replies(msg.rep);
+      if (msg.req) this.#requests(from, msg.req);
+    }
+  }
+
+  #replies(buf: ArrayBuffer): void {
+    const v = new DataView(buf);
+    const u8 = new Uint8Array(buf);
+    let at = 0;
+    while (at + 8 <= buf.byteLength) {
+      const id = v.getUint32(at, true);
+      const len = v.getUint32(at + 4, true);
+      at += 8;
+      const bytes = u8.subarray(at, at + len);
+      at += len;
+      const p = this.#pending.get(id);
+      if (!p) continue;
+      this.#pending.delete(id);
+      this.#answered(p.job, p.piece, bytes);
+    }
+  }
+
+  #requests(from: number, buf: ArrayBuffer): void {
+    const v = new DataView(buf);
+    const u8 = new Uint8Array(buf);
+    let at = 0;
+    while (at + 8 <= buf.byteLength) {
+      const id = v.getUint32(at, true);
+      const argc = v.getUint32(at + 4, true);
+      at += 8;
+      const args: Arg[] = [];
+      for (let i = 0; i < argc; i++) {
+        const len = v.getUint32(at, true);
+        at += 4;
+        const b = u8.subarray(at, at + len);
+        at += len;
+        args.push({ bytes: b, writer: null, len, full: false });
+      }
+      this.stats.served++;
+      const owed = this.#owed[from]!;
+      const cap = this.#capture((bytes) => {
+        const seq = this.#h.lastSeq();
+        owed.push({ id, bytes, waitSeq: seq > this.#h.durableSeq() ? seq : 0 });
+      });
+      this.#h.runServed(cap, args);
+    }
+  }
+
+  /** After the group commit: every batch goes out (replies whose records are durable, requests). */
+  afterCommit(): void {
+    const durable = this.#h.durableSeq();
+    for (let w = 0; w < this.count; w++) {
+      if (w === this.index) continue;
+      const owed = this.#owed[w]!;
+      const ro = this.#repOut[w]!;
+      let n = 0;
+      while (n < owed.length && owed[n]!.waitSeq <= durable) {
+        const o = owed[n++]!;
+        ro.u32(o.id);
+        ro.u32(o.bytes.length);
+        ro.bytes(o.bytes);
+        ro.items++;
+      }
+      if (n) owed.splice(0, n);
+      const req = this.#reqOut[w]!.take();
+      const rep = ro.take();
+      if (!req && !rep) continue;
+      const transfer: ArrayBuffer[] = [];
+      if (req) transfer.push(req);
+      if (rep) transfer.push(rep);
+      this.stats.batchesOut++;
+      this.#t.send(w, { req, rep }, transfer);
+    }
+  }
+
+  /** Replies owed to other workers that wait for durability (a later turn sends them). */
+  get owed(): number {
+    let n = 0;
+    for (const o of this.#owed) n += o.length;
+    return n;
+  }
+}
+
+/** A reply's parts as one byte string (copies; drops the references a reply holds on kept buffers). */
+export function partsBytes(pool: Pool, parts: Part[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p instanceof Uint8Array ? p.length : "stream" in p ? p.end - p.start : p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    if (p instanceof Uint8Array) {
+      out.set(p, at);
+      at += p.length;
+    } else if ("stream" in p) {
+      const cur = new ObjectCursor(pool, p.stream, p.start, p.end);
+      for (let r = cur.next(); r; r = cur.next()) {
+        out.set(pool.viewName(r), at);
+        at += r.length;
+      }
+    } else {
+      out.set(pool.viewName(p), at);
+      at += p.length;
+      pool.free(p.index);
+    }
+  }
+  return out;
+}
+
+/** The client's one reply from its pieces' (each a whole RESP reply). */
+function joinReplies(job: Job): Uint8Array {
+  const rs = job.replies as Uint8Array[];
+  if (job.join === "one") return rs[0]!;
+  // an error in any piece is the answer (as the command would have failed on one node)
+  for (const r of rs) if (r[0] === 0x2d /* - */) return r;
+  if (job.join === "ok") return OK;
+  if (job.join === "sum") {
+    let n = 0;
+    for (const r of rs) n += Number(dec.decode(r.subarray(1, r.length - 2)));
+    return int(n);
+  }
+  // mget: each piece's array of bulk strings, placed back at its keys' positions
+  const n = job.positions.reduce((s, p) => s + p.length, 0);
+  const items: Uint8Array[] = new Array(n);
+  for (let p = 0; p < rs.length; p++) {
+    const elems = splitArray(rs[p]!);
+    const pos = job.positions[p]!;
+    for (let i = 0; i < pos.length; i++) items[pos[i]!] = elems[i]!;
+  }
+  const head = arrayHead(n);
+  let len = head.length;
+  for (const it of items) len += it.length;
+  const out = new Uint8Array(len);
+  out.set(head);
+  let at = head.length;
+  for (const it of items) {
+    out.set(it, at);
+    at += it.length;
+  }
+  return out;
+}
+
+/** The elements of a RESP2 array of bulk strings (each as its own bytes, head included). */
+function splitArray(r: Uint8Array): Uint8Array[] {
+  let at = 0;
+  const line = (): number => {
+    // the number after the type byte, up to CRLF
+    let i = at + 1;
+    let neg = false;
+    let v = 0;
+    if (r[i] === 0x2d) {
+      neg = true;
+      i++;
+    }
+    for (; r[i] !== 0x0d; i++) v = v * 10 + (r[i]! - 0x30);
+    at = i + 2;
+    return neg ? -v : v;
+  };
+  const n = line();
+  const out: Uint8Array[] = [];
+  for (let k = 0; k < n; k++) {
+    const start = at;
+    const len = line();
+    if (len >= 0) at += len + 2;
+    out.push(r.subarray(start, at));
+  }
+  return out;
+}
+
+/** The error a command whose keys span workers gets (Redis Cluster's, with how to avoid it). */
+export const CROSSSLOT =
+  "CROSSSLOT Keys in request don't hash to the same slot (this server shards keys over its workers: " +
+  "give the keys one hash tag, as in {user1}:a and {user1}:b, to keep them together)";

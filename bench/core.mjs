@@ -6,14 +6,20 @@
 // rr_tps_100conn, conn_per_s, conn_per_s_tw100k (conn_per_s with 100,000 connections in
 // TIME_WAIT on the server's side, every new one recycling the oldest). System pmstack-v6: the same two stacks speaking IPv6 (dual-stack
 // stacks, the connections over 2001:2:0:63::/64), measured in the same rounds for bulk_gbps,
-// rr_tps_1conn and rr_tps_100conn, its ratio to pmstack's IPv4 shown. Args: --seconds N
-// (default 2), --rounds N (default 3: pmstack, pmstack-v6 and lwIP in turn, medians),
-// --metrics M[,M] (only those; for profiling one).
+// rr_tps_1conn and rr_tps_100conn, its ratio to pmstack's IPv4 shown. System pmstack-2workers
+// (rr_tps_100conn only): the same 100 connections split over two worker_threads
+// (bench/_core-worker.mjs), each running the same rr code on a pair of stacks and a MemoryLink
+// of its own with 50 of them, sharing nothing (a stack per core); both warm up, start on one
+// Atomics flag and run --seconds, and their transactions add up over that one window; its ratio
+// to pmstack's one thread shown (ceiling 2x on this 2-CPU machine, target 1.7x). Args:
+// --seconds N (default 2), --rounds N (default 3: pmstack, pmstack-2workers, pmstack-v6 and
+// lwIP in turn, medians), --metrics M[,M] (only those; for profiling one).
 // --baseline REV: also builds git revision REV in a temporary worktree and measures its stacks in
 // the same run, the two builds alternating over --rounds N (default 3) rounds, medians compared
 // (bench/results/core-baseline.json): what a change to the core or the host costs, apart from
 // the machine's drift between runs.
 import { spawnSync } from "node:child_process";
+import { Worker } from "node:worker_threads";
 import { existsSync, symlinkSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import os from "node:os";
@@ -149,14 +155,30 @@ function bulk(seconds, checked = false) {
   return (bytes * 8) / s / 1e9;
 }
 
+/** rr over `n` connections on a fresh pair: transactions per second. */
 function rr(seconds, n) {
-  const p = pair({ nodelay: true });
-  const { b: cb } = connectPair(p, 7, n, { nodelay: true });
-  return exchange(p, cb, seconds);
+  const { tx, ms } = rrRun(seconds, n);
+  return tx / (ms / 1000);
 }
 
-/** 64 B requests from b on each of `conns` (one in flight each), answered by a; transactions per second. */
-function exchange(p, conns, seconds) {
+/**
+ * The rr workload: a fresh pair, `n` connections, `exchange` on them; {tx, start, ms}. `hold`
+ * (bench/_core-worker.mjs, system pmstack-2workers): see `exchange`.
+ */
+export function rrRun(seconds, n, hold = null) {
+  const p = pair({ nodelay: true });
+  const { b: cb } = connectPair(p, 7, n, { nodelay: true });
+  return exchange(p, cb, seconds, hold);
+}
+
+/**
+ * 64 B requests from b on each of `conns` (one in flight each), answered by a, for `seconds`
+ * after a warm-up: {tx (transactions), start (when the measured window began, ms on the
+ * process-wide clock performance.timeOrigin + performance.now()), ms (its length)}. With `hold`
+ * ({ready(), go()}), after the warm-up it calls ready() and keeps the exchange going until go()
+ * is true, then measures: how several threads start their windows together.
+ */
+function exchange(p, conns, seconds, hold = null) {
   let tx = 0;
   const send = (s, conn) => {
     const i = s.pool.alloc();
@@ -179,9 +201,14 @@ function exchange(p, conns, seconds) {
   };
   for (const c of conns) send(p.b, c);
   spin(p, ha, hb, 300);
+  if (hold) {
+    hold.ready();
+    while (!hold.go()) spin(p, ha, hb, 1);
+  }
   tx = 0;
+  const start = performance.timeOrigin + performance.now();
   const s = spin(p, ha, hb, seconds * 1000);
-  return tx / s;
+  return { tx, start, ms: s * 1000 };
 }
 
 /**
@@ -192,7 +219,8 @@ function exchange(p, conns, seconds) {
 function rrIdle(seconds, idle) {
   const p = pair({ nodelay: true, maxConnections: idle + 64, synQueue: 4096 });
   const { b: cb } = connectPair(p, 7, idle + 1, { ports: Math.ceil(idle / 15000) });
-  return exchange(p, [cb[0]], seconds);
+  const { tx, ms } = exchange(p, [cb[0]], seconds);
+  return tx / (ms / 1000);
 }
 
 function connections(seconds) {
@@ -216,6 +244,49 @@ function connections(seconds) {
   done = 0;
   const s = spin(p, ha, hb, seconds * 1000);
   return done / s;
+}
+
+/**
+ * System pmstack-2workers: the rr workload over `n` connections in all, split evenly over
+ * `workers` worker_threads (bench/_core-worker.mjs), each running rrRun on a pair of stacks and a
+ * MemoryLink of its own, sharing nothing (as a stack per core would). Each warms up and keeps
+ * exchanging until every one is ready, then all start on one Atomics flag and run `seconds`.
+ * {tps: all transactions over the window from the first start to the last end, per: each
+ * worker's own tx/s, cpu: the share of a CPU each worker had over its window}.
+ */
+async function rrWorkers(seconds, n, workers) {
+  const go = new SharedArrayBuffer(4);
+  const threads = [];
+  for (let k = 0; k < workers; k++) {
+    const w = new Worker(new URL("./_core-worker.mjs", import.meta.url), {
+      workerData: { n: n / workers, seconds, go },
+    });
+    const t = { w };
+    t.done = new Promise((resolve, reject) => {
+      t.ready = new Promise((ready) => w.on("message", (m) => (m.ready ? ready() : resolve(m))));
+      w.on("error", reject);
+      w.on("exit", (code) => reject(new Error(`pmstack-2workers: worker ${k} exited (${code}) before its result`)));
+    });
+    t.ready = Promise.race([t.ready, t.done]); // a worker that fails before it is ready fails the wait
+    t.exited = new Promise((r) => w.once("exit", r));
+    threads.push(t);
+  }
+  try {
+    await Promise.all(threads.map((t) => t.ready));
+    Atomics.store(new Int32Array(go), 0, 1);
+    const res = await Promise.all(threads.map((t) => t.done));
+    await Promise.all(threads.map((t) => t.exited)); // gone before the next run takes the CPUs
+    const start = Math.min(...res.map((r) => r.start));
+    const end = Math.max(...res.map((r) => r.start + r.ms));
+    const tx = res.reduce((a, r) => a + r.tx, 0);
+    return {
+      tps: tx / ((end - start) / 1000),
+      per: res.map((r) => r.tx / (r.ms / 1000)),
+      cpu: res.map((r) => r.cpuMs / r.ms),
+    };
+  } finally {
+    for (const t of threads) await t.w.terminate();
+  }
 }
 
 /** The metrics pmstack-v6 runs beside pmstack's IPv4 (target: 0.9x of IPv4 or better). */
@@ -328,12 +399,18 @@ export async function run(args) {
   const rounds = Number(opt("--rounds", 3));
   const LWIP = { bulk_gbps: "bulk_gbps", bulk_gbps_checked: "bulk_gbps", rr_tps_1conn: "rr_tps_1conn" };
   Object.assign(LWIP, { rr_tps_100conn: "rr_tps_100conn", conn_per_s: "conn_per_s" });
-  const got = { pmstack: {}, "pmstack-v6": {}, lwip: {} };
+  const got = { pmstack: {}, "pmstack-v6": {}, "pmstack-2workers": {}, lwip: {} };
+  const perWorker = []; // pmstack-2workers: each round's figures of each worker (rrWorkers)
   let lwipConfig = null;
   let lwipError = null;
   for (let round = 0; round < rounds; round++) {
     for (const [metric, , f] of METRICS) {
       (got.pmstack[metric] ??= []).push(f(seconds));
+      if (metric === "rr_tps_100conn") {
+        const w = await rrWorkers(seconds, 100, 2);
+        (got["pmstack-2workers"][metric] ??= []).push(w.tps);
+        perWorker.push(w);
+      }
       if (!V6_METRICS.includes(metric)) continue;
       family = 6;
       try {
@@ -356,7 +433,7 @@ export async function run(args) {
     // its harness always writes and checks the bytes: its one bulk figure stands in both bulk rows
     for (const [metric, from] of Object.entries(LWIP)) (got.lwip[metric] ??= []).push(l[from]);
   }
-  for (const system of ["pmstack", "pmstack-v6", "lwip"])
+  for (const system of ["pmstack", "pmstack-v6", "pmstack-2workers", "lwip"])
     for (const [metric, unit] of METRICS)
       if (got[system][metric]) add(system, metric, median(got[system][metric]), unit);
   notes.push(
@@ -368,11 +445,18 @@ export async function run(args) {
         (got["pmstack-v6"][metric]
           ? `; pmstack-v6 ${got["pmstack-v6"][metric].map((v) => v.toPrecision(3)).join(", ")}`
           : "") +
+        (got["pmstack-2workers"][metric]
+          ? `; pmstack-2workers ${got["pmstack-2workers"][metric].map((v) => v.toPrecision(3)).join(", ")} (each worker's: ${perWorker.map((w) => w.per.map((v, k) => `${v.toPrecision(3)} at ${Math.round(w.cpu[k] * 100)}%`).join(" + ")).join(", ")} of a CPU)`
+          : "") +
         `; lwip ${(got.lwip[metric] ?? []).map((v) => v.toPrecision(3)).join(", ")}`,
     );
   notes.push(
     "pmstack-v6: the same stacks and app over IPv6 (40-byte headers: MSS 1440, 1428 payload with timestamps), measured right after pmstack's IPv4 run of the same metric in each round; the app sends one segment's payload per buffer (1,428 bytes); its ratio row compares it with pmstack over IPv4 (target 0.9x or better)",
   );
+  if (got["pmstack-2workers"].rr_tps_100conn)
+    notes.push(
+      `pmstack-2workers: rr_tps_100conn's workload on two threads (worker_threads), each with its own pair of stacks and MemoryLink and 50 of the 100 connections, sharing nothing (as a stack per core would); both warm up, start on one Atomics flag and run the same ${seconds} s; the figure is both threads' transactions over the window from the first start to the last end; measured right after pmstack's run of rr_tps_100conn in each round; each worker's share of a CPU over its window is in the by-round note (below 100%: something else ran on the machine then). This machine has ${os.cpus().length} CPUs, so the ratio to pmstack's one thread has a ceiling of ${os.cpus().length}x (target 1.7x)`,
+    );
   if (lwipConfig) {
     const l = { config: lwipConfig };
     notes.push(
@@ -382,5 +466,13 @@ export async function run(args) {
     );
   }
   if (lwipError) notes.push(`lwip harness failed in a round: ${lwipError}`);
-  return { rows, ratios: [...ratios(rows, "pmstack", "lwip"), ...ratios(rows, "pmstack-v6", "pmstack")], notes };
+  return {
+    rows,
+    ratios: [
+      ...ratios(rows, "pmstack", "lwip"),
+      ...ratios(rows, "pmstack-v6", "pmstack"),
+      ...ratios(rows, "pmstack-2workers", "pmstack"),
+    ],
+    notes,
+  };
 }

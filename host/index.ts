@@ -77,6 +77,17 @@ export type { TlsOptions, TlsStats, TlsSink } from "./apps/tls.js";
 export type { HttpdStats, HttpdOptions } from "./apps/httpd.js";
 export { serve, serveHttpd, serveKv } from "./apps/serve.js";
 export type { ServeOptions, ServeNic, App, AppServer } from "./apps/serve.js";
+export {
+  serveWorkers,
+  checkWorkerPools,
+  workerPoolPath,
+  workersManifest,
+  resolveWorkers,
+  sumStats,
+} from "./workers.js";
+export type { ServeWorkersOptions, WorkersServer, WorkerInfo, WorkerAppSpec } from "./workers.js";
+export { KvShards, partsBytes, CROSSSLOT } from "./apps/kv/shard.js";
+export type { ShardTransport, ShardMessage, ShardStats } from "./apps/kv/shard.js";
 export { PasteServer, MemoryPair, NicDriver, PoolPressure } from "./paste.js";
 export type {
   Batch,

@@ -56,6 +56,12 @@ export interface LoopOptions {
    * debugging, not for speed. Timestamps: the loop's clock plus `pcap.epochMs`.
    */
   pcap?: PcapWriter;
+  /**
+   * Called with a copy of every ARP frame and IPv6 neighbor advertisement received, before the
+   * core sees it: workers on queues of one device share them (`inject`), since the answer to
+   * one worker's request may be hashed to another's queue.
+   */
+  onNeighborFrame?: (frame: Uint8Array) => void;
 }
 
 export type LoopFaultConfig = FaultConfig & { seed?: number };
@@ -321,6 +327,8 @@ export class NicLoop {
   #rxFaults: FrameFaults | null;
   #txFaults: FrameFaults | null;
   #due: FaultFrame[] = [];
+  /** Frames other workers shared (inject), for the next turn. */
+  #injected: Uint8Array[] = [];
 
   constructor(stack: Stack, nic: NicPort, opts: LoopOptions) {
     this.stack = stack;
@@ -379,7 +387,17 @@ export class NicLoop {
       rxf.due(now, due);
       for (const f of due) this.#toCore(f.bufs, f.flags, f.cs, f.co);
       due.length = 0;
+    } else if (this.#opts.onNeighborFrame) {
+      for (const f of this.nic.drain()) {
+        this.#neighbor(f.bufs);
+        this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
+      }
     } else for (const f of this.nic.drain()) this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
+    // frames another worker shared (injected) join the batch
+    if (this.#injected.length) {
+      for (const f of this.#injected) if (!s.port.deliver(f)) this.stats.rxRingFull++;
+      this.#injected.length = 0;
+    }
     // 2. the core over the whole batch, then the app over every event
     let next = s.poll(now);
     this.stats.events += s.drainEvents(this.#opts.onEvent);
@@ -479,6 +497,30 @@ export class NicLoop {
       bufs.map((b) => pool.view(b.index, b.offset ?? 0, b.length)),
       this.#turnNow,
     );
+  }
+
+  /**
+   * Hands the frame to the app first, copied, if it is an ARP frame (an ARP request becomes a
+   * reply in the copy: whoever gets it learns the sender, and only the worker that got the
+   * request answers it) or an IPv6 neighbor advertisement.
+   */
+  #neighbor(bufs: readonly { index: number; offset: number; length: number }[]) {
+    const b = bufs[0]!;
+    if (bufs.length !== 1 || b.length < 42 || b.length > 1514) return;
+    const v = this.stack.pool.viewName(b);
+    const type = (v[12]! << 8) | v[13]!;
+    const arp = type === 0x0806;
+    // IPv6, next header ICMPv6 (58), type 136 (neighbor advertisement)
+    if (!arp && !(type === 0x86dd && b.length >= 78 && v[20] === 58 && v[54] === 136)) return;
+    const copy = v.slice();
+    if (arp && copy[21] === 1) copy[21] = 2; // ARP op (offset 14 + 6, big-endian u16): request -> reply
+    this.#opts.onNeighborFrame!(copy);
+  }
+
+  /** A frame another worker received (onNeighborFrame): the core gets it in the next turn. */
+  inject(frame: Uint8Array): void {
+    this.#injected.push(frame);
+    this.stack.onCommand?.();
   }
 
   #toCore(bufs: readonly { index: number; offset: number; length: number }[], flags: number, cs: number, co: number) {

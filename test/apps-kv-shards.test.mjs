@@ -67,7 +67,7 @@ const kept = (h) => {
   assertKeptExact(h.peer.stack.pool, h.peer.log, h.peer.app.store.arena.current, "worker 1");
 };
 
-test("every key is readable and deletable from a client of either worker; each lives on its owner", () => {
+test("every key is readable and deletable from a client of either worker; each lives on its owner; a pipeline streams to the owner in batches", () => {
   const h = sharded();
   const c = h.connect();
   const keys = Array.from({ length: 200 }, (_, i) => `key:${i}`);
@@ -90,6 +90,8 @@ test("every key is readable and deletable from a client of either worker; each l
     keys.map((k) => `v-${k}`),
   );
   assert.is(h.app.stats.forwarded, on1 * 2);
+  // a pipeline's forwarded commands stream: many per batch, not a round trip each
+  assert.ok(h.messages * 4 < h.app.stats.forwarded, `${h.messages} batches for ${h.app.stats.forwarded} commands`);
   assert.is(h.peer.app.stats.served, on1 * 2);
   assert.is(h.app.stats.commands, 400, "client commands are counted where they arrived");
   assert.is(h.peer.app.stats.commands, 0);
@@ -129,7 +131,7 @@ test("split commands: MGET keeps the client's order, MSET lands on both, DEL and
   h.close();
 });
 
-test("a pipeline over both workers gets its replies in order; INCR on another worker's key counts right", () => {
+test("a pipeline over both workers gets its replies in order, ECHO between them included (it waits for the commands in flight); INCR on another worker's key counts right", () => {
   const h = sharded({ buffers: 8192 });
   const c = h.connect();
   const r = rng(7);
@@ -139,7 +141,7 @@ test("a pipeline over both workers gets its replies in order; INCR on another wo
   const want = [];
   for (let i = 0; i < 600; i++) {
     const k = keys[r.int(keys.length)];
-    const op = r.int(4);
+    const op = r.int(5);
     if (op === 0) {
       const v = `${i}`;
       cmds.push(["SET", k, v]);
@@ -156,6 +158,10 @@ test("a pipeline over both workers gets its replies in order; INCR on another wo
         model.set(k, String(n));
         want.push(n);
       }
+    } else if (op === 3) {
+      // one on the connection itself: it waits for the commands in flight, then goes on
+      cmds.push(["ECHO", `e${i}`]);
+      want.push(`e${i}`);
     } else {
       const k2 = keys[r.int(keys.length)];
       cmds.push(["DEL", k, k2]);

@@ -134,6 +134,9 @@ export interface KvStats {
   served: number;
   /** Sharded over workers: commands split over several workers (DEL, EXISTS, MGET, MSET). */
   split: number;
+  /** Sharded over workers: batches of requests and replies sent to and received from other workers. */
+  batchesOut: number;
+  batchesIn: number;
 }
 
 interface KvConn extends KvClient {
@@ -315,6 +318,7 @@ export class KvApp implements Kv {
           durableSeq: () => log.durableSeq,
           runServed: (c, args) => this.#runServed(c as unknown as Conn<KvConn>, args),
           block: (c) => this.block(c),
+          reply: (c, bytes) => c.reply([bytes]),
           wake: () => stack.onCommand?.(),
         })
       : null;
@@ -466,6 +470,8 @@ export class KvApp implements Kv {
       forwarded: this.shards?.stats.forwarded ?? 0,
       served: this.shards?.stats.served ?? 0,
       split: this.shards?.stats.split ?? 0,
+      batchesOut: this.shards?.stats.batchesOut ?? 0,
+      batchesIn: this.shards?.stats.batchesIn ?? 0,
     };
   }
 
@@ -640,10 +646,30 @@ export class KvApp implements Kv {
       c.state.args = [];
       return;
     }
-    this.counters.commands++;
     const a0 = args[0]!.bytes;
     const name = a0 ? (isSetOrGet(a0) ?? lowerName(a0)) : null;
     const sp = name !== null ? COMMANDS.get(name) : undefined;
+    const st = c.state;
+    // sharded, with commands of this client in flight on other workers: a command on keys
+    // streams on behind them; any other (one on the connection itself, or an error) waits
+    // until they are answered, so that every reply leaves in order
+    if (
+      this.shards?.busy(c as unknown as Conn<KvClient>) &&
+      !(
+        sp &&
+        name !== null &&
+        (sp.arity > 0 ? args.length === sp.arity : args.length >= -sp.arity) &&
+        (st.authed || sp.noauth) &&
+        this.shards.pipelines(c as unknown as Conn<KvClient>, name, sp.first)
+      )
+    ) {
+      this.shards.waitDrain(c as unknown as Conn<KvClient>);
+      // first: commands still queued (a held client resuming) came after this one
+      st.queue.unshift(args);
+      st.args = [];
+      return;
+    }
+    this.counters.commands++;
     if (!sp || name === null) {
       const raw = this.text(args[0]!);
       let list = "";
@@ -653,7 +679,6 @@ export class KvApp implements Kv {
     }
     if ((sp.arity > 0 && args.length !== sp.arity) || (sp.arity < 0 && args.length < -sp.arity))
       return this.error(c, `ERR wrong number of arguments for '${name}' command`);
-    const st = c.state;
     if (st.heldUntil && c.pending >= KV_MAX_HELD_REPLIES && this.layer.now() < st.heldUntil) {
       // commands piling up behind a held AUTH failure: the connection goes (bounded memory)
       this.counters.authDropped++;
@@ -681,7 +706,13 @@ export class KvApp implements Kv {
         this.#runPiece,
       );
       if (r === true) return;
-      if (r !== false) return this.error(c, r);
+      if (r !== false) {
+        this.counters.errors++;
+        return this.shards.answer(c as unknown as Conn<KvClient>, errorLine(r));
+      }
+      // this worker's keys, behind commands in flight: run now, the reply queued behind theirs
+      if (this.shards.busy(c as unknown as Conn<KvClient>))
+        return this.shards.runBehind(c as unknown as Conn<KvClient>, args, this.#runPiece);
     }
     // cluster mode: keys of another node's slot are redirected (ASKING holds for one command;
     // it changes nothing until this node imports a slot)

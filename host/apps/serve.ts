@@ -29,6 +29,8 @@ export type ServeNic =
       name?: string;
       /** Make the device in this namespace (a path like /run/netns/NAME). */
       netns?: string | null;
+      /** A queue of a multi-queue device (IFF_MULTI_QUEUE): one per worker (workers.ts). */
+      multiQueue?: boolean;
     }
   | {
       kind: "xdp";
@@ -120,7 +122,11 @@ export function serve<A extends App>(
         copyUmem: nicOpts.copyUmem ?? "fallback",
       });
     } else {
-      nic = TapPort.open(stack.pool, queues!, { name: nicOpts.name ?? "pmstack%d", netns: nicOpts.netns ?? null });
+      nic = TapPort.open(stack.pool, queues!, {
+        name: nicOpts.name ?? "pmstack%d",
+        netns: nicOpts.netns ?? null,
+        multiQueue: nicOpts.multiQueue,
+      });
     }
     stack.configureOffloads(nic.caps, { txFaults: !!loopOpts.faults?.tx });
     app = make(stack, log);

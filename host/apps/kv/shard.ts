@@ -62,6 +62,8 @@ export interface ShardHost {
   runServed(c: Conn<KvClient>, args: Arg[]): void;
   /** Holds the connection (later commands wait): the returned function resumes it. */
   block(c: Conn<KvClient>): () => void;
+  /** A reply for the client, in command order (an error is counted as the app counts them). */
+  reply(c: Conn<KvClient>, bytes: Uint8Array): void;
   /** A message came: a turn soon. */
   wake(): void;
 }
@@ -69,9 +71,9 @@ export interface ShardHost {
 /** Joins the pieces' replies into the client's one. */
 type Join = "one" | "sum" | "mget" | "ok";
 
+/** A command of a client in flight (or done and waiting behind one that is): its reply's pieces. */
 interface Job {
   conn: Conn<KvClient>;
-  resume: () => void;
   join: Join;
   /** Each piece's RESP reply, in piece order. */
   replies: (Uint8Array | null)[];
@@ -79,6 +81,8 @@ interface Job {
   positions: number[][];
   total: number;
   left: number;
+  /** The client's reply, once every piece answered. */
+  out: Uint8Array | null;
 }
 
 interface Pending {
@@ -97,6 +101,11 @@ interface Owed {
 const SPLIT: Record<string, Join> = { del: "sum", exists: "sum", mget: "mget", mset: "ok" };
 /** Commands without keys that go to every worker. */
 const BROADCAST: Record<string, Join> = { dbsize: "sum", flushall: "ok", flushdb: "ok" };
+/**
+ * Commands of one client in flight at most: beyond, the client's next command waits for them
+ * (a pipeline's commands stream through; memory stays bounded).
+ */
+export const SHARD_MAX_IN_FLIGHT = 1024;
 /** Commands that cannot run sharded (they act on this worker's keys alone, or on a node's). */
 export const SHARD_REFUSED = new Set(["migrate", "cluster", "asking", "readonly", "readwrite"]);
 
@@ -155,6 +164,10 @@ export class KvShards {
   #repOut: Out[] = [];
   #owed: Owed[][] = [];
   #inbox: { from: number; msg: ShardMessage }[] = [];
+  /** Per client with commands in flight: its jobs in command order (replies leave in it). */
+  #fifo = new Map<Conn<KvClient>, Job[]>();
+  /** Clients held until their commands in flight are answered (resume functions). */
+  #drain = new Map<Conn<KvClient>, () => void>();
 
   constructor(t: ShardTransport, h: ShardHost) {
     if (!Number.isInteger(t.count) || t.count < 1 || !Number.isInteger(t.index) || t.index < 0 || t.index >= t.count)
@@ -178,6 +191,40 @@ export class KvShards {
   /** Requests forwarded and not yet answered. */
   get inFlight(): number {
     return this.#pending.size;
+  }
+
+  /** Whether the client has commands in flight: its next replies must wait behind theirs. */
+  busy(c: Conn<KvClient>): boolean {
+    return this.#fifo.has(c);
+  }
+
+  /**
+   * Whether the client's next command, named `name`, can go on while others are in flight: one
+   * on keys (which keep their order per key: each key's commands all go to its owner, in
+   * order) or one for every worker. Others (AUTH, CLIENT, QUIT, errors...) act on the
+   * connection itself and wait (see waitDrain).
+   */
+  pipelines(c: Conn<KvClient>, name: string, first: number): boolean {
+    const q = this.#fifo.get(c);
+    if (q && q.length >= SHARD_MAX_IN_FLIGHT) return false;
+    return (first > 0 || BROADCAST[name] !== undefined) && !SHARD_REFUSED.has(name);
+  }
+
+  /** Holds the client until its commands in flight are answered (the app queues the next ones). */
+  waitDrain(c: Conn<KvClient>): void {
+    if (!this.#drain.has(c)) this.#drain.set(c, this.#h.block(c));
+  }
+
+  /** A reply made here (an error, or a command run here) that must leave behind those in flight. */
+  answer(c: Conn<KvClient>, bytes: Uint8Array): void {
+    const q = this.#fifo.get(c);
+    if (!q) return this.#h.reply(c, bytes);
+    q.push({ conn: c, join: "one", replies: [], positions: [], total: 0, left: 0, out: bytes });
+  }
+
+  /** Runs a command of this worker's keys for a client with commands in flight: its reply queued behind. */
+  runBehind(c: Conn<KvClient>, args: Arg[], runHere: (c: Conn<KvClient>, args: Arg[]) => void): void {
+    this.#start(c, "one", [{ worker: this.index, args }], [], () => new Uint8Array(0), runHere);
   }
 
   /** A batch from another worker: kept for the next turn's end. */
@@ -266,13 +313,16 @@ export class KvShards {
   ): void {
     const job: Job = {
       conn: c,
-      resume: this.#h.block(c),
       join,
       replies: pieces.map(() => null),
       positions,
       total: pieces.length,
       left: pieces.length,
+      out: null,
     };
+    const q = this.#fifo.get(c);
+    if (q) q.push(job);
+    else this.#fifo.set(c, [job]);
     for (let p = 0; p < pieces.length; p++) {
       const { worker, args } = pieces[p]!;
       if (worker === this.index) continue;
@@ -298,13 +348,31 @@ export class KvShards {
     }
   }
 
-  /** A piece's reply: when it is the last, the client's reply is queued and the client resumes. */
+  /** A piece's reply: when it is the last, the job's reply is made and the client's leave in order. */
   #answered(job: Job, piece: number, reply: Uint8Array): void {
     job.replies[piece] = reply;
     if (--job.left > 0) return;
-    const out = joinReplies(job);
-    job.conn.reply([out]);
-    job.resume();
+    job.out = joinReplies(job);
+    job.replies = [];
+    this.#flush(job.conn);
+  }
+
+  /** Queues the client's finished replies up to the first still in flight; resumes it when none is. */
+  #flush(c: Conn<KvClient>): void {
+    const q = this.#fifo.get(c);
+    if (!q) return;
+    let n = 0;
+    while (n < q.length && q[n]!.out) this.#h.reply(c, q[n++]!.out!);
+    if (n < q.length) {
+      if (n) q.splice(0, n);
+      return;
+    }
+    this.#fifo.delete(c);
+    const resume = this.#drain.get(c);
+    if (resume) {
+      this.#drain.delete(c);
+      resume();
+    }
   }
 
   /**

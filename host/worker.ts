@@ -1,0 +1,131 @@
+// One worker of `serveWorkers` (workers.ts), in its own thread: its own core instance, its own
+// pool file, its own queue of the multi-queue TAP device, and its shard of the store. It talks
+// to the thread that started it (start-up, stats, ss, close) over parentPort and to the other
+// workers over one MessagePort each (the store's batches, kv/shard.ts).
+
+import { parentPort, workerData, type MessagePort } from "node:worker_threads";
+import { KvApp } from "./apps/kv.js";
+import type { ShardMessage } from "./apps/kv/shard.js";
+import { NetList } from "./apps/auth.js";
+import { TlsTerminator } from "./apps/tls.js";
+import { serve, type AppServer, type ServeOptions } from "./apps/serve.js";
+import type { WorkerAppSpec } from "./workers.js";
+
+interface Start {
+  index: number;
+  count: number;
+  serve: ServeOptions;
+  app: WorkerAppSpec;
+  /** Ports to the other workers, by index (null at this worker's own). */
+  peers: (MessagePort | null)[];
+}
+
+/** A question from the starting thread. */
+interface Ask {
+  id: number;
+  q: "stats" | "ss" | "close";
+}
+
+const start = workerData as Start;
+const port = parentPort!;
+let srv: AppServer<KvApp> | null = null;
+let terminator: TlsTerminator | null = null;
+
+try {
+  const spec = start.app;
+  const t = spec.tls;
+  // PEM bytes arrive as Uint8Arrays (structured clone): Buffers over the same memory
+  const pem = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  terminator = t
+    ? new TlsTerminator({
+        cert: pem(t.cert),
+        key: pem(t.key),
+        ...(t.ca ? { ca: pem(t.ca) } : {}),
+        handshakeTimeoutMs: t.handshakeTimeoutMs,
+      })
+    : null;
+  const tls = terminator ? { port: spec.tls!.port, terminator } : undefined;
+  const peers = start.peers;
+  // ARP frames and neighbor advertisements go to every other worker (LoopOptions.onNeighborFrame)
+  const onNeighborFrame =
+    start.count > 1
+      ? (frame: Uint8Array) => {
+          for (const p of peers) p?.postMessage({ neighbor: frame });
+        }
+      : undefined;
+  const s0 = serve(
+    start.serve,
+    (s, l) => {
+      let nets: NetList | null = null;
+      if (spec.protectedNets) {
+        nets = new NetList();
+        for (const n of spec.protectedNets) nets.add(n);
+      }
+      return new KvApp(s, l, spec.port ?? 6379, {
+        idleTimeoutMs: spec.idleTimeoutMs,
+        requirepass: spec.requirepass ?? null,
+        protectedNets: nets,
+        tls,
+        shards: {
+          index: start.index,
+          count: start.count,
+          send: (to: number, msg: ShardMessage, transfer: ArrayBuffer[]) => peers[to]!.postMessage(msg, transfer),
+        },
+      });
+    },
+    { onNeighborFrame },
+  );
+  srv = s0;
+  const app = srv.app;
+  peers.forEach((p, from) => {
+    if (!p) return;
+    p.on("message", (m: ShardMessage | { neighbor: Uint8Array }) => {
+      if ("neighbor" in m) s0.loop.inject(m.neighbor);
+      else app.shards!.receive(from, m);
+    });
+  });
+  const rec = srv.log.recovery;
+  port.postMessage({
+    ready: {
+      ifname: srv.ifname,
+      pool: srv.stack.pool.describe(),
+      copies: srv.nic.copies,
+      recovered: { keys: rec.liveKeys, records: rec.records, damage: rec.damage },
+    },
+  });
+} catch (e) {
+  const err = e as Error & { code?: string };
+  port.postMessage({ failed: { message: err.message, code: err.code ?? null, stack: err.stack ?? "" } });
+  srv?.close();
+  terminator?.close();
+  for (const p of start.peers) p?.close();
+  srv = null;
+}
+
+port.on("message", (m: Ask) => {
+  const s = srv;
+  if (m.q === "close") {
+    s?.close();
+    terminator?.close();
+    for (const p of start.peers) p?.close();
+    srv = null;
+    port.postMessage({ id: m.id, result: true });
+    return;
+  }
+  if (!s) return port.postMessage({ id: m.id, result: null });
+  const result =
+    m.q === "stats"
+      ? {
+          stack: s.stack.stats(),
+          loop: s.loop.stats,
+          nic: s.nic.stats(),
+          pool: s.stack.pool.counts(),
+          log: s.log.stats(),
+          journal: s.stack.pool.journalStats(),
+          ip6: s.stack.ip6Addresses(),
+          app: (s.app as { stats?: unknown }).stats,
+          ...(terminator ? { tls: terminator.stats } : {}),
+        }
+      : s.stack.connections();
+  port.postMessage({ id: m.id, result });
+});

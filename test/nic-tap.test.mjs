@@ -442,6 +442,33 @@ for (const batch of [true, false]) {
   });
 }
 
+it("TAP: a worker thread terminated with its queue open and polled: no crash, and the device goes with it", async () => {
+  const { Worker } = await import("node:worker_threads");
+  const ns = new Netns("tapterm");
+  try {
+    const index = new URL("../build/index.js", import.meta.url).href;
+    const w = new Worker(
+      `const { workerData, parentPort } = require("node:worker_threads");
+import(workerData.index).then(({ Pool, TapPort, reserveNicQueues }) => {
+  let q;
+  const pool = Pool.volatile({ buffers: 1024, configure: (c) => (q = reserveNicQueues(c)) });
+  const t = TapPort.open(pool, q, { name: "pmtapterm", netns: workerData.ns });
+  t.poll(() => {});
+  parentPort.postMessage("up");
+});`,
+      { eval: true, workerData: { index, ns: ns.path } },
+    );
+    await new Promise((r, j) => (w.once("message", r), w.once("error", j)));
+    assert.ok(ns.ip(["link", "show"]).includes("pmtapterm"));
+    // the addon's cleanup hook closes the poll handle and the queue (libuv aborts on a loop
+    // closed with a handle open); the library stays loaded for the handle's close callback
+    assert.is(await w.terminate(), 1);
+    assert.not.ok(ns.ip(["link", "show"]).includes("pmtapterm"), "the queue's fd closed: the device is gone");
+  } finally {
+    ns.cleanup();
+  }
+});
+
 it("TAP: multi-queue: a second queue of the same device", () => {
   let q1, q2;
   const pool = Pool.volatile({

@@ -13,6 +13,7 @@
  */
 #include "nic.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -215,9 +216,24 @@ static void stop_poll(napi_env env, nic_t *n) {
   n->actx = NULL;
 }
 
+/* The environment (a worker thread ending, or the process) is going away with the queue open:
+ * its poll handle is closed (a libuv loop must close with no handle left) and the queue too, as
+ * close() would. The handle's finalizer frees the rest. */
+static void nic_env_cleanup(void *arg) {
+  nic_t *n = arg;
+  n->hooked = false;
+  if (n->poll) {
+    uv_poll_stop(n->poll);
+    uv_close((uv_handle_t *)n->poll, poll_closed);
+    n->poll = NULL;
+  }
+  nic_release(n);
+}
+
 static void nic_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   nic_t *n = data;
+  if (n->hooked) napi_remove_env_cleanup_hook(env, nic_env_cleanup, n);
   /* A polling handle is held by self_ref, so it is never collected while polling. */
   nic_release(n);
   if (n->mem_ref) napi_delete_reference(env, n->mem_ref);
@@ -246,6 +262,7 @@ static napi_value make_handle(napi_env env, nic_t *n, napi_value memory) {
   CHECK(napi_type_tag_object(env, h, &NIC_TAG));
   CHECK(napi_create_reference(env, memory, 1, &n->mem_ref));
   n->env = env;
+  n->hooked = napi_add_env_cleanup_hook(env, nic_env_cleanup, n) == napi_ok;
   return h;
 }
 
@@ -568,7 +585,16 @@ static napi_value nic_close(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* Keeps this library loaded for the rest of the process: a worker thread that loaded it may end
+ * with a queue's poll handle still closing (nic_env_cleanup), and libuv calls the close callback,
+ * ours, after Node has let go of the module. */
+static void pin_self(void) {
+  Dl_info di;
+  if (dladdr((void *)pin_self, &di) && di.dli_fname) dlopen(di.dli_fname, RTLD_NOW | RTLD_NODELETE);
+}
+
 NAPI_MODULE_INIT() {
+  pin_self();
   napi_property_descriptor d[] = {
       {"tapOpen", NULL, nic_tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"xdpOpen", NULL, nic_xdp_open, NULL, NULL, NULL, napi_enumerable, NULL},

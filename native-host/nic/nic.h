@@ -70,6 +70,7 @@ typedef struct nic {
   bool poll_unref;  /* pollRef(handle, false): the poll does not keep the event loop alive */
   napi_ref cb_ref, self_ref;
   napi_async_context actx;
+  bool hooked; /* nic_env_cleanup is registered */
 } nic_t;
 
 /* helpers in nic.c */

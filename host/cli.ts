@@ -17,6 +17,7 @@ import { ClusterState } from "./apps/kv/cluster.js";
 import { clusterConfigFile } from "./apps/kv/cluster-file.js";
 import { loadTlsFiles, TlsTerminator } from "./apps/tls.js";
 import { COUNTERS } from "./stack-abi.js";
+import { serveWorkers, resolveWorkers, workerPoolPath, checkWorkerPools, type WorkersServer } from "./workers.js";
 import { BUF_SIZE } from "./abi.js";
 import { MAX_POOL_BUFFERS } from "./format.js";
 import { checkPoolFiles, listenPrivate, readSecretFile } from "./secure.js";
@@ -87,6 +88,9 @@ Server options:
                      a new connection past --max-conns: dropped (default; the client
                      retries its SYN and gets in once one closes) or reset (its connect
                      fails at once); established connections are never disturbed
+  --workers N|auto   kv: N worker threads (default 1; auto: one per CPU), each its own stack on
+                     its own queue of one multi-queue TAP device, its own pool (<pm>.wI)
+                     and its shard of the keys (docs/scaling.md); a pool set keeps its count
   --busy-poll        busy-poll the queue instead of sleeping (lowest latency, burns a core)
   --pcap FILE        capture every frame to FILE (tshark/tcpdump readable)
   --control PATH     control socket for stats/ss (default <pm>.ctl; owner-only)
@@ -153,6 +157,7 @@ const VALUED = new Set([
   "allow-net",
   "token-file",
   "cluster-config-file",
+  "workers",
 ]);
 const FLAGS = new Set(["busy-poll", "quiet", "json", "help", "version", "insecure-pool", "private", "cluster"]);
 /** Options that may be given more than once: their values are joined with commas. */
@@ -327,6 +332,8 @@ function defaultPm(cmd: string): string {
 interface Access {
   requirepass: string | null;
   protectedNets: NetList | null;
+  /** The same networks as text (for the workers, which build their own lists). */
+  nets: string[] | null;
   token: string | null;
   privateReads: boolean;
 }
@@ -348,12 +355,15 @@ function access(a: Args, cmd: string, peers: string[]): Access {
   const pm = str(a, "protected-mode") ?? "yes";
   if (pm !== "yes" && pm !== "no") throw new UsageError(`--protected-mode must be yes or no, got ${pm}`);
   let protectedNets: NetList | null = null;
+  let nets: string[] | null = null;
   if (cmd === "kv" && pm === "yes" && requirepass === null) {
     protectedNets = new NetList();
+    nets = [...peers];
     for (const p of peers) protectedNets.add(p);
     for (const n of (str(a, "allow-net") ?? "").split(",").filter((x) => x !== ""))
       try {
         protectedNets.add(n.trim());
+        nets.push(n.trim());
       } catch (e) {
         throw new UsageError(
           `--allow-net must be a CIDR such as 198.18.0.0/15 or 2001:2::/48; got ${n} (${(e as Error).message})`,
@@ -364,7 +374,7 @@ function access(a: Args, cmd: string, peers: string[]): Access {
     ? readSecretFile(resolve(str(a, "token-file")!), "the token file", true)
     : null;
   if (a.opts.has("private") && token === null) throw new UsageError("--private needs --token-file");
-  return { requirepass, protectedNets, token, privateReads: a.opts.has("private") };
+  return { requirepass, protectedNets, nets, token, privateReads: a.opts.has("private") };
 }
 
 function makeApp(
@@ -426,6 +436,22 @@ async function runServer(a: Args): Promise<number> {
   if (atMax !== "drop" && atMax !== "reset") throw new UsageError(`--at-max-conns must be drop or reset, got ${atMax}`);
   const kind = str(a, "nic") ?? "tap";
   if (kind !== "tap" && kind !== "xdp") throw new UsageError(`--nic must be tap or xdp, got ${kind}`);
+  let workers = 1;
+  if (a.opts.has("workers")) {
+    const w = str(a, "workers")!;
+    if (cmd !== "kv") throw new UsageError("--workers is for pmstack kv (the HTTP server runs on one worker)");
+    if (w !== "auto" && !/^\d+$/.test(w)) throw new UsageError(`--workers must be a count or auto, got ${w}`);
+    try {
+      workers = resolveWorkers(w === "auto" ? "auto" : Number(w));
+    } catch (e) {
+      throw new UsageError(`--workers ${w}: ${(e as Error).message.replace(/^pmstack: /, "")}`);
+    }
+    if (workers > 1) {
+      if (kind !== "tap") throw new UsageError("--workers above 1 needs --nic tap (one multi-queue TAP device)");
+      for (const k of ["cluster", "pcap"])
+        if (a.opts.has(k)) throw new UsageError(`--${k} goes with one worker only (--workers 1)`);
+    }
+  }
   const netnsOpt = a.opts.get("netns");
   const nsName = netnsOpt === undefined ? null : netnsOpt === true ? "pmstack" : netnsOpt;
   // in a namespace the command makes, addresses come from the benchmarking range only
@@ -477,10 +503,22 @@ async function runServer(a: Args): Promise<number> {
   const acc = access(a, cmd, peers);
   // a new directory for the pool is private too (the pool and its journal are made 0600)
   mkdirSync(dirname(pm), { recursive: true, mode: 0o700 });
-  checkPoolFiles([pm, `${pm}.journal`], a.opts.has("insecure-pool"), (m) => console.error(m));
+  const pools = Array.from({ length: workers }, (_, i) => workerPoolPath(pm, i, workers));
+  checkPoolFiles(
+    pools.flatMap((p) => [p, `${p}.journal`]),
+    a.opts.has("insecure-pool"),
+    (m) => console.error(m),
+  );
+  // a pool set of another worker count is refused before anything is made
+  try {
+    checkWorkerPools(pm, workers);
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^pmstack: /, ""));
+  }
 
   let ns: OwnNetns | null = null;
   let srv: AppServer | null = null;
+  let ws: WorkersServer | null = null;
   let pcap: PcapWriter | null = null;
   let ctl: CtlServer | null = null;
   let timer: ReturnType<typeof setInterval> | null = null;
@@ -497,7 +535,9 @@ async function runServer(a: Args): Promise<number> {
     }
     srv?.close();
     pcap?.close();
-    ns?.remove();
+    const rm = () => ns?.remove();
+    if (ws) return ws.close().then(rm, rm);
+    rm();
   };
   // the signal handlers come first: a Ctrl-C, SIGTERM or SIGHUP from here on (one sent the moment a
   // start-up line is read, say) closes everything the command made, the namespace included
@@ -533,8 +573,8 @@ async function runServer(a: Args): Promise<number> {
       nic = { kind: "xdp", ifname: ifname!, queue: int(a, "queue", 0, 0, 1023) };
     }
     if (str(a, "pcap")) pcap = new PcapWriter(resolve(str(a, "pcap")!), { epochMs: Date.now() - performance.now() });
-    srv = serve(
-      {
+    if (workers > 1) {
+      ws = await serveWorkers({
         path: pm,
         buffers,
         mode: mode as never,
@@ -543,26 +583,60 @@ async function runServer(a: Args): Promise<number> {
         ...(ip6 ? { ip6: ip6.text } : {}),
         ...(gateway ? { gateway } : {}),
         ...(gateway6 ? { gw6: gateway6 } : {}),
-        nic,
         busyPoll: a.opts.has("busy-poll"),
         maxConnections: maxConns,
         atMaxConnections: atMax,
         synQueue: Math.min(1024, maxConns),
-      },
-      makeApp(cmd, port, {
-        maxBody,
-        idleTimeoutMs,
-        access: acc,
-        cluster: a.opts.has("cluster")
-          ? { ip: ip.split("/")[0]!, configPath: resolve(str(a, "cluster-config-file") ?? `${pm}.nodes.conf`) }
-          : null,
-        ...(terminator ? { tls: { port: tlsPort, terminator } } : {}),
-      }),
-      pcap ? { pcap } : {},
-    );
+        workers,
+        tap: { name: ifname ?? "pmstack0", netns: ns?.path ?? null },
+        app: {
+          app: "kv",
+          port,
+          idleTimeoutMs,
+          requirepass: acc.requirepass,
+          protectedNets: acc.nets,
+          ...(withTls
+            ? {
+                tls: {
+                  port: tlsPort,
+                  ...loadTlsFiles({ cert: tlsFiles.cert!, key: tlsFiles.key!, ca: tlsFiles.ca }),
+                  handshakeTimeoutMs,
+                },
+              }
+            : {}),
+        },
+      });
+    } else
+      srv = serve(
+        {
+          path: pm,
+          buffers,
+          mode: mode as never,
+          mac: "02:50:4d:00:00:02",
+          ip,
+          ...(ip6 ? { ip6: ip6.text } : {}),
+          ...(gateway ? { gateway } : {}),
+          ...(gateway6 ? { gw6: gateway6 } : {}),
+          nic,
+          busyPoll: a.opts.has("busy-poll"),
+          maxConnections: maxConns,
+          atMaxConnections: atMax,
+          synQueue: Math.min(1024, maxConns),
+        },
+        makeApp(cmd, port, {
+          maxBody,
+          idleTimeoutMs,
+          access: acc,
+          cluster: a.opts.has("cluster")
+            ? { ip: ip.split("/")[0]!, configPath: resolve(str(a, "cluster-config-file") ?? `${pm}.nodes.conf`) }
+            : null,
+          ...(terminator ? { tls: { port: tlsPort, terminator } } : {}),
+        }),
+        pcap ? { pcap } : {},
+      );
     // the kernel side of the namespace
     if (ns) {
-      const kdev = kind === "tap" ? srv.ifname : "pmk0";
+      const kdev = kind === "tap" ? (ws?.ifname ?? srv!.ifname) : "pmk0";
       ns.ip(["addr", "add", peerIp, "dev", kdev]);
       if (peerIp6) {
         // IPv6 on the kernel's device (a new namespace may start with it off), its address
@@ -573,30 +647,40 @@ async function runServer(a: Args): Promise<number> {
       ns.ip(["link", "set", kdev, "up"]);
     }
     // our IPv6 address is usable once duplicate address detection is over (about a second)
-    if (ip6) await dadDone(srv.stack, ip6.text);
+    if (ip6 && srv) await dadDone(srv.stack, ip6.text);
+    // the workers' duplicate address detection runs in their threads: about a second
+    else if (ip6) await new Promise((r) => setTimeout(r, 1100));
   } catch (e) {
     for (const [sig, h] of handlers) process.off(sig, h);
-    cleanup();
+    await cleanup();
     terminator?.close();
     throw e;
   }
-  const s = srv;
+  const view = ws ? workersView(ws) : serverView(srv!, terminator);
   const usPort = port ?? (cmd === "httpd" ? 80 : 6379);
   const us = ip.split("/")[0]!;
   const us6 = ip6 ? ip6.text.split("/")[0]! : null;
   const ports = [...(usPort ? [usPort] : []), ...(terminator ? [tlsPort] : [])];
   const where = (host: string) =>
     ports.map((p) => `${formatEndpoint(host, p)}${terminator && p === tlsPort ? " (TLS)" : ""}`).join(", ");
-  const rec = s.log.recovery;
-  console.log(`pmstack ${cmd}: ${s.stack.pool.describe()}`);
-  console.log(
-    `log: ${rec.liveKeys} keys recovered (${rec.records} records${rec.damage ? `, torn tail discarded: ${rec.damage}` : ""})`,
-  );
-  console.log(`nic: ${s.nic.copies}`);
+  for (const w of view.workers) {
+    const at = view.workers.length > 1 ? ` worker ${w.index}` : "";
+    const rec = w.recovered;
+    console.log(`pmstack ${cmd}${at}: ${w.pool}`);
+    console.log(
+      `log: ${rec.keys} keys recovered (${rec.records} records${rec.damage ? `, torn tail discarded: ${rec.damage}` : ""})`,
+    );
+  }
+  console.log(`nic: ${view.workers[0]!.copies}`);
   console.log(
     `listening on ${where(us)}${us6 ? ` and ${where(us6)}` : ""} ` +
-      `(${kind === "tap" ? "TAP" : "AF_XDP"} ${s.ifname}${ns ? `, namespace ${ns.name}` : ""})`,
+      `(${kind === "tap" ? "TAP" : "AF_XDP"} ${view.ifname}${ns ? `, namespace ${ns.name}` : ""})`,
   );
+  if (ws)
+    console.log(
+      `workers: ${ws.count} threads, one queue of ${ws.ifname} each (the kernel's flow hash picks a connection's), ` +
+        "the keys sharded over them by hash slot (a command runs on the worker that owns its keys)",
+    );
   if (terminator)
     console.log(
       `tls: TLS 1.2 and 1.3 (node:tls, OpenSSL ${process.versions.openssl}) on port ${tlsPort}` +
@@ -649,7 +733,7 @@ async function runServer(a: Args): Promise<number> {
     }
   } else if (kind === "tap") {
     console.log(
-      `the device ${s.ifname} is in this namespace and down; give the kernel's side an address in ${ip} and bring it up to reach ${us}`,
+      `the device ${view.ifname} is in this namespace and down; give the kernel's side an address in ${ip} and bring it up to reach ${us}`,
     );
   }
   console.log(`stats: pmstack stats --control ${control}   (Ctrl-C stops)`);
@@ -669,21 +753,11 @@ async function runServer(a: Args): Promise<number> {
       const what = line.trim();
       const body =
         what === "stats"
-          ? {
-              stack: s.stack.stats(),
-              loop: s.loop.stats,
-              nic: s.nic.stats(),
-              pool: s.stack.pool.counts(),
-              log: s.log.stats(),
-              journal: s.stack.pool.journalStats(),
-              ip6: s.stack.ip6Addresses(),
-              app: (s.app as { stats?: unknown }).stats,
-              ...(terminator ? { tls: terminator.stats } : {}),
-            }
+          ? view.stats()
           : what === "ss"
-            ? s.stack.connections()
-            : { error: `unknown request ${JSON.stringify(what)}: stats or ss` };
-      c.end(JSON.stringify(body) + "\n");
+            ? view.ss()
+            : Promise.resolve({ error: `unknown request ${JSON.stringify(what)}: stats or ss` });
+      void body.then((b) => c.end(JSON.stringify(b) + "\n"));
     });
     c.on("error", () => {});
   });
@@ -697,19 +771,25 @@ async function runServer(a: Args): Promise<number> {
     let last = { t: performance.now(), req: 0, turns: 0, frames: 0 };
     timer = setInterval(
       () => {
-        const st = (s.app as { stats?: Record<string, number> }).stats ?? {};
-        const req = st.requests ?? st.commands ?? 0;
-        const now = performance.now();
-        const dt = (now - last.t) / 1000;
-        const frames = s.loop.stats.rxFrames + s.loop.stats.txFrames;
-        const turns = s.loop.stats.turns;
-        const c = s.stack.pool.counts();
-        const line =
-          `${fmtRate((req - last.req) / dt)} req/s  ${req} total  ${s.stack.connections().length} conns  ` +
-          `${s.log.size} keys  ${c.free} free bufs  ${turns - last.turns > 0 ? ((frames - last.frames) / (turns - last.turns)).toFixed(1) : "0"} frames/turn`;
-        last = { t: now, req, turns, frames };
-        if (tty) process.stderr.write(`\r\x1b[K${line}`);
-        else process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+        void Promise.all([view.stats(), view.counts()]).then(([all, n]) => {
+          const st = all as {
+            app?: Record<string, number>;
+            loop: { rxFrames: number; txFrames: number; turns: number };
+            pool: { free: number };
+          };
+          const app = st.app ?? {};
+          const req = app.requests ?? app.commands ?? 0;
+          const now = performance.now();
+          const dt = (now - last.t) / 1000;
+          const frames = st.loop.rxFrames + st.loop.txFrames;
+          const turns = st.loop.turns;
+          const line =
+            `${fmtRate((req - last.req) / dt)} req/s  ${req} total  ${n.conns} conns  ` +
+            `${n.keys} keys  ${st.pool.free} free bufs  ${turns - last.turns > 0 ? ((frames - last.frames) / (turns - last.turns)).toFixed(1) : "0"} frames/turn`;
+          last = { t: now, req, turns, frames };
+          if (tty) process.stderr.write(`\r\x1b[K${line}`);
+          else process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+        });
       },
       tty ? 1000 : 10_000,
     );
@@ -719,12 +799,77 @@ async function runServer(a: Args): Promise<number> {
     stopWith = (sig: string) => {
       if (tty && !a.opts.has("quiet")) process.stderr.write("\n");
       console.log(`pmstack ${cmd}: ${sig}, closing`);
-      cleanup();
-      resolveExit(0);
+      void Promise.resolve(cleanup()).then(() => resolveExit(0));
     };
+    if (ws)
+      ws.onFailure = (i, e) => {
+        console.error(
+          `pmstack ${cmd}: worker ${i} failed: ${e.message}; stopping every worker ` +
+            "(a server missing one would serve only part of its keys)",
+        );
+        void Promise.resolve(cleanup()).then(() => resolveExit(1));
+      };
     process.once("exit", cleanup);
     if (pending) stopWith(pending);
   });
+}
+
+/** What the command shows of a running server: one in this thread, or the workers'. */
+interface ServerView {
+  ifname: string;
+  workers: {
+    index: number;
+    pool: string;
+    copies: string;
+    recovered: { keys: number; records: number; damage: string | null };
+  }[];
+  /** The control socket's `stats` body. */
+  stats(): Promise<unknown>;
+  /** Its `ss` body. */
+  ss(): Promise<unknown>;
+  /** Open connections and keys (the status line). */
+  counts(): Promise<{ conns: number; keys: number }>;
+}
+
+function serverView(s: AppServer, terminator: TlsTerminator | null): ServerView {
+  const rec = s.log.recovery;
+  return {
+    ifname: s.ifname,
+    workers: [
+      {
+        index: 0,
+        pool: s.stack.pool.describe(),
+        copies: s.nic.copies,
+        recovered: { keys: rec.liveKeys, records: rec.records, damage: rec.damage },
+      },
+    ],
+    stats: async () => ({
+      stack: s.stack.stats(),
+      loop: s.loop.stats,
+      nic: s.nic.stats(),
+      pool: s.stack.pool.counts(),
+      log: s.log.stats(),
+      journal: s.stack.pool.journalStats(),
+      ip6: s.stack.ip6Addresses(),
+      app: (s.app as { stats?: unknown }).stats,
+      ...(terminator ? { tls: terminator.stats } : {}),
+    }),
+    ss: async () => s.stack.connections(),
+    counts: async () => ({ conns: s.stack.connections().length, keys: s.log.size }),
+  };
+}
+
+function workersView(ws: WorkersServer): ServerView {
+  return {
+    ifname: ws.ifname,
+    workers: ws.workers.map((w, index) => ({ index, ...w })),
+    stats: () => ws.stats(),
+    ss: () => ws.connections(),
+    counts: async () => {
+      const [conns, st] = await Promise.all([ws.connections(), ws.stats()]);
+      return { conns: conns.length, keys: (st as { log: { liveKeys: number } }).log.liveKeys };
+    },
+  };
 }
 
 /**
@@ -794,6 +939,7 @@ async function runQuery(a: Args): Promise<number> {
     else
       console.log(
         table(rows, [
+          ...(rows.some((r) => (r as Record<string, unknown>).worker !== undefined) ? ["worker"] : []),
           "id",
           "state",
           "local",
@@ -845,6 +991,19 @@ async function runQuery(a: Args): Promise<number> {
   section("Journal", st.journal ?? undefined);
   section("App", st.app);
   section("TLS", st.tls);
+  // a server of several workers: the sections above are their totals; each worker's share here
+  const ws = (ans as { workers?: Record<string, Record<string, number>>[] }).workers;
+  if (ws) {
+    out.push(`Workers (${ws.length}):`);
+    for (const w of ws) {
+      const app = w.app ?? {};
+      out.push(
+        `    worker ${w.worker}: ${app.commands ?? app.requests ?? 0} commands, ${app.forwarded ?? 0} forwarded, ` +
+          `${app.served ?? 0} served for others, ${w.log?.liveKeys ?? 0} keys, ${w.pool?.free ?? 0} free buffers, ` +
+          `${w.loop?.rxFrames ?? 0} frames in`,
+      );
+    }
+  }
   console.log(out.join("\n"));
   return 0;
 }

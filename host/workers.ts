@@ -58,6 +58,11 @@ export interface WorkersServer {
   onFailure: ((worker: number, err: Error) => void) | null;
   /** Stops every worker (their loops, NIC queues and pools). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Ends worker `i`'s thread at once, as a crash of it would (fault injection for tests and
+   * supervisors): onFailure is called and the others are stopped.
+   */
+  killWorker(i: number): Promise<void>;
 }
 
 /** The file beside the pools that records how many workers they belong to. */
@@ -173,13 +178,19 @@ export async function serveWorkers(opts: ServeWorkersOptions): Promise<WorkersSe
     paths,
     onFailure: null,
     async stats() {
-      const each = (await Promise.all(threads.map((_, i) => ask(i, "stats")))) as Record<string, unknown>[];
+      // a worker gone (closing, failed) answers nothing: its entry is empty
+      const each = (
+        (await Promise.all(threads.map((_, i) => ask(i, "stats")))) as (Record<string, unknown> | null)[]
+      ).map((x) => x ?? {});
       const { ip6, ...totals } = sumStats(each) as Record<string, unknown>;
       return { ...totals, ip6, workers: each.map((s, worker) => ({ worker, ...s })) };
     },
     async connections() {
       const each = (await Promise.all(threads.map((_, i) => ask(i, "ss")))) as Record<string, unknown>[][];
       return each.flatMap((list, worker) => (list ?? []).map((c) => ({ worker, ...c })));
+    },
+    async killWorker(i: number) {
+      await threads[i]?.terminate();
     },
     async close() {
       if (closing) return;

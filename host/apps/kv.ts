@@ -137,6 +137,10 @@ export interface KvStats {
   /** Sharded over workers: batches of requests and replies sent to and received from other workers. */
   batchesOut: number;
   batchesIn: number;
+  /** Sharded over workers, now: commands of this worker's clients waiting for another worker's answer. */
+  inFlight: number;
+  /** Sharded over workers, now: answers to other workers waiting for their records to be durable. */
+  owed: number;
 }
 
 interface KvConn extends KvClient {
@@ -472,6 +476,8 @@ export class KvApp implements Kv {
       split: this.shards?.stats.split ?? 0,
       batchesOut: this.shards?.stats.batchesOut ?? 0,
       batchesIn: this.shards?.stats.batchesIn ?? 0,
+      inFlight: this.shards?.inFlight ?? 0,
+      owed: this.shards?.owed ?? 0,
     };
   }
 

@@ -1,0 +1,239 @@
+// End to end: `pmstack kv --workers 2` (build/cli.js, a second process) in a namespace: two
+// worker threads on the two queues of one multi-queue TAP device, each with its own pool and
+// shard of the keys. 200 connections land on both queues (both workers' counters move); keys
+// written on some connections are read and deleted on others; redis-benchmark with 50 clients;
+// 256 MiB each way through each queue, byte-exact; kill -9 under load loses no acknowledged
+// SET, and a restart with another worker count is refused. Through the API: a worker that dies
+// stops the whole server (serveWorkers' onFailure), and a worker that cannot start fails the
+// start naming it.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { existsSync, openSync, writeSync, closeSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { serveWorkers } from "../build/index.js";
+import { Netns, netnsUnavailable } from "./lib/netns.mjs";
+import { scratchDir } from "./lib/tmp.mjs";
+import { startCli, control, runCli, waitFor, sleep, writeRandomFile } from "./lib/appserver.mjs";
+
+const hasCli = spawnSync("sh", ["-c", "command -v redis-cli && command -v redis-benchmark"]).status === 0;
+const why = netnsUnavailable() ?? (hasCli ? null : "redis-cli/redis-benchmark not installed (package redis-tools)");
+if (why) console.warn(`\n!!! e2e-kv-workers: SKIPPED: ${why}\n`);
+const it = why ? test.skip : test;
+const US = "198.18.12.2";
+const PEER = "198.18.12.1";
+const DEV = "pmtapw0";
+const lib = (f) => fileURLToPath(new URL(`./lib/${f}`, import.meta.url));
+
+const cfg = (pm, args = []) => ({ dev: DEV, us: US, peer: PEER, pm, args: ["--workers", "2", ...args] });
+
+/** Runs a load client mode (test/lib/kv-load.mjs) in the namespace; its JSON answer. */
+async function load(ns, args, timeoutMs = 120_000) {
+  const p = ns.node(lib("kv-load.mjs"), [args[0], US, "6379", ...args.slice(1).map(String)]);
+  p.stdin.end();
+  const t = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
+  const r = await p.done;
+  clearTimeout(t);
+  assert.is(r.status, 0, `kv-load ${args[0]}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").pop());
+}
+
+const redisCli = async (ns, ...args) => {
+  const p = ns.spawn("redis-cli", ["-h", US, ...args]);
+  p.stdin.end();
+  const r = await p.done;
+  assert.is(r.status, 0, r.stderr);
+  return r.stdout.trim();
+};
+
+it("kv --workers 2: 200 connections over both queues, keys crossing workers, redis-benchmark, ss and stats", async () => {
+  const ns = new Netns("kvw");
+  const dir = scratchDir("tmpfs");
+  const pm = join(dir, "kv.pm");
+  let srv;
+  try {
+    srv = await startCli(ns, "kv", cfg(pm, ["--size", "256M", "--protected-mode", "no"]));
+    assert.match(srv.out(), /workers: 2 threads, one queue of pmtapw0 each/);
+    assert.match(ns.ip(["-d", "link", "show", DEV]), /multi_queue numqueues 2/);
+    // 200 connections writing for a second
+    const w = await load(ns, ["write", 200, 1, "w"]);
+    const total = w.acked.reduce((a, b) => a + b, 0);
+    assert.is(w.errors, 0);
+    assert.ok(total > 1000, `${total} SETs acknowledged`);
+    let st = await srv.stats();
+    assert.is(st.workers.length, 2);
+    for (const x of st.workers) {
+      assert.ok(x.app.connections > 20, `worker ${x.worker}: ${x.app.connections} of 200 connections`);
+      assert.ok(x.app.commands > 100, `worker ${x.worker}: ${x.app.commands} commands`);
+      assert.ok(x.app.forwarded > 0 && x.app.served > 0, `worker ${x.worker}: forwarded and served`);
+    }
+    assert.is(st.app.connections, st.workers[0].app.connections + st.workers[1].app.connections, "totals");
+    assert.is(st.app.commands, total + 0, "every SET counted once, where it arrived");
+    assert.is(Number(await redisCli(ns, "DBSIZE")), total);
+    // read and delete every key over 16 other connections
+    const r = await load(ns, ["check", 16, "w", JSON.stringify(w.acked), "del"]);
+    assert.equal(r, { checked: total, missing: 0, wrong: 0, deleted: total });
+    assert.is(Number(await redisCli(ns, "DBSIZE")), 0);
+    // redis-benchmark, 50 clients, pipelined
+    const b = ns.spawn("redis-benchmark", [
+      "-h",
+      US,
+      "-c",
+      "50",
+      "-n",
+      "20000",
+      "-P",
+      "8",
+      "-t",
+      "set,get",
+      "-r",
+      "5000",
+      "-q",
+    ]);
+    b.stdin.end();
+    const br = await b.done;
+    assert.is(br.status, 0, br.stderr);
+    assert.match(br.stdout, /SET: [\d.]+ requests per second/);
+    assert.match(br.stdout, /GET: [\d.]+ requests per second/);
+    st = await srv.stats();
+    assert.ok(
+      st.workers.every((x) => x.log.liveKeys > 0),
+      "both workers hold keys",
+    );
+    // ss names each connection's worker
+    const held = ns.node(lib("kv-load.mjs"), ["write", US, "6379", "40", "1", "ss"]);
+    held.stdin.end();
+    const ss = await waitFor(async () => {
+      const list = await control(`${pm}.ctl`, "ss");
+      return list.filter((c) => c.localPort === 6379 && c.state === "ESTABLISHED").length >= 30 ? list : null;
+    }, "40 connections in ss");
+    const on = new Set(ss.filter((c) => c.localPort === 6379).map((c) => c.worker));
+    assert.equal([...on].sort(), [0, 1], "connections on both workers");
+    const text = await runCli(["ss", "--control", `${pm}.ctl`]);
+    assert.match(text.stdout.split("\n")[0], /^\s*worker\s+id\s+state/);
+    const stx = await runCli(["stats", "--control", `${pm}.ctl`]);
+    assert.match(stx.stdout, /Workers \(2\):\n\s+worker 0: \d+ commands, \d+ forwarded/);
+    await held.done;
+  } finally {
+    await srv?.kill("SIGTERM");
+    ns.cleanup();
+  }
+});
+
+it("kv --workers 2: 256 MiB each way through each queue, byte-exact", async () => {
+  const ns = new Netns("kvwbig");
+  const dir = scratchDir("tmpfs");
+  const pm = join(dir, "kv.pm");
+  const file = join(dir, "v64");
+  const v = writeRandomFile(file, 64 << 20, 11);
+  let srv;
+  try {
+    srv = await startCli(ns, "kv", cfg(pm, ["--size", "400M", "--protected-mode", "no"]));
+    const rx = (st) => st.workers.map((x) => x.stack.RX_BYTES);
+    const tx = (st) => st.workers.map((x) => x.stack.TX_BYTES);
+    const base = await srv.stats();
+    let k = 0;
+    for (; k < 24; k++) {
+      // each upload and download is a connection of its own: the kernel's hash spreads them
+      const up = ns.node(lib("kv-upload.mjs"), [US, "6379", `big${k % 4}`, file]);
+      up.stdin.end();
+      const ur = await up.done;
+      assert.is(ur.stdout.trim(), "+OK", ur.stderr);
+      const get = ns.node(lib("kv-get.mjs"), [US, "6379", `big${k % 4}`]);
+      get.stdin.end();
+      const gr = await get.done;
+      assert.equal(JSON.parse(gr.stdout), { len: v.size, sha256: v.sha }, `round ${k}`);
+      const st = await srv.stats();
+      const r = rx(st).map((x, i) => x - rx(base)[i]);
+      const t = tx(st).map((x, i) => x - tx(base)[i]);
+      if (r.every((x) => x >= 256 << 20) && t.every((x) => x >= 256 << 20)) break;
+    }
+    const st = await srv.stats();
+    for (const x of st.workers) {
+      assert.ok(x.stack.RX_BYTES - base.workers[x.worker].stack.RX_BYTES >= 256 << 20, `worker ${x.worker} in`);
+      assert.ok(x.stack.TX_BYTES - base.workers[x.worker].stack.TX_BYTES >= 256 << 20, `worker ${x.worker} out`);
+    }
+    const idle = await srv.idle();
+    assert.is(idle.pool.app, 0);
+  } finally {
+    await srv?.kill("SIGTERM");
+    ns.cleanup();
+  }
+});
+
+it("kv --workers 2: kill -9 under load loses no acknowledged SET; another worker count is refused", async () => {
+  const ns = new Netns("kvwcrash");
+  const dir = scratchDir("disk");
+  const pm = join(dir, "kv.pm");
+  let srv;
+  try {
+    srv = await startCli(ns, "kv", cfg(pm, ["--size", "64M", "--protected-mode", "no"]));
+    const writer = ns.node(lib("kv-load.mjs"), ["write", US, "6379", "32", "10", "c"]);
+    writer.stdin.end();
+    await waitFor(async () => (await srv.stats()).app.commands > 3000, "3000 SETs");
+    await srv.kill("SIGKILL");
+    writer.kill("SIGTERM");
+    const wr = await writer.done;
+    const acked = JSON.parse(wr.stdout.trim()).acked;
+    const total = acked.reduce((a, b) => a + b, 0);
+    assert.ok(total > 1000, `${total} acknowledged before the kill`);
+    // another count: refused, naming the pools' count
+    const bad = await runCli(["kv", "--pm", pm, "--workers", "3", "--ifname", DEV, "--quiet"]);
+    assert.is.not(bad.status, 0);
+    assert.match(bad.stderr, /sharded over 2 workers .*start with --workers 2/);
+    const one = await runCli(["kv", "--pm", pm, "--ifname", DEV, "--quiet"]);
+    assert.match(one.stderr, /sharded over 2 workers/);
+    srv = await startCli(ns, "kv", cfg(pm, ["--size", "64M", "--protected-mode", "no"]));
+    assert.match(srv.out(), /worker 1: pool/);
+    const r = await load(ns, ["check", 8, "c", JSON.stringify(acked)]);
+    assert.equal(r, { checked: total, missing: 0, wrong: 0, deleted: 0 });
+  } finally {
+    await srv?.kill("SIGTERM");
+    ns.cleanup();
+  }
+});
+
+it("serveWorkers: a worker that dies stops every worker (onFailure); one that cannot start fails the start, named", async () => {
+  const ns = new Netns("kvwfail");
+  const dir = scratchDir("tmpfs");
+  const path = join(dir, "api.pm");
+  const opts = {
+    path,
+    buffers: 8192,
+    workers: 2,
+    ip: `${US}/24`,
+    mac: "02:50:4d:00:00:12",
+    app: { app: "kv" },
+    tap: { name: DEV, netns: ns.path },
+  };
+  try {
+    const ws = await serveWorkers(opts);
+    assert.is(ws.count, 2);
+    assert.equal(ws.paths, [`${path}.w0`, `${path}.w1`]);
+    const failed = new Promise((r) => (ws.onFailure = (i, e) => r({ i, e })));
+    await ws.killWorker(1);
+    const f = await failed;
+    assert.is(f.i, 1);
+    assert.match(f.e.message, /worker 1 ended/);
+    await waitFor(() => !ns.ip(["link", "show"]).includes(DEV), "the device to go with the workers");
+    // worker 1's pool damaged: the start fails, naming the worker; worker 0 is stopped again
+    const fd = openSync(`${path}.w1`, "r+");
+    writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 0);
+    closeSync(fd);
+    let err;
+    try {
+      await serveWorkers(opts);
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err, "the start failed");
+    assert.match(err.message, /^pmstack: worker 1: /);
+    await waitFor(() => !ns.ip(["link", "show"]).includes(DEV), "worker 0 to be stopped");
+    assert.ok(existsSync(`${path}.w0`));
+  } finally {
+    ns.cleanup();
+  }
+});
+
+test.run();

@@ -22,8 +22,11 @@ export const DURABLE_DISK_INTRO = [
 
 const HTTP = ["pmstack-httpd-tap", "pmstack-httpd-xdp"];
 const HTTP_PEERS = ["node-http", "node-net"];
-const KV = ["pmstack-kv-tap", "pmstack-kv-xdp"];
+const KV = ["pmstack-kv-tap", "pmstack-kv-xdp", "pmstack-kv-tap-2workers"];
 const KV_PEERS = ["redis-aof-always"];
+/** kv with two workers (pmstack kv --workers 2) against itself with one. */
+const WORKERS = ["pmstack-kv-tap-2workers"];
+const WORKERS_PEERS = ["pmstack-kv-tap"];
 /** The TLS cells: pmstack's apps on their TLS ports against node:https and redis-server --tls-port. */
 const TLS_HTTP = ["pmstack-httpd-tls"];
 const TLS_HTTP_PEERS = ["node-https"];
@@ -40,6 +43,7 @@ export function durableRatios(rows) {
     ...KV.flatMap((s) => KV_PEERS.map((p) => [s, p])),
     ...TLS_HTTP.flatMap((s) => TLS_HTTP_PEERS.map((p) => [s, p])),
     ...TLS_KV.flatMap((s) => TLS_KV_PEERS.map((p) => [s, p])),
+    ...WORKERS.flatMap((s) => WORKERS_PEERS.map((p) => [s, p])),
   ];
   for (const [system, peer] of pairs) {
     for (const r of rows.filter((x) => x.system === system)) {
@@ -192,6 +196,8 @@ export function formatDurable(o) {
   const k = pivot(o, KV, KV_PEERS);
   if (k.length)
     lines.push(`RESP SET/GET of 1 KiB and 1 MiB ${on}, durable before the reply (redis-benchmark):`, "", ...k, "");
+  const w = pivot(o, WORKERS, WORKERS_PEERS);
+  if (w.length) lines.push(`kv with two workers against one, ${on} (ratio: two workers / one):`, "", ...w, "");
   const th = pivot(o, TLS_HTTP, TLS_HTTP_PEERS);
   if (th.length) lines.push(`HTTPS POST of 1 KiB at 50 connections ${on}, TLS 1.3 (wrk):`, "", ...th, "");
   const tk = pivot(o, TLS_KV, TLS_KV_PEERS);
@@ -213,6 +219,7 @@ const COLORS = {
   "node-net": "#ff7f0e",
   "pmstack-kv-tap": "#1f77b4",
   "pmstack-kv-xdp": "#17becf",
+  "pmstack-kv-tap-2workers": "#9467bd",
   "redis-aof-always": "#d62728",
 };
 

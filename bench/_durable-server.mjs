@@ -27,7 +27,41 @@ const opts = {
 };
 let srv;
 let terminator = null;
-if (cfg.tls) {
+if (cfg.workers > 1) {
+  if (typeof pm.serveWorkers !== "function") {
+    console.log("UNAVAILABLE no serveWorkers in this build");
+    process.exit(3);
+  }
+  const { nic: _nic, ...rest } = opts;
+  const ws = await pm.serveWorkers({
+    ...rest,
+    workers: cfg.workers,
+    app: { app: "kv", port: 6379 },
+    tap: { name: cfg.tap.name, netns: cfg.tap.netns ?? null },
+  });
+  ws.onFailure = (i, e) => {
+    console.error(`worker ${i} failed: ${e.message}`);
+    process.exit(1);
+  };
+  // the shape the bench reads of one server, from the workers' totals
+  srv = {
+    ifname: ws.ifname,
+    close: () => ws.close(),
+    async stats() {
+      const st = await ws.stats();
+      return {
+        loop: st.loop,
+        app: st.app,
+        log: st.log,
+        tcp: st.stack,
+        nicStats: st.nic,
+        cpu: process.cpuUsage(),
+        describe: `${ws.count} workers: ${ws.workers.map((w) => w.pool).join("; ")}`,
+        nic: { ifname: ws.ifname, workers: ws.count },
+      };
+    },
+  };
+} else if (cfg.tls) {
   if (typeof pm.TlsTerminator !== "function") {
     console.log("UNAVAILABLE no TlsTerminator in this build");
     process.exit(3);
@@ -52,11 +86,9 @@ let closed = false;
 function quit(code = 0) {
   if (closed) return;
   closed = true;
-  try {
-    srv.close();
-  } finally {
-    process.exit(code);
-  }
+  Promise.resolve()
+    .then(() => srv.close())
+    .finally(() => process.exit(code));
 }
 process.on("SIGTERM", () => quit(0));
 process.on("SIGINT", () => quit(0));
@@ -64,7 +96,9 @@ process.on("SIGINT", () => quit(0));
 const rl = createInterface({ input: process.stdin });
 rl.on("line", (l) => {
   const cmd = l.trim();
-  if (cmd === "stats") {
+  if (cmd === "stats" && srv.stats) {
+    void srv.stats().then((st) => console.log(`STATS ${JSON.stringify(st)}`));
+  } else if (cmd === "stats") {
     const st = {
       loop: { ...srv.loop.stats },
       app: srv.app.stats ? { ...srv.app.stats } : null,

@@ -85,6 +85,8 @@ const LINKS = {
     mac: "02:00:00:00:0a:22",
   },
   "kv-xdp": { dev: "pmdxk1", peer: "pmdxp1", client: "198.18.10.49", server: "198.18.10.50", mac: "02:00:00:00:0a:32" },
+  // pmstack kv with two workers: a multi-queue TAP device, one queue per worker thread
+  "kv-tap2w": { dev: "pmdt2", client: "198.18.10.65", server: "198.18.10.66", mac: "02:00:00:00:0a:42", mq: true },
 };
 const HTTP_CONNS = [1, 10, 50, 100];
 const BODIES = [
@@ -265,7 +267,7 @@ async function runMedium(o, base) {
         S.ip(["link", "set", l.peer, "up"]);
       } else {
         // a persistent TAP device, up before pmstack attaches (a write to a TAP that is down fails with EIO)
-        C.ip(["tuntap", "add", "dev", l.dev, "mode", "tap"]);
+        C.ip(["tuntap", "add", "dev", l.dev, "mode", "tap", ...(l.mq ? ["multi_queue"] : [])]);
       }
       C.ip(["addr", "add", `${l.client}/28`, "dev", l.dev]);
       C.ip(["link", "set", l.dev, "up"]);
@@ -319,13 +321,16 @@ async function runMedium(o, base) {
     }
 
     // ---------- servers ----------
-    async function startPmstack(app, nic, prof, tls = null) {
-      const l = LINKS[`${app}-${nic}`];
-      const path = join(tmp, `${app}-${nic}.pm`);
+    async function startPmstack(app, nic, prof, tls = null, workers = 1) {
+      const l = LINKS[`${app}-${nic}${workers > 1 ? `${workers}w` : ""}`];
+      const path = join(tmp, `${app}-${nic}${workers > 1 ? `-${workers}w` : ""}.pm`);
       // a fresh pool (the TLS cells restart each server): its journal goes too, or the new
-      // pool would refuse a journal left without its pool (EJOURNAL)
-      rmSync(path, { force: true });
-      rmSync(`${path}.journal`, { force: true });
+      // pool would refuse a journal left without its pool (EJOURNAL); a worker set's pools and
+      // its count too
+      for (const f of [path, `${path}.workers`, ...Array.from({ length: workers }, (_, i) => `${path}.w${i}`)]) {
+        rmSync(f, { force: true });
+        rmSync(`${f}.journal`, { force: true });
+      }
       const cfg = {
         app,
         nic,
@@ -337,10 +342,16 @@ async function runMedium(o, base) {
         tap: { name: l.dev, netns: C.path },
         xdp: { ifname: l.peer, netns: S.path },
         ...(tls ? { tls } : {}),
+        ...(workers > 1 ? { workers } : {}),
       };
       const nodeArgs = prof ? ["--cpu-prof", `--cpu-prof-dir=${join(tmp, "prof")}`] : [];
       for (let attempt = 0; ; attempt++) {
-        const [cmd, a] = wrap("server", process.execPath, [...nodeArgs, SERVER, JSON.stringify(cfg)]);
+        // several workers run on every CPU (the client's pinned one included): pinned to the
+        // server's CPU, they would share one
+        const [cmd, a] =
+          workers > 1
+            ? [process.execPath, [...nodeArgs, SERVER, JSON.stringify(cfg)]]
+            : wrap("server", process.execPath, [...nodeArgs, SERVER, JSON.stringify(cfg)]);
         const p = S.spawn(cmd, a);
         servers.add(p);
         watchErr(p);
@@ -630,9 +641,14 @@ async function runMedium(o, base) {
         ["redis-aof-always", startRedis],
         ["pmstack-kv-tap", () => startPmstack("kv", "tap")],
         ["pmstack-kv-xdp", () => startPmstack("kv", "xdp")],
+        ["pmstack-kv-tap-2workers", () => startPmstack("kv", "tap", false, null, 2)],
       ],
       false,
     );
+    if (respLive.some((s) => s.system === "pmstack-kv-tap-2workers"))
+      notes.push(
+        `pmstack-kv-tap-2workers: pmstack kv --workers 2 (two worker threads, each its own queue of one multi-queue TAP device, pool and shard of the keys; a command on another worker's key runs there), unpinned: its threads share the machine's ${os.cpus().length} CPUs with the client pinned to CPU ${CPU?.client ?? "(none)"}`,
+      );
     try {
       for (const srv of respLive) await redisBench(srv.host, srv.port, "set", 10, 1, T.probeN * 3); // warm-up, fills keys
       let k = 0;

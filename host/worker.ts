@@ -54,7 +54,10 @@ try {
         }
       : undefined;
   const s0 = serve(
-    start.serve,
+    // no Nagle (as Redis sets TCP_NODELAY on its clients): a client's replies leave in pieces
+    // when some wait for another worker's answer, and a piece held for the ACK of the one before
+    // would wait out the client's delayed ACK (40 ms)
+    { nodelay: true, ...start.serve },
     (s, l) => {
       let nets: NetList | null = null;
       if (spec.protectedNets) {

@@ -679,7 +679,8 @@ async function runServer(a: Args): Promise<number> {
   if (ws)
     console.log(
       `workers: ${ws.count} threads, one queue of ${ws.ifname} each (the kernel's flow hash picks a connection's), ` +
-        "the keys sharded over them by hash slot (a command runs on the worker that owns its keys)",
+        "the keys sharded over them by hash slot (a command runs on the worker that owns its keys); " +
+        `queues picked by ${ws.workers[0]!.steering ?? "the device"}`,
     );
   if (terminator)
     console.log(

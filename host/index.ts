@@ -38,7 +38,7 @@ export { PmLog, LogError, LogFullError, LOG_MAX_KEY, LOG_MAX_NAMES } from "./log
 export type { LogRecovery, LogStats, LogEntry, LogOptions, LogKey, LogObject, AppendOptions } from "./log.js";
 export { ObjectWriter, ObjectCursor, objectLength, OBJECT_ITEMS_MAX } from "./object.js";
 export type { Item, ObjectRef } from "./object.js";
-export { TapPort, TAP_OFFLOADS } from "./nic/tap.js";
+export { TapPort, TAP_OFFLOADS, tapQueueOf } from "./nic/tap.js";
 export type { TapOptions } from "./nic/tap.js";
 export { XdpPort } from "./nic/xdp.js";
 export type { XdpOptions } from "./nic/xdp.js";

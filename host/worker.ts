@@ -93,6 +93,7 @@ try {
       ifname: srv.ifname,
       pool: srv.stack.pool.describe(),
       copies: srv.nic.copies,
+      steering: srv.nic.info.steering ?? null,
       recovered: { keys: rec.liveKeys, records: rec.records, damage: rec.damage },
     },
   });

@@ -39,6 +39,8 @@ export interface WorkerInfo {
   ifname: string;
   pool: string;
   copies: string;
+  /** How the kernel picks each frame's queue (the steering program, or why the device's own). */
+  steering: string | null;
   recovered: { keys: number; records: number; damage: string | null };
 }
 

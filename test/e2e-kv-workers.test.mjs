@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { existsSync, openSync, writeSync, closeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { serveWorkers } from "../build/index.js";
+import { serveWorkers, tapQueueOf } from "../build/index.js";
 import { Netns, netnsUnavailable } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
 import { startCli, control, runCli, waitFor, sleep, writeRandomFile } from "./lib/appserver.mjs";
@@ -56,6 +56,7 @@ it("kv --workers 2: 200 connections over both queues, keys crossing workers, red
     srv = await startCli(ns, "kv", cfg(pm, ["--size", "256M", "--protected-mode", "no"]));
     assert.match(srv.out(), /workers: 2 threads, one queue of pmtapw0 each/);
     assert.match(ns.ip(["-d", "link", "show", DEV]), /multi_queue numqueues 2/);
+    assert.match(srv.out(), /queues picked by a hash of addresses and ports, the same both ways \(eBPF steering\)/);
     // 200 connections writing for a second
     const w = await load(ns, ["write", 200, 1, "w"]);
     const total = w.acked.reduce((a, b) => a + b, 0);
@@ -108,8 +109,11 @@ it("kv --workers 2: 200 connections over both queues, keys crossing workers, red
       const list = await control(`${pm}.ctl`, "ss");
       return list.filter((c) => c.localPort === 6379 && c.state === "ESTABLISHED").length >= 30 ? list : null;
     }, "40 connections in ss");
-    const on = new Set(ss.filter((c) => c.localPort === 6379).map((c) => c.worker));
+    const mine = ss.filter((c) => c.localPort === 6379);
+    const on = new Set(mine.map((c) => c.worker));
     assert.equal([...on].sort(), [0, 1], "connections on both workers");
+    // each on the queue the steering program's hash names (the worker index is the queue's)
+    for (const c of mine) assert.is(c.worker, tapQueueOf(c, 2), `${c.remoteAddress}:${c.remotePort}`);
     const text = await runCli(["ss", "--control", `${pm}.ctl`]);
     assert.match(text.stdout.split("\n")[0], /^\s*worker\s+id\s+state/);
     const stx = await runCli(["stats", "--control", `${pm}.ctl`]);
@@ -121,7 +125,7 @@ it("kv --workers 2: 200 connections over both queues, keys crossing workers, red
   }
 });
 
-it("kv --workers 2: 256 MiB each way through each queue, byte-exact", async () => {
+it("kv --workers 2: 256 MiB each way through each queue (client ports picked by the steering hash), byte-exact", async () => {
   const ns = new Netns("kvwbig");
   const dir = scratchDir("tmpfs");
   const pm = join(dir, "kv.pm");
@@ -130,29 +134,35 @@ it("kv --workers 2: 256 MiB each way through each queue, byte-exact", async () =
   let srv;
   try {
     srv = await startCli(ns, "kv", cfg(pm, ["--size", "400M", "--protected-mode", "no"]));
-    const rx = (st) => st.workers.map((x) => x.stack.RX_BYTES);
-    const tx = (st) => st.workers.map((x) => x.stack.TX_BYTES);
     const base = await srv.stats();
-    let k = 0;
-    for (; k < 24; k++) {
-      // each upload and download is a connection of its own: the kernel's hash spreads them
-      const up = ns.node(lib("kv-upload.mjs"), [US, "6379", `big${k % 4}`, file]);
-      up.stdin.end();
-      const ur = await up.done;
-      assert.is(ur.stdout.trim(), "+OK", ur.stderr);
-      const get = ns.node(lib("kv-get.mjs"), [US, "6379", `big${k % 4}`]);
-      get.stdin.end();
-      const gr = await get.done;
-      assert.equal(JSON.parse(gr.stdout), { len: v.size, sha256: v.sha }, `round ${k}`);
-      const st = await srv.stats();
-      const r = rx(st).map((x, i) => x - rx(base)[i]);
-      const t = tx(st).map((x, i) => x - tx(base)[i]);
-      if (r.every((x) => x >= 256 << 20) && t.every((x) => x >= 256 << 20)) break;
+    // client ports whose connections the steering hash gives to worker 0 and to worker 1
+    const ports = [[], []];
+    for (let p = 40000; ports[0].length < 8 || ports[1].length < 8; p++) {
+      const w = tapQueueOf({ localAddress: US, localPort: 6379, remoteAddress: PEER, remotePort: p }, 2);
+      if (ports[w].length < 8) ports[w].push(p);
     }
+    // per worker, 4 uploads and 4 downloads of 64 MiB through its own queue, both workers at once
+    const run = async (script, args) => {
+      const p = ns.node(lib(script), [US, "6379", ...args]);
+      p.stdin.end();
+      const r = await p.done;
+      return r.stdout.trim() || r.stderr;
+    };
+    await Promise.all(
+      [0, 1].map(async (w) => {
+        for (let k = 0; k < 4; k++) {
+          const key = `big${w}${k % 2}`;
+          assert.is(await run("kv-upload.mjs", [key, file, ports[w][2 * k]]), "+OK", `worker ${w} upload ${k}`);
+          const got = await run("kv-get.mjs", [key, ports[w][2 * k + 1]]);
+          assert.equal(JSON.parse(got), { len: v.size, sha256: v.sha }, `worker ${w} download ${k}`);
+        }
+      }),
+    );
     const st = await srv.stats();
     for (const x of st.workers) {
-      assert.ok(x.stack.RX_BYTES - base.workers[x.worker].stack.RX_BYTES >= 256 << 20, `worker ${x.worker} in`);
-      assert.ok(x.stack.TX_BYTES - base.workers[x.worker].stack.TX_BYTES >= 256 << 20, `worker ${x.worker} out`);
+      const b = base.workers[x.worker].stack;
+      assert.ok(x.stack.RX_BYTES - b.RX_BYTES >= 256 << 20, `worker ${x.worker} in: ${x.stack.RX_BYTES - b.RX_BYTES}`);
+      assert.ok(x.stack.TX_BYTES - b.TX_BYTES >= 256 << 20, `worker ${x.worker} out: ${x.stack.TX_BYTES - b.TX_BYTES}`);
     }
     const idle = await srv.idle();
     assert.is(idle.pool.app, 0);

@@ -38,6 +38,11 @@ export interface NicInfo {
    * "none: ..." with the reason (asked for, or io_uring unavailable and why).
    */
   batch?: string;
+  /**
+   * TAP, multi-queue: how the kernel picks each frame's queue: the steering program's hash of
+   * addresses and ports (tapQueueOf), or the device's own and why.
+   */
+  steering?: string;
   mode?: "drv" | "skb";
   bind?: "copy" | "zerocopy";
   ringSize?: number;

@@ -1,6 +1,7 @@
 // TAP backend: a Linux TAP device with a virtio-net header and checksum/TSO/USO offloads, read
 // and written by the addon straight from and to PM buffers (docs/nic.md).
 
+import { parseIP } from "../addr.js";
 import type { Pool } from "../pool.js";
 import { TAP_MULTI_QUEUE, TAP_NO_BATCH, TAP_NO_USO, TAP_VNET } from "./native.js";
 import { NO_OFFLOADS, NicPort, type NicCaps, type NicQueues } from "./port.js";
@@ -55,4 +56,27 @@ export class TapPort extends NicPort {
     }
     return port;
   }
+}
+
+/**
+ * The queue of a multi-queue TAP device that the kernel sends a connection's frames to (the
+ * steering program the addon attaches, native-host/nic/tap.c): a hash of the two addresses and
+ * ports, the same both ways, modulo the queue count. A worker that opens a connection can pick
+ * a local port whose replies come to its own queue.
+ */
+export function tapQueueOf(
+  c: { localAddress: string; localPort: number; remoteAddress: string; remotePort: number },
+  queues: number,
+): number {
+  const a = parseIP(c.localAddress);
+  const b = parseIP(c.remoteAddress);
+  let h = ((c.localPort << 16) | c.remotePort) >>> 0;
+  if (a.family === 4) h ^= a.ipv4 ^ b.ipv4;
+  else {
+    const v = (x: Uint8Array, i: number) => ((x[i]! << 24) | (x[i + 1]! << 16) | (x[i + 2]! << 8) | x[i + 3]!) >>> 0;
+    for (let i = 0; i < 16; i += 4) h ^= v(a.bytes, i) ^ v(b.bytes, i);
+  }
+  h >>>= 0;
+  h = (h ^ (h >>> 16)) & 0xffff;
+  return (h ^ (h >>> 8)) % queues;
 }

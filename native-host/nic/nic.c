@@ -459,6 +459,7 @@ static napi_value nic_info(napi_env env, napi_callback_info info) {
     SETBOOL(o, "uso", n->uso);
     SETNUM(o, "rxNeed", n->rx_need);
     SETSTR(o, "batch", n->batch);
+    if (n->steer[0]) SETSTR(o, "steering", n->steer);
   } else if (n->x && !xdp_info(env, n, o))
     return NULL;
   return o;

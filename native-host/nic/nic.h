@@ -60,6 +60,7 @@ typedef struct nic {
   uint32_t rx_need; /* buffers one read must be offered: a whole superframe when offloads are on */
   struct tap_batch *tb; /* io_uring batching (NULL: one readv/writev syscall per frame) */
   char batch[160];      /* how frames are batched, or why they are not */
+  char steer[160];      /* multi-queue: how the kernel picks each frame's queue */
   /* AF_XDP */
   xdp_state *x;
   /* readiness */

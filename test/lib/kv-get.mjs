@@ -5,9 +5,10 @@
 import net from "node:net";
 import { createHash } from "node:crypto";
 
-const [host, port, key] = process.argv.slice(2);
+const [host, port, key, localPort] = process.argv.slice(2);
 const k = Buffer.from(key);
-const s = net.connect(Number(port), host, () =>
+// LOCALPORT (optional): the connection's own port (a test picks a worker's queue with it)
+const s = net.connect({ port: Number(port), host, ...(localPort ? { localPort: Number(localPort) } : {}) }, () =>
   s.write(Buffer.concat([Buffer.from(`*2\r\n$3\r\nGET\r\n$${k.length}\r\n`), k, Buffer.from("\r\n")])),
 );
 let head = Buffer.alloc(0);

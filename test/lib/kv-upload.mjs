@@ -5,10 +5,11 @@
 import net from "node:net";
 import { createReadStream, statSync } from "node:fs";
 
-const [host, port, key, file] = process.argv.slice(2);
+const [host, port, key, file, localPort] = process.argv.slice(2);
 const size = statSync(file).size;
 const k = Buffer.from(key);
-const s = net.connect(Number(port), host, () => {
+// LOCALPORT (optional): the connection's own port (a test picks a worker's queue with it)
+const s = net.connect({ port: Number(port), host, ...(localPort ? { localPort: Number(localPort) } : {}) }, () => {
   s.write(Buffer.concat([Buffer.from(`*3\r\n$3\r\nSET\r\n$${k.length}\r\n`), k, Buffer.from(`\r\n$${size}\r\n`)]));
   const rs = createReadStream(file, { highWaterMark: 1 << 20 });
   rs.pipe(s, { end: false });

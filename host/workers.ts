@@ -6,7 +6,16 @@
 // makes the device, the others add their queues to it), answers for them (stats, ss), and
 // stops them all if one fails: a server missing a worker would serve part of its keys.
 
-import { existsSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
+import {
+  existsSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+  openSync,
+  fsyncSync,
+  closeSync,
+  unlinkSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import { availableParallelism } from "node:os";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
@@ -101,13 +110,23 @@ export function checkWorkerPools(path: string, count: number): void {
       throw new PmstackError("EWORKERS", `pmstack: ${mf}: no worker count in it`);
     had = j.workers;
   }
+  // a manifest whose pools were never made (a start that failed before them) binds nothing
+  if (
+    had !== null &&
+    had !== count &&
+    !Array.from({ length: had }, (_, i) => workerPoolPath(path, i, had!)).some(existsSync)
+  )
+    had = null;
   if (had !== null && had !== count)
     throw new PmstackError(
       "EWORKERS",
       `pmstack: the pools of ${path} are sharded over ${had} workers (${mf}); start with --workers ${had} ` +
         `(a key lives on the worker its hash names for that count: changing it would need a reshard, which pmstack does not do)`,
     );
-  if (count === 1) return;
+  if (count === 1) {
+    if (existsSync(mf)) unlinkSync(mf); // one without pools (above): a single worker uses none
+    return;
+  }
   if (had === null) {
     if (existsSync(path))
       throw new PmstackError(

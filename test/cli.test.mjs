@@ -98,6 +98,7 @@ test("--help, --version and usage errors", () => {
     "--max-conns N",
     "--at-max-conns drop|reset",
     "journal",
+    "--workers N|auto",
   ])
     assert.ok(h.stdout.includes(w), w);
   assert.is(cli(["--version"]).stdout.trim(), "0.1.0");
@@ -125,6 +126,11 @@ test("--help, --version and usage errors", () => {
     [["kv", "--gateway", "198.18.1.1"], /--gateway 198\.18\.1\.1 must be another address on the link of --ip/],
     [["kv", "--gateway", "198.18.0.2"], /must be another address on the link/],
     [["kv", "--gateway6", "fe80::1"], /--gateway6 needs --ip6/],
+    [["httpd", "--workers", "2"], /--workers is for pmstack kv/],
+    [["kv", "--workers", "0"], /--workers 0: workers must be 1 to 64/],
+    [["kv", "--workers", "many"], /--workers must be a count or auto, got many/],
+    [["kv", "--workers", "2", "--nic", "xdp", "--ifname", "x"], /--workers above 1 needs --nic tap/],
+    [["kv", "--workers", "2", "--cluster"], /--cluster goes with one worker only/],
   ];
   for (const [args, re] of cases) {
     const r = cli(args);

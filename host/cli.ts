@@ -10,7 +10,7 @@ import { dirname, resolve } from "node:path";
 import { PmstackError } from "./errors.js";
 import { formatEndpoint, inPrefix, isLinkLocal, parseCidr, parseIPv4, parseIPv6 } from "./addr.js";
 import { PcapWriter } from "./pcap.js";
-import { serve, type App, type AppServer, type ServeNic } from "./apps/serve.js";
+import { serve, serverStats, type App, type AppServer, type ServeNic } from "./apps/serve.js";
 import { HttpdApp } from "./apps/httpd.js";
 import { KvApp } from "./apps/kv.js";
 import { ClusterState } from "./apps/kv/cluster.js";
@@ -573,20 +573,24 @@ async function runServer(a: Args): Promise<number> {
       nic = { kind: "xdp", ifname: ifname!, queue: int(a, "queue", 0, 0, 1023) };
     }
     if (str(a, "pcap")) pcap = new PcapWriter(resolve(str(a, "pcap")!), { epochMs: Date.now() - performance.now() });
+    // the stack and pool, one server's or each worker's
+    const base = {
+      path: pm,
+      buffers,
+      mode: mode as never,
+      mac: "02:50:4d:00:00:02",
+      ip,
+      ...(ip6 ? { ip6: ip6.text } : {}),
+      ...(gateway ? { gateway } : {}),
+      ...(gateway6 ? { gw6: gateway6 } : {}),
+      busyPoll: a.opts.has("busy-poll"),
+      maxConnections: maxConns,
+      atMaxConnections: atMax as "drop" | "reset",
+      synQueue: Math.min(1024, maxConns),
+    };
     if (workers > 1) {
       ws = await serveWorkers({
-        path: pm,
-        buffers,
-        mode: mode as never,
-        mac: "02:50:4d:00:00:02",
-        ip,
-        ...(ip6 ? { ip6: ip6.text } : {}),
-        ...(gateway ? { gateway } : {}),
-        ...(gateway6 ? { gw6: gateway6 } : {}),
-        busyPoll: a.opts.has("busy-poll"),
-        maxConnections: maxConns,
-        atMaxConnections: atMax,
-        synQueue: Math.min(1024, maxConns),
+        ...base,
         workers,
         tap: { name: ifname ?? "pmstack0", netns: ns?.path ?? null },
         app: {
@@ -609,19 +613,8 @@ async function runServer(a: Args): Promise<number> {
     } else
       srv = serve(
         {
-          path: pm,
-          buffers,
-          mode: mode as never,
-          mac: "02:50:4d:00:00:02",
-          ip,
-          ...(ip6 ? { ip6: ip6.text } : {}),
-          ...(gateway ? { gateway } : {}),
-          ...(gateway6 ? { gw6: gateway6 } : {}),
+          ...base,
           nic,
-          busyPoll: a.opts.has("busy-poll"),
-          maxConnections: maxConns,
-          atMaxConnections: atMax,
-          synQueue: Math.min(1024, maxConns),
         },
         makeApp(cmd, port, {
           maxBody,
@@ -678,7 +671,7 @@ async function runServer(a: Args): Promise<number> {
   );
   if (ws)
     console.log(
-      `workers: ${ws.count} threads, one queue of ${ws.ifname} each (the kernel's flow hash picks a connection's), ` +
+      `workers: ${ws.count} threads, one queue of ${ws.ifname} each, ` +
         "the keys sharded over them by hash slot (a command runs on the worker that owns its keys); " +
         `queues picked by ${ws.workers[0]!.steering ?? "the device"}`,
     );
@@ -844,17 +837,7 @@ function serverView(s: AppServer, terminator: TlsTerminator | null): ServerView 
         recovered: { keys: rec.liveKeys, records: rec.records, damage: rec.damage },
       },
     ],
-    stats: async () => ({
-      stack: s.stack.stats(),
-      loop: s.loop.stats,
-      nic: s.nic.stats(),
-      pool: s.stack.pool.counts(),
-      log: s.log.stats(),
-      journal: s.stack.pool.journalStats(),
-      ip6: s.stack.ip6Addresses(),
-      app: (s.app as { stats?: unknown }).stats,
-      ...(terminator ? { tls: terminator.stats } : {}),
-    }),
+    stats: async () => serverStats(s, terminator),
     ss: async () => s.stack.connections(),
     counts: async () => ({ conns: s.stack.connections().length, keys: s.log.size }),
   };

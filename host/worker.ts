@@ -8,7 +8,7 @@ import { KvApp } from "./apps/kv.js";
 import type { ShardMessage } from "./apps/kv/shard.js";
 import { NetList } from "./apps/auth.js";
 import { TlsTerminator } from "./apps/tls.js";
-import { serve, type AppServer, type ServeOptions } from "./apps/serve.js";
+import { serve, serverStats, type AppServer, type ServeOptions } from "./apps/serve.js";
 import type { WorkerAppSpec } from "./workers.js";
 
 interface Start {
@@ -117,19 +117,6 @@ port.on("message", (m: Ask) => {
     return;
   }
   if (!s) return port.postMessage({ id: m.id, result: null });
-  const result =
-    m.q === "stats"
-      ? {
-          stack: s.stack.stats(),
-          loop: s.loop.stats,
-          nic: s.nic.stats(),
-          pool: s.stack.pool.counts(),
-          log: s.log.stats(),
-          journal: s.stack.pool.journalStats(),
-          ip6: s.stack.ip6Addresses(),
-          app: (s.app as { stats?: unknown }).stats,
-          ...(terminator ? { tls: terminator.stats } : {}),
-        }
-      : s.stack.connections();
+  const result = m.q === "stats" ? serverStats(s, terminator) : s.stack.connections();
   port.postMessage({ id: m.id, result });
 });

@@ -54,7 +54,7 @@ it("kv --workers 2: 200 connections over both queues, keys crossing workers, red
   let srv;
   try {
     srv = await startCli(ns, "kv", cfg(pm, ["--size", "256M", "--protected-mode", "no"]));
-    assert.match(srv.out(), /workers: 2 threads, one queue of pmtapw0 each/);
+    assert.match(srv.out(), /workers: 2 threads, one queue of pmtapw0 each, the keys sharded/);
     assert.match(ns.ip(["-d", "link", "show", DEV]), /multi_queue numqueues 2/);
     assert.match(srv.out(), /queues picked by a hash of addresses and ports, the same both ways \(eBPF steering\)/);
     // 200 connections writing for a second

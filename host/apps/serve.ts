@@ -162,6 +162,24 @@ export function serve<A extends App>(
   };
 }
 
+/**
+ * A served app's counters, the body of `pmstack stats --json` (one worker's, with workers): the
+ * stack, loop, NIC, pool, log and journal, IPv6 addresses, the app's stats and TLS's.
+ */
+export function serverStats(s: AppServer, tls: { stats: unknown } | null = null): Record<string, unknown> {
+  return {
+    stack: s.stack.stats(),
+    loop: s.loop.stats,
+    nic: s.nic.stats(),
+    pool: s.stack.pool.counts(),
+    log: s.log.stats(),
+    journal: s.stack.pool.journalStats(),
+    ip6: s.stack.ip6Addresses(),
+    app: (s.app as { stats?: unknown }).stats,
+    ...(tls ? { tls: tls.stats } : {}),
+  };
+}
+
 /** `pmstack httpd`: the durable HTTP server (HttpdApp) on a NIC queue. */
 export function serveHttpd(opts: ServeOptions): AppServer<HttpdApp> {
   return serve(opts, (stack, log) => new HttpdApp(stack, log, opts.port ?? 80));

@@ -30,6 +30,9 @@ const ack = () => {
 };
 
 for (;;) {
+  // backpressure, as an app gives it: while the journal's thread lags (a slow or busy disk),
+  // groups in flight hold their superseded buffers; wait for them rather than run the pool dry
+  while (pool.freeCount < 2048 && groups.length) ack();
   const ops = 1 + r.int(6);
   for (let k = 0; k < ops; k++) {
     const key = `k${r.int(keys)}`;

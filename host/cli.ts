@@ -10,7 +10,15 @@ import { dirname, resolve } from "node:path";
 import { PmstackError } from "./errors.js";
 import { formatEndpoint, inPrefix, isLinkLocal, parseCidr, parseIPv4, parseIPv6 } from "./addr.js";
 import { PcapWriter } from "./pcap.js";
-import { serve, serverStats, type App, type AppServer, type ServeNic } from "./apps/serve.js";
+import {
+  serve,
+  serverInfo,
+  serverStats,
+  type App,
+  type AppServer,
+  type ServeNic,
+  type ServerInfo,
+} from "./apps/serve.js";
 import { HttpdApp } from "./apps/httpd.js";
 import { KvApp } from "./apps/kv.js";
 import { ClusterState } from "./apps/kv/cluster.js";
@@ -765,11 +773,12 @@ async function runServer(a: Args): Promise<number> {
     let last = { t: performance.now(), req: 0, turns: 0, frames: 0 };
     timer = setInterval(
       () => {
-        void Promise.all([view.stats(), view.counts()]).then(([all, n]) => {
+        void Promise.all([view.stats(), view.ss()]).then(([all, conns]) => {
           const st = all as {
             app?: Record<string, number>;
             loop: { rxFrames: number; txFrames: number; turns: number };
             pool: { free: number };
+            log: { liveKeys: number };
           };
           const app = st.app ?? {};
           const req = app.requests ?? app.commands ?? 0;
@@ -778,8 +787,8 @@ async function runServer(a: Args): Promise<number> {
           const frames = st.loop.rxFrames + st.loop.txFrames;
           const turns = st.loop.turns;
           const line =
-            `${fmtRate((req - last.req) / dt)} req/s  ${req} total  ${n.conns} conns  ` +
-            `${n.keys} keys  ${st.pool.free} free bufs  ${turns - last.turns > 0 ? ((frames - last.frames) / (turns - last.turns)).toFixed(1) : "0"} frames/turn`;
+            `${fmtRate((req - last.req) / dt)} req/s  ${req} total  ${conns.length} conns  ` +
+            `${st.log.liveKeys} keys  ${st.pool.free} free bufs  ${turns - last.turns > 0 ? ((frames - last.frames) / (turns - last.turns)).toFixed(1) : "0"} frames/turn`;
           last = { t: now, req, turns, frames };
           if (tty) process.stderr.write(`\r\x1b[K${line}`);
           else process.stderr.write(`${new Date().toISOString()} ${line}\n`);
@@ -811,35 +820,19 @@ async function runServer(a: Args): Promise<number> {
 /** What the command shows of a running server: one in this thread, or the workers'. */
 interface ServerView {
   ifname: string;
-  workers: {
-    index: number;
-    pool: string;
-    copies: string;
-    recovered: { keys: number; records: number; damage: string | null };
-  }[];
+  workers: (ServerInfo & { index: number })[];
   /** The control socket's `stats` body. */
   stats(): Promise<unknown>;
-  /** Its `ss` body. */
-  ss(): Promise<unknown>;
-  /** Open connections and keys (the status line). */
-  counts(): Promise<{ conns: number; keys: number }>;
+  /** Its `ss` body: the connections. */
+  ss(): Promise<unknown[]>;
 }
 
 function serverView(s: AppServer, terminator: TlsTerminator | null): ServerView {
-  const rec = s.log.recovery;
   return {
     ifname: s.ifname,
-    workers: [
-      {
-        index: 0,
-        pool: s.stack.pool.describe(),
-        copies: s.nic.copies,
-        recovered: { keys: rec.liveKeys, records: rec.records, damage: rec.damage },
-      },
-    ],
+    workers: [{ index: 0, ...serverInfo(s) }],
     stats: async () => serverStats(s, terminator),
     ss: async () => s.stack.connections(),
-    counts: async () => ({ conns: s.stack.connections().length, keys: s.log.size }),
   };
 }
 
@@ -849,10 +842,6 @@ function workersView(ws: WorkersServer): ServerView {
     workers: ws.workers.map((w, index) => ({ index, ...w })),
     stats: () => ws.stats(),
     ss: () => ws.connections(),
-    counts: async () => {
-      const [conns, st] = await Promise.all([ws.connections(), ws.stats()]);
-      return { conns: conns.length, keys: (st as { log: { liveKeys: number } }).log.liveKeys };
-    },
   };
 }
 

@@ -387,11 +387,6 @@ export class NicLoop {
       rxf.due(now, due);
       for (const f of due) this.#toCore(f.bufs, f.flags, f.cs, f.co);
       due.length = 0;
-    } else if (this.#opts.onNeighborFrame) {
-      for (const f of this.nic.drain()) {
-        this.#neighbor(f.bufs);
-        this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
-      }
     } else for (const f of this.nic.drain()) this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
     // frames another worker shared (injected) join the batch
     if (this.#injected.length) {
@@ -525,6 +520,7 @@ export class NicLoop {
 
   #toCore(bufs: readonly { index: number; offset: number; length: number }[], flags: number, cs: number, co: number) {
     if (this.#opts.pcap) this.#capture(bufs);
+    if (this.#opts.onNeighborFrame) this.#neighbor(bufs);
     const rx = this.#rx;
     if (rx.space() < bufs.length) {
       this.stats.rxRingFull++;

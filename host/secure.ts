@@ -1,8 +1,21 @@
 // What the `pmstack` command does to keep its files and secrets private: the checks on pool
-// files others may write, secret files others may read, and the owner-only control socket.
+// files others may write, secret files others may read, the owner-only control socket, and
+// the owner-only, durable replacement of a small file (nodes.conf, the workers' manifest).
 // docs/pm-format.md ("Who may read a pool") and docs/cli.md describe them.
 
-import { chmodSync, lstatSync, readFileSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
+import { dirname } from "node:path";
 import type { Server } from "node:net";
 import { PmstackError } from "./errors.js";
 
@@ -13,6 +26,32 @@ const octal = (m: number): string => (m & 0o777).toString(8).padStart(4, "0");
  * others: whoever can write them can change every stored value and what the server runs on.
  * Refuses (EPERM) unless `insecure`, which prints a loud warning instead. Missing files pass.
  */
+/**
+ * Replaces `path` with `data`, atomically and durably, owner-only: a temporary file written and
+ * fsynced, renamed over the old one, the directory fsynced. A kill -9 or a power cut at any
+ * point leaves the old contents or the new.
+ */
+export function replaceFileDurably(path: string, data: Uint8Array): void {
+  const tmp = `${path}.tmp.${process.pid}`;
+  const fd = openSync(tmp, "w", 0o600);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+  const dfd = openSync(dirname(path), "r");
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
+
 export function checkPoolFiles(paths: string[], insecure: boolean, warn: (s: string) => void): void {
   for (const p of paths) {
     let mode: number;

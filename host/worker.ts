@@ -8,7 +8,7 @@ import { KvApp } from "./apps/kv.js";
 import type { ShardMessage } from "./apps/kv/shard.js";
 import { NetList } from "./apps/auth.js";
 import { TlsTerminator } from "./apps/tls.js";
-import { serve, serverStats, type AppServer, type ServeOptions } from "./apps/serve.js";
+import { serve, serverInfo, serverStats, type AppServer, type ServeOptions } from "./apps/serve.js";
 import type { WorkerAppSpec } from "./workers.js";
 
 interface Start {
@@ -87,19 +87,15 @@ try {
       else app.shards!.receive(from, m);
     });
   });
-  const rec = srv.log.recovery;
-  port.postMessage({
-    ready: {
-      ifname: srv.ifname,
-      pool: srv.stack.pool.describe(),
-      copies: srv.nic.copies,
-      steering: srv.nic.info.steering ?? null,
-      recovered: { keys: rec.liveKeys, records: rec.records, damage: rec.damage },
-    },
-  });
+  port.postMessage({ ready: serverInfo(srv) });
 } catch (e) {
   const err = e as Error & { code?: string };
-  port.postMessage({ failed: { message: err.message, code: err.code ?? null, stack: err.stack ?? "" } });
+  port.postMessage({ failed: { message: err.message, code: err.code ?? null } });
+  shutdown();
+}
+
+/** Closes the server (loop, queue, pool), TLS and the ports to the other workers. */
+function shutdown(): void {
   srv?.close();
   terminator?.close();
   for (const p of start.peers) p?.close();
@@ -109,10 +105,7 @@ try {
 port.on("message", (m: Ask) => {
   const s = srv;
   if (m.q === "close") {
-    s?.close();
-    terminator?.close();
-    for (const p of start.peers) p?.close();
-    srv = null;
+    shutdown();
     port.postMessage({ id: m.id, result: true });
     return;
   }

@@ -6,21 +6,12 @@
 // makes the device, the others add their queues to it), answers for them (stats, ss), and
 // stops them all if one fails: a server missing a worker would serve part of its keys.
 
-import {
-  existsSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-  openSync,
-  fsyncSync,
-  closeSync,
-  unlinkSync,
-} from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import { PmstackError } from "./errors.js";
-import type { ServeOptions } from "./apps/serve.js";
+import { replaceFileDurably } from "./secure.js";
+import type { ServeOptions, ServerInfo } from "./apps/serve.js";
 
 /** What each worker's app is made of: plain data (it crosses to the worker threads). */
 export interface WorkerAppSpec {
@@ -44,14 +35,8 @@ export interface ServeWorkersOptions extends Omit<ServeOptions, "nic" | "tap"> {
 }
 
 /** One worker's start-up report. */
-export interface WorkerInfo {
-  ifname: string;
-  pool: string;
-  copies: string;
-  /** How the kernel picks each frame's queue (the steering program, or why the device's own). */
-  steering: string | null;
-  recovered: { keys: number; records: number; damage: string | null };
-}
+/** One worker's start-up report. */
+export type WorkerInfo = ServerInfo;
 
 export interface WorkersServer {
   readonly count: number;
@@ -140,17 +125,8 @@ export function checkWorkerPools(path: string, count: number): void {
           `pmstack: ${workerPoolPath(path, i, 2)} exists but ${mf} does not: not starting over pools of unknown worker count`,
         );
     // the manifest first, durably: pools made next are known to be this set's
-    const tmp = `${mf}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ format: "pmstack-workers", version: 1, workers: count }) + "\n", {
-      mode: 0o600,
-    });
-    const fd = openSync(tmp, "r");
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, mf);
-    const dfd = openSync(dirname(mf), "r");
-    fsyncSync(dfd);
-    closeSync(dfd);
+    const text = JSON.stringify({ format: "pmstack-workers", version: 1, workers: count }) + "\n";
+    replaceFileDurably(mf, new TextEncoder().encode(text));
   }
 }
 
@@ -187,7 +163,8 @@ export async function serveWorkers(opts: ServeWorkersOptions): Promise<WorkersSe
     }
   const threads: Worker[] = [];
   const infos: WorkerInfo[] = [];
-  const asks = new Map<number, (v: unknown) => void>();
+  /** Questions in flight to each worker: its answer, by id. */
+  const asks: Map<number, (v: unknown) => void>[] = [];
   let nextAsk = 1;
   let closing = false;
   let failed = false;
@@ -229,7 +206,7 @@ export async function serveWorkers(opts: ServeWorkersOptions): Promise<WorkersSe
     new Promise((res) => {
       if (!alive[i]) return res(null);
       const id = nextAsk++;
-      asks.set(id, res);
+      asks[i]!.set(id, res);
       threads[i]!.postMessage({ id, q });
     });
   const fail = (i: number, err: Error) => {
@@ -256,6 +233,7 @@ export async function serveWorkers(opts: ServeWorkersOptions): Promise<WorkersSe
       });
       threads.push(w);
       alive.push(true);
+      asks.push(new Map());
       const info = await new Promise<WorkerInfo>((res, rej) => {
         w.on(
           "message",
@@ -270,8 +248,8 @@ export async function serveWorkers(opts: ServeWorkersOptions): Promise<WorkersSe
               const e = new PmstackError(m.failed.code ?? "EWORKER", `pmstack: worker ${i}: ${m.failed.message}`);
               rej(e);
             } else if (m.id !== undefined) {
-              const r = asks.get(m.id);
-              asks.delete(m.id);
+              const r = asks[i]!.get(m.id);
+              asks[i]!.delete(m.id);
               r?.(m.result);
             }
           },
@@ -284,7 +262,9 @@ export async function serveWorkers(opts: ServeWorkersOptions): Promise<WorkersSe
           alive[i] = false;
           const e = new PmstackError("EWORKER", `pmstack: worker ${i} ended (exit code ${code})`);
           rej(e);
-          for (const r of asks.values()) r(null);
+          // its questions go unanswered (another worker's, still running, are not touched)
+          for (const r of asks[i]!.values()) r(null);
+          asks[i]!.clear();
           fail(i, e);
         });
       });

@@ -24,7 +24,7 @@
 import { BUF_SIZE } from "../abi.js";
 import type { PmLog } from "../log.js";
 import { ObjectCursor, type ObjectRef } from "../object.js";
-import type { BufferName } from "../pool.js";
+import type { BufferName, Pool } from "../pool.js";
 import { freeRefused, SendQueue, COMMAND_RESERVE } from "../paste.js";
 import type { Stack, StackEvent } from "../stack.js";
 import type { TlsChannel, TlsTerminator } from "./tls.js";
@@ -51,6 +51,11 @@ export interface StreamPart {
  * reference on its buffer, handed over with it), or an object to stream.
  */
 export type Part = Uint8Array | BufferName | StreamPart;
+
+/** Drops the references a reply's kept ranges hold (a reply that will not be sent). */
+export function freeNamedParts(pool: Pool, parts: Part[]): void {
+  for (const p of parts) if (!(p instanceof Uint8Array) && !("stream" in p)) pool.free(p.index);
+}
 
 interface Reply {
   parts: Part[];
@@ -352,7 +357,7 @@ export class ConnLayer<S> {
 
   reply(c: Conn<S>, parts: Part[], close: boolean, notBefore = 0): void {
     if (c.closing || c.finished) {
-      for (const p of parts) if (!(p instanceof Uint8Array) && !("stream" in p)) this.stack.pool.free(p.index);
+      freeNamedParts(this.stack.pool, parts);
       return;
     }
     // an object to stream is pinned now, while it is live: by the time the reply may leave, a

@@ -186,6 +186,16 @@ const isSetOrGet = (b: Uint8Array): "set" | "get" | null => {
   return x === 0x73 ? "set" : x === 0x67 ? "get" : null;
 };
 
+/** A command's name in lower case, or null if its first argument cannot name one. */
+function commandName(args: Arg[]): string | null {
+  const a0 = args[0]?.bytes;
+  return a0 ? (isSetOrGet(a0) ?? lowerName(a0)) : null;
+}
+
+/** Whether the command has as many arguments as its arity allows (negative: at least). */
+const arityOk = (sp: CmdSpec, args: Arg[]): boolean =>
+  sp.arity > 0 ? args.length === sp.arity : args.length >= -sp.arity;
+
 export class KvApp implements Kv {
   readonly stack: Stack;
   readonly log: PmLog;
@@ -321,6 +331,8 @@ export class KvApp implements Kv {
           lastSeq: () => log.lastSeq,
           durableSeq: () => log.durableSeq,
           runServed: (c, args) => this.#runServed(c as unknown as Conn<KvConn>, args),
+          key: (a) => this.key(a),
+          bytes: (a) => this.bytes(a),
           block: (c) => this.block(c),
           reply: (c, bytes) => c.reply([bytes]),
           wake: () => stack.onCommand?.(),
@@ -652,24 +664,24 @@ export class KvApp implements Kv {
       c.state.args = [];
       return;
     }
-    const a0 = args[0]!.bytes;
-    const name = a0 ? (isSetOrGet(a0) ?? lowerName(a0)) : null;
+    const name = commandName(args);
     const sp = name !== null ? COMMANDS.get(name) : undefined;
     const st = c.state;
+    const kc = c as unknown as Conn<KvClient>;
     // sharded, with commands of this client in flight on other workers: a command on keys
     // streams on behind them; any other (one on the connection itself, or an error) waits
     // until they are answered, so that every reply leaves in order
     if (
-      this.shards?.busy(c as unknown as Conn<KvClient>) &&
+      this.shards?.busy(kc) &&
       !(
         sp &&
         name !== null &&
-        (sp.arity > 0 ? args.length === sp.arity : args.length >= -sp.arity) &&
+        arityOk(sp, args) &&
         (st.authed || sp.noauth) &&
-        this.shards.pipelines(c as unknown as Conn<KvClient>, name, sp.first)
+        this.shards.pipelines(kc, name, sp.first)
       )
     ) {
-      this.shards.waitDrain(c as unknown as Conn<KvClient>);
+      this.shards.waitDrain(kc);
       // first: commands still queued (a held client resuming) came after this one
       st.queue.unshift(args);
       st.args = [];
@@ -683,8 +695,7 @@ export class KvApp implements Kv {
         list += `'${this.text(args[i]!).slice(0, 128 - list.length)}' `;
       return this.error(c, `ERR unknown command '${raw.slice(0, 128)}', with args beginning with: ${list}`);
     }
-    if ((sp.arity > 0 && args.length !== sp.arity) || (sp.arity < 0 && args.length < -sp.arity))
-      return this.error(c, `ERR wrong number of arguments for '${name}' command`);
+    if (!arityOk(sp, args)) return this.error(c, `ERR wrong number of arguments for '${name}' command`);
     if (st.heldUntil && c.pending >= KV_MAX_HELD_REPLIES && this.layer.now() < st.heldUntil) {
       // commands piling up behind a held AUTH failure: the connection goes (bounded memory)
       this.counters.authDropped++;
@@ -700,25 +711,14 @@ export class KvApp implements Kv {
     if (this.shards) {
       if (SHARD_REFUSED.has(name))
         return this.error(c, `ERR pmstack: ${name.toUpperCase()} is not available on a server sharded over workers`);
-      const r = this.shards.route(
-        c as unknown as Conn<KvClient>,
-        name,
-        sp.first,
-        sp.last,
-        sp.step,
-        args,
-        this.#keyOf,
-        this.#bytesOf,
-        this.#runPiece,
-      );
+      const r = this.shards.route(kc, name, sp.first, sp.last, sp.step, args);
       if (r === true) return;
       if (r !== false) {
         this.counters.errors++;
-        return this.shards.answer(c as unknown as Conn<KvClient>, errorLine(r));
+        return this.shards.answer(kc, errorLine(r));
       }
       // this worker's keys, behind commands in flight: run now, the reply queued behind theirs
-      if (this.shards.busy(c as unknown as Conn<KvClient>))
-        return this.shards.runBehind(c as unknown as Conn<KvClient>, args, this.#runPiece);
+      if (this.shards.busy(kc)) return this.shards.runBehind(kc, args);
     }
     // cluster mode: keys of another node's slot are redirected (ASKING holds for one command;
     // it changes nothing until this node imports a slot)
@@ -731,17 +731,12 @@ export class KvApp implements Kv {
     this.#execute(c, sp, args);
   }
 
-  readonly #keyOf = (a: Arg): Uint8Array | null => this.key(a);
-  readonly #bytesOf = (a: Arg): Uint8Array => this.bytes(a);
-  readonly #runPiece = (c: Conn<KvClient>, args: Arg[]): void => this.#runServed(c as unknown as Conn<KvConn>, args);
-
   /**
    * Runs a command for another worker's client, or this worker's piece of a split one: routed
    * and checked by the worker that parsed it; its reply is captured by `c`.
    */
   #runServed(c: Conn<KvConn>, args: Arg[]): void {
-    const a0 = args[0]?.bytes;
-    const name = a0 ? (isSetOrGet(a0) ?? lowerName(a0)) : null;
+    const name = commandName(args);
     const sp = name !== null ? COMMANDS.get(name) : undefined;
     if (!sp) return this.error(c, "ERR pmstack: a worker sent an unknown command");
     this.#execute(c, sp, args);

@@ -162,6 +162,32 @@ export function serve<A extends App>(
   };
 }
 
+/** What a server (or each worker) reports at start. */
+export interface ServerInfo {
+  /** The device's name (TAP: the name the kernel gave it). */
+  ifname: string;
+  /** The pool: file, medium, persistence (Pool.describe). */
+  pool: string;
+  /** Where the NIC path copies bytes. */
+  copies: string;
+  /** TAP, multi-queue: how the kernel picks each frame's queue (null: one queue). */
+  steering: string | null;
+  /** What the log recovered at open. */
+  recovered: { keys: number; records: number; damage: string | null };
+}
+
+/** A served app's start-up report (ServerInfo). */
+export function serverInfo(s: AppServer): ServerInfo {
+  const rec = s.log.recovery;
+  return {
+    ifname: s.ifname,
+    pool: s.stack.pool.describe(),
+    copies: s.nic.copies,
+    steering: s.nic.info.steering ?? null,
+    recovered: { keys: rec.liveKeys, records: rec.records, damage: rec.damage },
+  };
+}
+
 /**
  * A served app's counters, the body of `pmstack stats --json` (one worker's, with workers): the
  * stack, loop, NIC, pool, log and journal, IPv6 addresses, the app's stats and TLS's.

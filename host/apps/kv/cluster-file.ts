@@ -1,9 +1,9 @@
 // The cluster configuration's file (Redis's nodes.conf), beside the pool by default: replaced
-// atomically (a temporary file written and fsynced, renamed over the old one, the directory
-// fsynced), so a kill -9 or a power cut at any point leaves the old configuration or the new.
+// atomically and durably (replaceFileDurably), so a kill -9 or a power cut at any point leaves
+// the old configuration or the new.
 
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { readFileSync } from "node:fs";
+import { replaceFileDurably } from "../../secure.js";
 import type { ClusterConfigStore } from "./cluster.js";
 
 export function clusterConfigFile(path: string): ClusterConfigStore {
@@ -18,24 +18,7 @@ export function clusterConfigFile(path: string): ClusterConfigStore {
       }
     },
     save(text) {
-      const tmp = `${path}.tmp.${process.pid}`;
-      const fd = openSync(tmp, "w", 0o600);
-      try {
-        writeSync(fd, Buffer.from(text, "latin1"));
-        fsyncSync(fd);
-      } catch (e) {
-        closeSync(fd);
-        unlinkSync(tmp);
-        throw e;
-      }
-      closeSync(fd);
-      renameSync(tmp, path);
-      const dfd = openSync(dirname(path), "r");
-      try {
-        fsyncSync(dfd);
-      } finally {
-        closeSync(dfd);
-      }
+      replaceFileDurably(path, Buffer.from(text, "latin1"));
     },
   };
 }

@@ -17,7 +17,7 @@
 
 import { ObjectCursor } from "../../object.js";
 import type { Pool } from "../../pool.js";
-import type { Conn, Part } from "../conn.js";
+import { freeNamedParts, type Conn, type Part } from "../conn.js";
 import { keyHashSlot } from "./cluster.js";
 import type { Arg, KvClient } from "./commands.js";
 import { arrayHead, int, OK } from "./reply.js";
@@ -58,8 +58,15 @@ export interface ShardHost {
   /** The log's newest and durable sequence numbers: a served reply leaves once its record is durable. */
   lastSeq(): number;
   durableSeq(): number;
-  /** Runs a command for another worker on `c` (a capturing client): no routing, no counting as a client's. */
+  /**
+   * Runs a command for another worker's client, or this worker's piece of a split one, on `c`
+   * (a capturing client): no routing, no counting as a client's.
+   */
   runServed(c: Conn<KvClient>, args: Arg[]): void;
+  /** An argument's key bytes (null: no key of that size can exist, which the command answers itself, here). */
+  key(a: Arg): Uint8Array | null;
+  /** An argument's bytes (a long one copied out of PM), to send in a batch. */
+  bytes(a: Arg): Uint8Array;
   /** Holds the connection (later commands wait): the returned function resumes it. */
   block(c: Conn<KvClient>): () => void;
   /** A reply for the client, in command order (an error is counted as the app counts them). */
@@ -79,7 +86,6 @@ interface Job {
   replies: (Uint8Array | null)[];
   /** MGET: each piece's positions in the client's key list. */
   positions: number[][];
-  total: number;
   left: number;
   /** The client's reply, once every piece answered. */
   out: Uint8Array | null;
@@ -219,12 +225,12 @@ export class KvShards {
   answer(c: Conn<KvClient>, bytes: Uint8Array): void {
     const q = this.#fifo.get(c);
     if (!q) return this.#h.reply(c, bytes);
-    q.push({ conn: c, join: "one", replies: [], positions: [], total: 0, left: 0, out: bytes });
+    q.push({ conn: c, join: "one", replies: [], positions: [], left: 0, out: bytes });
   }
 
   /** Runs a command of this worker's keys for a client with commands in flight: its reply queued behind. */
-  runBehind(c: Conn<KvClient>, args: Arg[], runHere: (c: Conn<KvClient>, args: Arg[]) => void): void {
-    this.#start(c, "one", [{ worker: this.index, args }], [], () => new Uint8Array(0), runHere);
+  runBehind(c: Conn<KvClient>, args: Arg[]): void {
+    this.#start(c, "one", [{ worker: this.index, args }], []);
   }
 
   /** A batch from another worker: kept for the next turn's end. */
@@ -235,22 +241,11 @@ export class KvShards {
 
   /**
    * Routes a client's command (name known, arity and authentication checked): `true` if it was
-   * sent elsewhere (whole, split or to every worker; the client is held until the answer is
-   * queued on it), `false` to run it here, or the error to answer (keys of several workers in
-   * a command that cannot be split). `key` gives an argument's key bytes (null: no key of that
-   * size can exist, which the command answers itself, here); `runHere` runs a piece here.
+   * sent elsewhere (whole, split or to every worker; its reply is queued on the client in
+   * order when it comes), `false` to run it here, or the error to answer (keys of several
+   * workers in a command that cannot be split).
    */
-  route(
-    c: Conn<KvClient>,
-    name: string,
-    first: number,
-    last: number,
-    step: number,
-    args: Arg[],
-    key: (a: Arg) => Uint8Array | null,
-    bytes: (a: Arg) => Uint8Array,
-    runHere: (c: Conn<KvClient>, args: Arg[]) => void,
-  ): boolean | string {
+  route(c: Conn<KvClient>, name: string, first: number, last: number, step: number, args: Arg[]): boolean | string {
     const me = this.index;
     if (first <= 0) {
       const join = BROADCAST[name];
@@ -258,22 +253,21 @@ export class KvShards {
       this.stats.broadcast++;
       const pieces: { worker: number; args: Arg[] }[] = [];
       for (let w = 0; w < this.count; w++) pieces.push({ worker: w, args });
-      this.#start(c, join, pieces, [], bytes, runHere);
+      this.#start(c, join, pieces, []);
       return true;
     }
     const end = last < 0 ? args.length + last : last;
-    // owners of the keys: one worker (the common case) or several
-    let only = -1;
+    // owners of the keys, in order: one worker (the common case) or several
+    const owners: number[] = [];
     let many = false;
     for (let i = first; i <= end && i < args.length; i += step) {
-      const k = key(args[i]!);
-      const w = k ? this.owner(k) : me;
-      if (only === -1) only = w;
-      else if (w !== only) many = true;
+      const k = this.#h.key(args[i]!);
+      owners.push(k ? this.owner(k) : me);
+      if (owners[owners.length - 1] !== owners[0]) many = true;
     }
     if (!many) {
-      if (only === me || only === -1) return false;
-      this.#start(c, "one", [{ worker: only, args }], [], bytes, runHere);
+      if (owners.length === 0 || owners[0] === me) return false;
+      this.#start(c, "one", [{ worker: owners[0]!, args }], []);
       return true;
     }
     const join = SPLIT[name];
@@ -283,8 +277,7 @@ export class KvShards {
     const byWorker = new Map<number, { args: Arg[]; pos: number[] }>();
     let pos = 0;
     for (let i = first; i <= end && i < args.length; i += step, pos++) {
-      const k = key(args[i]!);
-      const w = k ? this.owner(k) : me;
+      const w = owners[pos]!;
       let p = byWorker.get(w);
       if (!p) byWorker.set(w, (p = { args: [args[0]!], pos: [] }));
       for (let j = 0; j < step; j++) p.args.push(args[i + j]!);
@@ -296,27 +289,17 @@ export class KvShards {
       join,
       list.map(([worker, p]) => ({ worker, args: p.args })),
       list.map(([, p]) => p.pos),
-      bytes,
-      runHere,
     );
     return true;
   }
 
-  /** Sends the remote pieces, runs the local one (its reply captured), holds the client. */
-  #start(
-    c: Conn<KvClient>,
-    join: Join,
-    pieces: { worker: number; args: Arg[] }[],
-    positions: number[][],
-    bytes: (a: Arg) => Uint8Array,
-    runHere: (c: Conn<KvClient>, args: Arg[]) => void,
-  ): void {
+  /** Queues the job behind the client's others, sends the remote pieces, runs the local one (its reply captured). */
+  #start(c: Conn<KvClient>, join: Join, pieces: { worker: number; args: Arg[] }[], positions: number[][]): void {
     const job: Job = {
       conn: c,
       join,
       replies: pieces.map(() => null),
       positions,
-      total: pieces.length,
       left: pieces.length,
       out: null,
     };
@@ -333,7 +316,7 @@ export class KvShards {
       o.u32(id);
       o.u32(args.length);
       for (const a of args) {
-        const b = bytes(a);
+        const b = this.#h.bytes(a);
         o.u32(b.length);
         o.bytes(b);
       }
@@ -344,7 +327,7 @@ export class KvShards {
     for (let p = 0; p < pieces.length; p++) {
       if (pieces[p]!.worker !== this.index) continue;
       const cap = this.#capture((b) => this.#answered(job, p, b));
-      runHere(cap, pieces[p]!.args);
+      this.#h.runServed(cap, pieces[p]!.args);
     }
   }
 
@@ -404,7 +387,7 @@ export class KvShards {
       reply(parts: Part[]) {
         if (answered) {
           // a command answers once; a second reply would be a bug: drop its references
-          for (const p of parts) if (!(p instanceof Uint8Array) && !("stream" in p)) pool.free(p.index);
+          freeNamedParts(pool, parts);
           return;
         }
         answered = true;

@@ -318,6 +318,8 @@ export class NicLoop {
   #tx: Ring;
   #appIn: Ring;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  /** When #timer is due (the loop's clock). */
+  #timerAt = 0;
   #spin: ReturnType<typeof setImmediate> | null = null;
   #refd = true;
   #running = false;
@@ -396,9 +398,13 @@ export class NicLoop {
     // 2. the core over the whole batch, then the app over every event
     let next = s.poll(now);
     this.stats.events += s.drainEvents(this.#opts.onEvent);
-    // the app's replies and closes are APP-IN commands: run the core again to turn them into frames
-    next = Math.min(next, s.poll(now));
-    this.stats.events += s.drainEvents(this.#opts.onEvent);
+    // the app's replies and closes are APP-IN commands: run the core again to turn them into
+    // frames (and again if the first poll left frames for lack of event slots); a turn whose
+    // app queued nothing is over
+    if (s.commandsQueued() > 0 || next <= now) {
+      next = Math.min(next, s.poll(now));
+      this.stats.events += s.drainEvents(this.#opts.onEvent);
+    }
     if (this.#opts.onTurnEnd) {
       const before = s.commandSpace();
       this.#opts.onTurnEnd();
@@ -480,10 +486,25 @@ export class NicLoop {
     if (!this.#running) return;
     const now = this.#now();
     const next = this.turn(now);
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-    if (next <= now) this.#held(setImmediate(() => this.#wake()));
-    else if (Number.isFinite(next)) this.#timer = this.#held(setTimeout(() => this.#wake(), Math.max(0, next - now)));
+    if (next <= now) {
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = null;
+      this.#held(setImmediate(() => this.#wake()));
+    } else if (Number.isFinite(next) && !(this.#timer && this.#timerAt <= next)) {
+      // a timer due no later than the core's next deadline stays: it may wake the loop a little
+      // early (that turn arms the next), which costs less than a new timer on every turn
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timerAt = next;
+      this.#timer = this.#held(
+        setTimeout(
+          () => {
+            this.#timer = null;
+            this.#wake();
+          },
+          Math.max(0, next - now),
+        ),
+      );
+    }
   }
 
   #capture(bufs: readonly { index: number; offset?: number; length: number }[]): void {

@@ -494,6 +494,11 @@ export class Stack {
     return this.#appIn.space();
   }
 
+  /** Commands waiting for the next poll(): those in APP-IN, and window updates held back. */
+  commandsQueued(): number {
+    return this.#appIn.count() + this.#recvdLater.size;
+  }
+
   listen(port: number, opts: { backlog?: number; tag?: number } = {}): void {
     checkPort(port);
     this.#cmd(CMD.LISTEN, opts.tag ?? port, 0, port, opts.backlog ?? 0);

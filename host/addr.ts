@@ -34,10 +34,27 @@ export function parseIPv4(s: string): number {
   return n;
 }
 
+/** Four decimal numbers 0-255 of 1 to 3 digits, separated by dots; NaN otherwise (no regex, no allocation: connect() parses one per call). */
 function ipv4OrNaN(s: string): number {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m || m.slice(1).some((x) => +x > 255)) return NaN;
-  return ((+m[1]! << 24) | (+m[2]! << 16) | (+m[3]! << 8) | +m[4]!) >>> 0;
+  let n = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits > 3) return NaN;
+      part = part * 10 + (c - 0x30);
+    } else if (c === 0x2e && digits > 0 && dots < 3) {
+      if (part > 255) return NaN;
+      n = (n << 8) | part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else return NaN;
+  }
+  if (dots !== 3 || digits === 0 || part > 255) return NaN;
+  return ((n << 8) | part) >>> 0;
 }
 
 /** A host number as dotted IPv4 text. */

@@ -32,7 +32,19 @@ export class MemoryLink {
 
   /** Moves every queued frame at time `now` (ms): TX rings onto the wire, due frames into RX rings. */
   step(now: number): number {
-    return this.#move(this.a, this.b, this.ab, now) + this.#move(this.b, this.a, this.ba, now);
+    this.#now = now;
+    return this.#move(this.a, this.b, this.ab, this.#toB) + this.#move(this.b, this.a, this.ba, this.#toA);
+  }
+
+  /** The time of the step in progress, and what each direction does with a frame (made once: no closure per step). */
+  #now = 0;
+  #toB = (segs: Uint8Array[]): void => this.#carry(segs, this.b, this.ab);
+  #toA = (segs: Uint8Array[]): void => this.#carry(segs, this.a, this.ba);
+
+  #carry(segs: Uint8Array[], to: RingPort, wire: FaultyWire | null): void {
+    this.#pcap?.write(segs, this.#now);
+    if (wire) wire.send(segs.length === 1 ? segs[0]! : concat(segs), this.#now);
+    else to.deliver(segs);
   }
 
   /** When a delayed frame is next due (Infinity if none). */
@@ -40,14 +52,9 @@ export class MemoryLink {
     return Math.min(this.ab?.nextDeadline() ?? Infinity, this.ba?.nextDeadline() ?? Infinity);
   }
 
-  #move(from: RingPort, to: RingPort, wire: FaultyWire | null, now: number): number {
-    const pcap = this.#pcap;
-    let n = from.drainTx((segs) => {
-      pcap?.write(segs, now);
-      if (wire) wire.send(segs.length === 1 ? segs[0]! : concat(segs), now);
-      else to.deliver(segs);
-    });
-    if (wire) for (const f of wire.receive(now)) if (to.deliver(f)) n++;
+  #move(from: RingPort, to: RingPort, wire: FaultyWire | null, carry: (segs: Uint8Array[]) => void): number {
+    let n = from.drainTx(carry);
+    if (wire) for (const f of wire.receive(this.#now)) if (to.deliver(f)) n++;
     return n;
   }
 }

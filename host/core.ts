@@ -6,6 +6,7 @@
 import { MAX_PAGES } from "./abi.js";
 import { corePath, readCore } from "./core-bytes.js";
 import { CoreTrapError } from "./errors.js";
+import { countCalls, countingCalls } from "./calls.js";
 
 // The core's exports, typed once here and grouped as assembly/index.ts exports them (numeric
 // ABI: indices and memory offsets in, counts or negative E_* errors out). How values cross the
@@ -173,7 +174,8 @@ export function instantiateCore(opts: { shared?: boolean; wasmPath?: string } = 
     );
   };
   const inst = new WebAssembly.Instance(mod, { env: { memory, abort } });
-  return { memory, exports: inst.exports as unknown as CoreExports, shared };
+  const exports = inst.exports as unknown as CoreExports;
+  return { memory, exports: countingCalls() ? countCalls("wasm", exports) : exports, shared };
 }
 
 /** Reads an AssemblyScript string (UTF-16LE, byte length in the header word before it). */

@@ -24,6 +24,7 @@ export {
 export { BUF_SIZE, OWNER_NAMES } from "./abi.js";
 export type { Owner } from "./abi.js";
 export { instantiateCore } from "./core.js";
+export { boundaryCalls } from "./calls.js";
 export type { CoreExports, CoreInstance } from "./core.js";
 export { layout as poolLayout, decode as decodeSuperblock, encode as encodeSuperblock } from "./format.js";
 export type { Superblock } from "./format.js";

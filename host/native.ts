@@ -6,6 +6,7 @@
 
 import { createRequire } from "node:module";
 import { PmstackError } from "./errors.js";
+import { countCalls, countingCalls } from "./calls.js";
 
 export type PersistMode = "clwb" | "clflushopt" | "clflush" | "msync" | "strict" | "journal";
 /**
@@ -123,7 +124,8 @@ export function tryNative(): Native | PmstackError {
 function load(path?: string): Native | PmstackError {
   const file = path ?? new URL("./pmstack_native.node", import.meta.url).pathname;
   try {
-    return createRequire(import.meta.url)(file) as Native;
+    const addon = createRequire(import.meta.url)(file) as Native;
+    return countingCalls() ? countCalls("addon", addon) : addon;
   } catch (e) {
     return new PmstackError(
       "ENATIVE",

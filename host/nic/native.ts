@@ -4,6 +4,7 @@
 
 import { createRequire } from "node:module";
 import { PmstackError } from "../errors.js";
+import { countCalls, countingCalls } from "../calls.js";
 
 // The slot flags and metadata side tables (host/nic/abi.ts) are part of this module's ABI too.
 export * from "./abi.js";
@@ -131,7 +132,8 @@ export function nicNative(path?: string): NicNative {
   if (cached && !path) return cached;
   const file = path ?? new URL("./pmstack_nic.node", import.meta.url).pathname;
   try {
-    const mod = createRequire(import.meta.url)(file) as NicNative;
+    const loaded = createRequire(import.meta.url)(file) as NicNative;
+    const mod = countingCalls() ? countCalls("addon", loaded) : loaded;
     if (!path) cached = mod;
     return mod;
   } catch (e) {

@@ -306,9 +306,16 @@ export function cdfSvg(cdf, medium = "tmpfs") {
 
 // ---------- profile ----------
 
-/** Top self-time entries of a V8 .cpuprofile, as a sentence: percent of busy samples. */
-export function summarizeProfile(prof, requests) {
+/**
+ * The busy time of a V8 .cpuprofile by function (self time, µs): {busy, total, wasm (all the
+ * core's functions), self: Map key -> µs}. Native code called from JavaScript (the addons, and
+ * the system calls they make: a frame with neither name nor script) is keyed "native under F",
+ * F the JavaScript function that called it; the core's functions "wasm NAME".
+ */
+export function profileTimes(prof) {
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n);
   const self = new Map();
   let busy = 0;
   let total = 0;
@@ -321,15 +328,26 @@ export function summarizeProfile(prof, requests) {
     if (cf.functionName === "(idle)") continue;
     busy += us;
     const file = (cf.url || "").split("/").pop();
-    const key = cf.url?.startsWith("wasm") ? `wasm ${cf.functionName}` : `${cf.functionName || "(anonymous)"} ${file}`;
+    const native = !cf.functionName && !cf.url && parent.get(n.id)?.callFrame.url;
+    const key = native
+      ? `native under ${parent.get(n.id).callFrame.functionName || "(anonymous)"}`
+      : cf.url?.startsWith("wasm")
+        ? `wasm ${cf.functionName.replace(/^assembly\//, "")}`
+        : `${cf.functionName || "(anonymous)"} ${file}`;
     self.set(key, (self.get(key) ?? 0) + us);
   }
   let wasm = 0;
   for (const [k, v] of self) if (k.startsWith("wasm ")) wasm += v;
+  return { busy, total, wasm, self };
+}
+
+/** Top self-time entries of a V8 .cpuprofile, as a sentence: percent of busy samples. */
+export function summarizeProfile(prof, requests, unit = "request") {
+  const { busy, total, wasm, self } = profileTimes(prof);
   const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12);
   const pc = (v) => `${((100 * v) / busy).toFixed(1)}%`;
   return (
-    `busy ${((100 * busy) / total).toFixed(0)}% of the profile, ${(busy / requests).toFixed(1)} µs busy per request; ` +
+    `busy ${((100 * busy) / total).toFixed(0)}% of the profile, ${(busy / requests).toFixed(busy / requests < 10 ? 2 : 1)} µs busy per ${unit}; ` +
     `Wasm core ${pc(wasm)}; top self time: ` +
     top.map(([k, v]) => `${k.trim()} ${pc(v)}`).join(", ")
   );

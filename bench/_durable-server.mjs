@@ -5,9 +5,18 @@
 //     tap: { name, netns } | xdp: { ifname, netns }, tls?: { cert, key, port } (PEM files: TLS on
 //     port, the plain port off) }
 // Prints "READY <ifname> <pid>" once it serves. Reads commands on stdin, one a line:
-//   stats  prints "STATS <json>" (NicLoop stats, the app's stats, process.cpuUsage())
+//   stats  prints "STATS <json>" (NicLoop stats, the app's stats, process.cpuUsage(), the calls
+//          into the core and the addon counted so far: all zero unless PMSTACK_COUNT_CALLS=1)
 //   quit   closes the server and exits (also on stdin end or SIGTERM)
+//   prof-start [cpu]  starts a GC record (v8.GCProfiler) and with `cpu` a V8 CPU profile
+//                     (node:inspector, sampling every 100 µs)
+//   prof-stop [FILE]  stops them, writes the CPU profile to FILE, prints "PROFILED <json>": the bytes
+//                     the JavaScript heap took meanwhile (what every GC found allocated since the
+//                     last, plus what is new since) and the number of GCs
 import { createInterface } from "node:readline";
+import { Session } from "node:inspector/promises";
+import { GCProfiler, getHeapStatistics } from "node:v8";
+import { writeFileSync } from "node:fs";
 
 // PMSTACK_DURABLE_BUILD: another build's index.js (to measure a change before it lands)
 const pm = await import(process.env.PMSTACK_DURABLE_BUILD ?? "../build/index.js");
@@ -106,12 +115,52 @@ rl.on("line", (l) => {
       tcp: srv.stack.stats(),
       nicStats: srv.nic.stats(),
       cpu: process.cpuUsage(),
+      calls: pm.boundaryCalls?.() ?? null,
       describe: srv.stack.pool.describe(),
       nic: srv.nic.info,
       ...(terminator ? { tls: { ...terminator.stats } } : {}),
     };
     console.log(`STATS ${JSON.stringify(st)}`);
-  } else if (cmd === "quit") quit(0);
+  } else if (cmd === "prof-start" || cmd === "prof-start cpu") void profStart(cmd.endsWith("cpu"));
+  else if (cmd.startsWith("prof-stop")) void profStop(cmd.slice("prof-stop".length).trim());
+  else if (cmd === "quit") quit(0);
 });
+
+/** The profiling session while one runs: {session, gc, heap0}. */
+let prof = null;
+async function profStart(cpu) {
+  let session = null;
+  if (cpu) {
+    session = new Session();
+    session.connect();
+    await session.post("Profiler.enable");
+    await session.post("Profiler.setSamplingInterval", { interval: 100 });
+    await session.post("Profiler.start");
+  }
+  const gc = new GCProfiler();
+  gc.start();
+  prof = { session, gc, heap0: getHeapStatistics().used_heap_size };
+  console.log("PROF-STARTED");
+}
+async function profStop(file) {
+  const { session, gc, heap0 } = prof;
+  prof = null;
+  const rec = gc.stop();
+  if (session) {
+    const { profile } = await session.post("Profiler.stop");
+    session.disconnect();
+    writeFileSync(file, JSON.stringify(profile));
+  }
+  // allocated = what each GC found in use beyond what the previous one left, then what is in
+  // use now beyond what the last one left
+  let allocated = 0;
+  let after = heap0;
+  for (const g of rec.statistics) {
+    allocated += g.beforeGC.heapStatistics.usedHeapSize - after;
+    after = g.afterGC.heapStatistics.usedHeapSize;
+  }
+  allocated += getHeapStatistics().used_heap_size - after;
+  console.log(`PROFILED ${JSON.stringify({ allocated, gcs: rec.statistics.length })}`);
+}
 rl.on("close", () => quit(0));
 console.log(`READY ${srv.ifname} ${process.pid}`);

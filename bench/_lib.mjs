@@ -1,6 +1,16 @@
 // Helpers shared by benchmarks.
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, fdatasyncSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fdatasyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 
@@ -27,6 +37,30 @@ export function cpuUs(pid) {
   const s = readFileSync(`/proc/${pid}/stat`, "utf8");
   const f = s.slice(s.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on
   return (Number(f[11]) + Number(f[12])) * TICK_US; // utime (14), stime (15)
+}
+
+/** CPU time of process `pid` so far, in µs, split: {user (utime), system (stime)}, all threads. */
+export function cpuSplitUs(pid) {
+  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+  return { user: Number(f[11]) * TICK_US, system: Number(f[12]) * TICK_US };
+}
+
+/** CPU time (utime + stime) of each thread of process `pid` so far, in µs, summed by thread name. */
+export function threadCpuUs(pid) {
+  const out = {};
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    let s;
+    try {
+      s = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    const name = s.slice(s.indexOf("(") + 1, s.lastIndexOf(")"));
+    const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+    out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) * TICK_US;
+  }
+  return out;
 }
 
 /**

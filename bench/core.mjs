@@ -1,8 +1,11 @@
 // bench/core: two pmstack stacks in one process over the in-memory link (one copy per frame,
 // as a NIC's DMA would make; MSS 1460, checksums computed and verified), beside Debian's native
 // lwIP 2.1.3 (bench/lwip, raw API, two netifs over an in-memory wire) measured in the same run.
+// Each pass of the loop is one host turn of each stack as NicLoop makes it (poll, the app's
+// events, poll again if the app queued commands: its sends leave in the same turn).
 // Metrics: bulk_gbps (payload untouched), bulk_gbps_checked (written and compared, as lwIP does),
-// rr_tps_1conn, rr_tps_1conn_idle100k (the same beside 100,000 idle established connections),
+// rr_tps_1conn (64-byte buffers sent unwritten, freed unread), rr_tps_1conn_checked (every
+// request and response byte written and checked, the work lwIP's harness does), rr_tps_1conn_idle100k (the same beside 100,000 idle established connections),
 // rr_tps_100conn, conn_per_s, conn_per_s_tw100k (conn_per_s with 100,000 connections in
 // TIME_WAIT on the server's side, every new one recycling the oldest). System pmstack-v6: the same two stacks speaking IPv6 (dual-stack
 // stacks, the connections over 2001:2:0:63::/64), measured in the same rounds for bulk_gbps,
@@ -13,21 +16,30 @@
 // Atomics flag and run --seconds, and their transactions add up over that one window; its ratio
 // to pmstack's one thread shown (ceiling 2x on this 2-CPU machine, target 1.7x). Args:
 // --seconds N (default 2), --rounds N (default 3: pmstack, pmstack-2workers, pmstack-v6 and
-// lwIP in turn, medians), --metrics M[,M] (only those; for profiling one).
+// lwIP in turn, medians), --metrics M[,M] (only those; for profiling one), --prof (after the
+// rounds, rr_tps_1conn, rr_tps_1conn_checked and conn_per_s once more each: per exchange the
+// polls, events, frames, heap bytes allocated, calls into the Wasm core, and a CPU profile).
 // --baseline REV: also builds git revision REV in a temporary worktree and measures its stacks in
 // the same run, the two builds alternating over --rounds N (default 3) rounds, medians compared
 // (bench/results/core-baseline.json): what a change to the core or the host costs, apart from
 // the machine's drift between runs.
 import { spawnSync } from "node:child_process";
 import { Worker } from "node:worker_threads";
-import { existsSync, symlinkSync } from "node:fs";
+import { existsSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Session } from "node:inspector/promises";
+import { GCProfiler, getHeapStatistics } from "node:v8";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import os from "node:os";
 import * as current from "../build/index.js";
 import { ratios } from "./_lib.mjs";
+import { profileTimes, summarizeProfile } from "./_durable-report.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const repo = fileURLToPath(new URL("..", import.meta.url));
+
+/** Transactions or connections completed by every run so far (what --prof divides by). */
+let exchanges = 0;
 
 /** The build under test (this tree's, or the baseline's). */
 let lib = current;
@@ -54,22 +66,46 @@ function pair(cfg = {}) {
   return p;
 }
 
-/** Runs the pair on the wall clock for `ms`, calling the handlers; returns the seconds elapsed. */
+/**
+ * Runs the pair on the wall clock for `ms`, calling the handlers; returns the seconds elapsed.
+ * Each pass is a host turn of a, the link, a turn of b, the link: frames a sends reach b in the
+ * same pass, and b's answer reaches a in the next.
+ */
 function spin({ a, b, link }, ha, hb, ms, onTurn = () => {}) {
   const t0 = performance.now();
   const end = t0 + ms;
   let t = t0;
   while (t < end) {
-    a.poll(t);
-    b.poll(t);
-    link.step(t);
-    a.drainEvents(ha);
-    b.drainEvents(hb);
+    turn(a, ha, t);
+    counts.frames += link.step(t);
+    turn(b, hb, t);
+    counts.frames += link.step(t);
     onTurn();
     t = performance.now();
   }
   return (t - t0) / 1000;
 }
+
+/**
+ * One host turn of stack `s` at `t`, as NicLoop makes it: the core over the frames in, the app
+ * over its events, and the core again if the app queued commands (or the first poll left work),
+ * so that its sends leave in this turn (run to completion, as lwIP's harness sends from inside
+ * its receive callback).
+ */
+function turn(s, h, t) {
+  const next = s.poll(t);
+  counts.polls++;
+  counts.events += s.drainEvents(h);
+  // (a build without commandsQueued, measured by --baseline, polls twice as its loop did)
+  if (!s.commandsQueued || s.commandsQueued() > 0 || next <= t) {
+    s.poll(t);
+    counts.polls++;
+    counts.events += s.drainEvents(h);
+  }
+}
+
+/** Polls, events and frames of every run so far (what --prof reads per exchange). */
+const counts = { polls: 0, events: 0, frames: 0 };
 
 /**
  * Opens `n` connections from b to a: the first to `port`, the rest spread over `ports` more
@@ -196,6 +232,7 @@ function exchange(p, conns, seconds, hold = null) {
       p.b.pool.free(ev.buf);
       p.b.recvd(ev.conn, ev.len);
       tx++;
+      exchanges++;
       send(p.b, ev.conn); // the next request
     }
   };
@@ -209,6 +246,74 @@ function exchange(p, conns, seconds, hold = null) {
   const start = performance.timeOrigin + performance.now();
   const s = spin(p, ha, hb, seconds * 1000);
   return { tx, start, ms: s * 1000 };
+}
+
+/** Byte k of request `seq` in the checked rr (response byte k: this xor 0xA5), as lwIP's harness. */
+const reqByte = (seq, k) => (seq * 31 + k * 7 + 13) & 255;
+
+/**
+ * rr_tps_1conn_checked: rr on one connection doing the work lwIP's harness does. b writes each
+ * 64-byte request (a pattern of its sequence number) into the buffer it sends; a reads every
+ * byte of it and writes the response (each byte xor 0xA5) into a fresh buffer; b compares every
+ * byte of the response with what it expects. Requests and responses may arrive in pieces.
+ */
+function rrChecked(seconds) {
+  const p = pair({ nodelay: true });
+  const {
+    b: [cb],
+  } = connectPair(p, 7, 1, { nodelay: true });
+  let tx = 0;
+  let seq = 0; // the request in flight
+  let got = 0; // bytes of its response b has
+  let bad = 0;
+  let srvHave = 0; // bytes of the request a has
+  let resp = -1; // a's response buffer being filled
+  let out = null; // its bytes
+  const request = () => {
+    const i = p.b.pool.alloc();
+    const v = p.b.pool.view(i, 128, 64);
+    for (let k = 0; k < 64; k++) v[k] = reqByte(seq, k);
+    p.b.send(cb, { index: i, offset: 128, length: 64 });
+  };
+  const ha = (ev) => {
+    if (ev.type !== "DATA") return;
+    const v = p.a.pool.view(ev.buf, ev.off, ev.len);
+    for (let k = 0; k < ev.len; k++) {
+      if (resp < 0) {
+        resp = p.a.pool.alloc();
+        out = p.a.pool.view(resp, 128, 64);
+      }
+      out[srvHave] = v[k] ^ 0xa5;
+      if (++srvHave === 64) {
+        p.a.send(ev.conn, { index: resp, offset: 128, length: 64 });
+        resp = -1;
+        srvHave = 0;
+      }
+    }
+    p.a.pool.free(ev.buf);
+    p.a.recvd(ev.conn, ev.len);
+  };
+  const hb = (ev) => {
+    if (ev.type !== "DATA") return;
+    const v = p.b.pool.view(ev.buf, ev.off, ev.len);
+    for (let k = 0; k < ev.len; k++) if (v[k] !== (reqByte(seq, got + k) ^ 0xa5)) bad++;
+    got += ev.len;
+    p.b.pool.free(ev.buf);
+    p.b.recvd(ev.conn, ev.len);
+    if (got === 64) {
+      got = 0;
+      seq++;
+      tx++;
+      exchanges++;
+      request();
+    }
+  };
+  request();
+  spin(p, ha, hb, 300);
+  tx = 0;
+  const s = spin(p, ha, hb, seconds * 1000);
+  if (bad) throw new Error(`rr checked: ${bad} response bytes differ from what was expected`);
+  return tx / s;
 }
 
 /**
@@ -233,6 +338,7 @@ function connections(seconds) {
     if (ev.type === "CONNECTED") p.b.close(ev.conn);
     else if (ev.type === "CLOSED") {
       done++;
+      exchanges++;
       p.b.connect(serverAddr(), 80);
     } else if (ev.type === "RESET") p.b.connect(serverAddr(), 80);
   };
@@ -289,6 +395,9 @@ async function rrWorkers(seconds, n, workers) {
   }
 }
 
+/** The metrics --prof profiles (those where the fixed cost per exchange shows). */
+const PROFILED = ["rr_tps_1conn", "rr_tps_1conn_checked", "conn_per_s"];
+
 /** The metrics pmstack-v6 runs beside pmstack's IPv4 (target: 0.9x of IPv4 or better). */
 const V6_METRICS = ["bulk_gbps", "rr_tps_1conn", "rr_tps_100conn"];
 
@@ -327,6 +436,7 @@ const METRICS = [
   ["bulk_gbps", "Gbit/s", (s) => bulk(s)],
   ["bulk_gbps_checked", "Gbit/s", (s) => bulk(s, true)],
   ["rr_tps_1conn", "tx/s", (s) => rr(s, 1)],
+  ["rr_tps_1conn_checked", "tx/s", (s) => rrChecked(s)],
   ["rr_tps_1conn_idle100k", "tx/s", (s) => rrIdle(s, 100_000)],
   ["rr_tps_100conn", "tx/s", (s) => rr(s, 100)],
   ["conn_per_s", "conn/s", (s) => connections(s)],
@@ -347,6 +457,76 @@ function buildBaseline(rev) {
     if (b.status !== 0) throw new Error(`building ${rev}: ${b.stderr.slice(-2000)}`);
   }
   return { dir, sha, remove: () => git("worktree", "remove", "--force", dir) };
+}
+
+/**
+ * --prof: `metric` run three more times, each pass measuring one thing per exchange (a
+ * transaction, or a connection opened and closed): the loop's polls, events and frames, and the
+ * bytes the JavaScript heap took (v8.GCProfiler: what every GC found allocated since the last);
+ * a V8 CPU profile (node:inspector, sampled every 100 µs); the calls into the Wasm core
+ * (PMSTACK_COUNT_CALLS=1 while the pair is made: counted, so slowed). Each pass counts its
+ * warm-up and set-up too. Returns a sentence for the notes.
+ */
+async function profile(metric, f, seconds) {
+  const zero = () => {
+    exchanges = 0;
+    counts.polls = counts.events = counts.frames = 0;
+  };
+  // pass 1: counters and the heap
+  zero();
+  const gc = new GCProfiler();
+  const heap0 = getHeapStatistics().used_heap_size;
+  gc.start();
+  const rate = f(seconds);
+  const rec = gc.stop();
+  let allocated = 0;
+  let after = heap0;
+  for (const g of rec.statistics) {
+    allocated += g.beforeGC.heapStatistics.usedHeapSize - after;
+    after = g.afterGC.heapStatistics.usedHeapSize;
+  }
+  allocated += getHeapStatistics().used_heap_size - after;
+  const ex = exchanges;
+  const per = { polls: counts.polls / ex, events: counts.events / ex, frames: counts.frames / ex };
+  // pass 2: the CPU profile
+  zero();
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 100 });
+  await session.post("Profiler.start");
+  const profRate = f(seconds);
+  const { profile: prof } = await session.post("Profiler.stop");
+  session.disconnect();
+  const profEx = exchanges;
+  const keep = join(os.tmpdir(), `pmstack-core-${metric}.cpuprofile`);
+  writeFileSync(keep, JSON.stringify(prof));
+  console.error(`core: profile kept at ${keep}`);
+  // pass 3: crossings
+  zero();
+  const c0 = lib.boundaryCalls();
+  process.env.PMSTACK_COUNT_CALLS = "1";
+  try {
+    f(seconds);
+  } finally {
+    delete process.env.PMSTACK_COUNT_CALLS;
+  }
+  const c1 = lib.boundaryCalls();
+  const wasm = (c1.wasm - c0.wasm) / exchanges;
+  const top = Object.entries(c1.byName)
+    .map(([k, v]) => [k.replace(/^wasm:/, ""), (v - (c0.byName[k] ?? 0)) / exchanges])
+    .filter(([, v]) => v >= 0.05)
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, 10);
+  const g = (v) => v.toPrecision(3);
+  const core = profileTimes(prof).wasm / profEx;
+  return (
+    `profile of ${metric} (${g(rate)} a second unprofiled): per exchange ${g(per.polls)} polls, ${g(per.events)} events, ` +
+    `${g(per.frames)} frames, ${Math.round(allocated / ex)} bytes allocated on the JavaScript heap (${rec.statistics.length} GCs), ` +
+    `${g(wasm)} calls into the Wasm cores (${top.map(([k, v]) => `${k} ${g(v)}`).join(", ")}); ` +
+    `the Wasm cores alone ${g(core)} µs per exchange in the profiled pass: ${g(1e6 / core)} exchanges a second if the host cost nothing; ` +
+    `profiled pass (${g(profRate)} a second): ${summarizeProfile(prof, profEx, "exchange")}`
+  );
 }
 
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
@@ -398,6 +578,7 @@ export async function run(args) {
   // tens of percent between runs; a round of each side sees the same drift)
   const rounds = Number(opt("--rounds", 3));
   const LWIP = { bulk_gbps: "bulk_gbps", bulk_gbps_checked: "bulk_gbps", rr_tps_1conn: "rr_tps_1conn" };
+  LWIP.rr_tps_1conn_checked = "rr_tps_1conn";
   Object.assign(LWIP, { rr_tps_100conn: "rr_tps_100conn", conn_per_s: "conn_per_s" });
   const got = { pmstack: {}, "pmstack-v6": {}, "pmstack-2workers": {}, lwip: {} };
   const perWorker = []; // pmstack-2workers: each round's figures of each worker (rrWorkers)
@@ -466,6 +647,8 @@ export async function run(args) {
     );
   }
   if (lwipError) notes.push(`lwip harness failed in a round: ${lwipError}`);
+  if (args.includes("--prof"))
+    for (const [metric, , f] of METRICS) if (PROFILED.includes(metric)) notes.push(await profile(metric, f, seconds));
   return {
     rows,
     ratios: [

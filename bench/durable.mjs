@@ -46,8 +46,11 @@
 // [--dir DIR | --disk DIR] [--media tmpfs,disk] [--no-objects] [--no-tls] [--node-io sync|async] [--prof]`;
 // PMSTACK_BENCH_QUICK=1 is the same as "quick"
 // (short cells, one repetition: a smoke run). --prof runs pmstack-httpd-tap (POST 1 KiB, 50
-// connections) and pmstack-kv-tap (SET 1 KiB, 50 clients) once more under `node --cpu-prof` and
-// adds their top self-time functions to the notes (the profiles stay in os.tmpdir()).
+// connections) and pmstack-kv-tap (SET 1 KiB at one client; GET 1 KiB at 50 clients, pipeline
+// 16) once more, each cell in a server of its own that profiles itself over the measured
+// requests (V8 CPU profile, heap allocation, loop counters; then a pass counting calls into the
+// core and the addon), and adds what each request costs to the notes (the profiles stay in
+// os.tmpdir()).
 import { execFileSync, spawn } from "node:child_process";
 import {
   chmodSync,
@@ -63,8 +66,8 @@ import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Netns, netnsUnavailable } from "../test/lib/netns.mjs";
-import { cdfSvg, formatDurable, durableRatios, summarizeProfile } from "./_durable-report.mjs";
-import { cpuBusyUs, cpuUs, deviceFloor, durableWrkResult, straceCount } from "./_lib.mjs";
+import { cdfSvg, formatDurable, durableRatios, profileTimes, summarizeProfile } from "./_durable-report.mjs";
+import { cpuBusyUs, cpuSplitUs, cpuUs, threadCpuUs, deviceFloor, durableWrkResult, straceCount } from "./_lib.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const SERVER = join(here, "_durable-server.mjs");
@@ -321,7 +324,7 @@ async function runMedium(o, base) {
     }
 
     // ---------- servers ----------
-    async function startPmstack(app, nic, prof, tls = null, workers = 1) {
+    async function startPmstack(app, nic, tls = null, workers = 1, env = null) {
       const l = LINKS[`${app}-${nic}${workers > 1 ? `${workers}w` : ""}`];
       const path = join(tmp, `${app}-${nic}${workers > 1 ? `-${workers}w` : ""}.pm`);
       // a fresh pool (the TLS cells restart each server): its journal goes too, or the new
@@ -344,15 +347,14 @@ async function runMedium(o, base) {
         ...(tls ? { tls } : {}),
         ...(workers > 1 ? { workers } : {}),
       };
-      const nodeArgs = prof ? ["--cpu-prof", `--cpu-prof-dir=${join(tmp, "prof")}`] : [];
       for (let attempt = 0; ; attempt++) {
         // several workers run on every CPU (the client's pinned one included): pinned to the
         // server's CPU, they would share one
         const [cmd, a] =
           workers > 1
-            ? [process.execPath, [...nodeArgs, SERVER, JSON.stringify(cfg)]]
-            : wrap("server", process.execPath, [...nodeArgs, SERVER, JSON.stringify(cfg)]);
-        const p = S.spawn(cmd, a);
+            ? [process.execPath, [SERVER, JSON.stringify(cfg)]]
+            : wrap("server", process.execPath, [SERVER, JSON.stringify(cfg)]);
+        const p = S.spawn(cmd, a, env ? { env: { ...process.env, ...env } } : {});
         servers.add(p);
         watchErr(p);
         try {
@@ -641,7 +643,7 @@ async function runMedium(o, base) {
         ["redis-aof-always", startRedis],
         ["pmstack-kv-tap", () => startPmstack("kv", "tap")],
         ["pmstack-kv-xdp", () => startPmstack("kv", "xdp")],
-        ["pmstack-kv-tap-2workers", () => startPmstack("kv", "tap", false, null, 2)],
+        ["pmstack-kv-tap-2workers", () => startPmstack("kv", "tap", null, 2)],
       ],
       false,
     );
@@ -735,7 +737,7 @@ async function runMedium(o, base) {
       const httpTls = await startAll(
         [
           ["node-https", () => startNode("https")],
-          ["pmstack-httpd-tls", () => startPmstack("httpd", "tap", false, { ...certs(), port: 443 })],
+          ["pmstack-httpd-tls", () => startPmstack("httpd", "tap", { ...certs(), port: 443 })],
         ],
         true,
       );
@@ -770,7 +772,7 @@ async function runMedium(o, base) {
       const respTls = await startAll(
         [
           ["redis-tls", startRedisTls],
-          ["pmstack-kv-tls", () => startPmstack("kv", "tap", false, { ...certs(), port: 6380 })],
+          ["pmstack-kv-tls", () => startPmstack("kv", "tap", { ...certs(), port: 6380 })],
         ],
         false,
       );
@@ -819,37 +821,157 @@ async function runMedium(o, base) {
     }
 
     if (o.prof) {
-      // each app once more under node --cpu-prof: HTTP POST 1 KiB at 50 connections, SET 1 KiB at 50 clients
-      for (const app of ["httpd", "kv"]) {
-        const srv = await startPmstack(app, "tap", true);
+      // pmstack over TAP once more per profiled cell, in a server of its own: the cells where the
+      // fixed cost per exchange shows (HTTP POST 1 KiB at 50 connections, SET 1 KiB at one
+      // client, GET 1 KiB at 50 clients pipelining 16). After a warm-up the server profiles
+      // itself over the measured requests only (prof-start, prof-stop: a V8 CPU profile and the
+      // bytes its heap took), and its loop's counters give turns, frames, events and NIC
+      // syscalls per request. A second pass with PMSTACK_COUNT_CALLS=1 (every call into the
+      // core and the addon counted, which slows them) gives the crossings per request.
+      const cells = [
+        ["httpd", "post_c50_1k"],
+        ["kv", "set_c1_p1"],
+        ["kv", "get_c50_p16"],
+      ];
+      const measure = async (srv, app, cell) => {
+        if (app === "httpd") {
+          const url = `http://${srv.host}:${srv.port}/`;
+          await wrk(url, 10, 1024, T.warmS);
+          return async () => {
+            const w = await wrk(url, 50, 1024, T.wrkS);
+            return { requests: w.requests, rps: w.rps, what: `pmstack-httpd-tap, POST 1 KiB c50` };
+          };
+        }
+        await redisBench(srv.host, srv.port, "set", 10, 1, T.probeN * 3); // warm-up, fills keys
+        const [cmd, c, P] = cell === "set_c1_p1" ? ["set", 1, 1] : ["get", 50, 16];
+        const probe = await redisBench(srv.host, srv.port, cmd, c, P, Math.max(T.probeN, c * P * 20));
+        return async () => {
+          const r = await redisBench(srv.host, srv.port, cmd, c, P, Math.max(5000, Math.round(probe.rps * T.wrkS)));
+          return {
+            requests: r.requests,
+            rps: r.rps,
+            what: `pmstack-kv-tap, ${cmd.toUpperCase()} 1 KiB c${c} pipeline ${P}`,
+          };
+        };
+      };
+      const ask = async (srv, line, re) => {
+        const before = (srv.p.out.match(new RegExp(re.source, "g")) ?? []).length;
+        srv.p.stdin.write(`${line}\n`);
+        for (const end = Date.now() + 30000; (srv.p.out.match(new RegExp(re.source, "g")) ?? []).length <= before;) {
+          if (Date.now() > end) throw new Error(`${line}: no answer`);
+          await sleep(5);
+        }
+        const all = [...srv.p.out.matchAll(new RegExp(re.source, "g"))];
+        return all[all.length - 1];
+      };
+      for (const [app, cell] of cells) {
+        // pass 1: CPU, heap and the loop's counters, unprofiled
+        let srv = await startPmstack(app, "tap");
+        let res;
+        let per;
         try {
           await ready(srv, app === "httpd");
-          let what;
-          let requests;
-          if (app === "httpd") {
-            const url = `http://${srv.host}:${srv.port}/`;
-            const w0 = await wrk(url, 10, 1024, T.warmS);
-            const w = await wrk(url, 50, 1024, T.wrkS);
-            requests = w0.requests + w.requests;
-            what = `pmstack-httpd-tap, ${T.warmS} s c10 + ${T.wrkS} s c50 1 KiB POST, ${Math.round(w.rps)} req/s at c50`;
-          } else {
-            const r0 = await redisBench(srv.host, srv.port, "set", 10, 1, T.probeN * 3);
-            const r = await redisBench(srv.host, srv.port, "set", 50, 1, Math.max(5000, Math.round(r0.rps * T.wrkS)));
-            requests = r0.requests + r.requests;
-            what = `pmstack-kv-tap, SET 1 KiB c10 then c50 (no pipelining), ${Math.round(r.rps)} req/s at c50`;
-          }
-          await stopServer(srv);
-          const dir = join(tmp, "prof");
-          const f = readdirSync(dir).find((x) => x.endsWith(".cpuprofile"));
-          const prof = JSON.parse(readFileSync(join(dir, f), "utf8"));
-          rmSync(dir, { recursive: true, force: true });
-          const keep = join(os.tmpdir(), `pmstack-durable-${app}.cpuprofile`);
-          writeFileSync(keep, JSON.stringify(prof));
-          console.error(`durable: profile kept at ${keep}`);
-          notes.push(`profile (${what}, node --cpu-prof): ${summarizeProfile(prof, requests)}`);
+          const go = await measure(srv, app, cell);
+          const s0 = await stats(srv);
+          const t0 = threadCpuUs(srv.pid);
+          await ask(srv, "prof-start", /PROF-STARTED/);
+          res = await go();
+          const done = JSON.parse((await ask(srv, "prof-stop", /PROFILED (\{.*\})/))[1]);
+          const t1 = threadCpuUs(srv.pid);
+          const s1 = await stats(srv);
+          const d = (k) => (s1.loop[k] - s0.loop[k]) / res.requests;
+          per = {
+            turns: d("turns"),
+            rxFrames: d("rxFrames"),
+            txFrames: d("txFrames"),
+            events: d("events"),
+            nicSyscalls: d("syscalls"),
+            allocated: done.allocated / res.requests,
+            user: (s1.cpu.user - s0.cpu.user) / res.requests,
+            system: (s1.cpu.system - s0.cpu.system) / res.requests,
+            threads: Object.entries(t1)
+              .map(([k, v]) => [k, (v - (t0[k] ?? 0)) / res.requests])
+              .filter(([, v]) => v > 0)
+              .sort((x, y) => y[1] - x[1]),
+          };
         } finally {
           await stopServer(srv);
         }
+        // pass 2: the CPU profile
+        const keep = join(os.tmpdir(), `pmstack-durable-${app}-${cell}.cpuprofile`);
+        srv = await startPmstack(app, "tap");
+        let profiled;
+        try {
+          await ready(srv, app === "httpd");
+          const go = await measure(srv, app, cell);
+          await ask(srv, "prof-start cpu", /PROF-STARTED/);
+          profiled = await go();
+          await ask(srv, `prof-stop ${keep}`, /PROFILED (\{.*\})/);
+        } finally {
+          await stopServer(srv);
+        }
+        // pass 3: crossings counted
+        srv = await startPmstack(app, "tap", null, 1, { PMSTACK_COUNT_CALLS: "1" });
+        let calls;
+        try {
+          await ready(srv, app === "httpd");
+          const go = await measure(srv, app, cell);
+          const c0 = (await stats(srv)).calls;
+          const r = await go();
+          const c1 = (await stats(srv)).calls;
+          calls = { wasm: (c1.wasm - c0.wasm) / r.requests, addon: (c1.addon - c0.addon) / r.requests };
+          const top = Object.entries(c1.byName)
+            .map(([k, v]) => [k, (v - (c0.byName[k] ?? 0)) / r.requests])
+            .filter(([, v]) => v >= 0.05)
+            .sort((x, y) => y[1] - x[1])
+            .slice(0, 10);
+          calls.top = top.map(([k, v]) => `${k} ${v.toPrecision(3)}`).join(", ");
+        } finally {
+          await stopServer(srv);
+        }
+        // the peer (node-http, redis-aof-always) through the same cell: its CPU split
+        srv = app === "httpd" ? await startNode("http") : await startRedis();
+        let peer;
+        try {
+          await ready(srv, app === "httpd");
+          const go = await measure(srv, app, cell);
+          const c0 = cpuSplitUs(srv.pid);
+          const r = await go();
+          const c1 = cpuSplitUs(srv.pid);
+          peer = {
+            name: app === "httpd" ? "node-http" : "redis-aof-always",
+            rps: r.rps,
+            user: (c1.user - c0.user) / r.requests,
+            system: (c1.system - c0.system) / r.requests,
+          };
+        } finally {
+          await stopServer(srv);
+        }
+        const prof = JSON.parse(readFileSync(keep, "utf8"));
+        console.error(`durable: profile kept at ${keep}`);
+        // the NIC's floor: the addon's send and receive calls (the system calls, and the
+        // kernel's TAP and TCP work they run: for a send, the client's TCP input and wake-up),
+        // per frame, from the profiled pass's busy time and pass 1's frames per request
+        const pt = profileTimes(prof);
+        const perReq = (k) => (pt.self.get(k) ?? 0) / profiled.requests;
+        const floor = {
+          tx: perReq("native under #flushRing") / per.txFrames,
+          rx: perReq("native under receive") / per.rxFrames,
+          wasm: pt.wasm / profiled.requests,
+        };
+        const f = (v) => (v >= 100 ? v.toFixed(0) : v.toPrecision(3));
+        notes.push(
+          `profile (${res.what}, ${Math.round(res.rps)} req/s): per request ${f(per.user)} µs user + ${f(per.system)} µs system CPU ` +
+            `(${peer.name} through the same cell right after: ${f(peer.user)} + ${f(peer.system)} µs at ${Math.round(peer.rps)} req/s); ` +
+            `by thread: ${per.threads.map(([k, v]) => `${k} ${f(v)} µs`).join(", ")}; ` +
+            `${f(per.turns)} loop turns, ${f(per.rxFrames)} frames in, ${f(per.txFrames)} out, ${f(per.events)} core events, ` +
+            `${f(per.nicSyscalls)} NIC syscalls, ${Math.round(per.allocated)} bytes allocated on the JavaScript heap, ` +
+            `${f(calls.wasm)} calls into the Wasm core and ${f(calls.addon)} into the addon (most: ${calls.top}); ` +
+            `the NIC's native calls (system calls and the kernel's TAP work in them) ${f(floor.tx)} µs per frame sent and ` +
+            `${f(floor.rx)} µs per frame received (profiled pass), the Wasm core ${f(floor.wasm)} µs per request; ` +
+            `profiled pass (${Math.round(profiled.rps)} req/s): ` +
+            summarizeProfile(prof, profiled.requests),
+        );
       }
     }
 

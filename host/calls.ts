@@ -6,10 +6,17 @@
 
 const counts = new Map<string, number>();
 
-/** Whether PMSTACK_COUNT_CALLS=1 is set now (read when a core or the addon is loaded). */
+/**
+ * Whether PMSTACK_COUNT_CALLS=1 is set now (read when a core or the addon is loaded). false
+ * where the environment cannot be read (Deno without --allow-env, browsers).
+ */
 export function countingCalls(): boolean {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.PMSTACK_COUNT_CALLS === "1";
+  try {
+    const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+    return env?.PMSTACK_COUNT_CALLS === "1";
+  } catch {
+    return false;
+  }
 }
 
 /**

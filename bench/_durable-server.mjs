@@ -14,9 +14,8 @@
 //                     the JavaScript heap took meanwhile (what every GC found allocated since the
 //                     last, plus what is new since) and the number of GCs
 import { createInterface } from "node:readline";
-import { Session } from "node:inspector/promises";
-import { GCProfiler, getHeapStatistics } from "node:v8";
 import { writeFileSync } from "node:fs";
+import { cpuProfile, heapRecord } from "./_lib.mjs";
 
 // PMSTACK_DURABLE_BUILD: another build's index.js (to measure a change before it lands)
 const pm = await import(process.env.PMSTACK_DURABLE_BUILD ?? "../build/index.js");
@@ -126,41 +125,18 @@ rl.on("line", (l) => {
   else if (cmd === "quit") quit(0);
 });
 
-/** The profiling session while one runs: {session, gc, heap0}. */
+/** The profiling under way: {cpu (or null), heap}. */
 let prof = null;
 async function profStart(cpu) {
-  let session = null;
-  if (cpu) {
-    session = new Session();
-    session.connect();
-    await session.post("Profiler.enable");
-    await session.post("Profiler.setSamplingInterval", { interval: 100 });
-    await session.post("Profiler.start");
-  }
-  const gc = new GCProfiler();
-  gc.start();
-  prof = { session, gc, heap0: getHeapStatistics().used_heap_size };
+  prof = { cpu: cpu ? await cpuProfile() : null, heap: heapRecord() };
   console.log("PROF-STARTED");
 }
 async function profStop(file) {
-  const { session, gc, heap0 } = prof;
+  const { cpu, heap } = prof;
   prof = null;
-  const rec = gc.stop();
-  if (session) {
-    const { profile } = await session.post("Profiler.stop");
-    session.disconnect();
-    writeFileSync(file, JSON.stringify(profile));
-  }
-  // allocated = what each GC found in use beyond what the previous one left, then what is in
-  // use now beyond what the last one left
-  let allocated = 0;
-  let after = heap0;
-  for (const g of rec.statistics) {
-    allocated += g.beforeGC.heapStatistics.usedHeapSize - after;
-    after = g.afterGC.heapStatistics.usedHeapSize;
-  }
-  allocated += getHeapStatistics().used_heap_size - after;
-  console.log(`PROFILED ${JSON.stringify({ allocated, gcs: rec.statistics.length })}`);
+  const rec = heap.stop();
+  if (cpu) writeFileSync(file, JSON.stringify(await cpu.stop()));
+  console.log(`PROFILED ${JSON.stringify(rec)}`);
 }
 rl.on("close", () => quit(0));
 console.log(`READY ${srv.ifname} ${process.pid}`);

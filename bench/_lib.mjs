@@ -1,5 +1,7 @@
 // Helpers shared by benchmarks.
 import { spawn, spawnSync } from "node:child_process";
+import { Session } from "node:inspector/promises";
+import { GCProfiler, getHeapStatistics } from "node:v8";
 import {
   closeSync,
   existsSync,
@@ -205,4 +207,44 @@ export function formatTable(o) {
   }
   for (const n of o.notes) lines.push("", `note: ${n}`);
   return lines.join("\n");
+}
+
+/**
+ * Starts recording what the JavaScript heap takes (v8.GCProfiler). stop() returns {allocated:
+ * bytes, gcs}: what each GC found in use beyond what the previous one left (the first: beyond
+ * what was in use at the start), then what is in use now beyond what the last one left.
+ */
+export function heapRecord() {
+  const gc = new GCProfiler();
+  const heap0 = getHeapStatistics().used_heap_size;
+  gc.start();
+  return {
+    stop() {
+      const rec = gc.stop();
+      let allocated = 0;
+      let after = heap0;
+      for (const g of rec.statistics) {
+        allocated += g.beforeGC.heapStatistics.usedHeapSize - after;
+        after = g.afterGC.heapStatistics.usedHeapSize;
+      }
+      allocated += getHeapStatistics().used_heap_size - after;
+      return { allocated, gcs: rec.statistics.length };
+    },
+  };
+}
+
+/** Starts a V8 CPU profile of this thread (node:inspector, a sample every 100 µs); stop() resolves to the profile. */
+export async function cpuProfile() {
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 100 });
+  await session.post("Profiler.start");
+  return {
+    async stop() {
+      const { profile } = await session.post("Profiler.stop");
+      session.disconnect();
+      return profile;
+    },
+  };
 }

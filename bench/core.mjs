@@ -27,12 +27,10 @@ import { spawnSync } from "node:child_process";
 import { Worker } from "node:worker_threads";
 import { existsSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Session } from "node:inspector/promises";
-import { GCProfiler, getHeapStatistics } from "node:v8";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import os from "node:os";
 import * as current from "../build/index.js";
-import { ratios } from "./_lib.mjs";
+import { cpuProfile, heapRecord, ratios } from "./_lib.mjs";
 import { profileTimes, summarizeProfile } from "./_durable-report.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -474,30 +472,16 @@ async function profile(metric, f, seconds) {
   };
   // pass 1: counters and the heap
   zero();
-  const gc = new GCProfiler();
-  const heap0 = getHeapStatistics().used_heap_size;
-  gc.start();
+  const heap = heapRecord();
   const rate = f(seconds);
-  const rec = gc.stop();
-  let allocated = 0;
-  let after = heap0;
-  for (const g of rec.statistics) {
-    allocated += g.beforeGC.heapStatistics.usedHeapSize - after;
-    after = g.afterGC.heapStatistics.usedHeapSize;
-  }
-  allocated += getHeapStatistics().used_heap_size - after;
+  const rec = heap.stop();
   const ex = exchanges;
   const per = { polls: counts.polls / ex, events: counts.events / ex, frames: counts.frames / ex };
   // pass 2: the CPU profile
   zero();
-  const session = new Session();
-  session.connect();
-  await session.post("Profiler.enable");
-  await session.post("Profiler.setSamplingInterval", { interval: 100 });
-  await session.post("Profiler.start");
+  const cpu = await cpuProfile();
   const profRate = f(seconds);
-  const { profile: prof } = await session.post("Profiler.stop");
-  session.disconnect();
+  const prof = await cpu.stop();
   const profEx = exchanges;
   const keep = join(os.tmpdir(), `pmstack-core-${metric}.cpuprofile`);
   writeFileSync(keep, JSON.stringify(prof));
@@ -522,7 +506,7 @@ async function profile(metric, f, seconds) {
   const core = profileTimes(prof).wasm / profEx;
   return (
     `profile of ${metric} (${g(rate)} a second unprofiled): per exchange ${g(per.polls)} polls, ${g(per.events)} events, ` +
-    `${g(per.frames)} frames, ${Math.round(allocated / ex)} bytes allocated on the JavaScript heap (${rec.statistics.length} GCs), ` +
+    `${g(per.frames)} frames, ${Math.round(rec.allocated / ex)} bytes allocated on the JavaScript heap (${rec.gcs} GCs), ` +
     `${g(wasm)} calls into the Wasm cores (${top.map(([k, v]) => `${k} ${g(v)}`).join(", ")}); ` +
     `the Wasm cores alone ${g(core)} µs per exchange in the profiled pass: ${g(1e6 / core)} exchanges a second if the host cost nothing; ` +
     `profiled pass (${g(profRate)} a second): ${summarizeProfile(prof, profEx, "exchange")}`

@@ -34,18 +34,21 @@ export function durableWrkResult(r) {
 /** Microseconds per clock tick of /proc's CPU times (getconf CLK_TCK, 100 on Linux). */
 const TICK_US = 1e6 / (+spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout || 100);
 
-/** CPU time (utime + stime, all threads) of process `pid` so far, in µs. */
-export function cpuUs(pid) {
-  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = s.slice(s.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on
-  return (Number(f[11]) + Number(f[12])) * TICK_US; // utime (14), stime (15)
+/** utime and stime (µs) of a /proc/.../stat line (fields 14 and 15, after the command name). */
+function statTimes(text) {
+  const f = text.slice(text.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on
+  return { user: Number(f[11]) * TICK_US, system: Number(f[12]) * TICK_US };
 }
 
 /** CPU time of process `pid` so far, in µs, split: {user (utime), system (stime)}, all threads. */
 export function cpuSplitUs(pid) {
-  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-  return { user: Number(f[11]) * TICK_US, system: Number(f[12]) * TICK_US };
+  return statTimes(readFileSync(`/proc/${pid}/stat`, "utf8"));
+}
+
+/** CPU time (utime + stime, all threads) of process `pid` so far, in µs. */
+export function cpuUs(pid) {
+  const t = cpuSplitUs(pid);
+  return t.user + t.system;
 }
 
 /** CPU time (utime + stime) of each thread of process `pid` so far, in µs, summed by thread name. */
@@ -59,8 +62,8 @@ export function threadCpuUs(pid) {
       continue; // the thread ended meanwhile
     }
     const name = s.slice(s.indexOf("(") + 1, s.lastIndexOf(")"));
-    const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-    out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) * TICK_US;
+    const c = statTimes(s);
+    out[name] = (out[name] ?? 0) + c.user + c.system;
   }
   return out;
 }

@@ -36,8 +36,11 @@ import { profileTimes, summarizeProfile } from "./_durable-report.mjs";
 const here = fileURLToPath(new URL(".", import.meta.url));
 const repo = fileURLToPath(new URL("..", import.meta.url));
 
-/** Transactions or connections completed by every run so far (what --prof divides by). */
-let exchanges = 0;
+/**
+ * What every run so far did (--prof reads them per exchange, zeroing them before each pass):
+ * exchanges (transactions or connections completed), the loop's polls and events, frames moved.
+ */
+const counts = { exchanges: 0, polls: 0, events: 0, frames: 0 };
 
 /** The build under test (this tree's, or the baseline's). */
 let lib = current;
@@ -101,9 +104,6 @@ function turn(s, h, t) {
     counts.events += s.drainEvents(h);
   }
 }
-
-/** Polls, events and frames of every run so far (what --prof reads per exchange). */
-const counts = { polls: 0, events: 0, frames: 0 };
 
 /**
  * Opens `n` connections from b to a: the first to `port`, the rest spread over `ports` more
@@ -230,7 +230,7 @@ function exchange(p, conns, seconds, hold = null) {
       p.b.pool.free(ev.buf);
       p.b.recvd(ev.conn, ev.len);
       tx++;
-      exchanges++;
+      counts.exchanges++;
       send(p.b, ev.conn); // the next request
     }
   };
@@ -302,7 +302,7 @@ function rrChecked(seconds) {
       got = 0;
       seq++;
       tx++;
-      exchanges++;
+      counts.exchanges++;
       request();
     }
   };
@@ -336,7 +336,7 @@ function connections(seconds) {
     if (ev.type === "CONNECTED") p.b.close(ev.conn);
     else if (ev.type === "CLOSED") {
       done++;
-      exchanges++;
+      counts.exchanges++;
       p.b.connect(serverAddr(), 80);
     } else if (ev.type === "RESET") p.b.connect(serverAddr(), 80);
   };
@@ -467,22 +467,21 @@ function buildBaseline(rev) {
  */
 async function profile(metric, f, seconds) {
   const zero = () => {
-    exchanges = 0;
-    counts.polls = counts.events = counts.frames = 0;
+    for (const k of Object.keys(counts)) counts[k] = 0;
   };
   // pass 1: counters and the heap
   zero();
   const heap = heapRecord();
   const rate = f(seconds);
   const rec = heap.stop();
-  const ex = exchanges;
+  const ex = counts.exchanges;
   const per = { polls: counts.polls / ex, events: counts.events / ex, frames: counts.frames / ex };
   // pass 2: the CPU profile
   zero();
   const cpu = await cpuProfile();
   const profRate = f(seconds);
   const prof = await cpu.stop();
-  const profEx = exchanges;
+  const profEx = counts.exchanges;
   const keep = join(os.tmpdir(), `pmstack-core-${metric}.cpuprofile`);
   writeFileSync(keep, JSON.stringify(prof));
   console.error(`core: profile kept at ${keep}`);
@@ -496,9 +495,9 @@ async function profile(metric, f, seconds) {
     delete process.env.PMSTACK_COUNT_CALLS;
   }
   const c1 = lib.boundaryCalls();
-  const wasm = (c1.wasm - c0.wasm) / exchanges;
+  const wasm = (c1.wasm - c0.wasm) / counts.exchanges;
   const top = Object.entries(c1.byName)
-    .map(([k, v]) => [k.replace(/^wasm:/, ""), (v - (c0.byName[k] ?? 0)) / exchanges])
+    .map(([k, v]) => [k.replace(/^wasm:/, ""), (v - (c0.byName[k] ?? 0)) / counts.exchanges])
     .filter(([, v]) => v >= 0.05)
     .sort((x, y) => y[1] - x[1])
     .slice(0, 10);

@@ -375,16 +375,25 @@ async function runMedium(o, base) {
       }
     }
 
-    async function stats(srv) {
-      const before = (srv.p.out.match(/STATS /g) ?? []).length;
-      srv.p.stdin.write("stats\n");
-      const end = Date.now() + 5000;
-      while ((srv.p.out.match(/STATS /g) ?? []).length <= before) {
+    /**
+     * Sends a command line to a pmstack server and waits up to `ms` for its answer, a new line
+     * matching `re` (a regular expression with the g flag): the match, or null in time.
+     */
+    async function ask(srv, line, re, ms) {
+      const count = () => (srv.p.out.match(re) ?? []).length;
+      const before = count();
+      srv.p.stdin.write(`${line}\n`);
+      for (const end = Date.now() + ms; count() <= before;) {
         if (Date.now() > end) return null;
         await sleep(5);
       }
-      const all = [...srv.p.out.matchAll(/STATS (\{.*\})/g)];
-      return JSON.parse(all[all.length - 1][1]);
+      const all = [...srv.p.out.matchAll(re)];
+      return all[all.length - 1];
+    }
+
+    async function stats(srv) {
+      const m = await ask(srv, "stats", /STATS (\{.*\})\n/g, 5000);
+      return m && JSON.parse(m[1]);
     }
 
     async function stopServer(srv) {
@@ -854,15 +863,11 @@ async function runMedium(o, base) {
           };
         };
       };
-      const ask = async (srv, line, re) => {
-        const before = (srv.p.out.match(new RegExp(re.source, "g")) ?? []).length;
-        srv.p.stdin.write(`${line}\n`);
-        for (const end = Date.now() + 30000; (srv.p.out.match(new RegExp(re.source, "g")) ?? []).length <= before;) {
-          if (Date.now() > end) throw new Error(`${line}: no answer`);
-          await sleep(5);
-        }
-        const all = [...srv.p.out.matchAll(new RegExp(re.source, "g"))];
-        return all[all.length - 1];
+      // a profiling command's answer (prof-start, prof-stop), or an error
+      const profAsk = async (srv, line, re) => {
+        const m = await ask(srv, line, re, 30000);
+        if (!m) throw new Error(`${line}: no answer`);
+        return m;
       };
       for (const [app, cell] of cells) {
         // pass 1: CPU, heap and the loop's counters, unprofiled
@@ -874,9 +879,9 @@ async function runMedium(o, base) {
           const go = await measure(srv, app, cell);
           const s0 = await stats(srv);
           const t0 = threadCpuUs(srv.pid);
-          await ask(srv, "prof-start", /PROF-STARTED/);
+          await profAsk(srv, "prof-start", /PROF-STARTED/g);
           res = await go();
-          const done = JSON.parse((await ask(srv, "prof-stop", /PROFILED (\{.*\})/))[1]);
+          const done = JSON.parse((await profAsk(srv, "prof-stop", /PROFILED (\{.*\})\n/g))[1]);
           const t1 = threadCpuUs(srv.pid);
           const s1 = await stats(srv);
           const d = (k) => (s1.loop[k] - s0.loop[k]) / res.requests;
@@ -904,9 +909,9 @@ async function runMedium(o, base) {
         try {
           await ready(srv, app === "httpd");
           const go = await measure(srv, app, cell);
-          await ask(srv, "prof-start cpu", /PROF-STARTED/);
+          await profAsk(srv, "prof-start cpu", /PROF-STARTED/g);
           profiled = await go();
-          await ask(srv, `prof-stop ${keep}`, /PROFILED (\{.*\})/);
+          await profAsk(srv, `prof-stop ${keep}`, /PROFILED (\{.*\})\n/g);
         } finally {
           await stopServer(srv);
         }

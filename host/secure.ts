@@ -22,11 +22,6 @@ import { PmstackError } from "./errors.js";
 const octal = (m: number): string => (m & 0o777).toString(8).padStart(4, "0");
 
 /**
- * The pool file and the files beside it (its journal) must not be writable by the group or
- * others: whoever can write them can change every stored value and what the server runs on.
- * Refuses (EPERM) unless `insecure`, which prints a loud warning instead. Missing files pass.
- */
-/**
  * Replaces `path` with `data`, atomically and durably, owner-only: a temporary file written and
  * fsynced, renamed over the old one, the directory fsynced. A kill -9 or a power cut at any
  * point leaves the old contents or the new.
@@ -52,6 +47,11 @@ export function replaceFileDurably(path: string, data: Uint8Array): void {
   }
 }
 
+/**
+ * The pool file and the files beside it (its journal) must not be writable by the group or
+ * others: whoever can write them can change every stored value and what the server runs on.
+ * Refuses (EPERM) unless `insecure`, which prints a loud warning instead. Missing files pass.
+ */
 export function checkPoolFiles(paths: string[], insecure: boolean, warn: (s: string) => void): void {
   for (const p of paths) {
     let mode: number;

@@ -35,7 +35,6 @@ export interface ServeWorkersOptions extends Omit<ServeOptions, "nic" | "tap"> {
 }
 
 /** One worker's start-up report. */
-/** One worker's start-up report. */
 export type WorkerInfo = ServerInfo;
 
 export interface WorkersServer {

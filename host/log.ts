@@ -60,6 +60,8 @@ export interface LogStats {
   liveBytes: number;
   liveKeys: number;
   maxKeys: number;
+  /** Index slots in use: the table doubles as keys come (at most half full), up to maxKeys' region. */
+  indexSlots: number;
   nextSeq: number;
   /** Records appended and not sealed yet. */
   pendingRecords: number;
@@ -341,6 +343,50 @@ export class PmLog {
   }
 
   /**
+   * The live record of `key` as a handle for recordItems(), recordTag(), itemIndex() and
+   * itemLow(), or -1: a lookup that allocates nothing (a store's read path). A handle is valid
+   * until the next append, delete, commit or compaction.
+   */
+  find(key: LogKey): number {
+    return this.#find(key);
+  }
+
+  /** find() of the key `src[at, at + len)`, read where it is. */
+  findIn(src: Uint8Array, at: number, len: number): number {
+    if (this.pool.closed) throw new PoolClosedError("ECLOSED", "pmstack: the log's pool is closed");
+    if (len <= 0 || len > LOG_MAX_KEY || at < 0 || at + len > src.length)
+      throw new LogError("EKEY", `pmstack: a key must be 1 to ${LOG_MAX_KEY} bytes`);
+    const u8 = this.#u8;
+    const to = this.#key;
+    if (len <= 64) for (let i = 0; i < len; i++) u8[to + i] = src[at + i]!;
+    else u8.set(src.subarray(at, at + len), to);
+    const r = this.#e.logFind(len);
+    if (r === E_LOG_NOTFOUND) return -1;
+    this.#check(r, "get");
+    return r;
+  }
+
+  /** The number of items of the record `h` (a find() handle). */
+  recordItems(h: number): number {
+    return this.#dv.getUint16(this.#base + h + 28, true);
+  }
+
+  /** The app's tag of the record `h`. */
+  recordTag(h: number): number {
+    return this.#dv.getUint16(this.#base + h + 30, true);
+  }
+
+  /** Item `k` of the record `h`: its buffer index. */
+  itemIndex(h: number, k: number): number {
+    return this.#dv.getUint32(this.#base + h + 36 + 8 * k, true);
+  }
+
+  /** Item `k` of the record `h`: its low word (itemOf() decodes it: offset << 16 | length, or a node's mark). */
+  itemLow(h: number, k: number): number {
+    return this.#dv.getUint32(this.#base + h + 32 + 8 * k, true);
+  }
+
+  /**
    * Keeps an object's buffers alive (one reference on each top-level name: a node keeps its
    * whole tree) while a reply streams it, whatever later writes do to its key. unpin() after.
    */
@@ -541,6 +587,7 @@ export class PmLog {
       liveBytes: i(8),
       liveKeys: i(7),
       maxKeys: i(10),
+      indexSlots: i(26),
       nextSeq: i(5),
       pendingRecords: i(15),
       inFlight: this.#flight.length,

@@ -257,6 +257,74 @@ test("index full: EINDEXFULL (a LogFullError) when the live keys reach the index
   log.pool.close();
 });
 
+test("the index grows with the keys (every doubling, and the last one rebuilt from the log), shrinks to fit at open, and loses nothing", () => {
+  // 2 MiB of metadata: 65536 slots; the table starts at 1024 and doubles at half full, so
+  // 20,000 keys cross 1024 -> ... -> 32768 (rehashed in place) and 32768 -> 65536 (rebuilt
+  // from the records between head and tail, relocated ones among them)
+  const path = join(dir, `api-${n++}.pm`);
+  let log = PmLog.openFile(path, { buffers: 64, metaBytes: 2 << 20, mode: "strict" });
+  const pool = log.pool;
+  const full = log.stats().maxKeys;
+  assert.is(log.stats().indexSlots, 1024, "a fresh log starts with the smallest table");
+  const model = new Map();
+  const r = rng(18);
+  const i = pool.alloc();
+  const seen = new Set();
+  for (let k = 0; k < 60000; k++) {
+    const id = k < 20000 ? k : Math.floor(r() * 24000);
+    const key = `k${id}`;
+    if (k >= 20000 && r() < 0.2 && model.has(key)) {
+      log.delete(key);
+      model.delete(key);
+    } else {
+      const len = 1 + (k % 200);
+      log.append(key, [pool.name(i, 0, len)]);
+      model.set(key, len);
+    }
+    seen.add(log.stats().indexSlots);
+    if (k % 1000 === 999) log.commit();
+  }
+  log.commit();
+  const st = log.stats();
+  assert.is(st.indexSlots, 65536, "grew to the whole region");
+  assert.equal(
+    [...seen].sort((a, b) => a - b),
+    [1024, 2048, 4096, 8192, 16384, 32768, 65536],
+    "one doubling at a time",
+  );
+  assert.is(full, 49152, "the limit stays 3/4 of the region");
+  assert.ok(st.compactions > 0, "records were relocated while the index grew");
+  const check = (l, what) => {
+    assert.is(l.size, model.size, `${what}: live keys`);
+    for (let id = 0; id < 24000; id++) {
+      const got = l.get(`k${id}`);
+      const want = model.get(`k${id}`);
+      if (want === undefined) assert.is(got, undefined, `${what}: k${id} absent`);
+      else assert.is(got?.[0]?.length, want, `${what}: k${id}`);
+    }
+  };
+  check(log, "grown");
+  pool.free(i);
+  pool.close();
+  // reopened: rebuilt over the whole region, then the smallest table at most 1/4 full
+  log = PmLog.openFile(path, { mode: "strict" });
+  const want = 1 << Math.ceil(Math.log2(Math.max(1024, model.size * 4)));
+  assert.is(log.stats().indexSlots, Math.min(want, 65536), "fit to the keys at open");
+  check(log, "reopened");
+  // deleting nearly every key keeps the table (it only grows while open); a reopen shrinks it
+  for (const key of [...model.keys()].slice(10)) {
+    log.delete(key);
+    model.delete(key);
+  }
+  log.commit();
+  check(log, "emptied");
+  log.pool.close();
+  log = PmLog.openFile(path, { mode: "strict" });
+  assert.is(log.stats().indexSlots, 1024, "ten keys: the smallest table");
+  check(log, "reopened small");
+  log.pool.close();
+});
+
 test("strict mode: a store that is not persisted does not reach the file", () => {
   const path = join(dir, "strict.pm");
   const pool = Pool.create(path, { buffers: 8, mode: "strict" });

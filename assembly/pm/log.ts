@@ -89,8 +89,9 @@ const GROUP_BYTES: usize = 32; // u64 head, u64 tail, u32 deferEnd, u32 0, u64 s
 let meta: usize = 0;
 let metaBytes: u32 = 0;
 let idx: usize = 0;
-let slots: u32 = 0;
-let mask: u32 = 0;
+let slots: u32 = 0; // the index region's capacity
+let act: u32 = 0; // slots in use: [0, act) is the table, [act, slots) is zero
+let mask: u32 = 0; // act - 1
 let maxKeys: u32 = 0;
 let logBase: usize = 0;
 let cap: u32 = 0;
@@ -185,6 +186,7 @@ function geometry(bytes: u32): bool {
   const logOff = (HEADER_BYTES + (s << 3) + 4095) & ~4095;
   if (logOff + MIN_LOG > bytes) return false;
   slots = s;
+  act = s;
   mask = s - 1;
   maxKeys = s - (s >>> 2);
   cap = min<u32>((bytes - logOff) & ~63, 1 << 30); // offsets stay positive i32
@@ -293,6 +295,17 @@ export function logFormat(step: u32): i32 {
 }
 
 // ---------- index: open addressing, linear probing, backward-shift deletion ----------
+//
+// The table uses the first `act` slots of the region (a power of two), at most half full, so
+// that a store of few keys probes a table that stays in the cache (10,000 keys: 256 KiB, where
+// the whole region of a 32 MiB log area is 8 MiB of scattered misses). It doubles as keys
+// come, up to the region's `slots` (then up to 3/4 full, LOG's capacity). A doubling below
+// the region's half reinserts the entries from a packed copy at the region's end; the last
+// one rebuilds the table from the log (the records from head to tail, replayed as recovery
+// does): the region has no spare room then, and it happens once per open, at slots/4 keys.
+
+/** The smallest table used (slots), unless the region is smaller. */
+const INDEX_MIN: u32 = 1024;
 
 function keyEq(off: u32, key: usize, keyLen: u32): bool {
   const r = rec(off);
@@ -335,6 +348,80 @@ function unlink(s: u32): void {
     i = j;
   }
   store<u64>(idx + (<usize>i << 3), 0);
+}
+
+/**
+ * Resizes the table to `n` slots (a power of two, at least liveKeys * 2, and n + liveKeys at
+ * most the region's slots): the entries are packed at the front, moved to the region's end,
+ * and reinserted by hash (keys are distinct: no comparisons).
+ */
+function rehash(n: u32): void {
+  let k: u32 = 0;
+  for (let s: u32 = 0; s < act; s++) {
+    const e = entryAt(s);
+    if (e == 0) continue;
+    store<u64>(idx + (<usize>k << 3), e);
+    k++;
+  }
+  const tmp = idx + (<usize>(slots - k) << 3);
+  memory.copy(tmp, idx, <usize>k << 3);
+  memory.fill(idx, 0, <usize>(slots - k) << 3);
+  act = n;
+  mask = n - 1;
+  for (let j: u32 = 0; j < k; j++) {
+    const e = load<u64>(tmp + (<usize>j << 3));
+    let s = <u32>(e >>> 32) & mask;
+    while (entryAt(s) != 0) s = (s + 1) & mask;
+    store<u64>(idx + (<usize>s << 3), e);
+  }
+  memory.fill(tmp, 0, <usize>k << 3);
+}
+
+/** The table over the whole region, rebuilt from the records between head and tail. */
+function reindexAll(): void {
+  memory.fill(idx, 0, <usize>act << 3);
+  act = slots;
+  mask = slots - 1;
+  liveKeys = 0;
+  let p = pHead;
+  while (p < pTail) {
+    const off = phys(p);
+    const rem = cap - off;
+    if (rem < HDR) {
+      p += <u64>rem;
+      continue;
+    }
+    const r = rec(off);
+    p += <u64>load<u32>(r);
+    const type = <u32>load<u8>(r + 24);
+    if (type == T_PAD) continue;
+    const keyLen = <u32>load<u16>(r + 26);
+    const key = r + HDR + (<usize>load<u16>(r + 28) << 3);
+    const h = keyHash(key, keyLen);
+    const s = probe(h, key, keyLen);
+    const e = entryAt(s);
+    if (type == T_PUT) {
+      setEntry(s, h, off);
+      if (e == 0) liveKeys++;
+    } else if (e != 0) {
+      unlink(s);
+      liveKeys--;
+    }
+  }
+}
+
+/** Room for one more key at the table's load limit: doubles it when it would pass half full. */
+function indexRoom(): void {
+  if (act >= slots || (liveKeys + 1) << 1 <= act) return;
+  if (act << 2 <= slots) rehash(act << 1);
+  else reindexAll();
+}
+
+/** After recovery (built over the whole region): the smallest table that is at most 1/4 full. */
+function indexFit(): void {
+  let n = min<u32>(INDEX_MIN, slots);
+  while (n < slots && liveKeys << 2 > n) n <<= 1;
+  if (n << 1 <= slots) rehash(n);
 }
 
 function keyHash(key: usize, keyLen: u32): u32 {
@@ -400,11 +487,15 @@ export function logAppend(keyLen: u32, nNames: u32, type: u32, tag: u32): f64 {
     if (<u32>bufRefCount(<u32>(n >>> 32)) + nNames > REF_MAX) return E_REFMAX;
   }
   const h = keyHash(keyBuf, keyLen);
-  const s = probe(h, keyBuf, keyLen);
+  let s = probe(h, keyBuf, keyLen);
   const e = entryAt(s);
   const found = e != 0;
   if (type == T_DEL && !found) return E_LOG_NOTFOUND;
   if (!found && liveKeys >= maxKeys) return E_LOG_INDEX_FULL;
+  if (!found && act < slots && (liveKeys + 1) << 1 > act) {
+    indexRoom(); // the table moved: the key's empty slot with it
+    s = probe(h, keyBuf, keyLen);
+  }
   const oldOff: u32 = found ? <u32>e - 1 : 0;
   const oldN: u32 = found ? <u32>load<u16>(rec(oldOff) + 28) : 0;
   if (defTail - defHead + oldN > defCap || flushRoom() < dataItems) return E_LOG_GROUP;
@@ -667,6 +758,8 @@ export function logRecover(maxGen: f64): i32 {
   const tail = load<u64>(at + 16);
   nextSeq = load<u64>(at + 24);
   memory.fill(idx, 0, <usize>slots << 3);
+  act = slots;
+  mask = slots - 1;
   liveKeys = 0;
   liveBytes = 0;
   scanned = 0;
@@ -753,6 +846,7 @@ export function logRecover(maxGen: f64): i32 {
       claimed += <u32>c;
     }
   }
+  indexFit();
   recovered = true;
   const total = flushCount();
   flushHanded();
@@ -835,7 +929,8 @@ export function logTable(): usize {
  * 16 tail slot gen, 17 index slots, 18 pending head, 19 the last seal's payload pairs, 20 the
  * last seal's slot gen (0: it wrote none), 21 groups sealed so far (the newest's number),
  * 22 keys lost at recovery to a damaged extent tree, 23 groups durable so far, 24 sealed
- * groups in flight, 25 pairs in the flush table now (the open group's payload).
+ * groups in flight, 25 pairs in the flush table now (the open group's payload), 26 index
+ * slots in use (the table grows with the keys, up to 17).
  */
 export function logInfo(code: u32): f64 {
   switch (code) {
@@ -893,6 +988,8 @@ export function logInfo(code: u32): f64 {
       return <f64>(gTail - gHead);
     case 25:
       return <f64>flushCount();
+    case 26:
+      return <f64>act;
   }
   return -1;
 }

@@ -604,7 +604,7 @@ test("RESP: parse() with a handler object calls back in feed()'s order, at every
     let at = 0;
     const h = {
       begin: (n) => calls.push(`begin ${n}`),
-      arg: (bytes) => calls.push(`arg ${dec(bytes)}`),
+      arg: (src, at, len) => calls.push(`arg ${dec(src.subarray(at, at + len))}`),
       part: (_o, len, total) => calls.push(`part ${len}/${total}`),
       argEnd: () => calls.push("argEnd"),
       end: () => calls.push("end"),
@@ -621,6 +621,36 @@ test("RESP: parse() with a handler object calls back in feed()'s order, at every
     "begin 3,arg SET,arg key:2,parts,argEnd,end,begin 1,arg PING,end,begin 1,arg PING,end,begin 1,error invalid bulk length";
   assert.is(run([]), want);
   for (let cut = 1; cut < b.length; cut += 5) assert.is(run([cut]), run([]), `split at ${cut}`);
+});
+
+test("RESP: short arguments are ranges of an arena that is never written again: kept ones stay intact", () => {
+  // 3000 commands of short arguments (some of smallMax bytes): several arenas' worth
+  const p = new RespParser({ smallMax: 64 });
+  const kept = [];
+  const want = [];
+  const h = {
+    begin: () => {},
+    arg: (src, at, len) => kept.push([src, at, len]),
+    part: () => assert.unreachable("no long argument here"),
+    argEnd: () => {},
+    end: () => {},
+    error: (m) => assert.unreachable(m),
+  };
+  for (let i = 0; i < 3000; i++) {
+    const args = [
+      "SET",
+      `key:${i}`,
+      String(i)
+        .repeat(1 + (i % 20))
+        .slice(0, 64),
+    ];
+    want.push(...args);
+    p.parse(enc(cmd(...args)), h);
+  }
+  assert.is(kept.length, want.length);
+  const arenas = new Set(kept.map(([src]) => src));
+  assert.ok(arenas.size > 1, `several arenas (${arenas.size})`);
+  kept.forEach(([src, at, len], i) => assert.is(dec(src.subarray(at, at + len)), want[i], `argument ${i}`));
 });
 
 test("RESP: whole chunks (header lines read in place) and byte-by-byte chunks agree on mangled input", () => {

@@ -168,10 +168,10 @@ const dec = new TextDecoder();
  * A command name's bytes in lower case (ASCII letters only, as Redis compares them), without
  * a TextDecoder call per command; null when it cannot name a command (too long, or not ASCII).
  */
-const lowerName = (b: Uint8Array): string | null => {
-  if (b.length > 16) return null;
+const lowerName = (b: Uint8Array, at = 0, len = b.length): string | null => {
+  if (len > 16) return null;
   let s = "";
-  for (let i = 0; i < b.length; i++) {
+  for (let i = at; i < at + len; i++) {
     const x = b[i]!;
     if (x > 0x7e) return null;
     s += String.fromCharCode(x >= 0x41 && x <= 0x5a ? x | 0x20 : x);
@@ -179,17 +179,19 @@ const lowerName = (b: Uint8Array): string | null => {
   return s;
 };
 
-/** "set" or "get" in any case (the hot commands), else null: no string built, no lookup. */
-const isSetOrGet = (b: Uint8Array): "set" | "get" | null => {
-  if (b.length !== 3 || (b[1]! | 0x20) !== 0x65 || (b[2]! | 0x20) !== 0x74) return null;
-  const x = b[0]! | 0x20;
+/** "set" or "get" in any case (the hot commands) at b[at, at + len), else null: no string built, no lookup. */
+const isSetOrGet = (b: Uint8Array, at: number, len: number): "set" | "get" | null => {
+  if (len !== 3 || (b[at + 1]! | 0x20) !== 0x65 || (b[at + 2]! | 0x20) !== 0x74) return null;
+  const x = b[at]! | 0x20;
   return x === 0x73 ? "set" : x === 0x67 ? "get" : null;
 };
 
 /** A command's name in lower case, or null if its first argument cannot name one. */
 function commandName(args: Arg[]): string | null {
-  const a0 = args[0]?.bytes;
-  return a0 ? (isSetOrGet(a0) ?? lowerName(a0)) : null;
+  const a0 = args[0];
+  if (!a0) return null;
+  if (a0.src) return isSetOrGet(a0.src, a0.at, a0.len) ?? lowerName(a0.src, a0.at, a0.len);
+  return a0.bytes ? (isSetOrGet(a0.bytes, 0, a0.bytes.length) ?? lowerName(a0.bytes)) : null;
 }
 
 /** Whether the command has as many arguments as its arity allows (negative: at least). */
@@ -256,13 +258,13 @@ export class KvApp implements Kv {
       c.state.args = [];
       c.state.cur = null;
     },
-    arg: (bytes) => {
-      this.#pc!.state.args.push({ bytes, writer: null, len: bytes.length, full: false });
+    arg: (src, at, len) => {
+      this.#pc!.state.args.push({ src, at, bytes: null, writer: null, len, full: false });
     },
     part: (offset, length) => {
       const c = this.#pc!;
       const s = c.state;
-      const a = (s.cur ??= { bytes: null, writer: null, len: 0, full: false });
+      const a = (s.cur ??= { src: null, at: 0, bytes: null, writer: null, len: 0, full: false });
       a.len += length;
       if (a.full || c.closing) return; // nothing is kept for a command that will not run
       if (this.stack.pool.freeCount <= this.reserveBuffers) {
@@ -276,7 +278,7 @@ export class KvApp implements Kv {
     },
     argEnd: () => {
       const s = this.#pc!.state;
-      s.args.push(s.cur ?? { bytes: null, writer: null, len: 0, full: false });
+      s.args.push(s.cur ?? { src: null, at: 0, bytes: null, writer: null, len: 0, full: false });
       s.cur = null;
     },
     end: () => {
@@ -525,6 +527,7 @@ export class KvApp implements Kv {
 
   bytes(a: Arg): Uint8Array {
     if (a.bytes) return a.bytes;
+    if (a.src) return (a.bytes = a.src.slice(a.at, a.at + a.len));
     if (!a.writer) return new Uint8Array(0);
     // a long argument used as text (a key, a number, an option): copied out of PM
     const out = new Uint8Array(a.len);

@@ -1,8 +1,9 @@
 // Incremental RESP2 request parser (the Redis protocol) over zero-copy chunks. Commands are
 // arrays of bulk strings (what redis-cli and redis-benchmark send), or inline commands. Short
-// arguments (keys, options) come out as small copies; long ones (values) as (offset, length)
-// ranges of the chunk being fed, so a server can keep the PM buffers they live in and log
-// their names instead of copying them.
+// arguments (keys, options) come out as small copies, ranges of the parser's own arena (no
+// array allocated per argument); long ones (values) as (offset, length) ranges of the chunk
+// being fed, so a server can keep the PM buffers they live in and log their names instead of
+// copying them.
 
 export type RespEvent =
   /** A command of `argc` arguments begins. */
@@ -33,7 +34,12 @@ export interface RespParserOptions {
  */
 export interface RespHandler {
   begin(argc: number): void;
-  arg(bytes: Uint8Array): void;
+  /**
+   * A whole short argument (at most smallMax bytes), copied: `src[at, at + len)`, a range of
+   * the parser's arena. An arena is written once (a full one is replaced, never reused), so
+   * the handler may keep the range as long as it likes.
+   */
+  arg(src: Uint8Array, at: number, len: number): void;
   part(offset: number, length: number, total: number): void;
   argEnd(): void;
   end(): void;
@@ -49,6 +55,8 @@ const enum S {
   Inline,
 }
 
+/** Bytes of each arena the short arguments are copied into (a longer argument gets its own). */
+const ARENA = 4096;
 /** Longest "*<n>" / "$<n>" line (sign and 12 digits fit; longer is an invalid length). */
 const HEADER_MAX = 32;
 const INLINE_MAX = 65536;
@@ -75,7 +83,11 @@ export class RespParser {
   #argsLeft = 0;
   #bulkLeft = 0;
   #bulkTotal = 0;
-  #small: Uint8Array | null = null;
+  /** The short arguments' arena, and where the next one goes. */
+  #arena = new Uint8Array(ARENA);
+  #arenaAt = 0;
+  /** The short argument being read: where it starts in the arena (-1: a long one). */
+  #small = -1;
   #smallAt = 0;
   #crlf = 0;
   #dead = false;
@@ -99,7 +111,7 @@ export class RespParser {
   feed(chunk: Uint8Array, emit: (ev: RespEvent) => void): void {
     this.parse(chunk, {
       begin: (argc) => emit({ kind: "begin", argc }),
-      arg: (bytes) => emit({ kind: "arg", bytes }),
+      arg: (src, at, len) => emit({ kind: "arg", bytes: src.slice(at, at + len) }),
       part: (offset, length, total) => emit({ kind: "part", offset, length, total }),
       argEnd: () => emit({ kind: "argEnd" }),
       end: () => emit({ kind: "end" }),
@@ -144,7 +156,29 @@ export class RespParser {
               }
               if (j > first && j + 1 < n && chunk[j] === 13 && chunk[j + 1] === 10) {
                 i = j + 2;
-                if (bulk) this.#bulkLen(h, v);
+                if (
+                  bulk &&
+                  v <= this.smallMax &&
+                  v <= this.maxBulk &&
+                  (v <= UNAUTH_MAX_BULK || !this.unauthenticated) &&
+                  i + v + 1 < n &&
+                  chunk[i + v] === 13 &&
+                  chunk[i + v + 1] === 10
+                ) {
+                  // a short argument whole in this chunk, CRLF and all: copied at once
+                  let a = this.#arena;
+                  let at = this.#arenaAt;
+                  if (at + v > a.length) {
+                    a = this.#arena = new Uint8Array(Math.max(ARENA, v));
+                    at = 0;
+                  }
+                  this.#arenaAt = at + v;
+                  for (let x = 0; x < v; x++) a[at + x] = chunk[i + x]!;
+                  i += v + 2;
+                  this.#bulkTotal = v;
+                  this.#small = at;
+                  this.#argDone(h);
+                } else if (bulk) this.#bulkLen(h, v);
                 else this.#arrayCount(h, v);
                 break;
               }
@@ -181,38 +215,47 @@ export class RespParser {
         }
         case S.Bulk: {
           const k = Math.min(this.#bulkLeft, n - i);
-          const small = this.#small;
-          if (small) {
+          if (this.#small >= 0) {
             // at most smallMax bytes: a loop costs less than a subarray object and a set()
+            const a = this.#arena;
             let at = this.#smallAt;
-            for (let j = i; j < i + k; j++) small[at++] = chunk[j]!;
+            for (let j = i; j < i + k; j++) a[at++] = chunk[j]!;
             this.#smallAt = at;
           } else h.part(i, k, this.#bulkTotal);
           this.#bulkLeft -= k;
           i += k;
           if (this.#bulkLeft === 0) {
-            this.#s = S.BulkCrlf;
-            this.#crlf = 0;
+            if (i + 1 < n && chunk[i] === 13 && chunk[i + 1] === 10) {
+              // the common case: the CRLF is in this chunk too
+              i += 2;
+              this.#argDone(h);
+            } else {
+              this.#s = S.BulkCrlf;
+              this.#crlf = 0;
+            }
           }
           break;
         }
         case S.BulkCrlf: {
           const c = chunk[i++]!;
           if (c !== (this.#crlf === 0 ? 13 : 10)) return this.#error(h, "expected CRLF after a bulk string");
-          if (++this.#crlf === 2) {
-            const small = this.#small;
-            this.#small = null;
-            if (small) h.arg(small);
-            else h.argEnd();
-            if (--this.#argsLeft > 0) this.#s = S.BulkHeader;
-            else {
-              this.#s = S.Start;
-              h.end();
-            }
-          }
+          if (++this.#crlf === 2) this.#argDone(h);
           break;
         }
       }
+    }
+  }
+
+  /** A bulk string and its CRLF are read: the argument, then the command if it was the last. */
+  #argDone(h: RespHandler): void {
+    const small = this.#small;
+    this.#small = -1;
+    if (small >= 0) h.arg(this.#arena, small, this.#bulkTotal);
+    else h.argEnd();
+    if (--this.#argsLeft > 0) this.#s = S.BulkHeader;
+    else {
+      this.#s = S.Start;
+      h.end();
     }
   }
 
@@ -244,8 +287,14 @@ export class RespParser {
     if (this.unauthenticated && n > UNAUTH_MAX_BULK) return this.#error(h, "unauthenticated bulk length");
     this.#bulkTotal = n;
     this.#bulkLeft = n;
-    this.#small = n <= this.smallMax ? new Uint8Array(n) : null;
-    this.#smallAt = 0;
+    if (n <= this.smallMax) {
+      if (this.#arenaAt + n > this.#arena.length) {
+        this.#arena = new Uint8Array(Math.max(ARENA, n));
+        this.#arenaAt = 0;
+      }
+      this.#small = this.#smallAt = this.#arenaAt;
+      this.#arenaAt += n;
+    } else this.#small = -1;
     if (n === 0) {
       this.#s = S.BulkCrlf;
       this.#crlf = 0;
@@ -258,7 +307,10 @@ export class RespParser {
     if (text === "") return;
     const args = text.split(/\s+/);
     h.begin(args.length);
-    for (const a of args) h.arg(new TextEncoder().encode(a));
+    for (const a of args) {
+      const b = new TextEncoder().encode(a);
+      h.arg(b, 0, b.length);
+    }
     h.end();
   }
 

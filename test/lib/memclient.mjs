@@ -259,6 +259,7 @@ export function kvPair({
   clock = { t: 1_700_000_000_000 },
   now,
   buffers = 4096,
+  metaBytes = 1 << 20,
   rings,
   sndBuf,
   reserveBuffers,
@@ -271,7 +272,7 @@ export function kvPair({
     sndBuf,
     mac: "02:00:00:00:08:01",
     ip: `${SRV_IP}/24`,
-    pool: { path, buffers, metaBytes: 1 << 20 },
+    pool: { path, buffers, metaBytes },
     configure: (core) => PmLog.configure(core),
   });
   const log = PmLog.open(srv.pool);

@@ -42,6 +42,14 @@ const I64_MIN = -(1n << 63n);
 
 /** A command argument: a short one copied, a long one kept in PM by an ObjectWriter. */
 export interface Arg {
+  /**
+   * A short argument's bytes: `src[at, at + len)`, a range of the parser's arena (kept as it
+   * is; read it through Kv.bytes(), which copies it out once, or in place where no copy is
+   * needed: the command's name, GET's key). null for a long one (its bytes are in `writer`).
+   */
+  src: Uint8Array | null;
+  at: number;
+  /** The argument's bytes as an array of their own, once Kv.bytes() made them. */
   bytes: Uint8Array | null;
   writer: ObjectWriter | null;
   len: number;
@@ -220,7 +228,7 @@ export const KV_COMMANDS: Record<string, CmdSpec> = {
   ),
   get: spec(2, "readonly fast", KEY1, "string", "1.0.0", "Returns the string value of a key.", (k, c, a) => {
     const parts: Part[] = [];
-    valueParts(k, read(k, k.key(a[1]!)), parts);
+    if (!rangesParts(k, a[1]!, parts)) valueParts(k, read(k, k.key(a[1]!)), parts);
     k.reply(c, parts);
   }),
   getset: spec(3, "write denyoom fast", KEY1, "string", "1.0.0", "Sets a key and returns its old value.", (k, c, a) => {
@@ -522,6 +530,44 @@ function keyOr(k: Kv, c: Conn<KvClient>, a: Arg): Uint8Array | null {
   return key;
 }
 
+/** KvStore.ranges()'s output: up to RANGES_MAX data ranges. */
+const RANGES_MAX = 8;
+const RANGES = new Uint32Array(1 + 3 * RANGES_MAX);
+
+/**
+ * valueParts(k, read(k, key), parts) for a short key and the common value, a few data ranges,
+ * without the objects read() makes (GET's path); false when read() must answer
+ * (KvStore.ranges()).
+ */
+function rangesParts(k: Kv, key: Arg, parts: Part[]): boolean {
+  // a short key, read where the parser put it (a long one, or none: read() answers)
+  if (!key.src || key.len === 0) return false;
+  const len = k.store.ranges(key.src, key.at, key.len, RANGES, RANGES_MAX);
+  if (len === -2) return false;
+  k.counters.reads++;
+  if (len === -1) {
+    k.counters.misses++;
+    parts.push(NIL);
+    return true;
+  }
+  k.counters.hits++;
+  if (len === 0) {
+    parts.push(EMPTY_BULK);
+    return true;
+  }
+  parts.push(bulkHead(len));
+  const pool = k.store.pool;
+  for (let j = 0, n = RANGES[0]!; j < n; j++) {
+    const index = RANGES[1 + 3 * j]!;
+    const length = RANGES[3 + 3 * j]!;
+    if (length === 0) continue;
+    pool.ref(index);
+    parts.push({ index, offset: RANGES[2 + 3 * j]!, length });
+  }
+  parts.push(CRLF);
+  return true;
+}
+
 /**
  * A value's reply: `$len`, its bytes, CRLF; nil for none. A value of a few data ranges goes out
  * by name (each holds a reference of the reply's: a later write may supersede the record
@@ -558,7 +604,7 @@ function write(k: Kv, key: Uint8Array, value: Arg, expireAt: number): void {
     } finally {
       w.release();
     }
-  } else k.store.putBytes(key, value.bytes ?? new Uint8Array(0), expireAt);
+  } else k.store.putBytes(key, k.bytes(value), expireAt);
   k.counters.writes++;
 }
 
@@ -759,7 +805,7 @@ function append(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
       } finally {
         aw.release();
       }
-    } else pushCopy(k, w, arg.bytes!);
+    } else pushCopy(k, w, k.bytes(arg));
     k.store.put(key, w.finish().names, null, old.expireAt);
   } finally {
     w.release();
@@ -850,7 +896,7 @@ function setrange(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
       } finally {
         aw.release();
       }
-    } else pushCopy(k, w, arg.bytes!);
+    } else pushCopy(k, w, k.bytes(arg));
     if (old && off + arg.len < oldLen) pushRange(w, old, off + arg.len, oldLen);
     k.store.put(key, w.finish().names, null, old ? old.expireAt : 0);
   } finally {

@@ -443,7 +443,7 @@ export class KvShards {
         at += 4;
         const b = u8.subarray(at, at + len);
         at += len;
-        args.push({ bytes: b, writer: null, len, full: false });
+        args.push({ src: b, at: 0, bytes: b, writer: null, len, full: false });
       }
       this.stats.served++;
       const owed = this.#owed[from]!;

@@ -15,6 +15,7 @@ import { ObjectCursor, type Item, type ObjectRef } from "../../object.js";
 import type { BufferName, Pool } from "../../pool.js";
 import { MetaArena } from "../arena.js";
 import type { SlotKeys } from "./cluster.js";
+import { ITEM_NODE } from "../../abi.js";
 
 /** Bytes of a record's trailer (and of a first-release record's header). */
 export const KV_TRAILER = 16;
@@ -41,6 +42,9 @@ export class KvStore {
   /** Keys removed because they expired (Redis's expired_keys). */
   expired = 0;
   #now: () => number;
+  /** The core's memory, for ranges()'s trailer check (the pool's memory never moves). */
+  #mem: Uint8Array;
+  #dv: DataView;
   /** Keys with an expiry (latin1 of the key bytes -> unix ms), for DBSIZE, INFO and sweeps. */
   #expires = new Map<string, number>();
   #sweepAt: Iterator<[string, number]> | null = null;
@@ -52,6 +56,8 @@ export class KvStore {
     this.pool = log.pool;
     this.#now = now;
     this.arena = new MetaArena(log.pool);
+    this.#mem = new Uint8Array(log.pool.core.memory.buffer);
+    this.#dv = new DataView(log.pool.core.memory.buffer);
     // keys with an expiry, from the recovered log
     for (const e of log.entries()) {
       const t = this.#decode({ names: e.names, tag: e.tag, seq: e.seq, length: 0 })?.expireAt ?? 0;
@@ -87,6 +93,61 @@ export class KvStore {
       return null;
     }
     return v;
+  }
+
+  /**
+   * GET's read, allocating nothing: when the live value of the key `src[at, at + len)` is at
+   * most `max` data ranges
+   * (no tree) under no expiry that has passed, writes their buffer index, offset and length
+   * into `out` (three numbers each; out[0] holds their count) and returns the value's length.
+   * Returns -1 when there is no such key, and -2 for anything else (an expiry that has passed,
+   * a tree, a first-release record, a record that is not the store's): read() answers those.
+   */
+  ranges(src: Uint8Array, at: number, len: number, out: Uint32Array, max: number): number {
+    const log = this.log;
+    const h = log.findIn(src, at, len);
+    if (h < 0) return -1;
+    const n = log.recordItems(h);
+    if (n === 0 || n - 1 > max || log.recordTag(h) !== KV_TAG) return -2;
+    let count = 0;
+    let total = 0;
+    for (let k = 0; k < n; k++) {
+      const lo = log.itemLow(h, k);
+      if ((lo >>> 16) & ITEM_NODE) return -2;
+      const index = log.itemIndex(h, k);
+      const off = lo >>> 16;
+      let l = lo & 0xffff;
+      if (k === n - 1) {
+        // the trailer, behind a short value's bytes
+        if (l < KV_TRAILER) return -2;
+        const t = this.pool.address(index) + off + l - KV_TRAILER;
+        const m = this.#mem;
+        if (
+          m[t] !== MAGIC[0] ||
+          m[t + 1] !== MAGIC[1] ||
+          m[t + 2] !== MAGIC[2] ||
+          m[t + 3] !== MAGIC[3] ||
+          m[t + 4] !== 2
+        )
+          return -2;
+        if (
+          (m[t + 8]! | m[t + 9]! | m[t + 10]! | m[t + 11]! | m[t + 12]! | m[t + 13]! | m[t + 14]! | m[t + 15]!) !==
+          0
+        ) {
+          if (this.#now() > this.#dv.getFloat64(t + 8, true)) return -2; // read() deletes it
+        }
+        l -= KV_TRAILER;
+        if (l === 0) break;
+        if (count === max) return -2;
+      }
+      out[1 + 3 * count] = index;
+      out[2 + 3 * count] = off;
+      out[3 + 3 * count] = l;
+      count++;
+      total += l;
+    }
+    out[0] = count;
+    return total;
   }
 
   /**

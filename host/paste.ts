@@ -359,7 +359,7 @@ export class SendQueue {
    * buffer right after the reply.
    */
   send(name: BufferName, held = false): void {
-    const q: Queued = held ? { index: name.index, offset: name.offset, length: name.length, held } : name;
+    const q: Queued = held ? { index: name.index, offset: name.offset, length: name.length, held, polls: 0 } : name;
     if (this.blocked || this.refusedNames.length || this.waiting.length) this.waiting.push(q);
     else if (this.stack.commandSpace() <= COMMAND_RESERVE) this.waiting.push(q);
     else this.#hand(q);
@@ -385,8 +385,7 @@ export class SendQueue {
       (x) => x.index === name.index && x.offset === name.offset && x.length === name.length,
     );
     const held = k >= 0 && this.#inflight.splice(k, 1)[0]!.held === true;
-    const q: Queued = { index: name.index, offset: name.offset, length: name.length };
-    if (held) q.held = true;
+    const q: Queued = { index: name.index, offset: name.offset, length: name.length, held, polls: 0 };
     this.refusedNames.splice(this.#cut++, 0, q);
   }
 

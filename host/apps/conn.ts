@@ -57,8 +57,8 @@ export function freeNamedParts(pool: Pool, parts: Part[]): void {
   for (const p of parts) if (!(p instanceof Uint8Array) && !("stream" in p)) pool.free(p.index);
 }
 
-interface Reply {
-  parts: Part[];
+/** A queued reply; once it is the one leaving, it is also the connection's Emitting (`cur`). */
+interface Reply extends Emitting {
   /** The log's sequence number this reply waits for (0: none). */
   waitSeq: number;
   close: boolean;
@@ -364,7 +364,7 @@ export class ConnLayer<S> {
     // later write of its key may have superseded and released it
     for (const p of parts) if (!(p instanceof Uint8Array) && "stream" in p) this.log.pin(p.stream);
     const seq = this.log.lastSeq;
-    c.replies.push({ parts, waitSeq: seq > this.log.durableSeq ? seq : 0, close, notBefore });
+    c.replies.push({ parts, at: 0, stream: null, waitSeq: seq > this.log.durableSeq ? seq : 0, close, notBefore });
     this.#active.add(c);
     if (close) c.closing = true;
   }
@@ -545,7 +545,7 @@ export class ConnLayer<S> {
       if (!r || r.waitSeq > durable) break;
       if (r.notBefore > 0 && !this.#due(c, r.notBefore)) break;
       c.replies.shift();
-      c.cur = { parts: r.parts, at: 0, stream: null, close: r.close };
+      c.cur = r;
     }
     this.#sendOut(c);
     c.tls?.uncork();

@@ -254,9 +254,9 @@ export class KvApp implements Kv {
   /** The RESP parser's handler: one object for every connection and chunk (no allocation). */
   readonly #parse: RespHandler = {
     begin: () => {
-      const c = this.#pc!;
-      c.state.args = [];
-      c.state.cur = null;
+      const s = this.#pc!.state;
+      if (s.args.length) s.args = []; // (emptied after every command: see #dropArgs)
+      s.cur = null;
     },
     arg: (src, at, len) => {
       this.#pc!.state.args.push({ src, at, bytes: null, writer: null, len, full: false });
@@ -652,9 +652,12 @@ export class KvApp implements Kv {
 
   /** Releases the writers of arguments no command consumed (a value it stored was taken). */
   #dropArgs(s: KvConn): void {
-    for (const a of s.args) a.writer?.abort();
+    const args = s.args;
+    for (const a of args) a.writer?.abort();
     s.cur?.writer?.abort();
-    s.args = [];
+    // emptied in place, for the next command (one that keeps its arguments, held or queued,
+    // took the array and left a new one)
+    while (args.length) args.pop();
     s.cur = null;
   }
 

@@ -227,8 +227,8 @@ export const KV_COMMANDS: Record<string, CmdSpec> = {
     setWithExpiry(k, c, a, 1, "psetex"),
   ),
   get: spec(2, "readonly fast", KEY1, "string", "1.0.0", "Returns the string value of a key.", (k, c, a) => {
-    const parts: Part[] = [];
-    if (!rangesParts(k, a[1]!, parts)) valueParts(k, read(k, k.key(a[1]!)), parts);
+    let parts = rangesReply(k, a[1]!);
+    if (!parts) valueParts(k, read(k, k.key(a[1]!)), (parts = []));
     k.reply(c, parts);
   }),
   getset: spec(3, "write denyoom fast", KEY1, "string", "1.0.0", "Sets a key and returns its old value.", (k, c, a) => {
@@ -535,29 +535,32 @@ const RANGES_MAX = 8;
 const RANGES = new Uint32Array(1 + 3 * RANGES_MAX);
 
 /**
- * valueParts(k, read(k, key), parts) for a short key and the common value, a few data ranges,
- * without the objects read() makes (GET's path); false when read() must answer
- * (KvStore.ranges()).
+ * The parts valueParts(k, read(k, key), parts) makes, for a short key and the common value (a
+ * few data ranges), without the objects read() makes: GET's path. null when read() must
+ * answer (KvStore.ranges()).
  */
-function rangesParts(k: Kv, key: Arg, parts: Part[]): boolean {
+function rangesReply(k: Kv, key: Arg): Part[] | null {
   // a short key, read where the parser put it (a long one, or none: read() answers)
-  if (!key.src || key.len === 0) return false;
+  if (!key.src || key.len === 0) return null;
   const len = k.store.ranges(key.src, key.at, key.len, RANGES, RANGES_MAX);
-  if (len === -2) return false;
+  if (len === -2) return null;
   k.counters.reads++;
   if (len === -1) {
     k.counters.misses++;
-    parts.push(NIL);
-    return true;
+    return [NIL];
   }
   k.counters.hits++;
-  if (len === 0) {
-    parts.push(EMPTY_BULK);
-    return true;
-  }
-  parts.push(bulkHead(len));
+  if (len === 0) return [EMPTY_BULK];
   const pool = k.store.pool;
-  for (let j = 0, n = RANGES[0]!; j < n; j++) {
+  const n = RANGES[0]!;
+  if (n === 1) {
+    // one range: the array made at its size
+    const index = RANGES[1]!;
+    pool.ref(index);
+    return [bulkHead(len), { index, offset: RANGES[2]!, length: RANGES[3]! }, CRLF];
+  }
+  const parts: Part[] = [bulkHead(len)];
+  for (let j = 0; j < n; j++) {
     const index = RANGES[1 + 3 * j]!;
     const length = RANGES[3 + 3 * j]!;
     if (length === 0) continue;
@@ -565,7 +568,7 @@ function rangesParts(k: Kv, key: Arg, parts: Part[]): boolean {
     parts.push({ index, offset: RANGES[2 + 3 * j]!, length });
   }
   parts.push(CRLF);
-  return true;
+  return parts;
 }
 
 /**

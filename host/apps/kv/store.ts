@@ -15,7 +15,7 @@ import { ObjectCursor, type Item, type ObjectRef } from "../../object.js";
 import type { BufferName, Pool } from "../../pool.js";
 import { MetaArena } from "../arena.js";
 import type { SlotKeys } from "./cluster.js";
-import { ITEM_NODE } from "../../abi.js";
+import { BUF_SIZE, ITEM_NODE } from "../../abi.js";
 
 /** Bytes of a record's trailer (and of a first-release record's header). */
 export const KV_TRAILER = 16;
@@ -45,6 +45,8 @@ export class KvStore {
   /** The core's memory, for ranges()'s trailer check (the pool's memory never moves). */
   #mem: Uint8Array;
   #dv: DataView;
+  /** Buffer 0's address: buffer i's is this + i * BUF_SIZE (the pool's buffers are one array). */
+  #bufBase: number;
   /** Keys with an expiry (latin1 of the key bytes -> unix ms), for DBSIZE, INFO and sweeps. */
   #expires = new Map<string, number>();
   #sweepAt: Iterator<[string, number]> | null = null;
@@ -58,6 +60,7 @@ export class KvStore {
     this.arena = new MetaArena(log.pool);
     this.#mem = new Uint8Array(log.pool.core.memory.buffer);
     this.#dv = new DataView(log.pool.core.memory.buffer);
+    this.#bufBase = log.pool.address(0);
     // keys with an expiry, from the recovered log
     for (const e of log.entries()) {
       const t = this.#decode({ names: e.names, tag: e.tag, seq: e.seq, length: 0 })?.expireAt ?? 0;
@@ -120,7 +123,7 @@ export class KvStore {
       if (k === n - 1) {
         // the trailer, behind a short value's bytes
         if (l < KV_TRAILER) return -2;
-        const t = this.pool.address(index) + off + l - KV_TRAILER;
+        const t = this.#bufBase + index * BUF_SIZE + off + l - KV_TRAILER;
         const m = this.#mem;
         if (
           m[t] !== MAGIC[0] ||

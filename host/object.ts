@@ -63,7 +63,8 @@ export class ObjectWriter {
   #room: number;
   /** The items while there are at most `room` of them; each holds a reference of the writer's. */
   #direct: Item[] = [];
-  #directDurable: boolean[] = [];
+  /** Which direct items are durable already (pushObject's); null while none is. */
+  #directDurable: boolean[] | null = null;
   /** open[h - 1]: the open (unsealed) node of height h, or -1; the writer holds each one. */
   #open: number[] = [];
   #tree = false;
@@ -86,10 +87,15 @@ export class ObjectWriter {
 
   /** Appends the data range `name` (a held buffer's bytes, never written again). */
   push(name: BufferName): void {
+    this.pushRange(name.index, name.offset, name.length);
+  }
+
+  /** push() of the range (index, offset, length): a receive path's form, no name object needed. */
+  pushRange(index: number, offset: number, length: number): void {
     this.#live();
-    if (name.length === 0) return;
-    this.#add({ index: name.index, offset: name.offset, length: name.length }, false);
-    this.#length += name.length;
+    if (length === 0) return;
+    this.#add({ index, offset, length }, false);
+    this.#length += length;
   }
 
   /**
@@ -124,7 +130,8 @@ export class ObjectWriter {
   finish(): ObjectRef {
     if (this.#done) return this.#done;
     this.#live();
-    if (!this.#tree) this.#done = { names: this.#direct.slice() };
+    if (!this.#tree)
+      this.#done = { names: this.#direct }; // never changed again (see #live, release)
     else {
       // seal bottom up: every open node goes into the one above (made if need be); the top is the root
       const top = this.#open.length;
@@ -162,8 +169,9 @@ export class ObjectWriter {
     if (!this.#tree) {
       if (this.#direct.length < this.#room) {
         this.pool.ref(it.index);
+        if (durable) (this.#directDurable ??= this.#direct.map(() => false)).push(true);
+        else this.#directDurable?.push(false);
         this.#direct.push(it);
-        this.#directDurable.push(durable);
         return;
       }
       // the object outgrows the record: its items move into a tree, in order
@@ -171,9 +179,9 @@ export class ObjectWriter {
       const direct = this.#direct;
       const dur = this.#directDurable;
       this.#direct = [];
-      this.#directDurable = [];
+      this.#directDurable = null;
       for (let k = 0; k < direct.length; k++) {
-        this.#pushAt(direct[k]!, dur[k]!);
+        this.#pushAt(direct[k]!, dur?.[k] ?? false);
         this.pool.free(direct[k]!.index); // its node holds its own reference now
       }
     }

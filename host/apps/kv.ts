@@ -274,7 +274,7 @@ export class KvApp implements Kv {
         a.writer = null;
         return;
       }
-      (a.writer ??= this.log.writer(KV_VALUE_ITEMS)).push({ index: this.#pbuf, offset: this.#poff + offset, length });
+      (a.writer ??= this.log.writer(KV_VALUE_ITEMS)).pushRange(this.#pbuf, this.#poff + offset, length);
     },
     argEnd: () => {
       const s = this.#pc!.state;

@@ -645,6 +645,13 @@ function absoluteMs(k: Kv, t: bigint, unit: bigint, relative: boolean): number |
 // ---- string commands ------------------------------------------------------------------------------
 
 function set(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
+  if (a.length === 3) {
+    // SET key value: no option to read
+    const key = keyOr(k, c, a[1]!);
+    if (!key) return;
+    write(k, key, a[2]!, 0);
+    return k.reply(c, [OK]);
+  }
   let nx = false;
   let xx = false;
   let get = false;

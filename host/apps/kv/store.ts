@@ -26,6 +26,8 @@ export const KV_SMALL = 64;
 /** Items a value may have in a record (one is the trailer). */
 export const KV_VALUE_ITEMS = 63;
 const MAGIC = [0x70, 0x6d, 0x4b, 0x56]; // "pmKV"
+/** The append options of every record of this format. */
+const TAGGED = Object.freeze({ tag: KV_TAG });
 
 /** A live value: its bytes as an object (trailer excluded), length and expiry. */
 export interface Value {
@@ -161,14 +163,24 @@ export class KvStore {
   put(key: Uint8Array, items: readonly Item[], small: Uint8Array | null, expireAt: number): number {
     const n = small ? small.length : 0;
     const t = this.arena.take(n + KV_TRAILER);
-    const v = this.pool.viewName(t);
-    if (small) v.set(small);
-    v.set(MAGIC, n);
-    v[n + 4] = 2;
-    v[n + 5] = v[n + 6] = v[n + 7] = 0;
-    new DataView(v.buffer, v.byteOffset + n + 8, 8).setFloat64(0, expireAt, true);
+    // the short value and the trailer, written in place (the arena's range is the store's own)
+    const m = this.#mem;
+    const at = this.#bufBase + t.index * BUF_SIZE + t.offset;
+    if (small) m.set(small, at);
+    const tr = at + n;
+    m[tr] = MAGIC[0]!;
+    m[tr + 1] = MAGIC[1]!;
+    m[tr + 2] = MAGIC[2]!;
+    m[tr + 3] = MAGIC[3]!;
+    m[tr + 4] = 2;
+    m[tr + 5] = m[tr + 6] = m[tr + 7] = 0;
+    if (expireAt === 0) for (let i = 8; i < 16; i++) m[tr + i] = 0;
+    else this.#dv.setFloat64(tr + 8, expireAt, true);
+    const names: Item[] = new Array(items.length + 1);
+    for (let i = 0; i < items.length; i++) names[i] = items[i]!;
+    names[items.length] = t;
     const before = this.#slots ? this.log.size : 0;
-    const seq = this.log.append(key, [...items, t], { tag: KV_TAG });
+    const seq = this.log.append(key, names, TAGGED);
     if (this.#slots && this.log.size > before) this.#slots.add(key);
     if (expireAt) this.#expires.set(latin1(key), expireAt);
     else this.#forget(key);

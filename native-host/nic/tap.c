@@ -476,7 +476,10 @@ static uint32_t rx_batch(nic_t *n, ring_t *r, uint8_t *meta, table_t *fill, int 
   struct tap_batch *b = n->tb;
   uint32_t frames = 0, need = n->rx_need, vn = n->vnet_sz ? 1 : 0;
   uint32_t *rhead = (uint32_t *)(r->p + 4), *rtail = (uint32_t *)(r->p + 8);
-  uint32_t want = b->rx_hint < 4 ? 4 : b->rx_hint > TB_MAX ? TB_MAX : b->rx_hint;
+  /* The first batch: as many reads as the last call got frames, at least 2 (a read that finds
+   * the queue empty still costs the kernel its iovec import: with 4, a lone request's frame
+   * cost 3 such reads, with 2 it costs 1); a full batch doubles the next one. */
+  uint32_t want = b->rx_hint < 2 ? 2 : b->rx_hint > TB_MAX ? TB_MAX : b->rx_hint;
   for (;;) {
     uint32_t tail = __atomic_load_n(rtail, __ATOMIC_RELAXED);
     uint32_t space = r->mask + 1 - (tail - __atomic_load_n(rhead, __ATOMIC_ACQUIRE));

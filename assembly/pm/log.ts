@@ -392,7 +392,9 @@ function reindexAll(): void {
       continue;
     }
     const r = rec(off);
-    p += <u64>load<u32>(r);
+    const len = load<u32>(r);
+    if (len < HDR || len > rem) break; // never, in a log this core wrote or verified: no endless walk
+    p += <u64>len;
     const type = <u32>load<u8>(r + 24);
     if (type == T_PAD) continue;
     const keyLen = <u32>load<u16>(r + 26);

@@ -337,7 +337,7 @@ export class PmLog {
     return {
       names,
       seq: this.#seqAt(at),
-      tag: this.#dv.getUint16(at + 30, true),
+      tag: this.recordTag(off),
       length: objectLength(this.pool, { names }),
     };
   }
@@ -360,10 +360,7 @@ export class PmLog {
     const to = this.#key;
     if (len <= 64) for (let i = 0; i < len; i++) u8[to + i] = src[at + i]!;
     else u8.set(src.subarray(at, at + len), to);
-    const r = this.#e.logFind(len);
-    if (r === E_LOG_NOTFOUND) return -1;
-    this.#check(r, "get");
-    return r;
+    return this.#lookup(len);
   }
 
   /** The number of items of the record `h` (a find() handle). */
@@ -381,7 +378,7 @@ export class PmLog {
     return this.#dv.getUint32(this.#base + h + 36 + 8 * k, true);
   }
 
-  /** Item `k` of the record `h`: its low word (itemOf() decodes it: offset << 16 | length, or a node's mark). */
+  /** Item `k` of the record `h`: its low word (itemOf() decodes it: offset << 16 | length, or a node's mark and height). */
   itemLow(h: number, k: number): number {
     return this.#dv.getUint32(this.#base + h + 32 + 8 * k, true);
   }
@@ -555,14 +552,14 @@ export class PmLog {
       if (off === -1) break;
       this.#check(off, "iterate");
       const at = this.#base + off;
-      const n = this.#dv.getUint16(at + 28, true);
+      const n = this.recordItems(off);
       const kl = this.#dv.getUint16(at + 26, true);
       const k0 = at + 32 + n * 8;
       out.push({
         key: this.#u8.slice(k0, k0 + kl),
         seq: this.#seqAt(at),
         names: this.#namesAt(off),
-        tag: this.#dv.getUint16(at + 30, true),
+        tag: this.recordTag(off),
       });
     }
     return out;
@@ -598,7 +595,12 @@ export class PmLog {
   }
 
   #find(key: LogKey): number {
-    const r = this.#e.logFind(this.#stageKey(key));
+    return this.#lookup(this.#stageKey(key));
+  }
+
+  /** The record of the key staged (keyLen bytes), or -1. */
+  #lookup(keyLen: number): number {
+    const r = this.#e.logFind(keyLen);
     if (r === E_LOG_NOTFOUND) return -1;
     this.#check(r, "get");
     return r;
@@ -609,11 +611,9 @@ export class PmLog {
   }
 
   #namesAt(off: number): Item[] {
-    const at = this.#base + off;
-    const n = this.#dv.getUint16(at + 28, true);
+    const n = this.recordItems(off);
     const out: Item[] = [];
-    for (let k = 0; k < n; k++)
-      out.push(itemOf(this.#dv.getUint32(at + 36 + 8 * k, true), this.#dv.getUint32(at + 32 + 8 * k, true)));
+    for (let k = 0; k < n; k++) out.push(itemOf(this.itemIndex(off, k), this.itemLow(off, k)));
     return out;
   }
 

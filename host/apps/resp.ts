@@ -156,30 +156,19 @@ export class RespParser {
               }
               if (j > first && j + 1 < n && chunk[j] === 13 && chunk[j + 1] === 10) {
                 i = j + 2;
-                if (
-                  bulk &&
-                  v <= this.smallMax &&
-                  v <= this.maxBulk &&
-                  (v <= UNAUTH_MAX_BULK || !this.unauthenticated) &&
-                  i + v + 1 < n &&
-                  chunk[i + v] === 13 &&
-                  chunk[i + v + 1] === 10
-                ) {
+                if (!bulk) {
+                  this.#arrayCount(h, v);
+                  break;
+                }
+                this.#bulkLen(h, v);
+                const at = this.#small;
+                if (at >= 0 && i + v + 1 < n && chunk[i + v] === 13 && chunk[i + v + 1] === 10) {
                   // a short argument whole in this chunk, CRLF and all: copied at once
-                  let a = this.#arena;
-                  let at = this.#arenaAt;
-                  if (at + v > a.length) {
-                    a = this.#arena = new Uint8Array(Math.max(ARENA, v));
-                    at = 0;
-                  }
-                  this.#arenaAt = at + v;
+                  const a = this.#arena;
                   for (let x = 0; x < v; x++) a[at + x] = chunk[i + x]!;
                   i += v + 2;
-                  this.#bulkTotal = v;
-                  this.#small = at;
                   this.#argDone(h);
-                } else if (bulk) this.#bulkLen(h, v);
-                else this.#arrayCount(h, v);
+                }
                 break;
               }
             }

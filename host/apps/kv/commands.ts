@@ -517,11 +517,16 @@ const latin = (b: Uint8Array): string => {
 
 /** The live value of `key` (null key: no such key can exist), counting hits and misses. */
 function read(k: Kv, key: Uint8Array | null): Value | null {
-  k.counters.reads++;
   const v = key ? k.store.read(key) : null;
-  if (v) k.counters.hits++;
-  else k.counters.misses++;
+  countRead(k, v !== null);
   return v;
+}
+
+/** A read's counters (INFO's total_reads_processed, keyspace_hits, keyspace_misses). */
+function countRead(k: Kv, hit: boolean): void {
+  k.counters.reads++;
+  if (hit) k.counters.hits++;
+  else k.counters.misses++;
 }
 
 function keyOr(k: Kv, c: Conn<KvClient>, a: Arg): Uint8Array | null {
@@ -544,12 +549,8 @@ function rangesReply(k: Kv, key: Arg): Part[] | null {
   if (!key.src || key.len === 0) return null;
   const len = k.store.ranges(key.src, key.at, key.len, RANGES, RANGES_MAX);
   if (len === -2) return null;
-  k.counters.reads++;
-  if (len === -1) {
-    k.counters.misses++;
-    return [NIL];
-  }
-  k.counters.hits++;
+  countRead(k, len !== -1);
+  if (len === -1) return [NIL];
   if (len === 0) return [EMPTY_BULK];
   const pool = k.store.pool;
   const n = RANGES[0]!;

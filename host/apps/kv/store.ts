@@ -25,7 +25,7 @@ export const KV_TAG = 2;
 export const KV_SMALL = 64;
 /** Items a value may have in a record (one is the trailer). */
 export const KV_VALUE_ITEMS = 63;
-const MAGIC = [0x70, 0x6d, 0x4b, 0x56]; // "pmKV"
+const MAGIC = Uint8Array.of(0x70, 0x6d, 0x4b, 0x56); // "pmKV"
 /** The append options of every record of this format. */
 const TAGGED = Object.freeze({ tag: KV_TAG });
 
@@ -125,22 +125,10 @@ export class KvStore {
       if (k === n - 1) {
         // the trailer, behind a short value's bytes
         if (l < KV_TRAILER) return -2;
-        const t = this.#bufBase + index * BUF_SIZE + off + l - KV_TRAILER;
-        const m = this.#mem;
-        if (
-          m[t] !== MAGIC[0] ||
-          m[t + 1] !== MAGIC[1] ||
-          m[t + 2] !== MAGIC[2] ||
-          m[t + 3] !== MAGIC[3] ||
-          m[t + 4] !== 2
-        )
-          return -2;
-        if (
-          (m[t + 8]! | m[t + 9]! | m[t + 10]! | m[t + 11]! | m[t + 12]! | m[t + 13]! | m[t + 14]! | m[t + 15]!) !==
-          0
-        ) {
-          if (this.#now() > this.#dv.getFloat64(t + 8, true)) return -2; // read() deletes it
-        }
+        const t = this.#addr(index, off + l - KV_TRAILER);
+        if (!this.#isTrailer(t, 2)) return -2;
+        const due = this.#expiry(t);
+        if (due && this.#now() > due) return -2; // read() deletes it
         l -= KV_TRAILER;
         if (l === 0) break;
         if (count === max) return -2;
@@ -165,13 +153,10 @@ export class KvStore {
     const t = this.arena.take(n + KV_TRAILER);
     // the short value and the trailer, written in place (the arena's range is the store's own)
     const m = this.#mem;
-    const at = this.#bufBase + t.index * BUF_SIZE + t.offset;
+    const at = this.#addr(t.index, t.offset);
     if (small) m.set(small, at);
     const tr = at + n;
-    m[tr] = MAGIC[0]!;
-    m[tr + 1] = MAGIC[1]!;
-    m[tr + 2] = MAGIC[2]!;
-    m[tr + 3] = MAGIC[3]!;
+    m.set(MAGIC, tr);
     m[tr + 4] = 2;
     m[tr + 5] = m[tr + 6] = m[tr + 7] = 0;
     if (expireAt === 0) for (let i = 8; i < 16; i++) m[tr + i] = 0;
@@ -293,24 +278,50 @@ export class KvStore {
     if (o.tag === KV_TAG) {
       const last = names[names.length - 1];
       if (!last || last.height || last.length < KV_TRAILER) return null;
-      const t = pool.view(last.index, last.offset + last.length - KV_TRAILER, KV_TRAILER);
-      if (t[0] !== MAGIC[0] || t[1] !== MAGIC[1] || t[2] !== MAGIC[2] || t[3] !== MAGIC[3] || t[4] !== 2) return null;
+      // (a checked name; the view's offset is its address in the core's memory)
+      const t = pool.view(last.index, last.offset + last.length - KV_TRAILER, KV_TRAILER).byteOffset;
+      if (!this.#isTrailer(t, 2)) return null;
       const items = names.slice(0, -1);
       if (last.length > KV_TRAILER)
         items.push({ index: last.index, offset: last.offset, length: last.length - KV_TRAILER });
       const len = o.length ? o.length - KV_TRAILER : lengthOf(pool, items);
-      return { obj: { names: items }, len, expireAt: expiry(t) };
+      return { obj: { names: items }, len, expireAt: this.#expiry(t) };
     }
     // a first-release record: [header (+ a short value), ...value ranges]
     const h = names[0];
     if (!h || h.height || h.length < KV_TRAILER) return null;
-    const t = pool.view(h.index, h.offset, KV_TRAILER);
-    if (t[0] !== MAGIC[0] || t[1] !== MAGIC[1] || t[2] !== MAGIC[2] || t[3] !== MAGIC[3] || t[4] !== 1) return null;
+    const t = pool.view(h.index, h.offset, KV_TRAILER).byteOffset;
+    if (!this.#isTrailer(t, 1)) return null;
     const items: Item[] = names.slice(1);
     if (h.length > KV_TRAILER)
       items.unshift({ index: h.index, offset: h.offset + KV_TRAILER, length: h.length - KV_TRAILER });
     const len = o.length ? o.length - KV_TRAILER : lengthOf(pool, items);
-    return { obj: { names: items }, len, expireAt: expiry(t) };
+    return { obj: { names: items }, len, expireAt: this.#expiry(t) };
+  }
+
+  /** The core-memory address of byte `offset` of buffer `index`. */
+  #addr(index: number, offset: number): number {
+    return this.#bufBase + index * BUF_SIZE + offset;
+  }
+
+  /** Whether the 16 bytes at `at` are a trailer (or first-release header) of `version`. */
+  #isTrailer(at: number, version: number): boolean {
+    const m = this.#mem;
+    return (
+      m[at] === MAGIC[0] &&
+      m[at + 1] === MAGIC[1] &&
+      m[at + 2] === MAGIC[2] &&
+      m[at + 3] === MAGIC[3] &&
+      m[at + 4] === version
+    );
+  }
+
+  /** The trailer's expiry at `at` (bytes 8..15, f64; eight zero bytes, no expiry: read without the float). */
+  #expiry(at: number): number {
+    const m = this.#mem;
+    let z = 0;
+    for (let i = 8; i < 16; i++) z |= m[at + i]!;
+    return z === 0 ? 0 : this.#dv.getFloat64(at + 8, true);
   }
 }
 
@@ -319,12 +330,6 @@ function lengthOf(pool: Pool, items: readonly Item[]): number {
   let n = 0;
   for (const x of items) n += x.height ? e.extInfo(x.index, 2) : x.length;
   return n;
-}
-
-/** The f64 at bytes 8..15 of a trailer (0.0, no expiry, is eight zero bytes: no DataView then). */
-function expiry(t: Uint8Array): number {
-  if ((t[8]! | t[9]! | t[10]! | t[11]! | t[12]! | t[13]! | t[14]! | t[15]!) === 0) return 0;
-  return new DataView(t.buffer, t.byteOffset + 8, 8).getFloat64(0, true);
 }
 
 export function latin1(b: Uint8Array): string {

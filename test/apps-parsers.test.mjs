@@ -187,6 +187,121 @@ function runAllSplits(bytes, opts, seed = 1, splits = 50) {
 const CHUNKED_HEAD = "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
 const chunkedReq = (body, head = CHUNKED_HEAD) => head + body;
 
+test("HTTP heads: request lines and header fields, read byte by byte, match a model at every split", () => {
+  // random heads: names of mixed case (some differing only in case, some repeated), values with
+  // SP and HTAB around them and obs-text inside, targets with any visible byte; the parser keeps
+  // a cache of the strings it made, so the same bytes must give the same strings and different
+  // bytes of one length different ones
+  const r = rng(17);
+  const tchar = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  const pick = (s) => s[r.int(s.length)];
+  const word = (chars, min, max) => Array.from({ length: min + r.int(max - min + 1) }, () => pick(chars)).join("");
+  const valueChars = Array.from({ length: 256 }, (_, c) => String.fromCharCode(c))
+    .filter((c) => (c >= " " && c !== "\x7f") || c === "\t")
+    .join("");
+  const names = Array.from({ length: 12 }, () => word(tchar, 1, 12));
+  const values = Array.from({ length: 12 }, () => word(valueChars, 0, 60).replace(/^[ \t]+|[ \t]+$/g, ""));
+  const recase = (s) => [...s].map((c) => (r() < 0.5 ? c.toUpperCase() : c.toLowerCase())).join("");
+  const ows = () => pick(["", " ", "\t", "  ", " \t "]);
+  for (let n = 0; n < 200; n++) {
+    const method = pick(["GET", "PUT", "POST", "HEAD", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "get"]);
+    const target = "/" + word(tchar + "/?=:@[]\x80\xa0\xff", 0, 30);
+    const model = new Map([["host", "h"]]);
+    let head = `${r() < 0.1 ? "\r\n" : ""}${method} ${target} HTTP/1.${r.int(2)}\r\nHost: h\r\n`;
+    if (method === "PUT" || method === "POST") {
+      head += "content-LENGTH:0\r\n";
+      model.set("content-length", "0");
+    }
+    for (let k = r.int(8); k > 0; k--) {
+      const name = recase(r() < 0.3 ? word("abcdefgh", 3, 3) : pick(names));
+      if (name.toLowerCase() === "host" || name.toLowerCase() === "content-length") continue;
+      // many values of one length: the cache holds a few of them in each of its slots
+      const value =
+        r() < 0.4
+          ? pick(values)
+          : r() < 0.5
+            ? word("abcdefgh", 3, 3)
+            : word(valueChars, 0, 60).replace(/^[ \t]+|[ \t]+$/g, "");
+      head += `${name}:${ows()}${value}${ows()}${r() < 0.2 ? "\n" : "\r\n"}`;
+      const key = name.toLowerCase();
+      model.set(key, model.has(key) ? `${model.get(key)}, ${value}` : value);
+    }
+    const bytes = Uint8Array.from(head + "\r\n", (c) => c.charCodeAt(0));
+    const heads = (cuts) => {
+      const p = new HttpParser();
+      const got = [];
+      let at = 0;
+      for (const end of [...cuts, bytes.length]) {
+        p.feed(bytes.subarray(at, end), (ev) => {
+          assert.is(ev.kind === "error" ? ev.message : ev.kind, ev.kind === "head" ? "head" : "end");
+          if (ev.kind === "head") got.push(ev.head);
+        });
+        at = end;
+      }
+      return got;
+    };
+    for (const cuts of [[], randomCuts(r, bytes.length), everyByte(bytes).filter(() => r() < 0.3)]) {
+      const [h, extra] = heads(cuts);
+      assert.ok(h && !extra, `one head: ${JSON.stringify(head)}`);
+      assert.is(h.method, method);
+      assert.is(h.target, target);
+      assert.equal([...h.headers], [...model], JSON.stringify(head));
+    }
+  }
+});
+
+test("HTTP heads: OWS is SP and HTAB only; control bytes in a value, a name or the target are a 400", () => {
+  const head = (s) => {
+    const p = new HttpParser();
+    const out = [];
+    p.feed(
+      Uint8Array.from(s, (c) => c.charCodeAt(0)),
+      (ev) =>
+        out.push(
+          ev.kind === "head"
+            ? ["head", [...ev.head.headers]]
+            : ev.kind === "error"
+              ? [ev.status, ev.message]
+              : [ev.kind],
+        ),
+    );
+    return out[0];
+  };
+  assert.equal(head("GET / HTTP/1.1\r\nHost: \t x \t\r\nA:\r\n\r\n"), [
+    "head",
+    [
+      ["host", "x"],
+      ["a", ""],
+    ],
+  ]);
+  assert.equal(head("GET / HTTP/1.1\r\nHost: x\r\nA: \xa0v\xa0\r\n\r\n"), [
+    "head",
+    [
+      ["host", "x"],
+      ["a", "\xa0v\xa0"],
+    ],
+  ]);
+  for (const v of ["x\x0b", "\x0cx", "x\ry", "x\x00", "x\x7f"])
+    assert.equal(head(`GET / HTTP/1.1\r\nHost: x\r\nA: ${v}\r\n\r\n`), [400, "invalid character in a header value"], v);
+  assert.equal(head("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), [400, "malformed header name"]);
+  assert.equal(head("GET / HTTP/1.1\r\nHost: x\r\n folded: y\r\n\r\n"), [400, "malformed header name"]);
+  assert.equal(head("GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n"), [400, "malformed header line"]);
+  assert.equal(head("GET / HTTP/1.1\r\nHost: x\r\n: empty name\r\n\r\n"), [400, "malformed header line"]);
+  for (const line of [
+    "GET /a\x01b HTTP/1.1",
+    "GET /a\x7f HTTP/1.1",
+    "GET  / HTTP/1.1",
+    "G3T / HTTP/1.1",
+    "GET / HTTP/1.1 ",
+    "GET / HTTP/1.10",
+    "GET / HTTP/x.1",
+    "GET /",
+  ])
+    assert.equal(head(`${line}\r\nHost: x\r\n\r\n`), [400, "malformed request line"], JSON.stringify(line));
+  assert.equal(head("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), [505, "HTTP version not supported"]);
+  assert.equal(head("\r\n\n\r\n\r\n"), [400, "malformed request line"]);
+});
+
 test("HTTP chunked: whole, byte by byte and random splits give the same events and body bytes", () => {
   const evil = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"; // data, not a request
   const text =

@@ -55,9 +55,26 @@ const MAX_CHUNK_LINE = 1024;
 
 const CR = 13;
 const LF = 10;
+const SP = 32;
+const HTAB = 9;
+const COLON = 58;
+const TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Characters a field value may not hold: CTLs but HTAB (RFC 9110 §5.5, RFC 9112 §2.2: bare CR). */
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** Byte tables: tchar (RFC 9110 §5.6.2); octets a field value may not hold, CTLs but HTAB (RFC
+ * 9110 §5.5, RFC 9112 §2.2: a bare CR too); octets of a request-target (no CTL, SP or DEL;
+ * obs-text passes here, the app judges the target); A-Z lower-cased. */
+const TCHAR = new Uint8Array(256);
+const BAD_VALUE = new Uint8Array(256);
+const TARGET = new Uint8Array(256);
+const LOWER = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  TCHAR[c] = TOKEN_CHARS.includes(String.fromCharCode(c)) ? 1 : 0;
+  BAD_VALUE[c] = (c < 0x20 && c !== HTAB) || c === 0x7f ? 1 : 0;
+  TARGET[c] = c > SP && c !== 0x7f ? 1 : 0;
+  LOWER[c] = c >= 65 && c <= 90 ? c + 32 : c;
+}
+/** A Content-Length value: 1 to 15 digits (below 2^53). */
+const DIGITS = /^\d{1,15}$/;
 /** A trailer field line (RFC 9112 §5): no whitespace before the colon, no obs-fold. */
 const FIELD_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*$/;
 /** chunk-ext after the chunk-size (RFC 9112 §7.1.1): *( BWS ";" BWS name [ BWS "=" BWS value ] ),
@@ -158,15 +175,22 @@ export class HttpParser {
           at = this.#trailerLine(chunk, at, emit);
           break;
         default: {
-          // accumulate header bytes up to the blank line
+          // the head up to its blank line: parsed where it lies if the chunk holds all of it,
+          // else accumulated
           const end = this.#findHeadEnd(chunk, at);
           const take = end < 0 ? chunk.length - at : end - at;
           if (this.#headLen + take > this.maxHeaderBytes)
             return this.#fatal(emit, 431, "request header fields too large");
+          if (end >= 0 && this.#headLen === 0) {
+            const from = at;
+            at = end;
+            this.#request(chunk, from, end, emit);
+            break;
+          }
           this.#append(chunk.subarray(at, at + take));
           at += take;
           if (end < 0) return;
-          this.#request(emit);
+          this.#request(this.#head, 0, this.#headLen, emit);
         }
       }
     }
@@ -176,6 +200,13 @@ export class HttpParser {
   #findHeadEnd(chunk: Uint8Array, from: number): number {
     const h = this.#head;
     const hl = this.#headLen;
+    if (hl === 0) {
+      for (let i = chunk.indexOf(LF, from); i >= 0; i = chunk.indexOf(LF, i + 1)) {
+        if (i > from && chunk[i - 1] === LF) return i + 1; // LF LF
+        if (i - 1 > from && chunk[i - 1] === CR && chunk[i - 2] === LF) return i + 1; // (CR) LF CR LF
+      }
+      return -1;
+    }
     // byte k positions before i in the stream [saved head bytes][chunk from `from`]
     const back = (i: number, k: number) => {
       const j = i - k;
@@ -201,31 +232,73 @@ export class HttpParser {
     this.#headLen += bytes.length;
   }
 
-  #request(emit: (ev: HttpEvent) => void): void {
-    const text = latin1(this.#head.subarray(0, this.#headLen));
-    this.#headerBytes = this.#headLen;
+  /**
+   * Parses the head in b[from, end) (end: just past its blank line), byte by byte: the request
+   * line, then each field line into `headers` (names lower-cased, values without their OWS).
+   * Names and short values come from a small cache of strings (#str), so a head like the last
+   * one makes no string but its target.
+   */
+  #request(b: Uint8Array, from: number, end: number, emit: (ev: HttpEvent) => void): void {
+    this.#headerBytes = end - from;
     this.#headLen = 0;
-    const lines = text.split(/\r?\n/);
+    let i = from;
     // tolerate empty lines before a request line (RFC 9112 §2.2)
-    while (lines.length && lines[0] === "") lines.shift();
-    const m = /^([A-Za-z]+) (\S+) HTTP\/(\d)\.(\d)$/.exec(lines[0] ?? "");
-    if (!m) return this.#fatal(emit, 400, "malformed request line");
-    if (m[3] !== "1") return this.#fatal(emit, 505, "HTTP version not supported");
-    const version = m[4] === "0" ? "1.0" : "1.1";
+    for (;;) {
+      if (i < end && b[i] === LF) i++;
+      else if (i + 1 < end && b[i] === CR && b[i + 1] === LF) i += 2;
+      else break;
+    }
+    // request-line = method SP request-target SP HTTP-version (RFC 9112 §3)
+    let lf = lineEnd(b, i, end);
+    let eol = lf > i && b[lf - 1] === CR ? lf - 1 : lf;
+    let j = i;
+    while (j < eol && ((b[j]! | 0x20) - 97) >>> 0 < 26) j++;
+    const sp = j;
+    if (sp === i || b[sp] !== SP) return this.#fatal(emit, 400, "malformed request line");
+    j = sp + 1;
+    while (j < eol && TARGET[b[j]!]) j++;
+    const tEnd = j;
+    if (tEnd === sp + 1 || tEnd + 9 !== eol || b[tEnd] !== SP || !isVersion(b, tEnd + 1))
+      return this.#fatal(emit, 400, "malformed request line");
+    if (b[tEnd + 6] !== 0x31) return this.#fatal(emit, 505, "HTTP version not supported");
+    const version = b[tEnd + 8] === 0x30 ? "1.0" : "1.1";
+    const method = methodName(b, i, sp);
+    const target = latin1(b.subarray(sp + 1, tEnd));
     const headers = new Map<string, string>();
-    for (let k = 1; k < lines.length; k++) {
-      const line = lines[k]!;
-      if (line === "") continue;
-      const c = line.indexOf(":");
-      if (c <= 0) return this.#fatal(emit, 400, "malformed header line");
-      // a space before the colon or a folded line fails here too (RFC 9112 §5.1, §5.2)
-      const name = line.slice(0, c).toLowerCase();
-      if (!TOKEN.test(name)) return this.#fatal(emit, 400, "malformed header name");
-      const value = line.slice(c + 1).trim();
-      if (BAD_VALUE.test(value)) return this.#fatal(emit, 400, "invalid character in a header value");
+    for (i = lf + 1; i < end; i = lf + 1) {
+      lf = lineEnd(b, i, end);
+      eol = lf > i && b[lf - 1] === CR ? lf - 1 : lf;
+      if (eol === i) continue;
+      // name: tchar up to the colon; a space before it or a folded line fails here too (RFC 9112
+      // §5.1, §5.2); its hash is taken on the way, for the string cache
+      let c = i;
+      let h = NAME_SEED;
+      for (; c < eol; c++) {
+        const x = b[c]!;
+        if (x === COLON) break;
+        if (!TCHAR[x]) {
+          const colon = b.indexOf(COLON, c);
+          return this.#fatal(emit, 400, colon > i && colon < eol ? "malformed header name" : "malformed header line");
+        }
+        h = Math.imul(h ^ LOWER[x]!, FNV_PRIME);
+      }
+      if (c === eol || c === i) return this.#fatal(emit, 400, "malformed header line");
+      let vs = c + 1;
+      let ve = eol;
+      while (vs < ve && (b[vs] === SP || b[vs] === HTAB)) vs++;
+      while (ve > vs && (b[ve - 1] === SP || b[ve - 1] === HTAB)) ve--;
+      let hv = VALUE_SEED;
+      for (let k = vs; k < ve; k++) {
+        const x = b[k]!;
+        if (BAD_VALUE[x]) return this.#fatal(emit, 400, "invalid character in a header value");
+        hv = Math.imul(hv ^ x, FNV_PRIME);
+      }
+      const name = cachedString(b, i, c, true, h);
+      const value = cachedString(b, vs, ve, false, hv);
+      const had = headers.get(name);
       // RFC 9112 §3.2: more than one Host is a 400 (which one would a proxy have routed by?)
-      if (name === "host" && headers.has("host")) return this.#fatal(emit, 400, "more than one Host header");
-      headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
+      if (had !== undefined && name === "host") return this.#fatal(emit, 400, "more than one Host header");
+      headers.set(name, had === undefined ? value : `${had}, ${value}`);
     }
     if (version === "1.1" && !headers.has("host")) return this.#fatal(emit, 400, "missing Host header");
 
@@ -248,13 +321,13 @@ export class HttpParser {
     } else if (cl !== undefined) {
       // RFC 9110 §8.6: a list of one repeated value may stand for that value; any other list, or
       // differing repeated fields, is invalid framing (RFC 9112 §6.3 item 5)
-      const parts = cl.split(",");
-      const first = parts[0]!.trim();
-      if (!/^\d{1,15}$/.test(first)) return this.#fatal(emit, 400, "bad Content-Length");
-      for (let k = 1; k < parts.length; k++)
+      const parts = DIGITS.test(cl) ? null : cl.split(",");
+      const first = parts ? parts[0]!.trim() : cl;
+      if (!DIGITS.test(first)) return this.#fatal(emit, 400, "bad Content-Length");
+      for (let k = 1; parts && k < parts.length; k++)
         if (parts[k]!.trim() !== first) return this.#fatal(emit, 400, "differing Content-Length values");
       contentLength = Number(first);
-    } else if (m[1] === "POST" || m[1] === "PUT") return this.#fatal(emit, 411, "Content-Length required");
+    } else if (method === "POST" || method === "PUT") return this.#fatal(emit, 411, "Content-Length required");
 
     const conn = (headers.get("connection") ?? "").toLowerCase();
     const keepAlive = version === "1.1" ? !conn.includes("close") : conn.includes("keep-alive");
@@ -262,7 +335,8 @@ export class HttpParser {
     // expectations (RFC 9110 §10.1.1): 100-continue, case-insensitive, ignored in HTTP/1.0
     let expectContinue = false;
     let unknown = false;
-    for (const e of (headers.get("expect") ?? "").split(",")) {
+    const expect = headers.get("expect");
+    for (const e of expect === undefined ? [] : expect.split(",")) {
       const x = e.trim();
       if (x.toLowerCase() === "100-continue") expectContinue = version === "1.1";
       else if (x !== "") unknown = true;
@@ -284,7 +358,7 @@ export class HttpParser {
 
     emit({
       kind: "head",
-      head: { method: m[1]!, target: m[2]!, version, headers, contentLength, chunked, expectContinue, keepAlive },
+      head: { method, target, version, headers, contentLength, chunked, expectContinue, keepAlive },
     });
     if (chunked) {
       this.#state = SIZE;
@@ -415,6 +489,79 @@ function chunkSize(b: Uint8Array, n: number): number {
   if (i === 0) return BAD_SIZE;
   if (i < n && !CHUNK_EXT.test(latin1(b.subarray(i, n)))) return BAD_SIZE;
   return digits > 16 ? OVERFLOW : v;
+}
+
+/** Index of the LF ending the line from `at`, or `end` if the head has none. */
+function lineEnd(b: Uint8Array, at: number, end: number): number {
+  const k = b.indexOf(LF, at);
+  return k < 0 || k >= end ? end : k;
+}
+
+/** "HTTP/" DIGIT "." DIGIT at b[at] (RFC 9112 §2.3). */
+function isVersion(b: Uint8Array, at: number): boolean {
+  const digit = (c: number) => c >= 48 && c <= 57;
+  return (
+    b[at] === 0x48 &&
+    b[at + 1] === 0x54 &&
+    b[at + 2] === 0x54 &&
+    b[at + 3] === 0x50 &&
+    b[at + 4] === 0x2f &&
+    digit(b[at + 5]!) &&
+    b[at + 6] === 0x2e &&
+    digit(b[at + 7]!)
+  );
+}
+
+const METHODS = ["GET", "PUT", "POST", "HEAD", "DELETE", "OPTIONS", "PATCH"];
+
+/** The method in b[s, e): one of METHODS' strings where it is one, else a new string. */
+function methodName(b: Uint8Array, s: number, e: number): string {
+  next: for (const m of METHODS) {
+    if (m.length !== e - s) continue;
+    for (let k = 0; k < m.length; k++) if (b[s + k] !== m.charCodeAt(k)) continue next;
+    return m;
+  }
+  return latin1(b.subarray(s, e));
+}
+
+// Strings of recent field names and short values, in slots by a hash of their bytes (a name's
+// lower-cased): heads on a connection, and from one client, repeat the same ones.
+const STR_SLOTS = 256;
+const STR_MAX = 40;
+const strBytes = new Uint8Array(STR_SLOTS * STR_MAX);
+const strLen = new Int32Array(STR_SLOTS).fill(-1);
+const strName = new Uint8Array(STR_SLOTS);
+const strs: string[] = new Array<string>(STR_SLOTS).fill("");
+
+const NAME_SEED = 0x811c9dc5;
+const VALUE_SEED = 0x9e3779b9;
+const FNV_PRIME = 0x01000193;
+
+/**
+ * b[s, e) as a latin1 string, lower-cased (A-Z only) if `name`; from the cache when there. `h`
+ * is the bytes' hash (FNV-1a from NAME_SEED over the lower-cased bytes of a name, from
+ * VALUE_SEED over a value's), which the caller took while checking them.
+ */
+function cachedString(b: Uint8Array, s: number, e: number, name: boolean, h: number): string {
+  const n = e - s;
+  if (n > STR_MAX) {
+    const t = latin1(b.subarray(s, e));
+    return name ? t.toLowerCase() : t;
+  }
+  const slot = (h ^ (h >>> 16)) & (STR_SLOTS - 1);
+  const at = slot * STR_MAX;
+  hit: if (strLen[slot] === n && strName[slot] === (name ? 1 : 0)) {
+    if (name) {
+      for (let k = 0; k < n; k++) if (strBytes[at + k] !== LOWER[b[s + k]!]) break hit;
+    } else for (let k = 0; k < n; k++) if (strBytes[at + k] !== b[s + k]) break hit;
+    return strs[slot]!;
+  }
+  for (let k = 0; k < n; k++) strBytes[at + k] = name ? LOWER[b[s + k]!]! : b[s + k]!;
+  const t = latin1(b.subarray(s, e));
+  strs[slot] = name ? t.toLowerCase() : t;
+  strLen[slot] = n;
+  strName[slot] = name ? 1 : 0;
+  return strs[slot]!;
 }
 
 const ascii = new TextDecoder("ascii"); // WHATWG: windows-1252, equal to latin1 below 0x80

@@ -42,6 +42,10 @@ const latin1 = (s: string): Uint8Array => {
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i) & 0xff;
   return out;
 };
+/** The heads sent most: 201 (stored) and 204 (deleted), kept open or closing; 100 Continue. */
+const CREATED = [latin1(responseHead(201, 0)), latin1(responseHead(201, 0, { close: true }))] as const;
+const DELETED = [latin1(responseHead(204, 0)), latin1(responseHead(204, 0, { close: true }))] as const;
+const CONTINUE_BYTES = latin1(CONTINUE);
 const fromLatin1 = (b: Uint8Array): string => {
   let s = "";
   for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
@@ -143,6 +147,8 @@ export class HttpdApp {
   readonly #limiter: FailureLimiter;
   /** Where object headers are written (its current buffer is held even when no record names it). */
   readonly arena: MetaArena;
+  #lastType = "";
+  #lastTypeBytes: Uint8Array = new Uint8Array(0);
 
   constructor(stack: Stack, log: PmLog, port = 80, opts: HttpdOptions = {}) {
     this.stack = stack;
@@ -272,7 +278,7 @@ export class HttpdApp {
     r.key = key;
     r.type = type;
     r.writer = this.log.writer(this.log.maxNames - 1); // one item is the header
-    if (h.expectContinue) c.reply([latin1(CONTINUE)]);
+    if (h.expectContinue) c.reply([CONTINUE_BYTES]);
   }
 
   /**
@@ -341,7 +347,7 @@ export class HttpdApp {
         return this.#reply(c, 507, `not stored: ${(e as Error).message}\n`, close);
       }
       this.#stats.puts++;
-      return c.reply([latin1(responseHead(201, 0, { close }))], close);
+      return c.reply([CREATED[close ? 1 : 0]], close);
     }
     if (h.method === "GET" && (h.target === "/" || h.target === "")) return this.#statsReply(c, close);
     if (h.method === "GET" || h.method === "HEAD") return this.#get(c, h, close);
@@ -350,14 +356,14 @@ export class HttpdApp {
       if (key === null) return this.#reply(c, 400, "bad key\n", close);
       this.#stats.deletes++;
       if (this.log.delete(key) === null) return this.#reply(c, 404, "not found\n", close);
-      return c.reply([latin1(responseHead(204, 0, { close }))], close);
+      return c.reply([DELETED[close ? 1 : 0]], close);
     }
     this.#reply(c, 405, "method not allowed\n", close, [["Allow", "GET, HEAD, PUT, POST, DELETE"]]);
   }
 
   /** Appends `key -> [header, ...body]` (the header in the arena, the body where it arrived). */
   #store(key: string, type: string, w: ObjectWriter): void {
-    const tb = latin1(type);
+    const tb = this.#typeBytes(type);
     const hn = this.arena.take(HDR_FIXED + tb.length);
     const v = this.stack.pool.viewName(hn);
     v.set(HDR_MAGIC);
@@ -369,6 +375,15 @@ export class HttpdApp {
     const body = w.finish();
     this.log.append(key, [hn, ...body.names], { tag: HTTPD_TAG });
     w.release();
+  }
+
+  /** A Content-Type's latin1 bytes; the last one's are kept (clients send the same type). */
+  #typeBytes(type: string): Uint8Array {
+    if (type !== this.#lastType) {
+      this.#lastType = type;
+      this.#lastTypeBytes = latin1(type);
+    }
+    return this.#lastTypeBytes;
   }
 
   #get(c: Conn<Req>, h: HttpHead, close: boolean): void {

@@ -47,6 +47,9 @@ export interface HttpParserOptions {
   maxBodyBytes?: number;
 }
 
+/** The one "end" event (it carries nothing, so every request shares it). */
+const END: HttpEvent = Object.freeze({ kind: "end" });
+
 /** The interim response to send when a request's head has expectContinue and its body is wanted. */
 export const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -148,7 +151,7 @@ export class HttpParser {
           at += n;
           if (this.#left === 0) {
             this.#state = HEAD;
-            emit({ kind: "end" });
+            emit(END);
           }
           break;
         }
@@ -363,7 +366,7 @@ export class HttpParser {
     if (chunked) {
       this.#state = SIZE;
       this.#bodyTotal = 0;
-    } else if (contentLength === 0) emit({ kind: "end" });
+    } else if (contentLength === 0) emit(END);
     else {
       this.#state = BODY;
       this.#left = contentLength;
@@ -453,7 +456,7 @@ export class HttpParser {
     if (n < 0 || line[n] !== CR) this.#fatal(emit, 400, "trailer line not ended by CRLF");
     else if (n === 0) {
       this.#state = HEAD;
-      emit({ kind: "end" });
+      emit(END);
     } else if (!FIELD_LINE.test(latin1(line.subarray(0, n)))) this.#fatal(emit, 400, "malformed trailer field");
     else this.#headerBytes += line.length;
     return next;

@@ -46,6 +46,7 @@ const latin1 = (s: string): Uint8Array => {
 const CREATED = [latin1(responseHead(201, 0)), latin1(responseHead(201, 0, { close: true }))] as const;
 const DELETED = [latin1(responseHead(204, 0)), latin1(responseHead(204, 0, { close: true }))] as const;
 const CONTINUE_BYTES = latin1(CONTINUE);
+const TAGGED = { tag: HTTPD_TAG };
 const fromLatin1 = (b: Uint8Array): string => {
   let s = "";
   for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
@@ -63,6 +64,11 @@ interface Req {
   refuse: Refusal | null;
   /** Requests refused for a wrong token on this connection (their delay grows). */
   authFails: number;
+  /** The parser's event handler for this connection (made at its first data). */
+  emit: ((ev: HttpEvent) => void) | null;
+  /** The buffer, and the chunk's offset in it, of the data being fed. */
+  buf: number;
+  off: number;
 }
 
 interface Refusal {
@@ -177,6 +183,9 @@ export class HttpdApp {
           type: "",
           refuse: null,
           authFails: 0,
+          emit: null,
+          buf: 0,
+          off: 0,
         }),
         data: (c, chunk, buf, off) => this.#data(c, chunk, buf, off),
         partial: (c) => c.state.parser.partial,
@@ -208,39 +217,45 @@ export class HttpdApp {
   #data(c: Conn<Req>, chunk: Uint8Array, buf: number, off: number): void {
     const r = c.state;
     if (r.parser.dead) return;
-    r.parser.feed(chunk, (h: HttpEvent) => {
-      // a request that closes the connection is the last one: what was pipelined after it is
-      // read and dropped, never run (RFC 9112 §9.6)
-      if (c.closing) return;
-      switch (h.kind) {
-        case "head":
-          this.#head(c, h.head);
-          break;
-        case "body":
-          if (r.writer) {
-            this.#stats.bytesIn += h.length;
-            if (this.stack.pool.freeCount <= this.reserveBuffers) {
-              // the pool is down to its reserve: nothing of this body is kept
-              r.writer.abort();
-              r.writer = null;
-              this.#stats.full++;
-              r.refuse = { status: 507, text: "the PM pool is full: DELETE keys or grow the pool\n" };
-            } else r.writer.push({ index: buf, offset: off + h.offset, length: h.length });
-          }
-          break;
-        case "end":
-          c.requestEnded();
-          this.#end(c);
-          break;
-        case "error":
-          c.requestEnded();
-          r.writer?.abort();
-          r.writer = null;
-          this.#stats.errors++;
-          this.#reply(c, h.status, h.message + "\n", h.fatal || !(r.head?.keepAlive ?? true), [], "text/plain", r.head);
-          break;
-      }
-    });
+    r.buf = buf;
+    r.off = off;
+    r.parser.feed(chunk, (r.emit ??= (h) => this.#event(c, h)));
+  }
+
+  /** One parser event of the data #data is feeding (in buffer r.buf from r.off). */
+  #event(c: Conn<Req>, h: HttpEvent): void {
+    const r = c.state;
+    // a request that closes the connection is the last one: what was pipelined after it is
+    // read and dropped, never run (RFC 9112 §9.6)
+    if (c.closing) return;
+    switch (h.kind) {
+      case "head":
+        this.#head(c, h.head);
+        break;
+      case "body":
+        if (r.writer) {
+          this.#stats.bytesIn += h.length;
+          if (this.stack.pool.freeCount <= this.reserveBuffers) {
+            // the pool is down to its reserve: nothing of this body is kept
+            r.writer.abort();
+            r.writer = null;
+            this.#stats.full++;
+            r.refuse = { status: 507, text: "the PM pool is full: DELETE keys or grow the pool\n" };
+          } else r.writer.pushRange(r.buf, r.off + h.offset, h.length);
+        }
+        break;
+      case "end":
+        c.requestEnded();
+        this.#end(c);
+        break;
+      case "error":
+        c.requestEnded();
+        r.writer?.abort();
+        r.writer = null;
+        this.#stats.errors++;
+        this.#reply(c, h.status, h.message + "\n", h.fatal || !(r.head?.keepAlive ?? true), [], "text/plain", r.head);
+        break;
+    }
   }
 
   #head(c: Conn<Req>, h: HttpHead): void {
@@ -373,7 +388,7 @@ export class HttpdApp {
     v[7] = tb.length >>> 8;
     v.set(tb, HDR_FIXED);
     const body = w.finish();
-    this.log.append(key, [hn, ...body.names], { tag: HTTPD_TAG });
+    this.log.append(key, [hn, ...body.names], TAGGED);
     w.release();
   }
 
@@ -458,6 +473,7 @@ export class HttpdApp {
 
 function decodeKey(target: string): string | null {
   if (!target.startsWith("/") || target.length < 2 || target.length > 1025) return null;
+  if (!target.includes("%")) return target.slice(1); // nothing to decode (and nothing malformed)
   try {
     return decodeURIComponent(target.slice(1));
   } catch {

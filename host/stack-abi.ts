@@ -33,6 +33,8 @@ export const CFG = {
   TSO_PIECES: 116,
   /** A new connection finding every block in use: 0 drops it, 1 answers RST. */
   FULL: 120,
+  /** connect()'s ephemeral ports: only those steered to queue (low 16 bits) of (high 16 bits) queues; 0: any. */
+  STEER: 124,
   SECRET: 128,
   /** 16 bytes: our IPv6 unicast address (all zero: IPv6 off). */
   IP6: 160,

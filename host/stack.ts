@@ -69,6 +69,14 @@ export interface StackConfig {
    * them.
    */
   atMaxConnections?: "drop" | "reset";
+  /**
+   * This stack reads queue `queue` of a device with `queues` queues that steers each
+   * connection's frames by a hash of its addresses and ports (a multi-queue TAP device with the
+   * addon's steering program: tapQueueOf): connect() then takes only local ports whose replies
+   * come to this queue, as F-Stack's ff_rss_check does. An explicit `localPort` is taken as it
+   * is. Unset: any port.
+   */
+  steerPorts?: { queue: number; queues: number };
   synQueue?: number;
   segmentNodes?: number;
   arpEntries?: number;
@@ -406,6 +414,19 @@ export class Stack {
     if (c.atMaxConnections !== undefined && c.atMaxConnections !== "drop" && c.atMaxConnections !== "reset")
       throw new RangeError(`pmstack: atMaxConnections must be "drop" or "reset", got ${String(c.atMaxConnections)}`);
     dv.setUint32(CFG.FULL, c.atMaxConnections === "reset" ? 1 : 0, true);
+    if (c.steerPorts) {
+      const { queue, queues } = c.steerPorts;
+      if (
+        !Number.isInteger(queues) ||
+        queues < 1 ||
+        queues > 0xffff ||
+        !Number.isInteger(queue) ||
+        queue < 0 ||
+        queue >= queues
+      )
+        throw new RangeError(`pmstack: steerPorts needs 0 <= queue < queues <= 65535, got queue ${queue} of ${queues}`);
+      dv.setUint32(CFG.STEER, ((queues << 16) | queue) >>> 0, true);
+    }
     put(CFG.SYNQ, c.synQueue, "synQueue");
     put(CFG.NODES, c.segmentNodes, "segmentNodes");
     put(CFG.ARP, c.arpEntries, "arpEntries");

@@ -224,6 +224,8 @@ export async function serveWorkers(opts: ServeWorkersOptions): Promise<WorkersSe
             ...serveOpts,
             path: paths[i],
             nic: { kind: "tap", name: tap?.name ?? "pmstack0", netns: tap?.netns ?? null, multiQueue: count > 1 },
+            // connections a worker opens take local ports whose replies come to its own queue
+            ...(count > 1 ? { steerPorts: { queue: i, queues: count } } : {}),
           },
           app,
           peers: peers[i],

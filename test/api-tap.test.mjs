@@ -6,6 +6,9 @@
 //    and finishes byte-exact;
 //  - Node-idiom API (NetStack on NicDriver): pipe() echo server for a kernel client; connect()
 //    to a kernel server read with async iteration.
+//  - two stacks on the two queues of one multi-queue TAP device (one per worker, as `--workers`
+//    runs them): the connections each opens take local ports whose replies the device steers to
+//    its own queue (steerPorts).
 // Every buffer is back in the pool afterwards. Needs root; skips loudly otherwise.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -13,7 +16,7 @@ import { writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { Stack, TapPort, reserveNicQueues, NicDriver, PasteServer, NetStack } from "../build/index.js";
+import { Stack, TapPort, reserveNicQueues, NicDriver, PasteServer, NetStack, tapQueueOf } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
 
@@ -189,6 +192,73 @@ it("Node-idiom API over TAP: pipe() echo server for a kernel client; connect() t
     }
     assert.is(net.stats.viewsFinalized, net.stats.viewChunks);
   });
+});
+
+it("multi-queue TAP: each stack's connect() takes ports whose replies come to its own queue (steerPorts)", async () => {
+  const ns = new Netns("apimq");
+  const dir = scratchDir("tmpfs");
+  const N = 2;
+  const MQ = "pmtapmq5";
+  const stacks = [];
+  const taps = [];
+  const drivers = [];
+  try {
+    for (let i = 0; i < N; i++) {
+      let queues;
+      const stack = Stack.create({
+        mac: "02:00:00:00:05:02",
+        ip: `${US}/24`,
+        pool: { path: `${dir}/mq${i}.pm`, buffers: 4096 },
+        steerPorts: { queue: i, queues: N },
+        configure: (core) => (queues = reserveNicQueues(core)),
+      });
+      stacks.push(stack);
+      // the first open makes the device, the second adds queue 1 to it
+      taps.push(TapPort.open(stack.pool, queues, { name: MQ, netns: ns.path, multiQueue: true }));
+    }
+    assert.match(taps[0].info.steering, /eBPF/, "the steering program is attached");
+    ns.ip(["link", "set", MQ, "up"]);
+    ns.ip(["addr", "add", `${KERNEL}/24`, "dev", MQ]);
+    // the kernel's ARP reply to one stack may come on the other's queue: they share them
+    for (let i = 0; i < N; i++)
+      drivers.push(new NicDriver(stacks[i], taps[i], { onNeighborFrame: (f) => drivers[(i + 1) % N].loop.inject(f) }));
+    const nets = drivers.map((d) => new NetStack(d));
+    const echo = ns.spawn(process.execPath, [
+      "-e",
+      `require("node:net").createServer((s) => s.pipe(s)).listen(5007, "${KERNEL}", () => console.log("LISTENING"))`,
+    ]);
+    await waitFor(echo, /LISTENING/);
+    // 24 connections from each stack, each echoing 64 KiB + k seeded bytes
+    const one = (net, k) =>
+      new Promise((resolve, reject) => {
+        const data = createHash("sha256").update(String(k)).digest();
+        const body = Buffer.concat(Array.from({ length: 2048 + k }, () => data));
+        const sock = net.connect({ host: KERNEL, port: 5007 }, () => sock.end(body));
+        const got = [];
+        sock.on("data", (d) => got.push(Buffer.from(d)));
+        sock.on("error", reject);
+        sock.on("end", () => resolve({ port: sock.localPort, same: Buffer.concat(got).equals(body) }));
+      });
+    const results = await Promise.all(
+      nets.map((net) => Promise.all(Array.from({ length: 24 }, (_, k) => one(net, k)))),
+    );
+    results.forEach((rs, i) => {
+      for (const r of rs) {
+        assert.ok(r.same, "echoed byte-exact");
+        const q = tapQueueOf({ localAddress: US, localPort: r.port, remoteAddress: KERNEL, remotePort: 5007 }, N);
+        assert.is(q, i, `stack ${i}'s port ${r.port} is steered to queue ${q}`);
+      }
+      assert.is(new Set(rs.map((r) => r.port)).size, 24);
+    });
+    // nothing came to the wrong stack: neither answered a segment of the other's with a RST
+    for (const st of stacks) assert.is(st.stats().TCP_NO_CONN, 0, "a segment for no connection (answered with a RST)");
+    for (let k = 0; k < 400 && stacks.some((st) => st.connectionIds.size); k++) await sleep(5);
+  } finally {
+    for (const d of drivers) d.stop();
+    for (const t of taps) t.close();
+    ns.cleanup();
+  }
+  for (const st of stacks) st.shutdown();
 });
 
 it("no namespace, device or process is left behind", () => {

@@ -39,7 +39,7 @@ import {
   PEER_IP,
   checkCores,
 } from "./lib/corehost.mjs";
-import { TCP_INFO as INFO, TCP_REASONS as R } from "../build/index.js";
+import { TCP_INFO as INFO, TCP_REASONS as R, tapQueueOf } from "../build/index.js";
 
 const CORE_MAC = mac("02:00:00:00:00:01");
 const LL = ip6("fe80::ff:fe00:1"); // fe80:: + modified EUI-64 of 02:00:00:00:00:01
@@ -262,6 +262,24 @@ test("NDP spoofing: an advertisement claiming our address changes nothing; our o
   core.poll(1102);
   assert.is(peer.frames()[0].icmp6.type, 129);
   clean(core);
+});
+
+test("CFG_STEER over IPv6: connect's ephemeral ports hash to our queue with both addresses' words", () => {
+  const { core, peer } = setup({ steer: (4 << 16) | 3, maxConns: 300 });
+  for (let k = 0; k < 200; k++) {
+    core.cmdAddr(CMD.CONNECT, PEER_IP6, { off: 443 + (k % 5), conn: k });
+    core.poll(1100);
+  }
+  const syns = peer.segs();
+  assert.is(syns.length, 200);
+  const queues = syns.map((s) =>
+    tapQueueOf(
+      { localAddress: "2001:2:0:63::2", localPort: s.sport, remoteAddress: "2001:2:0:63::1", remotePort: s.dport },
+      4,
+    ),
+  );
+  assert.equal([...new Set(queues)], [3]);
+  assert.is(core.takeEvents().filter((e) => e.name === "ERROR").length, 0);
 });
 
 test("resolution: a packet to an unknown neighbor waits for its advertisement, solicited at its solicited-node group", () => {

@@ -17,7 +17,7 @@ import {
   str,
   checkCores,
 } from "./lib/corehost.mjs";
-import { TCP_INFO as INFO, TCP_REASONS as R } from "../build/index.js";
+import { TCP_INFO as INFO, TCP_REASONS as R, tapQueueOf } from "../build/index.js";
 
 const ME = ip("198.18.0.1");
 function setup(opts = {}) {
@@ -406,6 +406,34 @@ test("connect to a tuple in use fails; bad arguments fail", () => {
     ],
   );
   peer.segs();
+});
+
+test("CFG_STEER: connect's ephemeral ports are those the TAP steering hash sends to our queue", () => {
+  // one stack per queue of a multi-queue TAP device: a connection it opens must get its replies
+  // on its own queue, so its local port is chosen by the device's hash (tapQueueOf)
+  const queueOf = (s) =>
+    tapQueueOf({ localAddress: "198.18.0.1", localPort: s.sport, remoteAddress: "198.18.0.2", remotePort: s.dport }, 3);
+  for (const [steer, want] of [
+    [(3 << 16) | 2, [2]],
+    [(3 << 16) | 0, [0]],
+    [0, [0, 1, 2]],
+  ]) {
+    const { core, peer } = setup({ steer, maxConns: 400 });
+    for (let k = 0; k < 300; k++) connect(core, { port: 1000 + (k % 7), tag: k });
+    const syns = peer.segs();
+    assert.is(syns.length, 300);
+    assert.ok(syns.every((s) => s.flags === TH.SYN));
+    assert.equal([...new Set(syns.map(queueOf))].sort(), want, `steer ${steer.toString(16)}`);
+    assert.is(new Set(syns.map((s) => `${s.sport}:${s.dport}`)).size, 300, "distinct 4-tuples");
+    assert.is(core.takeEvents().filter((e) => e.name === "ERROR").length, 0);
+  }
+  // an explicit local port is taken as it is
+  const { core, peer } = setup({ steer: (2 << 16) | 1 });
+  for (let p = 4000; p < 4004; p++) connect(core, { lport: p, tag: p });
+  assert.equal(
+    peer.segs().map((s) => s.sport),
+    [4000, 4001, 4002, 4003],
+  );
 });
 
 test("RST with exactly RCV.NXT resets the connection", () => {

@@ -276,6 +276,16 @@ test("connection table and bad arguments", () => {
   assert.throws(() => a.listen(70000), /port/);
   assert.throws(() => b.connect("1.2.3", 80), /IPv4/);
   assert.throws(() => Stack.create({ mac: "zz", pool: { buffers: 8 } }), /MAC/);
+  for (const steerPorts of [
+    { queue: 2, queues: 2 },
+    { queue: -1, queues: 2 },
+    { queue: 0, queues: 0 },
+    { queue: 0.5, queues: 2 },
+  ])
+    assert.throws(() => Stack.create({ mac: "02:00:00:00:00:0c", pool: { buffers: 8 }, steerPorts }), /steerPorts/);
+  const st = Stack.create({ mac: "02:00:00:00:00:0c", pool: { buffers: 8 }, steerPorts: { queue: 3, queues: 4 } });
+  assert.is(st.config("STEER"), (4 << 16) | 3, "the core reads queues << 16 | queue");
+  st.shutdown();
   assert.throws(() => b.send(t[0].id, { index: 99999, offset: 0, length: 1 }), /not in this pool/);
 });
 

@@ -45,6 +45,7 @@ export const CFG_FRAG_SLOTS: u32 = 108; // IPv4 datagrams in reassembly at once
 export const CFG_TSO: u32 = 112; // TCP segmentation offload: largest superframe, headers included; 0 = off (read at each send)
 export const CFG_TSO_PIECES: u32 = 116; // TSO: TX slots per superframe
 export const CFG_FULL: u32 = 120; // a new connection finding every block in use (none in TIME_WAIT): 0 = dropped, 1 = RST
+export const CFG_STEER: u32 = 124; // connect()'s ports: only those steered to queue (low 16 bits) of (high 16 bits) queues (tcp/table.ts steerQueueOf); 0 = any
 export const CFG_SECRET: u32 = 128; // 32 bytes of host randomness (ISN, SYN cookies, TS offset)
 export const CFG_IP6: u32 = 160; // 16 bytes: our IPv6 unicast address; all zero = IPv6 off
 export const CFG_IP6_PREFIX: u32 = 176; // its on-link prefix length (0 = 64)
@@ -90,7 +91,7 @@ const CFG_TABLE: usize = memory.data<u32>([
   0,          0,       65535,      // 112 TSO (a superframe's IP total length is 16 bits)
   40,         2,       MAXP,       // 116 TSO_PIECES
   0,          0,       0xffffffff, // 120 (unused)
-  0,          0,       0xffffffff, // 124 (unused)
+  0,          0,       0xffffffff, // 124 STEER (queues << 16 | queue)
 ]);
 
 export const cfg: usize = memory.data(256, 16);

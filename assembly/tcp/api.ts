@@ -95,7 +95,7 @@ export function tcpConnect(rip: usize, rport: u32, lport: u32, tag: u32): void {
     return;
   }
   if (lport == 0) {
-    lport = ephemeralPort(rip, rport);
+    lport = ephemeralPort(lipA, rip, rport);
     if (lport == 0) {
       emit(EV_ERROR, tag, 0, rport, 0, R_INUSE, false);
       return;

@@ -4,6 +4,7 @@
 
 import {
   cfg, cfgGet, CFG_FLAGS, CFG_RCVBUF, CFG_SNDBUF, CFG_MSL, CFG_DELACK, CFG_MIN_RTO, CFG_INIT_RTO, CFG_KEEPALIVE, CFG_FULL,
+  CFG_STEER,
 } from "../net/g";
 
 // ---- fixed limits ----
@@ -63,6 +64,14 @@ export let minRto: f64 = 0;
 export let initRto: f64 = 0;
 /** A SYN (or cookie ACK) finding the connection table full is answered with an RST, not dropped. */
 export let resetWhenFull = false;
+/**
+ * The NIC queue this stack reads, of how many, when the device steers each connection's frames
+ * to a queue by a hash of its addresses and ports (a multi-queue TAP device with the addon's
+ * steering program: one stack per queue). An ephemeral port is then one whose replies come to
+ * this queue (tcp/table.ts). steerQueues 0: any port.
+ */
+export let steerQueues: u32 = 0;
+export let steerQueue: u32 = 0;
 
 export function tcpConfigure(): void {
   defaultFlags = load<u32>(cfg + CFG_FLAGS) & 0xff;
@@ -74,4 +83,8 @@ export function tcpConfigure(): void {
   initRto = <f64>cfgGet(CFG_INIT_RTO);
   defKeepalive = <f64>cfgGet(CFG_KEEPALIVE);
   resetWhenFull = load<u32>(cfg + CFG_FULL) == 1;
+  const steer = load<u32>(cfg + CFG_STEER);
+  steerQueues = steer >>> 16;
+  steerQueue = steer & 0xffff;
+  if (steerQueue >= steerQueues) steerQueues = 0; // the host refuses this; the core ignores it
 }

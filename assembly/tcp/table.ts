@@ -12,7 +12,7 @@ import {
   TF_PASSIVE, TF_SYNQ, TF_APP_DONE,
 } from "./tcb";
 import { sip24 } from "./siphash";
-import { defaultFlags, defRcvBuf, defSndBuf, defKeepalive, initRto, DEFAULT_MSS } from "./config";
+import { defaultFlags, defRcvBuf, defSndBuf, defKeepalive, initRto, DEFAULT_MSS, steerQueues, steerQueue } from "./config";
 
 // reasons carried in EV_RESET / EV_ERROR aux (mirrored by R in host/stack-abi.ts)
 export const R_RESET: u32 = 1; // peer sent RST
@@ -243,13 +243,33 @@ export function fromId(id: u32): u32 {
   return i;
 }
 
-/** A free local port in the dynamic range for a connection to rip:rport, or 0 if none. */
-export function ephemeralPort(rip: usize, rport: u32): u32 {
+/**
+ * A free local port in the dynamic range for a connection from lip to rip:rport, or 0 if none;
+ * with steering (config.ts steerQueues), one whose replies the device sends to our queue (as
+ * F-Stack's ff_rss_check picks ports for the NIC's RSS).
+ */
+export function ephemeralPort(lip: usize, rip: usize, rport: u32): u32 {
   for (let k: u32 = 0; k < 16384; k++) {
     const p = 49152 + (ephemeral++ & 0x3fff);
+    if (steerQueues > 1 && steerQueueOf(lip, p, rip, rport, steerQueues) != steerQueue) continue;
     if (lookup(rip, rport, p) == NIL && findListener(p) < 0) return p;
   }
   return 0;
+}
+
+/**
+ * The queue a multi-queue TAP device sends a connection's frames to: the hash the addon's
+ * steering program computes (native-host/nic/tap.c; host/nic/tap.ts tapQueueOf), the same both
+ * ways: the ports as one word, xor both addresses (IPv4: their 32 bits; IPv6: their four words),
+ * folded to 16 and then to 8 bits, modulo the queue count.
+ */
+export function steerQueueOf(lip: usize, lport: u32, rip: usize, rport: u32, queues: u32): u32 {
+  let h = (lport << 16) | rport;
+  if (addrIs4(lip)) h ^= addrGet4(lip) ^ addrGet4(rip);
+  else
+    for (let i: usize = 0; i < 16; i += 4) h ^= bswap<u32>(load<u32>(lip + i)) ^ bswap<u32>(load<u32>(rip + i));
+  h = (h ^ (h >>> 16)) & 0xffff;
+  return (h ^ (h >>> 8)) % queues;
 }
 
 // ---------------------------------------------------------------- allocation

@@ -238,7 +238,7 @@ export class HttpParser {
   /**
    * Parses the head in b[from, end) (end: just past its blank line), byte by byte: the request
    * line, then each field line into `headers` (names lower-cased, values without their OWS).
-   * Names and short values come from a small cache of strings (#str), so a head like the last
+   * Names and short values come from a small cache of strings (cachedString), so a head like the last
    * one makes no string but its target.
    */
   #request(b: Uint8Array, from: number, end: number, emit: (ev: HttpEvent) => void): void {

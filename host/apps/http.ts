@@ -61,8 +61,9 @@ const LF = 10;
 const SP = 32;
 const HTAB = 9;
 const COLON = 58;
-const TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** tchar (RFC 9110 §5.6.2) as a character class: the one definition the expressions and TCHAR use. */
+const TCHAR_CLASS = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]";
+const TOKEN = new RegExp(`^${TCHAR_CLASS}+$`);
 /** Byte tables: tchar (RFC 9110 §5.6.2); octets a field value may not hold, CTLs but HTAB (RFC
  * 9110 §5.5, RFC 9112 §2.2: a bare CR too); octets of a request-target (no CTL, SP or DEL;
  * obs-text passes here, the app judges the target); A-Z lower-cased. */
@@ -71,7 +72,7 @@ const BAD_VALUE = new Uint8Array(256);
 const TARGET = new Uint8Array(256);
 const LOWER = new Uint8Array(256);
 for (let c = 0; c < 256; c++) {
-  TCHAR[c] = TOKEN_CHARS.includes(String.fromCharCode(c)) ? 1 : 0;
+  TCHAR[c] = TOKEN.test(String.fromCharCode(c)) ? 1 : 0;
   BAD_VALUE[c] = (c < 0x20 && c !== HTAB) || c === 0x7f ? 1 : 0;
   TARGET[c] = c > SP && c !== 0x7f ? 1 : 0;
   LOWER[c] = c >= 65 && c <= 90 ? c + 32 : c;
@@ -79,11 +80,11 @@ for (let c = 0; c < 256; c++) {
 /** A Content-Length value: 1 to 15 digits (below 2^53). */
 const DIGITS = /^\d{1,15}$/;
 /** A trailer field line (RFC 9112 §5): no whitespace before the colon, no obs-fold. */
-const FIELD_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*$/;
+const FIELD_LINE = new RegExp(`^${TCHAR_CLASS}+:[\\t\\x20-\\x7e\\x80-\\xff]*$`);
 /** chunk-ext after the chunk-size (RFC 9112 §7.1.1): *( BWS ";" BWS name [ BWS "=" BWS value ] ),
  * a value being a token or a quoted-string (RFC 9110 §5.6.4). */
 const CHUNK_EXT = (() => {
-  const t = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
+  const t = `${TCHAR_CLASS}+`;
   const q = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t\\x20-\\x7e\\x80-\\xff])*"';
   return new RegExp(`^(?:[ \\t]*;[ \\t]*${t}(?:[ \\t]*=[ \\t]*(?:${t}|${q}))?)*$`);
 })();
@@ -204,6 +205,7 @@ export class HttpParser {
     const h = this.#head;
     const hl = this.#headLen;
     if (hl === 0) {
+      // nothing saved: the same test on the chunk alone, LFs found by indexOf
       for (let i = chunk.indexOf(LF, from); i >= 0; i = chunk.indexOf(LF, i + 1)) {
         if (i > from && chunk[i - 1] === LF) return i + 1; // LF LF
         if (i - 1 > from && chunk[i - 1] === CR && chunk[i - 2] === LF) return i + 1; // (CR) LF CR LF

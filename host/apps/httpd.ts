@@ -46,7 +46,8 @@ const latin1 = (s: string): Uint8Array => {
 const CREATED = [latin1(responseHead(201, 0)), latin1(responseHead(201, 0, { close: true }))] as const;
 const DELETED = [latin1(responseHead(204, 0)), latin1(responseHead(204, 0, { close: true }))] as const;
 const CONTINUE_BYTES = latin1(CONTINUE);
-const TAGGED = { tag: HTTPD_TAG };
+/** The append options of every object record. */
+const TAGGED = Object.freeze({ tag: HTTPD_TAG });
 const fromLatin1 = (b: Uint8Array): string => {
   let s = "";
   for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);

@@ -40,8 +40,8 @@ export interface NicInfo {
    */
   batch?: string;
   /**
-   * TAP, multi-queue: how the kernel picks each frame's queue: the steering program's hash of
-   * addresses and ports (tapQueueOf), or the device's own and why.
+   * How the kernel picks each frame's queue: the steering program's hash of addresses and ports
+   * (tapQueueOf), or the device's own and why (TAP: multi-queue devices; AF_XDP: always).
    */
   steering?: string;
   mode?: "drv" | "skb";
@@ -112,6 +112,8 @@ export interface NicNative {
     ringSize: number,
     netns: string | null,
     medium: string,
+    steerPeer: string | null,
+    steerQueues: number,
   ): object;
   info(handle: object): NicInfo;
   rx(handle: object, ringOff: number, metaOff: number, fillOff: number): number;

@@ -1,5 +1,8 @@
 // AF_XDP backend: a socket whose UMEM is the PM pool's buffer region, bound to one queue of a
-// device, with the addon's 5-instruction XDP program redirecting that queue to it (docs/nic.md).
+// device, with the addon's 5-instruction XDP program redirecting each queue to its socket
+// (docs/nic.md). Sockets on several queues of one device (one per worker, docs/scaling.md)
+// share the device's program; on a veth pair, `steer` makes the kernel's end send each flow to
+// the queue its addresses and ports hash to.
 
 import type { Pool } from "../pool.js";
 import { XDP_FORCE_COPY, XDP_FORCE_SKB, XDP_UMEM_ANON, XDP_UMEM_FALLBACK } from "./native.js";
@@ -29,6 +32,14 @@ export interface XdpOptions {
   copyUmem?: "never" | "fallback" | "always";
   /** Buffers kept posted (default: the fill table's capacity). */
   fill?: number;
+  /**
+   * The device is one end of a veth pair served on `queues` queues (one socket each): an egress
+   * program on `peer`, the kernel's end in the same namespace, sends every frame to the queue
+   * the steering hash of its addresses and ports names (`tapQueueOf`, the core's steerQueueOf),
+   * the same both ways. Set up by the first socket of the device in this process; `info.steering`
+   * says which choice is in force.
+   */
+  steer?: { peer: string; queues: number };
 }
 
 export class XdpPort extends NicPort {
@@ -55,6 +66,8 @@ export class XdpPort extends NicPort {
       opts.ringSize ?? queues.slots,
       opts.netns ?? null,
       pool.medium,
+      opts.steer?.peer ?? null,
+      opts.steer?.queues ?? 0,
     );
     const port = new XdpPort(pool, queues, m.nat, h, opts.fill ?? queues.fillCap);
     // Post buffers on the FILL ring now: without them the kernel drops every frame, and a

@@ -286,10 +286,10 @@ static napi_value nic_tap_open(napi_env env, napi_callback_info info) {
 }
 
 static napi_value nic_xdp_open(napi_env env, napi_callback_info info) {
-  napi_value argv[10];
-  char name[IF_NAMESIZE + 1], ns[PATH_MAX], medium[64];
-  uint32_t queue, flags, ring;
-  if (get_args(env, info, 10, argv, "xdpOpen")) return NULL;
+  napi_value argv[12];
+  char name[IF_NAMESIZE + 1], ns[PATH_MAX], medium[64], peer[IF_NAMESIZE + 1];
+  uint32_t queue, flags, ring, steer_queues;
+  if (get_args(env, info, 12, argv, "xdpOpen")) return NULL;
   nic_t *n = calloc(1, sizeof *n);
   if (!n) return nic_throw_sys(env, ENOMEM, "pmstack: xdpOpen");
   n->fd = -1;
@@ -298,7 +298,8 @@ static napi_value nic_xdp_open(napi_env env, napi_callback_info info) {
       arg_u32(env, argv[5], "queue", &queue) || arg_u32(env, argv[6], "flags", &flags) ||
       arg_u32(env, argv[7], "ringSize", &ring) || arg_str(env, argv[8], "netns", ns, sizeof ns) ||
       arg_str(env, argv[9], "medium", medium, sizeof medium) ||
-      xdp_open(env, n, name, queue, flags, ring, ns, medium)) {
+      arg_str(env, argv[10], "steerPeer", peer, sizeof peer) || arg_u32(env, argv[11], "steerQueues", &steer_queues) ||
+      xdp_open(env, n, name, queue, flags, ring, ns, medium, peer, steer_queues)) {
     nic_release(n);
     free(n->x);
     free(n);

@@ -1,22 +1,33 @@
 /*
  * AF_XDP backend with raw syscalls (no libbpf/libxdp). The UMEM is the PM pool's buffer
  * region itself (chunk 2048 = one pmstack buffer), so buffer index = UMEM address / 2048.
- * A 5-instruction XDP program redirects every frame of the queue to the socket through an
+ * A 5-instruction XDP program redirects every frame to the socket of its queue through an
  * XSKMAP; it is attached with BPF_LINK_CREATE (native mode, skb mode as fallback) and
- * detached when the link fd is closed (close() or process exit).
+ * detached when the link fd is closed (close() or process exit). One device has one program
+ * and one map in this process, shared by the sockets of its queues (one per worker thread):
+ * each socket adds itself to the map at its queue, and the last one to close detaches.
+ *
+ * Steering (a veth pair served by several workers): the kernel picks the receiving queue of a
+ * veth frame when its other end sends it. An egress program on that end (tcx) sets each
+ * frame's queue from the steering hash of its addresses and ports (steer.h), as the TAP
+ * device's steering program does, so a connection stays on one worker and a worker can choose
+ * local ports whose replies come back to it.
  */
 #include "nic.h"
+#include "steer.h"
 
 #include <errno.h>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
 #include <linux/if_xdp.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,11 +47,32 @@ typedef struct {
   size_t map_len;
 } xring;
 
+/* enum bpf_attach_type's BPF_TCX_EGRESS (Linux 6.6), which older headers lack. */
+#define ATTACH_TCX_EGRESS 47
+
+/* Queues one device's map holds: the XSKMAP's size (a queue index must be below it). */
+#define XSK_QUEUES 1024u
+
+/* One device's XDP program and map in this process, shared by the sockets of its queues. */
+typedef struct xdp_dev {
+  struct xdp_dev *next;
+  uint64_t ns_dev, ns_ino; /* the network namespace */
+  unsigned ifindex;
+  int map_fd, prog_fd, link_fd;
+  int steer_fd; /* the egress program's link on the veth peer (-1: none) */
+  const char *mode;
+  char steer[200]; /* how frames find their queue */
+  uint32_t refs;
+} xdp_dev;
+
+static pthread_mutex_t devs_lock = PTHREAD_MUTEX_INITIALIZER;
+static xdp_dev *devs;
+
 struct xdp_state {
   xring fill, comp, rx, tx;
-  int map_fd, prog_fd, link_fd;
+  xdp_dev *dev;
   uint32_t ring_size, queue, bind_retries;
-  const char *mode, *bind;
+  const char *bind;
   uint8_t *held; /* bitmap: buffers the kernel holds (FILL/RX or TX/COMPLETION) */
   /* Copy path for media whose pages cannot be pinned: an anonymous UMEM of chunks. */
   uint8_t *anon;
@@ -78,18 +110,223 @@ static void sleep_ms(int ms) {
 
 #define FAIL(e, ...) (nic_leave_netns(saved), nic_throw_sys(env, e, __VA_ARGS__), -1)
 
+/* This thread's network namespace, as the device's identity beside its index. */
+static void ns_id(uint64_t *dev, uint64_t *ino) {
+  struct stat st;
+  if (stat("/proc/thread-self/ns/net", &st) == 0) *dev = st.st_dev, *ino = st.st_ino;
+  else *dev = *ino = 0;
+}
+
+static int load_prog(uint32_t type, const struct bpf_insn *insns, uint32_t count, const char *name, char *log,
+                     size_t log_size) {
+  static char license[] = "GPL";
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.prog_type = type;
+  a.insns = (uint64_t)(uintptr_t)insns;
+  a.insn_cnt = count;
+  a.license = (uint64_t)(uintptr_t)license;
+  snprintf(a.prog_name, sizeof a.prog_name, "%s", name);
+  log[0] = 0;
+  int fd = (int)sys_bpf(BPF_PROG_LOAD, &a);
+  if (fd < 0) {
+    /* again with the verifier's log, for the message (a log too small for a program that passes
+     * fails the load with ENOSPC: none the first time) */
+    a.log_buf = (uint64_t)(uintptr_t)log;
+    a.log_size = (uint32_t)log_size;
+    a.log_level = 1;
+    fd = (int)sys_bpf(BPF_PROG_LOAD, &a);
+  }
+  return fd;
+}
+
+/*
+ * The egress program on the veth peer: each frame's queue is the steering hash modulo `queues`.
+ * The kernel picks a frame's transmit queue after this program runs, from the skb's hash
+ * (skb_tx_hash: (hash * queues) >> 32), and a veth frame is received on the queue of that number;
+ * so the program sets the hash to q * ceil(2^32 / queues), which that maps back to q. (Writing
+ * skb->queue_mapping instead would not do: the kernel takes a nonzero one as a recorded receive
+ * queue, plus one.) A socket caches its queue from its first frame, which this program steered.
+ */
+static void dev_steer(xdp_dev *d, const char *peer, uint32_t queues) {
+  unsigned pi = if_nametoindex(peer);
+  if (!pi) {
+    snprintf(d->steer, sizeof d->steer, "the peer's own transmit hash (no device %s to steer: %s)", peer,
+             nic_errname(errno));
+    return;
+  }
+  const uint32_t scale = (uint32_t)(((1ull << 32) + queues - 1) / queues);
+  const struct bpf_insn prog[] = {
+      STEER_HASH_INSNS,
+      MODI(0, (int32_t)queues),   /* 55: q */
+      MOVR(2, 0),                 /* 56 */
+      MUL32I(2, (int32_t)scale),  /* 57: q * ceil(2^32 / queues), below 2^32 */
+      MOVR(1, 6),                 /* 58 */
+      CALL(BPF_FUNC_set_hash),    /* 59 */
+      MOVI(0, 0),                 /* 60: TC_ACT_OK */
+      EXIT,                       /* 61 */
+  };
+  static char log[2048];
+  int pfd = load_prog(BPF_PROG_TYPE_SCHED_CLS, prog, sizeof prog / sizeof prog[0], "pmstack_vsteer", log, sizeof log);
+  if (pfd < 0) {
+    snprintf(d->steer, sizeof d->steer, "the peer's own transmit hash (the steering program did not load: %s; %.80s)",
+             nic_errname(errno), log);
+    return;
+  }
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.link_create.prog_fd = pfd;
+  a.link_create.target_ifindex = pi;
+  a.link_create.attach_type = ATTACH_TCX_EGRESS;
+  int lfd = (int)sys_bpf(BPF_LINK_CREATE, &a);
+  int e = errno;
+  close(pfd); /* the link holds the program */
+  if (lfd < 0) {
+    snprintf(d->steer, sizeof d->steer, "the peer's own transmit hash (tcx egress on %s: %s)", peer, nic_errname(e));
+    return;
+  }
+  d->steer_fd = lfd;
+  snprintf(d->steer, sizeof d->steer,
+           "a hash of addresses and ports, the same both ways (eBPF on %s's egress, %u queues)", peer, queues);
+}
+
+static void dev_free(xdp_dev *d) {
+  if (d->steer_fd >= 0) close(d->steer_fd);
+  if (d->link_fd >= 0) close(d->link_fd); /* detaches the program */
+  if (d->prog_fd >= 0) close(d->prog_fd);
+  if (d->map_fd >= 0) close(d->map_fd);
+  free(d);
+}
+
+/*
+ * Adds socket `fd` (bound to `queue`) to its device's map, attaching the device's program and
+ * map first if no socket of this process has yet (and the steering, if asked). Under devs_lock,
+ * in the device's namespace. 0, or an errno with the message in `err`.
+ */
+static int dev_join(xdp_state *x, unsigned ifindex, const char *ifname, uint32_t queue, uint32_t flags,
+                    const char *steer_peer, uint32_t steer_queues, int fd, char *err, size_t errlen) {
+  uint64_t nd, ni;
+  ns_id(&nd, &ni);
+  xdp_dev *d = devs;
+  while (d && !(d->ifindex == ifindex && d->ns_dev == nd && d->ns_ino == ni)) d = d->next;
+  bool made = false;
+  union bpf_attr a;
+  if (!d) {
+    made = true;
+    if (!(d = calloc(1, sizeof *d))) return snprintf(err, errlen, "pmstack: xdpOpen"), ENOMEM;
+    d->ns_dev = nd, d->ns_ino = ni, d->ifindex = ifindex;
+    d->map_fd = d->prog_fd = d->link_fd = d->steer_fd = -1;
+    memset(&a, 0, sizeof a);
+    a.map_type = BPF_MAP_TYPE_XSKMAP;
+    a.key_size = 4;
+    a.value_size = 4;
+    a.max_entries = XSK_QUEUES;
+    snprintf(a.map_name, sizeof a.map_name, "pmstack_xsks");
+    d->map_fd = (int)sys_bpf(BPF_MAP_CREATE, &a);
+    if (d->map_fd < 0) {
+      int e = errno;
+      dev_free(d);
+      return snprintf(err, errlen, "pmstack: cannot create the XSKMAP (bpf BPF_MAP_CREATE; needs CAP_BPF)"), e;
+    }
+    /* r2 = ctx->rx_queue_index; r1 = map; r3 = XDP_PASS; call bpf_redirect_map; exit */
+    struct bpf_insn prog[6];
+    memset(prog, 0, sizeof prog);
+    prog[0].code = BPF_LDX | BPF_W | BPF_MEM;
+    prog[0].dst_reg = BPF_REG_2;
+    prog[0].src_reg = BPF_REG_1;
+    prog[0].off = offsetof(struct xdp_md, rx_queue_index);
+    prog[1].code = BPF_LD | BPF_DW | BPF_IMM;
+    prog[1].dst_reg = BPF_REG_1;
+    prog[1].src_reg = BPF_PSEUDO_MAP_FD;
+    prog[1].imm = d->map_fd;
+    prog[3].code = BPF_ALU64 | BPF_MOV | BPF_K;
+    prog[3].dst_reg = BPF_REG_3;
+    prog[3].imm = XDP_PASS;
+    prog[4].code = BPF_JMP | BPF_CALL;
+    prog[4].imm = BPF_FUNC_redirect_map;
+    prog[5].code = BPF_JMP | BPF_EXIT;
+    static char log[4096];
+    d->prog_fd = load_prog(BPF_PROG_TYPE_XDP, prog, 6, "pmstack_xsk", log, sizeof log);
+    if (d->prog_fd < 0) {
+      int e = errno;
+      dev_free(d);
+      return snprintf(err, errlen, "pmstack: cannot load the XDP program (verifier: %.300s)", log), e;
+    }
+    const int modes[2] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+    int e = 0;
+    for (int m = (flags & 1) ? 1 : 0; m < 2; m++) {
+      memset(&a, 0, sizeof a);
+      a.link_create.prog_fd = d->prog_fd;
+      a.link_create.target_ifindex = ifindex;
+      a.link_create.attach_type = BPF_XDP;
+      a.link_create.flags = modes[m];
+      d->link_fd = (int)sys_bpf(BPF_LINK_CREATE, &a);
+      if (d->link_fd >= 0) {
+        d->mode = m == 0 ? "drv" : "skb";
+        break;
+      }
+      e = errno;
+    }
+    if (d->link_fd < 0) {
+      dev_free(d);
+      return snprintf(err, errlen, "pmstack: cannot attach the XDP program to %s (BPF_LINK_CREATE, drv and skb mode)",
+                      ifname),
+             e;
+    }
+    if (*steer_peer) dev_steer(d, steer_peer, steer_queues);
+    else snprintf(d->steer, sizeof d->steer, "the device's own");
+  }
+  uint32_t key = queue, val = (uint32_t)fd;
+  memset(&a, 0, sizeof a);
+  a.map_fd = d->map_fd;
+  a.key = (uint64_t)(uintptr_t)&key;
+  a.value = (uint64_t)(uintptr_t)&val;
+  if (sys_bpf(BPF_MAP_UPDATE_ELEM, &a)) {
+    int e = errno;
+    if (made) dev_free(d);
+    return snprintf(err, errlen, "pmstack: XSKMAP[%u] = socket", queue), e;
+  }
+  if (made) d->next = devs, devs = d;
+  d->refs++;
+  x->dev = d;
+  return 0;
+}
+
+/* Takes socket `x` out of its device's map; the last one detaches the program and the steering. */
+static void dev_leave(xdp_state *x) {
+  xdp_dev *d = x->dev;
+  if (!d) return;
+  x->dev = NULL;
+  pthread_mutex_lock(&devs_lock);
+  uint32_t key = x->queue;
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.map_fd = d->map_fd;
+  a.key = (uint64_t)(uintptr_t)&key;
+  sys_bpf(BPF_MAP_DELETE_ELEM, &a);
+  if (--d->refs == 0) {
+    xdp_dev **p = &devs;
+    while (*p != d) p = &(*p)->next;
+    *p = d->next;
+    dev_free(d);
+  }
+  pthread_mutex_unlock(&devs_lock);
+}
+
 int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_t flags, uint32_t ring_size,
-             const char *netns, const char *medium) {
+             const char *netns, const char *medium, const char *steer_peer, uint32_t steer_queues) {
   if (ring_size == 0) ring_size = 512;
   if (ring_size & (ring_size - 1) || ring_size > 32768)
     return nic_throw(env, "EINVAL", "pmstack: ringSize must be a power of two <= 32768, got %u", ring_size), -1;
+  if (queue >= XSK_QUEUES) return nic_throw(env, "EINVAL", "pmstack: queue must be below %u, got %u", XSK_QUEUES, queue), -1;
+  if (*steer_peer && (steer_queues < 1 || steer_queues > XSK_QUEUES))
+    return nic_throw(env, "EINVAL", "pmstack: steering queues must be 1 to %u, got %u", XSK_QUEUES, steer_queues), -1;
   xdp_state *x = calloc(1, sizeof *x);
   if (!x || !(x->held = calloc((n->buf_count + 7) / 8, 1))) {
     free(x);
     return nic_throw_sys(env, ENOMEM, "pmstack: xdpOpen"), -1;
   }
   n->x = x;
-  x->map_fd = x->prog_fd = x->link_fd = -1;
   x->ring_size = ring_size;
   x->queue = queue;
   snprintf(n->ifname, sizeof n->ifname, "%s", ifname);
@@ -177,81 +414,24 @@ int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_
   x->bind = zc ? "zerocopy" : "copy";
   x->bind_retries = (uint32_t)tries;
 
-  union bpf_attr a;
-  memset(&a, 0, sizeof a);
-  a.map_type = BPF_MAP_TYPE_XSKMAP;
-  a.key_size = 4;
-  a.value_size = 4;
-  a.max_entries = queue + 1;
-  snprintf(a.map_name, sizeof a.map_name, "pmstack_xsks");
-  x->map_fd = sys_bpf(BPF_MAP_CREATE, &a);
-  if (x->map_fd < 0) return FAIL(errno, "pmstack: cannot create the XSKMAP (bpf BPF_MAP_CREATE; needs CAP_BPF)");
-  uint32_t key = queue, val = fd;
-  memset(&a, 0, sizeof a);
-  a.map_fd = x->map_fd;
-  a.key = (uint64_t)(uintptr_t)&key;
-  a.value = (uint64_t)(uintptr_t)&val;
-  if (sys_bpf(BPF_MAP_UPDATE_ELEM, &a)) return FAIL(errno, "pmstack: XSKMAP[%u] = socket", queue);
-
-  /* r2 = ctx->rx_queue_index; r1 = map; r3 = XDP_PASS; call bpf_redirect_map; exit */
-  struct bpf_insn prog[6];
-  memset(prog, 0, sizeof prog);
-  prog[0].code = BPF_LDX | BPF_W | BPF_MEM;
-  prog[0].dst_reg = BPF_REG_2;
-  prog[0].src_reg = BPF_REG_1;
-  prog[0].off = offsetof(struct xdp_md, rx_queue_index);
-  prog[1].code = BPF_LD | BPF_DW | BPF_IMM;
-  prog[1].dst_reg = BPF_REG_1;
-  prog[1].src_reg = BPF_PSEUDO_MAP_FD;
-  prog[1].imm = x->map_fd;
-  prog[3].code = BPF_ALU64 | BPF_MOV | BPF_K;
-  prog[3].dst_reg = BPF_REG_3;
-  prog[3].imm = XDP_PASS;
-  prog[4].code = BPF_JMP | BPF_CALL;
-  prog[4].imm = BPF_FUNC_redirect_map;
-  prog[5].code = BPF_JMP | BPF_EXIT;
-  static char license[] = "GPL";
-  static char log[4096];
-  memset(&a, 0, sizeof a);
-  a.prog_type = BPF_PROG_TYPE_XDP;
-  a.insns = (uint64_t)(uintptr_t)prog;
-  a.insn_cnt = 6;
-  a.license = (uint64_t)(uintptr_t)license;
-  a.log_buf = (uint64_t)(uintptr_t)log;
-  a.log_size = sizeof log;
-  a.log_level = 1;
-  snprintf(a.prog_name, sizeof a.prog_name, "pmstack_xsk");
-  x->prog_fd = sys_bpf(BPF_PROG_LOAD, &a);
-  if (x->prog_fd < 0) return FAIL(errno, "pmstack: cannot load the XDP program (verifier: %.300s)", log);
-
-  const int modes[2] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
-  for (int m = (flags & 1) ? 1 : 0; m < 2; m++) {
-    memset(&a, 0, sizeof a);
-    a.link_create.prog_fd = x->prog_fd;
-    a.link_create.target_ifindex = ifindex;
-    a.link_create.attach_type = BPF_XDP;
-    a.link_create.flags = modes[m];
-    x->link_fd = sys_bpf(BPF_LINK_CREATE, &a);
-    if (x->link_fd >= 0) {
-      x->mode = m == 0 ? "drv" : "skb";
-      break;
-    }
-    e = errno;
-  }
+  pthread_mutex_lock(&devs_lock);
+  char err[400];
+  e = dev_join(x, ifindex, ifname, queue, flags, steer_peer, steer_queues, fd, err, sizeof err);
+  pthread_mutex_unlock(&devs_lock);
   nic_leave_netns(saved);
-  if (x->link_fd < 0)
-    return nic_throw_sys(env, e, "pmstack: cannot attach the XDP program to %s (BPF_LINK_CREATE, drv and skb mode)", ifname), -1;
+  if (e) return nic_throw_sys(env, e, "%s", err), -1;
+  const char *mode = x->dev->mode;
   if (x->anon)
     snprintf(n->copies, sizeof n->copies,
              "AF_XDP %s queue %u, %s mode, %s through an anonymous UMEM (the PM pool on %s cannot be its UMEM): the "
              "kernel copies each frame into a UMEM chunk and pmstack copies it into its PM buffer (2 copies); send: "
              "pmstack copies (and linearizes) the frame into a UMEM chunk, the kernel copies it out (2 copies).",
-             ifname, queue, x->mode, zc ? "zero copy" : "copy mode", *medium ? medium : "this medium");
+             ifname, queue, mode, zc ? "zero copy" : "copy mode", *medium ? medium : "this medium");
   else
     snprintf(n->copies, sizeof n->copies,
              "AF_XDP %s queue %u, %s mode, %s: %s; no copy after that. Send: %s. Chains of several buffers are "
              "linearized into their first buffer before sending (a copy: AF_XDP takes one buffer per frame here).",
-             ifname, queue, x->mode, zc ? "zero copy" : "copy mode",
+             ifname, queue, mode, zc ? "zero copy" : "copy mode",
              zc ? "the NIC writes each frame into its PM buffer by DMA (the UMEM is the pool)"
                 : "the kernel copies each frame into its PM buffer (the UMEM is the pool)",
              zc ? "the NIC reads the PM buffer by DMA" : "the kernel copies each frame out of its PM buffer");
@@ -261,8 +441,10 @@ int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_
 napi_value xdp_info(napi_env env, nic_t *n, napi_value o) {
   napi_value v;
   xdp_state *x = n->x;
-  if (napi_create_string_utf8(env, x->mode ? x->mode : "", NAPI_AUTO_LENGTH, &v) != napi_ok ||
+  if (napi_create_string_utf8(env, x->dev ? x->dev->mode : "", NAPI_AUTO_LENGTH, &v) != napi_ok ||
       napi_set_named_property(env, o, "mode", v) != napi_ok ||
+      napi_create_string_utf8(env, x->dev ? x->dev->steer : "", NAPI_AUTO_LENGTH, &v) != napi_ok ||
+      napi_set_named_property(env, o, "steering", v) != napi_ok ||
       napi_create_string_utf8(env, x->bind ? x->bind : "", NAPI_AUTO_LENGTH, &v) != napi_ok ||
       napi_set_named_property(env, o, "bind", v) != napi_ok || napi_create_uint32(env, x->ring_size, &v) != napi_ok ||
       napi_set_named_property(env, o, "ringSize", v) != napi_ok || napi_create_uint32(env, x->queue, &v) != napi_ok ||
@@ -548,10 +730,7 @@ int xdp_kernel_stats(nic_t *n, uint64_t out[6]) {
 void xdp_close(nic_t *n) {
   xdp_state *x = n->x;
   if (!x) return;
-  if (x->link_fd >= 0) close(x->link_fd); /* detaches the program */
-  if (x->prog_fd >= 0) close(x->prog_fd);
-  if (x->map_fd >= 0) close(x->map_fd);
-  x->link_fd = x->prog_fd = x->map_fd = -1;
+  dev_leave(x); /* the last socket of its device detaches the program */
   if (n->fd >= 0) close(n->fd); /* releases the UMEM (the kernel unpins it) */
   n->fd = -1;
   xring *rs[4] = {&x->fill, &x->comp, &x->rx, &x->tx};

@@ -61,7 +61,10 @@ Server options:
   --buffers N        the same as a count of 2 KiB buffers (instead of --size)
   --nic tap|xdp      the NIC queue: a TAP device, or AF_XDP on a device's queue (default tap)
   --ifname NAME      TAP device name (default pmstack0), or the device AF_XDP binds to
-  --queue N          AF_XDP queue index (default 0)
+  --queue N          AF_XDP queue index (default 0; with --workers, worker I binds queue I)
+  --veth-peer NAME   --nic xdp --workers N on a veth pair made by hand: its kernel end NAME
+                     (same namespace) gets a program sending each flow to the queue of its
+                     hash (docs/scaling.md); --netns's own pair is steered without it
   --netns [NAME]     make a network namespace NAME (default "pmstack") holding the device:
                      pmstack is 198.18.0.2, the kernel side in it 198.18.0.1;
                      try it with: ip netns exec NAME curl ...  (removed again on exit)
@@ -97,8 +100,10 @@ Server options:
                      retries its SYN and gets in once one closes) or reset (its connect
                      fails at once); established connections are never disturbed
   --workers N|auto   kv: N worker threads (default 1; auto: one per CPU), each its own stack on
-                     its own queue of one multi-queue TAP device, its own pool (<pm>.wI)
-                     and its shard of the keys (docs/scaling.md); a pool set keeps its count
+                     its own queue of one multi-queue device (TAP, or with --nic xdp queue I
+                     of the device; --netns makes a veth pair of N queues), its own pool
+                     (<pm>.wI) and its shard of the keys (docs/scaling.md); a pool set
+                     keeps its count
   --busy-poll        busy-poll the queue instead of sleeping (lowest latency, burns a core)
   --pcap FILE        capture every frame to FILE (tshark/tcpdump readable)
   --control PATH     control socket for stats/ss (default <pm>.ctl; owner-only)
@@ -144,6 +149,7 @@ const VALUED = new Set([
   "nic",
   "ifname",
   "queue",
+  "veth-peer",
   "ip",
   "peer-ip",
   "ip6",
@@ -455,7 +461,7 @@ async function runServer(a: Args): Promise<number> {
       throw new UsageError(`--workers ${w}: ${(e as Error).message.replace(/^pmstack: /, "")}`);
     }
     if (workers > 1) {
-      if (kind !== "tap") throw new UsageError("--workers above 1 needs --nic tap (one multi-queue TAP device)");
+      if (a.opts.has("queue")) throw new UsageError("--queue goes with one worker only (worker I serves queue I)");
       for (const k of ["cluster", "pcap"])
         if (a.opts.has(k)) throw new UsageError(`--${k} goes with one worker only (--workers 1)`);
     }
@@ -506,6 +512,9 @@ async function runServer(a: Args): Promise<number> {
   let ifname = str(a, "ifname");
   if (kind === "xdp" && !ifname && !nsName)
     throw new UsageError("--nic xdp needs --ifname DEVICE (a real NIC's queue) or --netns (a veth pair made for you)");
+  const vethPeer = str(a, "veth-peer") ?? null;
+  if (vethPeer !== null && (kind !== "xdp" || workers < 2 || nsName !== null))
+    throw new UsageError("--veth-peer is for --nic xdp --workers N (N > 1) on a pair made by hand (not --netns)");
   const control = resolve(str(a, "control") ?? `${pm}.ctl`);
   const peers = [peerIp.split("/")[0]!, ...(peerIp6 ? [peerIp6.text.split("/")[0]!] : [])];
   const acc = access(a, cmd, peers);
@@ -562,10 +571,11 @@ async function runServer(a: Args): Promise<number> {
     if (kind === "tap") {
       nic = { kind: "tap", name: ifname ?? "pmstack0", netns: ns?.path ?? null };
     } else if (ns) {
-      // a veth pair in the namespace: the kernel keeps pmk0, pmstack binds AF_XDP to pmx0
-      const one = ["numrxqueues", "1", "numtxqueues", "1"];
+      // a veth pair in the namespace: the kernel keeps pmk0, pmstack binds AF_XDP to pmx0 (a
+      // queue per worker, the kernel's end steered: workers.ts)
+      const qs = ["numrxqueues", String(workers), "numtxqueues", String(workers)];
       ifname = ifname ?? "pmx0";
-      ns.ip(["link", "add", "pmk0", ...one, "type", "veth", "peer", "name", ifname, ...one]);
+      ns.ip(["link", "add", "pmk0", ...qs, "type", "veth", "peer", "name", ifname, ...qs]);
       ns.ip(["link", "set", ifname, "address", "02:50:4d:00:00:02"]);
       ns.ip(["link", "set", ifname, "up"]);
       // AF_XDP gives the receiver no checksum metadata: the kernel end must send complete
@@ -600,7 +610,16 @@ async function runServer(a: Args): Promise<number> {
       ws = await serveWorkers({
         ...base,
         workers,
-        tap: { name: ifname ?? "pmstack0", netns: ns?.path ?? null },
+        ...(kind === "tap"
+          ? { tap: { name: ifname ?? "pmstack0", netns: ns?.path ?? null } }
+          : {
+              xdp: {
+                ifname: ifname!,
+                netns: ns?.path ?? null,
+                peer: ns ? "pmk0" : vethPeer,
+                copyUmem: "fallback" as const,
+              },
+            }),
         app: {
           app: "kv",
           port,

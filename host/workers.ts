@@ -1,7 +1,8 @@
 // `pmstack kv --workers N` and its API (docs/scaling.md): N worker threads, each a whole
-// pmstack of its own (core instance, PM pool file, queue of one multi-queue TAP device, shard of
-// the store), share-nothing; the kernel's flow hash picks each connection's queue, and so its
-// worker. The store is sharded (kv/shard.ts): a key written on any connection is read and
+// pmstack of its own (core instance, PM pool file, queue of one multi-queue device, shard of
+// the store), share-nothing; the steering hash picks each connection's queue, and so its
+// worker. The device is a multi-queue TAP device, or a device served with AF_XDP (a socket per
+// queue; on a veth pair, the kernel's end steered). The store is sharded (kv/shard.ts): a key written on any connection is read and
 // deleted from every connection. This thread starts the workers one after another (the first
 // makes the device, the others add their queues to it), answers for them (stats, ss), and
 // stops them all if one fails: a server missing a worker would serve part of its keys.
@@ -11,7 +12,7 @@ import { availableParallelism } from "node:os";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import { PmstackError } from "./errors.js";
 import { replaceFileDurably } from "./secure.js";
-import type { ServeOptions, ServerInfo } from "./apps/serve.js";
+import type { ServeNic, ServeOptions, ServerInfo } from "./apps/serve.js";
 
 /** What each worker's app is made of: plain data (it crosses to the worker threads). */
 export interface WorkerAppSpec {
@@ -30,8 +31,21 @@ export interface ServeWorkersOptions extends Omit<ServeOptions, "nic" | "tap"> {
   /** Worker threads, each with a pool and a queue (default 1; "auto": the machine's CPUs). */
   workers: number | "auto";
   app: WorkerAppSpec;
-  /** The multi-queue TAP device: its name (default "pmstack0") and namespace. */
+  /** The multi-queue TAP device: its name (default "pmstack0") and namespace. The default NIC. */
   tap?: { name?: string; netns?: string | null };
+  /**
+   * AF_XDP instead: worker I binds queue I of `ifname` (a device with at least that many
+   * queues). `peer`: the device is one end of a veth pair whose other end, `peer` in the same
+   * namespace, is the kernel's: it is steered by the hash of addresses and ports, as the TAP
+   * device is (without it, a real NIC's own RSS picks the queues).
+   */
+  xdp?: {
+    ifname: string;
+    netns?: string | null;
+    peer?: string | null;
+    skbMode?: boolean;
+    copyUmem?: "never" | "fallback" | "always";
+  };
 }
 
 /** One worker's start-up report. */
@@ -39,7 +53,7 @@ export type WorkerInfo = ServerInfo;
 
 export interface WorkersServer {
   readonly count: number;
-  /** The TAP device all the workers' queues belong to. */
+  /** The device all the workers' queues belong to. */
   readonly ifname: string;
   /** Each worker's start-up report, by index. */
   readonly workers: WorkerInfo[];
@@ -143,15 +157,34 @@ export function sumStats(list: unknown[]): unknown {
   return first;
 }
 
+/** Worker `i`'s NIC queue: queue `i` of the one device. */
+function workerNic(opts: ServeWorkersOptions, i: number, count: number): ServeNic {
+  const x = opts.xdp;
+  if (!x) {
+    const tap = opts.tap;
+    return { kind: "tap", name: tap?.name ?? "pmstack0", netns: tap?.netns ?? null, multiQueue: count > 1 };
+  }
+  return {
+    kind: "xdp",
+    ifname: x.ifname,
+    queue: i,
+    netns: x.netns ?? null,
+    skbMode: x.skbMode,
+    copyUmem: x.copyUmem,
+    ...(x.peer && count > 1 ? { steer: { peer: x.peer, queues: count } } : {}),
+  };
+}
+
 /**
- * Starts `workers` worker threads serving one address on one multi-queue TAP device, the
- * store sharded over them. Resolves once every worker serves; rejects (having stopped the
- * ones started) if one cannot start.
+ * Starts `workers` worker threads serving one address on one multi-queue device, the store
+ * sharded over them. Resolves once every worker serves; rejects (having stopped the ones
+ * started) if one cannot start.
  */
 export async function serveWorkers(opts: ServeWorkersOptions): Promise<WorkersServer> {
   const count = resolveWorkers(opts.workers);
+  if (opts.tap && opts.xdp) throw new RangeError("pmstack: serveWorkers takes tap or xdp, not both");
   checkWorkerPools(opts.path, count);
-  const { workers: _w, app, tap, ...serveOpts } = opts;
+  const { workers: _w, app, tap: _t, xdp: _x, ...serveOpts } = opts;
   // one channel per pair of workers
   const peers: (MessagePort | null)[][] = Array.from({ length: count }, () => new Array(count).fill(null));
   for (let i = 0; i < count; i++)
@@ -223,7 +256,7 @@ export async function serveWorkers(opts: ServeWorkersOptions): Promise<WorkersSe
           serve: {
             ...serveOpts,
             path: paths[i],
-            nic: { kind: "tap", name: tap?.name ?? "pmstack0", netns: tap?.netns ?? null, multiQueue: count > 1 },
+            nic: workerNic(opts, i, count),
             // connections a worker opens take local ports whose replies come to its own queue
             ...(count > 1 ? { steerPorts: { queue: i, queues: count } } : {}),
           },

@@ -137,7 +137,9 @@ it("AF_XDP on a two-queue veth: flows steered both ways, each stack's connection
         sock.on("error", reject);
         sock.on("end", () => resolve({ port: sock.localPort, same: Buffer.concat(got).equals(body) }));
       });
-    const results = await Promise.all(nets.map((net) => Promise.all(Array.from({ length: 24 }, (_, k) => one(net, k)))));
+    const results = await Promise.all(
+      nets.map((net) => Promise.all(Array.from({ length: 24 }, (_, k) => one(net, k)))),
+    );
     results.forEach((rs, i) => {
       for (const r of rs) {
         assert.ok(r.same, "echoed byte-exact");

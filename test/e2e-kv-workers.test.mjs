@@ -5,7 +5,8 @@
 // 256 MiB each way through each queue, byte-exact; kill -9 under load loses no acknowledged
 // SET, and a restart with another worker count is refused. Through the API: a worker that dies
 // stops the whole server (serveWorkers' onFailure), and a worker that cannot start fails the
-// start naming it.
+// start naming it. The same spread and crossing over AF_XDP: `--nic xdp` on the two queues of a
+// veth pair, the kernel's end steered (`--veth-peer`), then kill -9 and recovery there too.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { join } from "node:path";
@@ -57,6 +58,73 @@ it("kv --workers 2: 200 connections over both queues, keys crossing workers, red
     assert.match(srv.out(), /workers: 2 threads, one queue of pmtapw0 each, the keys sharded/);
     assert.match(ns.ip(["-d", "link", "show", DEV]), /multi_queue numqueues 2/);
     assert.match(srv.out(), /queues picked by a hash of addresses and ports, the same both ways \(eBPF steering\)/);
+    await spreadAndCross(ns, srv, pm);
+  } finally {
+    await srv?.kill("SIGTERM");
+    ns.cleanup();
+  }
+});
+
+/** A veth pair of two queues in `ns`: the kernel's end pmxwk0, pmstack's pmxwp0 (AF_XDP). */
+function veth2(ns) {
+  const two = ["numrxqueues", "2", "numtxqueues", "2"];
+  ns.ip(["link", "add", "pmxwk0", ...two, "type", "veth", "peer", "name", "pmxwp0", ...two]);
+  ns.ip(["link", "set", "pmxwp0", "address", "02:50:4d:00:00:02"]);
+  ns.ip(["link", "set", "pmxwp0", "up"]);
+  // AF_XDP gives the receiver no checksum metadata: the kernel's end sends complete checksums
+  const k = ns.run("ethtool", ["-K", "pmxwk0", "tx", "off"]);
+  assert.is(k.status, 0, `ethtool -K pmxwk0 tx off: ${k.stderr}`);
+}
+const xcfg = (pm, args = []) => ({
+  ...cfg(pm, ["--nic", "xdp", "--veth-peer", "pmxwk0", ...args]),
+  dev: "pmxwk0",
+  ifname: "pmxwp0",
+});
+
+it("kv --workers 2 --nic xdp: the same over two AF_XDP queues of a veth pair (the kernel's end steered); kill -9 and recovery", async () => {
+  const ns = new Netns("kvwx");
+  const dir = scratchDir("tmpfs");
+  const pm = join(dir, "kv.pm");
+  let srv;
+  try {
+    veth2(ns);
+    srv = await startCli(ns, "kv", xcfg(pm, ["--size", "256M", "--protected-mode", "no"]));
+    assert.match(srv.out(), /listening on 198\.18\.12\.2:6379 \(AF_XDP pmxwp0\)/);
+    assert.match(srv.out(), /workers: 2 threads, one queue of pmxwp0 each, the keys sharded/);
+    assert.match(
+      srv.out(),
+      /queues picked by a hash of addresses and ports, the same both ways \(eBPF on pmxwk0's egress, 2 queues\)/,
+    );
+    // one XDP program on the device, shared by both workers' sockets
+    assert.is(ns.ip(["link", "show", "pmxwp0"]).match(/pmstack_xsk/g)?.length, 1);
+    await spreadAndCross(ns, srv, pm);
+    // kill -9 under load, then a restart over the same pools reads every acknowledged SET
+    const writer = ns.node(lib("kv-load.mjs"), ["write", US, "6379", "32", "10", "x"]);
+    writer.stdin.end();
+    const c0 = (await srv.stats()).app.commands;
+    await waitFor(async () => (await srv.stats()).app.commands > c0 + 3000, "3000 SETs");
+    await srv.kill("SIGKILL");
+    writer.kill("SIGTERM");
+    const acked = JSON.parse((await writer.done).stdout.trim()).acked;
+    const total = acked.reduce((a, b) => a + b, 0);
+    assert.ok(total > 1000, `${total} acknowledged before the kill`);
+    // the dead process's sockets and program went with it: the device takes the new ones
+    srv = await startCli(ns, "kv", xcfg(pm, ["--size", "256M", "--protected-mode", "no"]));
+    const r = await load(ns, ["check", 8, "x", JSON.stringify(acked)]);
+    assert.equal(r, { checked: total, missing: 0, wrong: 0, deleted: 0 });
+  } finally {
+    await srv?.kill("SIGTERM");
+    ns.cleanup();
+  }
+});
+
+/**
+ * Through a server of two workers: 200 connections spread over both; keys written on some read
+ * and deleted on others; redis-benchmark with 50 clients; `ss` names each connection's worker,
+ * which is its steering hash's queue.
+ */
+async function spreadAndCross(ns, srv, pm) {
+  {
     // 200 connections writing for a second
     const w = await load(ns, ["write", 200, 1, "w"]);
     const total = w.acked.reduce((a, b) => a + b, 0);
@@ -119,11 +187,8 @@ it("kv --workers 2: 200 connections over both queues, keys crossing workers, red
     const stx = await runCli(["stats", "--control", `${pm}.ctl`]);
     assert.match(stx.stdout, /Workers \(2\):\n\s+worker 0: \d+ commands, \d+ forwarded/);
     await held.done;
-  } finally {
-    await srv?.kill("SIGTERM");
-    ns.cleanup();
   }
-});
+}
 
 it("kv --workers 2: 256 MiB each way through each queue (client ports picked by the steering hash), byte-exact", async () => {
   const ns = new Netns("kvwbig");

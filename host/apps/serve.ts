@@ -42,6 +42,8 @@ export type ServeNic =
       copyMode?: boolean;
       /** Default "fallback": a pool on a medium whose pages can't be pinned copies through an anonymous UMEM. */
       copyUmem?: "never" | "fallback" | "always";
+      /** A veth pair served on several queues: steer the kernel's end (XdpOptions.steer). */
+      steer?: { peer: string; queues: number };
     };
 
 export interface ServeOptions extends StackConfig {
@@ -120,6 +122,7 @@ export function serve<A extends App>(
         skbMode: nicOpts.skbMode,
         copyMode: nicOpts.copyMode,
         copyUmem: nicOpts.copyUmem ?? "fallback",
+        steer: nicOpts.steer,
       });
     } else {
       nic = TapPort.open(stack.pool, queues!, {
@@ -170,7 +173,7 @@ export interface ServerInfo {
   pool: string;
   /** Where the NIC path copies bytes. */
   copies: string;
-  /** TAP, multi-queue: how the kernel picks each frame's queue (null: one queue). */
+  /** How the kernel picks each frame's queue (null: a TAP device of one queue). */
   steering: string | null;
   /** What the log recovered at open. */
   recovered: { keys: number; records: number; damage: string | null };

@@ -15,13 +15,14 @@ const root = fileURLToPath(new URL("../..", import.meta.url));
 export const CLI = join(root, "build", "cli.js");
 
 /** The command line startCli gives `pmstack <app>` (after the app's name). */
-export function cliArgs({ pm, dev, us, peer, args = [] }) {
-  return ["--pm", pm, "--ifname", dev, "--ip", `${us}/24`, "--peer-ip", `${peer}/24`, "--quiet", ...args];
+export function cliArgs({ pm, dev, ifname, us, peer, args = [] }) {
+  return ["--pm", pm, "--ifname", ifname ?? dev, "--ip", `${us}/24`, "--peer-ip", `${peer}/24`, "--quiet", ...args];
 }
 
 /**
  * Starts `pmstack <app>` in namespace `ns` on a TAP device named `dev` with address `us`, and
- * gives the kernel's side `peer` (both /24 in 198.18.0.0/15). Resolves once it listens, with
+ * gives the kernel's side `peer` (both /24 in 198.18.0.0/15). With `ifname` (AF_XDP on a veth
+ * pair), pmstack binds `ifname` and `dev` is the kernel's end. Resolves once it listens, with
  * { proc, pid, out(), err(), exited, kill(sig), stats() }; rejects if it exits first.
  */
 export async function startCli(ns, app, cfg) {

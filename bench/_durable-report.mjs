@@ -28,11 +28,13 @@ export const DURABLE_DISK_INTRO = [
 
 const HTTP = ["pmstack-httpd-tap", "pmstack-httpd-xdp"];
 const HTTP_PEERS = ["node-http", "node-net"];
-const KV = ["pmstack-kv-tap", "pmstack-kv-xdp", "pmstack-kv-tap-2workers"];
+const KV = ["pmstack-kv-tap", "pmstack-kv-xdp", "pmstack-kv-tap-2workers", "pmstack-kv-xdp-2workers"];
 const KV_PEERS = ["redis-aof-always"];
-/** kv with two workers (pmstack kv --workers 2) against itself with one. */
+/** kv with two workers (pmstack kv --workers 2) against itself with one, on the same NIC. */
 const WORKERS = ["pmstack-kv-tap-2workers"];
 const WORKERS_PEERS = ["pmstack-kv-tap"];
+const WORKERS_XDP = ["pmstack-kv-xdp-2workers"];
+const WORKERS_XDP_PEERS = ["pmstack-kv-xdp"];
 /** The TLS cells: pmstack's apps on their TLS ports against node:https and redis-server --tls-port. */
 const TLS_HTTP = ["pmstack-httpd-tls"];
 const TLS_HTTP_PEERS = ["node-https"];
@@ -50,6 +52,7 @@ export function durableRatios(rows) {
     ...TLS_HTTP.flatMap((s) => TLS_HTTP_PEERS.map((p) => [s, p])),
     ...TLS_KV.flatMap((s) => TLS_KV_PEERS.map((p) => [s, p])),
     ...WORKERS.flatMap((s) => WORKERS_PEERS.map((p) => [s, p])),
+    ...WORKERS_XDP.flatMap((s) => WORKERS_XDP_PEERS.map((p) => [s, p])),
   ];
   for (const [system, peer] of pairs) {
     for (const r of rows.filter((x) => x.system === system)) {
@@ -224,6 +227,9 @@ export function formatDurable(o) {
     lines.push(`RESP SET/GET of 1 KiB and 1 MiB ${on}, durable before the reply (redis-benchmark):`, "", ...k, "");
   const w = pivot(o, WORKERS, WORKERS_PEERS);
   if (w.length) lines.push(`kv with two workers against one, ${on} (ratio: two workers / one):`, "", ...w, "");
+  const wx = pivot(o, WORKERS_XDP, WORKERS_XDP_PEERS);
+  if (wx.length)
+    lines.push(`kv with two workers against one over AF_XDP, ${on} (ratio: two workers / one):`, "", ...wx, "");
   const th = pivot(o, TLS_HTTP, TLS_HTTP_PEERS);
   if (th.length) lines.push(`HTTPS POST of 1 KiB at 50 connections ${on}, TLS 1.3 (wrk):`, "", ...th, "");
   const tk = pivot(o, TLS_KV, TLS_KV_PEERS);
@@ -246,6 +252,7 @@ const COLORS = {
   "pmstack-kv-tap": "#1f77b4",
   "pmstack-kv-xdp": "#17becf",
   "pmstack-kv-tap-2workers": "#9467bd",
+  "pmstack-kv-xdp-2workers": "#8c564b",
   "redis-aof-always": "#d62728",
 };
 

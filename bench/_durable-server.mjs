@@ -2,7 +2,7 @@
 // be measured per request like the baselines' (the parent reads /proc/PID/stat and runs strace
 // on this PID). Usage: node bench/_durable-server.mjs '<json>' with
 //   { app: "httpd" | "kv", nic: "tap" | "xdp", path, buffers, metaBytes, mac, ip,
-//     tap: { name, netns } | xdp: { ifname, netns }, tls?: { cert, key, port } (PEM files: TLS on
+//     tap: { name, netns } | xdp: { ifname, netns, peer?, peerNetns? }, workers?, tls?: { cert, key, port } (PEM files: TLS on
 //     port, the plain port off) }
 // Prints "READY <ifname> <pid>" once it serves. Reads commands on stdin, one a line:
 //   stats  prints "STATS <json>" (NicLoop stats, the app's stats, process.cpuUsage(), the calls
@@ -45,7 +45,17 @@ if (cfg.workers > 1) {
     ...rest,
     workers: cfg.workers,
     app: { app: "kv", port: 6379 },
-    tap: { name: cfg.tap.name, netns: cfg.tap.netns ?? null },
+    ...(cfg.nic === "xdp"
+      ? {
+          xdp: {
+            ifname: cfg.xdp.ifname,
+            netns: cfg.xdp.netns ?? null,
+            peer: cfg.xdp.peer ?? null,
+            peerNetns: cfg.xdp.peerNetns ?? null,
+            copyUmem: "fallback",
+          },
+        }
+      : { tap: { name: cfg.tap.name, netns: cfg.tap.netns ?? null } }),
   });
   ws.onFailure = (i, e) => {
     console.error(`worker ${i} failed: ${e.message}`);

@@ -14,8 +14,12 @@
 //   TAP pmdt0 / pmdt1 in the client ns (198.18.10.1/28, .17/28): pmstack httpd at .2, kv at .18
 //   veth pmdxk0 / pmdxk1 (client ns, 198.18.10.33/28, .49/28) <-> pmdxp0 / pmdxp1 (server ns,
 //   an AF_XDP socket each): pmstack httpd at .34, kv at .50
+//   kv with two workers: multi-queue TAP pmdt2 (198.18.10.65/28, kv at .66) and a veth pair of
+//   two queues pmdxk2 <-> pmdxp2 (198.18.10.81/28, kv at .82, an AF_XDP socket per queue, pmdxk2
+//   steered by the addon's egress program)
 // Systems: pmstack-httpd-tap, pmstack-httpd-xdp, node-http, node-net (HTTP POST, wrk),
-//          pmstack-kv-tap, pmstack-kv-xdp, redis-aof-always (RESP SET/GET, redis-benchmark).
+//          pmstack-kv-tap, pmstack-kv-xdp, pmstack-kv-tap-2workers, pmstack-kv-xdp-2workers,
+//          redis-aof-always (RESP SET/GET, redis-benchmark).
 // All servers of a kind run at once; each cell (connections x size) runs every system back to
 // back, in an order that rotates, `reps` times; the best repetition (req/s) of each system is
 // kept, with its latency and CPU: noise from the shared machine hits every system alike.
@@ -90,6 +94,15 @@ const LINKS = {
   "kv-xdp": { dev: "pmdxk1", peer: "pmdxp1", client: "198.18.10.49", server: "198.18.10.50", mac: "02:00:00:00:0a:32" },
   // pmstack kv with two workers: a multi-queue TAP device, one queue per worker thread
   "kv-tap2w": { dev: "pmdt2", client: "198.18.10.65", server: "198.18.10.66", mac: "02:00:00:00:0a:42", mq: true },
+  // and on two AF_XDP queues of a veth pair, its kernel end steered
+  "kv-xdp2w": {
+    dev: "pmdxk2",
+    peer: "pmdxp2",
+    client: "198.18.10.81",
+    server: "198.18.10.82",
+    mac: "02:00:00:00:0a:52",
+    queues: 2,
+  },
 };
 const HTTP_CONNS = [1, 10, 50, 100];
 const BODIES = [
@@ -259,9 +272,10 @@ async function runMedium(o, base) {
     S.ip(["link", "set", "pmds0", "up"]);
     for (const l of Object.values(LINKS)) {
       if (l.peer) {
-        // veth for AF_XDP: one queue each way, pmstack's MAC on its end
-        const one = ["numtxqueues", "1", "numrxqueues", "1"];
-        C.ip(["link", "add", l.dev, ...one, "type", "veth", "peer", "name", l.peer, "netns", S.name, ...one]);
+        // veth for AF_XDP: one queue each way (one per worker), pmstack's MAC on its end
+        const q = String(l.queues ?? 1);
+        const qs = ["numtxqueues", q, "numrxqueues", q];
+        C.ip(["link", "add", l.dev, ...qs, "type", "veth", "peer", "name", l.peer, "netns", S.name, ...qs]);
         // AF_XDP gives the receiver no checksum metadata: the kernel side must send complete
         // checksums (tx off also turns TSO off; an XDP socket takes no superframes), as in bench/nic
         const eth = C.run("ethtool", ["-K", l.dev, "tx", "off"]);
@@ -343,7 +357,7 @@ async function runMedium(o, base) {
         mac: l.mac,
         ip: `${l.server}/28`,
         tap: { name: l.dev, netns: C.path },
-        xdp: { ifname: l.peer, netns: S.path },
+        xdp: { ifname: l.peer, netns: S.path, ...(workers > 1 ? { peer: l.dev, peerNetns: C.path } : {}) },
         ...(tls ? { tls } : {}),
         ...(workers > 1 ? { workers } : {}),
       };
@@ -653,12 +667,17 @@ async function runMedium(o, base) {
         ["pmstack-kv-tap", () => startPmstack("kv", "tap")],
         ["pmstack-kv-xdp", () => startPmstack("kv", "xdp")],
         ["pmstack-kv-tap-2workers", () => startPmstack("kv", "tap", null, 2)],
+        ["pmstack-kv-xdp-2workers", () => startPmstack("kv", "xdp", null, 2)],
       ],
       false,
     );
     if (respLive.some((s) => s.system === "pmstack-kv-tap-2workers"))
       notes.push(
         `pmstack-kv-tap-2workers: pmstack kv --workers 2 (two worker threads, each its own queue of one multi-queue TAP device, pool and shard of the keys; a command on another worker's key runs there), unpinned: its threads share the machine's ${os.cpus().length} CPUs with the client pinned to CPU ${CPU?.client ?? "(none)"}`,
+      );
+    if (respLive.some((s) => s.system === "pmstack-kv-xdp-2workers"))
+      notes.push(
+        "pmstack-kv-xdp-2workers: the same two workers over AF_XDP, each bound to its own queue of a veth pair with two queues; the kernel's end of the pair steered by the addon's egress program (each flow to the queue of its addresses' and ports' hash), unpinned as above",
       );
     try {
       for (const srv of respLive) await redisBench(srv.host, srv.port, "set", 10, 1, T.probeN * 3); // warm-up, fills keys

@@ -35,14 +35,15 @@ export interface ServeWorkersOptions extends Omit<ServeOptions, "nic" | "tap"> {
   tap?: { name?: string; netns?: string | null };
   /**
    * AF_XDP instead: worker I binds queue I of `ifname` (a device with at least that many
-   * queues). `peer`: the device is one end of a veth pair whose other end, `peer` in the same
-   * namespace, is the kernel's: it is steered by the hash of addresses and ports, as the TAP
-   * device is (without it, a real NIC's own RSS picks the queues).
+   * queues). `peer`: the device is one end of a veth pair whose other end, `peer` (in
+   * `peerNetns`, default `netns`), is the kernel's: it is steered by the hash of addresses and
+   * ports, as the TAP device is (without it, a real NIC's own RSS picks the queues).
    */
   xdp?: {
     ifname: string;
     netns?: string | null;
     peer?: string | null;
+    peerNetns?: string | null;
     skbMode?: boolean;
     copyUmem?: "never" | "fallback" | "always";
   };
@@ -171,7 +172,7 @@ function workerNic(opts: ServeWorkersOptions, i: number, count: number): ServeNi
     netns: x.netns ?? null,
     skbMode: x.skbMode,
     copyUmem: x.copyUmem,
-    ...(x.peer && count > 1 ? { steer: { peer: x.peer, queues: count } } : {}),
+    ...(x.peer && count > 1 ? { steer: { peer: x.peer, queues: count, netns: x.peerNetns ?? null } } : {}),
   };
 }
 

@@ -1,7 +1,7 @@
 // Two stacks on the two queues of one veth pair over AF_XDP (one per worker, as
-// `pmstack kv --workers 2 --nic xdp` runs them), with the Linux kernel's TCP as the peer, inside
-// a namespace the test makes: the kernel's end pmxk6 has 198.18.6.1, pmstack answers for
-// 198.18.6.2 on pmxp6. The two sockets share the device's XDP program (one map, a socket per
+// `pmstack kv --workers 2 --nic xdp` runs them), with the Linux kernel's TCP as the peer, in two
+// namespaces the test makes (as a container's veth pair): the kernel's end pmxk6, in the
+// second, has 198.18.6.1; pmstack answers for 198.18.6.2 on pmxp6, in the first. The two sockets share the device's XDP program (one map, a socket per
 // queue); the egress program on the kernel's end sends each flow to the queue the steering hash
 // of its addresses and ports names (tapQueueOf). Checked:
 //  - connections the kernel opens spread over both stacks, each on the stack of its hash;
@@ -57,6 +57,7 @@ for (let k = 0; k < 40; k++) {
 
 it("AF_XDP on a two-queue veth: flows steered both ways, each stack's connections on its own queue", async () => {
   const ns = new Netns("apixdp");
+  const kns = new Netns("apixdpk");
   const dir = scratchDir("tmpfs");
   const stacks = [];
   const ports = [];
@@ -64,12 +65,13 @@ it("AF_XDP on a two-queue veth: flows steered both ways, each stack's connection
   try {
     const two = ["numrxqueues", String(N), "numtxqueues", String(N)];
     ns.ip(["link", "add", "pmxk6", ...two, "type", "veth", "peer", "name", "pmxp6", ...two]);
+    ns.ip(["link", "set", "pmxk6", "netns", kns.name]);
     ns.ip(["link", "set", "pmxp6", "address", MAC]);
-    ns.ip(["addr", "add", `${KERNEL}/24`, "dev", "pmxk6"]);
+    kns.ip(["addr", "add", `${KERNEL}/24`, "dev", "pmxk6"]);
     // AF_XDP gives the receiver no checksum metadata: the kernel's end sends complete checksums
-    const k = ns.run("ethtool", ["-K", "pmxk6", "tx", "off"]);
+    const k = kns.run("ethtool", ["-K", "pmxk6", "tx", "off"]);
     assert.is(k.status, 0, `ethtool -K pmxk6 tx off: ${k.stderr}`);
-    ns.ip(["link", "set", "pmxk6", "up"]);
+    kns.ip(["link", "set", "pmxk6", "up"]);
     ns.ip(["link", "set", "pmxp6", "up"]);
     for (let i = 0; i < N; i++) {
       let queues;
@@ -86,7 +88,7 @@ it("AF_XDP on a two-queue veth: flows steered both ways, each stack's connection
           ifname: "pmxp6",
           queue: i,
           netns: ns.path,
-          steer: { peer: "pmxk6", queues: N },
+          steer: { peer: "pmxk6", queues: N, netns: kns.path },
         }),
       );
     }
@@ -106,7 +108,7 @@ it("AF_XDP on a two-queue veth: flows steered both ways, each stack's connection
         })
         .listen(5009),
     );
-    const clients = ns.spawn(process.execPath, ["-e", kernelClients]);
+    const clients = kns.spawn(process.execPath, ["-e", kernelClients]);
     const [, list] = await waitFor(clients, /DONE (\S+)/);
     const done = list.split(",").map((x) => x.split(":").map(Number));
     assert.is(done.length, 40);
@@ -121,7 +123,7 @@ it("AF_XDP on a two-queue veth: flows steered both ways, each stack's connection
     assert.is(accepted[0].length + accepted[1].length, 40);
     for (const s of servers) s.close();
 
-    const echo = ns.spawn(process.execPath, [
+    const echo = kns.spawn(process.execPath, [
       "-e",
       `require("node:net").createServer((s) => s.pipe(s)).listen(5010, "${KERNEL}", () => console.log("LISTENING"))`,
     ]);
@@ -154,6 +156,7 @@ it("AF_XDP on a two-queue veth: flows steered both ways, each stack's connection
   } finally {
     for (const d of drivers) d.stop();
     for (const p of ports) p.close();
+    kns.cleanup();
     ns.cleanup();
   }
   for (const st of stacks) st.shutdown();

@@ -43,7 +43,7 @@ export type ServeNic =
       /** Default "fallback": a pool on a medium whose pages can't be pinned copies through an anonymous UMEM. */
       copyUmem?: "never" | "fallback" | "always";
       /** A veth pair served on several queues: steer the kernel's end (XdpOptions.steer). */
-      steer?: { peer: string; queues: number };
+      steer?: { peer: string; queues: number; netns?: string | null };
     };
 
 export interface ServeOptions extends StackConfig {

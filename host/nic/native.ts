@@ -114,6 +114,7 @@ export interface NicNative {
     medium: string,
     steerPeer: string | null,
     steerQueues: number,
+    steerNetns: string | null,
   ): object;
   info(handle: object): NicInfo;
   rx(handle: object, ringOff: number, metaOff: number, fillOff: number): number;

@@ -34,12 +34,12 @@ export interface XdpOptions {
   fill?: number;
   /**
    * The device is one end of a veth pair served on `queues` queues (one socket each): an egress
-   * program on `peer`, the kernel's end in the same namespace, sends every frame to the queue
-   * the steering hash of its addresses and ports names (`tapQueueOf`, the core's steerQueueOf),
-   * the same both ways. Set up by the first socket of the device in this process; `info.steering`
-   * says which choice is in force.
+   * program on `peer`, the kernel's end (in namespace `netns`, default the device's), sends every
+   * frame to the queue the steering hash of its addresses and ports names (`tapQueueOf`, the
+   * core's steerQueueOf), the same both ways. Set up by the first socket of the device in this
+   * process; `info.steering` says which choice is in force.
    */
-  steer?: { peer: string; queues: number };
+  steer?: { peer: string; queues: number; netns?: string | null };
 }
 
 export class XdpPort extends NicPort {
@@ -68,6 +68,7 @@ export class XdpPort extends NicPort {
       pool.medium,
       opts.steer?.peer ?? null,
       opts.steer?.queues ?? 0,
+      opts.steer?.netns ?? null,
     );
     const port = new XdpPort(pool, queues, m.nat, h, opts.fill ?? queues.fillCap);
     // Post buffers on the FILL ring now: without them the kernel drops every frame, and a

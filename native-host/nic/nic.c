@@ -286,10 +286,10 @@ static napi_value nic_tap_open(napi_env env, napi_callback_info info) {
 }
 
 static napi_value nic_xdp_open(napi_env env, napi_callback_info info) {
-  napi_value argv[12];
-  char name[IF_NAMESIZE + 1], ns[PATH_MAX], medium[64], peer[IF_NAMESIZE + 1];
+  napi_value argv[13];
+  char name[IF_NAMESIZE + 1], ns[PATH_MAX], medium[64], peer[IF_NAMESIZE + 1], peer_ns[PATH_MAX];
   uint32_t queue, flags, ring, steer_queues;
-  if (get_args(env, info, 12, argv, "xdpOpen")) return NULL;
+  if (get_args(env, info, 13, argv, "xdpOpen")) return NULL;
   nic_t *n = calloc(1, sizeof *n);
   if (!n) return nic_throw_sys(env, ENOMEM, "pmstack: xdpOpen");
   n->fd = -1;
@@ -299,7 +299,8 @@ static napi_value nic_xdp_open(napi_env env, napi_callback_info info) {
       arg_u32(env, argv[7], "ringSize", &ring) || arg_str(env, argv[8], "netns", ns, sizeof ns) ||
       arg_str(env, argv[9], "medium", medium, sizeof medium) ||
       arg_str(env, argv[10], "steerPeer", peer, sizeof peer) || arg_u32(env, argv[11], "steerQueues", &steer_queues) ||
-      xdp_open(env, n, name, queue, flags, ring, ns, medium, peer, steer_queues)) {
+      arg_str(env, argv[12], "steerNetns", peer_ns, sizeof peer_ns) ||
+      xdp_open(env, n, name, queue, flags, ring, ns, medium, peer, steer_queues, peer_ns)) {
     nic_release(n);
     free(n->x);
     free(n);

@@ -99,7 +99,8 @@ void tap_close(nic_t *n);
 
 /* xdp.c */
 int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_t flags, uint32_t ring_size,
-             const char *netns, const char *medium, const char *steer_peer, uint32_t steer_queues);
+             const char *netns, const char *medium, const char *steer_peer, uint32_t steer_queues,
+             const char *steer_ns);
 uint32_t xdp_rx(nic_t *n, ring_t *r, table_t *fill, int *err);
 uint32_t xdp_tx(nic_t *n, ring_t *r, table_t *done, int *err);
 uint32_t xdp_outstanding(nic_t *n, uint32_t *out, uint32_t cap);

@@ -17,6 +17,8 @@
 #include "steer.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
 #include <linux/if_xdp.h>
@@ -148,7 +150,31 @@ static int load_prog(uint32_t type, const struct bpf_insn *insns, uint32_t count
  * skb->queue_mapping instead would not do: the kernel takes a nonzero one as a recorded receive
  * queue, plus one.) A socket caches its queue from its first frame, which this program steered.
  */
-static void dev_steer(xdp_dev *d, const char *peer, uint32_t queues) {
+static void dev_steer_here(xdp_dev *d, const char *peer, uint32_t queues);
+
+static void dev_steer(xdp_dev *d, const char *peer, uint32_t queues, const char *peer_ns) {
+  /* the peer may be in another namespace (a container's end): looked up and attached there */
+  int back = -1;
+  if (*peer_ns) {
+    int fd = open(peer_ns, O_RDONLY | O_CLOEXEC);
+    back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || back < 0 || setns(fd, CLONE_NEWNET)) {
+      snprintf(d->steer, sizeof d->steer, "the peer's own transmit hash (cannot enter %s: %s)", peer_ns,
+               nic_errname(errno));
+      if (fd >= 0) close(fd);
+      if (back >= 0) close(back);
+      return;
+    }
+    close(fd);
+  }
+  dev_steer_here(d, peer, queues);
+  if (back >= 0) {
+    if (setns(back, CLONE_NEWNET)) abort(); /* this thread would stay in the peer's namespace */
+    close(back);
+  }
+}
+
+static void dev_steer_here(xdp_dev *d, const char *peer, uint32_t queues) {
   unsigned pi = if_nametoindex(peer);
   if (!pi) {
     snprintf(d->steer, sizeof d->steer, "the peer's own transmit hash (no device %s to steer: %s)", peer,
@@ -204,7 +230,8 @@ static void dev_free(xdp_dev *d) {
  * in the device's namespace. 0, or an errno with the message in `err`.
  */
 static int dev_join(xdp_state *x, unsigned ifindex, const char *ifname, uint32_t queue, uint32_t flags,
-                    const char *steer_peer, uint32_t steer_queues, int fd, char *err, size_t errlen) {
+                    const char *steer_peer, uint32_t steer_queues, const char *steer_ns, int fd, char *err,
+                    size_t errlen) {
   uint64_t nd, ni;
   ns_id(&nd, &ni);
   xdp_dev *d = devs;
@@ -273,7 +300,7 @@ static int dev_join(xdp_state *x, unsigned ifindex, const char *ifname, uint32_t
                       ifname),
              e;
     }
-    if (*steer_peer) dev_steer(d, steer_peer, steer_queues);
+    if (*steer_peer) dev_steer(d, steer_peer, steer_queues, steer_ns);
     else snprintf(d->steer, sizeof d->steer, "the device's own");
   }
   uint32_t key = queue, val = (uint32_t)fd;
@@ -314,7 +341,8 @@ static void dev_leave(xdp_state *x) {
 }
 
 int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_t flags, uint32_t ring_size,
-             const char *netns, const char *medium, const char *steer_peer, uint32_t steer_queues) {
+             const char *netns, const char *medium, const char *steer_peer, uint32_t steer_queues,
+             const char *steer_ns) {
   if (ring_size == 0) ring_size = 512;
   if (ring_size & (ring_size - 1) || ring_size > 32768)
     return nic_throw(env, "EINVAL", "pmstack: ringSize must be a power of two <= 32768, got %u", ring_size), -1;
@@ -416,7 +444,7 @@ int xdp_open(napi_env env, nic_t *n, const char *ifname, uint32_t queue, uint32_
 
   pthread_mutex_lock(&devs_lock);
   char err[400];
-  e = dev_join(x, ifindex, ifname, queue, flags, steer_peer, steer_queues, fd, err, sizeof err);
+  e = dev_join(x, ifindex, ifname, queue, flags, steer_peer, steer_queues, steer_ns, fd, err, sizeof err);
   pthread_mutex_unlock(&devs_lock);
   nic_leave_netns(saved);
   if (e) return nic_throw_sys(env, e, "%s", err), -1;

@@ -99,7 +99,7 @@ Server options:
                      a new connection past --max-conns: dropped (default; the client
                      retries its SYN and gets in once one closes) or reset (its connect
                      fails at once); established connections are never disturbed
-  --workers N|auto   kv: N worker threads (default 1; auto: one per CPU), each its own stack on
+  --workers N|auto   N worker threads (default 1; auto: one per CPU), each its own stack on
                      its own queue of one multi-queue device (TAP, or with --nic xdp queue I
                      of the device; --netns makes a veth pair of N queues), its own pool
                      (<pm>.wI) and its shard of the keys (docs/scaling.md); a pool set
@@ -453,7 +453,6 @@ async function runServer(a: Args): Promise<number> {
   let workers = 1;
   if (a.opts.has("workers")) {
     const w = str(a, "workers")!;
-    if (cmd !== "kv") throw new UsageError("--workers is for pmstack kv (the HTTP server runs on one worker)");
     if (w !== "auto" && !/^\d+$/.test(w)) throw new UsageError(`--workers must be a count or auto, got ${w}`);
     try {
       workers = resolveWorkers(w === "auto" ? "auto" : Number(w));
@@ -621,11 +620,11 @@ async function runServer(a: Args): Promise<number> {
               },
             }),
         app: {
-          app: "kv",
+          ...(cmd === "kv"
+            ? { app: "kv" as const, requirepass: acc.requirepass, protectedNets: acc.nets }
+            : { app: "httpd" as const, maxBody, token: acc.token, privateReads: acc.privateReads }),
           port,
           idleTimeoutMs,
-          requirepass: acc.requirepass,
-          protectedNets: acc.nets,
           ...(withTls
             ? {
                 tls: {
@@ -699,7 +698,9 @@ async function runServer(a: Args): Promise<number> {
   if (ws)
     console.log(
       `workers: ${ws.count} threads, one queue of ${ws.ifname} each, ` +
-        "the keys sharded over them by hash slot (a command runs on the worker that owns its keys); " +
+        (cmd === "kv"
+          ? "the keys sharded over them by hash slot (a command runs on the worker that owns its keys); "
+          : "the keys sharded over them by hash slot (a request runs on the worker that owns its key); ") +
         `queues picked by ${ws.workers[0]!.steering ?? "the device"}`,
     );
   if (terminator)
@@ -990,7 +991,7 @@ async function runQuery(a: Args): Promise<number> {
     for (const w of ws) {
       const app = w.app ?? {};
       out.push(
-        `    worker ${w.worker}: ${app.commands ?? app.requests ?? 0} commands, ${app.forwarded ?? 0} forwarded, ` +
+        `    worker ${w.worker}: ${app.commands ?? app.requests ?? 0} ${app.commands !== undefined ? "commands" : "requests"}, ${app.forwarded ?? 0} forwarded, ` +
           `${app.served ?? 0} served for others, ${w.log?.liveKeys ?? 0} keys, ${w.pool?.free ?? 0} free buffers, ` +
           `${w.loop?.rxFrames ?? 0} frames in`,
       );

@@ -5,7 +5,9 @@
 
 import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { KvApp } from "./apps/kv.js";
+import { HttpdApp } from "./apps/httpd.js";
 import type { ShardMessage } from "./apps/kv/shard.js";
+import type { HttpdShardMessage } from "./apps/httpd-shard.js";
 import { NetList } from "./apps/auth.js";
 import { TlsTerminator } from "./apps/tls.js";
 import { serve, serverInfo, serverStats, type AppServer, type ServeOptions } from "./apps/serve.js";
@@ -28,7 +30,7 @@ interface Ask {
 
 const start = workerData as Start;
 const port = parentPort!;
-let srv: AppServer<KvApp> | null = null;
+let srv: AppServer<KvApp | HttpdApp> | null = null;
 let terminator: TlsTerminator | null = null;
 
 try {
@@ -59,6 +61,17 @@ try {
     // would wait out the client's delayed ACK (40 ms)
     { nodelay: true, ...start.serve },
     (s, l) => {
+      const send = (to: number, msg: unknown, transfer: ArrayBuffer[]) => peers[to]!.postMessage(msg, transfer);
+      const shards = { index: start.index, count: start.count, send };
+      if (spec.app === "httpd")
+        return new HttpdApp(s, l, spec.port ?? 80, {
+          idleTimeoutMs: spec.idleTimeoutMs,
+          maxBody: spec.maxBody,
+          token: spec.token ?? null,
+          privateReads: spec.privateReads,
+          tls,
+          shards,
+        });
       let nets: NetList | null = null;
       if (spec.protectedNets) {
         nets = new NetList();
@@ -69,11 +82,7 @@ try {
         requirepass: spec.requirepass ?? null,
         protectedNets: nets,
         tls,
-        shards: {
-          index: start.index,
-          count: start.count,
-          send: (to: number, msg: ShardMessage, transfer: ArrayBuffer[]) => peers[to]!.postMessage(msg, transfer),
-        },
+        shards,
       });
     },
     { onNeighborFrame },
@@ -82,9 +91,10 @@ try {
   const app = srv.app;
   peers.forEach((p, from) => {
     if (!p) return;
-    p.on("message", (m: ShardMessage | { neighbor: Uint8Array }) => {
+    p.on("message", (m: ShardMessage | HttpdShardMessage | { neighbor: Uint8Array }) => {
       if ("neighbor" in m) s0.loop.inject(m.neighbor);
-      else app.shards!.receive(from, m);
+      else if (app instanceof HttpdApp) app.shards!.receive(from, m as HttpdShardMessage);
+      else app.shards!.receive(from, m as ShardMessage);
     });
   });
   port.postMessage({ ready: serverInfo(srv) });

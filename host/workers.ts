@@ -1,4 +1,4 @@
-// `pmstack kv --workers N` and its API (docs/scaling.md): N worker threads, each a whole
+// `pmstack kv --workers N`, `pmstack httpd --workers N` and their API (docs/scaling.md): N worker threads, each a whole
 // pmstack of its own (core instance, PM pool file, queue of one multi-queue device, shard of
 // the store), share-nothing; the steering hash picks each connection's queue, and so its
 // worker. The device is a multi-queue TAP device, or a device served with AF_XDP (a socket per
@@ -14,18 +14,38 @@ import { PmstackError } from "./errors.js";
 import { replaceFileDurably } from "./secure.js";
 import type { ServeNic, ServeOptions, ServerInfo } from "./apps/serve.js";
 
-/** What each worker's app is made of: plain data (it crosses to the worker threads). */
-export interface WorkerAppSpec {
-  app: "kv";
-  /** The port (default 6379). */
-  port?: number;
-  idleTimeoutMs?: number;
-  requirepass?: string | Uint8Array | null;
-  /** Protected mode's networks (CIDRs); null: off. */
-  protectedNets?: string[] | null;
-  /** TLS on this port too: the certificate, key and (for client certificates) CA, in PEM. */
-  tls?: { port: number; cert: Uint8Array; key: Uint8Array; ca?: Uint8Array; handshakeTimeoutMs?: number };
+/** TLS on a port of each worker: the certificate, key and (for client certificates) CA, in PEM. */
+export interface WorkerTlsSpec {
+  port: number;
+  cert: Uint8Array;
+  key: Uint8Array;
+  ca?: Uint8Array;
+  handshakeTimeoutMs?: number;
 }
+
+/** What each worker's app is made of: plain data (it crosses to the worker threads). */
+export type WorkerAppSpec =
+  | {
+      app: "kv";
+      /** The port (default 6379). */
+      port?: number;
+      idleTimeoutMs?: number;
+      requirepass?: string | Uint8Array | null;
+      /** Protected mode's networks (CIDRs); null: off. */
+      protectedNets?: string[] | null;
+      tls?: WorkerTlsSpec;
+    }
+  | {
+      app: "httpd";
+      /** The port (default 80). */
+      port?: number;
+      idleTimeoutMs?: number;
+      maxBody?: number;
+      /** The bearer token (HttpdOptions.token) and whether reads need it too. */
+      token?: string | null;
+      privateReads?: boolean;
+      tls?: WorkerTlsSpec;
+    };
 
 export interface ServeWorkersOptions extends Omit<ServeOptions, "nic" | "tap"> {
   /** Worker threads, each with a pool and a queue (default 1; "auto": the machine's CPUs). */

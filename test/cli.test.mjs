@@ -126,10 +126,14 @@ test("--help, --version and usage errors", () => {
     [["kv", "--gateway", "198.18.1.1"], /--gateway 198\.18\.1\.1 must be another address on the link of --ip/],
     [["kv", "--gateway", "198.18.0.2"], /must be another address on the link/],
     [["kv", "--gateway6", "fe80::1"], /--gateway6 needs --ip6/],
-    [["httpd", "--workers", "2"], /--workers is for pmstack kv/],
     [["kv", "--workers", "0"], /--workers 0: workers must be 1 to 64/],
     [["kv", "--workers", "many"], /--workers must be a count or auto, got many/],
-    [["kv", "--workers", "2", "--nic", "xdp", "--ifname", "x"], /--workers above 1 needs --nic tap/],
+    [["kv", "--workers", "2", "--nic", "xdp", "--ifname", "x", "--queue", "1"], /--queue goes with one worker only/],
+    [["kv", "--veth-peer", "pmk0"], /--veth-peer is for --nic xdp --workers N/],
+    [
+      ["httpd", "--workers", "2", "--nic", "xdp", "--netns", "x", "--veth-peer", "k"],
+      /--veth-peer is for .*not --netns/,
+    ],
     [["kv", "--workers", "2", "--cluster"], /--cluster goes with one worker only/],
   ];
   for (const [args, re] of cases) {

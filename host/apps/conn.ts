@@ -22,6 +22,7 @@
 //   are written into the channel, and its ciphertext is copied into PM buffers and sent.
 
 import { BUF_SIZE } from "../abi.js";
+import { PmstackError } from "../errors.js";
 import type { PmLog } from "../log.js";
 import { ObjectCursor, type ObjectRef } from "../object.js";
 import type { BufferName, Pool } from "../pool.js";
@@ -47,14 +48,44 @@ export interface StreamPart {
 }
 
 /**
- * A piece of a reply: bytes to copy, a kept PM range sent by name (the reply owns one
- * reference on its buffer, handed over with it), or an object to stream.
+ * Bytes that arrive while a reply is sent (another worker's object, copied into this pool as it
+ * comes): ranges are taken as the connection has room for them.
  */
-export type Part = Uint8Array | BufferName | StreamPart;
+export interface PullSource {
+  /**
+   * The next range, in a buffer of its own just written (copyIntoBuffers: the reply takes it
+   * over, and the core after it), null at the end, or undefined while the next has not come:
+   * the source then calls ConnLayer.wake(c) when it has.
+   */
+  next(): BufferName | null | undefined;
+  /** The reply will not be sent (the connection is gone): drop what is held, stop fetching. */
+  cancel(): void;
+}
 
-/** Drops the references a reply's kept ranges hold (a reply that will not be sent). */
+/** Bytes pulled from a source while the reply is sent. */
+export interface PullPart {
+  pull: PullSource;
+}
+
+/**
+ * A piece of a reply: bytes to copy, a kept PM range sent by name (the reply owns one
+ * reference on its buffer, handed over with it), an object to stream, or a source to pull.
+ */
+export type Part = Uint8Array | BufferName | StreamPart | PullPart;
+
+/** Drops the references a reply's kept ranges hold, and its sources (a reply that will not be sent). */
 export function freeNamedParts(pool: Pool, parts: Part[]): void {
-  for (const p of parts) if (!(p instanceof Uint8Array) && !("stream" in p)) pool.free(p.index);
+  for (const p of parts) {
+    if (p instanceof Uint8Array || "stream" in p) continue;
+    if ("pull" in p) p.pull.cancel();
+    else pool.free(p.index);
+  }
+}
+
+/** A reply queued before its parts are known (Conn.defer): they come with fill(). */
+export interface DeferredReply {
+  /** Gives the reply its parts; it leaves in its place once the replies before it have. */
+  fill(parts: Part[]): void;
 }
 
 /** A queued reply; once it is the one leaving, it is also the connection's Emitting (`cur`). */
@@ -64,6 +95,8 @@ interface Reply extends Emitting {
   close: boolean;
   /** Not sent before this time (the layer's clock; 0: at once): a failed authentication's answer. */
   notBefore: number;
+  /** Deferred, its parts not known yet: it and every later reply wait. */
+  held: boolean;
 }
 
 interface Streaming {
@@ -71,11 +104,12 @@ interface Streaming {
   cursor: ObjectCursor;
 }
 
-/** The reply being emitted: its parts go out in order; a stream part holds back the rest. */
+/** The reply being emitted: its parts go out in order; a stream or pull part holds back the rest. */
 interface Emitting {
   parts: Part[];
   at: number;
   stream: Streaming | null;
+  pull: PullSource | null;
   close: boolean;
 }
 
@@ -185,6 +219,15 @@ export class Conn<S = unknown> {
    */
   reply(parts: Part[], close = false, notBefore = 0): void {
     this.#layer.reply(this, parts, close, notBefore);
+  }
+
+  /**
+   * Queues a reply whose parts come later (another worker's answer): it holds its place, and
+   * every later reply waits behind it until fill(). It waits for no record of this log: the
+   * one that answers it has made its own durable. `close` as in reply().
+   */
+  defer(close = false): DeferredReply {
+    return this.#layer.defer(this, close);
   }
 
   /** A request ended (called by the app as it parses each one's end): see ConnHandlers.partial. */
@@ -364,9 +407,50 @@ export class ConnLayer<S> {
     // later write of its key may have superseded and released it
     for (const p of parts) if (!(p instanceof Uint8Array) && "stream" in p) this.log.pin(p.stream);
     const seq = this.log.lastSeq;
-    c.replies.push({ parts, at: 0, stream: null, waitSeq: seq > this.log.durableSeq ? seq : 0, close, notBefore });
+    c.replies.push({
+      parts,
+      at: 0,
+      stream: null,
+      pull: null,
+      waitSeq: seq > this.log.durableSeq ? seq : 0,
+      close,
+      notBefore,
+      held: false,
+    });
     this.#active.add(c);
     if (close) c.closing = true;
+  }
+
+  /** See Conn.defer. */
+  defer(c: Conn<S>, close: boolean): DeferredReply {
+    const dropped = c.closing || c.finished;
+    const r: Reply = { parts: [], at: 0, stream: null, pull: null, waitSeq: 0, close, notBefore: 0, held: true };
+    if (!dropped) {
+      c.replies.push(r);
+      this.#active.add(c);
+      if (close) c.closing = true;
+    }
+    return {
+      fill: (parts: Part[]) => {
+        if (!r.held) throw new PmstackError("ESTATE", "pmstack: a deferred reply is filled once");
+        r.held = false;
+        if (dropped || c.gone || !c.replies.includes(r)) return freeNamedParts(this.stack.pool, parts);
+        for (const p of parts) if (!(p instanceof Uint8Array) && "stream" in p) this.log.pin(p.stream);
+        r.parts = parts;
+        this.wake(c);
+      },
+    };
+  }
+
+  /**
+   * Connection `c` has something to send that it did not have at its last service (a deferred
+   * reply filled, a pull source's next range): served at the turn's end, or at the next turn
+   * (one is asked for) when this comes outside a turn.
+   */
+  wake(c: Conn<S>): void {
+    if (c.gone) return;
+    this.#active.add(c);
+    this.stack.onCommand?.();
   }
 
   // ---- input --------------------------------------------------------------------------------
@@ -532,8 +616,12 @@ export class ConnLayer<S> {
           this.#unpin.push({ c, obj: e.stream.obj });
           e.stream = null;
         }
-        while (e.at < e.parts.length && !e.stream) this.#part(c, e, e.parts[e.at++]!);
-        if (e.stream) continue;
+        if (e.pull) {
+          if (!this.#pullFrom(c, e.pull)) break; // more when the core has room, or the source has more
+          e.pull = null;
+        }
+        while (e.at < e.parts.length && !e.stream && !e.pull) this.#part(c, e, e.parts[e.at++]!);
+        if (e.stream || e.pull) continue;
         c.cur = null;
         sent = true;
         if (e.close) {
@@ -542,7 +630,7 @@ export class ConnLayer<S> {
         }
       }
       const r = c.replies[0];
-      if (!r || r.waitSeq > durable) break;
+      if (!r || r.held || r.waitSeq > durable) break;
       if (r.notBefore > 0 && !this.#due(c, r.notBefore)) break;
       c.replies.shift();
       c.cur = r;
@@ -586,6 +674,8 @@ export class ConnLayer<S> {
     } else if ("stream" in p) {
       // pinned when the reply was queued (see reply())
       e.stream = { obj: p.stream, cursor: new ObjectCursor(this.stack.pool, p.stream, p.start, p.end) };
+    } else if ("pull" in p) {
+      e.pull = p.pull;
     } else if (c.tls) {
       this.#tlsPlain(c, this.stack.pool.viewName(p)); // read from PM into the TLS session
       this.stack.pool.free(p.index);
@@ -624,6 +714,38 @@ export class ConnLayer<S> {
         this.#sendOut(c);
         this.stats.bytesByName += r.length;
         c.q.send(r); // pinned: the core takes its own reference when it accepts the range
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Feeds a pull source's ranges as #pump feeds a stream's (each range's reference handed to the
+   * send queue). Returns true at the source's end; false when the core has no room or the source
+   * has nothing yet (it wakes the connection when it has).
+   */
+  #pullFrom(c: Conn<S>, src: PullSource): boolean {
+    if (!c.q.idle || c.q.blocked) return false;
+    const stack = this.stack;
+    const pool = stack.pool;
+    let room = stack.sendRoom(c.id) - c.outLen;
+    if (c.tls) room -= c.tls.backlog + c.q.queuedBytes();
+    while (room > 0 && stack.commandSpace() > COMMAND_RESERVE + 2) {
+      const r = src.next();
+      if (r === null) return true;
+      if (r === undefined) return false;
+      room -= r.length;
+      if (c.tls) {
+        this.#tlsPlain(c, pool.viewName(r));
+        pool.free(r.index);
+      } else if (r.length < MIN_BY_NAME) {
+        this.#write(c, pool.viewName(r));
+        this.stats.bytesCopied += r.length;
+        pool.free(r.index);
+      } else {
+        this.#sendOut(c);
+        this.stats.bytesByName += r.length;
+        c.q.send(r); // a fresh buffer: the core takes it over (as sendCopy's)
       }
     }
     return false;
@@ -692,6 +814,7 @@ export class ConnLayer<S> {
     for (const p of parts) {
       if (p instanceof Uint8Array) continue;
       if ("stream" in p) this.log.unpin(p.stream);
+      else if ("pull" in p) p.pull.cancel();
       else pool.free(p.index);
     }
   }
@@ -703,6 +826,7 @@ export class ConnLayer<S> {
     const e = c.cur;
     if (e) {
       if (e.stream) this.log.unpin(e.stream.obj);
+      e.pull?.cancel();
       this.#release(e.parts.slice(e.at));
     }
     if (c.out >= 0) pool.free(c.out);

@@ -13,13 +13,15 @@
 // Records of earlier versions (tag 0) are the body alone, served as application/octet-stream.
 
 import type { PmLog } from "../log.js";
-import type { ObjectWriter } from "../object.js";
+import type { ObjectRef, ObjectWriter } from "../object.js";
+import { BUF_SIZE } from "../abi.js";
 import type { Stack } from "../stack.js";
 import { MetaArena } from "./arena.js";
 import type { TlsTerminator } from "./tls.js";
 import { Conn, ConnLayer, type Part } from "./conn.js";
 import { CONTINUE, HttpParser, parseRange, responseHead, type HttpEvent, type HttpHead } from "./http.js";
 import { FailureLimiter, safeEqual, type AuthLimitOptions } from "./auth.js";
+import { HttpdShards, type Answer, type HttpdShardTransport, type RemoteHead } from "./httpd-shard.js";
 
 /** Default largest body: 1 GiB (a larger one is answered 413). */
 export const HTTPD_MAX_BODY = 1 << 30;
@@ -104,6 +106,11 @@ export interface HttpdOptions {
   privateReads?: boolean;
   /** How wrong tokens are slowed down (auth.ts FailureLimiter). */
   authLimits?: AuthLimitOptions;
+  /**
+   * The store sharded over workers (httpd-shard.ts, docs/scaling.md): this app owns the keys
+   * whose hash names its index; requests for the others run on their owners. Default: none.
+   */
+  shards?: HttpdShardTransport | null;
 }
 
 export interface HttpdStats {
@@ -124,6 +131,12 @@ export interface HttpdStats {
   /** Requests answered 401: no token, and a wrong one (wrong ones are delayed, then close). */
   unauthorized: number;
   authFailed: number;
+  /** Sharded: requests of this worker's clients run by another worker, and run here for another's. */
+  forwarded: number;
+  served: number;
+  /** Sharded, now: requests of this worker's clients in flight on others, and others' in progress here. */
+  inFlight: number;
+  serving: number;
 }
 
 export class HttpdApp {
@@ -156,6 +169,8 @@ export class HttpdApp {
   readonly arena: MetaArena;
   #lastType = "";
   #lastTypeBytes: Uint8Array = new Uint8Array(0);
+  /** The store sharded over workers (null: this app holds every key). */
+  readonly shards: HttpdShards | null;
 
   constructor(stack: Stack, log: PmLog, port = 80, opts: HttpdOptions = {}) {
     this.stack = stack;
@@ -197,16 +212,63 @@ export class HttpdApp {
       },
       { idleTimeoutMs: opts.idleTimeoutMs, tls: opts.tls },
     );
+    this.shards = opts.shards
+      ? new HttpdShards(opts.shards, {
+          stack,
+          log,
+          canHold: (bytes) => this.#canHold(bytes),
+          pushCopy: (w, bytes) => {
+            const pool = stack.pool;
+            for (let at = 0; at < bytes.length; at += BUF_SIZE) {
+              const n = Math.min(BUF_SIZE, bytes.length - at);
+              const i = pool.alloc();
+              pool.view(i, 0, n).set(bytes.subarray(at, at + n));
+              w.pushRange(i, 0, n);
+              pool.free(i); // the writer holds its own reference
+            }
+          },
+          store: (key, type, w) => this.#store(key, type, w),
+          resolve: (key, range) => this.#resolve(key, range),
+          remove: (key) => this.log.delete(key) !== null,
+          answer: (c, d, a, close, head) => {
+            if (a.status >= 400) this.#stats.errors++;
+            if (a.status === 201) return d.fill([CREATED[close ? 1 : 0]]);
+            if (a.status === 204) return d.fill([DELETED[close ? 1 : 0]]);
+            const body = enc.encode(a.text);
+            const h = latin1(responseHead(a.status, body.length, { close, type: "text/plain", headers: a.headers }));
+            d.fill(head ? [h] : [h, body]);
+          },
+          head: (h, close) => latin1(responseHead(h.status, h.length, { close, type: h.type, headers: h.headers })),
+          wakeConn: (c) => this.layer.wake(c as Conn<Req>),
+          wake: () => stack.onCommand?.(),
+        })
+      : null;
     if (port) stack.listen(port, { backlog: 1024 });
     if (opts.tls) stack.listen(opts.tls.port, { backlog: 1024 });
   }
 
   onEvent = (ev: Parameters<ConnLayer<Req>["onEvent"]>[0]): void => this.layer.onEvent(ev);
-  onTurnEnd = (): void => this.layer.onTurnEnd();
+  onTurnEnd = (): void => {
+    // what other workers sent: answers go to our clients, requests run here (their writes join
+    // this turn's group commit)
+    this.shards?.beforeCommit();
+    this.layer.onTurnEnd();
+    // after the group commit: answers whose records are durable
+    this.shards?.afterCommit();
+  };
 
   get stats(): HttpdStats {
     const l = this.layer.stats;
-    return { ...this.#stats, commits: l.commits, connections: l.connections, idleAborts: l.idleAborts };
+    return {
+      ...this.#stats,
+      commits: l.commits,
+      connections: l.connections,
+      idleAborts: l.idleAborts,
+      forwarded: this.shards?.stats.forwarded ?? 0,
+      served: this.shards?.stats.served ?? 0,
+      inFlight: this.shards?.inFlight ?? 0,
+      serving: this.shards?.serving ?? 0,
+    };
   }
 
   /** Stops the connection layer's timer and releases the arena (the server is closing). */
@@ -284,9 +346,7 @@ export class HttpdApp {
       r.refuse = { status: 400, text: `Content-Type longer than ${HTTPD_MAX_TYPE} bytes\n` };
       return this.#early(c);
     }
-    const pool = this.stack.pool;
-    const need = h.contentLength > 0 ? Math.ceil(h.contentLength / BYTES_PER_BUFFER) * (1 + 1 / 200) + 8 : 8;
-    if (pool.freeCount - need < this.reserveBuffers) {
+    if (!this.#canHold(h.contentLength > 0 ? h.contentLength : 0)) {
       this.#stats.full++;
       r.refuse = { status: 507, text: "the PM pool cannot hold this body: DELETE keys or grow the pool\n" };
       return this.#early(c);
@@ -295,6 +355,12 @@ export class HttpdApp {
     r.type = type;
     r.writer = this.log.writer(this.log.maxNames - 1); // one item is the header
     if (h.expectContinue) c.reply([CONTINUE_BYTES]);
+  }
+
+  /** Whether a body of `bytes` may be taken, the reserve kept (an estimate: a TCP segment's payload per buffer). */
+  #canHold(bytes: number): boolean {
+    const need = bytes > 0 ? Math.ceil(bytes / BYTES_PER_BUFFER) * (1 + 1 / 200) + 8 : 8;
+    return this.stack.pool.freeCount - need >= this.reserveBuffers;
   }
 
   /**
@@ -355,6 +421,13 @@ export class HttpdApp {
     if (r.writer) {
       const w = r.writer;
       r.writer = null;
+      const sh = this.shards;
+      const to = sh ? sh.owner(r.key!) : 0;
+      if (sh && to !== sh.index) {
+        // another worker owns the key: the body goes there, its answer comes in this reply's place
+        this.#stats.puts++;
+        return sh.put(c as Conn<unknown>, to, r.key!, r.type, w, close);
+      }
       try {
         this.#store(r.key!, r.type, w);
       } catch (e) {
@@ -371,6 +444,9 @@ export class HttpdApp {
       const key = decodeKey(h.target);
       if (key === null) return this.#reply(c, 400, "bad key\n", close);
       this.#stats.deletes++;
+      const sh = this.shards;
+      const to = sh ? sh.owner(key) : 0;
+      if (sh && to !== sh.index) return sh.delete(c as Conn<unknown>, to, key, close);
       if (this.log.delete(key) === null) return this.#reply(c, 404, "not found\n", close);
       return c.reply([DELETED[close ? 1 : 0]], close);
     }
@@ -406,8 +482,35 @@ export class HttpdApp {
     const key = decodeKey(h.target);
     if (key === null) return this.#reply(c, 400, "bad key\n", close, [], "text/plain", h);
     this.#stats.gets++;
+    const range = h.headers.get("range") ?? null;
+    const sh = this.shards;
+    const to = sh ? sh.owner(key) : 0;
+    if (sh && to !== sh.index) return sh.get(c as Conn<unknown>, to, key, h.method === "HEAD", range, close);
+    const r = this.#resolve(key, range);
+    if (!("head" in r)) return this.#reply(c, r.status, r.text, close, r.headers, "text/plain", h);
+    const head = latin1(
+      responseHead(r.head.status, r.head.length, { close, type: r.head.type, headers: r.head.headers }),
+    );
+    const parts: Part[] = [head];
+    if (h.method === "GET" && r.end > r.start) {
+      parts.push({ stream: r.obj!, start: r.start, end: r.end });
+      this.#stats.bytesOut += r.end - r.start;
+    }
+    c.reply(parts, close);
+    // the reply took its own pin (ConnLayer.reply)
+    if (r.obj) this.log.unpin(r.obj);
+  }
+
+  /**
+   * A GET's answer for `key` (`range`: the Range header): the head's facts and the object's
+   * bytes [start, end), the object pinned (unpin it when done); or the refusal (404, 416).
+   */
+  #resolve(
+    key: string,
+    range: string | null,
+  ): { head: RemoteHead; obj: ObjectRef | null; start: number; end: number } | Answer {
     const obj = this.log.object(key);
-    if (!obj) return this.#reply(c, 404, "not found\n", close, [], "text/plain", h);
+    if (!obj) return { status: 404, text: "not found\n", headers: [] };
     let skip = 0;
     let type = "application/octet-stream";
     if (obj.tag === HTTPD_TAG) {
@@ -422,13 +525,10 @@ export class HttpdApp {
     let start = 0;
     let end = size;
     const headers: [string, string][] = [["Accept-Ranges", "bytes"]];
-    const range = h.headers.get("range");
-    if (range !== undefined) {
+    if (range !== null) {
       const r = parseRange(range, size);
-      if (r === "unsatisfiable") {
-        const cr: [string, string][] = [["Content-Range", `bytes */${size}`]];
-        return this.#reply(c, 416, "range not satisfiable\n", close, cr, "text/plain", h);
-      }
+      if (r === "unsatisfiable")
+        return { status: 416, text: "range not satisfiable\n", headers: [["Content-Range", `bytes */${size}`]] };
       if (r) {
         status = 206;
         start = r.start;
@@ -436,13 +536,8 @@ export class HttpdApp {
         headers.push(["Content-Range", `bytes ${start}-${end - 1}/${size}`]);
       }
     }
-    const head = latin1(responseHead(status, end - start, { close, type, headers }));
-    const parts: Part[] = [head];
-    if (h.method === "GET" && end > start) {
-      parts.push({ stream: obj, start: skip + start, end: skip + end });
-      this.#stats.bytesOut += end - start;
-    }
-    c.reply(parts, close);
+    this.log.pin(obj);
+    return { head: { status, type, length: end - start, headers }, obj, start: skip + start, end: skip + end };
   }
 
   #statsReply(c: Conn<Req>, close: boolean): void {

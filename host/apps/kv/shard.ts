@@ -493,7 +493,11 @@ export class KvShards {
 /** A reply's parts as one byte string (copies; drops the references a reply holds on kept buffers). */
 export function partsBytes(pool: Pool, parts: Part[]): Uint8Array {
   let n = 0;
-  for (const p of parts) n += p instanceof Uint8Array ? p.length : "stream" in p ? p.end - p.start : p.length;
+  for (const p of parts) {
+    // kv's replies are whole when made: a pulled part (httpd's remote objects) never comes here
+    if (!(p instanceof Uint8Array) && "pull" in p) throw new RangeError("pmstack: a pulled reply part has no bytes yet");
+    n += p instanceof Uint8Array ? p.length : "stream" in p ? p.end - p.start : p.length;
+  }
   const out = new Uint8Array(n);
   let at = 0;
   for (const p of parts) {
@@ -506,7 +510,7 @@ export function partsBytes(pool: Pool, parts: Part[]): Uint8Array {
         out.set(pool.viewName(r), at);
         at += r.length;
       }
-    } else {
+    } else if (!("pull" in p)) {
       out.set(pool.viewName(p), at);
       at += p.length;
       pool.free(p.index);

@@ -115,6 +115,14 @@ it("httpd --workers 2: 1,000 pipelined PUTs over both queues read back and delet
     // each worker stored a body that came through the other's queue, and served it to reads there
     for (const x of st.workers)
       assert.ok(x.app.served - before[x.worker] >= 4, `worker ${x.worker} served the other's PUT and reads`);
+    // a 3 MiB PUT pipelined with a GET, DELETE and GET of its key, on a connection of the worker
+    // that does not own it: each sees the one before (the body goes out in pieces first)
+    for (const size of [3 << 20, 1000]) {
+      const pk = keyOf(1, `pipe${size}-`);
+      const pr = await load(ns, ["pipe", portOn(0, lp + 1), pk, size]);
+      lp = portOn(0, lp + 1);
+      assert.equal(pr, { statuses: [201, 200, 204, 404], same: true }, `pipelined on ${pk}`);
+    }
     // a reader that goes away in the middle of another worker's object: both let go of it
     const far = keyOf(1, "big01-");
     const cutter = ns.spawn(process.execPath, [

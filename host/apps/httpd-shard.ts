@@ -121,8 +121,10 @@ type Outgoing =
       to: number;
       head: boolean;
       src: RemoteSource | null;
+      key: string;
+      range: string | null;
     }
-  | { kind: "delete"; c: Conn<unknown>; d: DeferredReply; close: boolean; to: number };
+  | { kind: "delete"; c: Conn<unknown>; d: DeferredReply; close: boolean; to: number; key: string };
 
 /** A request another worker's client made here, in progress. */
 type Incoming =
@@ -151,6 +153,12 @@ export class HttpdShards {
   #in: Map<number, Incoming>[];
   #inbox: { from: number; msg: HttpdShardMessage }[] = [];
   #owed: Owed[] = [];
+  /**
+   * Connections whose body is still going out piece by piece: their later requests wait here
+   * (their replies' places taken already), so that a pipelined GET or DELETE of the key reaches
+   * its owner after the whole PUT, as with one worker.
+   */
+  #behind = new Map<Conn<unknown>, number[]>();
 
   constructor(t: HttpdShardTransport, h: HttpdShardHost) {
     if (!Number.isInteger(t.count) || t.count < 1 || !Number.isInteger(t.index) || t.index < 0 || t.index >= t.count)
@@ -201,25 +209,34 @@ export class HttpdShards {
       key,
       type,
     };
-    this.#out.set(id, o);
-    this.stats.forwarded++;
-    this.#sendPiece(id, o);
+    this.#start(id, o);
   }
 
   /** A GET or HEAD of `key` on worker `to`. */
   get(c: Conn<unknown>, to: number, key: string, head: boolean, range: string | null, close: boolean): void {
     const id = this.#nextId++;
-    this.#out.set(id, { kind: "get", c, d: c.defer(close), close, to, head, src: null });
-    this.stats.forwarded++;
-    this.#t.send(to, { op: "get", id, key, head, range }, []);
+    this.#start(id, { kind: "get", c, d: c.defer(close), close, to, head, src: null, key, range });
   }
 
   /** A DELETE of `key` on worker `to`. */
   delete(c: Conn<unknown>, to: number, key: string, close: boolean): void {
     const id = this.#nextId++;
-    this.#out.set(id, { kind: "delete", c, d: c.defer(close), close, to });
+    this.#start(id, { kind: "delete", c, d: c.defer(close), close, to, key });
+  }
+
+  /** Sends a request now, or behind its connection's body still going out. */
+  #start(id: number, o: Outgoing): void {
+    this.#out.set(id, o);
     this.stats.forwarded++;
-    this.#t.send(to, { op: "delete", id, key }, []);
+    const q = this.#behind.get(o.c);
+    if (q) q.push(id);
+    else this.#send(id, o);
+  }
+
+  #send(id: number, o: Outgoing): void {
+    if (o.kind === "put") this.#sendPiece(id, o);
+    else if (o.kind === "get") this.#t.send(o.to, { op: "get", id, key: o.key, head: o.head, range: o.range }, []);
+    else this.#t.send(o.to, { op: "delete", id, key: o.key }, []);
   }
 
   /** The next piece of a forwarded body (a copy out of this worker's buffers). */
@@ -229,6 +246,36 @@ export class HttpdShards {
     this.stats.bytesOut += piece.byteLength;
     const last = o.left === 0;
     this.#t.send(o.to, { op: "put", id, key: o.key, type: o.type, piece, last }, [piece]);
+    if (!last) {
+      if (!this.#behind.has(o.c)) this.#behind.set(o.c, []);
+      return;
+    }
+    // the whole body is out: what the connection asked after it goes now, up to the next body
+    const q = this.#behind.get(o.c);
+    if (!q) return;
+    this.#behind.delete(o.c);
+    while (q.length) {
+      const next = q.shift()!;
+      const x = this.#out.get(next);
+      if (x) this.#send(next, x);
+      const again = this.#behind.get(o.c);
+      if (again) {
+        again.push(...q);
+        return;
+      }
+    }
+  }
+
+  /** A connection gone while its body was going out: it and the requests behind it are dropped. */
+  #dropBehind(c: Conn<unknown>): void {
+    const q = this.#behind.get(c);
+    this.#behind.delete(c);
+    for (const id of q ?? []) {
+      const x = this.#out.get(id);
+      this.#out.delete(id);
+      if (x?.kind === "put") x.w.release();
+      x?.d.fill([]);
+    }
   }
 
   // ---- the turn -----------------------------------------------------------------------------
@@ -381,6 +428,7 @@ export class HttpdShards {
       this.#out.delete(id);
       o.w.release();
       this.#t.send(o.to, { op: "cancel", id }, []);
+      this.#dropBehind(o.c);
       return;
     }
     this.#sendPiece(id, o);

@@ -9,6 +9,9 @@
 //       reads every acknowledged key back, each on another connection than wrote it, pipelined
 //       (body and Content-Type compared); with del, deletes them too, pipelined, and reads one
 //       back as 404; prints {"checked","missing","wrong","deleted"}
+//   node httpd-load.mjs pipe   HOST PORT LOCALPORT KEY SIZE
+//       one connection from LOCALPORT pipelines PUT KEY (SIZE bytes), GET, DELETE, GET;
+//       prints {"statuses":[...],"same":bool}: the GET must see the PUT sent before it
 import net from "node:net";
 
 const [mode, host, portS, ...rest] = process.argv.slice(2);
@@ -32,9 +35,9 @@ export function bodyOf(key, max) {
 const typeOf = (key) => `application/x-pm-${key.length % 3}`;
 
 /** A keep-alive connection: requests written at once, responses parsed in order. */
-function connect() {
+function connect(localPort) {
   return new Promise((resolve, reject) => {
-    const s = net.connect(port, host, () => resolve(conn(s)));
+    const s = net.connect({ port, host, ...(localPort ? { localPort } : {}) }, () => resolve(conn(s)));
     s.once("error", reject);
   });
 }
@@ -160,6 +163,19 @@ if (mode === "put") {
     }),
   );
   console.log(JSON.stringify(out));
+} else if (mode === "pipe") {
+  const [localPort, kk, size] = [Number(rest[0]), rest[1], Number(rest[2])];
+  const body = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) body[i] = (i * 31 + 7) & 0xff;
+  const k = await connect(localPort);
+  const rs = await k.many([
+    ["PUT", `/${kk}`, body, "application/x-pipe"],
+    ["GET", `/${kk}`],
+    ["DELETE", `/${kk}`],
+    ["GET", `/${kk}`],
+  ]);
+  k.s.end();
+  console.log(JSON.stringify({ statuses: rs.map((r) => r.status), same: rs[1].body.equals(body) }));
 } else {
   console.error(`httpd-load: unknown mode ${mode}`);
   process.exit(2);

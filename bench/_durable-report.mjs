@@ -35,6 +35,9 @@ const WORKERS = ["pmstack-kv-tap-2workers"];
 const WORKERS_PEERS = ["pmstack-kv-tap"];
 const WORKERS_XDP = ["pmstack-kv-xdp-2workers"];
 const WORKERS_XDP_PEERS = ["pmstack-kv-xdp"];
+/** httpd with two workers against itself with one. */
+const WORKERS_HTTP = ["pmstack-httpd-tap-2workers"];
+const WORKERS_HTTP_PEERS = ["pmstack-httpd-tap"];
 /** The TLS cells: pmstack's apps on their TLS ports against node:https and redis-server --tls-port. */
 const TLS_HTTP = ["pmstack-httpd-tls"];
 const TLS_HTTP_PEERS = ["node-https"];
@@ -53,6 +56,7 @@ export function durableRatios(rows) {
     ...TLS_KV.flatMap((s) => TLS_KV_PEERS.map((p) => [s, p])),
     ...WORKERS.flatMap((s) => WORKERS_PEERS.map((p) => [s, p])),
     ...WORKERS_XDP.flatMap((s) => WORKERS_XDP_PEERS.map((p) => [s, p])),
+    ...WORKERS_HTTP.flatMap((s) => WORKERS_HTTP_PEERS.map((p) => [s, p])),
   ];
   for (const [system, peer] of pairs) {
     for (const r of rows.filter((x) => x.system === system)) {
@@ -227,6 +231,8 @@ export function formatDurable(o) {
     lines.push(`RESP SET/GET of 1 KiB and 1 MiB ${on}, durable before the reply (redis-benchmark):`, "", ...k, "");
   const w = pivot(o, WORKERS, WORKERS_PEERS);
   if (w.length) lines.push(`kv with two workers against one, ${on} (ratio: two workers / one):`, "", ...w, "");
+  const wh = pivot(o, WORKERS_HTTP, WORKERS_HTTP_PEERS);
+  if (wh.length) lines.push(`httpd with two workers against one, ${on} (ratio: two workers / one):`, "", ...wh, "");
   const wx = pivot(o, WORKERS_XDP, WORKERS_XDP_PEERS);
   if (wx.length)
     lines.push(`kv with two workers against one over AF_XDP, ${on} (ratio: two workers / one):`, "", ...wx, "");
@@ -247,6 +253,7 @@ export function formatDurable(o) {
 const COLORS = {
   "pmstack-httpd-tap": "#1f77b4",
   "pmstack-httpd-xdp": "#17becf",
+  "pmstack-httpd-tap-2workers": "#9467bd",
   "node-http": "#d62728",
   "node-net": "#ff7f0e",
   "pmstack-kv-tap": "#1f77b4",

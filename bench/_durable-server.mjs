@@ -44,7 +44,7 @@ if (cfg.workers > 1) {
   const ws = await pm.serveWorkers({
     ...rest,
     workers: cfg.workers,
-    app: { app: "kv", port: 6379 },
+    app: cfg.app === "httpd" ? { app: "httpd", port: 80 } : { app: "kv", port: 6379 },
     ...(cfg.nic === "xdp"
       ? {
           xdp: {

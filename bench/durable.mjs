@@ -14,10 +14,12 @@
 //   TAP pmdt0 / pmdt1 in the client ns (198.18.10.1/28, .17/28): pmstack httpd at .2, kv at .18
 //   veth pmdxk0 / pmdxk1 (client ns, 198.18.10.33/28, .49/28) <-> pmdxp0 / pmdxp1 (server ns,
 //   an AF_XDP socket each): pmstack httpd at .34, kv at .50
+//   httpd with two workers: multi-queue TAP pmdt3 (198.18.10.97/28, httpd at .98)
 //   kv with two workers: multi-queue TAP pmdt2 (198.18.10.65/28, kv at .66) and a veth pair of
 //   two queues pmdxk2 <-> pmdxp2 (198.18.10.81/28, kv at .82, an AF_XDP socket per queue, pmdxk2
 //   steered by the addon's egress program)
-// Systems: pmstack-httpd-tap, pmstack-httpd-xdp, node-http, node-net (HTTP POST, wrk),
+// Systems: pmstack-httpd-tap, pmstack-httpd-xdp, pmstack-httpd-tap-2workers, node-http, node-net
+//          (HTTP POST, wrk),
 //          pmstack-kv-tap, pmstack-kv-xdp, pmstack-kv-tap-2workers, pmstack-kv-xdp-2workers,
 //          redis-aof-always (RESP SET/GET, redis-benchmark).
 // All servers of a kind run at once; each cell (connections x size) runs every system back to
@@ -94,6 +96,8 @@ const LINKS = {
   "kv-xdp": { dev: "pmdxk1", peer: "pmdxp1", client: "198.18.10.49", server: "198.18.10.50", mac: "02:00:00:00:0a:32" },
   // pmstack kv with two workers: a multi-queue TAP device, one queue per worker thread
   "kv-tap2w": { dev: "pmdt2", client: "198.18.10.65", server: "198.18.10.66", mac: "02:00:00:00:0a:42", mq: true },
+  // pmstack httpd with two workers, likewise on a multi-queue TAP device
+  "httpd-tap2w": { dev: "pmdt3", client: "198.18.10.97", server: "198.18.10.98", mac: "02:00:00:00:0a:62", mq: true },
   // and on two AF_XDP queues of a veth pair, its kernel end steered
   "kv-xdp2w": {
     dev: "pmdxk2",
@@ -565,9 +569,14 @@ async function runMedium(o, base) {
         ["node-net", () => startNode("net")],
         ["pmstack-httpd-tap", () => startPmstack("httpd", "tap")],
         ["pmstack-httpd-xdp", () => startPmstack("httpd", "xdp")],
+        ["pmstack-httpd-tap-2workers", () => startPmstack("httpd", "tap", null, 2)],
       ],
       true,
     );
+    if (httpLive.some((s) => s.system === "pmstack-httpd-tap-2workers"))
+      notes.push(
+        `pmstack-httpd-tap-2workers: pmstack httpd --workers 2 (two worker threads, each its own queue of one multi-queue TAP device, pool and shard of the keys; a request for another worker's key runs there: its body is copied there in pieces, a GET's object copied back), unpinned: its threads share the machine's ${os.cpus().length} CPUs with the client pinned to CPU ${CPU?.client ?? "(none)"}`,
+      );
     try {
       for (const srv of httpLive) await wrk(`http://${srv.host}:${srv.port}/`, 10, 1024, T.warmS); // JIT, ARP
       let k = 0;

@@ -7,7 +7,7 @@ import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { KvApp } from "./apps/kv.js";
 import { HttpdApp } from "./apps/httpd.js";
 import type { ShardMessage } from "./apps/kv/shard.js";
-import type { HttpdShardMessage } from "./apps/httpd-shard.js";
+import type { HttpdShardBatch } from "./apps/httpd-shard.js";
 import { NetList } from "./apps/auth.js";
 import { TlsTerminator } from "./apps/tls.js";
 import { serve, serverInfo, serverStats, type AppServer, type ServeOptions } from "./apps/serve.js";
@@ -91,9 +91,9 @@ try {
   const app = srv.app;
   peers.forEach((p, from) => {
     if (!p) return;
-    p.on("message", (m: ShardMessage | HttpdShardMessage | { neighbor: Uint8Array }) => {
+    p.on("message", (m: ShardMessage | HttpdShardBatch | { neighbor: Uint8Array }) => {
       if ("neighbor" in m) s0.loop.inject(m.neighbor);
-      else if (app instanceof HttpdApp) app.shards!.receive(from, m as HttpdShardMessage);
+      else if (app instanceof HttpdApp) app.shards!.receive(from, m as HttpdShardBatch);
       else app.shards!.receive(from, m as ShardMessage);
     });
   });

@@ -13,8 +13,10 @@
 //     worker's buffers and sent from there (a PullSource).
 //   DELETE: the owner deletes and answers once the deletion is durable.
 // Messages are structured-cloned objects over one MessagePort per pair of workers, pieces in
-// transferred ArrayBuffers. They are handled inside a turn (the inbox is read at the turn's end,
-// before the group commit), and answers that wait for durability leave after it.
+// transferred ArrayBuffers, batched per turn: what a turn has for another worker leaves in one
+// message at the turn's end, after the group commit (answers that show a write wait for its
+// record to be durable). A batch that comes is handled at the next turn's end, before the group
+// commit.
 
 import { ObjectCursor, type ObjectRef, type ObjectWriter } from "../object.js";
 import { copyIntoBuffers } from "../paste.js";
@@ -31,7 +33,12 @@ export const SHARD_PIECE = 1 << 20;
 export interface HttpdShardTransport {
   readonly index: number;
   readonly count: number;
-  send(to: number, msg: HttpdShardMessage, transfer: ArrayBuffer[]): void;
+  send(to: number, msg: HttpdShardBatch, transfer: ArrayBuffer[]): void;
+}
+
+/** One turn's messages from one worker to another. */
+export interface HttpdShardBatch {
+  batch: HttpdShardMessage[];
 }
 
 /** What a GET's owner answers before the bytes: the reply's head facts. */
@@ -159,6 +166,8 @@ export class HttpdShards {
    * its owner after the whole PUT, as with one worker.
    */
   #behind = new Map<Conn<unknown>, number[]>();
+  /** This turn's messages for each worker, and the buffers they hand over. */
+  #outBox: { msgs: HttpdShardMessage[]; transfer: ArrayBuffer[] }[];
 
   constructor(t: HttpdShardTransport, h: HttpdShardHost) {
     if (!Number.isInteger(t.count) || t.count < 1 || !Number.isInteger(t.index) || t.index < 0 || t.index >= t.count)
@@ -168,6 +177,7 @@ export class HttpdShards {
     this.#t = t;
     this.#h = h;
     this.#in = Array.from({ length: t.count }, () => new Map());
+    this.#outBox = Array.from({ length: t.count }, () => ({ msgs: [], transfer: [] }));
   }
 
   /** The worker that owns `key`. */
@@ -185,9 +195,17 @@ export class HttpdShards {
     return n;
   }
 
-  /** A message from worker `from`: kept for the turn's end. */
-  receive(from: number, msg: HttpdShardMessage): void {
-    this.#inbox.push({ from, msg });
+  /** A batch from worker `from`: kept for the turn's end. */
+  receive(from: number, b: HttpdShardBatch): void {
+    for (const msg of b.batch) this.#inbox.push({ from, msg });
+    this.#h.wake();
+  }
+
+  /** Queues a message for worker `to`: it leaves in the turn's batch (a turn is asked for if none runs). */
+  #post(to: number, msg: HttpdShardMessage, transfer: ArrayBuffer[] = []): void {
+    const b = this.#outBox[to]!;
+    b.msgs.push(msg);
+    for (const t of transfer) b.transfer.push(t);
     this.#h.wake();
   }
 
@@ -235,8 +253,8 @@ export class HttpdShards {
 
   #send(id: number, o: Outgoing): void {
     if (o.kind === "put") this.#sendPiece(id, o);
-    else if (o.kind === "get") this.#t.send(o.to, { op: "get", id, key: o.key, head: o.head, range: o.range }, []);
-    else this.#t.send(o.to, { op: "delete", id, key: o.key }, []);
+    else if (o.kind === "get") this.#post(o.to, { op: "get", id, key: o.key, head: o.head, range: o.range });
+    else this.#post(o.to, { op: "delete", id, key: o.key });
   }
 
   /** The next piece of a forwarded body (a copy out of this worker's buffers). */
@@ -245,7 +263,7 @@ export class HttpdShards {
     o.left = piece.byteLength ? o.left - piece.byteLength : 0; // (an object shorter than its length: ends)
     this.stats.bytesOut += piece.byteLength;
     const last = o.left === 0;
-    this.#t.send(o.to, { op: "put", id, key: o.key, type: o.type, piece, last }, [piece]);
+    this.#post(o.to, { op: "put", id, key: o.key, type: o.type, piece, last }, [piece]);
     if (!last) {
       if (!this.#behind.has(o.c)) this.#behind.set(o.c, []);
       return;
@@ -288,22 +306,29 @@ export class HttpdShards {
     for (const { from, msg } of inbox) this.#handle(from, msg);
   }
 
-  /** After the group commit: answers whose records are durable go out. */
+  /** After the group commit: answers whose records are durable join the batches, which go out. */
   afterCommit(): void {
-    if (this.#owed.length === 0) return;
-    const durable = this.#h.log.durableSeq;
-    let keep = 0;
-    for (const o of this.#owed) {
-      if (o.waitSeq <= durable) this.#t.send(o.to, o.msg, []);
-      else this.#owed[keep++] = o;
+    if (this.#owed.length) {
+      const durable = this.#h.log.durableSeq;
+      let keep = 0;
+      for (const o of this.#owed) {
+        if (o.waitSeq <= durable) this.#post(o.to, o.msg);
+        else this.#owed[keep++] = o;
+      }
+      this.#owed.length = keep;
     }
-    this.#owed.length = keep;
+    for (let to = 0; to < this.count; to++) {
+      const b = this.#outBox[to]!;
+      if (b.msgs.length === 0) continue;
+      this.#outBox[to] = { msgs: [], transfer: [] };
+      this.#t.send(to, { batch: b.msgs }, b.transfer);
+    }
   }
 
   #owe(to: number, msg: HttpdShardMessage): void {
     const log = this.#h.log;
     const seq = log.lastSeq;
-    if (seq <= log.durableSeq) this.#t.send(to, msg, []);
+    if (seq <= log.durableSeq) this.#post(to, msg);
     else this.#owed.push({ to, msg, waitSeq: seq });
   }
 
@@ -362,7 +387,7 @@ export class HttpdShards {
       x.refused = { status: 507, text: "the PM pool is full: DELETE keys or grow the pool\n", headers: [] };
     }
     if (x.w) this.#h.pushCopy(x.w, bytes);
-    if (!m.last) return this.#t.send(from, { op: "ack", id: m.id }, []);
+    if (!m.last) return this.#post(from, { op: "ack", id: m.id });
     ins.delete(m.id);
     let a: Answer = x.refused ?? { status: 201, text: "", headers: [] };
     if (x.w) {
@@ -380,11 +405,11 @@ export class HttpdShards {
   #serveGet(from: number, m: Extract<HttpdShardMessage, { op: "get" }>): void {
     this.stats.served++;
     const r = this.#h.resolve(m.key, m.range);
-    if (!("head" in r)) return this.#t.send(from, { op: "done", id: m.id, ...r }, []);
+    if (!("head" in r)) return this.#post(from, { op: "done", id: m.id, ...r });
     const body = !m.head && r.obj !== null && r.end > r.start;
     if (!body) {
       if (r.obj) this.#h.log.unpin(r.obj);
-      return this.#t.send(from, { op: "meta", id: m.id, head: r.head, piece: null, last: true }, []);
+      return this.#post(from, { op: "meta", id: m.id, head: r.head, piece: null, last: true });
     }
     const x: Incoming = {
       kind: "get",
@@ -396,7 +421,7 @@ export class HttpdShards {
     const last = x.left === 0;
     if (last) this.#h.log.unpin(x.obj);
     else this.#in[from]!.set(m.id, x);
-    this.#t.send(from, { op: "meta", id: m.id, head: r.head, piece, last }, [piece]);
+    this.#post(from, { op: "meta", id: m.id, head: r.head, piece, last }, [piece]);
   }
 
   #more(from: number, id: number): void {
@@ -408,7 +433,7 @@ export class HttpdShards {
       this.#in[from]!.delete(id);
       this.#h.log.unpin(x.obj);
     }
-    this.#t.send(from, { op: "data", id, piece, last }, [piece]);
+    this.#post(from, { op: "data", id, piece, last }, [piece]);
   }
 
   #piece(x: Extract<Incoming, { kind: "get" }>): ArrayBuffer {
@@ -427,7 +452,7 @@ export class HttpdShards {
       // the client went: the owner drops what it took
       this.#out.delete(id);
       o.w.release();
-      this.#t.send(o.to, { op: "cancel", id }, []);
+      this.#post(o.to, { op: "cancel", id });
       this.#dropBehind(o.c);
       return;
     }
@@ -472,7 +497,7 @@ export class HttpdShards {
     const o = this.#out.get(id);
     if (!o || o.kind !== "get") return;
     if (cancel) this.#out.delete(id);
-    this.#t.send(o.to, { op: cancel ? "cancel" : "more", id }, []);
+    this.#post(o.to, { op: cancel ? "cancel" : "more", id });
   }
 
   /** @internal */

@@ -130,6 +130,8 @@ export function durableTargets(o) {
   const ok = (x, t) => (x === undefined ? "not measured" : `${x.toFixed(2)}x ${x >= t ? "(met)" : "(missed)"}`);
   const disk = o.bench === "durable-disk";
   const out = [];
+  // a run of the workers' systems (bench/results/durable-workers.json) has no targets of its own
+  if (o.bench === "durable-workers") return out;
   const fl = val("device", "fdatasync_us");
   if (fl !== undefined)
     out.push(

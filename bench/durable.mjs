@@ -49,7 +49,9 @@
 // Writes docs/durable-cdf.svg and docs/durable-disk-cdf.svg (latency CDFs at 50 connections).
 //
 // `npm run bench -- durable [quick] [--no-pin] [--only a,b] [--conns 50] [--sizes 1k] [--reps N]
-// [--dir DIR | --disk DIR] [--media tmpfs,disk] [--no-objects] [--no-tls] [--node-io sync|async] [--prof]`;
+// [--dir DIR | --disk DIR] [--media tmpfs,disk] [--no-objects] [--no-tls] [--node-io sync|async] [--prof]
+// [--as NAME]`; --as writes the (first medium's) results as bench/results/NAME.json and no CDF plot
+// (a run of a few systems kept apart from the headline files, e.g. durable-workers);
 // PMSTACK_BENCH_QUICK=1 is the same as "quick"
 // (short cells, one repetition: a smoke run). --prof runs pmstack-httpd-tap (POST 1 KiB, 50
 // connections) and pmstack-kv-tap (SET 1 KiB at one client; GET 1 KiB at 50 clients, pipeline
@@ -147,6 +149,7 @@ function parseArgs(args) {
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--only") o.only = new Set(args[++i].split(","));
     else if (args[i] === "--dir") o.dir = args[++i];
+    else if (args[i] === "--as") o.as = args[++i];
     else if (args[i] === "--disk") o.disk = args[++i];
     else if (args[i] === "--media") o.media = args[++i].split(",");
     else if (args[i] === "--node-io") o.nodeIo = args[++i];
@@ -229,6 +232,8 @@ export async function run(args = []) {
   }
   // tmpfs is durable.json (as bench/run.mjs writes the returned result); a disk is durable-disk.json
   const main = results.find((r) => r.medium === "tmpfs") ?? results[0];
+  // a run of some systems kept apart (--as NAME: bench/results/NAME.json, one medium)
+  if (o.as) return { ...main, extra: [], writeAs: o.as };
   const extra = results.filter((r) => r !== main).map((r) => ({ name: r.bench, result: r }));
   if (main.medium !== "tmpfs") {
     // one medium, a disk: written as durable-disk.json only
@@ -1041,7 +1046,7 @@ async function runMedium(o, base) {
     rmSync(tmp, { recursive: true, force: true });
   }
   const ratios = durableRatios(rows);
-  const svg = cdfSvg(cdf, medium);
+  const svg = o.as ? null : cdfSvg(cdf, medium);
   if (svg)
     writeFileSync(join(here, "..", "docs", medium === "tmpfs" ? "durable-cdf.svg" : "durable-disk-cdf.svg"), svg);
   return { bench, medium, rows, ratios, notes };

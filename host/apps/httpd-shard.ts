@@ -85,8 +85,8 @@ export interface HttpdShardHost {
   ): { head: RemoteHead; obj: ObjectRef | null; start: number; end: number } | Answer;
   /** Deletes `key`: whether it was there. */
   remove(key: string): boolean;
-  /** Builds the reply to `c` for an answer (the app's #reply). */
-  answer(c: Conn<unknown>, d: DeferredReply, a: Answer, close: boolean, head: boolean): void;
+  /** Fills a deferred reply with an answer (a short text reply, as the app's #reply). */
+  answer(d: DeferredReply, a: Answer, close: boolean, head: boolean): void;
   /** Builds a GET's reply head. */
   head(h: RemoteHead, close: boolean): Uint8Array;
   /** Connection `c` has more to send (ConnLayer.wake). */
@@ -464,7 +464,7 @@ export class HttpdShards {
     if (!o) return;
     this.#out.delete(id);
     if (o.kind === "put") o.w.release(); // the owner holds the body now
-    this.#h.answer(o.c, o.d, a, o.close, o.kind === "get" && o.head);
+    this.#h.answer(o.d, a, o.close, o.kind === "get" && o.head);
   }
 
   #meta(id: number, head: RemoteHead, piece: ArrayBuffer | null, last: boolean): void {

@@ -230,7 +230,7 @@ export class HttpdApp {
           store: (key, type, w) => this.#store(key, type, w),
           resolve: (key, range) => this.#resolve(key, range),
           remove: (key) => this.log.delete(key) !== null,
-          answer: (c, d, a, close, head) => {
+          answer: (d, a, close, head) => {
             if (a.status >= 400) this.#stats.errors++;
             if (a.status === 201) return d.fill([CREATED[close ? 1 : 0]]);
             if (a.status === 204) return d.fill([DELETED[close ? 1 : 0]]);

@@ -16,9 +16,10 @@ import { writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { Stack, TapPort, reserveNicQueues, NicDriver, PasteServer, NetStack, tapQueueOf } from "../build/index.js";
+import { Stack, TapPort, reserveNicQueues, NicDriver, PasteServer, NetStack } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
+import { steeredConnects } from "./lib/steered.mjs";
 
 const why = netnsUnavailable();
 if (why) console.warn(`\n!!! api-tap: SKIPPED, network namespaces unavailable: ${why}\n`);
@@ -223,36 +224,7 @@ it("multi-queue TAP: each stack's connect() takes ports whose replies come to it
     for (let i = 0; i < N; i++)
       drivers.push(new NicDriver(stacks[i], taps[i], { onNeighborFrame: (f) => drivers[(i + 1) % N].loop.inject(f) }));
     const nets = drivers.map((d) => new NetStack(d));
-    const echo = ns.spawn(process.execPath, [
-      "-e",
-      `require("node:net").createServer((s) => s.pipe(s)).listen(5007, "${KERNEL}", () => console.log("LISTENING"))`,
-    ]);
-    await waitFor(echo, /LISTENING/);
-    // 24 connections from each stack, each echoing 64 KiB + k seeded bytes
-    const one = (net, k) =>
-      new Promise((resolve, reject) => {
-        const data = createHash("sha256").update(String(k)).digest();
-        const body = Buffer.concat(Array.from({ length: 2048 + k }, () => data));
-        const sock = net.connect({ host: KERNEL, port: 5007 }, () => sock.end(body));
-        const got = [];
-        sock.on("data", (d) => got.push(Buffer.from(d)));
-        sock.on("error", reject);
-        sock.on("end", () => resolve({ port: sock.localPort, same: Buffer.concat(got).equals(body) }));
-      });
-    const results = await Promise.all(
-      nets.map((net) => Promise.all(Array.from({ length: 24 }, (_, k) => one(net, k)))),
-    );
-    results.forEach((rs, i) => {
-      for (const r of rs) {
-        assert.ok(r.same, "echoed byte-exact");
-        const q = tapQueueOf({ localAddress: US, localPort: r.port, remoteAddress: KERNEL, remotePort: 5007 }, N);
-        assert.is(q, i, `stack ${i}'s port ${r.port} is steered to queue ${q}`);
-      }
-      assert.is(new Set(rs.map((r) => r.port)).size, 24);
-    });
-    // nothing came to the wrong stack: neither answered a segment of the other's with a RST
-    for (const st of stacks) assert.is(st.stats().TCP_NO_CONN, 0, "a segment for no connection (answered with a RST)");
-    for (let k = 0; k < 400 && stacks.some((st) => st.connectionIds.size); k++) await sleep(5);
+    await steeredConnects({ ns: ns, nets, stacks, kernel: KERNEL, us: US, port: 5007 });
   } finally {
     for (const d of drivers) d.stop();
     for (const t of taps) t.close();

@@ -10,10 +10,10 @@
 // Needs root; skips loudly otherwise.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createHash } from "node:crypto";
 import { Stack, XdpPort, reserveNicQueues, NicDriver, NetStack, tapQueueOf } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
+import { steeredConnects } from "./lib/steered.mjs";
 
 const why = netnsUnavailable();
 if (why) console.warn(`\n!!! api-xdp: SKIPPED, network namespaces unavailable: ${why}\n`);
@@ -123,36 +123,7 @@ it("AF_XDP on a two-queue veth: flows steered both ways, each stack's connection
     assert.is(accepted[0].length + accepted[1].length, 40);
     for (const s of servers) s.close();
 
-    const echo = kns.spawn(process.execPath, [
-      "-e",
-      `require("node:net").createServer((s) => s.pipe(s)).listen(5010, "${KERNEL}", () => console.log("LISTENING"))`,
-    ]);
-    await waitFor(echo, /LISTENING/);
-    // 24 connections from each stack, each echoing 64 KiB + k seeded bytes
-    const one = (net, k) =>
-      new Promise((resolve, reject) => {
-        const data = createHash("sha256").update(String(k)).digest();
-        const body = Buffer.concat(Array.from({ length: 2048 + k }, () => data));
-        const sock = net.connect({ host: KERNEL, port: 5010 }, () => sock.end(body));
-        const got = [];
-        sock.on("data", (d) => got.push(Buffer.from(d)));
-        sock.on("error", reject);
-        sock.on("end", () => resolve({ port: sock.localPort, same: Buffer.concat(got).equals(body) }));
-      });
-    const results = await Promise.all(
-      nets.map((net) => Promise.all(Array.from({ length: 24 }, (_, k) => one(net, k)))),
-    );
-    results.forEach((rs, i) => {
-      for (const r of rs) {
-        assert.ok(r.same, "echoed byte-exact");
-        const q = tapQueueOf({ localAddress: US, localPort: r.port, remoteAddress: KERNEL, remotePort: 5010 }, N);
-        assert.is(q, i, `stack ${i}'s port ${r.port} is steered to queue ${q}`);
-      }
-      assert.is(new Set(rs.map((r) => r.port)).size, 24);
-    });
-    // nothing came to the wrong stack: neither answered a segment of the other's with a RST
-    for (const st of stacks) assert.is(st.stats().TCP_NO_CONN, 0, "a segment for no connection (answered with a RST)");
-    for (let k = 0; k < 400 && stacks.some((st) => st.connectionIds.size); k++) await sleep(5);
+    await steeredConnects({ ns: kns, nets, stacks, kernel: KERNEL, us: US, port: 5010 });
   } finally {
     for (const d of drivers) d.stop();
     for (const p of ports) p.close();

@@ -612,12 +612,12 @@ export class ConnLayer<S> {
       const e = c.cur;
       if (e) {
         if (e.stream) {
-          if (!this.#pump(c, e.stream)) break; // more when the core has room
+          if (!this.#feed(c, e.stream.cursor, false)) break; // more when the core has room
           this.#unpin.push({ c, obj: e.stream.obj });
           e.stream = null;
         }
         if (e.pull) {
-          if (!this.#pullFrom(c, e.pull)) break; // more when the core has room, or the source has more
+          if (!this.#feed(c, e.pull, true)) break; // more when the core has room, or the source has more
           e.pull = null;
         }
         while (e.at < e.parts.length && !e.stream && !e.pull) this.#part(c, e, e.parts[e.at++]!);
@@ -691,11 +691,13 @@ export class ConnLayer<S> {
   }
 
   /**
-   * Feeds a stream: at most the connection's free send space (the core would refuse the rest),
-   * and only while nothing waits in the send queue. Returns true once every range was handed
-   * over.
+   * Feeds a stream's ranges (`s.cursor`, pinned with its object: `owned` false) or a pull
+   * source's (each in a fresh buffer the reply owns: `owned` true): at most the connection's
+   * free send space (the core would refuse the rest), and only while nothing waits in the send
+   * queue. Returns true once every range was handed over; false when the core has no room, or
+   * a pull source has nothing yet (it wakes the connection when it has).
    */
-  #pump(c: Conn<S>, s: Streaming): boolean {
+  #feed(c: Conn<S>, from: { next(): BufferName | null | undefined }, owned: boolean): boolean {
     if (!c.q.idle || c.q.blocked) return false;
     const stack = this.stack;
     const pool = stack.pool;
@@ -703,8 +705,9 @@ export class ConnLayer<S> {
     // with TLS, what the session and the send queue hold is on its way to that space
     if (c.tls) room -= c.tls.backlog + c.q.queuedBytes();
     while (room > 0 && stack.commandSpace() > COMMAND_RESERVE + 2) {
-      const r = s.cursor.next();
-      if (!r) return true;
+      const r = from.next();
+      if (r === null) return true;
+      if (r === undefined) return false;
       room -= r.length;
       if (c.tls) this.#tlsPlain(c, pool.viewName(r));
       else if (r.length < MIN_BY_NAME) {
@@ -713,40 +716,12 @@ export class ConnLayer<S> {
       } else {
         this.#sendOut(c);
         this.stats.bytesByName += r.length;
-        c.q.send(r); // pinned: the core takes its own reference when it accepts the range
+        // a pinned range: the core takes its own reference when it accepts it; a fresh buffer
+        // (a pull source's, as sendCopy's): the core takes it over
+        c.q.send(r);
+        continue;
       }
-    }
-    return false;
-  }
-
-  /**
-   * Feeds a pull source's ranges as #pump feeds a stream's (each range's reference handed to the
-   * send queue). Returns true at the source's end; false when the core has no room or the source
-   * has nothing yet (it wakes the connection when it has).
-   */
-  #pullFrom(c: Conn<S>, src: PullSource): boolean {
-    if (!c.q.idle || c.q.blocked) return false;
-    const stack = this.stack;
-    const pool = stack.pool;
-    let room = stack.sendRoom(c.id) - c.outLen;
-    if (c.tls) room -= c.tls.backlog + c.q.queuedBytes();
-    while (room > 0 && stack.commandSpace() > COMMAND_RESERVE + 2) {
-      const r = src.next();
-      if (r === null) return true;
-      if (r === undefined) return false;
-      room -= r.length;
-      if (c.tls) {
-        this.#tlsPlain(c, pool.viewName(r));
-        pool.free(r.index);
-      } else if (r.length < MIN_BY_NAME) {
-        this.#write(c, pool.viewName(r));
-        this.stats.bytesCopied += r.length;
-        pool.free(r.index);
-      } else {
-        this.#sendOut(c);
-        this.stats.bytesByName += r.length;
-        c.q.send(r); // a fresh buffer: the core takes it over (as sendCopy's)
-      }
+      if (owned) pool.free(r.index); // copied
     }
     return false;
   }

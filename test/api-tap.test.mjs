@@ -19,7 +19,7 @@ import { runInNewContext } from "node:vm";
 import { Stack, TapPort, reserveNicQueues, NicDriver, PasteServer, NetStack } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
-import { steeredConnects } from "./lib/steered.mjs";
+import { steeredConnects, waitOut as waitFor } from "./lib/steered.mjs";
 
 const why = netnsUnavailable();
 if (why) console.warn(`\n!!! api-tap: SKIPPED, network namespaces unavailable: ${why}\n`);
@@ -32,16 +32,6 @@ const US = "198.18.5.2";
 const DEV = "pmtap5";
 const PEER = new URL("./lib/kernel-peer.mjs", import.meta.url).pathname;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(p, re, ms = 60_000) {
-  const end = Date.now() + ms;
-  while (!re.test(p.out)) {
-    if (p.exitCode !== null) throw new Error(`peer exited (${p.exitCode}) before ${re}: ${p.out}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${re}: ${p.out}`);
-    await sleep(5);
-  }
-  return re.exec(p.out);
-}
 
 // A kernel client: connects, sends N seeded bytes and half-closes, hashes what comes back.
 const echoClient = `
@@ -224,7 +214,7 @@ it("multi-queue TAP: each stack's connect() takes ports whose replies come to it
     for (let i = 0; i < N; i++)
       drivers.push(new NicDriver(stacks[i], taps[i], { onNeighborFrame: (f) => drivers[(i + 1) % N].loop.inject(f) }));
     const nets = drivers.map((d) => new NetStack(d));
-    await steeredConnects({ ns: ns, nets, stacks, kernel: KERNEL, us: US, port: 5007 });
+    await steeredConnects({ ns, nets, stacks, kernel: KERNEL, us: US, port: 5007 });
   } finally {
     for (const d of drivers) d.stop();
     for (const t of taps) t.close();

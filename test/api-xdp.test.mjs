@@ -13,7 +13,7 @@ import * as assert from "uvu/assert";
 import { Stack, XdpPort, reserveNicQueues, NicDriver, NetStack, tapQueueOf } from "../build/index.js";
 import { Netns, netnsUnavailable, leftovers } from "./lib/netns.mjs";
 import { scratchDir } from "./lib/tmp.mjs";
-import { steeredConnects } from "./lib/steered.mjs";
+import { steeredConnects, waitOut as waitFor } from "./lib/steered.mjs";
 
 const why = netnsUnavailable();
 if (why) console.warn(`\n!!! api-xdp: SKIPPED, network namespaces unavailable: ${why}\n`);
@@ -23,17 +23,6 @@ const KERNEL = "198.18.6.1";
 const US = "198.18.6.2";
 const MAC = "02:00:00:00:06:02";
 const N = 2;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(p, re, ms = 60_000) {
-  const end = Date.now() + ms;
-  while (!re.test(p.out)) {
-    if (p.exitCode !== null) throw new Error(`peer exited (${p.exitCode}) before ${re}: ${p.out}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${re}: ${p.out}`);
-    await sleep(5);
-  }
-  return re.exec(p.out);
-}
 
 // 40 kernel connections to port 5009, each sending 32 KiB + k bytes and reading the echo;
 // prints each one's local port and whether the echo matched

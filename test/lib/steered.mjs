@@ -9,13 +9,15 @@ import { tapQueueOf } from "../../build/index.js";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(p, re, ms = 60_000) {
+/** Waits until process `p` (a Netns.spawn) has printed a match of `re`: the match. */
+export async function waitOut(p, re, ms = 60_000) {
   const end = Date.now() + ms;
   while (!re.test(p.out)) {
     if (p.exitCode !== null) throw new Error(`peer exited (${p.exitCode}) before ${re}: ${p.out}`);
     if (Date.now() > end) throw new Error(`timed out waiting for ${re}: ${p.out}`);
     await sleep(5);
   }
+  return re.exec(p.out);
 }
 
 export async function steeredConnects({ ns, nets, stacks, kernel, us, port }) {
@@ -24,7 +26,7 @@ export async function steeredConnects({ ns, nets, stacks, kernel, us, port }) {
     "-e",
     `require("node:net").createServer((s) => s.pipe(s)).listen(${port}, "${kernel}", () => console.log("LISTENING"))`,
   ]);
-  await waitFor(echo, /LISTENING/);
+  await waitOut(echo, /LISTENING/);
   const one = (net, k) =>
     new Promise((resolve, reject) => {
       const data = createHash("sha256").update(String(k)).digest();

@@ -14,9 +14,9 @@
 //   DELETE: the owner deletes and answers once the deletion is durable.
 // Messages are structured-cloned objects over one MessagePort per pair of workers, pieces in
 // transferred ArrayBuffers, batched per turn: what a turn has for another worker leaves in one
-// message at the turn's end, after the group commit (answers that show a write wait for its
-// record to be durable). A batch that comes is handled at the next turn's end, before the group
-// commit.
+// message at the turn's end, after the group commit (answers that show a record, a write's own
+// or one a read observed, wait for it to be durable). A batch that comes is handled at the next
+// turn's end, before the group commit.
 
 import { ObjectCursor, type ObjectRef, type ObjectWriter } from "../object.js";
 import { copyIntoBuffers } from "../paste.js";
@@ -142,6 +142,7 @@ type Incoming =
 interface Owed {
   to: number;
   msg: HttpdShardMessage;
+  transfer: ArrayBuffer[];
   waitSeq: number;
 }
 
@@ -312,7 +313,7 @@ export class HttpdShards {
       const durable = this.#h.log.durableSeq;
       let keep = 0;
       for (const o of this.#owed) {
-        if (o.waitSeq <= durable) this.#post(o.to, o.msg);
+        if (o.waitSeq <= durable) this.#post(o.to, o.msg, o.transfer);
         else this.#owed[keep++] = o;
       }
       this.#owed.length = keep;
@@ -325,11 +326,15 @@ export class HttpdShards {
     }
   }
 
-  #owe(to: number, msg: HttpdShardMessage): void {
+  /**
+   * An answer that may show a record of this log (a write's own, or one a read observed): it
+   * leaves once the log is durable up to the newest record now, as a reply to a client does.
+   */
+  #owe(to: number, msg: HttpdShardMessage, transfer: ArrayBuffer[] = []): void {
     const log = this.#h.log;
     const seq = log.lastSeq;
-    if (seq <= log.durableSeq) this.#post(to, msg);
-    else this.#owed.push({ to, msg, waitSeq: seq });
+    if (seq <= log.durableSeq) this.#post(to, msg, transfer);
+    else this.#owed.push({ to, msg, transfer, waitSeq: seq });
   }
 
   #handle(from: number, m: HttpdShardMessage): void {
@@ -405,11 +410,12 @@ export class HttpdShards {
   #serveGet(from: number, m: Extract<HttpdShardMessage, { op: "get" }>): void {
     this.stats.served++;
     const r = this.#h.resolve(m.key, m.range);
-    if (!("head" in r)) return this.#post(from, { op: "done", id: m.id, ...r });
+    // what a read shows leaves once durable (#owe): an object another connection just wrote
+    if (!("head" in r)) return this.#owe(from, { op: "done", id: m.id, ...r });
     const body = !m.head && r.obj !== null && r.end > r.start;
     if (!body) {
       if (r.obj) this.#h.log.unpin(r.obj);
-      return this.#post(from, { op: "meta", id: m.id, head: r.head, piece: null, last: true });
+      return this.#owe(from, { op: "meta", id: m.id, head: r.head, piece: null, last: true });
     }
     const x: Incoming = {
       kind: "get",
@@ -421,7 +427,7 @@ export class HttpdShards {
     const last = x.left === 0;
     if (last) this.#h.log.unpin(x.obj);
     else this.#in[from]!.set(m.id, x);
-    this.#post(from, { op: "meta", id: m.id, head: r.head, piece, last }, [piece]);
+    this.#owe(from, { op: "meta", id: m.id, head: r.head, piece, last }, [piece]);
   }
 
   #more(from: number, id: number): void {

@@ -495,7 +495,8 @@ export function partsBytes(pool: Pool, parts: Part[]): Uint8Array {
   let n = 0;
   for (const p of parts) {
     // kv's replies are whole when made: a pulled part (httpd's remote objects) never comes here
-    if (!(p instanceof Uint8Array) && "pull" in p) throw new RangeError("pmstack: a pulled reply part has no bytes yet");
+    if (!(p instanceof Uint8Array) && "pull" in p)
+      throw new RangeError("pmstack: a pulled reply part has no bytes yet");
     n += p instanceof Uint8Array ? p.length : "stream" in p ? p.end - p.start : p.length;
   }
   const out = new Uint8Array(n);

@@ -8,7 +8,7 @@
 // buffer.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Stack, MemoryLink, PmLog, HttpdApp } from "../build/index.js";
+import { Stack, MemoryLink, PmLog, HttpdApp, keyHashSlot } from "../build/index.js";
 import { rng } from "./lib/rng.mjs";
 import {
   memClient,
@@ -67,7 +67,7 @@ function parseResponse(buf, method) {
   return [{ status, reason: m[2], headers, head, body: buf.slice(end + 4, end + 4 + len) }, end + 4 + len];
 }
 
-function httpdPair({ buffers = 4096, maxBody, reserveBuffers, idleTimeoutMs } = {}) {
+function httpdPair({ buffers = 4096, maxBody, reserveBuffers, idleTimeoutMs, shards } = {}) {
   const srv = Stack.create({
     mac: "02:00:00:00:08:01",
     ip: `${SRV_IP}/24`,
@@ -75,7 +75,7 @@ function httpdPair({ buffers = 4096, maxBody, reserveBuffers, idleTimeoutMs } = 
     configure: (core) => PmLog.configure(core),
   });
   const log = PmLog.open(srv.pool);
-  const app = new HttpdApp(srv, log, 80, { maxBody, reserveBuffers, idleTimeoutMs });
+  const app = new HttpdApp(srv, log, 80, { maxBody, reserveBuffers, idleTimeoutMs, shards });
   const cli = Stack.create({ mac: "02:00:00:00:08:02", ip: "198.18.8.2/24", pool: { buffers: 4096 } });
   const link = new MemoryLink(srv.port, cli.port);
   // per connection: what arrived (q), the methods of requests not answered yet (pending)
@@ -860,5 +860,175 @@ for (const seed of ABUSE_SEEDS)
     assert.is(after.app, base.app, "no app buffer left");
     h.close();
   });
+
+// ---- sharded over two workers (httpd-shard.ts) ---------------------------------------------
+
+const ownerOf = (k) => keyHashSlot(enc(k)) % 2;
+/** n keys owned by worker w. */
+const keysOf = (w, n, prefix) => {
+  const out = [];
+  for (let i = 0; out.length < n; i++) if (ownerOf(`${prefix}${i}`) === w) out.push(`${prefix}${i}`);
+  return out;
+};
+
+/**
+ * Worker 0 (httpdPair: the client's) and worker 1 (an HttpdApp on a stack of its own, no clients),
+ * their turn batches carried by two queues this test delivers after each of worker 0's turns.
+ */
+function shardedHttpd({ buffers = 8192, peerBuffers = 8192, peerReserve } = {}) {
+  const to0 = [];
+  const to1 = [];
+  const h = httpdPair({ buffers, shards: { index: 0, count: 2, send: (to, m) => to1.push(m) } });
+  const stack = Stack.create({
+    mac: "02:00:00:00:08:09",
+    ip: "198.18.8.9/24",
+    pool: { buffers: peerBuffers, metaBytes: 1 << 20 },
+    configure: (core) => PmLog.configure(core),
+  });
+  const log = PmLog.open(stack.pool);
+  const peer = new HttpdApp(stack, log, 0, {
+    reserveBuffers: peerReserve,
+    shards: { index: 1, count: 2, send: (to, m) => to0.push(m) },
+  });
+  const turn = h.turn;
+  h.batches = 0;
+  h.turn = () => {
+    turn();
+    for (const m of to1.splice(0)) {
+      h.batches++;
+      peer.shards.receive(0, m);
+    }
+    peer.onTurnEnd();
+    for (const m of to0.splice(0)) {
+      h.batches++;
+      h.app.shards.receive(1, m);
+    }
+  };
+  h.peer = { stack, log, app: peer };
+  const close = h.close;
+  h.close = () => {
+    close();
+    peer.close();
+    stack.shutdown();
+  };
+  return h;
+}
+
+const keptBoth = (h, msg) => {
+  assertKeptExact(h, `${msg}, worker 0`);
+  keptExact(h.peer.stack.pool, h.peer.log, h.peer.app.arena.current, `${msg}, worker 1`);
+  assert.is(h.app.stats.inFlight + h.app.stats.serving + h.peer.app.stats.inFlight + h.peer.app.stats.serving, 0);
+};
+
+test("sharded: keys of both workers PUT, read back, Range, HEAD and DELETE through one connection, pipelined, in order", () => {
+  const h = shardedHttpd();
+  const r = rng(41);
+  const keys = [...keysOf(0, 20, "a"), ...keysOf(1, 20, "a")].sort();
+  const bodies = new Map(keys.map((k) => [k, randomBytes(r, r.int(30_000))]));
+  // one body of three pieces (1 MiB each) on worker 1
+  const big = keysOf(1, 1, "big")[0];
+  bodies.set(big, randomBytes(r, 3 * 1048576 + 77));
+  const all = [...keys, big];
+  const c = h.connect();
+  const types = (k) => ["Content-Type: text/x-" + k];
+  let res = h.exchange(
+    c,
+    all.map((k) => ["PUT", req("PUT", `/${k}`, { body: bodies.get(k), headers: types(k) })]),
+  );
+  assert.equal(
+    res.map((x) => x.status),
+    all.map(() => 201),
+  );
+  assert.is(h.log.size, 20, "worker 0 logged its keys");
+  assert.is(h.peer.log.size, 21, "worker 1 logged its keys");
+  assert.is(h.app.stats.forwarded, 21);
+  assert.is(h.peer.app.stats.served, 21);
+  // GET of every key, the big one between others, and a range and a HEAD of it
+  const order = [...keys.slice(0, 10), big, ...keys.slice(10)];
+  res = h.exchange(c, [
+    ...order.map((k) => ["GET", req("GET", `/${k}`)]),
+    ["GET", req("GET", `/${big}`, { headers: ["Range: bytes=1048570-2097160"] })],
+    ["HEAD", req("HEAD", `/${big}`)],
+  ]);
+  order.forEach((k, i) => {
+    assert.is(res[i].status, 200, k);
+    assert.is(res[i].headers.get("content-type"), `text/x-${k}`);
+    sameBytes(res[i].body, bodies.get(k), k);
+  });
+  const rg = res[order.length];
+  assert.is(rg.status, 206);
+  assert.is(rg.headers.get("content-range"), `bytes 1048570-2097160/${bodies.get(big).length}`);
+  sameBytes(rg.body, bodies.get(big).subarray(1048570, 2097161), "range");
+  assert.is(res[order.length + 1].headers.get("content-length"), String(bodies.get(big).length));
+  // a PUT, GET, DELETE, GET of one key of the other worker, pipelined: each sees the one before
+  const k1 = keysOf(1, 1, "p")[0];
+  const v = randomBytes(r, 2 * 1048576 + 5);
+  res = h.exchange(c, [
+    ["PUT", req("PUT", `/${k1}`, { body: v })],
+    ["GET", req("GET", `/${k1}`)],
+    ["DELETE", req("DELETE", `/${k1}`)],
+    ["GET", req("GET", `/${k1}`)],
+    ["DELETE", req("DELETE", `/${k1}`)],
+  ]);
+  assert.equal(
+    res.map((x) => x.status),
+    [201, 200, 204, 404, 404],
+  );
+  sameBytes(res[1].body, v, "the GET behind the PUT");
+  // every key deleted through the connection, then nothing is left on either worker
+  res = h.exchange(
+    c,
+    all.map((k) => ["DELETE", req("DELETE", `/${k}`)]),
+  );
+  assert.ok(res.every((x) => x.status === 204));
+  h.closeConn(c);
+  h.settle(50);
+  assert.is(h.log.size + h.peer.log.size, 0);
+  assert.ok(h.batches < 200, `${h.batches} batches`);
+  keptBoth(h, "after the deletes");
+  h.close();
+});
+
+test("sharded: a client that goes away while another worker's object streams to it, or while its body goes out, leaves nothing behind on either worker", () => {
+  const h = shardedHttpd({ buffers: 16384, peerBuffers: 16384 });
+  const r = rng(43);
+  const far = keysOf(1, 1, "far")[0];
+  const body = randomBytes(r, 12 * 1048576);
+  assert.is(h.request("PUT", `/${far}`, { body }).status, 201);
+  const base = h.srv.pool.counts();
+  // a reader that takes a little of it and leaves
+  const c = h.connect();
+  h.send(c, req("GET", `/${far}`), ["GET"]);
+  h.run(() => h.conns.get(c).total > 300_000);
+  assert.is(h.peer.app.stats.serving, 1, "worker 1 still has pieces of it to send");
+  h.cli.abort(c); // a reset: the reply is dropped at once
+  h.settle(100);
+  assert.is(h.srv.pool.counts().app, base.app, "worker 0's copies of the pieces went back");
+  // a writer whose connection resets while its body is still going out to worker 1
+  const c2 = h.connect();
+  const far2 = keysOf(1, 1, "far2-")[0];
+  h.send(c2, req("PUT", `/${far2}`, { body: randomBytes(r, 5 * 1048576) }), ["PUT"]);
+  h.run(() => h.app.stats.inFlight > 0 && h.peer.app.stats.serving > 0);
+  h.cli.abort(c2);
+  h.settle(200);
+  assert.is(h.peer.log.has(far2), false, "the body cut short is not stored");
+  keptBoth(h, "after both left");
+  h.close();
+});
+
+test("sharded: a body another worker's pool cannot hold is answered 507 and kept on neither", () => {
+  const h = shardedHttpd({ peerBuffers: 4096, peerReserve: 1024 });
+  const r = rng(47);
+  const far = keysOf(1, 1, "full")[0];
+  const res = h.request("PUT", `/${far}`, { body: randomBytes(r, 7 * 1048576) });
+  assert.is(res.status, 507);
+  h.settle(50);
+  assert.is(h.peer.log.size, 0);
+  assert.is(h.log.size, 0);
+  keptBoth(h, "after the 507");
+  // the connection layer goes on: a small one is stored
+  assert.is(h.request("PUT", `/${far}`, { body: enc("small") }).status, 201);
+  h.close();
+});
 
 test.run();

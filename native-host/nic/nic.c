@@ -14,6 +14,7 @@
 #include "nic.h"
 
 #include <dlfcn.h>
+#include <linux/bpf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static const napi_type_tag NIC_TAG = {0x706d737461636b5fULL, 0x6e69632d68616e64ULL};
@@ -78,27 +80,64 @@ napi_value nic_throw_sys(napi_env env, int err, const char *fmt, ...) {
 }
 
 /* Enters the network namespace at `path` for the calling thread only (setns), remembering the
- * current one; nic_leave_netns goes back. NULL/empty path: nothing to do. */
-int nic_enter_netns(napi_env env, const char *path, int *saved) {
+ * current one in *saved; nic_leave_netns goes back. 0, or an errno with `*step` saying what
+ * failed (1: opening this thread's namespace, 2: opening `path`, 3: setns). NULL/empty path:
+ * nothing to do. */
+int nic_netns_switch(const char *path, int *saved, int *step) {
   *saved = -1;
   if (!path || !*path) return 0;
   int old = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (old < 0) return nic_throw_sys(env, errno, "pmstack: cannot open this thread's network namespace"), -1;
+  if (old < 0) return *step = 1, errno;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int e = errno;
     close(old);
-    return nic_throw_sys(env, e, "pmstack: cannot open network namespace %s", path), -1;
+    return *step = 2, e;
   }
   if (setns(fd, CLONE_NEWNET)) {
     int e = errno;
     close(fd);
     close(old);
-    return nic_throw_sys(env, e, "pmstack: cannot enter network namespace %s (needs CAP_SYS_ADMIN)", path), -1;
+    return *step = 3, e;
   }
   close(fd);
   *saved = old;
   return 0;
+}
+
+/* nic_netns_switch, its failure thrown as a JS error. */
+int nic_enter_netns(napi_env env, const char *path, int *saved) {
+  int step = 0;
+  int e = nic_netns_switch(path, saved, &step);
+  if (!e) return 0;
+  if (step == 1) nic_throw_sys(env, e, "pmstack: cannot open this thread's network namespace");
+  else if (step == 2) nic_throw_sys(env, e, "pmstack: cannot open network namespace %s", path);
+  else nic_throw_sys(env, e, "pmstack: cannot enter network namespace %s (needs CAP_SYS_ADMIN)", path);
+  return -1;
+}
+
+/* Loads an eBPF program; on failure loads it again with the verifier's log into `log` (a log too
+ * small for a program that passes fails the load with ENOSPC: none the first time). The fd, or
+ * -1 with errno set. */
+int nic_bpf_load(uint32_t type, const struct bpf_insn *insns, uint32_t count, const char *name, char *log,
+                 size_t log_size) {
+  static char license[] = "GPL";
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.prog_type = type;
+  a.insns = (uint64_t)(uintptr_t)insns;
+  a.insn_cnt = count;
+  a.license = (uint64_t)(uintptr_t)license;
+  snprintf(a.prog_name, sizeof a.prog_name, "%s", name);
+  log[0] = 0;
+  int fd = (int)syscall(__NR_bpf, BPF_PROG_LOAD, &a, sizeof a);
+  if (fd < 0) {
+    a.log_buf = (uint64_t)(uintptr_t)log;
+    a.log_size = (uint32_t)log_size;
+    a.log_level = 1;
+    fd = (int)syscall(__NR_bpf, BPF_PROG_LOAD, &a, sizeof a);
+  }
+  return fd;
 }
 
 void nic_leave_netns(int saved) {

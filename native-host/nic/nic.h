@@ -79,6 +79,10 @@ napi_value nic_throw(napi_env env, const char *code, const char *fmt, ...) __att
 napi_value nic_throw_sys(napi_env env, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *nic_errname(int e);
 int nic_enter_netns(napi_env env, const char *path, int *saved);
+int nic_netns_switch(const char *path, int *saved, int *step);
+struct bpf_insn;
+int nic_bpf_load(uint32_t type, const struct bpf_insn *insns, uint32_t count, const char *name, char *log,
+                 size_t log_size);
 void nic_leave_netns(int saved);
 static inline uint8_t *nic_buf(nic_t *n, uint32_t idx) { return n->base + n->buf_base + ((uint64_t)idx << BUF_SHIFT); }
 

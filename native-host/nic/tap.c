@@ -65,25 +65,9 @@ static int tap_steer(nic_t *n) {
       STEER_HASH_INSNS,
       EXIT,                /* 55: the device takes it modulo its queues */
   };
-  static char license[] = "GPL";
   static char log[2048];
-  union bpf_attr a;
-  memset(&a, 0, sizeof a);
-  a.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
-  a.insns = (uint64_t)(uintptr_t)prog;
-  a.insn_cnt = sizeof prog / sizeof prog[0];
-  a.license = (uint64_t)(uintptr_t)license;
-  snprintf(a.prog_name, sizeof a.prog_name, "pmstack_steer");
-  log[0] = 0;
-  int fd = (int)syscall(__NR_bpf, BPF_PROG_LOAD, &a, sizeof a);
-  if (fd < 0) {
-    /* again with the verifier's log, for the message (a log too small for a program that
-     * passes fails the load with ENOSPC: none the first time) */
-    a.log_buf = (uint64_t)(uintptr_t)log;
-    a.log_size = sizeof log;
-    a.log_level = 1;
-    fd = (int)syscall(__NR_bpf, BPF_PROG_LOAD, &a, sizeof a);
-  }
+  int fd =
+      nic_bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, prog, sizeof prog / sizeof prog[0], "pmstack_steer", log, sizeof log);
   if (fd < 0) {
     int e = errno;
     snprintf(n->steer, sizeof n->steer, "the device's own (the steering program did not load: %s; %.80s)",

@@ -17,8 +17,6 @@
 #include "steer.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <sched.h>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
 #include <linux/if_xdp.h>
@@ -119,29 +117,6 @@ static void ns_id(uint64_t *dev, uint64_t *ino) {
   else *dev = *ino = 0;
 }
 
-static int load_prog(uint32_t type, const struct bpf_insn *insns, uint32_t count, const char *name, char *log,
-                     size_t log_size) {
-  static char license[] = "GPL";
-  union bpf_attr a;
-  memset(&a, 0, sizeof a);
-  a.prog_type = type;
-  a.insns = (uint64_t)(uintptr_t)insns;
-  a.insn_cnt = count;
-  a.license = (uint64_t)(uintptr_t)license;
-  snprintf(a.prog_name, sizeof a.prog_name, "%s", name);
-  log[0] = 0;
-  int fd = (int)sys_bpf(BPF_PROG_LOAD, &a);
-  if (fd < 0) {
-    /* again with the verifier's log, for the message (a log too small for a program that passes
-     * fails the load with ENOSPC: none the first time) */
-    a.log_buf = (uint64_t)(uintptr_t)log;
-    a.log_size = (uint32_t)log_size;
-    a.log_level = 1;
-    fd = (int)sys_bpf(BPF_PROG_LOAD, &a);
-  }
-  return fd;
-}
-
 /*
  * The egress program on the veth peer: each frame's queue is the steering hash modulo `queues`.
  * The kernel picks a frame's transmit queue after this program runs, from the skb's hash
@@ -154,24 +129,14 @@ static void dev_steer_here(xdp_dev *d, const char *peer, uint32_t queues);
 
 static void dev_steer(xdp_dev *d, const char *peer, uint32_t queues, const char *peer_ns) {
   /* the peer may be in another namespace (a container's end): looked up and attached there */
-  int back = -1;
-  if (*peer_ns) {
-    int fd = open(peer_ns, O_RDONLY | O_CLOEXEC);
-    back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || back < 0 || setns(fd, CLONE_NEWNET)) {
-      snprintf(d->steer, sizeof d->steer, "the peer's own transmit hash (cannot enter %s: %s)", peer_ns,
-               nic_errname(errno));
-      if (fd >= 0) close(fd);
-      if (back >= 0) close(back);
-      return;
-    }
-    close(fd);
+  int back, step = 0;
+  int e = nic_netns_switch(peer_ns, &back, &step);
+  if (e) {
+    snprintf(d->steer, sizeof d->steer, "the peer's own transmit hash (cannot enter %s: %s)", peer_ns, nic_errname(e));
+    return;
   }
   dev_steer_here(d, peer, queues);
-  if (back >= 0) {
-    if (setns(back, CLONE_NEWNET)) abort(); /* this thread would stay in the peer's namespace */
-    close(back);
-  }
+  nic_leave_netns(back);
 }
 
 static void dev_steer_here(xdp_dev *d, const char *peer, uint32_t queues) {
@@ -193,7 +158,7 @@ static void dev_steer_here(xdp_dev *d, const char *peer, uint32_t queues) {
       EXIT,                       /* 61 */
   };
   static char log[2048];
-  int pfd = load_prog(BPF_PROG_TYPE_SCHED_CLS, prog, sizeof prog / sizeof prog[0], "pmstack_vsteer", log, sizeof log);
+  int pfd = nic_bpf_load(BPF_PROG_TYPE_SCHED_CLS, prog, sizeof prog / sizeof prog[0], "pmstack_vsteer", log, sizeof log);
   if (pfd < 0) {
     snprintf(d->steer, sizeof d->steer, "the peer's own transmit hash (the steering program did not load: %s; %.80s)",
              nic_errname(errno), log);
@@ -273,7 +238,7 @@ static int dev_join(xdp_state *x, unsigned ifindex, const char *ifname, uint32_t
     prog[4].imm = BPF_FUNC_redirect_map;
     prog[5].code = BPF_JMP | BPF_EXIT;
     static char log[4096];
-    d->prog_fd = load_prog(BPF_PROG_TYPE_XDP, prog, 6, "pmstack_xsk", log, sizeof log);
+    d->prog_fd = nic_bpf_load(BPF_PROG_TYPE_XDP, prog, 6, "pmstack_xsk", log, sizeof log);
     if (d->prog_fd < 0) {
       int e = errno;
       dev_free(d);

@@ -6,6 +6,7 @@
 // long as a live record names any of its ranges.
 
 import { BUF_SIZE } from "../abi.js";
+import type { ObjectWriter } from "../object.js";
 import type { BufferName, Pool } from "../pool.js";
 
 export class MetaArena {
@@ -39,6 +40,20 @@ export class MetaArena {
     const at = this.#at;
     this.#at += (n + 7) & ~7;
     return { index: this.#buf, offset: at, length: n };
+  }
+
+  /**
+   * Copies `bytes` into arena ranges of up to a buffer each and pushes them onto `w`, in order
+   * (a value or body that came as bytes, not in PM buffers of its own; the writer takes its own
+   * references).
+   */
+  pushCopy(w: ObjectWriter, bytes: Uint8Array): void {
+    for (let at = 0; at < bytes.length; at += BUF_SIZE) {
+      const n = Math.min(BUF_SIZE, bytes.length - at);
+      const r = this.take(n);
+      this.pool.viewName(r).set(bytes.subarray(at, at + n));
+      w.push(r);
+    }
   }
 
   /** Drops the arena's own reference (the server is closing). */

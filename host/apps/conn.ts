@@ -434,7 +434,9 @@ export class ConnLayer<S> {
       fill: (parts: Part[]) => {
         if (!r.held) throw new PmstackError("ESTATE", "pmstack: a deferred reply is filled once");
         r.held = false;
-        if (dropped || c.gone || !c.replies.includes(r)) return freeNamedParts(this.stack.pool, parts);
+        // gone: #forget released every queued reply (a held one is never behind a closing reply:
+        // that one makes later defers `dropped`)
+        if (dropped || c.gone) return freeNamedParts(this.stack.pool, parts);
         for (const p of parts) if (!(p instanceof Uint8Array) && "stream" in p) this.log.pin(p.stream);
         r.parts = parts;
         this.wake(c);

@@ -100,9 +100,6 @@ export interface HttpdShardStats {
   forwarded: number;
   /** Requests this worker ran for another worker's clients. */
   served: number;
-  /** Bytes sent to other workers and received from them (bodies and objects). */
-  bytesOut: number;
-  bytesIn: number;
 }
 
 /** A request of this worker's client in flight on another worker. */
@@ -152,7 +149,7 @@ const enc = new TextEncoder();
 export class HttpdShards {
   readonly index: number;
   readonly count: number;
-  readonly stats: HttpdShardStats = { forwarded: 0, served: 0, bytesOut: 0, bytesIn: 0 };
+  readonly stats: HttpdShardStats = { forwarded: 0, served: 0 };
   #t: HttpdShardTransport;
   #h: HttpdShardHost;
   #nextId = 1;
@@ -260,9 +257,7 @@ export class HttpdShards {
 
   /** The next piece of a forwarded body (a copy out of this worker's buffers). */
   #sendPiece(id: number, o: Extract<Outgoing, { kind: "put" }>): void {
-    const piece = readPiece(this.#h.stack.pool, o.cursor, o.left);
-    o.left = piece.byteLength ? o.left - piece.byteLength : 0; // (an object shorter than its length: ends)
-    this.stats.bytesOut += piece.byteLength;
+    const piece = takePiece(this.#h.stack.pool, o);
     const last = o.left === 0;
     this.#post(o.to, { op: "put", id, key: o.key, type: o.type, piece, last }, [piece]);
     if (!last) {
@@ -384,7 +379,6 @@ export class HttpdShards {
     }
     if (x.kind !== "put") return;
     const bytes = new Uint8Array(m.piece);
-    this.stats.bytesIn += bytes.length;
     if (x.w && !this.#h.canHold(bytes.length)) {
       // this pool is down to its reserve: nothing of this body is kept
       x.w.abort();
@@ -423,7 +417,7 @@ export class HttpdShards {
       cursor: new ObjectCursor(this.#h.stack.pool, r.obj!, r.start, r.end),
       left: r.end - r.start,
     };
-    const piece = this.#piece(x);
+    const piece = takePiece(this.#h.stack.pool, x);
     const last = x.left === 0;
     if (last) this.#h.log.unpin(x.obj);
     else this.#in[from]!.set(m.id, x);
@@ -433,20 +427,13 @@ export class HttpdShards {
   #more(from: number, id: number): void {
     const x = this.#in[from]!.get(id);
     if (!x || x.kind !== "get") return;
-    const piece = this.#piece(x);
+    const piece = takePiece(this.#h.stack.pool, x);
     const last = x.left === 0;
     if (last) {
       this.#in[from]!.delete(id);
       this.#h.log.unpin(x.obj);
     }
     this.#post(from, { op: "data", id, piece, last }, [piece]);
-  }
-
-  #piece(x: Extract<Incoming, { kind: "get" }>): ArrayBuffer {
-    const piece = readPiece(this.#h.stack.pool, x.cursor, x.left);
-    x.left = piece.byteLength ? x.left - piece.byteLength : 0;
-    this.stats.bytesOut += piece.byteLength;
-    return piece;
   }
 
   // ---- answers to this worker's requests ----------------------------------------------------
@@ -486,7 +473,6 @@ export class HttpdShards {
     o.src = src;
     if (last) this.#out.delete(id);
     src.add(new Uint8Array(piece), last);
-    this.stats.bytesIn += piece.byteLength;
     o.d.fill([h, { pull: src }]);
   }
 
@@ -494,7 +480,6 @@ export class HttpdShards {
     const o = this.#out.get(id);
     if (!o || o.kind !== "get" || !o.src) return;
     if (last) this.#out.delete(id);
-    this.stats.bytesIn += piece.byteLength;
     o.src.add(new Uint8Array(piece), last);
   }
 
@@ -577,15 +562,17 @@ class RemoteSource implements PullSource {
 }
 
 /**
- * Up to SHARD_PIECE bytes (at most `left`) of an object being read, copied out of its buffers
- * into a new ArrayBuffer (the one copy a piece costs here). A range is at most a buffer long,
- * so a piece ends at most one range past SHARD_PIECE.
+ * The next piece of an object being read (a body going to its owner, or an object going to
+ * the worker that asked for it): up to SHARD_PIECE bytes of `x.cursor`, at most `x.left`, copied
+ * out of its buffers into a new ArrayBuffer (the one copy a piece costs here); `x.left` goes
+ * down by it (to 0 if the object ends short of it). A range is at most a buffer long, so a
+ * piece ends at most one range past SHARD_PIECE.
  */
-function readPiece(pool: Pool, cur: ObjectCursor, left: number): ArrayBuffer {
+function takePiece(pool: Pool, x: { cursor: ObjectCursor; left: number }): ArrayBuffer {
   const names: BufferName[] = [];
   let n = 0;
-  while (n < SHARD_PIECE && n < left) {
-    const r = cur.next();
+  while (n < SHARD_PIECE && n < x.left) {
+    const r = x.cursor.next();
     if (!r) break;
     names.push(r);
     n += r.length;
@@ -596,5 +583,6 @@ function readPiece(pool: Pool, cur: ObjectCursor, left: number): ArrayBuffer {
     out.set(pool.viewName(r), at);
     at += r.length;
   }
+  x.left = n ? x.left - n : 0;
   return out.buffer;
 }

@@ -14,7 +14,6 @@
 
 import type { PmLog } from "../log.js";
 import type { ObjectRef, ObjectWriter } from "../object.js";
-import { BUF_SIZE } from "../abi.js";
 import type { Stack } from "../stack.js";
 import { MetaArena } from "./arena.js";
 import type { TlsTerminator } from "./tls.js";
@@ -217,16 +216,7 @@ export class HttpdApp {
           stack,
           log,
           canHold: (bytes) => this.#canHold(bytes),
-          pushCopy: (w, bytes) => {
-            const pool = stack.pool;
-            for (let at = 0; at < bytes.length; at += BUF_SIZE) {
-              const n = Math.min(BUF_SIZE, bytes.length - at);
-              const i = pool.alloc();
-              pool.view(i, 0, n).set(bytes.subarray(at, at + n));
-              w.pushRange(i, 0, n);
-              pool.free(i); // the writer holds its own reference
-            }
-          },
+          pushCopy: (w, bytes) => this.arena.pushCopy(w, bytes),
           store: (key, type, w) => this.#store(key, type, w),
           resolve: (key, range) => this.#resolve(key, range),
           remove: (key) => this.log.delete(key) !== null,

@@ -816,23 +816,13 @@ function append(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
       } finally {
         aw.release();
       }
-    } else pushCopy(k, w, k.bytes(arg));
+    } else k.store.arena.pushCopy(w, k.bytes(arg));
     k.store.put(key, w.finish().names, null, old.expireAt);
   } finally {
     w.release();
   }
   k.counters.writes++;
   k.reply(c, [int(len)]);
-}
-
-/** Copies short bytes into the arena and pushes the range (a value's small piece). */
-function pushCopy(k: Kv, w: ObjectWriter, bytes: Uint8Array): void {
-  for (let at = 0; at < bytes.length; at += 2048) {
-    const n = Math.min(2048, bytes.length - at);
-    const r = k.store.arena.take(n);
-    k.store.pool.viewName(r).set(bytes.subarray(at, at + n));
-    w.push(r);
-  }
 }
 
 /** Redis's GETRANGE index arithmetic: negative from the end, clamped; empty when start > end. */
@@ -907,7 +897,7 @@ function setrange(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
       } finally {
         aw.release();
       }
-    } else pushCopy(k, w, k.bytes(arg));
+    } else k.store.arena.pushCopy(w, k.bytes(arg));
     if (old && off + arg.len < oldLen) pushRange(w, old, off + arg.len, oldLen);
     k.store.put(key, w.finish().names, null, old ? old.expireAt : 0);
   } finally {

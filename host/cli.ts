@@ -698,9 +698,7 @@ async function runServer(a: Args): Promise<number> {
   if (ws)
     console.log(
       `workers: ${ws.count} threads, one queue of ${ws.ifname} each, ` +
-        (cmd === "kv"
-          ? "the keys sharded over them by hash slot (a command runs on the worker that owns its keys); "
-          : "the keys sharded over them by hash slot (a request runs on the worker that owns its key); ") +
+        `the keys sharded over them by hash slot (a ${cmd === "kv" ? "command runs on the worker that owns its keys" : "request runs on the worker that owns its key"}); ` +
         `queues picked by ${ws.workers[0]!.steering ?? "the device"}`,
     );
   if (terminator)

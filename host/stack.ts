@@ -71,8 +71,8 @@ export interface StackConfig {
   atMaxConnections?: "drop" | "reset";
   /**
    * This stack reads queue `queue` of a device with `queues` queues that steers each
-   * connection's frames by a hash of its addresses and ports (a multi-queue TAP device with the
-   * addon's steering program: tapQueueOf): connect() then takes only local ports whose replies
+   * connection's frames by a hash of its addresses and ports (a multi-queue TAP device, or a
+   * veth pair served with AF_XDP, with the addon's steering programs: tapQueueOf): connect() then takes only local ports whose replies
    * come to this queue, as F-Stack's ff_rss_check does. An explicit `localPort` is taken as it
    * is. Unset: any port.
    */

@@ -1,11 +1,12 @@
-// `pmstack kv --workers N`, `pmstack httpd --workers N` and their API (docs/scaling.md): N worker threads, each a whole
-// pmstack of its own (core instance, PM pool file, queue of one multi-queue device, shard of
-// the store), share-nothing; the steering hash picks each connection's queue, and so its
-// worker. The device is a multi-queue TAP device, or a device served with AF_XDP (a socket per
-// queue; on a veth pair, the kernel's end steered). The store is sharded (kv/shard.ts): a key written on any connection is read and
-// deleted from every connection. This thread starts the workers one after another (the first
-// makes the device, the others add their queues to it), answers for them (stats, ss), and
-// stops them all if one fails: a server missing a worker would serve part of its keys.
+// `pmstack kv --workers N`, `pmstack httpd --workers N` and their API (docs/scaling.md): N
+// worker threads, each a whole pmstack of its own (core instance, PM pool file, queue of one
+// multi-queue device, shard of the store), share-nothing; the steering hash picks each
+// connection's queue, and so its worker. The device is a multi-queue TAP device, or a device
+// served with AF_XDP (a socket per queue; on a veth pair, the kernel's end steered). The store is
+// sharded (kv/shard.ts, httpd-shard.ts): a key written on any connection is read and deleted
+// from every connection. This thread starts the workers one after another (on TAP the first
+// makes the device, the others add their queues to it), answers for them (stats, ss), and stops
+// them all if one fails: a server missing a worker would serve part of its keys.
 
 import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { availableParallelism } from "node:os";

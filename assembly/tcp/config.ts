@@ -66,8 +66,8 @@ export let initRto: f64 = 0;
 export let resetWhenFull = false;
 /**
  * The NIC queue this stack reads, of how many, when the device steers each connection's frames
- * to a queue by a hash of its addresses and ports (a multi-queue TAP device with the addon's
- * steering program: one stack per queue). An ephemeral port is then one whose replies come to
+ * to a queue by a hash of its addresses and ports (a multi-queue TAP device, or a veth pair
+ * served with AF_XDP, with the addon's steering programs: one stack per queue). An ephemeral port is then one whose replies come to
  * this queue (tcp/table.ts). steerQueues 0: any port.
  */
 export let steerQueues: u32 = 0;

@@ -258,9 +258,9 @@ export function ephemeralPort(lip: usize, rip: usize, rport: u32): u32 {
 }
 
 /**
- * The queue a multi-queue TAP device sends a connection's frames to: the hash the addon's
- * steering program computes (native-host/nic/tap.c; host/nic/tap.ts tapQueueOf), the same both
- * ways: the ports as one word, xor both addresses (IPv4: their 32 bits; IPv6: their four words),
+ * The queue a steered device (a multi-queue TAP device, a veth pair served with AF_XDP) sends a
+ * connection's frames to: the hash the addon's steering programs compute (native-host/nic/
+ * steer.h; host/nic/tap.ts tapQueueOf), the same both ways: the ports as one word, xor both addresses (IPv4: their 32 bits; IPv6: their four words),
  * folded to 16 and then to 8 bits, modulo the queue count.
  */
 export function steerQueueOf(lip: usize, lport: u32, rip: usize, rport: u32, queues: u32): u32 {

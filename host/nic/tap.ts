@@ -59,9 +59,10 @@ export class TapPort extends NicPort {
 }
 
 /**
- * The queue of a multi-queue TAP device that the kernel sends a connection's frames to (the
- * steering program the addon attaches, native-host/nic/tap.c): a hash of the two addresses and
- * ports, the same both ways, modulo the queue count. A worker that opens a connection can pick
+ * The queue of a multi-queue TAP device (or of a veth pair served with AF_XDP, its kernel end
+ * steered) that the kernel sends a connection's frames to (the steering programs the addon
+ * attaches, native-host/nic/steer.h): a hash of the two addresses and ports, the same both ways,
+ * modulo the queue count. A worker that opens a connection can pick
  * a local port whose replies come to its own queue.
  */
 export function tapQueueOf(

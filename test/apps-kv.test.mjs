@@ -195,6 +195,73 @@ test("pipelining: replies in request order, reads behind writes wait for the com
   h.close();
 });
 
+test("a GET's reply is the SET's own bytes where they lie: its head and CRLF go by name with the value", () => {
+  const h = kvPair();
+  const c = h.connect();
+  const r = rng(21);
+  const val = (n) => {
+    const v = new Uint8Array(n);
+    for (let i = 0; i < n; i++) v[i] = r.int(256);
+    return v;
+  };
+  /** GETs `key`, checks the value, and returns [bytes copied, bytes by name] for the reply. */
+  const get = (key, want) => {
+    const copied = h.app.stats.bytesCopied;
+    const byName = h.app.stats.bytesByName;
+    assert.equal(h.one(c, "GET", key), want, key);
+    return [h.app.stats.bytesCopied - copied, h.app.stats.bytesByName - byName];
+  };
+  const setCmd = (key, v) => cmd("SET", key, v);
+  // head, value and CRLF in one segment: the whole reply is the request's bytes, by name
+  const v1 = val(1000);
+  assert.is(h.call(c, [setCmd("whole", v1)])[0], "+OK");
+  assert.equal(get("whole", v1), [0, v1.length + 9]);
+  // the head ends a segment (the value starts the next buffer): the head is copied, the CRLF not
+  const split = setCmd("split", v1);
+  const head = split.length - v1.length - 2;
+  h.send(c, split.subarray(0, head), head); // (a piece under 1400 bytes leaves as a segment of its own)
+  assert.is(h.call(c, [split.subarray(head)])[0], "+OK");
+  assert.equal(get("split", v1), [7, v1.length + 2]);
+  // the value ends a segment: its CRLF lies in the next buffer and is copied
+  assert.is(h.call(c, [setCmd("tail", v1)], setCmd("tail", v1).length - 2)[0], "+OK");
+  assert.equal(get("tail", v1), [2, v1.length + 7]);
+  // a head that is not the reply's ("$0100" for 100 bytes) is not sent: the reply's is copied
+  const v2 = val(100);
+  const odd = cat([enc("*3\r\n$3\r\nSET\r\n$3\r\nodd\r\n$0100\r\n"), v2, enc("\r\n")]);
+  assert.is(h.call(c, [odd])[0], "+OK");
+  assert.equal(get("odd", v2), [6, v2.length + 2]);
+  // APPEND: the value is two requests' ranges; the first one's head is the old length's
+  const v3 = val(300);
+  assert.is(h.call(c, [setCmd("app", v2)])[0], "+OK");
+  assert.is(h.one(c, "APPEND", "app", v3), 400);
+  assert.equal(get("app", cat([v2, v3])), [6, 400 + 2]);
+  // a pipeline of GETs of values written by a pipeline of SETs, in segments of every size
+  const vals = Array.from({ length: 24 }, (_, i) => val(70 + 97 * i));
+  for (const seg of [1400, 777, 64]) {
+    assert.ok(
+      h
+        .call(
+          c,
+          vals.map((v, i) => setCmd(`p${i}`, v)),
+          seg,
+        )
+        .every((x) => x === "+OK"),
+      `SETs in segments of ${seg}`,
+    );
+    assert.equal(
+      h.call(
+        c,
+        vals.map((_, i) => ["GET", `p${i}`]),
+      ),
+      vals,
+    );
+  }
+  // the replies held no reference of their own once sent: only the records keep buffers
+  h.settle();
+  assertKeptExact(h);
+  h.close();
+});
+
 test("long values span chunks, stay in the buffers they arrived in and go out by name", () => {
   const h = kvPair();
   const c = h.connect();

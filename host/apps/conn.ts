@@ -99,6 +99,9 @@ interface Reply extends Emitting {
   held: boolean;
 }
 
+/** #part's Emitting for parts sent outside a queued reply (plain ones: it is never set). */
+const NO_EMITTING: Emitting = { parts: [], at: 0, stream: null, pull: null, close: false };
+
 interface Streaming {
   obj: ObjectRef;
   cursor: ObjectCursor;
@@ -373,7 +376,8 @@ export class ConnLayer<S> {
     // record): durable now on PM, or in flight on a block device
     if (log.flush()) this.stats.commits++;
     for (const c of this.#active) {
-      if (c.replies.length || c.cur || c.unrecvd) this.#service(c);
+      // (c.out: text a reply sent outside a queued one left in its buffer: see reply())
+      if (c.replies.length || c.cur || c.unrecvd || c.out >= 0) this.#service(c);
       if (c.tls && c.tls.cipherBytes) this.#tlsFlush(c);
       // every send of the turn has been taken or refused by now (see SendQueue.settle)
       if (!c.q.quiet) c.q.settle();
@@ -403,10 +407,22 @@ export class ConnLayer<S> {
       freeNamedParts(this.stack.pool, parts);
       return;
     }
+    const seq = this.log.lastSeq;
+    // nothing ahead of it and nothing to wait for (the common answer to a read, or to a
+    // pipeline of them): its parts go to the send queue now, as #service would at the chunk's end
+    if (!close && notBefore === 0 && seq <= this.log.durableSeq && c.cur === null && c.replies.length === 0 && !c.tls) {
+      let plain = true;
+      for (const p of parts) if (!(p instanceof Uint8Array) && ("stream" in p || "pull" in p)) plain = false;
+      if (plain) {
+        for (const p of parts) this.#part(c, NO_EMITTING, p);
+        this.#active.add(c);
+        if (!c.q.blocked && !c.q.idle) this.stats.ringWaits++; // the rest at a later turn's end
+        return;
+      }
+    }
     // an object to stream is pinned now, while it is live: by the time the reply may leave, a
     // later write of its key may have superseded and released it
     for (const p of parts) if (!(p instanceof Uint8Array) && "stream" in p) this.log.pin(p.stream);
-    const seq = this.log.lastSeq;
     c.replies.push({
       parts,
       at: 0,

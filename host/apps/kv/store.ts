@@ -144,6 +144,39 @@ export class KvStore {
   }
 
   /**
+   * Whether a GET's reply framing still lies around the value that ranges() wrote into `out`:
+   * bit 1 when the `head` bytes (`$<len>\r\n`) lie just before its first range in the same
+   * buffer, bit 2 when `\r\n` lies just after its last. A value a SET sent whole keeps the
+   * request's own framing there, so the reply can go out as its ranges widened, all by name,
+   * with no text copied. Bytes are only read where they can no longer change while the value
+   * lives: a received buffer is never written again, and of the arena's buffers only the one
+   * being filled still takes writes (after its fill point), so a range there is not widened
+   * forward.
+   */
+  framing(out: Uint32Array, head: Uint8Array): number {
+    const n = out[0]!;
+    if (n === 0) return 0;
+    const m = this.#mem;
+    let bits = 0;
+    const first = out[1]!;
+    const off = out[2]!;
+    const h = head.length;
+    if (off >= h) {
+      const at = this.#addr(first, off - h);
+      let k = 0;
+      while (k < h && m[at + k] === head[k]) k++;
+      if (k === h) bits |= 1;
+    }
+    const last = out[3 * n - 2]!;
+    const end = out[3 * n - 1]! + out[3 * n]!;
+    if (end + 2 <= BUF_SIZE && last !== this.arena.current) {
+      const at = this.#addr(last, end);
+      if (m[at] === 13 && m[at + 1] === 10) bits |= 2;
+    }
+    return bits;
+  }
+
+  /**
    * Writes `key -> value items (then the short value `small`, copied) + trailer`. The items are
    * data ranges and nodes the caller holds (an ObjectWriter's finish(), or a live value's
    * items: the log takes its own references). At most KV_VALUE_ITEMS items.

@@ -738,6 +738,42 @@ test("RESP: parse() with a handler object calls back in feed()'s order, at every
   for (let cut = 1; cut < b.length; cut += 5) assert.is(run([cut]), run([]), `split at ${cut}`);
 });
 
+test("RESP: parse(chunk, h, true) stops after each command and returns the bytes it took", () => {
+  const cmds = cmd("SET", "key:3", "x".repeat(200)) + cmd("GET", "key:3") + "PING\r\n" + "\r\n" + cmd("DEL", "a");
+  const b = enc(cmds + "*1\r\n$4\r\nPI");
+  const calls = [];
+  const h = {
+    begin: (n) => calls.push(`begin ${n}`),
+    arg: (src, at, len) => calls.push(`arg ${dec(src.subarray(at, at + len))}`),
+    part: (_o, len, total) => calls.push(`part ${len}/${total}`),
+    argEnd: () => calls.push("argEnd"),
+    end: () => calls.push("end"),
+    error: (m) => calls.push(`error ${m}`),
+  };
+  const p = new RespParser();
+  const taken = [];
+  for (let at = 0; at < b.length;) {
+    const n = p.parse(b.subarray(at), h, true);
+    assert.ok(n > 0);
+    taken.push(n);
+    at += n;
+  }
+  // one command a call (the stray CRLF goes with the next command), the partial one last
+  const lens = [cmd("SET", "key:3", "x".repeat(200)), cmd("GET", "key:3"), "PING\r\n", "\r\n" + cmd("DEL", "a")];
+  assert.equal(taken, [...lens.map((x) => enc(x).length), 10]);
+  assert.ok(p.partial);
+  assert.is(
+    calls.join(","),
+    "begin 3,arg SET,arg key:3,part 200/200,argEnd,end,begin 2,arg GET,arg key:3,end,begin 1,arg PING,end,begin 2,arg DEL,arg a,end,begin 1",
+  );
+  // an error stops it too, with every byte taken
+  const q = new RespParser();
+  const bad = enc(cmd("PING") + "*1\r\n$x\r\n" + cmd("PING"));
+  assert.is(q.parse(bad, h, true), enc(cmd("PING")).length);
+  assert.is(q.parse(bad.subarray(enc(cmd("PING")).length), h, true), bad.length - enc(cmd("PING")).length);
+  assert.ok(q.dead);
+});
+
 test("RESP: short arguments are ranges of an arena that is never written again: kept ones stay intact", () => {
   // 3000 commands of short arguments (some of smallMax bytes): several arenas' worth
   const p = new RespParser({ smallMax: 64 });

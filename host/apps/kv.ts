@@ -18,6 +18,7 @@ import {
   KV_COMMANDS,
   KV_MAX_BULK,
   parseI64,
+  getReply,
   type Arg,
   type CmdSpec,
   type Kv,
@@ -111,6 +112,8 @@ export interface KvStats {
   /** Value bytes sent from PM by name (no copy), and bytes copied into replies. */
   bytesByName: number;
   bytesCopied: number;
+  /** GETs read where they lay in the receive buffer, ahead of the RESP parser (a pipeline's hot path). */
+  inPlaceGets: number;
   /** Successful and failed AUTHs (HELLO ... AUTH too; failed: Redis's acl_access_denied_auth). */
   authOk: number;
   authFailed: number;
@@ -218,6 +221,7 @@ export class KvApp implements Kv {
   readonly config = CONFIG;
   readonly counters = {
     commands: 0,
+    inPlaceGets: 0,
     reads: 0,
     writes: 0,
     hits: 0,
@@ -251,6 +255,11 @@ export class KvApp implements Kv {
   #pc: Conn<KvConn> | null = null;
   #pbuf = 0;
   #poff = 0;
+  /**
+   * GETs may be read in place (#gets): nothing routes a command elsewhere (no shards, no
+   * cluster), so a GET's checks are those of the connection's own state.
+   */
+  readonly #inPlace: boolean;
   /** The RESP parser's handler: one object for every connection and chunk (no allocation). */
   readonly #parse: RespHandler = {
     begin: () => {
@@ -340,6 +349,7 @@ export class KvApp implements Kv {
           wake: () => stack.onCommand?.(),
         })
       : null;
+    this.#inPlace = !this.shards && !this.cluster;
     this.migrator = new Migrator(stack, this.#now, () => this.#startCron());
     if (this.bus) this.#startCron();
     this.layer = new ConnLayer<KvConn>(
@@ -639,15 +649,80 @@ export class KvApp implements Kv {
   // ---- input --------------------------------------------------------------------------------
 
   #data(c: Conn<KvConn>, chunk: Uint8Array, buf: number, off: number): void {
-    if (c.state.parser.dead) return;
-    this.#pc = c;
-    this.#pbuf = buf;
-    this.#poff = off;
-    try {
-      c.state.parser.parse(chunk, this.#parse);
-    } finally {
-      this.#pc = null;
+    const st = c.state;
+    const parser = st.parser;
+    const n = chunk.length;
+    let at = 0;
+    while (at < n && !parser.dead && !c.closing) {
+      // GETs read in place while they come; any other command (or a GET they leave to the
+      // general path) goes to the parser, one command at a time while GETs may follow it
+      const inPlace = this.#inPlace && st.authed && !st.blocked && st.heldUntil === 0 && this.#held.size === 0;
+      if (inPlace && !parser.partial) {
+        at = this.#gets(c, chunk, at);
+        if (at === n) break;
+      }
+      this.#pc = c;
+      this.#pbuf = buf;
+      this.#poff = off + at;
+      try {
+        at += parser.parse(at === 0 ? chunk : chunk.subarray(at), this.#parse, inPlace);
+      } finally {
+        this.#pc = null;
+      }
     }
+  }
+
+  /**
+   * A pipeline's hot path: the GETs at `b[from]` on (`*2 $3 GET $<n> <key>`, each whole in
+   * it, the key of 1 to KV_SMALL bytes) are answered as the parser's path would answer them
+   * (#command's checks for such a connection, the GET command), without the parser: the key is
+   * looked up where it lies in the receive buffer, and no argument or command object is made.
+   * It stops at the first bytes that are not such a GET, or at one that read() must answer (an
+   * expired key, a long value): the parser takes over from there. Returns where it stopped.
+   */
+  #gets(c: Conn<KvConn>, b: Uint8Array, from: number): number {
+    const n = b.length;
+    let i = from;
+    // the shortest such GET is 21 bytes: "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+    while (i + 21 <= n && !c.closing) {
+      if (
+        b[i] !== 0x2a /* * */ ||
+        b[i + 1] !== 0x32 /* 2 */ ||
+        b[i + 2] !== 13 ||
+        b[i + 3] !== 10 ||
+        b[i + 4] !== 0x24 /* $ */ ||
+        b[i + 5] !== 0x33 /* 3 */ ||
+        b[i + 6] !== 13 ||
+        b[i + 7] !== 10 ||
+        (b[i + 8]! | 0x20) !== 0x67 /* g */ ||
+        (b[i + 9]! | 0x20) !== 0x65 /* e */ ||
+        (b[i + 10]! | 0x20) !== 0x74 /* t */ ||
+        b[i + 11] !== 13 ||
+        b[i + 12] !== 10 ||
+        b[i + 13] !== 0x24 /* $ */
+      )
+        break;
+      // the key's length: one or two digits, no leading zero, at most KV_SMALL
+      let j = i + 14;
+      let len = b[j++]! - 0x30;
+      if (len < 1 || len > 9) break;
+      const d = b[j]! - 0x30;
+      if (d >= 0 && d <= 9) {
+        len = len * 10 + d;
+        j++;
+      }
+      const key = j + 2;
+      const end = key + len + 2;
+      if (len > KV_SMALL || end > n || b[j] !== 13 || b[j + 1] !== 10 || b[end - 2] !== 13 || b[end - 1] !== 10) break;
+      const parts = getReply(this, b, key, len);
+      if (!parts) break;
+      i = end;
+      c.requestEnded();
+      this.counters.commands++;
+      this.counters.inPlaceGets++;
+      c.reply(parts);
+    }
+    return i;
   }
 
   /** Releases the writers of arguments no command consumed (a value it stored was taken). */

@@ -91,6 +91,8 @@ export class RespParser {
   #smallAt = 0;
   #crlf = 0;
   #dead = false;
+  /** A command ended in the current parse() (where `one` stops it). */
+  #ended = false;
 
   constructor(opts: RespParserOptions = {}) {
     this.smallMax = opts.smallMax ?? 64;
@@ -119,10 +121,16 @@ export class RespParser {
     });
   }
 
-  parse(chunk: Uint8Array, h: RespHandler): void {
+  /**
+   * Parses `chunk`, calling `h` for what it holds. With `one`, stops after the first command that
+   * ends in it. Returns the bytes taken: all of them, unless `one` stopped it earlier (after a
+   * protocol error, all of them).
+   */
+  parse(chunk: Uint8Array, h: RespHandler, one = false): number {
     let i = 0;
     const n = chunk.length;
-    while (i < n && !this.#dead) {
+    this.#ended = false;
+    while (i < n && !this.#dead && !(one && this.#ended)) {
       switch (this.#s) {
         case S.Start: {
           const c = chunk[i]!;
@@ -178,7 +186,10 @@ export class RespParser {
           let len = this.#lineLen;
           let c = 0;
           while (i < n && (c = chunk[i++]!) !== 10) {
-            if (len >= HEADER_MAX) return this.#error(h, "invalid length");
+            if (len >= HEADER_MAX) {
+              this.#error(h, "invalid length");
+              return n;
+            }
             line[len++] = c;
           }
           this.#lineLen = len;
@@ -193,7 +204,10 @@ export class RespParser {
           const c = chunk[i++]!;
           const l = this.#inlineLine;
           if (c !== 10) {
-            if (l.length >= INLINE_MAX) return this.#error(h, "too big inline request");
+            if (l.length >= INLINE_MAX) {
+              this.#error(h, "too big inline request");
+              return n;
+            }
             l.push(c);
             break;
           }
@@ -227,12 +241,16 @@ export class RespParser {
         }
         case S.BulkCrlf: {
           const c = chunk[i++]!;
-          if (c !== (this.#crlf === 0 ? 13 : 10)) return this.#error(h, "expected CRLF after a bulk string");
+          if (c !== (this.#crlf === 0 ? 13 : 10)) {
+            this.#error(h, "expected CRLF after a bulk string");
+            return n;
+          }
           if (++this.#crlf === 2) this.#argDone(h);
           break;
         }
       }
     }
+    return this.#dead ? n : i; // a protocol error takes the rest: nothing after it is parsed
   }
 
   /** A bulk string and its CRLF are read: the argument, then the command if it was the last. */
@@ -244,6 +262,7 @@ export class RespParser {
     if (--this.#argsLeft > 0) this.#s = S.BulkHeader;
     else {
       this.#s = S.Start;
+      this.#ended = true;
       h.end();
     }
   }
@@ -300,6 +319,7 @@ export class RespParser {
       const b = new TextEncoder().encode(a);
       h.arg(b, 0, b.length);
     }
+    this.#ended = true;
     h.end();
   }
 

@@ -547,7 +547,15 @@ const RANGES = new Uint32Array(1 + 3 * RANGES_MAX);
 function rangesReply(k: Kv, key: Arg): Part[] | null {
   // a short key, read where the parser put it (a long one, or none: read() answers)
   if (!key.src || key.len === 0) return null;
-  const len = k.store.ranges(key.src, key.at, key.len, RANGES, RANGES_MAX);
+  return getReply(k, key.src, key.at, key.len);
+}
+
+/**
+ * GET's reply for the key `src[at, at + len)` (1 byte or more) as rangesReply makes it, with its
+ * read counted; null when read() must answer, with nothing counted.
+ */
+export function getReply(k: Kv, src: Uint8Array, at: number, keyLen: number): Part[] | null {
+  const len = k.store.ranges(src, at, keyLen, RANGES, RANGES_MAX);
   if (len === -2) return null;
   countRead(k, len !== -1);
   if (len === -1) return [NIL];

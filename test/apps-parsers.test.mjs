@@ -711,20 +711,23 @@ test("RESP: protocol errors are reported (and the parser stops)", () => {
   assert.equal(respRun(enc("*1\r\n$-1\r\n"), [3, 6]), [["ERR", "invalid bulk length"]]);
 });
 
+/** A RespHandler that writes each call into `calls` as text. */
+const logHandler = (calls) => ({
+  begin: (n) => calls.push(`begin ${n}`),
+  arg: (src, at, len) => calls.push(`arg ${dec(src.subarray(at, at + len))}`),
+  part: (_o, len, total) => calls.push(`part ${len}/${total}`),
+  argEnd: () => calls.push("argEnd"),
+  end: () => calls.push("end"),
+  error: (m) => calls.push(`error ${m}`),
+});
+
 test("RESP: parse() with a handler object calls back in feed()'s order, at every split", () => {
   const b = enc(cmd("SET", "key:2", "w".repeat(300)) + cmd("PING") + "*1\r\n$4\r\nPING\r\n" + "*1\r\n$x\r\n");
   const run = (cuts) => {
     const p = new RespParser();
     const calls = [];
     let at = 0;
-    const h = {
-      begin: (n) => calls.push(`begin ${n}`),
-      arg: (src, at, len) => calls.push(`arg ${dec(src.subarray(at, at + len))}`),
-      part: (_o, len, total) => calls.push(`part ${len}/${total}`),
-      argEnd: () => calls.push("argEnd"),
-      end: () => calls.push("end"),
-      error: (m) => calls.push(`error ${m}`),
-    };
+    const h = logHandler(calls);
     for (const end of [...cuts, b.length]) {
       p.parse(b.subarray(at, end), h);
       at = end;
@@ -742,14 +745,7 @@ test("RESP: parse(chunk, h, true) stops after each command and returns the bytes
   const cmds = cmd("SET", "key:3", "x".repeat(200)) + cmd("GET", "key:3") + "PING\r\n" + "\r\n" + cmd("DEL", "a");
   const b = enc(cmds + "*1\r\n$4\r\nPI");
   const calls = [];
-  const h = {
-    begin: (n) => calls.push(`begin ${n}`),
-    arg: (src, at, len) => calls.push(`arg ${dec(src.subarray(at, at + len))}`),
-    part: (_o, len, total) => calls.push(`part ${len}/${total}`),
-    argEnd: () => calls.push("argEnd"),
-    end: () => calls.push("end"),
-    error: (m) => calls.push(`error ${m}`),
-  };
+  const h = logHandler(calls);
   const p = new RespParser();
   const taken = [];
   for (let at = 0; at < b.length;) {

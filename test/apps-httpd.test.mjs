@@ -10,6 +10,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Stack, MemoryLink, PmLog, HttpdApp, keyHashSlot } from "../build/index.js";
 import { rng } from "./lib/rng.mjs";
+import { shardQueues } from "./lib/shard-pair.mjs";
 import {
   memClient,
   ByteQueue,
@@ -876,42 +877,11 @@ const keysOf = (w, n, prefix) => {
  * their turn batches carried by two queues this test delivers after each of worker 0's turns.
  */
 function shardedHttpd({ buffers = 8192, peerBuffers = 8192, peerReserve } = {}) {
-  const to0 = [];
-  const to1 = [];
-  const h = httpdPair({ buffers, shards: { index: 0, count: 2, send: (to, m) => to1.push(m) } });
-  const stack = Stack.create({
-    mac: "02:00:00:00:08:09",
-    ip: "198.18.8.9/24",
-    pool: { buffers: peerBuffers, metaBytes: 1 << 20 },
-    configure: (core) => PmLog.configure(core),
+  const q = shardQueues();
+  return q.join(httpdPair({ buffers, shards: q.t0 }), {
+    buffers: peerBuffers,
+    make: (stack, log, t1) => new HttpdApp(stack, log, 0, { reserveBuffers: peerReserve, shards: t1 }),
   });
-  const log = PmLog.open(stack.pool);
-  const peer = new HttpdApp(stack, log, 0, {
-    reserveBuffers: peerReserve,
-    shards: { index: 1, count: 2, send: (to, m) => to0.push(m) },
-  });
-  const turn = h.turn;
-  h.batches = 0;
-  h.turn = () => {
-    turn();
-    for (const m of to1.splice(0)) {
-      h.batches++;
-      peer.shards.receive(0, m);
-    }
-    peer.onTurnEnd();
-    for (const m of to0.splice(0)) {
-      h.batches++;
-      h.app.shards.receive(1, m);
-    }
-  };
-  h.peer = { stack, log, app: peer };
-  const close = h.close;
-  h.close = () => {
-    close();
-    peer.close();
-    stack.shutdown();
-  };
-  return h;
 }
 
 const keptBoth = (h, msg) => {

@@ -7,52 +7,22 @@
 // leaks on either pool, even when a client goes with a command in flight.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Stack, PmLog, KvApp, keyHashSlot } from "../build/index.js";
+import { KvApp, keyHashSlot } from "../build/index.js";
 import { kvPair, text, cmd, randomBytes, sameBytes, assertKeptExact } from "./lib/memclient.mjs";
 import { rng } from "./lib/rng.mjs";
+import { shardQueues } from "./lib/shard-pair.mjs";
 
 const enc = (s) => new TextEncoder().encode(s);
 const ownerOf = (k) => keyHashSlot(enc(k)) % 2;
 
 /** Worker 0 (kvPair: clients) and worker 1 (no clients of its own), joined by two queues. */
 function sharded(opts = {}) {
-  const to0 = [];
-  const to1 = [];
-  const t0 = { index: 0, count: 2, send: (to, msg) => to1.push(msg) };
-  const t1 = { index: 1, count: 2, send: (to, msg) => to0.push(msg) };
-  const h = kvPair({ ...opts, shards: t0 });
-  const stack = Stack.create({
-    mac: "02:00:00:00:08:09",
-    ip: "198.18.8.9/24",
-    pool: { buffers: opts.buffers ?? 4096, metaBytes: 1 << 20 },
-    configure: (core) => PmLog.configure(core),
+  const q = shardQueues();
+  const h = kvPair({ ...opts, shards: q.t0 });
+  return q.join(h, {
+    buffers: opts.buffers ?? 4096,
+    make: (stack, log, t1) => new KvApp(stack, log, 0, { now: () => h.clock.t, shards: t1 }),
   });
-  const log = PmLog.open(stack.pool);
-  const peer = new KvApp(stack, log, 0, { now: () => h.clock.t, shards: t1 });
-  const turn = h.turn;
-  h.messages = 0;
-  h.turn = () => {
-    const moved = turn();
-    // worker 1's turn: what worker 0 sent, then its batch back (worker 0 takes it next turn)
-    for (const m of to1.splice(0)) {
-      h.messages++;
-      peer.shards.receive(0, m);
-    }
-    peer.onTurnEnd();
-    for (const m of to0.splice(0)) {
-      h.messages++;
-      h.app.shards.receive(1, m);
-    }
-    return moved;
-  };
-  h.peer = { stack, log, app: peer };
-  const close = h.close;
-  h.close = () => {
-    close();
-    peer.close();
-    stack.shutdown();
-  };
-  return h;
 }
 
 /** n keys owned by worker w, named with `prefix`. */
@@ -91,7 +61,7 @@ test("every key is readable and deletable from a client of either worker; each l
   );
   assert.is(h.app.stats.forwarded, on1 * 2);
   // a pipeline's forwarded commands stream: many per batch, not a round trip each
-  assert.ok(h.messages * 4 < h.app.stats.forwarded, `${h.messages} batches for ${h.app.stats.forwarded} commands`);
+  assert.ok(h.batches * 4 < h.app.stats.forwarded, `${h.batches} batches for ${h.app.stats.forwarded} commands`);
   assert.is(h.peer.app.stats.served, on1 * 2);
   assert.is(h.app.stats.commands, 400, "client commands are counted where they arrived");
   assert.is(h.peer.app.stats.commands, 0);

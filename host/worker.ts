@@ -22,6 +22,12 @@ interface Start {
   peers: (MessagePort | null)[];
 }
 
+/** A worker's pool memory (shared) and the address of its buffer 0 there. */
+interface PeerPool {
+  memory: ArrayBufferLike;
+  base: number;
+}
+
 /** A question from the starting thread. */
 interface Ask {
   id: number;
@@ -55,14 +61,16 @@ try {
           for (const p of peers) p?.postMessage({ neighbor: frame });
         }
       : undefined;
+  // kv's workers read each other's pools (writes cross as loans, zero copy): shared memories
+  const lend = spec.app === "kv" && start.count > 1;
   const s0 = serve(
     // no Nagle (as Redis sets TCP_NODELAY on its clients): a client's replies leave in pieces
     // when some wait for another worker's answer, and a piece held for the ACK of the one before
     // would wait out the client's delayed ACK (40 ms)
-    { nodelay: true, ...start.serve },
+    { nodelay: true, ...start.serve, sharedMemory: lend },
     (s, l) => {
       const send = (to: number, msg: unknown, transfer: ArrayBuffer[]) => peers[to]!.postMessage(msg, transfer);
-      const shards = { index: start.index, count: start.count, send };
+      const shards = { index: start.index, count: start.count, send, lend };
       if (spec.app === "httpd")
         return new HttpdApp(s, l, spec.port ?? 80, {
           idleTimeoutMs: spec.idleTimeoutMs,
@@ -89,10 +97,17 @@ try {
   );
   srv = s0;
   const app = srv.app;
+  if (lend) {
+    // this pool's memory to every other worker, before any batch of ours (a port keeps order)
+    const pool = s0.stack.pool;
+    const peerPool = { memory: pool.core.memory.buffer, base: pool.address(0) };
+    for (const p of peers) p?.postMessage({ peerPool });
+  }
   peers.forEach((p, from) => {
     if (!p) return;
-    p.on("message", (m: ShardMessage | HttpdShardBatch | { neighbor: Uint8Array }) => {
-      if ("neighbor" in m) s0.loop.inject(m.neighbor);
+    p.on("message", (m: ShardMessage | HttpdShardBatch | { neighbor: Uint8Array } | { peerPool: PeerPool }) => {
+      if ("peerPool" in m) (app as KvApp).shards!.attachPeer(from, m.peerPool.memory, m.peerPool.base);
+      else if ("neighbor" in m) s0.loop.inject(m.neighbor);
       else if (app instanceof HttpdApp) app.shards!.receive(from, m as HttpdShardBatch);
       else app.shards!.receive(from, m as ShardMessage);
     });

@@ -136,6 +136,8 @@ async function spreadAndCross(ns, srv, pm) {
       assert.ok(x.app.connections > 20, `worker ${x.worker}: ${x.app.connections} of 200 connections`);
       assert.ok(x.app.commands > 100, `worker ${x.worker}: ${x.app.commands} commands`);
       assert.ok(x.app.forwarded > 0 && x.app.served > 0, `worker ${x.worker}: forwarded and served`);
+      // the values (past 64 bytes) written for the other worker's keys stayed here, lent
+      assert.ok(x.app.lent > 100 && x.app.loans > 100, `worker ${x.worker}: ${x.app.lent} lent, ${x.app.loans} loans`);
     }
     assert.is(st.app.connections, st.workers[0].app.connections + st.workers[1].app.connections, "totals");
     assert.is(st.app.commands, total + 0, "every SET counted once, where it arrived");
@@ -144,6 +146,8 @@ async function spreadAndCross(ns, srv, pm) {
     const r = await load(ns, ["check", 16, "w", JSON.stringify(w.acked), "del"]);
     assert.equal(r, { checked: total, missing: 0, wrong: 0, deleted: total });
     assert.is(Number(await redisCli(ns, "DBSIZE")), 0);
+    // every loan went back once the owners' deletions were durable
+    await waitFor(async () => (await srv.stats()).workers.every((x) => x.app.loans === 0), "no loan left");
     // redis-benchmark, 50 clients, pipelined
     const b = ns.spawn("redis-benchmark", [
       "-h",

@@ -144,6 +144,12 @@ export interface KvStats {
   inFlight: number;
   /** Sharded over workers, now: answers to other workers waiting for their records to be durable. */
   owed: number;
+  /** Sharded over workers: values of this worker's clients written for another worker's keys zero copy, kept here as loans. */
+  lent: number;
+  /** Sharded over workers, now: loans kept here for other workers' records. */
+  loans: number;
+  /** Sharded over workers: reads of values kept by another worker (copied from its pool). */
+  remoteReads: number;
 }
 
 interface KvConn extends KvClient {
@@ -268,12 +274,12 @@ export class KvApp implements Kv {
       s.cur = null;
     },
     arg: (src, at, len) => {
-      this.#pc!.state.args.push({ src, at, bytes: null, writer: null, len, full: false });
+      this.#pc!.state.args.push({ src, at, bytes: null, writer: null, len, full: false, remote: null });
     },
     part: (offset, length) => {
       const c = this.#pc!;
       const s = c.state;
-      const a = (s.cur ??= { src: null, at: 0, bytes: null, writer: null, len: 0, full: false });
+      const a = (s.cur ??= { src: null, at: 0, bytes: null, writer: null, len: 0, full: false, remote: null });
       a.len += length;
       if (a.full || c.closing) return; // nothing is kept for a command that will not run
       if (this.stack.pool.freeCount <= this.reserveBuffers) {
@@ -287,7 +293,7 @@ export class KvApp implements Kv {
     },
     argEnd: () => {
       const s = this.#pc!.state;
-      s.args.push(s.cur ?? { src: null, at: 0, bytes: null, writer: null, len: 0, full: false });
+      s.args.push(s.cur ?? { src: null, at: 0, bytes: null, writer: null, len: 0, full: false, remote: null });
       s.cur = null;
     },
     end: () => {
@@ -339,6 +345,7 @@ export class KvApp implements Kv {
     this.shards = opts.shards
       ? new KvShards(opts.shards, {
           pool: stack.pool,
+          store: this.store,
           lastSeq: () => log.lastSeq,
           durableSeq: () => log.durableSeq,
           runServed: (c, args) => this.#runServed(c as unknown as Conn<KvConn>, args),
@@ -481,6 +488,7 @@ export class KvApp implements Kv {
     this.layer.onTurnEnd();
     // after the group commit: requests out, and the replies whose records are durable
     this.shards?.afterCommit();
+    this.store.endTurn();
   };
 
   get stats(): KvStats {
@@ -502,6 +510,9 @@ export class KvApp implements Kv {
       batchesIn: this.shards?.stats.batchesIn ?? 0,
       inFlight: this.shards?.inFlight ?? 0,
       owed: this.shards?.owed ?? 0,
+      lent: this.shards?.stats.lent ?? 0,
+      loans: this.store.loans,
+      remoteReads: this.store.remoteReads,
     };
   }
 
@@ -538,6 +549,7 @@ export class KvApp implements Kv {
   bytes(a: Arg): Uint8Array {
     if (a.bytes) return a.bytes;
     if (a.src) return (a.bytes = a.src.slice(a.at, a.at + a.len));
+    if (a.remote) return (a.bytes = this.store.remoteBytes(a.remote));
     if (!a.writer) return new Uint8Array(0);
     // a long argument used as text (a key, a number, an option): copied out of PM
     const out = new Uint8Array(a.len);

@@ -55,6 +55,11 @@ export interface ServeOptions extends StackConfig {
   buffers: number;
   metaBytes?: number;
   mode?: "auto" | "msync" | "clwb" | "clflushopt" | "strict" | "journal";
+  /**
+   * The pool's core memory is a shared one (SharedArrayBuffer), which other threads may read:
+   * a sharded kv's workers read each other's loans there (docs/scaling.md).
+   */
+  sharedMemory?: boolean;
   /** The NIC queue (default: a TAP device named "pmstack%d" in the current namespace). */
   nic?: ServeNic;
   /** Shorthand for `nic: { kind: "tap", ...tap }`. */
@@ -103,7 +108,14 @@ export function serve<A extends App>(
     // the app's sends (a GET reply is two or three) can outgrow a 1024-slot APP-IN ring, where
     // the rest of the turn's replies would wait for another turn
     rings: { tx: 14, appIn: 14, appOut: 14, ...opts.rings },
-    pool: { path: opts.path, buffers: opts.buffers, metaBytes: opts.metaBytes, mode: opts.mode as never, grow: true },
+    pool: {
+      path: opts.path,
+      buffers: opts.buffers,
+      metaBytes: opts.metaBytes,
+      mode: opts.mode as never,
+      grow: true,
+      shared: opts.sharedMemory ?? false,
+    },
     configure: (core) => {
       PmLog.configure(core);
       queues = reserveNicQueues(core, nicOpts.kind === "xdp" ? { ringLog2: xdpRingLog2(opts.buffers) } : {});

@@ -11,7 +11,8 @@ import net from "node:net";
 
 const [mode, host, portS] = process.argv.slice(2, 5);
 const port = Number(portS);
-const pad = "x".repeat(40);
+// (values past 64 bytes: a sharded server's workers lend them to the owners of their keys)
+const pad = "x".repeat(160);
 const value = (key) => `val:${key}:${pad}`;
 const enc = (...args) =>
   Buffer.from(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join(""));

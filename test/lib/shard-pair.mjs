@@ -5,37 +5,45 @@ import { Stack, PmLog } from "../../build/index.js";
 
 /**
  * The two workers' transports (`t0` for worker 0's app, made before it) and `join(h, …)`, which
- * makes worker 1 (`make(stack, log, t1)` returns its app) and carries the batches: `h.turn`
- * runs worker 0's turn, then worker 1's with what worker 0 sent, then hands worker 1's batch
- * to worker 0 (taken at its next turn's end). `h.batches` counts the messages, `h.peer` holds
- * worker 1's stack, log and app, and `h.close` closes both.
+ * makes worker 1 (`make(stack, log, t1)` returns its app; its pool at `path`, or volatile) and
+ * carries the batches: `h.turn` runs worker 0's turn, then worker 1's with what worker 0 sent,
+ * then hands worker 1's batch to worker 0 (taken at its next turn's end). `h.batches` counts
+ * the messages, `h.peer` holds worker 1's stack, log and app, `h.drop` (when true) loses the
+ * batches instead (a crash between the workers), and `h.close` closes both. With `lend`, the
+ * workers read each other's pools (kv: writes cross as loans); the pools of one thread need no
+ * shared memory for that.
  */
-export function shardQueues() {
+export function shardQueues({ lend = false } = {}) {
   const to0 = [];
   const to1 = [];
-  const t0 = { index: 0, count: 2, send: (to, m) => to1.push(m) };
-  const t1 = { index: 1, count: 2, send: (to, m) => to0.push(m) };
-  const join = (h, { buffers, make }) => {
+  const t0 = { index: 0, count: 2, send: (to, m) => to1.push(m), lend };
+  const t1 = { index: 1, count: 2, send: (to, m) => to0.push(m), lend };
+  const join = (h, { buffers, make, path }) => {
     const stack = Stack.create({
       mac: "02:00:00:00:08:09",
       ip: "198.18.8.9/24",
-      pool: { buffers, metaBytes: 1 << 20 },
+      pool: { buffers, metaBytes: 1 << 20, path },
       configure: (core) => PmLog.configure(core),
     });
     const log = PmLog.open(stack.pool);
     const app = make(stack, log, t1);
+    if (lend) {
+      app.shards.attachPeer(0, h.srv.pool.core.memory.buffer, h.srv.pool.address(0));
+      h.app.shards.attachPeer(1, stack.pool.core.memory.buffer, stack.pool.address(0));
+    }
+    h.drop = false;
     const turn = h.turn;
     h.batches = 0;
     h.turn = () => {
       const moved = turn();
       for (const m of to1.splice(0)) {
         h.batches++;
-        app.shards.receive(0, m);
+        if (!h.drop) app.shards.receive(0, m);
       }
       app.onTurnEnd();
       for (const m of to0.splice(0)) {
         h.batches++;
-        h.app.shards.receive(1, m);
+        if (!h.drop) h.app.shards.receive(1, m);
       }
       return moved;
     };

@@ -27,7 +27,7 @@ import {
   type Nested,
 } from "./reply.js";
 import { addLongDouble, formatLongDouble, isInfinite, parseLongDouble, type LongDouble } from "./float.js";
-import { KV_SMALL, KV_VALUE_ITEMS, type KvStore, type Value } from "./store.js";
+import { KV_SMALL, KV_VALUE_ITEMS, type KvStore, type RemoteValue, type Value } from "./store.js";
 import type { ObjectWriter } from "../../object.js";
 import type { ClusterState, SlotKeys } from "./cluster.js";
 import type { ClusterBus } from "./bus.js";
@@ -55,6 +55,11 @@ export interface Arg {
   len: number;
   /** The pool reached its reserve while this argument arrived: nothing of it was kept. */
   full: boolean;
+  /**
+   * Sharded: a value another worker keeps for this command (its loan): a write names it; an
+   * argument no command took is released (kv/shard.ts).
+   */
+  remote: RemoteValue | null;
 }
 
 /** Per-connection state of the store's clients. */
@@ -613,7 +618,11 @@ export function valueParts(k: Kv, v: Value | null, parts: Part[], start = 0, end
 
 /** Writes `key -> the value argument`, which it consumes (its writer's ranges become the value's). */
 function write(k: Kv, key: Uint8Array, value: Arg, expireAt: number): void {
-  if (value.writer) {
+  if (value.remote) {
+    // the bytes stay in the lender's pool, where its NIC wrote them: the record names its loan
+    k.store.putRemote(key, value.remote, expireAt);
+    value.remote = null;
+  } else if (value.writer) {
     const w = value.writer;
     value.writer = null;
     try {

@@ -14,9 +14,23 @@
 //   reply:   u32 id, u32 length, bytes (the RESP reply)
 // Nothing here runs outside a turn: messages are queued as they come and handled at the turn's
 // end, before the group commit.
+//
+// Writes cross zero copy. When the pools of the workers are memories they can read of each
+// other's (worker threads: shared memories), a value (an argument of SET, SETNX, SETEX, PSETEX,
+// GETSET, MSET, MSETNX that arrived in PM buffers) stays in the pool of the worker whose NIC
+// wrote it: that worker keeps it under a loan record in its own log, and the request carries
+// its name instead of its bytes, as an argument of length 0x8000_0000 | n whose n bytes are the
+// descriptor (kv/store.ts, RemoteValue). The request leaves once the loan is durable; the
+// owner's record names the loan. When that record is superseded (and that is durable), or no
+// command took the argument, the owner releases the loan: `rel`, the loan ids (u32 high, u32
+// low each). After a restart each worker tells each other one which of its loans its records
+// still name (`live`, the same form, once); the loans none names (a request lost in the crash,
+// a release not yet durable) go.
 
-import { ObjectCursor } from "../../object.js";
+import { ObjectCursor, type Item } from "../../object.js";
+import { LogFullError } from "../../log.js";
 import type { Pool } from "../../pool.js";
+import { decodeRemote, encodeRemote, type KvStore, type RemoteValue } from "./store.js";
 import { freeNamedParts, type Conn, type Part } from "../conn.js";
 import { keyHashSlot } from "./cluster.js";
 import type { Arg, KvClient } from "./commands.js";
@@ -29,12 +43,21 @@ export interface ShardTransport {
   readonly count: number;
   /** Sends a batch to worker `to`; the buffers in `transfer` are handed over. */
   send(to: number, msg: ShardMessage, transfer: ArrayBuffer[]): void;
+  /**
+   * Whether every other worker reads this worker's pool (attachPeer, before any batch of this
+   * worker's reaches it): writes then cross as loans, zero copy. Default false: values are copied.
+   */
+  readonly lend?: boolean;
 }
 
 /** One turn's batch from one worker to another. */
 export interface ShardMessage {
   req: ArrayBuffer | null;
   rep: ArrayBuffer | null;
+  /** Loans of the receiver's that the sender no longer names. */
+  rel?: ArrayBuffer | null;
+  /** Once after a start: the receiver's loans that the sender's records name. */
+  live?: ArrayBuffer | null;
 }
 
 /** Counters of the sharded store (KvStats.shard). */
@@ -50,11 +73,17 @@ export interface ShardStats {
   /** Batches sent and received. */
   batchesOut: number;
   batchesIn: number;
+  /** Values lent to other workers' records (written zero copy across workers). */
+  lent: number;
+  /** Loans ended (released by the worker whose record named them, or found unnamed after a restart). */
+  unlent: number;
 }
 
 /** What the sharded store needs of the app (KvApp). */
 export interface ShardHost {
   readonly pool: Pool;
+  /** The store: loans, and remote values' reads and releases. */
+  readonly store: KvStore;
   /** The log's newest and durable sequence numbers: a served reply leaves once its record is durable. */
   lastSeq(): number;
   durableSeq(): number;
@@ -112,6 +141,10 @@ const BROADCAST: Record<string, Join> = { dbsize: "sum", flushall: "ok", flushdb
  * (a pipeline's commands stream through; memory stays bounded).
  */
 export const SHARD_MAX_IN_FLIGHT = 1024;
+/** Commands whose values (arguments from the third on, that arrived in PM buffers) cross as loans. */
+const LENDS = new Set(["set", "setnx", "setex", "psetex", "getset", "mset", "msetnx"]);
+/** The length word of a request's argument that is a loan's descriptor. */
+const LOAN_ARG = 0x8000_0000;
 /** Commands that cannot run sharded (they act on this worker's keys alone, or on a node's). */
 export const SHARD_REFUSED = new Set(["migrate", "cluster", "asking", "readonly", "readwrite"]);
 
@@ -142,10 +175,15 @@ class Out {
     this.buf.set(b, this.len);
     this.len += b.length;
   }
-  /** The batch as a buffer of its own (to transfer); the writer starts over. */
-  take(): ArrayBuffer | null {
-    if (this.items === 0) return null;
-    const out = this.buf.buffer.slice(0, this.len) as ArrayBuffer;
+  /** The batch's first `n` bytes as a buffer of its own (to transfer); the rest stays. */
+  take(n = this.len): ArrayBuffer | null {
+    if (n === 0) return null;
+    const out = this.buf.buffer.slice(0, n) as ArrayBuffer;
+    if (n < this.len) {
+      this.buf.copyWithin(0, n, this.len);
+      this.len -= n;
+      return out;
+    }
     this.len = 0;
     this.items = 0;
     if (this.buf.length > 1 << 20) {
@@ -160,7 +198,16 @@ class Out {
 export class KvShards {
   readonly index: number;
   readonly count: number;
-  readonly stats: ShardStats = { forwarded: 0, served: 0, split: 0, broadcast: 0, batchesOut: 0, batchesIn: 0 };
+  readonly stats: ShardStats = {
+    forwarded: 0,
+    served: 0,
+    split: 0,
+    broadcast: 0,
+    batchesOut: 0,
+    batchesIn: 0,
+    lent: 0,
+    unlent: 0,
+  };
   #t: ShardTransport;
   #h: ShardHost;
   #nextId = 1;
@@ -174,6 +221,21 @@ export class KvShards {
   #fifo = new Map<Conn<KvClient>, Job[]>();
   /** Clients held until their commands in flight are answered (resume functions). */
   #drain = new Map<Conn<KvClient>, () => void>();
+  /** Writes cross as loans (ShardTransport.lend). */
+  #lend: boolean;
+  /** Per worker: its pool's memory and buffer 0's address there (attachPeer). */
+  #peers: ({ bytes: Uint8Array; base: number } | null)[] = [];
+  /** Per worker: the first bytes of the loan keys kept for it (a hash tag it owns). */
+  #loanPrefix: Uint8Array[] = [];
+  #nextLoan = 1;
+  /** Per worker: where in its request batch a request waits for its loan's record to be durable. */
+  #reqWait: { start: number; seq: number }[][] = [];
+  /** Per worker: loans of its to release once the record that superseded their names is durable. */
+  #releases: { id: number; seq: number }[][] = [];
+  /** Per worker: after a restart, the loans kept for it (id -> key) until it says which it names. */
+  #recovered: (Map<number, Uint8Array> | null)[] = [];
+  /** Per worker: after a restart, its loans this worker's records name (sent once). */
+  #live: number[][] | null = [];
 
   constructor(t: ShardTransport, h: ShardHost) {
     if (!Number.isInteger(t.count) || t.count < 1 || !Number.isInteger(t.index) || t.index < 0 || t.index >= t.count)
@@ -182,11 +244,51 @@ export class KvShards {
     this.count = t.count;
     this.#t = t;
     this.#h = h;
+    this.#lend = t.lend === true;
     for (let i = 0; i < t.count; i++) {
       this.#reqOut.push(new Out());
       this.#repOut.push(new Out());
       this.#owed.push([]);
+      this.#peers.push(null);
+      this.#reqWait.push([]);
+      this.#releases.push([]);
+      this.#recovered.push(null);
+      this.#live!.push([]);
+      let p = new Uint8Array(0);
+      for (let j = 0; i !== t.index; j++) {
+        p = new TextEncoder().encode(`{${j.toString(36)}}`);
+        if (this.owner(p) === i) break;
+      }
+      this.#loanPrefix.push(p);
     }
+    const store = h.store;
+    store.setPeers({
+      memory: (w) => this.#peers[w] ?? null,
+      released: (w, id, seq) => this.#releases[w]!.push({ id, seq }),
+    });
+    // after a restart: the loans kept here (each for the worker its key's hash tag names) and
+    // the loans of the others that this worker's records name
+    for (const key of store.loanEntries()) {
+      const w = this.owner(key);
+      const id = loanId(key);
+      if (w === this.index || id < 0) continue;
+      (this.#recovered[w] ??= new Map()).set(id, key);
+      if (id >= this.#nextLoan) this.#nextLoan = id + 1;
+    }
+    for (const r of store.remoteEntries()) if (r.worker < t.count) this.#live![r.worker]!.push(r.id);
+  }
+
+  /**
+   * Another worker's pool memory (its core's memory, shared with this thread, or the same
+   * thread's) and the address of its buffer 0 there: its loans' bytes are read from it.
+   */
+  attachPeer(w: number, memory: ArrayBufferLike, base: number): void {
+    this.#peers[w] = { bytes: new Uint8Array(memory), base };
+  }
+
+  /** Loans this worker keeps for other workers' records. */
+  get loans(): number {
+    return this.#h.store.loans;
   }
 
   /** The worker that owns `key`. */
@@ -265,9 +367,10 @@ export class KvShards {
       owners.push(k ? this.owner(k) : me);
       if (owners[owners.length - 1] !== owners[0]) many = true;
     }
+    const lend = this.#lend && LENDS.has(name);
     if (!many) {
       if (owners.length === 0 || owners[0] === me) return false;
-      this.#start(c, "one", [{ worker: owners[0]!, args }], []);
+      this.#start(c, "one", [{ worker: owners[0]!, args }], [], lend);
       return true;
     }
     const join = SPLIT[name];
@@ -289,12 +392,19 @@ export class KvShards {
       join,
       list.map(([worker, p]) => ({ worker, args: p.args })),
       list.map(([, p]) => p.pos),
+      lend,
     );
     return true;
   }
 
   /** Queues the job behind the client's others, sends the remote pieces, runs the local one (its reply captured). */
-  #start(c: Conn<KvClient>, join: Join, pieces: { worker: number; args: Arg[] }[], positions: number[][]): void {
+  #start(
+    c: Conn<KvClient>,
+    join: Join,
+    pieces: { worker: number; args: Arg[] }[],
+    positions: number[][],
+    lend = false,
+  ): void {
     const job: Job = {
       conn: c,
       join,
@@ -313,14 +423,26 @@ export class KvShards {
       if (this.#nextId > 0xffff_fff0) this.#nextId = 1;
       this.#pending.set(id, { job, piece: p });
       const o = this.#reqOut[worker]!;
+      const start = o.len;
+      let wait = 0;
       o.u32(id);
       o.u32(args.length);
-      for (const a of args) {
+      for (let i = 0; i < args.length; i++) {
+        const a = args[i]!;
+        const d = lend && i >= 2 ? this.#loan(worker, a) : null;
+        if (d) {
+          wait = d.seq;
+          o.u32(LOAN_ARG | d.desc.length);
+          o.bytes(d.desc);
+          continue;
+        }
         const b = this.#h.bytes(a);
         o.u32(b.length);
         o.bytes(b);
       }
       o.items++;
+      // a request naming a loan leaves once the loan is durable (and those after it, in order)
+      if (wait > this.#h.durableSeq()) this.#reqWait[worker]!.push({ start, seq: wait });
       this.stats.forwarded++;
     }
     // the local piece last: its reply may finish the job (every other piece is in flight)
@@ -329,6 +451,37 @@ export class KvShards {
       const cap = this.#capture((b) => this.#answered(job, p, b));
       this.#h.runServed(cap, pieces[p]!.args);
     }
+  }
+
+  /**
+   * Lends the value argument `a` to worker `to`: a loan record keeps its buffers (zero copy),
+   * the argument's writer is taken. Returns the loan's descriptor and the record's sequence
+   * number, or null when the value is not lent (a short one, a tree, a full log: it is copied).
+   */
+  #loan(to: number, a: Arg): { desc: Uint8Array; seq: number } | null {
+    const w = a.writer;
+    if (!w || a.full) return null;
+    const items: readonly Item[] = w.finish().names;
+    const ranges: number[] = [];
+    for (const it of items) {
+      if (it.height) return null;
+      if (it.length) ranges.push(it.index, it.offset, it.length);
+    }
+    const id = this.#nextLoan;
+    const key = loanKey(this.#loanPrefix[to]!, id);
+    let seq: number;
+    try {
+      seq = this.#h.store.lend(key, items);
+    } catch (e) {
+      if (e instanceof LogFullError) return null;
+      throw e;
+    }
+    this.#nextLoan++;
+    a.writer = null;
+    w.release(); // the loan record holds its own references
+    this.stats.lent++;
+    const r: RemoteValue = { worker: this.index, id, len: a.len, ranges };
+    return { desc: encodeRemote(r), seq };
   }
 
   /** A piece's reply: when it is the last, the job's reply is made and the client's leave in order. */
@@ -407,9 +560,25 @@ export class KvShards {
     this.#inbox = [];
     for (const { from, msg } of inbox) {
       this.stats.batchesIn++;
+      if (msg.live) this.#named(from, msg.live);
+      if (msg.rel) for (const id of ids(msg.rel)) this.#unlend(from, id);
       if (msg.rep) this.#replies(msg.rep);
       if (msg.req) this.#requests(from, msg.req);
     }
+  }
+
+  /** Ends the loan `id` kept for worker `w` (released, or named by none of its records). */
+  #unlend(w: number, id: number): void {
+    if (this.#h.store.unlend(loanKey(this.#loanPrefix[w]!, id))) this.stats.unlent++;
+  }
+
+  /** After a restart: worker `w`'s records name these loans of this worker's; the others go. */
+  #named(w: number, live: ArrayBuffer): void {
+    const kept = this.#recovered[w];
+    this.#recovered[w] = null;
+    if (!kept) return;
+    for (const id of ids(live)) kept.delete(id);
+    for (const id of kept.keys()) this.#unlend(w, id);
   }
 
   #replies(buf: ArrayBuffer): void {
@@ -439,11 +608,21 @@ export class KvShards {
       at += 8;
       const args: Arg[] = [];
       for (let i = 0; i < argc; i++) {
-        const len = v.getUint32(at, true);
+        let len = v.getUint32(at, true);
         at += 4;
+        if (len & LOAN_ARG) {
+          // a value the sender keeps: its name
+          len &= ~LOAN_ARG;
+          const r = decodeRemote(u8, at, len);
+          at += len;
+          if (!r) throw new RangeError(`pmstack: worker ${from} sent a loan that is not one`);
+          r.worker = from;
+          args.push({ src: null, at: 0, bytes: null, writer: null, len: r.len, full: false, remote: r });
+          continue;
+        }
         const b = u8.subarray(at, at + len);
         at += len;
-        args.push({ src: b, at: 0, bytes: b, writer: null, len, full: false });
+        args.push({ src: b, at: 0, bytes: b, writer: null, len, full: false, remote: null });
       }
       this.stats.served++;
       const owed = this.#owed[from]!;
@@ -452,6 +631,12 @@ export class KvShards {
         owed.push({ id, bytes, waitSeq: seq > this.#h.durableSeq() ? seq : 0 });
       });
       this.#h.runServed(cap, args);
+      // a loan no command took (an error, SET NX on a key that exists...) goes back at once
+      for (const a of args) {
+        if (!a.remote) continue;
+        this.#releases[from]!.push({ id: a.remote.id, seq: 0 });
+        a.remote = null;
+      }
     }
   }
 
@@ -471,15 +656,38 @@ export class KvShards {
         ro.items++;
       }
       if (n) owed.splice(0, n);
-      const req = this.#reqOut[w]!.take();
+      // requests up to the first whose loan is not durable yet
+      const ro2 = this.#reqOut[w]!;
+      const marks = this.#reqWait[w]!;
+      let upTo = ro2.len;
+      let k = 0;
+      while (k < marks.length && marks[k]!.seq <= durable) k++;
+      if (k < marks.length) upTo = marks[k]!.start;
+      if (k) marks.splice(0, k);
+      for (const m of marks) m.start -= upTo;
+      const req = ro2.take(upTo);
       const rep = ro.take();
-      if (!req && !rep) continue;
+      // releases whose superseding records are durable; the loans named, once after a start
+      const rels = this.#releases[w]!;
+      let r = 0;
+      const out: number[] = [];
+      for (let i = 0; i < rels.length; i++) {
+        if (rels[i]!.seq <= durable) out.push(rels[i]!.id);
+        else rels[r++] = rels[i]!;
+      }
+      rels.length = r;
+      const rel = out.length ? idBuffer(out) : null;
+      const live = this.#live ? idBuffer(this.#live[w]!) : null;
+      if (!req && !rep && !rel && !live) continue;
       const transfer: ArrayBuffer[] = [];
       if (req) transfer.push(req);
       if (rep) transfer.push(rep);
+      if (rel) transfer.push(rel);
+      if (live) transfer.push(live);
       this.stats.batchesOut++;
-      this.#t.send(w, { req, rep }, transfer);
+      this.#t.send(w, { req, rep, rel, live }, transfer);
     }
+    this.#live = null;
   }
 
   /** Replies owed to other workers that wait for durability (a later turn sends them). */
@@ -517,6 +725,41 @@ export function partsBytes(pool: Pool, parts: Part[]): Uint8Array {
       pool.free(p.index);
     }
   }
+  return out;
+}
+
+/** The loan key of loan `id` kept for the worker whose hash tag `prefix` is: the tag, then the id (8 bytes, big-endian). */
+function loanKey(prefix: Uint8Array, id: number): Uint8Array {
+  const k = new Uint8Array(prefix.length + 8);
+  k.set(prefix);
+  const v = new DataView(k.buffer);
+  v.setUint32(prefix.length, Math.floor(id / 0x1_0000_0000));
+  v.setUint32(prefix.length + 4, id >>> 0);
+  return k;
+}
+
+/** A loan key's id, or -1 when it is not one. */
+function loanId(key: Uint8Array): number {
+  if (key.length < 11 || key[0] !== 0x7b) return -1;
+  const v = new DataView(key.buffer, key.byteOffset + key.length - 8, 8);
+  return v.getUint32(0) * 0x1_0000_0000 + v.getUint32(4);
+}
+
+/** Loan ids as a message's buffer (u32 high, u32 low each). */
+function idBuffer(list: number[]): ArrayBuffer {
+  const v = new DataView(new ArrayBuffer(8 * list.length));
+  for (let i = 0; i < list.length; i++) {
+    v.setUint32(8 * i, Math.floor(list[i]! / 0x1_0000_0000), true);
+    v.setUint32(8 * i + 4, list[i]! >>> 0, true);
+  }
+  return v.buffer as ArrayBuffer;
+}
+
+function ids(b: ArrayBuffer): number[] {
+  const v = new DataView(b);
+  const out: number[] = [];
+  for (let at = 0; at + 8 <= b.byteLength; at += 8)
+    out.push(v.getUint32(at, true) * 0x1_0000_0000 + v.getUint32(at + 4, true));
   return out;
 }
 

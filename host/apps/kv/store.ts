@@ -9,6 +9,15 @@
 // GETEX, SET KEEPTTL), or one that extends it (APPEND), reuses the value's items as they are.
 // Records of the first release (tag 0) put a 16-byte header (version 1) first instead; they are
 // read as they are.
+//
+// Sharded over workers (kv/shard.ts), a value a client of another worker sent stays in that
+// worker's pool, where its NIC wrote it: that worker keeps it under a loan record (tag
+// KV_LOAN_TAG, its key one this worker can never own), and the owner's record is a remote one:
+// trailer version 3, after a descriptor that names the lender, the loan and the value's
+// ranges in the lender's pool (below). A remote value is read from the lender's memory (the
+// pools of one server's workers are shared memories) into buffers of this pool, for the
+// command that reads it; the loan goes when the owner's record that names it is superseded
+// and that is durable.
 
 import type { LogObject, PmLog } from "../../log.js";
 import { ObjectCursor, type Item, type ObjectRef } from "../../object.js";
@@ -21,6 +30,10 @@ import { BUF_SIZE, ITEM_NODE } from "../../abi.js";
 export const KV_TRAILER = 16;
 /** Record tag of this format. */
 export const KV_TAG = 2;
+/** Record tag of a loan: a value this worker keeps for a record of another worker's. */
+export const KV_LOAN_TAG = 3;
+/** Bytes of a remote value's descriptor before its ranges (8 bytes each follow). */
+export const REMOTE_HEAD = 16;
 /** Values up to this many bytes are copied into the arena beside their trailer. */
 export const KV_SMALL = 64;
 /** Items a value may have in a record (one is the trailer). */
@@ -28,6 +41,7 @@ export const KV_VALUE_ITEMS = 63;
 const MAGIC = Uint8Array.of(0x70, 0x6d, 0x4b, 0x56); // "pmKV"
 /** The append options of every record of this format. */
 const TAGGED = Object.freeze({ tag: KV_TAG });
+const LOAN = Object.freeze({ tag: KV_LOAN_TAG });
 
 /** A live value: its bytes as an object (trailer excluded), length and expiry. */
 export interface Value {
@@ -35,6 +49,70 @@ export interface Value {
   len: number;
   /** Unix ms, 0 = none. */
   expireAt: number;
+}
+
+/**
+ * A value that lives in another worker's pool, as a record names it:
+ *   0 u8 1   1 u8 lender   2 u16 ranges   4 u32 length   8 u32 loan id (high)   12 u32 (low)
+ *   16 per range: u32 buffer index, u16 offset, u16 length (in the lender's pool)
+ */
+export interface RemoteValue {
+  /** The lender: the worker whose pool holds the bytes. */
+  worker: number;
+  /** The loan's id, unique per lender (below 2^53). */
+  id: number;
+  len: number;
+  /** Buffer index, offset, length per range, in the lender's pool. */
+  ranges: number[];
+}
+
+/** How the store reaches the other workers' pools (the sharded store's; kv/shard.ts). */
+export interface PeerPools {
+  /** Worker `w`'s pool memory and its buffer 0's address in it, or null when not known. */
+  memory(w: number): { bytes: Uint8Array; base: number } | null;
+  /** A record that named loan `id` of worker `w` was superseded by the record of sequence `seq`. */
+  released(w: number, id: number, seq: number): void;
+}
+
+/** A remote value's descriptor bytes (the record's, and the request's between workers). */
+export function encodeRemote(r: RemoteValue): Uint8Array {
+  const n = r.ranges.length / 3;
+  const out = new Uint8Array(REMOTE_HEAD + 8 * n);
+  const v = new DataView(out.buffer);
+  out[0] = 1;
+  out[1] = r.worker;
+  v.setUint16(2, n, true);
+  v.setUint32(4, r.len, true);
+  v.setUint32(8, Math.floor(r.id / 0x1_0000_0000), true);
+  v.setUint32(12, r.id >>> 0, true);
+  for (let i = 0; i < n; i++) {
+    v.setUint32(REMOTE_HEAD + 8 * i, r.ranges[3 * i]!, true);
+    v.setUint16(REMOTE_HEAD + 8 * i + 4, r.ranges[3 * i + 1]!, true);
+    v.setUint16(REMOTE_HEAD + 8 * i + 6, r.ranges[3 * i + 2]!, true);
+  }
+  return out;
+}
+
+/** The descriptor at `b[at, at + len)`, or null when it is not one. */
+export function decodeRemote(b: Uint8Array, at: number, len: number): RemoteValue | null {
+  if (len < REMOTE_HEAD || b[at] !== 1) return null;
+  const v = new DataView(b.buffer, b.byteOffset + at, len);
+  const n = v.getUint16(2, true);
+  if (len !== REMOTE_HEAD + 8 * n) return null;
+  const ranges: number[] = new Array(3 * n);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const off = v.getUint16(REMOTE_HEAD + 8 * i + 4, true);
+    const l = v.getUint16(REMOTE_HEAD + 8 * i + 6, true);
+    if (off + l > BUF_SIZE) return null;
+    ranges[3 * i] = v.getUint32(REMOTE_HEAD + 8 * i, true);
+    ranges[3 * i + 1] = off;
+    ranges[3 * i + 2] = l;
+    total += l;
+  }
+  const len2 = v.getUint32(4, true);
+  if (total !== len2) return null;
+  return { worker: b[at + 1]!, id: v.getUint32(8, true) * 0x1_0000_0000 + v.getUint32(12, true), len: len2, ranges };
 }
 
 export class KvStore {
@@ -54,6 +132,14 @@ export class KvStore {
   #sweepAt: Iterator<[string, number]> | null = null;
   /** In cluster mode: which keys each hash slot holds, told of every key that appears or goes. */
   #slots: SlotKeys | null = null;
+  /** Sharded: the other workers' pools (remote values are read there; loans are released). */
+  #peers: PeerPools | null = null;
+  /** Loan records in this log (not keys of this store's). */
+  #loans = 0;
+  /** Buffers a command's read of a remote value filled: this store's reference goes at the turn's end. */
+  #temps: number[] = [];
+  /** Remote values read into this pool (their bytes copied from the lender's). */
+  remoteReads = 0;
 
   constructor(log: PmLog, now: () => number) {
     this.log = log;
@@ -65,6 +151,10 @@ export class KvStore {
     this.#bufBase = log.pool.address(0);
     // keys with an expiry, from the recovered log
     for (const e of log.entries()) {
+      if (e.tag === KV_LOAN_TAG) {
+        this.#loans++;
+        continue;
+      }
       const t = this.#decode({ names: e.names, tag: e.tag, seq: e.seq, length: 0 })?.expireAt ?? 0;
       if (t > 0) this.#expires.set(latin1(e.key), t);
     }
@@ -78,7 +168,68 @@ export class KvStore {
 
   /** Keys (expired ones not yet removed included). */
   get size(): number {
-    return this.log.size;
+    return this.log.size - this.#loans;
+  }
+
+  /** Sharded: reads remote values from, and releases loans to, the other workers' pools. */
+  setPeers(p: PeerPools): void {
+    this.#peers = p;
+  }
+
+  /** Loan records this worker keeps for other workers' records. */
+  get loans(): number {
+    return this.#loans;
+  }
+
+  /**
+   * Keeps the value `items` (this pool's, zero copy) under the loan record `key` (a key of
+   * another worker's, so never one of this store's). Returns the record's sequence number: the
+   * loan may be named once it is durable.
+   */
+  lend(key: Uint8Array, items: readonly Item[]): number {
+    const seq = this.log.append(key, items, LOAN);
+    this.#loans++;
+    return seq;
+  }
+
+  /** Ends the loan record `key` (its value's buffers go once that is durable). */
+  unlend(key: Uint8Array): boolean {
+    const h = this.log.find(key);
+    if (h < 0 || this.log.recordTag(h) !== KV_LOAN_TAG) return false;
+    this.log.delete(key);
+    this.#loans--;
+    return true;
+  }
+
+  /** The loan records (key, then the loan's items), for the check after a restart. */
+  loanEntries(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (const e of this.log.entries()) if (e.tag === KV_LOAN_TAG) out.push(e.key);
+    return out;
+  }
+
+  /** The remote values this store's records name (after a restart: which loans are still named). */
+  remoteEntries(): RemoteValue[] {
+    const out: RemoteValue[] = [];
+    for (const e of this.log.entries()) {
+      if (e.tag !== KV_TAG) continue;
+      const last = e.names[e.names.length - 1];
+      if (!last || last.height || last.length < KV_TRAILER + REMOTE_HEAD) continue;
+      const r = this.#remoteIn(last.index, last.offset, last.length);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /** Writes `key -> a value another worker keeps` (its loan, which the record now names). */
+  putRemote(key: Uint8Array, r: RemoteValue, expireAt: number): number {
+    return this.#put(key, [], encodeRemote(r), expireAt, 3);
+  }
+
+  /** The turn's end: buffers filled for reads of remote values are let go (replies hold their own). */
+  endTurn(): void {
+    const t = this.#temps;
+    while (t.length) this.pool.free(t.pop()!);
   }
 
   /** Keys with an expiry set. */
@@ -97,7 +248,79 @@ export class KvStore {
       this.expired++;
       return null;
     }
+    if (v.len > 0 && v.obj.names.length === 0) return this.#fetch(v, o);
     return v;
+  }
+
+  /**
+   * A remote value's bytes, copied from the lender's pool into buffers of this one (kept until
+   * the turn's end; a reply or a record that names them takes its own references).
+   */
+  #fetch(v: Value, o: LogObject): Value | null {
+    const last = o.names[o.names.length - 1]!;
+    const r = this.#remoteIn(last.index, last.offset, last.length);
+    const peer = r && this.#peers?.memory(r.worker);
+    if (!r || !peer) throw new RangeError("pmstack: a value kept by another worker, whose pool is not reachable");
+    const pool = this.pool;
+    const items: { index: number; offset: number; length: number }[] = [];
+    let i = -1;
+    let fill = BUF_SIZE;
+    for (let j = 0; j < r.ranges.length; j += 3) {
+      let from = peer.base + r.ranges[j]! * BUF_SIZE + r.ranges[j + 1]!;
+      let left = r.ranges[j + 2]!;
+      while (left > 0) {
+        if (fill === BUF_SIZE) {
+          // kept, as a record's buffers are: a reply sends it by reference (an app buffer
+          // would be handed to the stack with the send, under this store's reference)
+          i = pool.alloc("kept");
+          this.#temps.push(i);
+          items.push({ index: i, offset: 0, length: 0 });
+          fill = 0;
+        }
+        const n = Math.min(left, BUF_SIZE - fill);
+        this.#mem.set(peer.bytes.subarray(from, from + n), this.#addr(i, fill));
+        items[items.length - 1]!.length += n;
+        fill += n;
+        from += n;
+        left -= n;
+      }
+    }
+    this.remoteReads++;
+    return { obj: { names: items }, len: r.len, expireAt: v.expireAt };
+  }
+
+  /** A remote value's bytes, copied out of the lender's pool (an argument used as text). */
+  remoteBytes(r: RemoteValue): Uint8Array {
+    const peer = this.#peers?.memory(r.worker);
+    if (!peer) throw new RangeError("pmstack: a value kept by another worker, whose pool is not reachable");
+    const out = new Uint8Array(r.len);
+    let at = 0;
+    for (let j = 0; j < r.ranges.length; j += 3) {
+      const from = peer.base + r.ranges[j]! * BUF_SIZE + r.ranges[j + 1]!;
+      out.set(peer.bytes.subarray(from, from + r.ranges[j + 2]!), at);
+      at += r.ranges[j + 2]!;
+    }
+    return out;
+  }
+
+  /** The remote value whose descriptor and trailer are the range (index, offset, length), or null. */
+  #remoteIn(index: number, offset: number, length: number): RemoteValue | null {
+    if (length < KV_TRAILER + REMOTE_HEAD) return null;
+    const at = this.#addr(index, offset);
+    if (!this.#isTrailer(at + length - KV_TRAILER, 3)) return null;
+    return decodeRemote(this.#mem, at, length - KV_TRAILER);
+  }
+
+  /** The remote value the live record of `key` names, or null (sharded stores check before they supersede one). */
+  #remoteAt(key: Uint8Array): RemoteValue | null {
+    const log = this.log;
+    const h = log.find(key);
+    if (h < 0 || log.recordTag(h) !== KV_TAG) return null;
+    const n = log.recordItems(h);
+    if (n !== 1) return null;
+    const lo = log.itemLow(h, 0);
+    if ((lo >>> 16) & ITEM_NODE) return null;
+    return this.#remoteIn(log.itemIndex(h, 0), lo >>> 16, lo & 0xffff);
   }
 
   /**
@@ -182,6 +405,11 @@ export class KvStore {
    * items: the log takes its own references). At most KV_VALUE_ITEMS items.
    */
   put(key: Uint8Array, items: readonly Item[], small: Uint8Array | null, expireAt: number): number {
+    return this.#put(key, items, small, expireAt, 2);
+  }
+
+  #put(key: Uint8Array, items: readonly Item[], small: Uint8Array | null, expireAt: number, version: number): number {
+    const old = this.#peers ? this.#remoteAt(key) : null;
     const n = small ? small.length : 0;
     const t = this.arena.take(n + KV_TRAILER);
     // the short value and the trailer, written in place (the arena's range is the store's own)
@@ -190,7 +418,7 @@ export class KvStore {
     if (small) m.set(small, at);
     const tr = at + n;
     m.set(MAGIC, tr);
-    m[tr + 4] = 2;
+    m[tr + 4] = version;
     m[tr + 5] = m[tr + 6] = m[tr + 7] = 0;
     if (expireAt === 0) for (let i = 8; i < 16; i++) m[tr + i] = 0;
     else this.#dv.setFloat64(tr + 8, expireAt, true);
@@ -202,6 +430,7 @@ export class KvStore {
     if (this.#slots && this.log.size > before) this.#slots.add(key);
     if (expireAt) this.#expires.set(latin1(key), expireAt);
     else this.#forget(key);
+    if (old) this.#peers!.released(old.worker, old.id, seq);
     return seq;
   }
 
@@ -237,9 +466,12 @@ export class KvStore {
   /** Deletes `key` if present. */
   delete(key: Uint8Array): boolean {
     this.#forget(key);
-    const gone = this.log.delete(key) !== null;
-    if (gone) this.#slots?.remove(key);
-    return gone;
+    const old = this.#peers ? this.#remoteAt(key) : null;
+    const seq = this.log.delete(key);
+    if (seq === null) return false;
+    this.#slots?.remove(key);
+    if (old) this.#peers!.released(old.worker, old.id, seq);
+    return true;
   }
 
   /** The value's bytes, copied (short values, numbers, keys: never a value streamed to a client). */
@@ -272,7 +504,9 @@ export class KvStore {
         const key = Uint8Array.from(k, (ch) => ch.charCodeAt(0));
         const o = this.log.object(key);
         if (o && this.#decode(o)?.expireAt === t) {
-          this.log.delete(key);
+          const old = this.#peers ? this.#remoteAt(key) : null;
+          const seq = this.log.delete(key);
+          if (old && seq !== null) this.#peers!.released(old.worker, old.id, seq);
           this.#slots?.remove(key);
           this.expired++;
         }
@@ -291,7 +525,10 @@ export class KvStore {
   clear(): number {
     let n = 0;
     for (const e of this.log.entries()) {
-      this.log.delete(e.key);
+      if (e.tag === KV_LOAN_TAG) continue; // other workers' values
+      const old = this.#peers ? this.#remoteAt(e.key) : null;
+      const seq = this.log.delete(e.key);
+      if (old && seq !== null) this.#peers!.released(old.worker, old.id, seq);
       n++;
     }
     this.#slots?.clear();
@@ -308,12 +545,17 @@ export class KvStore {
   #decode(o: LogObject): Value | null {
     const names = o.names;
     const pool = this.pool;
+    if (o.tag === KV_LOAN_TAG) return null;
     if (o.tag === KV_TAG) {
       const last = names[names.length - 1];
       if (!last || last.height || last.length < KV_TRAILER) return null;
       // (a checked name; the view's offset is its address in the core's memory)
       const t = pool.view(last.index, last.offset + last.length - KV_TRAILER, KV_TRAILER).byteOffset;
-      if (!this.#isTrailer(t, 2)) return null;
+      if (!this.#isTrailer(t, 2)) {
+        // a remote value (no items here: read() fetches it)
+        const r = names.length === 1 ? this.#remoteIn(last.index, last.offset, last.length) : null;
+        return r ? { obj: { names: [] }, len: r.len, expireAt: this.#expiry(t) } : null;
+      }
       const items = names.slice(0, -1);
       if (last.length > KV_TRAILER)
         items.push({ index: last.index, offset: last.offset, length: last.length - KV_TRAILER });

@@ -289,6 +289,55 @@ export class KvStore {
     return { obj: { names: items }, len: r.len, expireAt: v.expireAt };
   }
 
+  /**
+   * ranges() for a remote value whose descriptor is the `len` bytes at `at` in this memory:
+   * its bytes copied from the lender's pool into buffers of this one (kept until the turn's
+   * end), their ranges written into `out`; -2 when they would be more than `max` ranges.
+   */
+  #fetchInto(at: number, len: number, out: Uint32Array, max: number): number {
+    const m = this.#mem;
+    const dv = this.#dv;
+    if (len < REMOTE_HEAD || m[at] !== 1) return -2;
+    const n = dv.getUint16(at + 2, true);
+    const total = dv.getUint32(at + 4, true);
+    if (len !== REMOTE_HEAD + 8 * n || Math.ceil(total / BUF_SIZE) > max) return -2;
+    const peer = this.#peers!.memory(m[at + 1]!);
+    if (!peer) return -2;
+    const src = peer.bytes;
+    const pool = this.pool;
+    let count = 0;
+    let i = -1;
+    let fill = BUF_SIZE;
+    let got = 0;
+    for (let j = 0; j < n; j++) {
+      const d = at + REMOTE_HEAD + 8 * j;
+      let from = peer.base + dv.getUint32(d, true) * BUF_SIZE + dv.getUint16(d + 4, true);
+      let left = dv.getUint16(d + 6, true);
+      while (left > 0) {
+        if (fill === BUF_SIZE) {
+          i = pool.alloc("kept"); // (as in #fetch)
+          this.#temps.push(i);
+          out[1 + 3 * count] = i;
+          out[2 + 3 * count] = 0;
+          out[3 + 3 * count] = 0;
+          count++;
+          fill = 0;
+        }
+        const k = Math.min(left, BUF_SIZE - fill);
+        m.set(src.subarray(from, from + k), this.#addr(i, fill));
+        out[3 * count] = out[3 * count]! + k;
+        fill += k;
+        from += k;
+        left -= k;
+        got += k;
+      }
+    }
+    if (got !== total) return -2;
+    out[0] = count;
+    this.remoteReads++;
+    return total;
+  }
+
   /** A remote value's bytes, copied out of the lender's pool (an argument used as text). */
   remoteBytes(r: RemoteValue): Uint8Array {
     const peer = this.#peers?.memory(r.worker);
@@ -349,7 +398,13 @@ export class KvStore {
         // the trailer, behind a short value's bytes
         if (l < KV_TRAILER) return -2;
         const t = this.#addr(index, off + l - KV_TRAILER);
-        if (!this.#isTrailer(t, 2)) return -2;
+        if (!this.#isTrailer(t, 2)) {
+          // a remote value: copied from the lender's pool straight into the ranges
+          if (n !== 1 || !this.#peers || !this.#isTrailer(t, 3)) return -2;
+          const due = this.#expiry(t);
+          if (due && this.#now() > due) return -2; // read() deletes it
+          return this.#fetchInto(this.#addr(index, off), l - KV_TRAILER, out, max);
+        }
         const due = this.#expiry(t);
         if (due && this.#now() > due) return -2; // read() deletes it
         l -= KV_TRAILER;

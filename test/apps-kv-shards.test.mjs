@@ -176,18 +176,6 @@ test("values of any size cross to their owner byte-exact, and come back; a clien
   h.close();
 });
 
-/** The bytes of a loan record of worker `h`'s log, joined. */
-function loanBytes(log, key) {
-  const views = log.views(key);
-  const out = new Uint8Array(views.reduce((n, v) => n + v.length, 0));
-  let at = 0;
-  for (const v of views) {
-    out.set(v, at);
-    at += v.length;
-  }
-  return out;
-}
-
 test("a value written for another worker's key stays in the pool it arrived in (a loan the owner's record names); reads copy it; an overwrite, APPEND, DEL, expiry, FLUSHALL or a SET that writes nothing release it; nothing leaks", () => {
   const h = sharded();
   const c = h.connect();
@@ -210,7 +198,7 @@ test("a value written for another worker's key stays in the pool it arrived in (
   assert.is(rem[0].worker, 0);
   assert.is(rem[0].len, 1000);
   const [lk] = h.app.store.loanEntries();
-  sameBytes(loanBytes(h.log, lk), v, "the loan is the value's bytes, in worker 0's pool");
+  sameBytes(cat(h.log.views(lk)), v, "the loan is the value's bytes, in worker 0's pool");
   assert.is(h.peer.stack.pool.check().free, free1, "worker 1's pool took no buffer for the value");
   kept(h);
   // reads (from a client of worker 0: run by worker 1, the bytes read from worker 0's pool)

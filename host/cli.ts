@@ -687,7 +687,9 @@ async function runServer(a: Args): Promise<number> {
     const rec = w.recovered;
     console.log(`pmstack ${cmd}${at}: ${w.pool}`);
     console.log(
-      `log: ${rec.keys} keys recovered (${rec.records} records${rec.damage ? `, torn tail discarded: ${rec.damage}` : ""})`,
+      `log: ${rec.keys} keys recovered (${rec.records} records` +
+        `${rec.loans ? `, ${rec.loans} loans kept for other workers' keys` : ""}` +
+        `${rec.damage ? `, torn tail discarded: ${rec.damage}` : ""})`,
     );
   }
   console.log(`nic: ${view.workers[0]!.copies}`);

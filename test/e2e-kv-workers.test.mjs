@@ -110,6 +110,11 @@ it("kv --workers 2 --nic xdp: the same over two AF_XDP queues of a veth pair (th
     assert.ok(total > 1000, `${total} acknowledged before the kill`);
     // the dead process's sockets and program went with it: the device takes the new ones
     srv = await startCli(ns, "kv", xcfg(pm, ["--size", "256M", "--protected-mode", "no"]));
+    // each worker kept the values its clients wrote for the other's keys: loans, not keys
+    assert.match(
+      srv.out(),
+      /worker 0: [^\n]*\nlog: \d+ keys recovered \(\d+ records, \d+ loans kept for other workers' keys\)/,
+    );
     const r = await load(ns, ["check", 8, "x", JSON.stringify(acked)]);
     assert.equal(r, { checked: total, missing: 0, wrong: 0, deleted: 0 });
   } finally {

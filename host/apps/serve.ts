@@ -187,19 +187,23 @@ export interface ServerInfo {
   copies: string;
   /** How the kernel picks each frame's queue (null: a TAP device of one queue). */
   steering: string | null;
-  /** What the log recovered at open. */
-  recovered: { keys: number; records: number; damage: string | null };
+  /**
+   * What the log recovered at open: keys (a sharded kv's loans, values it keeps for other
+   * workers' keys, not among them), records, a torn tail's damage.
+   */
+  recovered: { keys: number; records: number; damage: string | null; loans: number };
 }
 
 /** A served app's start-up report (ServerInfo). */
 export function serverInfo(s: AppServer): ServerInfo {
   const rec = s.log.recovery;
+  const loans = (s.app as { stats?: { loans?: number } }).stats?.loans ?? 0;
   return {
     ifname: s.ifname,
     pool: s.stack.pool.describe(),
     copies: s.nic.copies,
     steering: s.nic.info.steering ?? null,
-    recovered: { keys: rec.liveKeys, records: rec.records, damage: rec.damage },
+    recovered: { keys: rec.liveKeys - loans, records: rec.records, damage: rec.damage, loans },
   };
 }
 

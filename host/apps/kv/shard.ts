@@ -155,7 +155,6 @@ class Out {
   buf = new Uint8Array(4096);
   view = new DataView(this.buf.buffer);
   len = 0;
-  items = 0;
   #room(n: number): void {
     if (this.len + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
@@ -185,7 +184,6 @@ class Out {
       return out;
     }
     this.len = 0;
-    this.items = 0;
     if (this.buf.length > 1 << 20) {
       // a large batch passed: do not keep its capacity
       this.buf = new Uint8Array(4096);
@@ -284,11 +282,6 @@ export class KvShards {
    */
   attachPeer(w: number, memory: ArrayBufferLike, base: number): void {
     this.#peers[w] = { bytes: new Uint8Array(memory), base };
-  }
-
-  /** Loans this worker keeps for other workers' records. */
-  get loans(): number {
-    return this.#h.store.loans;
   }
 
   /** The worker that owns `key`. */
@@ -440,7 +433,6 @@ export class KvShards {
         o.u32(b.length);
         o.bytes(b);
       }
-      o.items++;
       // a request naming a loan leaves once the loan is durable (and those after it, in order)
       if (wait > this.#h.durableSeq()) this.#reqWait[worker]!.push({ start, seq: wait });
       this.stats.forwarded++;
@@ -653,7 +645,6 @@ export class KvShards {
         ro.u32(o.id);
         ro.u32(o.bytes.length);
         ro.bytes(o.bytes);
-        ro.items++;
       }
       if (n) owed.splice(0, n);
       // requests up to the first whose loan is not durable yet

@@ -42,6 +42,8 @@ const MAGIC = Uint8Array.of(0x70, 0x6d, 0x4b, 0x56); // "pmKV"
 /** The append options of every record of this format. */
 const TAGGED = Object.freeze({ tag: KV_TAG });
 const LOAN = Object.freeze({ tag: KV_LOAN_TAG });
+/** read()'s ranges of a remote value's copy (#fetchInto's output: a count, then three numbers each). */
+const FETCHED = new Uint32Array(1 + 3 * KV_VALUE_ITEMS);
 
 /** A live value: its bytes as an object (trailer excluded), length and expiry. */
 export interface Value {
@@ -201,7 +203,7 @@ export class KvStore {
     return true;
   }
 
-  /** The loan records (key, then the loan's items), for the check after a restart. */
+  /** The loan records' keys, for the check after a restart. */
   loanEntries(): Uint8Array[] {
     const out: Uint8Array[] = [];
     for (const e of this.log.entries()) if (e.tag === KV_LOAN_TAG) out.push(e.key);
@@ -256,37 +258,15 @@ export class KvStore {
    * A remote value's bytes, copied from the lender's pool into buffers of this one (kept until
    * the turn's end; a reply or a record that names them takes its own references).
    */
-  #fetch(v: Value, o: LogObject): Value | null {
-    const last = o.names[o.names.length - 1]!;
-    const r = this.#remoteIn(last.index, last.offset, last.length);
-    const peer = r && this.#peers?.memory(r.worker);
-    if (!r || !peer) throw new RangeError("pmstack: a value kept by another worker, whose pool is not reachable");
-    const pool = this.pool;
-    const items: { index: number; offset: number; length: number }[] = [];
-    let i = -1;
-    let fill = BUF_SIZE;
-    for (let j = 0; j < r.ranges.length; j += 3) {
-      let from = peer.base + r.ranges[j]! * BUF_SIZE + r.ranges[j + 1]!;
-      let left = r.ranges[j + 2]!;
-      while (left > 0) {
-        if (fill === BUF_SIZE) {
-          // kept, as a record's buffers are: a reply sends it by reference (an app buffer
-          // would be handed to the stack with the send, under this store's reference)
-          i = pool.alloc("kept");
-          this.#temps.push(i);
-          items.push({ index: i, offset: 0, length: 0 });
-          fill = 0;
-        }
-        const n = Math.min(left, BUF_SIZE - fill);
-        this.#mem.set(peer.bytes.subarray(from, from + n), this.#addr(i, fill));
-        items[items.length - 1]!.length += n;
-        fill += n;
-        from += n;
-        left -= n;
-      }
-    }
-    this.remoteReads++;
-    return { obj: { names: items }, len: r.len, expireAt: v.expireAt };
+  #fetch(v: Value, o: LogObject): Value {
+    const d = o.names[0]!;
+    const out = FETCHED;
+    const len = this.#fetchInto(this.#addr(d.index, d.offset), d.length - KV_TRAILER, out, KV_VALUE_ITEMS);
+    if (len < 0) throw new RangeError("pmstack: a value kept by another worker, whose pool is not reachable");
+    const items: BufferName[] = new Array(out[0]!);
+    for (let k = 0; k < items.length; k++)
+      items[k] = { index: out[1 + 3 * k]!, offset: out[2 + 3 * k]!, length: out[3 + 3 * k]! };
+    return { obj: { names: items }, len, expireAt: v.expireAt };
   }
 
   /**
@@ -315,7 +295,9 @@ export class KvStore {
       let left = dv.getUint16(d + 6, true);
       while (left > 0) {
         if (fill === BUF_SIZE) {
-          i = pool.alloc("kept"); // (as in #fetch)
+          // kept, as a record's buffers are: a reply sends it by reference (an app buffer
+          // would be handed to the stack with the send, under this store's reference)
+          i = pool.alloc("kept");
           this.#temps.push(i);
           out[1 + 3 * count] = i;
           out[2 + 3 * count] = 0;
@@ -398,15 +380,12 @@ export class KvStore {
         // the trailer, behind a short value's bytes
         if (l < KV_TRAILER) return -2;
         const t = this.#addr(index, off + l - KV_TRAILER);
-        if (!this.#isTrailer(t, 2)) {
-          // a remote value: copied from the lender's pool straight into the ranges
-          if (n !== 1 || !this.#peers || !this.#isTrailer(t, 3)) return -2;
-          const due = this.#expiry(t);
-          if (due && this.#now() > due) return -2; // read() deletes it
-          return this.#fetchInto(this.#addr(index, off), l - KV_TRAILER, out, max);
-        }
+        const remote = !this.#isTrailer(t, 2);
+        if (remote && (n !== 1 || !this.#peers || !this.#isTrailer(t, 3))) return -2;
         const due = this.#expiry(t);
         if (due && this.#now() > due) return -2; // read() deletes it
+        // a remote value: copied from the lender's pool straight into the ranges
+        if (remote) return this.#fetchInto(this.#addr(index, off), l - KV_TRAILER, out, max);
         l -= KV_TRAILER;
         if (l === 0) break;
         if (count === max) return -2;
@@ -521,12 +500,17 @@ export class KvStore {
   /** Deletes `key` if present. */
   delete(key: Uint8Array): boolean {
     this.#forget(key);
+    if (this.#drop(key) === null) return false;
+    this.#slots?.remove(key);
+    return true;
+  }
+
+  /** The log's delete of `key` (its sequence number, or null): a loan the record named is released. */
+  #drop(key: Uint8Array): number | null {
     const old = this.#peers ? this.#remoteAt(key) : null;
     const seq = this.log.delete(key);
-    if (seq === null) return false;
-    this.#slots?.remove(key);
-    if (old) this.#peers!.released(old.worker, old.id, seq);
-    return true;
+    if (old && seq !== null) this.#peers!.released(old.worker, old.id, seq);
+    return seq;
   }
 
   /** The value's bytes, copied (short values, numbers, keys: never a value streamed to a client). */
@@ -559,9 +543,7 @@ export class KvStore {
         const key = Uint8Array.from(k, (ch) => ch.charCodeAt(0));
         const o = this.log.object(key);
         if (o && this.#decode(o)?.expireAt === t) {
-          const old = this.#peers ? this.#remoteAt(key) : null;
-          const seq = this.log.delete(key);
-          if (old && seq !== null) this.#peers!.released(old.worker, old.id, seq);
+          this.#drop(key);
           this.#slots?.remove(key);
           this.expired++;
         }
@@ -581,9 +563,7 @@ export class KvStore {
     let n = 0;
     for (const e of this.log.entries()) {
       if (e.tag === KV_LOAN_TAG) continue; // other workers' values
-      const old = this.#peers ? this.#remoteAt(e.key) : null;
-      const seq = this.log.delete(e.key);
-      if (old && seq !== null) this.#peers!.released(old.worker, old.id, seq);
+      this.#drop(e.key);
       n++;
     }
     this.#slots?.clear();

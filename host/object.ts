@@ -5,7 +5,7 @@
 // bytes arrive (bounded memory: no list of every range is kept in JS); ObjectCursor walks an
 // object's data ranges from any offset, lazily, for streaming replies and range requests.
 
-import { BUF_SIZE, E_EMPTY, ITEM_NODE, NODE_HDR, NODE_MAX_HEIGHT } from "./abi.js";
+import { BUF_SIZE, E_EMPTY, ITEM_NODE, NODE_HDR, NODE_MAGIC, NODE_MAX, NODE_MAX_HEIGHT } from "./abi.js";
 import type { CoreExports } from "./core.js";
 import { PoolExhaustedError, PmstackError } from "./errors.js";
 import type { Pool, BufferName } from "./pool.js";
@@ -349,4 +349,55 @@ export class ObjectCursor {
       throw new PmstackError("ECORRUPT", `pmstack: extent node ${node} is damaged`);
     this.#stack.push({ node, at: 0, count, names });
   }
+}
+
+/**
+ * Walks the data ranges of the item (`index`, `low`: an item's 64-bit form's words, a data
+ * range or an extent node) in another worker's pool, in order, calling `f(address, length)` for
+ * each: `mem` is that pool's memory (a shared one) and `base` its buffer 0's address there. It
+ * calls nothing in that worker's core (which runs on another thread): the nodes are read where
+ * they lie, each checked (inside the memory, its magic, a height below its parent's, a count
+ * that fits). Returns the data bytes walked, or -1 at a damaged item (ranges before it were
+ * walked). The object must stay alive meanwhile (the owner of a loan keeps it).
+ */
+export function walkPeerItem(
+  mem: Uint8Array,
+  base: number,
+  index: number,
+  low: number,
+  f: (at: number, length: number) => void,
+): number {
+  const at = base + index * BUF_SIZE;
+  if (index < 0 || at + BUF_SIZE > mem.length) return -1;
+  const o = low >>> 16;
+  if (!(o & ITEM_NODE)) {
+    const len = low & 0xffff;
+    if (o + len > BUF_SIZE) return -1;
+    if (len) f(at + o, len);
+    return len;
+  }
+  const height = o & 0x7fff;
+  const dv = new DataView(mem.buffer, mem.byteOffset + at, BUF_SIZE);
+  const count = dv.getUint16(6, true);
+  if (
+    height < 1 ||
+    height > NODE_MAX_HEIGHT ||
+    dv.getUint32(0, true) !== NODE_MAGIC ||
+    dv.getUint8(4) !== height ||
+    count < 1 ||
+    count > NODE_MAX
+  )
+    return -1;
+  let total = 0;
+  for (let k = 0; k < count; k++) {
+    const lo = dv.getUint32(NODE_HDR + 8 * k, true);
+    const child = dv.getUint32(NODE_HDR + 8 * k + 4, true);
+    // a child is a data range or a node of lower height
+    if ((lo >>> 16) & ITEM_NODE && ((lo >>> 16) & 0x7fff) >= height) return -1;
+    const n = walkPeerItem(mem, base, child, lo, f);
+    if (n < 0) return -1;
+    total += n;
+  }
+  // the node's byte total (u64) holds
+  return total === dv.getUint32(8, true) + dv.getUint32(12, true) * 0x1_0000_0000 ? total : -1;
 }

@@ -161,10 +161,12 @@ test("values of any size cross to their owner byte-exact, and come back; a clien
   const [far] = keysOf(1, 1, "big");
   const v = randomBytes(rng(3), 300_000);
   assert.is(h.one(c, "SET", far, v), "+OK");
-  assert.ok(h.peer.log.size === 1 && h.log.size === 0);
+  assert.ok(h.peer.log.size === 1 && h.log.size === 1, "worker 1's record, worker 0's loan");
   const back = h.one(c, "GET", far);
   sameBytes(back, v, "the value read back through worker 0");
   assert.is(h.one(c, "STRLEN", far), v.length);
+  h.settle();
+  kept(h);
   // a client that sends a forwarded command and goes before the answer
   const c2 = h.connect();
   h.send(c2, cmd("GET", far));
@@ -172,6 +174,58 @@ test("values of any size cross to their owner byte-exact, and come back; a clien
   h.settle(200);
   assert.is(h.one(c, "DEL", far), 1);
   h.settle();
+  kept(h);
+  h.close();
+});
+
+test("a value of more than 63 ranges crosses as a loan of its extent tree: the owner reads the tree in the lender's pool; GET, GETRANGE, EXPIRE, SETRANGE, APPEND and DEL over it; nothing leaks", () => {
+  const h = sharded({ buffers: 8192 });
+  const c = h.connect();
+  const far = keysOf(1, 4, "tree");
+  const r = rng(13);
+  const v = randomBytes(r, 250_000);
+  h.settle();
+  const free1 = h.peer.stack.pool.check().free;
+  for (const k of far) assert.is(h.one(c, "SET", k, v), "+OK");
+  h.settle();
+  assert.is(h.app.shards.stats.lent, 4, "each value lent, tree and all");
+  assert.is(h.app.stats.loans, 4);
+  const rem = h.peer.app.store.remoteEntries();
+  assert.is(rem.length, 4);
+  for (const x of rem) {
+    assert.is(x.len, v.length);
+    assert.ok(x.ranges.length === 3 && x.ranges[1] & 0x8000, "the record names the tree's root");
+  }
+  assert.ok(free1 - h.peer.stack.pool.check().free <= 1, "worker 1's pool took no buffer for the values");
+  // reads: the owner walks the lender's tree and copies it
+  sameBytes(h.one(c, "GET", far[0]), v, "GET");
+  sameBytes(h.one(c, "GETRANGE", far[0], "100000", "100099"), v.subarray(100_000, 100_100), "GETRANGE");
+  assert.is(h.one(c, "STRLEN", far[0]), v.length);
+  assert.ok(h.peer.app.stats.remoteReads >= 3, "read in worker 0's pool");
+  // a new expiry: the owner writes its copy as its own record (a tree of its own), the loan goes
+  assert.is(h.one(c, "EXPIRE", far[1], "1000"), 1);
+  assert.is(h.one(c, "SETRANGE", far[2], "5", "HELLO"), v.length);
+  assert.is(h.one(c, "APPEND", far[3], "tail"), v.length + 4);
+  h.settle();
+  assert.is(h.app.stats.loans, 1, "only far[0]'s loan is left");
+  sameBytes(h.one(c, "GET", far[1]), v, "after EXPIRE");
+  const v2 = v.slice();
+  v2.set(enc("HELLO"), 5);
+  sameBytes(h.one(c, "GET", far[2]), v2, "after SETRANGE");
+  sameBytes(h.one(c, "GET", far[3]), cat([v, enc("tail")]), "after APPEND");
+  // a damaged tree in the lender's pool is an error for the command, not a trap or a wrong value
+  const root = h.peer.app.store.remoteEntries().find((x) => x.len === v.length).ranges[0];
+  const node = h.srv.pool.view(root, 0, 4);
+  node[0] ^= 0xff;
+  const bad = h.one(c, "GET", far[0]);
+  node[0] ^= 0xff;
+  assert.ok(typeof bad === "string" && bad.startsWith("-ERR") && bad.includes("damaged"), String(bad));
+  sameBytes(h.one(c, "GET", far[0]), v, "whole again");
+  kept(h);
+  assert.is(h.one(c, "DEL", ...far), 4);
+  h.settle();
+  assert.is(h.app.stats.loans, 0);
+  assert.is(h.log.size, 0);
   kept(h);
   h.close();
 });
@@ -273,7 +327,16 @@ function lendTo0(h, key, v, id) {
     ranges.push(b, off, n);
     at += n;
   }
-  h.peer.app.store.lend(loanKey, items);
+  if (items.length > 63) {
+    // a tree, as a writer of worker 1's builds one for a long value; the record names its root
+    const w = h.peer.log.writer(63);
+    for (const it of items) w.push(it);
+    const root = w.finish().names;
+    h.peer.app.store.lend(loanKey, root);
+    w.release();
+    ranges.length = 0;
+    for (const it of root) ranges.push(it.index, 0x8000 | it.height, 0);
+  } else h.peer.app.store.lend(loanKey, items);
   for (const it of items) p1.free(it.index);
   h.app.store.putRemote(enc(key), { worker: 1, id, len: v.length, ranges }, 0);
 }
@@ -286,6 +349,10 @@ test("values another worker keeps, read by clients of their keys' owner: copied 
   const vb = randomBytes(r, 5000);
   lendTo0(h, a, va, 77);
   lendTo0(h, b, vb, 78);
+  // and one of more than 63 ranges: a tree in worker 1's pool, streamed from its copy here
+  const [big] = keysOf(0, 1, "big");
+  const vbig = randomBytes(r, 400_000);
+  lendTo0(h, big, vbig, 79);
   h.settle();
   const base = h.srv.pool.check();
   // pipelines of both over two connections: each turn's copies are reused by the next turn
@@ -304,13 +371,16 @@ test("values another worker keeps, read by clients of their keys' owner: copied 
   }, 200_000);
   for (const g of got) for (let k = 0; k < 40; k++) sameBytes(g[k], k % 2 ? va : vb, `GET ${k}`);
   assert.is(h.app.stats.remoteReads, 80);
+  for (let k = 0; k < 3; k++) sameBytes(h.one(c1, "GET", big), vbig, "the tree's copy");
+  sameBytes(h.one(c2, "GETRANGE", big, "300000", "300009"), vbig.subarray(300_000, 300_010));
+  assert.is(h.app.stats.remoteReads, 84);
   h.settle();
   const after = h.srv.pool.check();
   assert.is(after.kept, base.kept, "the copies went back once sent");
   assert.is(after.free, base.free);
   // the owner's DEL releases the loans in worker 1's log
-  assert.is(h.peer.app.stats.loans, 2);
-  assert.is(h.one(c1, "DEL", a, b), 2);
+  assert.is(h.peer.app.stats.loans, 3);
+  assert.is(h.one(c1, "DEL", a, b, big), 3);
   h.settle();
   assert.is(h.peer.app.stats.loans, 0);
   kept(h);
@@ -321,36 +391,39 @@ test("after a restart: the owner's records still read the loans they name; a loa
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmstack-kvloans-"));
   const paths = { path: path.join(dir, "w0.pm"), path1: path.join(dir, "w1.pm") };
   try {
-    const far = keysOf(1, 3, "far");
+    const far = keysOf(1, 4, "far");
     const r = rng(11);
     const v = randomBytes(r, 3000);
     const v2 = randomBytes(r, 700);
+    const big = randomBytes(r, 200_000); // a tree
     let h = sharded(paths);
     let c = h.connect();
     assert.is(h.one(c, "SET", far[0], v), "+OK");
     assert.is(h.one(c, "SET", far[1], v2), "+OK");
     assert.is(h.one(c, "SET", far[1], v), "+OK"); // the first loan of far[1] released
-    h.settle();
-    assert.is(h.app.stats.loans, 2);
-    // the workers' batches are lost from here: this SET's loan is durable, its request never arrives
-    h.drop = true;
-    h.send(c, cmd("SET", far[2], v2));
+    assert.is(h.one(c, "SET", far[3], big), "+OK");
     h.settle();
     assert.is(h.app.stats.loans, 3);
+    // the workers' batches are lost from here: this SET's loan is durable, its request never arrives
+    h.drop = true;
+    h.send(c, cmd("SET", far[2], big));
+    h.settle();
+    assert.is(h.app.stats.loans, 4);
     h.close();
     h = sharded(paths);
-    assert.is(h.app.stats.loans, 3, "every loan record came back");
+    assert.is(h.app.stats.loans, 4, "every loan record came back");
     c = h.connect();
     h.settle();
-    assert.is(h.app.stats.loans, 2, "the loan no record names went");
+    assert.is(h.app.stats.loans, 3, "the loan no record names went (its tree with it)");
     assert.is(h.app.shards.stats.unlent, 1);
     sameBytes(h.one(c, "GET", far[0]), v);
     sameBytes(h.one(c, "GET", far[1]), v);
+    sameBytes(h.one(c, "GET", far[3]), big, "a tree named across the restart");
     assert.is(h.one(c, "GET", far[2]), null);
     // new loans after the restart do not reuse an id
     assert.is(h.one(c, "SET", far[2], v2), "+OK");
     h.settle();
-    assert.is(h.app.stats.loans, 3);
+    assert.is(h.app.stats.loans, 4);
     sameBytes(h.one(c, "GET", far[2]), v2);
     sameBytes(h.one(c, "GET", far[0]), v);
     kept(h);

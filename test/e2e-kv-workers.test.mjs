@@ -153,6 +153,24 @@ async function spreadAndCross(ns, srv, pm) {
     assert.is(Number(await redisCli(ns, "DBSIZE")), 0);
     // every loan went back once the owners' deletions were durable
     await waitFor(async () => (await srv.stats()).workers.every((x) => x.app.loans === 0), "no loan left");
+    // values past 63 ranges (extent trees in the receiving worker's pool) cross as loans too
+    const lentBefore = (await srv.stats()).workers.map((x) => x.app.lent);
+    const env = { ...process.env, KV_LOAD_PAD: "200000" };
+    const big = async (args) => {
+      const x = await ns.node(lib("kv-load.mjs"), [args[0], US, "6379", ...args.slice(1).map(String)], { env }).done;
+      assert.is(x.status, 0, `kv-load ${args[0]}: ${x.stderr}`);
+      return JSON.parse(x.stdout.trim().split("\n").pop());
+    };
+    const wb = await big(["write", 16, 0.25, "big"]);
+    const tb = wb.acked.reduce((a, b) => a + b, 0);
+    assert.is(wb.errors, 0);
+    assert.ok(tb >= 16, `${tb} SETs of 200 KB acknowledged`);
+    // (the connections may all land on one queue: their ports are picked one after the other)
+    const lent = (await srv.stats()).workers.reduce((n, x, i) => n + x.app.lent - lentBefore[i], 0);
+    assert.ok(lent >= 1 && lent <= tb, `${lent} of ${tb} values lent, trees and all`);
+    const rb = await big(["check", 16, "big", JSON.stringify(wb.acked), "del"]);
+    assert.equal(rb, { checked: tb, missing: 0, wrong: 0, deleted: tb });
+    await waitFor(async () => (await srv.stats()).workers.every((x) => x.app.loans === 0), "no tree's loan left");
     // redis-benchmark, 50 clients, pipelined
     const b = ns.spawn("redis-benchmark", [
       "-h",

@@ -8,7 +8,7 @@
 // { onEvent: app.onEvent, onTurnEnd: app.onTurnEnd }. docs/apps.md describes the semantics.
 
 import { BUF_SIZE } from "../abi.js";
-import { PoolExhaustedError } from "../errors.js";
+import { PmstackError, PoolExhaustedError } from "../errors.js";
 import { LOG_MAX_KEY, LogFullError, type PmLog } from "../log.js";
 import { ObjectCursor } from "../object.js";
 import type { Stack, StackEvent } from "../stack.js";
@@ -849,6 +849,8 @@ export class KvApp implements Kv {
     } catch (e) {
       if (e instanceof LogFullError || e instanceof PoolExhaustedError)
         return this.error(c, `OOM command not allowed: ${(e as Error).message}`);
+      // a damaged tree (a value's, or one another worker keeps): that command fails, the server goes on
+      if (e instanceof PmstackError && e.code === "ECORRUPT") return this.error(c, `ERR ${e.message}`);
       throw e;
     }
   }

@@ -11,8 +11,9 @@ import net from "node:net";
 
 const [mode, host, portS] = process.argv.slice(2, 5);
 const port = Number(portS);
-// (values past 64 bytes: a sharded server's workers lend them to the owners of their keys)
-const pad = "x".repeat(160);
+// (values past 64 bytes: a sharded server's workers lend them to the owners of their keys;
+// KV_LOAD_PAD sets the pad's length, for values of many buffers)
+const pad = "x".repeat(Number(process.env.KV_LOAD_PAD ?? 160));
 const value = (key) => `val:${key}:${pad}`;
 const enc = (...args) =>
   Buffer.from(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join(""));

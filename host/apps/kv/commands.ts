@@ -27,7 +27,7 @@ import {
   type Nested,
 } from "./reply.js";
 import { addLongDouble, formatLongDouble, isInfinite, parseLongDouble, type LongDouble } from "./float.js";
-import { KV_SMALL, KV_VALUE_ITEMS, type KvStore, type RemoteValue, type Value } from "./store.js";
+import { KV_SMALL, KV_VALUE_ITEMS, pushValue, type KvStore, type RemoteValue, type Value } from "./store.js";
 import type { ObjectWriter } from "../../object.js";
 import type { ClusterState, SlotKeys } from "./cluster.js";
 import type { ClusterBus } from "./bus.js";
@@ -829,7 +829,7 @@ function append(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
   if (arg.len === 0) return k.reply(c, [int(old.len)]);
   const w = k.log.writer(KV_VALUE_ITEMS);
   try {
-    w.pushObject(old.obj);
+    pushValue(w, old, old.obj.names);
     if (arg.writer) {
       const aw = arg.writer;
       arg.writer = null;
@@ -930,13 +930,13 @@ function setrange(k: Kv, c: Conn<KvClient>, a: Arg[]): void {
   k.reply(c, [int(len)]);
 }
 
-/** Pushes bytes [start, end) of a live value by name (durable already: not persisted again). */
+/** Pushes bytes [start, end) of a live value by name (its own are durable already: not persisted again). */
 function pushRange(w: ObjectWriter, v: Value, start: number, end: number): void {
   if (end <= start) return;
   const cur = new ObjectCursor(w.pool, v.obj, start, end);
   const ranges = [];
   for (let r = cur.next(); r; r = cur.next()) ranges.push(r);
-  w.pushObject({ names: ranges });
+  pushValue(w, v, ranges);
 }
 
 // ---- keys -----------------------------------------------------------------------------------------

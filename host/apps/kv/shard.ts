@@ -35,6 +35,7 @@ import { freeNamedParts, type Conn, type Part } from "../conn.js";
 import { keyHashSlot } from "./cluster.js";
 import type { Arg, KvClient } from "./commands.js";
 import { arrayHead, int, OK } from "./reply.js";
+import { ITEM_NODE } from "../../abi.js";
 
 /** How a worker reaches the others (worker_threads MessagePorts in workers.ts; anything in tests). */
 export interface ShardTransport {
@@ -448,7 +449,7 @@ export class KvShards {
   /**
    * Lends the value argument `a` to worker `to`: a loan record keeps its buffers (zero copy),
    * the argument's writer is taken. Returns the loan's descriptor and the record's sequence
-   * number, or null when the value is not lent (a short one, a tree, a full log: it is copied).
+   * number, or null when the value is not lent (a short one, a full log: it is copied).
    */
   #loan(to: number, a: Arg): { desc: Uint8Array; seq: number } | null {
     const w = a.writer;
@@ -456,8 +457,9 @@ export class KvShards {
     const items: readonly Item[] = w.finish().names;
     const ranges: number[] = [];
     for (const it of items) {
-      if (it.height) return null;
-      if (it.length) ranges.push(it.index, it.offset, it.length);
+      // a tree's root (a value past 63 ranges) as an item's 64-bit form has it
+      if (it.height) ranges.push(it.index, ITEM_NODE | it.height, 0);
+      else if (it.length) ranges.push(it.index, it.offset, it.length);
     }
     const id = this.#nextLoan;
     const key = loanKey(this.#loanPrefix[to]!, id);

@@ -20,11 +20,12 @@
 // and that is durable.
 
 import type { LogObject, PmLog } from "../../log.js";
-import { ObjectCursor, type Item, type ObjectRef } from "../../object.js";
+import { ObjectCursor, walkPeerItem, type Item, type ObjectRef, type ObjectWriter } from "../../object.js";
 import type { BufferName, Pool } from "../../pool.js";
 import { MetaArena } from "../arena.js";
 import type { SlotKeys } from "./cluster.js";
-import { BUF_SIZE, ITEM_NODE } from "../../abi.js";
+import { BUF_SIZE, ITEM_NODE, NODE_MAX_HEIGHT } from "../../abi.js";
+import { PmstackError } from "../../errors.js";
 
 /** Bytes of a record's trailer (and of a first-release record's header). */
 export const KV_TRAILER = 16;
@@ -51,12 +52,20 @@ export interface Value {
   len: number;
   /** Unix ms, 0 = none. */
   expireAt: number;
+  /**
+   * The bytes are a copy this command's read made (of a remote value): data ranges not yet
+   * persisted, so a record that names them must persist them with it (pushValue), where a live
+   * value's own items are durable already.
+   */
+  copied?: boolean;
 }
 
 /**
  * A value that lives in another worker's pool, as a record names it:
  *   0 u8 1   1 u8 lender   2 u16 ranges   4 u32 length   8 u32 loan id (high)   12 u32 (low)
- *   16 per range: u32 buffer index, u16 offset, u16 length (in the lender's pool)
+ *   16 per item: u32 buffer index, u16 offset, u16 length (in the lender's pool)
+ * An item is a data range, or the root of an extent tree (a value of more than 63 ranges): its
+ * offset is then ITEM_NODE | the node's height and its length 0, as in an item's 64-bit form.
  */
 export interface RemoteValue {
   /** The lender: the worker whose pool holds the bytes. */
@@ -64,7 +73,7 @@ export interface RemoteValue {
   /** The loan's id, unique per lender (below 2^53). */
   id: number;
   len: number;
-  /** Buffer index, offset, length per range, in the lender's pool. */
+  /** Buffer index, offset, length per item, in the lender's pool (a node: ITEM_NODE | height, 0). */
   ranges: number[];
 }
 
@@ -103,17 +112,23 @@ export function decodeRemote(b: Uint8Array, at: number, len: number): RemoteValu
   if (len !== REMOTE_HEAD + 8 * n) return null;
   const ranges: number[] = new Array(3 * n);
   let total = 0;
+  let nodes = false;
   for (let i = 0; i < n; i++) {
     const off = v.getUint16(REMOTE_HEAD + 8 * i + 4, true);
     const l = v.getUint16(REMOTE_HEAD + 8 * i + 6, true);
-    if (off + l > BUF_SIZE) return null;
+    if (off & ITEM_NODE) {
+      // a tree's root: its bytes are counted where the tree is read
+      const height = off & 0x7fff;
+      if (l !== 0 || height < 1 || height > NODE_MAX_HEIGHT) return null;
+      nodes = true;
+    } else if (off + l > BUF_SIZE) return null;
     ranges[3 * i] = v.getUint32(REMOTE_HEAD + 8 * i, true);
     ranges[3 * i + 1] = off;
     ranges[3 * i + 2] = l;
     total += l;
   }
   const len2 = v.getUint32(4, true);
-  if (total !== len2) return null;
+  if (nodes ? total > len2 : total !== len2) return null;
   return { worker: b[at + 1]!, id: v.getUint32(8, true) * 0x1_0000_0000 + v.getUint32(12, true), len: len2, ranges };
 }
 
@@ -260,19 +275,24 @@ export class KvStore {
    */
   #fetch(v: Value, o: LogObject): Value {
     const d = o.names[0]!;
-    const out = FETCHED;
-    const len = this.#fetchInto(this.#addr(d.index, d.offset), d.length - KV_TRAILER, out, KV_VALUE_ITEMS);
-    if (len < 0) throw new RangeError("pmstack: a value kept by another worker, whose pool is not reachable");
+    const at = this.#addr(d.index, d.offset);
+    // one range per buffer of the copy: a long value's are more than a record's items (a reply
+    // streams them; a record that names them puts them in a tree: #put)
+    const need = Math.ceil(this.#dv.getUint32(at + 4, true) / BUF_SIZE);
+    const out = need <= KV_VALUE_ITEMS ? FETCHED : new Uint32Array(1 + 3 * need);
+    const len = this.#fetchInto(at, d.length - KV_TRAILER, out, Math.max(need, KV_VALUE_ITEMS));
+    if (len < 0) throw this.#unreadable(this.#mem[at + 1]!);
     const items: BufferName[] = new Array(out[0]!);
     for (let k = 0; k < items.length; k++)
       items[k] = { index: out[1 + 3 * k]!, offset: out[2 + 3 * k]!, length: out[3 + 3 * k]! };
-    return { obj: { names: items }, len, expireAt: v.expireAt };
+    return { obj: { names: items }, len, expireAt: v.expireAt, copied: true };
   }
 
   /**
    * ranges() for a remote value whose descriptor is the `len` bytes at `at` in this memory:
    * its bytes copied from the lender's pool into buffers of this one (kept until the turn's
-   * end), their ranges written into `out`; -2 when they would be more than `max` ranges.
+   * end), their ranges written into `out`; -2 when they would be more than `max` ranges, or
+   * the lender's pool is not reachable, or the descriptor or the lender's tree is damaged.
    */
   #fetchInto(at: number, len: number, out: Uint32Array, max: number): number {
     const m = this.#mem;
@@ -283,41 +303,76 @@ export class KvStore {
     if (len !== REMOTE_HEAD + 8 * n || Math.ceil(total / BUF_SIZE) > max) return -2;
     const peer = this.#peers!.memory(m[at + 1]!);
     if (!peer) return -2;
-    const src = peer.bytes;
-    const pool = this.pool;
-    let count = 0;
-    let i = -1;
-    let fill = BUF_SIZE;
+    const f = this.#fill;
+    f.src = peer.bytes;
+    f.out = out;
+    f.max = max;
+    f.count = 0;
+    f.i = -1;
+    f.at = BUF_SIZE;
+    f.over = false;
     let got = 0;
     for (let j = 0; j < n; j++) {
       const d = at + REMOTE_HEAD + 8 * j;
-      let from = peer.base + dv.getUint32(d, true) * BUF_SIZE + dv.getUint16(d + 4, true);
-      let left = dv.getUint16(d + 6, true);
-      while (left > 0) {
-        if (fill === BUF_SIZE) {
-          // kept, as a record's buffers are: a reply sends it by reference (an app buffer
-          // would be handed to the stack with the send, under this store's reference)
-          i = pool.alloc("kept");
-          this.#temps.push(i);
-          out[1 + 3 * count] = i;
-          out[2 + 3 * count] = 0;
-          out[3 + 3 * count] = 0;
-          count++;
-          fill = 0;
-        }
-        const k = Math.min(left, BUF_SIZE - fill);
-        m.set(src.subarray(from, from + k), this.#addr(i, fill));
-        out[3 * count] = out[3 * count]! + k;
-        fill += k;
-        from += k;
-        left -= k;
-        got += k;
-      }
+      const lo = ((dv.getUint16(d + 4, true) << 16) | dv.getUint16(d + 6, true)) >>> 0;
+      const k = walkPeerItem(peer.bytes, peer.base, dv.getUint32(d, true), lo, this.#copyIn);
+      if (k < 0 || f.over) return -2;
+      got += k;
     }
     if (got !== total) return -2;
-    out[0] = count;
+    out[0] = f.count;
     this.remoteReads++;
     return total;
+  }
+
+  /** #fetchInto's copy state: the lender's memory, the output, the buffer being filled and its fill point. */
+  #fill: { src: Uint8Array; out: Uint32Array; max: number; count: number; i: number; at: number; over: boolean } = {
+    src: new Uint8Array(0),
+    out: FETCHED,
+    max: 0,
+    count: 0,
+    i: -1,
+    at: BUF_SIZE,
+    over: false,
+  };
+
+  /** Copies `len` bytes at `from` in the lender's memory into the copy's buffers (#fill). */
+  #copyIn = (from: number, len: number): void => {
+    const f = this.#fill;
+    const out = f.out;
+    while (len > 0) {
+      if (f.at === BUF_SIZE) {
+        if (f.count === f.max) {
+          f.over = true;
+          return;
+        }
+        // kept, as a record's buffers are: a reply sends it by reference (an app buffer
+        // would be handed to the stack with the send, under this store's reference)
+        f.i = this.pool.alloc("kept");
+        this.#temps.push(f.i);
+        out[1 + 3 * f.count] = f.i;
+        out[2 + 3 * f.count] = 0;
+        out[3 + 3 * f.count] = 0;
+        f.count++;
+        f.at = 0;
+      }
+      const k = Math.min(len, BUF_SIZE - f.at);
+      this.#mem.set(f.src.subarray(from, from + k), this.#addr(f.i, f.at));
+      out[3 * f.count] = out[3 * f.count]! + k;
+      f.at += k;
+      from += k;
+      len -= k;
+    }
+  };
+
+  /** Why a remote value of worker `w` could not be read: its pool is not reachable, or what names it is damaged. */
+  #unreadable(w: number): Error {
+    if (!this.#peers?.memory(w))
+      return new RangeError("pmstack: a value kept by another worker, whose pool is not reachable");
+    return new PmstackError(
+      "ECORRUPT",
+      `pmstack: a value kept by worker ${w}: its descriptor, or its tree in that worker's pool, is damaged`,
+    );
   }
 
   /** A remote value's bytes, copied out of the lender's pool (an argument used as text). */
@@ -326,11 +381,15 @@ export class KvStore {
     if (!peer) throw new RangeError("pmstack: a value kept by another worker, whose pool is not reachable");
     const out = new Uint8Array(r.len);
     let at = 0;
+    const copy = (from: number, len: number): void => {
+      if (at + len <= out.length) out.set(peer.bytes.subarray(from, from + len), at);
+      at += len;
+    };
     for (let j = 0; j < r.ranges.length; j += 3) {
-      const from = peer.base + r.ranges[j]! * BUF_SIZE + r.ranges[j + 1]!;
-      out.set(peer.bytes.subarray(from, from + r.ranges[j + 2]!), at);
-      at += r.ranges[j + 2]!;
+      const lo = ((r.ranges[j + 1]! << 16) | r.ranges[j + 2]!) >>> 0;
+      if (walkPeerItem(peer.bytes, peer.base, r.ranges[j]!, lo, copy) < 0) at = -1;
     }
+    if (at !== r.len) throw this.#unreadable(r.worker);
     return out;
   }
 
@@ -436,13 +495,26 @@ export class KvStore {
   /**
    * Writes `key -> value items (then the short value `small`, copied) + trailer`. The items are
    * data ranges and nodes the caller holds (an ObjectWriter's finish(), or a live value's
-   * items: the log takes its own references). At most KV_VALUE_ITEMS items.
+   * items: the log takes its own references). Past KV_VALUE_ITEMS items (a remote value's copy)
+   * they go into a tree first.
    */
   put(key: Uint8Array, items: readonly Item[], small: Uint8Array | null, expireAt: number): number {
     return this.#put(key, items, small, expireAt, 2);
   }
 
   #put(key: Uint8Array, items: readonly Item[], small: Uint8Array | null, expireAt: number, version: number): number {
+    if (items.length > KV_VALUE_ITEMS) {
+      // more items than a record holds (a remote value's copy, one range per buffer): a tree
+      const w = this.log.writer(KV_VALUE_ITEMS);
+      try {
+        for (const it of items)
+          if (it.height) w.pushObject({ names: [it] });
+          else w.push(it);
+        return this.#put(key, w.finish().names, small, expireAt, version);
+      } finally {
+        w.release();
+      }
+    }
     const old = this.#peers ? this.#remoteAt(key) : null;
     const n = small ? small.length : 0;
     const t = this.arena.take(n + KV_TRAILER);
@@ -646,4 +718,14 @@ export function latin1(b: Uint8Array): string {
   let s = "";
   for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
   return s;
+}
+
+/**
+ * Pushes items of the live value `v` onto `w`: by name and not persisted again when they are
+ * the value's own (durable already), persisted with the record when they are a copy a read made
+ * (Value.copied: one data range per buffer).
+ */
+export function pushValue(w: ObjectWriter, v: Value, items: readonly Item[]): void {
+  if (v.copied) for (const it of items) w.push(it);
+  else w.pushObject({ names: items as Item[] });
 }

@@ -30,7 +30,8 @@
 import { ObjectCursor, type Item } from "../../object.js";
 import { LogFullError } from "../../log.js";
 import type { Pool } from "../../pool.js";
-import { decodeRemote, encodeRemote, type KvStore, type RemoteValue } from "./store.js";
+import type { KvStore } from "./store.js";
+import { decodeRemote, encodeRemote, loanId, loanKey, loanPrefixes, type RemoteValue } from "../loan.js";
 import { freeNamedParts, type Conn, type Part } from "../conn.js";
 import { keyHashSlot } from "./cluster.js";
 import type { Arg, KvClient } from "./commands.js";
@@ -253,13 +254,8 @@ export class KvShards {
       this.#releases.push([]);
       this.#recovered.push(null);
       this.#live!.push([]);
-      let p = new Uint8Array(0);
-      for (let j = 0; i !== t.index; j++) {
-        p = new TextEncoder().encode(`{${j.toString(36)}}`);
-        if (this.owner(p) === i) break;
-      }
-      this.#loanPrefix.push(p);
     }
+    this.#loanPrefix = loanPrefixes(t.index, t.count);
     const store = h.store;
     store.setPeers({
       memory: (w) => this.#peers[w] ?? null,
@@ -719,23 +715,6 @@ export function partsBytes(pool: Pool, parts: Part[]): Uint8Array {
     }
   }
   return out;
-}
-
-/** The loan key of loan `id` kept for the worker whose hash tag `prefix` is: the tag, then the id (8 bytes, big-endian). */
-function loanKey(prefix: Uint8Array, id: number): Uint8Array {
-  const k = new Uint8Array(prefix.length + 8);
-  k.set(prefix);
-  const v = new DataView(k.buffer);
-  v.setUint32(prefix.length, Math.floor(id / 0x1_0000_0000));
-  v.setUint32(prefix.length + 4, id >>> 0);
-  return k;
-}
-
-/** A loan key's id, or -1 when it is not one. */
-function loanId(key: Uint8Array): number {
-  if (key.length < 11 || key[0] !== 0x7b) return -1;
-  const v = new DataView(key.buffer, key.byteOffset + key.length - 8, 8);
-  return v.getUint32(0) * 0x1_0000_0000 + v.getUint32(4);
 }
 
 /** Loan ids as a message's buffer (u32 high, u32 low each). */

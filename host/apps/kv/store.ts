@@ -24,8 +24,11 @@ import { ObjectCursor, walkPeerItem, type Item, type ObjectRef, type ObjectWrite
 import type { BufferName, Pool } from "../../pool.js";
 import { MetaArena } from "../arena.js";
 import type { SlotKeys } from "./cluster.js";
-import { BUF_SIZE, ITEM_NODE, NODE_MAX_HEIGHT } from "../../abi.js";
+import { BUF_SIZE, ITEM_NODE } from "../../abi.js";
 import { PmstackError } from "../../errors.js";
+import { REMOTE_HEAD, decodeRemote, encodeRemote, type RemoteValue } from "../loan.js";
+
+export { REMOTE_HEAD, decodeRemote, encodeRemote, type RemoteValue };
 
 /** Bytes of a record's trailer (and of a first-release record's header). */
 export const KV_TRAILER = 16;
@@ -33,8 +36,6 @@ export const KV_TRAILER = 16;
 export const KV_TAG = 2;
 /** Record tag of a loan: a value this worker keeps for a record of another worker's. */
 export const KV_LOAN_TAG = 3;
-/** Bytes of a remote value's descriptor before its ranges (8 bytes each follow). */
-export const REMOTE_HEAD = 16;
 /** Values up to this many bytes are copied into the arena beside their trailer. */
 export const KV_SMALL = 64;
 /** Items a value may have in a record (one is the trailer). */
@@ -60,76 +61,12 @@ export interface Value {
   copied?: boolean;
 }
 
-/**
- * A value that lives in another worker's pool, as a record names it:
- *   0 u8 1   1 u8 lender   2 u16 ranges   4 u32 length   8 u32 loan id (high)   12 u32 (low)
- *   16 per item: u32 buffer index, u16 offset, u16 length (in the lender's pool)
- * An item is a data range, or the root of an extent tree (a value of more than 63 ranges): its
- * offset is then ITEM_NODE | the node's height and its length 0, as in an item's 64-bit form.
- */
-export interface RemoteValue {
-  /** The lender: the worker whose pool holds the bytes. */
-  worker: number;
-  /** The loan's id, unique per lender (below 2^53). */
-  id: number;
-  len: number;
-  /** Buffer index, offset, length per item, in the lender's pool (a node: ITEM_NODE | height, 0). */
-  ranges: number[];
-}
-
 /** How the store reaches the other workers' pools (the sharded store's; kv/shard.ts). */
 export interface PeerPools {
   /** Worker `w`'s pool memory and its buffer 0's address in it, or null when not known. */
   memory(w: number): { bytes: Uint8Array; base: number } | null;
   /** A record that named loan `id` of worker `w` was superseded by the record of sequence `seq`. */
   released(w: number, id: number, seq: number): void;
-}
-
-/** A remote value's descriptor bytes (the record's, and the request's between workers). */
-export function encodeRemote(r: RemoteValue): Uint8Array {
-  const n = r.ranges.length / 3;
-  const out = new Uint8Array(REMOTE_HEAD + 8 * n);
-  const v = new DataView(out.buffer);
-  out[0] = 1;
-  out[1] = r.worker;
-  v.setUint16(2, n, true);
-  v.setUint32(4, r.len, true);
-  v.setUint32(8, Math.floor(r.id / 0x1_0000_0000), true);
-  v.setUint32(12, r.id >>> 0, true);
-  for (let i = 0; i < n; i++) {
-    v.setUint32(REMOTE_HEAD + 8 * i, r.ranges[3 * i]!, true);
-    v.setUint16(REMOTE_HEAD + 8 * i + 4, r.ranges[3 * i + 1]!, true);
-    v.setUint16(REMOTE_HEAD + 8 * i + 6, r.ranges[3 * i + 2]!, true);
-  }
-  return out;
-}
-
-/** The descriptor at `b[at, at + len)`, or null when it is not one. */
-export function decodeRemote(b: Uint8Array, at: number, len: number): RemoteValue | null {
-  if (len < REMOTE_HEAD || b[at] !== 1) return null;
-  const v = new DataView(b.buffer, b.byteOffset + at, len);
-  const n = v.getUint16(2, true);
-  if (len !== REMOTE_HEAD + 8 * n) return null;
-  const ranges: number[] = new Array(3 * n);
-  let total = 0;
-  let nodes = false;
-  for (let i = 0; i < n; i++) {
-    const off = v.getUint16(REMOTE_HEAD + 8 * i + 4, true);
-    const l = v.getUint16(REMOTE_HEAD + 8 * i + 6, true);
-    if (off & ITEM_NODE) {
-      // a tree's root: its bytes are counted where the tree is read
-      const height = off & 0x7fff;
-      if (l !== 0 || height < 1 || height > NODE_MAX_HEIGHT) return null;
-      nodes = true;
-    } else if (off + l > BUF_SIZE) return null;
-    ranges[3 * i] = v.getUint32(REMOTE_HEAD + 8 * i, true);
-    ranges[3 * i + 1] = off;
-    ranges[3 * i + 2] = l;
-    total += l;
-  }
-  const len2 = v.getUint32(4, true);
-  if (nodes ? total > len2 : total !== len2) return null;
-  return { worker: b[at + 1]!, id: v.getUint32(8, true) * 0x1_0000_0000 + v.getUint32(12, true), len: len2, ranges };
 }
 
 export class KvStore {

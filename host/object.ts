@@ -265,21 +265,33 @@ export function objectLength(pool: Pool, obj: ObjectRef): number {
  * while the cursor is used (a reference on its top-level names: see PmLog.pin).
  */
 export class ObjectCursor {
-  #pool: Pool;
+  /** This thread's pool (its core answers for nodes), or null for another worker's (#peer). */
+  #e: CoreExports | null;
+  #peer: PeerPool | null;
   #u32: Uint32Array;
-  #e: CoreExports;
   #top: Item[];
   #topAt = 0;
   /** Per open level (from the top node down): node index and next child. */
-  #stack: { node: number; at: number; count: number; names: number }[] = [];
+  #stack: { node: number; at: number; count: number; names: number; h: number }[] = [];
   #pos = 0; // object offset of the next range's first byte
   #end: number;
   #skip: number;
 
-  constructor(pool: Pool, obj: ObjectRef, start = 0, end = Infinity) {
-    this.#pool = pool;
-    this.#u32 = new Uint32Array(pool.core.memory.buffer);
-    this.#e = pool.core.exports;
+  /**
+   * `pool`: this thread's pool, or another worker's memory (a PeerPool: its nodes are read where
+   * they lie and checked, with no call into that worker's core; the ranges returned are that
+   * pool's, to read with peerView).
+   */
+  constructor(pool: Pool | PeerPool, obj: ObjectRef, start = 0, end = Infinity) {
+    if ("core" in pool) {
+      this.#e = pool.core.exports;
+      this.#peer = null;
+      this.#u32 = new Uint32Array(pool.core.memory.buffer);
+    } else {
+      this.#e = null;
+      this.#peer = pool;
+      this.#u32 = new Uint32Array(pool.bytes.buffer, pool.bytes.byteOffset, pool.bytes.byteLength >>> 2);
+    }
     this.#top = obj.names;
     this.#end = end;
     this.#skip = Math.max(0, start);
@@ -325,15 +337,31 @@ export class ObjectCursor {
         const w = (top.names >>> 2) + 2 * top.at++;
         it = itemOf(u32[w + 1]!, u32[w]!);
       }
+      if (this.#peer) this.#peerCheck(it, top ? top.h : NODE_MAX_HEIGHT + 1);
       if (!it.height) return it;
       if (this.#subtreeSkipped(it.index)) continue;
-      this.#enter(it.index);
+      this.#enter(it.index, it.height);
     }
+  }
+
+  /**
+   * A peer's item is checked before it is used: a data range inside that pool's memory and its
+   * buffer, a node below its parent's height (so a damaged tree cannot loop) whose header has
+   * the item's height.
+   */
+  #peerCheck(it: Item, below: number): void {
+    const p = this.#peer!;
+    const at = p.base + it.index * BUF_SIZE;
+    const ok = it.height
+      ? it.height < below && at + BUF_SIZE <= p.bytes.length && p.bytes[at + 4] === it.height
+      : it.index >= 0 && it.offset + it.length <= BUF_SIZE && at + BUF_SIZE <= p.bytes.length;
+    if (!ok)
+      throw new PmstackError("ECORRUPT", `pmstack: an item (buffer ${it.index}) of another worker's object is damaged`);
   }
 
   /** A node wholly before `start` is stepped over by its byte total. */
   #subtreeSkipped(node: number): boolean {
-    const bytes = this.#e.extInfo(node, 2);
+    const bytes = this.#e ? this.#e.extInfo(node, 2) : this.#peerNode(node, 2);
     if (bytes < 0) throw new PmstackError("ECORRUPT", `pmstack: buffer ${node} is not an extent node`);
     if (this.#pos + bytes <= this.#skip) {
       this.#pos += bytes;
@@ -342,62 +370,70 @@ export class ObjectCursor {
     return false;
   }
 
-  #enter(node: number): void {
-    const count = this.#e.extInfo(node, 1);
-    const names = this.#e.bufAddress(node) + NODE_HDR;
-    if (count <= 0 || names + count * 8 > this.#pool.core.memory.buffer.byteLength || count > BUF_SIZE / 8)
+  #enter(node: number, h: number): void {
+    const e = this.#e;
+    const count = e ? e.extInfo(node, 1) : this.#peerNode(node, 1);
+    const names = (e ? e.bufAddress(node) : this.#peer!.base + node * BUF_SIZE) + NODE_HDR;
+    if (count <= 0 || names + count * 8 > this.#u32.byteLength || count > BUF_SIZE / 8)
       throw new PmstackError("ECORRUPT", `pmstack: extent node ${node} is damaged`);
-    this.#stack.push({ node, at: 0, count, names });
+    this.#stack.push({ node, at: 0, count, names, h });
+  }
+
+  /**
+   * extInfo's count (1) or byte total (2) of node `node` in a peer's pool, read from its header
+   * (magic, height, count checked), or -1 when it is not a sealed node there.
+   */
+  #peerNode(node: number, what: 1 | 2): number {
+    const p = this.#peer!;
+    const at = p.base + node * BUF_SIZE;
+    if (node < 0 || at + BUF_SIZE > p.bytes.length) return -1;
+    const dv = new DataView(p.bytes.buffer, p.bytes.byteOffset + at, NODE_HDR);
+    const h = dv.getUint8(4);
+    const count = dv.getUint16(6, true);
+    if (dv.getUint32(0, true) !== NODE_MAGIC || h < 1 || h > NODE_MAX_HEIGHT || count < 1 || count > NODE_MAX)
+      return -1;
+    return what === 1 ? count : dv.getUint32(8, true) + dv.getUint32(12, true) * 0x1_0000_0000;
   }
 }
 
+/** Another worker's pool as this thread reads it: its memory (a shared one) and its buffer 0's address there. */
+export interface PeerPool {
+  bytes: Uint8Array;
+  base: number;
+}
+
+/** The bytes of range `r` of a peer's pool (a view of its memory: read, never written). */
+export function peerView(p: PeerPool, r: BufferName): Uint8Array {
+  const at = p.base + r.index * BUF_SIZE + r.offset;
+  if (r.index < 0 || r.offset + r.length > BUF_SIZE || at + r.length > p.bytes.length)
+    throw new PmstackError(
+      "ECORRUPT",
+      `pmstack: range (${r.index}, ${r.offset}, ${r.length}) is not in the peer's pool`,
+    );
+  return p.bytes.subarray(at, at + r.length);
+}
+
 /**
- * Walks the data ranges of the item (`index`, `low`: an item's 64-bit form's words, a data
- * range or an extent node) in another worker's pool, in order, calling `f(address, length)` for
- * each: `mem` is that pool's memory (a shared one) and `base` its buffer 0's address there. It
- * calls nothing in that worker's core (which runs on another thread): the nodes are read where
- * they lie, each checked (inside the memory, its magic, a height below its parent's, a count
- * that fits). Returns the data bytes walked, or -1 at a damaged item (ranges before it were
- * walked). The object must stay alive meanwhile (the owner of a loan keeps it).
+ * Walks the data ranges of the item (`index`, `low`: an item's 64-bit form's words, a data range
+ * or an extent node's root) in another worker's pool, in order, calling `f(address, length)`
+ * for each, an address in `p.bytes`. It calls nothing in that worker's core (which runs on
+ * another thread): an ObjectCursor over the peer reads and checks each node where it lies.
+ * Returns the data bytes walked; a damaged item throws ECORRUPT. The object must stay alive
+ * meanwhile (the owner of a loan keeps it).
  */
-export function walkPeerItem(
-  mem: Uint8Array,
-  base: number,
-  index: number,
-  low: number,
-  f: (at: number, length: number) => void,
-): number {
-  const at = base + index * BUF_SIZE;
-  if (index < 0 || at + BUF_SIZE > mem.length) return -1;
-  const o = low >>> 16;
-  if (!(o & ITEM_NODE)) {
-    const len = low & 0xffff;
-    if (o + len > BUF_SIZE) return -1;
-    if (len) f(at + o, len);
-    return len;
+export function walkPeerItem(p: PeerPool, index: number, low: number, f: (at: number, length: number) => void): number {
+  const it = itemOf(index, low);
+  if (!it.height) {
+    // a data range: checked here, no cursor needed (a short value's one range)
+    const v = peerView(p, it);
+    if (it.length) f(v.byteOffset - p.bytes.byteOffset, it.length);
+    return it.length;
   }
-  const height = o & 0x7fff;
-  const dv = new DataView(mem.buffer, mem.byteOffset + at, BUF_SIZE);
-  const count = dv.getUint16(6, true);
-  if (
-    height < 1 ||
-    height > NODE_MAX_HEIGHT ||
-    dv.getUint32(0, true) !== NODE_MAGIC ||
-    dv.getUint8(4) !== height ||
-    count < 1 ||
-    count > NODE_MAX
-  )
-    return -1;
-  let total = 0;
-  for (let k = 0; k < count; k++) {
-    const lo = dv.getUint32(NODE_HDR + 8 * k, true);
-    const child = dv.getUint32(NODE_HDR + 8 * k + 4, true);
-    // a child is a data range or a node of lower height
-    if ((lo >>> 16) & ITEM_NODE && ((lo >>> 16) & 0x7fff) >= height) return -1;
-    const n = walkPeerItem(mem, base, child, lo, f);
-    if (n < 0) return -1;
-    total += n;
+  const cur = new ObjectCursor(p, { names: [it] });
+  let n = 0;
+  for (let r = cur.next(); r; r = cur.next()) {
+    f(p.base + r.index * BUF_SIZE + r.offset, r.length);
+    n += r.length;
   }
-  // the node's byte total (u64) holds
-  return total === dv.getUint32(8, true) + dv.getUint32(12, true) * 0x1_0000_0000 ? total : -1;
+  return n;
 }

@@ -219,7 +219,7 @@ test("a value of more than 63 ranges crosses as a loan of its extent tree: the o
   node[0] ^= 0xff;
   const bad = h.one(c, "GET", far[0]);
   node[0] ^= 0xff;
-  assert.ok(typeof bad === "string" && bad.startsWith("-ERR") && bad.includes("damaged"), String(bad));
+  assert.match(String(bad), /^-ERR pmstack: .*(damaged|not an extent node)/);
   sameBytes(h.one(c, "GET", far[0]), v, "whole again");
   kept(h);
   assert.is(h.one(c, "DEL", ...far), 4);

@@ -252,8 +252,8 @@ export class KvStore {
     for (let j = 0; j < n; j++) {
       const d = at + REMOTE_HEAD + 8 * j;
       const lo = ((dv.getUint16(d + 4, true) << 16) | dv.getUint16(d + 6, true)) >>> 0;
-      const k = walkPeerItem(peer.bytes, peer.base, dv.getUint32(d, true), lo, this.#copyIn);
-      if (k < 0 || f.over) return -2;
+      const k = walkPeerItem(peer, dv.getUint32(d, true), lo, this.#copyIn);
+      if (f.over) return -2;
       got += k;
     }
     if (got !== total) return -2;
@@ -324,7 +324,7 @@ export class KvStore {
     };
     for (let j = 0; j < r.ranges.length; j += 3) {
       const lo = ((r.ranges[j + 1]! << 16) | r.ranges[j + 2]!) >>> 0;
-      if (walkPeerItem(peer.bytes, peer.base, r.ranges[j]!, lo, copy) < 0) at = -1;
+      walkPeerItem(peer, r.ranges[j]!, lo, copy);
     }
     if (at !== r.len) throw this.#unreadable(r.worker);
     return out;

@@ -61,8 +61,9 @@ try {
           for (const p of peers) p?.postMessage({ neighbor: frame });
         }
       : undefined;
-  // kv's workers read each other's pools (writes cross as loans, zero copy): shared memories
-  const lend = spec.app === "kv" && start.count > 1;
+  // the workers read each other's pools (kv's writes and httpd's bodies cross as loans, zero
+  // copy): shared memories
+  const lend = start.count > 1;
   const s0 = serve(
     // no Nagle (as Redis sets TCP_NODELAY on its clients): a client's replies leave in pieces
     // when some wait for another worker's answer, and a piece held for the ACK of the one before
@@ -106,7 +107,7 @@ try {
   peers.forEach((p, from) => {
     if (!p) return;
     p.on("message", (m: ShardMessage | HttpdShardBatch | { neighbor: Uint8Array } | { peerPool: PeerPool }) => {
-      if ("peerPool" in m) (app as KvApp).shards!.attachPeer(from, m.peerPool.memory, m.peerPool.base);
+      if ("peerPool" in m) app.shards!.attachPeer(from, m.peerPool.memory, m.peerPool.base);
       else if ("neighbor" in m) s0.loop.inject(m.neighbor);
       else if (app instanceof HttpdApp) app.shards!.receive(from, m as HttpdShardBatch);
       else app.shards!.receive(from, m as ShardMessage);

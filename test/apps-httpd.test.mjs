@@ -6,6 +6,9 @@
 // extent trees) plus the arena's current buffer. Abuse: seeded random requests and mangled bytes
 // on several connections must never take the server down, lose an acknowledged body or leak a
 // buffer.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Stack, MemoryLink, PmLog, HttpdApp, keyHashSlot } from "../build/index.js";
@@ -68,11 +71,11 @@ function parseResponse(buf, method) {
   return [{ status, reason: m[2], headers, head, body: buf.slice(end + 4, end + 4 + len) }, end + 4 + len];
 }
 
-function httpdPair({ buffers = 4096, maxBody, reserveBuffers, idleTimeoutMs, shards } = {}) {
+function httpdPair({ buffers = 4096, maxBody, reserveBuffers, idleTimeoutMs, shards, path } = {}) {
   const srv = Stack.create({
     mac: "02:00:00:00:08:01",
     ip: `${SRV_IP}/24`,
-    pool: { buffers, metaBytes: 1 << 20 },
+    pool: { buffers, metaBytes: 1 << 20, path },
     configure: (core) => PmLog.configure(core),
   });
   const log = PmLog.open(srv.pool);
@@ -876,10 +879,11 @@ const keysOf = (w, n, prefix) => {
  * Worker 0 (httpdPair: the client's) and worker 1 (an HttpdApp on a stack of its own, no clients),
  * their turn batches carried by two queues this test delivers after each of worker 0's turns.
  */
-function shardedHttpd({ buffers = 8192, peerBuffers = 8192, peerReserve } = {}) {
-  const q = shardQueues();
-  return q.join(httpdPair({ buffers, shards: q.t0 }), {
+function shardedHttpd({ buffers = 8192, peerBuffers = 8192, peerReserve, lend = false, path, path1 } = {}) {
+  const q = shardQueues({ lend });
+  return q.join(httpdPair({ buffers, shards: q.t0, path }), {
     buffers: peerBuffers,
+    path: path1,
     make: (stack, log, t1) => new HttpdApp(stack, log, 0, { reserveBuffers: peerReserve, shards: t1 }),
   });
 }
@@ -890,101 +894,264 @@ const keptBoth = (h, msg) => {
   assert.is(h.app.stats.inFlight + h.app.stats.serving + h.peer.app.stats.inFlight + h.peer.app.stats.serving, 0);
 };
 
-test("sharded: keys of both workers PUT, read back, Range, HEAD and DELETE through one connection, pipelined, in order", () => {
-  const h = shardedHttpd();
-  const r = rng(41);
-  const keys = [...keysOf(0, 20, "a"), ...keysOf(1, 20, "a")].sort();
-  const bodies = new Map(keys.map((k) => [k, randomBytes(r, r.int(30_000))]));
-  // one body of three pieces (1 MiB each) on worker 1
-  const big = keysOf(1, 1, "big")[0];
-  bodies.set(big, randomBytes(r, 3 * 1048576 + 77));
-  const all = [...keys, big];
-  const c = h.connect();
-  const types = (k) => ["Content-Type: text/x-" + k];
-  let res = h.exchange(
-    c,
-    all.map((k) => ["PUT", req("PUT", `/${k}`, { body: bodies.get(k), headers: types(k) })]),
-  );
-  assert.equal(
-    res.map((x) => x.status),
-    all.map(() => 201),
-  );
-  assert.is(h.log.size, 20, "worker 0 logged its keys");
-  assert.is(h.peer.log.size, 21, "worker 1 logged its keys");
-  assert.is(h.app.stats.forwarded, 21);
-  assert.is(h.peer.app.stats.served, 21);
-  // GET of every key, the big one between others, and a range and a HEAD of it
-  const order = [...keys.slice(0, 10), big, ...keys.slice(10)];
-  res = h.exchange(c, [
-    ...order.map((k) => ["GET", req("GET", `/${k}`)]),
-    ["GET", req("GET", `/${big}`, { headers: ["Range: bytes=1048570-2097160"] })],
-    ["HEAD", req("HEAD", `/${big}`)],
-  ]);
-  order.forEach((k, i) => {
-    assert.is(res[i].status, 200, k);
-    assert.is(res[i].headers.get("content-type"), `text/x-${k}`);
-    sameBytes(res[i].body, bodies.get(k), k);
+for (const lend of [false, true])
+  test(`sharded: keys of both workers PUT, read back, Range, HEAD and DELETE through one connection, pipelined, in order (${lend ? "bodies lent" : "bodies copied"})`, () => {
+    const h = shardedHttpd({ lend });
+    const r = rng(41);
+    const keys = [...keysOf(0, 20, "a"), ...keysOf(1, 20, "a")].sort();
+    const bodies = new Map(keys.map((k) => [k, randomBytes(r, r.int(30_000))]));
+    // one body of three pieces (1 MiB each) on worker 1
+    const big = keysOf(1, 1, "big")[0];
+    bodies.set(big, randomBytes(r, 3 * 1048576 + 77));
+    const all = [...keys, big];
+    const c = h.connect();
+    const types = (k) => ["Content-Type: text/x-" + k];
+    let res = h.exchange(
+      c,
+      all.map((k) => ["PUT", req("PUT", `/${k}`, { body: bodies.get(k), headers: types(k) })]),
+    );
+    assert.equal(
+      res.map((x) => x.status),
+      all.map(() => 201),
+    );
+    assert.is(h.log.size - h.app.stats.loans, 20, "worker 0 logged its keys");
+    assert.is(h.peer.log.size, 21, "worker 1 logged its keys");
+    assert.is(h.app.stats.forwarded, 21);
+    assert.is(h.peer.app.stats.served, 21);
+    if (lend) {
+      // the bodies for worker 1's keys stayed in worker 0's pool: loans its records name
+      assert.is(h.app.stats.lent, 21);
+      assert.is(h.app.stats.loans, 21);
+      assert.is(h.peer.app.stats.loans, 0);
+    } else assert.is(h.app.stats.loans, 0);
+    // GET of every key, the big one between others, and a range and a HEAD of it
+    const order = [...keys.slice(0, 10), big, ...keys.slice(10)];
+    res = h.exchange(c, [
+      ...order.map((k) => ["GET", req("GET", `/${k}`)]),
+      ["GET", req("GET", `/${big}`, { headers: ["Range: bytes=1048570-2097160"] })],
+      ["HEAD", req("HEAD", `/${big}`)],
+    ]);
+    order.forEach((k, i) => {
+      assert.is(res[i].status, 200, k);
+      assert.is(res[i].headers.get("content-type"), `text/x-${k}`);
+      sameBytes(res[i].body, bodies.get(k), k);
+    });
+    const rg = res[order.length];
+    assert.is(rg.status, 206);
+    assert.is(rg.headers.get("content-range"), `bytes 1048570-2097160/${bodies.get(big).length}`);
+    sameBytes(rg.body, bodies.get(big).subarray(1048570, 2097161), "range");
+    assert.is(res[order.length + 1].headers.get("content-length"), String(bodies.get(big).length));
+    if (lend) assert.is(h.peer.app.stats.remoteReads, 23, "worker 1 read the bodies in worker 0's pool");
+    // a PUT, GET, DELETE, GET of one key of the other worker, pipelined: each sees the one before
+    const k1 = keysOf(1, 1, "p")[0];
+    const v = randomBytes(r, 2 * 1048576 + 5);
+    res = h.exchange(c, [
+      ["PUT", req("PUT", `/${k1}`, { body: v })],
+      ["GET", req("GET", `/${k1}`)],
+      ["DELETE", req("DELETE", `/${k1}`)],
+      ["GET", req("GET", `/${k1}`)],
+      ["DELETE", req("DELETE", `/${k1}`)],
+    ]);
+    assert.equal(
+      res.map((x) => x.status),
+      [201, 200, 204, 404, 404],
+    );
+    sameBytes(res[1].body, v, "the GET behind the PUT");
+    // every key deleted through the connection, then nothing is left on either worker
+    res = h.exchange(
+      c,
+      all.map((k) => ["DELETE", req("DELETE", `/${k}`)]),
+    );
+    assert.ok(res.every((x) => x.status === 204));
+    h.closeConn(c);
+    h.settle(50);
+    assert.is(h.log.size + h.peer.log.size, 0, "every key and every loan gone");
+    assert.ok(h.batches < 200, `${h.batches} batches`);
+    keptBoth(h, "after the deletes");
+    h.close();
   });
-  const rg = res[order.length];
-  assert.is(rg.status, 206);
-  assert.is(rg.headers.get("content-range"), `bytes 1048570-2097160/${bodies.get(big).length}`);
-  sameBytes(rg.body, bodies.get(big).subarray(1048570, 2097161), "range");
-  assert.is(res[order.length + 1].headers.get("content-length"), String(bodies.get(big).length));
-  // a PUT, GET, DELETE, GET of one key of the other worker, pipelined: each sees the one before
-  const k1 = keysOf(1, 1, "p")[0];
-  const v = randomBytes(r, 2 * 1048576 + 5);
-  res = h.exchange(c, [
-    ["PUT", req("PUT", `/${k1}`, { body: v })],
-    ["GET", req("GET", `/${k1}`)],
-    ["DELETE", req("DELETE", `/${k1}`)],
-    ["GET", req("GET", `/${k1}`)],
-    ["DELETE", req("DELETE", `/${k1}`)],
+
+/**
+ * Worker 1 lends `body` to worker 0's key `key`, as it does for a client of its own
+ * (HttpdShards.put with a body in its pool); returns where the answer's parts land.
+ */
+function lendTo0(h, key, body, type = "text/x-lent") {
+  const p1 = h.peer.stack.pool;
+  const w = h.peer.log.writer(63);
+  for (let at = 0; at < body.length;) {
+    const b = p1.alloc();
+    const n = Math.min(2048, body.length - at);
+    p1.view(b, 0, n).set(body.subarray(at, at + n));
+    w.push({ index: b, offset: 0, length: n });
+    p1.free(b); // the writer holds its own reference
+    at += n;
+  }
+  const got = { parts: null };
+  const conn = { gone: false, defer: () => ({ fill: (parts) => (got.parts = parts) }) };
+  h.peer.app.shards.put(conn, 0, key, type, w, false);
+  return got;
+}
+
+test("sharded with loans: bodies another worker keeps are read by the owner's own clients (copied from the lender's pool as TCP takes them), Range and HEAD; a superseded loan goes only once its reads are done; PUT and DELETE release; nothing leaks", () => {
+  const h = shardedHttpd({ lend: true, buffers: 16384, peerBuffers: 16384 });
+  const r = rng(53);
+  const [a, b, big] = keysOf(0, 3, "mine");
+  const va = randomBytes(r, 3000);
+  const vb = randomBytes(r, 200_000); // a tree in worker 1's pool
+  const vbig = randomBytes(r, 6 * 1048576);
+  const answers = [lendTo0(h, a, va), lendTo0(h, b, vb), lendTo0(h, big, vbig)];
+  h.settle(20);
+  for (const x of answers) assert.match(text(x.parts[0]), /^HTTP\/1\.1 201/);
+  assert.is(h.peer.app.stats.lent, 3);
+  assert.is(h.peer.app.stats.loans, 3);
+  assert.is(h.app.stats.loans, 0);
+  assert.is(h.log.size, 3, "worker 0's records name them");
+  const c = h.connect();
+  let res = h.exchange(c, [
+    ["GET", req("GET", `/${a}`)],
+    ["GET", req("GET", `/${b}`)],
+    ["GET", req("GET", `/${b}`, { headers: ["Range: bytes=100000-100099"] })],
+    ["HEAD", req("HEAD", `/${b}`)],
+    ["GET", req("GET", `/${big}`)],
   ]);
   assert.equal(
     res.map((x) => x.status),
-    [201, 200, 204, 404, 404],
+    [200, 200, 206, 200, 200],
   );
-  sameBytes(res[1].body, v, "the GET behind the PUT");
-  // every key deleted through the connection, then nothing is left on either worker
-  res = h.exchange(
-    c,
-    all.map((k) => ["DELETE", req("DELETE", `/${k}`)]),
-  );
+  assert.is(res[0].headers.get("content-type"), "text/x-lent");
+  sameBytes(res[0].body, va, "a");
+  sameBytes(res[1].body, vb, "b");
+  sameBytes(res[2].body, vb.subarray(100_000, 100_100), "b's range");
+  assert.is(res[3].headers.get("content-length"), "200000");
+  sameBytes(res[4].body, vbig, "big");
+  assert.is(h.app.stats.remoteReads, 5);
+  // a GET of big under way when a PUT supersedes its record: the loan stays until the GET is done
+  const base = h.conns.get(c).total;
+  h.send(c, req("GET", `/${big}`), ["GET"]);
+  h.run(() => h.conns.get(c).total - base > 100_000);
+  const nb = randomBytes(r, 5000);
+  const again = lendTo0(h, big, nb);
+  h.settle(4);
+  assert.match(text(again.parts[0]), /^HTTP\/1\.1 201/, "the new record is durable");
+  assert.ok(h.conns.get(c).total - base < vbig.length, "the first GET is still streaming");
+  assert.is(h.peer.app.stats.loans, 4, "the superseded loan is kept while it is read");
+  const [first] = h.wait(c, 1);
+  sameBytes(first.body, vbig, "the GET that began before the PUT sends the body it began with");
+  h.settle(20);
+  assert.is(h.peer.app.stats.loans, 3, "then it goes");
+  sameBytes(h.exchange(c, [["GET", req("GET", `/${big}`)]])[0].body, nb);
+  // a PUT of this worker's client supersedes a lent body with its own
+  const c2 = h.connect();
+  assert.is(h.exchange(c2, [["PUT", req("PUT", `/${big}`, { body: nb })]])[0].status, 201);
+  h.settle(20);
+  assert.is(h.peer.app.stats.loans, 2);
+  // a reader that leaves halfway ends its read
+  lendTo0(h, big, vbig);
+  h.settle(20);
+  assert.is(h.peer.app.stats.loans, 3);
+  const c3 = h.connect();
+  h.send(c3, req("GET", `/${big}`), ["GET"]);
+  h.run(() => h.conns.get(c3).total > 500_000);
+  h.cli.abort(c3);
+  h.settle(20);
+  // DELETE releases
+  res = h.exchange(c, [
+    ["DELETE", req("DELETE", `/${a}`)],
+    ["DELETE", req("DELETE", `/${b}`)],
+    ["DELETE", req("DELETE", `/${big}`)],
+  ]);
   assert.ok(res.every((x) => x.status === 204));
-  h.closeConn(c);
-  h.settle(50);
+  h.settle(20);
+  assert.is(h.peer.app.stats.loans, 0);
+  assert.is(h.peer.app.shards.stats.unlent, 5);
   assert.is(h.log.size + h.peer.log.size, 0);
-  assert.ok(h.batches < 200, `${h.batches} batches`);
+  h.closeConn(c);
+  h.closeConn(c2);
   keptBoth(h, "after the deletes");
   h.close();
 });
 
-test("sharded: a client that goes away while another worker's object streams to it, or while its body goes out, leaves nothing behind on either worker", () => {
-  const h = shardedHttpd({ buffers: 16384, peerBuffers: 16384 });
-  const r = rng(43);
-  const far = keysOf(1, 1, "far")[0];
-  const body = randomBytes(r, 12 * 1048576);
-  assert.is(h.request("PUT", `/${far}`, { body }).status, 201);
-  const base = h.srv.pool.counts();
-  // a reader that takes a little of it and leaves
-  const c = h.connect();
-  h.send(c, req("GET", `/${far}`), ["GET"]);
-  h.run(() => h.conns.get(c).total > 300_000);
-  assert.is(h.peer.app.stats.serving, 1, "worker 1 still has pieces of it to send");
-  h.cli.abort(c); // a reset: the reply is dropped at once
-  h.settle(100);
-  assert.is(h.srv.pool.counts().app, base.app, "worker 0's copies of the pieces went back");
-  // a writer whose connection resets while its body is still going out to worker 1
-  const c2 = h.connect();
-  const far2 = keysOf(1, 1, "far2-")[0];
-  h.send(c2, req("PUT", `/${far2}`, { body: randomBytes(r, 5 * 1048576) }), ["PUT"]);
-  h.run(() => h.app.stats.inFlight > 0 && h.peer.app.stats.serving > 0);
-  h.cli.abort(c2);
-  h.settle(200);
-  assert.is(h.peer.log.has(far2), false, "the body cut short is not stored");
-  keptBoth(h, "after both left");
-  h.close();
+test("sharded with loans, after a restart: the owner's records still read the loans they name; a loan whose request was lost in the crash goes", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pmstack-httpdloans-"));
+  const paths = { path: path.join(dir, "w0.pm"), path1: path.join(dir, "w1.pm"), lend: true };
+  try {
+    const far = keysOf(1, 3, "far");
+    const r = rng(59);
+    const v0 = randomBytes(r, 3000);
+    const v1 = randomBytes(r, 300_000);
+    let h = shardedHttpd(paths);
+    assert.is(h.request("PUT", `/${far[0]}`, { body: v0 }).status, 201);
+    assert.is(h.request("PUT", `/${far[1]}`, { body: v1 }).status, 201);
+    assert.is(h.app.stats.loans, 2);
+    // the workers' batches are lost from here: this PUT's loan is durable, its request never arrives
+    h.drop = true;
+    const c = h.connect();
+    h.send(c, req("PUT", `/${far[2]}`, { body: v0 }), ["PUT"]);
+    h.settle(50);
+    assert.is(h.app.stats.loans, 3);
+    h.close();
+    h = shardedHttpd(paths);
+    assert.is(h.app.stats.loans, 3, "every loan record came back");
+    h.settle(5);
+    assert.is(h.app.stats.loans, 2, "the loan no record names went");
+    assert.is(h.app.shards.stats.unlent, 1);
+    sameBytes(h.request("GET", `/${far[0]}`).body, v0);
+    sameBytes(h.request("GET", `/${far[1]}`).body, v1, "a tree named across the restart");
+    assert.is(h.request("GET", `/${far[2]}`).status, 404);
+    assert.is(h.request("PUT", `/${far[2]}`, { body: v1 }).status, 201);
+    assert.is(h.app.stats.loans, 3);
+    sameBytes(h.request("GET", `/${far[2]}`).body, v1);
+    sameBytes(h.request("GET", `/${far[0]}`).body, v0);
+    for (const k of far) assert.is(h.request("DELETE", `/${k}`).status, 204);
+    h.settle(20);
+    assert.is(h.app.stats.loans, 0);
+    // (a file's pool commits on the clock, not the turn: the deletions free their buffers once durable)
+    const durable = (l) => l.durableSeq >= l.lastSeq;
+    h.run(() => durable(h.log) && durable(h.peer.log));
+    h.settle(5);
+    keptBoth(h, "after the deletes");
+    h.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
+
+for (const lend of [false, true])
+  test(`sharded: a client that goes away while another worker's object streams to it, or while its body goes out, leaves nothing behind on either worker (${lend ? "bodies lent" : "bodies copied"})`, () => {
+    const h = shardedHttpd({ buffers: 16384, peerBuffers: 16384, lend });
+    const r = rng(43);
+    const far = keysOf(1, 1, "far")[0];
+    const body = randomBytes(r, 12 * 1048576);
+    assert.is(h.request("PUT", `/${far}`, { body }).status, 201);
+    const base = h.srv.pool.counts();
+    // a reader that takes a little of it and leaves
+    const c = h.connect();
+    h.send(c, req("GET", `/${far}`), ["GET"]);
+    h.run(() => h.conns.get(c).total > 300_000);
+    assert.is(h.peer.app.stats.serving, 1, "worker 1 still has pieces of it to send");
+    h.cli.abort(c); // a reset: the reply is dropped at once
+    h.settle(100);
+    assert.is(h.srv.pool.counts().app, base.app, "worker 0's copies of the pieces went back");
+    if (lend) {
+      // the body stayed here, lent: the reader's abort ended worker 1's read of it, so a DELETE releases it
+      assert.is(h.app.stats.loans, 1);
+      assert.is(h.request("DELETE", `/${far}`).status, 204);
+      h.settle(20);
+      assert.is(h.app.stats.loans, 0);
+      keptBoth(h, "after the reader left and the DELETE");
+      return h.close();
+    }
+    // a writer whose connection resets while its body is still going out to worker 1
+    const c2 = h.connect();
+    const far2 = keysOf(1, 1, "far2-")[0];
+    h.send(c2, req("PUT", `/${far2}`, { body: randomBytes(r, 5 * 1048576) }), ["PUT"]);
+    h.run(() => h.app.stats.inFlight > 0 && h.peer.app.stats.serving > 0);
+    h.cli.abort(c2);
+    h.settle(200);
+    assert.is(h.peer.log.has(far2), false, "the body cut short is not stored");
+    keptBoth(h, "after both left");
+    h.close();
+  });
 
 test("sharded: a body another worker's pool cannot hold is answered 507 and kept on neither", () => {
   const h = shardedHttpd({ peerBuffers: 4096, peerReserve: 1024 });

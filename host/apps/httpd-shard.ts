@@ -12,15 +12,25 @@
 //     to be sent (at most two pieces held per connection); the pieces are copied into this
 //     worker's buffers and sent from there (a PullSource).
 //   DELETE: the owner deletes and answers once the deletion is durable.
+// With loans (HttpdShardTransport.lend: the workers' pools are shared memories), a PUT/POST body
+// does not travel: it stays in this worker's buffers under a loan record of its log, and the
+// owner's record names it (a descriptor, loan.ts); the owner reads it from this worker's memory
+// for its GETs (an ObjectCursor over the peer pool: copied into its own buffers as they are
+// sent), and releases the loan once that record is superseded and the superseding one durable
+// (and no read of it is in progress). After a restart each worker names, once, the loans its
+// records name; the lender deletes the others it recovered. docs/scaling.md has the whole.
 // Messages are structured-cloned objects over one MessagePort per pair of workers, pieces in
 // transferred ArrayBuffers, batched per turn: what a turn has for another worker leaves in one
 // message at the turn's end, after the group commit (answers that show a record, a write's own
 // or one a read observed, wait for it to be durable). A batch that comes is handled at the next
 // turn's end, before the group commit.
 
-import { ObjectCursor, type ObjectRef, type ObjectWriter } from "../object.js";
+import { ITEM_NODE } from "../abi.js";
+import { LogFullError } from "../log.js";
+import { ObjectCursor, peerView, type Item, type ObjectRef, type ObjectWriter, type PeerPool } from "../object.js";
 import { copyIntoBuffers } from "../paste.js";
-import type { BufferName, Pool } from "../pool.js";
+import type { BufferName } from "../pool.js";
+import { decodeRemote, encodeRemote, loanId, loanKey, loanPrefixes, type RemoteValue } from "./loan.js";
 import type { Stack } from "../stack.js";
 import type { PmLog } from "../log.js";
 import type { Conn, DeferredReply, PullSource } from "./conn.js";
@@ -34,7 +44,15 @@ export interface HttpdShardTransport {
   readonly index: number;
   readonly count: number;
   send(to: number, msg: HttpdShardBatch, transfer: ArrayBuffer[]): void;
+  /**
+   * Bodies cross as loans (zero copy): every worker reads the others' pools (attachPeer, before
+   * any batch). Default false: a body is copied to its owner in pieces.
+   */
+  readonly lend?: boolean;
 }
+
+/** Record tag of a loan: a body this worker keeps for another worker's record. */
+export const HTTPD_LOAN_TAG = 3;
 
 /** One turn's messages from one worker to another. */
 export interface HttpdShardBatch {
@@ -51,7 +69,7 @@ export interface RemoteHead {
 }
 
 export type HttpdShardMessage =
-  | { op: "put"; id: number; key: string; type: string; piece: ArrayBuffer; last: boolean }
+  | { op: "put"; id: number; key: string; type: string; piece: ArrayBuffer | null; last: boolean; loan?: Uint8Array }
   | { op: "get"; id: number; key: string; head: boolean; range: string | null }
   | { op: "delete"; id: number; key: string }
   | { op: "more"; id: number }
@@ -59,7 +77,11 @@ export type HttpdShardMessage =
   | { op: "ack"; id: number }
   | { op: "done"; id: number; status: number; text: string; headers: [string, string][] }
   | { op: "meta"; id: number; head: RemoteHead; piece: ArrayBuffer | null; last: boolean }
-  | { op: "data"; id: number; piece: ArrayBuffer; last: boolean };
+  | { op: "data"; id: number; piece: ArrayBuffer; last: boolean }
+  /** Loans of the receiver's that the sender's records no longer name. */
+  | { op: "rel"; ids: number[] }
+  /** Once after a start: the receiver's loans the sender's records name (the others go). */
+  | { op: "live"; ids: number[] };
 
 /** A refusal or result the owner gives as status and text (404, 416, 507, 201, 204...). */
 export interface Answer {
@@ -78,11 +100,15 @@ export interface HttpdShardHost {
   pushCopy(w: ObjectWriter, bytes: Uint8Array): void;
   /** Logs `key -> [header, ...w's object]` (the app's #store). */
   store(key: string, type: string, w: ObjectWriter): void;
-  /** A GET's object and range (the object pinned), or the refusal to answer. */
-  resolve(
-    key: string,
-    range: string | null,
-  ): { head: RemoteHead; obj: ObjectRef | null; start: number; end: number } | Answer;
+  /** Logs `key -> [header naming the body another worker keeps: the descriptor `desc`]`. */
+  storeRemote(key: string, type: string, desc: Uint8Array): void;
+  /** The loans this app's records name (after a restart: which loans are still named). */
+  remoteEntries(): RemoteValue[];
+  /**
+   * A GET's object and range: pinned (unpin it when done), or, `remote`, another worker's loan
+   * with a read begun (HttpdShards.endRead when done); or the refusal to answer.
+   */
+  resolve(key: string, range: string | null): Resolved | Answer;
   /** Deletes `key`: whether it was there. */
   remove(key: string): boolean;
   /** Fills a deferred reply with an answer (a short text reply, as the app's #reply). */
@@ -95,11 +121,26 @@ export interface HttpdShardHost {
   wake(): void;
 }
 
+/** A GET's answer as the app finds it: the head's facts and the bytes [start, end) of `obj` or `remote`. */
+export interface Resolved {
+  head: RemoteHead;
+  obj: ObjectRef | null;
+  /** The body is another worker's loan (obj null): start and end are offsets in it. */
+  remote?: RemoteValue;
+  start: number;
+  end: number;
+}
+
 export interface HttpdShardStats {
   /** Requests of this worker's clients run by another worker. */
   forwarded: number;
   /** Requests this worker ran for another worker's clients. */
   served: number;
+  /** Bodies of this worker's clients lent to the owners of their keys, and loans ended. */
+  lent: number;
+  unlent: number;
+  /** Reads of bodies other workers keep (GETs of this worker's keys whose record names a loan). */
+  remoteReads: number;
 }
 
 /** A request of this worker's client in flight on another worker. */
@@ -110,12 +151,15 @@ type Outgoing =
       d: DeferredReply;
       close: boolean;
       to: number;
-      w: ObjectWriter;
-      cursor: ObjectCursor;
+      /** The body, copied out piece by piece (null when lent). */
+      w: ObjectWriter | null;
+      cursor: ObjectCursor | null;
       /** Body bytes not sent yet. */
       left: number;
       key: string;
       type: string;
+      /** Lent: the loan's record key, its descriptor and the loan record's sequence number. */
+      loan: { key: Uint8Array; desc: Uint8Array; seq: number } | null;
     }
   | {
       kind: "get";
@@ -133,7 +177,15 @@ type Outgoing =
 /** A request another worker's client made here, in progress. */
 type Incoming =
   | { kind: "put"; w: ObjectWriter | null; key: string; type: string; refused: Answer | null }
-  | { kind: "get"; obj: ObjectRef; cursor: ObjectCursor; left: number };
+  | {
+      kind: "get";
+      cursor: ObjectCursor;
+      left: number;
+      /** The bytes of a range the cursor gives (this pool's, or the lender's). */
+      view: (r: BufferName) => Uint8Array;
+      /** The read is over: the object unpinned, or the loan's read ended. */
+      done: () => void;
+    };
 
 /** An answer owed to another worker once the log is durable up to `waitSeq`. */
 interface Owed {
@@ -143,13 +195,20 @@ interface Owed {
   waitSeq: number;
 }
 
+/** A message held back until this log is durable up to `seq` (a request naming a loan), and those after it. */
+interface Gated {
+  msg: HttpdShardMessage;
+  transfer: ArrayBuffer[];
+  seq: number;
+}
+
 const enc = new TextEncoder();
 
 /** A worker's side of the sharded store. */
 export class HttpdShards {
   readonly index: number;
   readonly count: number;
-  readonly stats: HttpdShardStats = { forwarded: 0, served: 0 };
+  readonly stats: HttpdShardStats = { forwarded: 0, served: 0, lent: 0, unlent: 0, remoteReads: 0 };
   #t: HttpdShardTransport;
   #h: HttpdShardHost;
   #nextId = 1;
@@ -166,6 +225,25 @@ export class HttpdShards {
   #behind = new Map<Conn<unknown>, number[]>();
   /** This turn's messages for each worker, and the buffers they hand over. */
   #outBox: { msgs: HttpdShardMessage[]; transfer: ArrayBuffer[] }[];
+  /** Per worker: messages behind a request that names a loan not durable yet (in order). */
+  #gate: Gated[][];
+  /** Bodies cross as loans. */
+  readonly #lend: boolean;
+  /** Per worker: its pool memory (attachPeer), where the loans this worker's records name lie. */
+  #peers: (PeerPool | null)[];
+  /** Per worker: the hash tag of the loan keys kept here for it. */
+  #loanPrefix: Uint8Array[];
+  #nextLoan = 1;
+  /** Loan records in this log. */
+  #loans = 0;
+  /** After a restart, per borrower: the loans recovered here (id -> key), until it names its own. */
+  #recovered: (Map<number, Uint8Array> | null)[];
+  /** After a restart, per lender: the loans this worker's records name (sent once), then null. */
+  #live: number[][] | null;
+  /** Loans whose naming record was superseded by the record of `seq`: released once that is durable. */
+  #releases: { w: number; id: number; seq: number }[] = [];
+  /** Reads in progress per loan (`w:id`): its release waits for them. */
+  #readers = new Map<string, number>();
 
   constructor(t: HttpdShardTransport, h: HttpdShardHost) {
     if (!Number.isInteger(t.count) || t.count < 1 || !Number.isInteger(t.index) || t.index < 0 || t.index >= t.count)
@@ -176,6 +254,46 @@ export class HttpdShards {
     this.#h = h;
     this.#in = Array.from({ length: t.count }, () => new Map());
     this.#outBox = Array.from({ length: t.count }, () => ({ msgs: [], transfer: [] }));
+    this.#gate = Array.from({ length: t.count }, () => []);
+    this.#lend = t.lend === true && t.count > 1;
+    this.#peers = Array.from({ length: t.count }, () => null);
+    this.#loanPrefix = loanPrefixes(t.index, t.count);
+    this.#recovered = Array.from({ length: t.count }, () => null);
+    this.#live = null;
+    // after a restart: the loans kept here (each for the worker its key's hash tag names), and
+    // the loans of the others that this worker's records name
+    for (const e of h.log.entries()) {
+      if (e.tag !== HTTPD_LOAN_TAG) continue;
+      this.#loans++;
+      const w = keyHashSlot(e.key) % t.count;
+      const id = loanId(e.key);
+      if (w === t.index || id < 0) continue;
+      (this.#recovered[w] ??= new Map()).set(id, e.key);
+      if (id >= this.#nextLoan) this.#nextLoan = id + 1;
+    }
+    if (this.#lend) {
+      this.#live = Array.from({ length: t.count }, () => []);
+      for (const r of h.remoteEntries()) if (r.worker < t.count) this.#live[r.worker]!.push(r.id);
+    }
+  }
+
+  /**
+   * Another worker's pool memory (its core's memory, shared with this thread, or the same
+   * thread's) and the address of its buffer 0 there: the loans this worker's records name are
+   * read from it.
+   */
+  attachPeer(w: number, memory: ArrayBufferLike, base: number): void {
+    this.#peers[w] = { bytes: new Uint8Array(memory), base };
+  }
+
+  /** Loan records kept here for other workers' records (not keys). */
+  get loans(): number {
+    return this.#loans;
+  }
+
+  /** Whether bodies cross as loans (the records of this app may name other workers' loans). */
+  get lending(): boolean {
+    return this.#lend;
   }
 
   /** The worker that owns `key`. */
@@ -201,9 +319,20 @@ export class HttpdShards {
 
   /** Queues a message for worker `to`: it leaves in the turn's batch (a turn is asked for if none runs). */
   #post(to: number, msg: HttpdShardMessage, transfer: ArrayBuffer[] = []): void {
-    const b = this.#outBox[to]!;
-    b.msgs.push(msg);
-    for (const t of transfer) b.transfer.push(t);
+    const g = this.#gate[to]!;
+    if (g.length) g.push({ msg, transfer, seq: 0 });
+    else {
+      const b = this.#outBox[to]!;
+      b.msgs.push(msg);
+      for (const t of transfer) b.transfer.push(t);
+    }
+    this.#h.wake();
+  }
+
+  /** #post once this log is durable up to `seq` (what is posted to `to` after it waits behind it). */
+  #postAt(to: number, msg: HttpdShardMessage, seq: number): void {
+    if (seq <= this.#h.log.durableSeq && this.#gate[to]!.length === 0) return this.#post(to, msg);
+    this.#gate[to]!.push({ msg, transfer: [], seq });
     this.#h.wake();
   }
 
@@ -213,19 +342,64 @@ export class HttpdShards {
   put(c: Conn<unknown>, to: number, key: string, type: string, w: ObjectWriter, close: boolean): void {
     const id = this.#nextId++;
     const obj = w.finish();
+    // (an empty body has nothing to lend: its piece is empty)
+    const loan = this.#lend && w.length > 0 ? this.#lendBody(to, w) : null;
     const o: Outgoing = {
       kind: "put",
       c,
       d: c.defer(close),
       close,
       to,
-      w,
-      cursor: new ObjectCursor(this.#h.stack.pool, obj),
-      left: w.length,
+      w: loan ? null : w,
+      cursor: loan ? null : new ObjectCursor(this.#h.stack.pool, obj),
+      left: loan ? 0 : w.length,
       key,
       type,
+      loan,
     };
     this.#start(id, o);
+  }
+
+  /**
+   * Keeps the body `w` under a loan record for worker `to` (its buffers, zero copy; the
+   * writer is released). Returns the loan, or null when the log has no room for the record
+   * (the body is then copied over, as without loans).
+   */
+  #lendBody(to: number, w: ObjectWriter): { key: Uint8Array; desc: Uint8Array; seq: number } | null {
+    const items = w.finish().names;
+    const id = this.#nextLoan;
+    const key = loanKey(this.#loanPrefix[to]!, id);
+    let seq: number;
+    try {
+      seq = this.#h.log.append(key, items, { tag: HTTPD_LOAN_TAG });
+    } catch (e) {
+      if (e instanceof LogFullError) return null;
+      throw e;
+    }
+    this.#nextLoan++;
+    this.#loans++;
+    this.stats.lent++;
+    const ranges: number[] = [];
+    for (const it of items)
+      if (it.height) ranges.push(it.index, ITEM_NODE | it.height, 0);
+      else if (it.length) ranges.push(it.index, it.offset, it.length);
+    const desc = encodeRemote({ worker: this.index, id, len: w.length, ranges });
+    w.release(); // the loan record holds its own references
+    return { key, desc, seq };
+  }
+
+  /** Ends the loan `id` kept here for worker `w` (released, refused, or named by no record of w's). */
+  #unlend(w: number, id: number): void {
+    this.#unlendKey(loanKey(this.#loanPrefix[w]!, id));
+  }
+
+  #unlendKey(key: Uint8Array): void {
+    const log = this.#h.log;
+    const o = log.object(key);
+    if (!o || o.tag !== HTTPD_LOAN_TAG) return;
+    log.delete(key);
+    this.#loans--;
+    this.stats.unlent++;
   }
 
   /** A GET or HEAD of `key` on worker `to`. */
@@ -250,14 +424,27 @@ export class HttpdShards {
   }
 
   #send(id: number, o: Outgoing): void {
-    if (o.kind === "put") this.#sendPiece(id, o);
+    if (o.kind === "put" && o.loan) {
+      // the loan's name goes once the loan is durable; what follows to that worker waits behind it
+      const msg: HttpdShardMessage = {
+        op: "put",
+        id,
+        key: o.key,
+        type: o.type,
+        piece: null,
+        last: true,
+        loan: o.loan.desc,
+      };
+      this.#postAt(o.to, msg, o.loan.seq);
+    } else if (o.kind === "put") this.#sendPiece(id, o);
     else if (o.kind === "get") this.#post(o.to, { op: "get", id, key: o.key, head: o.head, range: o.range });
     else this.#post(o.to, { op: "delete", id, key: o.key });
   }
 
   /** The next piece of a forwarded body (a copy out of this worker's buffers). */
   #sendPiece(id: number, o: Extract<Outgoing, { kind: "put" }>): void {
-    const piece = takePiece(this.#h.stack.pool, o);
+    const pool = this.#h.stack.pool;
+    const piece = takePiece(o as { cursor: ObjectCursor; left: number }, (r) => pool.viewName(r));
     const last = o.left === 0;
     this.#post(o.to, { op: "put", id, key: o.key, type: o.type, piece, last }, [piece]);
     if (!last) {
@@ -287,7 +474,10 @@ export class HttpdShards {
     for (const id of q ?? []) {
       const x = this.#out.get(id);
       this.#out.delete(id);
-      if (x?.kind === "put") x.w.release();
+      if (x?.kind === "put") {
+        x.w?.release();
+        if (x.loan) this.#unlendKey(x.loan.key); // never sent: no record names it
+      }
       x?.d.fill([]);
     }
   }
@@ -304,14 +494,45 @@ export class HttpdShards {
 
   /** After the group commit: answers whose records are durable join the batches, which go out. */
   afterCommit(): void {
+    const durable = this.#h.log.durableSeq;
+    if (this.#live) {
+      // once after a start: each other worker learns which of its loans this one's records name
+      for (let w = 0; w < this.count; w++) if (w !== this.index) this.#post(w, { op: "live", ids: this.#live[w]! });
+      this.#live = null;
+    }
     if (this.#owed.length) {
-      const durable = this.#h.log.durableSeq;
       let keep = 0;
       for (const o of this.#owed) {
         if (o.waitSeq <= durable) this.#post(o.to, o.msg, o.transfer);
         else this.#owed[keep++] = o;
       }
       this.#owed.length = keep;
+    }
+    if (this.#releases.length) {
+      // a loan goes once the record that superseded its name is durable and no read of it is left
+      let keep = 0;
+      const out = new Map<number, number[]>();
+      for (const r of this.#releases) {
+        if (r.seq <= durable && !this.#readers.has(`${r.w}:${r.id}`)) {
+          let l = out.get(r.w);
+          if (!l) out.set(r.w, (l = []));
+          l.push(r.id);
+        } else this.#releases[keep++] = r;
+      }
+      this.#releases.length = keep;
+      for (const [w, ids] of out) this.#post(w, { op: "rel", ids });
+    }
+    for (let to = 0; to < this.count; to++) {
+      const g = this.#gate[to]!;
+      let k = 0;
+      while (k < g.length && g[k]!.seq <= durable) k++;
+      if (k) {
+        const b = this.#outBox[to]!;
+        for (const x of g.splice(0, k)) {
+          b.msgs.push(x.msg);
+          for (const t of x.transfer) b.transfer.push(t);
+        }
+      }
     }
     for (let to = 0; to < this.count; to++) {
       const b = this.#outBox[to]!;
@@ -355,7 +576,7 @@ export class HttpdShards {
         const x = this.#in[from]!.get(m.id);
         this.#in[from]!.delete(m.id);
         if (x?.kind === "put") x.w?.abort();
-        else if (x?.kind === "get") this.#h.log.unpin(x.obj);
+        else if (x?.kind === "get") x.done();
         return;
       }
       case "ack":
@@ -366,10 +587,37 @@ export class HttpdShards {
         return this.#meta(m.id, m.head, m.piece, m.last);
       case "data":
         return this.#data(m.id, m.piece, m.last);
+      case "rel":
+        for (const id of m.ids) this.#unlend(from, id);
+        return;
+      case "live": {
+        // after a restart: the loans recovered here for `from` that its records no longer name go
+        const kept = this.#recovered[from];
+        this.#recovered[from] = null;
+        if (!kept) return;
+        for (const id of m.ids) kept.delete(id);
+        for (const id of kept.keys()) this.#unlend(from, id);
+        return;
+      }
     }
   }
 
   #servePut(from: number, m: Extract<HttpdShardMessage, { op: "put" }>): void {
+    if (m.loan) {
+      // a lent body: the record names it where it lies, in the lender's pool
+      this.stats.served++;
+      const r = decodeRemote(m.loan, 0, m.loan.length);
+      let a: Answer = { status: 201, text: "", headers: [] };
+      if (!r || r.worker !== from) a = { status: 500, text: "pmstack: a worker sent a damaged loan\n", headers: [] };
+      else
+        try {
+          this.#h.storeRemote(m.key, m.type, m.loan);
+        } catch (e) {
+          a = { status: 507, text: `not stored: ${(e as Error).message}\n`, headers: [] };
+        }
+      // (an answer but 201 has the lender end the loan)
+      return this.#owe(from, { op: "done", id: m.id, ...a });
+    }
     const ins = this.#in[from]!;
     let x = ins.get(m.id);
     if (!x) {
@@ -378,7 +626,7 @@ export class HttpdShards {
       ins.set(m.id, x);
     }
     if (x.kind !== "put") return;
-    const bytes = new Uint8Array(m.piece);
+    const bytes = new Uint8Array(m.piece!);
     if (x.w && !this.#h.canHold(bytes.length)) {
       // this pool is down to its reserve: nothing of this body is kept
       x.w.abort();
@@ -406,20 +654,34 @@ export class HttpdShards {
     const r = this.#h.resolve(m.key, m.range);
     // what a read shows leaves once durable (#owe): an object another connection just wrote
     if (!("head" in r)) return this.#owe(from, { op: "done", id: m.id, ...r });
-    const body = !m.head && r.obj !== null && r.end > r.start;
+    const body = !m.head && (r.obj !== null || r.remote) && r.end > r.start;
     if (!body) {
-      if (r.obj) this.#h.log.unpin(r.obj);
+      this.finish(r);
       return this.#owe(from, { op: "meta", id: m.id, head: r.head, piece: null, last: true });
     }
-    const x: Incoming = {
-      kind: "get",
-      obj: r.obj!,
-      cursor: new ObjectCursor(this.#h.stack.pool, r.obj!, r.start, r.end),
-      left: r.end - r.start,
-    };
-    const piece = takePiece(this.#h.stack.pool, x);
+    let x: Incoming;
+    if (r.remote) {
+      const peer = this.#peers[r.remote.worker]!;
+      x = {
+        kind: "get",
+        cursor: new ObjectCursor(peer, { names: remoteItems(r.remote) }, r.start, r.end),
+        left: r.end - r.start,
+        view: (n) => peerView(peer, n),
+        done: () => this.endRead(r.remote!),
+      };
+    } else {
+      const pool = this.#h.stack.pool;
+      x = {
+        kind: "get",
+        cursor: new ObjectCursor(pool, r.obj!, r.start, r.end),
+        left: r.end - r.start,
+        view: (n) => pool.viewName(n),
+        done: () => this.#h.log.unpin(r.obj!),
+      };
+    }
+    const piece = takePiece(x, x.view);
     const last = x.left === 0;
-    if (last) this.#h.log.unpin(x.obj);
+    if (last) x.done();
     else this.#in[from]!.set(m.id, x);
     this.#owe(from, { op: "meta", id: m.id, head: r.head, piece, last }, [piece]);
   }
@@ -427,11 +689,11 @@ export class HttpdShards {
   #more(from: number, id: number): void {
     const x = this.#in[from]!.get(id);
     if (!x || x.kind !== "get") return;
-    const piece = takePiece(this.#h.stack.pool, x);
+    const piece = takePiece(x, x.view);
     const last = x.left === 0;
     if (last) {
       this.#in[from]!.delete(id);
-      this.#h.log.unpin(x.obj);
+      x.done();
     }
     this.#post(from, { op: "data", id, piece, last }, [piece]);
   }
@@ -444,7 +706,7 @@ export class HttpdShards {
     if (o.c.gone) {
       // the client went: the owner drops what it took
       this.#out.delete(id);
-      o.w.release();
+      o.w?.release();
       this.#post(o.to, { op: "cancel", id });
       this.#dropBehind(o.c);
       return;
@@ -456,7 +718,10 @@ export class HttpdShards {
     const o = this.#out.get(id);
     if (!o) return;
     this.#out.delete(id);
-    if (o.kind === "put") o.w.release(); // the owner holds the body now
+    if (o.kind === "put") {
+      o.w?.release(); // the owner holds the body now
+      if (o.loan && a.status !== 201) this.#unlendKey(o.loan.key); // the owner did not take it
+    }
     this.#h.answer(o.d, a, o.close, o.kind === "get" && o.head);
   }
 
@@ -489,6 +754,53 @@ export class HttpdShards {
     if (!o || o.kind !== "get") return;
     if (cancel) this.#out.delete(id);
     this.#post(o.to, { op: cancel ? "cancel" : "more", id });
+  }
+
+  // ---- loans this worker's records name -------------------------------------------------------
+
+  /**
+   * The record naming loan `r` was superseded by the record of sequence `seq` (a PUT, a DELETE):
+   * the loan is released once that is durable and no read of it is left.
+   */
+  released(r: RemoteValue, seq: number): void {
+    this.#releases.push({ w: r.worker, id: r.id, seq });
+  }
+
+  /**
+   * A read of loan `r` begins (resolve): its release waits until endRead. Returns false when
+   * the lender's pool is not reachable (not attached yet).
+   */
+  beginRead(r: RemoteValue): boolean {
+    if (!this.#peers[r.worker]) return false;
+    const k = `${r.worker}:${r.id}`;
+    this.#readers.set(k, (this.#readers.get(k) ?? 0) + 1);
+    this.stats.remoteReads++;
+    return true;
+  }
+
+  endRead(r: RemoteValue): void {
+    const k = `${r.worker}:${r.id}`;
+    const n = (this.#readers.get(k) ?? 1) - 1;
+    if (n > 0) this.#readers.set(k, n);
+    else {
+      this.#readers.delete(k);
+      if (this.#releases.length) this.#h.wake(); // a release may have waited for it
+    }
+  }
+
+  /** A resolved GET's read is over without a body sent (HEAD, an empty range). */
+  finish(r: Resolved): void {
+    if (r.remote) this.endRead(r.remote);
+    else if (r.obj) this.#h.log.unpin(r.obj);
+  }
+
+  /**
+   * Bytes [start, end) of loan `r` for a reply of connection `c` (a read begun: it ends when
+   * the source ends or is dropped): copied from the lender's pool into buffers of this one as
+   * TCP takes them.
+   */
+  source(r: RemoteValue, start: number, end: number, c: Conn<unknown>): PullSource {
+    return new LoanSource(this, this.#peers[r.worker]!, r, start, end, c);
   }
 
   /** @internal */
@@ -568,7 +880,7 @@ class RemoteSource implements PullSource {
  * down by it (to 0 if the object ends short of it). A range is at most a buffer long, so a
  * piece ends at most one range past SHARD_PIECE.
  */
-function takePiece(pool: Pool, x: { cursor: ObjectCursor; left: number }): ArrayBuffer {
+function takePiece(x: { cursor: ObjectCursor; left: number }, view: (r: BufferName) => Uint8Array): ArrayBuffer {
   const names: BufferName[] = [];
   let n = 0;
   while (n < SHARD_PIECE && n < x.left) {
@@ -580,9 +892,97 @@ function takePiece(pool: Pool, x: { cursor: ObjectCursor; left: number }): Array
   const out = new Uint8Array(n);
   let at = 0;
   for (const r of names) {
-    out.set(pool.viewName(r), at);
+    out.set(view(r), at);
     at += r.length;
   }
   x.left = n ? x.left - n : 0;
   return out.buffer;
+}
+
+/** A loan's items as a descriptor lists them (ranges, or a tree's root), for a cursor. */
+export function remoteItems(r: RemoteValue): Item[] {
+  const out: Item[] = [];
+  for (let j = 0; j < r.ranges.length; j += 3) {
+    const off = r.ranges[j + 1]!;
+    out.push(
+      off & ITEM_NODE
+        ? { index: r.ranges[j]!, offset: 0, length: 0, height: off & 0x7fff }
+        : { index: r.ranges[j]!, offset: off, length: r.ranges[j + 2]! },
+    );
+  }
+  return out;
+}
+
+/** Buffers a loan source keeps filled ahead of what TCP has taken. */
+const LOAN_AHEAD = 64 * 1024;
+
+/**
+ * A GET's body that another worker keeps (a loan a record here names): its bytes copied out of
+ * the lender's pool (an ObjectCursor over the peer) into buffers of this one, up to LOAN_AHEAD
+ * ahead of what the reply has taken; the read ends (HttpdShards.endRead) at the end or when
+ * the reply is dropped.
+ */
+class LoanSource implements PullSource {
+  #s: HttpdShards;
+  #peer: PeerPool;
+  #r: RemoteValue;
+  #c: Conn<unknown>;
+  #cursor: ObjectCursor;
+  #q: BufferName[] = [];
+  #ended = false;
+  #dead = false;
+
+  constructor(s: HttpdShards, peer: PeerPool, r: RemoteValue, start: number, end: number, c: Conn<unknown>) {
+    this.#s = s;
+    this.#peer = peer;
+    this.#r = r;
+    this.#c = c;
+    this.#cursor = new ObjectCursor(peer, { names: remoteItems(r) }, start, end);
+  }
+
+  next(): BufferName | null | undefined {
+    if (this.#q.length === 0 && !this.#ended && !this.#dead) this.#fill();
+    if (this.#dead) return null;
+    const n = this.#q.shift();
+    if (n) return n;
+    if (!this.#ended) return undefined;
+    this.#end();
+    return null;
+  }
+
+  cancel(): void {
+    if (this.#dead) return;
+    const pool = this.#s.host.stack.pool;
+    for (const n of this.#q) pool.free(n.index);
+    this.#q = [];
+    this.#end();
+  }
+
+  /** Copies the next LOAN_AHEAD bytes (or the rest) into fresh buffers. */
+  #fill(): void {
+    const h = this.#s.host;
+    let n = 0;
+    while (n < LOAN_AHEAD) {
+      const r = this.#cursor.next();
+      if (!r) {
+        this.#ended = true;
+        return;
+      }
+      const bytes = peerView(this.#peer, r);
+      const done = copyIntoBuffers(h.stack, bytes, 64, this.#q);
+      if (done < bytes.length) {
+        // this pool has no room for the rest: the reply cannot be finished
+        this.cancel();
+        this.#c.abort();
+        return;
+      }
+      n += bytes.length;
+    }
+  }
+
+  #end(): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    this.#s.endRead(this.#r);
+  }
 }

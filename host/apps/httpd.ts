@@ -11,8 +11,11 @@
 // A stored object is [header, ...body]: the header (tag HTTPD_TAG) is a small range in the
 // app's arena: "pmHT", u8 version 1, u8 0, u16 content-type length, then the content type.
 // Records of earlier versions (tag 0) are the body alone, served as application/octet-stream.
+// Sharded with loans (httpd-shard.ts), a body another worker keeps is a record of the header
+// alone, version 2, the loan's descriptor (loan.ts) after the content type.
 
 import type { PmLog } from "../log.js";
+import type { BufferName } from "../pool.js";
 import type { ObjectRef, ObjectWriter } from "../object.js";
 import type { Stack } from "../stack.js";
 import { MetaArena } from "./arena.js";
@@ -20,7 +23,8 @@ import type { TlsTerminator } from "./tls.js";
 import { Conn, ConnLayer, type Part } from "./conn.js";
 import { CONTINUE, HttpParser, parseRange, responseHead, type HttpEvent, type HttpHead } from "./http.js";
 import { FailureLimiter, safeEqual, type AuthLimitOptions } from "./auth.js";
-import { HttpdShards, type Answer, type HttpdShardTransport, type RemoteHead } from "./httpd-shard.js";
+import { HttpdShards, type Answer, type HttpdShardTransport, type RemoteHead, type Resolved } from "./httpd-shard.js";
+import { decodeRemote, type RemoteValue } from "./loan.js";
 
 /** Default largest body: 1 GiB (a larger one is answered 413). */
 export const HTTPD_MAX_BODY = 1 << 30;
@@ -136,6 +140,12 @@ export interface HttpdStats {
   /** Sharded, now: requests of this worker's clients in flight on others, and others' in progress here. */
   inFlight: number;
   serving: number;
+  /** Sharded with loans: bodies of this worker's clients lent to their keys' owners (zero copy). */
+  lent: number;
+  /** Sharded with loans, now: bodies kept here for other workers' records (not keys). */
+  loans: number;
+  /** Sharded with loans: GETs of this worker's keys whose bodies another worker keeps (copied from its pool). */
+  remoteReads: number;
 }
 
 export class HttpdApp {
@@ -218,8 +228,10 @@ export class HttpdApp {
           canHold: (bytes) => this.#canHold(bytes),
           pushCopy: (w, bytes) => this.arena.pushCopy(w, bytes),
           store: (key, type, w) => this.#store(key, type, w),
+          storeRemote: (key, type, desc) => this.#storeRemote(key, type, desc),
+          remoteEntries: () => this.#remoteEntries(),
           resolve: (key, range) => this.#resolve(key, range),
-          remove: (key) => this.log.delete(key) !== null,
+          remove: (key) => this.#delete(key),
           answer: (d, a, close, head) => {
             if (a.status >= 400) this.#stats.errors++;
             if (a.status === 201) return d.fill([CREATED[close ? 1 : 0]]);
@@ -258,6 +270,9 @@ export class HttpdApp {
       served: this.shards?.stats.served ?? 0,
       inFlight: this.shards?.inFlight ?? 0,
       serving: this.shards?.serving ?? 0,
+      lent: this.shards?.stats.lent ?? 0,
+      loans: this.shards?.loans ?? 0,
+      remoteReads: this.shards?.stats.remoteReads ?? 0,
     };
   }
 
@@ -437,7 +452,7 @@ export class HttpdApp {
       const sh = this.shards;
       const to = sh ? sh.owner(key) : 0;
       if (sh && to !== sh.index) return sh.delete(c as Conn<unknown>, to, key, close);
-      if (this.log.delete(key) === null) return this.#reply(c, 404, "not found\n", close);
+      if (!this.#delete(key)) return this.#reply(c, 404, "not found\n", close);
       return c.reply([DELETED[close ? 1 : 0]], close);
     }
     this.#reply(c, 405, "method not allowed\n", close, [["Allow", "GET, HEAD, PUT, POST, DELETE"]]);
@@ -445,18 +460,72 @@ export class HttpdApp {
 
   /** Appends `key -> [header, ...body]` (the header in the arena, the body where it arrived). */
   #store(key: string, type: string, w: ObjectWriter): void {
+    const hn = this.#header(type, 1, null);
+    const body = w.finish();
+    this.#append(key, [hn, ...body.names]);
+    w.release();
+  }
+
+  /** Appends `key -> [header naming another worker's loan]`: `desc` is the loan's descriptor. */
+  #storeRemote(key: string, type: string, desc: Uint8Array): void {
+    this.#append(key, [this.#header(type, 2, desc)]);
+  }
+
+  /** An object's header in the arena: version 1, or 2 with a loan's descriptor after the type. */
+  #header(type: string, version: number, desc: Uint8Array | null): BufferName {
     const tb = this.#typeBytes(type);
-    const hn = this.arena.take(HDR_FIXED + tb.length);
+    const hn = this.arena.take(HDR_FIXED + tb.length + (desc ? desc.length : 0));
     const v = this.stack.pool.viewName(hn);
     v.set(HDR_MAGIC);
-    v[4] = 1;
+    v[4] = version;
     v[5] = 0;
     v[6] = tb.length & 0xff;
     v[7] = tb.length >>> 8;
     v.set(tb, HDR_FIXED);
-    const body = w.finish();
-    this.log.append(key, [hn, ...body.names], TAGGED);
-    w.release();
+    if (desc) v.set(desc, HDR_FIXED + tb.length);
+    return hn;
+  }
+
+  /** Appends an object record; a loan the old record named is released once this one is durable. */
+  #append(key: string, names: BufferName[]): void {
+    const old = this.#remoteAt(key);
+    const seq = this.log.append(key, names, TAGGED);
+    if (old) this.shards!.released(old, seq);
+  }
+
+  /** Deletes `key`: whether it was there (a loan its record named is released once that is durable). */
+  #delete(key: string): boolean {
+    const old = this.#remoteAt(key);
+    const seq = this.log.delete(key);
+    if (seq === null) return false;
+    if (old) this.shards!.released(old, seq);
+    return true;
+  }
+
+  /** The loan the live record of `key` names, or null (only a sharded store with loans has such records). */
+  #remoteAt(key: string): RemoteValue | null {
+    if (!this.shards?.lending) return null;
+    const o = this.log.object(key);
+    return o ? this.#remoteIn(o) : null;
+  }
+
+  /** The loan a record's object names (a version 2 header alone), or null. */
+  #remoteIn(o: { tag: number; names: readonly BufferName[] }): RemoteValue | null {
+    if (o.tag !== HTTPD_TAG || o.names.length !== 1) return null;
+    const v = this.stack.pool.viewName(o.names[0]!);
+    if (v.length < HDR_FIXED || v[4] !== 2) return null;
+    const tl = v[6]! | (v[7]! << 8);
+    return decodeRemote(v, HDR_FIXED + tl, v.length - HDR_FIXED - tl);
+  }
+
+  /** The loans this app's records name (after a restart, each lender learns which it keeps). */
+  #remoteEntries(): RemoteValue[] {
+    const out: RemoteValue[] = [];
+    for (const e of this.log.entries()) {
+      const r = this.#remoteIn(e);
+      if (r) out.push(r);
+    }
+    return out;
   }
 
   /** A Content-Type's latin1 bytes; the last one's are kept (clients send the same type). */
@@ -483,34 +552,44 @@ export class HttpdApp {
     );
     const parts: Part[] = [head];
     if (h.method === "GET" && r.end > r.start) {
+      if (r.remote) {
+        // another worker keeps the body: copied from its pool as TCP takes it (the source ends the read)
+        parts.push({ pull: this.shards!.source(r.remote, r.start, r.end, c as Conn<unknown>) });
+        this.#stats.bytesOut += r.end - r.start;
+        return c.reply(parts, close);
+      }
       parts.push({ stream: r.obj!, start: r.start, end: r.end });
       this.#stats.bytesOut += r.end - r.start;
     }
     c.reply(parts, close);
     // the reply took its own pin (ConnLayer.reply)
-    if (r.obj) this.log.unpin(r.obj);
+    if (r.remote) this.shards!.endRead(r.remote);
+    else if (r.obj) this.log.unpin(r.obj);
   }
 
   /**
    * A GET's answer for `key` (`range`: the Range header): the head's facts and the object's
    * bytes [start, end), the object pinned (unpin it when done); or the refusal (404, 416).
    */
-  #resolve(
-    key: string,
-    range: string | null,
-  ): { head: RemoteHead; obj: ObjectRef | null; start: number; end: number } | Answer {
+  #resolve(key: string, range: string | null): Resolved | Answer {
     const obj = this.log.object(key);
     if (!obj) return { status: 404, text: "not found\n", headers: [] };
     let skip = 0;
     let type = "application/octet-stream";
+    let remote: RemoteValue | null = null;
     if (obj.tag === HTTPD_TAG) {
       const hn = obj.names[0]!;
       const v = this.stack.pool.viewName(hn);
       const tl = v[6]! | (v[7]! << 8);
       type = fromLatin1(v.subarray(HDR_FIXED, HDR_FIXED + tl));
       skip = hn.length;
+      if (v[4] === 2) {
+        // the body is another worker's loan
+        remote = this.#remoteIn(obj);
+        if (!remote) return { status: 500, text: "the object's record is damaged\n", headers: [] };
+      }
     }
-    const size = obj.length - skip;
+    const size = remote ? remote.len : obj.length - skip;
     let status = 200;
     let start = 0;
     let end = size;
@@ -526,14 +605,20 @@ export class HttpdApp {
         headers.push(["Content-Range", `bytes ${start}-${end - 1}/${size}`]);
       }
     }
+    const head = { status, type, length: end - start, headers };
+    if (remote) {
+      if (!this.shards?.beginRead(remote))
+        return { status: 503, text: "the worker that keeps this object is not reachable yet\n", headers: [] };
+      return { head, obj: null, remote, start, end };
+    }
     this.log.pin(obj);
-    return { head: { status, type, length: end - start, headers }, obj, start: skip + start, end: skip + end };
+    return { head, obj, start: skip + start, end: skip + end };
   }
 
   #statsReply(c: Conn<Req>, close: boolean): void {
     const s = JSON.stringify({
       ...this.stats,
-      keys: this.log.size,
+      keys: this.log.size - (this.shards?.loans ?? 0),
       log: this.log.stats(),
       pool: this.stack.pool.counts(),
     });

@@ -128,7 +128,9 @@ it("httpd --workers 2: 1,000 pipelined PUTs over both queues read back and delet
       assert.ok(x.app.served - before[x.worker] >= 4, `worker ${x.worker} served the other's PUT and reads`);
       // the 8 MiB body for the other's key stayed here, and the other read it from this pool
       assert.is(x.app.loans, 1, `worker ${x.worker} keeps the body it received for the other's key`);
-      assert.ok(x.app.remoteReads >= 6, `worker ${x.worker} read the other's loan for its GETs`);
+      assert.ok(x.app.remoteReads >= 6, `worker ${x.worker} resolved the reads of the other's loan`);
+      // and the reads through its own queue of the body it lent went out from its pool, by name
+      assert.ok(x.app.ownReads >= 2, `worker ${x.worker}: ${x.app.ownReads} reads of its own loans`);
     }
     // a 3 MiB PUT pipelined with a GET, DELETE and GET of its key, on a connection of the worker
     // that does not own it: each sees the one before (the body goes out in pieces first)

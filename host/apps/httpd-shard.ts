@@ -76,7 +76,15 @@ export type HttpdShardMessage =
   | { op: "cancel"; id: number }
   | { op: "ack"; id: number }
   | { op: "done"; id: number; status: number; text: string; headers: [string, string][] }
-  | { op: "meta"; id: number; head: RemoteHead; piece: ArrayBuffer | null; last: boolean }
+  | {
+      op: "meta";
+      id: number;
+      head: RemoteHead;
+      piece: ArrayBuffer | null;
+      last: boolean;
+      /** The body is the asker's own loan `id`: it sends bytes [start, end) of it from its pool. */
+      own?: { id: number; start: number; end: number };
+    }
   | { op: "data"; id: number; piece: ArrayBuffer; last: boolean }
   /** Loans of the receiver's that the sender's records no longer name. */
   | { op: "rel"; ids: number[] }
@@ -141,6 +149,8 @@ export interface HttpdShardStats {
   unlent: number;
   /** Reads of bodies other workers keep (GETs of this worker's keys whose record names a loan). */
   remoteReads: number;
+  /** GETs of this worker's clients for bodies it lent: sent from its own pool, by name. */
+  ownReads: number;
 }
 
 /** A request of this worker's client in flight on another worker. */
@@ -208,7 +218,7 @@ const enc = new TextEncoder();
 export class HttpdShards {
   readonly index: number;
   readonly count: number;
-  readonly stats: HttpdShardStats = { forwarded: 0, served: 0, lent: 0, unlent: 0, remoteReads: 0 };
+  readonly stats: HttpdShardStats = { forwarded: 0, served: 0, lent: 0, unlent: 0, remoteReads: 0, ownReads: 0 };
   #t: HttpdShardTransport;
   #h: HttpdShardHost;
   #nextId = 1;
@@ -584,7 +594,7 @@ export class HttpdShards {
       case "done":
         return this.#done(m.id, m);
       case "meta":
-        return this.#meta(m.id, m.head, m.piece, m.last);
+        return this.#meta(m.id, m.head, m.piece, m.last, m.own);
       case "data":
         return this.#data(m.id, m.piece, m.last);
       case "rel":
@@ -655,6 +665,13 @@ export class HttpdShards {
     // what a read shows leaves once durable (#owe): an object another connection just wrote
     if (!("head" in r)) return this.#owe(from, { op: "done", id: m.id, ...r });
     const body = !m.head && (r.obj !== null || r.remote) && r.end > r.start;
+    if (body && r.remote?.worker === from) {
+      // the asker keeps this body (it lent it): it sends it from its own pool, by name. Its loan
+      // cannot go before it pins it: a release follows this answer, on the same port
+      const own = { id: r.remote.id, start: r.start, end: r.end };
+      this.endRead(r.remote);
+      return this.#owe(from, { op: "meta", id: m.id, head: r.head, piece: null, last: true, own });
+    }
     if (!body) {
       this.finish(r);
       return this.#owe(from, { op: "meta", id: m.id, head: r.head, piece: null, last: true });
@@ -725,10 +742,25 @@ export class HttpdShards {
     this.#h.answer(o.d, a, o.close, o.kind === "get" && o.head);
   }
 
-  #meta(id: number, head: RemoteHead, piece: ArrayBuffer | null, last: boolean): void {
+  #meta(
+    id: number,
+    head: RemoteHead,
+    piece: ArrayBuffer | null,
+    last: boolean,
+    own?: { id: number; start: number; end: number },
+  ): void {
     const o = this.#out.get(id);
     if (!o || o.kind !== "get") return;
     const h = this.#h.head(head, o.close);
+    if (own) {
+      // a body this worker lent: streamed from its own pool by name, zero copy (the reply pins it)
+      this.#out.delete(id);
+      const obj = this.#h.log.object(loanKey(this.#loanPrefix[o.to]!, own.id));
+      if (!obj || obj.tag !== HTTPD_LOAN_TAG)
+        return this.#h.answer(o.d, { status: 500, text: "the body's loan is gone\n", headers: [] }, o.close, false);
+      this.stats.ownReads++;
+      return o.d.fill([h, { stream: obj, start: own.start, end: own.end }]);
+    }
     if (!piece) {
       this.#out.delete(id);
       o.d.fill([h]);

@@ -146,6 +146,8 @@ export interface HttpdStats {
   loans: number;
   /** Sharded with loans: GETs of this worker's keys whose bodies another worker keeps (copied from its pool). */
   remoteReads: number;
+  /** Sharded with loans: GETs of this worker's clients for bodies it lent (sent from its pool, by name). */
+  ownReads: number;
 }
 
 export class HttpdApp {
@@ -273,6 +275,7 @@ export class HttpdApp {
       lent: this.shards?.stats.lent ?? 0,
       loans: this.shards?.loans ?? 0,
       remoteReads: this.shards?.stats.remoteReads ?? 0,
+      ownReads: this.shards?.stats.ownReads ?? 0,
     };
   }
 

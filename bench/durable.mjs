@@ -580,7 +580,7 @@ async function runMedium(o, base) {
     );
     if (httpLive.some((s) => s.system === "pmstack-httpd-tap-2workers"))
       notes.push(
-        `pmstack-httpd-tap-2workers: pmstack httpd --workers 2 (two worker threads, each its own queue of one multi-queue TAP device, pool and shard of the keys; a request for another worker's key runs there: its body is copied there in pieces, a GET's object copied back), unpinned: its threads share the machine's ${os.cpus().length} CPUs with the client pinned to CPU ${CPU?.client ?? "(none)"}`,
+        `pmstack-httpd-tap-2workers: pmstack httpd --workers 2 (two worker threads, each its own queue of one multi-queue TAP device, pool and shard of the keys; a request for another worker's key runs there: its body stays in the receiving worker's pool, lent to the owner, and a GET's object comes back in copied pieces unless the asking worker lent it), unpinned: its threads share the machine's ${os.cpus().length} CPUs with the client pinned to CPU ${CPU?.client ?? "(none)"}`,
       );
     try {
       for (const srv of httpLive) await wrk(`http://${srv.host}:${srv.port}/`, 10, 1024, T.warmS); // JIT, ARP

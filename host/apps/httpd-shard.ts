@@ -25,12 +25,20 @@
 // or one a read observed, wait for it to be durable). A batch that comes is handled at the next
 // turn's end, before the group commit.
 
-import { ITEM_NODE } from "../abi.js";
 import { LogFullError } from "../log.js";
 import { ObjectCursor, peerView, type Item, type ObjectRef, type ObjectWriter, type PeerPool } from "../object.js";
 import { copyIntoBuffers } from "../paste.js";
 import type { BufferName } from "../pool.js";
-import { decodeRemote, encodeRemote, loanId, loanKey, loanPrefixes, type RemoteValue } from "./loan.js";
+import {
+  decodeRemote,
+  encodeRemote,
+  loanId,
+  loanKey,
+  loanPrefixes,
+  remoteItems,
+  remoteRanges,
+  type RemoteValue,
+} from "./loan.js";
 import type { Stack } from "../stack.js";
 import type { PmLog } from "../log.js";
 import type { Conn, DeferredReply, PullSource } from "./conn.js";
@@ -110,8 +118,8 @@ export interface HttpdShardHost {
   store(key: string, type: string, w: ObjectWriter): void;
   /** Logs `key -> [header naming the body another worker keeps: the descriptor `desc`]`. */
   storeRemote(key: string, type: string, desc: Uint8Array): void;
-  /** The loans this app's records name (after a restart: which loans are still named). */
-  remoteEntries(): RemoteValue[];
+  /** The loan a record names (a lent body's record), or null (after a restart: which loans are still named). */
+  remoteOf(record: { tag: number; names: readonly Item[] }): RemoteValue | null;
   /**
    * A GET's object and range: pinned (unpin it when done), or, `remote`, another worker's loan
    * with a read begun (HttpdShards.endRead when done); or the refusal to answer.
@@ -272,8 +280,13 @@ export class HttpdShards {
     this.#live = null;
     // after a restart: the loans kept here (each for the worker its key's hash tag names), and
     // the loans of the others that this worker's records name
+    const live: number[][] = Array.from({ length: t.count }, () => []);
     for (const e of h.log.entries()) {
-      if (e.tag !== HTTPD_LOAN_TAG) continue;
+      if (e.tag !== HTTPD_LOAN_TAG) {
+        const r = this.#lend ? h.remoteOf(e) : null;
+        if (r && r.worker < t.count) live[r.worker]!.push(r.id);
+        continue;
+      }
       this.#loans++;
       const w = keyHashSlot(e.key) % t.count;
       const id = loanId(e.key);
@@ -281,10 +294,7 @@ export class HttpdShards {
       (this.#recovered[w] ??= new Map()).set(id, e.key);
       if (id >= this.#nextLoan) this.#nextLoan = id + 1;
     }
-    if (this.#lend) {
-      this.#live = Array.from({ length: t.count }, () => []);
-      for (const r of h.remoteEntries()) if (r.worker < t.count) this.#live[r.worker]!.push(r.id);
-    }
+    if (this.#lend) this.#live = live;
   }
 
   /**
@@ -389,11 +399,7 @@ export class HttpdShards {
     this.#nextLoan++;
     this.#loans++;
     this.stats.lent++;
-    const ranges: number[] = [];
-    for (const it of items)
-      if (it.height) ranges.push(it.index, ITEM_NODE | it.height, 0);
-      else if (it.length) ranges.push(it.index, it.offset, it.length);
-    const desc = encodeRemote({ worker: this.index, id, len: w.length, ranges });
+    const desc = encodeRemote({ worker: this.index, id, len: w.length, ranges: remoteRanges(items) });
     w.release(); // the loan record holds its own references
     return { key, desc, seq };
   }
@@ -405,8 +411,8 @@ export class HttpdShards {
 
   #unlendKey(key: Uint8Array): void {
     const log = this.#h.log;
-    const o = log.object(key);
-    if (!o || o.tag !== HTTPD_LOAN_TAG) return;
+    const h = log.find(key);
+    if (h < 0 || log.recordTag(h) !== HTTPD_LOAN_TAG) return;
     log.delete(key);
     this.#loans--;
     this.stats.unlent++;
@@ -929,20 +935,6 @@ function takePiece(x: { cursor: ObjectCursor; left: number }, view: (r: BufferNa
   }
   x.left = n ? x.left - n : 0;
   return out.buffer;
-}
-
-/** A loan's items as a descriptor lists them (ranges, or a tree's root), for a cursor. */
-export function remoteItems(r: RemoteValue): Item[] {
-  const out: Item[] = [];
-  for (let j = 0; j < r.ranges.length; j += 3) {
-    const off = r.ranges[j + 1]!;
-    out.push(
-      off & ITEM_NODE
-        ? { index: r.ranges[j]!, offset: 0, length: 0, height: off & 0x7fff }
-        : { index: r.ranges[j]!, offset: off, length: r.ranges[j + 2]! },
-    );
-  }
-  return out;
 }
 
 /** Buffers a loan source keeps filled ahead of what TCP has taken. */

@@ -16,7 +16,8 @@
 
 import type { PmLog } from "../log.js";
 import type { BufferName } from "../pool.js";
-import type { ObjectRef, ObjectWriter } from "../object.js";
+import type { Item, ObjectRef, ObjectWriter } from "../object.js";
+import { ITEM_NODE } from "../abi.js";
 import type { Stack } from "../stack.js";
 import { MetaArena } from "./arena.js";
 import type { TlsTerminator } from "./tls.js";
@@ -231,7 +232,7 @@ export class HttpdApp {
           pushCopy: (w, bytes) => this.arena.pushCopy(w, bytes),
           store: (key, type, w) => this.#store(key, type, w),
           storeRemote: (key, type, desc) => this.#storeRemote(key, type, desc),
-          remoteEntries: () => this.#remoteEntries(),
+          remoteOf: (record) => this.#remoteIn(record),
           resolve: (key, range) => this.#resolve(key, range),
           remove: (key) => this.#delete(key),
           answer: (d, a, close, head) => {
@@ -505,30 +506,31 @@ export class HttpdApp {
     return true;
   }
 
-  /** The loan the live record of `key` names, or null (only a sharded store with loans has such records). */
+  /**
+   * The loan the live record of `key` names, or null (only a sharded store with loans has such
+   * records): read in the log's index, no object made (every PUT and DELETE asks).
+   */
   #remoteAt(key: string): RemoteValue | null {
     if (!this.shards?.lending) return null;
-    const o = this.log.object(key);
-    return o ? this.#remoteIn(o) : null;
+    const log = this.log;
+    const h = log.find(key);
+    if (h < 0 || log.recordTag(h) !== HTTPD_TAG || log.recordItems(h) !== 1) return null;
+    const lo = log.itemLow(h, 0);
+    if ((lo >>> 16) & ITEM_NODE) return null;
+    return this.#remoteInHeader(this.stack.pool.view(log.itemIndex(h, 0), lo >>> 16, lo & 0xffff));
   }
 
   /** The loan a record's object names (a version 2 header alone), or null. */
-  #remoteIn(o: { tag: number; names: readonly BufferName[] }): RemoteValue | null {
-    if (o.tag !== HTTPD_TAG || o.names.length !== 1) return null;
-    const v = this.stack.pool.viewName(o.names[0]!);
+  #remoteIn(o: { tag: number; names: readonly Item[] }): RemoteValue | null {
+    if (o.tag !== HTTPD_TAG || o.names.length !== 1 || o.names[0]!.height) return null;
+    return this.#remoteInHeader(this.stack.pool.viewName(o.names[0]!));
+  }
+
+  /** The loan an object header names (version 2: the descriptor after the content type), or null. */
+  #remoteInHeader(v: Uint8Array): RemoteValue | null {
     if (v.length < HDR_FIXED || v[4] !== 2) return null;
     const tl = v[6]! | (v[7]! << 8);
     return decodeRemote(v, HDR_FIXED + tl, v.length - HDR_FIXED - tl);
-  }
-
-  /** The loans this app's records name (after a restart, each lender learns which it keeps). */
-  #remoteEntries(): RemoteValue[] {
-    const out: RemoteValue[] = [];
-    for (const e of this.log.entries()) {
-      const r = this.#remoteIn(e);
-      if (r) out.push(r);
-    }
-    return out;
   }
 
   /** A Content-Type's latin1 bytes; the last one's are kept (clients send the same type). */

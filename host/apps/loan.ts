@@ -6,6 +6,7 @@
 
 import { BUF_SIZE, ITEM_NODE, NODE_MAX_HEIGHT } from "../abi.js";
 import { keyHashSlot } from "./kv/cluster.js";
+import type { Item } from "../object.js";
 
 /** Bytes of a remote value's descriptor before its items (8 bytes each follow). */
 export const REMOTE_HEAD = 16;
@@ -104,6 +105,29 @@ export function loanPrefixes(index: number, count: number): Uint8Array[] {
       if (keyHashSlot(p) % count === i) break;
     }
     out.push(p);
+  }
+  return out;
+}
+
+/** A descriptor's ranges for a value's items (data ranges, or a tree's root: ITEM_NODE | height, 0). */
+export function remoteRanges(items: readonly Item[]): number[] {
+  const ranges: number[] = [];
+  for (const it of items)
+    if (it.height) ranges.push(it.index, ITEM_NODE | it.height, 0);
+    else if (it.length) ranges.push(it.index, it.offset, it.length);
+  return ranges;
+}
+
+/** A loan's items as a descriptor lists them (ranges, or a tree's root), for a cursor. */
+export function remoteItems(r: RemoteValue): Item[] {
+  const out: Item[] = [];
+  for (let j = 0; j < r.ranges.length; j += 3) {
+    const off = r.ranges[j + 1]!;
+    out.push(
+      off & ITEM_NODE
+        ? { index: r.ranges[j]!, offset: 0, length: 0, height: off & 0x7fff }
+        : { index: r.ranges[j]!, offset: off, length: r.ranges[j + 2]! },
+    );
   }
   return out;
 }

@@ -20,7 +20,7 @@
 // GETSET, MSET, MSETNX that arrived in PM buffers) stays in the pool of the worker whose NIC
 // wrote it: that worker keeps it under a loan record in its own log, and the request carries
 // its name instead of its bytes, as an argument of length 0x8000_0000 | n whose n bytes are the
-// descriptor (kv/store.ts, RemoteValue). The request leaves once the loan is durable; the
+// descriptor (apps/loan.ts, RemoteValue). The request leaves once the loan is durable; the
 // owner's record names the loan. When that record is superseded (and that is durable), or no
 // command took the argument, the owner releases the loan: `rel`, the loan ids (u32 high, u32
 // low each). After a restart each worker tells each other one which of its loans its records
@@ -31,12 +31,11 @@ import { ObjectCursor, type Item } from "../../object.js";
 import { LogFullError } from "../../log.js";
 import type { Pool } from "../../pool.js";
 import type { KvStore } from "./store.js";
-import { decodeRemote, encodeRemote, loanId, loanKey, loanPrefixes, type RemoteValue } from "../loan.js";
+import { decodeRemote, encodeRemote, loanId, loanKey, loanPrefixes, remoteRanges, type RemoteValue } from "../loan.js";
 import { freeNamedParts, type Conn, type Part } from "../conn.js";
 import { keyHashSlot } from "./cluster.js";
 import type { Arg, KvClient } from "./commands.js";
 import { arrayHead, int, OK } from "./reply.js";
-import { ITEM_NODE } from "../../abi.js";
 
 /** How a worker reaches the others (worker_threads MessagePorts in workers.ts; anything in tests). */
 export interface ShardTransport {
@@ -451,12 +450,6 @@ export class KvShards {
     const w = a.writer;
     if (!w || a.full) return null;
     const items: readonly Item[] = w.finish().names;
-    const ranges: number[] = [];
-    for (const it of items) {
-      // a tree's root (a value past 63 ranges) as an item's 64-bit form has it
-      if (it.height) ranges.push(it.index, ITEM_NODE | it.height, 0);
-      else if (it.length) ranges.push(it.index, it.offset, it.length);
-    }
     const id = this.#nextLoan;
     const key = loanKey(this.#loanPrefix[to]!, id);
     let seq: number;
@@ -470,7 +463,7 @@ export class KvShards {
     a.writer = null;
     w.release(); // the loan record holds its own references
     this.stats.lent++;
-    const r: RemoteValue = { worker: this.index, id, len: a.len, ranges };
+    const r: RemoteValue = { worker: this.index, id, len: a.len, ranges: remoteRanges(items) };
     return { desc: encodeRemote(r), seq };
   }
 

@@ -315,7 +315,7 @@ export class KvStore {
   /** A remote value's bytes, copied out of the lender's pool (an argument used as text). */
   remoteBytes(r: RemoteValue): Uint8Array {
     const peer = this.#peers?.memory(r.worker);
-    if (!peer) throw new RangeError("pmstack: a value kept by another worker, whose pool is not reachable");
+    if (!peer) throw this.#unreadable(r.worker);
     const out = new Uint8Array(r.len);
     let at = 0;
     const copy = (from: number, len: number): void => {

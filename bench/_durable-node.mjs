@@ -10,6 +10,10 @@
 //   https node:https, the same server over TLS (PMSTACK_TLS_CERT, PMSTACK_TLS_KEY: PEM files)
 //   net   node:net with a minimal HTTP/1.1 parser (request line, Content-Length, keep-alive,
 //         pipelining: requests of one connection are answered in order)
+//   resp-floor  not a durable server: the least a Node server on the kernel's TCP does per RESP
+//         request, for --prof's floor. node:net; each command (a '*' at a line's start) is
+//         answered with +OK, or for a GET with one fixed 1 KiB value, in one write per chunk
+//         received; nothing is parsed, looked up, stored or persisted (LOGFILE is left empty)
 // "async" (default) uses fs.write + fs.fdatasync callbacks (libuv's thread pool, requests of
 // different connections overlap); "sync" uses writeSync + fdatasyncSync on the event loop.
 // Prints "LISTENING <pid>" when ready; exits on SIGTERM.
@@ -149,6 +153,29 @@ if (kind === "http" || kind === "https") {
     }
   });
   server.keepAliveTimeout = 60000;
+  server.listen(port, host, () => console.log(`LISTENING ${process.pid}`));
+} else if (kind === "resp-floor") {
+  const OK = Buffer.from("+OK\r\n");
+  const VALUE = Buffer.from(`$1024\r\n${"x".repeat(1024)}\r\n`);
+  const server = net.createServer((sock) => {
+    sock.setNoDelay(true);
+    let last = 10; // the byte before this chunk: a command starts after a line's end
+    let get = false; // the last command seen was a GET (its name may come in a later chunk)
+    sock.on("data", (d) => {
+      let n = 0;
+      for (let i = 0; i < d.length; i++) {
+        if (d[i] === 0x2a && (i === 0 ? last : d[i - 1]) === 10) {
+          n++;
+          if (i + 8 < d.length) get = (d[i + 8] | 0x20) === 0x67; // "*2\r\n$3\r\nGET"
+        }
+      }
+      last = d[d.length - 1];
+      const one = get ? VALUE : OK;
+      if (n === 1) sock.write(one);
+      else if (n > 1) sock.write(Buffer.concat(Array.from({ length: n }, () => one)));
+    });
+    sock.on("error", () => {});
+  });
   server.listen(port, host, () => console.log(`LISTENING ${process.pid}`));
 } else {
   const CREATED = Buffer.from("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");

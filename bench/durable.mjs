@@ -431,7 +431,7 @@ async function runMedium(o, base) {
     }
 
     async function startNode(kind) {
-      const port = { http: 8080, net: 8081, https: 8443 }[kind];
+      const port = { http: 8080, net: 8081, https: 8443, "resp-floor": 6381 }[kind];
       const logfile = join(tmp, `${kind}.log`);
       const [cmd, a] = wrap("server", process.execPath, [NODE, kind, KERNEL.server, String(port), logfile, o.nodeIo]);
       const env =
@@ -985,6 +985,26 @@ async function runMedium(o, base) {
         } finally {
           await stopServer(srv);
         }
+        // the floor of a server hosted in Node: one that does nothing but answer (resp-floor:
+        // +OK, or a fixed 1 KiB value, per command on the kernel's TCP; nothing looked up or
+        // stored) through the same cell, for its user and system CPU
+        let nodeFloor = null;
+        if (app === "kv") {
+          srv = await startNode("resp-floor");
+          try {
+            const go = await measure(srv, app, cell);
+            const c0 = cpuSplitUs(srv.pid);
+            const r = await go();
+            const c1 = cpuSplitUs(srv.pid);
+            nodeFloor = {
+              rps: r.rps,
+              user: (c1.user - c0.user) / r.requests,
+              system: (c1.system - c0.system) / r.requests,
+            };
+          } finally {
+            await stopServer(srv);
+          }
+        }
         const prof = JSON.parse(readFileSync(keep, "utf8"));
         console.error(`durable: profile kept at ${keep}`);
         // the NIC's floor: the addon's send and receive calls (the system calls, and the
@@ -1000,7 +1020,11 @@ async function runMedium(o, base) {
         const f = (v) => (v >= 100 ? v.toFixed(0) : v.toPrecision(3));
         notes.push(
           `profile (${res.what}, ${Math.round(res.rps)} req/s): per request ${f(per.user)} µs user + ${f(per.system)} µs system CPU ` +
-            `(${peer.name} through the same cell right after: ${f(peer.user)} + ${f(peer.system)} µs at ${Math.round(peer.rps)} req/s); ` +
+            `(${peer.name} through the same cell right after: ${f(peer.user)} + ${f(peer.system)} µs at ${Math.round(peer.rps)} req/s` +
+            (nodeFloor
+              ? `; a Node server that only answers, resp-floor: ${f(nodeFloor.user)} + ${f(nodeFloor.system)} µs at ${Math.round(nodeFloor.rps)} req/s`
+              : "") +
+            `); ` +
             `by thread: ${per.threads.map(([k, v]) => `${k} ${f(v)} µs`).join(", ")}; ` +
             `${f(per.turns)} loop turns, ${f(per.rxFrames)} frames in, ${f(per.txFrames)} out, ${f(per.events)} core events, ` +
             `${f(per.nicSyscalls)} NIC syscalls, ${Math.round(per.allocated)} bytes allocated on the JavaScript heap, ` +

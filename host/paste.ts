@@ -329,6 +329,17 @@ export const COMMAND_RESERVE = 32;
  */
 type Queued = BufferName & { held?: boolean; polls?: number };
 
+/**
+ * A name the caller took a reference on for a send (see SendQueue.send's `held`), made in the
+ * shape the queue keeps: send(name, true) keeps this object itself instead of a copy. For a
+ * reply's named ranges, which are made fresh for one send (a GET's value), that is one object
+ * per range instead of two. The name must not be sent again after.
+ */
+export function heldName(index: number, offset: number, length: number): BufferName {
+  const q: Queued = { index, offset, length, held: true, polls: 0 };
+  return q;
+}
+
 export class SendQueue {
   /** Refused by the core: first to go again (in stream order). */
   refusedNames: Queued[] = [];
@@ -359,7 +370,11 @@ export class SendQueue {
    * buffer right after the reply.
    */
   send(name: BufferName, held = false): void {
-    const q: Queued = held ? { index: name.index, offset: name.offset, length: name.length, held, polls: 0 } : name;
+    const q: Queued = !held
+      ? name
+      : (name as Queued).held === true
+        ? (name as Queued) // made by heldName for this send: kept as it is
+        : { index: name.index, offset: name.offset, length: name.length, held, polls: 0 };
     if (this.blocked || this.refusedNames.length || this.waiting.length) this.waiting.push(q);
     else if (this.stack.commandSpace() <= COMMAND_RESERVE) this.waiting.push(q);
     else this.#hand(q);

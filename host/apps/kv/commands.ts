@@ -6,6 +6,7 @@
 
 import type { PmLog } from "../../log.js";
 import { ObjectCursor } from "../../object.js";
+import { heldName } from "../../paste.js";
 import type { Conn, Part } from "../conn.js";
 import {
   arrayHead,
@@ -584,7 +585,7 @@ export function getReply(k: Kv, src: Uint8Array, at: number, keyLen: number): Pa
     if (j === n - 1 && (framed & 2) !== 0) length += 2;
     if (length === 0) continue;
     pool.ref(index);
-    parts.push({ index, offset, length });
+    parts.push(heldName(index, offset, length)); // the send queue keeps this object
   }
   if ((framed & 2) === 0) parts.push(CRLF);
   return parts;
@@ -610,7 +611,7 @@ export function valueParts(k: Kv, v: Value | null, parts: Part[], start = 0, end
     for (const n of items) {
       if (n.length === 0) continue;
       k.store.pool.ref(n.index);
-      parts.push({ index: n.index, offset: n.offset, length: n.length });
+      parts.push(heldName(n.index, n.offset, n.length));
     }
   } else parts.push({ stream: v.obj, start, end });
   parts.push(CRLF);

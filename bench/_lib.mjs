@@ -214,8 +214,10 @@ export function formatTable(o) {
 
 /**
  * Starts recording what the JavaScript heap takes (v8.GCProfiler). stop() returns {allocated:
- * bytes, gcs}: what each GC found in use beyond what the previous one left (the first: beyond
- * what was in use at the start), then what is in use now beyond what the last one left.
+ * bytes, gcs, gcMs, gcMaxMs, gcsOver1ms}: what each GC found in use beyond what the previous one
+ * left (the first: beyond what was in use at the start), then what is in use now beyond what the
+ * last one left; the number of GCs, their time on the thread in all, the longest, and how many
+ * took 1 ms or more.
  */
 export function heapRecord() {
   const gc = new GCProfiler();
@@ -226,12 +228,19 @@ export function heapRecord() {
       const rec = gc.stop();
       let allocated = 0;
       let after = heap0;
+      let gcMs = 0;
+      let gcMaxMs = 0;
+      let gcsOver1ms = 0;
       for (const g of rec.statistics) {
         allocated += g.beforeGC.heapStatistics.usedHeapSize - after;
         after = g.afterGC.heapStatistics.usedHeapSize;
+        const ms = g.cost / 1000; // µs on the thread, the pause it made
+        gcMs += ms;
+        if (ms > gcMaxMs) gcMaxMs = ms;
+        if (ms >= 1) gcsOver1ms++;
       }
       allocated += getHeapStatistics().used_heap_size - after;
-      return { allocated, gcs: rec.statistics.length };
+      return { allocated, gcs: rec.statistics.length, gcMs, gcMaxMs, gcsOver1ms };
     },
   };
 }

@@ -881,7 +881,13 @@ async function runMedium(o, base) {
           await wrk(url, 10, 1024, T.warmS);
           return async () => {
             const w = await wrk(url, 50, 1024, T.wrkS);
-            return { requests: w.requests, rps: w.rps, what: `pmstack-httpd-tap, POST 1 KiB c50` };
+            const at = (q) => w.pct.find(([p]) => p >= q)?.[1];
+            return {
+              requests: w.requests,
+              rps: w.rps,
+              what: `pmstack-httpd-tap, POST 1 KiB c50`,
+              pct: { p50: at(50), p97: at(97), p99: at(99), p999: at(99.9) },
+            };
           };
         }
         await redisBench(srv.host, srv.port, "set", 10, 1, T.probeN * 3); // warm-up, fills keys
@@ -925,6 +931,14 @@ async function runMedium(o, base) {
             events: d("events"),
             nicSyscalls: d("syscalls"),
             allocated: done.allocated / res.requests,
+            // the pauses a latency tail is made of, over the measured requests: GCs on the
+            // loop's thread, and turns of 1 ms or more (NicLoop.stats.slowTurns)
+            gcs: done.gcs,
+            gcMs: done.gcMs,
+            gcMaxMs: done.gcMaxMs,
+            gcsOver1ms: done.gcsOver1ms,
+            slowTurns: (s1.loop.slowTurns ?? 0) - (s0.loop.slowTurns ?? 0),
+            allTurns: s1.loop.turns - s0.loop.turns,
             user: (s1.cpu.user - s0.cpu.user) / res.requests,
             system: (s1.cpu.system - s0.cpu.system) / res.requests,
             threads: Object.entries(t1)
@@ -1028,6 +1042,12 @@ async function runMedium(o, base) {
             `by thread: ${per.threads.map(([k, v]) => `${k} ${f(v)} µs`).join(", ")}; ` +
             `${f(per.turns)} loop turns, ${f(per.rxFrames)} frames in, ${f(per.txFrames)} out, ${f(per.events)} core events, ` +
             `${f(per.nicSyscalls)} NIC syscalls, ${Math.round(per.allocated)} bytes allocated on the JavaScript heap, ` +
+            `pauses over the measured requests: ${per.gcs} GCs on the loop's thread (${f(per.gcMs)} ms in all, ` +
+            `${per.gcsOver1ms} of 1 ms or more, the longest ${f(per.gcMaxMs)} ms), ${per.slowTurns} of ${per.allTurns} loop turns took 1 ms or more` +
+            (res.pct
+              ? ` (latency p50 ${res.pct.p50}, p97 ${res.pct.p97}, p99 ${res.pct.p99}, p99.9 ${res.pct.p999} µs)`
+              : "") +
+            `, ` +
             `${f(calls.wasm)} calls into the Wasm core and ${f(calls.addon)} into the addon (most: ${calls.top}); ` +
             `the NIC's native calls (system calls and the kernel's TAP work in them) ${f(floor.tx)} µs per frame sent and ` +
             `${f(floor.rx)} µs per frame received (profiled pass), the Wasm core ${f(floor.wasm)} µs per request; ` +

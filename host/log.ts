@@ -115,6 +115,8 @@ export class PmLog {
   #u32: Uint32Array;
   #dv: DataView;
   #key: number;
+  /** The key buffer's bytes (a string key is encoded straight into them). */
+  #keyView: Uint8Array;
   #names: number;
   /** A shared pool's keys are encoded here first (#stageKey). */
   #keyCopy: Uint8Array | null = null;
@@ -178,6 +180,7 @@ export class PmLog {
     this.#dv = new DataView(mem);
     this.#table = e.logTable();
     this.#key = e.logKeyBuf();
+    this.#keyView = this.#u8.subarray(this.#key, this.#key + LOG_MAX_KEY);
     this.#names = e.logNamesBuf();
     const sb = pool.superblock;
     let r = e.logAttach(pool.memOffset + sb.metaOffset, sb.metaBytes);
@@ -623,8 +626,8 @@ export class PmLog {
       // browsers' encodeInto refuses a view of a SharedArrayBuffer: a shared pool's key goes
       // through a private buffer
       const shared = this.pool.core.shared;
-      const into = shared ? (this.#keyCopy ??= new Uint8Array(LOG_MAX_KEY)) : this.#u8.subarray(this.#key);
-      const r = enc.encodeInto(key, into.subarray(0, LOG_MAX_KEY));
+      const into = shared ? (this.#keyCopy ??= new Uint8Array(LOG_MAX_KEY)) : this.#keyView;
+      const r = enc.encodeInto(key, into);
       if (r.read !== key.length || r.written === 0)
         throw new LogError("EKEY", `pmstack: a key must be 1 to ${LOG_MAX_KEY} bytes (UTF-8)`);
       if (shared) this.#u8.set(into.subarray(0, r.written), this.#key);

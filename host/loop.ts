@@ -31,6 +31,13 @@ export interface LoopStats {
   syscalls: number;
   /** Frames dropped because the core's RX ring was full. */
   rxRingFull: number;
+  /**
+   * Turns that took 1 ms or more on the loop's clock, and the longest one's ms: where a reply
+   * waited for something other than its own turn's work (a GC pause, the thread preempted, a
+   * compaction), what a latency tail is made of.
+   */
+  slowTurns: number;
+  maxTurnMs: number;
 }
 
 export interface LoopOptions {
@@ -349,6 +356,8 @@ export class NicLoop {
         return last;
       },
       rxRingFull: 0,
+      slowTurns: 0,
+      maxTurnMs: 0,
     };
     this.#rxFaults = opts.faults?.rx ? new FrameFaults(stack.pool, opts.faults.rx, true) : null;
     this.#txFaults = opts.faults?.tx ? new FrameFaults(stack.pool, opts.faults.tx, false) : null;
@@ -422,6 +431,11 @@ export class NicLoop {
     // frames the fault injector holds are due later: wake for the first
     if (rxf) next = Math.min(next, rxf.next());
     if (this.#txFaults) next = Math.min(next, this.#txFaults.next());
+    const took = this.#now() - now;
+    if (took >= 1) {
+      this.stats.slowTurns++;
+      if (took > this.stats.maxTurnMs) this.stats.maxTurnMs = took;
+    }
     return next;
   }
 

@@ -29,16 +29,7 @@ import { LogFullError } from "../log.js";
 import { ObjectCursor, peerView, type Item, type ObjectRef, type ObjectWriter, type PeerPool } from "../object.js";
 import { copyIntoBuffers } from "../paste.js";
 import type { BufferName } from "../pool.js";
-import {
-  decodeRemote,
-  encodeRemote,
-  loanId,
-  loanKey,
-  loanPrefixes,
-  remoteItems,
-  remoteRanges,
-  type RemoteValue,
-} from "./loan.js";
+import { decodeRemote, encodeRemote, LoanBook, remoteItems, remoteRanges, type RemoteValue } from "./loan.js";
 import type { Stack } from "../stack.js";
 import type { PmLog } from "../log.js";
 import type { Conn, DeferredReply, PullSource } from "./conn.js";
@@ -247,17 +238,10 @@ export class HttpdShards {
   #gate: Gated[][];
   /** Bodies cross as loans. */
   readonly #lend: boolean;
-  /** Per worker: its pool memory (attachPeer), where the loans this worker's records name lie. */
-  #peers: (PeerPool | null)[];
-  /** Per worker: the hash tag of the loan keys kept here for it. */
-  #loanPrefix: Uint8Array[];
-  #nextLoan = 1;
+  /** The other workers' pools, loan ids and keys, and what a restart recovered (loan.ts). */
+  #book: LoanBook;
   /** Loan records in this log. */
   #loans = 0;
-  /** After a restart, per borrower: the loans recovered here (id -> key), until it names its own. */
-  #recovered: (Map<number, Uint8Array> | null)[];
-  /** After a restart, per lender: the loans this worker's records name (sent once), then null. */
-  #live: number[][] | null;
   /** Loans whose naming record was superseded by the record of `seq`: released once that is durable. */
   #releases: { w: number; id: number; seq: number }[] = [];
   /** Reads in progress per loan (`w:id`): its release waits for them. */
@@ -274,27 +258,19 @@ export class HttpdShards {
     this.#outBox = Array.from({ length: t.count }, () => ({ msgs: [], transfer: [] }));
     this.#gate = Array.from({ length: t.count }, () => []);
     this.#lend = t.lend === true && t.count > 1;
-    this.#peers = Array.from({ length: t.count }, () => null);
-    this.#loanPrefix = loanPrefixes(t.index, t.count);
-    this.#recovered = Array.from({ length: t.count }, () => null);
-    this.#live = null;
+    const book = (this.#book = new LoanBook(t.index, t.count));
     // after a restart: the loans kept here (each for the worker its key's hash tag names), and
     // the loans of the others that this worker's records name
-    const live: number[][] = Array.from({ length: t.count }, () => []);
     for (const e of h.log.entries()) {
       if (e.tag !== HTTPD_LOAN_TAG) {
         const r = this.#lend ? h.remoteOf(e) : null;
-        if (r && r.worker < t.count) live[r.worker]!.push(r.id);
+        if (r) book.names(r.worker, r.id);
         continue;
       }
       this.#loans++;
-      const w = keyHashSlot(e.key) % t.count;
-      const id = loanId(e.key);
-      if (w === t.index || id < 0) continue;
-      (this.#recovered[w] ??= new Map()).set(id, e.key);
-      if (id >= this.#nextLoan) this.#nextLoan = id + 1;
+      book.recovered(e.key);
     }
-    if (this.#lend) this.#live = live;
+    if (!this.#lend) book.live(); // nothing to tell without loans
   }
 
   /**
@@ -303,7 +279,7 @@ export class HttpdShards {
    * read from it.
    */
   attachPeer(w: number, memory: ArrayBufferLike, base: number): void {
-    this.#peers[w] = { bytes: new Uint8Array(memory), base };
+    this.#book.attachPeer(w, memory, base);
   }
 
   /** Loan records kept here for other workers' records (not keys). */
@@ -387,8 +363,8 @@ export class HttpdShards {
    */
   #lendBody(to: number, w: ObjectWriter): { key: Uint8Array; desc: Uint8Array; seq: number } | null {
     const items = w.finish().names;
-    const id = this.#nextLoan;
-    const key = loanKey(this.#loanPrefix[to]!, id);
+    const id = this.#book.nextId;
+    const key = this.#book.key(to, id);
     let seq: number;
     try {
       seq = this.#h.log.append(key, items, { tag: HTTPD_LOAN_TAG });
@@ -396,7 +372,7 @@ export class HttpdShards {
       if (e instanceof LogFullError) return null;
       throw e;
     }
-    this.#nextLoan++;
+    this.#book.taken();
     this.#loans++;
     this.stats.lent++;
     const desc = encodeRemote({ worker: this.index, id, len: w.length, ranges: remoteRanges(items) });
@@ -406,7 +382,7 @@ export class HttpdShards {
 
   /** Ends the loan `id` kept here for worker `w` (released, refused, or named by no record of w's). */
   #unlend(w: number, id: number): void {
-    this.#unlendKey(loanKey(this.#loanPrefix[w]!, id));
+    this.#unlendKey(this.#book.key(w, id));
   }
 
   #unlendKey(key: Uint8Array): void {
@@ -511,10 +487,10 @@ export class HttpdShards {
   /** After the group commit: answers whose records are durable join the batches, which go out. */
   afterCommit(): void {
     const durable = this.#h.log.durableSeq;
-    if (this.#live) {
+    const named = this.#book.live();
+    if (named) {
       // once after a start: each other worker learns which of its loans this one's records name
-      for (let w = 0; w < this.count; w++) if (w !== this.index) this.#post(w, { op: "live", ids: this.#live[w]! });
-      this.#live = null;
+      for (let w = 0; w < this.count; w++) if (w !== this.index) this.#post(w, { op: "live", ids: named[w]! });
     }
     if (this.#owed.length) {
       let keep = 0;
@@ -608,11 +584,7 @@ export class HttpdShards {
         return;
       case "live": {
         // after a restart: the loans recovered here for `from` that its records no longer name go
-        const kept = this.#recovered[from];
-        this.#recovered[from] = null;
-        if (!kept) return;
-        for (const id of m.ids) kept.delete(id);
-        for (const id of kept.keys()) this.#unlend(from, id);
+        for (const id of this.#book.named(from, m.ids)) this.#unlend(from, id);
         return;
       }
     }
@@ -684,7 +656,7 @@ export class HttpdShards {
     }
     let x: Incoming;
     if (r.remote) {
-      const peer = this.#peers[r.remote.worker]!;
+      const peer = this.#book.peer(r.remote.worker)!;
       x = {
         kind: "get",
         cursor: new ObjectCursor(peer, { names: remoteItems(r.remote) }, r.start, r.end),
@@ -761,7 +733,7 @@ export class HttpdShards {
     if (own) {
       // a body this worker lent: streamed from its own pool by name, zero copy (the reply pins it)
       this.#out.delete(id);
-      const obj = this.#h.log.object(loanKey(this.#loanPrefix[o.to]!, own.id));
+      const obj = this.#h.log.object(this.#book.key(o.to, own.id));
       if (!obj || obj.tag !== HTTPD_LOAN_TAG)
         return this.#h.answer(o.d, { status: 500, text: "the body's loan is gone\n", headers: [] }, o.close, false);
       this.stats.ownReads++;
@@ -809,7 +781,7 @@ export class HttpdShards {
    * the lender's pool is not reachable (not attached yet).
    */
   beginRead(r: RemoteValue): boolean {
-    if (!this.#peers[r.worker]) return false;
+    if (!this.#book.peer(r.worker)) return false;
     const k = `${r.worker}:${r.id}`;
     this.#readers.set(k, (this.#readers.get(k) ?? 0) + 1);
     this.stats.remoteReads++;
@@ -838,7 +810,7 @@ export class HttpdShards {
    * TCP takes them.
    */
   source(r: RemoteValue, start: number, end: number, c: Conn<unknown>): PullSource {
-    return new LoanSource(this, this.#peers[r.worker]!, r, start, end, c);
+    return new LoanSource(this, this.#book.peer(r.worker)!, r, start, end, c);
   }
 
   /** @internal */

@@ -2,11 +2,11 @@
 // client of one worker (the lender) wrote for a key another worker owns stays in the lender's
 // pool, where its NIC wrote it, under a loan record of the lender's log; the owner's record
 // names it with a descriptor. This module holds what kv and httpd share: the descriptor's
-// format and the loan records' keys.
+// format, the loan records' keys, and a worker's loan bookkeeping (LoanBook).
 
 import { BUF_SIZE, ITEM_NODE, NODE_MAX_HEIGHT } from "../abi.js";
 import { keyHashSlot } from "./kv/cluster.js";
-import type { Item } from "../object.js";
+import type { Item, PeerPool } from "../object.js";
 
 /** Bytes of a remote value's descriptor before its items (8 bytes each follow). */
 export const REMOTE_HEAD = 16;
@@ -130,4 +130,91 @@ export function remoteItems(r: RemoteValue): Item[] {
     );
   }
   return out;
+}
+
+/**
+ * A worker's loan bookkeeping, the same in kv and httpd (their messages between workers differ,
+ * not this): the other workers' pool memories, where the loans this worker's records name lie
+ * (attachPeer); the next loan id and the keys of the loans kept here for each borrower; and
+ * after a restart, per borrower, the loans recovered here until it says which its records still
+ * name (named()), and per lender, the loans of its that this worker's records name, told to it
+ * once (live()).
+ */
+export class LoanBook {
+  readonly #prefix: Uint8Array[];
+  readonly #peers: (PeerPool | null)[];
+  #next = 1;
+  readonly #recovered: (Map<number, Uint8Array> | null)[];
+  #live: number[][] | null;
+
+  constructor(
+    readonly index: number,
+    readonly count: number,
+  ) {
+    this.#prefix = loanPrefixes(index, count);
+    this.#peers = Array.from({ length: count }, () => null);
+    this.#recovered = Array.from({ length: count }, () => null);
+    this.#live = Array.from({ length: count }, () => []);
+  }
+
+  /** At start: a loan record of this log, `key` (kept for the worker its hash tag names). */
+  recovered(key: Uint8Array): void {
+    const w = keyHashSlot(key) % this.count;
+    const id = loanId(key);
+    if (w === this.index || id < 0) return;
+    (this.#recovered[w] ??= new Map()).set(id, key);
+    if (id >= this.#next) this.#next = id + 1;
+  }
+
+  /** At start: a record of this worker's names loan `id` of worker `w`. */
+  names(w: number, id: number): void {
+    if (w < this.count) this.#live?.[w]!.push(id);
+  }
+
+  /** Worker `w`'s pool memory (its core's memory, shared with this thread) and buffer 0's address there. */
+  attachPeer(w: number, memory: ArrayBufferLike, base: number): void {
+    this.#peers[w] = { bytes: new Uint8Array(memory), base };
+  }
+
+  /** Worker `w`'s pool, once attached. */
+  peer(w: number): PeerPool | null {
+    return this.#peers[w] ?? null;
+  }
+
+  /** The id the next loan gets; taken() once its record is in the log. */
+  get nextId(): number {
+    return this.#next;
+  }
+
+  taken(): void {
+    this.#next++;
+  }
+
+  /** The key of loan `id` kept here for worker `w`. */
+  key(w: number, id: number): Uint8Array {
+    return loanKey(this.#prefix[w]!, id);
+  }
+
+  /**
+   * Once after a start: per worker, the ids of its loans that this worker's records name (to
+   * tell it), or null after the first call.
+   */
+  live(): number[][] | null {
+    const l = this.#live;
+    this.#live = null;
+    return l;
+  }
+
+  /**
+   * After a restart, worker `w` said which of the loans kept here for it its records name
+   * (`ids`): the ids of the others, which nothing names any more, to end. Empty after the first
+   * call for `w`, or where nothing was recovered for it.
+   */
+  named(w: number, ids: Iterable<number>): number[] {
+    const kept = this.#recovered[w];
+    this.#recovered[w] = null;
+    if (!kept) return [];
+    for (const id of ids) kept.delete(id);
+    return [...kept.keys()];
+  }
 }

@@ -31,7 +31,7 @@ import { ObjectCursor, type Item } from "../../object.js";
 import { LogFullError } from "../../log.js";
 import type { Pool } from "../../pool.js";
 import type { KvStore } from "./store.js";
-import { decodeRemote, encodeRemote, loanId, loanKey, loanPrefixes, remoteRanges, type RemoteValue } from "../loan.js";
+import { decodeRemote, encodeRemote, LoanBook, remoteRanges, type RemoteValue } from "../loan.js";
 import { freeNamedParts, type Conn, type Part } from "../conn.js";
 import { keyHashSlot } from "./cluster.js";
 import type { Arg, KvClient } from "./commands.js";
@@ -222,19 +222,12 @@ export class KvShards {
   #drain = new Map<Conn<KvClient>, () => void>();
   /** Writes cross as loans (ShardTransport.lend). */
   #lend: boolean;
-  /** Per worker: its pool's memory and buffer 0's address there (attachPeer). */
-  #peers: ({ bytes: Uint8Array; base: number } | null)[] = [];
-  /** Per worker: the first bytes of the loan keys kept for it (a hash tag it owns). */
-  #loanPrefix: Uint8Array[] = [];
-  #nextLoan = 1;
+  /** The other workers' pools, loan ids and keys, and what a restart recovered (loan.ts). */
+  #loans: LoanBook;
   /** Per worker: where in its request batch a request waits for its loan's record to be durable. */
   #reqWait: { start: number; seq: number }[][] = [];
   /** Per worker: loans of its to release once the record that superseded their names is durable. */
   #releases: { id: number; seq: number }[][] = [];
-  /** Per worker: after a restart, the loans kept for it (id -> key) until it says which it names. */
-  #recovered: (Map<number, Uint8Array> | null)[] = [];
-  /** Per worker: after a restart, its loans this worker's records name (sent once). */
-  #live: number[][] | null = [];
 
   constructor(t: ShardTransport, h: ShardHost) {
     if (!Number.isInteger(t.count) || t.count < 1 || !Number.isInteger(t.index) || t.index < 0 || t.index >= t.count)
@@ -248,28 +241,19 @@ export class KvShards {
       this.#reqOut.push(new Out());
       this.#repOut.push(new Out());
       this.#owed.push([]);
-      this.#peers.push(null);
       this.#reqWait.push([]);
       this.#releases.push([]);
-      this.#recovered.push(null);
-      this.#live!.push([]);
     }
-    this.#loanPrefix = loanPrefixes(t.index, t.count);
+    const loans = (this.#loans = new LoanBook(t.index, t.count));
     const store = h.store;
     store.setPeers({
-      memory: (w) => this.#peers[w] ?? null,
+      memory: (w) => loans.peer(w),
       released: (w, id, seq) => this.#releases[w]!.push({ id, seq }),
     });
     // after a restart: the loans kept here (each for the worker its key's hash tag names) and
     // the loans of the others that this worker's records name
-    for (const key of store.loanEntries()) {
-      const w = this.owner(key);
-      const id = loanId(key);
-      if (w === this.index || id < 0) continue;
-      (this.#recovered[w] ??= new Map()).set(id, key);
-      if (id >= this.#nextLoan) this.#nextLoan = id + 1;
-    }
-    for (const r of store.remoteEntries()) if (r.worker < t.count) this.#live![r.worker]!.push(r.id);
+    for (const key of store.loanEntries()) loans.recovered(key);
+    for (const r of store.remoteEntries()) loans.names(r.worker, r.id);
   }
 
   /**
@@ -277,7 +261,7 @@ export class KvShards {
    * thread's) and the address of its buffer 0 there: its loans' bytes are read from it.
    */
   attachPeer(w: number, memory: ArrayBufferLike, base: number): void {
-    this.#peers[w] = { bytes: new Uint8Array(memory), base };
+    this.#loans.attachPeer(w, memory, base);
   }
 
   /** The worker that owns `key`. */
@@ -450,8 +434,8 @@ export class KvShards {
     const w = a.writer;
     if (!w || a.full) return null;
     const items: readonly Item[] = w.finish().names;
-    const id = this.#nextLoan;
-    const key = loanKey(this.#loanPrefix[to]!, id);
+    const id = this.#loans.nextId;
+    const key = this.#loans.key(to, id);
     let seq: number;
     try {
       seq = this.#h.store.lend(key, items);
@@ -459,7 +443,7 @@ export class KvShards {
       if (e instanceof LogFullError) return null;
       throw e;
     }
-    this.#nextLoan++;
+    this.#loans.taken();
     a.writer = null;
     w.release(); // the loan record holds its own references
     this.stats.lent++;
@@ -552,16 +536,12 @@ export class KvShards {
 
   /** Ends the loan `id` kept for worker `w` (released, or named by none of its records). */
   #unlend(w: number, id: number): void {
-    if (this.#h.store.unlend(loanKey(this.#loanPrefix[w]!, id))) this.stats.unlent++;
+    if (this.#h.store.unlend(this.#loans.key(w, id))) this.stats.unlent++;
   }
 
   /** After a restart: worker `w`'s records name these loans of this worker's; the others go. */
   #named(w: number, live: ArrayBuffer): void {
-    const kept = this.#recovered[w];
-    this.#recovered[w] = null;
-    if (!kept) return;
-    for (const id of ids(live)) kept.delete(id);
-    for (const id of kept.keys()) this.#unlend(w, id);
+    for (const id of this.#loans.named(w, ids(live))) this.#unlend(w, id);
   }
 
   #replies(buf: ArrayBuffer): void {
@@ -626,6 +606,7 @@ export class KvShards {
   /** After the group commit: every batch goes out (replies whose records are durable, requests). */
   afterCommit(): void {
     const durable = this.#h.durableSeq();
+    const named = this.#loans.live(); // once after a start: the loans of each that this one's records name
     for (let w = 0; w < this.count; w++) {
       if (w === this.index) continue;
       const owed = this.#owed[w]!;
@@ -659,7 +640,7 @@ export class KvShards {
       }
       rels.length = r;
       const rel = out.length ? idBuffer(out) : null;
-      const live = this.#live ? idBuffer(this.#live[w]!) : null;
+      const live = named ? idBuffer(named[w]!) : null;
       if (!req && !rep && !rel && !live) continue;
       const transfer: ArrayBuffer[] = [];
       if (req) transfer.push(req);
@@ -669,7 +650,6 @@ export class KvShards {
       this.stats.batchesOut++;
       this.#t.send(w, { req, rep, rel, live }, transfer);
     }
-    this.#live = null;
   }
 
   /** Replies owed to other workers that wait for durability (a later turn sends them). */

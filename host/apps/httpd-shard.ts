@@ -25,11 +25,10 @@
 // or one a read observed, wait for it to be durable). A batch that comes is handled at the next
 // turn's end, before the group commit.
 
-import { LogFullError } from "../log.js";
 import { ObjectCursor, peerView, type Item, type ObjectRef, type ObjectWriter, type PeerPool } from "../object.js";
 import { copyIntoBuffers } from "../paste.js";
 import type { BufferName } from "../pool.js";
-import { decodeRemote, encodeRemote, LoanBook, remoteItems, remoteRanges, type RemoteValue } from "./loan.js";
+import { decodeRemote, LoanBook, remoteItems, type RemoteValue } from "./loan.js";
 import type { Stack } from "../stack.js";
 import type { PmLog } from "../log.js";
 import type { Conn, DeferredReply, PullSource } from "./conn.js";
@@ -362,23 +361,17 @@ export class HttpdShards {
    * (the body is then copied over, as without loans).
    */
   #lendBody(to: number, w: ObjectWriter): { key: Uint8Array; desc: Uint8Array; seq: number } | null {
-    const items = w.finish().names;
-    const id = this.#book.nextId;
-    const key = this.#book.key(to, id);
-    let seq: number;
-    try {
-      seq = this.#h.log.append(key, items, { tag: HTTPD_LOAN_TAG });
-    } catch (e) {
-      if (e instanceof LogFullError) return null;
-      throw e;
-    }
-    this.#book.taken();
+    const loan = this.#book.lend(to, w.finish().names, w.length, this.#lendRecord);
+    if (!loan) return null;
     this.#loans++;
     this.stats.lent++;
-    const desc = encodeRemote({ worker: this.index, id, len: w.length, ranges: remoteRanges(items) });
     w.release(); // the loan record holds its own references
-    return { key, desc, seq };
+    return loan;
   }
+
+  /** Writes a loan record (LoanBook.lend's `append`). */
+  #lendRecord = (key: Uint8Array, items: readonly Item[]): number =>
+    this.#h.log.append(key, items, { tag: HTTPD_LOAN_TAG });
 
   /** Ends the loan `id` kept here for worker `w` (released, refused, or named by no record of w's). */
   #unlend(w: number, id: number): void {

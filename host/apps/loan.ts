@@ -5,6 +5,7 @@
 // format, the loan records' keys, and a worker's loan bookkeeping (LoanBook).
 
 import { BUF_SIZE, ITEM_NODE, NODE_MAX_HEIGHT } from "../abi.js";
+import { LogFullError } from "../log.js";
 import { keyHashSlot } from "./kv/cluster.js";
 import type { Item, PeerPool } from "../object.js";
 
@@ -181,13 +182,29 @@ export class LoanBook {
     return this.#peers[w] ?? null;
   }
 
-  /** The id the next loan gets; taken() once its record is in the log. */
-  get nextId(): number {
-    return this.#next;
-  }
-
-  taken(): void {
+  /**
+   * Lends `items` (a value or body of `len` bytes) to worker `to`: `append(key, items)` writes
+   * the loan record under the next loan's key and returns its sequence number. Returns the
+   * loan's key, its descriptor and that number; null when the log has no room for the record
+   * (LogFullError: the bytes are copied over instead), with no id taken.
+   */
+  lend(
+    to: number,
+    items: readonly Item[],
+    len: number,
+    append: (key: Uint8Array, items: readonly Item[]) => number,
+  ): { key: Uint8Array; desc: Uint8Array; seq: number } | null {
+    const id = this.#next;
+    const key = loanKey(this.#prefix[to]!, id);
+    let seq: number;
+    try {
+      seq = append(key, items);
+    } catch (e) {
+      if (e instanceof LogFullError) return null;
+      throw e;
+    }
     this.#next++;
+    return { key, desc: encodeRemote({ worker: this.index, id, len, ranges: remoteRanges(items) }), seq };
   }
 
   /** The key of loan `id` kept here for worker `w`. */

@@ -28,7 +28,8 @@ import {
   type Nested,
 } from "./reply.js";
 import { addLongDouble, formatLongDouble, isInfinite, parseLongDouble, type LongDouble } from "./float.js";
-import { KV_SMALL, KV_VALUE_ITEMS, pushValue, type KvStore, type RemoteValue, type Value } from "./store.js";
+import { KV_SMALL, KV_VALUE_ITEMS, pushValue, type KvStore, type Value } from "./store.js";
+import type { RemoteValue } from "../loan.js";
 import type { ObjectWriter } from "../../object.js";
 import type { ClusterState, SlotKeys } from "./cluster.js";
 import type { ClusterBus } from "./bus.js";

@@ -28,10 +28,9 @@
 // a release not yet durable) go.
 
 import { ObjectCursor, type Item } from "../../object.js";
-import { LogFullError } from "../../log.js";
 import type { Pool } from "../../pool.js";
 import type { KvStore } from "./store.js";
-import { decodeRemote, encodeRemote, LoanBook, remoteRanges, type RemoteValue } from "../loan.js";
+import { decodeRemote, LoanBook } from "../loan.js";
 import { freeNamedParts, type Conn, type Part } from "../conn.js";
 import { keyHashSlot } from "./cluster.js";
 import type { Arg, KvClient } from "./commands.js";
@@ -433,23 +432,16 @@ export class KvShards {
   #loan(to: number, a: Arg): { desc: Uint8Array; seq: number } | null {
     const w = a.writer;
     if (!w || a.full) return null;
-    const items: readonly Item[] = w.finish().names;
-    const id = this.#loans.nextId;
-    const key = this.#loans.key(to, id);
-    let seq: number;
-    try {
-      seq = this.#h.store.lend(key, items);
-    } catch (e) {
-      if (e instanceof LogFullError) return null;
-      throw e;
-    }
-    this.#loans.taken();
+    const loan = this.#loans.lend(to, w.finish().names, a.len, this.#lendRecord);
+    if (!loan) return null;
     a.writer = null;
     w.release(); // the loan record holds its own references
     this.stats.lent++;
-    const r: RemoteValue = { worker: this.index, id, len: a.len, ranges: remoteRanges(items) };
-    return { desc: encodeRemote(r), seq };
+    return loan;
   }
+
+  /** Writes a loan record (LoanBook.lend's `append`). */
+  #lendRecord = (key: Uint8Array, items: readonly Item[]): number => this.#h.store.lend(key, items);
 
   /** A piece's reply: when it is the last, the job's reply is made and the client's leave in order. */
   #answered(job: Job, piece: number, reply: Uint8Array): void {

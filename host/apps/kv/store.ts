@@ -28,8 +28,6 @@ import { BUF_SIZE, ITEM_NODE } from "../../abi.js";
 import { PmstackError } from "../../errors.js";
 import { REMOTE_HEAD, decodeRemote, encodeRemote, type RemoteValue } from "../loan.js";
 
-export { REMOTE_HEAD, decodeRemote, encodeRemote, type RemoteValue };
-
 /** Bytes of a record's trailer (and of a first-release record's header). */
 export const KV_TRAILER = 16;
 /** Record tag of this format. */

@@ -251,8 +251,9 @@ export class KvShards {
     });
     // after a restart: the loans kept here (each for the worker its key's hash tag names) and
     // the loans of the others that this worker's records name
-    for (const key of store.loanEntries()) loans.recovered(key);
-    for (const r of store.remoteEntries()) loans.names(r.worker, r.id);
+    const found = store.atStart();
+    for (const key of found?.loans ?? []) loans.recovered(key);
+    for (const r of found?.remote ?? []) loans.names(r.worker, r.id);
   }
 
   /**

@@ -101,12 +101,16 @@ export class KvStore {
     this.#mem = new Uint8Array(log.pool.core.memory.buffer);
     this.#dv = new DataView(log.pool.core.memory.buffer);
     this.#bufBase = log.pool.address(0);
-    // keys with an expiry, from the recovered log
+    // keys with an expiry, from the recovered log; and its loans, and the loans its records
+    // name, for a sharded store's check after a restart (atStart)
     for (const e of log.entries()) {
       if (e.tag === KV_LOAN_TAG) {
         this.#loans++;
+        this.#atStart!.loans.push(e.key);
         continue;
       }
+      const r = this.#remoteOf(e);
+      if (r) this.#atStart!.remote.push(r);
       const t = this.#decode({ names: e.names, tag: e.tag, seq: e.seq, length: 0 })?.expireAt ?? 0;
       if (t > 0) this.#expires.set(latin1(e.key), t);
     }
@@ -153,24 +157,42 @@ export class KvStore {
     return true;
   }
 
-  /** The loan records' keys, for the check after a restart. */
+  /**
+   * What the recovered log held, found in the constructor's pass over it: the loan records'
+   * keys and the remote values its records named (after a restart: which loans are still
+   * named). Once; null after.
+   */
+  atStart(): { loans: Uint8Array[]; remote: RemoteValue[] } | null {
+    const s = this.#atStart;
+    this.#atStart = null;
+    return s;
+  }
+
+  #atStart: { loans: Uint8Array[]; remote: RemoteValue[] } | null = { loans: [], remote: [] };
+
+  /** The loan records' keys now. */
   loanEntries(): Uint8Array[] {
     const out: Uint8Array[] = [];
     for (const e of this.log.entries()) if (e.tag === KV_LOAN_TAG) out.push(e.key);
     return out;
   }
 
-  /** The remote values this store's records name (after a restart: which loans are still named). */
+  /** The remote values this store's records name now. */
   remoteEntries(): RemoteValue[] {
     const out: RemoteValue[] = [];
     for (const e of this.log.entries()) {
-      if (e.tag !== KV_TAG) continue;
-      const last = e.names[e.names.length - 1];
-      if (!last || last.height || last.length < KV_TRAILER + REMOTE_HEAD) continue;
-      const r = this.#remoteIn(last.index, last.offset, last.length);
+      const r = this.#remoteOf(e);
       if (r) out.push(r);
     }
     return out;
+  }
+
+  /** The remote value a record names, or null. */
+  #remoteOf(e: { tag: number; names: readonly Item[] }): RemoteValue | null {
+    if (e.tag !== KV_TAG) return null;
+    const last = e.names[e.names.length - 1];
+    if (!last || last.height || last.length < KV_TRAILER + REMOTE_HEAD) return null;
+    return this.#remoteIn(last.index, last.offset, last.length);
   }
 
   /** Writes `key -> a value another worker keeps` (its loan, which the record now names). */

@@ -41,6 +41,12 @@ export const SLOT_LEN = 6;
 export const SLOT_CONN = 8;
 export const SLOT_FLAGS = 12;
 export const SF_MORE = 1;
+/** The core's RX first-slot flags (docs/core-abi.md): the checksum verified, or partial (conn = csum_start | csum_offset << 16). */
+export const RXF_CSUM_VALID = 2;
+export const RXF_NEEDS_CSUM = 4;
+/** The core's TX first-slot flags: checksum offload (start, offset in bits 8-15, 16-23) and GSO type (bits 4-7; conn = gso_size | hdr_len << 16). */
+export const TXF_NEEDS_CSUM = 2;
+export const TXF_GSO_SHIFT = 4;
 
 /** Wasm page size. The PM file is mapped at a multiple of it. */
 export const WASM_PAGE = 65536;

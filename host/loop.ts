@@ -5,22 +5,16 @@
 // busy-polls when asked. It counts turns, frames and syscalls. For tests it can inject faults
 // (drop, duplicate, reorder/delay, corrupt) between the NIC and the core, each direction seeded.
 
-import { SF_MORE } from "./abi.js";
+import { RXF_NEEDS_CSUM, SF_MORE } from "./abi.js";
 import { prng, type FaultConfig } from "./link/fault.js";
 import { TimeQueue } from "./link/timeq.js";
+import { coreRxFlags, txFrameOf } from "./nic/frames.js";
 import type { NicPort, TxFrame } from "./nic/port.js";
 import { SF_CSUM_VALID, SF_GSO_MASK, SF_GSO_SHIFT, SF_NEEDS_CSUM } from "./nic/abi.js";
 import type { PcapWriter } from "./pcap.js";
 import type { Pool } from "./pool.js";
 import { Ring } from "./ring.js";
 import type { Stack, StackEvent } from "./stack.js";
-
-/** The core's RX flags (docs/core-abi.md). */
-const RXF_CSUM_VALID = 2;
-const RXF_NEEDS_CSUM = 4;
-/** The core's TX first-slot flags (docs/core-abi.md): checksum offload and GSO requests. */
-const TXF_NEEDS_CSUM = 2;
-const TXF_GSO_SHIFT = 4;
 
 export interface LoopStats {
   turns: number;
@@ -317,6 +311,9 @@ export function refTimer<T>(t: T, ref: boolean): T {
 export class NicLoop {
   readonly stack: Stack;
   readonly nic: NicPort;
+  /** Whether received frames move from the NIC's ring to the core's slot to slot (drainInto), and sent ones back (sendFrom). */
+  #rxDirect: boolean;
+  #txDirect: boolean;
   readonly stats: LoopStats;
   #opts: LoopOptions;
   #now: () => number;
@@ -361,6 +358,12 @@ export class NicLoop {
     };
     this.#rxFaults = opts.faults?.rx ? new FrameFaults(stack.pool, opts.faults.rx, true) : null;
     this.#txFaults = opts.faults?.tx ? new FrameFaults(stack.pool, opts.faults.tx, false) : null;
+    // frames move slot to slot (no object per frame) where the queue can (every NicPort can; a
+    // queue of another host's making may offer only drain() and send()) and nothing between
+    // the NIC and the core needs them as objects
+    const direct = typeof nic.drainInto === "function" && typeof nic.sendFrom === "function";
+    this.#rxDirect = direct && !this.#rxFaults && !opts.pcap && !opts.onNeighborFrame;
+    this.#txDirect = direct && !this.#txFaults && !opts.pcap;
     this.#now = opts.now ?? (() => performance.now());
     const memory = stack.pool.core.memory;
     this.#rx = new Ring(memory, stack.rings.rx);
@@ -398,7 +401,8 @@ export class NicLoop {
       rxf.due(now, due);
       for (const f of due) this.#toCore(f.bufs, f.flags, f.cs, f.co);
       due.length = 0;
-    } else for (const f of this.nic.drain()) this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
+    } else if (this.#rxDirect) this.nic.drainInto(this.#rx, this.stats);
+    else for (const f of this.nic.drain()) this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
     // frames another worker shared (injected) join the batch
     if (this.#injected.length) {
       for (const f of this.#injected) if (!s.port.deliver(f)) this.stats.rxRingFull++;
@@ -562,7 +566,7 @@ export class NicLoop {
       this.stack.pool.freeBatch(bufs.map((b) => b.index));
       return;
     }
-    const first = (flags & SF_NEEDS_CSUM ? RXF_NEEDS_CSUM : 0) | (flags & SF_CSUM_VALID ? RXF_CSUM_VALID : 0);
+    const first = coreRxFlags(flags);
     let tail = rx.tail;
     for (let k = 0; k < bufs.length; k++) {
       const b = bufs[k]!;
@@ -581,40 +585,22 @@ export class NicLoop {
   }
 
   #sendAll(now: number): void {
+    const ring = this.#tx;
+    const txf = this.#txFaults;
+    if (this.#txDirect) {
+      this.stats.txFrames += this.nic.sendFrom(ring);
+      return;
+    }
     const tx = this.#txFrames;
     tx.length = 0;
-    const ring = this.#tx;
     let head = ring.head;
-    const tail = ring.tail;
-    let cur: TxFrame | null = null;
-    while (head !== tail) {
-      const s = ring.slot(head);
-      const b = { index: ring.buf(s), offset: ring.off(s), length: ring.len(s) };
-      const fl = ring.flags(s);
-      if (!cur) {
-        cur = { bufs: [] };
-        if (fl & (TXF_NEEDS_CSUM | (0xf << TXF_GSO_SHIFT))) {
-          // a TSO superframe: the NIC completes the checksum and cuts gsoSize-byte segments
-          const gso = (fl >>> TXF_GSO_SHIFT) & 0xf;
-          const info = ring.conn(s);
-          cur.flags = (fl & TXF_NEEDS_CSUM ? SF_NEEDS_CSUM : 0) | (gso << SF_GSO_SHIFT);
-          cur.csumStart = (fl >>> 8) & 0xff;
-          cur.csumOffset = (fl >>> 16) & 0xff;
-          if (gso) {
-            cur.gsoSize = info & 0xffff;
-            cur.hdrLen = info >>> 16;
-          }
-        }
-      }
-      cur.bufs.push(b);
-      head = (head + 1) >>> 0;
-      if (!(fl & SF_MORE)) {
-        tx.push(cur);
-        cur = null;
-      }
+    while (head !== ring.tail) {
+      const end = ring.chainEnd(head);
+      if (end < 0) break; // an unfinished frame stays for the next turn
+      tx.push(txFrameOf(ring, head, end));
+      head = end;
     }
     ring.head = head;
-    const txf = this.#txFaults;
     if (txf) {
       for (const f of tx)
         txf.push(

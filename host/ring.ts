@@ -104,6 +104,21 @@ export class Ring {
     u32[s + FLAGS] = flags;
   }
 
+  /**
+   * The position just past the frame whose first slot is at `pos` (its last slot is the first
+   * without SF_MORE), or -1 while the frame is not complete (its producer has not published it
+   * all).
+   */
+  chainEnd(pos: number): number {
+    const tail = this.#u32[this.#h + TAIL]!;
+    while (pos !== tail) {
+      const more = this.#u32[this.slot(pos) + FLAGS]! & abi.SF_MORE;
+      pos = (pos + 1) >>> 0;
+      if (!more) return pos;
+    }
+    return -1;
+  }
+
   /** Memory offset of the lane row of position `pos` (the ring must have a lane). */
   laneRow(pos: number): number {
     return this.lane + (pos & this.mask) * abi.LANE_ROW;

@@ -3,7 +3,7 @@
 // the addon reads them into pool buffers and writes ring slots; the host (later the core)
 // reads the slots. Formats: docs/nic.md.
 
-import { BUF_SIZE, SF_MORE } from "../abi.js";
+import { BUF_SIZE, RXF_NEEDS_CSUM, SF_MORE } from "../abi.js";
 import type { CoreInstance } from "../core.js";
 import { PmstackError } from "../errors.js";
 import type { Pool } from "../pool.js";
@@ -17,6 +17,7 @@ import {
   type NicNative,
   type NicStats,
 } from "./native.js";
+import { coreRxFlags, txFrameOf, txOffload, type TxOffload } from "./frames.js";
 
 /** Offsets (in the core's memory) of one queue's rings and tables, reserved before the pool is sealed. */
 export interface NicQueues {
@@ -132,6 +133,8 @@ export abstract class NicPort {
   #closed = false;
   /** Frames waiting for room on the TX ring, in order. */
   #backlog: TxFrame[] = [];
+  /** sendFrom()'s decoded offloads of the frame it moves (one object, reused). */
+  #off: TxOffload = { flags: 0, csumStart: 0, csumOffset: 0, gsoSize: 0, hdrLen: 0 };
 
   protected constructor(pool: Pool, queues: NicQueues, nat: NicNative, handle: object, fillTarget: number) {
     this.pool = pool;
@@ -237,6 +240,59 @@ export abstract class NicPort {
     return out;
   }
 
+  /**
+   * drain() and the hand-over to a core in one, with no object per frame: moves every received
+   * frame from this queue's RX ring onto `core` (a stack's RX ring), slot by slot, its first
+   * slot's checksum state in the core's form. A frame `core` has no room for is dropped (its
+   * buffers freed). Counts each frame moved in `counts.rxFrames`, each dropped in
+   * `counts.rxRingFull`.
+   */
+  drainInto(core: Ring, counts: { rxFrames: number; rxRingFull: number }): void {
+    const rx = this.#rx;
+    let head = rx.head;
+    const tail = rx.tail;
+    let to = core.tail;
+    const room = core.mask + 1;
+    while (head !== tail) {
+      const end = rx.chainEnd(head);
+      if (end < 0) break; // the addon publishes chains whole: not reached
+      const n = (end - head) >>> 0;
+      if (room - ((to - core.head) >>> 0) < n) {
+        for (let p = head; p !== end; p = (p + 1) >>> 0) this.pool.free(rx.buf(rx.slot(p)));
+        counts.rxRingFull++;
+        head = end;
+        continue;
+      }
+      const flags = rx.flags(rx.slot(head));
+      const first = coreRxFlags(flags);
+      let conn = 0;
+      if (first & RXF_NEEDS_CSUM && flags & 0xff00) {
+        // a partial checksum: where it starts and where it goes, from the metadata table
+        const m = (this.queues.rxMeta + (head & rx.mask) * META_SIZE) >>> 1;
+        conn = (this.#u16[m]! | (this.#u16[m + 1]! << 16)) >>> 0;
+      }
+      for (let p = head; p !== end;) {
+        const s = rx.slot(p);
+        const k = p;
+        p = (p + 1) >>> 0;
+        const more = p !== end ? SF_MORE : 0;
+        core.put(
+          core.slot(to),
+          rx.buf(s),
+          rx.off(s),
+          rx.len(s),
+          k === head ? conn : 0,
+          (k === head ? first : 0) | more,
+        );
+        to = (to + 1) >>> 0;
+      }
+      counts.rxFrames++;
+      head = end;
+    }
+    rx.head = head;
+    core.tail = to; // publish the batch
+  }
+
   /** Frees the buffers of received frames (drops the NIC's reference). */
   release(frames: readonly RxFrame[]): void {
     const idx: number[] = [];
@@ -269,6 +325,66 @@ export abstract class NicPort {
       i = j;
     }
     return sent + this.#flushRing();
+  }
+
+  /**
+   * send() straight from a core, with no object per frame: moves every complete frame queued on
+   * `core` (a stack's TX ring, its first slot's offload request in the core's form) onto this
+   * queue's TX ring, making room as send() does, then sends with one addon call. Frames that
+   * still do not fit wait in the backlog, in order. Returns the frames taken from `core`.
+   */
+  sendFrom(core: Ring): number {
+    this.#live();
+    const tx = this.#tx;
+    let head = core.head;
+    const tail = core.tail;
+    let taken = 0;
+    while (head !== tail) {
+      const end = core.chainEnd(head);
+      if (end < 0) break; // an unfinished frame stays for the next turn
+      const n = (end - head) >>> 0;
+      if (n > tx.mask + 1)
+        throw new RangeError(`pmstack: a frame of ${n} buffers cannot fit a ${tx.mask + 1}-slot TX ring`);
+      if (this.#backlog.length === 0) {
+        if (tx.space() < n) this.#flushRing();
+        if (tx.space() >= n) {
+          this.#putFrame(core, head, n);
+          head = end;
+          taken++;
+          continue;
+        }
+      }
+      this.#backlog.push(txFrameOf(core, head, end));
+      head = end;
+      taken++;
+    }
+    core.head = head;
+    if (taken || this.txPending) this.flush();
+    return taken;
+  }
+
+  /** Writes the `n` slots of the core's frame at `head` onto the TX ring (it has room). */
+  #putFrame(core: Ring, head: number, n: number): void {
+    const tx = this.#tx;
+    let tail = tx.tail;
+    const s0 = core.slot(head);
+    const o = this.#off;
+    txOffload(core.flags(s0), core.conn(s0), o);
+    const m = (this.queues.txMeta + (tail & tx.mask) * META_SIZE) >>> 1;
+    this.#u16[m] = o.csumStart;
+    this.#u16[m + 1] = o.csumOffset;
+    this.#u16[m + 2] = o.gsoSize;
+    this.#u16[m + 3] = o.hdrLen;
+    for (let k = 0, p = head; k < n; k++, p = (p + 1) >>> 0) {
+      const s = core.slot(p);
+      const off = core.off(s);
+      const len = core.len(s);
+      if (!(len > 0 && off + len <= BUF_SIZE))
+        throw new RangeError(`pmstack: bad TX buffer ${core.buf(s)} [${off}, +${len})`);
+      tx.put(tx.slot(tail), core.buf(s), off, len, 0, (k === 0 ? o.flags & ~SF_MORE : 0) | (k + 1 < n ? SF_MORE : 0));
+      tail = (tail + 1) >>> 0;
+    }
+    tx.tail = tail;
   }
 
   /** Writes frames[from..] on the TX ring while they fit; returns the index of the first left over. */

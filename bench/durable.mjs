@@ -119,6 +119,8 @@ const RESP_CLIENTS = [1, 10, 50];
 const PIPELINES = [1, 16];
 const WRK_KEYS = 16384; // per wrk thread: keys wrap, the stores stay bounded
 const RESP_KEYS = 10000;
+/** The profile's hot GET cell: few enough keys that every server keeps them in the CPU's caches. */
+const HOT_KEYS = 100;
 /** Object cells: body size, tag, keys written in turn, connections. */
 const OBJECTS = [
   [65536, "64k", 256, 4],
@@ -870,10 +872,14 @@ async function runMedium(o, base) {
       // bytes its heap took), and its loop's counters give turns, frames, events and NIC
       // syscalls per request. A second pass with PMSTACK_COUNT_CALLS=1 (every call into the
       // core and the addon counted, which slows them) gives the crossings per request.
+      // The last cell is the same GET over HOT_KEYS keys: every lookup's index slot, record and
+      // value then stay in the CPU's caches, for pmstack and its peers alike, so beside the cell
+      // before it, it tells what reaching values scattered over a large pool costs each server.
       const cells = [
         ["httpd", "post_c50_1k"],
         ["kv", "set_c1_p1"],
         ["kv", "get_c50_p16"],
+        ["kv", "get_c50_p16_hot"],
       ];
       const measure = async (srv, app, cell) => {
         if (app === "httpd") {
@@ -890,15 +896,17 @@ async function runMedium(o, base) {
             };
           };
         }
-        await redisBench(srv.host, srv.port, "set", 10, 1, T.probeN * 3); // warm-up, fills keys
+        const keys = cell.endsWith("_hot") ? HOT_KEYS : RESP_KEYS;
+        await redisBench(srv.host, srv.port, "set", 10, 1, T.probeN * 3, 1024, keys); // warm-up, fills keys
         const [cmd, c, P] = cell === "set_c1_p1" ? ["set", 1, 1] : ["get", 50, 16];
-        const probe = await redisBench(srv.host, srv.port, cmd, c, P, Math.max(T.probeN, c * P * 20));
+        const probe = await redisBench(srv.host, srv.port, cmd, c, P, Math.max(T.probeN, c * P * 20), 1024, keys);
         return async () => {
-          const r = await redisBench(srv.host, srv.port, cmd, c, P, Math.max(5000, Math.round(probe.rps * T.wrkS)));
+          const n = Math.max(5000, Math.round(probe.rps * T.wrkS));
+          const r = await redisBench(srv.host, srv.port, cmd, c, P, n, 1024, keys);
           return {
             requests: r.requests,
             rps: r.rps,
-            what: `pmstack-kv-tap, ${cmd.toUpperCase()} 1 KiB c${c} pipeline ${P}`,
+            what: `pmstack-kv-tap, ${cmd.toUpperCase()} 1 KiB c${c} pipeline ${P}, ${keys} keys`,
           };
         };
       };

@@ -401,7 +401,7 @@ export class NicLoop {
       rxf.due(now, due);
       for (const f of due) this.#toCore(f.bufs, f.flags, f.cs, f.co);
       due.length = 0;
-    } else if (this.#rxDirect) this.nic.drainInto(this.#rx, this.stats);
+    } else if (this.#rxDirect) this.nic.drainInto(this.stack.rings.rx, this.stats);
     else for (const f of this.nic.drain()) this.#toCore(f.bufs, f.flags, f.csumStart, f.csumOffset);
     // frames another worker shared (injected) join the batch
     if (this.#injected.length) {
@@ -588,7 +588,7 @@ export class NicLoop {
     const ring = this.#tx;
     const txf = this.#txFaults;
     if (this.#txDirect) {
-      this.stats.txFrames += this.nic.sendFrom(ring);
+      this.stats.txFrames += this.nic.sendFrom(this.stack.rings.tx);
       return;
     }
     const tx = this.#txFrames;

@@ -133,6 +133,8 @@ export abstract class NicPort {
   #closed = false;
   /** Frames waiting for room on the TX ring, in order. */
   #backlog: TxFrame[] = [];
+  /** Frames that found the TX ring full even after a flush and waited in the backlog (send(), sendFrom()). */
+  txBacklogged = 0;
   /** sendFrom()'s decoded offloads of the frame it moves (one object, reused). */
   #off: TxOffload = { flags: 0, csumStart: 0, csumOffset: 0, gsoSize: 0, hdrLen: 0 };
 
@@ -242,12 +244,13 @@ export abstract class NicPort {
 
   /**
    * drain() and the hand-over to a core in one, with no object per frame: moves every received
-   * frame from this queue's RX ring onto `core` (a stack's RX ring), slot by slot, its first
-   * slot's checksum state in the core's form. A frame `core` has no room for is dropped (its
-   * buffers freed). Counts each frame moved in `counts.rxFrames`, each dropped in
+   * frame from this queue's RX ring onto the ring at memory offset `coreRx` (a stack's RX ring:
+   * `stack.rings.rx`), slot by slot, its first slot's checksum state in the core's form. A
+   * frame that ring has no room for is dropped (its buffers freed). Counts each frame moved in `counts.rxFrames`, each dropped in
    * `counts.rxRingFull`.
    */
-  drainInto(core: Ring, counts: { rxFrames: number; rxRingFull: number }): void {
+  drainInto(coreRx: number, counts: { rxFrames: number; rxRingFull: number }): void {
+    const core = this.#coreRing(coreRx);
     const rx = this.#rx;
     let head = rx.head;
     const tail = rx.tail;
@@ -320,6 +323,7 @@ export abstract class NicPort {
       const j = this.#enqueue(frames, i);
       if (j === i) {
         for (let k = i; k < frames.length; k++) this.#backlog.push(frames[k]!);
+        this.txBacklogged += frames.length - i;
         return sent;
       }
       i = j;
@@ -329,12 +333,13 @@ export abstract class NicPort {
 
   /**
    * send() straight from a core, with no object per frame: moves every complete frame queued on
-   * `core` (a stack's TX ring, its first slot's offload request in the core's form) onto this
-   * queue's TX ring, making room as send() does, then sends with one addon call. Frames that
+   * the ring at memory offset `coreTx` (a stack's TX ring: `stack.rings.tx`; its first slot's
+   * offload request in the core's form) onto this queue's TX ring, making room as send() does, then sends with one addon call. Frames that
    * still do not fit wait in the backlog, in order. Returns the frames taken from `core`.
    */
-  sendFrom(core: Ring): number {
+  sendFrom(coreTx: number): number {
     this.#live();
+    const core = this.#coreRing(coreTx);
     const tx = this.#tx;
     let head = core.head;
     const tail = core.tail;
@@ -355,12 +360,21 @@ export abstract class NicPort {
         }
       }
       this.#backlog.push(txFrameOf(core, head, end));
+      this.txBacklogged++;
       head = end;
       taken++;
     }
     core.head = head;
     if (taken || this.txPending) this.flush();
     return taken;
+  }
+
+  /** Views of the core's rings drainInto() and sendFrom() were given, by memory offset (made once). */
+  #coreRings = new Map<number, Ring>();
+  #coreRing(at: number): Ring {
+    let r = this.#coreRings.get(at);
+    if (!r) this.#coreRings.set(at, (r = new Ring(this.pool.core.memory, at)));
+    return r;
   }
 
   /** Writes the `n` slots of the core's frame at `head` onto the TX ring (it has room). */

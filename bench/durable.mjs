@@ -55,7 +55,8 @@
 // PMSTACK_BENCH_QUICK=1 is the same as "quick"
 // (short cells, one repetition: a smoke run). --prof runs pmstack-httpd-tap (POST 1 KiB, 50
 // connections) and pmstack-kv-tap (SET 1 KiB at one client; GET 1 KiB at 50 clients, pipeline
-// 16) once more, each cell in a server of its own that profiles itself over the measured
+// 16, over the cells' 10,000 keys and over 100) once more, with redis and resp-floor through the
+// kv cells after it, each cell in a server of its own that profiles itself over the measured
 // requests (V8 CPU profile, heap allocation, loop counters; then a pass counting calls into the
 // core and the addon), and adds what each request costs to the notes (the profiles stay in
 // os.tmpdir()).

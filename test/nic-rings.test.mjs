@@ -169,6 +169,53 @@ test("sendFrom: a TX ring that fills sends what it holds, the rest waits in the 
   pool.close();
 });
 
+test("sendFrom: a frame no NIC can send is a RangeError; its buffers are freed, the frames before it sent, those after it left for the next call", () => {
+  let q;
+  let coreTx;
+  const pool = Pool.volatile({
+    buffers: 256,
+    configure: (core) => {
+      q = reserveNicQueues(core, { ringLog2: 6 });
+      coreTx = core.exports.ringCreate(5);
+    },
+  });
+  const idle = pool.counts();
+  const port = new FakePort(pool, q, 100);
+  const core = new RingView(pool.core.memory, coreTx);
+  let tail = core.tail;
+  const bufs = [];
+  for (let k = 0; k < 4; k++) {
+    const b = pool.alloc("stack");
+    bufs.push(b);
+    pool.view(b, 0, 60).set(pattern(k, 60));
+    if (k === 2) {
+      // a chain whose second slot names no bytes
+      const c = pool.alloc("stack");
+      bufs.push(c);
+      core.put(tail++, b, 0, 60, 0, SF_MORE);
+      core.put(tail++, c, 100, 0, 0, 0);
+    } else core.put(tail++, b, 0, 60, 0, 0);
+  }
+  core.tail = tail;
+  assert.throws(
+    () => port.sendFrom(coreTx),
+    (e) => e instanceof RangeError && /bad TX buffer/.test(e.message),
+  );
+  assert.equal(
+    port.sent.map((f) => f.bytes),
+    [pattern(0, 60), pattern(1, 60)],
+    "the frames before it were sent",
+  );
+  assert.is(pool.owner(bufs[2]), "free");
+  assert.is(pool.owner(bufs[3]), "free");
+  assert.is(port.sendFrom(coreTx), 1, "the frame after it goes at the next call");
+  assert.ok(port.sent[2].bytes.equals(pattern(3, 60)));
+  assert.is(core.head, core.tail);
+  port.close();
+  assert.equal(pool.counts(), idle, "every buffer is back in the pool");
+  pool.close();
+});
+
 test("drainInto: frames move onto the core's RX ring with its checksum flags; those it has no room for are dropped and freed", () => {
   let q;
   let coreRx;

@@ -246,8 +246,8 @@ export abstract class NicPort {
    * drain() and the hand-over to a core in one, with no object per frame: moves every received
    * frame from this queue's RX ring onto the ring at memory offset `coreRx` (a stack's RX ring:
    * `stack.rings.rx`), slot by slot, its first slot's checksum state in the core's form. A
-   * frame that ring has no room for is dropped (its buffers freed). Counts each frame moved in `counts.rxFrames`, each dropped in
-   * `counts.rxRingFull`.
+   * frame that ring has no room for is dropped (its buffers freed). Counts each frame moved in
+   * `counts.rxFrames`, each dropped in `counts.rxRingFull`.
    */
   drainInto(coreRx: number, counts: { rxFrames: number; rxRingFull: number }): void {
     const core = this.#coreRing(coreRx);
@@ -334,8 +334,11 @@ export abstract class NicPort {
   /**
    * send() straight from a core, with no object per frame: moves every complete frame queued on
    * the ring at memory offset `coreTx` (a stack's TX ring: `stack.rings.tx`; its first slot's
-   * offload request in the core's form) onto this queue's TX ring, making room as send() does, then sends with one addon call. Frames that
-   * still do not fit wait in the backlog, in order. Returns the frames taken from `core`.
+   * offload request in the core's form) onto this queue's TX ring, making room as send() does,
+   * then sends with one addon call. Frames that still do not fit wait in the backlog, in order.
+   * Returns the frames taken from the core's ring. A frame no NIC can send (more buffers than
+   * the TX ring has slots, or a slot naming no bytes of a buffer) is a RangeError: its buffers
+   * are freed and the frames after it stay for the next call.
    */
   sendFrom(coreTx: number): number {
     this.#live();
@@ -348,8 +351,14 @@ export abstract class NicPort {
       const end = core.chainEnd(head);
       if (end < 0) break; // an unfinished frame stays for the next turn
       const n = (end - head) >>> 0;
-      if (n > tx.mask + 1)
-        throw new RangeError(`pmstack: a frame of ${n} buffers cannot fit a ${tx.mask + 1}-slot TX ring`);
+      const bad = this.#badFrame(core, head, end, n);
+      if (bad) {
+        // a frame no NIC can send: its buffers go back, and the frames after it go on later
+        for (let p = head; p !== end; p = (p + 1) >>> 0) this.pool.free(core.buf(core.slot(p)));
+        core.head = end;
+        if (taken) this.flush();
+        throw new RangeError(bad);
+      }
       if (this.#backlog.length === 0) {
         if (tx.space() < n) this.#flushRing();
         if (tx.space() >= n) {
@@ -377,7 +386,19 @@ export abstract class NicPort {
     return r;
   }
 
-  /** Writes the `n` slots of the core's frame at `head` onto the TX ring (it has room). */
+  /** Why the core's frame [head, end) of `n` slots cannot be sent, or null. */
+  #badFrame(core: Ring, head: number, end: number, n: number): string | null {
+    if (n > this.#tx.mask + 1) return `pmstack: a frame of ${n} buffers cannot fit a ${this.#tx.mask + 1}-slot TX ring`;
+    for (let p = head; p !== end; p = (p + 1) >>> 0) {
+      const s = core.slot(p);
+      const off = core.off(s);
+      const len = core.len(s);
+      if (!(len > 0 && off + len <= BUF_SIZE)) return `pmstack: bad TX buffer ${core.buf(s)} [${off}, +${len})`;
+    }
+    return null;
+  }
+
+  /** Writes the `n` slots of the core's frame at `head` onto the TX ring (it has room; its slots checked). */
   #putFrame(core: Ring, head: number, n: number): void {
     const tx = this.#tx;
     let tail = tx.tail;
@@ -391,11 +412,14 @@ export abstract class NicPort {
     this.#u16[m + 3] = o.hdrLen;
     for (let k = 0, p = head; k < n; k++, p = (p + 1) >>> 0) {
       const s = core.slot(p);
-      const off = core.off(s);
-      const len = core.len(s);
-      if (!(len > 0 && off + len <= BUF_SIZE))
-        throw new RangeError(`pmstack: bad TX buffer ${core.buf(s)} [${off}, +${len})`);
-      tx.put(tx.slot(tail), core.buf(s), off, len, 0, (k === 0 ? o.flags & ~SF_MORE : 0) | (k + 1 < n ? SF_MORE : 0));
+      tx.put(
+        tx.slot(tail),
+        core.buf(s),
+        core.off(s),
+        core.len(s),
+        0,
+        (k === 0 ? o.flags & ~SF_MORE : 0) | (k + 1 < n ? SF_MORE : 0),
+      );
       tail = (tail + 1) >>> 0;
     }
     tx.tail = tail;

@@ -113,6 +113,11 @@ export interface TxFrame {
   hdrLen?: number;
 }
 
+/** Why a TX slot (buffer `index`, bytes [off, off + len)) names no bytes a NIC can send, or null. */
+function badSlot(index: number, off: number, len: number): string | null {
+  return len > 0 && off + len <= BUF_SIZE ? null : `pmstack: bad TX buffer ${index} [${off}, +${len})`;
+}
+
 /** Deno's libuv emulation fires a poll once per start; Node's stays armed. */
 const ONE_SHOT_POLL = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
@@ -388,14 +393,29 @@ export abstract class NicPort {
 
   /** Why the core's frame [head, end) of `n` slots cannot be sent, or null. */
   #badFrame(core: Ring, head: number, end: number, n: number): string | null {
-    if (n > this.#tx.mask + 1) return `pmstack: a frame of ${n} buffers cannot fit a ${this.#tx.mask + 1}-slot TX ring`;
+    const long = this.#tooLong(n);
+    if (long) return long;
     for (let p = head; p !== end; p = (p + 1) >>> 0) {
       const s = core.slot(p);
-      const off = core.off(s);
-      const len = core.len(s);
-      if (!(len > 0 && off + len <= BUF_SIZE)) return `pmstack: bad TX buffer ${core.buf(s)} [${off}, +${len})`;
+      const bad = badSlot(core.buf(s), core.off(s), core.len(s));
+      if (bad) return bad;
     }
     return null;
+  }
+
+  /** Why a frame of `n` buffers cannot go on the TX ring (more than its slots), or null. */
+  #tooLong(n: number): string | null {
+    const slots = this.#tx.mask + 1;
+    return n > slots ? `pmstack: a frame of ${n} buffers cannot fit a ${slots}-slot TX ring` : null;
+  }
+
+  /** Writes a frame's offloads into the TX metadata table, at the position of its first slot. */
+  #putMeta(tail: number, csumStart: number, csumOffset: number, gsoSize: number, hdrLen: number): void {
+    const m = (this.queues.txMeta + (tail & this.#tx.mask) * META_SIZE) >>> 1;
+    this.#u16[m] = csumStart;
+    this.#u16[m + 1] = csumOffset;
+    this.#u16[m + 2] = gsoSize;
+    this.#u16[m + 3] = hdrLen;
   }
 
   /** Writes the `n` slots of the core's frame at `head` onto the TX ring (it has room; its slots checked). */
@@ -405,11 +425,7 @@ export abstract class NicPort {
     const s0 = core.slot(head);
     const o = this.#off;
     txOffload(core.flags(s0), core.conn(s0), o);
-    const m = (this.queues.txMeta + (tail & tx.mask) * META_SIZE) >>> 1;
-    this.#u16[m] = o.csumStart;
-    this.#u16[m + 1] = o.csumOffset;
-    this.#u16[m + 2] = o.gsoSize;
-    this.#u16[m + 3] = o.hdrLen;
+    this.#putMeta(tail, o.csumStart, o.csumOffset, o.gsoSize, o.hdrLen);
     for (let k = 0, p = head; k < n; k++, p = (p + 1) >>> 0) {
       const s = core.slot(p);
       tx.put(
@@ -435,18 +451,15 @@ export abstract class NicPort {
       const f = frames[i]!;
       const n = f.bufs.length;
       if (n === 0) continue;
-      if (n > mask + 1) throw new RangeError(`pmstack: a frame of ${n} buffers cannot fit a ${mask + 1}-slot TX ring`);
+      const long = this.#tooLong(n);
+      if (long) throw new RangeError(long);
       if (((tail - tx.head) >>> 0) + n > mask + 1) break;
-      const m = (this.queues.txMeta + (tail & mask) * META_SIZE) >>> 1;
-      this.#u16[m] = f.csumStart ?? 0;
-      this.#u16[m + 1] = f.csumOffset ?? 0;
-      this.#u16[m + 2] = f.gsoSize ?? 0;
-      this.#u16[m + 3] = f.hdrLen ?? 0;
+      this.#putMeta(tail, f.csumStart ?? 0, f.csumOffset ?? 0, f.gsoSize ?? 0, f.hdrLen ?? 0);
       for (let k = 0; k < n; k++) {
         const b = f.bufs[k]!;
         const off = b.offset ?? 0;
-        if (!(b.length > 0 && off + b.length <= BUF_SIZE))
-          throw new RangeError(`pmstack: bad TX buffer ${b.index} [${off}, +${b.length})`);
+        const bad = badSlot(b.index, off, b.length);
+        if (bad) throw new RangeError(bad);
         tx.put(
           tx.slot(tail),
           b.index,

@@ -113,19 +113,32 @@ class FakePort extends NicPort {
 
 const pattern = (k, n) => Buffer.from(Array.from({ length: n }, (_, i) => (k * 37 + i * 11) & 255));
 
-test("sendFrom: a TX ring that fills sends what it holds, the rest waits in the backlog; order, bytes and offloads kept", () => {
+/**
+ * A volatile pool with a 64-slot NIC queue and a core ring of 2^coreLog2 slots, and a FakePort
+ * on it taking `perCall` frames a call; done() closes both and checks every buffer is back.
+ */
+function setup({ buffers, coreLog2, perCall }) {
   let q;
-  let coreTx;
+  let coreRing;
   const pool = Pool.volatile({
-    buffers: 1024,
+    buffers,
     configure: (core) => {
       q = reserveNicQueues(core, { ringLog2: 6 });
-      coreTx = core.exports.ringCreate(8);
+      coreRing = core.exports.ringCreate(coreLog2);
     },
   });
   const idle = pool.counts();
-  const port = new FakePort(pool, q, 0);
-  const core = new RingView(pool.core.memory, coreTx);
+  const port = new FakePort(pool, q, perCall);
+  const done = () => {
+    port.close();
+    assert.equal(pool.counts(), idle, "every buffer is back in the pool");
+    pool.close();
+  };
+  return { pool, q, port, coreRing, core: new RingView(pool.core.memory, coreRing), done };
+}
+
+test("sendFrom: a TX ring that fills sends what it holds, the rest waits in the backlog; order, bytes and offloads kept", () => {
+  const { pool, port, coreRing: coreTx, core, done } = setup({ buffers: 1024, coreLog2: 8, perCall: 0 });
   // 90 frames (every third of two buffers, every fifth a TSO superframe's request): 120 slots
   // against a 64-slot NIC ring, while the NIC takes none (its kernel queue full), then 3 frames
   // per call
@@ -164,24 +177,11 @@ test("sendFrom: a TX ring that fills sends what it holds, the rest waits in the 
       assert.equal(f.meta, [34, 16, 1448, 66], `frame ${k}'s metadata`);
     } else assert.is(f.flags & ~SF_MORE, 0, `frame ${k}'s flags`);
   }
-  port.close();
-  assert.equal(pool.counts(), idle, "every buffer is back in the pool");
-  pool.close();
+  done();
 });
 
 test("sendFrom: a frame no NIC can send is a RangeError; its buffers are freed, the frames before it sent, those after it left for the next call", () => {
-  let q;
-  let coreTx;
-  const pool = Pool.volatile({
-    buffers: 256,
-    configure: (core) => {
-      q = reserveNicQueues(core, { ringLog2: 6 });
-      coreTx = core.exports.ringCreate(5);
-    },
-  });
-  const idle = pool.counts();
-  const port = new FakePort(pool, q, 100);
-  const core = new RingView(pool.core.memory, coreTx);
+  const { pool, port, coreRing: coreTx, core, done } = setup({ buffers: 256, coreLog2: 5, perCall: 100 });
   let tail = core.tail;
   const bufs = [];
   for (let k = 0; k < 4; k++) {
@@ -211,23 +211,11 @@ test("sendFrom: a frame no NIC can send is a RangeError; its buffers are freed, 
   assert.is(port.sendFrom(coreTx), 1, "the frame after it goes at the next call");
   assert.ok(port.sent[2].bytes.equals(pattern(3, 60)));
   assert.is(core.head, core.tail);
-  port.close();
-  assert.equal(pool.counts(), idle, "every buffer is back in the pool");
-  pool.close();
+  done();
 });
 
 test("drainInto: frames move onto the core's RX ring with its checksum flags; those it has no room for are dropped and freed", () => {
-  let q;
-  let coreRx;
-  const pool = Pool.volatile({
-    buffers: 1024,
-    configure: (core) => {
-      q = reserveNicQueues(core, { ringLog2: 6 });
-      coreRx = core.exports.ringCreate(4); // 16 slots
-    },
-  });
-  const idle = pool.counts();
-  const port = new FakePort(pool, q, 1);
+  const { pool, q, port, coreRing: coreRx, core, done } = setup({ buffers: 1024, coreLog2: 4, perCall: 1 }); // 16 slots
   const rx = new RingView(pool.core.memory, q.rxRing);
   const u16 = new Uint16Array(pool.core.memory.buffer);
   // as the addon writes them: 12 frames of two slots; even ones with a partial checksum
@@ -250,7 +238,6 @@ test("drainInto: frames move onto the core's RX ring with its checksum flags; th
   port.drainInto(coreRx, counts);
   assert.is(rx.head, rx.tail, "the NIC's RX ring is drained");
   assert.equal(counts, { rxFrames: 8, rxRingFull: 4 }, "8 frames fit 16 slots; 4 dropped");
-  const core = new RingView(pool.core.memory, coreRx);
   assert.is(core.tail - core.head, 16);
   for (let k = 0; k < 8; k++) {
     const s0 = core.get(core.head + 2 * k);
@@ -276,9 +263,7 @@ test("drainInto: frames move onto the core's RX ring with its checksum flags; th
     pool.free(f.b);
   }
   core.head = core.tail;
-  port.close();
-  assert.equal(pool.counts(), idle, "every buffer is back in the pool");
-  pool.close();
+  done();
 });
 
 test.run();

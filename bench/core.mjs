@@ -563,10 +563,18 @@ export async function run(args) {
   const LWIP = { bulk_gbps: "bulk_gbps", bulk_gbps_checked: "bulk_gbps", rr_tps_1conn: "rr_tps_1conn" };
   LWIP.rr_tps_1conn_checked = "rr_tps_1conn";
   Object.assign(LWIP, { rr_tps_100conn: "rr_tps_100conn", conn_per_s: "conn_per_s" });
-  const got = { pmstack: {}, "pmstack-v6": {}, "pmstack-2workers": {}, lwip: {} };
+  const got = { pmstack: {}, "pmstack-v6": {}, "pmstack-2workers": {}, lwip: {}, "lwip-wasm": {} };
   const perWorker = []; // pmstack-2workers: each round's figures of each worker (rrWorkers)
   let lwipConfig = null;
   let lwipError = null;
+  // lwip-wasm: the same harness and lwIP's own sources compiled to Wasm (bench/lwip/wasm.mjs),
+  // built once here; a machine without the toolchain gets a note saying what to install
+  let wasmError = null;
+  const wb = spawnSync(process.execPath, [`${here}lwip/build.mjs`, "--wasm"], { encoding: "utf8", timeout: 600_000 });
+  if (wb.status !== 0) {
+    wasmError = (wb.stderr || wb.stdout || "").trim().split("\n").pop();
+    console.error(`core: no lwip-wasm in this run: ${wasmError}`);
+  }
   for (let round = 0; round < rounds; round++) {
     for (const [metric, , f] of METRICS) {
       (got.pmstack[metric] ??= []).push(f(seconds));
@@ -583,21 +591,27 @@ export async function run(args) {
         family = 4;
       }
     }
-    const r = spawnSync(process.execPath, [`${here}lwip/build.mjs`, "--run", "--seconds", String(seconds)], {
-      encoding: "utf8",
-      timeout: 120_000,
-    });
-    const line = (r.stdout ?? "").split("\n").find((l) => l.startsWith("{"));
-    if (r.status !== 0 || !line) {
-      lwipError = (r.stderr || r.stdout || "").trim().split("\n").pop();
-      continue;
-    }
-    const l = JSON.parse(line);
-    lwipConfig = l.config;
-    // its harness always writes and checks the bytes: its one bulk figure stands in both bulk rows
-    for (const [metric, from] of Object.entries(LWIP)) (got.lwip[metric] ??= []).push(l[from]);
+    const harness = (system, flags) => {
+      const r = spawnSync(
+        process.execPath,
+        [`${here}lwip/build.mjs`, ...flags, "--run", "--seconds", String(seconds)],
+        {
+          encoding: "utf8",
+          timeout: 120_000,
+        },
+      );
+      const line = (r.stdout ?? "").split("\n").find((l) => l.startsWith("{"));
+      if (r.status !== 0 || !line) return (r.stderr || r.stdout || "").trim().split("\n").pop();
+      const l = JSON.parse(line);
+      lwipConfig = l.config;
+      // its harness always writes and checks the bytes: its one bulk figure stands in both bulk rows
+      for (const [metric, from] of Object.entries(LWIP)) (got[system][metric] ??= []).push(l[from]);
+      return null;
+    };
+    lwipError = harness("lwip", []) ?? lwipError;
+    if (!wasmError) wasmError = harness("lwip-wasm", ["--wasm"]);
   }
-  for (const system of ["pmstack", "pmstack-v6", "pmstack-2workers", "lwip"])
+  for (const system of ["pmstack", "pmstack-v6", "pmstack-2workers", "lwip", "lwip-wasm"])
     for (const [metric, unit] of METRICS)
       if (got[system][metric]) add(system, metric, median(got[system][metric]), unit);
   notes.push(
@@ -612,7 +626,10 @@ export async function run(args) {
         (got["pmstack-2workers"][metric]
           ? `; pmstack-2workers ${got["pmstack-2workers"][metric].map((v) => v.toPrecision(3)).join(", ")} (each worker's: ${perWorker.map((w) => w.per.map((v, k) => `${v.toPrecision(3)} at ${Math.round(w.cpu[k] * 100)}%`).join(" + ")).join(", ")} of a CPU)`
           : "") +
-        `; lwip ${(got.lwip[metric] ?? []).map((v) => v.toPrecision(3)).join(", ")}`,
+        `; lwip ${(got.lwip[metric] ?? []).map((v) => v.toPrecision(3)).join(", ")}` +
+        (got["lwip-wasm"][metric]
+          ? `; lwip-wasm ${got["lwip-wasm"][metric].map((v) => v.toPrecision(3)).join(", ")}`
+          : ""),
     );
   notes.push(
     "pmstack-v6: the same stacks and app over IPv6 (40-byte headers: MSS 1440, 1428 payload with timestamps), measured right after pmstack's IPv4 run of the same metric in each round; the app sends one segment's payload per buffer (1,428 bytes); its ratio row compares it with pmstack over IPv4 (target 0.9x or better)",
@@ -630,6 +647,11 @@ export async function run(args) {
     );
   }
   if (lwipError) notes.push(`lwip harness failed in a round: ${lwipError}`);
+  if (wasmError) notes.push(`lwip-wasm: not measured in this run (${wasmError})`);
+  else
+    notes.push(
+      "lwip-wasm: lwIP's harness and lwIP's own C sources (Debian's source package of the installed liblwip-dev: same version, patches and lwipopts.h) compiled by clang 19 -O2 for wasm32-wasi and run under node:wasi on the V8 that runs pmstack's cores, right after the native harness in each round; stack, app and wire are all Wasm, with no host code between them; its port (bench/lwip/wasm-port.c) makes SYS_ARCH_PROTECT and the core-lock check no-ops where the native build takes a pthread mutex. Its ratio to lwip is what the Wasm engine costs lwIP's own code on this machine; pmstack's ratio to it compares two Wasm stacks",
+    );
   if (args.includes("--prof"))
     for (const [metric, , f] of METRICS) if (PROFILED.includes(metric)) notes.push(await profile(metric, f, seconds));
   return {
@@ -638,6 +660,8 @@ export async function run(args) {
       ...ratios(rows, "pmstack", "lwip"),
       ...ratios(rows, "pmstack-v6", "pmstack"),
       ...ratios(rows, "pmstack-2workers", "pmstack"),
+      ...ratios(rows, "lwip-wasm", "lwip"),
+      ...ratios(rows, "pmstack", "lwip-wasm"),
     ],
     notes,
   };

@@ -1,11 +1,15 @@
 #!/usr/bin/env node
-// Build the native lwIP benchmark harness (bench/lwip/harness.c) against Debian's liblwip-dev.
+// Build the lwIP benchmark harness (bench/lwip/harness.c) against Debian's lwIP 2.1.3.
 //
-//   node bench/lwip/build.mjs                      compile into build/lwip-harness
+//   node bench/lwip/build.mjs                      compile into build/lwip-harness (native)
 //   node bench/lwip/build.mjs --run [--seconds N]  compile, run, print the harness's JSON line
+//   node bench/lwip/build.mjs --wasm [--run ...]   the same harness and lwIP's own sources
+//                                                  compiled to Wasm (build/lwip-harness.wasm),
+//                                                  run under node:wasi
 //
 // Plain Node ESM, no dependencies. Exit codes: 0 ok, 1 compile or run failure, 2 missing
-// prerequisites (liblwip-dev or a C compiler), with the apt-get line to fix it.
+// prerequisites (liblwip-dev, a C compiler, or for --wasm clang-19, lld-19 and wasi-libc), with
+// the apt-get line to fix it.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -19,7 +23,8 @@ const out = join(outDir, "lwip-harness");
 
 const argv = process.argv.slice(2);
 const run = argv.includes("--run");
-const passArgs = argv.filter((a) => a !== "--run");
+const wasm = argv.includes("--wasm");
+const passArgs = argv.filter((a) => a !== "--run" && a !== "--wasm");
 
 const log = (msg) => process.stderr.write(`lwip build: ${msg}\n`);
 
@@ -52,6 +57,14 @@ if (missing.length || !lib) {
   );
   log("install it with:  apt-get install -y liblwip-dev");
   process.exit(2);
+}
+
+if (wasm) {
+  const { buildWasm, runWasm } = await import("./wasm.mjs");
+  const built = buildWasm({ root, outDir, harness: src, log });
+  if (built !== 0) process.exit(built);
+  if (run) process.exit(runWasm({ outDir, args: passArgs, log }));
+  process.exit(0);
 }
 
 const cc = process.env.CC || "cc";

@@ -153,6 +153,7 @@ test("active open: SYN with our options, SYN-ACK completes, CONNECTED", () => {
     opts: { mss: 1200, sackOk: true, ws: 3, ts: [1, syn.opts.ts[0]] },
   });
   core.poll(5);
+  core.poll(5); // the app's turn (it sends nothing): the held ACK goes alone
   const [ack] = peer.segs();
   assert.is(ack.flags, TH.ACK);
   assert.is(ack.seq, syn.seq + 1);
@@ -543,6 +544,7 @@ test("passive close: CLOSE_WAIT then LAST_ACK, CLOSED when our FIN is acked", ()
   const h = handshake(core, peer);
   peer.tcp({ seq: h.seq, ack: h.snd, flags: TH.FIN | TH.ACK });
   core.poll(1);
+  core.poll(1); // the app's turn passes without an answer: the held ACK goes alone
   const [a] = peer.segs();
   assert.is(a.ack, h.seq + 1);
   assert.is(state(core, h.conn), ST.CLOSE_WAIT);
@@ -563,6 +565,113 @@ test("passive close: CLOSE_WAIT then LAST_ACK, CLOSED when our FIN is acked", ()
   );
   assert.is(core.x.tcpConnCount(), 0);
   clean(core);
+});
+
+// An ACK owed for a segment that also gave the app an event it may answer at once (CONNECTED,
+// PEER_CLOSED) waits for the app's turn, the next poll: the answer carries it, as a delayed ACK
+// would, and a silent app's next poll sends it alone. The first poll says so by its deadline.
+function activeOpen(core, peer, t = 5) {
+  connect(core, { tag: 42 });
+  const [syn] = peer.segs();
+  peer.tcp({ seq: 9000, ack: syn.seq + 1, flags: TH.SYN | TH.ACK, sport: 80, dport: syn.sport, opts: { mss: 1460 } });
+  const next = core.poll(t);
+  const [ev] = core.takeEvents();
+  assert.is(ev.name, "CONNECTED");
+  return { syn, conn: ev.conn, next };
+}
+
+test("active open: the handshake's last ACK waits for the app's turn and rides on its first request", () => {
+  const { core, peer } = setup();
+  const { syn, conn, next } = activeOpen(core, peer);
+  assert.is(peer.segs().length, 0, "no bare ACK before the app has had its turn");
+  assert.is(next, 5, "the poll's deadline is now: the host polls again at once");
+  assert.is(state(core, conn), ST.ESTABLISHED);
+  appSend(core, conn, "GET / HTTP/1.1\r\n\r\n");
+  core.poll(5);
+  const segs = peer.segs();
+  assert.is(segs.length, 1, "one segment: the request, carrying the ACK");
+  assert.is(segs[0].flags & TH.ACK, TH.ACK);
+  assert.is(segs[0].ack, 9001);
+  assert.is(segs[0].seq, syn.seq + 1);
+  assert.is(str(segs[0].payload), "GET / HTTP/1.1\r\n\r\n");
+  core.cmd(CMD.ABORT, { conn });
+  core.poll(6);
+  clean(core);
+});
+
+test("active open, the app silent in its turn: the next poll sends the ACK alone, and then nothing more is owed", () => {
+  const { core, peer } = setup();
+  const { syn, conn } = activeOpen(core, peer);
+  assert.is(peer.segs().length, 0);
+  const next = core.poll(5);
+  const [ack] = peer.segs();
+  assert.is(ack.flags, TH.ACK);
+  assert.is(ack.seq, syn.seq + 1);
+  assert.is(ack.ack, 9001);
+  assert.ok(next > 5, "nothing held any more");
+  core.poll(6);
+  assert.is(peer.segs().length, 0);
+  core.cmd(CMD.ABORT, { conn });
+  core.poll(7);
+  clean(core);
+});
+
+test("active open, aborted in the app's turn: the held ACK goes first, then the RST (the peer's handshake completes)", () => {
+  const { core, peer } = setup();
+  const { syn, conn } = activeOpen(core, peer);
+  core.cmd(CMD.ABORT, { conn });
+  core.poll(5);
+  const segs = peer.segs();
+  assert.equal(
+    segs.map((s) => s.flags & (TH.ACK | TH.RST)),
+    [TH.ACK, TH.RST],
+  );
+  assert.is(segs[0].ack, 9001);
+  assert.is(segs[1].seq, syn.seq + 1);
+  clean(core);
+});
+
+test("passive close: the ACK of the peer's FIN waits for the app's turn; the app's close sends FIN|ACK, one segment", () => {
+  const { core, peer } = setup();
+  const h = handshake(core, peer);
+  peer.tcp({ seq: h.seq, ack: h.snd, flags: TH.FIN | TH.ACK });
+  const next = core.poll(1);
+  assert.is(peer.segs().length, 0, "no bare ACK before the app has had its turn");
+  assert.is(next, 1, "deadline now");
+  assert.equal(
+    core.takeEvents().map((e) => e.name),
+    ["PEER_CLOSED"],
+  );
+  core.cmd(CMD.CLOSE, { conn: h.conn });
+  core.poll(1);
+  const segs = peer.segs();
+  assert.is(segs.length, 1);
+  assert.is(segs[0].flags, TH.FIN | TH.ACK);
+  assert.is(segs[0].ack, h.seq + 1);
+  assert.is(state(core, h.conn), ST.LAST_ACK);
+  peer.tcp({ seq: h.seq + 1, ack: h.snd + 1 });
+  core.poll(2);
+  assert.equal(
+    core.takeEvents().map((e) => e.name),
+    ["CLOSED"],
+  );
+  clean(core);
+});
+
+test("the peer's FIN while we are closing (FIN_WAIT_2) is acknowledged at once: the app has nothing to answer with", () => {
+  const { core, peer } = setup();
+  const h = handshake(core, peer);
+  core.cmd(CMD.CLOSE, { conn: h.conn });
+  core.poll(1);
+  peer.segs();
+  peer.tcp({ seq: h.seq, ack: h.snd + 1 });
+  core.poll(2);
+  peer.tcp({ seq: h.seq, ack: h.snd + 1, flags: TH.FIN | TH.ACK });
+  core.poll(3);
+  const [ack] = peer.segs();
+  assert.is(ack.flags, TH.ACK);
+  assert.is(ack.ack, h.seq + 1);
+  assert.is(state(core, h.conn), ST.TIME_WAIT);
 });
 
 test("simultaneous close goes through CLOSING to TIME_WAIT", () => {
@@ -590,6 +699,7 @@ test("FIN with data: data delivered, then PEER_CLOSED", () => {
     ev.map((e) => e.name),
     ["DATA", "PEER_CLOSED"],
   );
+  core.poll(1);
   assert.is(peer.segs()[0].ack, h.seq + 4);
 });
 

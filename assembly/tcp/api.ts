@@ -11,13 +11,13 @@ import { netDstOk, netSrcFor } from "../net/ip";
 import {
   NIL, nodeAlloc, nSetNext, nSet, seqGt, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, ST_FIN_WAIT_1,
   ST_CLOSE_WAIT, ST_LAST_ACK, TF_NODELAY, TF_CUBIC, TF_FIN_QUEUED, TF_ACK_NOW, TF_WANT_WRITABLE, TF_USED,
-  TF_PASSIVE, TF_PEND,
+  TF_PASSIVE, TF_PEND, TF_ACK_TURN, TF_ACK_HELD,
 } from "./tcb";
 import {
   tableInit, tcb, hiwater, maxConns, touch, lookup, listener, findListener, freeListener, setListenerPort, fromId, ephemeralPort, tcbAlloc, tcbFree,
   finish, R_NOCONN, R_BADARG, R_INUSE, R_NOADDR, CLOSED_ABORTED,
 } from "./table";
-import { sendRst } from "./output";
+import { sendAck, sendRst } from "./output";
 import { activeOpen } from "./open";
 import { tcpConfigure } from "./config";
 import { timersInit } from "./timers";
@@ -176,7 +176,12 @@ export function tcpAbort(id: u32): void {
   const i = fromId(id);
   if (i == NIL) return;
   const t = tcb(i);
-  if (t.state != ST_SYN_SENT && t.state != ST_CLOSED) sendRst(t);
+  if (t.state != ST_SYN_SENT && t.state != ST_CLOSED) {
+    // an ACK held for the app's turn goes first: the peer's handshake completes (it learns of
+    // the connection it then sees reset), its FIN is acknowledged
+    if ((t.flags & (TF_ACK_TURN | TF_ACK_HELD)) != 0) sendAck(i);
+    sendRst(t);
+  }
   t.state = ST_CLOSED;
   finish(i, EV_CLOSED, CLOSED_ABORTED);
 }

@@ -15,7 +15,7 @@ import { addrEq, addrIs4, addrGet4 } from "../net/addr";
 import {
   seqLt, seqLe, seqGt, seqGe, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, ST_FIN_WAIT_1, ST_FIN_WAIT_2,
   ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK, ST_TIME_WAIT, NIL, tLip, tRip, TF_TS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW,
-  TF_PEER_FIN, TF_RECOVERY, TF_PASSIVE, TF_SYNQ, TF_FIN_PENDING, TF_APP_DONE, TF_PEND, TF_RTT,
+  TF_ACK_TURN, TF_PEER_FIN, TF_RECOVERY, TF_PASSIVE, TF_SYNQ, TF_FIN_PENDING, TF_APP_DONE, TF_PEND, TF_RTT,
 } from "./tcb";
 import { tcb, connId, lookup, tcbFree, synDone, finish, touch, twEnter, twRenew, R_RESET, R_REFUSED } from "./table";
 import {
@@ -280,12 +280,18 @@ export function doFin(i: u32): void {
   const t = tcb(i);
   t.rcvNxt++;
   t.flags &= ~TF_FIN_PENDING;
-  t.flags |= TF_ACK_NOW | TF_PEND;
+  t.flags |= TF_PEND;
+  const st = t.state;
+  let told = false;
   if ((t.flags & TF_PEER_FIN) == 0) {
     t.flags |= TF_PEER_FIN;
-    if ((t.flags & TF_APP_DONE) == 0) emit(EV_PEER_CLOSED, connId(i), t.tag, 0, 0, 0, false);
+    if ((t.flags & TF_APP_DONE) == 0) {
+      emit(EV_PEER_CLOSED, connId(i), t.tag, 0, 0, 0, false);
+      told = true;
+    }
   }
-  const st = t.state;
+  // told while it may still send: its answer (most often its own FIN) can carry the ACK
+  t.flags |= told && (st == ST_SYN_RCVD || st == ST_ESTABLISHED) ? TF_ACK_TURN : TF_ACK_NOW;
   if (st == ST_SYN_RCVD || st == ST_ESTABLISHED) t.state = ST_CLOSE_WAIT;
   else if (st == ST_FIN_WAIT_1) {
     if ((t.flags & TF_FIN_QUEUED) != 0 && t.sndUna == t.sndEnd + 1) enterTimeWait(i);

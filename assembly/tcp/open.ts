@@ -10,7 +10,7 @@ import {
 import { rxFam, rxSrcA, rxDstA, rxSrc, rxToUs } from "../net/ip";
 import {
   Tcb, NIL, tLip, tRip, seqLt, seqLe, seqGt, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, TF_NOWS, TF_NOSACK, TF_NOTS, TF_TS_OK, TF_WS_OK,
-  TF_SACK_OK, TF_ACK_NOW, TF_PASSIVE, TF_RTT, TF_PEND,
+  TF_SACK_OK, TF_ACK_NOW, TF_ACK_TURN, TF_PASSIVE, TF_RTT, TF_PEND,
 } from "./tcb";
 import {
   tcb, connId, listener, findListener, synRoom, synAdd, tcbAlloc, isnFor, finish, k0, k1, R_REFUSED, addrPairKey,
@@ -235,7 +235,7 @@ export function synSentInput(i: u32): void {
     t.state = ST_ESTABLISHED;
     if (t.kaIdle > 0) t.kaAt = now + t.kaIdle;
     emit(EV_CONNECTED, connId(i), t.tag, t.rport, t.lport, 0, false);
-    t.flags |= TF_ACK_NOW | TF_PEND;
+    t.flags |= TF_ACK_TURN | TF_PEND; // the app's first request (or FIN) may carry it
   } else {
     // simultaneous open
     t.state = ST_SYN_RCVD;

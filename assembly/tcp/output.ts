@@ -20,7 +20,7 @@ import { pseudoSum, netWriteHdr, netOutput, netHdrLen, PROTO_TCP } from "../net/
 import {
   Tcb, NIL, tLip, tRip, nBuf, nOff, nLen, nSeq, nNext, seqLt, seqLe, seqGt, seqGe, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD,
   ST_ESTABLISHED, ST_FIN_WAIT_1, ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK, TF_NODELAY, TF_NOSACK, TF_NOTS, TF_NOWS,
-  TF_TS_OK, TF_WS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW, TF_RECOVERY, TF_PASSIVE, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
+  TF_TS_OK, TF_WS_OK, TF_SACK_OK, TF_FIN_QUEUED, TF_ACK_NOW, TF_ACK_HELD, TF_RECOVERY, TF_PASSIVE, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
 } from "./tcb";
 import { tcb, connId } from "./table";
 import {
@@ -252,7 +252,7 @@ export function xmit(i: u32, seq: u32, len: u32, fl: u32, gso: u32 = 0): bool {
   if ((fl & TH_ACK) != 0) {
     t.ackPending = 0;
     t.ackAt = Infinity;
-    t.flags &= ~TF_ACK_NOW;
+    t.flags &= ~(TF_ACK_NOW | TF_ACK_HELD);
   }
   if (gso != 0) {
     // the NIC completes the checksum of every segment it cuts: leave the pseudo-header sum

@@ -39,6 +39,12 @@ export const TF_SYNQ: u32 = 0x200000;
 export const TF_FIN_PENDING: u32 = 0x400000; // FIN received out of order, seq in rfinSeq
 export const TF_APP_DONE: u32 = 0x800000; // the app was told the connection is over
 export const TF_PEND: u32 = 0x1000000; // has output or delivery work for tcpFlush
+// An ACK owed for a segment that also gave the app an event it may answer at once (CONNECTED
+// after our SYN was answered, PEER_CLOSED): it waits for the app's turn, the next poll, so that
+// the answer (a request, our FIN) carries it, as a delayed ACK would; tcpFlush holds it
+// (TF_ACK_HELD) and makes the poll return now, and the next poll sends it if nothing did.
+export const TF_ACK_TURN: u32 = 0x2000000;
+export const TF_ACK_HELD: u32 = 0x4000000;
 
 @unmanaged export class Tcb {
   state: u32;

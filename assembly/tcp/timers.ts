@@ -10,7 +10,7 @@ import {
 import { netMinMtu } from "../net/ip";
 import {
   NIL, seqLt, seqGt, ST_CLOSED, ST_SYN_SENT, ST_SYN_RCVD, ST_ESTABLISHED, ST_FIN_WAIT_2, ST_CLOSE_WAIT,
-  ST_TIME_WAIT, TF_ACK_NOW, TF_RECOVERY, TF_USED, TF_RTT, TF_PEND, TF_SWS_OVERRIDE,
+  ST_TIME_WAIT, TF_ACK_NOW, TF_RECOVERY, TF_USED, TF_RTT, TF_PEND, TF_SWS_OVERRIDE, TF_ACK_TURN, TF_ACK_HELD,
 } from "./tcb";
 import { arenaAlloc } from "../arena";
 import { tcb, hiwater, tcbFree, finish, touch, touched, setBit, eachBit, bitmapBytes, R_TIMEOUT, R_KEEPALIVE } from "./table";
@@ -271,7 +271,17 @@ function flushOne(i: u32): void {
   if ((t.flags & TF_PEND) != 0) {
     t.flags &= ~TF_PEND;
     if (t.rHead != NIL) pull(i);
-    tcpOutput(i);
+    // an ACK held for the app's turn: the app has had it, so it goes now (alone if nothing carried it)
+    if ((t.flags & TF_ACK_HELD) != 0) t.flags = (t.flags & ~TF_ACK_HELD) | TF_ACK_NOW;
+    else if ((t.flags & (TF_ACK_TURN | TF_ACK_NOW)) == TF_ACK_TURN) t.flags |= TF_ACK_HELD;
+    t.flags &= ~TF_ACK_TURN;
+    tcpOutput(i); // a segment that carries an ACK clears TF_ACK_HELD
+    if ((t.flags & TF_ACK_HELD) != 0) {
+      // the next poll, at once, sends it
+      stalled = true;
+      t.flags |= TF_PEND;
+      touch(i);
+    }
     if ((t.flags & TF_PEND) != 0) {
       // stalled on a full TX ring: again at the next turn
       stalled = true;

@@ -166,6 +166,12 @@ export class Pool {
   /** Memory offset where the file (its superblock) is mapped. */
   readonly memOffset: number;
   /**
+   * Memory offset of buffer 0's first byte: buffer i starts at bufferBase + i * BUF_SIZE (the
+   * core's layout, fixed once the region is attached), so a host finds a buffer's bytes without
+   * a call into the core.
+   */
+  readonly bufferBase: number;
+  /**
    * Counters of persistence work, for benchmarks and stats: persist calls and ranges, write-back
    * syscalls (msync, or the strict mode's and the file adapter's pwrites), and the file
    * adapter's fdatasyncs (one per persist call that wrote anything).
@@ -223,6 +229,7 @@ export class Pool {
     this.core = p.core;
     this.memOffset = p.memOffset;
     this.#e = p.core.exports;
+    this.bufferBase = this.#e.poolBase();
     this.#u8 = new Uint8Array(p.core.memory.buffer);
     this.#u32 = new Uint32Array(p.core.memory.buffer);
     this.#scratch = p.scratch;
@@ -533,7 +540,7 @@ export class Pool {
   /** Memory offset of a buffer's first byte (for the core and NIC backends). */
   address(index: number): number {
     this.#index(index);
-    return this.#e.bufAddress(index);
+    return this.bufferBase + index * BUF_SIZE;
   }
 
   /** Makes bytes [offset, offset + length) of a held buffer durable (one step: flush+fence or msync). */
@@ -763,7 +770,7 @@ export class Pool {
       this.#fail(E_BOUNDS, `name (${index}, ${offset}, ${length})`, index);
     const r = this.#e.nameCheck(index, offset, length);
     if (r < 0) this.#fail(r, `name (${index}, ${offset}, ${length})`, index);
-    return this.#e.bufAddress(index) + offset;
+    return this.bufferBase + index * BUF_SIZE + offset;
   }
 
   #fail(rc: number, what: string, index?: number): never {

@@ -104,6 +104,16 @@ export class Ring {
     u32[s + FLAGS] = flags;
   }
 
+  /** Writes a slot at `tail` and publishes it (a producer): false, nothing written, if the ring is full. */
+  push(buf: number, off: number, len: number, conn: number, flags: number): boolean {
+    const h = this.#h;
+    const tail = this.#u32[h + TAIL]!;
+    if ((tail - this.#u32[h + HEAD]!) >>> 0 > this.mask) return false;
+    this.put(this.#s0 + (tail & this.mask) * SLOT_WORDS, buf, off, len, conn, flags);
+    this.#u32[h + TAIL] = (tail + 1) >>> 0;
+    return true;
+  }
+
   /**
    * The position just past the frame whose first slot is at `pos` (its last slot is the first
    * without SF_MORE), or -1 while the frame is not complete (its producer has not published it

@@ -498,7 +498,7 @@ export class Stack {
   #cmd(code: number, conn: number, buf = 0, off = 0, len = 0, aux = 0, handle = 0): void {
     this.#wake();
     const flags = ((code << 8) | ((aux & 0xffff) << 16) | ((handle & 0x7f) << 1)) >>> 0;
-    if (this.#e.ringPush(this.rings.appIn, buf >>> 0, off, len, conn >>> 0, flags) < 0)
+    if (!this.#appIn.push(buf >>> 0, off, len, conn >>> 0, flags))
       throw new PmstackError("EAGAIN", "pmstack: the command ring is full: poll() the stack and retry");
   }
 

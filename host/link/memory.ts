@@ -53,6 +53,8 @@ export class MemoryLink {
   }
 
   #move(from: RingPort, to: RingPort, wire: FaultyWire | null, carry: (segs: Uint8Array[]) => void): number {
+    // no faults and no capture: frames go ring to ring
+    if (!wire && !this.#pcap) return from.forwardTo(to);
     let n = from.drainTx(carry);
     if (wire) for (const f of wire.receive(this.#now)) if (to.deliver(f)) n++;
     return n;

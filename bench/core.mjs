@@ -575,6 +575,20 @@ export async function run(args) {
     wasmError = (wb.stderr || wb.stdout || "").trim().split("\n").pop();
     console.error(`core: no lwip-wasm in this run: ${wasmError}`);
   }
+  // one run of lwIP's harness (native, or with --wasm) into got[system]: null, or why it failed
+  const harness = (system, flags) => {
+    const r = spawnSync(process.execPath, [`${here}lwip/build.mjs`, ...flags, "--run", "--seconds", String(seconds)], {
+      encoding: "utf8",
+      timeout: 120_000,
+    });
+    const line = (r.stdout ?? "").split("\n").find((l) => l.startsWith("{"));
+    if (r.status !== 0 || !line) return (r.stderr || r.stdout || "").trim().split("\n").pop();
+    const l = JSON.parse(line);
+    lwipConfig = l.config;
+    // its harness always writes and checks the bytes: its one bulk figure stands in both bulk rows
+    for (const [metric, from] of Object.entries(LWIP)) (got[system][metric] ??= []).push(l[from]);
+    return null;
+  };
   for (let round = 0; round < rounds; round++) {
     for (const [metric, , f] of METRICS) {
       (got.pmstack[metric] ??= []).push(f(seconds));
@@ -591,23 +605,6 @@ export async function run(args) {
         family = 4;
       }
     }
-    const harness = (system, flags) => {
-      const r = spawnSync(
-        process.execPath,
-        [`${here}lwip/build.mjs`, ...flags, "--run", "--seconds", String(seconds)],
-        {
-          encoding: "utf8",
-          timeout: 120_000,
-        },
-      );
-      const line = (r.stdout ?? "").split("\n").find((l) => l.startsWith("{"));
-      if (r.status !== 0 || !line) return (r.stderr || r.stdout || "").trim().split("\n").pop();
-      const l = JSON.parse(line);
-      lwipConfig = l.config;
-      // its harness always writes and checks the bytes: its one bulk figure stands in both bulk rows
-      for (const [metric, from] of Object.entries(LWIP)) (got[system][metric] ??= []).push(l[from]);
-      return null;
-    };
     lwipError = harness("lwip", []) ?? lwipError;
     if (!wasmError) wasmError = harness("lwip-wasm", ["--wasm"]);
   }

@@ -106,11 +106,10 @@ export class Ring {
 
   /** Writes a slot at `tail` and publishes it (a producer): false, nothing written, if the ring is full. */
   push(buf: number, off: number, len: number, conn: number, flags: number): boolean {
-    const h = this.#h;
-    const tail = this.#u32[h + TAIL]!;
-    if ((tail - this.#u32[h + HEAD]!) >>> 0 > this.mask) return false;
-    this.put(this.#s0 + (tail & this.mask) * SLOT_WORDS, buf, off, len, conn, flags);
-    this.#u32[h + TAIL] = (tail + 1) >>> 0;
+    if (this.count() > this.mask) return false; // full (or a head past tail: never write)
+    const tail = this.tail;
+    this.put(this.slot(tail), buf, off, len, conn, flags);
+    this.tail = (tail + 1) >>> 0;
     return true;
   }
 

@@ -101,7 +101,7 @@ try {
   if (lend) {
     // this pool's memory to every other worker, before any batch of ours (a port keeps order)
     const pool = s0.stack.pool;
-    const peerPool = { memory: pool.core.memory.buffer, base: pool.address(0) };
+    const peerPool = { memory: pool.core.memory.buffer, base: pool.bufferBase };
     for (const p of peers) p?.postMessage({ peerPool });
   }
   peers.forEach((p, from) => {

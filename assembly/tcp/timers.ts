@@ -276,14 +276,9 @@ function flushOne(i: u32): void {
     else if ((t.flags & (TF_ACK_TURN | TF_ACK_NOW)) == TF_ACK_TURN) t.flags |= TF_ACK_HELD;
     t.flags &= ~TF_ACK_TURN;
     tcpOutput(i); // a segment that carries an ACK clears TF_ACK_HELD
-    if ((t.flags & TF_ACK_HELD) != 0) {
-      // the next poll, at once, sends it
-      stalled = true;
-      t.flags |= TF_PEND;
-      touch(i);
-    }
+    if ((t.flags & TF_ACK_HELD) != 0) t.flags |= TF_PEND; // the next poll, at once, sends it
     if ((t.flags & TF_PEND) != 0) {
-      // stalled on a full TX ring: again at the next turn
+      // an ACK still held, or stalled on a full TX ring: again at the next poll, at once
       stalled = true;
       touch(i);
     }

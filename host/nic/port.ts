@@ -163,7 +163,7 @@ export abstract class NicPort {
       nat: nicNative(),
       memory,
       view: new Uint8Array(memory.buffer),
-      bufBase: pool.address(0),
+      bufBase: pool.bufferBase,
       bufCount: pool.bufferCount,
     };
   }
